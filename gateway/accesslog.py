@@ -1,0 +1,57 @@
+"""Pure ASGI access log that never writes an endpoint's URL token (security.md §5).
+
+uvicorn's own access log prints the full path, and the path of `/e/{token}` is a live secret; the
+gateway turns uvicorn's off and logs `/e/<sha256 prefix>…` instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.security.tokens import short_hash
+
+__all__ = ["AccessLogMiddleware", "redact_path"]
+
+logger = logging.getLogger("gateway.access")
+
+
+def redact_path(path: str) -> str:
+    """`/e/<token>/rest` → `/e/<8 hex of sha256(token)>…/rest`; other paths unchanged."""
+    if not path.startswith("/e/"):
+        return path
+    token, sep, rest = path[3:].partition("/")
+    return f"/e/{short_hash(token)}…{sep}{rest}"
+
+
+class AccessLogMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            client = scope.get("client")
+            logger.info(
+                '%s - "%s %s" %d %.1fms',
+                client[0] if client else "-",
+                scope["method"],
+                redact_path(scope["path"]),
+                status,
+                (time.perf_counter() - started) * 1000,
+            )

@@ -1,0 +1,1 @@
+"""The admin API under `/admin/api`: everything the CLI does, over JSON with a bearer token."""

@@ -1,0 +1,181 @@
+"""Admin API bodies and answers (pydantic at the I/O boundary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from gateway.plugin import Plugin
+from gateway.storage.base import Job
+
+__all__ = [
+    "AppCheck",
+    "AppList",
+    "AppOut",
+    "Deleted",
+    "EndpointIn",
+    "EndpointList",
+    "EndpointOut",
+    "EndpointUpdate",
+    "ErrorOut",
+    "JobList",
+    "JobOut",
+    "PluginList",
+    "RequestList",
+    "RotateIn",
+    "job_out",
+    "plugin_out",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorDetail
+
+
+class EndpointIn(BaseModel):
+    plugin: str = Field(description="Plugin name, e.g. 'echo', 'slack'")
+    apps: list[str] = Field(default_factory=list, description="Names of the Dify apps to bind")
+    settings: dict[str, Any] = Field(default_factory=dict, description="Plugin settings (validated by the plugin)")
+    name: str = Field(default="", max_length=100)
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+    log_bodies: bool = False
+    max_body_bytes: int | None = Field(default=None, gt=0, le=64 * 1024 * 1024)
+
+
+class EndpointUpdate(BaseModel):
+    settings: dict[str, Any] | None = Field(default=None, description="Merged into the current settings")
+    unset: list[str] | None = Field(default=None, description="Settings to clear")
+    apps: list[str] | None = None
+    name: str | None = Field(default=None, max_length=100)
+    rate_limit_per_minute: int | None = Field(default=None, ge=0)
+    log_bodies: bool | None = None
+    max_body_bytes: int | None = Field(default=None, gt=0, le=64 * 1024 * 1024)
+
+
+class RotateIn(BaseModel):
+    grace_seconds: float | None = Field(default=None, ge=0, description="How long the old URL keeps working")
+
+
+class AppOut(BaseModel):
+    name: str
+    base_url: str
+    api_key: str = Field(description="Always masked")
+    mode: str
+    created_at: float
+    updated_at: float
+
+
+class AppList(BaseModel):
+    apps: list[AppOut]
+
+
+class AppCheck(BaseModel):
+    ok: bool
+    info: dict[str, Any]
+
+
+class EndpointOut(BaseModel):
+    id: str
+    name: str
+    plugin: str
+    apps: list[str]
+    url: str
+    enabled: bool
+    settings: dict[str, Any] = Field(description="Secret settings masked")
+    previous_urls_expire_at: list[float]
+    rate_limit_per_minute: int | None
+    log_bodies: bool
+    max_body_bytes: int | None
+    created_at: float
+    updated_at: float
+
+
+class EndpointList(BaseModel):
+    endpoints: list[EndpointOut]
+
+
+class Deleted(BaseModel):
+    deleted: str
+
+
+class RequestOut(BaseModel):
+    time: float
+    request_id: str
+    method: str
+    path: str
+    status: int
+    latency_ms: float
+    verdict: str
+    client_ip: str | None = None
+    body: str | None = None
+
+
+class RequestList(BaseModel):
+    requests: list[RequestOut]
+
+
+class PluginOut(BaseModel):
+    name: str
+    description: str
+    permissions: list[str]
+    routes: list[dict[str, Any]]
+    jobs: list[str]
+    settings_schema: dict[str, Any]
+    secret_settings: list[str]
+
+
+class PluginList(BaseModel):
+    plugins: list[PluginOut]
+
+
+class JobOut(BaseModel):
+    id: str
+    kind: str
+    state: str
+    endpoint_id: str | None
+    attempts: int
+    max_attempts: int
+    due_at: float
+    last_error: str | None
+    created_at: float
+    updated_at: float
+    handler: str | None = None
+
+
+class JobList(BaseModel):
+    jobs: list[JobOut]
+
+
+def plugin_out(plugin: Plugin) -> dict[str, Any]:
+    return {
+        "name": plugin.name,
+        "description": plugin.description,
+        "permissions": sorted(p.value for p in plugin.permissions),
+        "routes": [{"path": r.pattern, "methods": sorted(r.methods)} for r in plugin.routes],
+        "jobs": sorted(plugin.jobs),
+        "settings_schema": plugin.settings_model.model_json_schema(),
+        "secret_settings": sorted(plugin.secret_fields()),
+    }
+
+
+def job_out(job: Job) -> dict[str, Any]:
+    """A job without its payload or result: those may hold user content or secrets."""
+    return {
+        "id": job.id,
+        "kind": job.kind,
+        "state": job.state,
+        "endpoint_id": job.endpoint_id,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "due_at": job.due_at,
+        "last_error": job.last_error,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "handler": job.payload.get("handler") if job.kind == "plugin" else None,
+    }

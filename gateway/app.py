@@ -1,0 +1,132 @@
+"""The app factory: `create_app(settings)` builds one gateway; no module-level app, no global state.
+
+Serve it with `dify-gateway serve` or `uvicorn gateway.app:create_app --factory`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from gateway.accesslog import AccessLogMiddleware
+from gateway.admin.api import admin_routes
+from gateway.admin.auth import AdminAuthMiddleware
+from gateway.clock import Clock
+from gateway.errors import error_payload, exception_handlers
+from gateway.ingress import Ingress
+from gateway.middleware import BodyLimitMiddleware
+from gateway.plugin import ALL_METHODS
+from gateway.registry import PluginRegistry
+from gateway.runtime import Gateway
+from gateway.settings import Settings, bootstrap
+from gateway.storage.base import Store
+
+__all__ = ["State", "create_app"]
+
+logger = logging.getLogger(__name__)
+
+
+class State(TypedDict):
+    """Lifespan state, read by handlers as `request.state.<name>`."""
+
+    gateway: Gateway
+    ingress: Ingress
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: PluginRegistry | None = None,
+    clock: Clock | None = None,
+    store: Store | None = None,
+    http: httpx.AsyncClient | None = None,
+    run_workers: bool = True,
+) -> Starlette:
+    """Build the gateway's ASGI app.
+
+    Args:
+        settings: the settings; read from the environment (`GATEWAY_*`) when omitted.
+        registry, clock, store, http: collaborators to use instead of building them (tests).
+        run_workers: run job workers in this process (off for tests that drive jobs by hand).
+    """
+    if settings is None:
+        boot = bootstrap(Settings.from_env(os.environ))
+        if boot.generated_admin_token:
+            print(f"Generated an admin token (shown once): {boot.generated_admin_token}", flush=True)
+        settings = boot.settings
+    else:
+        settings.validate()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[State]:
+        gateway = await Gateway.open(settings, registry=registry, clock=clock, store=store, http=http)
+        ingress = Ingress(gateway)
+        workers: asyncio.Task[None] | None = None
+        if run_workers:
+            workers = asyncio.create_task(gateway.workers().run(), name="job-workers")
+        try:
+            yield {"gateway": gateway, "ingress": ingress}
+        finally:
+            if workers is not None:
+                workers.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await workers
+            await ingress.drain()
+            await gateway.aclose()
+
+    assert settings.admin_token is not None  # validated above
+    routes = [
+        Route("/healthz", healthz, methods=["GET", "HEAD"]),
+        Route("/readyz", readyz, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/e/{token}", endpoint, methods=list(ALL_METHODS)),
+        Route("/e/{token}/{path:path}", endpoint, methods=list(ALL_METHODS)),
+        Mount(
+            "/admin/api",
+            routes=admin_routes(),
+            middleware=[Middleware(AdminAuthMiddleware, token=settings.admin_token.get_secret_value())],
+        ),
+    ]
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers=exception_handlers,
+        middleware=[
+            Middleware(AccessLogMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
+        ],
+    )
+
+
+async def endpoint(request: Request) -> Response:
+    ingress: Ingress = request.state.ingress
+    return await ingress(request)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    gateway: Gateway = request.state.gateway
+    try:
+        await asyncio.wait_for(gateway.store.ping(), timeout=2.0)
+    except Exception:
+        return JSONResponse(error_payload("store_unavailable", "the store is not reachable"), 503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics(request: Request) -> Response:
+    gateway: Gateway = request.state.gateway
+    return PlainTextResponse(gateway.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -1,0 +1,1 @@
+"""The `dify-gateway` command line."""

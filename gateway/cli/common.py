@@ -1,0 +1,76 @@
+"""What every command shares: settings from the environment, a Gateway for the command's duration, output."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from gateway.exceptions import GatewayError
+from gateway.runtime import Gateway
+from gateway.settings import Settings, bootstrap
+
+__all__ = ["emit", "fail", "load_settings", "run", "table"]
+
+T = TypeVar("T")
+
+
+def load_settings() -> Settings:
+    try:
+        boot = bootstrap(Settings.from_env(os.environ))
+    except GatewayError as exc:
+        fail(exc.message)
+    if boot.generated_admin_token:
+        click.echo(f"Generated an admin token (shown once, keep it): {boot.generated_admin_token}", err=True)
+    return boot.settings
+
+
+def run(action: Callable[[Gateway], Awaitable[T]], settings: Settings | None = None) -> T:
+    """Open a Gateway on the configured store, run `action`, close it; errors become a clean exit 1."""
+
+    async def main() -> T:
+        gateway = await Gateway.open(settings or load_settings())
+        try:
+            return await action(gateway)
+        finally:
+            await gateway.aclose()
+
+    try:
+        return asyncio.run(main())
+    except GatewayError as exc:
+        fail(exc.message)
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(1)
+
+
+def emit(data: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    if as_json or human is None:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        click.echo(human(data))
+
+
+def table(rows: Iterable[Sequence[object]], headers: Sequence[str]) -> str:
+    cells = [[str(c) for c in headers], *[[("" if c is None else str(c)) for c in row] for row in rows]]
+    if len(cells) == 1:
+        return "(none)"
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def key_values(pairs: Iterable[str], option: str) -> list[tuple[str, str]]:
+    out = []
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            fail(f"{option} takes key=value, got {pair!r}")
+        out.append((key.strip(), value))
+    return out

@@ -1,0 +1,209 @@
+"""`dify-gateway endpoints create|list|show|update|disable|enable|rotate|delete|requests`."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import click
+
+from gateway.cli.common import emit, fail, key_values, run, table
+from gateway.endpoints import EndpointOptions, coerce_setting
+from gateway.runtime import Gateway
+
+
+@click.group("endpoints")
+def endpoints() -> None:
+    """Endpoints: a plugin bound to apps, reached at a random URL."""
+
+
+def _human(ep: dict[str, Any]) -> str:
+    lines = [f"{k}: {v}" for k, v in ep.items() if k not in ("url", "settings")]
+    lines += [f"settings.{k}: {v}" for k, v in ep.get("settings", {}).items()]
+    return "\n".join([f"url: {ep['url']}", *lines])
+
+
+def _settings(gw: Gateway, plugin: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    model = gw.registry.require(plugin).settings_model
+    return {key: coerce_setting(model, key, value) for key, value in pairs}
+
+
+@endpoints.command("create")
+@click.option("--plugin", required=True, help="Plugin name (dify-gateway plugins)")
+@click.option("--app", "apps", multiple=True, help="Dify app to bind (repeatable)")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Plugin setting (repeatable)")
+@click.option("--name", default="", help="A label for operators")
+@click.option("--rate-limit", type=int, default=None, help="Requests per minute (0: unlimited)")
+@click.option("--log-bodies", is_flag=True, help="Keep request bodies in the request log")
+@click.option("--json", "as_json", is_flag=True)
+def create(
+    plugin: str,
+    apps: tuple[str, ...],
+    sets: tuple[str, ...],
+    name: str,
+    rate_limit: int | None,
+    log_bodies: bool,
+    as_json: bool,
+) -> None:
+    """Mint an endpoint and print its URL."""
+    pairs = key_values(sets, "--set")
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        record, url = await gw.endpoints.create(
+            plugin,
+            list(apps),
+            _settings(gw, plugin, pairs) if gw.registry.get(plugin) else {},
+            name=name,
+            options=EndpointOptions(rate_limit, log_bodies),
+        )
+        return {**gw.endpoints.public(record), "url": url}
+
+    result = run(action)
+    emit(result, as_json, lambda ep: f"{ep['url']}\n(endpoint {ep['id']}, plugin {ep['plugin']})")
+
+
+@endpoints.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_(as_json: bool) -> None:
+    """List endpoints."""
+
+    async def action(gw: Gateway) -> list[dict[str, Any]]:
+        return [gw.endpoints.public(e) for e in await gw.endpoints.all()]
+
+    emit(
+        run(action),
+        as_json,
+        lambda rows: table(
+            ((e["id"], e["plugin"], ",".join(e["apps"]), "yes" if e["enabled"] else "no", e["url"]) for e in rows),
+            ["ID", "PLUGIN", "APPS", "ENABLED", "URL"],
+        ),
+    )
+
+
+@endpoints.command("show")
+@click.argument("endpoint_id")
+@click.option("--json", "as_json", is_flag=True)
+def show(endpoint_id: str, as_json: bool) -> None:
+    """Show an endpoint (secret settings masked)."""
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        return gw.endpoints.public(await gw.endpoints.get(endpoint_id))
+
+    emit(run(action), as_json, _human)
+
+
+@endpoints.command("update")
+@click.argument("endpoint_id")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
+@click.option("--unset", "unsets", multiple=True, metavar="KEY")
+@click.option("--app", "apps", multiple=True, help="Replace the bound apps")
+@click.option("--rate-limit", type=int, default=None)
+@click.option("--json", "as_json", is_flag=True)
+def update(
+    endpoint_id: str,
+    sets: tuple[str, ...],
+    unsets: tuple[str, ...],
+    apps: tuple[str, ...],
+    rate_limit: int | None,
+    as_json: bool,
+) -> None:
+    """Change settings (others, secrets included, stay as they are)."""
+    pairs = key_values(sets, "--set")
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        current = await gw.endpoints.get(endpoint_id)
+        options = None
+        if rate_limit is not None:
+            o = current.options
+            options = EndpointOptions(rate_limit, o.log_bodies, o.max_body_bytes)
+        record = await gw.endpoints.update(
+            endpoint_id,
+            settings=_settings(gw, current.plugin, pairs) if pairs else None,
+            unset=list(unsets) or None,
+            apps=list(apps) or None,
+            options=options,
+        )
+        return gw.endpoints.public(record)
+
+    emit(run(action), as_json, _human)
+
+
+def _toggle(endpoint_id: str, enabled: bool) -> None:
+    async def action(gw: Gateway) -> None:
+        await gw.endpoints.set_enabled(endpoint_id, enabled)
+
+    run(action)
+    click.echo(f"{endpoint_id} {'enabled' if enabled else 'disabled'}")
+
+
+@endpoints.command("disable")
+@click.argument("endpoint_id")
+def disable(endpoint_id: str) -> None:
+    """Turn an endpoint off: its URL answers 404 until enabled again."""
+    _toggle(endpoint_id, False)
+
+
+@endpoints.command("enable")
+@click.argument("endpoint_id")
+def enable(endpoint_id: str) -> None:
+    """Turn a disabled endpoint back on."""
+    _toggle(endpoint_id, True)
+
+
+@endpoints.command("rotate")
+@click.argument("endpoint_id")
+@click.option("--grace", type=float, default=None, help="Seconds the old URL keeps working (default 24 h)")
+@click.option("--json", "as_json", is_flag=True)
+def rotate(endpoint_id: str, grace: float | None, as_json: bool) -> None:
+    """Mint a new URL; the old one keeps working for the grace period."""
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        record, url = await gw.endpoints.rotate(endpoint_id, grace=grace)
+        return {**gw.endpoints.public(record), "url": url}
+
+    emit(run(action), as_json, lambda ep: ep["url"])
+
+
+@endpoints.command("delete")
+@click.argument("endpoint_id")
+@click.option("--yes", is_flag=True, help="Do not ask")
+def delete(endpoint_id: str, yes: bool) -> None:
+    """Delete an endpoint, its storage and its request log."""
+    if not yes and not click.confirm(f"Delete {endpoint_id}? Its URL stops working at once"):
+        fail("not deleted")
+
+    async def action(gw: Gateway) -> None:
+        await gw.delete_endpoint(endpoint_id)
+
+    run(action)
+    click.echo(f"deleted {endpoint_id}")
+
+
+@endpoints.command("requests")
+@click.argument("endpoint_id")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def requests(endpoint_id: str, limit: int, as_json: bool) -> None:
+    """The endpoint's most recent requests, newest first."""
+
+    async def action(gw: Gateway) -> list[dict[str, Any]]:
+        record = await gw.endpoints.get(endpoint_id)
+        return await gw.requests.list(record.id, limit)
+
+    def human(rows: list[dict[str, Any]]) -> str:
+        return table(
+            (
+                (
+                    datetime.datetime.fromtimestamp(r["time"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    r["method"],
+                    r["path"],
+                    r["status"],
+                    f"{r['latency_ms']:.1f}ms",
+                    r["verdict"],
+                )
+                for r in rows
+            ),
+            ["TIME (UTC)", "METHOD", "PATH", "STATUS", "LATENCY", "VERIFIED"],
+        )
+
+    emit(run(action), as_json, human)

@@ -1,0 +1,128 @@
+"""`dify-gateway`: serve the gateway and manage apps, endpoints, plugins and jobs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+import gateway
+from gateway.admin.schemas import job_out, plugin_out
+from gateway.cli.apps import apps
+from gateway.cli.common import emit, fail, load_settings, run, table
+from gateway.cli.endpoints import endpoints
+from gateway.registry import PluginRegistry
+from gateway.runtime import Gateway
+
+
+@click.group()
+@click.version_option(gateway.__version__, prog_name="dify-gateway")
+def cli() -> None:
+    """Webhook endpoint gateway and chat-bot bridge for Dify apps.
+
+    Configuration comes from GATEWAY_* environment variables (see the README).
+    """
+
+
+@cli.command()
+@click.option("--host", default=None, help="Interface to listen on (GATEWAY_HOST, default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="Port (GATEWAY_PORT, default 8000)")
+def serve(host: str | None, port: int | None) -> None:
+    """Run the gateway (HTTP server and job workers)."""
+    import uvicorn
+
+    from gateway.app import create_app
+
+    settings = load_settings()
+    settings = settings.with_changes(host=host or settings.host, port=port or settings.port)
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
+    where = f"http://{settings.host}:{settings.port}"
+    click.echo(f"dify-gateway {gateway.__version__} on {where} (store: {_store_label(settings.store)})")
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=list(settings.trusted_proxies) or None,
+        log_level=settings.log_level,
+        access_log=False,  # gateway.access logs instead, without URL tokens
+        timeout_graceful_shutdown=10,
+    )
+    uvicorn.Server(config).run()
+
+
+def _store_label(url: str) -> str:
+    # Never print credentials that may sit in a redis:// URL.
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}"
+
+
+@cli.group("plugins")
+def plugins() -> None:
+    """Installed endpoint plugins."""
+
+
+@plugins.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_list(as_json: bool) -> None:
+    """List the plugins found through the dify_gateway.plugins entry points."""
+    rows = [plugin_out(p) for p in PluginRegistry.from_entry_points().plugins()]
+    emit(
+        rows,
+        as_json,
+        lambda r: table(
+            ((p["name"], ",".join(p["permissions"]), p["description"]) for p in r),
+            ["NAME", "PERMISSIONS", "DESCRIPTION"],
+        ),
+    )
+
+
+@cli.group("jobs")
+def jobs() -> None:
+    """Background jobs and dead letters."""
+
+
+@jobs.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "done", "dead"]), default=None)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
+    """List jobs, newest first (--state dead: the dead letters)."""
+
+    async def action(gw: Gateway) -> list[dict[str, Any]]:
+        return [job_out(j) for j in await gw.store.job_list(state=state, limit=limit)]  # type: ignore[arg-type]
+
+    emit(
+        run(action),
+        as_json,
+        lambda rows: table(
+            (
+                (j["id"], j["kind"], j["state"], j["attempts"], j["endpoint_id"], (j["last_error"] or "")[:60])
+                for j in rows
+            ),
+            ["ID", "KIND", "STATE", "ATTEMPTS", "ENDPOINT", "LAST ERROR"],
+        ),
+    )
+
+
+@jobs.command("replay")
+@click.argument("job_id")
+def jobs_replay(job_id: str) -> None:
+    """Queue a dead job again."""
+
+    async def action(gw: Gateway) -> bool:
+        return await gw.store.job_replay(job_id, gw.clock.time())
+
+    if not run(action):
+        fail(f"{job_id} is not a dead job")
+    click.echo(f"{job_id} queued again")
+
+
+cli.add_command(apps)
+cli.add_command(endpoints)
+
+
+def main() -> None:
+    cli(prog_name="dify-gateway")

@@ -1,0 +1,355 @@
+"""Endpoints: a plugin bound to apps, reached at `{public_url}/e/{token}`.
+
+The URL token is minted from a CSPRNG and signed (`EndpointTokens`), so a forged token is turned
+away without touching the store. The store indexes tokens by their SHA-256 digest (a leaked
+database does not leak live URLs) and keeps the current token encrypted so operators can see the
+URL again. Rotation mints a new token; the old one keeps working for a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from gateway.clock import Clock
+from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.plugin import Plugin
+from gateway.registry import PluginRegistry
+from gateway.security.crypto import MASK, SecretBox
+from gateway.security.tokens import EndpointTokens
+from gateway.storage.base import Store
+
+__all__ = ["EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
+
+COLLECTION = "endpoints"
+TOKEN_PREFIX = "tok:"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRef:
+    digest: str
+    token: str  # ciphertext of the URL token
+    expires_at: float | None = None  # None for the current token
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointOptions:
+    """Per-endpoint operational settings (not the plugin's)."""
+
+    rate_limit_per_minute: int | None = None  # None: the gateway default; 0: unlimited
+    log_bodies: bool = False
+    max_body_bytes: int | None = None  # None: the gateway default
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointRecord:
+    id: str
+    plugin: str
+    apps: tuple[str, ...]
+    settings: dict[str, Any]  # secret fields hold ciphertext
+    enabled: bool
+    created_at: float
+    updated_at: float
+    tokens: tuple[TokenRef, ...] = ()
+    options: EndpointOptions = field(default_factory=EndpointOptions)
+    name: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "plugin": self.plugin,
+            "apps": list(self.apps),
+            "settings": self.settings,
+            "enabled": self.enabled,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "tokens": [{"digest": t.digest, "token": t.token, "expires_at": t.expires_at} for t in self.tokens],
+            "options": {
+                "rate_limit_per_minute": self.options.rate_limit_per_minute,
+                "log_bodies": self.options.log_bodies,
+                "max_body_bytes": self.options.max_body_bytes,
+            },
+            "name": self.name,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> EndpointRecord:
+        return cls(
+            id=doc["id"],
+            plugin=doc["plugin"],
+            apps=tuple(doc["apps"]),
+            settings=doc["settings"],
+            enabled=doc["enabled"],
+            created_at=doc["created_at"],
+            updated_at=doc["updated_at"],
+            tokens=tuple(TokenRef(**t) for t in doc.get("tokens", ())),
+            options=EndpointOptions(**doc.get("options", {})),
+            name=doc.get("name", ""),
+        )
+
+    @property
+    def current(self) -> TokenRef:
+        return next(t for t in self.tokens if t.expires_at is None)
+
+
+def coerce_setting(model: type[BaseModel], name: str, raw: str) -> Any:
+    """Turn a `key=value` string from the command line into a value for `model.name`.
+
+    Strings stay strings; other fields accept JSON (`--set channels='["a","b"]'`, `--set n=3`).
+    """
+    info = model.model_fields.get(name)
+    if info is None:
+        return raw
+    annotation = info.annotation
+    if (
+        annotation in (str, SecretStr)
+        or str in getattr(annotation, "__args__", ())
+        or SecretStr in getattr(annotation, "__args__", ())
+    ):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+class EndpointService:
+    """Mints, reads, changes and resolves endpoints."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: PluginRegistry,
+        box: SecretBox,
+        tokens: EndpointTokens,
+        clock: Clock,
+        *,
+        public_url: str,
+        rotation_grace: float,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._box = box
+        self._tokens = tokens
+        self._clock = clock
+        self._public_url = public_url.rstrip("/")
+        self._grace = rotation_grace
+        self._settings_cache: dict[tuple[str, float], BaseModel] = {}
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    async def get(self, endpoint_id: str) -> EndpointRecord:
+        doc = await self._store.doc_get(COLLECTION, endpoint_id)
+        if doc is None:
+            raise NotFound(f"no endpoint {endpoint_id!r}")
+        return EndpointRecord.from_doc(doc)
+
+    async def all(self) -> list[EndpointRecord]:
+        return [EndpointRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+
+    async def resolve(self, token: str) -> EndpointRecord | None:
+        """The enabled endpoint a URL token opens, or None. Forged tokens cost no store lookup."""
+        if not self._tokens.is_authentic(token):
+            return None
+        digest = self._tokens.digest(token)
+        endpoint_id = await self._store.kv_get(TOKEN_PREFIX + digest)
+        if endpoint_id is None:
+            return None
+        doc = await self._store.doc_get(COLLECTION, endpoint_id)
+        if doc is None or not doc["enabled"]:
+            return None
+        record = EndpointRecord.from_doc(doc)
+        now = self._clock.time()
+        for ref in record.tokens:
+            if ref.digest == digest and (ref.expires_at is None or ref.expires_at > now):
+                return record
+        return None
+
+    def url(self, record: EndpointRecord) -> str:
+        return self.url_for(self._box.decrypt(record.current.token, context=f"endpoint:{record.id}:token"))
+
+    def url_for(self, token: str) -> str:
+        return f"{self._public_url}/e/{token}"
+
+    def settings(self, record: EndpointRecord, plugin: Plugin) -> BaseModel:
+        """The plugin's settings model with secrets decrypted (cached per record version)."""
+        key: tuple[str, float] = (record.id, record.updated_at)
+        cached = self._settings_cache.get(key)
+        if cached is not None:
+            return cached
+        values = dict(record.settings)
+        for name in plugin.secret_fields():
+            if isinstance(values.get(name), str):
+                values[name] = self._box.decrypt(values[name], context=f"endpoint:{record.id}:{name}")
+        model = plugin.settings_model.model_validate(values)
+        if len(self._settings_cache) > 1024:
+            self._settings_cache.clear()
+        self._settings_cache[key] = model
+        return model
+
+    def public(self, record: EndpointRecord) -> dict[str, Any]:
+        """The record as operators see it: URL shown, secret settings masked, nothing decrypted but the URL."""
+        plugin = self._registry.get(record.plugin)
+        secret = plugin.secret_fields() if plugin else frozenset()
+        now = self._clock.time()
+        return {
+            "id": record.id,
+            "name": record.name,
+            "plugin": record.plugin,
+            "apps": list(record.apps),
+            "url": self.url(record),
+            "enabled": record.enabled,
+            "settings": {k: (MASK if k in secret and v is not None else v) for k, v in record.settings.items()},
+            "previous_urls_expire_at": sorted(
+                t.expires_at for t in record.tokens if t.expires_at is not None and t.expires_at > now
+            ),
+            "rate_limit_per_minute": record.options.rate_limit_per_minute,
+            "log_bodies": record.options.log_bodies,
+            "max_body_bytes": record.options.max_body_bytes,
+            "created_at": record.created_at,
+            "updated_at": record.updated_at,
+        }
+
+    # -- changing ---------------------------------------------------------------------------------
+
+    async def create(
+        self,
+        plugin_name: str,
+        apps: list[str],
+        settings: dict[str, Any],
+        *,
+        name: str = "",
+        options: EndpointOptions | None = None,
+    ) -> tuple[EndpointRecord, str]:
+        """Mint an endpoint; returns the record and its URL."""
+        plugin = self._registry.get(plugin_name)
+        if plugin is None:
+            raise BadRequest(f"no plugin named {plugin_name!r} is installed ({', '.join(self._registry.names())})")
+        await self._check_apps(plugin, apps)
+        now = self._clock.time()
+        for _ in range(5):
+            endpoint_id = "ep_" + secrets.token_hex(8)
+            token = self._tokens.mint()
+            record = EndpointRecord(
+                id=endpoint_id,
+                plugin=plugin.name,
+                apps=tuple(apps),
+                settings=self._seal(endpoint_id, plugin, self._validate(plugin, settings)),
+                enabled=True,
+                created_at=now,
+                updated_at=now,
+                tokens=(self._token_ref(endpoint_id, token),),
+                options=options or EndpointOptions(),
+                name=name,
+            )
+            if await self._store.doc_create(COLLECTION, endpoint_id, record.to_doc()):
+                await self._store.kv_set(TOKEN_PREFIX + record.current.digest, endpoint_id)
+                return record, self.url_for(token)
+        raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
+
+    async def update(
+        self,
+        endpoint_id: str,
+        *,
+        settings: dict[str, Any] | None = None,
+        unset: list[str] | None = None,
+        apps: list[str] | None = None,
+        name: str | None = None,
+        options: EndpointOptions | None = None,
+    ) -> EndpointRecord:
+        """Change settings (merged: secrets not given stay as they are), apps, name or options."""
+        record = await self.get(endpoint_id)
+        plugin = self._registry.require(record.plugin)
+        changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
+        if settings is not None or unset:
+            merged = self.settings(record, plugin).model_dump()
+            for key in unset or ():
+                merged.pop(key, None)
+            merged.update(settings or {})
+            changes["settings"] = self._seal(record.id, plugin, self._validate(plugin, merged))
+        if apps is not None:
+            await self._check_apps(plugin, apps)
+            changes["apps"] = tuple(apps)
+        if name is not None:
+            changes["name"] = name
+        if options is not None:
+            changes["options"] = options
+        updated = replace(record, **changes)
+        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        return updated
+
+    async def set_enabled(self, endpoint_id: str, enabled: bool) -> EndpointRecord:
+        record = await self.get(endpoint_id)
+        updated = replace(record, enabled=enabled, updated_at=max(self._clock.time(), record.updated_at + 1e-6))
+        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        return updated
+
+    async def rotate(self, endpoint_id: str, *, grace: float | None = None) -> tuple[EndpointRecord, str]:
+        """Mint a new URL; the current one keeps working for `grace` seconds (default: the setting)."""
+        record = await self.get(endpoint_id)
+        grace = self._grace if grace is None else max(0.0, grace)
+        now = self._clock.time()
+        token = self._tokens.mint()
+        new = self._token_ref(record.id, token)
+        kept: list[TokenRef] = []
+        for ref in record.tokens:
+            expires = now + grace if ref.expires_at is None else ref.expires_at
+            if expires > now:
+                kept.append(replace(ref, expires_at=expires))
+                await self._store.kv_set(TOKEN_PREFIX + ref.digest, record.id, ttl=expires - now)
+            else:
+                await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
+        updated = replace(record, tokens=(*kept, new), updated_at=max(now, record.updated_at + 1e-6))
+        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        await self._store.kv_set(TOKEN_PREFIX + new.digest, record.id)
+        return updated, self.url_for(token)
+
+    async def delete(self, endpoint_id: str) -> EndpointRecord:
+        record = await self.get(endpoint_id)
+        for ref in record.tokens:
+            await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
+        await self._store.doc_delete(COLLECTION, record.id)
+        return record
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _token_ref(self, endpoint_id: str, token: str) -> TokenRef:
+        return TokenRef(self._tokens.digest(token), self._box.encrypt(token, context=f"endpoint:{endpoint_id}:token"))
+
+    async def _check_apps(self, plugin: Plugin, apps: list[str]) -> None:
+        if len(set(apps)) != len(apps):
+            raise BadRequest("an app is bound twice")
+        if len(apps) < plugin.min_apps:
+            raise BadRequest(f"plugin {plugin.name!r} needs at least {plugin.min_apps} app(s) (--app NAME)")
+        if plugin.max_apps is not None and len(apps) > plugin.max_apps:
+            raise BadRequest(f"plugin {plugin.name!r} takes at most {plugin.max_apps} app(s)")
+        for app in apps:
+            if await self._store.doc_get("apps", app) is None:
+                raise BadRequest(f"no app named {app!r}; add it first (dify-gateway apps add)")
+
+    @staticmethod
+    def _validate(plugin: Plugin, values: dict[str, Any]) -> BaseModel:
+        try:
+            return plugin.settings_model.model_validate(values)
+        except ValidationError as exc:
+            # Never echo the input: a rejected value may be a secret.
+            errors: list[dict[str, object]] = [
+                {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]} for err in exc.errors()
+            ]
+            summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+            raise ValidationFailed(f"invalid settings for plugin {plugin.name!r}: {summary}", errors=errors) from None
+
+    def _seal(self, endpoint_id: str, plugin: Plugin, model: BaseModel) -> dict[str, Any]:
+        """Settings as stored: JSON values, secret fields encrypted with the endpoint and field as context."""
+        data = model.model_dump(mode="json")
+        for name in plugin.secret_fields():
+            value = getattr(model, name)
+            if isinstance(value, SecretStr):
+                data[name] = self._box.encrypt(value.get_secret_value(), context=f"endpoint:{endpoint_id}:{name}")
+            else:
+                data[name] = None
+        return data

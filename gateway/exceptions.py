@@ -1,0 +1,152 @@
+"""The gateway's exception tree. Each maps to one HTTP status in `gateway.errors`.
+
+    GatewayError                      500 (never shown with detail)
+    ├── BadRequest                    400
+    │   └── ValidationFailed          422
+    ├── Unauthorized                  401
+    ├── NotFound                      404
+    ├── Conflict                      409
+    ├── PayloadTooLarge               413
+    ├── UnsupportedMediaType          415
+    ├── RequestTimeout                408
+    ├── RateLimited                   429  (retry_after)
+    ├── PermissionDenied              403  (a plugin used an undeclared permission)
+    ├── ConfigurationError            500  (bad settings; message is safe to show operators)
+    ├── StoreError                    503
+    └── UpstreamError                 502  (Dify or another upstream failed)
+        ├── UpstreamTimeout           504
+        └── CircuitOpen               503
+
+Messages are written for the person reading them and never contain secrets.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BadRequest",
+    "CircuitOpen",
+    "ConfigurationError",
+    "Conflict",
+    "GatewayError",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "RequestTimeout",
+    "StoreError",
+    "Unauthorized",
+    "UnsupportedMediaType",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "ValidationFailed",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str = "", **context: object) -> None:
+        super().__init__(message or self.code)
+        self.message = message or self.code
+        self.context = context
+
+
+class BadRequest(GatewayError):
+    status_code = 400
+    code = "bad_request"
+
+
+class ValidationFailed(BadRequest):
+    status_code = 422
+    code = "validation_failed"
+
+    def __init__(self, message: str = "", errors: list[dict[str, object]] | None = None, **context: object) -> None:
+        super().__init__(message, **context)
+        self.errors = errors or []
+
+
+class Unauthorized(GatewayError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class PermissionDenied(GatewayError):
+    status_code = 403
+    code = "permission_denied"
+
+
+class NotFound(GatewayError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(GatewayError):
+    status_code = 409
+    code = "conflict"
+
+
+class RequestTimeout(GatewayError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class PayloadTooLarge(GatewayError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class RateLimited(GatewayError):
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str = "", retry_after: float = 1.0, **context: object) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
+class ConfigurationError(GatewayError):
+    code = "configuration_error"
+
+
+class StoreError(GatewayError):
+    status_code = 503
+    code = "store_unavailable"
+
+
+class UpstreamError(GatewayError):
+    """An upstream (Dify, a platform API) failed. `upstream_status` and `upstream_code` carry its answer."""
+
+    status_code = 502
+    code = "upstream_error"
+
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        upstream_status: int | None = None,
+        upstream_code: str | None = None,
+        retryable: bool = False,
+        **context: object,
+    ) -> None:
+        super().__init__(message, **context)
+        self.upstream_status = upstream_status
+        self.upstream_code = upstream_code
+        self.retryable = retryable
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    code = "upstream_timeout"
+
+
+class CircuitOpen(UpstreamError):
+    status_code = 503
+    code = "circuit_open"

@@ -1,0 +1,197 @@
+"""Ingress: the only code that knows Starlette on the endpoint path.
+
+`POST /e/{token}/{path}` → authentic token? → endpoint (enabled)? → rate limit → body (capped,
+with a deadline) → route → verifier → handler → response. Every failure is a JSON 4xx; unknown,
+forged, disabled and deleted endpoints all get the same 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, replace
+
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
+from starlette.types import Scope
+
+from gateway.endpoints import EndpointRecord
+from gateway.errors import error_payload, error_response
+from gateway.exceptions import BadRequest, GatewayError, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from gateway.middleware import BODY_LIMITS, BodyLimits
+from gateway.plugin import Headers, Plugin, Request, Response, Verdict
+from gateway.requestlog import RequestLogEntry, loggable_body
+from gateway.runtime import Gateway
+
+__all__ = ["Ingress"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class _Trace:
+    """What one request learned on its way, for the request log and metrics."""
+
+    request_id: str
+    record: EndpointRecord | None = None
+    plugin: Plugin | None = None
+    verdict: str = "not-run"
+    body: bytes = b""
+
+
+class Ingress:
+    """The ASGI endpoint behind `/e/{token}` and `/e/{token}/{path:path}`."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def __call__(self, request: StarletteRequest) -> StarletteResponse:
+        started = time.perf_counter()
+        trace = _Trace(request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8))
+        try:
+            response = await self._dispatch(request, trace)
+        except GatewayError as exc:
+            if exc.status_code >= 500:
+                logger.error("%s on endpoint %s: %s", exc.code, trace.record.id if trace.record else "-", exc.message)
+            response = error_response(exc)
+        except Exception:
+            logger.exception(
+                "plugin %s failed on endpoint %s",
+                trace.plugin.name if trace.plugin else "-",
+                trace.record.id if trace.record else "-",
+            )
+            response = error_response(RuntimeError())
+        self._account(request, trace, response.status_code, started)
+        return response
+
+    async def _dispatch(self, request: StarletteRequest, trace: _Trace) -> StarletteResponse:
+        gateway = self.gateway
+        trace.record = record = await gateway.endpoints.resolve(request.path_params["token"])
+        trace.plugin = plugin = gateway.registry.get(record.plugin) if record else None
+        if record is None or plugin is None:
+            raise NotFound("no such endpoint")
+        limit = record.options.rate_limit_per_minute
+        await gateway.limiter.hit(f"ep:{record.id}", gateway.settings.rate_limit_per_minute if limit is None else limit)
+        trace.body = await self._read_body(request, record)
+        inbound = self._inbound(request, record, trace)
+        route, params, allowed = plugin.match(inbound.method, inbound.path)
+        if route is None:
+            if allowed:
+                payload = error_payload("method_not_allowed", "this route does not accept that method")
+                return JSONResponse(payload, 405, headers={"allow": ", ".join(sorted(allowed))})
+            raise NotFound(f"this endpoint has no route {inbound.path}")
+        inbound = replace(inbound, path_params=params)
+        ctx = await gateway.context(record, plugin)
+        trace.verdict = "skipped"
+        if route.verify:
+            verdict = await plugin.verifier(inbound, ctx)
+            trace.verdict = verdict.status
+            if not verdict.passed:
+                return _rejected(verdict)
+        return _to_starlette(await route.handler(inbound, ctx))
+
+    async def _read_body(self, request: StarletteRequest, record: EndpointRecord) -> bytes:
+        limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
+        cap = record.options.max_body_bytes or self.gateway.settings.max_body_bytes
+        if limits is not None:
+            limits.max_bytes = cap
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # A compressed body could expand past the cap after verification (zip bombs): refuse it.
+            raise UnsupportedMediaType("compressed request bodies (Content-Encoding) are not accepted")
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isascii() or not length.isdigit():
+                raise BadRequest("invalid Content-Length")
+            if int(length) > cap:
+                raise PayloadTooLarge(f"the request body is larger than {cap} bytes")
+        return await request.body()
+
+    def _inbound(self, request: StarletteRequest, record: EndpointRecord, trace: _Trace) -> Request:
+        scope = request.scope
+        return Request(
+            method=scope["method"],
+            path="/" + request.path_params.get("path", ""),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=Headers.from_asgi(scope["headers"]),
+            body=trace.body,
+            endpoint_id=record.id,
+            endpoint_url=self.gateway.endpoints.url_for(request.path_params["token"]),
+            received_at=self.gateway.clock.time(),
+            client_ip=_client_ip(scope),
+            request_id=trace.request_id,
+        )
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+
+    def _account(self, request: StarletteRequest, trace: _Trace, status: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        label = trace.plugin.name if trace.plugin and trace.record else "-"
+        self.gateway.metrics.requests.inc(label, str(status))
+        self.gateway.metrics.latency.observe(elapsed, label)
+        record = trace.record
+        if record is None or trace.plugin is None:
+            return
+        log_body = record.options.log_bodies or self.gateway.settings.log_bodies
+        entry = RequestLogEntry(
+            time=self.gateway.clock.time(),
+            request_id=trace.request_id,
+            method=request.method,
+            path=("/" + request.path_params.get("path", ""))[:512],
+            status=status,
+            latency_ms=round(elapsed * 1000, 3),
+            verdict=trace.verdict,
+            client_ip=_client_ip(request.scope),
+            body=loggable_body(trace.body) if log_body else None,
+        )
+        # Written after the response is built so the log never slows the answer; failures are only logged.
+        task = asyncio.get_running_loop().create_task(self._write(record.id, entry))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _write(self, endpoint_id: str, entry: RequestLogEntry) -> None:
+        try:
+            await self.gateway.requests.record(endpoint_id, entry)
+        except Exception:
+            logger.exception("writing the request log of %s failed", endpoint_id)
+
+    async def drain(self) -> None:
+        """Wait for pending log writes (at shutdown)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+
+def _client_ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+def _rejected(verdict: Verdict) -> StarletteResponse:
+    if verdict.response is not None:
+        return _to_starlette(verdict.response)
+    return error_response(Unauthorized("request verification failed"))
+
+
+def _to_starlette(response: Response) -> StarletteResponse:
+    headers = list(response.headers)
+    if isinstance(response.body, bytes | bytearray):
+        out = StarletteResponse(bytes(response.body), response.status, media_type=response.media_type)
+    else:
+        out = StreamingResponse(_guarded(response.body), response.status, media_type=response.media_type)
+    # Multi-valued response headers (several Set-Cookie) survive: append raw pairs.
+    for name, value in headers:
+        out.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    return out
+
+
+async def _guarded(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+    """Stream a plugin's body; a plugin failure mid-stream ends the stream instead of crashing uvicorn."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    except Exception:
+        logger.exception("a streamed response failed midway")

@@ -1,0 +1,86 @@
+"""Prometheus metrics, owned by one app (no process-global registry), exposed at `/metrics`."""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Sequence
+
+__all__ = ["Counter", "Histogram", "Metrics"]
+
+DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _labels(names: Sequence[str], values: Sequence[str], extra: str = "") -> str:
+    parts = [f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True)]
+    if extra:
+        parts.append(extra)
+    return "{" + ",".join(parts) + "}" if parts else ""
+
+
+class Counter:
+    def __init__(self, name: str, help_text: str, labels: Sequence[str]) -> None:
+        self.name, self.help, self.labels = name, help_text, tuple(labels)
+        self._values: dict[tuple[str, ...], float] = {}
+
+    def inc(self, *values: str, amount: float = 1.0) -> None:
+        self._values[values] = self._values.get(values, 0.0) + amount
+
+    def value(self, *values: str) -> float:
+        return self._values.get(values, 0.0)
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} counter"]
+        lines += [f"{self.name}{_labels(self.labels, k)} {v:g}" for k, v in sorted(self._values.items())]
+        return lines
+
+
+class Histogram:
+    def __init__(self, name: str, help_text: str, labels: Sequence[str], buckets: Sequence[float] = DEFAULT_BUCKETS):
+        self.name, self.help, self.labels = name, help_text, tuple(labels)
+        self.buckets = tuple(sorted(buckets))
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+
+    def observe(self, seconds: float, *values: str) -> None:
+        counts, sums = self._series.setdefault(values, ([0] * (len(self.buckets) + 1), [0.0]))
+        counts[bisect.bisect_left(self.buckets, seconds)] += 1
+        sums[0] += seconds
+
+    def count(self, *values: str) -> int:
+        series = self._series.get(values)
+        return sum(series[0]) if series else 0
+
+    def render(self) -> list[str]:
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        for key, (counts, sums) in sorted(self._series.items()):
+            cumulative = 0
+            for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
+                cumulative += count
+                le = "+Inf" if bound == float("inf") else f"{bound:g}"
+                bucket_labels = _labels(self.labels, key, 'le="' + le + '"')
+                lines.append(f"{self.name}_bucket{bucket_labels} {cumulative}")
+            lines.append(f"{self.name}_sum{_labels(self.labels, key)} {sums[0]:.6f}")
+            lines.append(f"{self.name}_count{_labels(self.labels, key)} {cumulative}")
+        return lines
+
+
+class Metrics:
+    """The gateway's metrics."""
+
+    def __init__(self) -> None:
+        self.requests = Counter(
+            "gateway_requests_total", "Endpoint requests by plugin and status.", ["plugin", "status"]
+        )
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time to the response head of endpoint requests.", ["plugin"]
+        )
+        self.jobs = Counter("gateway_jobs_total", "Jobs run, by kind and outcome.", ["kind", "outcome"])
+
+    def render(self) -> str:
+        lines: list[str] = []
+        for metric in (self.requests, self.latency, self.jobs):
+            lines += metric.render()
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,493 @@
+"""The plugin contract: the one module plugin authors import.
+
+A plugin is a `Plugin` value found through the `dify_gateway.plugins` entry-point group. It
+declares a name, a pydantic settings model (fields typed `SecretStr` are encrypted at rest and
+masked on read), the permissions it needs, a verifier, routes below the endpoint URL and job
+handlers::
+
+    from pydantic import BaseModel, SecretStr
+    from gateway.plugin import Context, Permission, Plugin, Request, Response, Verdict
+
+    class Settings(BaseModel):
+        signing_secret: SecretStr
+
+    async def verify(request: Request, ctx: Context) -> Verdict:
+        ...  # check a signature over request.body
+        return Verdict.ok()
+
+    plugin = Plugin("mine", settings=Settings, permissions={Permission.JOBS}, verifier=verify)
+
+    @plugin.route("/events", methods=["POST"])
+    async def events(request: Request, ctx: Context) -> Response:
+        await ctx.jobs.enqueue("answer", {"text": request.json()["text"]}, key=request.headers.get("x-id"))
+        return Response.json({"ok": True})
+
+    @plugin.job("answer")
+    async def answer(job: JobInfo, ctx: Context) -> None:
+        ...
+
+Handlers see a framework-neutral `Request` (raw body bytes, raw query string, multi-valued
+headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
+"""
+
+from __future__ import annotations
+
+import json as _json
+import logging
+import re
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel
+
+from gateway.clock import Clock
+from gateway.exceptions import (
+    BadRequest,
+    ConfigurationError,
+    GatewayError,
+    NotFound,
+    PermissionDenied,
+    RateLimited,
+    Unauthorized,
+    UpstreamError,
+)
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = [
+    "ALL_METHODS",
+    "AppInfo",
+    "Apps",
+    "BadRequest",
+    "Clock",
+    "ConfigurationError",
+    "Context",
+    "EndpointInfo",
+    "GatewayError",
+    "Handler",
+    "Headers",
+    "JobError",
+    "JobHandler",
+    "JobInfo",
+    "Jobs",
+    "NotFound",
+    "Permission",
+    "PermissionDenied",
+    "Plugin",
+    "RateLimited",
+    "Request",
+    "Response",
+    "RetryJob",
+    "Route",
+    "Storage",
+    "Unauthorized",
+    "UpstreamError",
+    "Verdict",
+    "Verifier",
+    "unverified",
+]
+
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+class Permission(StrEnum):
+    """What a plugin may reach through its `Context`; anything undeclared raises `PermissionDenied`."""
+
+    APPS = "apps"  # invoke the Dify apps bound to the endpoint
+    STORAGE = "storage"  # key-value storage scoped to the endpoint
+    JOBS = "jobs"  # the durable job queue
+    HTTP = "http"  # the outbound HTTP client
+
+
+# -- request and response ------------------------------------------------------------------------
+
+
+class Headers(Mapping[str, str]):
+    """Case-insensitive, multi-valued request headers, kept in arrival order.
+
+    Values are latin-1 decoded strings, exactly as received; `get_bytes` gives the original bytes
+    for signature checks.
+    """
+
+    __slots__ = ("_first", "_raw")
+
+    def __init__(self, raw: Iterable[tuple[str, str]] = ()) -> None:
+        self._raw = tuple((name.lower(), value) for name, value in raw)
+        first: dict[str, str] = {}
+        for name, value in self._raw:
+            first.setdefault(name, value)
+        self._first = first
+
+    @classmethod
+    def from_asgi(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
+        return cls((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+
+    def __getitem__(self, name: str) -> str:
+        return self._first[name.lower()]
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._first
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._first)
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def getall(self, name: str) -> list[str]:
+        """Every value of a repeated header, in order."""
+        lowered = name.lower()
+        return [value for key, value in self._raw if key == lowered]
+
+    def get_bytes(self, name: str) -> bytes | None:
+        value = self._first.get(name.lower())
+        return None if value is None else value.encode("latin-1")
+
+    @property
+    def raw(self) -> tuple[tuple[str, str], ...]:
+        return self._raw
+
+    def __repr__(self) -> str:
+        return f"Headers({list(self._raw)!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """An inbound request to an endpoint, as received.
+
+    `path` is the sub-path below the endpoint URL ("/" for the URL itself); `body` the raw bytes
+    (verify before parsing); `query_string` the raw, undecoded query.
+    """
+
+    method: str
+    path: str
+    query_string: str
+    headers: Headers
+    body: bytes
+    endpoint_id: str
+    endpoint_url: str
+    received_at: float
+    client_ip: str | None = None
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+    @property
+    def query(self) -> list[tuple[str, str]]:
+        """The query string parsed into (name, value) pairs, repeats kept."""
+        return parse_qsl(self.query_string, keep_blank_values=True)
+
+    def text(self) -> str:
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("the request body is not valid UTF-8") from None
+
+    def json(self) -> Any:
+        """The body parsed as JSON; `BadRequest` when it isn't."""
+        try:
+            return _json.loads(self.body)
+        except (ValueError, UnicodeDecodeError):
+            raise BadRequest("the request body is not valid JSON") from None
+
+    def form(self) -> dict[str, list[str]]:
+        """The body parsed as application/x-www-form-urlencoded."""
+        pairs = parse_qsl(self.text(), keep_blank_values=True)
+        out: dict[str, list[str]] = {}
+        for name, value in pairs:
+            out.setdefault(name, []).append(value)
+        return out
+
+
+@dataclass(slots=True)
+class Response:
+    """What a handler answers. `body` may be bytes or an async iterable of bytes (streamed)."""
+
+    status: int = 200
+    body: bytes | AsyncIterable[bytes] = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    media_type: str | None = None
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Response:
+        body = _json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return cls(status, body, list(headers), "application/json")
+
+    @classmethod
+    def text(cls, text: str, status: int = 200, headers: Sequence[tuple[str, str]] = ()) -> Response:
+        return cls(status, text.encode(), list(headers), "text/plain; charset=utf-8")
+
+    @classmethod
+    def empty(cls, status: int = 204, headers: Sequence[tuple[str, str]] = ()) -> Response:
+        return cls(status, b"", list(headers))
+
+    @classmethod
+    def stream(
+        cls,
+        chunks: AsyncIterable[bytes],
+        media_type: str = "text/event-stream",
+        status: int = 200,
+        headers: Sequence[tuple[str, str]] = (),
+    ) -> Response:
+        """Stream `chunks` as they are produced. For SSE, proxies are told not to buffer."""
+        extra = (
+            [("cache-control", "no-cache"), ("x-accel-buffering", "no")] if media_type == "text/event-stream" else []
+        )
+        return cls(status, chunks, [*extra, *headers], media_type)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The verifier's decision, recorded in the request log. `status` is ok, failed or skipped."""
+
+    status: str
+    reason: str = ""
+    response: Response | None = None
+
+    @classmethod
+    def ok(cls) -> Verdict:
+        return cls("ok")
+
+    @classmethod
+    def failed(cls, reason: str, response: Response | None = None) -> Verdict:
+        """Reject the request; `response` replaces the default 401 JSON error (e.g. an OpenAI error object)."""
+        return cls("failed", reason, response)
+
+    @classmethod
+    def skipped(cls) -> Verdict:
+        return cls("skipped")
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "failed"
+
+
+# -- what a plugin reaches through its context ---------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointInfo:
+    id: str
+    plugin: str
+    url: str
+    apps: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    """A Dify app bound to the endpoint (its key stays inside the gateway)."""
+
+    name: str
+    mode: str
+    base_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobInfo:
+    """A job as its handler sees it."""
+
+    id: str
+    name: str
+    payload: dict[str, Any]
+    attempt: int
+    key: str | None
+
+
+class Storage(Protocol):
+    """Key-value storage scoped to one endpoint. Values are strings; TTLs are seconds."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None: ...
+    async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool: ...
+    async def delete(self, key: str) -> bool: ...
+    async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int: ...
+
+
+class Jobs(Protocol):
+    """The durable job queue, for work that outlives the inbound request."""
+
+    async def enqueue(
+        self, name: str, payload: dict[str, Any], *, key: str | None = None, delay: float = 0.0, max_attempts: int = 8
+    ) -> str:
+        """Queue the plugin's job handler `name`; with `key`, a second enqueue returns the first job's id."""
+        ...
+
+
+class Apps(Protocol):
+    """The Dify apps bound to the endpoint."""
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+    def get(self, name: str | None = None) -> AppInfo:
+        """The named app, or the first bound one; `NotFound` otherwise."""
+        ...
+
+
+class Context(Protocol):
+    """Everything a handler may use. Reaching an undeclared permission raises `PermissionDenied`."""
+
+    @property
+    def endpoint(self) -> EndpointInfo: ...
+    @property
+    def settings(self) -> Any:
+        """The endpoint's settings, validated by the plugin's model, secrets decrypted."""
+        ...
+
+    @property
+    def apps(self) -> Apps: ...
+    @property
+    def storage(self) -> Storage: ...
+    @property
+    def jobs(self) -> Jobs: ...
+    @property
+    def http(self) -> httpx.AsyncClient: ...
+    @property
+    def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
+    @property
+    def clock(self) -> Clock: ...
+
+
+class RetryJob(Exception):
+    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
+
+    def __init__(self, reason: str = "", after: float | None = None) -> None:
+        super().__init__(reason or "retry requested")
+        self.after = after
+
+
+class JobError(Exception):
+    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""
+
+
+Handler = Callable[[Request, Context], Awaitable[Response]]
+Verifier = Callable[[Request, Context], Awaitable[Verdict]]
+JobHandler = Callable[[JobInfo, Context], Awaitable[Any]]
+
+
+async def unverified(request: Request, ctx: Context) -> Verdict:
+    """The verifier of a plugin that deliberately checks nothing (it must say so explicitly)."""
+    return Verdict.skipped()
+
+
+# -- routes --------------------------------------------------------------------------------------
+
+_PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)(:path)?\}")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    if not pattern.startswith("/"):
+        raise ValueError(f"route pattern {pattern!r} must start with '/'")
+    out, pos = [], 0
+    for match in _PARAM.finditer(pattern):
+        out.append(re.escape(pattern[pos : match.start()]))
+        out.append(f"(?P<{match.group(1)}>.*)" if match.group(2) else f"(?P<{match.group(1)}>[^/]+)")
+        pos = match.end()
+    out.append(re.escape(pattern[pos:]))
+    return re.compile("".join(out) + r"\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """A handler for some methods on a path pattern below the endpoint URL.
+
+    Patterns use `{name}` for one segment and `{name:path}` for the rest of the path. With
+    `verify=False` the plugin's verifier is not run (e.g. a route that checks its own bearer key).
+    """
+
+    pattern: str
+    methods: frozenset[str]
+    handler: Handler
+    verify: bool = True
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "regex", _compile(self.pattern))
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.regex.match(path)
+        return None if found is None else found.groupdict()
+
+
+class Plugin:
+    """An endpoint plugin: the value registered under the `dify_gateway.plugins` entry-point group."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        settings: type[BaseModel],
+        verifier: Verifier,
+        permissions: Iterable[Permission] = (),
+        description: str = "",
+        min_apps: int = 0,
+        max_apps: int | None = None,
+    ) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
+            raise ValueError(f"plugin name {name!r} must be lower-case letters, digits, '-' or '_'")
+        self.name = name
+        self.settings_model = settings
+        self.verifier = verifier
+        self.permissions = frozenset(Permission(p) for p in permissions)
+        self.description = description
+        self.min_apps = min_apps
+        self.max_apps = max_apps
+        self.routes: list[Route] = []
+        self.jobs: dict[str, JobHandler] = {}
+
+    def route(
+        self, pattern: str, *, methods: Iterable[str] = ("POST",), verify: bool = True
+    ) -> Callable[[Handler], Handler]:
+        """Decorator: handle `methods` on `pattern`."""
+        wanted = frozenset(m.upper() for m in methods)
+        unknown = wanted - set(ALL_METHODS)
+        if unknown:
+            raise ValueError(f"unknown HTTP methods {sorted(unknown)}")
+
+        def register(handler: Handler) -> Handler:
+            self.routes.append(Route(pattern, wanted, handler, verify))
+            return handler
+
+        return register
+
+    def job(self, name: str) -> Callable[[JobHandler], JobHandler]:
+        """Decorator: the handler of jobs enqueued as `ctx.jobs.enqueue(name, ...)`."""
+
+        def register(handler: JobHandler) -> JobHandler:
+            self.jobs[name] = handler
+            return handler
+
+        return register
+
+    def match(self, method: str, path: str) -> tuple[Route | None, dict[str, str], frozenset[str]]:
+        """(route, path parameters, methods allowed on the path); the route is None when none takes `method`."""
+        allowed: set[str] = set()
+        for route in self.routes:
+            params = route.match(path)
+            if params is None:
+                continue
+            if method in route.methods or (method == "HEAD" and "GET" in route.methods):
+                return route, params, frozenset()
+            allowed |= route.methods
+        return None, {}, frozenset(allowed)
+
+    def secret_fields(self) -> frozenset[str]:
+        """Names of settings typed as `SecretStr` (optional or not): encrypted at rest, masked on read."""
+        return _secret_fields(self.settings_model)
+
+    def __repr__(self) -> str:
+        return f"Plugin({self.name!r})"
+
+
+def _secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    from pydantic import SecretStr
+
+    names = set()
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = getattr(annotation, "__args__", ())
+        if annotation is SecretStr or SecretStr in args:
+            names.add(name)
+    return frozenset(names)

@@ -1,0 +1,157 @@
+"""The Lua scripts of the Redis backend (`gateway.storage.redis`), one per atomic operation.
+
+Job scripts get the key prefix as ARGV[1] and derive every key from it; the key-value scripts
+take their key as KEYS[1].
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM", "DELETE_IF_EQUALS", "ENQUEUE", "EXPIRE_IF_EQUALS", "INCR", "PURGE", "TRANSITION", "UPDATE_META"]
+
+# Shared by the job scripts. ARGV[1] is always the key prefix.
+_PRELUDE = """
+local P = ARGV[1]
+local TIME_SET = {queued = 'jobs:queued', running = 'jobs:leases', done = 'jobs:finished', dead = 'jobs:finished'}
+local function jkey(id) return P .. 'job:' .. id end
+local function state_of(id)
+  local s = redis.call('HGET', jkey(id), 'state')
+  if not s then return nil end
+  return cjson.decode(s)
+end
+local function unindex(id, state)
+  redis.call('ZREM', P .. 'jobs:state:' .. state, id)
+  redis.call('ZREM', P .. TIME_SET[state], id)
+end
+local function index(id, state, score)
+  redis.call('ZADD', P .. 'jobs:state:' .. state, redis.call('ZSCORE', P .. 'jobs:created', id), id)
+  redis.call('ZADD', P .. TIME_SET[state], score, id)
+end
+"""
+
+# ARGV: P, id, idempotency key or '', created_at, due_at, field/value pairs...
+ENQUEUE = (
+    _PRELUDE
+    + """
+local id, key = ARGV[2], ARGV[3]
+if key ~= '' then
+  local existing = redis.call('HGET', P .. 'jobs:keys', key)
+  if existing and redis.call('EXISTS', jkey(existing)) == 1 then
+    return {0, redis.call('HGETALL', jkey(existing))}
+  end
+end
+if redis.call('EXISTS', jkey(id)) == 1 then return {-1} end
+redis.call('HSET', jkey(id), unpack(ARGV, 6))
+redis.call('ZADD', P .. 'jobs:created', ARGV[4], id)
+index(id, 'queued', ARGV[5])
+if key ~= '' then redis.call('HSET', P .. 'jobs:keys', key, id) end
+return {1}
+"""
+)
+
+# ARGV: P, now, lease_until, owner JSON, lease_until JSON, now JSON, job id or ''.
+CLAIM = (
+    _PRELUDE
+    + """
+local now = tonumber(ARGV[2])
+local id = nil
+if ARGV[7] ~= '' then
+  id = ARGV[7]
+  if not redis.call('ZSCORE', P .. 'jobs:queued', id) then
+    local lease = redis.call('ZSCORE', P .. 'jobs:leases', id)
+    if not lease or tonumber(lease) > now then return false end
+  end
+else
+  local best, best_due = nil, nil
+  local head = redis.call('ZRANGEBYSCORE', P .. 'jobs:queued', '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
+  if head[1] then best, best_due = head[1], tonumber(head[2]) end
+  -- Expired leases only exist after a worker died, so a bounded batch is enough.
+  local expired = redis.call('ZRANGEBYSCORE', P .. 'jobs:leases', '-inf', ARGV[2], 'LIMIT', 0, 100)
+  for _, cand in ipairs(expired) do
+    local due = tonumber(redis.call('HGET', jkey(cand), 'due_at'))
+    if due and (best == nil or due < best_due or (due == best_due and cand < best)) then
+      best, best_due = cand, due
+    end
+  end
+  id = best
+end
+if id == nil then return false end
+local current = state_of(id)
+if current == nil then
+  redis.call('ZREM', P .. 'jobs:queued', id)
+  redis.call('ZREM', P .. 'jobs:leases', id)
+  return false
+end
+unindex(id, current)
+index(id, 'running', ARGV[3])
+redis.call('HSET', jkey(id), 'state', '"running"', 'lease_owner', ARGV[4], 'lease_until', ARGV[5],
+           'updated_at', ARGV[6])
+redis.call('HINCRBY', jkey(id), 'attempts', 1)
+return redis.call('HGETALL', jkey(id))
+"""
+)
+
+# ARGV: P, id, guard ('owner' | 'not_done' | 'state'), guard value, new state, index score, pairs...
+TRANSITION = (
+    _PRELUDE
+    + """
+local id, guard, want = ARGV[2], ARGV[3], ARGV[4]
+local current = state_of(id)
+if current == nil then return 0 end
+if guard == 'owner' then
+  if current ~= 'running' or redis.call('HGET', jkey(id), 'lease_owner') ~= want then return 0 end
+elseif guard == 'not_done' then
+  if current == 'done' then return 0 end
+elseif current ~= want then
+  return 0
+end
+unindex(id, current)
+index(id, ARGV[5], ARGV[6])
+redis.call('HSET', jkey(id), unpack(ARGV, 7))
+return 1
+"""
+)
+
+# ARGV: P, id, meta field/value pairs...
+UPDATE_META = """
+local k = ARGV[1] .. 'job:' .. ARGV[2]
+if redis.call('EXISTS', k) == 0 then return 0 end
+if #ARGV > 2 then redis.call('HSET', k, unpack(ARGV, 3)) end
+return 1
+"""
+
+# ARGV: P, before, batch size. Returns how many jobs it deleted (at most the batch size).
+PURGE = (
+    _PRELUDE
+    + """
+local ids = redis.call('ZRANGEBYSCORE', P .. 'jobs:finished', '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+for _, id in ipairs(ids) do
+  local current = state_of(id)
+  if current then unindex(id, current) end
+  redis.call('ZREM', P .. 'jobs:finished', id)
+  redis.call('ZREM', P .. 'jobs:created', id)
+  local key = redis.call('HGET', jkey(id), 'key')
+  if key and key ~= 'null' then
+    local name = cjson.decode(key)
+    if redis.call('HGET', P .. 'jobs:keys', name) == id then redis.call('HDEL', P .. 'jobs:keys', name) end
+  end
+  redis.call('DEL', jkey(id))
+end
+return #ids
+"""
+)
+
+DELETE_IF_EQUALS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+EXPIRE_IF_EQUALS = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+# ARGV: amount, TTL in ms or ''. The TTL is set only when this call created the key.
+INCR = """
+local existed = redis.call('EXISTS', KEYS[1])
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if existed == 0 and ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+"""

@@ -1,0 +1,56 @@
+"""The SQL of the SQLite backend (`gateway.storage.sqlite`): schema and the statements worth naming."""
+
+from __future__ import annotations
+
+__all__ = ["CLAIM_NEXT", "CLAIM_ONE", "INSERT_JOB", "JOB_COLUMNS", "LIVE", "OWNED", "SCHEMA"]
+
+SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS docs (
+    collection TEXT NOT NULL, key TEXT NOT NULL, doc TEXT NOT NULL, PRIMARY KEY (collection, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, stream TEXT NOT NULL, entry TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS logs_stream ON logs (stream, id);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, key TEXT UNIQUE, kind TEXT NOT NULL, payload TEXT NOT NULL, endpoint_id TEXT,
+    state TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, due_at REAL NOT NULL,
+    lease_owner TEXT, lease_until REAL, last_error TEXT, result TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, meta TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at, id);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (state, updated_at);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at, id);
+COMMIT;
+"""
+
+JOB_COLUMNS = (
+    "id, key, kind, payload, endpoint_id, state, attempts, max_attempts, due_at, lease_owner, lease_until,"
+    " last_error, result, created_at, updated_at, meta"
+)
+INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (:{JOB_COLUMNS.replace(', ', ', :')})"
+_CLAIM_SET = (
+    "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_until = :lease_until,"
+    " attempts = attempts + 1, updated_at = :now"
+)
+# The earliest runnable job: the head of each candidate set is found through an index (no scan of
+# the queue), then the two heads are compared (due_at, then id, as the Redis backend orders them).
+CLAIM_NEXT = f"""{_CLAIM_SET}
+WHERE id = (
+    SELECT id FROM (
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'queued' AND due_at <= :now
+                       ORDER BY due_at, id LIMIT 1)
+        UNION ALL
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'running' AND lease_until <= :now
+                       ORDER BY due_at, id LIMIT 1)
+    ) ORDER BY due_at, id LIMIT 1
+)
+RETURNING {JOB_COLUMNS}"""
+CLAIM_ONE = f"""{_CLAIM_SET}
+WHERE id = :job_id AND (state = 'queued' OR (state = 'running' AND lease_until <= :now))
+RETURNING {JOB_COLUMNS}"""
+LIVE = "(expires_at IS NULL OR expires_at > :now)"
+OWNED = "id = :id AND state = 'running' AND lease_owner = :owner"

@@ -1,0 +1,398 @@
+"""The embedded backend: one SQLite file, safe to share between several processes.
+
+Every call runs on ONE dedicated worker thread that owns ONE connection, so the event loop never
+blocks on disk and there is no per-call connection setup. Several processes (the CLI while the
+server runs, two gateway processes) may open the same file: WAL lets readers run beside the single
+writer, `busy_timeout` makes writers wait for each other instead of failing, and every
+read-modify-write runs in `BEGIN IMMEDIATE` (or is one statement, which SQLite write-locks from the
+start), so no two processes can both win a race such as claiming the same job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from gateway.clock import Clock
+from gateway.exceptions import StoreError
+from gateway.storage import _sqlite_sql as queries
+from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
+
+__all__ = ["SQLiteStore"]
+
+_T = TypeVar("_T")
+_Params = Sequence[Any] | Mapping[str, Any]
+
+_BUSY_TIMEOUT_MS = 10_000
+_KV_SWEEP_EVERY = 1_000  # writes between purges of expired keys (reads just ignore them)
+
+
+def _row_to_job(row: sqlite3.Row) -> Job:
+    # float(): RETURNING hands back integral REALs as ints; callers expect floats.
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        payload=json_loads_object(row["payload"]),
+        key=row["key"],
+        endpoint_id=row["endpoint_id"],
+        state=row["state"],
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        due_at=float(row["due_at"]),
+        lease_owner=row["lease_owner"],
+        lease_until=None if row["lease_until"] is None else float(row["lease_until"]),
+        last_error=row["last_error"],
+        result=None if row["result"] is None else json_loads_object(row["result"]),
+        created_at=float(row["created_at"]),
+        updated_at=float(row["updated_at"]),
+        meta=json_loads_object(row["meta"]),
+    )
+
+
+def _immediate(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+    """Run `fn` in a write transaction taken up front, so no other process can interleave."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        out = fn(conn)
+    except BaseException:
+        if conn.in_transaction:
+            conn.rollback()
+        raise
+    conn.commit()
+    return out
+
+
+def _prefix_upper_bound(prefix: str) -> str | None:
+    """The smallest string above every string starting with `prefix` (None when there is none)."""
+    for i in range(len(prefix) - 1, -1, -1):
+        code = ord(prefix[i]) + 1
+        if code == 0xD800:  # skip the surrogate block, which cannot be encoded
+            code = 0xE000
+        if code <= 0x10FFFF:
+            return prefix[:i] + chr(code)
+    return None
+
+
+class SQLiteStore:
+    """The `Store` contract over one SQLite file (or `:memory:`), driven from one worker thread.
+
+    Create it with `await SQLiteStore.open(path, clock=clock)`, which also creates the tables.
+    Key TTLs are enforced with `clock`: entries keep an absolute expiry, expired ones read as
+    absent and are purged now and then.
+    """
+
+    def __init__(self, path: str, *, clock: Clock) -> None:
+        self._path = path
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
+        self._closed = False
+        self._kv_writes = 0
+
+    @classmethod
+    async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
+        """Open (creating if needed) the database file and its tables."""
+        store = cls(path, clock=clock)
+        try:
+            await store.ping()
+        except BaseException:
+            await store.aclose()
+            raise
+        return store
+
+    # -- plumbing (worker thread) ----------------------------------------------------------------
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
+        conn = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+            conn.executescript(queries.SCHEMA)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _invoke(self, fn: Callable[[sqlite3.Connection], _T], write: bool) -> _T:
+        if self._conn is None:
+            self._conn = self._connect()
+        return _immediate(self._conn, fn) if write else fn(self._conn)
+
+    def _shutdown(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], _T], *, write: bool = False) -> _T:
+        if self._closed:
+            raise StoreError("The SQLite store is closed.")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, self._invoke, fn, write)
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
+                raise  # our bug or bad input, not an unavailable store
+            raise StoreError(f"SQLite store failed ({self._path}): {exc}") from exc
+
+    async def _fetch(self, sql: str, params: _Params = ()) -> list[sqlite3.Row]:
+        # fetchall() steps a statement to its end, which is what commits an autocommit write.
+        return await self._run(lambda c: c.execute(sql, params).fetchall())
+
+    async def _exec(self, sql: str, params: _Params = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+        return await self._run(lambda c: c.execute(sql, params).rowcount)
+
+    def _expires_at(self, now: float, ttl: float | None) -> float | None:
+        return None if ttl is None else now + ttl
+
+    def _kv_wrote(self, conn: sqlite3.Connection, now: float) -> None:
+        """Count a key write; every so often drop the expired keys so the table cannot grow forever."""
+        self._kv_writes += 1
+        if self._kv_writes % _KV_SWEEP_EVERY == 0:
+            conn.execute("DELETE FROM kv WHERE expires_at <= ?", (now,))
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, self._shutdown)
+        finally:
+            # The queue is empty by now, so joining the worker thread is immediate.
+            self._executor.shutdown(wait=True)
+
+    # -- documents -------------------------------------------------------------------------------
+    async def doc_get(self, collection: str, key: str) -> dict[str, Any] | None:
+        rows = await self._fetch("SELECT doc FROM docs WHERE collection = ? AND key = ?", (collection, key))
+        return json_loads_object(rows[0][0]) if rows else None
+
+    async def doc_put(self, collection: str, key: str, doc: dict[str, Any]) -> None:
+        await self._exec(
+            "INSERT INTO docs (collection, key, doc) VALUES (?, ?, ?)"
+            " ON CONFLICT (collection, key) DO UPDATE SET doc = excluded.doc",
+            (collection, key, json_dumps(doc)),
+        )
+
+    async def doc_create(self, collection: str, key: str, doc: dict[str, Any]) -> bool:
+        sql = "INSERT INTO docs (collection, key, doc) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+        return await self._exec(sql, (collection, key, json_dumps(doc))) == 1
+
+    async def doc_delete(self, collection: str, key: str) -> bool:
+        return await self._exec("DELETE FROM docs WHERE collection = ? AND key = ?", (collection, key)) == 1
+
+    async def doc_list(self, collection: str) -> list[dict[str, Any]]:
+        rows = await self._fetch("SELECT doc FROM docs WHERE collection = ? ORDER BY key", (collection,))
+        return [json_loads_object(row[0]) for row in rows]
+
+    # -- key-value -------------------------------------------------------------------------------
+    async def kv_get(self, key: str) -> str | None:
+        params = {"key": key, "now": self._clock.time()}
+        rows = await self._fetch(f"SELECT value FROM kv WHERE key = :key AND {queries.LIVE}", params)
+        return str(rows[0][0]) if rows else None
+
+    async def kv_set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        now = self._clock.time()
+        params = (key, value, self._expires_at(now, ttl))
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at",
+                params,
+            )
+            self._kv_wrote(c, now)
+
+        await self._run(op, write=True)
+
+    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
+        now = self._clock.time()
+        params = {"key": key, "value": value, "exp": self._expires_at(now, ttl), "now": now}
+
+        def op(c: sqlite3.Connection) -> bool:
+            # An expired row counts as absent, so the upsert overwrites it.
+            rows = c.execute(
+                "INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :exp)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+                " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= :now RETURNING 1",
+                params,
+            ).fetchall()
+            self._kv_wrote(c, now)
+            return bool(rows)
+
+        return await self._run(op, write=True)
+
+    async def kv_delete(self, key: str) -> bool:
+        now = self._clock.time()
+        rows = await self._fetch("DELETE FROM kv WHERE key = ? RETURNING expires_at", (key,))
+        return bool(rows) and (rows[0][0] is None or rows[0][0] > now)
+
+    async def kv_delete_if_equals(self, key: str, value: str) -> bool:
+        params = {"key": key, "value": value, "now": self._clock.time()}
+        return await self._exec(f"DELETE FROM kv WHERE key = :key AND value = :value AND {queries.LIVE}", params) == 1
+
+    async def kv_expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
+        now = self._clock.time()
+        params = {"key": key, "value": value, "now": now, "exp": now + ttl}
+        sql = f"UPDATE kv SET expires_at = :exp WHERE key = :key AND value = :value AND {queries.LIVE}"
+        return await self._exec(sql, params) == 1
+
+    async def kv_incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
+        now = self._clock.time()
+        expires_at = self._expires_at(now, ttl)
+
+        def op(c: sqlite3.Connection) -> int:
+            rows = c.execute(
+                f"SELECT value FROM kv WHERE key = :key AND {queries.LIVE}", {"key": key, "now": now}
+            ).fetchall()
+            if rows:  # a live counter keeps its TTL
+                try:
+                    value = int(rows[0][0]) + amount
+                except ValueError:
+                    raise ValueError(f"key {key!r} does not hold an integer") from None
+                c.execute("UPDATE kv SET value = ? WHERE key = ?", (str(value), key))
+            else:  # absent or expired: starts from 0 with a fresh TTL
+                value = amount
+                c.execute(
+                    "INSERT OR REPLACE INTO kv (key, value, expires_at) VALUES (?, ?, ?)", (key, str(value), expires_at)
+                )
+            self._kv_wrote(c, now)
+            return value
+
+        return await self._run(op, write=True)
+
+    async def kv_delete_prefix(self, prefix: str) -> int:
+        now = self._clock.time()
+        upper = _prefix_upper_bound(prefix)
+        # A key range (not LIKE, which is case-insensitive and needs escaping) so the primary key index is used.
+        sql = "DELETE FROM kv WHERE key >= ?" + (" AND key < ?" if upper is not None else "") + " RETURNING expires_at"
+        params = (prefix, upper) if upper is not None else (prefix,)
+        rows = await self._fetch(sql, params)
+        return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+
+    # -- capped logs -----------------------------------------------------------------------------
+    async def log_append(self, stream: str, entry: dict[str, Any], *, max_len: int) -> None:
+        if max_len < 1:
+            raise ValueError("max_len must be at least 1")
+        text = json_dumps(entry)
+
+        def op(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO logs (stream, entry) VALUES (?, ?)", (stream, text))
+            c.execute(
+                "DELETE FROM logs WHERE stream = :s AND id < "
+                "(SELECT id FROM logs WHERE stream = :s ORDER BY id DESC LIMIT 1 OFFSET :keep)",
+                {"s": stream, "keep": max_len - 1},
+            )
+
+        await self._run(op, write=True)
+
+    async def log_list(self, stream: str, limit: int) -> list[dict[str, Any]]:
+        if limit < 1:
+            return []
+        rows = await self._fetch("SELECT entry FROM logs WHERE stream = ? ORDER BY id DESC LIMIT ?", (stream, limit))
+        return [json_loads_object(row[0]) for row in rows]
+
+    async def log_delete(self, stream: str) -> None:
+        await self._exec("DELETE FROM logs WHERE stream = ?", (stream,))
+
+    # -- jobs ------------------------------------------------------------------------------------
+    async def job_enqueue(self, job: Job) -> tuple[Job, bool]:
+        new = prepare_enqueue(job, self._clock.time())
+        row = {**new.to_dict(), "payload": json_dumps(new.payload), "meta": json_dumps(new.meta)}
+        row["result"] = None if new.result is None else json_dumps(new.result)
+
+        def op(c: sqlite3.Connection) -> tuple[Job, bool]:
+            if new.key is not None:
+                found = c.execute(f"SELECT {queries.JOB_COLUMNS} FROM jobs WHERE key = ?", (new.key,)).fetchall()
+                if found:
+                    return _row_to_job(found[0]), False
+            if c.execute("SELECT 1 FROM jobs WHERE id = ?", (new.id,)).fetchall():
+                raise ValueError(f"a job with id {new.id!r} already exists")
+            c.execute(queries.INSERT_JOB, row)
+            return new, True
+
+        return await self._run(op, write=True)
+
+    async def job_claim(self, owner: str, now: float, lease_s: float, *, job_id: str | None = None) -> Job | None:
+        params = {"owner": owner, "now": now, "lease_until": now + lease_s, "job_id": job_id}
+        sql = queries.CLAIM_NEXT if job_id is None else queries.CLAIM_ONE
+        # One UPDATE ... RETURNING: SQLite takes the write lock before it reads, so it is atomic across processes.
+        rows = await self._fetch(sql, params)
+        return _row_to_job(rows[0]) if rows else None
+
+    async def _job_update(self, sql: str, params: dict[str, Any]) -> bool:
+        params = {"now": self._clock.time(), **params}
+        return await self._exec(sql, params) == 1
+
+    async def job_extend(self, job_id: str, owner: str, lease_until: float) -> bool:
+        return await self._job_update(
+            f"UPDATE jobs SET lease_until = :until, updated_at = :now WHERE {queries.OWNED}",
+            {"id": job_id, "owner": owner, "until": lease_until},
+        )
+
+    async def job_complete(self, job_id: str, owner: str, result: dict[str, Any] | None = None) -> bool:
+        return await self._job_update(
+            "UPDATE jobs SET state = 'done', result = :result, lease_owner = NULL, lease_until = NULL,"
+            f" updated_at = :now WHERE {queries.OWNED}",
+            {"id": job_id, "owner": owner, "result": None if result is None else json_dumps(result)},
+        )
+
+    async def job_retry(self, job_id: str, owner: str, due_at: float, error: str) -> bool:
+        return await self._job_update(
+            "UPDATE jobs SET state = 'queued', due_at = :due, last_error = :error, lease_owner = NULL,"
+            f" lease_until = NULL, updated_at = :now WHERE {queries.OWNED}",
+            {"id": job_id, "owner": owner, "due": due_at, "error": error},
+        )
+
+    async def job_dead(self, job_id: str, owner: str | None, error: str) -> bool:
+        # Without an owner (an operator's decision) any job not yet done can be dead-lettered.
+        where = queries.OWNED if owner is not None else "id = :id AND state != 'done'"
+        return await self._job_update(
+            "UPDATE jobs SET state = 'dead', last_error = :error, lease_owner = NULL, lease_until = NULL,"
+            f" updated_at = :now WHERE {where}",
+            {"id": job_id, "owner": owner, "error": error},
+        )
+
+    async def job_get(self, job_id: str) -> Job | None:
+        rows = await self._fetch(f"SELECT {queries.JOB_COLUMNS} FROM jobs WHERE id = ?", (job_id,))
+        return _row_to_job(rows[0]) if rows else None
+
+    async def job_update_meta(self, job_id: str, meta: dict[str, Any]) -> bool:
+        # A shallow merge that leaves `updated_at` alone, so progress notes do not delay a purge.
+        def op(c: sqlite3.Connection) -> bool:
+            rows = c.execute("SELECT meta FROM jobs WHERE id = ?", (job_id,)).fetchall()
+            if not rows:
+                return False
+            merged = {**json_loads_object(rows[0][0]), **meta}
+            c.execute("UPDATE jobs SET meta = ? WHERE id = ?", (json_dumps(merged), job_id))
+            return True
+
+        return await self._run(op, write=True)
+
+    async def job_list(self, *, state: JobState | None = None, limit: int = 100) -> list[Job]:
+        if limit < 1:
+            return []
+        where = "" if state is None else "WHERE state = :state"
+        sql = f"SELECT {queries.JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT :limit"
+        rows = await self._fetch(sql, {"state": state, "limit": limit})
+        return [_row_to_job(row) for row in rows]
+
+    async def job_replay(self, job_id: str, now: float) -> bool:
+        sql = (
+            "UPDATE jobs SET state = 'queued', attempts = 0, due_at = :now, lease_owner = NULL,"
+            " lease_until = NULL, updated_at = :now WHERE id = :id AND state = 'dead'"
+        )
+        return await self._exec(sql, {"id": job_id, "now": now}) == 1
+
+    async def job_purge(self, before: float) -> int:
+        sql = "DELETE FROM jobs WHERE state IN ('done', 'dead') AND updated_at < ?"
+        return await self._exec(sql, (before,))

@@ -1,0 +1,434 @@
+"""The storage contract: every backend must pass every test here (see `store` in conftest.py).
+
+Job tests pass explicit `now` values and never sleep; only the key TTL tests sleep briefly,
+because Redis enforces TTLs on its own (real) clock while SQLite uses the injected one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.storage.base import Job, Store
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_700_000_000.0
+SHORT_TTL = 0.2
+
+
+async def pass_time(clock: FakeClock, seconds: float) -> None:
+    """Let `seconds` pass for both backends: really (Redis) and on the injected clock (SQLite)."""
+    await anyio.sleep(seconds)
+    clock.advance(seconds)
+
+
+async def gather(*calls: Any) -> list[Any]:
+    """Run zero-argument coroutine functions concurrently; their results in order."""
+    results: list[Any] = [None] * len(calls)
+
+    async def run(i: int) -> None:
+        results[i] = await calls[i]()
+
+    async with anyio.create_task_group() as tg:
+        for i in range(len(calls)):
+            tg.start_soon(run, i)
+    return results
+
+
+def job(job_id: str, *, due_at: float = T0, key: str | None = None, created_at: float = 0.0, **extra: Any) -> Job:
+    return Job(id=job_id, kind="test", payload={"n": job_id}, key=key, due_at=due_at, created_at=created_at, **extra)
+
+
+# -- lifecycle ---------------------------------------------------------------------------------
+async def test_ping(store: Store) -> None:
+    await store.ping()
+
+
+# -- documents ---------------------------------------------------------------------------------
+async def test_doc_create_only_when_free_and_put_replaces(store: Store) -> None:
+    assert await store.doc_get("apps", "a") is None
+    assert await store.doc_create("apps", "a", {"name": "first", "n": [1, {"x": "é"}]}) is True
+    assert await store.doc_create("apps", "a", {"name": "second"}) is False
+    assert await store.doc_get("apps", "a") == {"name": "first", "n": [1, {"x": "é"}]}
+
+    await store.doc_put("apps", "a", {"name": "replaced"})
+    assert await store.doc_get("apps", "a") == {"name": "replaced"}
+    await store.doc_put("apps", "b", {"name": "new"})  # put also creates
+    assert await store.doc_get("apps", "b") == {"name": "new"}
+
+
+async def test_doc_delete(store: Store) -> None:
+    await store.doc_put("apps", "a", {"v": 1})
+    assert await store.doc_delete("apps", "a") is True
+    assert await store.doc_delete("apps", "a") is False
+    assert await store.doc_get("apps", "a") is None
+
+
+async def test_doc_list_ordered_by_key_per_collection(store: Store) -> None:
+    for key in ["b", "c", "a"]:
+        await store.doc_put("endpoints", key, {"key": key})
+    await store.doc_put("apps", "z", {"key": "z"})
+    assert [d["key"] for d in await store.doc_list("endpoints")] == ["a", "b", "c"]
+    assert await store.doc_list("apps") == [{"key": "z"}]
+    assert await store.doc_list("empty") == []
+
+
+# -- key-value ---------------------------------------------------------------------------------
+async def test_kv_set_get_delete(store: Store) -> None:
+    assert await store.kv_get("k") is None
+    await store.kv_set("k", "v1")
+    await store.kv_set("k", "v2")
+    assert await store.kv_get("k") == "v2"
+    assert await store.kv_delete("k") is True
+    assert await store.kv_delete("k") is False
+    assert await store.kv_get("k") is None
+
+
+async def test_kv_ttl_expiry(store: Store, clock: FakeClock) -> None:
+    await store.kv_set("short", "1", ttl=SHORT_TTL)
+    await store.kv_set("reset", "1", ttl=SHORT_TTL)
+    await store.kv_set("reset", "2")  # a plain set drops the TTL
+    await store.kv_set("forever", "1")
+    assert await store.kv_set_if_absent("nx", "a", ttl=SHORT_TTL) is True
+    assert await store.kv_get("short") == "1"
+
+    await pass_time(clock, SHORT_TTL + 0.1)
+    assert await store.kv_get("short") is None
+    assert await store.kv_get("reset") == "2"
+    assert await store.kv_get("forever") == "1"
+    assert await store.kv_delete("short") is False  # expired counts as absent
+    assert await store.kv_set_if_absent("nx", "b") is True  # expired counts as absent
+    assert await store.kv_get("nx") == "b"
+
+
+async def test_kv_set_if_absent_race_has_one_winner(store: Store) -> None:
+    results = await gather(*[lambda i=i: store.kv_set_if_absent("lock", f"owner-{i}", ttl=30) for i in range(20)])
+    assert results.count(True) == 1
+    assert await store.kv_get("lock") == f"owner-{results.index(True)}"
+    assert await store.kv_set_if_absent("lock", "late") is False
+
+
+async def test_kv_delete_if_equals(store: Store) -> None:
+    await store.kv_set("lock", "me")
+    assert await store.kv_delete_if_equals("lock", "someone-else") is False
+    assert await store.kv_get("lock") == "me"
+    assert await store.kv_delete_if_equals("lock", "me") is True
+    assert await store.kv_get("lock") is None
+    assert await store.kv_delete_if_equals("lock", "me") is False
+
+
+async def test_kv_expire_if_equals(store: Store, clock: FakeClock) -> None:
+    await store.kv_set("renewed", "me", ttl=SHORT_TTL)
+    await store.kv_set("shortened", "me")
+    assert await store.kv_expire_if_equals("renewed", "other", 30) is False
+    assert await store.kv_expire_if_equals("missing", "me", 30) is False
+    assert await store.kv_expire_if_equals("renewed", "me", 30) is True
+    assert await store.kv_expire_if_equals("shortened", "me", SHORT_TTL) is True
+
+    await pass_time(clock, SHORT_TTL + 0.1)
+    assert await store.kv_get("renewed") == "me"
+    assert await store.kv_get("shortened") is None
+    assert await store.kv_expire_if_equals("shortened", "me", 30) is False
+
+
+async def test_kv_incr(store: Store) -> None:
+    assert await store.kv_incr("n") == 1
+    assert await store.kv_incr("n", 5) == 6
+    assert await store.kv_incr("n", -2) == 4
+    assert await store.kv_get("n") == "4"
+    await store.kv_set("m", "10")
+    assert await store.kv_incr("m") == 11
+    await store.kv_set("text", "abc")
+    with pytest.raises(ValueError, match="integer"):
+        await store.kv_incr("text")
+    assert await store.kv_get("text") == "abc"
+
+
+async def test_kv_incr_is_atomic(store: Store) -> None:
+    results = await gather(*[lambda: store.kv_incr("hits") for _ in range(50)])
+    assert sorted(results) == list(range(1, 51))
+    assert await store.kv_get("hits") == "50"
+
+
+async def test_kv_incr_ttl_applies_on_creation_only(store: Store, clock: FakeClock) -> None:
+    assert await store.kv_incr("window", ttl=SHORT_TTL) == 1
+    assert await store.kv_incr("window", ttl=30) == 2  # does not push the expiry out
+    await store.kv_set("plain", "0")
+    assert await store.kv_incr("plain", ttl=SHORT_TTL) == 1  # existing key: TTL not added
+
+    await pass_time(clock, SHORT_TTL + 0.1)
+    assert await store.kv_get("window") is None
+    assert await store.kv_get("plain") == "1"
+    assert await store.kv_incr("window", ttl=30) == 1  # an expired counter starts again
+
+
+async def test_kv_delete_prefix(store: Store) -> None:
+    for key in ["conv:a:1", "conv:a:2", "conv:a:2:x", "conv:ab", "conv:b", "other", "we*ird[1]:x", "we*ird[2]"]:
+        await store.kv_set(key, "v")
+    assert await store.kv_delete_prefix("conv:a:") == 3
+    assert [await store.kv_get(k) for k in ["conv:a:1", "conv:a:2", "conv:a:2:x"]] == [None, None, None]
+    assert await store.kv_get("conv:ab") == "v"
+    assert await store.kv_get("conv:b") == "v"
+    # Glob characters in the prefix are literal.
+    assert await store.kv_delete_prefix("we*ird[1]") == 1
+    assert await store.kv_get("we*ird[2]") == "v"
+    assert await store.kv_delete_prefix("nothing-here") == 0
+
+
+async def test_kv_delete_prefix_counts_many(store: Store) -> None:
+    for i in range(1200):  # more than one SCAN / UNLINK batch
+        await store.kv_set(f"bulk:{i}", "v")
+    assert await store.kv_delete_prefix("bulk:") == 1200
+    assert await store.kv_get("bulk:7") is None
+
+
+# -- capped logs -------------------------------------------------------------------------------
+async def test_log_capped_newest_first(store: Store) -> None:
+    for i in range(5):
+        await store.log_append("ep1", {"i": i}, max_len=3)
+    await store.log_append("ep2", {"i": 100}, max_len=3)
+    assert await store.log_list("ep1", 10) == [{"i": 4}, {"i": 3}, {"i": 2}]
+    assert await store.log_list("ep1", 2) == [{"i": 4}, {"i": 3}]
+    assert await store.log_list("ep1", 0) == []
+    assert await store.log_list("ep2", 10) == [{"i": 100}]
+    assert await store.log_list("missing", 10) == []
+
+
+async def test_log_delete(store: Store) -> None:
+    await store.log_append("ep1", {"i": 1}, max_len=10)
+    await store.log_append("ep2", {"i": 2}, max_len=10)
+    await store.log_delete("ep1")
+    assert await store.log_list("ep1", 10) == []
+    assert await store.log_list("ep2", 10) == [{"i": 2}]
+    await store.log_append("ep1", {"i": 3}, max_len=10)
+    assert await store.log_list("ep1", 10) == [{"i": 3}]
+
+
+# -- jobs: enqueue and read ----------------------------------------------------------------------
+async def test_job_enqueue_and_get_round_trip(store: Store, clock: FakeClock) -> None:
+    original = Job(
+        id="j1", kind="deliver", payload={"body": "é", "n": [1, 2.5]}, endpoint_id="ep", max_attempts=3,
+        due_at=T0 + 0.123456, meta={"note": "x", "t": 1_700_000_000.654321},
+    )  # fmt: skip
+    stored, created = await store.job_enqueue(original)
+    assert created is True
+    assert stored.state == "queued"
+    assert stored.created_at == stored.updated_at == clock.time()  # defaulted from the store's clock
+    assert await store.job_get("j1") == stored
+    assert await store.job_get("missing") is None
+
+
+async def test_job_enqueue_idempotency_key_returns_existing(store: Store) -> None:
+    first, created = await store.job_enqueue(job("j1", key="order-7"))
+    assert created is True
+    again, created = await store.job_enqueue(job("j2", key="order-7", due_at=T0 + 99))
+    assert created is False
+    assert again == first
+    assert await store.job_get("j2") is None
+    _, created = await store.job_enqueue(job("j3", key="order-8"))
+    assert created is True
+
+
+async def test_job_enqueue_same_id_twice_is_refused(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    with pytest.raises(ValueError, match="already exists"):
+        await store.job_enqueue(job("j1"))
+
+
+async def test_job_list_newest_first_by_state(store: Store) -> None:
+    for i in range(1, 5):
+        await store.job_enqueue(job(f"j{i}", created_at=T0 + i))
+    claimed = await store.job_claim("w", T0 + 10, 30, job_id="j2")
+    assert claimed is not None
+    assert [j.id for j in await store.job_list()] == ["j4", "j3", "j2", "j1"]
+    assert [j.id for j in await store.job_list(limit=2)] == ["j4", "j3"]
+    assert [j.id for j in await store.job_list(state="queued")] == ["j4", "j3", "j1"]
+    assert [j.id for j in await store.job_list(state="running")] == ["j2"]
+    assert await store.job_list(state="dead") == []
+
+
+async def test_job_update_meta_merges(store: Store) -> None:
+    await store.job_enqueue(job("j1", meta={"a": 1, "b": 2}))
+    assert await store.job_update_meta("j1", {"b": 3, "progress": {"step": 2}}) is True
+    assert await store.job_update_meta("j1", {}) is True
+    assert await store.job_update_meta("missing", {"a": 1}) is False
+    claimed = await store.job_claim("w", T0, 30)
+    assert claimed is not None
+    assert claimed.meta == {"a": 1, "b": 3, "progress": {"step": 2}}
+    assert await store.job_complete("j1", "w", {"ok": True})
+    done = await store.job_get("j1")
+    assert done is not None and done.meta == {"a": 1, "b": 3, "progress": {"step": 2}}
+
+
+# -- jobs: claiming ------------------------------------------------------------------------------
+async def test_job_claim_earliest_due_first(store: Store) -> None:
+    await store.job_enqueue(job("late", due_at=T0 + 30))
+    await store.job_enqueue(job("early", due_at=T0 + 10))
+    await store.job_enqueue(job("middle", due_at=T0 + 20))
+    now = T0 + 100
+    claimed = await store.job_claim("w1", now, 30)
+    assert claimed is not None
+    assert (claimed.id, claimed.state, claimed.lease_owner, claimed.lease_until) == ("early", "running", "w1", now + 30)
+    assert claimed.attempts == 1
+    assert await store.job_get("early") == claimed
+    assert [(await store.job_claim("w1", now, 30) or job("none")).id for _ in range(2)] == ["middle", "late"]
+    assert await store.job_claim("w1", now, 30) is None
+
+
+async def test_job_not_due_is_not_claimed(store: Store) -> None:
+    await store.job_enqueue(job("j1", due_at=T0 + 60))
+    assert await store.job_claim("w", T0, 30) is None
+    assert await store.job_claim("w", T0 + 59.9, 30) is None
+    claimed = await store.job_claim("w", T0 + 60, 30)  # due_at <= now
+    assert claimed is not None and claimed.id == "j1"
+
+
+async def test_job_expired_lease_is_reclaimed(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    first = await store.job_claim("a", T0, 30)
+    assert first is not None and first.attempts == 1
+    assert await store.job_claim("b", T0 + 29.9, 30) is None  # lease still held
+    second = await store.job_claim("b", T0 + 30, 30)  # lease_until <= now: runnable again
+    assert second is not None
+    assert (second.id, second.lease_owner, second.lease_until, second.attempts) == ("j1", "b", T0 + 60, 2)
+    # The first owner lost the job.
+    assert await store.job_extend("j1", "a", T0 + 90) is False
+    assert await store.job_complete("j1", "a") is False
+    assert await store.job_retry("j1", "a", T0, "late") is False
+    assert await store.job_dead("j1", "a", "late") is False
+    assert await store.job_complete("j1", "b", {"by": "b"}) is True
+
+
+async def test_job_expired_lease_competes_by_due_at(store: Store) -> None:
+    await store.job_enqueue(job("old", due_at=T0))
+    assert await store.job_claim("a", T0, 10) is not None
+    await store.job_enqueue(job("newer", due_at=T0 + 5))
+    reclaimed = await store.job_claim("b", T0 + 20, 10)
+    assert reclaimed is not None and reclaimed.id == "old"
+    nxt = await store.job_claim("b", T0 + 20, 10)
+    assert nxt is not None and nxt.id == "newer"
+
+
+async def test_job_claim_by_id(store: Store) -> None:
+    await store.job_enqueue(job("soon", due_at=T0))
+    await store.job_enqueue(job("later", due_at=T0 + 3600))
+    claimed = await store.job_claim("w", T0, 30, job_id="later")  # ignores due_at
+    assert claimed is not None and claimed.id == "later" and claimed.attempts == 1
+    assert await store.job_claim("x", T0 + 10, 30, job_id="later") is None  # lease held
+    assert await store.job_claim("w", T0, 30, job_id="missing") is None
+    again = await store.job_claim("x", T0 + 30, 30, job_id="later")  # lease expired
+    assert again is not None and again.lease_owner == "x" and again.attempts == 2
+    assert await store.job_complete("later", "x")
+    assert await store.job_claim("w", T0 + 100, 30, job_id="later") is None  # done
+    soon = await store.job_get("soon")
+    assert soon is not None and soon.state == "queued"
+
+
+async def test_job_concurrent_claims_have_one_winner(store: Store) -> None:
+    await store.job_enqueue(job("only"))
+    results = await gather(*[lambda i=i: store.job_claim(f"w{i}", T0, 30) for i in range(10)])
+    winners = [r for r in results if r is not None]
+    assert len(winners) == 1 and winners[0].id == "only" and winners[0].attempts == 1
+
+    await store.job_enqueue(job("by-id"))
+    results = await gather(*[lambda i=i: store.job_claim(f"w{i}", T0, 30, job_id="by-id") for i in range(10)])
+    assert len([r for r in results if r is not None]) == 1
+
+
+# -- jobs: finishing -----------------------------------------------------------------------------
+async def test_job_extend(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    await store.job_claim("w", T0, 30)
+    assert await store.job_extend("j1", "other", T0 + 300) is False
+    assert await store.job_extend("missing", "w", T0 + 300) is False
+    assert await store.job_extend("j1", "w", T0 + 300) is True
+    assert await store.job_claim("x", T0 + 100, 30) is None  # the extended lease holds
+    current = await store.job_get("j1")
+    assert current is not None and current.lease_until == T0 + 300
+
+
+async def test_job_complete_stores_result(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    await store.job_enqueue(job("j2"))
+    await store.job_claim("w", T0, 30, job_id="j1")
+    await store.job_claim("w", T0, 30, job_id="j2")
+    assert await store.job_complete("j1", "other", {"x": 1}) is False
+    assert await store.job_complete("j1", "w", {"status": 200, "body": "ok"}) is True
+    assert await store.job_complete("j1", "w") is False  # no longer running
+    assert await store.job_complete("j2", "w") is True
+    done = await store.job_get("j1")
+    assert done is not None
+    assert (done.state, done.lease_owner, done.lease_until) == ("done", None, None)
+    assert done.result == {"status": 200, "body": "ok"}
+    no_result = await store.job_get("j2")
+    assert no_result is not None and no_result.result is None
+    assert await store.job_claim("w", T0 + 1000, 30) is None
+
+
+async def test_job_retry_requeues_at_due_at(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    await store.job_claim("w", T0, 30)
+    assert await store.job_retry("j1", "other", T0 + 60, "boom") is False
+    assert await store.job_retry("j1", "w", T0 + 60, "HTTP 503") is True
+    queued = await store.job_get("j1")
+    assert queued is not None
+    assert (queued.state, queued.due_at, queued.last_error, queued.lease_owner) == ("queued", T0 + 60, "HTTP 503", None)
+    assert await store.job_claim("w", T0 + 59, 30) is None
+    again = await store.job_claim("w2", T0 + 60, 30)
+    assert again is not None and again.attempts == 2 and again.last_error == "HTTP 503"
+
+
+async def test_job_dead_and_replay(store: Store) -> None:
+    await store.job_enqueue(job("owned"))
+    await store.job_enqueue(job("queued"))
+    await store.job_claim("w", T0, 30, job_id="owned")
+    assert await store.job_dead("owned", "other", "no") is False
+    assert await store.job_dead("owned", "w", "gave up") is True
+    assert await store.job_dead("queued", None, "operator") is True  # no owner: any unfinished job
+    assert await store.job_replay("missing", T0) is False
+    dead = await store.job_get("owned")
+    assert dead is not None and (dead.state, dead.last_error, dead.attempts) == ("dead", "gave up", 1)
+    assert [j.id for j in await store.job_list(state="dead")] == ["queued", "owned"]
+    assert await store.job_claim("w", T0 + 1000, 30) is None
+
+    assert await store.job_replay("owned", T0 + 500) is True
+    assert await store.job_replay("owned", T0 + 500) is False  # only dead jobs
+    replayed = await store.job_get("owned")
+    assert replayed is not None
+    assert (replayed.state, replayed.attempts, replayed.due_at) == ("queued", 0, T0 + 500)
+    claimed = await store.job_claim("w", T0 + 500, 30)
+    assert claimed is not None and claimed.id == "owned" and claimed.attempts == 1
+
+
+async def test_job_dead_without_owner_refuses_done_jobs(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    await store.job_claim("w", T0, 30)
+    await store.job_complete("j1", "w")
+    assert await store.job_dead("j1", None, "too late") is False
+    assert await store.job_dead("missing", None, "x") is False
+
+
+async def test_job_purge_finished_before(store: Store, clock: FakeClock) -> None:
+    for job_id in ["done-old", "dead-old", "done-new", "queued-old", "running-old"]:
+        await store.job_enqueue(job(job_id, key=f"key-{job_id}"))
+    await store.job_claim("w", T0, 3600, job_id="done-old")
+    await store.job_claim("w", T0, 3600, job_id="running-old")
+    await store.job_complete("done-old", "w")
+    await store.job_dead("dead-old", None, "x")
+    clock.advance(100)
+    await store.job_claim("w", T0, 3600, job_id="done-new")
+    await store.job_complete("done-new", "w")
+
+    assert await store.job_purge(clock.time() - 50) == 2
+    assert await store.job_get("done-old") is None and await store.job_get("dead-old") is None
+    assert {j.id for j in await store.job_list()} == {"done-new", "queued-old", "running-old"}
+    assert await store.job_list(state="dead") == []
+    assert await store.job_purge(clock.time() - 50) == 0
+    # The idempotency key of a purged job is free again.
+    _, created = await store.job_enqueue(job("fresh", key="key-done-old"))
+    assert created is True
+    assert await store.job_purge(clock.time() + 1) == 1  # done-new

@@ -1,0 +1,196 @@
+"""Job workers: run, retry with backoff, dead-letter, replay, lease hand-back, plugin jobs end to end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from endpoints.echo import plugin as echo
+from gateway.clock import FakeClock
+from gateway.jobs import JobQueue, JobWorkers, job_backoff
+from gateway.metrics import Metrics
+from gateway.plugin import JobError, RetryJob
+from gateway.registry import PluginRegistry
+from gateway.storage.base import Job
+from gateway.storage.sqlite import SQLiteStore
+from tests.support.gateway import make_settings, running_app
+
+pytestmark = pytest.mark.anyio
+
+
+def test_backoff_grows_caps_and_jitters() -> None:
+    assert job_backoff(1, 0.5) == 2.0
+    assert job_backoff(3, 0.5) == 8.0
+    assert job_backoff(30, 0.5) == 600.0
+    assert job_backoff(2, 0.0) == 2.0 and job_backoff(2, 1.0) == 6.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    opened = await SQLiteStore.open(str(tmp_path / "jobs.db"), clock=FakeClock())
+    yield opened
+    await opened.aclose()
+
+
+def workers(
+    store: SQLiteStore, clock: FakeClock, handlers: dict[str, Any], metrics: Metrics | None = None
+) -> JobWorkers:
+    return JobWorkers(
+        store=store,
+        queue=JobQueue(store, clock),
+        clock=clock,
+        handlers=handlers,
+        metrics=metrics or Metrics(),
+        concurrency=1,
+        lease=30,
+        rand=lambda: 0.5,
+    )
+
+
+async def claim(store: SQLiteStore, pool: JobWorkers, clock: FakeClock) -> Job:
+    job = await store.job_claim(pool.owner, clock.time(), 30)
+    assert job is not None
+    return job
+
+
+async def test_success_stores_the_result(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    seen: list[dict[str, Any]] = []
+
+    async def handler(job: Job) -> dict[str, Any]:
+        seen.append(job.payload)
+        return {"ok": 1}
+
+    metrics = Metrics()
+    pool = workers(store, clock, {"k": handler}, metrics)
+    queued = await JobQueue(store, clock).enqueue("k", {"n": 1})
+    await pool.run_job(await claim(store, pool, clock))
+    done = await store.job_get(queued.id)
+    assert done is not None and done.state == "done" and done.result == {"ok": 1}
+    assert seen == [{"n": 1}]
+    assert metrics.jobs.value("k", "done") == 1
+
+
+async def test_failures_retry_with_backoff_then_dead_letter(store: SQLiteStore) -> None:
+    clock = FakeClock()
+
+    async def failing(job: Job) -> None:
+        raise ValueError("nope")
+
+    pool = workers(store, clock, {"k": failing})
+    queued = await JobQueue(store, clock).enqueue("k", {}, max_attempts=2)
+    await pool.run_job(await claim(store, pool, clock))
+    retried = await store.job_get(queued.id)
+    assert retried is not None and retried.state == "queued"
+    assert retried.due_at == clock.time() + 2.0
+    assert retried.last_error == "ValueError: nope"
+    assert await store.job_claim(pool.owner, clock.time(), 30) is None  # not due yet
+    clock.advance(2.0)
+    await pool.run_job(await claim(store, pool, clock))
+    dead = await store.job_get(queued.id)
+    assert dead is not None and dead.state == "dead" and dead.attempts == 2
+    assert await store.job_replay(queued.id, clock.time())
+    again = await store.job_get(queued.id)
+    assert again is not None and again.state == "queued" and again.attempts == 0
+
+
+async def test_retry_job_and_job_error(store: SQLiteStore) -> None:
+    clock = FakeClock()
+
+    async def later(job: Job) -> None:
+        raise RetryJob("busy", after=42)
+
+    async def fatal(job: Job) -> None:
+        raise JobError("bad payload")
+
+    pool = workers(store, clock, {"later": later, "fatal": fatal})
+    queue = JobQueue(store, clock)
+    a = await queue.enqueue("later", {})
+    await pool.run_job(await claim(store, pool, clock))
+    b = await queue.enqueue("fatal", {})
+    await pool.run_job(await claim(store, pool, clock))
+    job_a, job_b = await store.job_get(a.id), await store.job_get(b.id)
+    assert job_a is not None and job_a.due_at == clock.time() + 42
+    assert job_b is not None and job_b.state == "dead" and job_b.last_error == "bad payload"
+    c = await queue.enqueue("unknown-kind", {})
+    await pool.run_job(await claim(store, pool, clock))
+    job_c = await store.job_get(c.id)
+    assert job_c is not None and job_c.state == "dead"
+
+
+async def test_idempotency_key_enqueues_once(store: SQLiteStore) -> None:
+    queue = JobQueue(store, FakeClock())
+    first = await queue.enqueue("k", {"v": 1}, key="same")
+    second = await queue.enqueue("k", {"v": 2}, key="same")
+    assert first.id == second.id
+
+
+async def test_cancelled_job_is_handed_back_at_once(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    started = asyncio.Event()
+
+    async def slow(job: Job) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    pool = workers(store, clock, {"k": slow})
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    task = asyncio.create_task(pool.run_job(await claim(store, pool, clock)))
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    handed_back = await store.job_get(queued.id)
+    assert handed_back is not None and handed_back.state == "queued" and handed_back.due_at == clock.time()
+
+
+async def test_worker_loop_runs_queued_jobs_until_cancelled(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    done = asyncio.Event()
+
+    async def handler(job: Job) -> None:
+        done.set()
+
+    pool = workers(store, clock, {"k": handler})
+    runner = asyncio.create_task(pool.run())
+    await JobQueue(store, clock).enqueue("k", {})
+    await asyncio.wait_for(done.wait(), 5)
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+
+
+async def test_plugin_job_end_to_end_through_the_endpoint(tmp_path: Path) -> None:
+    async with running_app(make_settings(tmp_path), registry=PluginRegistry([echo])) as running:
+        record, url = await running.gateway.endpoints.create("echo", [], {})
+        path = running.path(url)
+        queued = await running.client.post(f"{path}/jobs/greeting", content=b"hello", headers={"x-id": "d1"})
+        assert queued.status_code == 202
+        again = await running.client.post(f"{path}/jobs/greeting", content=b"other", headers={"x-id": "d1"})
+        assert again.json()["queued"] == queued.json()["queued"]  # same delivery id: same job
+        for _ in range(200):
+            read = await running.client.get(f"{path}/jobs/greeting")
+            if read.status_code == 200:
+                break
+            await asyncio.sleep(0.02)
+        assert read.json() == {"value": "hello"}
+        job = await running.gateway.store.job_get(queued.json()["queued"])
+        assert job is not None and job.state == "done" and job.result == {"stored": "greeting"}
+
+
+async def test_plugin_job_of_a_deleted_endpoint_is_dead_lettered(tmp_path: Path) -> None:
+    async with running_app(make_settings(tmp_path), registry=PluginRegistry([echo]), run_workers=False) as running:
+        gateway = running.gateway
+        record, _ = await gateway.endpoints.create("echo", [], {})
+        job = await gateway.queue.enqueue_plugin_job(record.id, "store", {"name": "a", "value": "b"})
+        await gateway.delete_endpoint(record.id)
+        pool = gateway.workers()
+        claimed = await gateway.store.job_claim(pool.owner, gateway.clock.time(), 30)
+        assert claimed is not None
+        await pool.run_job(claimed)
+        dead = await gateway.store.job_get(job.id)
+        assert dead is not None and dead.state == "dead" and "gone" in (dead.last_error or "")

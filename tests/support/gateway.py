@@ -1,0 +1,88 @@
+"""Building a gateway for tests: settings, an in-process client, a real uvicorn server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from asgi_lifespan import LifespanManager
+from pydantic import SecretStr
+from starlette.types import ASGIApp
+
+from gateway.app import create_app
+from gateway.runtime import Gateway
+from gateway.settings import Settings
+
+ADMIN_TOKEN = "admin-" + "t" * 40
+SECRET_KEY = "secret-" + "k" * 48
+
+
+def make_settings(tmp_path: Path, **changes: Any) -> Settings:
+    base = Settings(
+        store=f"sqlite:///{tmp_path / 'gateway.db'}",
+        admin_token=SecretStr(ADMIN_TOKEN),
+        secret_key=(SecretStr(SECRET_KEY),),
+        public_url="http://gw.test",
+        job_poll_interval=0.05,
+    )
+    return base.with_changes(**changes)
+
+
+def admin_headers() -> dict[str, str]:
+    return {"authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    gateway: Gateway
+    app: ASGIApp
+
+    def path(self, url: str) -> str:
+        """The path of a public endpoint URL (public_url is http://gw.test in tests)."""
+        return url.removeprefix(self.gateway.settings.public_url)
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, **kwargs: Any) -> AsyncIterator[Running]:
+    """The app with its lifespan running and an httpx client talking to it in-process."""
+    app = create_app(settings, **kwargs)
+    async with LifespanManager(app) as manager:
+        gateway: Gateway = manager._state["gateway"]
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.test") as client:
+            yield Running(client, gateway, manager.app)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextlib.asynccontextmanager
+async def live_server(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
+    """Serve `app` on a real uvicorn on loopback; yields the base URL."""
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started:
+                break
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
