@@ -82,7 +82,6 @@ def create_app(
                 workers.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await workers
-            await ingress.drain()
             await gateway.aclose()
 
     assert settings.admin_token is not None  # validated above

@@ -27,6 +27,10 @@ __all__ = ["EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "
 
 COLLECTION = "endpoints"
 TOKEN_PREFIX = "tok:"
+# How long a process trusts what it resolved a URL token to. Changes made here apply at once;
+# changes made by another replica or the CLI reach this process within this many seconds.
+RESOLVE_CACHE_SECONDS = 1.0
+RESOLVE_CACHE_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +143,8 @@ class EndpointService:
         self._public_url = public_url.rstrip("/")
         self._grace = rotation_grace
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
+        self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
+        self._urls: dict[str, str] = {}
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -152,25 +158,51 @@ class EndpointService:
         return [EndpointRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
 
     async def resolve(self, token: str) -> EndpointRecord | None:
-        """The enabled endpoint a URL token opens, or None. Forged tokens cost no store lookup."""
-        if not self._tokens.is_authentic(token):
-            return None
+        """The enabled endpoint a URL token opens, or None.
+
+        Forged tokens cost no store lookup; answers (misses included) are cached for
+        `RESOLVE_CACHE_SECONDS`, so a flood of requests costs one lookup a second per token.
+        """
         digest = self._tokens.digest(token)
+        now = self._clock.monotonic()
+        # Only authentic tokens ever enter the cache, so a hit needs no signature check.
+        cached = self._resolved.get(digest)
+        if cached is not None and cached[0] > now:
+            record = cached[1]
+        elif not self._tokens.is_authentic(token):
+            return None
+        else:
+            record = await self._lookup(digest)
+            if len(self._resolved) >= RESOLVE_CACHE_SIZE:
+                self._resolved.clear()
+            self._resolved[digest] = (now + RESOLVE_CACHE_SECONDS, record)
+        if record is None:
+            return None
+        wall = self._clock.time()
+        for ref in record.tokens:
+            if ref.digest == digest and (ref.expires_at is None or ref.expires_at > wall):
+                return record
+        return None
+
+    async def _lookup(self, digest: str) -> EndpointRecord | None:
         endpoint_id = await self._store.kv_get(TOKEN_PREFIX + digest)
         if endpoint_id is None:
             return None
         doc = await self._store.doc_get(COLLECTION, endpoint_id)
         if doc is None or not doc["enabled"]:
             return None
-        record = EndpointRecord.from_doc(doc)
-        now = self._clock.time()
-        for ref in record.tokens:
-            if ref.digest == digest and (ref.expires_at is None or ref.expires_at > now):
-                return record
-        return None
+        return EndpointRecord.from_doc(doc)
 
     def url(self, record: EndpointRecord) -> str:
-        return self.url_for(self._box.decrypt(record.current.token, context=f"endpoint:{record.id}:token"))
+        """The endpoint's current URL (decrypted once per token, then cached)."""
+        ref = record.current
+        url = self._urls.get(ref.digest)
+        if url is None:
+            url = self.url_for(self._box.decrypt(ref.token, context=f"endpoint:{record.id}:token"))
+            if len(self._urls) >= RESOLVE_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[ref.digest] = url
+        return url
 
     def url_for(self, token: str) -> str:
         return f"{self._public_url}/e/{token}"
@@ -279,17 +311,20 @@ class EndpointService:
         if options is not None:
             changes["options"] = options
         updated = replace(record, **changes)
-        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        await self._save(updated)
         return updated
 
     async def set_enabled(self, endpoint_id: str, enabled: bool) -> EndpointRecord:
         record = await self.get(endpoint_id)
         updated = replace(record, enabled=enabled, updated_at=max(self._clock.time(), record.updated_at + 1e-6))
-        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        await self._save(updated)
         return updated
 
     async def rotate(self, endpoint_id: str, *, grace: float | None = None) -> tuple[EndpointRecord, str]:
-        """Mint a new URL; the current one keeps working for `grace` seconds (default: the setting)."""
+        """Mint a new URL; the current one keeps working for `grace` seconds (default: the setting).
+
+        URLs retired earlier keep their own expiry, but never past `grace` from now.
+        """
         record = await self.get(endpoint_id)
         grace = self._grace if grace is None else max(0.0, grace)
         now = self._clock.time()
@@ -297,14 +332,15 @@ class EndpointService:
         new = self._token_ref(record.id, token)
         kept: list[TokenRef] = []
         for ref in record.tokens:
-            expires = now + grace if ref.expires_at is None else ref.expires_at
+            # Grace bounds every older URL too: `--grace 0` after a leak retires them all at once.
+            expires = now + grace if ref.expires_at is None else min(ref.expires_at, now + grace)
             if expires > now:
                 kept.append(replace(ref, expires_at=expires))
                 await self._store.kv_set(TOKEN_PREFIX + ref.digest, record.id, ttl=expires - now)
             else:
                 await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         updated = replace(record, tokens=(*kept, new), updated_at=max(now, record.updated_at + 1e-6))
-        await self._store.doc_put(COLLECTION, record.id, updated.to_doc())
+        await self._save(updated)
         await self._store.kv_set(TOKEN_PREFIX + new.digest, record.id)
         return updated, self.url_for(token)
 
@@ -313,7 +349,12 @@ class EndpointService:
         for ref in record.tokens:
             await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         await self._store.doc_delete(COLLECTION, record.id)
+        self._resolved.clear()
         return record
+
+    async def _save(self, record: EndpointRecord) -> None:
+        await self._store.doc_put(COLLECTION, record.id, record.to_doc())
+        self._resolved.clear()  # this process sees its own changes at once
 
     # -- helpers ----------------------------------------------------------------------------------
 

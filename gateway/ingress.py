@@ -7,7 +7,6 @@ forged, disabled and deleted endpoints all get the same 404.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
@@ -47,7 +46,6 @@ class Ingress:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
-        self._background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, request: StarletteRequest) -> StarletteResponse:
         started = time.perf_counter()
@@ -148,21 +146,7 @@ class Ingress:
             client_ip=_client_ip(request.scope),
             body=loggable_body(trace.body) if log_body else None,
         )
-        # Written after the response is built so the log never slows the answer; failures are only logged.
-        task = asyncio.get_running_loop().create_task(self._write(record.id, entry))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _write(self, endpoint_id: str, entry: RequestLogEntry) -> None:
-        try:
-            await self.gateway.requests.record(endpoint_id, entry)
-        except Exception:
-            logger.exception("writing the request log of %s failed", endpoint_id)
-
-    async def drain(self) -> None:
-        """Wait for pending log writes (at shutdown)."""
-        if self._background:
-            await asyncio.gather(*self._background, return_exceptions=True)
+        self.gateway.requests.record(record.id, entry)
 
 
 def _client_ip(scope: Scope) -> str | None:

@@ -8,10 +8,10 @@ the body sees a `PayloadTooLarge` or `RequestTimeout` and maps it like any other
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.exceptions import PayloadTooLarge, RequestTimeout
@@ -49,9 +49,10 @@ class BodyLimitMiddleware:
             if done:
                 # After the body, receive() only waits for the disconnect: no deadline there.
                 return await receive()
-            remaining = limits.deadline - time.monotonic()
+            loop = asyncio.get_running_loop()
             try:
-                with anyio.fail_after(max(remaining, 0.0)):
+                # asyncio's own timeout: a fraction of anyio.fail_after's cost on this hot path.
+                async with asyncio.timeout_at(loop.time() + (limits.deadline - time.monotonic())):
                     message = await receive()
             except TimeoutError:
                 raise RequestTimeout("the request body did not arrive in time") from None

@@ -114,6 +114,7 @@ class Gateway:
         return gateway
 
     async def aclose(self) -> None:
+        await self.requests.aclose()
         for close in reversed(self._owns):
             await close()
         self._owns.clear()

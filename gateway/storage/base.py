@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -152,8 +153,8 @@ class Store(Protocol):
         """Delete every key starting with `prefix`; the number deleted."""
 
     # -- capped logs -----------------------------------------------------------------------
-    async def log_append(self, stream: str, entry: dict[str, Any], *, max_len: int) -> None:
-        """Append `entry`, keeping only the newest `max_len` entries of the stream."""
+    async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:
+        """Append `entries` (oldest first) in one write, keeping only the newest `max_len` of the stream."""
 
     async def log_list(self, stream: str, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` entries, newest first."""

@@ -18,7 +18,7 @@ not Redis Cluster.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -229,13 +229,15 @@ class RedisStore:
         return deleted
 
     # -- capped logs -----------------------------------------------------------------------------
-    async def log_append(self, stream: str, entry: dict[str, Any], *, max_len: int) -> None:
+    async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:
         if max_len < 1:
             raise ValueError("max_len must be at least 1")
+        if not entries:
+            return
         name = self._p + "log:" + stream
         with self._errors:
             async with self._r.pipeline(transaction=True) as pipe:
-                pipe.lpush(name, json_dumps(entry))
+                pipe.lpush(name, *(json_dumps(entry) for entry in entries))
                 pipe.ltrim(name, 0, max_len - 1)
                 await pipe.execute()
 

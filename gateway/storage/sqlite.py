@@ -280,13 +280,15 @@ class SQLiteStore:
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
 
     # -- capped logs -----------------------------------------------------------------------------
-    async def log_append(self, stream: str, entry: dict[str, Any], *, max_len: int) -> None:
+    async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:
         if max_len < 1:
             raise ValueError("max_len must be at least 1")
-        text = json_dumps(entry)
+        if not entries:
+            return
+        rows = [(stream, json_dumps(entry)) for entry in entries]
 
         def op(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO logs (stream, entry) VALUES (?, ?)", (stream, text))
+            c.executemany("INSERT INTO logs (stream, entry) VALUES (?, ?)", rows)
             c.execute(
                 "DELETE FROM logs WHERE stream = :s AND id < "
                 "(SELECT id FROM logs WHERE stream = :s ORDER BY id DESC LIMIT 1 OFFSET :keep)",

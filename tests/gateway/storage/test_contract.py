@@ -189,8 +189,8 @@ async def test_kv_delete_prefix_counts_many(store: Store) -> None:
 # -- capped logs -------------------------------------------------------------------------------
 async def test_log_capped_newest_first(store: Store) -> None:
     for i in range(5):
-        await store.log_append("ep1", {"i": i}, max_len=3)
-    await store.log_append("ep2", {"i": 100}, max_len=3)
+        await store.log_append("ep1", [{"i": i}], max_len=3)
+    await store.log_append("ep2", [{"i": 100}], max_len=3)
     assert await store.log_list("ep1", 10) == [{"i": 4}, {"i": 3}, {"i": 2}]
     assert await store.log_list("ep1", 2) == [{"i": 4}, {"i": 3}]
     assert await store.log_list("ep1", 0) == []
@@ -198,13 +198,20 @@ async def test_log_capped_newest_first(store: Store) -> None:
     assert await store.log_list("missing", 10) == []
 
 
+async def test_log_append_batch_keeps_order_and_cap(store: Store) -> None:
+    await store.log_append("ep1", [{"i": i} for i in range(5)], max_len=4)
+    assert await store.log_list("ep1", 10) == [{"i": 4}, {"i": 3}, {"i": 2}, {"i": 1}]
+    await store.log_append("ep1", [], max_len=4)
+    assert len(await store.log_list("ep1", 10)) == 4
+
+
 async def test_log_delete(store: Store) -> None:
-    await store.log_append("ep1", {"i": 1}, max_len=10)
-    await store.log_append("ep2", {"i": 2}, max_len=10)
+    await store.log_append("ep1", [{"i": 1}], max_len=10)
+    await store.log_append("ep2", [{"i": 2}], max_len=10)
     await store.log_delete("ep1")
     assert await store.log_list("ep1", 10) == []
     assert await store.log_list("ep2", 10) == [{"i": 2}]
-    await store.log_append("ep1", {"i": 3}, max_len=10)
+    await store.log_append("ep1", [{"i": 3}], max_len=10)
     assert await store.log_list("ep1", 10) == [{"i": 3}]
 
 

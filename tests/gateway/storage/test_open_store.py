@@ -57,8 +57,8 @@ async def test_sqlite_memory(url: str) -> None:
 
 
 @pytest.mark.redis
-async def test_redis_url(redis_server_url: str) -> None:
-    store = await open_store(redis_server_url, clock=FakeClock())
+async def test_redis_url(redis_url: str) -> None:
+    store = await open_store(redis_url, clock=FakeClock())
     try:
         assert isinstance(store, RedisStore)
         await store.ping()

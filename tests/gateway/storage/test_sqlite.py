@@ -32,7 +32,7 @@ async def test_sqlite_is_durable_across_reopen(tmp_path: Path, clock: FakeClock)
     try:
         await first.doc_put("apps", "a", {"v": 1})
         await first.kv_set("k", "v")
-        await first.log_append("s", {"i": 1}, max_len=5)
+        await first.log_append("s", [{"i": 1}], max_len=5)
         await first.job_enqueue(job("j1", key="k1"))
     finally:
         await first.aclose()
