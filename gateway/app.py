@@ -74,7 +74,7 @@ def create_app(
         ingress = Ingress(gateway)
         workers: asyncio.Task[None] | None = None
         if run_workers:
-            workers = asyncio.create_task(gateway.workers().run(), name="job-workers")
+            workers = asyncio.create_task(gateway.workers.run(), name="job-workers")
         try:
             yield {"gateway": gateway, "ingress": ingress}
         finally:

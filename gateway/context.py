@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import Any
 
 import httpx
 
+from gateway.bridge import Bridge
 from gateway.clock import Clock
+from gateway.delivery.callbacks import callback_payload
+from gateway.delivery.retry import CALLBACK_SCHEDULE
 from gateway.exceptions import NotFound, PermissionDenied
-from gateway.plugin import AppInfo, EndpointInfo, Permission, Plugin
+from gateway.jobs import JobQueue, JobRun, JobWorkers
+from gateway.plugin import EndpointInfo, JobStatus, Permission, Plugin
+from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
 
-if TYPE_CHECKING:
-    from gateway.jobs import JobQueue
+__all__ = ["CALLBACK_JOB", "EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
 
-__all__ = ["BoundApps", "EndpointStorage", "PluginContext", "PluginJobs"]
+CALLBACK_JOB = "callback"
 
 
 class EndpointStorage:
@@ -42,38 +47,83 @@ class EndpointStorage:
 
 
 class PluginJobs:
-    """Enqueues the plugin's own job handlers for one endpoint."""
+    """The plugin's own job handlers for one endpoint."""
 
-    def __init__(self, queue: JobQueue, plugin: Plugin, endpoint_id: str) -> None:
+    # A job started to be watched is enqueued due this far ahead, so pollers leave it to the
+    # starting process; if that process dies first, any worker picks it up after this delay.
+    START_HOLD = 5.0
+
+    def __init__(self, queue: JobQueue, workers: JobWorkers, store: Store, plugin: Plugin, endpoint_id: str) -> None:
         self._queue = queue
+        self._workers = workers
+        self._store = store
         self._plugin = plugin
         self._endpoint_id = endpoint_id
+
+    def _check(self, name: str) -> None:
+        if name not in self._plugin.jobs:
+            raise NotFound(f"plugin {self._plugin.name!r} has no job handler {name!r}")
 
     async def enqueue(
         self, name: str, payload: dict[str, Any], *, key: str | None = None, delay: float = 0.0, max_attempts: int = 8
     ) -> str:
-        if name not in self._plugin.jobs:
-            raise NotFound(f"plugin {self._plugin.name!r} has no job handler {name!r}")
-        job = await self._queue.enqueue_plugin_job(
+        self._check(name)
+        job, _ = await self._queue.enqueue_plugin_job(
             self._endpoint_id, name, payload, key=key, delay=delay, max_attempts=max_attempts
         )
         return job.id
 
+    async def start(
+        self, name: str, payload: dict[str, Any], *, key: str | None = None, max_attempts: int = 8
+    ) -> tuple[JobRun, bool]:
+        self._check(name)
+        job, created = await self._queue.enqueue_plugin_job(
+            self._endpoint_id, name, payload, key=key, delay=self.START_HOLD, max_attempts=max_attempts
+        )
+        return await self._workers.start(job.id), created
 
-class BoundApps:
-    def __init__(self, apps: dict[str, AppInfo]) -> None:
-        self._apps = apps
+    async def get(self, job_id: str) -> JobStatus | None:
+        job = await self._store.job_get(job_id)
+        if job is None or job.endpoint_id != self._endpoint_id or job.kind != "plugin":
+            return None
+        return JobStatus(
+            id=job.id,
+            name=str(job.payload.get("handler", "")),
+            state=job.state,
+            attempts=job.attempts,
+            result=job.result,
+            error=job.last_error,
+            created_at=job.created_at,
+            updated_at=job.updated_at,
+        )
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._apps)
 
-    def get(self, name: str | None = None) -> AppInfo:
-        if name is None and self._apps:
-            return next(iter(self._apps.values()))
-        if name is not None and name in self._apps:
-            return self._apps[name]
-        raise NotFound(f"no app {name!r} is bound to this endpoint")
+class EndpointCallbacks:
+    """Signed callbacks of one endpoint: checked against SSRF rules, then delivered by a durable job."""
+
+    def __init__(self, queue: JobQueue, policy: UrlPolicy, clock: Clock, endpoint_id: str) -> None:
+        self._queue = queue
+        self._policy = policy
+        self._clock = clock
+        self._endpoint_id = endpoint_id
+
+    async def check(self, url: str) -> None:
+        parsed = check_url_syntax(url, self._policy)
+        await resolve_and_check(parsed.host, parsed.port, self._policy)
+
+    async def send(
+        self, url: str, event_type: str, data: Mapping[str, Any], *, msg_id: str, secret_setting: str = "secret"
+    ) -> str:
+        check_url_syntax(url, self._policy)  # addresses are checked again at every attempt
+        body = callback_payload(event_type, data, timestamp=self._clock.time())
+        job = await self._queue.enqueue(
+            CALLBACK_JOB,
+            {"url": url, "body": body.decode(), "msg_id": msg_id, "setting": secret_setting},
+            key=f"callback:{self._endpoint_id}:{msg_id}",
+            endpoint_id=self._endpoint_id,
+            max_attempts=len(CALLBACK_SCHEDULE) + 1,
+        )
+        return job.id
 
 
 class PluginContext:
@@ -87,18 +137,22 @@ class PluginContext:
         settings: Any,
         store: Store,
         queue: JobQueue,
+        workers: JobWorkers,
         http: httpx.AsyncClient,
         clock: Clock,
-        apps: BoundApps,
+        apps: Bridge,
+        callback_policy: UrlPolicy,
     ) -> None:
         self._plugin = plugin
         self._endpoint = endpoint
         self._settings = settings
         self._store = store
         self._queue = queue
+        self._workers = workers
         self._http = http
         self._clock = clock
         self._apps = apps
+        self._callback_policy = callback_policy
         self._logger = logging.LoggerAdapter(
             logging.getLogger(f"gateway.plugins.{plugin.name}"), {"endpoint_id": endpoint.id}
         )
@@ -119,7 +173,7 @@ class PluginContext:
         return self._settings
 
     @property
-    def apps(self) -> BoundApps:
+    def apps(self) -> Bridge:
         self._require(Permission.APPS)
         return self._apps
 
@@ -131,12 +185,17 @@ class PluginContext:
     @property
     def jobs(self) -> PluginJobs:
         self._require(Permission.JOBS)
-        return PluginJobs(self._queue, self._plugin, self._endpoint.id)
+        return PluginJobs(self._queue, self._workers, self._store, self._plugin, self._endpoint.id)
 
     @property
     def http(self) -> httpx.AsyncClient:
         self._require(Permission.HTTP)
         return self._http
+
+    @property
+    def callbacks(self) -> EndpointCallbacks:
+        self._require(Permission.HTTP)
+        return EndpointCallbacks(self._queue, self._callback_policy, self._clock, self._endpoint.id)
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

@@ -258,10 +258,29 @@ class EndpointService:
         options: EndpointOptions | None = None,
     ) -> tuple[EndpointRecord, str]:
         """Mint an endpoint; returns the record and its URL."""
+        record, url, _ = await self.create_with_secrets(plugin_name, apps, settings, name=name, options=options)
+        return record, url
+
+    async def create_with_secrets(
+        self,
+        plugin_name: str,
+        apps: list[str],
+        settings: dict[str, Any],
+        *,
+        name: str = "",
+        options: EndpointOptions | None = None,
+    ) -> tuple[EndpointRecord, str, dict[str, str]]:
+        """Mint an endpoint; returns the record, its URL and the secrets the gateway generated for it
+        (the plugin's `generated` settings that were not given), which are shown this once only."""
         plugin = self._registry.get(plugin_name)
         if plugin is None:
             raise BadRequest(f"no plugin named {plugin_name!r} is installed ({', '.join(self._registry.names())})")
         await self._check_apps(plugin, apps)
+        shown: dict[str, str] = {}
+        settings = dict(settings)
+        for field_name, factory in plugin.generated.items():
+            if settings.get(field_name) in (None, ""):
+                shown[field_name], settings[field_name] = factory()
         now = self._clock.time()
         for _ in range(5):
             endpoint_id = "ep_" + secrets.token_hex(8)
@@ -280,7 +299,7 @@ class EndpointService:
             )
             if await self._store.doc_create(COLLECTION, endpoint_id, record.to_doc()):
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, endpoint_id)
-                return record, self.url_for(token)
+                return record, self.url_for(token), shown
         raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
 
     async def update(

@@ -9,12 +9,13 @@ backoff until `max_attempts`, then dead-lettered; dead jobs can be replayed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import secrets
 import socket
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.clock import Clock
@@ -22,11 +23,58 @@ from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
 from gateway.storage.base import Job, Store
 
-__all__ = ["JobHandlerFn", "JobQueue", "JobWorkers", "job_backoff"]
+__all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_backoff"]
 
 logger = logging.getLogger(__name__)
 
-JobHandlerFn = Callable[[Job], Awaitable[dict[str, Any] | None]]
+Emit = Callable[[dict[str, Any]], None]
+JobHandlerFn = Callable[[Job, Emit], Awaitable[dict[str, Any] | None]]
+
+
+def _discard(event: dict[str, Any]) -> None:
+    """Progress events of a job nobody is watching go nowhere."""
+
+
+class JobRun:
+    """A job started by `JobWorkers.start`: its progress events while it runs here, then its outcome.
+
+    When the job is already running elsewhere (another replica, or a replayed delivery), there
+    are no events to relay and `wait` polls the store until the job ends.
+    """
+
+    def __init__(self, job_id: str, store: Store, *, local: bool) -> None:
+        self.id = job_id
+        self.local = local
+        self._store = store
+        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._finished = asyncio.Event()
+        if not local:
+            self._events.put_nowait(None)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        self._events.put_nowait(event)
+
+    def finish(self) -> None:
+        self._finished.set()
+        self._events.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        """Progress events as the handler emits them; ends when the job stops running here."""
+        while (event := await self._events.get()) is not None:
+            yield event
+
+    async def wait(self, *, timeout: float, poll: float = 0.2) -> Job | None:
+        """The job once done or dead (None if it isn't by `timeout`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.local:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._finished.wait(), timeout)
+        while True:
+            job = await self._store.job_get(self.id)
+            if job is None or job.state in ("done", "dead") or loop.time() >= deadline:
+                return job if job is not None and job.state in ("done", "dead") else None
+            await asyncio.sleep(poll)
 
 
 def job_backoff(attempt: int, rand: float) -> float:
@@ -54,6 +102,22 @@ class JobQueue:
         max_attempts: int = 8,
     ) -> Job:
         """Store the job durably; with `key`, an existing job of that key is returned instead."""
+        job, _ = await self.submit(
+            kind, payload, key=key, endpoint_id=endpoint_id, delay=delay, max_attempts=max_attempts
+        )
+        return job
+
+    async def submit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        key: str | None = None,
+        endpoint_id: str | None = None,
+        delay: float = 0.0,
+        max_attempts: int = 8,
+    ) -> tuple[Job, bool]:
+        """Like `enqueue`, and also tells whether the job is new (False: `key` named an existing one)."""
         now = self._clock.time()
         job = Job(
             id="job_" + secrets.token_hex(10),
@@ -69,7 +133,7 @@ class JobQueue:
         stored, created = await self._store.job_enqueue(job)
         if created:
             self.notify()
-        return stored
+        return stored, created
 
     async def enqueue_plugin_job(
         self,
@@ -80,15 +144,20 @@ class JobQueue:
         key: str | None = None,
         delay: float = 0.0,
         max_attempts: int = 8,
-    ) -> Job:
-        return await self.enqueue(
+    ) -> tuple[Job, bool]:
+        return await self.submit(
             "plugin",
             {"handler": name, "data": payload},
-            key=None if key is None else f"plugin:{endpoint_id}:{name}:{key}",
+            key=None if key is None else self.plugin_key(endpoint_id, name, key),
             endpoint_id=endpoint_id,
             delay=delay,
             max_attempts=max_attempts,
         )
+
+    @staticmethod
+    def plugin_key(endpoint_id: str, name: str, key: str) -> str:
+        """The idempotency key of a plugin job: the plugin's key scoped to its endpoint and handler."""
+        return f"plugin:{endpoint_id}:{name}:{key}"
 
     def notify(self) -> None:
         self._wake.set()
@@ -128,12 +197,40 @@ class JobWorkers:
         self._poll = poll_interval
         self._rand = rand
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._local: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
         """Run until cancelled."""
-        async with asyncio.TaskGroup() as group:
-            for index in range(self._concurrency):
-                group.create_task(self._loop(), name=f"job-worker-{index}")
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index in range(self._concurrency):
+                    group.create_task(self._loop(), name=f"job-worker-{index}")
+        finally:
+            await self.cancel_local()
+
+    async def start(self, job_id: str) -> JobRun:
+        """Claim `job_id` and run it in this process now, relaying its progress events.
+
+        Used when a request streams a job's progress to its caller. The job stays durable: if
+        this process dies, another claims it when the lease runs out. If the job can't be claimed
+        (it runs elsewhere or has ended), the run only reports the outcome.
+        """
+        job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, job_id=job_id)
+        if job is None:
+            return JobRun(job_id, self._store, local=False)
+        run = JobRun(job_id, self._store, local=True)
+        task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit), name=f"job-{job_id}")
+        self._local.add(task)
+        task.add_done_callback(self._local.discard)
+        task.add_done_callback(lambda _: run.finish())
+        return run
+
+    async def cancel_local(self) -> None:
+        """Hand jobs started with `start` back to the queue (at shutdown)."""
+        tasks = list(self._local)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _loop(self) -> None:
         while True:
@@ -148,7 +245,7 @@ class JobWorkers:
                 continue
             await self.run_job(job)
 
-    async def run_job(self, job: Job) -> None:
+    async def run_job(self, job: Job, emit: Emit = _discard) -> None:
         """Run one claimed job to an outcome: done, retried or dead."""
         handler = self._handlers.get(job.kind)
         heartbeat = asyncio.create_task(self._heartbeat(job), name=f"lease-{job.id}")
@@ -156,7 +253,7 @@ class JobWorkers:
         try:
             if handler is None:
                 raise JobError(f"no handler for jobs of kind {job.kind!r}")
-            result = await handler(job)
+            result = await handler(job, emit)
             await self._store.job_complete(job.id, self.owner, result)
         except asyncio.CancelledError:
             # Shutting down: hand the job back now rather than after its lease runs out.

@@ -28,6 +28,8 @@ handlers::
 
 Handlers see a framework-neutral `Request` (raw body bytes, raw query string, multi-valued
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
+The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
+here as pure functions, so a plugin needs nothing else from the gateway.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ from __future__ import annotations
 import json as _json
 import logging
 import re
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -44,6 +47,8 @@ from urllib.parse import parse_qsl
 from pydantic import BaseModel
 
 from gateway.clock import Clock
+from gateway.dify.models import Answer, Delta
+from gateway.dify.stream import AnswerStream
 from gateway.exceptions import (
     BadRequest,
     ConfigurationError,
@@ -54,18 +59,36 @@ from gateway.exceptions import (
     Unauthorized,
     UpstreamError,
 )
+from gateway.security.signatures import (
+    check_timestamp,
+    new_webhook_secret,
+    parse_ed25519_public_key,
+    parse_webhook_secret,
+    sign_standard_webhook,
+    slack_signature,
+    standard_webhook_headers,
+    verify_discord,
+    verify_ed25519,
+    verify_hmac_hex,
+    verify_slack,
+    verify_standard_webhook,
+)
 
 if TYPE_CHECKING:
     import httpx
 
 __all__ = [
     "ALL_METHODS",
+    "Answer",
+    "AnswerStream",
     "AppInfo",
     "Apps",
     "BadRequest",
+    "Callbacks",
     "Clock",
     "ConfigurationError",
     "Context",
+    "Delta",
     "EndpointInfo",
     "GatewayError",
     "Handler",
@@ -73,6 +96,8 @@ __all__ = [
     "JobError",
     "JobHandler",
     "JobInfo",
+    "JobRun",
+    "JobStatus",
     "Jobs",
     "NotFound",
     "Permission",
@@ -88,7 +113,19 @@ __all__ = [
     "UpstreamError",
     "Verdict",
     "Verifier",
+    "check_timestamp",
+    "new_webhook_secret",
+    "parse_ed25519_public_key",
+    "parse_webhook_secret",
+    "sign_standard_webhook",
+    "slack_signature",
+    "standard_webhook_headers",
     "unverified",
+    "verify_discord",
+    "verify_ed25519",
+    "verify_hmac_hex",
+    "verify_slack",
+    "verify_standard_webhook",
 ]
 
 ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -285,15 +322,50 @@ class AppInfo:
     base_url: str
 
 
+def _no_progress(event: dict[str, Any]) -> None:
+    """Where progress goes when nobody is watching the job."""
+
+
 @dataclass(frozen=True, slots=True)
 class JobInfo:
-    """A job as its handler sees it."""
+    """A job as its handler sees it. `emit` relays progress to a caller watching the job live
+    (see `Jobs.start`); it does nothing when the job runs unobserved."""
 
     id: str
     name: str
     payload: dict[str, Any]
     attempt: int
     key: str | None
+    emit: Callable[[dict[str, Any]], None] = _no_progress
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """A job of this endpoint as seen from outside: state is queued, running, done or dead."""
+
+    id: str
+    name: str
+    state: str
+    attempts: int
+    result: dict[str, Any] | None
+    error: str | None
+    created_at: float
+    updated_at: float
+
+
+class JobRun(Protocol):
+    """A job started with `Jobs.start`."""
+
+    id: str
+    local: bool
+
+    def events(self) -> AsyncIterator[dict[str, Any]]:
+        """The handler's progress events while it runs in this process; ends with the run."""
+        ...
+
+    async def wait(self, *, timeout: float, poll: float = 0.2) -> Any:
+        """Wait until the job is done or dead (None after `timeout`)."""
+        ...
 
 
 class Storage(Protocol):
@@ -315,14 +387,65 @@ class Jobs(Protocol):
         """Queue the plugin's job handler `name`; with `key`, a second enqueue returns the first job's id."""
         ...
 
+    async def start(
+        self, name: str, payload: dict[str, Any], *, key: str | None = None, max_attempts: int = 8
+    ) -> tuple[JobRun, bool]:
+        """Queue the job durably and run it in this process now, to watch its progress events.
+
+        Returns the run and whether the job is new (False: `key` named an existing job, whose
+        outcome the run reports). If this process dies, another one runs the job.
+        """
+        ...
+
+    async def get(self, job_id: str) -> JobStatus | None:
+        """A job of this endpoint, or None."""
+        ...
+
 
 class Apps(Protocol):
-    """The Dify apps bound to the endpoint."""
+    """The Dify apps bound to the endpoint, and reverse calls to them.
+
+    With a `conversation_key` (e.g. `slack:{team}:{channel}:{thread}`), the gateway remembers the
+    Dify conversation of that key and `user` (surviving restarts, shared by replicas), never
+    continues it under another user, and runs one answer per conversation at a time (later ones
+    wait, in order). Without one, every call starts a new conversation.
+    """
 
     @property
     def names(self) -> tuple[str, ...]: ...
     def get(self, name: str | None = None) -> AppInfo:
         """The named app, or the first bound one; `NotFound` otherwise."""
+        ...
+
+    def stream(
+        self,
+        query: str,
+        *,
+        user: str,
+        conversation_key: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+        app: str | None = None,
+    ) -> AbstractAsyncContextManager[AnswerStream]:
+        """Stream an answer: `async with ctx.apps.stream(q, user=u) as s: async for delta in s: ...`;
+        `s.answer` holds the assembled answer. Leaving the block early stops the Dify task."""
+        ...
+
+    async def ask(
+        self,
+        query: str,
+        *,
+        user: str,
+        conversation_key: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+        app: str | None = None,
+    ) -> Answer:
+        """The whole answer (streamed from Dify and assembled)."""
+        ...
+
+    async def reset(self, conversation_key: str, *, app: str | None = None) -> None:
+        """Forget the key's conversations: the next message starts a new one."""
         ...
 
 
@@ -345,9 +468,32 @@ class Context(Protocol):
     @property
     def http(self) -> httpx.AsyncClient: ...
     @property
+    def callbacks(self) -> Callbacks:
+        """Needs the HTTP permission."""
+        ...
+
+    @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
     @property
     def clock(self) -> Clock: ...
+
+
+class Callbacks(Protocol):
+    """Signed callbacks (Standard Webhooks) to URLs given by callers, delivered durably with retries."""
+
+    async def check(self, url: str) -> None:
+        """Raise `BadRequest` when `url` may not receive callbacks (scheme, private address, …)."""
+        ...
+
+    async def send(
+        self, url: str, event_type: str, data: Mapping[str, Any], *, msg_id: str, secret_setting: str = "secret"
+    ) -> str:
+        """Queue a callback signed with the endpoint's `secret_setting` (a `whsec_` secret).
+
+        `msg_id` becomes the `webhook-id`, identical on every retry; queuing the same `msg_id`
+        twice sends it once. Returns the delivery's job id.
+        """
+        ...
 
 
 class RetryJob(Exception):
@@ -424,6 +570,7 @@ class Plugin:
         description: str = "",
         min_apps: int = 0,
         max_apps: int | None = None,
+        generated: Mapping[str, Callable[[], tuple[str, Any]]] | None = None,
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
             raise ValueError(f"plugin name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -434,6 +581,8 @@ class Plugin:
         self.description = description
         self.min_apps = min_apps
         self.max_apps = max_apps
+        # Settings the gateway makes at creation when not given: factory() -> (shown once, stored).
+        self.generated = dict(generated or {})
         self.routes: list[Route] = []
         self.jobs: dict[str, JobHandler] = {}
 

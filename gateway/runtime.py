@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from gateway.apps import AppService
+from gateway.apps import AppRecord, AppService
+from gateway.bridge import Bridge
 from gateway.clock import Clock, SystemClock
-from gateway.context import BoundApps, PluginContext
+from gateway.context import CALLBACK_JOB, PluginContext
+from gateway.conversations import ConversationLocks
+from gateway.delivery.callbacks import CallbackSender
+from gateway.delivery.retry import next_callback_delay
+from gateway.dify.client import DifyClient, make_http_client
+from gateway.dify.models import DifyApp
 from gateway.endpoints import EndpointRecord, EndpointService
-from gateway.exceptions import UpstreamError
-from gateway.jobs import JobHandlerFn, JobQueue, JobWorkers
+from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
 from gateway.metrics import Metrics
-from gateway.plugin import AppInfo, EndpointInfo, JobError, JobInfo, Plugin
+from gateway.plugin import EndpointInfo, JobError, JobInfo, Plugin, RetryJob
 from gateway.ratelimit import RateLimiter
 from gateway.registry import PluginRegistry
 from gateway.requestlog import RequestLog
 from gateway.security.crypto import SecretBox
+from gateway.security.signatures import parse_webhook_secret
+from gateway.security.ssrf import UrlPolicy
 from gateway.security.tokens import EndpointTokens
 from gateway.settings import Settings
 from gateway.storage import open_store
@@ -48,6 +57,11 @@ class Gateway:
     limiter: RateLimiter
     queue: JobQueue
     metrics: Metrics
+    dify: DifyClient
+    locks: ConversationLocks
+    workers: JobWorkers
+    callback_policy: UrlPolicy
+    callbacks: CallbackSender
     job_handlers: dict[str, JobHandlerFn] = field(default_factory=dict)
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -68,23 +82,24 @@ class Gateway:
             store = await open_store(settings.store, clock=clock)
             owns.append(store.aclose)
         if http is None:
-            http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=60.0), follow_redirects=False)
+            http = make_http_client(use_aiohttp=settings.use_aiohttp)
             owns.append(http.aclose)
         registry = registry if registry is not None else PluginRegistry.from_entry_points()
         box = SecretBox(settings.secret_keys)
         tokens = EndpointTokens(settings.secret_keys)
+        queue = JobQueue(store, clock)
+        metrics = Metrics()
+        handlers: dict[str, JobHandlerFn] = {}
+        policy = UrlPolicy(
+            allow_http=settings.callback_allow_http, allowed_hosts=frozenset(settings.callback_allow_hosts)
+        )
 
-        async def fetch_info(base_url: str, api_key: str) -> dict[str, Any]:
-            try:
-                response = await http.get(f"{base_url}/info", headers={"authorization": f"Bearer {api_key}"})
-            except httpx.HTTPError as exc:
-                raise UpstreamError(f"the Dify API at {base_url} is unreachable ({exc.__class__.__name__})") from None
-            if response.status_code != 200:
-                raise UpstreamError(
-                    f"the Dify API answered {response.status_code} to GET /info", upstream_status=response.status_code
-                )
-            info: dict[str, Any] = response.json()
-            return info
+        dify = DifyClient(http, clock=clock)
+
+        async def fetch_info(name: str, base_url: str, api_key: str) -> dict[str, Any]:
+            # The mode is what we are finding out; any valid one lets the client build the call.
+            info = await dify.info(DifyApp(name, base_url, api_key, "chat"))
+            return dataclasses.asdict(info)
 
         gateway = cls(
             settings=settings,
@@ -106,14 +121,32 @@ class Gateway:
             ),
             requests=RequestLog(store, settings.request_log_size),
             limiter=RateLimiter(store, clock),
-            queue=JobQueue(store, clock),
-            metrics=Metrics(),
+            queue=queue,
+            metrics=metrics,
+            dify=dify,
+            locks=ConversationLocks(store, clock),
+            workers=JobWorkers(
+                store=store,
+                queue=queue,
+                clock=clock,
+                handlers=handlers,
+                metrics=metrics,
+                concurrency=settings.workers,
+                lease=settings.job_lease,
+                poll_interval=settings.job_poll_interval,
+            ),
+            job_handlers=handlers,
+            callback_policy=policy,
+            callbacks=CallbackSender(policy=policy, clock=clock),
             _owns=owns,
         )
-        gateway.job_handlers["plugin"] = gateway._run_plugin_job
+        handlers["plugin"] = gateway._run_plugin_job
+        handlers[CALLBACK_JOB] = gateway._deliver_callback
+        owns.append(gateway.callbacks.aclose)
         return gateway
 
     async def aclose(self) -> None:
+        await self.workers.cancel_local()
         await self.requests.aclose()
         for close in reversed(self._owns):
             await close()
@@ -131,39 +164,40 @@ class Gateway:
         await self.store.kv_delete_prefix(f"kv:{record.id}:")
         return record
 
-    def workers(self) -> JobWorkers:
-        return JobWorkers(
-            store=self.store,
-            queue=self.queue,
-            clock=self.clock,
-            handlers=self.job_handlers,
-            metrics=self.metrics,
-            concurrency=self.settings.workers,
-            lease=self.settings.job_lease,
-            poll_interval=self.settings.job_poll_interval,
-        )
-
     async def context(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
         """The context of one handler call for `record`."""
-        apps: dict[str, AppInfo] = {}
+        records: dict[str, AppRecord] = {}
+        fallbacks: dict[str, AppRecord] = {}
         for name in record.apps:
-            try:
-                app = await self.apps.get(name)
-            except Exception:
+            app = await self.apps.cached(name)
+            if app is None:
                 continue
-            apps[name] = AppInfo(app.name, app.mode, app.base_url)
+            records[name] = app
+            if app.fallback and (fallback := await self.apps.cached(app.fallback)) is not None:
+                fallbacks[name] = fallback
+        bridge = Bridge(
+            endpoint_id=record.id,
+            records=records,
+            dify=self.dify,
+            store=self.store,
+            locks=self.locks,
+            key_of=self.apps.api_key,
+            fallbacks=fallbacks,
+        )
         return PluginContext(
             plugin=plugin,
             endpoint=EndpointInfo(record.id, record.plugin, self.endpoints.url(record), record.apps),
             settings=self.endpoints.settings(record, plugin),
             store=self.store,
             queue=self.queue,
+            workers=self.workers,
             http=self.http,
             clock=self.clock,
-            apps=BoundApps(apps),
+            apps=bridge,
+            callback_policy=self.callback_policy,
         )
 
-    async def _run_plugin_job(self, job: Job) -> dict[str, Any] | None:
+    async def _run_plugin_job(self, job: Job, emit: Emit) -> dict[str, Any] | None:
         """Run a plugin's job handler, if its endpoint still exists and is enabled."""
         if job.endpoint_id is None:
             raise JobError("a plugin job without an endpoint")
@@ -177,6 +211,32 @@ class Gateway:
             raise JobError(f"plugin {record.plugin!r} has no job handler {name!r}")
         ctx = await self.context(record, plugin)
         key = job.key.split(":", 3)[3] if job.key and job.key.count(":") >= 3 else None
-        info = JobInfo(job.id, name, dict(job.payload.get("data") or {}), job.attempts, key)
+        info = JobInfo(job.id, name, dict(job.payload.get("data") or {}), job.attempts, key, emit)
         result = await plugin.jobs[name](info, ctx)
         return result if isinstance(result, dict) else None
+
+    async def _deliver_callback(self, job: Job, emit: Emit) -> dict[str, Any] | None:
+        """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
+        payload = job.payload
+        if job.endpoint_id is None:
+            raise JobError("a callback without an endpoint")
+        doc = await self.store.doc_get("endpoints", job.endpoint_id)
+        plugin = self.registry.get(doc["plugin"]) if doc else None
+        if doc is None or plugin is None:
+            raise JobError(f"endpoint {job.endpoint_id} is gone")
+        settings = self.endpoints.settings(EndpointRecord.from_doc(doc), plugin)
+        secret = getattr(settings, str(payload.get("setting", "secret")), None)
+        if secret is None:
+            raise JobError("the endpoint has no callback signing secret")
+        key = parse_webhook_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret))
+        outcome = await self.callbacks.send(
+            payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=[key]
+        )
+        if outcome.kind == "delivered":
+            return {"status": outcome.status}
+        if outcome.kind in ("gone", "refused"):
+            raise JobError(f"callback not delivered: {outcome.error}")
+        delay = next_callback_delay(job.attempts, rand=random.random(), retry_after=outcome.retry_after)
+        if delay is None:
+            raise JobError(f"callback not delivered after {job.attempts} attempts: {outcome.error}")
+        raise RetryJob(outcome.error, after=delay)

@@ -100,14 +100,14 @@ async def list_endpoints(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> Any:
-    record, url = await gw.endpoints.create(
+    record, url, shown = await gw.endpoints.create_with_secrets(
         body.plugin,
         body.apps,
         body.settings,
         name=body.name,
         options=EndpointOptions(body.rate_limit_per_minute, body.log_bodies, body.max_body_bytes),
     )
-    return {**gw.endpoints.public(record), "url": url}
+    return {**gw.endpoints.public(record), "url": url, "secrets": shown}
 
 
 async def show_endpoint(request: Request, gw: Gateway, _: None) -> Any:

@@ -67,6 +67,7 @@ class AppOut(BaseModel):
     base_url: str
     api_key: str = Field(description="Always masked")
     mode: str
+    fallback: str | None = None
     created_at: float
     updated_at: float
 
@@ -94,6 +95,9 @@ class EndpointOut(BaseModel):
     max_body_bytes: int | None
     created_at: float
     updated_at: float
+    secrets: dict[str, str] | None = Field(
+        default=None, description="Only when created: secrets the gateway generated, shown this once"
+    )
 
 
 class EndpointList(BaseModel):

@@ -49,17 +49,21 @@ def create(
     pairs = key_values(sets, "--set")
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        record, url = await gw.endpoints.create(
+        record, url, shown = await gw.endpoints.create_with_secrets(
             plugin,
             list(apps),
             _settings(gw, plugin, pairs) if gw.registry.get(plugin) else {},
             name=name,
             options=EndpointOptions(rate_limit, log_bodies),
         )
-        return {**gw.endpoints.public(record), "url": url}
+        return {**gw.endpoints.public(record), "url": url, "secrets": shown}
 
-    result = run(action)
-    emit(result, as_json, lambda ep: f"{ep['url']}\n(endpoint {ep['id']}, plugin {ep['plugin']})")
+    def human(ep: dict[str, Any]) -> str:
+        lines = [ep["url"], f"(endpoint {ep['id']}, plugin {ep['plugin']})"]
+        lines += [f"{key} (shown once, keep it): {value}" for key, value in ep["secrets"].items()]
+        return "\n".join(lines)
+
+    emit(run(action), as_json, human)
 
 
 @endpoints.command("list")

@@ -61,7 +61,7 @@ async def test_success_stores_the_result(store: SQLiteStore) -> None:
     clock = FakeClock()
     seen: list[dict[str, Any]] = []
 
-    async def handler(job: Job) -> dict[str, Any]:
+    async def handler(job: Job, emit: Any) -> dict[str, Any]:
         seen.append(job.payload)
         return {"ok": 1}
 
@@ -78,7 +78,7 @@ async def test_success_stores_the_result(store: SQLiteStore) -> None:
 async def test_failures_retry_with_backoff_then_dead_letter(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def failing(job: Job) -> None:
+    async def failing(job: Job, emit: Any) -> None:
         raise ValueError("nope")
 
     pool = workers(store, clock, {"k": failing})
@@ -101,10 +101,10 @@ async def test_failures_retry_with_backoff_then_dead_letter(store: SQLiteStore) 
 async def test_retry_job_and_job_error(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def later(job: Job) -> None:
+    async def later(job: Job, emit: Any) -> None:
         raise RetryJob("busy", after=42)
 
-    async def fatal(job: Job) -> None:
+    async def fatal(job: Job, emit: Any) -> None:
         raise JobError("bad payload")
 
     pool = workers(store, clock, {"later": later, "fatal": fatal})
@@ -133,7 +133,7 @@ async def test_cancelled_job_is_handed_back_at_once(store: SQLiteStore) -> None:
     clock = FakeClock()
     started = asyncio.Event()
 
-    async def slow(job: Job) -> None:
+    async def slow(job: Job, emit: Any) -> None:
         started.set()
         await asyncio.sleep(60)
 
@@ -152,7 +152,7 @@ async def test_worker_loop_runs_queued_jobs_until_cancelled(store: SQLiteStore) 
     clock = FakeClock()
     done = asyncio.Event()
 
-    async def handler(job: Job) -> None:
+    async def handler(job: Job, emit: Any) -> None:
         done.set()
 
     pool = workers(store, clock, {"k": handler})
@@ -186,11 +186,33 @@ async def test_plugin_job_of_a_deleted_endpoint_is_dead_lettered(tmp_path: Path)
     async with running_app(make_settings(tmp_path), registry=PluginRegistry([echo]), run_workers=False) as running:
         gateway = running.gateway
         record, _ = await gateway.endpoints.create("echo", [], {})
-        job = await gateway.queue.enqueue_plugin_job(record.id, "store", {"name": "a", "value": "b"})
+        job, _ = await gateway.queue.enqueue_plugin_job(record.id, "store", {"name": "a", "value": "b"})
         await gateway.delete_endpoint(record.id)
-        pool = gateway.workers()
+        pool = gateway.workers
         claimed = await gateway.store.job_claim(pool.owner, gateway.clock.time(), 30)
         assert claimed is not None
         await pool.run_job(claimed)
         dead = await gateway.store.job_get(job.id)
         assert dead is not None and dead.state == "dead" and "gone" in (dead.last_error or "")
+
+
+async def test_start_runs_here_and_relays_progress(store: SQLiteStore) -> None:
+    clock = FakeClock()
+
+    async def chatty(job: Job, emit: Any) -> dict[str, Any]:
+        for i in range(3):
+            emit({"step": i})
+        return {"done": True}
+
+    pool = workers(store, clock, {"k": chatty})
+    queued = await JobQueue(store, clock).enqueue("k", {}, delay=60)
+    run = await pool.start(queued.id)
+    assert run.local
+    assert [e async for e in run.events()] == [{"step": 0}, {"step": 1}, {"step": 2}]
+    finished = await run.wait(timeout=5)
+    assert finished is not None and finished.state == "done" and finished.result == {"done": True}
+    # A second start finds nothing to claim: it only reports the outcome.
+    again = await pool.start(queued.id)
+    assert not again.local
+    assert [e async for e in again.events()] == []
+    assert (await again.wait(timeout=1)) is not None

@@ -31,6 +31,7 @@ def make_settings(tmp_path: Path, **changes: Any) -> Settings:
         secret_key=(SecretStr(SECRET_KEY),),
         public_url="http://gw.test",
         job_poll_interval=0.05,
+        use_aiohttp=False,  # respx intercepts httpx's own transport only
     )
     return base.with_changes(**changes)
 

@@ -1,0 +1,257 @@
+"""The `webhook` plugin: any system asks a Dify app through signed HTTP calls.
+
+Requests are signed per Standard Webhooks with the endpoint's `whsec_` secret (generated and shown
+once at creation): `webhook-id`, `webhook-timestamp`, `webhook-signature` (or the `svix-*` names).
+
+`POST {url}` with `{query, inputs?, user, conversation_key?, app?, stream?, callback_url?}`:
+
+- `stream: true`: Server-Sent Events: `task` (the task id), `delta` / `replace` (text as it is
+  generated), `done` (answer, conversation id, usage) or `error`; `ping` at most 15 s apart.
+- `stream: false` without `callback_url`: JSON with the whole answer (202 with the task id if
+  it is not ready within the wait limit).
+- with `callback_url`: the outcome is also delivered as a signed callback (`answer.completed`
+  or `answer.failed`), even when a streaming caller disconnected; `stream: false` answers 202
+  `{task_id}` at once.
+
+`GET {url}/tasks/{task_id}` returns a task's state and result. A replayed `webhook-id` returns
+the same task, never a second answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+
+from gateway.plugin import (
+    BadRequest,
+    Context,
+    JobInfo,
+    NotFound,
+    Permission,
+    Plugin,
+    Request,
+    Response,
+    UpstreamError,
+    Verdict,
+    new_webhook_secret,
+    parse_webhook_secret,
+    verify_standard_webhook,
+)
+
+__all__ = ["AnswerRequest", "WebhookSettings", "plugin"]
+
+HEARTBEAT_SECONDS = 15.0
+ID_HEADERS = (("webhook-id", "webhook-timestamp", "webhook-signature"), ("svix-id", "svix-timestamp", "svix-signature"))
+
+
+class WebhookSettings(BaseModel):
+    secret: SecretStr = Field(description="whsec_ secret: verifies requests and signs callbacks")
+    wait_seconds: float = Field(default=120.0, gt=0, le=900, description="How long stream:false waits for the answer")
+    response_schema: dict[str, Any] | None = Field(
+        default=None, description="JSON Schema the answer's JSON must satisfy (the answer is parsed as JSON)"
+    )
+
+    @field_validator("secret")
+    @classmethod
+    def _secret(cls, value: SecretStr) -> SecretStr:
+        try:
+            parse_webhook_secret(value.get_secret_value())
+        except ValueError:
+            raise ValueError("must be a whsec_ secret (whsec_ + base64 of 24-64 random bytes)") from None
+        return value
+
+    @field_validator("response_schema")
+    @classmethod
+    def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        return value
+
+
+class AnswerRequest(BaseModel):
+    query: str = Field(max_length=100_000)
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    user: str = Field(min_length=1, max_length=256)
+    conversation_key: str | None = Field(default=None, min_length=1, max_length=512)
+    app: str | None = None
+    stream: bool = False
+    callback_url: str | None = Field(default=None, max_length=2048)
+
+
+def _generate_secret() -> tuple[str, str]:
+    secret = new_webhook_secret()
+    return secret, secret
+
+
+async def verify(request: Request, ctx: Context) -> Verdict:
+    settings: WebhookSettings = ctx.settings
+    key = parse_webhook_secret(settings.secret.get_secret_value())
+    for id_name, ts_name, sig_name in ID_HEADERS:
+        if id_name in request.headers:
+            ok = verify_standard_webhook(
+                [key],
+                request.headers.get(id_name),
+                request.headers.get(ts_name),
+                request.headers.get(sig_name),
+                request.body,
+                ctx.clock.time(),
+            )
+            return Verdict.ok() if ok else Verdict.failed("bad Standard Webhooks signature")
+    return Verdict.failed("missing webhook-id / webhook-signature headers")
+
+
+plugin = Plugin(
+    "webhook",
+    settings=WebhookSettings,
+    verifier=verify,
+    permissions={Permission.APPS, Permission.JOBS, Permission.HTTP},
+    description="Signed HTTP calls (Standard Webhooks) to a Dify app: JSON, SSE streaming and signed callbacks.",
+    min_apps=1,
+    generated={"secret": _generate_secret},
+)
+
+
+def _delivery_id(request: Request) -> str:
+    for id_name, _, _ in ID_HEADERS:
+        value = request.headers.get(id_name)
+        if value:
+            return value
+    raise BadRequest("missing webhook-id")  # pragma: no cover - the verifier already required it
+
+
+@plugin.route("/", methods=["POST"])
+async def answer(request: Request, ctx: Context) -> Response:
+    try:
+        ask = AnswerRequest.model_validate_json(request.body)
+    except ValidationError as exc:
+        detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
+        raise BadRequest(f"invalid request: {detail}") from None
+    if ask.app is not None:
+        ctx.apps.get(ask.app)  # NotFound for an app not bound here
+    if ask.callback_url is not None:
+        await ctx.callbacks.check(ask.callback_url)
+    payload = ask.model_dump()
+    key = _delivery_id(request)
+    if ask.stream:
+        run, _ = await ctx.jobs.start("answer", payload, key=key)
+        return Response.stream(_sse(run, ctx))
+    if ask.callback_url is not None:
+        task_id = await ctx.jobs.enqueue("answer", payload, key=key)
+        return Response.json({"task_id": task_id, "state": "queued"}, status=202)
+    run, _ = await ctx.jobs.start("answer", payload, key=key)
+    settings: WebhookSettings = ctx.settings
+    job = await run.wait(timeout=settings.wait_seconds)
+    if job is None:
+        return Response.json({"task_id": run.id, "state": "running"}, status=202)
+    status = await ctx.jobs.get(run.id)
+    result = (status.result if status else None) or {}
+    if result.get("status") == "succeeded":
+        return Response.json({"task_id": run.id, **result})
+    error = result.get("error") or {"code": "failed", "message": (status.error if status else None) or "failed"}
+    return Response.json({"task_id": run.id, "status": "failed", "error": error}, status=502)
+
+
+@plugin.route("/tasks/{task_id}", methods=["GET"])
+async def task(request: Request, ctx: Context) -> Response:
+    status = await ctx.jobs.get(request.path_params["task_id"])
+    if status is None or status.name != "answer":
+        raise NotFound("no such task")
+    body: dict[str, Any] = {"task_id": status.id, "state": status.state, "created_at": status.created_at}
+    if status.result is not None:
+        body["result"] = status.result
+    elif status.state == "dead":
+        body["result"] = {"status": "failed", "error": {"code": "failed", "message": status.error or "failed"}}
+    return Response.json(body)
+
+
+def _event(name: str, data: dict[str, Any]) -> bytes:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
+
+
+async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
+    """Relay the job's progress; the job goes on (and calls back) if the caller leaves."""
+    yield _event("task", {"task_id": run.id})
+    events = run.events().__aiter__()
+    while True:
+        try:
+            item = await asyncio.wait_for(events.__anext__(), HEARTBEAT_SECONDS)
+        except TimeoutError:
+            yield _event("ping", {})
+            continue
+        except StopAsyncIteration:
+            break
+        if item.get("type") in ("delta", "replace"):
+            yield _event(item["type"], {"text": item["text"]})
+    # The run ended here, or runs elsewhere: wait for its outcome with heartbeats.
+    while (job := await run.wait(timeout=HEARTBEAT_SECONDS)) is None:
+        yield _event("ping", {})
+    status = await ctx.jobs.get(run.id)
+    result = (status.result if status else None) or {}
+    if result.get("status") == "succeeded":
+        yield _event("done", {"task_id": run.id, **result})
+    else:
+        error = result.get("error") or {"code": "failed", "message": job.last_error or "failed"}
+        yield _event("error", {"task_id": run.id, **error})
+
+
+@plugin.job("answer")
+async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
+    ask = AnswerRequest.model_validate(job.payload)
+    settings: WebhookSettings = ctx.settings
+    result: dict[str, Any]
+    try:
+        async with ctx.apps.stream(
+            ask.query, user=ask.user, conversation_key=ask.conversation_key, inputs=ask.inputs, app=ask.app
+        ) as stream:
+            async for delta in stream:
+                if delta.kind == "text":
+                    job.emit({"type": "delta", "text": delta.text})
+                elif delta.kind == "replace":
+                    job.emit({"type": "replace", "text": delta.text})
+            final = stream.answer
+        result = {
+            "status": "succeeded",
+            "answer": final.text,
+            "app": final.app,
+            "conversation_id": final.conversation_id,
+            "message_id": final.message_id,
+            "usage": final.usage.model_dump(mode="json") if final.usage else None,
+            "outputs": dict(final.outputs) if final.outputs else None,
+        }
+        if settings.response_schema is not None:
+            result.update(_structured(final.text, settings.response_schema))
+    except UpstreamError as exc:
+        code = exc.upstream_code or exc.code
+        result = {"status": "failed", "error": {"code": code, "message": exc.message}}
+    if ask.callback_url is not None:
+        kind = "answer.completed" if result["status"] == "succeeded" else "answer.failed"
+        await ctx.callbacks.send(ask.callback_url, kind, {"task_id": job.id, **result}, msg_id=f"msg_{job.id}")
+    return result
+
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+def _structured(text: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """The answer's JSON checked against `schema`: `{"data": ...}` or `{"schema_error": ...}`."""
+    fenced = _FENCE.search(text)
+    candidate = fenced.group(1) if fenced else text
+    start = min((i for i in (candidate.find("{"), candidate.find("[")) if i >= 0), default=0)
+    try:
+        data, _ = json.JSONDecoder().raw_decode(candidate, start)
+    except ValueError:
+        return {"data": None, "schema_error": "the answer is not JSON"}
+    try:
+        jsonschema.validate(data, schema)
+    except jsonschema.ValidationError as exc:
+        return {"data": data, "schema_error": f"{'/'.join(map(str, exc.absolute_path)) or 'answer'}: {exc.message}"}
+    return {"data": data, "schema_error": None}

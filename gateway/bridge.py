@@ -1,0 +1,127 @@
+"""Reverse calls: a plugin asks the Dify apps bound to its endpoint, with conversation memory.
+
+This is `ctx.apps` (the `Apps` protocol of `gateway.plugin`). Every answer is streamed from Dify;
+with a conversation key the Dify conversation is remembered per (key, user), continued on the
+next call, and only one answer per conversation runs at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+from gateway.apps import AppRecord
+from gateway.conversations import ConversationLocks, ConversationMap
+from gateway.dify.client import DifyClient
+from gateway.dify.models import Answer, AskRequest, DifyApp
+from gateway.dify.stream import AnswerStream
+from gateway.exceptions import NotFound
+from gateway.plugin import AppInfo
+from gateway.storage.base import Store
+
+__all__ = ["Bridge"]
+
+
+class Bridge:
+    """The apps bound to one endpoint (`records`, in binding order) and the calls to them."""
+
+    def __init__(
+        self,
+        *,
+        endpoint_id: str,
+        records: Mapping[str, AppRecord],
+        dify: DifyClient,
+        store: Store,
+        locks: ConversationLocks,
+        key_of: Any,
+        fallbacks: Mapping[str, AppRecord] | None = None,
+    ) -> None:
+        self._endpoint_id = endpoint_id
+        self._records = dict(records)
+        self._dify = dify
+        self._store = store
+        self._locks = locks
+        self._key_of = key_of  # AppRecord -> decrypted API key
+        self._fallbacks = dict(fallbacks or {})
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._records)
+
+    def get(self, name: str | None = None) -> AppInfo:
+        record = self._record(name)
+        return AppInfo(record.name, record.mode, record.base_url)
+
+    def dify_app(self, name: str | None = None) -> DifyApp:
+        """The app as the Dify client sees it (key decrypted), for plugins' own lower-level use."""
+        return self._to_dify(self._record(name))
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self,
+        query: str,
+        *,
+        user: str,
+        conversation_key: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+        app: str | None = None,
+    ) -> AsyncIterator[AnswerStream]:
+        record = self._record(app)
+        fallback = self._fallbacks.get(record.name)
+        request = AskRequest(user=user, query=query, inputs=dict(inputs or {}), files=tuple(files))
+        if conversation_key is None:
+            async with self._open(record, request, fallback) as stream:
+                yield stream
+            return
+        memory = ConversationMap(self._store, f"{self._endpoint_id}:{record.name}")
+        async with self._locks.hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
+            known = await memory.get(conversation_key, user)
+            stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
+            try:
+                async with stream:
+                    yield stream
+            finally:
+                # Saved even when the answer failed midway: Dify keeps the conversation either way.
+                current = stream.conversation_id
+                answered_by_primary = stream.app.name == record.name
+                if current and current != known and answered_by_primary:
+                    await asyncio.shield(memory.put(conversation_key, user, current))
+
+    async def ask(
+        self,
+        query: str,
+        *,
+        user: str,
+        conversation_key: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        files: Sequence[Mapping[str, Any]] = (),
+        app: str | None = None,
+    ) -> Answer:
+        async with self.stream(
+            query, user=user, conversation_key=conversation_key, inputs=inputs, files=files, app=app
+        ) as stream:
+            return await stream.collect()
+
+    async def reset(self, conversation_key: str, *, app: str | None = None) -> None:
+        names = [self._record(app).name] if app else list(self._records)
+        for name in names:
+            await ConversationMap(self._store, f"{self._endpoint_id}:{name}").reset(conversation_key)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _record(self, name: str | None) -> AppRecord:
+        if name is None and self._records:
+            return next(iter(self._records.values()))
+        if name is not None and name in self._records:
+            return self._records[name]
+        raise NotFound(f"no app {name!r} is bound to this endpoint" if name else "no app is bound to this endpoint")
+
+    def _to_dify(self, record: AppRecord) -> DifyApp:
+        return DifyApp(record.name, record.base_url, self._key_of(record), record.mode)  # type: ignore[arg-type]
+
+    def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> AnswerStream:
+        return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)

@@ -1,0 +1,143 @@
+"""Conversation memory and per-conversation ordering, shared by replicas through the store.
+
+* `ConversationMap`: a plugin's conversation key (e.g. `slack:T1:C1:1700.1`) and the person's
+  Dify `user` → the Dify conversation id. Keyed by both, so a conversation is never continued
+  under another user (Dify scopes conversations by user, dify-api.md §6). Entries expire after
+  an idle TTL; `reset` drops every user's entry of a key.
+* `ConversationLocks`: at most one answer per conversation at a time; later ones wait and run
+  in arrival order (Dify rejects concurrent requests into one conversation, dify#16450).
+
+The lock is a lease in the store plus a ticket queue: each waiter draws a ticket, and the lock
+goes to the ticket being served. A holder that dies stops renewing its lease; once it has
+expired and stayed free for `stale_after` seconds, the next ticket takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+from collections.abc import AsyncIterator
+
+from gateway.clock import Clock
+from gateway.storage.base import Store
+
+__all__ = ["ConversationLocks", "ConversationMap", "Conversation"]
+
+logger = logging.getLogger(__name__)
+
+
+def _h(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+class Conversation:
+    """What the map remembers for one (key, user)."""
+
+    __slots__ = ("conversation_id", "user")
+
+    def __init__(self, conversation_id: str, user: str) -> None:
+        self.conversation_id = conversation_id
+        self.user = user
+
+
+class ConversationMap:
+    def __init__(self, store: Store, scope: str, *, idle_ttl: float = 7 * 24 * 3600.0) -> None:
+        self._store = store
+        self._scope = scope  # e.g. "ep_123:support": an endpoint and an app
+        self._ttl = idle_ttl
+
+    def _prefix(self, key: str) -> str:
+        return f"conv:{self._scope}:{_h(key)}:"
+
+    async def get(self, key: str, user: str) -> str | None:
+        raw = await self._store.kv_get(self._prefix(key) + _h(user))
+        if raw is None:
+            return None
+        data = json.loads(raw)
+        # Belt and braces: never hand out a conversation recorded for someone else.
+        return str(data["conversation_id"]) if data.get("user") == user else None
+
+    async def put(self, key: str, user: str, conversation_id: str) -> None:
+        value = json.dumps({"conversation_id": conversation_id, "user": user})
+        await self._store.kv_set(self._prefix(key) + _h(user), value, ttl=self._ttl)
+
+    async def forget(self, key: str, user: str) -> None:
+        await self._store.kv_delete(self._prefix(key) + _h(user))
+
+    async def reset(self, key: str) -> int:
+        """Drop the key's conversations (every user's); the next message starts afresh."""
+        return await self._store.kv_delete_prefix(self._prefix(key))
+
+
+class ConversationLocks:
+    """Ordered, crash-safe mutual exclusion per conversation key, across processes."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        lease: float = 30.0,
+        poll: float = 0.05,
+        stale_after: float = 1.0,
+        max_wait: float = 600.0,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._lease = lease
+        self._poll = poll
+        self._stale_after = stale_after
+        self._max_wait = max_wait
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: str) -> AsyncIterator[None]:
+        """Wait for the key's turn, hold it while the block runs (renewing the lease), then pass it on."""
+        base = f"clock:{_h(key)}"
+        ticket = await self._store.kv_incr(base + ":tail", ttl=24 * 3600.0)
+        token = str(ticket)
+        await self._acquire(base, ticket, token)
+        renew = asyncio.create_task(self._renew(base + ":lock", token), name="conversation-lease")
+        try:
+            yield
+        finally:
+            renew.cancel()
+            await asyncio.shield(self._release(base, ticket, token))
+
+    async def _acquire(self, base: str, ticket: int, token: str) -> None:
+        free_since: float | None = None
+        started = self._clock.monotonic()
+        while True:
+            serving_raw = await self._store.kv_get(base + ":serving")
+            serving = int(serving_raw) if serving_raw else ticket
+            holder = await self._store.kv_get(base + ":lock")
+            now = self._clock.monotonic()
+            if holder is None:
+                free_since = free_since if free_since is not None else now
+                # My turn; or an earlier ticket never took its turn (its waiter died), or the
+                # counters were reset under us: then arrival order can't be kept anyway.
+                if ticket <= serving or now - free_since >= self._stale_after:
+                    if await self._store.kv_set_if_absent(base + ":lock", token, ttl=self._lease):
+                        await self._store.kv_set(base + ":serving", token, ttl=24 * 3600.0)
+                        return
+            else:
+                free_since = None
+            if now - started > self._max_wait:
+                logger.warning("waited %.0f s for a conversation lock; going ahead", now - started)
+                return
+            await asyncio.sleep(self._poll)
+
+    async def _renew(self, lock: str, token: str) -> None:
+        while True:
+            await asyncio.sleep(self._lease / 3)
+            with contextlib.suppress(Exception):
+                await self._store.kv_expire_if_equals(lock, token, self._lease)
+
+    async def _release(self, base: str, ticket: int, token: str) -> None:
+        try:
+            await self._store.kv_set(base + ":serving", str(ticket + 1), ttl=24 * 3600.0)
+            await self._store.kv_delete_if_equals(base + ":lock", token)
+        except Exception:
+            logger.exception("releasing a conversation lock failed; its lease will expire")

@@ -1,0 +1,252 @@
+"""Signed callback delivery: one Standard Webhooks POST to a user-supplied URL, classified.
+
+`CallbackSender.send` makes exactly one attempt and says what happened as an `Outcome`; when to
+try again is `gateway.delivery.retry`'s business, and storing attempts is the caller's. The
+rules (platforms.md §4.4, security.md §6):
+
+- Only 2xx is success. 410 Gone stops delivery for good; a 3xx is a failure and is never
+  followed; every other answer (4xx included) and every network failure is retried.
+- The URL is checked before anything is sent, and the pinned transport checks the resolved
+  addresses again at connect time, so a non-public address is refused, not retried.
+- Every attempt is signed afresh: same `webhook-id`, new `webhook-timestamp`.
+- The receiver's response body is never read beyond a small limit and never reported:
+  `Outcome.error` is a short fixed phrase that is safe to store and to show the operator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import httpx
+
+from gateway.clock import Clock
+from gateway.delivery.retry import parse_retry_after
+from gateway.exceptions import BadRequest
+from gateway.security.signatures import standard_webhook_headers
+from gateway.security.ssrf import NON_PUBLIC, UrlPolicy, check_url_syntax, pinned_client
+
+__all__ = [
+    "DEFAULT_USER_AGENT",
+    "MAX_RESPONSE_BYTES",
+    "CallbackSender",
+    "Outcome",
+    "OutcomeKind",
+    "callback_payload",
+]
+
+OutcomeKind = Literal["delivered", "retry", "gone", "refused"]
+
+DEFAULT_USER_AGENT = "dify-gateway-callbacks/1"
+MAX_RESPONSE_BYTES = 64 * 1024  # read (and discard) at most this much of a response body
+_RETRY_AFTER_STATUSES = frozenset({429, 503})
+_UNRESOLVED = "callback host could not be resolved"  # ssrf.system_resolver's message
+_EVENT_TYPE = re.compile(r"[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*")
+# Set by us on every request; a caller's extra headers can't replace them. Host, length and
+# framing headers are dropped so extras can't pick another virtual host or smuggle a request.
+_RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "content-type", "user-agent"}
+    | {"webhook-id", "webhook-timestamp", "webhook-signature"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one delivery attempt came to.
+
+    - `delivered`: the receiver answered 2xx.
+    - `retry`: any other answer or a network failure; try again later (see `retry_after`).
+    - `gone`: the receiver answered 410; make no more attempts (disable the subscription).
+    - `refused`: the URL or its resolved address is not allowed; nothing was sent.
+
+    `error` is empty when delivered, otherwise a short phrase ("HTTP 503", "timed out",
+    "address not allowed") that never contains the response body, the URL's path or a secret.
+    """
+
+    kind: OutcomeKind
+    status: int | None = None
+    retry_after: float | None = None
+    error: str = ""
+
+
+class CallbackSender:
+    """Sends signed callbacks through an SSRF-safe client, one attempt per `send`.
+
+    Without `client`, the sender builds its own `pinned_client(policy)` and closes it in
+    `aclose()`. A given `client` must come from `pinned_client` (its transport does the
+    address checks); it is used as is (cookie jar included) and stays the caller's to close.
+    Usable as an async context manager.
+    """
+
+    def __init__(
+        self,
+        *,
+        policy: UrlPolicy,
+        clock: Clock,
+        timeout: float = 15.0,
+        client: httpx.AsyncClient | None = None,
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        if not timeout > 0:
+            raise ValueError("timeout must be positive")
+        self._policy = policy
+        self._clock = clock
+        self._timeout = timeout
+        self._user_agent = user_agent
+        self._owns_client = client is None
+        if client is None:
+            client = pinned_client(policy, timeout=timeout)
+            # Receivers' cookies are state shared across deliveries that nobody asked for.
+            # (The jar itself: httpx.Cookies would copy it into a jar without the policy.)
+            client.cookies = CookieJar(DefaultCookiePolicy(allowed_domains=[]))
+        self._client = client
+
+    async def __aenter__(self) -> CallbackSender:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this sender created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def send(
+        self,
+        url: str,
+        body: bytes,
+        *,
+        msg_id: str,
+        secrets: Sequence[bytes],
+        headers: Mapping[str, str] | None = None,
+    ) -> Outcome:
+        """POST `body` to `url`, signed with every secret in `secrets`, and classify the answer.
+
+        `msg_id` is the `webhook-id`: pass the same one on every attempt at the same message.
+        `headers` are extra request headers (e.g. legacy ones kept for migration); they can't
+        replace the signature, content-type, user-agent, host or framing headers. Never raises
+        for anything the URL or the receiver does; raises ValueError for an unusable `msg_id`
+        or empty `secrets`, which are the caller's bugs.
+        """
+        try:
+            check_url_syntax(url, self._policy)
+        except BadRequest as exc:
+            # check_url_syntax's messages name the rule, never the URL, so they are safe to show.
+            return Outcome("refused", error=exc.message)
+        request_headers = httpx.Headers(
+            {name: value for name, value in (headers or {}).items() if name.lower() not in _RESERVED_HEADERS}
+        )
+        request_headers["content-type"] = "application/json"
+        request_headers["user-agent"] = self._user_agent
+        # A new timestamp per attempt, so a receiver's replay window never rejects a late retry.
+        request_headers.update(standard_webhook_headers(secrets, msg_id, int(self._clock.time()), body))
+        try:
+            return await self._post(url, body, request_headers)
+        except BadRequest as exc:  # raised by the pinned transport's connect-time address check
+            if exc.message == NON_PUBLIC:
+                return Outcome("refused", error="address not allowed")
+            if exc.message == _UNRESOLVED:  # DNS trouble may pass: try again later
+                return Outcome("retry", error="host could not be resolved")
+            return Outcome("refused", error="URL not allowed")
+        except (TimeoutError, httpx.TimeoutException):
+            return Outcome("retry", error="timed out")
+        except httpx.ConnectError as exc:
+            return Outcome("retry", error=_connect_error(exc))
+        except httpx.RemoteProtocolError:
+            return Outcome("retry", error="no valid HTTP response")
+        except httpx.TransportError:  # read/write errors, a closed connection, a protocol error
+            return Outcome("retry", error="connection error")
+
+    async def _post(self, url: str, body: bytes, headers: httpx.Headers) -> Outcome:
+        outcome: Outcome | None = None
+        # httpx timeouts are per network operation; this deadline bounds the whole exchange, so a
+        # receiver dripping one byte at a time can't hold a worker. Once the status is known, a
+        # deadline hit while discarding the body no longer changes the outcome.
+        with anyio.move_on_after(self._timeout):
+            async with self._client.stream(
+                "POST", url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
+            ) as response:
+                outcome = self._classify(response)
+                await _drain(response)
+        if outcome is None:
+            raise TimeoutError
+        return outcome
+
+    def _classify(self, response: httpx.Response) -> Outcome:
+        status = response.status_code
+        if 200 <= status < 300:
+            return Outcome("delivered", status=status)
+        if status == 410:
+            return Outcome("gone", status=status, error="HTTP 410 (gone)")
+        if 300 <= status < 400:
+            return Outcome("retry", status=status, error=f"redirect ({status}) not followed")
+        retry_after = None
+        if status in _RETRY_AFTER_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+        return Outcome("retry", status=status, retry_after=retry_after, error=f"HTTP {status}")
+
+
+async def _drain(response: httpx.Response) -> None:
+    """Read and discard up to MAX_RESPONSE_BYTES of the body, so a short answer can keep the
+    connection alive; a longer one is cut off (closing the connection) instead of buffered.
+
+    Raw bytes: no decompression, so a gzip bomb stays small. Errors here don't change the outcome.
+    """
+    seen = 0
+    try:
+        async for chunk in response.aiter_raw():
+            seen += len(chunk)
+            if seen >= MAX_RESPONSE_BYTES:
+                break
+    except httpx.HTTPError:
+        pass
+
+
+def _connect_error(exc: BaseException) -> str:
+    """A short reason for a failed connection, from the OS errors httpcore and anyio wrap."""
+    pending: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return "TLS certificate not trusted"
+        if isinstance(current, ssl.SSLError):
+            return "TLS error"
+        if isinstance(current, BaseExceptionGroup):
+            pending.extend(current.exceptions)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+    return "connection failed"
+
+
+def callback_payload(event_type: str, data: Mapping[str, Any], *, timestamp: float) -> bytes:
+    """The Standard Webhooks body `{"type": ..., "timestamp": ..., "data": {...}}` as compact UTF-8 JSON.
+
+    `event_type` is dot-delimited `[A-Za-z0-9_]` (e.g. "run.completed"); `timestamp` is Unix
+    seconds, written as RFC 3339 UTC with microseconds and "Z". Raises ValueError for a bad
+    type, a non-finite timestamp or NaN/infinity in `data`, TypeError for data JSON can't hold.
+    Keep payloads under 20 kB (platforms.md §4.4): link to large things instead.
+    """
+    if not isinstance(event_type, str) or _EVENT_TYPE.fullmatch(event_type) is None:
+        raise ValueError("an event type must be dot-delimited letters, digits and underscores")
+    if not math.isfinite(timestamp):
+        raise ValueError("a callback timestamp must be finite")
+    when = datetime.fromtimestamp(timestamp, tz=UTC).isoformat(timespec="microseconds")
+    document = {"type": event_type, "timestamp": when.replace("+00:00", "Z"), "data": dict(data)}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")

@@ -1,0 +1,34 @@
+"""The Dify Service API client: SSE decoding, typed events, streaming answers, retries, breaker.
+
+Import from here; the submodules are one concept each (`sse`, `events`, `models`, `answer`,
+`stream`, `client`, `retry`, `breaker`, `errors`).
+"""
+
+from __future__ import annotations
+
+from gateway.dify.answer import AnswerBuilder as AnswerBuilder
+from gateway.dify.breaker import BreakerRegistry as BreakerRegistry, CircuitBreaker as CircuitBreaker
+from gateway.dify.client import (
+    DEFAULT_TIMEOUT as DEFAULT_TIMEOUT,
+    DifyClient as DifyClient,
+    make_http_client as make_http_client,
+)
+from gateway.dify.errors import (
+    AnswerCutOff as AnswerCutOff,
+    AnswerTooLarge as AnswerTooLarge,
+    ConversationNotFound as ConversationNotFound,
+    DifyStreamError as DifyStreamError,
+    WorkflowFailed as WorkflowFailed,
+)
+from gateway.dify.events import DifyEvent as DifyEvent, parse_event as parse_event
+from gateway.dify.models import (
+    Answer as Answer,
+    AppInfo as AppInfo,
+    AppMode as AppMode,
+    AskRequest as AskRequest,
+    Delta as Delta,
+    DeltaKind as DeltaKind,
+    DifyApp as DifyApp,
+)
+from gateway.dify.retry import RetryPolicy as RetryPolicy
+from gateway.dify.stream import AnswerStream as AnswerStream

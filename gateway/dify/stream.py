@@ -1,0 +1,380 @@
+"""`AnswerStream`: one streamed Dify answer, from connect to cleanup.
+
+Lifecycle:
+1. `__aenter__` opens the upstream stream and waits for its **first** SSE event (a ping counts).
+   Everything that can be retried happens here: backoff with jitter on retryable errors, the
+   per-app breaker, one retry without `conversation_id` after "Conversation Not Exists.", and
+   the fallback app. Once `__aenter__` returns, nothing is retried (a resent chat message would
+   create a second message, dify-api.md §5).
+2. Iterate `deltas()` (text for UIs) or `events()` (typed events); read `answer` at the end.
+3. `__aexit__` closes the upstream response. If the answer did not finish (the consumer broke
+   out, was cancelled, or timed out) it calls the stop endpoint with the same `user` and the
+   saved `task_id`, shielded and bounded by `stop_timeout`, never raising.
+
+Only awaits on the network sit inside cancel scopes (the overall deadline); no scope spans a
+`yield`, and the iterators are plain classes, so abandoning them leaves no async generator behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import httpx
+
+from gateway.dify.answer import AnswerBuilder
+from gateway.dify.errors import AnswerCutOff, ConversationNotFound, DifyStreamError, WorkflowFailed
+from gateway.dify.events import DifyEvent, MalformedEvent, parse_event
+from gateway.dify.models import Answer, AskRequest, Delta, DifyApp
+from gateway.dify.sse import ServerSentEvent, SSELineTooLong, SSEStreamDecoder
+from gateway.exceptions import UpstreamError, UpstreamTimeout
+
+if TYPE_CHECKING:
+    from gateway.dify.client import DifyClient
+
+__all__ = ["AnswerStream"]
+
+logger = logging.getLogger(__name__)
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class _Upstream:
+    """An open HTTP response plus its SSE decoder, positioned after the first event."""
+
+    def __init__(self, response: httpx.Response, decoder: SSEStreamDecoder) -> None:
+        self.response = response
+        self.chunks: AsyncIterator[bytes] = response.aiter_bytes()
+        self.decoder = decoder
+        self.pending: deque[ServerSentEvent] = deque()
+
+    async def aclose(self) -> None:
+        try:
+            # httpx's aiter_bytes() is an async generator: close it rather than leave it to the GC.
+            await self.chunks.aclose()  # type: ignore[attr-defined]
+        finally:
+            await self.response.aclose()
+
+
+class AnswerStream:
+    """A streamed answer. Use as an async context manager; created by `DifyClient.stream`.
+
+    Example:
+        async with client.stream(app, AskRequest(user="slack:T1:U1", query="hi")) as stream:
+            async for delta in stream.deltas():
+                if delta.kind == "text":
+                    shown += delta.text
+                elif delta.kind == "replace":
+                    shown = delta.text
+        answer = stream.answer  # text, ids, usage, ...
+
+    Raises (from `__aenter__`, before streaming): `UpstreamError` and subclasses, `CircuitOpen`,
+    `UpstreamTimeout`. Raises while iterating: `DifyStreamError`, `WorkflowFailed`,
+    `AnswerCutOff`, `AnswerTooLarge`, `UpstreamTimeout` (each with `.partial` where it applies).
+    """
+
+    def __init__(
+        self,
+        client: DifyClient,
+        app: DifyApp,
+        request: AskRequest,
+        *,
+        fallback: DifyApp | None,
+        retry_without_conversation: bool,
+        deadline: float,
+    ) -> None:
+        self._client = client
+        self._primary = app
+        self._request = request
+        self._fallback = fallback
+        self._retry_without_conversation = retry_without_conversation
+        self._timeout = deadline
+        self._deadline = 0.0
+        self._app = app
+        self._user = request.user
+        self._upstream: _Upstream | None = None
+        self._builder: AnswerBuilder | None = None
+        self._ended = False  # the upstream said its last word (terminator, error, or EOF)
+        self._judged = False  # the breaker got its verdict for this stream
+
+    # --- public surface --------------------------------------------------------------------------
+
+    @property
+    def app(self) -> DifyApp:
+        """The app answering (the fallback, if the primary failed before streaming)."""
+        return self._app
+
+    @property
+    def answer(self) -> Answer:
+        """The answer so far; `answer.complete` is True once a terminator arrived."""
+        return self._require_builder().answer()
+
+    @property
+    def task_id(self) -> str | None:
+        return self._require_builder().task_id
+
+    @property
+    def conversation_id(self) -> str | None:
+        return self._require_builder().conversation_id
+
+    def events(self) -> AsyncIterator[DifyEvent]:
+        """Iterate typed events (pings included)."""
+        return _EventIterator(self)
+
+    def deltas(self) -> AsyncIterator[Delta]:
+        """Iterate `Delta`s (text, replace, reasoning, thought, file, progress, ping)."""
+        return _DeltaIterator(self)
+
+    def __aiter__(self) -> AsyncIterator[Delta]:
+        return self.deltas()
+
+    async def collect(self) -> Answer:
+        """Consume the rest of the stream and return the complete answer."""
+        while await self._next() is not None:
+            pass
+        return self.answer
+
+    # --- context manager -------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AnswerStream:
+        self._deadline = anyio.current_time() + self._timeout
+        try:
+            await self._open(self._primary, self._request)
+        except ConversationNotFound:
+            raise
+        except UpstreamError as primary_error:
+            if self._fallback is None:
+                raise
+            logger.warning(
+                "Dify app %r failed before streaming (%s); using fallback %r",
+                self._primary.name,
+                primary_error.code,
+                self._fallback.name,
+            )
+            try:
+                # Conversation ids belong to one app: the fallback starts a new conversation.
+                await self._open(self._fallback, replace(self._request, conversation_id=None))
+            except UpstreamError as fallback_error:
+                raise fallback_error from primary_error
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        upstream, self._upstream = self._upstream, None
+        if upstream is None:
+            return
+        builder = self._require_builder()
+        self._judge(None)  # success if a terminator arrived, else no verdict (abandoned)
+        for sse in upstream.pending:  # events read but not consumed may carry the task id
+            builder.remember_ids(parse_event(sse))
+        with anyio.CancelScope(shield=True):
+            try:
+                await upstream.aclose()
+            except Exception:  # closing a broken connection may fail; nothing to do about it
+                logger.debug("closing the Dify response failed", exc_info=True)
+            if not self._ended and not builder.terminated and builder.task_id:
+                await self._stop_quietly(builder.task_id)
+
+    # --- opening -------------------------------------------------------------------------------
+
+    async def _open(self, app: DifyApp, request: AskRequest) -> None:
+        client = self._client
+        path, payload = client.build_payload(app, request)
+        reset = False
+        try:
+            upstream = await client.with_retries(
+                app, lambda: self._attempt(app, path, payload), self._deadline, judge_success=False
+            )
+        except ConversationNotFound:
+            if not (self._retry_without_conversation and "conversation_id" in payload):
+                raise
+            logger.info("Dify app %r lost a conversation; starting a new one", app.name)
+            payload.pop("conversation_id")
+            reset = True
+            upstream = await client.with_retries(
+                app, lambda: self._attempt(app, path, payload), self._deadline, judge_success=False
+            )
+        self._app = app
+        self._upstream = upstream
+        self._builder = AnswerBuilder(app, max_chars=client.max_answer_chars)
+        self._builder.conversation_reset = reset
+
+    async def _attempt(self, app: DifyApp, path: str, payload: dict[str, Any]) -> _Upstream:
+        """One HTTP attempt, up to and including the first SSE event."""
+        client = self._client
+        request = client.http.build_request(
+            "POST", app.url(path), json=payload, headers=client.headers(app, sse=True), timeout=client.timeout
+        )
+        response: httpx.Response | None = None
+        upstream: _Upstream | None = None
+        ok = False
+        try:
+            with anyio.CancelScope(deadline=self._deadline) as scope:
+                response = await client.http.send(request, stream=True)
+                if response.status_code != 200:
+                    raise client.error_from_response(app, response, await _read_capped(response))
+                content_type = response.headers.get("content-type", "")
+                if not content_type.startswith("text/event-stream"):
+                    raise UpstreamError(
+                        f"Dify app '{app.name}' answered with {content_type or 'no content type'} "
+                        "instead of an event stream",
+                        upstream_status=200,
+                        app=app.name,
+                    )
+                upstream = _Upstream(response, SSEStreamDecoder(max_line_length=client.max_event_chars))
+                while not upstream.pending:
+                    chunk = await anext(upstream.chunks, None)
+                    if chunk is None:
+                        raise UpstreamError(
+                            f"Dify app '{app.name}' closed the stream before sending anything",
+                            upstream_status=200,
+                            retryable=True,
+                            app=app.name,
+                        )
+                    upstream.pending.extend(_feed(upstream.decoder, chunk, app))
+            if scope.cancelled_caught or upstream is None:
+                raise self._deadline_error(app)
+            ok = True
+            return upstream
+        except httpx.TransportError as exc:
+            raise client.transport_error(app, exc) from exc
+        finally:
+            if not ok and response is not None:
+                with anyio.CancelScope(shield=True):
+                    await (upstream.aclose() if upstream is not None else response.aclose())
+
+    # --- iterating -----------------------------------------------------------------------------
+
+    async def _next(self) -> tuple[DifyEvent, list[Delta]] | None:
+        """The next event and its deltas, or None at the end. Raises the stream's errors."""
+        upstream = self._upstream
+        builder = self._require_builder()
+        if upstream is None:
+            return None
+        while not upstream.pending:
+            if self._ended or builder.final:
+                return None
+            await self._read_more(upstream, builder)
+        sse = upstream.pending.popleft()
+        event = parse_event(sse)
+        if isinstance(event, MalformedEvent):
+            logger.warning("ignored a malformed Dify event from app %r: %s", self._app.name, event.reason)
+        try:
+            deltas = builder.feed(event)
+        except UpstreamError as exc:
+            # error event / failed workflow end the upstream task; AnswerTooLarge leaves it running.
+            self._ended = isinstance(exc, DifyStreamError | WorkflowFailed)
+            self._judge(exc)
+            raise
+        return event, deltas
+
+    async def _read_more(self, upstream: _Upstream, builder: AnswerBuilder) -> None:
+        app = self._app
+        chunk: bytes | None = None
+        try:
+            with anyio.CancelScope(deadline=self._deadline) as scope:
+                chunk = await anext(upstream.chunks, None)
+        except httpx.ReadTimeout as exc:
+            error: UpstreamError = UpstreamTimeout(
+                f"Dify app '{app.name}' went silent mid-answer (no data or ping within the read timeout)",
+                app=app.name,
+            )
+            raise self._fail(error) from exc
+        except httpx.TransportError as exc:
+            raise self._fail(self._cut_off(builder, f"the connection broke ({type(exc).__name__})")) from exc
+        if scope.cancelled_caught:
+            raise self._fail(self._deadline_error(app))
+        if chunk is None:
+            if upstream.decoder.close():
+                logger.warning("Dify app %r ended its stream inside an event", app.name)
+            if not builder.terminated:
+                # Not marked ended: the task may still run upstream (a proxy cut us), so stop it.
+                raise self._fail(self._cut_off(builder, "the stream closed without a terminator"))
+            self._ended = True
+            return
+        upstream.pending.extend(_feed(upstream.decoder, chunk, app))
+
+    def _fail(self, error: UpstreamError) -> UpstreamError:
+        self._judge(error)
+        return error
+
+    def _judge(self, error: UpstreamError | None) -> None:
+        """Give the breaker its verdict on this stream, once."""
+        if not self._judged:
+            self._judged = True
+            self._client.record_stream_outcome(self._app, error, completed=self._require_builder().terminated)
+
+    def _cut_off(self, builder: AnswerBuilder, why: str) -> AnswerCutOff:
+        return AnswerCutOff(
+            f"the answer from Dify app '{self._app.name}' was cut off: {why}",
+            partial=builder.answer(complete=False),
+            app=self._app.name,
+        )
+
+    def _deadline_error(self, app: DifyApp) -> UpstreamTimeout:
+        message = f"no complete answer from Dify app '{app.name}' within {self._timeout:g} s"
+        return UpstreamTimeout(message, app=app.name)
+
+    async def _stop_quietly(self, task_id: str) -> None:
+        try:
+            with anyio.move_on_after(self._client.stop_timeout):
+                await self._client.stop(self._app, task_id, self._user)
+        except Exception as exc:  # best effort: the consumer is already gone or failing
+            logger.warning("stopping Dify task %s of app %r failed: %s", task_id, self._app.name, exc)
+
+    def _require_builder(self) -> AnswerBuilder:
+        if self._builder is None:
+            raise RuntimeError("AnswerStream is not open: use `async with client.stream(...)`")
+        return self._builder
+
+
+class _EventIterator:
+    def __init__(self, stream: AnswerStream) -> None:
+        self._stream = stream
+
+    def __aiter__(self) -> _EventIterator:
+        return self
+
+    async def __anext__(self) -> DifyEvent:
+        item = await self._stream._next()
+        if item is None:
+            raise StopAsyncIteration
+        return item[0]
+
+
+class _DeltaIterator:
+    def __init__(self, stream: AnswerStream) -> None:
+        self._stream = stream
+        self._buffer: deque[Delta] = deque()
+
+    def __aiter__(self) -> _DeltaIterator:
+        return self
+
+    async def __anext__(self) -> Delta:
+        while not self._buffer:
+            item = await self._stream._next()
+            if item is None:
+                raise StopAsyncIteration
+            self._buffer.extend(item[1])
+        return self._buffer.popleft()
+
+
+def _feed(decoder: SSEStreamDecoder, chunk: bytes, app: DifyApp) -> list[ServerSentEvent]:
+    try:
+        return decoder.feed(chunk)
+    except SSELineTooLong as exc:
+        raise UpstreamError(f"Dify app '{app.name}' sent an oversized event: {exc}", app=app.name) from exc
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) >= _MAX_ERROR_BODY:
+            break
+    return bytes(body[:_MAX_ERROR_BODY])

@@ -1,0 +1,343 @@
+"""Layering rules, checked on the source with `ast` (no imports needed) plus a few import-time facts.
+
+- plugins under `endpoints/` see the gateway only through `gateway.plugin`;
+- `gateway/` never imports the plugin packages (`endpoints`, `bots`): they are found through entry points;
+- only the HTTP edge imports starlette, so the core stays framework-neutral;
+- only the settings loader reads the environment.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from importlib import import_module
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import pytest
+
+import gateway.plugin
+from gateway.plugin import Plugin
+from gateway.registry import ENTRY_POINT_GROUP, PluginRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The HTTP edge: the only modules that may import starlette.
+STARLETTE_ALLOWED = {
+    "gateway/ingress.py",
+    "gateway/app.py",
+    "gateway/errors.py",
+    "gateway/middleware.py",
+    "gateway/accesslog.py",  # a pure-ASGI middleware like middleware.py (starlette.types only)
+}
+STARLETTE_ALLOWED_DIRS = ("gateway/admin/", "gateway/simulator/")
+
+# Environment access: settings.py reads it; these two may only hand `os.environ` to `Settings.from_env`.
+ENV_READER = "gateway/settings.py"
+ENV_HANDOFF_ALLOWED = {"gateway/cli/common.py", "gateway/app.py"}
+ENV_NAMES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
+
+
+@dataclass(frozen=True)
+class Import:
+    file: str
+    line: int
+    module: str  # absolute dotted name of what is imported ("gateway.plugin", "starlette.types")
+    names: tuple[str, ...] = ()  # for `from module import a, b`
+    parent: str | None = None  # set on the `module.name` guess a `from module import name` also yields
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def python_files(package: str) -> list[Path]:
+    return sorted(p for p in (ROOT / package).rglob("*.py") if ".venv" not in p.parts)
+
+
+def rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+def imports(path: Path) -> Iterator[Import]:
+    return imports_in(path.read_text(encoding="utf-8"), module_name(path), path.name == "__init__.py", rel(path))
+
+
+def imports_in(source: str, module: str, is_package: bool, file: str) -> Iterator[Import]:
+    """Every import in the source (module level or not, TYPE_CHECKING included), relative ones resolved."""
+    package = module.split(".") if is_package else module.split(".")[:-1]
+    for node in ast.walk(ast.parse(source, filename=file)):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                yield Import(file, node.lineno, alias.name)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join([*base, node.module] if node.module else base)
+            else:
+                target = node.module or ""
+            names = tuple(alias.name for alias in node.names)
+            yield Import(file, node.lineno, target, names)
+            # `from pkg import sub` may import the submodule `pkg.sub`.
+            for name in names:
+                yield Import(file, node.lineno, f"{target}.{name}", parent=target)
+        elif isinstance(node, ast.Call) and _is_dynamic_import(node):
+            arg = node.args[0]
+            if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+                yield Import(file, node.lineno, arg.value)
+
+
+def _is_dynamic_import(node: ast.Call) -> bool:
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name in {"import_module", "__import__"} and bool(node.args)
+
+
+def top(module: str) -> str:
+    return module.split(".", 1)[0]
+
+
+def fmt(found: list[Import]) -> str:
+    return "\n".join(f"{i.file}:{i.line}: {i.module}" for i in found)
+
+
+# -- the helpers themselves -------------------------------------------------------------------------
+
+
+def test_import_extraction() -> None:
+    """The checks below are only as good as the import extraction: prove it on made-up modules."""
+    source = (
+        "import starlette.types, os\n"
+        "from . import plugin\n"
+        "from ..endpoints import echo\n"
+        "from .x.y import z\n"
+        "def f():\n"
+        "    import bots.slack\n"
+        "    importlib.import_module('endpoints.late')\n"
+    )
+    found = {i.module for i in imports_in(source, "gateway.sub.mod", False, "gateway/sub/mod.py")}
+    assert found == {
+        "starlette.types",
+        "os",
+        "gateway.sub",
+        "gateway.sub.plugin",
+        "gateway.endpoints",
+        "gateway.endpoints.echo",
+        "gateway.sub.x.y",
+        "gateway.sub.x.y.z",
+        "bots.slack",
+        "endpoints.late",
+    }
+    in_package = {i.module for i in imports_in("from . import a", "gateway.sub", True, "gateway/sub/__init__.py")}
+    assert in_package == {"gateway.sub", "gateway.sub.a"}
+
+
+# -- endpoints/ -------------------------------------------------------------------------------------
+
+
+def test_there_are_plugin_modules_to_check() -> None:
+    assert any(p.name == "echo.py" for p in python_files("endpoints"))
+
+
+def test_plugins_import_the_gateway_only_through_gateway_plugin() -> None:
+    bad = [
+        i
+        for path in python_files("endpoints")
+        for i in imports(path)
+        if top(i.module) == "gateway"
+        and i.module != "gateway.plugin"
+        # `from gateway import plugin` is the same module; any other name from `gateway` is not.
+        and not (i.module == "gateway" and set(i.names) <= {"plugin"})
+        # `from gateway.plugin import Plugin` names attributes of the module, not submodules.
+        and i.parent != "gateway.plugin"
+    ]
+    assert not bad, "plugins may import from the gateway only `gateway.plugin`:\n" + fmt(bad)
+
+
+def test_plugins_use_only_public_names_of_gateway_plugin() -> None:
+    public = set(gateway.plugin.__all__)
+    bad = [
+        f"{i.file}:{i.line}: {name}"
+        for path in python_files("endpoints")
+        for i in imports(path)
+        if i.module == "gateway.plugin"
+        for name in i.names
+        if name not in public
+    ]
+    assert not bad, "names not in gateway.plugin.__all__:\n" + "\n".join(bad)
+
+
+def test_gateway_plugin_all_is_sorted_and_complete() -> None:
+    names = gateway.plugin.__all__
+    assert list(names) == sorted(names)
+    assert len(set(names)) == len(names)
+    missing = [name for name in names if not hasattr(gateway.plugin, name)]
+    assert not missing
+
+
+# -- gateway/ ---------------------------------------------------------------------------------------
+
+
+def test_the_gateway_never_imports_plugin_packages() -> None:
+    bad = [i for path in python_files("gateway") for i in imports(path) if top(i.module) in {"endpoints", "bots"}]
+    assert not bad, "gateway/ finds plugins through entry points, never by import:\n" + fmt(bad)
+
+
+def _starlette_allowed(file: str) -> bool:
+    return file in STARLETTE_ALLOWED or file.startswith(STARLETTE_ALLOWED_DIRS)
+
+
+def test_only_the_http_edge_imports_starlette() -> None:
+    bad = [
+        i
+        for path in python_files("gateway")
+        for i in imports(path)
+        if top(i.module) == "starlette" and not _starlette_allowed(i.file)
+    ]
+    assert not bad, "the core is framework-neutral; starlette belongs to the HTTP edge:\n" + fmt(bad)
+
+
+def test_plugins_do_not_import_starlette_either() -> None:
+    bad = [
+        i
+        for package in ("endpoints", "bots")
+        for path in python_files(package)
+        for i in imports(path)
+        if top(i.module) == "starlette"
+    ]
+    assert not bad, fmt(bad)
+
+
+def test_the_core_does_not_load_starlette_at_run_time() -> None:
+    """Transitively too: importing every core module (and gateway.plugin) loads no starlette."""
+    core = [
+        module_name(path)
+        for path in python_files("gateway")
+        if not _starlette_allowed(rel(path)) and path.name != "__main__.py"
+    ]
+    assert "gateway.plugin" in core
+    code = (
+        "import importlib, sys\n"
+        f"for name in {core!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def _env_uses(path: Path) -> Iterator[tuple[int, str, bool]]:
+    return _env_uses_in(path.read_text(encoding="utf-8"))
+
+
+def _env_uses_in(source: str) -> Iterator[tuple[int, str, bool]]:
+    """(line, what, handed to Settings.from_env) for every reach into the environment through `os`."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "os":
+            for alias in node.names:
+                if alias.name in ENV_NAMES:
+                    yield node.lineno, f"from os import {alias.name}", False
+        elif (
+            isinstance(node, ast.Attribute)
+            and node.attr in ENV_NAMES
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "os"
+        ):
+            parent = parents.get(node)
+            handed = (
+                node.attr == "environ"
+                and isinstance(parent, ast.Call)
+                and parent.args == [node]
+                and not parent.keywords
+                and isinstance(parent.func, ast.Attribute)
+                and parent.func.attr == "from_env"
+                and isinstance(parent.func.value, ast.Name)
+                and parent.func.value.id == "Settings"
+            )
+            yield node.lineno, f"os.{node.attr}", handed
+
+
+def test_only_the_settings_loader_reads_the_environment() -> None:
+    bad = []
+    for path in python_files("gateway"):
+        file = rel(path)
+        if file == ENV_READER:
+            continue
+        for line, what, handed in _env_uses(path):
+            if not (handed and file in ENV_HANDOFF_ALLOWED):
+                bad.append(f"{file}:{line}: {what}")
+    assert not bad, "read the environment only through Settings.from_env(os.environ):\n" + "\n".join(bad)
+
+
+def test_the_env_check_catches_direct_reads() -> None:
+    source = (
+        "import os\n"
+        "from os import getenv\n"
+        "a = os.environ.get('X')\n"
+        "b = os.getenv('Y')\n"
+        "c = Settings.from_env(os.environ)\n"
+        "d = Settings.from_env(dict(os.environ))\n"
+        "e = os.getpid()\n"
+    )
+    assert sorted(_env_uses_in(source)) == [
+        (2, "from os import getenv", False),
+        (3, "os.environ", False),
+        (4, "os.getenv", False),
+        (5, "os.environ", True),
+        (6, "os.environ", False),
+    ]
+
+
+def test_the_cli_hands_the_environment_to_the_settings_loader() -> None:
+    uses = list(_env_uses(ROOT / "gateway" / "cli" / "common.py"))
+    assert uses and all(handed for _, _, handed in uses)
+
+
+# -- plugin discovery -------------------------------------------------------------------------------
+
+
+def _builtin_plugins() -> list[tuple[str, Plugin]]:
+    found = []
+    for path in python_files("endpoints"):
+        module = import_module(module_name(path))
+        for value in vars(module).values():
+            if isinstance(value, Plugin):
+                found.append((module.__name__, value))
+    return found
+
+
+def test_builtin_plugins_come_through_the_entry_point_group() -> None:
+    registry = PluginRegistry.from_entry_points(strict=True)
+    assert "echo" in registry.names()
+    echo = import_module("endpoints.echo").plugin
+    assert registry.get("echo") is echo
+
+    builtins = _builtin_plugins()
+    assert builtins
+    for module, plugin in builtins:
+        assert registry.get(plugin.name) is plugin, f"{module} defines plugin {plugin.name!r} without an entry point"
+
+
+def test_the_installed_entry_points_match_pyproject() -> None:
+    """A plugin added to pyproject.toml but not reinstalled (`pip install -e .`) would silently be missing."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"][ENTRY_POINT_GROUP]
+    installed = {e.name: e.value for e in entry_points(group=ENTRY_POINT_GROUP)}
+    for name, value in declared.items():
+        assert installed.get(name) == value, f"entry point {name!r}: reinstall the project"
+
+
+@pytest.mark.parametrize("module", ["gateway.plugin", "gateway.registry"])
+def test_the_plugin_api_modules_do_not_import_plugins(module: str) -> None:
+    path = ROOT / (module.replace(".", "/") + ".py")
+    assert not [i for i in imports(path) if top(i.module) in {"endpoints", "bots"}]
