@@ -234,6 +234,7 @@ class EndpointService:
             "plugin": record.plugin,
             "apps": list(record.apps),
             "url": self.url(record),
+            "hint": plugin.url_hint.format(url=self.url(record)) if plugin and plugin.url_hint else None,
             "enabled": record.enabled,
             "settings": {k: (MASK if k in secret and v is not None else v) for k, v in record.settings.items()},
             "previous_urls_expire_at": sorted(

@@ -79,6 +79,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ALL_METHODS",
+    "Action",
+    "ActionHandler",
     "Answer",
     "AnswerStream",
     "AppInfo",
@@ -509,6 +511,19 @@ class JobError(Exception):
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
+ActionHandler = Callable[[Context, Mapping[str, str]], Awaitable["str | dict[str, Any]"]]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """An operator action of a plugin (see `Plugin.action`)."""
+
+    name: str
+    handler: ActionHandler
+    help: str
+    options: Mapping[str, str]
+
+
 Verifier = Callable[[Request, Context], Awaitable[Verdict]]
 JobHandler = Callable[[JobInfo, Context], Awaitable[Any]]
 
@@ -558,7 +573,17 @@ class Route:
 
 
 class Plugin:
-    """An endpoint plugin: the value registered under the `dify_gateway.plugins` entry-point group."""
+    """An endpoint plugin: the value registered under the `dify_gateway.plugins` entry-point group.
+
+    Args:
+        name: the plugin's name (`--plugin NAME`).
+        settings: pydantic model of the endpoint settings; `SecretStr` fields are secrets.
+        verifier: checks every request (before the handler) unless a route opts out.
+        permissions: what the context may reach.
+        min_apps / max_apps: how many Dify apps an endpoint binds.
+        generated: settings the gateway creates when not given: `factory() -> (shown once, stored)`.
+        url_hint: a line shown with the endpoint URL, `{url}` replaced (e.g. "base URL: {url}/v1").
+    """
 
     def __init__(
         self,
@@ -571,6 +596,7 @@ class Plugin:
         min_apps: int = 0,
         max_apps: int | None = None,
         generated: Mapping[str, Callable[[], tuple[str, Any]]] | None = None,
+        url_hint: str | None = None,
     ) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9_-]{0,39}", name):
             raise ValueError(f"plugin name {name!r} must be lower-case letters, digits, '-' or '_'")
@@ -583,6 +609,8 @@ class Plugin:
         self.max_apps = max_apps
         # Settings the gateway makes at creation when not given: factory() -> (shown once, stored).
         self.generated = dict(generated or {})
+        self.actions: dict[str, Action] = {}
+        self.url_hint = url_hint
         self.routes: list[Route] = []
         self.jobs: dict[str, JobHandler] = {}
 
@@ -606,6 +634,24 @@ class Plugin:
 
         def register(handler: JobHandler) -> JobHandler:
             self.jobs[name] = handler
+            return handler
+
+        return register
+
+    def action(
+        self, name: str, *, help: str = "", options: Mapping[str, str] | None = None
+    ) -> Callable[[ActionHandler], ActionHandler]:
+        """Decorator: an operator action on one endpoint, e.g. printing a manifest or adding a key.
+
+        It is run as `dify-gateway <plugin> <name> ENDPOINT [--option value ...]` and as
+        `POST /admin/api/endpoints/{id}/actions/{name}` with `{"args": {...}}`. `options` maps
+        option names to their help. The handler returns text (printed as is) or a JSON object.
+        """
+        if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
+            raise ValueError(f"action name {name!r} must be lower-case letters, digits or '-'")
+
+        def register(handler: ActionHandler) -> ActionHandler:
+            self.actions[name] = Action(name, handler, help, dict(options or {}))
             return handler
 
         return register

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from gateway.delivery.retry import next_callback_delay
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.models import DifyApp
 from gateway.endpoints import EndpointRecord, EndpointService
+from gateway.exceptions import BadRequest, NotFound
 from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
 from gateway.metrics import Metrics
 from gateway.plugin import EndpointInfo, JobError, JobInfo, Plugin, RetryJob
@@ -163,6 +164,18 @@ class Gateway:
         await self.requests.drop(record.id)
         await self.store.kv_delete_prefix(f"kv:{record.id}:")
         return record
+
+    async def run_action(self, endpoint_id: str, name: str, args: Mapping[str, str]) -> str | dict[str, Any]:
+        """Run the plugin action `name` on an endpoint (CLI `dify-gateway PLUGIN ACTION ID`, admin API)."""
+        record = await self.endpoints.get(endpoint_id)
+        plugin = self.registry.require(record.plugin)
+        action = plugin.actions.get(name)
+        if action is None:
+            raise NotFound(f"plugin {plugin.name!r} has no action {name!r}")
+        unknown = set(args) - set(action.options)
+        if unknown:
+            raise BadRequest(f"unknown options for {name}: {', '.join(sorted(unknown))}")
+        return await action.handler(await self.context(record, plugin), args)
 
     async def context(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
         """The context of one handler call for `record`."""

@@ -149,6 +149,11 @@ async def delete_endpoint(request: Request, gw: Gateway, _: None) -> Any:
     return {"deleted": record.id}
 
 
+async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> Any:
+    result = await gw.run_action(request.path_params["id"], request.path_params["action"], body.args)
+    return {"result": result}
+
+
 async def endpoint_requests(request: Request, gw: Gateway, _: None) -> Any:
     record = await gw.endpoints.get(request.path_params["id"])
     return {"requests": await gw.requests.list(record.id, _limit(request))}
@@ -204,6 +209,9 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
         "Recent requests",
         response=s.RequestList,
         query=("limit",),
+    ),
+    AdminRoute(
+        "POST", "/endpoints/{id}/actions/{action}", endpoint_action, "Run a plugin action", s.ActionIn, s.ActionOut
     ),
     AdminRoute(
         "GET", "/jobs", list_jobs, "List jobs (state=dead: dead letters)", response=s.JobList, query=("state", "limit")

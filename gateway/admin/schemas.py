@@ -10,6 +10,8 @@ from gateway.plugin import Plugin
 from gateway.storage.base import Job
 
 __all__ = [
+    "ActionIn",
+    "ActionOut",
     "AppCheck",
     "AppList",
     "AppOut",
@@ -62,6 +64,14 @@ class RotateIn(BaseModel):
     grace_seconds: float | None = Field(default=None, ge=0, description="How long the old URL keeps working")
 
 
+class ActionIn(BaseModel):
+    args: dict[str, str] = Field(default_factory=dict)
+
+
+class ActionOut(BaseModel):
+    result: Any
+
+
 class AppOut(BaseModel):
     name: str
     base_url: str
@@ -87,6 +97,7 @@ class EndpointOut(BaseModel):
     plugin: str
     apps: list[str]
     url: str
+    hint: str | None = Field(default=None, description="The plugin's note on how to use the URL")
     enabled: bool
     settings: dict[str, Any] = Field(description="Secret settings masked")
     previous_urls_expire_at: list[float]
@@ -130,6 +141,7 @@ class PluginOut(BaseModel):
     permissions: list[str]
     routes: list[dict[str, Any]]
     jobs: list[str]
+    actions: list[dict[str, Any]]
     settings_schema: dict[str, Any]
     secret_settings: list[str]
 
@@ -163,6 +175,7 @@ def plugin_out(plugin: Plugin) -> dict[str, Any]:
         "permissions": sorted(p.value for p in plugin.permissions),
         "routes": [{"path": r.pattern, "methods": sorted(r.methods)} for r in plugin.routes],
         "jobs": sorted(plugin.jobs),
+        "actions": [{"name": a.name, "help": a.help, "options": dict(a.options)} for a in plugin.actions.values()],
         "settings_schema": plugin.settings_model.model_json_schema(),
         "secret_settings": sorted(plugin.secret_fields()),
     }

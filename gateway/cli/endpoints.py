@@ -60,6 +60,8 @@ def create(
 
     def human(ep: dict[str, Any]) -> str:
         lines = [ep["url"], f"(endpoint {ep['id']}, plugin {ep['plugin']})"]
+        if ep.get("hint"):
+            lines.append(ep["hint"])
         lines += [f"{key} (shown once, keep it): {value}" for key, value in ep["secrets"].items()]
         return "\n".join(lines)
 

@@ -9,6 +9,7 @@ import click
 
 import gateway
 from gateway.admin.schemas import job_out, plugin_out
+from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, load_settings, run, table
 from gateway.cli.endpoints import endpoints
@@ -125,4 +126,7 @@ cli.add_command(endpoints)
 
 
 def main() -> None:
+    for group in action_groups(PluginRegistry.from_entry_points()):
+        if group.name not in cli.commands:
+            cli.add_command(group)
     cli(prog_name="dify-gateway")
