@@ -39,7 +39,8 @@ sys.path.insert(0, str(ROOT))
 
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.dify import AskRequest, DifyApp, DifyClient, RetryPolicy, make_http_client  # noqa: E402
-from gateway.simulator import SimulatorConfig, run_simulator  # noqa: E402
+from gateway.simulator.config import SimulatorConfig  # noqa: E402
+from gateway.simulator.server import run_simulator  # noqa: E402
 
 TRANSPORTS = {"httpx (default)": False, "httpx-aiohttp": True}
 

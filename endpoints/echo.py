@@ -35,7 +35,9 @@ __all__ = ["EchoSettings", "plugin"]
 
 class EchoSettings(BaseModel):
     greeting: str = Field(default="echo", max_length=200, description="Returned with every answer")
-    token: SecretStr | None = Field(default=None, description="When set, callers must send it as a bearer token")
+    token: SecretStr | None = Field(
+        default=None, min_length=1, description="When set, callers must send it as a bearer token"
+    )
 
 
 async def verify(request: Request, ctx: Context) -> Verdict:

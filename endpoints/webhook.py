@@ -22,7 +22,8 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator
+import secrets
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import jsonschema
@@ -41,6 +42,7 @@ from gateway.plugin import (
     Verdict,
     new_webhook_secret,
     parse_webhook_secret,
+    standard_webhook_headers,
     verify_standard_webhook,
 )
 
@@ -236,6 +238,47 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
         kind = "answer.completed" if result["status"] == "succeeded" else "answer.failed"
         await ctx.callbacks.send(ask.callback_url, kind, {"task_id": job.id, **result}, msg_id=f"msg_{job.id}")
     return result
+
+
+@plugin.action(
+    "call",
+    help="Send a signed request to this endpoint and print the answer (a way to try it out).",
+    options={
+        "query": "The question",
+        "user": "The Dify user (default: cli)",
+        "stream": "yes: ask for SSE and show how many pieces arrived",
+        "conversation-key": "Continue the conversation of this key",
+    },
+)
+async def call(ctx: Context, args: Mapping[str, str]) -> str:
+    if not args.get("query"):
+        raise BadRequest("--query is required")
+    settings: WebhookSettings = ctx.settings
+    stream = args.get("stream", "no").lower() in ("yes", "true", "1")
+    body = json.dumps(
+        {
+            "query": args["query"],
+            "user": args.get("user") or "cli",
+            "conversation_key": args.get("conversation-key"),
+            "stream": stream,
+        }
+    ).encode()
+    msg_id = "msg_" + secrets.token_hex(12)
+    headers = standard_webhook_headers(
+        [parse_webhook_secret(settings.secret.get_secret_value())], msg_id, int(ctx.clock.time()), body
+    )
+    response = await ctx.http.post(
+        ctx.endpoint.url, content=body, headers={**headers, "content-type": "application/json"}, timeout=300
+    )
+    if not stream:
+        data = response.json()
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}: {json.dumps(data)}"
+        return f"{data['answer']}\n(task {data['task_id']}, conversation {data['conversation_id']})"
+    pieces = response.text.count("event: delta")
+    final = json.loads(response.text.rstrip().rsplit("data: ", 1)[-1])
+    text = final.get("answer") if "answer" in final else f"error: {final.get('message')}"
+    return f"{text}\n({pieces} text pieces streamed, task {final.get('task_id')})"
 
 
 _FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)

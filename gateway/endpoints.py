@@ -394,6 +394,13 @@ class EndpointService:
 
     @staticmethod
     def _validate(plugin: Plugin, values: dict[str, Any]) -> BaseModel:
+        unknown = sorted(set(values) - set(plugin.settings_model.model_fields))
+        if unknown:
+            # A typo (`greting=hi`) would otherwise be dropped silently.
+            raise ValidationFailed(
+                f"unknown settings for plugin {plugin.name!r}: {', '.join(unknown)}",
+                errors=[{"field": name, "message": "unknown setting"} for name in unknown],
+            )
         try:
             return plugin.settings_model.model_validate(values)
         except ValidationError as exc:

@@ -70,6 +70,14 @@ class Settings:
     log_level: str = "info"
     extra: Mapping[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # The store URL may carry a Redis password and `extra` may hold plugin secrets.
+        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("store", "extra")}
+        scheme, sep, rest = self.store.partition("://")
+        store = f"{scheme}{sep}{'***@' if '@' in rest else ''}{rest.rpartition('@')[2]}"
+        parts = [f"store={store!r}", *(f"{k}={v!r}" for k, v in shown.items()), f"extra=<{len(self.extra)} values>"]
+        return f"Settings({', '.join(parts)})"
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
         """Read `GATEWAY_*` variables; unknown ones are kept in `extra` for plugins."""

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
+import httpx
 
 from gateway.exceptions import GatewayError
 from gateway.runtime import Gateway
@@ -20,9 +21,10 @@ __all__ = ["emit", "fail", "load_settings", "run", "table"]
 T = TypeVar("T")
 
 
-def load_settings() -> Settings:
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with `overrides` (command-line options) on top."""
     try:
-        boot = bootstrap(Settings.from_env(os.environ))
+        boot = bootstrap(Settings.from_env(os.environ).with_changes(**overrides))
     except GatewayError as exc:
         fail(exc.message)
     if boot.generated_admin_token:
@@ -44,6 +46,19 @@ def run(action: Callable[[Gateway], Awaitable[T]], settings: Settings | None = N
         return asyncio.run(main())
     except GatewayError as exc:
         fail(exc.message)
+    except httpx.HTTPError as exc:
+        # e.g. an action calling the gateway's own URL while no gateway listens there
+        # Only scheme and host: an endpoint URL's path is a secret token.
+        target = f"{exc.request.url.scheme}://{exc.request.url.netloc.decode()}" if _has_request(exc) else "the network"
+        fail(f"could not reach {target}: {exc.__class__.__name__}")
+
+
+def _has_request(exc: httpx.HTTPError) -> bool:
+    try:
+        exc.request  # noqa: B018 - raises RuntimeError when the error carries no request
+    except RuntimeError:
+        return False
+    return True
 
 
 def fail(message: str) -> NoReturn:

@@ -12,6 +12,7 @@ from gateway.admin.schemas import job_out, plugin_out
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, load_settings, run, table
+from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
@@ -35,8 +36,8 @@ def serve(host: str | None, port: int | None) -> None:
 
     from gateway.app import create_app
 
-    settings = load_settings()
-    settings = settings.with_changes(host=host or settings.host, port=port or settings.port)
+    overrides = {"host": host, "port": port}
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     where = f"http://{settings.host}:{settings.port}"
@@ -123,6 +124,8 @@ def jobs_replay(job_id: str) -> None:
 
 cli.add_command(apps)
 cli.add_command(endpoints)
+cli.add_command(simulate_dify)
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -24,8 +24,11 @@ from gateway.dify import (
     make_http_client,
 )
 from gateway.exceptions import ConfigurationError, UpstreamError
-from gateway.simulator import FAULTS, SimulatorConfig, SimulatorState, create_simulator_app, simulator_server
+from gateway.simulator.app import create_simulator_app
+from gateway.simulator.config import FAULTS, SimulatorConfig
 from gateway.simulator.script import tokenize
+from gateway.simulator.server import simulator_server
+from gateway.simulator.state import SimulatorState
 
 pytestmark = pytest.mark.anyio
 BASE = "http://sim.test/v1"

@@ -1,0 +1,111 @@
+"""A gateway SIGKILLed between the ack and the callback still yields exactly one callback after restart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from gateway.apps import AppIn
+from gateway.registry import PluginRegistry
+from gateway.runtime import Gateway
+from gateway.settings import Settings
+from gateway.simulator.app import create_simulator_app
+from gateway.simulator.config import SimulatorConfig
+from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY, free_port, live_server
+from tests.support.webhooks import Receiver, signed_headers
+
+pytestmark = [pytest.mark.anyio, pytest.mark.live]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+async def healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+        try:
+            if (await client.get(f"{base}/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("gateway did not start")
+
+
+async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'gw.db'}",
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_SECRET_KEY": SECRET_KEY,
+        "GATEWAY_PUBLIC_URL": base,
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_JOB_LEASE": "1.5",
+        "GATEWAY_JOB_POLL_INTERVAL": "0.1",
+        "GATEWAY_CALLBACK_ALLOW_HOSTS": "127.0.0.1",
+        "GATEWAY_CALLBACK_ALLOW_HTTP": "true",
+        "GATEWAY_LOG_LEVEL": "warning",
+    }
+    receiver = Receiver(secret="")
+    slow = SimulatorConfig(first_token_latency=1.0, tokens_per_second=20)
+    async with (
+        live_server(create_simulator_app(slow)) as simulator,
+        live_server(receiver.app()) as receiver_base,
+        httpx.AsyncClient(timeout=10) as client,
+    ):
+        settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
+        setup = await Gateway.open(settings, registry=PluginRegistry.from_entry_points())
+        try:
+            await setup.apps.add(AppIn(name="a", base_url=f"{simulator}/v1", api_key="app-simulator", mode="chat"))
+            _, url, shown = await setup.endpoints.create_with_secrets("webhook", ["a"], {})
+        finally:
+            await setup.aclose()
+        receiver.secret = shown["secret"]
+
+        first = start(env)
+        second: subprocess.Popen[bytes] | None = None
+        try:
+            await healthy(client, base, first)
+            body = json.dumps({"query": "survive", "user": "u", "callback_url": f"{receiver_base}/hook"}).encode()
+            accepted = await client.post(url, content=body, headers=signed_headers(receiver.secret, body))
+            assert accepted.status_code == 202
+            task_id = accepted.json()["task_id"]
+            for _ in range(100):  # the answer is under way in the first process
+                if (await client.get(f"{simulator}/_sim/stats")).json()["streams_started"] >= 1:
+                    break
+                await asyncio.sleep(0.05)
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+            assert receiver.received == []
+
+            second = start(env)
+            await healthy(client, base, second)
+            await receiver.wait(1, timeout=30)
+            await asyncio.sleep(1.0)  # nothing more arrives
+            assert len(receiver.received) == 1
+            delivered = receiver.received[0]
+            assert delivered["id"] == f"msg_{task_id}"
+            assert delivered["payload"]["data"]["answer"] == "You said: survive"
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.terminate()
+                    proc.wait(timeout=10)
+                if proc is not None and proc.stderr:
+                    proc.stderr.close()
