@@ -10,62 +10,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load  # noqa: E402
+from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
-
-ADMIN = "bench-admin-" + "x" * 32
-SECRET = "bench-secret-" + "y" * 40
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited early: {url}")
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except Exception:
-            time.sleep(0.05)
-    raise SystemExit(f"server did not come up: {url}")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    time.sleep(0.3)
-    return proc, f"redis://127.0.0.1:{port}/0"
 
 
 async def make_endpoint(settings: Settings) -> str:
@@ -92,16 +49,7 @@ def main() -> None:
             redis_proc, store = start_redis(workdir)
             extra.append(redis_proc)
         port, base_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "GATEWAY_STORE": store,
-            "GATEWAY_ADMIN_TOKEN": ADMIN,
-            "GATEWAY_SECRET_KEY": SECRET,
-            "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "GATEWAY_PORT": str(port),
-            "GATEWAY_RATE_LIMIT_PER_MINUTE": "0",
-            "GATEWAY_LOG_LEVEL": "warning",
-        }
+        env = gateway_env(store, port)
         settings = Settings.from_env(env)
         url = asyncio.run(make_endpoint(settings))
 

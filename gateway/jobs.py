@@ -89,7 +89,9 @@ class JobQueue:
     def __init__(self, store: Store, clock: Clock) -> None:
         self._store = store
         self._clock = clock
-        self._wake = asyncio.Event()
+        # One token per job enqueued here: each wakes exactly one idle worker (an Event would
+        # wake them all, and every one would run a claim for the same job).
+        self._wake: asyncio.Queue[None] = asyncio.Queue(maxsize=1024)
 
     async def enqueue(
         self,
@@ -131,7 +133,7 @@ class JobQueue:
             updated_at=now,
         )
         stored, created = await self._store.job_enqueue(job)
-        if created:
+        if created and delay <= 0:
             self.notify()
         return stored, created
 
@@ -160,15 +162,13 @@ class JobQueue:
         return f"plugin:{endpoint_id}:{name}:{key}"
 
     def notify(self) -> None:
-        self._wake.set()
+        with contextlib.suppress(asyncio.QueueFull):
+            self._wake.put_nowait(None)
 
     async def wait(self, timeout: float) -> None:
-        """Sleep until something is enqueued here or `timeout` passes."""
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except TimeoutError:
-            pass
-        self._wake.clear()
+        """Sleep until a job is enqueued here (waking one waiter per job) or `timeout` passes."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.get(), timeout)
 
 
 class JobWorkers:
@@ -241,7 +241,9 @@ class JobWorkers:
                 await self._clock.sleep(self._poll)
                 continue
             if job is None:
-                await self._queue.wait(self._poll)
+                # Idle workers poll together about once per interval (jobs enqueued by other
+                # processes, retries coming due), not once each: polls are store writes.
+                await self._queue.wait(self._poll * self._concurrency * (0.5 + self._rand()))
                 continue
             await self.run_job(job)
 
