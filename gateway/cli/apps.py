@@ -35,11 +35,12 @@ def _read_key(key: str | None) -> str:
     "--key", "key", default=None, envvar="DIFY_APP_KEY", help="App API key; '-' reads stdin, omit to be asked"
 )
 @click.option("--mode", default=None, help="App mode; detected from GET /info when omitted")
+@click.option("--fallback", default=None, help="Another app to ask when this one fails before answering")
 @click.option("--json", "as_json", is_flag=True)
-def add(name: str, base_url: str, key: str | None, mode: str | None, as_json: bool) -> None:
+def add(name: str, base_url: str, key: str | None, mode: str | None, fallback: str | None, as_json: bool) -> None:
     """Register a Dify app under NAME (checks the key unless --mode is given)."""
     try:
-        app = AppIn(name=name, base_url=base_url, api_key=SecretStr(_read_key(key)), mode=mode)
+        app = AppIn(name=name, base_url=base_url, api_key=SecretStr(_read_key(key)), mode=mode, fallback=fallback)
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
@@ -81,11 +82,16 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--base-url", default=None)
 @click.option("--key", "key", default=None, help="New API key; '-' reads stdin")
 @click.option("--mode", default=None)
+@click.option("--fallback", default=None, help="Another app's name; '' removes the fallback")
 @click.option("--json", "as_json", is_flag=True)
-def update(name: str, base_url: str | None, key: str | None, mode: str | None, as_json: bool) -> None:
-    """Change an app's base URL, key or mode."""
+def update(
+    name: str, base_url: str | None, key: str | None, mode: str | None, fallback: str | None, as_json: bool
+) -> None:
+    """Change an app's base URL, key, mode or fallback."""
     try:
-        change = AppUpdate(base_url=base_url, api_key=SecretStr(_read_key(key)) if key else None, mode=mode)
+        change = AppUpdate(
+            base_url=base_url, api_key=SecretStr(_read_key(key)) if key else None, mode=mode, fallback=fallback
+        )
     except ValidationError as exc:
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 

@@ -1,0 +1,111 @@
+"""Conversation memory and ordered per-conversation locks, on both stores."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from gateway.clock import SystemClock
+from gateway.conversations import ConversationLocks, ConversationMap
+from gateway.storage.base import Store
+from gateway.storage.redis import RedisStore
+from gateway.storage.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request: pytest.FixtureRequest, tmp_path: Path, anyio_backend: str) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        opened: Store = await SQLiteStore.open(str(tmp_path / "c.db"), clock=SystemClock())
+    else:
+        url = request.getfixturevalue("redis_url")
+        opened = RedisStore.from_url(url, clock=SystemClock(), prefix=f"conv-{uuid.uuid4().hex}:")
+    yield opened
+    await opened.aclose()
+
+
+async def test_memory_is_per_key_and_user_and_reset_drops_every_user(store: Store) -> None:
+    memory = ConversationMap(store, "ep:app")
+    await memory.put("thread-1", "alice", "conv-a")
+    await memory.put("thread-1", "bob", "conv-b")
+    await memory.put("thread-2", "alice", "conv-c")
+    assert await memory.get("thread-1", "alice") == "conv-a"
+    assert await memory.get("thread-1", "bob") == "conv-b"
+    assert await memory.get("thread-1", "carol") is None
+    assert await ConversationMap(store, "other:app").get("thread-1", "alice") is None
+    await memory.reset("thread-1")
+    assert await memory.get("thread-1", "alice") is None and await memory.get("thread-1", "bob") is None
+    assert await memory.get("thread-2", "alice") == "conv-c"
+    await memory.forget("thread-2", "alice")
+    assert await memory.get("thread-2", "alice") is None
+
+
+async def test_answers_of_one_conversation_run_one_at_a_time_in_arrival_order(store: Store) -> None:
+    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    running = 0
+    order: list[int] = []
+
+    async def answer(n: int) -> None:
+        nonlocal running
+        async with locks.hold("conv"):
+            running += 1
+            assert running == 1
+            order.append(n)
+            await asyncio.sleep(0.02)
+            running -= 1
+
+    tasks = []
+    for n in range(6):
+        tasks.append(asyncio.create_task(answer(n)))
+        await asyncio.sleep(0.005)  # arrive in order
+    await asyncio.gather(*tasks)
+    assert order == list(range(6))
+
+
+async def test_other_conversations_are_not_held_up(store: Store) -> None:
+    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    async with locks.hold("busy"):
+        started = time.monotonic()
+        async with locks.hold("free"):
+            pass
+        assert time.monotonic() - started < 0.5
+
+
+async def test_a_dead_holder_is_taken_over_after_its_lease(store: Store) -> None:
+    dead = ConversationLocks(store, SystemClock(), lease=0.3, poll=0.01, stale_after=0.1)
+    holder = asyncio.create_task(_hold_forever(dead))
+    await asyncio.sleep(0.05)
+    holder.cancel()  # stands in for a crash: the shielded release is skipped below
+    with pytest.raises(asyncio.CancelledError):
+        await holder
+    # A crash releases nothing: put the lock back as the dead holder left it.
+    await store.kv_set(_lock_key("conv"), "1", ttl=0.3)
+    await store.kv_set(_serving_key("conv"), "1", ttl=60)
+    survivor = ConversationLocks(store, SystemClock(), lease=0.3, poll=0.01, stale_after=0.1)
+    started = time.monotonic()
+    async with survivor.hold("conv"):
+        waited = time.monotonic() - started
+    assert 0.1 < waited < 3.0
+
+
+async def _hold_forever(locks: ConversationLocks) -> None:
+    async with locks.hold("conv"):
+        await asyncio.sleep(60)
+
+
+def _lock_key(key: str) -> str:
+    from gateway.conversations import _h
+
+    return f"clock:{_h(key)}:lock"
+
+
+def _serving_key(key: str) -> str:
+    from gateway.conversations import _h
+
+    return f"clock:{_h(key)}:serving"
