@@ -210,3 +210,26 @@ async def test_dify_failures_reach_the_caller_as_errors(stack: Stack) -> None:
     streamed = await stack.client.post(stack.url, content=body, headers=signed_headers(stack.secret, body))
     events = sse_events(streamed.text)
     assert events[-1][0] == "error"
+
+
+async def test_a_failing_app_falls_back_to_its_fallback_app(stack: Stack, tmp_path: Path) -> None:
+    admin = stack.url.split("/e/")[0] + "/admin/api"
+    broken = {
+        "name": "broken",
+        "base_url": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
+        "api_key": "app-x",
+        "mode": "chat",
+        "fallback": "support",
+    }
+    assert (await stack.client.post(f"{admin}/apps", json=broken, headers=admin_headers())).status_code == 201
+    created = await stack.client.post(
+        f"{admin}/endpoints", json={"plugin": "webhook", "apps": ["broken"]}, headers=admin_headers()
+    )
+    endpoint = created.json()
+    body = json.dumps({"query": "anyone there", "user": "u1"}).encode()
+    response = await stack.client.post(
+        endpoint["url"], content=body, headers=signed_headers(endpoint["secrets"]["secret"], body)
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["app"] == "support"
+    assert response.json()["answer"] == "You said: anyone there"
