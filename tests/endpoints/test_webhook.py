@@ -233,3 +233,27 @@ async def test_a_failing_app_falls_back_to_its_fallback_app(stack: Stack, tmp_pa
     assert response.status_code == 200, response.text
     assert response.json()["app"] == "support"
     assert response.json()["answer"] == "You said: anyone there"
+
+
+async def test_response_schema_extracts_and_validates_the_answer_json(stack: Stack) -> None:
+    admin = stack.url.split("/e/")[0] + "/admin/api"
+    schema = {"type": "object", "required": ["n"], "properties": {"n": {"type": "integer"}}}
+    patched = await stack.client.patch(
+        f"{admin}/endpoints/{stack.endpoint_id}",
+        json={"settings": {"response_schema": schema}},
+        headers=admin_headers(),
+    )
+    assert patched.status_code == 200, patched.text
+    good = (await stack.post({"query": 'here: {"n": 3} done', "user": "u1"})).json()
+    assert good["data"] == {"n": 3} and good["schema_error"] is None
+    wrong = (await stack.post({"query": '{"n": "three"}', "user": "u1"})).json()
+    assert wrong["data"] == {"n": "three"} and "n" in wrong["schema_error"]
+    assert wrong["answer"] == 'You said: {"n": "three"}'  # the raw answer travels along
+    not_json = (await stack.post({"query": "no json here", "user": "u1"})).json()
+    assert not_json["schema_error"] == "the answer is not JSON"
+    bad_schema = await stack.client.patch(
+        f"{admin}/endpoints/{stack.endpoint_id}",
+        json={"settings": {"response_schema": {"type": "nope"}}},
+        headers=admin_headers(),
+    )
+    assert bad_schema.status_code == 422
