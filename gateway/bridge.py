@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from gateway.apps import AppRecord
@@ -36,7 +36,7 @@ class Bridge:
         dify: DifyClient,
         store: Store,
         locks: ConversationLocks,
-        key_of: Any,
+        key_of: Callable[[AppRecord], str],
         fallbacks: Mapping[str, AppRecord] | None = None,
     ) -> None:
         self._endpoint_id = endpoint_id
@@ -44,7 +44,7 @@ class Bridge:
         self._dify = dify
         self._store = store
         self._locks = locks
-        self._key_of = key_of  # AppRecord -> decrypted API key
+        self._key_of = key_of  # the decrypted API key of an app
         self._fallbacks = dict(fallbacks or {})
 
     @property
@@ -81,12 +81,14 @@ class Bridge:
         async with self._locks.hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
             known = await memory.get(conversation_key, user)
             stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
+            opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
                 async with stream:
+                    opened = True
                     yield stream
             finally:
                 # Saved even when the answer failed midway: Dify keeps the conversation either way.
-                current = stream.conversation_id
+                current = stream.conversation_id if opened else None
                 answered_by_primary = stream.app.name == record.name
                 if current and current != known and answered_by_primary:
                     await asyncio.shield(memory.put(conversation_key, user, current))

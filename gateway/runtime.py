@@ -64,6 +64,7 @@ class Gateway:
     callback_policy: UrlPolicy
     callbacks: CallbackSender
     job_handlers: dict[str, JobHandlerFn] = field(default_factory=dict)
+    rand: Callable[[], float] = random.random  # jitter of callback retries
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     @classmethod
@@ -249,7 +250,7 @@ class Gateway:
             return {"status": outcome.status}
         if outcome.kind in ("gone", "refused"):
             raise JobError(f"callback not delivered: {outcome.error}")
-        delay = next_callback_delay(job.attempts, rand=random.random(), retry_after=outcome.retry_after)
+        delay = next_callback_delay(job.attempts, rand=self.rand(), retry_after=outcome.retry_after)
         if delay is None:
             raise JobError(f"callback not delivered after {job.attempts} attempts: {outcome.error}")
         raise RetryJob(outcome.error, after=delay)

@@ -1,0 +1,108 @@
+"""The callback job: each attempt's outcome decides done, retry (on the schedule) or dead letter."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from endpoints.webhook import plugin as webhook
+from gateway.apps import AppIn
+from gateway.delivery.callbacks import Outcome
+from gateway.registry import PluginRegistry
+from gateway.runtime import Gateway
+from gateway.security.signatures import parse_webhook_secret
+from gateway.storage.base import Job
+from tests.support.gateway import make_settings, running_app
+
+pytestmark = pytest.mark.anyio
+
+
+class FakeSender:
+    """Stands in for CallbackSender: answers the outcomes it is given and keeps what it was sent."""
+
+    def __init__(self, *outcomes: Outcome) -> None:
+        self.outcomes = list(outcomes)
+        self.sent: list[dict[str, Any]] = []
+
+    async def send(self, url: str, body: bytes, *, msg_id: str, secrets: Sequence[bytes]) -> Outcome:
+        self.sent.append({"url": url, "body": body, "msg_id": msg_id, "secrets": list(secrets)})
+        return self.outcomes.pop(0)
+
+    async def aclose(self) -> None:
+        pass
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    settings = make_settings(tmp_path)
+    async with running_app(settings, registry=PluginRegistry([webhook]), run_workers=False) as running:
+        await running.gateway.apps.add(AppIn(name="a", base_url="http://dify.test/v1", api_key="k", mode="chat"))
+        running.gateway.rand = lambda: 0.5  # no jitter
+        yield running.gateway
+
+
+async def queue_callback(gateway: Gateway) -> tuple[Job, str]:
+    record, _, shown = await gateway.endpoints.create_with_secrets("webhook", ["a"], {})
+    ctx = await gateway.context(record, webhook)
+    job_id = await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"x": 1}, msg_id="msg_1")
+    again = await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"x": 1}, msg_id="msg_1")
+    assert again == job_id  # the same msg_id is one delivery
+    job = await gateway.store.job_get(job_id)
+    assert job is not None
+    return job, shown["secret"]
+
+
+async def attempt(gateway: Gateway, job_id: str) -> Job:
+    claimed = await gateway.store.job_claim(gateway.workers.owner, gateway.clock.time() + 10**6, 30, job_id=job_id)
+    assert claimed is not None
+    await gateway.workers.run_job(claimed)
+    job = await gateway.store.job_get(job_id)
+    assert job is not None
+    return job
+
+
+async def test_delivered_is_done_and_signed_with_the_endpoint_secret(gateway: Gateway) -> None:
+    sender = FakeSender(Outcome("delivered", 200))
+    gateway.callbacks = sender  # type: ignore[assignment]
+    job, secret = await queue_callback(gateway)
+    done = await attempt(gateway, job.id)
+    assert done.state == "done"
+    sent = sender.sent[0]
+    assert sent["msg_id"] == "msg_1" and sent["url"] == "https://example.com/hook"
+    assert sent["secrets"] == [parse_webhook_secret(secret)]  # the endpoint's own whsec_ key
+    assert b'"type":"answer.completed"' in sent["body"]
+
+
+async def test_retries_follow_the_schedule_and_honour_retry_after(gateway: Gateway) -> None:
+    sender = FakeSender(Outcome("retry", 503, None, "HTTP 503"), Outcome("retry", 429, 120.0, "HTTP 429"))
+    gateway.callbacks = sender  # type: ignore[assignment]
+    job, _ = await queue_callback(gateway)
+    first = await attempt(gateway, job.id)
+    assert first.state == "queued" and first.last_error == "HTTP 503"
+    assert first.due_at == pytest.approx(gateway.clock.time() + 5.0, abs=1)  # the second slot: 5 s
+    second = await attempt(gateway, job.id)
+    assert second.due_at == pytest.approx(gateway.clock.time() + 300.0, abs=1)  # 5 min beats Retry-After 120
+
+
+@pytest.mark.parametrize(
+    "outcome", [Outcome("gone", 410, None, "HTTP 410 (gone)"), Outcome("refused", None, None, "address not allowed")]
+)
+async def test_gone_and_refused_are_dead_letters_at_once(gateway: Gateway, outcome: Outcome) -> None:
+    gateway.callbacks = FakeSender(outcome)  # type: ignore[assignment]
+    job, _ = await queue_callback(gateway)
+    dead = await attempt(gateway, job.id)
+    assert dead.state == "dead" and outcome.error in (dead.last_error or "")
+
+
+async def test_an_exhausted_schedule_is_a_dead_letter_that_can_be_replayed(gateway: Gateway) -> None:
+    gateway.callbacks = FakeSender(*[Outcome("retry", 500, None, "HTTP 500")] * 8)  # type: ignore[assignment]
+    job, _ = await queue_callback(gateway)
+    for _ in range(8):
+        last = await attempt(gateway, job.id)
+    assert last.state == "dead" and "after 8 attempts" in (last.last_error or "")
+    assert await gateway.store.job_replay(job.id, gateway.clock.time())
+    gateway.callbacks = FakeSender(Outcome("delivered", 204))  # type: ignore[assignment]
+    assert (await attempt(gateway, job.id)).state == "done"
