@@ -1,0 +1,208 @@
+"""Benchmark the openai endpoint against the Dify simulator called directly, in the same run.
+
+    python bench/bench_openai.py [--duration 10] [--concurrency 50] [--tokens-per-second 2000]
+
+Closed loop, 50 concurrent keep-alive connections over loopback, one after the other:
+
+1. non-streaming: `POST /v1/chat-messages` (blocking) on the simulator vs `POST
+   /v1/chat/completions` (`stream: false`) through the gateway (which streams from Dify and
+   assembles the answer);
+2. streaming: the simulator's SSE vs the gateway's `chat.completion.chunk` stream, read to the
+   end; time to first token is stamped at the first content chunk of each (`event: message` /
+   a chunk with non-empty `delta.content`).
+
+Every request through the gateway is a fresh conversation (a new thread: key check, history
+fingerprint, conversation lock and memory), the common first-turn cost. The simulator answers
+at once (first-token latency 0) with a high token rate, so what remains is overhead. Simulator
+and gateway each run in their own process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import Result, ratio_line, run_load  # noqa: E402
+from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from gateway.apps import AppIn  # noqa: E402
+from gateway.runtime import Gateway  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+ANSWER = "The quick brown fox jumps over the lazy dog, twice: the quick brown fox jumps over the lazy dog."
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
+
+
+async def stream_load(
+    name: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    first: bytes,
+    *,
+    concurrency: int,
+    duration: float,
+    warmup: float = 1.0,
+) -> tuple[Result, list[float]]:
+    """Like `loadgen.run_load`, reading SSE line by line: (throughput and latency, first-token times)."""
+    latencies: list[float] = []
+    ttfts: list[float] = []
+    errors = count = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        start = time.perf_counter()
+        measure_from = start + warmup
+        stop_at = measure_from + duration
+
+        async def worker() -> None:
+            nonlocal errors, count
+            while time.perf_counter() < stop_at:
+                t0 = time.perf_counter()
+                seen: float | None = None
+                ok = False
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        async for line in response.content:
+                            if seen is None and first in line:
+                                seen = time.perf_counter()
+                        ok = response.status == 200 and seen is not None
+                except aiohttp.ClientError:
+                    ok = False
+                t1 = time.perf_counter()
+                if t0 >= measure_from:
+                    count += 1
+                    latencies.append(t1 - t0)
+                    if ok and seen is not None:
+                        ttfts.append(seen - t0)
+                    errors += 0 if ok else 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = min(time.perf_counter(), stop_at) - measure_from
+    return Result(name, count, errors, elapsed, latencies), ttfts
+
+
+async def make_endpoint(settings: Settings, sim_port: int) -> tuple[str, str]:
+    gateway = await Gateway.open(settings)
+    try:
+        app = AppIn(name="sim", base_url=f"http://127.0.0.1:{sim_port}/v1", api_key="app-simulator", mode="chat")  # type: ignore[arg-type]
+        await gateway.apps.add(app)
+        _, url, shown = await gateway.endpoints.create_with_secrets("openai", ["sim"], {})
+        return url, shown["api_key"]
+    finally:
+        await gateway.aclose()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-openai-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sim_port, port = free_port(), free_port()
+        simulator = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "simulate-dify",
+                "--port",
+                str(sim_port),
+                "--first-token-latency",
+                "0",
+                "--tokens-per-second",
+                str(args.tokens_per_second),
+                "--answer",
+                ANSWER,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        procs.append(simulator)
+        env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
+        url, key = await make_endpoint(Settings.from_env(env), sim_port)
+        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
+        procs.append(server)
+        wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
+        wait_up(f"http://127.0.0.1:{port}/healthz", server)
+        if args.profile:
+            spy = ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", str(int(args.duration * 2 + 4))]
+            procs.append(subprocess.Popen([*spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
+
+        load = {"concurrency": args.concurrency, "duration": args.duration}
+        sim_url = f"http://127.0.0.1:{sim_port}/v1/chat-messages"
+        sim_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
+        gw_url = f"{url}/v1/chat/completions"
+        gw_headers = {"authorization": f"Bearer {key}", "content-type": "application/json"}
+
+        def sim_body(mode: str) -> bytes:
+            return json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": mode}).encode()
+
+        def gw_body(stream: bool) -> bytes:
+            messages = [{"role": "user", "content": "hi"}]
+            return json.dumps({"model": "sim", "messages": messages, "stream": stream, "user": "bench"}).encode()
+
+        # Check the gateway answers before measuring it.
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(gw_url, data=gw_body(False), headers=gw_headers) as r,
+        ):
+            answer = await r.json()
+            assert r.status == 200 and answer["choices"][0]["message"]["content"] == ANSWER, answer
+
+        direct = await run_load("simulator blocking", sim_url, body=sim_body("blocking"), headers=sim_headers, **load)
+        through = await run_load("openai stream:false", gw_url, body=gw_body(False), headers=gw_headers, **load)
+        direct_s, direct_ttft = await stream_load(
+            "simulator streaming", sim_url, sim_body("streaming"), sim_headers, b'"event": "message"', **load
+        )
+        through_s, through_ttft = await stream_load(
+            "openai stream:true", gw_url, gw_body(True), gw_headers, b'"content":"', **load
+        )
+
+        print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, 1 gateway process")
+        print("non-streaming")
+        print("  " + direct.row())
+        print("  " + through.row())
+        print("  " + ratio_line(through, direct))
+        print("streaming (whole answer)")
+        print("  " + direct_s.row())
+        print("  " + through_s.row())
+        print("  " + ratio_line(through_s, direct_s))
+        d50, d99, g50, g99 = (
+            pct(direct_ttft, 0.5),
+            pct(direct_ttft, 0.99),
+            pct(through_ttft, 0.5),
+            pct(through_ttft, 0.99),
+        )
+        print("time to first token (ms)")
+        print(f"  simulator direct   p50 {d50:7.2f}   p99 {d99:7.2f}")
+        print(f"  through openai     p50 {g50:7.2f}   p99 {g99:7.2f}")
+        print(f"  added by gateway   p50 {g50 - d50:7.2f}   p99 {g99 - d99:7.2f}", end="")
+        print(f"   (ratio p50 {g50 / d50:.2f}x, p99 {g99 / d99:.2f}x)")
+    finally:
+        for proc in procs:
+            stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--tokens-per-second", type=float, default=2000.0)
+    parser.add_argument("--profile", default="", help="py-spy the gateway into this file (raw format)")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

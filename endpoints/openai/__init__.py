@@ -1,0 +1,171 @@
+"""The `openai` plugin: OpenAI clients (SDKs, LangChain, chat UIs) talk to Dify apps unchanged.
+
+Give a client the base URL `{endpoint URL}/v1` and an API key of the endpoint:
+
+- `GET /v1/models`, `GET /v1/models/{id}`: the bound apps (id = app name) and the broadcast model;
+- `POST /v1/chat/completions`: streaming or not, in OpenAI's exact shapes, usage from Dify;
+- every other path: an OpenAI-style 404.
+
+Requests authenticate with `Authorization: Bearer <key>` only. The first key is generated when
+the endpoint is created and shown once; `dify-gateway openai add-key|revoke-key|list-keys`
+manage more (keys are stored as SHA-256 hashes, see `keys.py`). Errors are OpenAI error
+objects. How messages become Dify calls: `translate.plan_call`; how turns continue one Dify
+conversation: `threads.py`; the broadcast model: `broadcast.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from functools import wraps
+from typing import Any
+
+from endpoints.openai.broadcast import broadcast_completion
+from endpoints.openai.chat import Call, complete, dify_user
+from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
+from endpoints.openai.keys import KeyInfo, add_key, authenticate, generate_initial_key, list_keys, revoke_key
+from endpoints.openai.limits import admit
+from endpoints.openai.settings import OpenAISettings
+from endpoints.openai.translate import model_entry, parse_chat_request
+from gateway.plugin import ALL_METHODS, BadRequest, Context, Permission, Plugin, Request, Response, Verdict
+
+__all__ = ["OpenAISettings", "plugin"]
+
+
+def _invalid_key() -> OpenAIError:
+    return OpenAIError(
+        401,
+        "Incorrect API key provided. Send an API key of this endpoint as 'Authorization: Bearer <key>'.",
+        code="invalid_api_key",
+    )
+
+
+async def verify(request: Request, ctx: Context) -> Verdict:
+    """Accept a known, unrevoked key of this endpoint; anything else gets OpenAI's 401."""
+    if await authenticate(request.headers, ctx) is None:
+        return Verdict.failed("missing, unknown or revoked API key", response=_invalid_key().response())
+    return Verdict.ok()
+
+
+plugin = Plugin(
+    "openai",
+    settings=OpenAISettings,
+    verifier=verify,
+    permissions={Permission.APPS, Permission.STORAGE},
+    description="An OpenAI-compatible API (/v1/models, /v1/chat/completions) in front of Dify apps.",
+    min_apps=1,
+    generated={"api_key": generate_initial_key},
+    url_hint="OpenAI base URL: {url}/v1",
+)
+
+Handler = Callable[[Request, Context], Awaitable[Response]]
+
+
+def _openai_errors(handler: Handler) -> Handler:
+    """Every failure of `handler` as an OpenAI error object; upstream details only in the log."""
+
+    @wraps(handler)
+    async def run(request: Request, ctx: Context) -> Response:
+        try:
+            return await handler(request, ctx)
+        except Exception as exc:
+            error = from_exception(exc)
+            if error.status >= 500 and error.code == "internal_error":
+                ctx.logger.exception("the openai plugin failed on %s", request.path)
+            elif error.status >= 500 or error.status == 429:
+                ctx.logger.warning("%s on %s: %s", error.code, request.path, getattr(exc, "message", exc))
+            return error.response()
+
+    return run
+
+
+async def _key(request: Request, ctx: Context) -> KeyInfo:
+    key = await authenticate(request.headers, ctx)
+    if key is None:  # revoked between the verifier and here
+        raise _invalid_key()
+    return key
+
+
+def _models(ctx: Context, key: KeyInfo) -> list[str]:
+    settings: OpenAISettings = ctx.settings
+    names = list(ctx.apps.names)
+    if settings.broadcast_model and settings.broadcast_model not in names:
+        names.append(settings.broadcast_model)
+    return [name for name in names if key.allows(name)]
+
+
+async def _created(ctx: Context, name: str) -> int:
+    """When this endpoint first listed the model (stable, never 0)."""
+    slot = f"model-created:{name}"
+    raw = await ctx.storage.get(slot)
+    if raw is None:
+        await ctx.storage.set_if_absent(slot, str(int(ctx.clock.time())))
+        raw = await ctx.storage.get(slot)
+    return int(raw or ctx.clock.time())
+
+
+@plugin.route("/v1/models", methods=["GET"])
+@_openai_errors
+async def models(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    data = [model_entry(name, await _created(ctx, name)) for name in _models(ctx, key)]
+    return json_response({"object": "list", "data": data})
+
+
+@plugin.route("/v1/models/{model}", methods=["GET"])
+@_openai_errors
+async def model(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    name = request.path_params["model"]
+    if name not in _models(ctx, key):
+        raise model_not_found(name)
+    return json_response(model_entry(name, await _created(ctx, name)))
+
+
+@plugin.route("/v1/chat/completions", methods=["POST"])
+@_openai_errors
+async def chat_completions(request: Request, ctx: Context) -> Response:
+    settings: OpenAISettings = ctx.settings
+    key = await _key(request, ctx)
+    chat = parse_chat_request(request.json())
+    if chat.model not in _models(ctx, key):
+        raise model_not_found(chat.model)
+    call = Call(chat, key, dify_user(key.id, chat.user), int(request.received_at), settings)
+    slot = await admit(ctx, key, settings)
+    try:
+        if chat.model == settings.broadcast_model:
+            return await broadcast_completion(ctx, call, slot)
+        return await complete(ctx, call, chat.model, slot)
+    except BaseException:
+        await slot.release()
+        raise
+
+
+@plugin.route("/{path:path}", methods=ALL_METHODS)
+@_openai_errors
+async def unknown(request: Request, ctx: Context) -> Response:
+    raise OpenAIError(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
+
+
+# -- operator actions: dify-gateway openai add-key|revoke-key|list-keys ENDPOINT -------------------
+
+
+@plugin.action(
+    "add-key",
+    help="Create an API key for this endpoint (printed once; only its hash is kept).",
+    options={"label": "A note for operators", "models": "Comma-separated models the key may use (default: all)"},
+)
+async def add_key_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+    return await add_key(ctx, label=args.get("label", ""), models=args.get("models"))
+
+
+@plugin.action("revoke-key", help="Revoke an API key by id (see list-keys).", options={"key-id": "The key's id"})
+async def revoke_key_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+    key_id = args.get("key-id")
+    if not key_id:
+        raise BadRequest("--key-id is required")
+    return await revoke_key(ctx, key_id)
+
+
+@plugin.action("list-keys", help="List the endpoint's active API keys (ids and labels, never the keys).")
+async def list_keys_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+    return await list_keys(ctx)

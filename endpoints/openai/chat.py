@@ -1,0 +1,144 @@
+"""`POST /v1/chat/completions` against one Dify app, streaming or not.
+
+Dify is always called in streaming mode (the gateway's `ctx.apps`). For `stream: true` the Dify
+stream is opened in the request handler, before the response starts, so failures up to Dify's
+first event still get a real HTTP status (401/404/429/502/504); after that, an error is a frame
+followed by `[DONE]`. The frames are produced straight from the request (no job): when the
+client disconnects, the server cancels or closes the generator, which leaves the
+`ctx.apps.stream` block early, and the gateway then calls Dify's stop endpoint with the same user.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from endpoints.openai.errors import from_exception, json_response
+from endpoints.openai.keys import KeyInfo
+from endpoints.openai.limits import Slot
+from endpoints.openai.settings import OpenAISettings
+from endpoints.openai.threads import Thread, find_thread, remember_thread
+from endpoints.openai.translate import (
+    INPUT_MODES,
+    ChatRequest,
+    ChunkWriter,
+    DifyCall,
+    answer_reasoning,
+    answer_text,
+    completion_body,
+    plan_call,
+    usage_dict,
+)
+from gateway.plugin import Context, Response, UpstreamError
+
+__all__ = ["Call", "complete", "dify_user"]
+
+
+def dify_user(key_id: str, user: str | None) -> str:
+    """The Dify `user`: the client's `user`, namespaced by API key (one key never sees another's conversations)."""
+    return f"openai:{key_id}:{user or 'default'}"
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One authenticated, validated chat completion request."""
+
+    request: ChatRequest
+    key: KeyInfo
+    user: str  # the Dify user
+    created: int
+    settings: OpenAISettings
+
+    def plan(self, mode: str, thread: Thread | None) -> DifyCall:
+        return plan_call(
+            self.request,
+            mode=mode,
+            first_turn=thread is None or thread.new,
+            system_input=self.settings.system_input,
+            query_input=self.settings.query_input,
+        )
+
+
+def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
+    return [("x-conversation-id", thread.id)] if thread else []
+
+
+async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
+    """Answer `call` with `app`; `slot` (the key's in-flight slot) is released when the answer ends."""
+    request, settings = call.request, call.settings
+    mode = ctx.apps.get(app).mode
+    # Workflow and completion apps have no conversations: nothing to continue.
+    thread = None if mode in INPUT_MODES else await find_thread(ctx.storage, request, call.key.id, call.user)
+    dify = call.plan(mode, thread)
+    if request.stream:
+        frames = _frames(ctx, call, app, dify, thread, slot)
+        await anext(frames)  # opens the Dify stream; its failures propagate with their status
+        return Response.stream(frames, headers=_thread_headers(thread))
+    try:
+        answer = await ctx.apps.ask(
+            dify.query,
+            user=call.user,
+            conversation_key=thread.id if thread else None,
+            inputs=dify.inputs,
+            files=dify.files,
+            app=app,
+        )
+    finally:
+        await slot.release()
+    text = answer_text(answer, output_key=settings.workflow_output)
+    if thread is not None:
+        await remember_thread(ctx.storage, request, call.key.id, call.user, text, thread.id)
+    body = completion_body(
+        completion_id="chatcmpl-" + (answer.message_id or answer.workflow_run_id or secrets.token_hex(12)),
+        created=call.created,
+        model=request.model,
+        text=text,
+        finish_reason="content_filter" if answer.replaced else "stop",
+        usage=usage_dict(answer.usage),
+        reasoning=answer_reasoning(answer) if settings.reasoning else None,
+        conversation_id=thread.id if thread else None,
+    )
+    return json_response(body, headers=_thread_headers(thread))
+
+
+async def _frames(
+    ctx: Context, call: Call, app: str, dify: DifyCall, thread: Thread | None, slot: Slot
+) -> AsyncIterator[bytes]:
+    """SSE frames of one answer. The first item (b"") only marks that the Dify stream is open."""
+    request, settings = call.request, call.settings
+    writer = ChunkWriter(
+        completion_id="chatcmpl-" + secrets.token_hex(12),
+        created=call.created,
+        model=request.model,
+        include_usage=request.include_usage,
+        reasoning=settings.reasoning,
+    )
+    try:
+        async with ctx.apps.stream(
+            dify.query,
+            user=call.user,
+            conversation_key=thread.id if thread else None,
+            inputs=dify.inputs,
+            files=dify.files,
+            app=app,
+        ) as stream:
+            yield b""
+            try:
+                async for delta in stream:
+                    for frame in writer.feed(delta):
+                        yield frame
+            except UpstreamError as exc:
+                ctx.logger.warning("Dify app %r failed mid-answer: %s", app, exc.message)
+                for frame in writer.error(from_exception(exc)):
+                    yield frame
+                return
+            answer = stream.answer
+        tail = writer.complete(answer_text(answer, output_key=settings.workflow_output))
+        if thread is not None:
+            # Stored before [DONE]: a client may send its next turn the moment the stream ends.
+            await remember_thread(ctx.storage, request, call.key.id, call.user, writer.sent, thread.id)
+        for frame in [*tail, *writer.finish(usage_dict(answer.usage))]:
+            yield frame
+    finally:
+        await slot.release()

@@ -1,0 +1,196 @@
+"""API keys of an `openai` endpoint: generated here, stored only as SHA-256 hashes.
+
+Where they live (no core change needed: actions and the verifier both reach `ctx.storage`):
+
+* the **initial key**: made by the plugin's `generated` factory when the endpoint is created;
+  the key is shown once and the `api_key` setting stores `sha256:<hex>` of it;
+* keys made by the **`add-key`** action: in the endpoint's storage under `keys`, one JSON
+  document `{"keys": [{id, sha256, label, created_at, models}], "revoked": [ids]}`. Revoking an
+  added key deletes it; revoking the initial key lists its id under `revoked` (the setting stays).
+
+A key's id is `key_` + the first 12 hex digits of its hash: stable and safe to show (a prefix of
+the hash of a 256-bit random key gives nothing away). Checking a presented key hashes it once and
+compares the digest with every known hash using `hmac.compare_digest`, without stopping early.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.plugin import BadRequest, Context, Headers, NotFound, Storage
+
+__all__ = [
+    "KeyInfo",
+    "add_key",
+    "authenticate",
+    "bearer_token",
+    "generate_initial_key",
+    "hash_key",
+    "key_id",
+    "list_keys",
+    "revoke_key",
+    "setting_hash",
+]
+
+KEY_PREFIX = "sk-dgw-"
+DOC = "keys"
+LOCK = "keys:lock"
+MAX_KEYS = 100
+HASH_SETTING = re.compile(r"sha256:([0-9a-f]{64})")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """An authenticated key: its id, label and the models it may use (None: all)."""
+
+    id: str
+    label: str
+    models: tuple[str, ...] | None = None
+
+    def allows(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def key_id(digest_hex: str) -> str:
+    return "key_" + digest_hex[:12]
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def generate_initial_key() -> tuple[str, str]:
+    """The `generated` factory of the `api_key` setting: (the key, shown once; its hash, stored)."""
+    key = new_key()
+    return key, "sha256:" + hash_key(key)
+
+
+def setting_hash(value: str | None) -> str | None:
+    """The hex digest held by the `api_key` setting, if any."""
+    match = HASH_SETTING.fullmatch(value or "")
+    return match.group(1) if match else None
+
+
+def bearer_token(headers: Headers) -> str | None:
+    """The key of `Authorization: Bearer <key>` (nothing else is accepted), or None."""
+    scheme, _, value = (headers.get("authorization") or "").partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
+
+
+async def _load(storage: Storage) -> dict[str, Any]:
+    raw = await storage.get(DOC)
+    doc: dict[str, Any] = json.loads(raw) if raw else {}
+    doc.setdefault("keys", [])
+    doc.setdefault("revoked", [])
+    return doc
+
+
+def _candidates(initial: str | None, doc: dict[str, Any]) -> list[tuple[str, KeyInfo]]:
+    """(hash, key) of every active key."""
+    found: list[tuple[str, KeyInfo]] = []
+    if initial is not None and key_id(initial) not in doc["revoked"]:
+        found.append((initial, KeyInfo(key_id(initial), "initial")))
+    for entry in doc["keys"]:
+        models = entry.get("models")
+        found.append(
+            (entry["sha256"], KeyInfo(entry["id"], entry.get("label") or "", tuple(models) if models else None))
+        )
+    return found
+
+
+async def authenticate(headers: Headers, ctx: Context) -> KeyInfo | None:
+    """The key presented in `headers`, or None when it is missing, unknown or revoked."""
+    presented = bearer_token(headers)
+    if presented is None:
+        return None
+    digest = hashlib.sha256(presented.encode("utf-8")).digest()
+    doc = await _load(ctx.storage)
+    match: KeyInfo | None = None
+    for stored, info in _candidates(setting_hash(ctx.settings.api_key), doc):
+        # No early exit: every known hash is compared, each in constant time.
+        if hmac.compare_digest(digest, bytes.fromhex(stored)):
+            match = info
+    return match
+
+
+@contextlib.asynccontextmanager
+async def _locked(ctx: Context) -> AsyncIterator[None]:
+    """Serialize changes to the key document (actions are rare; a lease keeps a crash harmless)."""
+    token = secrets.token_hex(8)
+    for _ in range(100):
+        if await ctx.storage.set_if_absent(LOCK, token, ttl=10.0):
+            break
+        await ctx.clock.sleep(0.05)
+    else:
+        raise BadRequest("the key list is being changed by someone else; try again")
+    try:
+        yield
+    finally:
+        if await ctx.storage.get(LOCK) == token:
+            await ctx.storage.delete(LOCK)
+
+
+def _models(raw: str | None) -> list[str] | None:
+    models = [m.strip() for m in (raw or "").split(",") if m.strip()]
+    return models or None
+
+
+async def add_key(ctx: Context, *, label: str = "", models: str | None = None) -> dict[str, Any]:
+    """Make a key; the result holds the key itself, shown this once."""
+    key = new_key()
+    digest = hash_key(key)
+    allowed = _models(models)
+    entry = {
+        "id": key_id(digest),
+        "sha256": digest,
+        "label": label[:100],
+        "created_at": int(ctx.clock.time()),
+        "models": allowed,
+    }
+    async with _locked(ctx):
+        doc = await _load(ctx.storage)
+        if len(doc["keys"]) >= MAX_KEYS:
+            raise BadRequest(f"an endpoint holds at most {MAX_KEYS} keys; revoke some first")
+        doc["keys"].append(entry)
+        await ctx.storage.set(DOC, json.dumps(doc))
+    return {"id": entry["id"], "key": key, "label": entry["label"], "models": allowed}
+
+
+async def revoke_key(ctx: Context, key_to_revoke: str) -> dict[str, Any]:
+    """Revoke a key by id; `NotFound` when no such key is active."""
+    initial = setting_hash(ctx.settings.api_key)
+    async with _locked(ctx):
+        doc = await _load(ctx.storage)
+        kept = [entry for entry in doc["keys"] if entry["id"] != key_to_revoke]
+        if len(kept) != len(doc["keys"]):
+            doc["keys"] = kept
+        elif initial is not None and key_id(initial) == key_to_revoke and key_to_revoke not in doc["revoked"]:
+            doc["revoked"].append(key_to_revoke)
+        else:
+            raise NotFound(f"no active key {key_to_revoke!r}")
+        await ctx.storage.set(DOC, json.dumps(doc))
+    return {"revoked": key_to_revoke}
+
+
+async def list_keys(ctx: Context) -> dict[str, Any]:
+    """The active keys (ids, labels, models; never hashes)."""
+    doc = await _load(ctx.storage)
+    initial = setting_hash(ctx.settings.api_key)
+    rows: list[dict[str, Any]] = []
+    if initial is not None and key_id(initial) not in doc["revoked"]:
+        rows.append({"id": key_id(initial), "label": "initial", "created_at": None, "models": None})
+    rows += [{k: entry.get(k) for k in ("id", "label", "created_at", "models")} for entry in doc["keys"]]
+    return {"keys": rows}

@@ -1,0 +1,50 @@
+"""Conversation continuity for clients that resend the whole history on every turn.
+
+The rule, per API key, user and model:
+
+1. a `conversation_id` extension field (a thread id this API returned earlier) wins;
+2. else, when the messages before the last user message include an assistant message, their
+   fingerprint (`translate.history_key`) is looked up: `hist:{fingerprint}` → thread id;
+3. else (a fresh history, or one this endpoint never answered) a new thread starts.
+
+After an answer, `hist:{fingerprint(request messages + the answer)}` → thread is stored, so the
+client's next request, which resends that answer, finds the thread. A thread id is the
+`conversation_key` given to `ctx.apps`: the gateway remembers the Dify conversation of each
+(thread, Dify user, app), runs one answer at a time in it, and survives restarts. Only the new
+user message is sent to Dify; the history is never flattened into the query.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+from endpoints.openai.translate import ChatRequest, Message, history_key
+from gateway.plugin import Storage
+
+__all__ = ["THREAD_TTL", "Thread", "find_thread", "remember_thread"]
+
+THREAD_TTL = 7 * 24 * 3600.0
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    id: str
+    new: bool  # the first turn of the thread: the system text is sent with it
+
+
+async def find_thread(storage: Storage, request: ChatRequest, key_id: str, user: str) -> Thread:
+    if request.conversation_id is not None:
+        return Thread(request.conversation_id, new=not request.continues)
+    if request.continues:
+        known = await storage.get("hist:" + history_key(key_id, user, request.model, request.prior))
+        if known is not None:
+            return Thread(known, new=False)
+    return Thread("thr_" + secrets.token_hex(12), new=True)
+
+
+async def remember_thread(
+    storage: Storage, request: ChatRequest, key_id: str, user: str, answer: str, thread: str
+) -> None:
+    extended = (*request.messages, Message("assistant", answer))
+    await storage.set("hist:" + history_key(key_id, user, request.model, extended), thread, ttl=THREAD_TTL)

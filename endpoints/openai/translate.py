@@ -1,0 +1,438 @@
+"""Pure translation between OpenAI chat completions and Dify calls (no I/O; fully unit-tested).
+
+Request side: `parse_chat_request` validates a `/v1/chat/completions` body (400s carry the
+offending field in `param`); `plan_call` maps it onto one Dify call; `history_key` fingerprints a
+message history for conversation continuity.
+
+Response side: `completion_body` builds a `chat.completion`; `ChunkWriter` turns the gateway's
+streamed `Delta`s into `chat.completion.chunk` SSE frames with OpenAI's rules (one id and
+`created` on every chunk, the role in the first delta, `finish_reason` on the last, the
+`include_usage` chunk with `choices: []` before `data: [DONE]`, errors as a frame then `[DONE]`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from endpoints.openai.errors import OpenAIError
+from gateway.plugin import Delta
+
+__all__ = [
+    "DONE",
+    "INPUT_MODES",
+    "PING",
+    "ChatRequest",
+    "ChunkWriter",
+    "DifyCall",
+    "Message",
+    "answer_reasoning",
+    "answer_text",
+    "broadcast_section",
+    "completion_body",
+    "file_markdown",
+    "history_key",
+    "model_entry",
+    "parse_chat_request",
+    "plan_call",
+    "sse",
+    "sum_usage",
+    "usage_dict",
+]
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
+SYSTEM_ROLES = frozenset({"system", "developer"})
+# Apps without Dify conversations: the text goes into an input variable.
+INPUT_MODES = frozenset({"workflow", "completion"})
+THREAD_ID = re.compile(r"thr_[0-9a-f]{24}")
+MAX_USER = 256
+DONE = b"data: [DONE]\n\n"
+PING = b": ping\n\n"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    text: str
+    images: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    """A validated chat completion request. Sampling fields are accepted and ignored: the Dify app owns them."""
+
+    model: str
+    messages: tuple[Message, ...]
+    stream: bool = False
+    include_usage: bool = False
+    user: str | None = None
+    conversation_id: str | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def prior(self) -> tuple[Message, ...]:
+        """Everything before the last (user) message: what a continued conversation already holds."""
+        return self.messages[:-1]
+
+    @property
+    def continues(self) -> bool:
+        """Whether the history holds an earlier exchange (an assistant message)."""
+        return any(m.role == "assistant" for m in self.prior)
+
+
+@dataclass(frozen=True, slots=True)
+class DifyCall:
+    query: str
+    inputs: dict[str, Any]
+    files: list[dict[str, Any]]
+
+
+def _bad(message: str, param: str | None) -> OpenAIError:
+    return OpenAIError(400, message, param=param)
+
+
+def _parts(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
+    if content is None:
+        return "", ()
+    if isinstance(content, str):
+        return content, ()
+    if not isinstance(content, list):
+        raise _bad("content must be a string or an array of content parts", param)
+    texts: list[str] = []
+    images: list[str] = []
+    for j, part in enumerate(content):
+        where = f"{param}[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url":
+            images.append(_image_url(part.get("image_url"), f"{where}.image_url"))
+        else:
+            raise _bad("content parts must be {type: text, text} or {type: image_url, image_url: {url}}", where)
+    return "\n".join(texts), tuple(images)
+
+
+def _image_url(value: Any, param: str) -> str:
+    url = value.get("url") if isinstance(value, dict) else value
+    if not isinstance(url, str):
+        raise _bad("image_url needs a url", param)
+    if url.startswith("data:"):
+        raise _bad("data: image URLs are not supported; pass an https URL", param)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _bad("image URLs must be http(s) URLs", param)
+    return url
+
+
+def _messages(value: Any) -> tuple[Message, ...]:
+    if not isinstance(value, list) or not value:
+        raise _bad("messages must be a non-empty array", "messages")
+    out = []
+    for i, item in enumerate(value):
+        where = f"messages[{i}]"
+        if not isinstance(item, dict):
+            raise _bad("each message must be an object", where)
+        role = item.get("role")
+        if role not in ROLES:
+            raise _bad(f"role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
+        if role == "user" and item.get("content") is None:
+            raise _bad("a user message needs content", f"{where}.content")
+        text, images = _parts(item.get("content"), f"{where}.content")
+        out.append(Message(role, text, images))
+    if out[-1].role != "user":
+        raise _bad("the last message must be a user message", "messages")
+    return tuple(out)
+
+
+def _optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    value = body.get(name)
+    # bool is an int in Python: `n: true` is not a number, and `stream: 1` is not a boolean.
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)):
+        raise _bad(f"{name} must be {what}", name)
+    return value
+
+
+def _unsupported(body: Mapping[str, Any]) -> None:
+    n = _optional(body, "n", int, "an integer")
+    if n is not None and n != 1:
+        raise _bad("only n=1 is supported: a Dify app gives one answer", "n")
+    if body.get("logprobs") is True:
+        raise _bad("logprobs are not supported", "logprobs")
+    choice = body.get("tool_choice")
+    if choice not in (None, "auto", "none"):
+        raise _bad("the Dify app runs its own tools: tool_choice may only be auto or none", "tool_choice")
+
+
+def _check_text(body: Any) -> None:
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad("the request contains invalid Unicode (a lone surrogate)", None) from None
+
+
+def parse_chat_request(body: Any) -> ChatRequest:
+    """Validate a chat completion body. Unknown fields and sampling settings are ignored."""
+    if not isinstance(body, dict):
+        raise _bad("the request body must be a JSON object", None)
+    _check_text(body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _bad("you must provide a model parameter", "model")
+    messages = _messages(body.get("messages"))
+    _unsupported(body)
+    stream = bool(_optional(body, "stream", bool, "a boolean"))
+    options = _optional(body, "stream_options", dict, "an object") or {}
+    include_usage = _optional(options, "include_usage", bool, "a boolean")
+    user = _optional(body, "user", str, "a string")
+    if user is not None and len(user) > MAX_USER:
+        raise _bad(f"user must be at most {MAX_USER} characters", "user")
+    conversation_id = _optional(body, "conversation_id", str, "a string")
+    if conversation_id is not None and not THREAD_ID.fullmatch(conversation_id):
+        raise _bad("conversation_id must be a value this API returned (thr_...)", "conversation_id")
+    inputs = _optional(body, "inputs", dict, "an object") or {}
+    return ChatRequest(
+        model=model,
+        messages=messages,
+        stream=stream,
+        include_usage=bool(include_usage) and stream,
+        user=user or None,
+        conversation_id=conversation_id,
+        inputs=inputs,
+    )
+
+
+def plan_call(
+    request: ChatRequest, *, mode: str, first_turn: bool, system_input: str | None, query_input: str
+) -> DifyCall:
+    """The Dify call for `request` on an app of `mode`.
+
+    * `query` is the last user message only: earlier turns live in the Dify conversation.
+    * system/developer messages go to `inputs[system_input]` when set, else they are prefixed to
+      the query on the conversation's first turn (Dify remembers them afterwards).
+    * workflow and completion apps take the text in `inputs[query_input]`.
+    * image parts of the last message become `remote_url` files.
+    * the `inputs` extension field is the base of `inputs`.
+    """
+    last = request.messages[-1]
+    text = last.text
+    inputs = dict(request.inputs)
+    system = "\n\n".join(m.text for m in request.messages if m.role in SYSTEM_ROLES and m.text)
+    if system:
+        if system_input:
+            inputs[system_input] = system
+        elif first_turn:
+            text = f"{system}\n\n{text}"
+    files = [{"type": "image", "transfer_method": "remote_url", "url": url} for url in last.images]
+    if mode in INPUT_MODES:
+        inputs[query_input] = text
+        return DifyCall("", inputs, files)
+    return DifyCall(text, inputs, files)
+
+
+def history_key(key_id: str, user: str, model: str, messages: Sequence[Message]) -> str:
+    """A fingerprint of a history, scoped to one API key, user and model.
+
+    Texts are compared stripped (clients often trim the answer they resend); images by URL.
+    """
+    canonical = [key_id, user, model, [[m.role, m.text.strip(), list(m.images)] for m in messages]]
+    return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode("utf-8", "replace")).hexdigest()
+
+
+# -- responses --------------------------------------------------------------------------------------
+
+
+def usage_dict(usage: Any) -> dict[str, int] | None:
+    """OpenAI usage from Dify's; None unless Dify reported all three counts (never invented)."""
+    counts: dict[str, int] = {}
+    for name in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        value = getattr(usage, name, None)
+        if not isinstance(value, int):
+            return None
+        counts[name] = value
+    return counts
+
+
+def sum_usage(usages: Sequence[dict[str, int] | None]) -> dict[str, int] | None:
+    """The sum of several answers' usage; None when any of them is unknown."""
+    if not usages or any(u is None for u in usages):
+        return None
+    return {name: sum(u[name] for u in usages if u) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+
+
+def file_markdown(url: str, kind: str | None) -> str | None:
+    """A Markdown image or link for a Dify file, or None for a URL that isn't http(s) (untrusted payload)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return f"![image]({url})" if kind == "image" else f"[file]({url})"
+
+
+def answer_text(answer: Any, *, output_key: str | None = None) -> str:
+    """An answer's text: a workflow's `outputs[output_key]` when set, plus Markdown for its files."""
+    text: str = answer.text
+    outputs = answer.outputs or {}
+    if output_key and isinstance(outputs.get(output_key), str):
+        text = outputs[output_key]
+    links = [md for f in answer.files if (md := file_markdown(f.url or "", f.type))]
+    return "\n\n".join([text, *links]) if links else text
+
+
+def answer_reasoning(answer: Any) -> str:
+    """Reasoning chunks and agent thoughts of an answer, as one text."""
+    parts = [answer.reasoning] if answer.reasoning else []
+    parts += [t.thought for t in answer.thoughts if t.thought]
+    return "\n".join(parts)
+
+
+def broadcast_section(app: str, text: str | None, *, first: bool) -> str:
+    """One app's part of a broadcast answer; `text` None marks an app that failed."""
+    body = text if text is not None else "_(no answer: the app failed)_"
+    return ("" if first else "\n\n") + f"### {app}\n\n{body}"
+
+
+def completion_body(
+    *,
+    completion_id: str,
+    created: int,
+    model: str,
+    text: str,
+    finish_reason: str = "stop",
+    usage: dict[str, int] | None = None,
+    reasoning: str | None = None,
+    conversation_id: str | None = None,
+) -> dict[str, Any]:
+    """A `chat.completion` object; `conversation_id` is our extension (send it back to continue)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    body: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+        "usage": usage,
+    }
+    if conversation_id:
+        body["conversation_id"] = conversation_id
+    return body
+
+
+def model_entry(name: str, created: int) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": created, "owned_by": "dify"}
+
+
+def sse(data: Any) -> bytes:
+    return b"data: " + json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace") + b"\n\n"
+
+
+class ChunkWriter:
+    """Turns streamed deltas into `chat.completion.chunk` frames for one completion.
+
+    Rules beyond the plain ones: `message_replace` (output moderation) after text went out can't
+    retract it, so the rest of the answer is dropped and the stream ends with
+    `finish_reason: "content_filter"`; before any text it is emitted as content. Other replaces
+    (a New Agent's differing final message) are ignored once text went out. Reasoning chunks and
+    agent thoughts become `delta.reasoning_content` only with `reasoning=True`.
+    """
+
+    def __init__(self, *, completion_id: str, created: int, model: str, include_usage: bool, reasoning: bool) -> None:
+        self.id = completion_id
+        self.created = created
+        self.model = model
+        self.include_usage = include_usage
+        self.reasoning = reasoning
+        self.started = False
+        self.sent = ""
+        self.filtered = False
+        self._thoughts: dict[str, str] = {}
+
+    def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
+        if not self.started:
+            self.started = True
+            delta = {"role": "assistant", **delta}
+        chunk: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+        }
+        if self.include_usage:
+            chunk["usage"] = None
+        return sse(chunk)
+
+    def text(self, text: str) -> list[bytes]:
+        """Content frames for `text` (nothing for empty text or after a content filter)."""
+        if not text or self.filtered:
+            return []
+        self.sent += text
+        return [self._chunk({"content": text})]
+
+    def feed(self, delta: Delta) -> list[bytes]:
+        """The frames for one delta of the gateway's answer stream."""
+        kind, event = delta.kind, delta.event
+        if kind == "ping":
+            return [PING]
+        if kind == "text":
+            return self.text(delta.text)
+        if kind == "replace":
+            if not self.sent:
+                return self.text(delta.text)
+            if getattr(event, "event", None) == "message_replace":
+                self.filtered = True
+            return []
+        if kind == "file":
+            md = file_markdown(delta.text, getattr(event, "type", None))
+            return self.text(("\n\n" if self.sent else "") + md) if md else []
+        if kind in ("reasoning", "thought") and self.reasoning and not self.filtered:
+            return self._reasoning(delta)
+        return []  # progress; reasoning when hidden
+
+    def _reasoning(self, delta: Delta) -> list[bytes]:
+        text = delta.text
+        if delta.kind == "thought":
+            # Dify repeats an agent thought as it grows (same id): send only what is new.
+            key = str(getattr(delta.event, "id", None) or getattr(delta.event, "position", ""))
+            before = self._thoughts.get(key, "")
+            if not text.startswith(before):
+                return []
+            self._thoughts[key] = text
+            text = text[len(before) :]
+        return [self._chunk({"reasoning_content": text})] if text else []
+
+    def complete(self, final: str) -> list[bytes]:
+        """Frames for the part of the final text not streamed yet (e.g. a workflow's output key)."""
+        if final.startswith(self.sent):
+            return self.text(final[len(self.sent) :])
+        return []
+
+    def finish(self, usage: dict[str, int] | None) -> list[bytes]:
+        """The closing chunk, the usage chunk when asked for, and `[DONE]`."""
+        frames = [] if self.started else [self._chunk({"content": ""})]
+        frames.append(self._chunk({}, "content_filter" if self.filtered else "stop"))
+        if self.include_usage:
+            frames.append(
+                sse(
+                    {
+                        "id": self.id,
+                        "object": "chat.completion.chunk",
+                        "created": self.created,
+                        "model": self.model,
+                        "choices": [],
+                        "usage": usage,
+                    }
+                )
+            )
+        frames.append(DONE)
+        return frames
+
+    @staticmethod
+    def error(error: OpenAIError) -> list[bytes]:
+        """After the stream started: an error frame (the SDKs raise on it), then `[DONE]`."""
+        return [sse(error.body()), DONE]

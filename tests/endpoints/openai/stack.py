@@ -1,0 +1,92 @@
+"""A live stack for the openai plugin's tests: Dify simulators and the gateway on real uvicorn
+servers, apps and an `openai` endpoint created through the admin API."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+
+from gateway.app import create_app
+from gateway.simulator.app import create_simulator_app
+from gateway.simulator.config import SimulatorConfig
+from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+
+FAST = SimulatorConfig(first_token_latency=0, tokens_per_second=0)
+
+
+@dataclass
+class Stack:
+    http: httpx.AsyncClient
+    gateway: str
+    endpoint: dict[str, Any]
+    key: str
+    simulators: dict[str, str] = field(default_factory=dict)  # app name -> simulator base URL
+
+    @property
+    def base_url(self) -> str:
+        return self.endpoint["url"] + "/v1"
+
+    @property
+    def endpoint_id(self) -> str:
+        return str(self.endpoint["id"])
+
+    def client(self, key: str | None = None, **options: Any) -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0, **options)
+
+    def sync_client(self, key: str | None = None) -> openai.OpenAI:
+        return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)
+
+    async def stats(self, app: str = "support") -> dict[str, Any]:
+        stats: dict[str, Any] = (await self.http.get(f"{self.simulators[app]}/_sim/stats")).json()
+        return stats
+
+    async def generation_bodies(self, app: str = "support") -> list[dict[str, Any]]:
+        stats = await self.stats(app)
+        return [r["body"] for r in stats["recent_requests"] if r["path"].endswith(("-messages", "/run"))]
+
+    async def action(self, name: str, **args: str) -> Any:
+        response = await self.http.post(
+            f"{self.gateway}/admin/api/endpoints/{self.endpoint_id}/actions/{name}",
+            json={"args": args},
+            headers=admin_headers(),
+        )
+        assert response.status_code == 200, response.text
+        return response.json()["result"]
+
+
+@contextlib.asynccontextmanager
+async def openai_stack(
+    tmp_path: Path,
+    apps: Mapping[str, SimulatorConfig] | None = None,
+    settings: Mapping[str, Any] | None = None,
+    **gateway_changes: Any,
+) -> AsyncIterator[Stack]:
+    """Simulators for `apps` (name -> config; default one fast chat app "support") and an endpoint."""
+    apps = apps or {"support": FAST}
+    port = free_port()
+    gateway_settings = make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}", **gateway_changes)
+    async with contextlib.AsyncExitStack() as stack:
+        simulators = {
+            name: await stack.enter_async_context(live_server(create_simulator_app(config)))
+            for name, config in apps.items()
+        }
+        gateway = await stack.enter_async_context(live_server(create_app(gateway_settings), port=port))
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+        for name, config in apps.items():
+            app = {"name": name, "base_url": f"{simulators[name]}/v1", "api_key": "app-simulator", "mode": config.mode}
+            added = await http.post(f"{gateway}/admin/api/apps", json=app, headers=admin_headers())
+            assert added.status_code == 201, added.text
+        created = await http.post(
+            f"{gateway}/admin/api/endpoints",
+            json={"plugin": "openai", "apps": list(apps), "settings": dict(settings or {})},
+            headers=admin_headers(),
+        )
+        assert created.status_code == 201, created.text
+        endpoint = created.json()
+        yield Stack(http, gateway, endpoint, endpoint["secrets"]["api_key"], simulators)

@@ -1,0 +1,213 @@
+"""The openai plugin's parts in process: error mapping, settings, keys and limits (a real
+gateway store and context, a fake clock; no servers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from endpoints.openai import chat_completions, models, plugin
+from endpoints.openai.errors import OpenAIError, from_exception
+from endpoints.openai.keys import (
+    LOCK,
+    MAX_KEYS,
+    KeyInfo,
+    add_key,
+    bearer_token,
+    generate_initial_key,
+    hash_key,
+    revoke_key,
+)
+from endpoints.openai.limits import admit
+from endpoints.openai.settings import OpenAISettings
+from gateway.apps import AppIn
+from gateway.clock import FakeClock
+from gateway.exceptions import (
+    CircuitOpen,
+    ConfigurationError,
+    PayloadTooLarge,
+    UpstreamTimeout,
+    ValidationFailed,
+)
+from gateway.plugin import (
+    BadRequest,
+    Context,
+    Headers,
+    NotFound,
+    RateLimited,
+    Request,
+    Unauthorized,
+    UpstreamError,
+)
+from gateway.runtime import Gateway
+from tests.support.gateway import make_settings
+
+pytestmark = pytest.mark.anyio
+
+
+# -- errors -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "status", "type_", "code"),
+    [
+        (UpstreamTimeout("slow"), 504, "server_error", "timeout"),
+        (
+            UpstreamError("busy", upstream_status=429, upstream_code="too_many_requests"),
+            429,
+            "requests",
+            "rate_limit_exceeded",
+        ),
+        (
+            UpstreamError("quota", upstream_status=429, upstream_code="rate_limit_error"),
+            429,
+            "insufficient_quota",
+            "insufficient_quota",
+        ),
+        (CircuitOpen("open"), 503, "server_error", "upstream_unavailable"),
+        (UpstreamError("key rejected", upstream_status=401), 502, "server_error", "upstream_error"),
+        (RateLimited("slow down", retry_after=2.5), 429, "requests", "rate_limit_exceeded"),
+        (Unauthorized("who"), 401, "invalid_request_error", "invalid_api_key"),
+        (NotFound("what"), 404, "invalid_request_error", "not_found"),
+        (ValidationFailed("bad"), 400, "invalid_request_error", None),
+        (BadRequest("bad"), 400, "invalid_request_error", None),
+        (PayloadTooLarge("big"), 413, "invalid_request_error", None),
+        (ConfigurationError("secret detail"), 500, "server_error", "internal_error"),
+        (RuntimeError("secret detail"), 500, "server_error", "internal_error"),
+    ],
+)
+def test_error_mapping(exc: Exception, status: int, type_: str, code: str | None) -> None:
+    error = from_exception(exc)
+    assert (error.status, error.type, error.code) == (status, type_, code)
+    assert "secret detail" not in error.message and "key rejected" not in error.message
+    response = error.response()
+    assert response.status == status and response.media_type == "application/json"
+    assert json.loads(response.body)["error"] == {"message": error.message, "type": type_, "param": None, "code": code}  # type: ignore[arg-type]
+
+
+def test_retry_after_header_and_passthrough() -> None:
+    error = from_exception(RateLimited("x", retry_after=2.5))
+    assert ("retry-after", "3") in error.response().headers
+    own = OpenAIError(400, "m", param="n")
+    assert from_exception(own) is own and own.response().headers == []
+
+
+# -- settings and key helpers ------------------------------------------------------------------------
+
+
+def test_settings_store_only_hashes() -> None:
+    key, stored = generate_initial_key()
+    assert key.startswith("sk-dgw-") and stored == "sha256:" + hash_key(key)
+    assert OpenAISettings(api_key=stored).api_key == stored
+    assert OpenAISettings(api_key="my-own-long-client-key-123").api_key == "sha256:" + hash_key(
+        "my-own-long-client-key-123"
+    )
+    assert OpenAISettings(api_key="").api_key is None and OpenAISettings().api_key is None
+    for bad in ("app-0123456789abcdefghijkl", "short"):
+        with pytest.raises(ValidationError):
+            OpenAISettings(api_key=bad)
+    assert OpenAISettings(broadcast_model="all-apps").broadcast_model == "all-apps"
+    with pytest.raises(ValidationError):
+        OpenAISettings(broadcast_model="All Apps")
+    assert plugin.secret_fields() == frozenset()  # nothing secret is stored: the key is a hash
+
+
+@pytest.mark.parametrize(
+    ("header", "key"),
+    [
+        ("Bearer sk-1", "sk-1"),
+        ("bearer  sk-1 ", "sk-1"),
+        ("Bearer ", None),
+        ("Basic sk-1", None),
+        ("sk-1", None),
+        (None, None),
+    ],
+)
+def test_bearer_token(header: str | None, key: str | None) -> None:
+    assert bearer_token(Headers([("authorization", header)] if header else [])) == key
+
+
+# -- with a real store --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    clock = FakeClock()
+    gw = await Gateway.open(make_settings(tmp_path), clock=clock)
+    try:
+        await gw.apps.add(
+            AppIn(name="support", base_url="http://dify.test/v1", api_key=SecretStr("app-x"), mode="chat")
+        )
+        yield gw
+    finally:
+        await gw.aclose()
+
+
+async def context(gw: Gateway, **settings: Any) -> Context:
+    record, _ = await gw.endpoints.create("openai", ["support"], settings)
+    return await gw.context(record, plugin)
+
+
+def request(path: str, body: Any = None, key: str | None = None) -> Request:
+    headers = [("authorization", f"Bearer {key}")] if key else []
+    return Request(
+        method="POST" if body is not None else "GET",
+        path=path,
+        query_string="",
+        headers=Headers(headers),
+        body=json.dumps(body).encode() if body is not None else b"",
+        endpoint_id="ep_x",
+        endpoint_url="http://gw.test/e/x",
+        received_at=1_700_000_000.0,
+    )
+
+
+async def test_concurrency_limit_and_release(gateway: Gateway) -> None:
+    ctx = await context(gateway, key_max_concurrent=1)
+    info = KeyInfo((await add_key(ctx))["id"], "")
+    slot = await admit(ctx, info, ctx.settings)
+    with pytest.raises(OpenAIError) as caught:
+        await admit(ctx, info, ctx.settings)
+    assert caught.value.status == 429 and caught.value.retry_after == 1
+    await slot.release()
+    await slot.release()  # idempotent
+    await (await admit(ctx, info, ctx.settings)).release()
+
+
+async def test_key_document_limits_and_lock(gateway: Gateway) -> None:
+    ctx = await context(gateway)
+    with pytest.raises(NotFound):
+        await revoke_key(ctx, "key_nope")
+    await ctx.storage.set("keys", json.dumps({"keys": [{"id": f"k{i}", "sha256": "0" * 64} for i in range(MAX_KEYS)]}))
+    with pytest.raises(BadRequest):
+        await add_key(ctx)
+    await ctx.storage.set(LOCK, "someone-else", ttl=60)
+    with pytest.raises(BadRequest, match="someone else"):
+        await revoke_key(ctx, "k1")  # the fake clock makes the bounded wait instant
+    with pytest.raises(BadRequest, match="key-id"):
+        await plugin.actions["revoke-key"].handler(ctx, {})
+
+
+async def test_handlers_recheck_the_key(gateway: Gateway) -> None:
+    ctx = await context(gateway)
+    # A key revoked after the verifier ran (or a handler reached without it) still gets a 401.
+    response = await models(request("/v1/models"), ctx)
+    assert response.status == 401 and json.loads(response.body)["error"]["code"] == "invalid_api_key"  # type: ignore[arg-type]
+    added = await add_key(ctx)
+    broken = await chat_completions(
+        request("/v1/chat/completions", {"model": "support", "messages": "x"}, added["key"]), ctx
+    )
+    assert broken.status == 400 and json.loads(broken.body)["error"]["param"] == "messages"  # type: ignore[arg-type]
+
+
+async def test_broadcast_without_usable_apps_is_an_unknown_model(gateway: Gateway) -> None:
+    ctx = await context(gateway, broadcast_model="all", broadcast_apps=["gone"])
+    added = await add_key(ctx)
+    body = {"model": "all", "messages": [{"role": "user", "content": "hi"}]}
+    response = await chat_completions(request("/v1/chat/completions", body, added["key"]), ctx)
+    assert response.status == 404 and json.loads(response.body)["error"]["code"] == "model_not_found"  # type: ignore[arg-type]
