@@ -29,6 +29,7 @@ from gateway.middleware import BodyLimitMiddleware
 from gateway.plugin import ALL_METHODS
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
+from gateway.services import start_services, stop_services
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Store
 
@@ -75,9 +76,12 @@ def create_app(
         workers: asyncio.Task[None] | None = None
         if run_workers:
             workers = asyncio.create_task(gateway.workers.run(), name="job-workers")
+        # Services from other packages (e.g. Discord bots, see gateway/services.py), with the workers.
+        services = start_services(gateway) if run_workers else []
         try:
             yield {"gateway": gateway, "ingress": ingress}
         finally:
+            await stop_services(services)
             if workers is not None:
                 workers.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

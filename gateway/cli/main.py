@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from importlib.metadata import entry_points
 from typing import Any
 
 import click
@@ -128,8 +129,32 @@ cli.add_command(simulate_dify)
 cli.add_command(demo)
 
 
+# -- commands from other packages --------------------------------------------------------------
+COMMANDS_GROUP = "dify_gateway.commands"
+
+
+def extension_commands() -> list[click.Command]:
+    """Click commands other packages add through the `dify_gateway.commands` entry points
+    (e.g. `bot` from `bots.cli`); the gateway never imports them by name."""
+    found: list[click.Command] = []
+    for entry in entry_points(group=COMMANDS_GROUP):
+        try:
+            command = entry.load()
+        except Exception as exc:  # a broken extension must not take the whole CLI down
+            click.echo(f"warning: command {entry.name!r} ({entry.value}) did not load: {exc}", err=True)
+            continue
+        if isinstance(command, click.Command):
+            found.append(command)
+        else:
+            click.echo(f"warning: {entry.value} is not a click command; ignored", err=True)
+    return found
+
+
 def main() -> None:
     for group in action_groups(PluginRegistry.from_entry_points()):
         if group.name not in cli.commands:
             cli.add_command(group)
+    for command in extension_commands():
+        if command.name not in cli.commands:
+            cli.add_command(command)
     cli(prog_name="dify-gateway")

@@ -1,0 +1,1 @@
+"""discord.py extensions of the gateway bot."""

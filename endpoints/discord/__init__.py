@@ -1,0 +1,5 @@
+"""The built-in `discord` endpoint plugin (see `endpoints.discord.plugin`)."""
+
+from endpoints.discord.plugin import plugin
+
+__all__ = ["plugin"]

@@ -1,0 +1,195 @@
+"""A small Discord REST client over the gateway's shared httpx client, and the sinks built on it.
+
+Rate limits (platforms.md §2.4): a 429 carries `retry_after` (seconds) in its JSON body and a
+`Retry-After` header; an urgent call waits that long and tries again, a non-urgent one (a streaming
+edit) raises `TryLater` so the caller skips it. 5xx answers and network errors are treated the
+same way, with a bounded number of attempts. Other 4xx answers raise `DiscordAPIError` at once
+(retrying 401/403 only adds to Discord's invalid-request count).
+
+Interaction webhook URLs contain the interaction token: neither URLs nor httpx's messages (which
+quote the URL) ever go into errors or logs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import httpx
+
+from endpoints.discord.interactions import NO_MENTIONS
+from endpoints.discord.messages import TryLater
+from gateway.plugin import Clock
+
+__all__ = ["ORIGINAL", "ChannelSink", "DiscordAPI", "DiscordAPIError", "InteractionSink", "retry_after"]
+
+ORIGINAL = "@original"
+USER_AGENT = "DiscordBot (https://github.com/dify-gateway/dify-gateway, 0.1)"
+_MAX_RETRY_AFTER = 60.0
+
+
+class DiscordAPIError(Exception):
+    """Discord refused a call (or could not be reached: `status` 0)."""
+
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+        super().__init__(f"Discord answered {status}: {message}" if status else message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds to wait after a 429: the body's `retry_after`, else `Retry-After`, else 1; capped at 60."""
+    value: object = None
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        value = body.get("retry_after")
+    if value is None:
+        value = response.headers.get("retry-after")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 1.0
+    if not math.isfinite(seconds):
+        return 1.0
+    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
+
+
+def _json(response: httpx.Response) -> Any:
+    try:
+        return response.json() if response.content else None
+    except ValueError:
+        return None
+
+
+def _message_id(message: Any) -> str:
+    if isinstance(message, dict) and message.get("id"):
+        return str(message["id"])
+    raise DiscordAPIError(0, "Discord sent a message without an id")
+
+
+def _error(response: httpx.Response) -> DiscordAPIError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    message = body.get("message") if isinstance(body, dict) else None
+    code = body.get("code") if isinstance(body, dict) else None
+    return DiscordAPIError(
+        response.status_code,
+        str(message)[:200] if message else response.reason_phrase or "error",
+        code if isinstance(code, int) else None,
+    )
+
+
+class DiscordAPI:
+    """Calls to `base_url` (e.g. https://discord.com/api/v10); `bot_token` for bot-authenticated routes."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        *,
+        clock: Clock,
+        bot_token: str | None = None,
+        attempts: int = 5,
+        timeout: float = 15.0,
+    ) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._clock = clock
+        self._bot_token = bot_token
+        self._attempts = max(1, attempts)
+        self._timeout = timeout
+
+    @property
+    def has_bot_token(self) -> bool:
+        return bool(self._bot_token)
+
+    async def request(self, method: str, path: str, *, json: Any = None, bot: bool = False, wait: bool = True) -> Any:
+        """Call the API; the decoded JSON answer (None when empty).
+
+        Raises:
+            TryLater: rate limited or briefly unavailable, and `wait` is False.
+            DiscordAPIError: refused, or still failing after the attempts.
+        """
+        headers = {"user-agent": USER_AGENT}
+        if bot:
+            if not self._bot_token:
+                raise DiscordAPIError(0, "no bot token is configured")
+            headers["authorization"] = f"Bot {self._bot_token}"
+        failure = DiscordAPIError(0, "Discord could not be reached")
+        for attempt in range(self._attempts):
+            try:
+                response = await self._http.request(
+                    method, self._base + path, json=json, headers=headers, timeout=self._timeout
+                )
+            except httpx.TransportError as exc:
+                # The message of a transport error quotes the URL (with the token): keep only its kind.
+                failure = DiscordAPIError(0, f"Discord could not be reached ({exc.__class__.__name__})")
+                delay = min(2.0**attempt, 10.0)
+            else:
+                if response.status_code == 429:
+                    failure, delay = _error(response), retry_after(response)
+                elif response.status_code >= 500:
+                    failure, delay = _error(response), min(2.0**attempt, 10.0)
+                elif response.status_code >= 400:
+                    raise _error(response)
+                else:
+                    return _json(response)
+            if not wait:
+                raise TryLater(delay)
+            if attempt + 1 < self._attempts:
+                await self._clock.sleep(delay)
+        raise failure
+
+    # -- commands ---------------------------------------------------------------------------------
+
+    async def put_commands(
+        self, application_id: str, commands: list[dict[str, Any]], guild_id: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Bulk-overwrite the application's global (or one guild's) commands."""
+        where = f"/guilds/{guild_id}" if guild_id else ""
+        result = await self.request("PUT", f"/applications/{application_id}{where}/commands", json=commands, bot=True)
+        return list(result or [])
+
+
+def _message(content: str) -> dict[str, Any]:
+    return {"content": content, "allowed_mentions": NO_MENTIONS}
+
+
+class InteractionSink:
+    """Messages through an interaction's webhook: `@original` (the deferred response) and follow-ups."""
+
+    def __init__(self, api: DiscordAPI, application_id: str, token: str) -> None:
+        self._api = api
+        self._path = f"/webhooks/{application_id}/{token}"
+
+    async def send(self, content: str, *, wait: bool) -> str:
+        return _message_id(await self._api.request("POST", self._path, json=_message(content), wait=wait))
+
+    async def edit(self, handle: str, content: str, *, wait: bool) -> None:
+        await self._api.request("PATCH", f"{self._path}/messages/{handle}", json=_message(content), wait=wait)
+
+    async def delete(self, handle: str, *, wait: bool) -> None:
+        await self._api.request("DELETE", f"{self._path}/messages/{handle}", wait=wait)
+
+
+class ChannelSink:
+    """Messages posted to a channel with the bot token (after the interaction token has run out)."""
+
+    def __init__(self, api: DiscordAPI, channel_id: str) -> None:
+        self._api = api
+        self._path = f"/channels/{channel_id}/messages"
+
+    async def send(self, content: str, *, wait: bool) -> str:
+        return _message_id(await self._api.request("POST", self._path, json=_message(content), bot=True, wait=wait))
+
+    async def edit(self, handle: str, content: str, *, wait: bool) -> None:
+        await self._api.request("PATCH", f"{self._path}/{handle}", json=_message(content), bot=True, wait=wait)
+
+    async def delete(self, handle: str, *, wait: bool) -> None:
+        await self._api.request("DELETE", f"{self._path}/{handle}", bot=True, wait=wait)

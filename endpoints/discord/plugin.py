@@ -1,0 +1,191 @@
+"""The `discord` plugin: a Discord application's Interactions Endpoint URL, answering slash commands.
+
+- Every request is verified first, PING included: Ed25519 (`X-Signature-Ed25519`) over
+  `X-Signature-Timestamp` + the raw body with the application's public key, timestamp within
+  ±300 s. Any failure answers 401: Discord probes endpoints with bad signatures and drops URLs
+  that accept them. PING answers PONG.
+- `/ask question:…` answers "thinking…" (a deferred response) at once, after queuing a durable job
+  keyed by the interaction id; the job streams the answer into the original response (edited
+  about once a second), continues past 2,000 characters in follow-ups, and past the interaction
+  token's 15 minutes in channel messages (with `bot_token`) or ends with a note.
+- `/reset` forgets the channel's conversation (per thread inside a thread).
+- `dify-gateway discord register-commands ENDPOINT [--guild ID]` registers both commands.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from endpoints.discord.api import ORIGINAL, ChannelSink, DiscordAPI, DiscordAPIError, InteractionSink
+from endpoints.discord.interactions import (
+    APPLICATION_COMMAND,
+    AUTOCOMPLETE,
+    AUTOCOMPLETE_RESULT,
+    DEFERRED_CHANNEL_MESSAGE,
+    PING,
+    PONG,
+    QUESTION_OPTION,
+    Command,
+    command_definitions,
+    conversation_key,
+    message_response,
+    user_key,
+)
+from endpoints.discord.messages import PagedMessages, StreamRenderer
+from endpoints.discord.rendering import apply_delta, failure_text
+from endpoints.discord.reply import InteractionReply
+from endpoints.discord.settings import DiscordSettings
+from endpoints.discord.throttle import EditThrottle
+from gateway.plugin import (
+    BadRequest,
+    Context,
+    JobError,
+    JobInfo,
+    Permission,
+    Plugin,
+    Request,
+    Response,
+    UpstreamError,
+    Verdict,
+    verify_discord,
+)
+
+__all__ = ["plugin"]
+
+RESET_DONE = "Done: your next question starts a new conversation here."
+
+
+async def verify(request: Request, ctx: Context) -> Verdict:
+    settings: DiscordSettings = ctx.settings
+    ok = verify_discord(
+        settings.public_key,
+        request.headers.get("x-signature-ed25519"),
+        request.headers.get("x-signature-timestamp"),
+        request.body,
+        ctx.clock.time(),
+    )
+    return Verdict.ok() if ok else Verdict.failed("bad or missing Discord signature")
+
+
+plugin = Plugin(
+    "discord",
+    settings=DiscordSettings,
+    verifier=verify,
+    permissions={Permission.APPS, Permission.JOBS, Permission.HTTP},
+    description="A Discord app's Interactions Endpoint: /ask streams answers, /reset starts over.",
+    min_apps=1,
+    url_hint="Paste {url} as the Interactions Endpoint URL (Developer Portal → General Information), "
+    "then run `dify-gateway discord register-commands ENDPOINT_ID`.",
+)
+
+
+def _bot_token(settings: DiscordSettings) -> str | None:
+    return settings.bot_token.get_secret_value() if settings.bot_token else None
+
+
+@plugin.route("/", methods=["POST"])
+async def interactions(request: Request, ctx: Context) -> Response:
+    payload = request.json()
+    if not isinstance(payload, dict):
+        raise BadRequest("an interaction must be a JSON object")
+    kind = payload.get("type")
+    if kind == PING:
+        return Response.json({"type": PONG})
+    if kind == AUTOCOMPLETE:  # none of our options autocomplete; answer rather than time out
+        return Response.json({"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}})
+    if kind != APPLICATION_COMMAND:
+        return Response.json(message_response("This interaction is not supported here.", ephemeral=True))
+    try:
+        command = Command.from_payload(payload)
+    except ValueError:
+        raise BadRequest("malformed application command interaction") from None
+    settings: DiscordSettings = ctx.settings
+    if command.name == settings.reset_command:
+        await ctx.apps.reset(command.conversation_key)
+        return Response.json(message_response(RESET_DONE, ephemeral=True))
+    if command.name != settings.ask_command:
+        return Response.json(message_response(f"Unknown command /{command.name}.", ephemeral=True))
+    question = command.options.get(QUESTION_OPTION, "").strip()
+    if not question:
+        return Response.json(message_response(f"Ask a question: /{settings.ask_command} question: …", ephemeral=True))
+    job = {
+        "id": command.id,
+        "token": command.token,
+        "application_id": command.application_id,
+        "guild_id": command.guild_id,
+        "channel_id": command.channel_id,
+        "user_id": command.user_id,
+        "question": question,
+        "received_at": request.received_at,
+    }
+    # Durable before the ack; keyed by the interaction id so a repeat never answers twice.
+    await ctx.jobs.enqueue("ask", job, key=command.id, max_attempts=3)
+    return Response.json({"type": DEFERRED_CHANNEL_MESSAGE})
+
+
+@plugin.job("ask")
+async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
+    """Stream one answer into the interaction's messages (see `InteractionReply`)."""
+    data = job.payload
+    settings: DiscordSettings = ctx.settings
+    api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings))
+    webhook = StreamRenderer(
+        PagedMessages(InteractionSink(api, data["application_id"], data["token"]), existing=[ORIGINAL]),
+        EditThrottle(settings.edit_interval, ctx.clock),
+    )
+    channel = None
+    if api.has_bot_token:
+        channel = StreamRenderer(
+            PagedMessages(ChannelSink(api, data["channel_id"])), EditThrottle(settings.edit_interval, ctx.clock)
+        )
+    reply = InteractionReply(
+        webhook=webhook, channel=channel, deadline=float(data["received_at"]) + settings.token_deadline, clock=ctx.clock
+    )
+    text, status = "", "answered"
+    try:
+        async with ctx.apps.stream(
+            data["question"],
+            user=user_key(data["user_id"]),
+            conversation_key=conversation_key(data["guild_id"], data["channel_id"]),
+        ) as stream:
+            async for delta in stream:
+                text = apply_delta(text, delta.kind, delta.text)
+                await reply.update(text)
+                if reply.stopped:  # leaving the block stops the Dify task
+                    status = "cut-off"
+                    break
+    except UpstreamError as exc:
+        text, status = failure_text(text, exc.message), "failed"
+    except DiscordAPIError as exc:
+        raise JobError(f"Discord refused the answer: {exc}") from None
+    try:
+        await reply.finish(text)
+    except DiscordAPIError as exc:
+        raise JobError(f"Discord refused the answer: {exc}") from None
+    return {"status": "cut-off" if reply.stopped else status, "chars": len(text), "channel": reply.switched}
+
+
+@plugin.action(
+    "register-commands",
+    help="Register the /ask and /reset slash commands with Discord (uses the endpoint's bot_token).",
+    options={"guild": "Register in this guild only: updates instantly (for development)"},
+)
+async def register_commands(ctx: Context, args: Mapping[str, str]) -> str:
+    settings: DiscordSettings = ctx.settings
+    guild = (args.get("guild") or "").strip() or None
+    if guild is not None and not re.fullmatch(r"[0-9]{5,25}", guild):
+        raise BadRequest("--guild takes a guild (server) id: digits only")
+    if settings.bot_token is None:
+        raise BadRequest("registering commands needs the endpoint's bot_token (Developer Portal → Bot)")
+    api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings))
+    commands = command_definitions(settings.ask_command, settings.reset_command, global_=guild is None)
+    try:
+        registered = await api.put_commands(settings.application_id, commands, guild)
+    except DiscordAPIError as exc:
+        hint = " (check bot_token and application_id)" if exc.status in (401, 403) else ""
+        raise UpstreamError(f"Discord refused the commands: {exc}{hint}", upstream_status=exc.status) from None
+    names = ", ".join(f"/{c.get('name')}" for c in registered if isinstance(c, dict))
+    where = f"in guild {guild}" if guild else "globally (usable in servers and DMs with the bot)"
+    return f"Registered {len(registered)} commands {where} for application {settings.application_id}: {names}"
