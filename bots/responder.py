@@ -77,7 +77,7 @@ class Responder:
             await ChannelMessages(channel, message).send(EMPTY_PROMPT, wait=True)
             return None
         if is_reset(prompt, settings.reset_command):
-            await ctx.apps.reset(conversation_key(guild_id, channel.id))
+            await ctx.apps.reset(conversation_key(guild_id, channel.id), user=user_key(message.author.id))
             await ChannelMessages(channel, message).send(RESET_DONE, wait=True)
             return None
         reply_to: discord.Message | None = message

@@ -108,10 +108,14 @@ class Bridge:
         ) as stream:
             return await stream.collect()
 
-    async def reset(self, conversation_key: str, *, app: str | None = None) -> None:
+    async def reset(self, conversation_key: str, *, user: str | None = None, app: str | None = None) -> None:
         names = [self._record(app).name] if app else list(self._records)
         for name in names:
-            await ConversationMap(self._store, f"{self._endpoint_id}:{name}").reset(conversation_key)
+            memory = ConversationMap(self._store, f"{self._endpoint_id}:{name}")
+            if user is None:
+                await memory.reset(conversation_key)
+            else:
+                await memory.forget(conversation_key, user)
 
     # -- helpers ----------------------------------------------------------------------------------
 

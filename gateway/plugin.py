@@ -446,8 +446,8 @@ class Apps(Protocol):
         """The whole answer (streamed from Dify and assembled)."""
         ...
 
-    async def reset(self, conversation_key: str, *, app: str | None = None) -> None:
-        """Forget the key's conversations: the next message starts a new one."""
+    async def reset(self, conversation_key: str, *, user: str | None = None, app: str | None = None) -> None:
+        """Forget the key's conversation of `user` (every user's when None): the next message starts anew."""
         ...
 
 

@@ -103,7 +103,7 @@ async def interactions(request: Request, ctx: Context) -> Response:
         raise BadRequest("malformed application command interaction") from None
     settings: DiscordSettings = ctx.settings
     if command.name == settings.reset_command:
-        await ctx.apps.reset(command.conversation_key)
+        await ctx.apps.reset(command.conversation_key, user=command.user)
         return Response.json(message_response(RESET_DONE, ephemeral=True))
     if command.name != settings.ask_command:
         return Response.json(message_response(f"Unknown command /{command.name}.", ephemeral=True))

@@ -66,8 +66,8 @@ class FakeApps:
         self.calls.append({"query": query, **kwargs})
         return ScriptedStream(self.chunks, self.clock, self.step, self.error)
 
-    async def reset(self, key: str) -> None:
-        self.resets.append(key)
+    async def reset(self, key: str, *, user: str | None = None) -> None:
+        self.resets.append(key if user is None else f"{key}|{user}")
 
 
 @dataclass
@@ -304,7 +304,7 @@ async def test_reset_forgets_the_channel_conversation(clock: FakeClock) -> None:
     ctx = FakeContext(FakeApps(clock), settings(reset_command="forget"))
     channel = make_channel(screen, discord.TextChannel)
     await responder_for(ctx).respond(make_message(f"<@{ME}> /forget", channel, mentions=(ME,)), Trigger.MENTION, ME)
-    assert ctx.apps.resets == ["discord:1:42"] and not ctx.apps.calls
+    assert ctx.apps.resets == ["discord:1:42|discord:7"] and not ctx.apps.calls  # only the author's own
     assert screen.contents() == [RESET_DONE]
 
 
