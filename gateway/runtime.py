@@ -126,7 +126,8 @@ class Gateway:
             queue=queue,
             metrics=metrics,
             dify=dify,
-            locks=ConversationLocks(store, clock),
+            # A crashed answer frees its conversation as soon as its job can be taken over.
+            locks=ConversationLocks(store, clock, lease=settings.job_lease),
             workers=JobWorkers(
                 store=store,
                 queue=queue,

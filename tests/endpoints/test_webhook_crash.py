@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,8 @@ from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
-from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY, free_port, live_server
+from tests.support.gateway import ADMIN_TOKEN, free_port, live_server
+from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 from tests.support.webhooks import Receiver, signed_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -28,40 +28,17 @@ pytestmark = [pytest.mark.anyio, pytest.mark.live]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def start(env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
-async def healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-        try:
-            if (await client.get(f"{base}/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not start")
-
-
 async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-        "GATEWAY_STORE": f"sqlite:///{tmp_path / 'gw.db'}",
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_SECRET_KEY": SECRET_KEY,
-        "GATEWAY_PUBLIC_URL": base,
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_JOB_LEASE": "1.5",
-        "GATEWAY_JOB_POLL_INTERVAL": "0.1",
-        "GATEWAY_CALLBACK_ALLOW_HOSTS": "127.0.0.1",
-        "GATEWAY_CALLBACK_ALLOW_HTTP": "true",
-        "GATEWAY_LOG_LEVEL": "warning",
-    }
+    env = gateway_env(
+        GATEWAY_STORE=f"sqlite:///{tmp_path / 'gw.db'}",
+        GATEWAY_PUBLIC_URL=base,
+        GATEWAY_JOB_LEASE="1.5",
+        GATEWAY_JOB_POLL_INTERVAL="0.1",
+        GATEWAY_CALLBACK_ALLOW_HOSTS="127.0.0.1",
+        GATEWAY_CALLBACK_ALLOW_HTTP="true",
+    )
     receiver = Receiver(secret="")
     slow = SimulatorConfig(first_token_latency=1.0, tokens_per_second=20)
     async with (
@@ -78,10 +55,10 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
             await setup.aclose()
         receiver.secret = shown["secret"]
 
-        first = start(env)
+        first = start_gateway(env, port)
         second: subprocess.Popen[bytes] | None = None
         try:
-            await healthy(client, base, first)
+            await wait_healthy(client, base, first)
             body = json.dumps({"query": "survive", "user": "u", "callback_url": f"{receiver_base}/hook"}).encode()
             accepted = await client.post(url, content=body, headers=signed_headers(receiver.secret, body))
             assert accepted.status_code == 202
@@ -94,8 +71,8 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
             first.wait()
             assert receiver.received == []
 
-            second = start(env)
-            await healthy(client, base, second)
+            second = start_gateway(env, port)
+            await wait_healthy(client, base, second)
             await receiver.wait(1, timeout=30)
             await asyncio.sleep(1.0)  # nothing more arrives
             assert len(receiver.received) == 1
@@ -103,9 +80,5 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
             assert delivered["id"] == f"msg_{task_id}"
             assert delivered["payload"]["data"]["answer"] == "You said: survive"
         finally:
-            for proc in (first, second):
-                if proc is not None and proc.poll() is None:
-                    proc.terminate()
-                    proc.wait(timeout=10)
-                if proc is not None and proc.stderr:
-                    proc.stderr.close()
+            stop(first)
+            stop(second)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,8 +15,9 @@ from pydantic import SecretStr
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
 from gateway.settings import Settings
-from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY, free_port
+from tests.support.gateway import ADMIN_TOKEN, free_port
 from tests.support.gateway_process import crashy
+from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
 
@@ -37,49 +36,23 @@ def redis_db(redis_url: str) -> Iterator[str]:
     client.close()
 
 
-def start_gateway(env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tests.support.gateway_process"],
-        cwd=ROOT,
-        env={**env, "GATEWAY_PORT": str(port)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-async def wait_healthy(client: httpx.AsyncClient, port: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        if proc.poll() is not None:
-            raise AssertionError(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            if (await client.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError("gateway did not start")
-
-
 async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: str) -> None:
     ports = [free_port(), free_port()]
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
-        "GATEWAY_STORE": redis_db,
-        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
-        "GATEWAY_SECRET_KEY": SECRET_KEY,
-        "GATEWAY_JOB_LEASE": "1.5",
-        "GATEWAY_JOB_POLL_INTERVAL": "0.1",
-        "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{ports[0]}",
-    }
+    env = gateway_env(
+        GATEWAY_STORE=redis_db,
+        GATEWAY_JOB_LEASE="1.5",
+        GATEWAY_JOB_POLL_INTERVAL="0.1",
+        GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
+    )
     settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
     registry = PluginRegistry([crashy])
     gateway = await Gateway.open(settings, registry=registry)
-    procs = [start_gateway(env, port) for port in ports]
+    procs = [start_gateway(env, port, module="tests.support.gateway_process") for port in ports]
     try:
         record, url = await gateway.endpoints.create("crashy", [], {})
         async with httpx.AsyncClient(timeout=10) as client:
             for proc, port in zip(procs, ports, strict=True):
-                await wait_healthy(client, port, proc)
+                await wait_healthy(client, f"http://127.0.0.1:{port}", proc)
             accepted = await client.post(f"{url}/start", content=b"3")
             assert accepted.status_code == 202
             job_id = accepted.json()["job"]
@@ -111,9 +84,5 @@ async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: s
         assert await storage.get("effect") == str(survivor.pid)
     finally:
         for proc in procs:
-            if proc.poll() is None:
-                proc.terminate()
-                proc.wait(timeout=10)
-            if proc.stderr:
-                proc.stderr.close()
+            stop(proc)
         await gateway.aclose()

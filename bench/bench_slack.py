@@ -1,0 +1,252 @@
+"""Benchmark: verified Slack event acks per second, the gateway's slack endpoint vs slack_bolt.
+
+    python bench/bench_slack.py [--duration 10] [--concurrency 50] [--store sqlite|redis]
+
+Both servers run as separate uvicorn processes (one at a time), and the load comes from this
+process over loopback with 50 concurrent keep-alive connections. Every request is a distinct
+`app_mention` event (its own `event_id`, so nothing is deduplicated away), signed with
+slack_sdk's `SignatureVerifier` moments before it is sent.
+
+- gateway: the production app with a slack endpoint. Each ack verifies the v0 signature,
+  classifies the event and durably enqueues the answer job (an SQLite or Redis write) before
+  answering 200. Job workers are off in that process, so the answers (which would call Dify and
+  Slack) don't compete with the ack path being measured; the jobs stay queued, and their count
+  is checked against the acks.
+- bolt: slack_bolt's `AsyncApp` behind its Starlette adapter (`AsyncSlackRequestHandler`),
+  verifying the same signature and acking from an `app_mention` listener (in memory, nothing
+  durable: Bolt has no queue).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_echo import free_port, start_redis, stop, wait_up  # noqa: E402
+from bench.loadgen import Result, ratio_line  # noqa: E402
+
+ADMIN = "bench-admin-" + "x" * 32
+SECRET = "bench-secret-" + "y" * 40
+SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
+BOT_TOKEN = "xoxb-bench-token"
+
+
+# -- the servers (this script re-runs itself with --serve) ----------------------------------------
+
+
+def serve_gateway(port: int) -> None:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import Settings, bootstrap
+
+    settings = bootstrap(Settings.from_env(os.environ)).settings
+    app = create_app(settings, run_workers=False)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def serve_bolt(port: int) -> None:
+    import uvicorn
+    from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+    from slack_bolt.async_app import AsyncApp
+    from slack_bolt.authorization import AuthorizeResult
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def authorize(enterprise_id: str | None, team_id: str | None, **_: object) -> AuthorizeResult:
+        # What an installation store would answer, without a network call (no auth.test).
+        return AuthorizeResult(
+            enterprise_id=enterprise_id, team_id=team_id, bot_token=BOT_TOKEN, bot_user_id="UBOT", bot_id="BBOT"
+        )
+
+    bolt = AsyncApp(signing_secret=SIGNING_SECRET, authorize=authorize)
+
+    @bolt.event("app_mention")
+    async def on_mention(ack: object, body: dict[str, object]) -> None:
+        await ack()  # type: ignore[operator]
+
+    handler = AsyncSlackRequestHandler(bolt)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def health(request: Request) -> Response:
+        return Response(b"ok")
+
+    app = Starlette(routes=[Route("/slack/events", events, methods=["POST"]), Route("/", health)])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- load -----------------------------------------------------------------------------------------
+
+
+def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
+    from slack_sdk.signature import SignatureVerifier
+
+    n = next(counter)
+    body = json.dumps(
+        {
+            "token": "legacy",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event_id": f"EvBENCH{n:010d}",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_mention",
+                "user": "U1",
+                "text": "<@UBOT> how fast are you?",
+                "ts": f"1700000000.{n:06d}",
+                "channel": "C1",
+                "team": "T1",
+            },
+            "authorizations": [{"team_id": "T1", "user_id": "UBOT", "is_bot": True}],
+        }
+    ).encode()
+    ts = str(int(time.time()))
+    signature = SignatureVerifier(SIGNING_SECRET).generate_signature(timestamp=ts, body=body) or ""
+    headers = {"content-type": "application/json", "x-slack-request-timestamp": ts, "x-slack-signature": signature}
+    return body, headers
+
+
+async def run_events(name: str, url: str, *, concurrency: int, duration: float, warmup: float = 1.0) -> Result:
+    """Closed loop like `bench.loadgen.run_load`, but every request is a fresh signed event."""
+    counter = itertools.count()
+    latencies: list[float] = []
+    errors = count = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+        start = time.perf_counter()
+        measure_from, stop_at = start + warmup, start + warmup + duration
+
+        async def worker() -> None:
+            nonlocal errors, count
+            while time.perf_counter() < stop_at:
+                body, headers = signed_event(counter)
+                t0 = time.perf_counter()
+                try:
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                        ok = response.status == 200
+                except aiohttp.ClientError:
+                    ok = False
+                t1 = time.perf_counter()
+                if t0 >= measure_from:
+                    count += 1
+                    latencies.append(t1 - t0)
+                    errors += 0 if ok else 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = min(time.perf_counter(), stop_at) - measure_from
+    result = Result(name, count, errors, elapsed, latencies)
+    result.sent = next(counter)  # type: ignore[attr-defined]
+    return result
+
+
+async def make_endpoint(env: dict[str, str]) -> str:
+    from gateway.apps import AppIn
+    from gateway.runtime import Gateway
+    from gateway.settings import Settings
+
+    gateway = await Gateway.open(Settings.from_env(env))
+    try:
+        await gateway.apps.add(AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key="app-bench", mode="chat"))
+        settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
+        _, url = await gateway.endpoints.create("slack", ["bench"], settings)
+        return url
+    finally:
+        await gateway.aclose()
+
+
+def queued_jobs(db: Path) -> int:
+    with sqlite3.connect(db) as conn:
+        return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--serve", choices=["gateway", "bolt"], help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve == "gateway":
+        return serve_gateway(args.port)
+    if args.serve == "bolt":
+        return serve_bolt(args.port)
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-slack-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        db = workdir / "gw.db"
+        store = f"sqlite:///{db}"
+        if args.store == "redis":
+            redis_proc, store = start_redis(workdir)
+            procs.append(redis_proc)
+        port, bolt_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "GATEWAY_STORE": store,
+            "GATEWAY_ADMIN_TOKEN": ADMIN,
+            "GATEWAY_SECRET_KEY": SECRET,
+            "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            "GATEWAY_RATE_LIMIT_PER_MINUTE": "0",
+            "GATEWAY_LOG_LEVEL": "warning",
+        }
+        url = asyncio.run(make_endpoint(env))
+        me = [sys.executable, str(Path(__file__).resolve())]
+
+        bolt = subprocess.Popen([*me, "--serve", "bolt", "--port", str(bolt_port)], env=env)
+        procs.append(bolt)
+        wait_up(f"http://127.0.0.1:{bolt_port}/", bolt)
+        bolt_result = asyncio.run(
+            run_events(
+                "slack_bolt AsyncApp",
+                f"http://127.0.0.1:{bolt_port}/slack/events",
+                concurrency=args.concurrency,
+                duration=args.duration,
+            )
+        )
+        stop(bolt)
+
+        gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
+        procs.append(gateway)
+        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
+        gateway_result = asyncio.run(
+            run_events(f"gateway slack ({args.store})", url, concurrency=args.concurrency, duration=args.duration)
+        )
+        stop(gateway)
+
+        print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, distinct event_ids")
+        print(bolt_result.row())
+        print(gateway_result.row())
+        print(ratio_line(gateway_result, bolt_result))
+        if args.store == "sqlite":
+            sent = gateway_result.sent  # type: ignore[attr-defined]
+            print(f"gateway jobs queued durably: {queued_jobs(db)} for {sent} events sent (warm-up included)")
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

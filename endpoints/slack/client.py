@@ -1,0 +1,216 @@
+"""The Slack Web API as the answering jobs use it: slack_sdk's `AsyncWebClient`, one aiohttp
+session per job, 429s honoured on the injected clock, failures mapped to job outcomes.
+
+`SlackOut` posts, edits and streams the messages of one answer in one thread and keeps their
+timestamps in endpoint storage under the job's id, so a job that runs again after a crash edits
+the messages it already posted instead of posting a second answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from endpoints.slack.settings import SlackSettings
+from endpoints.slack.throttle import retry_after_seconds
+from gateway.plugin import Clock, Context, JobError, RetryJob, Storage
+
+__all__ = ["ClockRateLimitHandler", "Posted", "SlackOut", "bot_user_id", "open_client", "slack_failures"]
+
+# Errors no retry will fix: the token, the scopes or the channel are wrong.
+FATAL_ERRORS = frozenset(
+    {
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "token_revoked",
+        "token_expired",
+        "missing_scope",
+        "no_permission",
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "team_access_not_granted",
+        "restricted_action",
+        "ekm_access_denied",
+    }
+)
+MESSAGE_LOG_TTL = 2 * 24 * 3600.0
+BOT_USER_TTL = 24 * 3600.0
+
+
+class ClockRateLimitHandler(AsyncRetryHandler):
+    """Retries a 429 after its `Retry-After`, waiting on the gateway's clock (slack_sdk's own
+    handler sleeps on asyncio with jitter, which tests could not control)."""
+
+    def __init__(self, clock: Clock, max_retry_count: int = 3) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._clock = clock
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        return response is not None and response.status_code == 429
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        state.next_attempt_requested = True
+        await self._clock.sleep(retry_after_seconds(_retry_after(response.headers if response else None)))
+        state.increment_current_attempt()
+
+
+@contextlib.asynccontextmanager
+async def open_client(settings: SlackSettings, clock: Clock) -> AsyncIterator[AsyncWebClient]:
+    """An `AsyncWebClient` on its own aiohttp session, closed when the job is done."""
+    if settings.bot_token is None:
+        raise JobError("bot_token is not set on this endpoint")
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield AsyncWebClient(
+            token=settings.bot_token.get_secret_value(),
+            base_url=settings.api_base_url + "/",
+            session=session,
+            timeout=30,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), ClockRateLimitHandler(clock)],
+        )
+
+
+def _retry_after(headers: Any) -> str | None:
+    for name, value in dict(headers or {}).items():
+        if name.lower() == "retry-after":
+            return str(value[0] if isinstance(value, list) else value)
+    return None
+
+
+@contextlib.asynccontextmanager
+async def slack_failures(ctx: Context) -> AsyncIterator[None]:
+    """Map Slack failures to job outcomes: retry what may pass, dead-letter what can't."""
+    try:
+        yield
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "unknown_error")
+        if exc.response.status_code == 429 or error == "ratelimited":
+            raise RetryJob("Slack rate limit", after=retry_after_seconds(_retry_after(exc.response.headers))) from None
+        if error in FATAL_ERRORS:
+            ctx.logger.error("Slack refused the answer: %s (check the bot token, scopes and channel)", error)
+            raise JobError(f"Slack refused: {error}") from None
+        raise RetryJob(f"Slack API error: {error}") from None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise RetryJob(f"Slack unreachable: {exc.__class__.__name__}") from None
+
+
+async def bot_user_id(client: AsyncWebClient, storage: Storage) -> str | None:
+    """The bot's own user id (`auth.test`), cached for a day."""
+    cached = await storage.get("bot_user_id")
+    if cached:
+        return cached
+    found = (await client.auth_test()).get("user_id")
+    if isinstance(found, str) and found:
+        await storage.set("bot_user_id", found, ttl=BOT_USER_TTL)
+        return found
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    ts: str
+    kind: str  # "post" (a regular message) or "stream" (a natively streamed one)
+
+
+class SlackOut:
+    """The messages of one answer in one thread."""
+
+    def __init__(self, client: AsyncWebClient, storage: Storage, job_id: str, channel: str, thread_ts: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.thread_ts = thread_ts
+        self._storage = storage
+        self._key = f"out:{job_id}"
+        self.posted: list[Posted] = []
+
+    async def load(self) -> list[Posted]:
+        """Messages an earlier attempt of this job posted."""
+        raw = await self._storage.get(self._key)
+        self.posted = [Posted(ts, kind) for ts, kind in json.loads(raw)] if raw else []
+        return list(self.posted)
+
+    async def _remember(self, ts: str, kind: str) -> None:
+        self.posted.append(Posted(ts, kind))
+        await self._save()
+
+    async def _save(self) -> None:
+        data = json.dumps([[p.ts, p.kind] for p in self.posted])
+        await self._storage.set(self._key, data, ttl=MESSAGE_LOG_TTL)
+
+    @staticmethod
+    def _blocks(text: str) -> list[dict[str, Any]]:
+        # A section block, not bare text: edits of blocks don't show "(edited)".
+        return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
+
+    async def post(self, text: str) -> str:
+        response = await self.client.chat_postMessage(
+            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=self._blocks(text)
+        )
+        ts = str(response["ts"])
+        await self._remember(ts, "post")
+        return ts
+
+    async def update(self, ts: str, text: str) -> None:
+        await self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=self._blocks(text))
+
+    async def forget(self, ts: str) -> None:
+        """Delete a message of an earlier attempt (best effort: it may be gone already)."""
+        with contextlib.suppress(SlackApiError):
+            await self.client.chat_delete(channel=self.channel, ts=ts)
+        self.posted = [p for p in self.posted if p.ts != ts]
+        await self._save()
+
+    async def start_stream(self, markdown: str, *, team: str | None, user: str | None) -> str:
+        response = await self.client.chat_startStream(
+            channel=self.channel,
+            thread_ts=self.thread_ts,
+            markdown_text=markdown,
+            recipient_team_id=team,
+            recipient_user_id=user,
+        )
+        ts = str(response["ts"])
+        await self._remember(ts, "stream")
+        return ts
+
+    async def append_stream(self, ts: str, markdown: str) -> None:
+        await self.client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=markdown)
+
+    async def stop_stream(self, ts: str, markdown: str | None = None) -> None:
+        await self.client.chat_stopStream(channel=self.channel, ts=ts, markdown_text=markdown)
+
+    async def set_status(self, status: str) -> bool:
+        """The assistant "is thinking…" status; only assistant threads have one (best effort)."""
+        try:
+            await self.client.assistant_threads_setStatus(
+                channel_id=self.channel, thread_ts=self.thread_ts, status=status
+            )
+        except SlackApiError:
+            return False
+        return True

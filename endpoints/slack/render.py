@@ -1,0 +1,231 @@
+"""Text between Slack and Dify, pure: Markdown to mrkdwn, splitting at Slack's limits, Slack markup
+to plain text.
+
+- `to_mrkdwn`: Dify answers in Markdown; Slack's `text` and section blocks speak mrkdwn. `&`, `<`
+  and `>` are escaped everywhere, so an answer can never ping `<!channel>` or forge a link.
+- `split_message`: a message longer than the limit is split at a paragraph, line, sentence or
+  word boundary, never inside a `<link|label>` or an `&amp;` entity, and a code block cut in two
+  is closed and reopened, so every part renders on its own.
+- `cut_point` and `fence_open` are the pieces native streaming uses to split an append-only text.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    "MIN_LIMIT",
+    "cut_point",
+    "fence_open",
+    "hide_reasoning",
+    "is_reset",
+    "last_break",
+    "slack_to_plain",
+    "split_message",
+    "to_mrkdwn",
+]
+
+MIN_LIMIT = 100  # below this a closing and reopening fence would eat most of a part
+FENCE = "```"
+_CLOSE = "\n" + FENCE
+_REOPEN = FENCE + "\n"
+# Where a part may end, best first; the offset keeps the sentence's full stop in the first part.
+_SEPARATORS = (("\n\n", 0), ("\n", 0), (". ", 1), (" ", 0))
+_ENTITY = re.compile(r"&(?:amp|lt|gt);")
+
+
+# -- Markdown to mrkdwn --------------------------------------------------------------------------
+
+_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)[\s#]*$")
+_BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
+_QUOTE = re.compile(r"^\s{0,3}>\s?(.*)$")
+_INLINE = re.compile(
+    r"(?P<code>```.+?```|`[^`]+`)"
+    r"|(?P<link>!?\[(?P<label>[^\]]+)\]\((?P<url>[^)\s]+)(?:\s+\"[^\"]*\")?\))"
+    r"|(?P<auto><(?P<aurl>(?:https?|mailto):[^>\s]+)>)"
+)
+_BOLD_ITALIC = re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*")
+_BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
+_ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
+_STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
+_THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
+_THINK_OPEN = "<think>"
+_BOLD_MARK = "\x01"  # stands for mrkdwn's `*` while single `*` italics are converted
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _is_fence(line: str) -> bool:
+    """A line that opens or closes a code block (not one holding a whole ```inline``` span)."""
+    stripped = line.strip()
+    return stripped.startswith(FENCE) and FENCE not in stripped[3:]
+
+
+def _emphasis(text: str) -> str:
+    text = _BOLD_ITALIC.sub(lambda m: f"{_BOLD_MARK}_{m.group(1)}_{_BOLD_MARK}", text)
+    text = _BOLD.sub(lambda m: _BOLD_MARK + m.group(2) + _BOLD_MARK, text)
+    text = _ITALIC.sub(r"_\1_", text)
+    text = _STRIKE.sub(r"~\1~", text)
+    return text.replace(_BOLD_MARK, "*")
+
+
+def _url(url: str) -> str:
+    # `|` and `>` end a Slack link; percent-encoding keeps the URL working.
+    return url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C").replace("&", "&amp;")
+
+
+def _inline(text: str) -> str:
+    out: list[str] = []
+    pos = 0
+    for match in _INLINE.finditer(text):
+        out.append(_emphasis(_escape(text[pos : match.start()])))
+        if match.group("code") is not None:
+            out.append(_escape(match.group("code")))
+        elif match.group("link") is not None:
+            out.append(f"<{_url(match.group('url'))}|{_escape(match.group('label'))}>")
+        else:
+            out.append(f"<{_url(match.group('aurl'))}>")
+        pos = match.end()
+    out.append(_emphasis(_escape(text[pos:])))
+    return "".join(out)
+
+
+def _line(line: str) -> str:
+    if heading := _HEADING.match(line):
+        title = heading.group(1).replace("**", "").replace("__", "")
+        return f"*{_inline(title)}*" if title else ""
+    if quote := _QUOTE.match(line):
+        return ">" + _inline(quote.group(1))  # a literal `>` starts a mrkdwn quote
+    if bullet := _BULLET.match(line):
+        return f"{bullet.group(1)}• {_inline(bullet.group(2))}"
+    return _inline(line)
+
+
+def to_mrkdwn(markdown: str) -> str:
+    """Render Markdown as Slack mrkdwn (bold, italics, strike, links, headings, lists, code)."""
+    out: list[str] = []
+    in_code = False
+    for line in markdown.replace(_BOLD_MARK, "").split("\n"):
+        if _is_fence(line):
+            in_code = not in_code
+            out.append(FENCE)  # the language tag would show as text in Slack
+        elif in_code:
+            out.append(_escape(line))
+        else:
+            out.append(_line(line))
+    return "\n".join(out)
+
+
+def hide_reasoning(text: str, *, partial: bool = False) -> str:
+    """Drop `<think>…</think>` blocks, and one still open at the end.
+
+    With `partial` (a text still growing), a trailing start of `<think>` is held back too, so
+    what is shown only ever grows.
+    """
+    text = _THINK.sub("", text)
+    start = text.find(_THINK_OPEN)
+    if start >= 0:
+        return text[:start]
+    if partial:
+        for size in range(len(_THINK_OPEN) - 1, 0, -1):
+            if text.endswith(_THINK_OPEN[:size]):
+                return text[:-size]
+    return text
+
+
+# -- splitting ----------------------------------------------------------------------------------
+
+
+def fence_open(text: str) -> bool:
+    """True when `text` ends inside a code block."""
+    return sum(1 for line in text.split("\n") if _is_fence(line)) % 2 == 1
+
+
+def _safe(text: str, cut: int, floor: int) -> int:
+    """Move `cut` back out of a `<…>` token or an `&…;` entity, unless that leaves too little."""
+    start = text.rfind("<", 0, cut)
+    if start > text.rfind(">", 0, cut) and start >= floor:
+        cut = start
+    amp = text.rfind("&", max(0, cut - 4), cut)
+    entity = _ENTITY.match(text, amp) if amp >= floor else None
+    if entity is not None and entity.end() > cut:
+        cut = amp
+    return cut
+
+
+def last_break(text: str, room: int, floor: int = 1) -> int | None:
+    """The best boundary to end a piece of `text` within `room` characters, at or after `floor`:
+    paragraph, line, sentence, word (never inside a `<…>` token or an entity); None if none."""
+    window = text[:room]
+    for separator, offset in _SEPARATORS:
+        at = window.rfind(separator)
+        if at >= floor:
+            return _safe(text, at + offset, floor)
+    return None
+
+
+def cut_point(text: str, room: int) -> int:
+    """Where to end a piece of `text` that may hold at most `room` characters.
+
+    The best boundary in the second half of the window wins; without one the cut is hard at
+    `room`. The result is between `room // 2` and `room`.
+    """
+    if len(text) <= room:
+        return len(text)
+    floor = max(1, room // 2)
+    found = last_break(text, room, floor)
+    return _safe(text, room, floor) if found is None else found
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Split `text` into parts of at most `limit` characters that each render on their own.
+
+    Blank text gives no parts. A code block cut in two is closed at the end of one part and
+    reopened at the start of the next.
+    """
+    if limit < MIN_LIMIT:
+        raise ValueError(f"limit must be at least {MIN_LIMIT}")
+    rest = text.strip()
+    parts: list[str] = []
+    while len(rest) > limit:
+        cut = cut_point(rest, limit - len(_CLOSE))  # room for a closing fence
+        head, rest = rest[:cut], rest[cut:]
+        if fence_open(head):
+            parts.append(head.rstrip("\n") + _CLOSE)
+            rest = _REOPEN + rest.lstrip("\n")
+        else:
+            parts.append(head.rstrip())
+            rest = rest.lstrip()
+    if rest:
+        parts.append(rest)
+    return parts
+
+
+# -- Slack to Dify ------------------------------------------------------------------------------
+
+_LABELLED_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)\|([^>]+)>")
+_LINK = re.compile(r"<((?:https?|mailto):[^|>]+)>")
+_CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^>]*)>")
+_SPECIAL = re.compile(r"<!(here|channel|everyone)(?:\|[^>]*)?>")
+
+
+def slack_to_plain(text: str, bot_user_id: str | None) -> str:
+    """The message as the Dify app should read it: the bot's mentions removed, links and
+    channel names spelled out, entities decoded. Other people's mentions stay as `<@U…>`."""
+    if bot_user_id:
+        text = re.sub(rf"<@{re.escape(bot_user_id)}(?:\|[^>]*)?>[ \t]?", "", text)
+    text = _LABELLED_LINK.sub(
+        lambda m: m.group(1) if m.group(2) == m.group(1) else f"{m.group(2)} ({m.group(1)})", text
+    )
+    text = _LINK.sub(r"\1", text)
+    text = _CHANNEL.sub(r"#\1", text)
+    text = _SPECIAL.sub(r"@\1", text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return text.strip()
+
+
+def is_reset(text: str) -> bool:
+    """True when the message (mention removed) is the `reset` command."""
+    return text.strip().strip(".!").lower() == "reset"

@@ -1,0 +1,58 @@
+"""Real gateway processes for crash and replica tests: start one, wait until it serves, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gateway_env(**values: str) -> dict[str, str]:
+    """This environment without the developer's GATEWAY_* variables, plus test secrets and `values`."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GATEWAY_")},
+        "GATEWAY_ADMIN_TOKEN": ADMIN_TOKEN,
+        "GATEWAY_SECRET_KEY": SECRET_KEY,
+        "GATEWAY_LOG_LEVEL": "warning",
+        **values,
+    }
+
+
+def start_gateway(env: dict[str, str], port: int, module: str = "gateway") -> subprocess.Popen[bytes]:
+    """`python -m gateway serve` (or another module's `main`) listening on `port`."""
+    command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else [])]
+    return subprocess.Popen(
+        command, cwd=ROOT, env={**env, "GATEWAY_PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+async def wait_healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Popen[bytes]) -> None:
+    """Until `base/healthz` answers; fails with the process's stderr if it exits first."""
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise AssertionError(f"gateway exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            if (await client.get(f"{base}/healthz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.05)
+    raise AssertionError("gateway did not start")
+
+
+def stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.terminate()
+        proc.wait(timeout=10)
+    if proc.stderr:
+        proc.stderr.close()
