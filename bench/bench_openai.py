@@ -26,7 +26,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -34,65 +33,13 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import Result, ratio_line, run_load  # noqa: E402
+from bench.loadgen import ratio_line, run_load, ttft_lines  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 from gateway.apps import AppIn  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 ANSWER = "The quick brown fox jumps over the lazy dog, twice: the quick brown fox jumps over the lazy dog."
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
-
-
-async def stream_load(
-    name: str,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    first: bytes,
-    *,
-    concurrency: int,
-    duration: float,
-    warmup: float = 1.0,
-) -> tuple[Result, list[float]]:
-    """Like `loadgen.run_load`, reading SSE line by line: (throughput and latency, first-token times)."""
-    latencies: list[float] = []
-    ttfts: list[float] = []
-    errors = count = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        start = time.perf_counter()
-        measure_from = start + warmup
-        stop_at = measure_from + duration
-
-        async def worker() -> None:
-            nonlocal errors, count
-            while time.perf_counter() < stop_at:
-                t0 = time.perf_counter()
-                seen: float | None = None
-                ok = False
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        async for line in response.content:
-                            if seen is None and first in line:
-                                seen = time.perf_counter()
-                        ok = response.status == 200 and seen is not None
-                except aiohttp.ClientError:
-                    ok = False
-                t1 = time.perf_counter()
-                if t0 >= measure_from:
-                    count += 1
-                    latencies.append(t1 - t0)
-                    if ok and seen is not None:
-                        ttfts.append(seen - t0)
-                    errors += 0 if ok else 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = min(time.perf_counter(), stop_at) - measure_from
-    return Result(name, count, errors, elapsed, latencies), ttfts
 
 
 async def make_endpoint(settings: Settings, sim_port: int) -> tuple[str, str]:
@@ -162,11 +109,16 @@ async def main_async(args: argparse.Namespace) -> None:
 
         direct = await run_load("simulator blocking", sim_url, body=sim_body("blocking"), headers=sim_headers, **load)
         through = await run_load("openai stream:false", gw_url, body=gw_body(False), headers=gw_headers, **load)
-        direct_s, direct_ttft = await stream_load(
-            "simulator streaming", sim_url, sim_body("streaming"), sim_headers, b'"event": "message"', **load
+        direct_s = await run_load(
+            "simulator streaming",
+            sim_url,
+            body=sim_body("streaming"),
+            headers=sim_headers,
+            first_marker=b'"event": "message"',
+            **load,
         )
-        through_s, through_ttft = await stream_load(
-            "openai stream:true", gw_url, gw_body(True), gw_headers, b'"content":"', **load
+        through_s = await run_load(
+            "openai stream:true", gw_url, body=gw_body(True), headers=gw_headers, first_marker=b'"content":"', **load
         )
 
         print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, 1 gateway process")
@@ -178,17 +130,8 @@ async def main_async(args: argparse.Namespace) -> None:
         print("  " + direct_s.row())
         print("  " + through_s.row())
         print("  " + ratio_line(through_s, direct_s))
-        d50, d99, g50, g99 = (
-            pct(direct_ttft, 0.5),
-            pct(direct_ttft, 0.99),
-            pct(through_ttft, 0.5),
-            pct(through_ttft, 0.99),
-        )
         print("time to first token (ms)")
-        print(f"  simulator direct   p50 {d50:7.2f}   p99 {d99:7.2f}")
-        print(f"  through openai     p50 {g50:7.2f}   p99 {g99:7.2f}")
-        print(f"  added by gateway   p50 {g50 - d50:7.2f}   p99 {g99 - d99:7.2f}", end="")
-        print(f"   (ratio p50 {g50 / d50:.2f}x, p99 {g99 / d99:.2f}x)")
+        print("\n".join(ttft_lines("openai", direct_s.ttfts, through_s.ttfts)))
     finally:
         for proc in procs:
             stop(proc)

@@ -32,16 +32,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import aiohttp
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_echo import free_port, start_redis, stop, wait_up  # noqa: E402
-from bench.loadgen import Result, ratio_line  # noqa: E402
+from bench.loadgen import ratio_line, run_load  # noqa: E402
+from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 
-ADMIN = "bench-admin-" + "x" * 32
-SECRET = "bench-secret-" + "y" * 40
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-bench-token"
 
@@ -126,39 +122,6 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-async def run_events(name: str, url: str, *, concurrency: int, duration: float, warmup: float = 1.0) -> Result:
-    """Closed loop like `bench.loadgen.run_load`, but every request is a fresh signed event."""
-    counter = itertools.count()
-    latencies: list[float] = []
-    errors = count = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
-        start = time.perf_counter()
-        measure_from, stop_at = start + warmup, start + warmup + duration
-
-        async def worker() -> None:
-            nonlocal errors, count
-            while time.perf_counter() < stop_at:
-                body, headers = signed_event(counter)
-                t0 = time.perf_counter()
-                try:
-                    async with session.post(url, data=body, headers=headers) as response:
-                        await response.read()
-                        ok = response.status == 200
-                except aiohttp.ClientError:
-                    ok = False
-                t1 = time.perf_counter()
-                if t0 >= measure_from:
-                    count += 1
-                    latencies.append(t1 - t0)
-                    errors += 0 if ok else 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = min(time.perf_counter(), stop_at) - measure_from
-    result = Result(name, count, errors, elapsed, latencies)
-    result.sent = next(counter)  # type: ignore[attr-defined]
-    return result
-
-
 async def make_endpoint(env: dict[str, str]) -> str:
     from gateway.apps import AppIn
     from gateway.runtime import Gateway
@@ -201,37 +164,26 @@ def main() -> None:
             redis_proc, store = start_redis(workdir)
             procs.append(redis_proc)
         port, bolt_port = free_port(), free_port()
-        env = {
-            **os.environ,
-            "GATEWAY_STORE": store,
-            "GATEWAY_ADMIN_TOKEN": ADMIN,
-            "GATEWAY_SECRET_KEY": SECRET,
-            "GATEWAY_PUBLIC_URL": f"http://127.0.0.1:{port}",
-            "GATEWAY_RATE_LIMIT_PER_MINUTE": "0",
-            "GATEWAY_LOG_LEVEL": "warning",
-        }
+        env = gateway_env(store, port)
         url = asyncio.run(make_endpoint(env))
         me = [sys.executable, str(Path(__file__).resolve())]
 
         bolt = subprocess.Popen([*me, "--serve", "bolt", "--port", str(bolt_port)], env=env)
         procs.append(bolt)
         wait_up(f"http://127.0.0.1:{bolt_port}/", bolt)
-        bolt_result = asyncio.run(
-            run_events(
-                "slack_bolt AsyncApp",
-                f"http://127.0.0.1:{bolt_port}/slack/events",
-                concurrency=args.concurrency,
-                duration=args.duration,
-            )
-        )
+        counter = itertools.count()
+
+        def events() -> tuple[bytes, dict[str, str]]:
+            return signed_event(counter)
+
+        load = {"request": events, "concurrency": args.concurrency, "duration": args.duration}
+        bolt_result = asyncio.run(run_load("slack_bolt AsyncApp", f"http://127.0.0.1:{bolt_port}/slack/events", **load))
         stop(bolt)
 
         gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
         procs.append(gateway)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        gateway_result = asyncio.run(
-            run_events(f"gateway slack ({args.store})", url, concurrency=args.concurrency, duration=args.duration)
-        )
+        gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
         stop(gateway)
 
         print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, distinct event_ids")
@@ -239,8 +191,7 @@ def main() -> None:
         print(gateway_result.row())
         print(ratio_line(gateway_result, bolt_result))
         if args.store == "sqlite":
-            sent = gateway_result.sent  # type: ignore[attr-defined]
-            print(f"gateway jobs queued durably: {queued_jobs(db)} for {sent} events sent (warm-up included)")
+            print(f"gateway jobs queued durably: {queued_jobs(db)} (one per distinct event sent, warm-up included)")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -29,6 +29,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.loadgen import ttft_lines  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 from gateway.apps import AppIn  # noqa: E402
 from gateway.runtime import Gateway  # noqa: E402
@@ -51,11 +52,6 @@ async def counted(request):
 app = Starlette(routes=[Route("/hook", hook, methods=["POST"]), Route("/count", counted)])
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
 """
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 async def first_token(
@@ -190,14 +186,8 @@ async def main_async(args: argparse.Namespace) -> None:
             await asyncio.gather(*(post_plain() for _ in range(args.callbacks)))
             plain_rate = args.callbacks / (time.perf_counter() - started)
 
-        added50, added99 = pct(gw, 0.5) - pct(base, 0.5), pct(gw, 0.99) - pct(base, 0.99)
         print(f"\nTime to first token, {args.streams} concurrent streams x {args.rounds} rounds (ms)")
-        print(f"  simulator direct   p50 {pct(base, 0.5):7.1f}   p99 {pct(base, 0.99):7.1f}")
-        print(f"  through webhook    p50 {pct(gw, 0.5):7.1f}   p99 {pct(gw, 0.99):7.1f}")
-        print(
-            f"  added by gateway   p50 {added50:7.1f}   p99 {added99:7.1f}"
-            f"   (ratio p50 {pct(gw, 0.5) / pct(base, 0.5):.2f}x, p99 {pct(gw, 0.99) / pct(base, 0.99):.2f}x)"
-        )
+        print("\n".join(ttft_lines("webhook", base, gw)))
         print(f"\nCallbacks to a loopback receiver ({args.callbacks}, each answered by the simulator first)")
         print(f"  signed callbacks   {cb_rate:7.0f}/s   delivered {delivered}/{args.callbacks}")
         print(f"  plain POST loop    {plain_rate:7.0f}/s   (receiver ceiling)   ratio {cb_rate / plain_rate:.2f}x")

@@ -2,16 +2,30 @@
 
 `concurrency` workers each send a request, wait for the whole answer, and send the next, for
 `duration` seconds after a warm-up; requests per second and latency percentiles are reported.
+With `first_marker`, the answer is read line by line and the time to the first line containing
+the marker is kept too (time to first token of a stream).
 """
 
 from __future__ import annotations
 
 import asyncio
-import statistics
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import aiohttp
+
+__all__ = ["Result", "percentile", "ratio_line", "run_load", "ttft_lines"]
+
+RequestFactory = Callable[[], tuple[bytes, dict[str, str]]]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-quantile of `values` (seconds) in milliseconds; NaN when there are none."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
 @dataclass
@@ -21,16 +35,14 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    ttfts: list[float] = field(default_factory=list)
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
     def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+        return percentile(self.latencies, q)
 
     def row(self) -> str:
         return (
@@ -46,13 +58,17 @@ async def run_load(
     method: str = "POST",
     body: bytes = b'{"hello": "world"}',
     headers: dict[str, str] | None = None,
+    request: RequestFactory | None = None,
+    first_marker: bytes | None = None,
     concurrency: int = 50,
     duration: float = 10.0,
     warmup: float = 1.0,
     max_requests: int = 1_000_000,
 ) -> Result:
+    """Load `url`; `request`, when given, makes each request's (body, headers) (e.g. freshly signed)."""
     connector = aiohttp.TCPConnector(limit=concurrency)
     latencies: list[float] = []
+    ttfts: list[float] = []
     errors = 0
     count = 0
     async with aiohttp.ClientSession(connector=connector) as session:
@@ -60,28 +76,39 @@ async def run_load(
         measure_from = start + warmup
         stop_at = measure_from + duration
 
+        async def one() -> tuple[bool, float | None]:
+            data, sent_headers = request() if request else (body, headers or {})
+            t0 = time.perf_counter()
+            seen: float | None = None
+            async with session.request(method, url, data=data, headers=sent_headers) as response:
+                if first_marker is None:
+                    await response.read()
+                else:
+                    async for line in response.content:
+                        if seen is None and first_marker in line:
+                            seen = time.perf_counter() - t0
+                ok = response.status < 400 and (first_marker is None or seen is not None)
+            return ok, seen
+
         async def worker() -> None:
             nonlocal errors, count
-            while True:
-                now = time.perf_counter()
-                if now >= stop_at or count >= max_requests:
-                    return
+            while time.perf_counter() < stop_at and count < max_requests:
                 t0 = time.perf_counter()
                 try:
-                    async with session.request(method, url, data=body, headers=headers) as response:
-                        await response.read()
-                        ok = response.status < 400
+                    ok, seen = await one()
                 except aiohttp.ClientError:
-                    ok = False
+                    ok, seen = False, None
                 t1 = time.perf_counter()
                 if t0 >= measure_from:
                     count += 1
                     latencies.append(t1 - t0)
                     errors += 0 if ok else 1
+                    if seen is not None:
+                        ttfts.append(seen)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = min(time.perf_counter(), stop_at) - measure_from
-    return Result(name, count, errors, elapsed, latencies)
+    return Result(name, count, errors, elapsed, latencies, ttfts)
 
 
 def ratio_line(subject: Result, baseline: Result) -> str:
@@ -91,4 +118,17 @@ def ratio_line(subject: Result, baseline: Result) -> str:
     )
 
 
-__all__ = ["Result", "ratio_line", "run_load", "statistics"]
+def ttft_lines(label: str, direct: Sequence[float], through: Sequence[float]) -> list[str]:
+    """Time-to-first-token rows: the baseline, through the gateway, and what the gateway added."""
+    d50, d99, g50, g99 = (
+        percentile(direct, 0.5),
+        percentile(direct, 0.99),
+        percentile(through, 0.5),
+        percentile(through, 0.99),
+    )
+    return [
+        f"  simulator direct   p50 {d50:7.2f}   p99 {d99:7.2f}",
+        f"  through {label:<10} p50 {g50:7.2f}   p99 {g99:7.2f}",
+        f"  added by gateway   p50 {g50 - d50:7.2f}   p99 {g99 - d99:7.2f}"
+        f"   (ratio p50 {g50 / d50:.2f}x, p99 {g99 / d99:.2f}x)",
+    ]
