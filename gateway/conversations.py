@@ -24,23 +24,13 @@ from collections.abc import AsyncIterator
 from gateway.clock import Clock
 from gateway.storage.base import Store
 
-__all__ = ["ConversationLocks", "ConversationMap", "Conversation"]
+__all__ = ["ConversationLocks", "ConversationMap"]
 
 logger = logging.getLogger(__name__)
 
 
 def _h(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()[:32]
-
-
-class Conversation:
-    """What the map remembers for one (key, user)."""
-
-    __slots__ = ("conversation_id", "user")
-
-    def __init__(self, conversation_id: str, user: str) -> None:
-        self.conversation_id = conversation_id
-        self.user = user
 
 
 class ConversationMap:

@@ -9,6 +9,7 @@ URL again. Rotation mints a new token; the old one keeps working for a grace per
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -23,7 +24,7 @@ from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
 
-__all__ = ["EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
+__all__ = ["MAX_ROTATION_GRACE", "EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
 
 COLLECTION = "endpoints"
 TOKEN_PREFIX = "tok:"
@@ -31,6 +32,8 @@ TOKEN_PREFIX = "tok:"
 # changes made by another replica or the CLI reach this process within this many seconds.
 RESOLVE_CACHE_SECONDS = 1.0
 RESOLVE_CACHE_SIZE = 10_000
+# Longest grace a rotation may give the old URL: its expiry must fit a JSON number and a Redis TTL.
+MAX_ROTATION_GRACE = 366 * 24 * 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +348,11 @@ class EndpointService:
 
         URLs retired earlier keep their own expiry, but never past `grace` from now.
         """
+        grace = self._grace if grace is None else grace
+        if not (math.isfinite(grace) and grace <= MAX_ROTATION_GRACE):
+            raise BadRequest(f"the grace period must be at most {MAX_ROTATION_GRACE:.0f} seconds")
+        grace = max(0.0, grace)
         record = await self.get(endpoint_id)
-        grace = self._grace if grace is None else max(0.0, grace)
         now = self._clock.time()
         token = self._tokens.mint()
         new = self._token_ref(record.id, token)

@@ -6,10 +6,10 @@ import logging
 import math
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.exceptions import GatewayError, RateLimited, ValidationFailed
+from gateway.exceptions import BadRequest, GatewayError, RateLimited, ValidationFailed
 
 __all__ = ["error_payload", "error_response", "exception_handlers"]
 
@@ -55,6 +55,8 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
 
 
 async def _handle(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, ClientDisconnect):  # the client hung up mid-body: nothing failed here
+        exc = BadRequest("the client disconnected before the whole body arrived")
     if not isinstance(exc, GatewayError | HTTPException):
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
     elif isinstance(exc, GatewayError) and exc.status_code >= 500:
@@ -62,4 +64,5 @@ async def _handle(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
-exception_handlers = {GatewayError: _handle, HTTPException: _handle, Exception: _handle}
+# ClientDisconnect by name: the `Exception` handler runs in ServerErrorMiddleware, which re-raises.
+exception_handlers = {GatewayError: _handle, HTTPException: _handle, ClientDisconnect: _handle, Exception: _handle}

@@ -13,7 +13,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, replace
 
-from starlette.requests import Request as StarletteRequest
+from starlette.requests import ClientDisconnect, Request as StarletteRequest
 from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
 from starlette.types import Scope
 
@@ -105,9 +105,14 @@ class Ingress:
         if length is not None:
             if not length.isascii() or not length.isdigit():
                 raise BadRequest("invalid Content-Length")
-            if int(length) > cap:
+            # Length first: int() raises past 4300 digits, and 19 digits are more than any cap.
+            if len(length) > 18 or int(length) > cap:
                 raise PayloadTooLarge(f"the request body is larger than {cap} bytes")
-        return await request.body()
+        try:
+            return await request.body()
+        except ClientDisconnect:
+            # The client hung up mid-body: nobody reads the answer; not a plugin failure.
+            raise BadRequest("the client disconnected before the whole body arrived") from None
 
     def _inbound(self, request: StarletteRequest, record: EndpointRecord, trace: _Trace) -> Request:
         scope = request.scope

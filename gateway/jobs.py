@@ -248,7 +248,15 @@ class JobWorkers:
             await self.run_job(job)
 
     async def run_job(self, job: Job, emit: Emit = _discard) -> None:
-        """Run one claimed job to an outcome: done, retried or dead."""
+        """Run one claimed job to an outcome: done, retried or dead. Never raises but `CancelledError`."""
+        try:
+            await self._run_job(job, emit)
+        except Exception:
+            # The store failed while recording the outcome: the job runs again once its lease
+            # expires. Raising would end the worker loop (and with it every worker of the group).
+            logger.exception("recording the outcome of job %s (%s) failed", job.id, job.kind)
+
+    async def _run_job(self, job: Job, emit: Emit) -> None:
         handler = self._handlers.get(job.kind)
         heartbeat = asyncio.create_task(self._heartbeat(job), name=f"lease-{job.id}")
         outcome = "done"
@@ -260,7 +268,10 @@ class JobWorkers:
         except asyncio.CancelledError:
             # Shutting down: hand the job back now rather than after its lease runs out.
             outcome = "interrupted"
-            await asyncio.shield(self._store.job_retry(job.id, self.owner, self._clock.time(), "interrupted"))
+            try:
+                await asyncio.shield(self._store.job_retry(job.id, self.owner, self._clock.time(), "interrupted"))
+            except Exception:  # the cancellation must go on; the lease runs out instead
+                logger.exception("handing job %s back failed", job.id)
             raise
         except RetryJob as exc:
             outcome = await self._retry_or_die(job, str(exc), exc.after)

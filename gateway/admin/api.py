@@ -20,7 +20,7 @@ import gateway
 from gateway.admin import schemas as s
 from gateway.apps import AppIn, AppService, AppUpdate
 from gateway.endpoints import EndpointOptions
-from gateway.exceptions import BadRequest, ValidationFailed
+from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.runtime import Gateway
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
@@ -170,8 +170,6 @@ async def list_jobs(request: Request, gw: Gateway, _: None) -> Any:
 async def show_job(request: Request, gw: Gateway, _: None) -> Any:
     job = await gw.store.job_get(request.path_params["id"])
     if job is None:
-        from gateway.exceptions import NotFound
-
         raise NotFound("no such job")
     return s.job_out(job)
 
@@ -231,13 +229,9 @@ def _endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
 
 
 def admin_routes() -> list[BaseRoute]:
+    # One Route per method: Starlette answers 405 when a path matches but none of its methods do.
     routes: list[BaseRoute] = [Route("/openapi.json", openapi_endpoint, methods=["GET"])]
-    by_path: dict[str, list[AdminRoute]] = {}
-    for route in ADMIN_ROUTES:
-        by_path.setdefault(route.path, []).append(route)
-    for path, group in by_path.items():
-        for route in group:
-            routes.append(Route(path, _endpoint(route), methods=[route.method]))
+    routes += [Route(route.path, _endpoint(route), methods=[route.method]) for route in ADMIN_ROUTES]
     return routes
 
 

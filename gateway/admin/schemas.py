@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gateway.endpoints import MAX_ROTATION_GRACE
 from gateway.plugin import Plugin
 from gateway.storage.base import Job
 
@@ -61,7 +62,13 @@ class EndpointUpdate(BaseModel):
 
 
 class RotateIn(BaseModel):
-    grace_seconds: float | None = Field(default=None, ge=0, description="How long the old URL keeps working")
+    grace_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_ROTATION_GRACE,
+        allow_inf_nan=False,
+        description="How long the old URL keeps working",
+    )
 
 
 class ActionIn(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -205,6 +206,46 @@ async def test_compressed_bodies_and_bad_content_length_are_4xx(running: Running
     assert gz.status_code == 415
     bad = await running.client.post(path, content=b"", headers={"content-length": "abc"})
     assert bad.status_code == 400
+
+
+async def test_a_content_length_too_long_for_int_is_413(running: Running) -> None:
+    """int() refuses more than 4300 digits (a ValueError): that must not become a 500."""
+    path = await mint(running)
+    response = await running.client.post(path, content=b"", headers={"content-length": "9" * 5000})
+    assert response.status_code == 413
+
+
+async def test_a_client_gone_mid_body_is_a_4xx_and_no_plugin_failure(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = await mint(running)
+    messages: list[dict[str, object]] = [{"type": "http.request", "body": b"ab", "more_body": True}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gw.test")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gw.test", 80),
+    }
+    with caplog.at_level(logging.WARNING):
+        await running.app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_rate_limit_answers_429_with_retry_after(running: Running) -> None:

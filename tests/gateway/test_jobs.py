@@ -11,6 +11,7 @@ import pytest
 
 from endpoints.echo import plugin as echo
 from gateway.clock import FakeClock
+from gateway.exceptions import StoreError
 from gateway.jobs import JobQueue, JobWorkers, job_backoff
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
@@ -216,3 +217,64 @@ async def test_start_runs_here_and_relays_progress(store: SQLiteStore) -> None:
     assert not again.local
     assert [e async for e in again.events()] == []
     assert (await again.wait(timeout=1)) is not None
+
+
+async def test_worker_loop_survives_the_store_failing_while_recording_an_outcome(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store outage between running a job and recording it must not kill the worker (its lease expires)."""
+    clock = FakeClock()
+    ran: list[int] = []
+    second = asyncio.Event()
+
+    async def handler(job: Job, emit: Any) -> None:
+        ran.append(job.payload["n"])
+        if job.payload["n"] == 2:
+            second.set()
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreError("the store is unreachable")
+
+    complete, retry = store.job_complete, store.job_retry
+    monkeypatch.setattr(store, "job_complete", down)
+    monkeypatch.setattr(store, "job_retry", down)
+    pool = workers(store, clock, {"k": handler})
+    runner = asyncio.create_task(pool.run())
+    queue = JobQueue(store, clock)
+    await queue.enqueue("k", {"n": 1})
+    for _ in range(500):
+        if ran:
+            break
+        await asyncio.sleep(0.01)
+    monkeypatch.setattr(store, "job_complete", complete)
+    monkeypatch.setattr(store, "job_retry", retry)
+    await queue.enqueue("k", {"n": 2})
+    try:
+        await asyncio.wait_for(second.wait(), 5)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
+async def test_a_failed_hand_back_at_shutdown_still_cancels(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    started = asyncio.Event()
+
+    async def slow(job: Job, emit: Any) -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async def down(*args: Any, **kwargs: Any) -> bool:
+        raise StoreError("the store is unreachable")
+
+    pool = workers(store, clock, {"k": slow})
+    await JobQueue(store, clock).enqueue("k", {})
+    task = asyncio.create_task(pool.run_job(await claim(store, pool, clock)))
+    await started.wait()
+    monkeypatch.setattr(store, "job_retry", down)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -311,6 +312,38 @@ async def test_a_body_that_is_not_a_json_object_is_422(running: Running, raw: by
     response = await running.client.post(API + "/apps", content=raw, headers=headers)
     assert response.status_code == 422
     assert error_code(response) == "validation_failed"
+
+
+async def test_a_client_gone_mid_body_is_a_4xx_without_an_error_log(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    messages: list[dict[str, object]] = [{"type": "http.request", "body": b'{"name": ', "more_body": True}]
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": API + "/apps",
+        "raw_path": (API + "/apps").encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gw.test"), (b"authorization", f"Bearer {ADMIN_TOKEN}".encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gw.test", 80),
+    }
+    with caplog.at_level(logging.WARNING):
+        await running.app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_invalid_app_updates_are_422(admin: Admin) -> None:
@@ -650,6 +683,19 @@ async def test_rotation_without_grace_retires_the_old_url_at_once(admin: Admin) 
     assert (await call_endpoint(admin.running, rotated.json()["url"])).status_code == 200
 
     assert (await admin.post(f"/endpoints/{created['id']}/rotate", {"grace_seconds": -1})).status_code == 422
+
+
+@pytest.mark.parametrize("raw", [b'{"grace_seconds": 1e999}', b'{"grace_seconds": 1e300}', b'{"grace_seconds": NaN}'])
+async def test_an_infinite_or_absurd_grace_is_422_and_changes_nothing(admin: Admin, raw: bytes) -> None:
+    created = await create_echo(admin)
+    headers = {**admin_headers(), "content-type": "application/json"}
+    path = f"{API}/endpoints/{created['id']}/rotate"
+    response = await admin.running.client.post(path, content=raw, headers=headers)
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "validation_failed"
+    shown = (await admin.get(f"/endpoints/{created['id']}")).json()
+    assert shown["url"] == created["url"] and shown["previous_urls_expire_at"] == []
+    assert (await call_endpoint(admin.running, created["url"])).status_code == 200
 
 
 async def test_rotation_without_grace_also_retires_urls_still_in_their_grace(admin: Admin) -> None:
