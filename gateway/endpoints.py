@@ -422,6 +422,12 @@ class EndpointService:
         data = model.model_dump(mode="json")
         for name in plugin.secret_fields():
             value = getattr(model, name)
+            if isinstance(value, SecretStr) and value.get_secret_value() == MASK:
+                # Someone sent back what a read showed them: omit a secret to keep it unchanged.
+                raise ValidationFailed(
+                    f"setting {name!r} is the mask, not a secret; leave it out to keep the current value",
+                    errors=[{"field": name, "message": "the mask is not a secret"}],
+                )
             if isinstance(value, SecretStr):
                 data[name] = self._box.encrypt(value.get_secret_value(), context=f"endpoint:{endpoint_id}:{name}")
             else:

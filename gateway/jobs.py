@@ -27,6 +27,8 @@ __all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_back
 
 logger = logging.getLogger(__name__)
 
+PURGE_EVERY = 3600.0  # seconds between purges of finished jobs (jittered, so replicas spread out)
+
 Emit = Callable[[dict[str, Any]], None]
 JobHandlerFn = Callable[[Job, Emit], Awaitable[dict[str, Any] | None]]
 
@@ -185,6 +187,7 @@ class JobWorkers:
         concurrency: int = 8,
         lease: float = 30.0,
         poll_interval: float = 0.5,
+        retention: float = 14 * 24 * 3600.0,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._store = store
@@ -195,6 +198,7 @@ class JobWorkers:
         self._concurrency = max(1, concurrency)
         self._lease = lease
         self._poll = poll_interval
+        self._retention = retention
         self._rand = rand
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._local: set[asyncio.Task[None]] = set()
@@ -205,8 +209,25 @@ class JobWorkers:
             async with asyncio.TaskGroup() as group:
                 for index in range(self._concurrency):
                     group.create_task(self._loop(), name=f"job-worker-{index}")
+                if self._retention > 0:
+                    group.create_task(self._purge_loop(), name="job-purge")
         finally:
             await self.cancel_local()
+
+    async def purge_once(self) -> int:
+        """Delete done and dead jobs untouched for longer than the retention; the number deleted."""
+        return await self._store.job_purge(self._clock.time() - self._retention)
+
+    async def _purge_loop(self) -> None:
+        # Finished jobs hold user content; keeping them forever would grow the store without bound.
+        while True:
+            try:
+                purged = await self.purge_once()
+                if purged:
+                    logger.info("purged %d finished jobs", purged)
+            except Exception:
+                logger.exception("purging finished jobs failed")
+            await asyncio.sleep(PURGE_EVERY * (0.5 + self._rand()))
 
     async def start(self, job_id: str) -> JobRun:
         """Claim `job_id` and run it in this process now, relaying its progress events.

@@ -137,6 +137,7 @@ class Gateway:
                 concurrency=settings.workers,
                 lease=settings.job_lease,
                 poll_interval=settings.job_poll_interval,
+                retention=settings.job_retention,
             ),
             job_handlers=handlers,
             callback_policy=policy,

@@ -61,6 +61,8 @@ class Settings:
     workers: int = 8
     job_lease: float = 30.0
     job_poll_interval: float = 0.5
+    # Done and dead jobs (dead letters included) are kept this long, then purged; 0 keeps them.
+    job_retention: float = 14 * 24 * 3600.0
     # Hosts that callbacks may reach even though they resolve to non-public addresses.
     callback_allow_hosts: tuple[str, ...] = ()
     callback_allow_http: bool = False
@@ -121,6 +123,11 @@ class Settings:
                 raise ConfigurationError(
                     f"every GATEWAY_SECRET_KEY entry must be at least {MIN_SECRET_CHARS} characters"
                 )
+        for name in ("workers", "job_lease", "job_poll_interval"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
+        if self.job_retention < 0 or self.rotation_grace < 0:
+            raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
         if self.max_body_bytes <= 0 or self.body_timeout <= 0:
             raise ConfigurationError("GATEWAY_MAX_BODY_BYTES and GATEWAY_BODY_TIMEOUT must be positive")
 

@@ -404,3 +404,16 @@ def test_http_status_of_every_error_class() -> None:
         assert error_response(cls("x")).status_code == status
     assert b"internal error" in bytes(error_response(e.GatewayError("hidden")).body)
     assert error_response(httpx.HTTPError("boom")).status_code == 500
+
+
+async def test_sending_back_the_mask_as_a_secret_is_refused(running: Running) -> None:
+    from gateway.exceptions import ValidationFailed
+    from gateway.security.crypto import MASK
+
+    record, url = await running.gateway.endpoints.create("echo", [], {"token": "the-real-token-123"})
+    shown = running.gateway.endpoints.public(record)["settings"]["token"]
+    assert shown == MASK
+    with pytest.raises(ValidationFailed, match="mask"):
+        await running.gateway.endpoints.update(record.id, settings={"token": shown})
+    ok = await running.client.get(running.path(url), headers={"authorization": "Bearer the-real-token-123"})
+    assert ok.status_code == 200  # the real secret is untouched

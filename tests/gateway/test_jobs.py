@@ -278,3 +278,28 @@ async def test_a_failed_hand_back_at_shutdown_still_cancels(
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_finished_jobs_are_purged_after_the_retention(store: SQLiteStore) -> None:
+    clock = FakeClock()
+
+    async def handler(job: Job, emit: Any) -> None:
+        return None
+
+    pool = JobWorkers(
+        store=store,
+        queue=JobQueue(store, clock),
+        clock=clock,
+        handlers={"k": handler},
+        metrics=Metrics(),
+        retention=100,
+    )
+    done = await JobQueue(store, clock).enqueue("k", {})
+    await pool.run_job(await claim(store, pool, clock))
+    waiting = await JobQueue(store, clock).enqueue("k", {}, delay=1000)
+    clock.advance(50)
+    assert await pool.purge_once() == 0
+    clock.advance(100)
+    assert await pool.purge_once() == 1
+    assert await store.job_get(done.id) is None
+    assert await store.job_get(waiting.id) is not None  # only finished jobs go

@@ -305,3 +305,17 @@ def test_an_unreadable_secrets_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "gw.secrets").write_text("{not json")
     with pytest.raises(ConfigurationError, match="gw.secrets"):
         bootstrap(Settings(store=sqlite(tmp_path)))
+
+
+@pytest.mark.parametrize("name", ["workers", "job_lease", "job_poll_interval"])
+def test_job_settings_must_be_positive(name: str) -> None:
+    settings = Settings(admin_token=SecretStr("a" * 40), secret_key=(SecretStr("k" * 40),)).with_changes(**{name: 0})
+    with pytest.raises(ConfigurationError, match=name.upper()):
+        settings.validate()
+
+
+def test_retention_and_grace_cant_be_negative() -> None:
+    settings = Settings(admin_token=SecretStr("a" * 40), secret_key=(SecretStr("k" * 40),))
+    for name in ("job_retention", "rotation_grace"):
+        with pytest.raises(ConfigurationError):
+            settings.with_changes(**{name: -1}).validate()
