@@ -8,16 +8,20 @@ URL again. Rotation mints a new token; the old one keeps working for a grace per
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import math
 import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from gateway.clock import Clock
-from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.exceptions import BadRequest, Conflict, NotFound, ValidationFailed
 from gateway.plugin import Plugin
 from gateway.registry import PluginRegistry
 from gateway.security.crypto import MASK, SecretBox
@@ -32,6 +36,8 @@ TOKEN_PREFIX = "tok:"
 # changes made by another replica or the CLI reach this process within this many seconds.
 RESOLVE_CACHE_SECONDS = 1.0
 RESOLVE_CACHE_SIZE = 10_000
+CHANGE_LOCK_TTL = 10.0  # a crashed changer holds an endpoint this long at most
+CHANGE_LOCK_WAIT = 5.0
 # Longest grace a rotation may give the old URL: its expiry must fit a JSON number and a Redis TTL.
 MAX_ROTATION_GRACE = 366 * 24 * 3600.0
 
@@ -101,6 +107,25 @@ class EndpointRecord:
     @property
     def current(self) -> TokenRef:
         return next(t for t in self.tokens if t.expires_at is None)
+
+
+_Service = TypeVar("_Service", bound="EndpointService")
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _one_change_at_a_time(
+    method: Callable[Concatenate[_Service, str, _P], Awaitable[_R]],
+) -> Callable[Concatenate[_Service, str, _P], Awaitable[_R]]:
+    """Serialise the read-modify-write of one endpoint across processes (a rotate racing an update
+    must not lose the new URL)."""
+
+    @functools.wraps(method)
+    async def locked(self: _Service, endpoint_id: str, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        async with self._changing(endpoint_id):
+            return await method(self, endpoint_id, *args, **kwargs)
+
+    return locked
 
 
 def coerce_setting(model: type[BaseModel], name: str, raw: str) -> Any:
@@ -306,6 +331,7 @@ class EndpointService:
                 return record, self.url_for(token), shown
         raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
 
+    @_one_change_at_a_time
     async def update(
         self,
         endpoint_id: str,
@@ -337,12 +363,14 @@ class EndpointService:
         await self._save(updated)
         return updated
 
+    @_one_change_at_a_time
     async def set_enabled(self, endpoint_id: str, enabled: bool) -> EndpointRecord:
         record = await self.get(endpoint_id)
         updated = replace(record, enabled=enabled, updated_at=max(self._clock.time(), record.updated_at + 1e-6))
         await self._save(updated)
         return updated
 
+    @_one_change_at_a_time
     async def rotate(self, endpoint_id: str, *, grace: float | None = None) -> tuple[EndpointRecord, str]:
         """Mint a new URL; the current one keeps working for `grace` seconds (default: the setting).
 
@@ -370,6 +398,7 @@ class EndpointService:
         await self._store.kv_set(TOKEN_PREFIX + new.digest, record.id)
         return updated, self.url_for(token)
 
+    @_one_change_at_a_time
     async def delete(self, endpoint_id: str) -> EndpointRecord:
         record = await self.get(endpoint_id)
         for ref in record.tokens:
@@ -377,6 +406,19 @@ class EndpointService:
         await self._store.doc_delete(COLLECTION, record.id)
         self._resolved.clear()
         return record
+
+    @contextlib.asynccontextmanager
+    async def _changing(self, endpoint_id: str) -> AsyncIterator[None]:
+        key, owner = f"eplock:{endpoint_id}", secrets.token_hex(8)
+        deadline = self._clock.monotonic() + CHANGE_LOCK_WAIT
+        while not await self._store.kv_set_if_absent(key, owner, ttl=CHANGE_LOCK_TTL):
+            if self._clock.monotonic() > deadline:
+                raise Conflict("the endpoint is being changed by someone else; try again")
+            await asyncio.sleep(0.02)
+        try:
+            yield
+        finally:
+            await self._store.kv_delete_if_equals(key, owner)
 
     async def _save(self, record: EndpointRecord) -> None:
         await self._store.doc_put(COLLECTION, record.id, record.to_doc())

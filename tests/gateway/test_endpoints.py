@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,3 +32,21 @@ async def test_rotation_refuses_a_grace_it_cannot_store(running: Running, grace:
         await running.gateway.endpoints.rotate(record.id, grace=grace)
     assert (await running.gateway.endpoints.get(record.id)).tokens == record.tokens
     assert (await running.client.get(running.path(url))).status_code == 200
+
+
+async def test_concurrent_changes_of_one_endpoint_never_lose_a_rotation(tmp_path: Path) -> None:
+    """A rotate racing updates and toggles: every change applies, and the newest URL works."""
+    async with running_app(make_settings(tmp_path), registry=PluginRegistry([echo]), run_workers=False) as running:
+        gateway = running.gateway
+        record, _ = await gateway.endpoints.create("echo", [], {})
+        results = await asyncio.gather(
+            gateway.endpoints.rotate(record.id, grace=0),
+            gateway.endpoints.update(record.id, settings={"greeting": "a"}),
+            gateway.endpoints.set_enabled(record.id, True),
+            gateway.endpoints.update(record.id, name="renamed"),
+        )
+        _, newest = results[0]
+        final = await gateway.endpoints.get(record.id)
+        assert final.name == "renamed" and final.settings["greeting"] == "a"
+        assert gateway.endpoints.url(final) == newest
+        assert (await running.client.get(running.path(newest))).status_code == 200
