@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import AsyncIterator
 
 from pydantic import BaseModel, Field, SecretStr
@@ -106,7 +107,8 @@ async def store(job: JobInfo, ctx: Context) -> dict[str, object]:
 async def echo(request: Request, ctx: Context) -> Response:
     described = _described(request, ctx)
     chunks = dict(request.query).get("chunks", "")
-    if not chunks.isdigit() or int(chunks) <= 1:
+    # ASCII digits only: str.isdigit() accepts "²", which int() refuses (a 500).
+    if re.fullmatch(r"[0-9]{1,6}", chunks) is None or int(chunks) <= 1:
         return Response.json(described, headers=[("x-echo", "1"), ("x-echo", "2")])
     data = json.dumps(described).encode()
     count = min(int(chunks), 100)

@@ -33,6 +33,7 @@ from gateway.plugin import (
     BadRequest,
     Context,
     JobInfo,
+    JobStatus,
     NotFound,
     Permission,
     Plugin,
@@ -151,15 +152,19 @@ async def answer(request: Request, ctx: Context) -> Response:
         return Response.json({"task_id": task_id, "state": "queued"}, status=202)
     run, _ = await ctx.jobs.start("answer", payload, key=key)
     settings: WebhookSettings = ctx.settings
-    job = await run.wait(timeout=settings.wait_seconds)
-    if job is None:
+    if await run.wait(timeout=settings.wait_seconds) is None:
         return Response.json({"task_id": run.id, "state": "running"}, status=202)
-    status = await ctx.jobs.get(run.id)
+    outcome = _outcome(await ctx.jobs.get(run.id))
+    return Response.json({"task_id": run.id, **outcome}, status=200 if outcome["status"] == "succeeded" else 502)
+
+
+def _outcome(status: JobStatus | None) -> dict[str, Any]:
+    """A finished task's result; one that died without a result (it crashed every time) as a failure."""
     result = (status.result if status else None) or {}
     if result.get("status") == "succeeded":
-        return Response.json({"task_id": run.id, **result})
+        return result
     error = result.get("error") or {"code": "failed", "message": (status.error if status else None) or "failed"}
-    return Response.json({"task_id": run.id, "status": "failed", "error": error}, status=502)
+    return {"status": "failed", "error": error}
 
 
 @plugin.route("/tasks/{task_id}", methods=["GET"])
@@ -183,26 +188,34 @@ async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
     """Relay the job's progress; the job goes on (and calls back) if the caller leaves."""
     yield _event("task", {"task_id": run.id})
     events = run.events().__aiter__()
-    while True:
-        try:
-            item = await asyncio.wait_for(events.__anext__(), HEARTBEAT_SECONDS)
-        except TimeoutError:
-            yield _event("ping", {})
-            continue
-        except StopAsyncIteration:
-            break
-        if item.get("type") in ("delta", "replace"):
-            yield _event(item["type"], {"text": item["text"]})
+    # The pending read outlives a heartbeat: wait_for() would cancel it, which ends the events
+    # generator and loses every later delta.
+    pending: asyncio.Future[dict[str, Any]] | None = None
+    try:
+        while True:
+            pending = pending or asyncio.ensure_future(events.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
+            if not done:
+                yield _event("ping", {})
+                continue
+            try:
+                item = pending.result()
+            except StopAsyncIteration:
+                break
+            pending = None
+            if item.get("type") in ("delta", "replace"):
+                yield _event(item["type"], {"text": item["text"]})
+    finally:
+        if pending is not None:
+            pending.cancel()
     # The run ended here, or runs elsewhere: wait for its outcome with heartbeats.
-    while (job := await run.wait(timeout=HEARTBEAT_SECONDS)) is None:
+    while await run.wait(timeout=HEARTBEAT_SECONDS) is None:
         yield _event("ping", {})
-    status = await ctx.jobs.get(run.id)
-    result = (status.result if status else None) or {}
-    if result.get("status") == "succeeded":
-        yield _event("done", {"task_id": run.id, **result})
+    outcome = _outcome(await ctx.jobs.get(run.id))
+    if outcome["status"] == "succeeded":
+        yield _event("done", {"task_id": run.id, **outcome})
     else:
-        error = result.get("error") or {"code": "failed", "message": job.last_error or "failed"}
-        yield _event("error", {"task_id": run.id, **error})
+        yield _event("error", {"task_id": run.id, **outcome["error"]})
 
 
 @plugin.job("answer")
@@ -291,10 +304,12 @@ def _structured(text: str, schema: dict[str, Any]) -> dict[str, Any]:
     start = min((i for i in (candidate.find("{"), candidate.find("[")) if i >= 0), default=0)
     try:
         data, _ = json.JSONDecoder().raw_decode(candidate, start)
-    except ValueError:
+    except (ValueError, RecursionError):  # the answer is untrusted: nesting deep enough to recurse out
         return {"data": None, "schema_error": "the answer is not JSON"}
     try:
         jsonschema.validate(data, schema)
     except jsonschema.ValidationError as exc:
         return {"data": data, "schema_error": f"{'/'.join(map(str, exc.absolute_path)) or 'answer'}: {exc.message}"}
+    except RecursionError:
+        return {"data": None, "schema_error": "the answer is nested too deeply to check"}
     return {"data": data, "schema_error": None}

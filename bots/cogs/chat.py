@@ -11,6 +11,10 @@ from bots.responder import Responder
 
 __all__ = ["Chat", "setup"]
 
+# What people write. System messages (a thread renamed, someone added, a pin) have a human author
+# too, and a rename carries the new title as its content: none of them is a question.
+_USER_MESSAGES = frozenset({discord.MessageType.default, discord.MessageType.reply})
+
 
 class Chat(commands.Cog):
     """Answers direct messages, mentions, and messages in threads the bot started."""
@@ -22,7 +26,7 @@ class Chat(commands.Cog):
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         me = self.bot.user
-        if me is None:
+        if me is None or message.type not in _USER_MESSAGES:
             return
         channel = message.channel
         trigger = trigger_for(

@@ -92,8 +92,11 @@ class Command:
             raise ValueError("missing user")
         channel = payload.get("channel")
         channel_id = payload.get("channel_id") or (channel.get("id") if isinstance(channel, Mapping) else None)
+        raw_options = data.get("options") or []
+        if not isinstance(raw_options, list):
+            raise ValueError("malformed options")
         options: dict[str, str] = {}
-        for option in data.get("options") or ():
+        for option in raw_options:
             if isinstance(option, Mapping) and isinstance(option.get("name"), str) and "value" in option:
                 options[option["name"]] = str(option["value"])
         guild = payload.get("guild_id")

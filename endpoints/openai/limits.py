@@ -30,7 +30,10 @@ class Slot:
         storage, self._storage = self._storage, None
         if storage is not None:
             with anyio.CancelScope(shield=True):
-                await storage.incr(self._counter, -1, ttl=INFLIGHT_TTL)
+                if await storage.incr(self._counter, -1, ttl=INFLIGHT_TTL) < 0:
+                    # The counter expired (and restarted) while this slot was held: undo, or it
+                    # would go below zero and let one request more than the limit in.
+                    await storage.incr(self._counter, 1, ttl=INFLIGHT_TTL)
 
 
 async def admit(ctx: Context, key: KeyInfo, settings: OpenAISettings) -> Slot:

@@ -123,10 +123,18 @@ def _image_url(value: Any, param: str) -> str:
         raise _bad("image_url needs a url", param)
     if url.startswith("data:"):
         raise _bad("data: image URLs are not supported; pass an https URL", param)
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _web_url(url):
         raise _bad("image URLs must be http(s) URLs", param)
     return url
+
+
+def _web_url(url: str) -> bool:
+    """An http(s) URL with a host (False for anything urlsplit refuses, e.g. "https://[::1")."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
 
 
 def _messages(value: Any) -> tuple[Message, ...]:
@@ -266,8 +274,7 @@ def sum_usage(usages: Sequence[dict[str, int] | None]) -> dict[str, int] | None:
 
 def file_markdown(url: str, kind: str | None) -> str | None:
     """A Markdown image or link for a Dify file, or None for a URL that isn't http(s) (untrusted payload)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if not _web_url(url):
         return None
     return f"![image]({url})" if kind == "image" else f"[file]({url})"
 

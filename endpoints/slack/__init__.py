@@ -112,7 +112,7 @@ async def _command(form: dict[str, list[str]], request: Request, ctx: Context) -
             f"Ask a question: `{command.command} what is our refund policy?` (`{command.command} reset` starts over)"
         )
     if is_reset(command.text):
-        await ctx.apps.reset(command.conversation_key)
+        await ctx.apps.reset(command.conversation_key, user=command.dify_user)  # the speaker's own only
         return _ephemeral("Conversation reset: your next question starts a new conversation.")
     if not settings.allows_response_url(command.response_url):
         ctx.logger.warning("a slash command's response_url is not a Slack URL; refused")

@@ -162,7 +162,7 @@ async def answer_event(job: JobInfo, ctx: Context) -> dict[str, Any]:
             await ctx.storage.set(thread_key(trigger.team, trigger.channel, trigger.thread_ts), "1", ttl=ttl)
         if is_reset(query) or not query:
             if query:
-                await ctx.apps.reset(trigger.conversation_key)
+                await ctx.apps.reset(trigger.conversation_key, user=trigger.dify_user)  # the speaker's own only
             await sink.finish(RESET_DONE if query else ASK_SOMETHING)
             return {"status": "reset" if query else "empty"}
         await sink.begin()

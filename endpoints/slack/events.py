@@ -70,7 +70,8 @@ def _text(value: object) -> str | None:
 
 def bot_user_of(envelope: Mapping[str, Any]) -> str | None:
     """The bot user this delivery is for, from the envelope's `authorizations`."""
-    for auth in envelope.get("authorizations") or ():
+    authorizations = envelope.get("authorizations")
+    for auth in authorizations if isinstance(authorizations, list) else ():
         if isinstance(auth, dict) and auth.get("is_bot") and _text(auth.get("user_id")):
             return str(auth["user_id"])
     return None

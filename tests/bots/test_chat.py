@@ -149,6 +149,7 @@ def make_message(
 ) -> MagicMock:
     message = MagicMock(spec=discord.Message)
     message.content = content
+    message.type = discord.MessageType.default
     message.channel = channel
     message.author = MagicMock(id=author, bot=bot)
     message.raw_mentions = list(mentions)
@@ -200,6 +201,41 @@ async def test_the_listener_picks_what_to_answer(
         responder.respond.assert_not_awaited()
     else:
         responder.respond.assert_awaited_once_with(message, expected, ME)
+
+
+@pytest.mark.parametrize(
+    ("kind", "attrs", "message_type", "content"),
+    [
+        (discord.Thread, {"owner_id": ME}, discord.MessageType.channel_name_change, "a new thread title"),
+        (discord.Thread, {"owner_id": ME}, discord.MessageType.recipient_add, ""),
+        (discord.Thread, {"owner_id": ME}, discord.MessageType.pins_add, ""),
+        (discord.DMChannel, {}, discord.MessageType.pins_add, ""),
+    ],
+)
+async def test_system_messages_are_not_questions(
+    kind: type, attrs: dict[str, Any], message_type: discord.MessageType, content: str
+) -> None:
+    # Renaming the bot's thread, adding someone to it or pinning a message is done by a person
+    # (not a bot), but it is no question: no "Ask me something", no Dify call with the new title.
+    bot = MagicMock()
+    bot.user = MagicMock(id=ME)
+    responder = MagicMock(spec=Responder)
+    responder.respond = AsyncMock()
+    message = make_message(content, make_channel(Screen(), kind, **attrs))
+    message.type = message_type
+    await Chat(bot, responder).on_message(message)
+    responder.respond.assert_not_awaited()
+
+
+async def test_replies_are_answered() -> None:
+    bot = MagicMock()
+    bot.user = MagicMock(id=ME)
+    responder = MagicMock(spec=Responder)
+    responder.respond = AsyncMock()
+    message = make_message("and then?", make_channel(Screen(), discord.Thread, owner_id=ME))
+    message.type = discord.MessageType.reply
+    await Chat(bot, responder).on_message(message)
+    responder.respond.assert_awaited_once_with(message, Trigger.THREAD, ME)
 
 
 async def test_everyone_pings_are_not_mentions() -> None:

@@ -42,6 +42,8 @@ def test_options_that_are_not_name_value_pairs_are_ignored() -> None:
         lambda p: p.update(channel_id=None, channel=None),
         lambda p: p["data"].pop("name"),
         lambda p: p.update(guild_id={"x": 1}),
+        lambda p: p["data"].update(options=5),  # not a list: was a TypeError (a 500)
+        lambda p: p["data"].update(options=True),
     ],
 )
 def test_malformed_commands_are_refused(breakage: object) -> None:

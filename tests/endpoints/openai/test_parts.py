@@ -179,6 +179,25 @@ async def test_concurrency_limit_and_release(gateway: Gateway) -> None:
     await (await admit(ctx, info, ctx.settings)).release()
 
 
+async def test_a_slot_released_after_the_counter_expired_does_not_free_an_extra_one(gateway: Gateway) -> None:
+    # The in-flight counter expires INFLIGHT_TTL after it was created; a request that started
+    # before and ends after that must not drive it below zero (which would allow limit + 1).
+    from endpoints.openai.limits import INFLIGHT_TTL
+
+    ctx = await context(gateway, key_max_concurrent=1)
+    info = KeyInfo((await add_key(ctx))["id"], "")
+    long_running = await admit(ctx, info, ctx.settings)
+    clock = gateway.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(INFLIGHT_TTL + 1)
+    await long_running.release()
+    first = await admit(ctx, info, ctx.settings)
+    with pytest.raises(OpenAIError) as caught:
+        await admit(ctx, info, ctx.settings)
+    assert caught.value.status == 429
+    await first.release()
+
+
 async def test_key_document_limits_and_lock(gateway: Gateway) -> None:
     ctx = await context(gateway)
     with pytest.raises(NotFound):

@@ -131,6 +131,7 @@ def test_content_parts_and_images() -> None:
         ({"url": "data:image/png;base64,AAAA"}, "data: image URLs"),
         ({"url": "ftp://x.test/a.png"}, "http(s)"),
         ({"url": "https://"}, "http(s)"),
+        ({"url": "https://[::1/x.png"}, "http(s)"),  # urlsplit raises ValueError: was a 500
         ({}, "needs a url"),
     ],
 )
@@ -220,6 +221,7 @@ def test_answers_files_and_reasoning() -> None:
     with_files = NS(text="see", outputs=None, files=files)
     assert answer_text(with_files) == "see\n\n![image](https://f/1.png)\n\n[file](https://f/2.pdf)"
     assert file_markdown("https://", "image") is None
+    assert file_markdown("https://[bad/x.png", "image") is None  # Dify's payload is untrusted
     thoughts = (NS(thought="step one"), NS(thought=""), NS(thought="step two"))
     assert answer_reasoning(NS(reasoning="hmm", thoughts=thoughts)) == "hmm\nstep one\nstep two"
     assert answer_reasoning(answer) == ""

@@ -88,6 +88,14 @@ def test_without_authorizations_the_bot_is_unknown_until_the_job_asks() -> None:
     assert isinstance(trigger, Trigger) and trigger.bot_user_id is None
 
 
+@pytest.mark.parametrize("authorizations", [5, True, 1.5])
+def test_authorizations_that_are_not_a_list_mean_the_bot_is_unknown(authorizations: object) -> None:
+    body = envelope(type="app_mention")
+    body["authorizations"] = authorizations  # was iterated as is: a TypeError (a 500)
+    trigger = classify(body)
+    assert isinstance(trigger, Trigger) and trigger.bot_user_id is None
+
+
 def form(**fields: str) -> dict[str, list[str]]:
     base = {
         "command": "/ask",

@@ -258,6 +258,46 @@ async def test_reset_drops_the_thread_conversation(stack: SlackStack) -> None:
     assert not second_query.get("conversation_id")  # a new conversation after the reset
 
 
+async def test_reset_in_a_thread_forgets_only_the_speakers_conversation(stack: SlackStack) -> None:
+    url = await stack.endpoint()
+    first = mention("remember me")
+    thread = first["ts"]
+    fake = stack.fake
+    await stack.deliver(url, envelope(first))
+    await fake.wait_for(lambda: "You said: remember me" in fake.texts("C1", thread))
+    await wait_jobs_done(stack)
+    await stack.deliver(url, envelope({**mention("me too", thread_ts=thread), "user": "U2"}))
+    await fake.wait_for(lambda: "You said: me too" in fake.texts("C1", thread))
+    await wait_jobs_done(stack)
+    await stack.deliver(url, envelope(mention("reset", thread_ts=thread)))  # U1 resets
+    await fake.wait_for(lambda: any(text.startswith("Conversation reset") for text in fake.texts("C1", thread)))
+    await wait_jobs_done(stack)
+    await stack.deliver(url, envelope({**mention("still there?", thread_ts=thread), "user": "U2"}))
+    await fake.wait_for(lambda: "You said: still there?" in fake.texts("C1", thread))
+    queries = await dify_queries(stack)
+    second_user = [q for q in queries if q["user"] == "slack:T1:U2"]
+    assert len(second_user) == 2
+    assert second_user[1].get("conversation_id")  # U2's conversation survived U1's reset
+
+
+async def test_slash_reset_forgets_only_the_speakers_conversation(stack: SlackStack) -> None:
+    url = await stack.endpoint()
+    fake = stack.fake
+    await stack.command(url, "hello", fake.response_url("a1"))
+    await stack.command(url, "hello", fake.response_url("b1"), user_id="U2")
+    await fake.wait_for(lambda: all(fake.responses.get(r) for r in ("a1", "b1")))
+    await wait_jobs_done(stack)
+    reset = await stack.command(url, "reset", fake.response_url("a2"))  # U1 resets
+    assert reset.json()["text"].startswith("Conversation reset")
+    await stack.command(url, "again", fake.response_url("b2"), user_id="U2")
+    await stack.command(url, "again", fake.response_url("a3"))
+    await wait_jobs_done(stack)
+    queries = [q for q in await dify_queries(stack) if q["query"] == "again"]
+    by_user = {q["user"]: q for q in queries}
+    assert by_user["slack:T1:U2"].get("conversation_id")  # U2 continues
+    assert not by_user["slack:T1:U1"].get("conversation_id")  # U1 starts over
+
+
 async def test_dify_failures_reach_slack_as_readable_messages(stack: SlackStack) -> None:
     url = await stack.endpoint()
     refused = mention("[[fault:400]] hello")
