@@ -32,6 +32,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from gateway.plugin import (
     BadRequest,
     Context,
+    GatewayError,
     JobInfo,
     JobStatus,
     NotFound,
@@ -244,8 +245,10 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
         }
         if settings.response_schema is not None:
             result.update(_structured(final.text, settings.response_schema))
-    except UpstreamError as exc:
-        code = exc.upstream_code or exc.code
+    except GatewayError as exc:
+        # Dify's failures, and the endpoint's own (the app was unbound after the task was queued):
+        # a failed result the caller hears about, never a job retried against the same failure.
+        code = (exc.upstream_code if isinstance(exc, UpstreamError) else None) or exc.code
         result = {"status": "failed", "error": {"code": code, "message": exc.message}}
     if ask.callback_url is not None:
         kind = "answer.completed" if result["status"] == "succeeded" else "answer.failed"

@@ -82,3 +82,19 @@ def test_a_deeply_nested_answer_is_a_schema_error_not_a_crash(depth: int) -> Non
     schema = {"type": "array", "items": {"$ref": "#"}}
     result = webhook._structured("[" * depth + "]" * depth, schema)
     assert result["schema_error"]
+
+
+async def test_a_task_whose_app_is_no_longer_bound_fails_instead_of_retrying(tmp_path: Any) -> None:
+    from gateway.apps import AppIn
+    from gateway.plugin import JobInfo
+    from gateway.registry import PluginRegistry
+    from tests.support.gateway import make_settings, running_app
+
+    async with running_app(make_settings(tmp_path), registry=PluginRegistry([webhook.plugin]), run_workers=False) as r:
+        await r.gateway.apps.add(AppIn(name="a", base_url="http://dify.test/v1", api_key="k", mode="chat"))
+        record, _ = await r.gateway.endpoints.create("webhook", ["a"], {})
+        ctx = await r.gateway.context(record, webhook.plugin)
+        job = JobInfo("job_1", "answer", {"query": "q", "user": "u", "app": "gone"}, 1, None)
+        result = await webhook.answer_job(job, ctx)
+    assert result["status"] == "failed"
+    assert result["error"]["code"] == "not_found"
