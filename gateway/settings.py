@@ -165,6 +165,34 @@ class Bootstrap:
     generated_admin_token: str | None = None
 
 
+def _read_secrets(path: Path) -> dict[str, str]:
+    try:
+        data: dict[str, str] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigurationError(f"cannot read {path}: {exc.__class__.__name__}") from None
+    return data
+
+
+def _write_secrets(path: Path, stored: dict[str, str], *, first: bool) -> bool:
+    """Write the secrets file (0600 from the start); False when `first` and another process won."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(stored, handle)
+    try:
+        if first:
+            os.link(tmp, path)  # atomic, and fails if two first starts race: one file wins
+        else:
+            os.replace(tmp, path)
+            return True
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
 def bootstrap(settings: Settings) -> Bootstrap:
     """Fill in a missing admin token and secret key on the embedded default, then validate.
 
@@ -182,27 +210,24 @@ def bootstrap(settings: Settings) -> Bootstrap:
             "(every replica must share them)"
         )
     path = db.with_name(db.name + ".secrets") if db.suffix != ".db" else db.with_suffix(".secrets")
-    stored: dict[str, str] = {}
-    if path.exists():
-        try:
-            stored = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigurationError(f"cannot read {path}: {exc.__class__.__name__}") from None
     generated: str | None = None
-    # Generate only what is missing: a token generated beside an explicit one would never be shown.
-    need_token = settings.admin_token is None and "admin_token" not in stored
-    need_key = not settings.secret_key and "secret_key" not in stored
-    if need_token or need_key:
+    for _ in range(3):
+        existed = path.exists()
+        stored = _read_secrets(path) if existed else {}
+        # Generate only what is missing: a token generated beside an explicit one would never be shown.
+        need_token = settings.admin_token is None and "admin_token" not in stored
+        need_key = not settings.secret_key and "secret_key" not in stored
+        if not (need_token or need_key):
+            break
         if need_key:
             stored["secret_key"] = secrets.token_urlsafe(48)
         if need_token:
             generated = stored["admin_token"] = secrets.token_urlsafe(32)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Create with 0600 from the start: never a moment where the file is world-readable.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(stored, handle)
-        os.chmod(path, 0o600)
+        if _write_secrets(path, stored, first=not existed):
+            break
+        generated = None  # another process created the file first: use what it wrote
+    else:
+        raise ConfigurationError(f"{path} keeps changing under us; is another gateway starting?")
     result = settings.with_changes(
         admin_token=settings.admin_token or SecretStr(stored["admin_token"]),
         secret_key=settings.secret_key or (SecretStr(stored["secret_key"]),),

@@ -26,14 +26,16 @@ class AdminAuthMiddleware:
         if scope["type"] != "http" or scope.get("path", "").removeprefix(scope.get("root_path", "")) in PUBLIC_PATHS:
             await self.app(scope, receive, send)
             return
+        # The right token always gets in: the limit only slows guessing, so a flood of bad
+        # attempts from a shared address (a proxy) can't lock the operators out.
+        if self._authorized(scope):
+            await self.app(scope, receive, send)
+            return
         client = scope["client"][0] if scope.get("client") else "-"
         now = time.monotonic()
         recent = [t for t in self._failures.get(client, ()) if now - t < 60]
         if len(recent) >= MAX_FAILURES_PER_MINUTE:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", retry_after=60)
-            return
-        if self._authorized(scope):
-            await self.app(scope, receive, send)
             return
         recent.append(now)
         self._failures[client] = recent

@@ -319,3 +319,28 @@ def test_retention_and_grace_cant_be_negative() -> None:
     for name in ("job_retention", "rotation_grace"):
         with pytest.raises(ConfigurationError):
             settings.with_changes(**{name: -1}).validate()
+
+
+def test_two_first_starts_racing_agree_on_one_set_of_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loser of the race to create the file uses what the winner wrote."""
+    settings = Settings(store=f"sqlite:///{tmp_path / 'gw.db'}")
+    winner = bootstrap(settings)
+    real_exists = Path.exists
+    looked: list[Path] = []
+
+    def stale_once(self: Path) -> bool:
+        # The second start looked before the first one wrote: it believes it is first.
+        if self.suffix == ".secrets" and not looked:
+            looked.append(self)
+            return False
+        return real_exists(self)
+
+    monkeypatch.setattr(Path, "exists", stale_once)
+    loser = bootstrap(settings)
+    monkeypatch.undo()
+    assert looked  # the race really was run
+    assert loser.settings.admin_token is not None and winner.settings.admin_token is not None
+    assert loser.settings.admin_token.get_secret_value() == winner.settings.admin_token.get_secret_value()
+    assert loser.settings.secret_keys == winner.settings.secret_keys
+    assert loser.generated_admin_token is None  # never print a token that isn't the one in use
+    assert [p.name for p in tmp_path.iterdir()] == ["gw.secrets"]  # no temporary files left
