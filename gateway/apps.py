@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -176,6 +176,16 @@ class AppService:
         """Call the app's `GET /info` with its key: proves the key works. Returns the info."""
         record = await self.get(name)
         return await self._info(record.name, record.base_url, self.api_key(record))
+
+    async def reseal(self, name: str) -> bool:
+        """Re-encrypt the app's key under the newest secret key; True when it changed."""
+        record = await self.get(name)
+        if not self._box.needs_rotation(record.api_key):
+            return False
+        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=f"app:{name}"))
+        await self._store.doc_put(COLLECTION, name, resealed.to_doc())
+        self._cache.clear()
+        return True
 
     def api_key(self, record: AppRecord) -> str:
         """The decrypted key (cached per ciphertext: decrypting on every reverse call is waste)."""

@@ -399,6 +399,34 @@ class EndpointService:
         return updated, self.url_for(token)
 
     @_one_change_at_a_time
+    async def reseal(self, endpoint_id: str) -> tuple[int, bool]:
+        """Re-encrypt the endpoint's secrets under the newest secret key (after adding a key).
+
+        Returns how many values changed, and whether the current URL is signed with an older key
+        (then `rotate` it before dropping that key, or the URL stops working).
+        """
+        record = await self.get(endpoint_id)
+        plugin = self._registry.get(record.plugin)
+        secret = plugin.secret_fields() if plugin else frozenset()
+        settings = dict(record.settings)
+        changed = 0
+        for name in secret:
+            value = settings.get(name)
+            if isinstance(value, str) and self._box.needs_rotation(value):
+                settings[name] = self._box.reencrypt(value, context=f"endpoint:{record.id}:{name}")
+                changed += 1
+        tokens = []
+        for ref in record.tokens:
+            if self._box.needs_rotation(ref.token):
+                ref = replace(ref, token=self._box.reencrypt(ref.token, context=f"endpoint:{record.id}:token"))
+                changed += 1
+            tokens.append(ref)
+        if changed:
+            await self._save(replace(record, settings=settings, tokens=tuple(tokens)))
+        current = self._box.decrypt(record.current.token, context=f"endpoint:{record.id}:token")
+        return changed, not self._tokens.signed_with_newest(current)
+
+    @_one_change_at_a_time
     async def delete(self, endpoint_id: str) -> EndpointRecord:
         record = await self.get(endpoint_id)
         for ref in record.tokens:

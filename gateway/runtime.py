@@ -168,6 +168,18 @@ class Gateway:
         await self.store.kv_delete_prefix(f"kv:{record.id}:")
         return record
 
+    async def reseal_secrets(self) -> dict[str, Any]:
+        """After a new GATEWAY_SECRET_KEY was added (newest last): re-encrypt every stored secret
+        under it, and list the endpoints whose URL is still signed with an older key."""
+        apps = [app.name for app in await self.apps.all() if await self.apps.reseal(app.name)]
+        values, stale_urls = 0, []
+        for record in await self.endpoints.all():
+            changed, stale = await self.endpoints.reseal(record.id)
+            values += changed
+            if stale:
+                stale_urls.append(record.id)
+        return {"apps_resealed": apps, "endpoint_values_resealed": values, "endpoints_to_rotate": stale_urls}
+
     async def run_action(self, endpoint_id: str, name: str, args: Mapping[str, str]) -> str | dict[str, Any]:
         """Run the plugin action `name` on an endpoint (CLI `dify-gateway PLUGIN ACTION ID`, admin API)."""
         record = await self.endpoints.get(endpoint_id)

@@ -123,6 +123,38 @@ def jobs_replay(job_id: str) -> None:
     click.echo(f"{job_id} queued again")
 
 
+@cli.group("secrets")
+def secrets_group() -> None:
+    """The gateway's secret key."""
+
+
+@secrets_group.command("reseal")
+@click.option("--json", "as_json", is_flag=True)
+def secrets_reseal(as_json: bool) -> None:
+    """Re-encrypt stored secrets under the newest GATEWAY_SECRET_KEY.
+
+    Rotate the key by listing the new one after the old (GATEWAY_SECRET_KEY=old,new), run this,
+    rotate the endpoints it names (their URLs are signed with the old key), then drop the old key.
+    """
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        return await gw.reseal_secrets()
+
+    def human(report: dict[str, Any]) -> str:
+        lines = [
+            f"apps re-encrypted: {', '.join(report['apps_resealed']) or 'none'}",
+            f"endpoint values re-encrypted: {report['endpoint_values_resealed']}",
+        ]
+        if report["endpoints_to_rotate"]:
+            lines.append("URLs still signed with an older key; rotate them before dropping it:")
+            lines += [f"  dify-gateway endpoints rotate {ep}" for ep in report["endpoints_to_rotate"]]
+        else:
+            lines.append("every URL is signed with the newest key: older keys can be dropped")
+        return "\n".join(lines)
+
+    emit(run(action), as_json, human)
+
+
 cli.add_command(apps)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)

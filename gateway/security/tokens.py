@@ -58,10 +58,11 @@ class EndpointTokens:
     rotated by appending the new one and dropping the old one later.
     """
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_keys", "_masters")
 
     def __init__(self, keys: Sequence[bytes]) -> None:
         check_master_keys(keys, "signing endpoint tokens")
+        self._masters = tuple(keys)
         self._keys = tuple(derive_key(key, TOKEN_PURPOSE) for key in keys)
 
     def __repr__(self) -> str:
@@ -74,6 +75,10 @@ class EndpointTokens:
         """A new token, signed with the newest key."""
         random_part = secrets.token_urlsafe(_RANDOM_BYTES)
         return random_part + TOKEN_SEPARATOR + _tag(self._keys[-1], random_part)
+
+    def signed_with_newest(self, token: str) -> bool:
+        """True if `token` is authentic under the newest key (an older key can then be dropped)."""
+        return self.is_authentic(token) and EndpointTokens(self._masters[-1:]).is_authentic(token)
 
     def is_authentic(self, token: str) -> bool:
         """True if `token` carries a valid tag under any key; False (never an error) otherwise."""
