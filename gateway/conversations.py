@@ -110,7 +110,8 @@ class ConversationLocks:
                 # counters were reset under us: then arrival order can't be kept anyway.
                 if ticket <= serving or now - free_since >= self._stale_after:
                     if await self._store.kv_set_if_absent(base + ":lock", token, ttl=self._lease):
-                        await self._store.kv_set(base + ":serving", token, ttl=24 * 3600.0)
+                        if serving_raw != token:  # only when a turn was skipped or the queue is new
+                            await self._store.kv_set(base + ":serving", token, ttl=24 * 3600.0)
                         return
             else:
                 free_since = None
