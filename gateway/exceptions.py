@@ -10,6 +10,7 @@
     ├── UnsupportedMediaType          415
     ├── RequestTimeout                408
     ├── RateLimited                   429  (retry_after)
+    ├── ClientClosedRequest           499  (the client left first: logged, never sent)
     ├── PermissionDenied              403  (a plugin used an undeclared permission)
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
@@ -25,6 +26,7 @@ from __future__ import annotations
 __all__ = [
     "BadRequest",
     "CircuitOpen",
+    "ClientClosedRequest",
     "ConfigurationError",
     "Conflict",
     "GatewayError",
@@ -110,6 +112,13 @@ class RateLimited(GatewayError):
     def __init__(self, message: str = "", retry_after: float = 1.0, **context: object) -> None:
         super().__init__(message, **context)
         self.retry_after = retry_after
+
+
+class ClientClosedRequest(GatewayError):
+    """The client disconnected before the answer was ready; its work was cancelled."""
+
+    status_code = 499  # nginx's "client closed request", for the request log and metrics
+    code = "client_closed_request"
 
 
 class ConfigurationError(GatewayError):

@@ -7,11 +7,14 @@ forged, disabled and deleted endpoints all get the same 404.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.requests import ClientDisconnect, Request as StarletteRequest
 from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
@@ -19,7 +22,15 @@ from starlette.types import Scope
 
 from gateway.endpoints import EndpointRecord
 from gateway.errors import error_payload, error_response
-from gateway.exceptions import BadRequest, GatewayError, NotFound, PayloadTooLarge, Unauthorized, UnsupportedMediaType
+from gateway.exceptions import (
+    BadRequest,
+    ClientClosedRequest,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from gateway.middleware import BODY_LIMITS, BodyLimits
 from gateway.plugin import Headers, Plugin, Request, Response, Verdict
 from gateway.requestlog import RequestLogEntry, loggable_body
@@ -90,7 +101,7 @@ class Ingress:
             trace.verdict = verdict.status
             if not verdict.passed:
                 return _rejected(verdict)
-        return _to_starlette(await route.handler(inbound, ctx))
+        return _to_starlette(await _unless_client_leaves(route.handler(inbound, ctx), request))
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
@@ -152,6 +163,40 @@ class Ingress:
             body=loggable_body(trace.body) if log_body else None,
         )
         self.gateway.requests.record(record.id, entry)
+
+
+WATCH_AFTER = 0.05  # seconds a handler runs before the ingress watches for the client leaving
+
+
+async def _unless_client_leaves(work: Awaitable[Response], request: StarletteRequest) -> Response:
+    """Run a handler, cancelling it if the client disconnects first.
+
+    Work meant to outlive the request goes to a job; what runs here is the request's own (say, a
+    Dify answer being waited for), and cancelling it stops that answer upstream too. The body has
+    been read, so the next ASGI message can only be the disconnect.
+    """
+    handler = asyncio.ensure_future(work)
+    watcher: asyncio.Future[Any] | None = None
+    try:
+        # Most handlers answer at once; watching the connection costs a task, so only for slow ones.
+        finished, _ = await asyncio.wait({handler}, timeout=WATCH_AFTER)
+        if finished:
+            return handler.result()
+        watcher = asyncio.ensure_future(request.receive())
+        first, _ = await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        if handler in first:
+            return handler.result()
+        if watcher.result().get("type") != "http.disconnect":
+            return await handler  # not a disconnect after all (a spurious message): just finish
+        handler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await handler
+        raise ClientClosedRequest("the client went away before the answer")
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+        if not handler.done():  # we were cancelled ourselves: take the handler's work with us
+            handler.cancel()
 
 
 def _client_ip(scope: Scope) -> str | None:

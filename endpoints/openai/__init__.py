@@ -19,10 +19,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import wraps
 from typing import Any
 
-from endpoints.openai.broadcast import broadcast_completion
+from endpoints.openai.broadcast import broadcast_apps, broadcast_completion, broadcast_model
 from endpoints.openai.chat import Call, complete, dify_user
 from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
-from endpoints.openai.keys import KeyInfo, add_key, authenticate, generate_initial_key, list_keys, revoke_key
+from endpoints.openai.keys import (
+    KeyInfo,
+    add_key,
+    authenticate,
+    generate_initial_key,
+    list_keys,
+    revoke_key,
+    verified_key,
+)
 from endpoints.openai.limits import admit
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.translate import model_entry, parse_chat_request
@@ -79,18 +87,36 @@ def _openai_errors(handler: Handler) -> Handler:
 
 
 async def _key(request: Request, ctx: Context) -> KeyInfo:
-    key = await authenticate(request.headers, ctx)
-    if key is None:  # revoked between the verifier and here
+    """The key the verifier just accepted (no second lookup), or a fresh check without one."""
+    key = await verified_key(request.headers, ctx)
+    if key is None:  # revoked before the verifier ran, or a handler reached without it
         raise _invalid_key()
     return key
 
 
 def _models(ctx: Context, key: KeyInfo) -> list[str]:
+    """The models `key` may use: its bound apps, and the broadcast model when it may ask one of them."""
     settings: OpenAISettings = ctx.settings
-    names = list(ctx.apps.names)
-    if settings.broadcast_model and settings.broadcast_model not in names:
-        names.append(settings.broadcast_model)
-    return [name for name in names if key.allows(name)]
+    bound = ctx.apps.names
+    names = [name for name in bound if key.allows(name)]
+    broadcast = broadcast_model(settings, bound)
+    if broadcast is not None and key.allows(broadcast) and broadcast_apps(settings, bound, key):
+        names.append(broadcast)
+    return names
+
+
+def _check_broadcast(ctx: Context, name: str | None = None) -> None:
+    """Log a `broadcast_model` named like a bound app (for `name`, if given): it is refused, the app wins.
+
+    The settings model can't see the bound apps, so this is caught where the name is used.
+    """
+    configured = ctx.settings.broadcast_model
+    if configured and configured in ctx.apps.names and name in (None, configured):
+        ctx.logger.warning(
+            "broadcast_model %r names a bound app: requests for it go to the app and the broadcast model "
+            "is off; rename it in the endpoint settings",
+            configured,
+        )
 
 
 async def _created(ctx: Context, name: str) -> int:
@@ -107,6 +133,7 @@ async def _created(ctx: Context, name: str) -> int:
 @_openai_errors
 async def models(request: Request, ctx: Context) -> Response:
     key = await _key(request, ctx)
+    _check_broadcast(ctx)
     data = [model_entry(name, await _created(ctx, name)) for name in _models(ctx, key)]
     return json_response({"object": "list", "data": data})
 
@@ -116,6 +143,7 @@ async def models(request: Request, ctx: Context) -> Response:
 async def model(request: Request, ctx: Context) -> Response:
     key = await _key(request, ctx)
     name = request.path_params["model"]
+    _check_broadcast(ctx, name)
     if name not in _models(ctx, key):
         raise model_not_found(name)
     return json_response(model_entry(name, await _created(ctx, name)))
@@ -127,12 +155,13 @@ async def chat_completions(request: Request, ctx: Context) -> Response:
     settings: OpenAISettings = ctx.settings
     key = await _key(request, ctx)
     chat = parse_chat_request(request.json())
+    _check_broadcast(ctx, chat.model)
     if chat.model not in _models(ctx, key):
         raise model_not_found(chat.model)
     call = Call(chat, key, dify_user(key.id, chat.user), int(request.received_at), settings)
     slot = await admit(ctx, key, settings)
     try:
-        if chat.model == settings.broadcast_model:
+        if chat.model == broadcast_model(settings, ctx.apps.names):  # never a bound app's name
             return await broadcast_completion(ctx, call, slot)
         return await complete(ctx, call, chat.model, slot)
     except BaseException:

@@ -1,8 +1,11 @@
 """The broadcast model: one question to several bound apps in parallel, every answer labelled.
 
 The answer is one assistant message with a `### {app}` section per app, in the configured order
-(`broadcast_apps`, default every bound app); an app that failed gets a short note instead of
-text. Usage is the sum of the apps' usage, or null when any app's is unknown.
+(`broadcast_apps`, default every bound app), limited to the apps the API key may use (a key
+limited to some models never reaches the others through the broadcast; with none left, the
+broadcast model is unknown to that key); an app that failed gets a short note instead of text.
+Usage is the sum of the apps' usage, or null when any app's is unknown. A `broadcast_model`
+named like a bound app is off (`broadcast_model`): a request for that name always goes to the app.
 
 Streaming sends each section whole, in that same order, as soon as its app (and every app
 before it) has finished, with `: ping` comments while waiting: the streamed text equals the
@@ -15,14 +18,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import anyio
 
 from endpoints.openai.chat import Call
 from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
+from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
+from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.threads import Thread, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
@@ -36,9 +41,21 @@ from endpoints.openai.translate import (
 )
 from gateway.plugin import Context, Response, UpstreamError
 
-__all__ = ["broadcast_completion"]
+__all__ = ["broadcast_apps", "broadcast_completion", "broadcast_model"]
 
 HEARTBEAT_SECONDS = 10.0
+
+
+def broadcast_model(settings: OpenAISettings, bound: Sequence[str]) -> str | None:
+    """The broadcast model's name; None when unset or when it names a bound app (the app wins)."""
+    name = settings.broadcast_model
+    return name if name and name not in bound else None
+
+
+def broadcast_apps(settings: OpenAISettings, bound: Sequence[str], key: KeyInfo) -> list[str]:
+    """The apps a broadcast by `key` asks: the configured ones (default: every bound app) that
+    are bound and that the key may use, in the configured order."""
+    return [name for name in (settings.broadcast_apps or bound) if name in bound and key.allows(name)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +101,7 @@ def _first_error(tasks: list[asyncio.Task[_Result]]) -> OpenAIError:
 async def broadcast_completion(ctx: Context, call: Call, slot: Slot) -> Response:
     """Answer `call` (whose model is the broadcast model) with every broadcast app."""
     settings, request = call.settings, call.request
-    bound = ctx.apps.names
-    apps = [name for name in (settings.broadcast_apps or bound) if name in bound]
+    apps = broadcast_apps(settings, ctx.apps.names, call.key)
     if not apps:
         raise model_not_found(request.model)
     thread = await find_thread(ctx.storage, request, call.key.id, call.user)

@@ -6,6 +6,10 @@ first event still get a real HTTP status (401/404/429/502/504); after that, an e
 followed by `[DONE]`. The frames are produced straight from the request (no job): when the
 client disconnects, the server cancels or closes the generator, which leaves the
 `ctx.apps.stream` block early, and the gateway then calls Dify's stop endpoint with the same user.
+
+A workflow app with the `workflow_output` setting answers with that output, which may differ from
+the text the workflow streams: its streamed answer is held and sent whole when the workflow
+finishes (`: ping` comments meanwhile), so both modes give the same text.
 """
 
 from __future__ import annotations
@@ -113,6 +117,8 @@ async def _frames(
         model=request.model,
         include_usage=request.include_usage,
         reasoning=settings.reasoning,
+        # A chosen workflow output may differ from the streamed text: send the answer whole.
+        hold=settings.workflow_output is not None and ctx.apps.get(app).mode == "workflow",
     )
     try:
         async with ctx.apps.stream(

@@ -11,6 +11,13 @@ Where they live (no core change needed: actions and the verifier both reach `ctx
 A key's id is `key_` + the first 12 hex digits of its hash: stable and safe to show (a prefix of
 the hash of a 256-bit random key gives nothing away). Checking a presented key hashes it once and
 compares the digest with every known hash using `hmac.compare_digest`, without stopping early.
+
+The verifier's check (`authenticate`) always reads the key document, so a revocation counts at
+once. The handler of the same request then needs the key's id and models again: rather than read
+the document a second time, `verified_key` takes what the verifier found moments ago from a small
+per-process memory (at most `VERIFIED_MAX` keys, each for `VERIFIED_TTL` seconds, keyed by the
+endpoint and the presented key's SHA-256; a failed check forgets the key at once). A handler
+reached without a fresh check reads the document itself.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import hmac
 import json
 import re
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +46,7 @@ __all__ = [
     "list_keys",
     "revoke_key",
     "setting_hash",
+    "verified_key",
 ]
 
 KEY_PREFIX = "sk-dgw-"
@@ -45,6 +54,11 @@ DOC = "keys"
 LOCK = "keys:lock"
 MAX_KEYS = 100
 HASH_SETTING = re.compile(r"sha256:([0-9a-f]{64})")
+VERIFIED_TTL = 5.0
+VERIFIED_MAX = 1024
+
+# (endpoint id, SHA-256 of the presented key) -> (monotonic expiry, the key): see the module doc.
+_verified: OrderedDict[tuple[str, bytes], tuple[float, KeyInfo]] = OrderedDict()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,19 +125,45 @@ def _candidates(initial: str | None, doc: dict[str, Any]) -> list[tuple[str, Key
     return found
 
 
-async def authenticate(headers: Headers, ctx: Context) -> KeyInfo | None:
-    """The key presented in `headers`, or None when it is missing, unknown or revoked."""
+def _presented(headers: Headers) -> bytes | None:
     presented = bearer_token(headers)
-    if presented is None:
+    return None if presented is None else hashlib.sha256(presented.encode("utf-8")).digest()
+
+
+async def authenticate(headers: Headers, ctx: Context) -> KeyInfo | None:
+    """The key presented in `headers`, or None when it is missing, unknown or revoked.
+
+    Always checked against the stored keys; the outcome is remembered for `verified_key`.
+    """
+    digest = _presented(headers)
+    if digest is None:
         return None
-    digest = hashlib.sha256(presented.encode("utf-8")).digest()
     doc = await _load(ctx.storage)
     match: KeyInfo | None = None
     for stored, info in _candidates(setting_hash(ctx.settings.api_key), doc):
         # No early exit: every known hash is compared, each in constant time.
         if hmac.compare_digest(digest, bytes.fromhex(stored)):
             match = info
+    slot = (ctx.endpoint.id, digest)
+    if match is None:
+        _verified.pop(slot, None)
+    else:
+        _verified[slot] = (ctx.clock.monotonic() + VERIFIED_TTL, match)
+        _verified.move_to_end(slot)
+        while len(_verified) > VERIFIED_MAX:
+            _verified.popitem(last=False)
     return match
+
+
+async def verified_key(headers: Headers, ctx: Context) -> KeyInfo | None:
+    """The key `authenticate` accepted for `headers` moments ago (no storage read), else `authenticate`."""
+    digest = _presented(headers)
+    if digest is None:
+        return None
+    found = _verified.get((ctx.endpoint.id, digest))
+    if found is not None and found[0] > ctx.clock.monotonic():
+        return found[1]
+    return await authenticate(headers, ctx)
 
 
 @contextlib.asynccontextmanager

@@ -32,7 +32,9 @@ class OpenAISettings(BaseModel):
     )
     reasoning: bool = Field(default=False, description="Send reasoning and agent thoughts as reasoning_content")
     broadcast_model: str | None = Field(
-        default=None, description="A model name that asks several bound apps at once and returns every answer"
+        default=None,
+        description="A model name that asks several bound apps at once and returns every answer "
+        "(not the name of a bound app: the app would win and the broadcast model be off)",
     )
     broadcast_apps: list[str] | None = Field(default=None, description="Apps the broadcast model asks (default: all)")
     key_requests_per_minute: int | None = Field(default=None, ge=1, description="Per-key request limit")

@@ -346,14 +346,21 @@ class ChunkWriter:
     `finish_reason: "content_filter"`; before any text it is emitted as content. Other replaces
     (a New Agent's differing final message) are ignored once text went out. Reasoning chunks and
     agent thoughts become `delta.reasoning_content` only with `reasoning=True`.
+
+    With `hold=True` (a workflow whose answer is a chosen output, which may differ from the text
+    it streams) no answer text goes out until `complete` gives the final text, sent whole: the
+    streamed answer is then exactly the non-streamed one.
     """
 
-    def __init__(self, *, completion_id: str, created: int, model: str, include_usage: bool, reasoning: bool) -> None:
+    def __init__(
+        self, *, completion_id: str, created: int, model: str, include_usage: bool, reasoning: bool, hold: bool = False
+    ) -> None:
         self.id = completion_id
         self.created = created
         self.model = model
         self.include_usage = include_usage
         self.reasoning = reasoning
+        self.hold = hold
         self.started = False
         self.sent = ""
         self.filtered = False
@@ -386,6 +393,8 @@ class ChunkWriter:
         kind, event = delta.kind, delta.event
         if kind == "ping":
             return [PING]
+        if self.hold and kind in ("text", "replace", "file"):
+            return []  # the answer goes out whole, in `complete`
         if kind == "text":
             return self.text(delta.text)
         if kind == "replace":
@@ -414,7 +423,7 @@ class ChunkWriter:
         return [self._chunk({"reasoning_content": text})] if text else []
 
     def complete(self, final: str) -> list[bytes]:
-        """Frames for the part of the final text not streamed yet (e.g. a workflow's output key)."""
+        """Frames for the part of the final text not streamed yet (all of it when held)."""
         if final.startswith(self.sent):
             return self.text(final[len(self.sent) :])
         return []

@@ -417,3 +417,37 @@ async def test_sending_back_the_mask_as_a_secret_is_refused(running: Running) ->
         await running.gateway.endpoints.update(record.id, settings={"token": shown})
     ok = await running.client.get(running.path(url), headers={"authorization": "Bearer the-real-token-123"})
     assert ok.status_code == 200  # the real secret is untouched
+
+
+async def test_a_handler_is_cancelled_when_its_client_leaves() -> None:
+    from gateway.exceptions import ClientClosedRequest
+    from gateway.ingress import _unless_client_leaves
+
+    cancelled = asyncio.Event()
+
+    async def slow_handler() -> Response:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
+        return Response.text("never")
+
+    class Leaving:
+        async def receive(self) -> dict[str, str]:
+            return {"type": "http.disconnect"}
+
+    with pytest.raises(ClientClosedRequest):
+        await _unless_client_leaves(slow_handler(), Leaving())  # type: ignore[arg-type]
+    assert cancelled.is_set()
+
+    class Staying:
+        async def receive(self) -> dict[str, str]:
+            await asyncio.sleep(60)
+            return {"type": "http.disconnect"}
+
+    async def quick() -> Response:
+        return Response.text("ok")
+
+    answer = await _unless_client_leaves(quick(), Staying())  # type: ignore[arg-type]
+    assert answer.body == b"ok"

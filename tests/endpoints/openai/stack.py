@@ -4,13 +4,15 @@ servers, apps and an `openai` endpoint created through the admin API."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Mapping
+import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
@@ -60,20 +62,56 @@ class Stack:
         return response.json()["result"]
 
 
+def with_outputs(outputs: Mapping[str, Any]) -> Callable[[ASGIApp], ASGIApp]:
+    """Wrap a simulator so its `workflow_finished` events carry `outputs` besides its own ("text")."""
+
+    def wrap(app: ASGIApp) -> ASGIApp:
+        async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+            pending = b""
+
+            async def rewrite(message: Message) -> None:
+                nonlocal pending
+                if message["type"] != "http.response.body":
+                    await send(message)
+                    return
+                pending += message.get("body", b"")
+                *blocks, pending = pending.split(b"\n\n")
+                out = []
+                for block in blocks:
+                    if block.startswith(b"data: ") and b'"workflow_finished"' in block:
+                        event = json.loads(block[6:])
+                        event["data"]["outputs"] = {**(event["data"]["outputs"] or {}), **outputs}
+                        block = b"data: " + json.dumps(event, ensure_ascii=False).encode()
+                    out.append(block + b"\n\n")
+                more = message.get("more_body", False)
+                await send({**message, "body": b"".join(out) + (b"" if more else pending), "more_body": more})
+
+            await app(scope, receive, rewrite)
+
+        return wrapped
+
+    return wrap
+
+
 @contextlib.asynccontextmanager
 async def openai_stack(
     tmp_path: Path,
     apps: Mapping[str, SimulatorConfig] | None = None,
     settings: Mapping[str, Any] | None = None,
+    wrappers: Mapping[str, Callable[[ASGIApp], ASGIApp]] | None = None,
     **gateway_changes: Any,
 ) -> AsyncIterator[Stack]:
-    """Simulators for `apps` (name -> config; default one fast chat app "support") and an endpoint."""
+    """Simulators for `apps` (name -> config; default one fast chat app "support") and an endpoint.
+
+    `wrappers` (app name -> ASGI wrapper) alter what a simulator sends, e.g. `with_outputs`.
+    """
     apps = apps or {"support": FAST}
+    wrappers = wrappers or {}
     port = free_port()
     gateway_settings = make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}", **gateway_changes)
     async with contextlib.AsyncExitStack() as stack:
         simulators = {
-            name: await stack.enter_async_context(live_server(create_simulator_app(config)))
+            name: await stack.enter_async_context(live_server(wrappers.get(name, _same)(create_simulator_app(config))))
             for name, config in apps.items()
         }
         gateway = await stack.enter_async_context(live_server(create_app(gateway_settings), port=port))
@@ -90,3 +128,7 @@ async def openai_stack(
         assert created.status_code == 201, created.text
         endpoint = created.json()
         yield Stack(http, gateway, endpoint, endpoint["secrets"]["api_key"], simulators)
+
+
+def _same(app: ASGIApp) -> ASGIApp:
+    return app

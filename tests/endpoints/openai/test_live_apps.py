@@ -10,7 +10,7 @@ import openai
 import pytest
 
 from gateway.simulator.config import SimulatorConfig
-from tests.endpoints.openai.stack import FAST, openai_stack
+from tests.endpoints.openai.stack import FAST, openai_stack, with_outputs
 from tests.support.gateway import admin_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -98,6 +98,37 @@ async def test_workflow_output_setting_picks_the_answer(tmp_path: Path) -> None:
         assert (await stack.generation_bodies("flow"))[0]["inputs"] == {"question": "hello"}
 
 
+async def test_a_workflow_output_that_differs_from_the_streamed_text_is_streamed_too(tmp_path: Path) -> None:
+    # The workflow streams "You said: ..." but its `summary` output (the configured answer) differs.
+    apps = {"flow": SimulatorConfig(mode="workflow", **_fast())}
+    wrappers = {"flow": with_outputs({"summary": "In short: a greeting 👋"})}
+    async with (
+        openai_stack(tmp_path, apps, {"workflow_output": "summary"}, wrappers=wrappers) as stack,
+        stack.client() as client,
+    ):
+        blocking = await client.chat.completions.create(model="flow", messages=ask("hello"))
+        assert blocking.choices[0].message.content == "In short: a greeting 👋"
+        stream = await client.chat.completions.create(
+            model="flow", messages=ask("hello"), stream=True, stream_options={"include_usage": True}
+        )
+        chunks = [c async for c in stream]
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "In short: a greeting 👋"
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop" and chunks[-1].choices == []
+
+
+async def test_a_workflow_output_missing_from_the_outputs_falls_back_to_the_streamed_text(tmp_path: Path) -> None:
+    apps = {"flow": SimulatorConfig(mode="workflow", **_fast())}
+    async with (
+        openai_stack(tmp_path, apps, {"workflow_output": "summary"}) as stack,
+        stack.client() as client,
+    ):
+        blocking = await client.chat.completions.create(model="flow", messages=ask("hello"))
+        stream = await client.chat.completions.create(model="flow", messages=ask("hello"), stream=True)
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
+    assert blocking.choices[0].message.content == streamed == "You said: hello"
+
+
 async def test_agent_thoughts_as_reasoning_content(tmp_path: Path) -> None:
     apps = {
         "agent": SimulatorConfig(mode="agent-chat", **_fast()),
@@ -155,6 +186,44 @@ async def test_broadcast_where_every_app_fails_gets_an_error_status(tmp_path: Pa
             with pytest.raises(openai.APIStatusError) as caught:
                 await client.chat.completions.create(model="all", messages=ask("[[fault:400]]"), stream=stream)
             assert caught.value.status_code == 502
+
+
+async def test_a_broadcast_asks_only_the_apps_the_key_may_use(tmp_path: Path) -> None:
+    apps = {"support": FAST, "coder": SimulatorConfig(answer="print('hi')", **_fast())}
+    async with openai_stack(tmp_path, apps, {"broadcast_model": "all"}) as stack:
+        limited = await stack.action("add-key", label="coder and broadcast", models="all,coder")
+        broadcast_only = await stack.action("add-key", label="broadcast only", models="all")
+        async with stack.client(key=limited["key"]) as client:
+            assert [m.id for m in (await client.models.list()).data] == ["coder", "all"]
+            blocking = await client.chat.completions.create(model="all", messages=ask("hello"))
+            assert blocking.choices[0].message.content == "### coder\n\nprint('hi')"
+            stream = await client.chat.completions.create(model="all", messages=ask("hello"), stream=True)
+            assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "### coder\n\nprint('hi')"
+        async with stack.client(key=broadcast_only["key"]) as client:
+            assert [m.id for m in (await client.models.list()).data] == []
+            with pytest.raises(openai.NotFoundError) as caught:
+                await client.models.retrieve("all")
+            assert caught.value.code == "model_not_found"
+            for stream in (False, True):
+                with pytest.raises(openai.NotFoundError) as caught:
+                    await client.chat.completions.create(model="all", messages=ask("hello"), stream=stream)
+                assert caught.value.code == "model_not_found"
+        assert await stack.generation_bodies("support") == []
+        assert len(await stack.generation_bodies("coder")) == 2
+
+
+async def test_a_broadcast_model_named_like_a_bound_app_never_shadows_it(tmp_path: Path) -> None:
+    apps = {"support": FAST, "coder": SimulatorConfig(answer="print('hi')", **_fast())}
+    async with (
+        openai_stack(tmp_path, apps, {"broadcast_model": "support"}) as stack,
+        stack.client() as client,
+    ):
+        assert [m.id for m in (await client.models.list()).data] == ["support", "coder"]
+        blocking = await client.chat.completions.create(model="support", messages=ask("hello"))
+        assert blocking.choices[0].message.content == "You said: hello"  # the app, not a broadcast
+        stream = await client.chat.completions.create(model="support", messages=ask("hello"), stream=True)
+        assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "You said: hello"
+        assert await stack.generation_bodies("coder") == []
 
 
 def _fast() -> dict[str, Any]:

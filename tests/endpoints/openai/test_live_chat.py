@@ -255,6 +255,17 @@ async def test_a_client_disconnect_stops_the_dify_task(tmp_path: Path) -> None:
     assert stats["streams_completed"] == 0
 
 
+async def test_a_client_leaving_a_non_streaming_request_stops_the_dify_task(tmp_path: Path) -> None:
+    slow = SimulatorConfig(first_token_latency=0, tokens_per_second=5, answer="one two three four five six seven")
+    async with openai_stack(tmp_path, {"support": slow}, use_aiohttp=True) as stack:
+        async with stack.client(timeout=0.5) as client:
+            with pytest.raises(openai.APITimeoutError):
+                await client.chat.completions.create(model="support", messages=HI, user="bob")
+        await anyio.sleep(1.0)
+        stops = (await stack.stats())["stops"]
+    assert stops and stops[0]["user"].endswith(":bob")
+
+
 async def test_key_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
     async with (
         openai_stack(tmp_path, settings={"key_requests_per_minute": 2}) as stack,

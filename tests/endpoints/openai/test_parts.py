@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from endpoints.openai import chat_completions, models, plugin
+from endpoints.openai import chat_completions, models, plugin, verify
+from endpoints.openai.broadcast import broadcast_apps, broadcast_model
 from endpoints.openai.errors import OpenAIError, from_exception
 from endpoints.openai.keys import (
     LOCK,
@@ -230,3 +231,93 @@ async def test_broadcast_without_usable_apps_is_an_unknown_model(gateway: Gatewa
     body = {"model": "all", "messages": [{"role": "user", "content": "hi"}]}
     response = await chat_completions(request("/v1/chat/completions", body, added["key"]), ctx)
     assert response.status == 404 and json.loads(response.body)["error"]["code"] == "model_not_found"  # type: ignore[arg-type]
+
+
+def test_a_broadcast_asks_only_bound_apps_the_key_may_use() -> None:
+    everyone, limited = KeyInfo("key_a", ""), KeyInfo("key_b", "", ("all", "coder"))
+    settings = OpenAISettings(broadcast_model="all")
+    assert broadcast_apps(settings, ("support", "coder"), everyone) == ["support", "coder"]
+    assert broadcast_apps(settings, ("support", "coder"), limited) == ["coder"]
+    assert broadcast_apps(settings, ("support",), limited) == []
+    chosen = OpenAISettings(broadcast_model="all", broadcast_apps=["coder", "gone", "support"])
+    assert broadcast_apps(chosen, ("support", "coder"), everyone) == ["coder", "support"]
+    assert broadcast_apps(chosen, ("support", "coder"), KeyInfo("key_c", "", ("all", "support"))) == ["support"]
+
+
+def test_a_broadcast_model_named_like_a_bound_app_is_off() -> None:
+    assert broadcast_model(OpenAISettings(), ("support",)) is None
+    assert broadcast_model(OpenAISettings(broadcast_model="all"), ("support",)) == "all"
+    assert broadcast_model(OpenAISettings(broadcast_model="support"), ("support", "coder")) is None
+
+
+async def test_a_shadowing_broadcast_model_is_refused_with_a_warning(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    ctx = await context(gateway, broadcast_model="support")
+    added = await add_key(ctx)
+    response = await models(request("/v1/models", key=added["key"]), ctx)
+    assert [m["id"] for m in json.loads(response.body)["data"]] == ["support"]  # type: ignore[arg-type]
+    assert "broadcast_model 'support' names a bound app" in caplog.text
+
+
+async def test_the_key_document_is_read_once_per_request(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import endpoints.openai.keys as keys
+
+    ctx = await context(gateway)
+    added = await add_key(ctx, models="other")
+    loads = 0
+    real_load = keys._load
+
+    async def counting_load(storage: Any) -> dict[str, Any]:
+        nonlocal loads
+        loads += 1
+        return await real_load(storage)
+
+    monkeypatch.setattr(keys, "_load", counting_load)
+    listing = request("/v1/models", key=added["key"])
+    assert (await verify(listing, ctx)).passed
+    response = await models(listing, ctx)
+    # The key's model list came from the verifier's lookup: "support" is not among its models.
+    assert response.status == 200 and json.loads(response.body)["data"] == [] and loads == 1  # type: ignore[arg-type]
+    body = {"model": "support", "messages": [{"role": "user", "content": "x"}]}
+    chat = request("/v1/chat/completions", body, added["key"])
+    assert (await verify(chat, ctx)).passed
+    response = await chat_completions(chat, ctx)
+    assert response.status == 404 and loads == 2
+
+
+async def test_the_verifier_still_sees_a_revocation_at_once(gateway: Gateway) -> None:
+    ctx = await context(gateway)
+    added = await add_key(ctx)
+    listing = request("/v1/models", key=added["key"])
+    assert (await verify(listing, ctx)).passed
+    await revoke_key(ctx, added["id"])
+    verdict = await verify(listing, ctx)
+    assert not verdict.passed and verdict.response is not None and verdict.response.status == 401
+    # What the verifier accepted before is forgotten: a handler reached anyway checks the store.
+    assert (await models(listing, ctx)).status == 401
+
+
+async def test_a_remembered_key_expires(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import endpoints.openai.keys as keys
+
+    ctx = await context(gateway)
+    added = await add_key(ctx)
+    listing = request("/v1/models", key=added["key"])
+    assert (await verify(listing, ctx)).passed
+    await revoke_key(ctx, added["id"])
+    clock = gateway.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(keys.VERIFIED_TTL + 1)
+    assert (await models(listing, ctx)).status == 401  # too old: the store is asked again
+
+
+async def test_remembered_keys_are_bounded(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+    import endpoints.openai.keys as keys
+
+    monkeypatch.setattr(keys, "VERIFIED_MAX", 3)
+    ctx = await context(gateway)
+    for _ in range(5):
+        added = await add_key(ctx)
+        assert (await verify(request("/v1/models", key=added["key"]), ctx)).passed
+    assert len(keys._verified) == 3

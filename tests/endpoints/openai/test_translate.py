@@ -362,3 +362,17 @@ def test_errors_after_the_start() -> None:
     error = OpenAIError(502, "The Dify app failed to answer.", type="server_error", code="upstream_error")
     frame, done = ChunkWriter.error(error)
     assert json.loads(frame[6:]) == error.body() and done == DONE
+
+
+def test_held_text_goes_out_as_the_final_answer() -> None:
+    # A workflow whose answer is a chosen output: streamed text is held, the final text sent once.
+    w = ChunkWriter(
+        completion_id="chatcmpl-x", created=1700000000, model="flow", include_usage=False, reasoning=False, hold=True
+    )
+    assert w.feed(Delta("text", "thinking out loud")) == [] and w.feed(Delta("ping")) == [PING]
+    assert w.feed(Delta("replace", "other", NS(event="workflow_finished"))) == []
+    assert w.feed(Delta("file", "https://f/1.png", NS(type="image"))) == []
+    assert deltas(w.complete("The summary.")) == [{"role": "assistant", "content": "The summary."}]
+    assert w.sent == "The summary."
+    final, done = decode(w.finish(None))
+    assert final["choices"][0]["finish_reason"] == "stop" and done == "[DONE]"
