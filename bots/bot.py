@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import discord
 from discord.ext import commands
 
-from bots.throttle import ThrottleClock
-from gateway.plugin import Context
+from gateway.plugin import Clock, Context
 
 __all__ = ["DEFAULT_EXTENSIONS", "GatewayBot", "bot_intents"]
 
@@ -43,7 +42,7 @@ class GatewayBot(commands.Bot):
         self,
         *,
         contexts: Callable[[], Awaitable[Context | None]],
-        clock: ThrottleClock,
+        clock: Clock,
         extensions: Sequence[str] = DEFAULT_EXTENSIONS,
     ) -> None:
         super().__init__(

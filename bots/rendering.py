@@ -1,8 +1,8 @@
-"""Pure helpers of the Discord gateway bot: when to answer, what the prompt is, how to page output.
+"""Pure helpers of the Discord gateway bot: when to answer, what the prompt is, a thread's name.
 
-Paging (2,000 characters, code fences kept whole) and delta handling are shared with the
-interaction endpoint, so a bot answer and an `/ask` answer look the same; they are re-exported
-here. Nothing in this module does I/O.
+Paging and delta handling are the interaction endpoint's (`endpoints.discord.rendering`, the
+gateway's `split_text`), so a bot answer and an `/ask` answer look the same. Nothing in this
+module does I/O.
 """
 
 from __future__ import annotations
@@ -10,20 +10,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 
-from endpoints.discord.rendering import EMPTY_ANSWER, MAX_CONTENT, apply_delta, failure_text, paginate
-
-__all__ = [
-    "EMPTY_ANSWER",
-    "MAX_CONTENT",
-    "Trigger",
-    "apply_delta",
-    "failure_text",
-    "is_reset",
-    "paginate",
-    "strip_mentions",
-    "thread_name",
-    "trigger_for",
-]
+__all__ = ["Trigger", "is_reset", "strip_mentions", "thread_name", "trigger_for"]
 
 _THREAD_NAME_MAX = 90  # Discord allows 100
 _SPACE = re.compile(r"\s+")

@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 import discord
 
-from bots.rendering import Trigger, apply_delta, failure_text, is_reset, strip_mentions, thread_name
-from bots.throttle import EditThrottle, ThrottleClock
+from bots.rendering import Trigger, is_reset, strip_mentions, thread_name
 from endpoints.discord.interactions import conversation_key, user_key
 from endpoints.discord.messages import PagedMessages, StreamRenderer
-from gateway.plugin import Answer, Context, UpstreamError
+from endpoints.discord.rendering import apply_delta, failure_text
+from gateway.plugin import Answer, Clock, Context, EditThrottle, UpstreamError
 
 __all__ = ["ChannelMessages", "Responder"]
 
@@ -60,7 +60,7 @@ class ChannelMessages:
 class Responder:
     """Answers messages the chat cog picked (`Trigger`), with the endpoint context of the moment."""
 
-    def __init__(self, *, contexts: Callable[[], Awaitable[Context | None]], clock: ThrottleClock) -> None:
+    def __init__(self, *, contexts: Callable[[], Awaitable[Context | None]], clock: Clock) -> None:
         self._contexts = contexts
         self._clock = clock
 

@@ -29,7 +29,9 @@ handlers::
 Handlers see a framework-neutral `Request` (raw body bytes, raw query string, multi-valued
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
-here as pure functions, so a plugin needs nothing else from the gateway.
+here as pure functions, and so are the helpers of chat plugins (`gateway.chat`: the edit
+throttle, `Retry-After` parsing, fence-aware message splitting), so a plugin needs nothing else
+from the gateway.
 """
 
 from __future__ import annotations
@@ -46,6 +48,16 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 
+from gateway.chat import (
+    FENCE,
+    EditThrottle,
+    as_text,
+    cut_point,
+    last_break,
+    open_fence,
+    retry_after_seconds,
+    split_text,
+)
 from gateway.clock import Clock
 from gateway.dify.models import Answer, Delta
 from gateway.dify.stream import AnswerStream
@@ -91,7 +103,9 @@ __all__ = [
     "ConfigurationError",
     "Context",
     "Delta",
+    "EditThrottle",
     "EndpointInfo",
+    "FENCE",
     "GatewayError",
     "Handler",
     "Headers",
@@ -115,12 +129,18 @@ __all__ = [
     "UpstreamError",
     "Verdict",
     "Verifier",
+    "as_text",
     "check_timestamp",
+    "cut_point",
+    "last_break",
     "new_webhook_secret",
+    "open_fence",
     "parse_ed25519_public_key",
     "parse_webhook_secret",
+    "retry_after_seconds",
     "sign_standard_webhook",
     "slack_signature",
+    "split_text",
     "standard_webhook_headers",
     "unverified",
     "verify_discord",

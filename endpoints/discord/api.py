@@ -12,20 +12,18 @@ quote the URL) ever go into errors or logs.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import httpx
 
 from endpoints.discord.interactions import NO_MENTIONS
 from endpoints.discord.messages import TryLater
-from gateway.plugin import Clock
+from gateway.plugin import Clock, retry_after_seconds
 
 __all__ = ["ORIGINAL", "ChannelSink", "DiscordAPI", "DiscordAPIError", "InteractionSink", "retry_after"]
 
 ORIGINAL = "@original"
 USER_AGENT = "DiscordBot (https://github.com/dify-gateway/dify-gateway, 0.1)"
-_MAX_RETRY_AFTER = 60.0
 
 
 class DiscordAPIError(Exception):
@@ -38,31 +36,18 @@ class DiscordAPIError(Exception):
         self.message = message
 
 
-def retry_after(response: httpx.Response) -> float:
-    """Seconds to wait after a 429: the body's `retry_after`, else `Retry-After`, else 1; capped at 60."""
-    value: object = None
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        value = body.get("retry_after")
-    if value is None:
-        value = response.headers.get("retry-after")
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 1.0
-    if not math.isfinite(seconds):
-        return 1.0
-    return min(max(seconds, 0.0), _MAX_RETRY_AFTER)
-
-
 def _json(response: httpx.Response) -> Any:
     try:
         return response.json() if response.content else None
     except ValueError:
         return None
+
+
+def retry_after(response: httpx.Response) -> float:
+    """Seconds to wait after a 429: the body's `retry_after`, else `Retry-After`, else 1; capped at 60."""
+    body = _json(response)
+    value = body.get("retry_after") if isinstance(body, dict) else None
+    return retry_after_seconds(response.headers.get("retry-after") if value is None else value)
 
 
 def _message_id(message: Any) -> str:
@@ -72,10 +57,7 @@ def _message_id(message: Any) -> str:
 
 
 def _error(response: httpx.Response) -> DiscordAPIError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
+    body = _json(response)
     message = body.get("message") if isinstance(body, dict) else None
     code = body.get("code") if isinstance(body, dict) else None
     return DiscordAPIError(

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.plugin import as_text
+
 __all__ = [
     "APPLICATION_COMMAND",
     "AUTOCOMPLETE",
@@ -60,11 +62,10 @@ def user_key(user_id: object) -> str:
 
 
 def _text(value: object) -> str:
-    if isinstance(value, str) and value:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise ValueError("missing or malformed field")
+    text = as_text(value)
+    if text is None:
+        raise ValueError("missing or malformed field")
+    return text
 
 
 @dataclass(frozen=True, slots=True)

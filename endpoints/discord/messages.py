@@ -5,12 +5,13 @@ the bot token) and the gateway bot (discord.py) render answers the same way: the
 `MessageSink`, and `StreamRenderer` does the rest (platforms.md §2.1 "Streaming through an
 interaction", §2.6 "Typing and streaming by edits"):
 
-- the growing text is paged at 2,000 characters (`paginate`); page N is message N;
+- the growing text is paged at 2,000 characters (`split_text`); page N is message N;
 - while streaming, a render goes out at most once per throttle interval: messages whose page
   changed are edited, new pages are sent as new messages;
 - a sink that is told not to wait may answer `TryLater` (a 429, a passing 5xx): the update is
   skipped and the next one carries the text;
-- `finish` always sends a final full render, after the throttle allows it, waiting out rate limits.
+- `finish` always sends a final full render, after the throttle allows it, waiting out rate limits;
+  messages past its last page go, those left over from an earlier attempt of the job included.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from endpoints.discord.rendering import EMPTY_ANSWER, MAX_CONTENT, paginate
-from endpoints.discord.throttle import EditThrottle
+from endpoints.discord.rendering import EMPTY_ANSWER, MAX_CONTENT
+from gateway.plugin import EditThrottle, split_text
 
 __all__ = ["MessageSink", "PagedMessages", "StreamRenderer", "TryLater"]
 
@@ -52,7 +53,8 @@ class PagedMessages:
     """The messages showing one text: message N shows page N of the text.
 
     `existing` are handles of messages that already exist but show nothing of the text yet
-    (the deferred "thinking…" response of an interaction): they are edited before any is sent.
+    (the deferred "thinking…" response of an interaction, the follow-ups an earlier attempt of
+    the job posted): they are edited before any is sent. The first message is never deleted.
     """
 
     def __init__(self, sink: MessageSink, *, existing: Sequence[Any] = (), limit: int = MAX_CONTENT) -> None:
@@ -66,12 +68,13 @@ class PagedMessages:
         """What the messages show now (placeholders left out)."""
         return [content for content in self._shown if content is not None]
 
-    async def render(self, text: str, *, wait: bool) -> bool:
+    async def render(self, text: str, *, wait: bool, final: bool = False) -> bool:
         """Make the messages show `text`; what already shows the right page is left alone.
 
-        Returns whether any message was sent, edited or deleted.
+        While the text grows, `existing` messages past its last page wait for it; a `final`
+        render deletes them. Returns whether any message was sent, edited or deleted.
         """
-        pages = paginate(text, self._limit)
+        pages = split_text(text, self._limit)
         changed = False
         for index, page in enumerate(pages):
             if index < len(self._handles):
@@ -84,7 +87,7 @@ class PagedMessages:
                 self._shown.append(page)
                 changed = True
         # The text shrank (a `replace`): messages past its last page go.
-        while len(self._handles) > max(1, len(pages)) and self._shown[-1] is not None:
+        while len(self._handles) > max(1, len(pages)) and (final or self._shown[-1] is not None):
             await self._sink.delete(self._handles[-1], wait=wait)
             self._handles.pop()
             self._shown.pop()
@@ -116,4 +119,4 @@ class StreamRenderer:
     async def finish(self, text: str) -> None:
         """The final full render (an empty answer says so), waiting out the throttle and rate limits."""
         await self._throttle.wait()
-        await self.messages.render(text if text.strip() else EMPTY_ANSWER, wait=True)
+        await self.messages.render(text if text.strip() else EMPTY_ANSWER, wait=True, final=True)

@@ -7,7 +7,9 @@
 - `/ask question:…` answers "thinking…" (a deferred response) at once, after queuing a durable job
   keyed by the interaction id; the job streams the answer into the original response (edited
   about once a second), continues past 2,000 characters in follow-ups, and past the interaction
-  token's 15 minutes in channel messages (with `bot_token`) or ends with a note.
+  token's 15 minutes in channel messages (with `bot_token`) or ends with a note. The ids of the
+  messages it posts are kept in storage under the job's id: a rerun after a crash edits them
+  instead of posting the answer a second time.
 - `/reset` forgets the channel's conversation (per thread inside a thread).
 - `dify-gateway discord register-commands ENDPOINT [--guild ID]` registers both commands.
 """
@@ -34,13 +36,14 @@ from endpoints.discord.interactions import (
     user_key,
 )
 from endpoints.discord.messages import PagedMessages, StreamRenderer
+from endpoints.discord.posted import PostedMessages
 from endpoints.discord.rendering import apply_delta, failure_text
 from endpoints.discord.reply import InteractionReply
 from endpoints.discord.settings import DiscordSettings
-from endpoints.discord.throttle import EditThrottle
 from gateway.plugin import (
     BadRequest,
     Context,
+    EditThrottle,
     JobError,
     JobInfo,
     Permission,
@@ -73,7 +76,7 @@ plugin = Plugin(
     "discord",
     settings=DiscordSettings,
     verifier=verify,
-    permissions={Permission.APPS, Permission.JOBS, Permission.HTTP},
+    permissions={Permission.APPS, Permission.JOBS, Permission.HTTP, Permission.STORAGE},
     description="A Discord app's Interactions Endpoint: /ask streams answers, /reset starts over.",
     min_apps=1,
     url_hint="Paste {url} as the Interactions Endpoint URL (Developer Portal → General Information), "
@@ -127,18 +130,27 @@ async def interactions(request: Request, ctx: Context) -> Response:
 
 @plugin.job("ask")
 async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
-    """Stream one answer into the interaction's messages (see `InteractionReply`)."""
+    """Stream one answer into the interaction's messages (see `InteractionReply`); a rerun of the
+    job edits the messages an earlier attempt posted."""
     data = job.payload
     settings: DiscordSettings = ctx.settings
     api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings))
+    posted = PostedMessages(ctx.storage, job.id)
+    earlier = await posted.load()
     webhook = StreamRenderer(
-        PagedMessages(InteractionSink(api, data["application_id"], data["token"]), existing=[ORIGINAL]),
+        PagedMessages(
+            posted.recording("webhook", InteractionSink(api, data["application_id"], data["token"])),
+            existing=[ORIGINAL, *earlier["webhook"]],
+        ),
         EditThrottle(settings.edit_interval, ctx.clock),
     )
     channel = None
     if api.has_bot_token:
         channel = StreamRenderer(
-            PagedMessages(ChannelSink(api, data["channel_id"])), EditThrottle(settings.edit_interval, ctx.clock)
+            PagedMessages(
+                posted.recording("channel", ChannelSink(api, data["channel_id"])), existing=earlier["channel"]
+            ),
+            EditThrottle(settings.edit_interval, ctx.clock),
         )
     reply = InteractionReply(
         webhook=webhook, channel=channel, deadline=float(data["received_at"]) + settings.token_deadline, clock=ctx.clock

@@ -13,8 +13,7 @@ follow-ups. After it:
 from __future__ import annotations
 
 from endpoints.discord.messages import StreamRenderer
-from endpoints.discord.rendering import open_fence
-from gateway.plugin import Clock
+from gateway.plugin import Clock, open_fence
 
 __all__ = ["CONTINUED_NOTE", "LATE_NOTE", "InteractionReply"]
 

@@ -19,8 +19,7 @@ from endpoints.slack.events import Trigger, thread_key
 from endpoints.slack.render import hide_reasoning, is_reset, slack_to_plain
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.sinks import EditSink, NativeSink, Sink
-from endpoints.slack.throttle import EditThrottle
-from gateway.plugin import Context, GatewayError, JobInfo, Storage
+from gateway.plugin import Context, EditThrottle, GatewayError, JobInfo, Storage
 
 __all__ = ["Outcome", "answer_event", "failure_note", "stream_answer"]
 
@@ -84,15 +83,15 @@ async def stream_answer(
             return stream.answer.text
 
     reader = asyncio.create_task(pump())
-    throttle = EditThrottle(settings.edit_interval, ctx.clock.monotonic)
-    throttle.record()  # the placeholder (or status) was just sent
+    throttle = EditThrottle(settings.edit_interval, ctx.clock)
+    throttle.mark()  # the placeholder (or status) was just sent
     try:
         while await _until(reader, live.changed.wait()):
             if (delay := throttle.wait_time()) > 0 and not await _until(reader, ctx.clock.sleep(delay)):
                 break
             live.changed.clear()
             await show(_visible(live.text, settings, partial=True))
-            throttle.record()
+            throttle.mark()
         return Outcome(_visible(reader.result(), settings, partial=False))
     except GatewayError as exc:
         ctx.logger.warning("the Dify app failed to answer: %s: %s", exc.code, exc.message)

@@ -24,8 +24,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from endpoints.slack.settings import SlackSettings
-from endpoints.slack.throttle import retry_after_seconds
-from gateway.plugin import Clock, Context, JobError, RetryJob, Storage
+from gateway.plugin import Clock, Context, JobError, RetryJob, Storage, retry_after_seconds
 
 __all__ = ["ClockRateLimitHandler", "Posted", "SlackOut", "bot_user_id", "open_client", "slack_failures"]
 

@@ -16,11 +16,11 @@ import httpx
 
 from endpoints.slack.answer import stream_answer
 from endpoints.slack.events import Command
-from endpoints.slack.render import split_message, to_mrkdwn
+from endpoints.slack.render import split_mrkdwn
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.sinks import EMPTY_ANSWER
-from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget, retry_after_seconds
-from gateway.plugin import Context, JobError, JobInfo, RetryJob
+from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget
+from gateway.plugin import Context, JobError, JobInfo, RetryJob, retry_after_seconds
 
 __all__ = ["ResponseUrl", "answer_command"]
 
@@ -89,7 +89,7 @@ async def answer_command(job: JobInfo, ctx: Context) -> dict[str, Any]:
 
     async def show(text: str) -> None:
         nonlocal updates
-        parts = split_message(to_mrkdwn(text), settings.message_limit)
+        parts = split_mrkdwn(text, settings.message_limit)
         if not parts or updates >= settings.slash_updates or not target.can_spare(keep=1):
             return
         updates += 1
@@ -98,7 +98,7 @@ async def answer_command(job: JobInfo, ctx: Context) -> dict[str, Any]:
     outcome = await stream_answer(
         ctx, command.text, user=command.dify_user, conversation_key=command.conversation_key, show=show
     )
-    parts = split_message(to_mrkdwn(outcome.text), settings.message_limit) or [EMPTY_ANSWER]
+    parts = split_mrkdwn(outcome.text, settings.message_limit) or [EMPTY_ANSWER]
     room = target.remaining()
     if len(parts) > room > 0:
         parts = parts[:room]

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from gateway.plugin import as_text
+
 __all__ = ["Command", "Trigger", "classify", "parse_command", "thread_key"]
 
 TriggerKind = Literal["mention", "dm", "thread"]
@@ -64,16 +66,12 @@ class Trigger:
         return cls(**fields)
 
 
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def bot_user_of(envelope: Mapping[str, Any]) -> str | None:
     """The bot user this delivery is for, from the envelope's `authorizations`."""
     authorizations = envelope.get("authorizations")
     for auth in authorizations if isinstance(authorizations, list) else ():
-        if isinstance(auth, dict) and auth.get("is_bot") and _text(auth.get("user_id")):
-            return str(auth["user_id"])
+        if isinstance(auth, dict) and auth.get("is_bot") and (user := as_text(auth.get("user_id"))):
+            return user
     return None
 
 
@@ -82,7 +80,7 @@ def classify(envelope: Mapping[str, Any]) -> Trigger | str:
     if envelope.get("type") != "event_callback":
         return f"envelope type {envelope.get('type')!r}"
     event = envelope.get("event")
-    event_id = _text(envelope.get("event_id"))
+    event_id = as_text(envelope.get("event_id"))
     if not isinstance(event, dict) or event_id is None:
         return "no event or event_id"
     bot_user = bot_user_of(envelope)
@@ -90,15 +88,15 @@ def classify(envelope: Mapping[str, Any]) -> Trigger | str:
         return "a bot's message"
     if event.get("subtype"):
         return f"message subtype {event['subtype']!r}"
-    user, channel, ts = _text(event.get("user")), _text(event.get("channel")), _text(event.get("ts"))
-    team = _text(envelope.get("team_id")) or _text(event.get("team"))
+    user, channel, ts = as_text(event.get("user")), as_text(event.get("channel")), as_text(event.get("ts"))
+    team = as_text(envelope.get("team_id")) or as_text(event.get("team"))
     raw_text = event.get("text")
     text = raw_text if isinstance(raw_text, str) else ""
     if user is None or channel is None or ts is None or team is None:
         return "missing user, channel, ts or team"
     if user == bot_user:
         return "the bot's own message"
-    thread_ts = _text(event.get("thread_ts"))
+    thread_ts = as_text(event.get("thread_ts"))
     kind: TriggerKind
     channel_type = str(event.get("channel_type") or "")
     if event.get("type") == "app_mention":

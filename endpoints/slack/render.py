@@ -3,36 +3,25 @@ to plain text.
 
 - `to_mrkdwn`: Dify answers in Markdown; Slack's `text` and section blocks speak mrkdwn. `&`, `<`
   and `>` are escaped everywhere, so an answer can never ping `<!channel>` or forge a link.
-- `split_message`: a message longer than the limit is split at a paragraph, line, sentence or
-  word boundary, never inside a `<link|label>` or an `&amp;` entity, and a code block cut in two
-  is closed and reopened, so every part renders on its own.
-- `cut_point` and `fence_open` are the pieces native streaming uses to split an append-only text.
+- `split_mrkdwn`: an answer as mrkdwn messages of at most the limit, split by the gateway's
+  `split_text` (paragraph, line, sentence or word boundaries; code blocks closed and reopened),
+  never inside a `<link|label>` or an `&amp;` entity (`protect_tokens`, also for native streaming).
 """
 
 from __future__ import annotations
 
 import re
 
+from gateway.plugin import FENCE, split_text
+
 __all__ = [
-    "MIN_LIMIT",
-    "cut_point",
-    "fence_open",
     "hide_reasoning",
     "is_reset",
-    "last_break",
+    "protect_tokens",
     "slack_to_plain",
-    "split_message",
+    "split_mrkdwn",
     "to_mrkdwn",
 ]
-
-MIN_LIMIT = 100  # below this a closing and reopening fence would eat most of a part
-FENCE = "```"
-_CLOSE = "\n" + FENCE
-_REOPEN = FENCE + "\n"
-# Where a part may end, best first; the offset keeps the sentence's full stop in the first part.
-_SEPARATORS = (("\n\n", 0), ("\n", 0), (". ", 1), (" ", 0))
-_ENTITY = re.compile(r"&(?:amp|lt|gt);")
-
 
 # -- Markdown to mrkdwn --------------------------------------------------------------------------
 
@@ -137,14 +126,12 @@ def hide_reasoning(text: str, *, partial: bool = False) -> str:
 
 # -- splitting ----------------------------------------------------------------------------------
 
-
-def fence_open(text: str) -> bool:
-    """True when `text` ends inside a code block."""
-    return sum(1 for line in text.split("\n") if _is_fence(line)) % 2 == 1
+_ENTITY = re.compile(r"&(?:amp|lt|gt);")
 
 
-def _safe(text: str, cut: int, floor: int) -> int:
-    """Move `cut` back out of a `<…>` token or an `&…;` entity, unless that leaves too little."""
+def protect_tokens(text: str, cut: int, floor: int) -> int:
+    """Move `cut` back out of a `<…>` token or an `&…;` entity, unless that leaves too little
+    (before `floor`): the `protect` of the gateway's splitting helpers for mrkdwn."""
     start = text.rfind("<", 0, cut)
     if start > text.rfind(">", 0, cut) and start >= floor:
         cut = start
@@ -155,52 +142,9 @@ def _safe(text: str, cut: int, floor: int) -> int:
     return cut
 
 
-def last_break(text: str, room: int, floor: int = 1) -> int | None:
-    """The best boundary to end a piece of `text` within `room` characters, at or after `floor`:
-    paragraph, line, sentence, word (never inside a `<…>` token or an entity); None if none."""
-    window = text[:room]
-    for separator, offset in _SEPARATORS:
-        at = window.rfind(separator)
-        if at >= floor:
-            return _safe(text, at + offset, floor)
-    return None
-
-
-def cut_point(text: str, room: int) -> int:
-    """Where to end a piece of `text` that may hold at most `room` characters.
-
-    The best boundary in the second half of the window wins; without one the cut is hard at
-    `room`. The result is between `room // 2` and `room`.
-    """
-    if len(text) <= room:
-        return len(text)
-    floor = max(1, room // 2)
-    found = last_break(text, room, floor)
-    return _safe(text, room, floor) if found is None else found
-
-
-def split_message(text: str, limit: int) -> list[str]:
-    """Split `text` into parts of at most `limit` characters that each render on their own.
-
-    Blank text gives no parts. A code block cut in two is closed at the end of one part and
-    reopened at the start of the next.
-    """
-    if limit < MIN_LIMIT:
-        raise ValueError(f"limit must be at least {MIN_LIMIT}")
-    rest = text.strip()
-    parts: list[str] = []
-    while len(rest) > limit:
-        cut = cut_point(rest, limit - len(_CLOSE))  # room for a closing fence
-        head, rest = rest[:cut], rest[cut:]
-        if fence_open(head):
-            parts.append(head.rstrip("\n") + _CLOSE)
-            rest = _REOPEN + rest.lstrip("\n")
-        else:
-            parts.append(head.rstrip())
-            rest = rest.lstrip()
-    if rest:
-        parts.append(rest)
-    return parts
+def split_mrkdwn(markdown: str, limit: int) -> list[str]:
+    """`markdown` as mrkdwn messages of at most `limit` characters that each render on their own."""
+    return split_text(to_mrkdwn(markdown), limit, protect=protect_tokens)
 
 
 # -- Slack to Dify ------------------------------------------------------------------------------

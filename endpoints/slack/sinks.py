@@ -22,7 +22,8 @@ from typing import Protocol
 from slack_sdk.errors import SlackApiError
 
 from endpoints.slack.client import FATAL_ERRORS, SlackOut
-from endpoints.slack.render import FENCE, cut_point, fence_open, last_break, split_message, to_mrkdwn
+from endpoints.slack.render import protect_tokens, split_mrkdwn, to_mrkdwn
+from gateway.plugin import FENCE, cut_point, last_break, open_fence
 
 __all__ = ["EMPTY_ANSWER", "EditSink", "NativeSink", "Sink"]
 
@@ -58,12 +59,12 @@ class EditSink:
             await self._apply([self.thinking])
 
     async def show(self, text: str) -> None:
-        parts = split_message(to_mrkdwn(text), self.limit)
+        parts = split_mrkdwn(text, self.limit)
         if parts:
             await self._apply(parts)
 
     async def finish(self, text: str) -> int:
-        parts = split_message(to_mrkdwn(text), self.limit) or [EMPTY_ANSWER]
+        parts = split_mrkdwn(text, self.limit) or [EMPTY_ANSWER]
         await self._apply(parts)
         for ts in self.messages[len(parts) :]:  # left over from a longer earlier attempt
             await self.out.forget(ts)
@@ -165,7 +166,7 @@ class NativeSink:
                 # A stream never starts with blank text: hold it until there is more.
                 if not pending.strip():
                     return
-                lead = len(pending) - len(pending.lstrip("\n" if fence_open(self.sent) else None))
+                lead = len(pending) - len(pending.lstrip("\n" if open_fence(self.sent) else None))
                 self.sent, pending = self.sent + pending[:lead], pending[lead:]
             room = self.limit - self.length - len(self.reopen) - len(_CLOSE)
             if len(pending) <= room - max(_MIN_ROOM, self.limit // 10):
@@ -173,17 +174,17 @@ class NativeSink:
                 return
             # Near the end of this message: end it at a clean break in the new text (what was
             # streamed can't move), or go on until one comes, or cut hard at the limit.
-            cut = last_break(pending, room, floor=0) if self.current is not None else None
+            cut = last_break(pending, room, floor=0, protect=protect_tokens) if self.current is not None else None
             if cut is None and len(pending) <= room:
                 await self._append(pending)
                 return
-            end = cut_point(pending, room) if cut is None else cut
+            end = cut_point(pending, room, protect=protect_tokens) if cut is None else cut
             await self._append(pending[:end], close=True)
             pending = pending[end:]
 
     async def _append(self, piece: str, *, close: bool = False) -> None:
         after = self.sent + piece
-        closer = _CLOSE if close and fence_open(after) else ""
+        closer = _CLOSE if close and open_fence(after) else ""
         if self.current is None:
             content = self.reopen + piece + closer
             self.current = await self.out.start_stream(content, team=self.recipient[0], user=self.recipient[1])

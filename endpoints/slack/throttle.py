@@ -1,52 +1,17 @@
-"""Pacing of what is sent to Slack, pure and on an injected clock.
+"""The budget of a slash command's `response_url`, pure: at most 5 posts within 30 minutes
+(platforms.md §1.9).
 
-- `EditThrottle`: at most one edit of a streamed answer per interval (Slack's `chat.update` is
-  Tier 3, `chat.postMessage` about one per second per channel; platforms.md §1.6).
-- `UseBudget`: a `response_url` takes at most 5 posts within 30 minutes (§1.9).
-- `retry_after_seconds`: how long a 429's `Retry-After` asks to wait.
+Edits of a streamed answer are paced by the gateway's `EditThrottle` (Slack's `chat.update` is
+Tier 3, `chat.postMessage` about one per second per channel; §1.6), and 429s read with
+`retry_after_seconds` (both from `gateway.plugin`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-__all__ = [
-    "RESPONSE_URL_USES",
-    "RESPONSE_URL_WINDOW",
-    "EditThrottle",
-    "UseBudget",
-    "retry_after_seconds",
-]
+__all__ = ["RESPONSE_URL_USES", "RESPONSE_URL_WINDOW", "UseBudget"]
 
 RESPONSE_URL_USES = 5
 RESPONSE_URL_WINDOW = 30 * 60.0
-
-
-class EditThrottle:
-    """Spaces edits at least `interval` seconds apart on the clock `now` (a monotonic clock).
-
-    The first edit may go at once; after `record()`, `wait_time()` tells how long until the next.
-    """
-
-    def __init__(self, interval: float, now: Callable[[], float]) -> None:
-        if interval < 0:
-            raise ValueError("interval must not be negative")
-        self.interval = interval
-        self._now = now
-        self._last: float | None = None
-
-    def wait_time(self) -> float:
-        """Seconds until the next edit may go (0 when it may go now)."""
-        if self._last is None:
-            return 0.0
-        return max(0.0, self._last + self.interval - self._now())
-
-    def ready(self) -> bool:
-        return self.wait_time() == 0.0
-
-    def record(self) -> None:
-        """An edit went out now."""
-        self._last = self._now()
 
 
 class UseBudget:
@@ -77,18 +42,3 @@ class UseBudget:
     def can_spare(self, now: float, keep: int) -> bool:
         """True when one use can be spent now and `keep` still remain afterwards."""
         return self.remaining(now) > keep
-
-
-def retry_after_seconds(value: str | None, *, default: float = 1.0, cap: float = 60.0) -> float:
-    """Seconds to wait from a `Retry-After` header (delta-seconds); `default` when absent or odd,
-    never more than `cap` (a job waits longer by being retried later instead)."""
-    if value is None:
-        return default
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        return default
-    if seconds != seconds or seconds < 0:  # NaN or negative
-        return default
-    return min(seconds, cap)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bots.rendering import MAX_CONTENT, Trigger, is_reset, paginate, strip_mentions, thread_name, trigger_for
+from bots.rendering import Trigger, is_reset, strip_mentions, thread_name, trigger_for
+from endpoints.discord.rendering import MAX_CONTENT
+from gateway.plugin import split_text
 
 
 @pytest.mark.parametrize(
@@ -46,4 +48,4 @@ def test_thread_name() -> None:
 
 def test_paging_is_the_endpoints() -> None:
     assert MAX_CONTENT == 2000
-    assert [len(p) for p in paginate("y" * 2001)] == [1996, 5]
+    assert [len(p) for p in split_text("y" * 2001, MAX_CONTENT)] == [1996, 5]

@@ -9,8 +9,8 @@ import pytest
 
 from endpoints.discord.messages import PagedMessages, StreamRenderer, TryLater
 from endpoints.discord.rendering import EMPTY_ANSWER
-from endpoints.discord.throttle import EditThrottle
 from gateway.clock import FakeClock
+from gateway.plugin import EditThrottle
 
 pytestmark = pytest.mark.anyio
 

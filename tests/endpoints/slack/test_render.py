@@ -1,20 +1,14 @@
-"""Table tests of the pure text helpers: Markdown to mrkdwn, splitting, Slack markup to plain text."""
+"""Table tests of the pure text helpers: Markdown to mrkdwn, splitting mrkdwn, Slack markup to plain text.
+
+The splitting itself is the gateway's (tests/gateway/test_chat.py); here, what Slack adds: cuts
+never fall inside a `<…>` token or an `&…;` entity."""
 
 from __future__ import annotations
 
 import pytest
 
-from endpoints.slack.render import (
-    MIN_LIMIT,
-    cut_point,
-    fence_open,
-    hide_reasoning,
-    is_reset,
-    last_break,
-    slack_to_plain,
-    split_message,
-    to_mrkdwn,
-)
+from endpoints.slack.render import hide_reasoning, is_reset, protect_tokens, slack_to_plain, split_mrkdwn, to_mrkdwn
+from gateway.plugin import cut_point, last_break
 
 
 @pytest.mark.parametrize(
@@ -76,30 +70,8 @@ def test_hide_reasoning(text: str, partial: bool, shown: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "is_open"),
-    [
-        ("", False),
-        ("```\ncode", True),
-        ("```py\ncode\n```", False),
-        ("```a``` inline", False),
-        ("text\n  ```\nindented fence", True),
-    ],
-)
-def test_fence_open(text: str, is_open: bool) -> None:
-    assert fence_open(text) is is_open
-
-
-@pytest.mark.parametrize(
     ("text", "room", "cut"),
     [
-        ("short", 10, 5),
-        ("aaaaaaa\n\nbb\ncc dd", 12, 7),  # a paragraph break wins
-        ("aaaaaaa\nbb. cc dddd", 12, 7),  # then a line break
-        ("aaaaaaa. bb cc", 12, 8),  # then a sentence end (its full stop stays)
-        ("aaaa bbbb cccc", 10, 9),  # then the last space
-        ("aa\n\nbbbbbbbbbbbb", 10, 10),  # a break in the first half is too early: hard cut
-        ("a bcdefghijklmnop", 10, 10),  # a space too early: hard cut
-        ("abcdefghijklmnop", 10, 10),
         ("xxxxxx <https://a.b/c|link> tail", 14, 7),  # never inside a link
         ("<https://a.b/cdefghijklmn|x>", 10, 10),  # a link longer than the room: cut anyway
         ("xxxxxxxxx&amp;yy", 11, 9),  # never inside an entity
@@ -108,57 +80,22 @@ def test_fence_open(text: str, is_open: bool) -> None:
         ("xxxxx > yyyyyyyyyyy", 9, 7),  # a closed `>` is no token
     ],
 )
-def test_cut_point(text: str, room: int, cut: int) -> None:
-    assert cut_point(text, room) == cut
+def test_cut_point_keeps_tokens_whole(text: str, room: int, cut: int) -> None:
+    assert cut_point(text, room, protect=protect_tokens) == cut
 
 
-@pytest.mark.parametrize(
-    ("text", "room", "floor", "found"),
-    [
-        (" tailofastream", 10, 0, 0),  # a streamed message may end right where it is
-        (" tailofastream", 10, 1, None),
-        (" tail of a stream", 10, 1, 8),
-        ("nobreakshere", 5, 0, None),
-        ("line one\nline two", 12, 0, 8),
-    ],
-)
-def test_last_break(text: str, room: int, floor: int, found: int | None) -> None:
-    assert last_break(text, room, floor) == found
+def test_last_break_keeps_tokens_whole() -> None:
+    assert last_break("see <https://a.b/c|the docs> now", 25, 1) == 22  # inside the link
+    assert last_break("see <https://a.b/c|the docs> now", 25, 1, protect=protect_tokens) == 4
 
 
-def test_split_message_short_and_blank() -> None:
-    assert split_message("  hello  ", 100) == ["hello"]
-    assert split_message(" \n ", 100) == []
-    with pytest.raises(ValueError):
-        split_message("x", MIN_LIMIT - 1)
-
-
-def test_split_message_at_paragraphs_without_losing_words() -> None:
-    paragraphs = [" ".join(f"w{p}{i}" for i in range(20)) for p in range(10)]
-    text = "\n\n".join(paragraphs)
-    parts = split_message(text, 200)
-    assert all(len(part) <= 200 for part in parts)
-    assert all(part == part.strip() for part in parts)
-    assert " ".join(parts).split() == text.split()
-    assert all(part in paragraphs or "\n\n" in part or part.count(" ") for part in parts)
-
-
-def test_split_message_closes_and_reopens_code_blocks() -> None:
-    code = "\n".join(f"line_{i} = {i}" for i in range(60))
-    text = f"Here:\n```\n{code}\n```\nDone."
-    parts = split_message(text, 200)
-    assert len(parts) > 2
-    for part in parts:
-        assert len(part) <= 200
-        assert not fence_open(part), part  # each part renders on its own
-    assert parts[1].startswith("```\n")
-    rebuilt = "\n".join(parts).replace("\n```\n```\n", "\n")
-    assert rebuilt == text
-
-
-def test_split_message_hard_cuts_one_long_word() -> None:
-    parts = split_message("x" * 250, 100)
-    assert parts == ["x" * 96, "x" * 96, "x" * 58]
+def test_split_mrkdwn_renders_then_splits_without_cutting_a_link() -> None:
+    markdown = "**Sources**\n\n" + " ".join(f"[doc {i}](https://example.com/{i})" for i in range(20))
+    parts = split_mrkdwn(markdown, 200)
+    assert parts[0].startswith("*Sources*")
+    assert all(len(part) <= 200 and part.count("<") == part.count(">") for part in parts)
+    assert " ".join(parts).split() == to_mrkdwn(markdown).split()
+    assert split_mrkdwn("  ", 200) == []
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.slack_response import SlackResponse
 
 from endpoints.slack.client import Posted
-from endpoints.slack.render import fence_open
 from endpoints.slack.sinks import EMPTY_ANSWER, EditSink, NativeSink
+from gateway.plugin import open_fence
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +122,7 @@ async def test_native_stream_rolls_over_at_the_limit_and_reopens_code() -> None:
     assert streams == len(shown) > 2
     assert thread.open == set()
     assert all(len(message) <= 200 for message in shown)
-    assert all(not fence_open(message) for message in shown)  # every message renders its code block
+    assert all(not open_fence(message) for message in shown)  # every message renders its code block
     rebuilt = "\n".join(shown).replace("\n```\n```\n", "\n")
     assert rebuilt.split() == text.split()
     assert thread.calls[0] == ("status", "…thinking")
