@@ -17,7 +17,7 @@ from gateway.apps import AppIn
 from gateway.endpoints import EndpointOptions
 from gateway.plugin import Context, Permission, Plugin, Request, Response, Verdict, unverified
 from gateway.registry import PluginRegistry
-from tests.support.gateway import Running, make_settings, running_app
+from tests.support.gateway import Running, make_settings, post_then_hang_up, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -219,31 +219,8 @@ async def test_a_client_gone_mid_body_is_a_4xx_and_no_plugin_failure(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = await mint(running)
-    messages: list[dict[str, object]] = [{"type": "http.request", "body": b"ab", "more_body": True}]
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gw.test")],
-        "client": ("127.0.0.1", 50000),
-        "server": ("gw.test", 80),
-    }
     with caplog.at_level(logging.WARNING):
-        await running.app(scope, receive, send)  # type: ignore[arg-type]
+        sent = await post_then_hang_up(running.app, path, b"ab", None)
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 

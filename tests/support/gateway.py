@@ -62,6 +62,37 @@ async def running_app(settings: Settings, **kwargs: Any) -> AsyncIterator[Runnin
             yield Running(client, gateway, manager.app)
 
 
+async def post_then_hang_up(
+    app: ASGIApp, path: str, first_chunk: bytes, headers: list[tuple[bytes, bytes]] | None = None
+) -> list[dict[str, Any]]:
+    """POST part of a body straight into `app`, then disconnect; the ASGI messages it sent back."""
+    messages: list[dict[str, Any]] = [{"type": "http.request", "body": first_chunk, "more_body": True}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.4"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gw.test"), *(headers or [])],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gw.test", 80),
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    return sent
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -19,7 +19,7 @@ from gateway.admin.api import ADMIN_ROUTES
 from gateway.admin.auth import MAX_FAILURES_PER_MINUTE
 from gateway.security.crypto import MASK
 from gateway.storage.base import Job
-from tests.support.gateway import ADMIN_TOKEN, Running, admin_headers, make_settings, running_app
+from tests.support.gateway import ADMIN_TOKEN, Running, admin_headers, make_settings, post_then_hang_up, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -318,31 +318,10 @@ async def test_a_body_that_is_not_a_json_object_is_422(running: Running, raw: by
 async def test_a_client_gone_mid_body_is_a_4xx_without_an_error_log(
     running: Running, caplog: pytest.LogCaptureFixture
 ) -> None:
-    messages: list[dict[str, object]] = [{"type": "http.request", "body": b'{"name": ', "more_body": True}]
-    sent: list[dict[str, object]] = []
-
-    async def receive() -> dict[str, object]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: dict[str, object]) -> None:
-        sent.append(message)
-
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": API + "/apps",
-        "raw_path": (API + "/apps").encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gw.test"), (b"authorization", f"Bearer {ADMIN_TOKEN}".encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("gw.test", 80),
-    }
     with caplog.at_level(logging.WARNING):
-        await running.app(scope, receive, send)  # type: ignore[arg-type]
+        sent = await post_then_hang_up(
+            running.app, API + "/apps", b'{"name": ', [(b"authorization", f"Bearer {ADMIN_TOKEN}".encode())]
+        )
     assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 400
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
