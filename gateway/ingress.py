@@ -8,13 +8,11 @@ forged, disabled and deleted endpoints all get the same 404.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
-from typing import Any
 
 from starlette.requests import ClientDisconnect, Request as StarletteRequest
 from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
@@ -173,30 +171,37 @@ async def _unless_client_leaves(work: Awaitable[Response], request: StarletteReq
 
     Work meant to outlive the request goes to a job; what runs here is the request's own (say, a
     Dify answer being waited for), and cancelling it stops that answer upstream too. The body has
-    been read, so the next ASGI message can only be the disconnect.
+    been read, so the next ASGI message can only be the disconnect. The handler runs inline: only
+    a timer is armed, and a watcher task starts if the handler is still busy when it fires.
     """
-    handler = asyncio.ensure_future(work)
-    watcher: asyncio.Future[Any] | None = None
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    left = False
+    watcher: asyncio.Task[None] | None = None
+
+    async def watch() -> None:
+        nonlocal left
+        if (await request.receive()).get("type") == "http.disconnect":
+            left = True
+            task.cancel()
+
+    def start_watching() -> None:
+        nonlocal watcher
+        watcher = loop.create_task(watch())
+
+    timer = loop.call_later(WATCH_AFTER, start_watching)
     try:
-        # Most handlers answer at once; watching the connection costs a task, so only for slow ones.
-        finished, _ = await asyncio.wait({handler}, timeout=WATCH_AFTER)
-        if finished:
-            return handler.result()
-        watcher = asyncio.ensure_future(request.receive())
-        first, _ = await asyncio.wait({handler, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        if handler in first:
-            return handler.result()
-        if watcher.result().get("type") != "http.disconnect":
-            return await handler  # not a disconnect after all (a spurious message): just finish
-        handler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await handler
-        raise ClientClosedRequest("the client went away before the answer")
+        return await work
+    except asyncio.CancelledError:
+        if not left:
+            raise  # a shutdown, not the client
+        task.uncancel()
+        raise ClientClosedRequest("the client went away before the answer") from None
     finally:
+        timer.cancel()
         if watcher is not None:
             watcher.cancel()
-        if not handler.done():  # we were cancelled ourselves: take the handler's work with us
-            handler.cancel()
 
 
 def _client_ip(scope: Scope) -> str | None:
