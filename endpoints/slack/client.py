@@ -23,6 +23,7 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
+from endpoints.slack.render import defuse_mentions
 from endpoints.slack.settings import SlackSettings
 from gateway.plugin import Clock, Context, JobError, RetryJob, Storage, retry_after_seconds
 
@@ -190,7 +191,7 @@ class SlackOut:
         response = await self.client.chat_startStream(
             channel=self.channel,
             thread_ts=self.thread_ts,
-            markdown_text=markdown,
+            markdown_text=defuse_mentions(markdown),
             recipient_team_id=team,
             recipient_user_id=user,
         )
@@ -199,10 +200,11 @@ class SlackOut:
         return ts
 
     async def append_stream(self, ts: str, markdown: str) -> None:
-        await self.client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=markdown)
+        await self.client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=defuse_mentions(markdown))
 
     async def stop_stream(self, ts: str, markdown: str | None = None) -> None:
-        await self.client.chat_stopStream(channel=self.channel, ts=ts, markdown_text=markdown)
+        text = None if markdown is None else defuse_mentions(markdown)
+        await self.client.chat_stopStream(channel=self.channel, ts=ts, markdown_text=text)
 
     async def set_status(self, status: str) -> bool:
         """The assistant "is thinking…" status; only assistant threads have one (best effort)."""

@@ -15,6 +15,7 @@ import re
 from gateway.plugin import FENCE, split_text
 
 __all__ = [
+    "defuse_mentions",
     "hide_reasoning",
     "is_reset",
     "protect_tokens",
@@ -105,6 +106,15 @@ def to_mrkdwn(markdown: str) -> str:
         else:
             out.append(_line(line))
     return "\n".join(out)
+
+
+_SLACK_SYNTAX = re.compile(r"<(?=[!@#])")
+
+
+def defuse_mentions(markdown: str) -> str:
+    """Markdown for Slack's native streams, with Slack's own syntax (`<!channel>`, `<@U…>`,
+    `<#C…>`) broken by a zero-width space: a generated answer must never ping anyone."""
+    return _SLACK_SYNTAX.sub("<\u200b", markdown)
 
 
 def hide_reasoning(text: str, *, partial: bool = False) -> str:

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import pytest
 
-from endpoints.slack.render import hide_reasoning, is_reset, protect_tokens, slack_to_plain, split_mrkdwn, to_mrkdwn
+from endpoints.slack.render import (
+    defuse_mentions,
+    hide_reasoning,
+    is_reset,
+    protect_tokens,
+    slack_to_plain,
+    split_mrkdwn,
+    to_mrkdwn,
+)
 from gateway.plugin import cut_point, last_break
 
 
@@ -121,3 +129,16 @@ def test_slack_to_plain(text: str, bot: str | None, plain: str) -> None:
 )
 def test_is_reset(text: str, reset: bool) -> None:
     assert is_reset(text) is reset
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hi <!channel> and <!here|here>", "hi <\u200b!channel> and <\u200b!here|here>"),
+        ("ask <@U123> in <#C9|general>", "ask <\u200b@U123> in <\u200b#C9|general>"),
+        ("a < b and <https://x.test> stay", "a < b and <https://x.test> stay"),
+        ("", ""),
+    ],
+)
+def test_native_stream_text_never_pings(text: str, expected: str) -> None:
+    assert defuse_mentions(text) == expected
