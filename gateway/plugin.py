@@ -651,6 +651,8 @@ class Plugin:
 
     def job(self, name: str) -> Callable[[JobHandler], JobHandler]:
         """Decorator: the handler of jobs enqueued as `ctx.jobs.enqueue(name, ...)`."""
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            raise ValueError(f"job name {name!r} must be letters, digits, '_', '.' or '-'")
 
         def register(handler: JobHandler) -> JobHandler:
             self.jobs[name] = handler

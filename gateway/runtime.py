@@ -225,17 +225,22 @@ class Gateway:
             callback_policy=self.callback_policy,
         )
 
-    async def _run_plugin_job(self, job: Job, emit: Emit) -> dict[str, Any] | None:
-        """Run a plugin's job handler, if its endpoint still exists and is enabled."""
-        if job.endpoint_id is None:
-            raise JobError("a plugin job without an endpoint")
-        doc = await self.store.doc_get("endpoints", job.endpoint_id)
-        if doc is None or not doc["enabled"]:
-            raise JobError(f"endpoint {job.endpoint_id} is gone or disabled")
+    async def _job_endpoint(self, job: Job, *, enabled: bool) -> tuple[EndpointRecord, Plugin]:
+        """The endpoint (and its plugin) a job works for; `JobError` when it is gone (or disabled)."""
+        doc = await self.store.doc_get("endpoints", job.endpoint_id) if job.endpoint_id else None
+        if doc is None or (enabled and not doc["enabled"]):
+            raise JobError(f"endpoint {job.endpoint_id} is gone{' or disabled' if enabled else ''}")
         record = EndpointRecord.from_doc(doc)
         plugin = self.registry.get(record.plugin)
+        if plugin is None:
+            raise JobError(f"plugin {record.plugin!r} is not installed")
+        return record, plugin
+
+    async def _run_plugin_job(self, job: Job, emit: Emit) -> dict[str, Any] | None:
+        """Run a plugin's job handler, if its endpoint still exists and is enabled."""
+        record, plugin = await self._job_endpoint(job, enabled=True)
         name = str(job.payload.get("handler", ""))
-        if plugin is None or name not in plugin.jobs:
+        if name not in plugin.jobs:
             raise JobError(f"plugin {record.plugin!r} has no job handler {name!r}")
         ctx = await self.context(record, plugin)
         key = job.key.split(":", 3)[3] if job.key and job.key.count(":") >= 3 else None
@@ -246,13 +251,9 @@ class Gateway:
     async def _deliver_callback(self, job: Job, emit: Emit) -> dict[str, Any] | None:
         """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
         payload = job.payload
-        if job.endpoint_id is None:
-            raise JobError("a callback without an endpoint")
-        doc = await self.store.doc_get("endpoints", job.endpoint_id)
-        plugin = self.registry.get(doc["plugin"]) if doc else None
-        if doc is None or plugin is None:
-            raise JobError(f"endpoint {job.endpoint_id} is gone")
-        settings = self.endpoints.settings(EndpointRecord.from_doc(doc), plugin)
+        # A disabled endpoint still calls back: the work was accepted before it was turned off.
+        record, plugin = await self._job_endpoint(job, enabled=False)
+        settings = self.endpoints.settings(record, plugin)
         secret = getattr(settings, str(payload.get("setting", "secret")), None)
         if secret is None:
             raise JobError("the endpoint has no callback signing secret")
