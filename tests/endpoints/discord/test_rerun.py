@@ -123,8 +123,13 @@ async def test_a_second_run_edits_the_follow_ups_instead_of_posting_new_ones(tmp
 
 async def test_a_run_killed_midway_is_finished_by_the_rerun_without_duplicates(tmp_path: Path) -> None:
     async with setup(tmp_path) as s:
-        crashed = asyncio.create_task(ask(job(1), await s.context()))
+        ctx = await s.context()
+        crashed = asyncio.create_task(ask(job(1), ctx))
         await s.fake.wait_for(lambda: s.posts() >= 1)
+        # Die once the follow-up is recorded. (A crash between Discord's answer and the record
+        # would repost that one message: at-least-once, in a window of one round trip.)
+        while not await ctx.storage.get("posted:job_rerun"):  # noqa: ASYNC110 - polling the store is the point
+            await asyncio.sleep(0.001)
         crashed.cancel()  # the process dies with one follow-up posted
         with contextlib.suppress(asyncio.CancelledError):
             await crashed
