@@ -72,12 +72,7 @@ async def _ask(ctx: Context, call: Call, app: str, thread: Thread) -> _Result:
     dify = call.plan(mode, thread if chat else None)
     try:
         answer = await ctx.apps.ask(
-            dify.query,
-            user=call.user,
-            conversation_key=thread.id if chat else None,
-            inputs=dify.inputs,
-            files=dify.files,
-            app=app,
+            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if chat else None, app=app)
         )
     except UpstreamError as exc:
         ctx.logger.warning("Dify app %r failed in a broadcast: %s", app, exc.message)

@@ -81,12 +81,7 @@ async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
         return Response.stream(frames, headers=_thread_headers(thread))
     try:
         answer = await ctx.apps.ask(
-            dify.query,
-            user=call.user,
-            conversation_key=thread.id if thread else None,
-            inputs=dify.inputs,
-            files=dify.files,
-            app=app,
+            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if thread else None, app=app)
         )
     finally:
         await slot.release()
@@ -122,12 +117,7 @@ async def _frames(
     )
     try:
         async with ctx.apps.stream(
-            dify.query,
-            user=call.user,
-            conversation_key=thread.id if thread else None,
-            inputs=dify.inputs,
-            files=dify.files,
-            app=app,
+            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if thread else None, app=app)
         ) as stream:
             yield b""
             try:

@@ -91,6 +91,16 @@ class DifyCall:
     inputs: dict[str, Any]
     files: list[dict[str, Any]]
 
+    def ask_args(self, *, user: str, conversation_key: str | None, app: str) -> dict[str, Any]:
+        """The arguments of `ctx.apps.ask` / `ctx.apps.stream` after the query."""
+        return {
+            "user": user,
+            "conversation_key": conversation_key,
+            "inputs": self.inputs,
+            "files": self.files,
+            "app": app,
+        }
+
 
 def _bad(message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, message, param=param)

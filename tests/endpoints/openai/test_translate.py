@@ -14,6 +14,7 @@ from endpoints.openai.translate import (
     PING,
     ChatRequest,
     ChunkWriter,
+    DifyCall,
     Message,
     answer_reasoning,
     answer_text,
@@ -376,3 +377,14 @@ def test_held_text_goes_out_as_the_final_answer() -> None:
     assert w.sent == "The summary."
     final, done = decode(w.finish(None))
     assert final["choices"][0]["finish_reason"] == "stop" and done == "[DONE]"
+
+
+def test_a_dify_call_gives_the_bridge_its_arguments() -> None:
+    call = DifyCall("q", {"system": "s"}, [{"type": "image"}])
+    assert call.ask_args(user="u", conversation_key=None, app="a") == {
+        "user": "u",
+        "conversation_key": None,
+        "inputs": {"system": "s"},
+        "files": [{"type": "image"}],
+        "app": "a",
+    }
