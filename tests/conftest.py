@@ -24,3 +24,16 @@ def redis_url() -> Iterator[str]:
         except RedisServerUnavailable as exc:
             pytest.fail(str(exc), pytrace=False)
         yield url
+
+
+@pytest.fixture
+def redis_db(redis_url: str) -> Iterator[str]:
+    """A Redis database of its own (flushed before and after), for tests of whole gateway processes."""
+    import redis
+
+    url = redis_url.rsplit("/", 1)[0] + "/3"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -171,18 +171,6 @@ async def test_renewals_failing_past_the_ttl_disconnect(store: Store) -> None:
 
 
 # -- two processes on one Redis --------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_db(redis_url: str) -> Iterator[str]:
-    import redis
-
-    url = redis_url.rsplit("/", 1)[0] + "/5"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 def _start(env: dict[str, str], endpoint_id: str, out: Path) -> subprocess.Popen[bytes]:

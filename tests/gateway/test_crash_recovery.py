@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -20,20 +18,6 @@ from tests.support.gateway_process import crashy
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def redis_db(redis_url: str) -> Iterator[str]:
-    import redis
-
-    url = redis_url.rsplit("/", 1)[0] + "/3"
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    yield url
-    client.flushdb()
-    client.close()
 
 
 async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: str) -> None:

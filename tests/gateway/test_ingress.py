@@ -325,11 +325,7 @@ async def test_plugin_storage_is_scoped_to_the_endpoint(running: Running) -> Non
     assert await ctx_a.storage.incr("n") == 1
 
 
-def test_httpx_client_in_context_needs_the_http_permission() -> None:
-    assert Permission.HTTP not in echo.permissions
-
-
-async def test_apps_are_visible_only_with_the_apps_permission(running: Running) -> None:
+async def test_apps_and_http_need_their_permissions(running: Running) -> None:
     record, _ = await running.gateway.endpoints.create("echo", ["demo"], {})
     ctx = await running.gateway.context(record, echo)
     from gateway.exceptions import PermissionDenied
@@ -366,7 +362,7 @@ async def test_slow_body_is_cut_by_the_deadline(tmp_path: Path) -> None:
         assert response.json()["error"]["code"] == "request_timeout"
 
 
-async def test_httpx_transport_error_shape_for_admin_is_json(running: Running) -> None:
+async def test_admin_errors_are_json_too(running: Running) -> None:
     response = await running.client.get("/admin/api/apps")
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/json"
