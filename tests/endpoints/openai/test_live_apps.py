@@ -88,7 +88,7 @@ async def test_workflow_and_completion_apps_are_models(tmp_path: Path) -> None:
 
 
 async def test_workflow_output_setting_picks_the_answer(tmp_path: Path) -> None:
-    apps = {"flow": SimulatorConfig(mode="workflow", **_fast())}
+    apps = {"flow": SimulatorConfig(mode="workflow", inputs=(("question", "paragraph", True),), **_fast())}
     async with (
         openai_stack(tmp_path, apps, {"workflow_output": "text", "query_input": "question"}) as stack,
         stack.client() as client,

@@ -296,7 +296,9 @@ async def test_stream_of_unknown_history_with_images(stack: Stack) -> None:
             max_tokens=10,
             tool_choice="auto",
         )
-    assert answer.choices[0].message.content == "You said: what is this"
+    # A history this endpoint never answered: its earlier turns reach Dify as a transcript.
+    history = "<history> User: earlier Assistant: an answer this endpoint never gave </history>"
+    assert answer.choices[0].message.content == f"You said: {history} what is this"
     body = (await stack.generation_bodies())[0]
     assert "conversation_id" not in body  # an unknown history starts a new conversation
     assert body["files"] == [{"type": "image", "transfer_method": "remote_url", "url": "https://x.test/a.png"}]
