@@ -278,4 +278,3 @@ async def test_response_schema_extracts_and_validates_the_answer_json(stack: Sta
         headers=admin_headers(),
     )
     assert bad_schema.status_code == 422
-

@@ -108,8 +108,9 @@ async def test_a_query_input_the_app_lacks_is_refused_on_create_and_update(runni
         await add_app(running, "flow", simulator, mode="workflow")  # explicit mode: the form is read on create
         refused = await create(running, ["flow"], query_input="qestion")
         assert refused.status_code == 400
-        assert "app 'flow' has no input 'qestion' (query_input); its inputs: question (paragraph, required)" in (
-            refused.json()["error"]["message"]
+        assert (
+            "app 'flow' has no input 'qestion' (query_input); its inputs: question (paragraph, required)"
+            in (refused.json()["error"]["message"])
         )
         created = await create(running, ["flow"])
         assert created.status_code == 201

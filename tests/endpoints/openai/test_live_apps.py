@@ -274,4 +274,3 @@ async def test_with_output_moderation_a_stream_sends_only_the_final_text(tmp_pat
     # An answer moderation let through is sent whole too, and ends normally.
     clean_contents = [c.choices[0].delta.content for c in clean_chunks if c.choices and c.choices[0].delta.content]
     assert clean_contents == ["You said: hello there"] and clean_chunks[-1].choices[0].finish_reason == "stop"
-

@@ -25,9 +25,9 @@ from endpoints.openai.translate import (
     model_entry,
     parse_chat_request,
     plan_call,
-    transcript,
     sse,
     sum_usage,
+    transcript,
     usage_dict,
 )
 from gateway.plugin import Delta

@@ -147,7 +147,9 @@ async def test_blocking_mode(make_sim: Factory) -> None:
         assert body["event"] == "message" and body["answer"] == "You said: hi" and body["mode"] == mode
         assert body["metadata"]["usage"]["total_tokens"] == 17 + 1 + 3
     sim = await make_sim(mode="workflow")
-    body = (await sim.post("/workflows/run", {"inputs": {"query": "x"}, "user": "u", "response_mode": "blocking"})).json()
+    body = (
+        await sim.post("/workflows/run", {"inputs": {"query": "x"}, "user": "u", "response_mode": "blocking"})
+    ).json()
     assert body["data"]["status"] == "succeeded" and body["data"]["outputs"] == {"text": "You said: x"}
     failed = await sim.post("/workflows/run", {"inputs": {"query": "[[fault:workflow-failed]]"}, "user": "u"})
     assert failed.json()["data"]["status"] == "failed"
