@@ -243,10 +243,13 @@ async def test_a_streamed_broadcast_pings_while_waiting(tmp_path: Path, monkeypa
     assert response.text.endswith("data: [DONE]\n\n")
 
 
+@pytest.mark.parametrize("mode", ["workflow", "completion"])
 @pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
-async def test_a_workflow_app_gets_the_message_in_its_own_input(tmp_path: Path, setting: dict[str, str]) -> None:
+async def test_a_workflow_app_gets_the_message_in_its_own_input(
+    tmp_path: Path, setting: dict[str, str], mode: str
+) -> None:
     form = (("topic", "text-input", False), ("question", "paragraph", True))
-    apps = {"flow": SimulatorConfig(mode="workflow", inputs=form, **_fast())}
+    apps = {"flow": SimulatorConfig(mode=mode, inputs=form, **_fast())}  # type: ignore[arg-type]
     async with openai_stack(tmp_path, apps, setting) as stack, stack.client() as client:
         blocking = await client.chat.completions.create(model="flow", messages=ask("hello"))
         stream = await client.chat.completions.create(model="flow", messages=ask("again"), stream=True)
@@ -254,6 +257,7 @@ async def test_a_workflow_app_gets_the_message_in_its_own_input(tmp_path: Path, 
         bodies = await stack.generation_bodies("flow")
     assert blocking.choices[0].message.content == "You said: hello" and streamed == "You said: again"
     assert [b["inputs"] for b in bodies] == [{"question": "hello"}, {"question": "again"}]
+    assert all("query" not in b for b in bodies)  # a completion app would put a top-level query into its prompt
 
 
 async def test_with_output_moderation_a_stream_sends_only_the_final_text(tmp_path: Path) -> None:

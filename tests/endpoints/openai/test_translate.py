@@ -283,6 +283,7 @@ def writer(**options: Any) -> ChunkWriter:
         model="support",
         include_usage=options.pop("usage", False),
         reasoning=options.pop("reasoning", False),
+        hold=options.pop("hold", False),
     )
 
 
@@ -340,6 +341,18 @@ def test_moderation_replaces_or_filters() -> None:
     agent.feed(Delta("text", "streamed"))
     assert agent.feed(Delta("replace", "a different final message", NS(event="message"))) == []
     assert not agent.filtered
+
+
+def test_a_held_answer_is_sent_whole_and_a_moderated_one_ends_with_content_filter() -> None:
+    held = writer(hold=True)
+    assert held.feed(Delta("text", "bad words")) == [] and held.feed(Delta("text", " more")) == []
+    assert held.feed(Delta("replace", "clean", NS(event="message_replace"))) == []
+    assert deltas(held.complete("clean")) == [{"role": "assistant", "content": "clean"}]
+    assert decode(held.finish(None))[-2]["choices"][0]["finish_reason"] == "content_filter"
+    untouched = writer(hold=True)
+    untouched.feed(Delta("text", "fine"))
+    assert deltas(untouched.complete("fine")) == [{"role": "assistant", "content": "fine"}]
+    assert decode(untouched.finish(None))[-2]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_files_as_markdown() -> None:
