@@ -44,6 +44,7 @@ from gateway.plugin import (
     Verdict,
     new_webhook_secret,
     parse_webhook_secret,
+    query_input_setting,
     standard_webhook_headers,
     verify_standard_webhook,
 )
@@ -60,6 +61,7 @@ class WebhookSettings(BaseModel):
     response_schema: dict[str, Any] | None = Field(
         default=None, description="JSON Schema the answer's JSON must satisfy (the answer is parsed as JSON)"
     )
+    query_input: str | None = query_input_setting()
 
     @field_validator("secret")
     @classmethod

@@ -1,19 +1,38 @@
-"""Dify apps registered with the gateway: a name, an API base URL, an app key (secret) and a mode."""
+"""Dify apps registered with the gateway: a name, an API base URL, an app key (secret) and a mode.
+
+A record also keeps what the app's `GET /parameters` says about its input form and output
+moderation (`gateway.appform`), read when the app is added with mode detection, checked or given a
+new key, so requests need no extra call. Records that don't know it yet (added with an explicit
+mode while Dify was out of reach, or before this was kept) read it on first need (`described`).
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from gateway.appform import InputField, output_moderation, parse_form
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
 from gateway.security.crypto import MASK, SecretBox
 from gateway.storage.base import Store
 
-__all__ = ["APP_MODES", "DEFAULT_BASE_URL", "AppIn", "AppRecord", "AppService", "AppUpdate", "InfoFetcher"]
+__all__ = [
+    "APP_MODES",
+    "DEFAULT_BASE_URL",
+    "AppIn",
+    "AppRecord",
+    "AppService",
+    "AppUpdate",
+    "InfoFetcher",
+    "ParametersFetcher",
+]
+
+logger = logging.getLogger(__name__)
 
 APP_MODES = ("chat", "agent-chat", "agent", "advanced-chat", "completion", "workflow")
 DEFAULT_BASE_URL = "https://api.dify.ai/v1"
@@ -21,9 +40,13 @@ COLLECTION = "apps"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 # Like endpoint resolution: this process sees its own changes at once, other processes' within this.
 CACHE_SECONDS = 1.0
+# After `GET /parameters` failed, a record that lacks it is not asked for it again for this long.
+PARAMETERS_RETRY_SECONDS = 60.0
 
 # (name, base_url, api_key) -> the app's `GET /info` answer; raises UpstreamError when the key fails.
 InfoFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
+# (name, base_url, api_key) -> the app's `GET /parameters` answer; raises UpstreamError on failure.
+ParametersFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
 
 
 def _check_base_url(value: str) -> str:
@@ -75,6 +98,13 @@ class AppRecord:
     created_at: float
     updated_at: float
     fallback: str | None = None
+    inputs: tuple[InputField, ...] | None = None  # the input form; None: not read yet
+    output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
+
+    @property
+    def described(self) -> bool:
+        """Whether the app's `GET /parameters` was read."""
+        return self.inputs is not None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -85,31 +115,48 @@ class AppRecord:
             "created_at": self.created_at,
             "updated_at": self.updated_at,
             "fallback": self.fallback,
+            "inputs": None if self.inputs is None else [field.to_doc() for field in self.inputs],
+            "output_moderation": self.output_moderation,
         }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> AppRecord:
-        return cls(**doc)
+        values = dict(doc)
+        inputs = values.pop("inputs", None)
+        return cls(**values, inputs=None if inputs is None else tuple(InputField.from_doc(i) for i in inputs))
 
 
 class AppService:
     """Registers, reads and checks apps. The key is encrypted at rest and never read back in clear."""
 
-    def __init__(self, store: Store, box: SecretBox, clock: Clock, fetch_info: InfoFetcher) -> None:
+    def __init__(
+        self,
+        store: Store,
+        box: SecretBox,
+        clock: Clock,
+        fetch_info: InfoFetcher,
+        fetch_parameters: ParametersFetcher | None = None,
+    ) -> None:
         self._store = store
         self._box = box
         self._clock = clock
         self._fetch_info = fetch_info
+        self._fetch_parameters = fetch_parameters
         self._cache: dict[str, tuple[float, AppRecord | None]] = {}
         self._keys: dict[str, str] = {}
+        self._parameters_failed: dict[str, float] = {}  # app name -> monotonic time of the failure
 
     async def add(self, app: AppIn) -> AppRecord:
+        """Register an app. Without a mode, `GET /info` detects it and `GET /parameters` is read too;
+        with one, Dify is not called (the form is read on first need)."""
         key = app.api_key.get_secret_value().strip()
         mode = app.mode or await self._detect_mode(app.name, app.base_url, key)
         now = self._clock.time()
         if app.fallback is not None:
             await self._check_fallback(app.name, app.fallback)
         record = AppRecord(app.name, app.base_url, self._encrypt(app.name, key), mode, now, now, app.fallback)
+        if app.mode is None:
+            record = await self._with_parameters(record, key, strict=False)
         if not await self._store.doc_create(COLLECTION, app.name, record.to_doc()):
             raise Conflict(f"an app named {app.name!r} already exists")
         return record
@@ -118,19 +165,28 @@ class AppService:
         record = await self.get(name)
         base_url = change.base_url or record.base_url
         key = change.api_key.get_secret_value().strip() if change.api_key else self.api_key(record)
-        mode = change.mode or (
-            await self._detect_mode(name, base_url, key) if change.api_key or change.base_url else record.mode
-        )
+        moved = bool(change.api_key or change.base_url)  # possibly another app: its form is read again
+        mode = change.mode or (await self._detect_mode(name, base_url, key) if moved else record.mode)
         fallback = record.fallback
         if change.fallback is not None:
             fallback = change.fallback or None
             if fallback:
                 await self._check_fallback(name, fallback)
-        updated = AppRecord(
-            name, base_url, self._encrypt(name, key), mode, record.created_at, self._clock.time(), fallback
+        updated = replace(
+            record,
+            base_url=base_url,
+            api_key=self._encrypt(name, key),
+            mode=mode,
+            updated_at=self._clock.time(),
+            fallback=fallback,
+            inputs=None if moved else record.inputs,
+            output_moderation=None if moved else record.output_moderation,
         )
+        if moved and not change.mode:
+            updated = await self._with_parameters(updated, key, strict=False)
         await self._store.doc_put(COLLECTION, name, updated.to_doc())
         self._cache.clear()
+        self._parameters_failed.pop(name, None)
         return updated
 
     async def get(self, name: str) -> AppRecord:
@@ -173,9 +229,33 @@ class AppService:
         self._cache.clear()
 
     async def check(self, name: str) -> dict[str, Any]:
-        """Call the app's `GET /info` with its key: proves the key works. Returns the info."""
+        """Call the app's `GET /info` with its key: proves the key works. Returns the info.
+
+        Also reads `GET /parameters` again and keeps the input form and moderation flag (run it
+        after changing the app's inputs or moderation in Dify)."""
         record = await self.get(name)
-        return await self._info(record.name, record.base_url, self.api_key(record))
+        key = self.api_key(record)
+        info = await self._info(record.name, record.base_url, key)
+        if self._fetch_parameters is not None:
+            await self._store_parameters(await self._with_parameters(record, key, strict=True))
+        return info
+
+    async def described(self, record: AppRecord) -> AppRecord:
+        """`record` with its input form and moderation flag, read from Dify now if it lacks them.
+
+        A failed read is logged and leaves the record as it is (asked again after
+        `PARAMETERS_RETRY_SECONDS`): the request goes on, and Dify says what is missing."""
+        if record.described or self._fetch_parameters is None:
+            return record
+        failed_at = self._parameters_failed.get(record.name)
+        if failed_at is not None and self._clock.monotonic() - failed_at < PARAMETERS_RETRY_SECONDS:
+            return record
+        described = await self._with_parameters(record, self.api_key(record), strict=False)
+        if described.described:
+            await self._store_parameters(described)
+        else:
+            self._parameters_failed[record.name] = self._clock.monotonic()
+        return described
 
     async def reseal(self, name: str) -> bool:
         """Re-encrypt the app's key under the newest secret key; True when it changed."""
@@ -206,6 +286,8 @@ class AppService:
             "api_key": MASK,
             "mode": record.mode,
             "fallback": record.fallback,
+            "inputs": None if record.inputs is None else [field.to_doc() for field in record.inputs],
+            "output_moderation": record.output_moderation,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }
@@ -222,6 +304,40 @@ class AppService:
         if not isinstance(info, dict):
             raise UpstreamError(f"the Dify API at {base_url} did not answer GET /info with a JSON object")
         return info
+
+    async def _with_parameters(self, record: AppRecord, key: str, *, strict: bool) -> AppRecord:
+        """`record` with what `GET /parameters` says; unchanged when it fails and not `strict`."""
+        if self._fetch_parameters is None:
+            return record
+        try:
+            try:
+                body = await self._fetch_parameters(record.name, record.base_url, key)
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise UpstreamError(
+                    f"the Dify API at {record.base_url} did not answer GET /parameters with a JSON object"
+                )
+        except UpstreamError as exc:
+            if strict:
+                raise
+            logger.warning("could not read the input form of app %r: %s", record.name, exc.message)
+            return record
+        return replace(
+            record,
+            inputs=parse_form(body.get("user_input_form")),
+            output_moderation=output_moderation(body.get("sensitive_word_avoidance")),
+        )
+
+    async def _store_parameters(self, described: AppRecord) -> None:
+        """Keep a record's form, unless the app was changed meanwhile (its key or URL: another app)."""
+        current = await self._store.doc_get(COLLECTION, described.name)
+        if current is None or (current["api_key"], current["base_url"]) != (described.api_key, described.base_url):
+            return
+        doc = {**current, "inputs": described.to_doc()["inputs"], "output_moderation": described.output_moderation}
+        await self._store.doc_put(COLLECTION, described.name, doc)
+        self._cache.clear()
+        self._parameters_failed.pop(described.name, None)
 
     async def _detect_mode(self, name: str, base_url: str, key: str) -> str:
         info = await self._info(name, base_url, key)

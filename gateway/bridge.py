@@ -3,6 +3,10 @@
 This is `ctx.apps` (the `Apps` protocol of `gateway.plugin`). Every answer is streamed from Dify;
 with a conversation key the Dify conversation is remembered per (key, user), continued on the
 next call, and only one answer per conversation runs at a time.
+
+Workflow and Completion apps have no `query`: the text goes into the input variable named by the
+endpoint's `query_input` setting, else the app's own text input (`gateway.appform`), here, so no
+plugin has to know about app modes.
 """
 
 from __future__ import annotations
@@ -10,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
+from gateway.appform import INPUT_MODES, query_input_for
 from gateway.apps import AppRecord
 from gateway.conversations import ConversationLocks, ConversationMap
 from gateway.dify.client import DifyClient
@@ -38,6 +43,8 @@ class Bridge:
         locks: ConversationLocks,
         key_of: Callable[[AppRecord], str],
         fallbacks: Mapping[str, AppRecord] | None = None,
+        query_input: str | None = None,
+        describe: Callable[[AppRecord], Awaitable[AppRecord]] | None = None,
     ) -> None:
         self._endpoint_id = endpoint_id
         self._records = dict(records)
@@ -46,14 +53,30 @@ class Bridge:
         self._locks = locks
         self._key_of = key_of  # the decrypted API key of an app
         self._fallbacks = dict(fallbacks or {})
+        self._query_input = query_input  # the endpoint's setting; None: each app's text input
+        self._describe = describe  # reads an app's input form when its record lacks it
+
+    def _info(self, record: AppRecord) -> AppInfo:
+        query_input = query_input_for(record.inputs, self._query_input) if record.mode in INPUT_MODES else None
+        return AppInfo(record.name, record.mode, record.base_url, query_input, bool(record.output_moderation))
+
+    async def _described(self, record: AppRecord) -> AppRecord:
+        if record.described or self._describe is None:
+            return record
+        described = await self._describe(record)
+        if self._records.get(record.name) is record:
+            self._records[record.name] = described
+        return described
 
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._records)
 
     def get(self, name: str | None = None) -> AppInfo:
-        record = self._record(name)
-        return AppInfo(record.name, record.mode, record.base_url)
+        return self._info(self._record(name))
+
+    async def describe(self, name: str | None = None) -> AppInfo:
+        return self._info(await self._described(self._record(name)))
 
     def dify_app(self, name: str | None = None) -> DifyApp:
         """The app as the Dify client sees it (key decrypted), for plugins' own lower-level use."""
@@ -72,7 +95,14 @@ class Bridge:
     ) -> AsyncIterator[AnswerStream]:
         record = self._record(app)
         fallback = self._fallbacks.get(record.name)
-        request = AskRequest(user=user, query=query, inputs=dict(inputs or {}), files=tuple(files))
+        fields = dict(inputs or {})
+        for target in (record, fallback):
+            if target is not None and target.mode in INPUT_MODES and query:
+                target = await self._described(target)
+                fields[query_input_for(target.inputs, self._query_input)] = query
+        # A Completion app would also put a top-level query into its prompt: the input holds it.
+        text = "" if record.mode in INPUT_MODES else query
+        request = AskRequest(user=user, query=text, inputs=fields, files=tuple(files))
         if conversation_key is None:
             async with self._open(record, request, fallback) as stream:
                 yield stream

@@ -20,6 +20,8 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
+from gateway.appform import INPUT_MODES, binding_problem
+from gateway.apps import COLLECTION as APPS, AppRecord, AppService
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, ValidationFailed
 from gateway.plugin import Plugin
@@ -162,6 +164,7 @@ class EndpointService:
         *,
         public_url: str,
         rotation_grace: float,
+        apps: AppService | None = None,
     ) -> None:
         self._store = store
         self._registry = registry
@@ -170,6 +173,7 @@ class EndpointService:
         self._clock = clock
         self._public_url = public_url.rstrip("/")
         self._grace = rotation_grace
+        self._apps = apps  # reads the input form of apps whose records lack it
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
         self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
         self._urls: dict[str, str] = {}
@@ -310,6 +314,8 @@ class EndpointService:
         for field_name, factory in plugin.generated.items():
             if settings.get(field_name) in (None, ""):
                 shown[field_name], settings[field_name] = factory()
+        model = self._validate(plugin, settings)
+        await self._check_inputs(apps, model)
         now = self._clock.time()
         for _ in range(5):
             endpoint_id = "ep_" + secrets.token_hex(8)
@@ -318,7 +324,7 @@ class EndpointService:
                 id=endpoint_id,
                 plugin=plugin.name,
                 apps=tuple(apps),
-                settings=self._seal(endpoint_id, plugin, self._validate(plugin, settings)),
+                settings=self._seal(endpoint_id, plugin, model),
                 enabled=True,
                 created_at=now,
                 updated_at=now,
@@ -346,15 +352,19 @@ class EndpointService:
         record = await self.get(endpoint_id)
         plugin = self._registry.require(record.plugin)
         changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
+        model = self.settings(record, plugin)
         if settings is not None or unset:
-            merged = self.settings(record, plugin).model_dump()
+            merged = model.model_dump()
             for key in unset or ():
                 merged.pop(key, None)
             merged.update(settings or {})
-            changes["settings"] = self._seal(record.id, plugin, self._validate(plugin, merged))
+            model = self._validate(plugin, merged)
+            changes["settings"] = self._seal(record.id, plugin, model)
         if apps is not None:
             await self._check_apps(plugin, apps)
             changes["apps"] = tuple(apps)
+        if "settings" in changes or apps is not None:
+            await self._check_inputs(list(changes.get("apps", record.apps)), model)
         if name is not None:
             changes["name"] = name
         if options is not None:
@@ -465,8 +475,25 @@ class EndpointService:
         if plugin.max_apps is not None and len(apps) > plugin.max_apps:
             raise BadRequest(f"plugin {plugin.name!r} takes at most {plugin.max_apps} app(s)")
         for app in apps:
-            if await self._store.doc_get("apps", app) is None:
+            if await self._store.doc_get(APPS, app) is None:
                 raise BadRequest(f"no app named {app!r}; add it first (dify-gateway apps add)")
+
+    async def _check_inputs(self, apps: list[str], settings: BaseModel) -> None:
+        """Refuse Workflow/Completion apps that can't take the user's text (no text input, or none
+        named like the `query_input` setting), naming the inputs they have."""
+        query_input = getattr(settings, "query_input", None)
+        for name in apps:
+            doc = await self._store.doc_get(APPS, name)
+            if doc is None:
+                continue
+            record = AppRecord.from_doc(doc)
+            if self._apps is not None and record.mode in INPUT_MODES:
+                record = await self._apps.described(record)
+            problem = binding_problem(
+                record.name, record.mode, record.inputs, query_input if isinstance(query_input, str) else None
+            )
+            if problem:
+                raise BadRequest(problem)
 
     @staticmethod
     def _validate(plugin: Plugin, values: dict[str, Any]) -> BaseModel:

@@ -46,7 +46,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from gateway.chat import (
     FENCE,
@@ -137,6 +137,7 @@ __all__ = [
     "open_fence",
     "parse_ed25519_public_key",
     "parse_webhook_secret",
+    "query_input_setting",
     "retry_after_seconds",
     "sign_standard_webhook",
     "slack_signature",
@@ -337,11 +338,33 @@ class EndpointInfo:
 
 @dataclass(frozen=True, slots=True)
 class AppInfo:
-    """A Dify app bound to the endpoint (its key stays inside the gateway)."""
+    """A Dify app bound to the endpoint (its key stays inside the gateway).
+
+    `query_input`: for Workflow and Completion apps, the input variable that receives the text
+    given to `Apps.ask`/`Apps.stream` (the endpoint's `query_input` setting, else the app's text
+    input); None for chat apps. `output_moderation`: Dify moderates the app's output, so a
+    streamed answer may be replaced at its end (`replace` delta): buffer it before showing it
+    where shown text can't be taken back. Both are known once the app's form was read (see
+    `Apps.describe`).
+    """
 
     name: str
     mode: str
     base_url: str
+    query_input: str | None = None
+    output_moderation: bool = False
+
+
+def query_input_setting() -> Any:
+    """The `query_input` field of a plugin's settings model, the same in every plugin:
+    `query_input: str | None = query_input_setting()`. The gateway reads it (see `AppInfo.query_input`)."""
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Input variable of Workflow/Completion apps that receives the user's text "
+        "(default: the app's text input, read from GET /parameters)",
+    )
 
 
 def _no_progress(event: dict[str, Any]) -> None:
@@ -439,6 +462,10 @@ class Apps(Protocol):
         """The named app, or the first bound one; `NotFound` otherwise."""
         ...
 
+    async def describe(self, name: str | None = None) -> AppInfo:
+        """Like `get`, after reading the app's input form and moderation from Dify if not known yet."""
+        ...
+
     def stream(
         self,
         query: str,
@@ -450,7 +477,9 @@ class Apps(Protocol):
         app: str | None = None,
     ) -> AbstractAsyncContextManager[AnswerStream]:
         """Stream an answer: `async with ctx.apps.stream(q, user=u) as s: async for delta in s: ...`;
-        `s.answer` holds the assembled answer. Leaving the block early stops the Dify task."""
+        `s.answer` holds the assembled answer. Leaving the block early stops the Dify task.
+
+        For a Workflow or Completion app the query goes into `inputs[AppInfo.query_input]`."""
         ...
 
     async def ask(

@@ -103,6 +103,11 @@ class Gateway:
             info = await dify.info(DifyApp(name, base_url, api_key, "chat"))
             return dataclasses.asdict(info)
 
+        async def fetch_parameters(name: str, base_url: str, api_key: str) -> dict[str, Any]:
+            return await dify.parameters(DifyApp(name, base_url, api_key, "chat"))
+
+        apps = AppService(store, box, clock, fetch_info, fetch_parameters)
+
         gateway = cls(
             settings=settings,
             clock=clock,
@@ -111,7 +116,7 @@ class Gateway:
             http=http,
             box=box,
             tokens=tokens,
-            apps=AppService(store, box, clock, fetch_info),
+            apps=apps,
             endpoints=EndpointService(
                 store,
                 registry,
@@ -120,6 +125,7 @@ class Gateway:
                 clock,
                 public_url=settings.public_url,
                 rotation_grace=settings.rotation_grace,
+                apps=apps,
             ),
             requests=RequestLog(store, settings.request_log_size),
             limiter=RateLimiter(store, clock),
@@ -203,6 +209,8 @@ class Gateway:
             records[name] = app
             if app.fallback and (fallback := await self.apps.cached(app.fallback)) is not None:
                 fallbacks[name] = fallback
+        settings = self.endpoints.settings(record, plugin)
+        query_input = getattr(settings, "query_input", None)  # the same setting in every plugin that has it
         bridge = Bridge(
             endpoint_id=record.id,
             records=records,
@@ -211,11 +219,13 @@ class Gateway:
             locks=self.locks,
             key_of=self.apps.api_key,
             fallbacks=fallbacks,
+            query_input=query_input if isinstance(query_input, str) else None,
+            describe=self.apps.described,
         )
         return PluginContext(
             plugin=plugin,
             endpoint=EndpointInfo(record.id, record.plugin, self.endpoints.url(record), record.apps),
-            settings=self.endpoints.settings(record, plugin),
+            settings=settings,
             store=self.store,
             queue=self.queue,
             workers=self.workers,

@@ -6,7 +6,7 @@ import re
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
-from gateway.plugin import parse_ed25519_public_key
+from gateway.plugin import parse_ed25519_public_key, query_input_setting
 
 __all__ = ["DEFAULT_API_BASE_URL", "DiscordSettings"]
 
@@ -40,6 +40,7 @@ class DiscordSettings(BaseModel):
         "(valid 15 minutes) and goes on as a channel message (with bot_token) or ends with a note",
     )
     bot_threads: bool = Field(default=True, description="The gateway bot answers a mention in a new thread")
+    query_input: str | None = query_input_setting()
 
     @field_validator("public_key")
     @classmethod

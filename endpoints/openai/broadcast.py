@@ -69,7 +69,7 @@ class _Result:
 async def _ask(ctx: Context, call: Call, app: str, thread: Thread) -> _Result:
     mode = ctx.apps.get(app).mode
     chat = mode not in INPUT_MODES
-    dify = call.plan(mode, thread if chat else None)
+    dify = call.plan(thread if chat else None)
     try:
         answer = await ctx.apps.ask(
             dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if chat else None, app=app)

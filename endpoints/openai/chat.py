@@ -9,7 +9,9 @@ client disconnects, the server cancels or closes the generator, which leaves the
 
 A workflow app with the `workflow_output` setting answers with that output, which may differ from
 the text the workflow streams: its streamed answer is held and sent whole when the workflow
-finishes (`: ping` comments meanwhile), so both modes give the same text.
+finishes (`: ping` comments meanwhile), so both modes give the same text. So is the answer of an
+app with output moderation (`sensitive_word_avoidance`): Dify may replace it at the end
+(`message_replace`), and text a client already has can't be taken back.
 """
 
 from __future__ import annotations
@@ -54,14 +56,8 @@ class Call:
     created: int
     settings: OpenAISettings
 
-    def plan(self, mode: str, thread: Thread | None) -> DifyCall:
-        return plan_call(
-            self.request,
-            mode=mode,
-            first_turn=thread is None or thread.new,
-            system_input=self.settings.system_input,
-            query_input=self.settings.query_input,
-        )
+    def plan(self, thread: Thread | None) -> DifyCall:
+        return plan_call(self.request, first_turn=thread is None or thread.new, system_input=self.settings.system_input)
 
 
 def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
@@ -71,12 +67,15 @@ def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
 async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
     """Answer `call` with `app`; `slot` (the key's in-flight slot) is released when the answer ends."""
     request, settings = call.request, call.settings
-    mode = ctx.apps.get(app).mode
+    info = await ctx.apps.describe(app)
     # Workflow and completion apps have no conversations: nothing to continue.
-    thread = None if mode in INPUT_MODES else await find_thread(ctx.storage, request, call.key.id, call.user)
-    dify = call.plan(mode, thread)
+    thread = None if info.mode in INPUT_MODES else await find_thread(ctx.storage, request, call.key.id, call.user)
+    dify = call.plan(thread)
     if request.stream:
-        frames = _frames(ctx, call, app, dify, thread, slot)
+        # A chosen workflow output may differ from the streamed text, and a moderated answer may
+        # be replaced at its end: either is sent whole.
+        hold = (settings.workflow_output is not None and info.mode == "workflow") or info.output_moderation
+        frames = _frames(ctx, call, app, dify, thread, slot, hold=hold)
         await anext(frames)  # opens the Dify stream; its failures propagate with their status
         return Response.stream(frames, headers=_thread_headers(thread))
     try:
@@ -102,7 +101,7 @@ async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
 
 
 async def _frames(
-    ctx: Context, call: Call, app: str, dify: DifyCall, thread: Thread | None, slot: Slot
+    ctx: Context, call: Call, app: str, dify: DifyCall, thread: Thread | None, slot: Slot, *, hold: bool
 ) -> AsyncIterator[bytes]:
     """SSE frames of one answer. The first item (b"") only marks that the Dify stream is open."""
     request, settings = call.request, call.settings
@@ -112,8 +111,7 @@ async def _frames(
         model=request.model,
         include_usage=request.include_usage,
         reasoning=settings.reasoning,
-        # A chosen workflow output may differ from the streamed text: send the answer whole.
-        hold=settings.workflow_output is not None and ctx.apps.get(app).mode == "workflow",
+        hold=hold,
     )
     try:
         async with ctx.apps.stream(

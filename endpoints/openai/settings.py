@@ -7,6 +7,7 @@ import re
 from pydantic import BaseModel, Field, field_validator
 
 from endpoints.openai.keys import hash_key, setting_hash
+from gateway.plugin import query_input_setting
 
 __all__ = ["OpenAISettings"]
 
@@ -24,9 +25,7 @@ class OpenAISettings(BaseModel):
         max_length=128,
         description="Dify input variable that receives system messages; unset: they prefix the first query",
     )
-    query_input: str = Field(
-        default="query", min_length=1, max_length=128, description="Input variable of workflow/completion apps"
-    )
+    query_input: str | None = query_input_setting()
     workflow_output: str | None = Field(
         default=None, max_length=128, description="Workflow output holding the answer (default: the streamed text)"
     )

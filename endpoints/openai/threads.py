@@ -10,8 +10,11 @@ The rule, per API key, user and model:
 After an answer, `hist:{fingerprint(request messages + the answer)}` → thread is stored, so the
 client's next request, which resends that answer, finds the thread. A thread id is the
 `conversation_key` given to `ctx.apps`: the gateway remembers the Dify conversation of each
-(thread, Dify user, app), runs one answer at a time in it, and survives restarts. Only the new
-user message is sent to Dify; the history is never flattened into the query.
+(thread, Dify user, app), runs one answer at a time in it, and survives restarts. On a known
+thread only the new user message is sent to Dify. A new thread whose request carries earlier
+messages (an edited turn, few-shot examples, a history from elsewhere) sends them once, as a
+transcript ahead of the new message (`translate.transcript`), so they are not lost; from then on
+the Dify conversation holds them.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ THREAD_TTL = 7 * 24 * 3600.0
 @dataclass(frozen=True, slots=True)
 class Thread:
     id: str
-    new: bool  # the first turn of the thread: the system text is sent with it
+    new: bool  # the first turn of the thread: the system text and earlier messages are sent with it
 
 
 async def find_thread(storage: Storage, request: ChatRequest, key_id: str, user: str) -> Thread:

@@ -42,6 +42,7 @@ __all__ = [
     "plan_call",
     "sse",
     "sum_usage",
+    "transcript",
     "usage_dict",
 ]
 
@@ -224,32 +225,55 @@ def parse_chat_request(body: Any) -> ChatRequest:
     )
 
 
-def plan_call(
-    request: ChatRequest, *, mode: str, first_turn: bool, system_input: str | None, query_input: str
-) -> DifyCall:
-    """The Dify call for `request` on an app of `mode`.
+def plan_call(request: ChatRequest, *, first_turn: bool, system_input: str | None) -> DifyCall:
+    """The Dify call for `request`.
 
     * `query` is the last user message only: earlier turns live in the Dify conversation.
+    * on the first turn of a conversation (always, for apps without conversations), earlier
+      messages the conversation doesn't hold (a history this endpoint never answered: an edited
+      turn, few-shot examples) are sent ahead of it as a transcript (`transcript`).
     * system/developer messages go to `inputs[system_input]` when set, else they are prefixed to
       the query on the conversation's first turn (Dify remembers them afterwards).
-    * workflow and completion apps take the text in `inputs[query_input]`.
+    * a Workflow/Completion app gets the query in its input variable (`ctx.apps` puts it there).
     * image parts of the last message become `remote_url` files.
     * the `inputs` extension field is the base of `inputs`.
     """
     last = request.messages[-1]
-    text = last.text
+    parts = [last.text]
     inputs = dict(request.inputs)
+    if first_turn and (earlier := transcript(request.prior)):
+        parts.insert(0, earlier)
     system = "\n\n".join(m.text for m in request.messages if m.role in SYSTEM_ROLES and m.text)
     if system:
         if system_input:
             inputs[system_input] = system
         elif first_turn:
-            text = f"{system}\n\n{text}"
+            parts.insert(0, system)
     files = [{"type": "image", "transfer_method": "remote_url", "url": url} for url in last.images]
-    if mode in INPUT_MODES:
-        inputs[query_input] = text
-        return DifyCall("", inputs, files)
-    return DifyCall(text, inputs, files)
+    return DifyCall("\n\n".join(parts), inputs, files)
+
+
+_SPEAKERS = {"user": "User", "assistant": "Assistant", "tool": "Tool", "function": "Tool"}
+
+
+def transcript(messages: Sequence[Message]) -> str:
+    """Earlier turns as context for a new conversation: one `Speaker: text` line per message
+    (system messages are sent on their own), inside `<history>` tags; "" when there are none.
+
+        <history>
+        User: What is 2+2?
+        Assistant: 4
+        </history>
+    """
+    lines = []
+    for message in messages:
+        speaker = _SPEAKERS.get(message.role)
+        if speaker is None:
+            continue
+        text = " ".join([message.text, *(f"[image: {url}]" for url in message.images)]).strip()
+        if text:
+            lines.append(f"{speaker}: {text}")
+    return "<history>\n" + "\n".join(lines) + "\n</history>" if lines else ""
 
 
 def history_key(key_id: str, user: str, model: str, messages: Sequence[Message]) -> str:
@@ -358,8 +382,9 @@ class ChunkWriter:
     agent thoughts become `delta.reasoning_content` only with `reasoning=True`.
 
     With `hold=True` (a workflow whose answer is a chosen output, which may differ from the text
-    it streams) no answer text goes out until `complete` gives the final text, sent whole: the
-    streamed answer is then exactly the non-streamed one.
+    it streams, or an app with output moderation, whose answer may be replaced at its end) no
+    answer text goes out until `complete` gives the final text, sent whole: the streamed answer
+    is then exactly the non-streamed one, and a moderated answer ends with `content_filter`.
     """
 
     def __init__(
@@ -373,7 +398,8 @@ class ChunkWriter:
         self.hold = hold
         self.started = False
         self.sent = ""
-        self.filtered = False
+        self.filtered = False  # text went out before a message_replace: the rest is dropped
+        self.moderated = False  # a held answer was replaced by moderation
         self._thoughts: dict[str, str] = {}
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
@@ -404,6 +430,8 @@ class ChunkWriter:
         if kind == "ping":
             return [PING]
         if self.hold and kind in ("text", "replace", "file"):
+            if getattr(event, "event", None) == "message_replace":
+                self.moderated = True
             return []  # the answer goes out whole, in `complete`
         if kind == "text":
             return self.text(delta.text)
@@ -441,7 +469,7 @@ class ChunkWriter:
     def finish(self, usage: dict[str, int] | None) -> list[bytes]:
         """The closing chunk, the usage chunk when asked for, and `[DONE]`."""
         frames = [] if self.started else [self._chunk({"content": ""})]
-        frames.append(self._chunk({}, "content_filter" if self.filtered else "stop"))
+        frames.append(self._chunk({}, "content_filter" if self.filtered or self.moderated else "stop"))
         if self.include_usage:
             frames.append(
                 sse(

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 
+from gateway.plugin import query_input_setting
+
 __all__ = ["SlackSettings"]
 
 _COMMAND = re.compile(r"/[a-z0-9][a-z0-9_-]{0,31}")
@@ -47,6 +49,7 @@ class SlackSettings(BaseModel):
         description="Hosts a slash command's response_url may point at (plus api_base_url's host)",
     )
     app_name: str = Field(default="Dify", min_length=1, max_length=35, description="Name in the app manifest")
+    query_input: str | None = query_input_setting()
 
     @field_validator("bot_token")
     @classmethod

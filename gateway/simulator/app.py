@@ -3,7 +3,7 @@
 Routes (all under `/v1` need `Authorization: Bearer <one of config.api_keys>`):
 
     GET  /v1/info                           app name, mode
-    GET  /v1/parameters                     an empty input form and Dify's default limits
+    GET  /v1/parameters                     the input form, moderation, Dify's default limits
     POST /v1/chat-messages                  chat, agent-chat, agent, advanced-chat
     POST /v1/completion-messages            completion
     POST /v1/workflows/run                  workflow (also /v1/workflows/{workflow_id}/run)
@@ -29,6 +29,7 @@ from gateway.clock import Clock, SystemClock
 from gateway.simulator.config import FAULTS, SimulatorConfig
 from gateway.simulator.generation import Generator, Route as GenerationRoute
 from gateway.simulator.responses import dify_error
+from gateway.simulator.script import MODERATED_ANSWER
 from gateway.simulator.state import SimulatorState
 
 __all__ = ["create_simulator_app"]
@@ -86,6 +87,24 @@ class _Simulator:
 
     async def parameters(self, request: Request, body: dict[str, Any]) -> Response:
         off = {"enabled": False}
+        form = [
+            {kind: {"variable": name, "label": name.title(), "required": required, "default": ""}}
+            for name, kind, required in self.config.input_form
+        ]
+        words = self.config.moderated_words
+        moderation = (
+            {
+                "enabled": True,
+                "type": "keywords",
+                "config": {
+                    "keywords": "\n".join(words),
+                    "inputs_config": {"enabled": False, "preset_response": ""},
+                    "outputs_config": {"enabled": True, "preset_response": MODERATED_ANSWER},
+                },
+            }
+            if words
+            else off
+        )
         return JSONResponse(
             {
                 "opening_statement": "",
@@ -96,8 +115,8 @@ class _Simulator:
                 "retriever_resource": off,
                 "annotation_reply": off,
                 "more_like_this": off,
-                "sensitive_word_avoidance": off,
-                "user_input_form": [],
+                "sensitive_word_avoidance": moderation,
+                "user_input_form": form,
                 "file_upload": {"image": {"enabled": False, "number_limits": 3, "transfer_methods": ["remote_url"]}},
                 "system_parameters": {
                     "file_size_limit": 15,

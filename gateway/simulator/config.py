@@ -62,6 +62,12 @@ class SimulatorConfig:
         stall_seconds: how long the "stall" fault stays silent.
         slow_first_token_latency: first-token delay of the "slow" fault.
         seed: seeds the fault-rate randomness (reproducible runs).
+        inputs: the app's input form as (variable, type, required) triples, served by
+            `/parameters` and enforced like Dify ("X is required in input form"). None: the
+            mode's default, a required `query` paragraph for Workflow/Completion apps, none for
+            chat apps.
+        moderated_words: output moderation (`sensitive_word_avoidance` on in `/parameters`): an
+            answer containing one of these streams, then is replaced by `message_replace`.
     """
 
     api_keys: frozenset[str] = field(default_factory=lambda: frozenset({"app-simulator"}))
@@ -78,6 +84,14 @@ class SimulatorConfig:
     stall_seconds: float = 600.0
     slow_first_token_latency: float = 25.0
     seed: int | None = None
+    inputs: tuple[tuple[str, str, bool], ...] | None = None
+    moderated_words: tuple[str, ...] = ()
+
+    @property
+    def input_form(self) -> tuple[tuple[str, str, bool], ...]:
+        if self.inputs is not None:
+            return self.inputs
+        return (("query", "paragraph", True),) if self.mode in ("workflow", "completion") else ()
 
     def __post_init__(self) -> None:
         if self.mode not in APP_MODES:

@@ -57,7 +57,11 @@ class Generator:
             return dify_error(400, "invalid_param", "response_mode must be blocking or streaming")
         if response_mode == "blocking" and mode in ("agent-chat", "agent"):
             return dify_error(400, "invalid_param", "Agent Chat App does not support blocking mode")
-        text = query if isinstance(query, str) else _first_text(inputs)
+        form = config.input_form
+        for name, _, required in form:
+            if required and inputs.get(name) in (None, ""):
+                return dify_error(400, "invalid_param", f"{name} is required in input form")
+        text = query if isinstance(query, str) and (route == "chat" or query) else _form_text(inputs, form)
         now = int(self.clock.time())
         conversation = None
         if route != "workflow":
@@ -70,6 +74,8 @@ class Generator:
                 return dify_error(404, "not_found", "Conversation Not Exists.")
         state.generation_requests += 1
         fault = state.pick_fault(find_fault(text) or find_fault(json.dumps(inputs, ensure_ascii=False)))
+        if fault is None and any(word in text for word in config.moderated_words):
+            fault = "replace"  # the answer echoes the word: output moderation replaces it at the end
         if fault == "503":
             return PlainTextResponse("Service Temporarily Unavailable", status_code=503)
         if fault in _HTTP_FAULTS:
@@ -230,9 +236,11 @@ def _with_latency(payload: dict[str, Any], elapsed: float) -> dict[str, Any]:
     return payload
 
 
-def _first_text(inputs: dict[str, Any]) -> str:
-    """Workflow/completion apps take their text from `inputs` ("query" first, else any string)."""
-    value = inputs.get("query")
-    if isinstance(value, str):
-        return value
+def _form_text(inputs: dict[str, Any], form: tuple[tuple[str, str, bool], ...]) -> str:
+    """Workflow/completion apps take their text from `inputs`: the form's first text variable,
+    else "query", else any string."""
+    names = [name for name, kind, _ in form if kind in ("text-input", "paragraph")] + ["query"]
+    for name in names:
+        if isinstance(inputs.get(name), str):
+            return str(inputs[name])
     return next((item for item in inputs.values() if isinstance(item, str)), "")

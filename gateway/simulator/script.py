@@ -12,9 +12,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["Ids", "Step", "encode", "plan", "stopped_tail", "tokenize", "usage"]
+__all__ = ["MODERATED_ANSWER", "Ids", "Step", "encode", "plan", "stopped_tail", "tokenize", "usage"]
 
 PING = b"event: ping\n\n"
+MODERATED_ANSWER = "[simulator] this answer was moderated"  # what output moderation replaces an answer with
 _TOKEN = re.compile(r"\s*\S+|\s+$")
 
 
@@ -244,7 +245,7 @@ def plan(
     if mode == "agent":
         s.chat("message", id=ids.message_id, answer=answer, from_variable_selector=None)
     if fault == "replace" and mode != "workflow":
-        s.chat("message_replace", answer="[simulator] this answer was moderated", reason="moderation")
+        s.chat("message_replace", answer=MODERATED_ANSWER, reason="moderation")
     if workflowish:
         s.node("node_finished", status="succeeded")
     if mode != "workflow":

@@ -75,3 +75,29 @@ async def test_a_bot_dm_and_an_ask_in_that_dm_continue_one_conversation(tmp_path
 
         await gateway.endpoints.set_enabled(record.id, False)
         assert await EndpointContexts(gateway, record.id)() is None
+
+
+@pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
+async def test_the_bot_gives_a_workflow_app_the_question_in_its_own_input(
+    tmp_path: Path, setting: dict[str, str]
+) -> None:
+    form = (("question", "paragraph", True), ("style", "text-input", False))
+    config = SimulatorConfig(mode="workflow", inputs=form, first_token_latency=0, tokens_per_second=0)
+    async with (
+        live_server(create_simulator_app(config)) as simulator,
+        running_app(make_settings(tmp_path)) as running,
+        httpx.AsyncClient() as client,
+    ):
+        gateway = running.gateway
+        app = {"name": "flow", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "workflow"}
+        await gateway.apps.add(AppIn.model_validate(app))
+        values = {"application_id": APPLICATION_ID, "public_key": public_key_hex(new_key()), **setting}
+        record, _ = await gateway.endpoints.create("discord", ["flow"], values)
+        screen = Screen()
+        dm = make_channel(screen, discord.DMChannel, channel_id=42)
+        responder = Responder(contexts=EndpointContexts(gateway, record.id), clock=gateway.clock)
+        await responder.respond(make_message("hello bot", dm, guild=None), Trigger.DIRECT, 99)
+        assert screen.contents() == ["You said: hello bot"]
+        stats = (await client.get(f"{simulator}/_sim/stats")).json()
+    [run] = [r["body"] for r in stats["recent_requests"] if r["path"].endswith("/run")]
+    assert run["inputs"] == {"question": "hello bot"}

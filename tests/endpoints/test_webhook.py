@@ -4,6 +4,7 @@ callback receiver; requests signed and callbacks verified with the `standardwebh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -52,9 +53,12 @@ def sse_events(text: str) -> list[tuple[str, dict[str, Any]]]:
     return events
 
 
-@pytest.fixture
-async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
-    config = SimulatorConfig(first_token_latency=0.05, tokens_per_second=40)
+@contextlib.asynccontextmanager
+async def webhook_stack(
+    tmp_path: Path, config: SimulatorConfig, endpoint_settings: dict[str, Any] | None = None
+) -> AsyncIterator[Stack]:
+    """The gateway, a simulator app "support" (of `config`'s mode), a callback receiver, and a
+    webhook endpoint with `endpoint_settings`."""
     port = free_port()
     settings = make_settings(
         tmp_path,
@@ -70,17 +74,34 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
         httpx.AsyncClient(timeout=30) as client,
     ):
         admin = f"{gateway}/admin/api"
-        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": config.mode}
         assert (await client.post(f"{admin}/apps", json=app, headers=admin_headers())).status_code == 201
-        created = await client.post(
-            f"{admin}/endpoints", json={"plugin": "webhook", "apps": ["support"]}, headers=admin_headers()
-        )
+        endpoint_body = {"plugin": "webhook", "apps": ["support"], "settings": endpoint_settings or {}}
+        created = await client.post(f"{admin}/endpoints", json=endpoint_body, headers=admin_headers())
         assert created.status_code == 201, created.text
         endpoint = created.json()
         secret = endpoint["secrets"]["secret"]
         assert endpoint["settings"]["secret"] == "••••••••"
         receiver.secret = secret
         yield Stack(client, endpoint["url"], secret, endpoint["id"], simulator, receiver, f"{receiver_base}/hook")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
+    async with webhook_stack(tmp_path, SimulatorConfig(first_token_latency=0.05, tokens_per_second=40)) as running:
+        yield running
+
+
+@pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
+async def test_a_workflow_app_gets_the_query_in_its_own_input(tmp_path: Path, setting: dict[str, str]) -> None:
+    form = (("question", "paragraph", True), ("notes", "paragraph", False), ("lang", "select", False))
+    config = SimulatorConfig(mode="workflow", inputs=form, first_token_latency=0, tokens_per_second=0)
+    async with webhook_stack(tmp_path, config, setting) as stack:
+        response = await stack.post({"query": "what is up", "inputs": {"lang": "fr"}, "user": "u1"})
+        assert response.status_code == 200, response.text
+        assert response.json()["answer"] == "You said: what is up"
+        [run] = [r["body"] for r in (await stack.sim_stats())["recent_requests"] if r["path"].endswith("/run")]
+    assert run["inputs"] == {"lang": "fr", "question": "what is up"}
 
 
 async def test_streams_the_answer_as_it_is_generated(stack: Stack) -> None:
@@ -257,4 +278,3 @@ async def test_response_schema_extracts_and_validates_the_answer_json(stack: Sta
         headers=admin_headers(),
     )
     assert bad_schema.status_code == 422
-

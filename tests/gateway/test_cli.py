@@ -264,6 +264,7 @@ def test_an_app_in_use_cannot_be_removed(invoke: Invoke) -> None:
 @respx.mock
 def test_apps_check_and_mode_detection(invoke: Invoke) -> None:
     route = respx.get(f"{DIFY}/info").mock(return_value=httpx.Response(200, json={"name": "Bot", "mode": "workflow"}))
+    respx.get(f"{DIFY}/parameters").mock(return_value=httpx.Response(200, json={"user_input_form": []}))
     added = as_json(invoke("apps", "add", "detected", "--base-url", DIFY, "--key", KEY, "--json"))
     assert added["mode"] == "workflow"
     assert route.calls.last.request.headers["authorization"] == f"Bearer {KEY}"

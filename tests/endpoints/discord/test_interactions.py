@@ -73,7 +73,7 @@ async def discord_stack(
         httpx.AsyncClient(timeout=30) as client,
     ):
         admin = f"{gateway}/admin/api"
-        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": config.mode}
         assert (await client.post(f"{admin}/apps", json=app, headers=admin_headers())).status_code == 201
         values = {
             "application_id": APPLICATION_ID,
@@ -107,6 +107,17 @@ async def test_ask_defers_then_streams_by_editing_the_original(tmp_path: Path) -
         assert all(answer.startswith(edit) for edit in edits)  # each edit shows more of the answer
         assert len(set(edits)) == len(edits)  # no edit repeats what is shown
         assert not stack.fake.matching("POST", "/webhooks/")  # short answers need no follow-up
+
+
+@pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
+async def test_a_workflow_app_gets_the_question_in_its_own_input(tmp_path: Path, setting: dict[str, str]) -> None:
+    form = (("question", "text-input", True), ("context", "paragraph", False))
+    config = SimulatorConfig(mode="workflow", inputs=form, first_token_latency=0, tokens_per_second=0)
+    async with discord_stack(tmp_path, config, **setting) as stack:
+        token, _ = await stack.ask(QUESTION)
+        assert await stack.answered(token, f"You said: {QUESTION}") == [f"You said: {QUESTION}"]
+        [run] = [r["body"] for r in (await stack.sim_stats())["recent_requests"] if r["path"].endswith("/run")]
+    assert run["inputs"] == {"question": QUESTION}
 
 
 async def test_a_5000_character_answer_continues_in_follow_ups(tmp_path: Path) -> None:

@@ -88,7 +88,7 @@ async def test_workflow_and_completion_apps_are_models(tmp_path: Path) -> None:
 
 
 async def test_workflow_output_setting_picks_the_answer(tmp_path: Path) -> None:
-    apps = {"flow": SimulatorConfig(mode="workflow", **_fast())}
+    apps = {"flow": SimulatorConfig(mode="workflow", inputs=(("question", "paragraph", True),), **_fast())}
     async with (
         openai_stack(tmp_path, apps, {"workflow_output": "text", "query_input": "question"}) as stack,
         stack.client() as client,
@@ -241,3 +241,40 @@ async def test_a_streamed_broadcast_pings_while_waiting(tmp_path: Path, monkeypa
     support, coder = response.text.index("### support"), response.text.index("### coder")
     assert ": ping\n\n" in response.text[support:coder]  # the first section went out, then pings
     assert response.text.endswith("data: [DONE]\n\n")
+
+
+@pytest.mark.parametrize("mode", ["workflow", "completion"])
+@pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
+async def test_a_workflow_app_gets_the_message_in_its_own_input(
+    tmp_path: Path, setting: dict[str, str], mode: str
+) -> None:
+    form = (("topic", "text-input", False), ("question", "paragraph", True))
+    apps = {"flow": SimulatorConfig(mode=mode, inputs=form, **_fast())}  # type: ignore[arg-type]
+    async with openai_stack(tmp_path, apps, setting) as stack, stack.client() as client:
+        blocking = await client.chat.completions.create(model="flow", messages=ask("hello"))
+        stream = await client.chat.completions.create(model="flow", messages=ask("again"), stream=True)
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
+        bodies = await stack.generation_bodies("flow")
+    assert blocking.choices[0].message.content == "You said: hello" and streamed == "You said: again"
+    assert [b["inputs"] for b in bodies] == [{"question": "hello"}, {"question": "again"}]
+    assert all("query" not in b for b in bodies)  # a completion app would put a top-level query into its prompt
+
+
+async def test_with_output_moderation_a_stream_sends_only_the_final_text(tmp_path: Path) -> None:
+    # Dify's output moderation streams the answer, then replaces it (message_replace): the client
+    # must never see the text that was replaced.
+    apps = {"guarded": SimulatorConfig(moderated_words=("secret",), first_token_latency=0, tokens_per_second=200)}
+    async with openai_stack(tmp_path, apps) as stack, stack.client() as client:
+        stream = await client.chat.completions.create(
+            model="guarded", messages=ask("tell me the secret plan now"), stream=True
+        )
+        chunks = [c async for c in stream]
+        clean = await client.chat.completions.create(model="guarded", messages=ask("hello there"), stream=True)
+        clean_chunks = [c async for c in clean]
+    contents = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+    assert contents == ["[simulator] this answer was moderated"]
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert chunks[-1].choices[0].finish_reason == "content_filter"
+    # An answer moderation let through is sent whole too, and ends normally.
+    clean_contents = [c.choices[0].delta.content for c in clean_chunks if c.choices and c.choices[0].delta.content]
+    assert clean_contents == ["You said: hello there"] and clean_chunks[-1].choices[0].finish_reason == "stop"

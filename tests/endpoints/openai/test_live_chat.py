@@ -296,7 +296,9 @@ async def test_stream_of_unknown_history_with_images(stack: Stack) -> None:
             max_tokens=10,
             tool_choice="auto",
         )
-    assert answer.choices[0].message.content == "You said: what is this"
+    # A history this endpoint never answered: its earlier turns reach Dify as a transcript.
+    history = "<history> User: earlier Assistant: an answer this endpoint never gave </history>"
+    assert answer.choices[0].message.content == f"You said: {history} what is this"
     body = (await stack.generation_bodies())[0]
     assert "conversation_id" not in body  # an unknown history starts a new conversation
     assert body["files"] == [{"type": "image", "transfer_method": "remote_url", "url": "https://x.test/a.png"}]
@@ -325,3 +327,32 @@ async def test_retried_dify_failures_map_to_502_and_429(tmp_path: Path) -> None:
             )
         assert busy.value.code == "rate_limit_exceeded" and busy.value.response.headers["retry-after"] == "1"
         assert len((await stack.stats("support"))["faults_injected"]) == 3  # the gateway retried first
+
+
+async def test_a_history_that_extends_no_known_exchange_reaches_dify_as_context(tmp_path: Path) -> None:
+    few_shot = [
+        {"role": "system", "content": "Answer in one word."},
+        {"role": "user", "content": "Capital of France?"},
+        {"role": "assistant", "content": "Paris"},
+        {"role": "user", "content": "Capital of Italy?"},
+    ]
+    async with openai_stack(tmp_path) as stack, stack.client() as client:
+        first = await client.chat.completions.create(model="support", messages=few_shot)
+        answer = first.choices[0].message.content or ""
+        # The next turn extends the exchange just answered: only the new message is sent.
+        follow_up = [*few_shot, {"role": "assistant", "content": answer}, {"role": "user", "content": "And Spain?"}]
+        second = await client.chat.completions.create(model="support", messages=follow_up)
+        # An edited turn: the history no longer matches what Dify holds, so it starts anew with it.
+        edited = [*few_shot[:3], {"role": "user", "content": "Capital of Peru?"}]
+        stream = await client.chat.completions.create(model="support", messages=edited, stream=True)
+        streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
+        bodies = await stack.generation_bodies()
+    history = "<history>\nUser: Capital of France?\nAssistant: Paris\n</history>"
+    assert bodies[0]["query"] == f"Answer in one word.\n\n{history}\n\nCapital of Italy?"
+    assert "conversation_id" not in bodies[0]
+    assert bodies[1]["query"] == "And Spain?" and bodies[1]["conversation_id"]
+    assert second.conversation_id == first.conversation_id  # type: ignore[attr-defined]
+    assert bodies[2]["query"] == f"Answer in one word.\n\n{history}\n\nCapital of Peru?"
+    assert "conversation_id" not in bodies[2]
+    # The simulator echoes the query it got: the earlier turns reached it.
+    assert "Capital of France? Assistant: Paris" in answer and "Capital of France?" in streamed

@@ -27,6 +27,7 @@ from endpoints.openai.translate import (
     plan_call,
     sse,
     sum_usage,
+    transcript,
     usage_dict,
 )
 from gateway.plugin import Delta
@@ -145,24 +146,34 @@ def test_unusable_image_urls(image_url: Any, message: str) -> None:
 def test_plan_for_chat_apps() -> None:
     messages = (Message("system", "Be brief."), Message("developer", ""), Message("user", "hi", ("https://i/1",)))
     request = ChatRequest("m", messages, inputs={"lang": "fr"})
-    first = plan_call(request, mode="chat", first_turn=True, system_input=None, query_input="query")
+    first = plan_call(request, first_turn=True, system_input=None)
     assert first.query == "Be brief.\n\nhi" and first.inputs == {"lang": "fr"}
     assert first.files == [{"type": "image", "transfer_method": "remote_url", "url": "https://i/1"}]
-    later = plan_call(request, mode="advanced-chat", first_turn=False, system_input=None, query_input="query")
+    later = plan_call(request, first_turn=False, system_input=None)
     assert later.query == "hi"
-    as_input = plan_call(request, mode="agent-chat", first_turn=False, system_input="persona", query_input="query")
+    as_input = plan_call(request, first_turn=False, system_input="persona")
     assert as_input.query == "hi" and as_input.inputs == {"lang": "fr", "persona": "Be brief."}
-    plain = plan_call(
-        ChatRequest("m", (Message("user", "yo"),)), mode="chat", first_turn=True, system_input=None, query_input="q"
-    )
+    plain = plan_call(ChatRequest("m", (Message("user", "yo"),)), first_turn=True, system_input=None)
     assert (plain.query, plain.inputs, plain.files) == ("yo", {}, [])
 
 
-def test_plan_for_workflow_and_completion_apps() -> None:
-    request = ChatRequest("m", (Message("system", "Formal."), Message("user", "memo")))
-    for mode in ("workflow", "completion"):
-        call = plan_call(request, mode=mode, first_turn=True, system_input=None, query_input="question")
-        assert call.query == "" and call.inputs == {"question": "Formal.\n\nmemo"}
+def test_earlier_turns_go_ahead_of_the_first_turn_as_a_transcript() -> None:
+    messages = (
+        Message("system", "Be brief."),
+        Message("user", "What is 2+2?"),
+        Message("assistant", "4"),
+        Message("user", "Look", ("https://i/1",)),
+        Message("tool", ""),
+        Message("user", "and 3+3?"),
+    )
+    history = "<history>\nUser: What is 2+2?\nAssistant: 4\nUser: Look [image: https://i/1]\n</history>"
+    first = plan_call(ChatRequest("m", messages), first_turn=True, system_input=None)
+    assert first.query == f"Be brief.\n\n{history}\n\nand 3+3?"
+    as_input = plan_call(ChatRequest("m", messages), first_turn=True, system_input="persona")
+    assert as_input.query == f"{history}\n\nand 3+3?" and as_input.inputs == {"persona": "Be brief."}
+    # A continued conversation already holds them.
+    assert plan_call(ChatRequest("m", messages), first_turn=False, system_input=None).query == "and 3+3?"
+    assert transcript([Message("system", "x"), Message("tool", "")]) == ""
 
 
 def test_history_key_is_scoped_and_tolerates_trimmed_answers() -> None:
@@ -272,6 +283,7 @@ def writer(**options: Any) -> ChunkWriter:
         model="support",
         include_usage=options.pop("usage", False),
         reasoning=options.pop("reasoning", False),
+        hold=options.pop("hold", False),
     )
 
 
@@ -329,6 +341,18 @@ def test_moderation_replaces_or_filters() -> None:
     agent.feed(Delta("text", "streamed"))
     assert agent.feed(Delta("replace", "a different final message", NS(event="message"))) == []
     assert not agent.filtered
+
+
+def test_a_held_answer_is_sent_whole_and_a_moderated_one_ends_with_content_filter() -> None:
+    held = writer(hold=True)
+    assert held.feed(Delta("text", "bad words")) == [] and held.feed(Delta("text", " more")) == []
+    assert held.feed(Delta("replace", "clean", NS(event="message_replace"))) == []
+    assert deltas(held.complete("clean")) == [{"role": "assistant", "content": "clean"}]
+    assert decode(held.finish(None))[-2]["choices"][0]["finish_reason"] == "content_filter"
+    untouched = writer(hold=True)
+    untouched.feed(Delta("text", "fine"))
+    assert deltas(untouched.complete("fine")) == [{"role": "assistant", "content": "fine"}]
+    assert decode(untouched.finish(None))[-2]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_files_as_markdown() -> None:

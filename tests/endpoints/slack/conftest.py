@@ -148,7 +148,7 @@ async def slack_stack(tmp_path: Path, config: SimulatorConfig | None = None) -> 
         httpx.AsyncClient(timeout=30) as client,
     ):
         fake.base = fake_base
-        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+        app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": config.mode}
         added = await client.post(f"{gateway}/admin/api/apps", json=app, headers=admin_headers())
         assert added.status_code == 201, added.text
         yield SlackStack(client, gateway, fake, simulator)

@@ -157,6 +157,21 @@ async def test_a_mention_is_answered_in_its_thread_as_it_streams(stack: SlackSta
     assert query["query"] == QUESTION and query["user"] == "slack:T1:U1"
 
 
+@pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
+async def test_a_workflow_app_gets_the_question_in_its_own_input(tmp_path: Path, setting: dict[str, str]) -> None:
+    # The workflow names its text input `question` (required), beside an optional `tone` text input.
+    form = (("tone", "text-input", False), ("question", "paragraph", True))
+    config = SimulatorConfig(mode="workflow", inputs=form, first_token_latency=0, tokens_per_second=0)
+    async with slack_stack(tmp_path, config) as stack:
+        url = await stack.endpoint(**setting)
+        event = mention(QUESTION)
+        assert (await stack.deliver(url, envelope(event))).status_code == 200
+        await stack.fake.wait_for(lambda: stack.fake.texts("C1", event["ts"]) == [ANSWER])
+        recent = (await stack.sim_stats())["recent_requests"]
+    [run] = [r["body"] for r in recent if r["path"].endswith("/workflows/run")]
+    assert run["inputs"] == {"question": QUESTION} and run["user"] == "slack:T1:U1"
+
+
 async def test_native_streaming_uses_start_append_stop(stack: SlackStack) -> None:
     url = await stack.endpoint(native_streaming=True)
     event = mention(QUESTION)

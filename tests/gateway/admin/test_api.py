@@ -363,12 +363,22 @@ async def test_an_app_bound_to_an_endpoint_cannot_be_removed(admin: Admin) -> No
 async def test_check_calls_info_with_the_key(admin: Admin) -> None:
     info = {"name": "Support bot", "description": "", "tags": [], "mode": "chat", "author_name": "me"}
     route = respx.get(f"{DIFY}/info").mock(return_value=httpx.Response(200, json=info))
+    form = [{"paragraph": {"variable": "question", "label": "Question", "required": True}}]
+    moderation = {"enabled": True, "config": {"outputs_config": {"enabled": True}}}
+    parameters = respx.get(f"{DIFY}/parameters").mock(
+        return_value=httpx.Response(200, json={"user_input_form": form, "sensitive_word_avoidance": moderation})
+    )
     await add_app(admin)
+    assert (await admin.get("/apps/support")).json()["inputs"] is None  # added with a mode: not read yet
     response = await admin.post("/apps/support/check")
     assert response.status_code == 200, response.text
     assert response.json() == {"ok": True, "info": info}
-    assert route.call_count == 1
+    assert route.call_count == parameters.call_count == 1
     assert route.calls.last.request.headers["authorization"] == f"Bearer {KEY}"
+    # The check keeps what /parameters says: the input form and the moderation flag.
+    shown = (await admin.get("/apps/support")).json()
+    assert shown["inputs"] == [{"variable": "question", "type": "paragraph", "required": True, "label": "Question"}]
+    assert shown["output_moderation"] is True
     admin.assert_never_returned(KEY)
 
 
@@ -420,6 +430,7 @@ async def test_an_info_answer_that_is_not_a_json_object_is_a_502(admin: Admin, a
 @respx.mock
 async def test_the_mode_is_detected_from_info_when_omitted(admin: Admin) -> None:
     route = respx.get(f"{DIFY}/info").mock(return_value=httpx.Response(200, json={"mode": "advanced-chat"}))
+    respx.get(f"{DIFY}/parameters").mock(return_value=httpx.Response(200, json={"user_input_form": []}))
     response = await admin.post("/apps", {"name": "support", "base_url": DIFY, "api_key": KEY})
     assert response.status_code == 201, response.text
     assert response.json()["mode"] == "advanced-chat"

@@ -142,13 +142,16 @@ async def test_blocking_mode(make_sim: Factory) -> None:
     for mode in ("chat", "advanced-chat", "completion"):
         sim = await make_sim(mode=mode)
         path = "/completion-messages" if mode == "completion" else "/chat-messages"
-        body = (await sim.post(path, {"query": "hi", "inputs": {}, "user": "u"})).json()  # blocking is the default
+        inputs = {"query": "hi"} if mode == "completion" else {}  # a completion app's text is an input
+        body = (await sim.post(path, {"query": "hi", "inputs": inputs, "user": "u"})).json()  # blocking: the default
         assert body["event"] == "message" and body["answer"] == "You said: hi" and body["mode"] == mode
         assert body["metadata"]["usage"]["total_tokens"] == 17 + 1 + 3
     sim = await make_sim(mode="workflow")
-    body = (await sim.post("/workflows/run", {"inputs": {"q": "x"}, "user": "u", "response_mode": "blocking"})).json()
+    body = (
+        await sim.post("/workflows/run", {"inputs": {"query": "x"}, "user": "u", "response_mode": "blocking"})
+    ).json()
     assert body["data"]["status"] == "succeeded" and body["data"]["outputs"] == {"text": "You said: x"}
-    failed = await sim.post("/workflows/run", {"inputs": {"q": "[[fault:workflow-failed]]"}, "user": "u"})
+    failed = await sim.post("/workflows/run", {"inputs": {"query": "[[fault:workflow-failed]]"}, "user": "u"})
     assert failed.json()["data"]["status"] == "failed"
     for mode in ("agent-chat", "agent"):
         sim = await make_sim(mode=mode)
