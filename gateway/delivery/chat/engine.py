@@ -213,7 +213,7 @@ class _Delivery:
                 await typing.aclose()
                 await self._throttle.wait()
                 if self._expired() and not await self._expire():
-                    text = f"{text.rstrip()}\n\n{self._rules.expired_note}"
+                    text = _with_note(text, self._rules.expired_note)
                 await self._show(text, final=True)
             finally:
                 if not reader.done():  # leaving the answer's block stops the Dify task
@@ -310,15 +310,16 @@ class _Delivery:
     def _final_text(self) -> str:
         state, rules = self._reader, self._rules
         if self._cut_off:
-            return self._cut_text()
+            return _with_note(self._visible(state.text, True), rules.expired_note)
         if state.failure is not None:
-            partial_text = self._visible(state.text, True).rstrip()
-            note = rules.failure_note(state.failure, bool(partial_text.strip()))
-            return f"{partial_text}\n\n{note}" if partial_text.strip() else note
+            shown = self._visible(state.text, True)
+            return _with_note(shown, rules.failure_note(state.failure, bool(shown.strip())))
         text = self._visible(state.answer.text if state.answer is not None else state.text, True)
         return text if text.strip() else rules.empty_text
 
-    def _cut_text(self) -> str:
-        text = self._visible(self._reader.text, True).rstrip()
-        note = self._rules.expired_note
-        return f"{text}\n\n{note}" if text.strip() else note
+
+def _with_note(text: str, note: str) -> str:
+    """`note` in a paragraph after `text`, which stays as it is: what was streamed natively can't change."""
+    if not text.strip():
+        return note
+    return text + "\n" * max(0, 2 - (len(text) - len(text.rstrip("\n")))) + note

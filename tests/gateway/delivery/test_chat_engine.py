@@ -433,3 +433,14 @@ async def test_a_write_budget_keeps_one_write_for_the_end_and_says_where_it_cut(
     final = chat.calls[len(updates) :]
     assert [c.name for c in final] == ["edit"]  # the one write left: the first page, with the note
     assert final[0].text.endswith("\n\n(cut)") and len(final[0].text) <= 200
+
+
+async def test_a_failure_note_is_appended_to_a_native_stream_without_taking_it_back(clock: VirtualClock) -> None:
+    chat = FakeChat(clock).with_rules(failure_note=lambda exc, partial: "(failed)")
+    chat.native = FakeNative(chat)
+    answer = FakeAnswer(clock, text("Half an answer ", "and more ", delay=0.5), fail=UpstreamError("x"))
+
+    await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    assert chat.named("delete", "post", "edit") == []
+    assert chat.shown() == ["Half an answer and more \n\n(failed)"]
