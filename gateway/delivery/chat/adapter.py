@@ -1,0 +1,178 @@
+"""What a chat platform gives the delivery engine: its rules (`ChatRules`) and its calls (`ChatAdapter`).
+
+A platform plugin writes an adapter: the post/edit/delete calls of its API, optionally a native
+stream (`NativeStream`) and a typing indicator, and the rules of its messages (the limit, how
+Markdown is rendered and which tokens must not be cut, the notes it shows). The engine
+(`gateway.delivery.chat.engine.deliver`) does the rest: pacing, paging, rate limits, reruns,
+failures.
+
+Errors an adapter raises:
+
+- `RateLimited(retry_after=…)` (from `gateway.exceptions`): the platform asked to wait; the engine
+  waits that long on its clock and makes the same call again.
+- `StreamUnavailable`: native streaming was refused or the stream expired; the engine goes on by
+  posting and editing messages.
+- anything else ends the delivery (the plugin maps it to a job outcome).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway.chat import Protect
+from gateway.exceptions import GatewayError, UpstreamError
+
+__all__ = [
+    "ChatAdapter",
+    "ChatRules",
+    "Fence",
+    "MessageRef",
+    "NativeStream",
+    "StreamUnavailable",
+    "default_failure_note",
+]
+
+#: A posted message, as the platform names it (Slack's `ts`, a Discord message id, "@original").
+MessageRef = str
+
+#: Called before every platform write; raises to stop a run that no longer owns its job.
+Fence = Callable[[], Awaitable[object]]
+
+
+class StreamUnavailable(GatewayError):
+    """The platform refused native streaming, or an open stream expired: go on with edited messages."""
+
+    code = "stream_unavailable"
+
+
+def default_failure_note(error: GatewayError, partial: bool) -> str:
+    """A short note for the reader; the detail belongs in the log."""
+    code = (error.upstream_code if isinstance(error, UpstreamError) else None) or error.code
+    if partial:
+        return f"⚠️ The answer was cut short ({code}). Please ask again."
+    return f"⚠️ Sorry, no answer could be given ({code}). Please try again in a moment."
+
+
+def _same(text: str) -> str:
+    return text
+
+
+def _all_visible(text: str, final: bool) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRules:
+    """How one platform shows an answer. Only `limit` has no default.
+
+    Args:
+        limit: the most characters a message may hold, as rendered (Discord 2,000; a Slack section 3,000).
+        render: the answer's Markdown as the platform's markup (Slack: mrkdwn, escaped); applied
+            before splitting, so the limit counts what is sent.
+        protect: keeps platform tokens whole when a message is cut (see `gateway.chat.split_text`).
+        visible: what of the answer's Markdown is shown, `(text, final) -> text`; e.g. `<think>`
+            blocks hidden. While streaming (`final` False) it must only hold text back, never
+            change what it showed.
+        edit_interval: seconds between writes while the answer streams (platforms.md §1.6, §2.4).
+        placeholder: posted (rendered) before the answer starts when no message exists yet.
+        empty_text: the final text of an answer with no text (Markdown).
+        failure_note: `(error, partial) -> Markdown`, appended after the text shown so far, or shown
+            alone when there was none.
+        expires_at: wall-clock time after which the adapter may no longer write (an interaction
+            token's life, less a margin); None: never.
+        expired_note: appended when the time is up and nothing takes over (`deliver(handover=…)`).
+        continued_note: shown in the first message when the time is up before it showed anything
+            and another adapter takes over.
+        edits_posts: False when posted messages cannot be edited (a slash command's `response_url`
+            can replace only the original): only the first message is updated while streaming,
+            and further pages are posted at the end.
+        max_updates: the most writes made while the answer streams (the final render excluded).
+        partial_suffix: added to the last message while the answer streams (e.g. " …").
+        truncated_note: appended to the last message that fits when `ChatAdapter.writes_left`
+            runs out before the answer does.
+        rate_limit_attempts: tries of one write that keeps being rate limited before giving up.
+    """
+
+    limit: int
+    render: Callable[[str], str] = _same
+    protect: Protect | None = None
+    visible: Callable[[str, bool], str] = _all_visible
+    edit_interval: float = 1.0
+    placeholder: str | None = None
+    empty_text: str = "_(The app returned an empty answer.)_"
+    failure_note: Callable[[GatewayError, bool], str] = field(default=default_failure_note)
+    expires_at: float | None = None
+    expired_note: str = "_(The answer stops here: the time to answer ran out.)_"
+    continued_note: str = "_(The answer continues below.)_"
+    edits_posts: bool = True
+    max_updates: int | None = None
+    partial_suffix: str = ""
+    truncated_note: str = "_(The answer is too long to show here in full.)_"
+    rate_limit_attempts: int = 5
+
+
+class NativeStream(Protocol):
+    """A platform's own streaming of a message (Slack's chat.startStream/appendStream/stopStream).
+
+    Text is Markdown and is appended: each call carries only new text. The adapter escapes what
+    the platform needs (e.g. defusing mentions).
+    """
+
+    @property
+    def limit(self) -> int:
+        """The most characters one streamed message may hold."""
+        ...
+
+    async def start(self, text: str) -> MessageRef:
+        """Open a streamed message showing `text`; its reference."""
+        ...
+
+    async def append(self, ref: MessageRef, text: str) -> None:
+        """Append `text` to an open stream."""
+        ...
+
+    async def stop(self, ref: MessageRef) -> None:
+        """Close a stream: the message keeps what it shows."""
+        ...
+
+
+class ChatAdapter(Protocol):
+    """One platform's messages in one place (a thread, a channel, an interaction)."""
+
+    @property
+    def rules(self) -> ChatRules:
+        """How answers look on this platform."""
+        ...
+
+    @property
+    def original(self) -> MessageRef | None:
+        """A message that exists before the answer (Discord's deferred response): it shows the first page."""
+        ...
+
+    @property
+    def native(self) -> NativeStream | None:
+        """The platform's native streaming, when it has one and it is switched on."""
+        ...
+
+    async def post(self, text: str) -> MessageRef:
+        """Post a new message (rendered text, within the limit); its reference."""
+        ...
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        """Replace what a message shows."""
+        ...
+
+    async def delete(self, ref: MessageRef) -> None:
+        """Remove a message that is no longer needed (already gone is not an error)."""
+        ...
+
+    def typing(self) -> AbstractAsyncContextManager[object] | None:
+        """A "typing…" indicator held until the first words are shown, or None."""
+        ...
+
+    def writes_left(self) -> int | None:
+        """Writes the platform still allows (a `response_url` takes 5), or None for no limit."""
+        ...
