@@ -184,6 +184,7 @@ def extension_commands() -> list[click.Command]:
 
 
 def main() -> None:
+    configure_logging("warning")  # commands warn through the safe formatter; `serve` sets its own level
     for group in action_groups(PluginRegistry.from_entry_points()):
         if group.name not in cli.commands:
             cli.add_command(group)
