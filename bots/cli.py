@@ -6,7 +6,6 @@ Registered through the `dify_gateway.commands` entry-point group (the gateway ne
 from __future__ import annotations
 
 import asyncio
-import logging
 import signal
 from collections.abc import Coroutine
 from typing import Any
@@ -17,6 +16,7 @@ from bots.errors import BotStartupError
 from bots.runner import DEFAULT_LEASE_TTL, run_discord_bot
 from gateway.cli.common import fail, load_settings
 from gateway.exceptions import GatewayError
+from gateway.logs import configure_logging
 from gateway.runtime import Gateway
 
 __all__ = ["bot", "run_until_stopped"]
@@ -62,7 +62,7 @@ def discord_command(endpoint_id: str, lease_ttl: float) -> None:
     if lease_ttl <= 0:
         fail("--lease-ttl must be positive")
     settings = load_settings()
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:
         gateway = await Gateway.open(settings)

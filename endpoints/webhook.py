@@ -137,7 +137,7 @@ def _delivery_id(request: Request) -> str:
 @plugin.route("/", methods=["POST"])
 async def answer(request: Request, ctx: Context) -> Response:
     try:
-        ask = AnswerRequest.model_validate_json(request.body)
+        ask = AnswerRequest.model_validate(request.json())  # request.json() bounds the depth
     except ValidationError as exc:
         detail = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
         raise BadRequest(f"invalid request: {detail}") from None

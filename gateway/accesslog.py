@@ -11,19 +11,11 @@ import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.security.tokens import short_hash
+from gateway.security.tokens import redact_path
 
-__all__ = ["AccessLogMiddleware", "redact_path"]
+__all__ = ["AccessLogMiddleware"]
 
 logger = logging.getLogger("gateway.access")
-
-
-def redact_path(path: str) -> str:
-    """`/e/<token>/rest` → `/e/<8 hex of sha256(token)>…/rest`; other paths unchanged."""
-    if not path.startswith("/e/"):
-        return path
-    token, sep, rest = path[3:].partition("/")
-    return f"/e/{short_hash(token)}…{sep}{rest}"
 
 
 class AccessLogMiddleware:

@@ -95,9 +95,10 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/e/{token}", endpoint, methods=list(ALL_METHODS)),
         Route("/e/{token}/{path:path}", endpoint, methods=list(ALL_METHODS)),
+        # The token guards all of /admin, so an unknown path is a 401 like any other, never a 404.
         Mount(
-            "/admin/api",
-            routes=admin_routes(),
+            "/admin",
+            routes=[Mount("/api", routes=admin_routes())],
             middleware=[Middleware(AdminAuthMiddleware, token=settings.admin_token.get_secret_value())],
         ),
     ]

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.appform import InputField, output_moderation, parse_form
 from gateway.clock import Clock
@@ -65,6 +65,8 @@ def _check_mode(value: str | None) -> str | None:
 class AppIn(BaseModel):
     """An app as registered through the admin API or the CLI."""
 
+    model_config = ConfigDict(strict=True)  # admin input: no coercion (issue 11)
+
     name: str = Field(pattern=NAME_PATTERN, description="Short name, e.g. 'support'")
     base_url: str = Field(default=DEFAULT_BASE_URL, description="Dify Service API base URL")
     api_key: SecretStr = Field(description="The app's API key (app-...)", min_length=1, max_length=512)
@@ -76,6 +78,8 @@ class AppIn(BaseModel):
 
 
 class AppUpdate(BaseModel):
+    model_config = ConfigDict(strict=True)
+
     base_url: str | None = None
     api_key: SecretStr | None = Field(default=None, min_length=1, max_length=512)
     mode: str | None = None

@@ -151,6 +151,23 @@ def coerce_setting(model: type[BaseModel], name: str, raw: str) -> Any:
         return raw
 
 
+def _json_text(values: dict[str, Any]) -> str:
+    try:
+        return json.dumps(values)
+    except (TypeError, ValueError):  # not JSON at all (only a Python caller can send that)
+        raise ValidationFailed("settings must be JSON values") from None
+
+
+def _plain_settings(model: BaseModel, plugin: Plugin) -> dict[str, Any]:
+    """`model` as JSON values with its secrets revealed, to merge changes into and validate again."""
+    plain: dict[str, Any] = model.model_dump(mode="json")
+    for name in plugin.secret_fields():
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            plain[name] = value.get_secret_value()
+    return plain
+
+
 class EndpointService:
     """Mints, reads, changes and resolves endpoints."""
 
@@ -354,7 +371,7 @@ class EndpointService:
         changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
         model = self.settings(record, plugin)
         if settings is not None or unset:
-            merged = model.model_dump()
+            merged = _plain_settings(model, plugin)
             for key in unset or ():
                 merged.pop(key, None)
             merged.update(settings or {})
@@ -505,7 +522,9 @@ class EndpointService:
                 errors=[{"field": name, "message": "unknown setting"} for name in unknown],
             )
         try:
-            return plugin.settings_model.model_validate(values)
+            # Strict, as JSON: settings are admin input (issue 11), so `false` is not a number of
+            # seconds and `0` is not a boolean, while JSON arrays and strings fill tuples and enums.
+            return plugin.settings_model.model_validate_json(_json_text(values), strict=True)
         except ValidationError as exc:
             # Never echo the input: a rejected value may be a secret.
             errors: list[dict[str, object]] = [

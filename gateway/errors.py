@@ -10,6 +10,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from gateway.exceptions import BadRequest, GatewayError, RateLimited, ValidationFailed
+from gateway.security.tokens import redact_path
 
 __all__ = ["error_payload", "error_response", "exception_handlers"]
 
@@ -58,9 +59,9 @@ async def _handle(request: Request, exc: Exception) -> Response:
     if isinstance(exc, ClientDisconnect):  # the client hung up mid-body: nothing failed here
         exc = BadRequest("the client disconnected before the whole body arrived")
     if not isinstance(exc, GatewayError | HTTPException):
-        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        logger.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
     elif isinstance(exc, GatewayError) and exc.status_code >= 500:
-        logger.error("%s on %s %s: %s", exc.code, request.method, request.url.path, exc.message)
+        logger.error("%s on %s %s: %s", exc.code, request.method, redact_path(request.url.path), exc.message)
     return error_response(exc)
 
 

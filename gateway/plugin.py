@@ -48,6 +48,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field
 
+from gateway.boundedjson import loads as bounded_loads
 from gateway.chat import (
     FENCE,
     EditThrottle,
@@ -247,11 +248,8 @@ class Request:
             raise BadRequest("the request body is not valid UTF-8") from None
 
     def json(self) -> Any:
-        """The body parsed as JSON; `BadRequest` when it isn't."""
-        try:
-            return _json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("the request body is not valid JSON") from None
+        """The body parsed as JSON; `BadRequest` when it isn't, or nests deeper than 64 levels."""
+        return bounded_loads(self.body)
 
     def form(self) -> dict[str, list[str]]:
         """The body parsed as application/x-www-form-urlencoded."""

@@ -70,6 +70,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     use_aiohttp: bool = True
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
@@ -128,6 +129,10 @@ class Settings:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
         if self.job_retention < 0 or self.rotation_grace < 0:
             raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
+        if self.log_format not in ("text", "json"):
+            raise ConfigurationError("GATEWAY_LOG_FORMAT must be text or json")
+        if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise ConfigurationError("GATEWAY_LOG_LEVEL must be one of critical, error, warning, info, debug, trace")
         if self.max_body_bytes <= 0 or self.body_timeout <= 0:
             raise ConfigurationError("GATEWAY_MAX_BODY_BYTES and GATEWAY_BODY_TIMEOUT must be positive")
 

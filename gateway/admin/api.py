@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 import gateway
 from gateway.admin import schemas as s
 from gateway.apps import AppIn, AppService, AppUpdate
+from gateway.boundedjson import check_json_bounds
 from gateway.endpoints import EndpointOptions
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.runtime import Gateway
@@ -46,6 +47,7 @@ async def _parse(request: Request, model: type[BaseModel] | None) -> Any:
     raw = await request.body()
     if not raw.strip():
         raw = b"{}"
+    check_json_bounds(raw)
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:

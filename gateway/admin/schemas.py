@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.endpoints import MAX_ROTATION_GRACE
 from gateway.plugin import Plugin
@@ -41,7 +41,14 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
+# Inputs are strict (issue 11): `false` is not a number of seconds, `0` is not a boolean, `"5"` is
+# not an integer. JSON arrays still fill lists and numbers still fill floats.
+STRICT = ConfigDict(strict=True)
+
+
 class EndpointIn(BaseModel):
+    model_config = STRICT
+
     plugin: str = Field(description="Plugin name, e.g. 'echo', 'slack'")
     apps: list[str] = Field(default_factory=list, description="Names of the Dify apps to bind")
     settings: dict[str, Any] = Field(default_factory=dict, description="Plugin settings (validated by the plugin)")
@@ -52,6 +59,8 @@ class EndpointIn(BaseModel):
 
 
 class EndpointUpdate(BaseModel):
+    model_config = STRICT
+
     settings: dict[str, Any] | None = Field(default=None, description="Merged into the current settings")
     unset: list[str] | None = Field(default=None, description="Settings to clear")
     apps: list[str] | None = None
@@ -62,6 +71,8 @@ class EndpointUpdate(BaseModel):
 
 
 class RotateIn(BaseModel):
+    model_config = STRICT
+
     grace_seconds: float | None = Field(
         default=None,
         ge=0,
@@ -72,6 +83,8 @@ class RotateIn(BaseModel):
 
 
 class ActionIn(BaseModel):
+    model_config = STRICT
+
     args: dict[str, str] = Field(default_factory=dict)
 
 

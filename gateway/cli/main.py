@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -15,6 +14,7 @@ from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.logs import configure_logging
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
 
@@ -39,7 +39,7 @@ def serve(host: str | None, port: int | None) -> None:
 
     overrides = {"host": host, "port": port}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
     where = f"http://{settings.host}:{settings.port}"
     click.echo(f"dify-gateway {gateway.__version__} on {where} (store: {_store_label(settings.store)})")
@@ -50,6 +50,7 @@ def serve(host: str | None, port: int | None) -> None:
         proxy_headers=bool(settings.trusted_proxies),
         forwarded_allow_ips=list(settings.trusted_proxies) or None,
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's records go through configure_logging's handler too
         access_log=False,  # gateway.access logs instead, without URL tokens
         timeout_graceful_shutdown=10,
     )
@@ -183,6 +184,7 @@ def extension_commands() -> list[click.Command]:
 
 
 def main() -> None:
+    configure_logging("warning")  # commands warn through the safe formatter; `serve` sets its own level
     for group in action_groups(PluginRegistry.from_entry_points()):
         if group.name not in cli.commands:
             cli.add_command(group)

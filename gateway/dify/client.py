@@ -276,7 +276,7 @@ class DifyClient:
         message = response.reason_phrase
         try:
             envelope = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             envelope = None
         if isinstance(envelope, dict):
             code = envelope.get("code") if isinstance(envelope.get("code"), str) else None

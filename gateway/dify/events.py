@@ -15,12 +15,13 @@ one `model_validate` on a dict picked by name, which costs a few microseconds pe
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
+from gateway.boundedjson import loads as bounded_loads
 from gateway.dify.sse import ServerSentEvent
+from gateway.exceptions import BadRequest
 
 __all__ = [
     "AgentLogEvent",
@@ -418,8 +419,8 @@ def parse_event(sse: ServerSentEvent) -> DifyEvent:
     if not sse.data:
         return _PING if sse.event == "ping" else UnknownEvent(event=sse.event)
     try:
-        obj = json.loads(sse.data)
-    except ValueError:
+        obj = bounded_loads(sse.data)
+    except BadRequest:  # not JSON, or nested too deep to be a real event
         return MalformedEvent(event=sse.event, data=sse.data[:_SNIPPET], reason="data is not valid JSON")
     if not isinstance(obj, dict):
         return MalformedEvent(event=sse.event, data=sse.data[:_SNIPPET], reason="data is not a JSON object")

@@ -71,11 +71,17 @@ _BLOCKED_V4 = tuple(IPv4Network(net) for net in (
 ))
 _BLOCKED_V6 = tuple(IPv6Network(net) for net in (
     "::/96",  # unspecified, loopback, deprecated IPv4-compatible
-    "64:ff9b:1::/48", "2001::/32", "2001:db8::/32",  # local-use NAT64, Teredo, documentation
+    # NAT64 outside the well-known /96 (judged by its IPv4 below): the local-use /48 (RFC 8215),
+    # whose IPv4 sits where the operator's prefix length puts it, and the unassigned rest.
+    "64:ff9b::/32",
+    "2001::/32", "2001:db8::/32",  # Teredo (tunnels to an IPv4 server and client), documentation
     "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",  # unique local, link-local, site-local, multicast
 ))
+# Prefixes whose last 32 bits are the IPv4 address actually reached: IPv4-mapped (RFC 4291),
+# IPv4-translated (RFC 6145 / RFC 2765 SIIT) and the NAT64 well-known prefix (RFC 6052).
+_TRANSLATED_V4 = tuple(IPv6Network(net) for net in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
 # fmt: on
-_NAT64 = IPv6Network("64:ff9b::/96")
+_ISATAP_IID = 0x00005EFE  # RFC 5214 interface id `0:5efe:a.b.c.d` (the u/g bit may be set: 200:5efe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +131,43 @@ def _normalise_host(host: str) -> str:
     return name if literal is None else str(literal)
 
 
-def _embedded_ipv4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 (64:ff9b::/96) or 6to4 address."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in _NAT64:
+def _translated_ipv4(ip: IPv6Address) -> IPv4Address | None:
+    """The IPv4 address an IPv4-mapped, IPv4-translated or NAT64 (64:ff9b::/96) address reaches."""
+    if any(ip in net for net in _TRANSLATED_V4):
         return IPv4Address(int(ip) & 0xFFFFFFFF)
-    return ip.sixtofour
+    return None
+
+
+def _tunnelled_ipv4(ip: IPv6Address) -> IPv4Address | None:
+    """The IPv4 endpoint inside a 6to4 (2002::/16) or ISATAP address, which a relay sends to."""
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if (int(ip) >> 32) & 0xFDFFFFFF == _ISATAP_IID:
+        return IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 def is_public_address(ip: IPv4Address | IPv6Address) -> bool:
     """False for every private, loopback, link-local, reserved, documentation or multicast address.
 
-    IPv6 forms that embed IPv4 are judged by the embedded address. `ipaddress.is_global` is also
-    required, which adds the rest of the IANA special-purpose registries.
+    IPv6 forms that stand for an IPv4 address (mapped `::ffff:a.b.c.d`, translated
+    `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are judged by that IPv4 address; forms that
+    tunnel to one (6to4, ISATAP) need both to be public; the other NAT64 prefixes, Teredo and
+    IPv4-compatible addresses are refused outright. `ipaddress.is_global` is also required,
+    which adds the rest of the IANA special-purpose registries.
     """
     if isinstance(ip, IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is None:
-            return ip.is_global and not any(ip in net for net in _BLOCKED_V6)
-        ip = embedded
+        translated = _translated_ipv4(ip)
+        if translated is not None:
+            return _is_public_ipv4(translated)
+        if any(ip in net for net in _BLOCKED_V6):
+            return False
+        tunnelled = _tunnelled_ipv4(ip)
+        return ip.is_global and (tunnelled is None or _is_public_ipv4(tunnelled))
+    return _is_public_ipv4(ip)
+
+
+def _is_public_ipv4(ip: IPv4Address) -> bool:
     return ip.is_global and not any(ip in net for net in _BLOCKED_V4)
 
 

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 
 from gateway.security.crypto import check_master_keys, derive_key
 
-__all__ = ["MAX_TOKEN_CHARS", "TOKEN_SEPARATOR", "EndpointTokens", "digest", "short_hash"]
+__all__ = ["MAX_TOKEN_CHARS", "TOKEN_SEPARATOR", "EndpointTokens", "digest", "redact_path", "short_hash"]
 
 TOKEN_SEPARATOR = "."  # URL-safe and outside the base64url alphabet
 MAX_TOKEN_CHARS = 200
@@ -44,6 +44,14 @@ def digest(token: str) -> str:
 def short_hash(token: str) -> str:
     """The first 8 hex chars of `digest(token)`, for logs."""
     return digest(token)[:8]
+
+
+def redact_path(path: str) -> str:
+    """`/e/<token>/rest` → `/e/<8 hex of sha256(token)>…/rest`, for logs; other paths unchanged."""
+    if not path.startswith("/e/"):
+        return path
+    token, sep, rest = path[3:].partition("/")
+    return f"/e/{short_hash(token)}…{sep}{rest}"
 
 
 def _tag(key: bytes, random_part: str) -> str:

@@ -200,7 +200,16 @@ async def test_receiver_down_then_up_gets_the_same_webhook_id(stack: Stack) -> N
 
 @pytest.mark.parametrize(
     "callback",
-    ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/x", "http://[::1]/x", "file:///etc/passwd"],
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/x",
+        "http://[::1]/x",
+        "file:///etc/passwd",
+        "http://[::ffff:0:a9fe:a9fe]/latest/meta-data/",  # IPv4-translated (RFC 6145)
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",  # NAT64 (RFC 6052)
+        "http://[64:ff9b:1::a00:1]/x",  # local-use NAT64 (RFC 8215)
+        "http://[2002:a9fe:a9fe::1]/x",  # 6to4
+    ],
 )
 async def test_ssrf_callback_urls_are_refused(stack: Stack, callback: str) -> None:
     response = await stack.post({"query": "x", "user": "u1", "callback_url": callback})

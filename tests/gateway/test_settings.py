@@ -51,8 +51,10 @@ def test_typed_values_are_parsed() -> None:
             "GATEWAY_CALLBACK_ALLOW_HOSTS": " dify.internal , ,hooks.local,",
             "GATEWAY_TRUSTED_PROXIES": "10.0.0.1",
             "GATEWAY_LOG_LEVEL": "debug",
+            "GATEWAY_LOG_FORMAT": "json",
         }
     )
+    assert settings.log_format == "json"
     assert settings.store == "redis://localhost:6379/0"
     assert settings.public_url == "https://gw.example.com"
     assert settings.port == 9000
@@ -147,6 +149,8 @@ def test_valid_settings_pass() -> None:
         pytest.param(valid(secret_key=(SecretStr("short"), SecretStr(KEY))), "GATEWAY_SECRET_KEY", id="one-short-key"),
         pytest.param(valid(max_body_bytes=0), "GATEWAY_MAX_BODY_BYTES", id="zero-body"),
         pytest.param(valid(body_timeout=-1.0), "GATEWAY_BODY_TIMEOUT", id="negative-timeout"),
+        pytest.param(valid(log_format="xml"), "GATEWAY_LOG_FORMAT", id="log-format"),
+        pytest.param(valid(log_level="loud"), "GATEWAY_LOG_LEVEL", id="log-level"),
     ],
 )
 def test_validate_refuses(settings: Settings, mentions: str) -> None:

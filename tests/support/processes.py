@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 import httpx
 
@@ -26,11 +27,20 @@ def gateway_env(**values: str) -> dict[str, str]:
     }
 
 
-def start_gateway(env: dict[str, str], port: int, module: str = "gateway") -> subprocess.Popen[bytes]:
-    """`python -m gateway serve` (or another module's `main`) listening on `port`."""
+def start_gateway(
+    env: dict[str, str], port: int, module: str = "gateway", output: BinaryIO | None = None
+) -> subprocess.Popen[bytes]:
+    """`python -m gateway serve` (or another module's `main`) listening on `port`.
+
+    Its stderr is a pipe (read when it fails to start), or with `output` both streams go there.
+    """
     command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else [])]
     return subprocess.Popen(
-        command, cwd=ROOT, env={**env, "GATEWAY_PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command,
+        cwd=ROOT,
+        env={**env, "GATEWAY_PORT": str(port)},
+        stdout=output or subprocess.DEVNULL,
+        stderr=output or subprocess.PIPE,
     )
 
 

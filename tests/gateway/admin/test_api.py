@@ -17,6 +17,7 @@ import respx
 
 from gateway.admin.api import ADMIN_ROUTES
 from gateway.admin.auth import MAX_FAILURES_PER_MINUTE
+from gateway.clock import FakeClock
 from gateway.security.crypto import MASK
 from gateway.storage.base import Job
 from tests.support.gateway import ADMIN_TOKEN, Running, admin_headers, make_settings, post_then_hang_up, running_app
@@ -144,17 +145,68 @@ async def test_the_valid_token_is_accepted_with_any_scheme_case(running: Running
         assert response.status_code == 200, scheme
 
 
+async def fail_logins(client: httpx.AsyncClient, times: int = MAX_FAILURES_PER_MINUTE) -> None:
+    for _ in range(times):
+        assert (await client.get(API + "/apps", headers={"authorization": "Bearer nope"})).status_code == 401
+
+
 async def test_failed_logins_are_rate_limited(running: Running) -> None:
-    bad = {"authorization": "Bearer nope"}
-    for _ in range(MAX_FAILURES_PER_MINUTE):
-        assert (await running.client.get(API + "/apps", headers=bad)).status_code == 401
-    limited = await running.client.get(API + "/apps", headers=bad)
+    await fail_logins(running.client)
+    limited = await running.client.get(API + "/apps", headers={"authorization": "Bearer nope"})
     assert limited.status_code == 429
     assert error_code(limited) == "rate_limited"
-    assert int(limited.headers["retry-after"]) > 0
-    # The right token still gets in: bad guesses from a shared address can't lock operators out.
-    assert (await running.client.get(API + "/apps", headers=admin_headers())).status_code == 200
-    assert (await running.client.get(API + "/apps", headers={"authorization": "Bearer nope"})).status_code == 429
+    assert 0 < int(limited.headers["retry-after"]) <= 60
+
+
+async def test_after_the_lockout_even_the_right_token_gets_429(running: Running) -> None:
+    # Limit first, then check: a 200 here would tell a guesser that this guess was the one.
+    await fail_logins(running.client)
+    for path in ("/apps", "/plugins", "/nope"):
+        response = await running.client.get(API + path, headers=admin_headers())
+        assert response.status_code == 429, path
+        assert error_code(response) == "rate_limited"
+        assert "apps" not in response.text
+
+
+async def test_the_lockout_ends_with_its_window(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_app(make_settings(tmp_path), clock=clock, run_workers=False) as running:
+        await fail_logins(running.client)
+        assert (await running.client.get(API + "/apps", headers=admin_headers())).status_code == 429
+        clock.advance(60)
+        assert (await running.client.get(API + "/apps", headers=admin_headers())).status_code == 200
+
+
+async def test_the_lockout_is_shared_by_replicas(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    async with (
+        running_app(settings, run_workers=False) as one,
+        running_app(settings, run_workers=False) as other,
+    ):
+        await fail_logins(one.client, MAX_FAILURES_PER_MINUTE // 2)
+        await fail_logins(other.client, MAX_FAILURES_PER_MINUTE - MAX_FAILURES_PER_MINUTE // 2)
+        for replica in (one, other):
+            assert (await replica.client.get(API + "/apps", headers=admin_headers())).status_code == 429
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/api/nope"),
+        ("GET", "/admin/api/apps/x/y/z"),
+        ("DELETE", "/admin/api/nope"),
+        ("GET", "/admin/api"),
+        ("GET", "/admin/"),
+        ("GET", "/admin/other"),
+        ("POST", "/admin/api/openapi.json"),
+        ("GET", "/admin/api/openapi.json/x"),
+    ],
+)
+async def test_every_admin_path_needs_the_token(running: Running, method: str, path: str) -> None:
+    response = await running.client.request(method, path)
+    assert response.status_code == 401
+    assert error_code(response) == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 async def test_successful_logins_do_not_count_towards_the_limit(running: Running) -> None:
@@ -208,7 +260,8 @@ async def test_openapi_document_never_mentions_secrets(running: Running) -> None
 
 
 async def test_unknown_admin_routes_are_404_and_wrong_methods_405(admin: Admin) -> None:
-    assert (await admin.get("/nope")).status_code == 404
+    assert (await admin.get("/nope")).status_code == 404  # with the token; 401 without it
+    assert (await admin.running.client.get("/admin/other", headers=admin_headers())).status_code == 404
     assert (await admin.call("PUT", "/apps")).status_code == 405
 
 
@@ -549,6 +602,48 @@ async def test_invalid_endpoint_bodies_are_422(admin: Admin, body: dict[str, Any
     assert field in {e["field"] for e in response.json()["error"]["errors"]}
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"log_bodies": 0}, "log_bodies"),
+        ({"log_bodies": 1}, "log_bodies"),
+        ({"log_bodies": "true"}, "log_bodies"),
+        ({"rate_limit_per_minute": True}, "rate_limit_per_minute"),
+        ({"rate_limit_per_minute": "5"}, "rate_limit_per_minute"),
+        ({"rate_limit_per_minute": 5.5}, "rate_limit_per_minute"),
+        ({"max_body_bytes": False}, "max_body_bytes"),
+        ({"name": 5}, "name"),
+    ],
+)
+async def test_endpoint_inputs_are_strict(admin: Admin, body: dict[str, Any], field: str) -> None:
+    created = await admin.post("/endpoints", {"plugin": "echo", **body})
+    assert created.status_code == 422, created.text
+    assert field in {e["field"] for e in created.json()["error"]["errors"]}
+    existing = await create_echo(admin)
+    updated = await admin.patch(f"/endpoints/{existing['id']}", body)
+    assert updated.status_code == 422, updated.text
+    assert (await admin.get(f"/endpoints/{existing['id']}")).json()["log_bodies"] is False
+
+
+@pytest.mark.parametrize("value", [False, True, "60"])
+async def test_plugin_settings_are_strict(admin: Admin, value: Any) -> None:
+    await add_app(admin)
+    body = {"plugin": "webhook", "apps": ["support"], "settings": {"wait_seconds": value}}
+    created = await admin.post("/endpoints", body)
+    assert created.status_code == 422, created.text
+    assert {e["field"] for e in created.json()["error"]["errors"]} == {"wait_seconds"}
+    existing = await admin.post("/endpoints", {"plugin": "webhook", "apps": ["support"]})
+    assert existing.status_code == 201, existing.text
+    updated = await admin.patch(f"/endpoints/{existing.json()['id']}", {"settings": {"wait_seconds": value}})
+    assert updated.status_code == 422, updated.text
+    shown = await admin.get(f"/endpoints/{existing.json()['id']}")
+    assert shown.json()["settings"]["wait_seconds"] == 120.0
+    # Numbers are numbers, integers included.
+    changed = await admin.patch(f"/endpoints/{existing.json()['id']}", {"settings": {"wait_seconds": 30}})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["settings"]["wait_seconds"] == 30.0
+
+
 async def test_an_unknown_plugin_is_400(admin: Admin) -> None:
     response = await admin.post("/endpoints", {"plugin": "nope"})
     assert response.status_code == 400
@@ -676,7 +771,17 @@ async def test_rotation_without_grace_retires_the_old_url_at_once(admin: Admin) 
     assert (await admin.post(f"/endpoints/{created['id']}/rotate", {"grace_seconds": -1})).status_code == 422
 
 
-@pytest.mark.parametrize("raw", [b'{"grace_seconds": 1e999}', b'{"grace_seconds": 1e300}', b'{"grace_seconds": NaN}'])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"grace_seconds": 1e999}',
+        b'{"grace_seconds": 1e300}',
+        b'{"grace_seconds": NaN}',
+        b'{"grace_seconds": false}',  # not 0: a typo must not retire the old URL at once
+        b'{"grace_seconds": true}',
+        b'{"grace_seconds": "60"}',
+    ],
+)
 async def test_an_infinite_or_absurd_grace_is_422_and_changes_nothing(admin: Admin, raw: bytes) -> None:
     created = await create_echo(admin)
     headers = {**admin_headers(), "content-type": "application/json"}

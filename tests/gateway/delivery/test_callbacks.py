@@ -510,6 +510,8 @@ async def test_unresolvable_host_is_retried(monkeypatch: pytest.MonkeyPatch, clo
         (UrlPolicy(allow_http=True), "http://127.0.0.1:{port}/ok", "address not allowed"),  # not allow-listed
         (UrlPolicy(allow_http=True), "http://169.254.169.254/latest/meta-data/", "address not allowed"),
         (UrlPolicy(allow_http=True), "http://[::ffff:127.0.0.1]:{port}/ok", "address not allowed"),
+        (UrlPolicy(allow_http=True), "http://[::ffff:0:7f00:1]:{port}/ok", "address not allowed"),  # RFC 6145
+        (UrlPolicy(allow_http=True), "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/", "address not allowed"),
         (LOOPBACK, "http://169.254.169.254/latest/meta-data/", "address not allowed"),
         (UrlPolicy(allow_http=True, allowed_ports=frozenset({443})), "http://1.1.1.1/", "port 80 is not allowed"),
     ],
@@ -532,12 +534,17 @@ async def test_urls_the_policy_refuses_are_never_contacted(
     assert receiver.deliveries == []
 
 
-async def test_a_name_resolving_to_loopback_is_refused(receiver: Receiver, clock: FakeClock) -> None:
+# 127.0.0.1 itself (localtest.me, a rebinding host on its second lookup), then DNS64 or hostile AAAA
+# answers that reach it through a translator or a tunnel.
+@pytest.mark.parametrize(
+    "answer", ["127.0.0.1", "::ffff:0:7f00:1", "64:ff9b::7f00:1", "64:ff9b:1::7f00:1", "2002:7f00:1::1"]
+)
+async def test_a_name_resolving_to_loopback_is_refused(receiver: Receiver, clock: FakeClock, answer: str) -> None:
     lookups: list[str] = []
 
     async def resolver(host: str, port: int) -> list[str]:
         lookups.append(host)
-        return ["127.0.0.1"]  # e.g. localtest.me, or a rebinding host on its second lookup
+        return [answer]
 
     backend = CountingBackend()
     policy = UrlPolicy(allow_http=True)

@@ -197,6 +197,62 @@ async def test_allowed_vectors(url: str, expected: list[str]) -> None:
     assert await vet(url, STRICT) == expected
 
 
+# -- IPv6 forms that reach an IPv4 address (issue 11, item 10) -----------------------------------
+
+# Each reaches 169.254.169.254, 127.0.0.1 or 10.0.0.1 through a translator, a relay or a tunnel.
+EMBEDDED_V4_VECTORS = [
+    "::ffff:0:a9fe:a9fe",  # IPv4-translated (RFC 6145 SIIT): ::ffff:0:a.b.c.d
+    "::ffff:0:7f00:1",
+    "::ffff:0:a00:1",
+    "64:ff9b::a9fe:a9fe",  # NAT64 well-known prefix (RFC 6052)
+    "64:ff9b::7f00:1",
+    "64:ff9b:1::a9fe:a9fe",  # local-use NAT64 (RFC 8215), /48 and /96 layouts
+    "64:ff9b:1:a9fe:a9:fe00::",
+    "64:ff9b:1:ffff:ffff:ffff:a9fe:a9fe",
+    "64:ff9b:0:0:0:ffff:a9fe:a9fe",  # NAT64 /32 outside the well-known /96
+    "::ffff:a9fe:a9fe",  # IPv4-mapped, written as hex
+    "::a9fe:a9fe",  # IPv4-compatible (deprecated)
+    "2002:a9fe:a9fe::1",  # 6to4
+    "2002:7f00:1::",
+    "2001:0:a9fe:a9fe::1",  # Teredo
+    "2001:4860::5efe:a9fe:a9fe",  # ISATAP interface id, u/g bits clear and set
+    "2001:4860::200:5efe:a00:1",
+]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_V4_VECTORS)
+async def test_ipv6_forms_of_non_public_ipv4_are_refused_as_literals(address: str) -> None:
+    assert is_public_address(ipaddress.ip_address(address)) is False
+    with pytest.raises(BadRequest, match=NON_PUBLIC):
+        await vet(f"https://[{address}]/hook", STRICT)
+
+
+@pytest.mark.parametrize("address", EMBEDDED_V4_VECTORS)
+async def test_ipv6_forms_of_non_public_ipv4_are_refused_from_dns_answers(address: str) -> None:
+    resolver = FakeResolver({"hooks.example": [["93.184.216.34", address]]})
+    with pytest.raises(BadRequest, match=NON_PUBLIC):
+        await vet("https://hooks.example/hook", STRICT, resolver=resolver)
+
+
+@pytest.mark.parametrize("address", EMBEDDED_V4_VECTORS)
+async def test_ipv6_forms_of_non_public_ipv4_are_refused_at_connect_time(address: str) -> None:
+    # Public when the URL was submitted, then the name answers with a translated address.
+    resolver = FakeResolver({"hooks.example": [["93.184.216.34"], [address]]})
+    await vet("https://hooks.example/hook", STRICT, resolver=resolver)
+    backend = FakeBackend()
+    async with pinned_client(STRICT, resolver=resolver, network_backend=backend) as client:
+        with pytest.raises(BadRequest, match=NON_PUBLIC):
+            await safe_request(client, "POST", "https://hooks.example/hook", policy=STRICT)
+    assert backend.connects == []
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:0:808:808", "64:ff9b::808:808", "2002:808:808::1", "2001:4860::200:5efe:808:808"]
+)
+async def test_ipv6_forms_of_public_ipv4_are_allowed(address: str) -> None:
+    assert await vet(f"https://[{address}]/hook", STRICT) == [address]
+
+
 # -- is_public_address ------------------------------------------------------------------------
 
 
