@@ -85,6 +85,7 @@ from gateway.security.signatures import (
     verify_slack,
     verify_standard_webhook,
 )
+from gateway.structured import NO_FALLBACK, Structured, enforce, extract_json, problems, schema_instruction
 
 if TYPE_CHECKING:
     import httpx
@@ -115,6 +116,7 @@ __all__ = [
     "JobRun",
     "JobStatus",
     "Jobs",
+    "NO_FALLBACK",
     "NotFound",
     "Permission",
     "PermissionDenied",
@@ -125,6 +127,7 @@ __all__ = [
     "RetryJob",
     "Route",
     "Storage",
+    "Structured",
     "Unauthorized",
     "UpstreamError",
     "Verdict",
@@ -132,12 +135,16 @@ __all__ = [
     "as_text",
     "check_timestamp",
     "cut_point",
+    "enforce",
+    "extract_json",
     "last_break",
     "new_webhook_secret",
     "open_fence",
     "parse_ed25519_public_key",
     "parse_webhook_secret",
+    "problems",
     "retry_after_seconds",
+    "schema_instruction",
     "sign_standard_webhook",
     "slack_signature",
     "split_text",
