@@ -83,7 +83,8 @@ class Generator:
             return dify_error(*_HTTP_FAULTS[fault])
         answer = f"You said: {strip_faults(text)}" if config.answer == "echo" else config.answer
         says = find_says(text)
-        script_key = conversation.id if conversation is not None and route == "chat" else user + "\x00" + "\x00".join(says)
+        chat = conversation is not None and route == "chat"
+        script_key = conversation.id if conversation is not None and chat else user + "\x00" + "\x00".join(says)
         scripted = state.scripted(script_key, says)
         if scripted is not None:
             answer = scripted

@@ -491,7 +491,8 @@ async def test_uploads_are_stored_per_user_and_referenced_as_local_files(make_si
     sim = await make_sim(file_upload=True, max_upload_bytes=100)
     app = dify_app()
     params = await sim.dify.parameters(app)
-    assert params["file_upload"]["image"]["enabled"] and "local_file" in params["file_upload"]["image"]["transfer_methods"]
+    image = params["file_upload"]["image"]
+    assert image["enabled"] and "local_file" in image["transfer_methods"]
     record = await sim.dify.upload(app, user="tester", name="a.png", content=b"\x89PNG", mime_type="image/png")
     assert record["mime_type"] == "image/png" and record["size"] == 4 and record["extension"] == "png"
     local = {"type": "image", "transfer_method": "local_file", "upload_file_id": record["id"]}
