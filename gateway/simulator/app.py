@@ -145,8 +145,9 @@ class _Simulator:
         if not mime.startswith(("image/", "text/", "application/pdf", "application/json")):
             return dify_error(415, "unsupported_file_type", "File type not allowed.")
         name = file.filename or "file"
-        record = {
-            "id": str(uuid.uuid4()),
+        upload_id = str(uuid.uuid4())
+        record: dict[str, Any] = {
+            "id": upload_id,
             "name": name,
             "size": len(data),
             "extension": name.rsplit(".", 1)[-1] if "." in name else "",
@@ -156,7 +157,7 @@ class _Simulator:
             "preview_url": None,
             "source_url": None,
         }
-        self.state.uploads[record["id"]] = record
+        self.state.uploads[upload_id] = record
         return JSONResponse(record, status_code=201)
 
     def _api(self, handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
