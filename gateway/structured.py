@@ -145,7 +145,8 @@ class Structured:
     """The outcome of `enforce`.
 
     `ok`: `data` is valid (or is the fallback, with `fallback=True`); `text` is `data` as JSON.
-    `errors`: what was wrong with the last answer when it failed. `attempts`: answers asked for.
+    Not `ok`: `data` is the last answer's JSON, if it had any. `errors`: what was wrong with the
+    last answer when it failed. `attempts`: answers asked for.
     """
 
     ok: bool
@@ -189,4 +190,4 @@ async def enforce(
         return Structured(True, data, _dumps(data), attempts=attempts)
     if fallback is not NO_FALLBACK:
         return Structured(True, fallback, _dumps(fallback), tuple(errors), attempts, fallback=True)
-    return Structured(False, errors=tuple(errors), attempts=attempts)
+    return Structured(False, data, errors=tuple(errors), attempts=attempts)

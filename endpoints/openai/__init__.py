@@ -22,6 +22,7 @@ from typing import Any
 from endpoints.openai.broadcast import broadcast_apps, broadcast_completion, broadcast_model
 from endpoints.openai.chat import Call, complete, dify_user
 from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
+from endpoints.openai.formats import chat_format
 from endpoints.openai.keys import (
     KeyInfo,
     add_key,
@@ -33,6 +34,7 @@ from endpoints.openai.keys import (
 )
 from endpoints.openai.limits import admit
 from endpoints.openai.settings import OpenAISettings
+from endpoints.openai.structured import complete_structured
 from endpoints.openai.translate import model_entry, parse_chat_request
 from gateway.plugin import ALL_METHODS, BadRequest, Context, Permission, Plugin, Request, Response, Verdict
 
@@ -154,7 +156,9 @@ async def model(request: Request, ctx: Context) -> Response:
 async def chat_completions(request: Request, ctx: Context) -> Response:
     settings: OpenAISettings = ctx.settings
     key = await _key(request, ctx)
-    chat = parse_chat_request(request.json())
+    body = request.json()
+    chat = parse_chat_request(body)
+    fmt = chat_format(body)
     _check_broadcast(ctx, chat.model)
     if chat.model not in _models(ctx, key):
         raise model_not_found(chat.model)
@@ -162,7 +166,11 @@ async def chat_completions(request: Request, ctx: Context) -> Response:
     slot = await admit(ctx, key, settings)
     try:
         if chat.model == broadcast_model(settings, ctx.apps.names):  # never a bound app's name
+            if fmt is not None:
+                raise OpenAIError(400, "the broadcast model answers in text only", param="response_format")
             return await broadcast_completion(ctx, call, slot)
+        if fmt is not None:
+            return await complete_structured(ctx, call, chat.model, slot, fmt)
         return await complete(ctx, call, chat.model, slot)
     except BaseException:
         await slot.release()

@@ -54,6 +54,17 @@ class Call:
     created: int
     settings: OpenAISettings
 
+    def writer(self, *, reasoning: bool = False, hold: bool = False) -> ChunkWriter:
+        """A chunk writer for this completion's stream (a new id, the request's model and usage choice)."""
+        return ChunkWriter(
+            completion_id="chatcmpl-" + secrets.token_hex(12),
+            created=self.created,
+            model=self.request.model,
+            include_usage=self.request.include_usage,
+            reasoning=reasoning,
+            hold=hold,
+        )
+
     def plan(self, mode: str, thread: Thread | None) -> DifyCall:
         return plan_call(
             self.request,
@@ -106,11 +117,7 @@ async def _frames(
 ) -> AsyncIterator[bytes]:
     """SSE frames of one answer. The first item (b"") only marks that the Dify stream is open."""
     request, settings = call.request, call.settings
-    writer = ChunkWriter(
-        completion_id="chatcmpl-" + secrets.token_hex(12),
-        created=call.created,
-        model=request.model,
-        include_usage=request.include_usage,
+    writer = call.writer(
         reasoning=settings.reasoning,
         # A chosen workflow output may differ from the streamed text: send the answer whole.
         hold=settings.workflow_output is not None and ctx.apps.get(app).mode == "workflow",

@@ -83,8 +83,13 @@ class Generator:
             return dify_error(*_HTTP_FAULTS[fault])
         answer = f"You said: {strip_faults(text)}" if config.answer == "echo" else config.answer
         says = find_says(text)
-        chat = conversation is not None and route == "chat"
-        script_key = conversation.id if conversation is not None and chat else user + "\x00" + "\x00".join(says)
+        # A script is known by its user and texts (a repeated request continues it) and by the
+        # conversation it started in (the next turns continue it).
+        script_key = user + "\x00" + "\x00".join(says) if says else None
+        if conversation is not None:
+            if script_key is not None:
+                state.conversation_scripts[conversation.id] = script_key
+            script_key = state.conversation_scripts.get(conversation.id)
         scripted = state.scripted(script_key, says)
         if scripted is not None:
             answer = scripted

@@ -66,6 +66,7 @@ class SimulatorState:
         self.fail_with = self.config.fail_with
         self.scripts: dict[str, list[str]] = {}  # script key -> the texts of its [[say:...]] markers
         self.script_turns: dict[str, int] = {}
+        self.conversation_scripts: dict[str, str] = {}  # conversation id -> the script key it follows
         self.uploads: dict[str, dict[str, Any]] = {}  # upload id -> file record (with its user)
 
     def start_task(self, task: Task) -> None:
@@ -92,9 +93,11 @@ class SimulatorState:
             self.faults_injected.append(fault)
         return fault
 
-    def scripted(self, key: str, says: list[str]) -> str | None:
-        """The next scripted answer of `key` (`says` starts or restarts its script), or None."""
-        if says and self.scripts.get(key) != says:
+    def scripted(self, key: str | None, says: list[str]) -> str | None:
+        """The next scripted answer of `key` (`says` starts its script), or None."""
+        if key is None:
+            return None
+        if says and key not in self.scripts:
             self.scripts[key] = says
             self.script_turns[key] = 0
         script = self.scripts.get(key)

@@ -77,3 +77,15 @@ async def test_two_bad_answers_fail_or_fall_back() -> None:
     fallen = await enforce("nope", PERSON, reask, fallback={"name": "?", "age": 0})
     assert fallen.ok and fallen.fallback and fallen.data == {"name": "?", "age": 0}
     assert fallen.errors == ("answer: the answer is not JSON",)
+
+
+@pytest.mark.parametrize("depth", [300, 5000])
+async def test_a_deeply_nested_answer_is_an_error_not_a_crash(depth: int) -> None:
+    # A RecursionError here failed the webhook job, which then asked Dify again on every retry.
+    schema = {"type": "array", "items": {"$ref": "#"}}
+
+    async def reask(prompt: str) -> str:
+        return "[" * depth + "]" * depth
+
+    outcome = await enforce("[" * depth + "]" * depth, schema, reask)
+    assert not outcome.ok and outcome.errors
