@@ -4,6 +4,8 @@ Give a client the base URL `{endpoint URL}/v1` and an API key of the endpoint:
 
 - `GET /v1/models`, `GET /v1/models/{id}`: the bound apps (id = app name) and the broadcast model;
 - `POST /v1/chat/completions`: streaming or not, in OpenAI's exact shapes, usage from Dify;
+  `response_format` enforced (`structured.py`);
+- `POST /v1/responses`, `GET /v1/responses/{id}`: the Responses API (`responses.py`);
 - every other path: an OpenAI-style 404.
 
 Requests authenticate with `Authorization: Bearer <key>` only. The first key is generated when
@@ -33,6 +35,7 @@ from endpoints.openai.keys import (
     verified_key,
 )
 from endpoints.openai.limits import admit
+from endpoints.openai.responses import create_response, parse_responses_request, stored_response
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.structured import complete_structured
 from endpoints.openai.translate import model_entry, parse_chat_request
@@ -61,7 +64,7 @@ plugin = Plugin(
     settings=OpenAISettings,
     verifier=verify,
     permissions={Permission.APPS, Permission.STORAGE},
-    description="An OpenAI-compatible API (/v1/models, /v1/chat/completions) in front of Dify apps.",
+    description="An OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/responses) in front of Dify apps.",
     min_apps=1,
     generated={"api_key": generate_initial_key},
     url_hint="OpenAI base URL: {url}/v1",
@@ -175,6 +178,37 @@ async def chat_completions(request: Request, ctx: Context) -> Response:
     except BaseException:
         await slot.release()
         raise
+
+
+def _check_model(ctx: Context, key: KeyInfo, model: str) -> None:
+    """404 for a model the key may not use; 400 for the broadcast model (chat completions only)."""
+    _check_broadcast(ctx, model)
+    if model not in _models(ctx, key):
+        raise model_not_found(model)
+    if model == broadcast_model(ctx.settings, ctx.apps.names):
+        raise OpenAIError(400, "the broadcast model is only served on /v1/chat/completions", param="model")
+
+
+@plugin.route("/v1/responses", methods=["POST"])
+@_openai_errors
+async def responses_create(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    req = parse_responses_request(request.json())
+    _check_model(ctx, key, req.chat.model)
+    slot = await admit(ctx, key, ctx.settings)
+    try:
+        return await create_response(ctx, req, key, int(request.received_at), slot)
+    except BaseException:
+        await slot.release()
+        raise
+
+
+@plugin.route("/v1/responses/{response_id}", methods=["GET"])
+@_openai_errors
+async def responses_get(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    record = await stored_response(ctx, key, request.path_params["response_id"])
+    return json_response(record["response"])
 
 
 @plugin.route("/{path:path}", methods=ALL_METHODS)
