@@ -6,6 +6,7 @@ Give a client the base URL `{endpoint URL}/v1` and an API key of the endpoint:
 - `POST /v1/chat/completions`: streaming or not, in OpenAI's exact shapes, usage from Dify;
   `response_format` enforced (`structured.py`);
 - `POST /v1/responses`, `GET /v1/responses/{id}`: the Responses API (`responses.py`);
+- `POST /v1/completions`: legacy text completions, for completion apps (`completions.py`);
 - every other path: an OpenAI-style 404.
 
 Requests authenticate with `Authorization: Bearer <key>` only. The first key is generated when
@@ -23,6 +24,7 @@ from typing import Any
 
 from endpoints.openai.broadcast import broadcast_apps, broadcast_completion, broadcast_model
 from endpoints.openai.chat import Call, complete, dify_user
+from endpoints.openai.completions import complete_text, parse_completion_request
 from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
 from endpoints.openai.formats import chat_format
 from endpoints.openai.keys import (
@@ -198,6 +200,20 @@ async def responses_create(request: Request, ctx: Context) -> Response:
     slot = await admit(ctx, key, ctx.settings)
     try:
         return await create_response(ctx, req, key, int(request.received_at), slot)
+    except BaseException:
+        await slot.release()
+        raise
+
+
+@plugin.route("/v1/completions", methods=["POST"])
+@_openai_errors
+async def completions(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    req = parse_completion_request(request.json())
+    _check_model(ctx, key, req.model)
+    slot = await admit(ctx, key, ctx.settings)
+    try:
+        return await complete_text(ctx, req, key, int(request.received_at), slot)
     except BaseException:
         await slot.release()
         raise
