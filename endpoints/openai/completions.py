@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from endpoints.openai.chat import Call, dify_user
-from endpoints.openai.errors import OpenAIError, from_exception, json_response
+from endpoints.openai.errors import OpenAIError, json_response
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
+from endpoints.openai.relay import Relay
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.translate import (
     DONE,
@@ -29,7 +30,7 @@ from endpoints.openai.translate import (
     sse,
     usage_dict,
 )
-from gateway.plugin import Context, Response, UpstreamError
+from gateway.plugin import Context, Response
 
 __all__ = ["complete_text", "parse_completion_request"]
 
@@ -142,23 +143,15 @@ async def complete_text(ctx: Context, request: ChatRequest, key: KeyInfo, create
 async def _frames(
     ctx: Context, writer: TextWriter, query: str, args: dict[str, Any], slot: Slot
 ) -> AsyncIterator[bytes]:
+    relay = Relay(ctx, query, args, writer.feed, writer.error)
     try:
-        async with ctx.apps.stream(query, **args) as stream:
-            yield b""
-            try:
-                async for delta in stream:
-                    for frame in writer.feed(delta):
-                        if frame:
-                            yield frame
-            except UpstreamError as exc:
-                ctx.logger.warning("Dify app %r failed mid-answer: %s", args["app"], exc.message)
-                for frame in writer.error(from_exception(exc)):
-                    yield frame
-                return
-            answer = stream.answer
+        async for frame in relay.frames():
+            yield frame
+        if relay.answer is None:
+            return  # failed midway: the error frames went out
         settings: OpenAISettings = ctx.settings
-        tail = writer.complete(answer_text(answer, output_key=settings.workflow_output))
-        for frame in [*tail, *writer.finish(usage_dict(answer.usage))]:
+        tail = writer.complete(answer_text(relay.answer, output_key=settings.workflow_output))
+        for frame in [*tail, *writer.finish(usage_dict(relay.answer.usage))]:
             if frame:
                 yield frame
     finally:

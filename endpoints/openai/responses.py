@@ -31,10 +31,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from endpoints.openai.chat import Call, dify_user
-from endpoints.openai.errors import OpenAIError, from_exception, json_response
+from endpoints.openai.errors import OpenAIError, json_response
 from endpoints.openai.formats import OutputFormat, text_format
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
+from endpoints.openai.relay import Relay
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.structured import FALLBACK_HEADER, StructuredAnswer, ask_structured, hold
 from endpoints.openai.threads import THREAD_TTL, Thread, find_thread, remember_thread
@@ -49,7 +50,7 @@ from endpoints.openai.translate import (
     answer_text,
     usage_dict,
 )
-from gateway.plugin import Context, Response, UpstreamError
+from gateway.plugin import Context, Response
 
 __all__ = ["ResponsesRequest", "create_response", "parse_responses_request", "stored_response"]
 
@@ -475,22 +476,13 @@ async def _frames(turn: _Turn, slot: Slot) -> AsyncIterator[bytes]:
         reasoning=turn.req.summarize,
         hold=settings.workflow_output is not None and mode == "workflow",
     )
+    relay = Relay(ctx, turn.dify.query, turn.ask_args(), writer.feed, writer.failed, writer.start)
     try:
-        async with ctx.apps.stream(turn.dify.query, **turn.ask_args()) as stream:
-            yield b""
-            for frame in writer.start():
-                yield frame
-            try:
-                async for delta in stream:
-                    for frame in writer.feed(delta):
-                        if frame:
-                            yield frame
-            except UpstreamError as exc:
-                ctx.logger.warning("Dify app %r failed mid-answer: %s", turn.app, exc.message)
-                for frame in writer.failed(from_exception(exc)):
-                    yield frame
-                return
-            answer = stream.answer
+        async for frame in relay.frames():
+            yield frame
+        answer = relay.answer
+        if answer is None:
+            return  # failed midway: the error events went out
         for frame in writer.complete(answer_text(answer, output_key=settings.workflow_output)):
             if frame:
                 yield frame
