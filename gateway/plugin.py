@@ -85,7 +85,15 @@ from gateway.security.signatures import (
     verify_slack,
     verify_standard_webhook,
 )
-from gateway.structured import NO_FALLBACK, Structured, enforce, extract_json, problems, schema_instruction
+from gateway.structured import (
+    NO_FALLBACK,
+    Structured,
+    enforce,
+    extract_json,
+    problems,
+    schema_error,
+    schema_instruction,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -144,6 +152,7 @@ __all__ = [
     "parse_webhook_secret",
     "problems",
     "retry_after_seconds",
+    "schema_error",
     "schema_instruction",
     "sign_standard_webhook",
     "slack_signature",

@@ -19,6 +19,7 @@ Pure apart from awaiting `reask`; answers are untrusted (deep nesting, huge text
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -34,6 +35,7 @@ __all__ = [
     "extract_json",
     "problems",
     "reask_prompt",
+    "schema_error",
     "schema_instruction",
 ]
 
@@ -110,6 +112,29 @@ def extract_json(text: str) -> Any:
             except (_NotJSON, RecursionError):
                 continue
     raise ValueError("the answer holds no JSON")
+
+
+def schema_error(schema: Mapping[str, Any]) -> str | None:
+    """Why `schema` is not a valid JSON Schema (Draft 2020-12), or None when it is.
+
+    Checking a schema against the metaschema costs about a millisecond, more than the rest of a
+    request's work: results are memoized by the schema's JSON text (a pure function; bounded).
+    """
+    try:
+        return _schema_error(json.dumps(schema, sort_keys=True))
+    except (TypeError, ValueError, RecursionError):
+        return "the schema is not JSON or is nested too deeply"
+
+
+@functools.lru_cache(maxsize=256)
+def _schema_error(text: str) -> str | None:
+    try:
+        jsonschema.Draft202012Validator.check_schema(json.loads(text))
+    except jsonschema.SchemaError as exc:
+        return str(exc.message)
+    except RecursionError:
+        return "the schema is nested too deeply"
+    return None
 
 
 def problems(data: Any, schema: Mapping[str, Any] | None) -> list[str]:

@@ -14,12 +14,10 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-import jsonschema
-
 from endpoints.openai.errors import OpenAIError
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.translate import INPUT_MODES, DifyCall
-from gateway.plugin import NO_FALLBACK, schema_instruction
+from gateway.plugin import NO_FALLBACK, schema_error, schema_instruction
 
 __all__ = ["OutputFormat", "chat_format", "fallback_for", "instruct", "text_format"]
 
@@ -58,12 +56,9 @@ def _schema_format(spec: Any, param: str) -> OutputFormat:
         raise _bad("schema must be a JSON Schema object", f"{param}.schema")
     if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
         raise _bad(f"the schema is over {MAX_SCHEMA_CHARS} characters", f"{param}.schema")
-    try:
-        jsonschema.Draft202012Validator.check_schema(schema)
-    except jsonschema.SchemaError as exc:
-        raise _bad(f"not a valid JSON Schema: {exc.message}", f"{param}.schema") from None
-    except RecursionError:
-        raise _bad("the schema is nested too deeply", f"{param}.schema") from None
+    error = schema_error(schema)
+    if error is not None:
+        raise _bad(f"not a valid JSON Schema: {error}", f"{param}.schema")
     strict = spec.get("strict")
     if strict is not None and not isinstance(strict, bool):
         raise _bad("strict must be a boolean", f"{param}.strict")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.plugin import NO_FALLBACK, enforce, extract_json, problems
+from gateway.plugin import NO_FALLBACK, enforce, extract_json, problems, schema_error
 
 pytestmark = pytest.mark.anyio
 
@@ -89,3 +89,9 @@ async def test_a_deeply_nested_answer_is_an_error_not_a_crash(depth: int) -> Non
 
     outcome = await enforce("[" * depth + "]" * depth, schema, reask)
     assert not outcome.ok and outcome.errors
+
+
+def test_schema_errors_are_named_and_remembered() -> None:
+    assert schema_error(PERSON) is None
+    assert schema_error({"type": 5}) is not None
+    assert schema_error({"type": 5}) == schema_error({"type": 5})
