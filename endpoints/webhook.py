@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -30,6 +29,7 @@ import jsonschema
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from gateway.plugin import (
+    NO_FALLBACK,
     BadRequest,
     Context,
     GatewayError,
@@ -42,6 +42,7 @@ from gateway.plugin import (
     Response,
     UpstreamError,
     Verdict,
+    enforce,
     new_webhook_secret,
     parse_webhook_secret,
     query_input_setting,
@@ -59,7 +60,14 @@ class WebhookSettings(BaseModel):
     secret: SecretStr = Field(description="whsec_ secret: verifies requests and signs callbacks")
     wait_seconds: float = Field(default=120.0, gt=0, le=900, description="How long stream:false waits for the answer")
     response_schema: dict[str, Any] | None = Field(
-        default=None, description="JSON Schema the answer's JSON must satisfy (the answer is parsed as JSON)"
+        default=None,
+        description="JSON Schema the answer's JSON must satisfy (extracted from the answer; "
+        "an invalid answer is re-asked once with the errors)",
+    )
+    schema_fallback: Any = Field(
+        default=None,
+        description="Sent as `data` (with structured_fallback: true) when the answer stays invalid; "
+        "unset (null): `data` is the invalid JSON and `schema_error` says why",
     )
     query_input: str | None = query_input_setting()
 
@@ -246,7 +254,7 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
             "outputs": dict(final.outputs) if final.outputs else None,
         }
         if settings.response_schema is not None:
-            result.update(_structured(final.text, settings.response_schema))
+            result.update(await _structured(ctx, ask, final.text, settings))
     except GatewayError as exc:
         # Dify's failures, and the endpoint's own (the app was unbound after the task was queued):
         # a failed result the caller hears about, never a job retried against the same failure.
@@ -299,22 +307,22 @@ async def call(ctx: Context, args: Mapping[str, str]) -> str:
     return f"{text}\n({pieces} text pieces streamed, task {final.get('task_id')})"
 
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+async def _structured(ctx: Context, ask: AnswerRequest, text: str, settings: WebhookSettings) -> dict[str, Any]:
+    """The answer's JSON checked against the schema, re-asked once when invalid (gateway.plugin.enforce):
+    `{"data", "schema_error", "structured_fallback"}`."""
+    schema = settings.response_schema
 
+    async def reask(prompt: str) -> str:
+        query = prompt if ask.conversation_key else f"{ask.query}\n\nYour previous answer:\n{text}\n\n{prompt}"
+        again = await ctx.apps.ask(
+            query, user=ask.user, conversation_key=ask.conversation_key, inputs=ask.inputs, app=ask.app
+        )
+        return again.text
 
-def _structured(text: str, schema: dict[str, Any]) -> dict[str, Any]:
-    """The answer's JSON checked against `schema`: `{"data": ...}` or `{"schema_error": ...}`."""
-    fenced = _FENCE.search(text)
-    candidate = fenced.group(1) if fenced else text
-    start = min((i for i in (candidate.find("{"), candidate.find("[")) if i >= 0), default=0)
-    try:
-        data, _ = json.JSONDecoder().raw_decode(candidate, start)
-    except (ValueError, RecursionError):  # the answer is untrusted: nesting deep enough to recurse out
-        return {"data": None, "schema_error": "the answer is not JSON"}
-    try:
-        jsonschema.validate(data, schema)
-    except jsonschema.ValidationError as exc:
-        return {"data": data, "schema_error": f"{'/'.join(map(str, exc.absolute_path)) or 'answer'}: {exc.message}"}
-    except RecursionError:
-        return {"data": None, "schema_error": "the answer is nested too deeply to check"}
-    return {"data": data, "schema_error": None}
+    fallback = NO_FALLBACK if settings.schema_fallback is None else settings.schema_fallback
+    outcome = await enforce(text, schema, reask, fallback=fallback)
+    return {
+        "data": outcome.data,
+        "schema_error": "; ".join(outcome.errors) if outcome.errors else None,
+        "structured_fallback": outcome.fallback,
+    }

@@ -86,6 +86,15 @@ from gateway.security.signatures import (
     verify_slack,
     verify_standard_webhook,
 )
+from gateway.structured import (
+    NO_FALLBACK,
+    Structured,
+    enforce,
+    extract_json,
+    problems,
+    schema_error,
+    schema_instruction,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -116,6 +125,7 @@ __all__ = [
     "JobRun",
     "JobStatus",
     "Jobs",
+    "NO_FALLBACK",
     "NotFound",
     "Permission",
     "PermissionDenied",
@@ -126,6 +136,7 @@ __all__ = [
     "RetryJob",
     "Route",
     "Storage",
+    "Structured",
     "Unauthorized",
     "UpstreamError",
     "Verdict",
@@ -133,13 +144,18 @@ __all__ = [
     "as_text",
     "check_timestamp",
     "cut_point",
+    "enforce",
+    "extract_json",
     "last_break",
     "new_webhook_secret",
     "open_fence",
     "parse_ed25519_public_key",
     "parse_webhook_secret",
+    "problems",
     "query_input_setting",
     "retry_after_seconds",
+    "schema_error",
+    "schema_instruction",
     "sign_standard_webhook",
     "slack_signature",
     "split_text",

@@ -4,6 +4,9 @@ Give a client the base URL `{endpoint URL}/v1` and an API key of the endpoint:
 
 - `GET /v1/models`, `GET /v1/models/{id}`: the bound apps (id = app name) and the broadcast model;
 - `POST /v1/chat/completions`: streaming or not, in OpenAI's exact shapes, usage from Dify;
+  `response_format` enforced (`structured.py`);
+- `POST /v1/responses`, `GET /v1/responses/{id}`: the Responses API (`responses.py`);
+- `POST /v1/completions`: legacy text completions, for completion apps (`completions.py`);
 - every other path: an OpenAI-style 404.
 
 Requests authenticate with `Authorization: Bearer <key>` only. The first key is generated when
@@ -21,7 +24,9 @@ from typing import Any
 
 from endpoints.openai.broadcast import broadcast_apps, broadcast_completion, broadcast_model
 from endpoints.openai.chat import Call, complete, dify_user
+from endpoints.openai.completions import complete_text, parse_completion_request
 from endpoints.openai.errors import OpenAIError, from_exception, json_response, model_not_found
+from endpoints.openai.formats import chat_format
 from endpoints.openai.keys import (
     KeyInfo,
     add_key,
@@ -32,7 +37,9 @@ from endpoints.openai.keys import (
     verified_key,
 )
 from endpoints.openai.limits import admit
+from endpoints.openai.responses import create_response, parse_responses_request, stored_response
 from endpoints.openai.settings import OpenAISettings
+from endpoints.openai.structured import complete_structured
 from endpoints.openai.translate import model_entry, parse_chat_request
 from gateway.plugin import ALL_METHODS, BadRequest, Context, Permission, Plugin, Request, Response, Verdict
 
@@ -59,7 +66,7 @@ plugin = Plugin(
     settings=OpenAISettings,
     verifier=verify,
     permissions={Permission.APPS, Permission.STORAGE},
-    description="An OpenAI-compatible API (/v1/models, /v1/chat/completions) in front of Dify apps.",
+    description="An OpenAI-compatible API (/v1/models, /v1/chat/completions, /v1/responses) in front of Dify apps.",
     min_apps=1,
     generated={"api_key": generate_initial_key},
     url_hint="OpenAI base URL: {url}/v1",
@@ -154,7 +161,9 @@ async def model(request: Request, ctx: Context) -> Response:
 async def chat_completions(request: Request, ctx: Context) -> Response:
     settings: OpenAISettings = ctx.settings
     key = await _key(request, ctx)
-    chat = parse_chat_request(request.json())
+    body = request.json()
+    chat = parse_chat_request(body)
+    fmt = chat_format(body)
     _check_broadcast(ctx, chat.model)
     if chat.model not in _models(ctx, key):
         raise model_not_found(chat.model)
@@ -162,11 +171,60 @@ async def chat_completions(request: Request, ctx: Context) -> Response:
     slot = await admit(ctx, key, settings)
     try:
         if chat.model == broadcast_model(settings, ctx.apps.names):  # never a bound app's name
+            if fmt is not None:
+                raise OpenAIError(400, "the broadcast model answers in text only", param="response_format")
             return await broadcast_completion(ctx, call, slot)
+        if fmt is not None:
+            return await complete_structured(ctx, call, chat.model, slot, fmt)
         return await complete(ctx, call, chat.model, slot)
     except BaseException:
         await slot.release()
         raise
+
+
+def _check_model(ctx: Context, key: KeyInfo, model: str) -> None:
+    """404 for a model the key may not use; 400 for the broadcast model (chat completions only)."""
+    _check_broadcast(ctx, model)
+    if model not in _models(ctx, key):
+        raise model_not_found(model)
+    if model == broadcast_model(ctx.settings, ctx.apps.names):
+        raise OpenAIError(400, "the broadcast model is only served on /v1/chat/completions", param="model")
+
+
+@plugin.route("/v1/responses", methods=["POST"])
+@_openai_errors
+async def responses_create(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    req = parse_responses_request(request.json())
+    _check_model(ctx, key, req.chat.model)
+    slot = await admit(ctx, key, ctx.settings)
+    try:
+        return await create_response(ctx, req, key, int(request.received_at), slot)
+    except BaseException:
+        await slot.release()
+        raise
+
+
+@plugin.route("/v1/completions", methods=["POST"])
+@_openai_errors
+async def completions(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    req = parse_completion_request(request.json())
+    _check_model(ctx, key, req.model)
+    slot = await admit(ctx, key, ctx.settings)
+    try:
+        return await complete_text(ctx, req, key, int(request.received_at), slot)
+    except BaseException:
+        await slot.release()
+        raise
+
+
+@plugin.route("/v1/responses/{response_id}", methods=["GET"])
+@_openai_errors
+async def responses_get(request: Request, ctx: Context) -> Response:
+    key = await _key(request, ctx)
+    record = await stored_response(ctx, key, request.path_params["response_id"])
+    return json_response(record["response"])
 
 
 @plugin.route("/{path:path}", methods=ALL_METHODS)

@@ -32,7 +32,6 @@ from endpoints.openai.threads import Thread, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
     PING,
-    ChunkWriter,
     answer_text,
     broadcast_section,
     completion_body,
@@ -138,13 +137,7 @@ async def _frames(
     ctx: Context, call: Call, apps: list[str], tasks: list[asyncio.Task[_Result]], thread: Thread, slot: Slot
 ) -> AsyncIterator[bytes]:
     request = call.request
-    writer = ChunkWriter(
-        completion_id="chatcmpl-" + secrets.token_hex(12),
-        created=call.created,
-        model=request.model,
-        include_usage=request.include_usage,
-        reasoning=False,
-    )
+    writer = call.writer()
     try:
         results = []
         for i, (app, task) in enumerate(zip(apps, tasks, strict=True)):

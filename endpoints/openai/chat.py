@@ -56,6 +56,17 @@ class Call:
     created: int
     settings: OpenAISettings
 
+    def writer(self, *, reasoning: bool = False, hold: bool = False) -> ChunkWriter:
+        """A chunk writer for this completion's stream (a new id, the request's model and usage choice)."""
+        return ChunkWriter(
+            completion_id="chatcmpl-" + secrets.token_hex(12),
+            created=self.created,
+            model=self.request.model,
+            include_usage=self.request.include_usage,
+            reasoning=reasoning,
+            hold=hold,
+        )
+
     def plan(self, thread: Thread | None) -> DifyCall:
         return plan_call(self.request, first_turn=thread is None or thread.new, system_input=self.settings.system_input)
 
@@ -105,11 +116,7 @@ async def _frames(
 ) -> AsyncIterator[bytes]:
     """SSE frames of one answer. The first item (b"") only marks that the Dify stream is open."""
     request, settings = call.request, call.settings
-    writer = ChunkWriter(
-        completion_id="chatcmpl-" + secrets.token_hex(12),
-        created=call.created,
-        model=request.model,
-        include_usage=request.include_usage,
+    writer = call.writer(
         reasoning=settings.reasoning,
         hold=hold,
     )

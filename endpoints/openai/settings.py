@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -28,6 +29,17 @@ class OpenAISettings(BaseModel):
     query_input: str | None = query_input_setting()
     workflow_output: str | None = Field(
         default=None, max_length=128, description="Workflow output holding the answer (default: the streamed text)"
+    )
+    schema_input: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Dify input variable that receives the JSON Schema of a structured-output request "
+        "(it is always also given to the app as an instruction)",
+    )
+    structured_fallback: dict[str, Any] | None = Field(
+        default=None,
+        description="Values answered (marked structured_fallback) when an app's JSON stays invalid after one "
+        "re-ask: schema name -> value, '*' for any schema; unset: an error",
     )
     reasoning: bool = Field(default=False, description="Send reasoning and agent thoughts as reasoning_content")
     broadcast_model: str | None = Field(

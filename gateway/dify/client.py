@@ -134,6 +134,32 @@ class DifyClient:
         """`GET /parameters`: input form, file-upload limits, opening statement."""
         return await self._get_json(app, "/parameters")
 
+    async def upload(self, app: DifyApp, *, user: str, name: str, content: bytes, mime_type: str) -> dict[str, Any]:
+        """`POST /files/upload` (multipart `file` + `user`): Dify's file record (`id` for `local_file`).
+
+        Use the same `user` for the message that references the file. Not retried (the body may
+        be large; Dify's 413 `file_too_large` / 415 `unsupported_file_type` are final).
+        """
+        try:
+            response = await self.http.post(
+                app.url("/files/upload"),
+                data={"user": user},
+                files={"file": (name, content, mime_type)},
+                headers=self.headers(app),
+                timeout=self.timeout,
+            )
+        except httpx.TransportError as exc:
+            raise self.transport_error(app, exc) from exc
+        if response.status_code not in (200, 201):
+            raise self.error_from_response(app, response, response.content)
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+            raise UpstreamError(f"Dify app '{app.name}' sent no file id for an upload", app=app.name)
+        return body
+
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None:
         """Stop a streaming task. Chat/completion stops act only when `user` matches (a mismatch
         still "succeeds"), so pass the same user that started it. Not retried; no breaker."""

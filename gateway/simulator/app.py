@@ -9,6 +9,7 @@ Routes (all under `/v1` need `Authorization: Bearer <one of config.api_keys>`):
     POST /v1/workflows/run                  workflow (also /v1/workflows/{workflow_id}/run)
     POST /v1/chat-messages/{task_id}/stop   (and completion-messages/..., workflows/tasks/...)
     GET  /v1/messages, GET /v1/conversations, DELETE /v1/conversations/{id}
+    POST /v1/files/upload                   multipart `file` + `user` (with config.file_upload)
 
     GET  /_sim/stats     counters, stops received (task_id, user), faults injected, recent requests
     POST /_sim/reset     forget conversations and counters
@@ -17,10 +18,12 @@ Routes (all under `/v1` need `Authorization: Bearer <one of config.api_keys>`):
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -117,7 +120,7 @@ class _Simulator:
                 "more_like_this": off,
                 "sensitive_word_avoidance": moderation,
                 "user_input_form": form,
-                "file_upload": {"image": {"enabled": False, "number_limits": 3, "transfer_methods": ["remote_url"]}},
+                "file_upload": self._file_upload(),
                 "system_parameters": {
                     "file_size_limit": 15,
                     "image_file_size_limit": 10,
@@ -127,6 +130,54 @@ class _Simulator:
                 },
             }
         )
+
+    def _file_upload(self) -> dict[str, Any]:
+        enabled = self.config.file_upload
+        methods = ["remote_url", "local_file"] if enabled else ["remote_url"]
+        return {
+            "enabled": enabled,
+            "allowed_file_types": ["image", "document"] if enabled else [],
+            "allowed_file_extensions": [],
+            "allowed_file_upload_methods": methods,
+            "number_limits": 3,
+            "image": {"enabled": enabled, "number_limits": 3, "transfer_methods": methods},
+        }
+
+    async def upload(self, request: Request) -> Response:
+        """`POST /v1/files/upload`: multipart `file` + `user`, Dify's 201 record (or its errors)."""
+        self.state.count(request.method, request.url.path, None)
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        if not self.config.file_upload:
+            return dify_error(403, "forbidden", "file upload is not enabled for this app")
+        async with request.form(max_part_size=self.config.max_upload_bytes + 1) as form:
+            file, user = form.get("file"), form.get("user")
+            if not isinstance(file, UploadFile):
+                return dify_error(400, "no_file_uploaded", "Please upload your file.")
+            if not isinstance(user, str) or not user:
+                return dify_error(400, "invalid_param", "Arg user must be provided.")
+            data = await file.read()
+        if len(data) > self.config.max_upload_bytes:
+            return dify_error(413, "file_too_large", "File size exceeded.")
+        mime = file.content_type or "application/octet-stream"
+        if not mime.startswith(("image/", "text/", "application/pdf", "application/json")):
+            return dify_error(415, "unsupported_file_type", "File type not allowed.")
+        name = file.filename or "file"
+        upload_id = str(uuid.uuid4())
+        record: dict[str, Any] = {
+            "id": upload_id,
+            "name": name,
+            "size": len(data),
+            "extension": name.rsplit(".", 1)[-1] if "." in name else "",
+            "mime_type": mime,
+            "created_by": user,
+            "created_at": int(self.generator.clock.time()),
+            "preview_url": None,
+            "source_url": None,
+        }
+        self.state.uploads[upload_id] = record
+        return JSONResponse(record, status_code=201)
 
     def _api(self, handler: _Handler) -> Callable[[Request], Awaitable[Response]]:
         """Wrap a `/v1` handler: count the request, check the key, parse the JSON body."""
@@ -232,6 +283,7 @@ def create_simulator_app(config: SimulatorConfig | None = None, *, clock: Clock 
         Route("/v1/chat-messages/{task_id}/stop", api(sim._stop("chat")), methods=["POST"]),
         Route("/v1/completion-messages/{task_id}/stop", api(sim._stop("completion")), methods=["POST"]),
         Route("/v1/workflows/tasks/{task_id}/stop", api(sim._stop("workflow")), methods=["POST"]),
+        Route("/v1/files/upload", sim.upload, methods=["POST"]),
         Route("/v1/messages", api(sim.messages), methods=["GET"]),
         Route("/v1/conversations", api(sim.conversations), methods=["GET"]),
         Route("/v1/conversations/{conversation_id}", api(sim.delete_conversation), methods=["DELETE"]),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from gateway.dify.models import APP_MODES, AppMode
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["FAULTS", "FAULT_MARKER", "SimulatorConfig", "find_fault", "strip_faults"]
+__all__ = ["FAULTS", "FAULT_MARKER", "SAY_MARKER", "SimulatorConfig", "find_fault", "find_says", "strip_faults"]
 
 #: Every fault name, usable as `[[fault:NAME]]` in a query (or any string input) or in config.
 FAULTS: frozenset[str] = frozenset(
@@ -29,6 +29,11 @@ FAULTS: frozenset[str] = frozenset(
     }
 )
 FAULT_MARKER = re.compile(r"\[\[fault:([a-z0-9-]+)\]\]")
+#: `[[say:TEXT]]` in a query (or string input): answer TEXT instead of echoing. Several markers
+#: make a script: the first answer says the first text, the next turn of the same conversation
+#: (or the same request again, for apps without conversations) the second, and so on; the last
+#: one repeats. TEXT may hold anything but "]]".
+SAY_MARKER = re.compile(r"\[\[say:(.*?)\]\]", re.DOTALL)
 
 
 def find_fault(text: str) -> str | None:
@@ -39,8 +44,13 @@ def find_fault(text: str) -> str | None:
     return None
 
 
+def find_says(text: str) -> list[str]:
+    """The texts of every `[[say:TEXT]]` marker in `text`, in order."""
+    return SAY_MARKER.findall(text)
+
+
 def strip_faults(text: str) -> str:
-    return " ".join(FAULT_MARKER.sub("", text).split())
+    return " ".join(SAY_MARKER.sub("", FAULT_MARKER.sub("", text)).split())
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,8 @@ class SimulatorConfig:
             chat apps.
         moderated_words: output moderation (`sensitive_word_avoidance` on in `/parameters`): an
             answer containing one of these streams, then is replaced by `message_replace`.
+        file_upload: the app accepts files (`/parameters` says so; `/files/upload` stores them).
+        max_upload_bytes: the upload size limit (Dify's 413 `file_too_large` above it).
     """
 
     api_keys: frozenset[str] = field(default_factory=lambda: frozenset({"app-simulator"}))
@@ -86,6 +98,8 @@ class SimulatorConfig:
     seed: int | None = None
     inputs: tuple[tuple[str, str, bool], ...] | None = None
     moderated_words: tuple[str, ...] = ()
+    file_upload: bool = False
+    max_upload_bytes: int = 15 * 1024 * 1024
 
     @property
     def input_form(self) -> tuple[tuple[str, str, bool], ...]:

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from gateway.clock import Clock
 from gateway.dify.models import CHAT_MODES
-from gateway.simulator.config import find_fault, strip_faults
+from gateway.simulator.config import find_fault, find_says, strip_faults
 from gateway.simulator.responses import EventStreamResponse, dify_error
 from gateway.simulator.script import PING, Ids, Step, encode, plan, stopped_tail, tokenize, usage
 from gateway.simulator.state import SimulatorState, Task
@@ -72,6 +72,13 @@ class Generator:
                 conversation = state.conversation(conversation_id, user, inputs, now)
             except KeyError:
                 return dify_error(404, "not_found", "Conversation Not Exists.")
+        for item in body.get("files") or []:
+            upload = state.uploads.get(item.get("upload_file_id", "")) if isinstance(item, dict) else None
+            if isinstance(item, dict) and item.get("transfer_method") == "local_file":
+                if not config.file_upload:
+                    return dify_error(400, "invalid_param", "file upload is not enabled for this app")
+                if upload is None or upload["created_by"] != user:
+                    return dify_error(400, "invalid_param", "Invalid upload file id.")
         state.generation_requests += 1
         fault = state.pick_fault(find_fault(text) or find_fault(json.dumps(inputs, ensure_ascii=False)))
         if fault is None and any(word in text for word in config.moderated_words):
@@ -81,6 +88,17 @@ class Generator:
         if fault in _HTTP_FAULTS:
             return dify_error(*_HTTP_FAULTS[fault])
         answer = f"You said: {strip_faults(text)}" if config.answer == "echo" else config.answer
+        says = find_says(text)
+        # A script is known by its user and texts (a repeated request continues it) and by the
+        # conversation it started in (the next turns continue it).
+        script_key = user + "\x00" + "\x00".join(says) if says else None
+        if conversation is not None:
+            if script_key is not None:
+                state.conversation_scripts[conversation.id] = script_key
+            script_key = state.conversation_scripts.get(conversation.id)
+        scripted = state.scripted(script_key, says)
+        if scripted is not None:
+            answer = scripted
         ids = Ids.new(conversation.id if conversation else None, now)
         used = usage(17 + len(tokenize(text)), len(tokenize(answer)), config.first_token_latency)
         if conversation is not None:

@@ -64,6 +64,10 @@ class SimulatorState:
         self.recent_requests: deque[dict[str, Any]] = deque(maxlen=100)
         self.fail_next = self.config.fail_next
         self.fail_with = self.config.fail_with
+        self.scripts: dict[str, list[str]] = {}  # script key -> the texts of its [[say:...]] markers
+        self.script_turns: dict[str, int] = {}
+        self.conversation_scripts: dict[str, str] = {}  # conversation id -> the script key it follows
+        self.uploads: dict[str, dict[str, Any]] = {}  # upload id -> file record (with its user)
 
     def start_task(self, task: Task) -> None:
         self.tasks[task.task_id] = task
@@ -88,6 +92,20 @@ class SimulatorState:
         if fault is not None:
             self.faults_injected.append(fault)
         return fault
+
+    def scripted(self, key: str | None, says: list[str]) -> str | None:
+        """The next scripted answer of `key` (`says` starts its script), or None."""
+        if key is None:
+            return None
+        if says and key not in self.scripts:
+            self.scripts[key] = says
+            self.script_turns[key] = 0
+        script = self.scripts.get(key)
+        if not script:
+            return None
+        turn = self.script_turns[key]
+        self.script_turns[key] = turn + 1
+        return script[min(turn, len(script) - 1)]
 
     def conversation(self, conversation_id: str | None, user: str, inputs: dict[str, Any], now: int) -> Conversation:
         """Reuse a known conversation or start one. Raises KeyError for an unknown id (or other user)."""
@@ -115,4 +133,5 @@ class SimulatorState:
             "conversations": len(self.conversations),
             "fail_next": self.fail_next,
             "recent_requests": list(self.recent_requests),
+            "uploads": list(self.uploads.values()),
         }

@@ -274,13 +274,28 @@ async def test_response_schema_extracts_and_validates_the_answer_json(stack: Sta
         headers=admin_headers(),
     )
     assert patched.status_code == 200, patched.text
-    good = (await stack.post({"query": 'here: {"n": 3} done', "user": "u1"})).json()
-    assert good["data"] == {"n": 3} and good["schema_error"] is None
+    good = (await stack.post({"query": 'here: {"n": 3,} done', "user": "u1"})).json()
+    assert good["data"] == {"n": 3} and good["schema_error"] is None and not good["structured_fallback"]
+    before = (await stack.sim_stats())["generation_requests"]
     wrong = (await stack.post({"query": '{"n": "three"}', "user": "u1"})).json()
-    assert wrong["data"] == {"n": "three"} and "n" in wrong["schema_error"]
+    assert wrong["data"] == {"n": "three"}, json.dumps(wrong)
+    assert "n: 'three' is not of type 'integer'" in wrong["schema_error"]
     assert wrong["answer"] == 'You said: {"n": "three"}'  # the raw answer travels along
-    not_json = (await stack.post({"query": "no json here", "user": "u1"})).json()
-    assert not_json["schema_error"] == "the answer is not JSON"
+    asked = [r["body"] for r in (await stack.sim_stats())["recent_requests"] if r["path"].endswith("-messages")]
+    assert (await stack.sim_stats())["generation_requests"] == before + 2  # re-asked once, with the errors
+    assert "'three' is not of type 'integer'" in asked[-1]["query"] and '"required": ["n"]' in asked[-1]["query"]
+    fixed = (await stack.post({"query": 'n? [[say:{"n": "x"}]][[say:{"n": 4}]]', "user": "u1"})).json()
+    assert fixed["data"] == {"n": 4} and fixed["schema_error"] is None
+    not_json = (await stack.post({"query": "[[say:no json here]]", "user": "u1"})).json()
+    assert not_json["schema_error"] == "answer: the answer is not JSON" and not_json["data"] is None
+    patched = await stack.client.patch(
+        f"{admin}/endpoints/{stack.endpoint_id}",
+        json={"settings": {"response_schema": schema, "schema_fallback": {"n": 0}}},
+        headers=admin_headers(),
+    )
+    assert patched.status_code == 200, patched.text
+    fallen = (await stack.post({"query": "[[say:still no json]]", "user": "u1"})).json()
+    assert fallen["data"] == {"n": 0} and fallen["structured_fallback"] is True
     bad_schema = await stack.client.patch(
         f"{admin}/endpoints/{stack.endpoint_id}",
         json={"settings": {"response_schema": {"type": "nope"}}},

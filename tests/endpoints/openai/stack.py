@@ -39,7 +39,7 @@ class Stack:
         return str(self.endpoint["id"])
 
     def client(self, key: str | None = None, **options: Any) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0, **options)
+        return openai.AsyncOpenAI(base_url=self.base_url, api_key=key or self.key, **{"max_retries": 0, **options})
 
     def sync_client(self, key: str | None = None) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.base_url, api_key=key or self.key, max_retries=0)

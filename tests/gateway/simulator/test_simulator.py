@@ -467,3 +467,49 @@ async def test_live_uvicorn_streams_incrementally_with_pings_and_stop() -> None:
     finally:
         await http.aclose()
         sock.close()
+
+
+# --- scripted answers and uploads -------------------------------------------------------------------
+
+
+async def test_say_markers_script_the_answers_of_a_conversation(make_sim: Factory) -> None:
+    sim = await make_sim()
+    first = await sim.dify.ask(dify_app(), ask('give JSON [[say:{"a": 1,]][[say:{"a": 1}]]'))
+    assert first.text == '{"a": 1,'
+    second = await sim.dify.ask(dify_app(), ask("fix it", conversation_id=first.conversation_id))
+    assert second.text == '{"a": 1}'
+    third = await sim.dify.ask(dify_app(), ask("again", conversation_id=first.conversation_id))
+    assert third.text == '{"a": 1}'  # the last one repeats
+    assert (await sim.dify.ask(dify_app(), ask("plain"))).text == "You said: plain"
+
+
+async def test_say_markers_without_conversations_follow_the_repeated_request(make_sim: Factory) -> None:
+    sim = await make_sim(mode="completion")
+    app = dify_app("completion")
+    texts = [(await sim.dify.ask(app, ask("q [[say:one]] [[say:two]]"))).text for _ in range(3)]
+    assert texts == ["one", "two", "two"]
+
+
+async def test_uploads_are_stored_per_user_and_referenced_as_local_files(make_sim: Factory) -> None:
+    sim = await make_sim(file_upload=True, max_upload_bytes=100)
+    app = dify_app()
+    params = await sim.dify.parameters(app)
+    image = params["file_upload"]["image"]
+    assert image["enabled"] and "local_file" in image["transfer_methods"]
+    record = await sim.dify.upload(app, user="tester", name="a.png", content=b"\x89PNG", mime_type="image/png")
+    assert record["mime_type"] == "image/png" and record["size"] == 4 and record["extension"] == "png"
+    local = {"type": "image", "transfer_method": "local_file", "upload_file_id": record["id"]}
+    answer = await sim.dify.ask(app, ask("look", files=(local,)))
+    assert answer.text == "You said: look"
+    with pytest.raises(UpstreamError) as other_user:
+        await sim.dify.ask(app, ask("look", user="someone-else", files=(local,)))
+    assert other_user.value.upstream_status == 400
+    with pytest.raises(UpstreamError) as too_big:
+        await sim.dify.upload(app, user="tester", name="b.png", content=b"x" * 101, mime_type="image/png")
+    assert too_big.value.upstream_code == "file_too_large"
+    with pytest.raises(UpstreamError) as bad_type:
+        await sim.dify.upload(app, user="tester", name="x.exe", content=b"MZ", mime_type="application/x-msdownload")
+    assert bad_type.value.upstream_code == "unsupported_file_type"
+    plain = await make_sim()
+    with pytest.raises(UpstreamError):
+        await plain.dify.upload(app, user="tester", name="a.png", content=b"\x89PNG", mime_type="image/png")
