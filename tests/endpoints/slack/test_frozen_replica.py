@@ -16,9 +16,9 @@ from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from gateway.storage.base import Job
 from gateway.storage.redis import RedisStore
-from tests.endpoints.slack.conftest import BOT_TOKEN, SIGNING_SECRET, envelope, mention, signed
+from tests.endpoints.slack.conftest import BOT_TOKEN, create_slack_endpoint, envelope, mention, signed
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import admin_headers, free_port, live_server
+from tests.support.gateway import free_port, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
@@ -59,21 +59,7 @@ async def test_a_replica_frozen_past_its_lease_writes_nothing_after_the_takeover
             bases = [f"http://127.0.0.1:{port}" for port in ports]
             for proc, base in zip(procs, bases, strict=True):
                 await wait_healthy(client, base, proc)
-            app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
-            added = await client.post(f"{bases[0]}/admin/api/apps", json=app, headers=admin_headers())
-            assert added.status_code == 201
-            settings = {
-                "signing_secret": SIGNING_SECRET,
-                "bot_token": BOT_TOKEN,
-                "api_base_url": fake.api_url,
-                "edit_interval": 0.2,
-            }
-            created = await client.post(
-                f"{bases[0]}/admin/api/endpoints",
-                json={"plugin": "slack", "apps": ["support"], "settings": settings},
-                headers=admin_headers(),
-            )
-            url = created.json()["url"]
+            url = await create_slack_endpoint(client, bases[0], simulator, fake, edit_interval=0.2)
             event = mention(QUESTION)
             raw = httpx.Request("POST", url, json=envelope(event)).content
             ack = await client.post(url, content=raw, headers={"content-type": "application/json", **signed(raw)})
