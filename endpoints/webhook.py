@@ -10,8 +10,9 @@ once at creation): `webhook-id`, `webhook-timestamp`, `webhook-signature` (or th
 - `stream: false` without `callback_url`: JSON with the whole answer (202 with the task id if
   it is not ready within the wait limit).
 - with `callback_url`: the outcome is also delivered as a signed callback (`answer.completed`
-  or `answer.failed`), even when a streaming caller disconnected; `stream: false` answers 202
-  `{task_id}` at once.
+  or `answer.failed`, with the `partial_answer` streamed before the failure), even when a
+  streaming caller disconnected; `stream: false` answers 202 `{task_id}` at once. The URL is
+  stored encrypted with the task.
 
 `GET {url}/tasks/{task_id}` returns a task's state and result. A replayed `webhook-id` returns
 the same task, never a second answer.
@@ -229,19 +230,22 @@ async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
         yield _event("error", {"task_id": run.id, **outcome["error"]})
 
 
-@plugin.job("answer")
+@plugin.job("answer", secrets=("callback_url",))
 async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
     ask = AnswerRequest.model_validate(job.payload)
     settings: WebhookSettings = ctx.settings
     result: dict[str, Any]
+    shown = ""  # the text streamed to the caller so far
     try:
         async with ctx.apps.stream(
             ask.query, user=ask.user, conversation_key=ask.conversation_key, inputs=ask.inputs, app=ask.app
         ) as stream:
             async for delta in stream:
                 if delta.kind == "text":
+                    shown += delta.text
                     job.emit({"type": "delta", "text": delta.text})
                 elif delta.kind == "replace":
+                    shown = delta.text
                     job.emit({"type": "replace", "text": delta.text})
             final = stream.answer
         result = {
@@ -259,7 +263,7 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
         # Dify's failures, and the endpoint's own (the app was unbound after the task was queued):
         # a failed result the caller hears about, never a job retried against the same failure.
         code = (exc.upstream_code if isinstance(exc, UpstreamError) else None) or exc.code
-        result = {"status": "failed", "error": {"code": code, "message": exc.message}}
+        result = {"status": "failed", "error": {"code": code, "message": exc.message}, "partial_answer": shown}
     if ask.callback_url is not None:
         kind = "answer.completed" if result["status"] == "succeeded" else "answer.failed"
         await ctx.callbacks.send(ask.callback_url, kind, {"task_id": job.id, **result}, msg_id=f"msg_{job.id}")

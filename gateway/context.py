@@ -14,13 +14,15 @@ from gateway.delivery.callbacks import callback_payload
 from gateway.delivery.retry import CALLBACK_SCHEDULE
 from gateway.exceptions import NotFound, PermissionDenied
 from gateway.jobs import JobQueue, JobRun, JobWorkers
-from gateway.plugin import EndpointInfo, JobStatus, Permission, Plugin
+from gateway.lease import JobLease
+from gateway.plugin import EndpointInfo, JobStatus, Lease, Permission, Plugin
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
 
-__all__ = ["CALLBACK_JOB", "EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
+__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
 
 CALLBACK_JOB = "callback"
+CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its query
 
 
 class EndpointStorage:
@@ -33,8 +35,11 @@ class EndpointStorage:
     async def get(self, key: str) -> str | None:
         return await self._store.kv_get(self.prefix + key)
 
-    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
-        await self._store.kv_set(self.prefix + key, value, ttl=ttl)
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: Lease | None = None) -> None:
+        if isinstance(fence, JobLease):  # a run's record: refused (LeaseLost) once another run took over
+            await fence.record(self.prefix + key, value, ttl=ttl)
+        else:  # no fence, or the always-held one of a job run outside the workers
+            await self._store.kv_set(self.prefix + key, value, ttl=ttl)
 
     async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
         return await self._store.kv_set_if_absent(self.prefix + key, value, ttl=ttl)
@@ -64,12 +69,21 @@ class PluginJobs:
         if name not in self._plugin.jobs:
             raise NotFound(f"plugin {self._plugin.name!r} has no job handler {name!r}")
 
+    def _secrets(self, name: str) -> frozenset[str]:
+        return self._plugin.job_secrets.get(name, frozenset())
+
     async def enqueue(
         self, name: str, payload: dict[str, Any], *, key: str | None = None, delay: float = 0.0, max_attempts: int = 8
     ) -> str:
         self._check(name)
         job, _ = await self._queue.enqueue_plugin_job(
-            self._endpoint_id, name, payload, key=key, delay=delay, max_attempts=max_attempts
+            self._endpoint_id,
+            name,
+            payload,
+            key=key,
+            delay=delay,
+            max_attempts=max_attempts,
+            sealed=self._secrets(name),
         )
         return job.id
 
@@ -78,7 +92,13 @@ class PluginJobs:
     ) -> tuple[JobRun, bool]:
         self._check(name)
         job, created = await self._queue.enqueue_plugin_job(
-            self._endpoint_id, name, payload, key=key, delay=self.START_HOLD, max_attempts=max_attempts
+            self._endpoint_id,
+            name,
+            payload,
+            key=key,
+            delay=self.START_HOLD,
+            max_attempts=max_attempts,
+            sealed=self._secrets(name),
         )
         return await self._workers.start(job.id), created
 
@@ -122,6 +142,7 @@ class EndpointCallbacks:
             key=f"callback:{self._endpoint_id}:{msg_id}",
             endpoint_id=self._endpoint_id,
             max_attempts=len(CALLBACK_SCHEDULE) + 1,
+            sealed=CALLBACK_SECRETS,
         )
         return job.id
 

@@ -4,6 +4,11 @@ A job is claimed with a lease that its worker keeps extending while the handler 
 that dies stops extending; once the lease runs out any other process claims the job again, so
 handlers must make their side effects idempotent (keyed). A handler that fails is retried with
 backoff until `max_attempts`, then dead-lettered; dead jobs can be replayed.
+
+Each run holds a `JobLease` (gateway/lease.py) carrying its fencing token, the attempt number: a
+run whose lease was lost (found by the heartbeat, or by the fence in front of a write) is cancelled
+at once, and every store update it would still make is refused. Some kinds of jobs (callback
+deliveries) have workers of their own, so they never wait behind long answers.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from gateway.clock import Clock
+from gateway.lease import JobLease
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
+from gateway.security.crypto import SecretBox
+from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store
 
 __all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_backoff"]
@@ -30,7 +38,7 @@ logger = logging.getLogger(__name__)
 PURGE_EVERY = 3600.0  # seconds between purges of finished jobs (jittered, so replicas spread out)
 
 Emit = Callable[[dict[str, Any]], None]
-JobHandlerFn = Callable[[Job, Emit], Awaitable[dict[str, Any] | None]]
+JobHandlerFn = Callable[[Job, Emit, JobLease], Awaitable[dict[str, Any] | None]]
 
 
 def _discard(event: dict[str, Any]) -> None:
@@ -86,14 +94,19 @@ def job_backoff(attempt: int, rand: float) -> float:
 
 
 class JobQueue:
-    """Enqueues jobs and wakes this process's workers at once (others find them by polling)."""
+    """Enqueues jobs and wakes this process's workers at once (others find them by polling).
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    With a `box`, payload fields named as secret are stored encrypted (see gateway/security/sealed.py).
+    """
+
+    def __init__(self, store: Store, clock: Clock, box: SecretBox | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._box = box
         # One token per job enqueued here: each wakes exactly one idle worker (an Event would
-        # wake them all, and every one would run a claim for the same job).
-        self._wake: asyncio.Queue[None] = asyncio.Queue(maxsize=1024)
+        # wake them all, and every one would run a claim for the same job). Workers of one kind
+        # only wait on a queue of their own (None: the general workers).
+        self._wake: dict[str | None, asyncio.Queue[None]] = {None: asyncio.Queue(maxsize=1024)}
 
     async def enqueue(
         self,
@@ -104,10 +117,11 @@ class JobQueue:
         endpoint_id: str | None = None,
         delay: float = 0.0,
         max_attempts: int = 8,
+        sealed: Collection[str] = (),
     ) -> Job:
         """Store the job durably; with `key`, an existing job of that key is returned instead."""
         job, _ = await self.submit(
-            kind, payload, key=key, endpoint_id=endpoint_id, delay=delay, max_attempts=max_attempts
+            kind, payload, key=key, endpoint_id=endpoint_id, delay=delay, max_attempts=max_attempts, sealed=sealed
         )
         return job
 
@@ -120,11 +134,18 @@ class JobQueue:
         endpoint_id: str | None = None,
         delay: float = 0.0,
         max_attempts: int = 8,
+        sealed: Collection[str] = (),
     ) -> tuple[Job, bool]:
-        """Like `enqueue`, and also tells whether the job is new (False: `key` named an existing one)."""
+        """Like `enqueue`, and also tells whether the job is new (False: `key` named an existing one).
+
+        `sealed` names payload fields (of `payload["data"]` for plugin jobs) to store encrypted.
+        """
         now = self._clock.time()
+        job_id = new_job_id()
+        if sealed:
+            payload = self._seal(job_id, kind, payload, sealed)
         job = Job(
-            id="job_" + secrets.token_hex(10),
+            id=job_id,
             kind=kind,
             payload=payload,
             key=key,
@@ -136,8 +157,15 @@ class JobQueue:
         )
         stored, created = await self._store.job_enqueue(job)
         if created and delay <= 0:
-            self.notify()
+            self.notify(kind)
         return stored, created
+
+    def _seal(self, job_id: str, kind: str, payload: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
+        if self._box is None:
+            raise ValueError("secret job fields need a queue with a SecretBox")
+        if kind == "plugin":
+            return {**payload, "data": seal(self._box, job_id, payload.get("data") or {}, fields)}
+        return seal(self._box, job_id, payload, fields)
 
     async def enqueue_plugin_job(
         self,
@@ -148,6 +176,7 @@ class JobQueue:
         key: str | None = None,
         delay: float = 0.0,
         max_attempts: int = 8,
+        sealed: Collection[str] = (),
     ) -> tuple[Job, bool]:
         return await self.submit(
             "plugin",
@@ -156,6 +185,7 @@ class JobQueue:
             endpoint_id=endpoint_id,
             delay=delay,
             max_attempts=max_attempts,
+            sealed=sealed,
         )
 
     @staticmethod
@@ -163,18 +193,28 @@ class JobQueue:
         """The idempotency key of a plugin job: the plugin's key scoped to its endpoint and handler."""
         return f"plugin:{endpoint_id}:{name}:{key}"
 
-    def notify(self) -> None:
-        with contextlib.suppress(asyncio.QueueFull):
-            self._wake.put_nowait(None)
+    def notify(self, kind: str | None = None) -> None:
+        """Wake one general worker, and one worker of `kind` if it has workers of its own."""
+        for name in {None, kind}:
+            if (waiting := self._wake.get(name)) is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    waiting.put_nowait(None)
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep until a job is enqueued here (waking one waiter per job) or `timeout` passes."""
+    async def wait(self, timeout: float, *, kind: str | None = None) -> None:
+        """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or
+        `timeout` passes."""
+        waiting = self._wake.setdefault(kind, asyncio.Queue(maxsize=1024))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.get(), timeout)
+            await asyncio.wait_for(waiting.get(), timeout)
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(10)
 
 
 class JobWorkers:
-    """`concurrency` workers claiming and running jobs, each with a heartbeat on its lease."""
+    """`concurrency` workers claiming and running jobs of any kind, plus `dedicated[kind]` workers
+    claiming only jobs of that kind; each run has a heartbeat on its lease."""
 
     def __init__(
         self,
@@ -185,6 +225,7 @@ class JobWorkers:
         handlers: Mapping[str, JobHandlerFn],
         metrics: Metrics,
         concurrency: int = 8,
+        dedicated: Mapping[str, int] | None = None,
         lease: float = 30.0,
         poll_interval: float = 0.5,
         retention: float = 14 * 24 * 3600.0,
@@ -196,6 +237,7 @@ class JobWorkers:
         self._handlers = handlers
         self._metrics = metrics
         self._concurrency = max(1, concurrency)
+        self._dedicated = {kind: count for kind, count in (dedicated or {}).items() if count > 0}
         self._lease = lease
         self._poll = poll_interval
         self._retention = retention
@@ -208,7 +250,10 @@ class JobWorkers:
         try:
             async with asyncio.TaskGroup() as group:
                 for index in range(self._concurrency):
-                    group.create_task(self._loop(), name=f"job-worker-{index}")
+                    group.create_task(self._loop(None, self._concurrency), name=f"job-worker-{index}")
+                for kind, count in self._dedicated.items():
+                    for index in range(count):
+                        group.create_task(self._loop(kind, count), name=f"job-worker-{kind}-{index}")
                 if self._retention > 0:
                     group.create_task(self._purge_loop(), name="job-purge")
         finally:
@@ -236,11 +281,12 @@ class JobWorkers:
         this process dies, another claims it when the lease runs out. If the job can't be claimed
         (it runs elsewhere or has ended), the run only reports the outcome.
         """
+        since = self._clock.monotonic()
         job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, job_id=job_id)
         if job is None:
             return JobRun(job_id, self._store, local=False)
         run = JobRun(job_id, self._store, local=True)
-        task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit), name=f"job-{job_id}")
+        task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)
         task.add_done_callback(lambda _: run.finish())
@@ -253,73 +299,114 @@ class JobWorkers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self) -> None:
+    async def _loop(self, kind: str | None, pool: int) -> None:
         while True:
+            since = self._clock.monotonic()
             try:
-                job = await self._store.job_claim(self.owner, self._clock.time(), self._lease)
+                job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, kind=kind)
             except Exception:  # the store may be briefly unreachable: log and keep the worker alive
                 logger.exception("claiming a job failed")
                 await self._clock.sleep(self._poll)
                 continue
             if job is None:
-                # Idle workers poll together about once per interval (jobs enqueued by other
-                # processes, retries coming due), not once each: polls are store writes.
-                await self._queue.wait(self._poll * self._concurrency * (0.5 + self._rand()))
+                # Idle workers of a pool poll together about once per interval (jobs enqueued by
+                # other processes, retries coming due), not once each: polls are store writes.
+                await self._queue.wait(self._poll * pool * (0.5 + self._rand()), kind=kind)
                 continue
-            await self.run_job(job)
+            await self.run_job(job, since=since)
 
-    async def run_job(self, job: Job, emit: Emit = _discard) -> None:
-        """Run one claimed job to an outcome: done, retried or dead. Never raises but `CancelledError`."""
+    async def run_job(self, job: Job, emit: Emit = _discard, *, since: float | None = None) -> None:
+        """Run one claimed job to an outcome: done, retried, dead, or lost (another run took it over).
+        Never raises but `CancelledError`. `since`: the monotonic time just before the claim."""
+        lease = JobLease(
+            self._store,
+            self._clock,
+            job_id=job.id,
+            owner=self.owner,
+            attempt=job.attempts,
+            lease_s=self._lease,
+            since=self._clock.monotonic() if since is None else since,
+        )
         try:
-            await self._run_job(job, emit)
+            await self._run_job(job, emit, lease)
         except Exception:
             # The store failed while recording the outcome: the job runs again once its lease
             # expires. Raising would end the worker loop (and with it every worker of the group).
             logger.exception("recording the outcome of job %s (%s) failed", job.id, job.kind)
 
-    async def _run_job(self, job: Job, emit: Emit) -> None:
+    async def _run_job(self, job: Job, emit: Emit, lease: JobLease) -> None:
         handler = self._handlers.get(job.kind)
-        heartbeat = asyncio.create_task(self._heartbeat(job), name=f"lease-{job.id}")
         outcome = "done"
         try:
             if handler is None:
                 raise JobError(f"no handler for jobs of kind {job.kind!r}")
-            result = await handler(job, emit)
-            await self._store.job_complete(job.id, self.owner, result)
+            result = await self._supervised(handler(job, emit, lease), lease)
+            if not await self._store.job_complete(job.id, self.owner, result, attempt=lease.attempt):
+                outcome = "lost"  # finished, but after another run took the job: its outcome counts
         except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if lease.lost and (current is None or current.cancelling() == 0):
+                outcome = "lost"  # stopped because another run took over: nothing to record
+                return
             # Shutting down: hand the job back now rather than after its lease runs out.
             outcome = "interrupted"
             try:
-                await asyncio.shield(self._store.job_retry(job.id, self.owner, self._clock.time(), "interrupted"))
+                hand_back = self._store.job_retry(
+                    job.id, self.owner, self._clock.time(), "interrupted", attempt=lease.attempt
+                )
+                await asyncio.shield(hand_back)
             except Exception:  # the cancellation must go on; the lease runs out instead
                 logger.exception("handing job %s back failed", job.id)
             raise
         except RetryJob as exc:
-            outcome = await self._retry_or_die(job, str(exc), exc.after)
+            outcome = await self._retry_or_die(job, lease, str(exc), exc.after)
         except JobError as exc:
             outcome = "dead"
-            await self._store.job_dead(job.id, self.owner, str(exc))
+            await self._store.job_dead(job.id, self.owner, str(exc), attempt=lease.attempt)
         except Exception as exc:
             logger.exception("job %s (%s) failed on attempt %d", job.id, job.kind, job.attempts)
-            outcome = await self._retry_or_die(job, f"{exc.__class__.__name__}: {exc}"[:500], None)
+            outcome = await self._retry_or_die(job, lease, f"{exc.__class__.__name__}: {exc}"[:500], None)
         finally:
-            heartbeat.cancel()
             self._metrics.jobs.inc(job.kind, outcome)
 
-    async def _retry_or_die(self, job: Job, error: str, after: float | None) -> str:
+    async def _supervised(self, work: Awaitable[dict[str, Any] | None], lease: JobLease) -> dict[str, Any] | None:
+        """Run the handler in a task of its own, cancelled as soon as the lease is found lost."""
+        task = asyncio.ensure_future(work)
+
+        # A fence failing inside the handler raises LeaseLost there; cancelling the handler's own
+        # task too would also cancel the clean-up its `finally` blocks await.
+        def stop() -> None:
+            if asyncio.current_task() is not task:
+                task.cancel()
+
+        lease.on_lost = stop
+        heartbeat = asyncio.create_task(self._heartbeat(lease), name=f"lease-{lease.job_id}")
+        try:
+            return await task
+        finally:
+            heartbeat.cancel()
+            lease.on_lost = None
+
+    async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
         if job.attempts >= job.max_attempts:
-            await self._store.job_dead(job.id, self.owner, error)
+            await self._store.job_dead(job.id, self.owner, error, attempt=lease.attempt)
             return "dead"
         delay = job_backoff(job.attempts, self._rand()) if after is None else max(0.0, after)
-        await self._store.job_retry(job.id, self.owner, self._clock.time() + delay, error)
+        await self._store.job_retry(job.id, self.owner, self._clock.time() + delay, error, attempt=lease.attempt)
         return "retry"
 
-    async def _heartbeat(self, job: Job) -> None:
+    async def _heartbeat(self, lease: JobLease) -> None:
         while True:
+            # Paced by the event loop, not the injected clock: a fake clock's sleep moves time on,
+            # and a heartbeat sleeping on it would race time forward. The lease itself (what
+            # `held` and the store compare) is on the injected clock.
             await asyncio.sleep(self._lease / 3)
             try:
-                if not await self._store.job_extend(job.id, self.owner, self._clock.time() + self._lease):
-                    logger.warning("lost the lease of job %s", job.id)
+                if not await lease.renew():
+                    lease.lose("another run took the job over")
                     return
             except Exception:
-                logger.exception("extending the lease of job %s failed", job.id)
+                logger.exception("extending the lease of job %s failed", lease.job_id)
+            if not lease.held():  # no renewal got through in time: another run may hold the job now
+                lease.lose("it ran out before a renewal got through")
+                return

@@ -22,8 +22,9 @@ handlers::
         await ctx.jobs.enqueue("answer", {"text": request.json()["text"]}, key=request.headers.get("x-id"))
         return Response.json({"ok": True})
 
-    @plugin.job("answer")
+    @plugin.job("answer", secrets=("reply_url",))
     async def answer(job: JobInfo, ctx: Context) -> None:
+        await job.fence()  # before every write to the outside: raises LeaseLost once another run took over
         ...
 
 Handlers see a framework-neutral `Request` (raw body bytes, raw query string, multi-valued
@@ -36,10 +37,21 @@ from the gateway.
 
 from __future__ import annotations
 
+import asyncio
 import json as _json
 import logging
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -125,6 +137,8 @@ __all__ = [
     "JobRun",
     "JobStatus",
     "Jobs",
+    "Lease",
+    "LeaseLost",
     "NO_FALLBACK",
     "NotFound",
     "Permission",
@@ -385,10 +399,45 @@ def _no_progress(event: dict[str, Any]) -> None:
     """Where progress goes when nobody is watching the job."""
 
 
+class LeaseLost(asyncio.CancelledError):
+    """This run of a job lost its lease: another run (another replica, after a freeze) took the job
+    over. The run must stop at once and write nothing more. A cancellation, so `except Exception`
+    does not swallow it; the worker records nothing for a run that ended with it."""
+
+
+class Lease(Protocol):
+    """A run's hold on its job. `attempt` (the job's claim count) is the run's fencing token."""
+
+    @property
+    def attempt(self) -> int: ...
+
+    def held(self) -> bool:
+        """False once the run knows, or its own clock says, that the lease is gone (no I/O)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise `LeaseLost` unless this run still holds its job (its clock, then the store)."""
+        ...
+
+
+class _Unfenced:
+    """The lease of a `JobInfo` made outside the job workers (a direct call, a test): always held."""
+
+    attempt = 0
+
+    def held(self) -> bool:
+        return True
+
+    async def check(self) -> None:
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class JobInfo:
     """A job as its handler sees it. `emit` relays progress to a caller watching the job live
-    (see `Jobs.start`); it does nothing when the job runs unobserved."""
+    (see `Jobs.start`); it does nothing when the job runs unobserved. `lease` is this run's hold
+    on the job: every write to the outside goes after `await job.fence()`, and records of what
+    was written go through `ctx.storage.set(..., fence=job.lease)`."""
 
     id: str
     name: str
@@ -396,6 +445,11 @@ class JobInfo:
     attempt: int
     key: str | None
     emit: Callable[[dict[str, Any]], None] = _no_progress
+    lease: Lease = field(default_factory=_Unfenced)
+
+    async def fence(self) -> None:
+        """Raise `LeaseLost` (stopping the run) unless this run still holds the job's lease."""
+        await self.lease.check()
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,7 +485,11 @@ class Storage(Protocol):
     """Key-value storage scoped to one endpoint. Values are strings; TTLs are seconds."""
 
     async def get(self, key: str) -> str | None: ...
-    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None: ...
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: Lease | None = None) -> None:
+        """With `fence` (a job's `lease`), only while that run holds its job, in one atomic write;
+        `LeaseLost` otherwise. Records of what a run posted (what a rerun edits) are written so."""
+        ...
+
     async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool: ...
     async def delete(self, key: str) -> bool: ...
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int: ...
@@ -676,6 +734,8 @@ class Plugin:
         self.url_hint = url_hint
         self.routes: list[Route] = []
         self.jobs: dict[str, JobHandler] = {}
+        # Payload fields of each job encrypted at rest (tokens, reply URLs), opened only to run it.
+        self.job_secrets: dict[str, frozenset[str]] = {}
 
     def route(
         self, pattern: str, *, methods: Iterable[str] = ("POST",), verify: bool = True
@@ -692,13 +752,20 @@ class Plugin:
 
         return register
 
-    def job(self, name: str) -> Callable[[JobHandler], JobHandler]:
-        """Decorator: the handler of jobs enqueued as `ctx.jobs.enqueue(name, ...)`."""
+    def job(self, name: str, *, secrets: Collection[str] = ()) -> Callable[[JobHandler], JobHandler]:
+        """Decorator: the handler of jobs enqueued as `ctx.jobs.enqueue(name, ...)`.
+
+        `secrets` names top-level payload fields holding credentials (an interaction token, a
+        reply URL): they are stored encrypted, bound to the job, and decrypted only to run it.
+        """
         if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
             raise ValueError(f"job name {name!r} must be letters, digits, '_', '.' or '-'")
+        if isinstance(secrets, str):
+            raise TypeError("secrets is a collection of field names, not one string")
 
         def register(handler: JobHandler) -> JobHandler:
             self.jobs[name] = handler
+            self.job_secrets[name] = frozenset(secrets)
             return handler
 
         return register

@@ -14,7 +14,7 @@ import httpx
 from gateway.apps import AppRecord, AppService
 from gateway.bridge import Bridge
 from gateway.clock import Clock, SystemClock
-from gateway.context import CALLBACK_JOB, PluginContext
+from gateway.context import CALLBACK_JOB, CALLBACK_SECRETS, PluginContext
 from gateway.conversations import ConversationLocks
 from gateway.delivery.callbacks import CallbackSender
 from gateway.delivery.retry import next_callback_delay
@@ -23,12 +23,14 @@ from gateway.dify.models import DifyApp
 from gateway.endpoints import EndpointRecord, EndpointService
 from gateway.exceptions import BadRequest, NotFound
 from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
+from gateway.lease import JobLease
 from gateway.metrics import Metrics
 from gateway.plugin import EndpointInfo, JobError, JobInfo, Plugin, RetryJob
 from gateway.ratelimit import RateLimiter
 from gateway.registry import PluginRegistry
 from gateway.requestlog import RequestLog
 from gateway.security.crypto import SecretBox
+from gateway.security.sealed import unseal
 from gateway.security.signatures import parse_webhook_secret
 from gateway.security.ssrf import UrlPolicy
 from gateway.security.tokens import EndpointTokens
@@ -89,7 +91,7 @@ class Gateway:
         registry = registry if registry is not None else PluginRegistry.from_entry_points()
         box = SecretBox(settings.secret_keys)
         tokens = EndpointTokens(settings.secret_keys)
-        queue = JobQueue(store, clock)
+        queue = JobQueue(store, clock, box)
         metrics = Metrics()
         handlers: dict[str, JobHandlerFn] = {}
         policy = UrlPolicy(
@@ -141,6 +143,8 @@ class Gateway:
                 handlers=handlers,
                 metrics=metrics,
                 concurrency=settings.workers,
+                # Deliveries never wait behind answers: they have workers of their own.
+                dedicated={CALLBACK_JOB: settings.callback_workers},
                 lease=settings.job_lease,
                 poll_interval=settings.job_poll_interval,
                 retention=settings.job_retention,
@@ -246,7 +250,7 @@ class Gateway:
             raise JobError(f"plugin {record.plugin!r} is not installed")
         return record, plugin
 
-    async def _run_plugin_job(self, job: Job, emit: Emit) -> dict[str, Any] | None:
+    async def _run_plugin_job(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
         """Run a plugin's job handler, if its endpoint still exists and is enabled."""
         record, plugin = await self._job_endpoint(job, enabled=True)
         name = str(job.payload.get("handler", ""))
@@ -254,13 +258,14 @@ class Gateway:
             raise JobError(f"plugin {record.plugin!r} has no job handler {name!r}")
         ctx = await self.context(record, plugin)
         key = job.key.split(":", 3)[3] if job.key and job.key.count(":") >= 3 else None
-        info = JobInfo(job.id, name, dict(job.payload.get("data") or {}), job.attempts, key, emit)
+        data = unseal(self.box, job.id, job.payload.get("data") or {}, plugin.job_secrets.get(name, ()))
+        info = JobInfo(job.id, name, data, job.attempts, key, emit, lease)
         result = await plugin.jobs[name](info, ctx)
         return result if isinstance(result, dict) else None
 
-    async def _deliver_callback(self, job: Job, emit: Emit) -> dict[str, Any] | None:
+    async def _deliver_callback(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
         """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
-        payload = job.payload
+        payload = unseal(self.box, job.id, job.payload, CALLBACK_SECRETS)
         # A disabled endpoint still calls back: the work was accepted before it was turned off.
         record, plugin = await self._job_endpoint(job, enabled=False)
         settings = self.endpoints.settings(record, plugin)

@@ -59,6 +59,8 @@ class Settings:
     log_bodies: bool = False
     rotation_grace: float = 24 * 3600.0
     workers: int = 8
+    # Workers of each process that deliver callbacks only, so deliveries never queue behind answers.
+    callback_workers: int = 4
     job_lease: float = 30.0
     job_poll_interval: float = 0.5
     # Done and dead jobs (dead letters included) are kept this long, then purged; 0 keeps them.
@@ -127,6 +129,8 @@ class Settings:
         for name in ("workers", "job_lease", "job_poll_interval"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
+        if self.callback_workers < 0:
+            raise ConfigurationError("GATEWAY_CALLBACK_WORKERS can't be negative")
         if self.job_retention < 0 or self.rotation_grace < 0:
             raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
         if self.log_format not in ("text", "json"):

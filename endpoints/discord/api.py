@@ -12,6 +12,7 @@ quote the URL) ever go into errors or logs.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -79,8 +80,10 @@ class DiscordAPI:
         bot_token: str | None = None,
         attempts: int = 5,
         timeout: float = 15.0,
+        fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._http = http
+        self._fence = fence  # a job's fence: checked before every attempt of every call
         self._base = base_url.rstrip("/")
         self._clock = clock
         self._bot_token = bot_token
@@ -105,6 +108,8 @@ class DiscordAPI:
             headers["authorization"] = f"Bot {self._bot_token}"
         failure = DiscordAPIError(0, "Discord could not be reached")
         for attempt in range(self._attempts):
+            if self._fence is not None:
+                await self._fence()
             try:
                 response = await self._http.request(
                     method, self._base + path, json=json, headers=headers, timeout=self._timeout

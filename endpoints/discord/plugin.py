@@ -128,14 +128,15 @@ async def interactions(request: Request, ctx: Context) -> Response:
     return Response.json({"type": DEFERRED_CHANNEL_MESSAGE})
 
 
-@plugin.job("ask")
+@plugin.job("ask", secrets=("token",))
 async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
     """Stream one answer into the interaction's messages (see `InteractionReply`); a rerun of the
-    job edits the messages an earlier attempt posted."""
+    job edits the messages an earlier attempt posted. Every call to Discord and every record of a
+    posted message is fenced by this run's lease: once another run took the job over, nothing."""
     data = job.payload
     settings: DiscordSettings = ctx.settings
-    api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings))
-    posted = PostedMessages(ctx.storage, job.id)
+    api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings), fence=job.fence)
+    posted = PostedMessages(ctx.storage, job.id, lease=job.lease)
     earlier = await posted.load()
     webhook = StreamRenderer(
         PagedMessages(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from endpoints.discord.api import DiscordAPIError
 from endpoints.discord.messages import MessageSink
-from gateway.plugin import Storage
+from gateway.plugin import Lease, Storage
 
 __all__ = ["POSTED_TTL", "PostedMessages", "RecordingSink"]
 
@@ -27,8 +27,9 @@ _PLACES: tuple[Where, ...] = ("webhook", "channel")
 class PostedMessages:
     """The ids of the messages one job posted, by where they went (`webhook` follow-ups, `channel` messages)."""
 
-    def __init__(self, storage: Storage, job_id: str) -> None:
+    def __init__(self, storage: Storage, job_id: str, *, lease: Lease | None = None) -> None:
         self._storage = storage
+        self._lease = lease
         self._key = f"posted:{job_id}"
         self._ids: dict[Where, list[str]] = {place: [] for place in _PLACES}
 
@@ -58,7 +59,10 @@ class PostedMessages:
             await self._save()
 
     async def _save(self) -> None:
-        await self._storage.set(self._key, json.dumps(self._ids), ttl=POSTED_TTL)
+        if self._lease is None:
+            await self._storage.set(self._key, json.dumps(self._ids), ttl=POSTED_TTL)
+        else:
+            await self._storage.set(self._key, json.dumps(self._ids), ttl=POSTED_TTL, fence=self._lease)
 
 
 class RecordingSink:

@@ -41,7 +41,7 @@ plugin = Plugin(
     url_hint="Slack Request URL: {url}  (app manifest: dify-gateway slack manifest ENDPOINT_ID)",
 )
 plugin.job("answer")(answer_event)
-plugin.job("command")(answer_command)
+plugin.job("command", secrets=("response_url",))(answer_command)
 plugin.action("manifest", help="Print the Slack app manifest for this endpoint", options={"name": "App name"})(
     manifest_action
 )

@@ -149,12 +149,12 @@ async def answer_event(job: JobInfo, ctx: Context) -> dict[str, Any]:
     settings: SlackSettings = ctx.settings
     if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id):
         return {"status": "duplicate"}
-    async with open_client(settings, ctx.clock) as client, slack_failures(ctx):
+    async with open_client(settings, ctx.clock, job.fence) as client, slack_failures(ctx):
         bot = trigger.bot_user_id or await bot_user_id(client, ctx.storage)
         if trigger.user == bot:
             return {"status": "ignored", "reason": "the bot's own message"}
         query = slack_to_plain(trigger.text, bot)
-        out = SlackOut(client, ctx.storage, job.id, trigger.channel, trigger.thread_ts)
+        out = SlackOut(client, ctx.storage, job, trigger.channel, trigger.thread_ts)
         sink = await _sink(out, trigger, ctx)
         if settings.follow_threads:
             ttl = settings.thread_ttl_hours * 3600

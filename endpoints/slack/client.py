@@ -3,14 +3,16 @@ session per job, 429s honoured on the injected clock, failures mapped to job out
 
 `SlackOut` posts, edits and streams the messages of one answer in one thread and keeps their
 timestamps in endpoint storage under the job's id, so a job that runs again after a crash edits
-the messages it already posted instead of posting a second answer.
+the messages it already posted instead of posting a second answer. Every call goes through the
+job's fence and the record is written fenced by the run's lease: a run that another one took
+over (this process was frozen past its lease) writes nothing more, to Slack or to the record.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from endpoints.slack.render import defuse_mentions
 from endpoints.slack.settings import SlackSettings
-from gateway.plugin import Clock, Context, JobError, RetryJob, Storage, retry_after_seconds
+from gateway.plugin import Clock, Context, JobError, JobInfo, RetryJob, Storage, retry_after_seconds
 
 __all__ = ["ClockRateLimitHandler", "Posted", "SlackOut", "bot_user_id", "open_client", "slack_failures"]
 
@@ -55,9 +57,12 @@ class ClockRateLimitHandler(AsyncRetryHandler):
     """Retries a 429 after its `Retry-After`, waiting on the gateway's clock (slack_sdk's own
     handler sleeps on asyncio with jitter, which tests could not control)."""
 
-    def __init__(self, clock: Clock, max_retry_count: int = 3) -> None:
+    def __init__(
+        self, clock: Clock, max_retry_count: int = 3, fence: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self._clock = clock
+        self._fence = fence
 
     async def _can_retry_async(
         self,
@@ -79,12 +84,17 @@ class ClockRateLimitHandler(AsyncRetryHandler):
     ) -> None:
         state.next_attempt_requested = True
         await self._clock.sleep(retry_after_seconds(_retry_after(response.headers if response else None)))
+        if self._fence is not None:  # the wait may have outlasted the job's lease
+            await self._fence()
         state.increment_current_attempt()
 
 
 @contextlib.asynccontextmanager
-async def open_client(settings: SlackSettings, clock: Clock) -> AsyncIterator[AsyncWebClient]:
-    """An `AsyncWebClient` on its own aiohttp session, closed when the job is done."""
+async def open_client(
+    settings: SlackSettings, clock: Clock, fence: Callable[[], Awaitable[None]] | None = None
+) -> AsyncIterator[AsyncWebClient]:
+    """An `AsyncWebClient` on its own aiohttp session, closed when the job is done; `fence` is
+    checked again before a call is retried after a rate limit."""
     if settings.bot_token is None:
         raise JobError("bot_token is not set on this endpoint")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -93,7 +103,7 @@ async def open_client(settings: SlackSettings, clock: Clock) -> AsyncIterator[As
             base_url=settings.api_base_url + "/",
             session=session,
             timeout=30,
-            retry_handlers=[AsyncConnectionErrorRetryHandler(), ClockRateLimitHandler(clock)],
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), ClockRateLimitHandler(clock, fence=fence)],
         )
 
 
@@ -140,14 +150,15 @@ class Posted:
 
 
 class SlackOut:
-    """The messages of one answer in one thread."""
+    """The messages of one answer (the run `job`) in one thread."""
 
-    def __init__(self, client: AsyncWebClient, storage: Storage, job_id: str, channel: str, thread_ts: str) -> None:
+    def __init__(self, client: AsyncWebClient, storage: Storage, job: JobInfo, channel: str, thread_ts: str) -> None:
         self.client = client
         self.channel = channel
         self.thread_ts = thread_ts
         self._storage = storage
-        self._key = f"out:{job_id}"
+        self._job = job
+        self._key = f"out:{job.id}"
         self.posted: list[Posted] = []
 
     async def load(self) -> list[Posted]:
@@ -162,7 +173,7 @@ class SlackOut:
 
     async def _save(self) -> None:
         data = json.dumps([[p.ts, p.kind] for p in self.posted])
-        await self._storage.set(self._key, data, ttl=MESSAGE_LOG_TTL)
+        await self._storage.set(self._key, data, ttl=MESSAGE_LOG_TTL, fence=self._job.lease)
 
     @staticmethod
     def _blocks(text: str) -> list[dict[str, Any]]:
@@ -170,6 +181,7 @@ class SlackOut:
         return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
 
     async def post(self, text: str) -> str:
+        await self._job.fence()
         response = await self.client.chat_postMessage(
             channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=self._blocks(text)
         )
@@ -178,16 +190,19 @@ class SlackOut:
         return ts
 
     async def update(self, ts: str, text: str) -> None:
+        await self._job.fence()
         await self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=self._blocks(text))
 
     async def forget(self, ts: str) -> None:
         """Delete a message of an earlier attempt (best effort: it may be gone already)."""
+        await self._job.fence()
         with contextlib.suppress(SlackApiError):
             await self.client.chat_delete(channel=self.channel, ts=ts)
         self.posted = [p for p in self.posted if p.ts != ts]
         await self._save()
 
     async def start_stream(self, markdown: str, *, team: str | None, user: str | None) -> str:
+        await self._job.fence()
         response = await self.client.chat_startStream(
             channel=self.channel,
             thread_ts=self.thread_ts,
@@ -200,14 +215,17 @@ class SlackOut:
         return ts
 
     async def append_stream(self, ts: str, markdown: str) -> None:
+        await self._job.fence()
         await self.client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=defuse_mentions(markdown))
 
     async def stop_stream(self, ts: str, markdown: str | None = None) -> None:
         text = None if markdown is None else defuse_mentions(markdown)
+        await self._job.fence()
         await self.client.chat_stopStream(channel=self.channel, ts=ts, markdown_text=text)
 
     async def set_status(self, status: str) -> bool:
         """The assistant "is thinking…" status; only assistant threads have one (best effort)."""
+        await self._job.fence()
         try:
             await self.client.assistant_threads_setStatus(
                 channel_id=self.channel, thread_ts=self.thread_ts, status=status

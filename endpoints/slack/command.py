@@ -32,8 +32,9 @@ _ATTEMPTS = 3
 class ResponseUrl:
     """Posts to one response_url, counting each use in storage against its budget."""
 
-    def __init__(self, ctx: Context, command: Command) -> None:
+    def __init__(self, ctx: Context, command: Command, job: JobInfo) -> None:
         self.ctx = ctx
+        self.job = job
         self.url = command.response_url
         self.key = "uses:" + command.key
         self.budget = UseBudget(command.received_at)
@@ -52,9 +53,12 @@ class ResponseUrl:
         if self.remaining() <= 0:
             self.ctx.logger.error("the response_url of a slash command is used up or expired; answer dropped")
             return False
+        await self.job.fence()
         # Counted before sending: a crash after the post must not let a rerun overspend.
         self.budget.used = await self.ctx.storage.incr(self.key, ttl=RESPONSE_URL_WINDOW)
-        for _ in range(_ATTEMPTS):
+        for attempt in range(_ATTEMPTS):
+            if attempt:
+                await self.job.fence()  # the wait may have outlasted the lease
             try:
                 response = await self.ctx.http.post(self.url, json=body, timeout=10.0)
             except httpx.HTTPError as exc:
@@ -83,7 +87,7 @@ async def answer_command(job: JobInfo, ctx: Context) -> dict[str, Any]:
     settings: SlackSettings = ctx.settings
     if not settings.allows_response_url(command.response_url):
         raise JobError("the response_url does not point at Slack")
-    target = ResponseUrl(ctx, command)
+    target = ResponseUrl(ctx, command, job)
     await target.load()
     updates = 0
 

@@ -6,7 +6,17 @@ take their key as KEYS[1].
 
 from __future__ import annotations
 
-__all__ = ["CLAIM", "DELETE_IF_EQUALS", "ENQUEUE", "EXPIRE_IF_EQUALS", "INCR", "PURGE", "TRANSITION", "UPDATE_META"]
+__all__ = [
+    "CLAIM",
+    "DELETE_IF_EQUALS",
+    "ENQUEUE",
+    "EXPIRE_IF_EQUALS",
+    "INCR",
+    "PURGE",
+    "SET_FENCED",
+    "TRANSITION",
+    "UPDATE_META",
+]
 
 # Shared by the job scripts. ARGV[1] is always the key prefix.
 _PRELUDE = """
@@ -18,13 +28,30 @@ local function state_of(id)
   if not s then return nil end
   return cjson.decode(s)
 end
+-- Queued and running jobs are indexed by kind too, so a claim can ask for one kind only.
+local KIND_SET = {queued = ':queued', running = ':leases'}
+local function kind_set(id, state)
+  local kind = redis.call('HGET', jkey(id), 'kind')
+  if not kind or not KIND_SET[state] then return nil end
+  return P .. 'jobs:kind:' .. cjson.decode(kind) .. KIND_SET[state]
+end
 local function unindex(id, state)
   redis.call('ZREM', P .. 'jobs:state:' .. state, id)
   redis.call('ZREM', P .. TIME_SET[state], id)
+  local by_kind = kind_set(id, state)
+  if by_kind then redis.call('ZREM', by_kind, id) end
 end
 local function index(id, state, score)
   redis.call('ZADD', P .. 'jobs:state:' .. state, redis.call('ZSCORE', P .. 'jobs:created', id), id)
   redis.call('ZADD', P .. TIME_SET[state], score, id)
+  local by_kind = kind_set(id, state)
+  if by_kind then redis.call('ZADD', by_kind, score, id) end
+end
+-- Held by the owner (JSON) and, unless attempt is '', by that run of the job only.
+local function held(id, owner, attempt)
+  local f = redis.call('HMGET', jkey(id), 'state', 'lease_owner', 'attempts')
+  if f[1] ~= '"running"' or f[2] ~= owner then return false end
+  return attempt == '' or tonumber(f[3]) == tonumber(attempt)
 end
 """
 
@@ -48,11 +75,15 @@ return {1}
 """
 )
 
-# ARGV: P, now, lease_until, owner JSON, lease_until JSON, now JSON, job id or ''.
+# ARGV: P, now, lease_until, owner JSON, lease_until JSON, now JSON, job id or '', kind or ''.
 CLAIM = (
     _PRELUDE
     + """
 local now = tonumber(ARGV[2])
+local queued, leases = P .. 'jobs:queued', P .. 'jobs:leases'
+if ARGV[8] ~= '' then
+  queued, leases = P .. 'jobs:kind:' .. ARGV[8] .. ':queued', P .. 'jobs:kind:' .. ARGV[8] .. ':leases'
+end
 local id = nil
 if ARGV[7] ~= '' then
   id = ARGV[7]
@@ -62,10 +93,10 @@ if ARGV[7] ~= '' then
   end
 else
   local best, best_due = nil, nil
-  local head = redis.call('ZRANGEBYSCORE', P .. 'jobs:queued', '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
+  local head = redis.call('ZRANGEBYSCORE', queued, '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
   if head[1] then best, best_due = head[1], tonumber(head[2]) end
   -- Expired leases only exist after a worker died, so a bounded batch is enough.
-  local expired = redis.call('ZRANGEBYSCORE', P .. 'jobs:leases', '-inf', ARGV[2], 'LIMIT', 0, 100)
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', ARGV[2], 'LIMIT', 0, 100)
   for _, cand in ipairs(expired) do
     local due = tonumber(redis.call('HGET', jkey(cand), 'due_at'))
     if due and (best == nil or due < best_due or (due == best_due and cand < best)) then
@@ -79,6 +110,8 @@ local current = state_of(id)
 if current == nil then
   redis.call('ZREM', P .. 'jobs:queued', id)
   redis.call('ZREM', P .. 'jobs:leases', id)
+  redis.call('ZREM', queued, id)
+  redis.call('ZREM', leases, id)
   return false
 end
 unindex(id, current)
@@ -90,7 +123,8 @@ return redis.call('HGETALL', jkey(id))
 """
 )
 
-# ARGV: P, id, guard ('owner' | 'not_done' | 'state'), guard value, new state, index score, pairs...
+# ARGV: P, id, guard ('owner' | 'not_done' | 'state'), guard value, attempt or '' (with 'owner'),
+# new state, index score, pairs...
 TRANSITION = (
     _PRELUDE
     + """
@@ -98,15 +132,29 @@ local id, guard, want = ARGV[2], ARGV[3], ARGV[4]
 local current = state_of(id)
 if current == nil then return 0 end
 if guard == 'owner' then
-  if current ~= 'running' or redis.call('HGET', jkey(id), 'lease_owner') ~= want then return 0 end
+  if not held(id, want, ARGV[5]) then return 0 end
 elseif guard == 'not_done' then
   if current == 'done' then return 0 end
 elseif current ~= want then
   return 0
 end
 unindex(id, current)
-index(id, ARGV[5], ARGV[6])
-redis.call('HSET', jkey(id), unpack(ARGV, 7))
+index(id, ARGV[6], ARGV[7])
+redis.call('HSET', jkey(id), unpack(ARGV, 8))
+return 1
+"""
+)
+
+# ARGV: P, job id, owner JSON, attempt, full key, value, TTL in ms or ''. One script: check and write.
+SET_FENCED = (
+    _PRELUDE
+    + """
+if not held(ARGV[2], ARGV[3], ARGV[4]) then return 0 end
+if ARGV[7] ~= '' then
+  redis.call('SET', ARGV[5], ARGV[6], 'PX', ARGV[7])
+else
+  redis.call('SET', ARGV[5], ARGV[6])
+end
 return 1
 """
 )

@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
-__all__ = ["CLAIM_NEXT", "CLAIM_ONE", "INSERT_JOB", "JOB_COLUMNS", "LIVE", "OWNED", "SCHEMA"]
+__all__ = [
+    "CLAIM_NEXT",
+    "CLAIM_NEXT_OF_KIND",
+    "CLAIM_ONE",
+    "INSERT_JOB",
+    "JOB_COLUMNS",
+    "LIVE",
+    "OWNED",
+    "SCHEMA",
+    "SET_FENCED",
+]
 
 SCHEMA = """
 BEGIN IMMEDIATE;
@@ -20,6 +30,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     created_at REAL NOT NULL, updated_at REAL NOT NULL, meta TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at, id);
+CREATE INDEX IF NOT EXISTS jobs_kind_due ON jobs (state, kind, due_at, id);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (state, updated_at);
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
@@ -36,21 +47,35 @@ _CLAIM_SET = (
     "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_until = :lease_until,"
     " attempts = attempts + 1, updated_at = :now"
 )
+
+
 # The earliest runnable job: the head of each candidate set is found through an index (no scan of
 # the queue), then the two heads are compared (due_at, then id, as the Redis backend orders them).
-CLAIM_NEXT = f"""{_CLAIM_SET}
+def _claim_next(kind: str) -> str:
+    return f"""{_CLAIM_SET}
 WHERE id = (
     SELECT id FROM (
-        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'queued' AND due_at <= :now
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'queued' AND due_at <= :now{kind}
                        ORDER BY due_at, id LIMIT 1)
         UNION ALL
-        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'running' AND lease_until <= :now
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'running' AND lease_until <= :now{kind}
                        ORDER BY due_at, id LIMIT 1)
     ) ORDER BY due_at, id LIMIT 1
 )
 RETURNING {JOB_COLUMNS}"""
+
+
+CLAIM_NEXT = _claim_next("")
+CLAIM_NEXT_OF_KIND = _claim_next(" AND kind = :kind")
 CLAIM_ONE = f"""{_CLAIM_SET}
 WHERE id = :job_id AND (state = 'queued' OR (state = 'running' AND lease_until <= :now))
 RETURNING {JOB_COLUMNS}"""
 LIVE = "(expires_at IS NULL OR expires_at > :now)"
-OWNED = "id = :id AND state = 'running' AND lease_owner = :owner"
+# Held by `owner` and, when the caller names its run (`:attempt` not NULL), by that run only.
+OWNED = "id = :id AND state = 'running' AND lease_owner = :owner AND (:attempt IS NULL OR attempts = :attempt)"
+# One statement, so the check and the write are atomic (SQLite write-locks it from the start).
+SET_FENCED = """INSERT INTO kv (key, value, expires_at)
+SELECT :key, :value, :exp WHERE EXISTS (
+    SELECT 1 FROM jobs WHERE id = :id AND state = 'running' AND lease_owner = :owner AND attempts = :attempt
+)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"""

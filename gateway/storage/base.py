@@ -147,6 +147,12 @@ class Store(Protocol):
     async def kv_expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
         """Atomically reset the TTL only while the key holds `value` (lease renewal); True when renewed."""
 
+    async def kv_set_fenced(
+        self, key: str, value: str, *, job_id: str, owner: str, attempt: int, ttl: float | None = None
+    ) -> bool:
+        """Atomically set the value only while job `job_id` is running under `owner` at attempt
+        `attempt` (the run's fencing token); True when set. A run that lost its job can't write."""
+
     async def kv_incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         """Atomically add `amount` (a missing key counts as 0); `ttl` applies when the key is created."""
 
@@ -168,23 +174,32 @@ class Store(Protocol):
         """Store a queued job. When `job.key` is set and a job with that key exists, return
         (existing job, False) and store nothing; otherwise (job, True)."""
 
-    async def job_claim(self, owner: str, now: float, lease_s: float, *, job_id: str | None = None) -> Job | None:
+    async def job_claim(
+        self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
+    ) -> Job | None:
         """Claim one runnable job: queued with `due_at <= now`, or running with an expired lease
-        (`lease_until <= now`). Earliest `due_at` first. The claimed job becomes running, owned
-        by `owner` until `now + lease_s`, with `attempts` incremented. With `job_id`, claim only
-        that job (and only if runnable by the same rule, ignoring `due_at`). None when nothing."""
+        (`lease_until <= now`). Earliest `due_at` first; with `kind`, only jobs of that kind. The
+        claimed job becomes running, owned by `owner` until `now + lease_s`, with `attempts`
+        incremented (the new run's fencing token). With `job_id`, claim only that job (and only
+        if runnable by the same rule, ignoring `due_at`). None when nothing."""
 
-    async def job_extend(self, job_id: str, owner: str, lease_until: float) -> bool:
-        """Push the lease out, only while `owner` still holds it."""
+    # The four below act only while `owner` holds the lease and, with `attempt`, only for that run
+    # of the job (its `attempts` when claimed): a run that lost the job to another can't touch it.
+    async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:
+        """Push the lease out."""
 
-    async def job_complete(self, job_id: str, owner: str, result: dict[str, Any] | None = None) -> bool:
-        """Mark done with `result`, only while `owner` holds the lease."""
+    async def job_complete(
+        self, job_id: str, owner: str, result: dict[str, Any] | None = None, *, attempt: int | None = None
+    ) -> bool:
+        """Mark done with `result`."""
 
-    async def job_retry(self, job_id: str, owner: str, due_at: float, error: str) -> bool:
-        """Back to queued at `due_at` with `last_error`, only while `owner` holds the lease."""
+    async def job_retry(
+        self, job_id: str, owner: str, due_at: float, error: str, *, attempt: int | None = None
+    ) -> bool:
+        """Back to queued at `due_at` with `last_error`."""
 
-    async def job_dead(self, job_id: str, owner: str | None, error: str) -> bool:
-        """Dead-letter the job with `last_error`. With `owner` set, only while it holds the lease."""
+    async def job_dead(self, job_id: str, owner: str | None, error: str, *, attempt: int | None = None) -> bool:
+        """Dead-letter the job with `last_error`. Without `owner` (an operator), any job not done."""
 
     async def job_get(self, job_id: str) -> Job | None:
         """The job, or None."""

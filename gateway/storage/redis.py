@@ -8,6 +8,7 @@ under the key prefix P (default "dgw:"):
     P jobs:queued         zset id by due_at            P jobs:leases      zset id by lease_until (running)
     P jobs:finished       zset id by updated_at        P jobs:created     zset id by created_at (all)
     P jobs:state:<state>  zset id by created_at        P jobs:keys        hash idempotency key -> id
+    P jobs:kind:<kind>:queued / :leases                zsets like jobs:queued / jobs:leases, one kind
 
 A job hash holds each `Job` field as JSON text, and each `meta` entry as field "m:<name>", so Lua
 updates single fields without re-encoding JSON (Lua's cjson would round floats) and a meta merge is
@@ -126,6 +127,7 @@ class RedisStore:
         self._delete_if_equals = client.register_script(lua.DELETE_IF_EQUALS)
         self._expire_if_equals = client.register_script(lua.EXPIRE_IF_EQUALS)
         self._incr = client.register_script(lua.INCR)
+        self._set_fenced = client.register_script(lua.SET_FENCED)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock, prefix: str = "dgw:") -> RedisStore:
@@ -204,6 +206,21 @@ class RedisStore:
         with self._errors:
             return bool(await self._expire_if_equals(keys=[self._p + "kv:" + key], args=[value, _ms(ttl)]))
 
+    async def kv_set_fenced(
+        self, key: str, value: str, *, job_id: str, owner: str, attempt: int, ttl: float | None = None
+    ) -> bool:
+        args: list[EncodableT] = [
+            self._p,
+            job_id,
+            json_dumps(owner),
+            attempt,
+            self._p + "kv:" + key,
+            value,
+            "" if ttl is None else _ms(ttl),
+        ]
+        with self._errors:
+            return bool(await self._set_fenced(args=args))
+
     async def kv_incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         try:
             with self._errors:
@@ -262,7 +279,9 @@ class RedisStore:
             raise ValueError(f"a job with id {new.id!r} already exists")
         return (_job_from_flat(reply[1]), False) if reply[0] == 0 else (new, True)
 
-    async def job_claim(self, owner: str, now: float, lease_s: float, *, job_id: str | None = None) -> Job | None:
+    async def job_claim(
+        self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
+    ) -> Job | None:
         lease_until = now + lease_s
         args: list[EncodableT] = [
             self._p,
@@ -272,41 +291,52 @@ class RedisStore:
             json_dumps(lease_until),
             json_dumps(now),
         ]
-        args.append(job_id or "")
+        args += [job_id or "", kind or ""]
         with self._errors:
             reply = await self._claim(args=args)
         return _job_from_flat(reply) if reply else None
 
     async def _move(
-        self, job_id: str, guard: str, want: str, to: JobState, score: float, fields: dict[str, Any]
+        self,
+        job_id: str,
+        guard: str,
+        want: str,
+        to: JobState,
+        score: float,
+        fields: dict[str, Any],
+        attempt: int | None = None,
     ) -> bool:
         """Move the job to state `to` (indexed by `score`) and set `fields`, if the guard passes."""
         pairs = [item for name, value in {"state": to, **fields}.items() for item in (name, json_dumps(value))]
-        args: list[EncodableT] = [self._p, job_id, guard, want, to, score, *pairs]
+        args: list[EncodableT] = [self._p, job_id, guard, want, "" if attempt is None else attempt, to, score, *pairs]
         with self._errors:
             return bool(await self._transition(args=args))
 
-    async def job_extend(self, job_id: str, owner: str, lease_until: float) -> bool:
+    async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:
         now = self._clock.time()
         fields = {"lease_until": lease_until, "updated_at": now}
-        return await self._move(job_id, "owner", json_dumps(owner), "running", lease_until, fields)
+        return await self._move(job_id, "owner", json_dumps(owner), "running", lease_until, fields, attempt)
 
-    async def job_complete(self, job_id: str, owner: str, result: dict[str, Any] | None = None) -> bool:
+    async def job_complete(
+        self, job_id: str, owner: str, result: dict[str, Any] | None = None, *, attempt: int | None = None
+    ) -> bool:
         now = self._clock.time()
         fields = {"result": result, "lease_owner": None, "lease_until": None, "updated_at": now}
-        return await self._move(job_id, "owner", json_dumps(owner), "done", now, fields)
+        return await self._move(job_id, "owner", json_dumps(owner), "done", now, fields, attempt)
 
-    async def job_retry(self, job_id: str, owner: str, due_at: float, error: str) -> bool:
+    async def job_retry(
+        self, job_id: str, owner: str, due_at: float, error: str, *, attempt: int | None = None
+    ) -> bool:
         now = self._clock.time()
         fields = {"due_at": due_at, "last_error": error, "lease_owner": None, "lease_until": None, "updated_at": now}
-        return await self._move(job_id, "owner", json_dumps(owner), "queued", due_at, fields)
+        return await self._move(job_id, "owner", json_dumps(owner), "queued", due_at, fields, attempt)
 
-    async def job_dead(self, job_id: str, owner: str | None, error: str) -> bool:
+    async def job_dead(self, job_id: str, owner: str | None, error: str, *, attempt: int | None = None) -> bool:
         now = self._clock.time()
         # Without an owner (an operator's decision) any job not yet done can be dead-lettered.
         guard, want = ("owner", json_dumps(owner)) if owner is not None else ("not_done", "")
         fields = {"last_error": error, "lease_owner": None, "lease_until": None, "updated_at": now}
-        return await self._move(job_id, guard, want, "dead", now, fields)
+        return await self._move(job_id, guard, want, "dead", now, fields, attempt)
 
     async def job_get(self, job_id: str) -> Job | None:
         with self._errors:

@@ -246,6 +246,19 @@ class SQLiteStore:
         sql = f"UPDATE kv SET expires_at = :exp WHERE key = :key AND value = :value AND {queries.LIVE}"
         return await self._exec(sql, params) == 1
 
+    async def kv_set_fenced(
+        self, key: str, value: str, *, job_id: str, owner: str, attempt: int, ttl: float | None = None
+    ) -> bool:
+        now = self._clock.time()
+        params = {"key": key, "value": value, "exp": self._expires_at(now, ttl), "id": job_id, "owner": owner}
+
+        def op(c: sqlite3.Connection) -> bool:
+            stored = c.execute(queries.SET_FENCED, {**params, "attempt": attempt}).rowcount == 1
+            self._kv_wrote(c, now)
+            return stored
+
+        return await self._run(op, write=True)
+
     async def kv_incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         now = self._clock.time()
         expires_at = self._expires_at(now, ttl)
@@ -324,9 +337,14 @@ class SQLiteStore:
 
         return await self._run(op, write=True)
 
-    async def job_claim(self, owner: str, now: float, lease_s: float, *, job_id: str | None = None) -> Job | None:
-        params = {"owner": owner, "now": now, "lease_until": now + lease_s, "job_id": job_id}
-        sql = queries.CLAIM_NEXT if job_id is None else queries.CLAIM_ONE
+    async def job_claim(
+        self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
+    ) -> Job | None:
+        params = {"owner": owner, "now": now, "lease_until": now + lease_s, "job_id": job_id, "kind": kind}
+        if job_id is not None:
+            sql = queries.CLAIM_ONE
+        else:
+            sql = queries.CLAIM_NEXT if kind is None else queries.CLAIM_NEXT_OF_KIND
         # One UPDATE ... RETURNING: SQLite takes the write lock before it reads, so it is atomic across processes.
         rows = await self._fetch(sql, params)
         return _row_to_job(rows[0]) if rows else None
@@ -335,33 +353,42 @@ class SQLiteStore:
         params = {"now": self._clock.time(), **params}
         return await self._exec(sql, params) == 1
 
-    async def job_extend(self, job_id: str, owner: str, lease_until: float) -> bool:
+    async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:
         return await self._job_update(
             f"UPDATE jobs SET lease_until = :until, updated_at = :now WHERE {queries.OWNED}",
-            {"id": job_id, "owner": owner, "until": lease_until},
+            {"id": job_id, "owner": owner, "attempt": attempt, "until": lease_until},
         )
 
-    async def job_complete(self, job_id: str, owner: str, result: dict[str, Any] | None = None) -> bool:
+    async def job_complete(
+        self, job_id: str, owner: str, result: dict[str, Any] | None = None, *, attempt: int | None = None
+    ) -> bool:
         return await self._job_update(
             "UPDATE jobs SET state = 'done', result = :result, lease_owner = NULL, lease_until = NULL,"
             f" updated_at = :now WHERE {queries.OWNED}",
-            {"id": job_id, "owner": owner, "result": None if result is None else json_dumps(result)},
+            {
+                "id": job_id,
+                "owner": owner,
+                "attempt": attempt,
+                "result": None if result is None else json_dumps(result),
+            },
         )
 
-    async def job_retry(self, job_id: str, owner: str, due_at: float, error: str) -> bool:
+    async def job_retry(
+        self, job_id: str, owner: str, due_at: float, error: str, *, attempt: int | None = None
+    ) -> bool:
         return await self._job_update(
             "UPDATE jobs SET state = 'queued', due_at = :due, last_error = :error, lease_owner = NULL,"
             f" lease_until = NULL, updated_at = :now WHERE {queries.OWNED}",
-            {"id": job_id, "owner": owner, "due": due_at, "error": error},
+            {"id": job_id, "owner": owner, "attempt": attempt, "due": due_at, "error": error},
         )
 
-    async def job_dead(self, job_id: str, owner: str | None, error: str) -> bool:
+    async def job_dead(self, job_id: str, owner: str | None, error: str, *, attempt: int | None = None) -> bool:
         # Without an owner (an operator's decision) any job not yet done can be dead-lettered.
         where = queries.OWNED if owner is not None else "id = :id AND state != 'done'"
         return await self._job_update(
             "UPDATE jobs SET state = 'dead', last_error = :error, lease_owner = NULL, lease_until = NULL,"
             f" updated_at = :now WHERE {where}",
-            {"id": job_id, "owner": owner, "error": error},
+            {"id": job_id, "owner": owner, "attempt": attempt, "error": error},
         )
 
     async def job_get(self, job_id: str) -> Job | None:

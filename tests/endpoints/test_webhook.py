@@ -184,6 +184,21 @@ async def test_disconnect_midway_still_completes_and_calls_back_once(stack: Stac
     assert data["status"] == "succeeded" and data["answer"] == "You said: " + payload["query"]
 
 
+async def test_the_callback_of_a_failed_answer_carries_the_text_already_streamed(stack: Stack) -> None:
+    words = " ".join(f"word{n}" for n in range(20))
+    payload = {"query": f"[[fault:error-midstream]] {words}", "user": "u1", "callback_url": stack.receiver_url}
+    response = await stack.post(payload)
+    assert response.status_code == 202
+    await stack.receiver.wait(1)  # verified with the standardwebhooks library
+    delivered = stack.receiver.received[0]["payload"]
+    assert delivered["type"] == "answer.failed"
+    data = delivered["data"]
+    assert data["status"] == "failed" and data["error"]["code"]
+    partial = data["partial_answer"]
+    assert partial.startswith("You said: word0") and len(partial) < len("You said: " + words)
+    assert (f"You said: {words}").startswith(partial)
+
+
 async def test_receiver_down_then_up_gets_the_same_webhook_id(stack: Stack) -> None:
     stack.receiver.status = 503
     response = await stack.post({"query": "retry me", "user": "u1", "callback_url": stack.receiver_url})

@@ -11,11 +11,13 @@ import pytest
 
 from endpoints.echo import plugin as echo
 from gateway.clock import FakeClock
+from gateway.context import CALLBACK_JOB
 from gateway.exceptions import StoreError
 from gateway.jobs import JobQueue, JobWorkers, job_backoff
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
 from gateway.registry import PluginRegistry
+from gateway.runtime import Gateway
 from gateway.storage.base import Job
 from gateway.storage.sqlite import SQLiteStore
 from tests.support.gateway import make_settings, running_app
@@ -38,7 +40,7 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
 
 
 def workers(
-    store: SQLiteStore, clock: FakeClock, handlers: dict[str, Any], metrics: Metrics | None = None
+    store: SQLiteStore, clock: FakeClock, handlers: dict[str, Any], metrics: Metrics | None = None, **options: Any
 ) -> JobWorkers:
     return JobWorkers(
         store=store,
@@ -46,9 +48,7 @@ def workers(
         clock=clock,
         handlers=handlers,
         metrics=metrics or Metrics(),
-        concurrency=1,
-        lease=30,
-        rand=lambda: 0.5,
+        **{"concurrency": 1, "lease": 30, "rand": lambda: 0.5, **options},
     )
 
 
@@ -62,7 +62,7 @@ async def test_success_stores_the_result(store: SQLiteStore) -> None:
     clock = FakeClock()
     seen: list[dict[str, Any]] = []
 
-    async def handler(job: Job, emit: Any) -> dict[str, Any]:
+    async def handler(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
         seen.append(job.payload)
         return {"ok": 1}
 
@@ -79,7 +79,7 @@ async def test_success_stores_the_result(store: SQLiteStore) -> None:
 async def test_failures_retry_with_backoff_then_dead_letter(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def failing(job: Job, emit: Any) -> None:
+    async def failing(job: Job, emit: Any, lease: Any) -> None:
         raise ValueError("nope")
 
     pool = workers(store, clock, {"k": failing})
@@ -102,10 +102,10 @@ async def test_failures_retry_with_backoff_then_dead_letter(store: SQLiteStore) 
 async def test_retry_job_and_job_error(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def later(job: Job, emit: Any) -> None:
+    async def later(job: Job, emit: Any, lease: Any) -> None:
         raise RetryJob("busy", after=42)
 
-    async def fatal(job: Job, emit: Any) -> None:
+    async def fatal(job: Job, emit: Any, lease: Any) -> None:
         raise JobError("bad payload")
 
     pool = workers(store, clock, {"later": later, "fatal": fatal})
@@ -134,7 +134,7 @@ async def test_cancelled_job_is_handed_back_at_once(store: SQLiteStore) -> None:
     clock = FakeClock()
     started = asyncio.Event()
 
-    async def slow(job: Job, emit: Any) -> None:
+    async def slow(job: Job, emit: Any, lease: Any) -> None:
         started.set()
         await asyncio.sleep(60)
 
@@ -153,7 +153,7 @@ async def test_worker_loop_runs_queued_jobs_until_cancelled(store: SQLiteStore) 
     clock = FakeClock()
     done = asyncio.Event()
 
-    async def handler(job: Job, emit: Any) -> None:
+    async def handler(job: Job, emit: Any, lease: Any) -> None:
         done.set()
 
     pool = workers(store, clock, {"k": handler})
@@ -200,7 +200,7 @@ async def test_plugin_job_of_a_deleted_endpoint_is_dead_lettered(tmp_path: Path)
 async def test_start_runs_here_and_relays_progress(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def chatty(job: Job, emit: Any) -> dict[str, Any]:
+    async def chatty(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
         for i in range(3):
             emit({"step": i})
         return {"done": True}
@@ -227,7 +227,7 @@ async def test_worker_loop_survives_the_store_failing_while_recording_an_outcome
     ran: list[int] = []
     second = asyncio.Event()
 
-    async def handler(job: Job, emit: Any) -> None:
+    async def handler(job: Job, emit: Any, lease: Any) -> None:
         ran.append(job.payload["n"])
         if job.payload["n"] == 2:
             second.set()
@@ -263,7 +263,7 @@ async def test_a_failed_hand_back_at_shutdown_still_cancels(
     clock = FakeClock()
     started = asyncio.Event()
 
-    async def slow(job: Job, emit: Any) -> None:
+    async def slow(job: Job, emit: Any, lease: Any) -> None:
         started.set()
         await asyncio.sleep(60)
 
@@ -283,7 +283,7 @@ async def test_a_failed_hand_back_at_shutdown_still_cancels(
 async def test_finished_jobs_are_purged_after_the_retention(store: SQLiteStore) -> None:
     clock = FakeClock()
 
-    async def handler(job: Job, emit: Any) -> None:
+    async def handler(job: Job, emit: Any, lease: Any) -> None:
         return None
 
     pool = JobWorkers(
@@ -303,3 +303,115 @@ async def test_finished_jobs_are_purged_after_the_retention(store: SQLiteStore) 
     assert await pool.purge_once() == 1
     assert await store.job_get(done.id) is None
     assert await store.job_get(waiting.id) is not None  # only finished jobs go
+
+
+# -- leases: a run that lost its job stops, and writes nothing more -------------------------------
+
+
+@pytest.mark.parametrize("how", ["frozen", "skewed"])
+async def test_a_run_that_lost_its_lease_is_stopped_before_its_next_write(store: SQLiteStore, how: str) -> None:
+    """Frozen: this process slept past its lease (its own clock says so, no round trip needed).
+    Skewed: its clock still says the lease holds, but another run claimed the job; the store says so."""
+    clock = FakeClock()
+    go = asyncio.Event()
+    wrote: list[str] = []
+    paused = asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
+        await lease.check()
+        wrote.append("placeholder")
+        await lease.record("out:" + job.id, "[placeholder]", ttl=None)
+        paused.set()
+        await go.wait()
+        await lease.record("out:" + job.id, "[placeholder, part 2]", ttl=None)
+        await lease.check()
+        wrote.append("part 2")
+        return {"status": "answered"}
+
+    metrics = Metrics()
+    pool = workers(store, clock, {"k": answer}, metrics)
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    run = asyncio.create_task(pool.run_job(await claim(store, pool, clock)))
+    await paused.wait()
+    if how == "frozen":
+        clock.advance(31)
+        taken = await store.job_claim("other-replica", clock.time(), 30)
+    else:
+        taken = await store.job_claim("other-replica", clock.time() + 31, 30)
+    assert taken is not None and taken.attempts == 2
+    go.set()
+    await run  # returns: losing a job is not an error of the worker
+
+    assert wrote == ["placeholder"]
+    assert await store.kv_get("out:" + queued.id) == "[placeholder]"
+    job = await store.job_get(queued.id)
+    assert job is not None and (job.state, job.lease_owner, job.attempts, job.result) == (
+        "running",
+        "other-replica",
+        2,
+        None,
+    )
+    assert metrics.jobs.value("k", "lost") == 1
+
+
+async def test_the_heartbeat_cancels_a_run_whose_lease_was_taken_over(store: SQLiteStore) -> None:
+    """A run waiting (on Dify, say) is cancelled as soon as its heartbeat finds the job taken over."""
+    clock = FakeClock()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+    wrote: list[str] = []
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # an answer that takes forever
+        finally:
+            cancelled.set()
+        wrote.append("after")
+
+    pool = workers(store, clock, {"k": answer}, lease=0.3)  # a heartbeat every 0.1 s
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    job = await store.job_claim(pool.owner, clock.time(), 0.3)
+    assert job is not None
+    run = asyncio.create_task(pool.run_job(job))
+    await started.wait()
+    assert await store.job_claim("other-replica", clock.time() + 10, 30) is not None
+    await asyncio.wait_for(run, 10)
+    assert cancelled.is_set() and wrote == []
+    taken = await store.job_get(queued.id)
+    assert taken is not None and (taken.state, taken.lease_owner) == ("running", "other-replica")
+
+
+async def test_callbacks_are_delivered_while_answers_hold_every_general_worker(tmp_path: Path) -> None:
+    gateway = await Gateway.open(make_settings(tmp_path, workers=2, callback_workers=1))
+    release = asyncio.Event()
+    started: list[str] = []
+    answered: list[str] = []
+    delivered: list[str] = []
+
+    async def slow_answer(job: Job, emit: Any, lease: Any) -> None:
+        started.append(job.id)
+        await release.wait()
+        answered.append(job.id)
+
+    async def deliver(job: Job, emit: Any, lease: Any) -> None:
+        delivered.append(job.id)
+
+    gateway.job_handlers["plugin"] = slow_answer
+    gateway.job_handlers[CALLBACK_JOB] = deliver
+    for n in range(100):
+        await gateway.queue.enqueue("plugin", {"n": n})
+    callbacks = [(await gateway.queue.enqueue(CALLBACK_JOB, {"n": n})).id for n in range(5)]
+    runner = asyncio.create_task(gateway.workers.run())
+    try:
+        for _ in range(1000):
+            if len(delivered) == len(callbacks):
+                break
+            await asyncio.sleep(0.01)
+        assert sorted(delivered) == sorted(callbacks)
+        assert answered == [] and len(started) == 2  # every answer worker is still busy
+    finally:
+        release.set()
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+        await gateway.aclose()

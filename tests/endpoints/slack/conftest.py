@@ -135,6 +135,24 @@ class SlackStack:
         return stats
 
 
+async def create_slack_endpoint(
+    client: httpx.AsyncClient, base: str, simulator: str, fake: FakeSlack, **settings: Any
+) -> str:
+    """On the gateway process at `base`: the simulator's app `support` and a slack endpoint bound
+    to it that talks to `fake`; the endpoint's URL."""
+    app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+    assert (await client.post(f"{base}/admin/api/apps", json=app, headers=admin_headers())).status_code == 201
+    values = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": fake.api_url, **settings}
+    created = await client.post(
+        f"{base}/admin/api/endpoints",
+        json={"plugin": "slack", "apps": ["support"], "settings": values},
+        headers=admin_headers(),
+    )
+    assert created.status_code == 201, created.text
+    url: str = created.json()["url"]
+    return url
+
+
 @contextlib.asynccontextmanager
 async def slack_stack(tmp_path: Path, config: SimulatorConfig | None = None) -> AsyncIterator[SlackStack]:
     fake = FakeSlack(token=BOT_TOKEN)

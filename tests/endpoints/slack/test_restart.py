@@ -14,7 +14,7 @@ import pytest
 
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
-from tests.endpoints.slack.conftest import BOT_TOKEN, SIGNING_SECRET, envelope, mention, signed
+from tests.endpoints.slack.conftest import BOT_TOKEN, create_slack_endpoint, envelope, mention, signed
 from tests.support.fake_slack import FakeSlack
 from tests.support.gateway import admin_headers, free_port, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
@@ -45,15 +45,7 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
             fake.base = fake_base
             base = f"http://127.0.0.1:{first_port}"
             await wait_healthy(client, base, first)
-            app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
-            assert (await client.post(f"{base}/admin/api/apps", json=app, headers=admin_headers())).status_code == 201
-            settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": fake.api_url}
-            created = await client.post(
-                f"{base}/admin/api/endpoints",
-                json={"plugin": "slack", "apps": ["support"], "settings": settings},
-                headers=admin_headers(),
-            )
-            url = created.json()["url"]
+            url = await create_slack_endpoint(client, base, simulator, fake)
 
             event = mention("survive a crash")
             body = envelope(event)

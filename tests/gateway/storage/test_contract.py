@@ -346,6 +346,71 @@ async def test_job_concurrent_claims_have_one_winner(store: Store) -> None:
     assert len([r for r in results if r is not None]) == 1
 
 
+async def test_job_claim_of_one_kind(store: Store) -> None:
+    await store.job_enqueue(job("answer-1", due_at=T0))
+    await store.job_enqueue(Job(id="cb-1", kind="callback", payload={}, due_at=T0 + 5))
+    await store.job_enqueue(job("answer-2", due_at=T0 + 1))
+    await store.job_enqueue(Job(id="cb-2", kind="callback", payload={}, due_at=T0 + 6))
+    first = await store.job_claim("cb", T0 + 10, 30, kind="callback")
+    assert first is not None and first.id == "cb-1" and first.state == "running"
+    assert await store.job_claim("cb", T0 + 10, 30, kind="nothing") is None
+    # A kind's expired lease is claimed again by that kind only, and by anyone.
+    again = await store.job_claim("cb2", T0 + 40, 30, kind="callback")
+    assert again is not None and again.id == "cb-1" and again.attempts == 2
+    second = await store.job_claim("cb2", T0 + 40, 30, kind="callback")
+    assert second is not None and second.id == "cb-2"
+    assert await store.job_claim("cb2", T0 + 40, 30, kind="callback") is None
+    # Retried jobs come back into their kind's queue.
+    assert await store.job_retry("cb-2", "cb2", T0 + 50, "later")
+    assert await store.job_claim("cb2", T0 + 49, 30, kind="callback") is None
+    assert [(await store.job_claim("any", T0 + 50, 30) or job("none")).id for _ in range(3)] == [
+        "answer-1",
+        "answer-2",
+        "cb-2",
+    ]
+    assert await store.job_claim("cb2", T0 + 50, 30, kind="callback") is None
+
+
+# -- jobs: fencing -------------------------------------------------------------------------------
+async def test_job_updates_of_a_stale_attempt_are_refused(store: Store) -> None:
+    """The same owner claiming its job again (a new run in the same process) fences out the old run."""
+    await store.job_enqueue(job("j1"))
+    old = await store.job_claim("w", T0, 30)
+    new = await store.job_claim("w", T0 + 30, 30)
+    assert old is not None and new is not None and (old.attempts, new.attempts) == (1, 2)
+    assert await store.job_extend("j1", "w", T0 + 300, attempt=1) is False
+    assert await store.job_complete("j1", "w", {"by": "old"}, attempt=1) is False
+    assert await store.job_retry("j1", "w", T0, "old", attempt=1) is False
+    assert await store.job_dead("j1", "w", "old", attempt=1) is False
+    assert await store.job_extend("j1", "w", T0 + 300, attempt=2) is True
+    assert await store.job_complete("j1", "w", {"by": "new"}, attempt=2) is True
+    done = await store.job_get("j1")
+    assert done is not None and done.result == {"by": "new"}
+
+
+async def test_kv_set_fenced_only_while_the_run_holds_its_job(store: Store) -> None:
+    await store.job_enqueue(job("j1"))
+    first = await store.job_claim("a", T0, 30)
+    assert first is not None
+    fence = {"job_id": "j1", "owner": "a", "attempt": first.attempts}
+    assert await store.kv_set_fenced("out:j1", "[1]", ttl=60, **fence) is True
+    assert await store.kv_get("out:j1") == "[1]"
+    assert await store.kv_set_fenced("out:j1", "[1,2]", **fence) is True  # overwrites
+    assert await store.kv_get("out:j1") == "[1,2]"
+    assert await store.kv_set_fenced("out:j1", "x", job_id="j1", owner="b", attempt=1) is False
+    assert await store.kv_set_fenced("out:j1", "x", job_id="j1", owner="a", attempt=2) is False
+    assert await store.kv_set_fenced("out:j1", "x", job_id="missing", owner="a", attempt=1) is False
+
+    taken = await store.job_claim("b", T0 + 30, 30)  # the lease ran out: another run takes over
+    assert taken is not None and taken.attempts == 2
+    assert await store.kv_set_fenced("out:j1", "stale", **fence) is False  # the stale run is refused
+    assert await store.kv_get("out:j1") == "[1,2]"
+    assert await store.kv_set_fenced("out:j1", "[3]", job_id="j1", owner="b", attempt=2) is True
+    assert await store.job_complete("j1", "b")
+    assert await store.kv_set_fenced("out:j1", "late", job_id="j1", owner="b", attempt=2) is False
+    assert await store.kv_get("out:j1") == "[3]"
+
+
 # -- jobs: finishing -----------------------------------------------------------------------------
 async def test_job_extend(store: Store) -> None:
     await store.job_enqueue(job("j1"))
