@@ -4,18 +4,22 @@
 `duration` seconds after a warm-up; requests per second and latency percentiles are reported.
 With `first_marker`, the answer is read line by line and the time to the first line containing
 the marker is kept too (time to first token of a stream).
+
+`run_burst` is the open-loop counterpart: `streams` requests sent at once, each read to its end,
+counting the ones that completed (their last line seen) and why the others did not.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
 
-__all__ = ["Result", "percentile", "ratio_line", "run_load", "ttft_lines"]
+__all__ = ["Burst", "Result", "percentile", "ratio_line", "run_burst", "run_load", "ttft_lines"]
 
 RequestFactory = Callable[[], tuple[bytes, dict[str, str]]]
 
@@ -132,3 +136,70 @@ def ttft_lines(label: str, direct: Sequence[float], through: Sequence[float]) ->
         f"  added by gateway   p50 {g50 - d50:7.2f}   p99 {g99 - d99:7.2f}"
         f"   (ratio p50 {g50 / d50:.2f}x, p99 {g99 / d99:.2f}x)",
     ]
+
+
+@dataclass
+class Burst:
+    name: str
+    streams: int
+    completed: int
+    seconds: float
+    ttfts: list[float]
+    failures: Counter[str]
+
+    def row(self) -> str:
+        failed = ", ".join(f"{why} x{n}" for why, n in self.failures.most_common(3)) or "none"
+        return (
+            f"{self.name:<22} completed {self.completed:>5}/{self.streams:<5} in {self.seconds:6.2f} s   "
+            f"ttft p50 {percentile(self.ttfts, 0.5):8.1f} ms  p99 {percentile(self.ttfts, 0.99):8.1f} ms   "
+            f"failed: {failed}"
+        )
+
+
+async def run_burst(
+    name: str,
+    url: str,
+    *,
+    streams: int,
+    request: RequestFactory,
+    first_marker: bytes,
+    done_marker: bytes,
+    timeout: float = 300.0,
+) -> Burst:
+    """Send `streams` streaming requests at once; a stream completed when `done_marker` arrived."""
+    connector = aiohttp.TCPConnector(limit=streams)
+    ttfts: list[float] = []
+    failures: Counter[str] = Counter()
+    completed = 0
+    session_timeout = aiohttp.ClientTimeout(total=timeout)
+    async with aiohttp.ClientSession(connector=connector, timeout=session_timeout) as session:
+        start = time.perf_counter()
+
+        async def one() -> None:
+            nonlocal completed
+            data, sent_headers = request()
+            t0 = time.perf_counter()
+            seen = done = False
+            try:
+                async with session.post(url, data=data, headers=sent_headers) as response:
+                    if response.status >= 400:
+                        failures[f"HTTP {response.status}"] += 1
+                        await response.read()
+                        return
+                    async for line in response.content:
+                        if not seen and first_marker in line:
+                            seen = True
+                            ttfts.append(time.perf_counter() - t0)
+                        if done_marker in line:
+                            done = True
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                failures[type(exc).__name__] += 1
+                return
+            if done:
+                completed += 1
+            else:
+                failures["ended without its last event"] += 1
+
+        await asyncio.gather(*(one() for _ in range(streams)))
+        elapsed = time.perf_counter() - start
+    return Burst(name, streams, completed, elapsed, ttfts, failures)

@@ -20,7 +20,7 @@ from bots.rendering import Trigger, is_reset, strip_mentions, thread_name
 from endpoints.discord.interactions import conversation_key, user_key
 from endpoints.discord.messages import PagedMessages, StreamRenderer
 from endpoints.discord.rendering import apply_delta, failure_text
-from gateway.plugin import Answer, Clock, Context, EditThrottle, UpstreamError
+from gateway.plugin import Answer, Clock, Context, EditThrottle, Overloaded, UpstreamError
 
 __all__ = ["ChannelMessages", "Responder"]
 
@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 RESET_DONE = "Done: your next message starts a new conversation here."
 EMPTY_PROMPT = "Ask me something: mention me with your question."
+OVERLOAD_ATTEMPTS = 3  # an overloaded gateway is asked this often (Retry-After apart) before giving up
 NO_MENTIONS = discord.AllowedMentions.none()
 THREAD_ARCHIVE_MINUTES: Literal[1440] = 1440  # a day; Discord allows 60, 1440, 4320 or 10080
 
@@ -100,15 +101,23 @@ class Responder:
         text, answer = "", None
         async with contextlib.AsyncExitStack() as typing:
             await typing.enter_async_context(channel.typing())
-            try:
-                async with ctx.apps.stream(prompt, user=user_key(message.author.id), conversation_key=key) as stream:
-                    async for delta in stream:
-                        text = apply_delta(text, delta.kind, delta.text)
-                        if text.strip():
-                            await typing.aclose()  # the first words are on their way: stop "typing…"
-                        await renderer.update(text)
-                    answer = stream.answer
-            except UpstreamError as exc:
-                text = failure_text(text, exc.message)
+            for attempt in range(1, OVERLOAD_ATTEMPTS + 1):
+                try:
+                    async with ctx.apps.stream(prompt, user=user_key(message.author.id), conversation_key=key) as s:
+                        async for delta in s:
+                            text = apply_delta(text, delta.kind, delta.text)
+                            if text.strip():
+                                await typing.aclose()  # the first words are on their way: stop "typing…"
+                            await renderer.update(text)
+                        answer = s.answer
+                except Overloaded as exc:  # no answer place came free: still "typing…", try again shortly
+                    if attempt == OVERLOAD_ATTEMPTS:
+                        text = failure_text(text, "the assistant is busy; please ask again in a minute")
+                    else:
+                        await self._clock.sleep(exc.retry_after)
+                        continue
+                except UpstreamError as exc:
+                    text = failure_text(text, exc.message)
+                break
         await renderer.finish(text)
         return answer

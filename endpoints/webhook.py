@@ -16,12 +16,18 @@ once at creation): `webhook-id`, `webhook-timestamp`, `webhook-signature` (or th
 
 `GET {url}/tasks/{task_id}` returns a task's state and result. A replayed `webhook-id` returns
 the same task, never a second answer.
+
+When the gateway is at its answer limit and the task waited its turn too long, `stream: false`
+answers 503 with `Retry-After` and `{task_id, state: "queued", error: {code: "overloaded",
+message, retry_after}}` (SSE: an `error` event with the same fields). The task stays queued and
+runs again later: a retry with the same `webhook-id` gets its answer.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -37,6 +43,7 @@ from gateway.plugin import (
     JobInfo,
     JobStatus,
     NotFound,
+    Overloaded,
     Permission,
     Plugin,
     Request,
@@ -54,6 +61,7 @@ from gateway.plugin import (
 __all__ = ["AnswerRequest", "WebhookSettings", "plugin"]
 
 HEARTBEAT_SECONDS = 15.0
+OVERLOADED = "overloaded"  # the progress event of a run refused for lack of room
 ID_HEADERS = (("webhook-id", "webhook-timestamp", "webhook-signature"), ("svix-id", "svix-timestamp", "svix-signature"))
 
 
@@ -164,10 +172,26 @@ async def answer(request: Request, ctx: Context) -> Response:
         return Response.json({"task_id": task_id, "state": "queued"}, status=202)
     run, _ = await ctx.jobs.start("answer", payload, key=key)
     settings: WebhookSettings = ctx.settings
-    if await run.wait(timeout=settings.wait_seconds) is None:
+    # A refusal comes before any text: wait for the run's first sign, then for its outcome.
+    started = ctx.clock.monotonic()
+    try:
+        first = await asyncio.wait_for(anext(run.events().__aiter__(), None), settings.wait_seconds)
+    except TimeoutError:
+        first = None
+    if first is not None and first.get("type") == OVERLOADED:
+        return _overloaded(run.id, first)
+    left = max(0.0, settings.wait_seconds - (ctx.clock.monotonic() - started))
+    if await run.wait(timeout=left) is None:
         return Response.json({"task_id": run.id, "state": "running"}, status=202)
     outcome = _outcome(await ctx.jobs.get(run.id))
     return Response.json({"task_id": run.id, **outcome}, status=200 if outcome["status"] == "succeeded" else 502)
+
+
+def _overloaded(task_id: str, event: dict[str, Any]) -> Response:
+    """503 for a task refused for lack of room; it stays queued and runs again later."""
+    error = {"code": "overloaded", "message": event["message"], "retry_after": event["retry_after"]}
+    headers = [("retry-after", str(max(1, math.ceil(event["retry_after"]))))]
+    return Response.json({"task_id": task_id, "state": "queued", "error": error}, status=503, headers=headers)
 
 
 def _outcome(status: JobStatus | None) -> dict[str, Any]:
@@ -217,6 +241,10 @@ async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
             pending = None
             if item.get("type") in ("delta", "replace"):
                 yield _event(item["type"], {"text": item["text"]})
+            elif item.get("type") == OVERLOADED:
+                error = {"code": "overloaded", "message": item["message"], "retry_after": item["retry_after"]}
+                yield _event("error", {"task_id": run.id, "state": "queued", **error})
+                return
     finally:
         if pending is not None:
             pending.cancel()
@@ -259,6 +287,10 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
         }
         if settings.response_schema is not None:
             result.update(await _structured(ctx, ask, final.text, settings))
+    except Overloaded as exc:
+        # No room in this process: tell a waiting caller, and run the job again later.
+        job.emit({"type": OVERLOADED, "message": exc.message, "retry_after": exc.retry_after})
+        raise
     except GatewayError as exc:
         # Dify's failures, and the endpoint's own (the app was unbound after the task was queued):
         # a failed result the caller hears about, never a job retried against the same failure.

@@ -9,7 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.exceptions import BadRequest, GatewayError, RateLimited, ValidationFailed
+from gateway.exceptions import BadRequest, GatewayError, Overloaded, RateLimited, ValidationFailed
 from gateway.security.tokens import redact_path
 
 __all__ = ["error_payload", "error_response", "exception_handlers"]
@@ -41,7 +41,7 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
         extra: dict[str, object] = {}
         if isinstance(exc, ValidationFailed) and exc.errors:
             extra["errors"] = exc.errors
-        if isinstance(exc, RateLimited):
+        if isinstance(exc, RateLimited | Overloaded):
             headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
         status = exc.status_code
         # Messages of the tree are written to be shown; only the bare root stays opaque.

@@ -14,6 +14,7 @@
     ├── PermissionDenied              403  (a plugin used an undeclared permission)
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
+    ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)
     └── UpstreamError                 502  (Dify or another upstream failed)
         ├── UpstreamTimeout           504
         └── CircuitOpen               503
@@ -31,6 +32,7 @@ __all__ = [
     "Conflict",
     "GatewayError",
     "NotFound",
+    "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
@@ -130,8 +132,24 @@ class StoreError(GatewayError):
     code = "store_unavailable"
 
 
+class Overloaded(GatewayError):
+    """This process has no capacity left for the call (answers running, connections to Dify).
+
+    The gateway's own shortage: never counted against an app. Surfaces answer 503 with
+    `Retry-After`; jobs run again after `retry_after` seconds.
+    """
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str = "", retry_after: float = 5.0, **context: object) -> None:
+        super().__init__(message, **context)
+        self.retry_after = retry_after
+
+
 class UpstreamError(GatewayError):
-    """An upstream (Dify, a platform API) failed. `upstream_status` and `upstream_code` carry its answer."""
+    """An upstream (Dify, a platform API) failed. `upstream_status` and `upstream_code` carry its answer;
+    `unreachable` says no connection could be made at all."""
 
     status_code = 502
     code = "upstream_error"
@@ -143,12 +161,15 @@ class UpstreamError(GatewayError):
         upstream_status: int | None = None,
         upstream_code: str | None = None,
         retryable: bool = False,
+        unreachable: bool = False,
         **context: object,
     ) -> None:
         super().__init__(message, **context)
         self.upstream_status = upstream_status
         self.upstream_code = upstream_code
         self.retryable = retryable
+        # No connection could be made at all (refused, DNS, connect timeout): the upstream is down.
+        self.unreachable = unreachable
 
 
 class UpstreamTimeout(UpstreamError):

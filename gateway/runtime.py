@@ -21,7 +21,7 @@ from gateway.delivery.retry import next_callback_delay
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.models import DifyApp
 from gateway.endpoints import EndpointRecord, EndpointService
-from gateway.exceptions import BadRequest, NotFound
+from gateway.exceptions import BadRequest, NotFound, Overloaded
 from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
 from gateway.lease import JobLease
 from gateway.metrics import Metrics
@@ -86,7 +86,7 @@ class Gateway:
             store = await open_store(settings.store, clock=clock)
             owns.append(store.aclose)
         if http is None:
-            http = make_http_client(use_aiohttp=settings.use_aiohttp)
+            http = make_http_client(use_aiohttp=settings.use_aiohttp, max_connections=settings.dify_connections)
             owns.append(http.aclose)
         registry = registry if registry is not None else PluginRegistry.from_entry_points()
         box = SecretBox(settings.secret_keys)
@@ -98,7 +98,15 @@ class Gateway:
             allow_http=settings.callback_allow_http, allowed_hosts=frozenset(settings.callback_allow_hosts)
         )
 
-        dify = DifyClient(http, clock=clock)
+        dify = DifyClient(
+            http,
+            clock=clock,
+            breaker_threshold=settings.dify_breaker_failures,
+            breaker_cool_down=settings.dify_breaker_cool_down,
+            max_concurrent_answers=settings.max_concurrent_answers,
+            answer_queue_timeout=settings.answer_queue_timeout,
+            idle_timeout=settings.dify_idle_timeout,
+        )
 
         async def fetch_info(name: str, base_url: str, api_key: str) -> dict[str, Any]:
             # The mode is what we are finding out; any valid one lets the client build the call.
@@ -260,7 +268,10 @@ class Gateway:
         key = job.key.split(":", 3)[3] if job.key and job.key.count(":") >= 3 else None
         data = unseal(self.box, job.id, job.payload.get("data") or {}, plugin.job_secrets.get(name, ()))
         info = JobInfo(job.id, name, data, job.attempts, key, emit, lease)
-        result = await plugin.jobs[name](info, ctx)
+        try:
+            result = await plugin.jobs[name](info, ctx)
+        except Overloaded as exc:  # this process is full: run the job again later, never fail it
+            raise RetryJob(exc.message, after=exc.retry_after) from None
         return result if isinstance(result, dict) else None
 
     async def _deliver_callback(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:

@@ -71,6 +71,18 @@ class Settings:
     # Peers whose X-Forwarded-For is trusted for the client IP.
     trusted_proxies: tuple[str, ...] = ()
     use_aiohttp: bool = True
+    # Answers one process streams at once (every surface); more wait in line up to the queue
+    # timeout, then get 503 + Retry-After (jobs run again later).
+    max_concurrent_answers: int = 1000
+    answer_queue_timeout: float = 30.0
+    # Open requests to Dify at once; 0 = max_concurrent_answers + 100 (stops, /info, /parameters).
+    dify_max_connections: int = 0
+    # An app's breaker opens after this many consecutive "app is down" failures (refused, connect
+    # timeout, 5xx before any byte) and lets one trial through after the cool-down.
+    dify_breaker_failures: int = 5
+    dify_breaker_cool_down: float = 30.0
+    # A started answer that sends only pings (or nothing) this long ends with upstream_timeout.
+    dify_idle_timeout: float = 30.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -139,6 +151,17 @@ class Settings:
             raise ConfigurationError("GATEWAY_LOG_LEVEL must be one of critical, error, warning, info, debug, trace")
         if self.max_body_bytes <= 0 or self.body_timeout <= 0:
             raise ConfigurationError("GATEWAY_MAX_BODY_BYTES and GATEWAY_BODY_TIMEOUT must be positive")
+        for name in ("max_concurrent_answers", "dify_breaker_failures", "dify_idle_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
+        for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+
+    @property
+    def dify_connections(self) -> int:
+        """The size of the Dify connection pool: as set, or room for every answer plus other calls."""
+        return self.dify_max_connections or self.max_concurrent_answers + 100
 
 
 def _convert(key: str, annotation: object, raw: str) -> object:

@@ -2,7 +2,8 @@
 
 Every failure this plugin reports, before or inside a stream, goes through `OpenAIError`, so the
 official SDKs raise their own exception classes (401 `AuthenticationError`, 404 `NotFoundError`,
-400 `BadRequestError`, 429 `RateLimitError`, 5xx `InternalServerError`). Dify's own messages go to
+400 `BadRequestError`, 429 `RateLimitError`, 5xx `InternalServerError`; an overloaded gateway is
+503 with `Retry-After`, which the SDKs retry). Dify's own messages go to
 the log, never to the client (openai-compat.md §6).
 """
 
@@ -12,7 +13,16 @@ import json
 import math
 from typing import Any
 
-from gateway.plugin import BadRequest, GatewayError, NotFound, RateLimited, Response, Unauthorized, UpstreamError
+from gateway.plugin import (
+    BadRequest,
+    GatewayError,
+    NotFound,
+    Overloaded,
+    RateLimited,
+    Response,
+    Unauthorized,
+    UpstreamError,
+)
 
 __all__ = ["OpenAIError", "from_exception", "json_response", "model_not_found"]
 
@@ -92,6 +102,14 @@ def from_exception(exc: BaseException) -> OpenAIError:
         return exc
     if isinstance(exc, UpstreamError):
         return _upstream(exc)
+    if isinstance(exc, Overloaded):  # the gateway is full; the SDK retries 503s after Retry-After
+        return OpenAIError(
+            503,
+            "The gateway is overloaded; retry later.",
+            type="server_error",
+            code="overloaded",
+            retry_after=exc.retry_after,
+        )
     if isinstance(exc, RateLimited):
         return OpenAIError(429, exc.message, type="requests", code="rate_limit_exceeded", retry_after=exc.retry_after)
     if isinstance(exc, Unauthorized):

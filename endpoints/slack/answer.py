@@ -19,7 +19,7 @@ from endpoints.slack.events import Trigger, thread_key
 from endpoints.slack.render import hide_reasoning, is_reset, slack_to_plain
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.sinks import EditSink, NativeSink, Sink
-from gateway.plugin import Context, EditThrottle, GatewayError, JobInfo, Storage
+from gateway.plugin import Context, EditThrottle, GatewayError, JobInfo, Overloaded, Storage
 
 __all__ = ["Outcome", "answer_event", "failure_note", "stream_answer"]
 
@@ -93,6 +93,8 @@ async def stream_answer(
             await show(_visible(live.text, settings, partial=True))
             throttle.mark()
         return Outcome(_visible(reader.result(), settings, partial=False))
+    except Overloaded:
+        raise  # the gateway is full: the job runs again after Retry-After, no failure note
     except GatewayError as exc:
         ctx.logger.warning("the Dify app failed to answer: %s: %s", exc.code, exc.message)
         partial = _visible(live.text, settings, partial=False).strip()

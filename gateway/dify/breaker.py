@@ -1,9 +1,15 @@
 """A per-app circuit breaker on an injected clock.
 
 closed --(K consecutive failures)--> open --(cool-down elapsed)--> half-open
-half-open lets exactly one probe through: success closes, failure re-opens for a new cool-down.
-While open (or while the probe runs) calls fail fast with `CircuitOpen`, so a broken Dify app
+half-open lets exactly one trial through: success closes, failure re-opens for a new cool-down.
+While open (or while the trial runs) calls fail fast with `CircuitOpen`, so a broken Dify app
 doesn't hold every user for a full timeout-and-retry cycle.
+
+Every admitted call holds a `Ticket` and settles it once: `success()`, `failure()` or `release()`
+(ended without a verdict). A ticket only counts in the period it was issued in: a call admitted
+before the breaker opened can neither close it nor free the half-open trial slot when it ends
+later, so "one trial" stays one trial however many older calls are still in flight.
+Which errors are failures is the caller's decision (`gateway.dify.errors.counts_against_app`).
 """
 
 from __future__ import annotations
@@ -15,15 +21,42 @@ from typing import Literal
 from gateway.clock import Clock
 from gateway.exceptions import CircuitOpen, ConfigurationError
 
-__all__ = ["BreakerRegistry", "BreakerState", "CircuitBreaker"]
+__all__ = ["BreakerRegistry", "BreakerState", "CircuitBreaker", "Ticket"]
 
 BreakerState = Literal["closed", "open", "half-open"]
+_Verdict = Literal["success", "failure", "none"]
+
+
+class Ticket:
+    """One admitted call. Settle it exactly once; later settlements are ignored."""
+
+    __slots__ = ("_breaker", "_period", "_settled", "trial")
+
+    def __init__(self, breaker: CircuitBreaker, period: int, trial: bool) -> None:
+        self._breaker = breaker
+        self._period = period
+        self._settled = False
+        self.trial = trial  # the one call let through in half-open state
+
+    def success(self) -> None:
+        self._settle("success")
+
+    def failure(self) -> None:
+        self._settle("failure")
+
+    def release(self) -> None:
+        """The call ended without saying anything about the app (abandoned, or not its fault)."""
+        self._settle("none")
+
+    def _settle(self, verdict: _Verdict) -> None:
+        if not self._settled:
+            self._settled = True
+            self._breaker._settle(self._period, self.trial, verdict)
 
 
 @dataclass(slots=True)
 class CircuitBreaker:
-    """Tracks one app's health. Call `acquire()` before a call, then exactly one of
-    `record_success()`, `record_failure()` or `release()` (the call ended without a verdict)."""
+    """Tracks one app's health. `acquire()` before a call, then settle the returned `Ticket`."""
 
     name: str
     clock: Clock
@@ -31,7 +64,8 @@ class CircuitBreaker:
     cool_down: float = 30.0
     _failures: int = field(default=0, init=False)
     _opened_at: float | None = field(default=None, init=False)
-    _probing: bool = field(default=False, init=False)
+    _trial_running: bool = field(default=False, init=False)
+    _period: int = field(default=0, init=False)  # bumped whenever the breaker opens
 
     def __post_init__(self) -> None:
         if self.failure_threshold < 1 or self.cool_down < 0:
@@ -45,14 +79,14 @@ class CircuitBreaker:
             return "half-open"
         return "open"
 
-    def acquire(self) -> None:
-        """Allow a call or raise `CircuitOpen`. In half-open state only one probe may run."""
+    def acquire(self) -> Ticket:
+        """Admit a call or raise `CircuitOpen`. In half-open state only one trial may run."""
         state = self.state
         if state == "closed":
-            return
-        if state == "half-open" and not self._probing:
-            self._probing = True
-            return
+            return Ticket(self, self._period, trial=False)
+        if state == "half-open" and not self._trial_running:
+            self._trial_running = True
+            return Ticket(self, self._period, trial=True)
         assert self._opened_at is not None
         remaining = max(self.cool_down - (self.clock.monotonic() - self._opened_at), 0.0)
         seconds = max(math.ceil(remaining), 1)
@@ -62,20 +96,20 @@ class CircuitBreaker:
             retry_after=seconds,
         )
 
-    def record_success(self) -> None:
-        self._failures = 0
-        self._opened_at = None
-        self._probing = False
-
-    def record_failure(self) -> None:
-        self._failures += 1
-        if self._probing or self._failures >= self.failure_threshold:
-            self._opened_at = self.clock.monotonic()
-        self._probing = False
-
-    def release(self) -> None:
-        """The call was abandoned (e.g. cancelled) before it said anything about the app."""
-        self._probing = False
+    def _settle(self, period: int, trial: bool, verdict: _Verdict) -> None:
+        if period != self._period:
+            return  # admitted before the breaker last opened: too old to judge the app now
+        if trial:
+            self._trial_running = False
+        if verdict == "success":
+            self._failures = 0
+            self._opened_at = None
+        elif verdict == "failure":
+            self._failures += 1
+            if trial or self._failures >= self.failure_threshold:
+                self._opened_at = self.clock.monotonic()
+                self._period += 1
+                self._trial_running = False
 
 
 @dataclass(slots=True)
@@ -86,6 +120,9 @@ class BreakerRegistry:
     failure_threshold: int = 5
     cool_down: float = 30.0
     _breakers: dict[tuple[str, str], CircuitBreaker] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        CircuitBreaker("check", self.clock, self.failure_threshold, self.cool_down)  # refuse bad settings early
 
     def get(self, name: str, base_url: str) -> CircuitBreaker:
         key = (name, base_url)

@@ -2,8 +2,11 @@
 
 Always streams from Dify (blocking mode is cut by proxies at 60-100 s, §3) and assembles
 answers on our side. Timeouts: connect, a read timeout longer than Dify's 10 s ping interval,
-and an overall deadline per answer. Retries (full-jitter backoff) happen only before the first
-event; a per-app circuit breaker fails fast after repeated failures.
+an idle limit (pings don't count as progress) and an overall deadline per answer. Retries
+(full-jitter backoff) happen only before the first event; a per-app circuit breaker fails fast
+while the app is down (`counts_against_app`). Each process runs at most `max_concurrent_answers`
+answers at once (`Admission`); the gateway's own limits (that one, and the connection slots of
+`make_http_client`) raise `Overloaded`, which is never the app's fault.
 
 Example:
     http = make_http_client()
@@ -29,12 +32,14 @@ import httpx
 from httpx_aiohttp import AiohttpTransport
 
 from gateway.clock import Clock
-from gateway.dify.breaker import BreakerRegistry
+from gateway.dify.admission import OVERLOAD_RETRY_AFTER, Admission
+from gateway.dify.breaker import BreakerRegistry, Ticket
 from gateway.dify.errors import classify, counts_against_app
 from gateway.dify.models import CHAT_MODES, Answer, AppInfo, AskRequest, DifyApp
+from gateway.dify.pool import ConnectionSlots
 from gateway.dify.retry import RetryPolicy
 from gateway.dify.stream import AnswerStream
-from gateway.exceptions import UpstreamError, UpstreamTimeout
+from gateway.exceptions import ConfigurationError, Overloaded, UpstreamError, UpstreamTimeout
 
 __all__ = ["DEFAULT_TIMEOUT", "DifyClient", "make_http_client"]
 
@@ -45,8 +50,11 @@ T = TypeVar("T")
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
 
 
-def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 200) -> httpx.AsyncClient:
+def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 1100) -> httpx.AsyncClient:
     """Build the production HTTP client for Dify calls (one per process, closed in the lifespan).
+
+    At most `max_connections` requests are open at once (`ConnectionSlots`); a wait for a free
+    one past the `pool` timeout is `httpx.PoolTimeout`, which the client reports as `Overloaded`.
 
     `use_aiohttp=True` routes requests through `httpx_aiohttp.AiohttpTransport`. It is the
     default because `bench/bench_dify_transport.py` (50 concurrent streamed answers of ~22 SSE
@@ -59,11 +67,9 @@ def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 200) ->
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
     )
-    if use_aiohttp:
-        return httpx.AsyncClient(
-            transport=AiohttpTransport(limits=limits), timeout=DEFAULT_TIMEOUT, follow_redirects=False
-        )
-    return httpx.AsyncClient(limits=limits, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+    inner = AiohttpTransport(limits=limits) if use_aiohttp else httpx.AsyncHTTPTransport(limits=limits)
+    transport = ConnectionSlots(inner, max_connections)
+    return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
 
 
 def _mislabelled_timeout(exc: httpx.TransportError) -> bool:
@@ -83,8 +89,12 @@ class DifyClient:
         deadline: seconds allowed for one whole answer, retries included.
         retry: attempts and backoff before the first event.
         rng: randomness for jitter (seed it in tests).
-        breaker_threshold / breaker_cool_down: consecutive failures that open an app's breaker,
-            and how long it stays open before one probe is let through.
+        breaker_threshold / breaker_cool_down: consecutive "app is down" failures that open an
+            app's breaker, and how long it stays open before one trial is let through.
+        max_concurrent_answers / answer_queue_timeout: answers this client runs at once, and how
+            long one more waits for a place before `Overloaded`.
+        idle_timeout: seconds a started stream may send nothing but pings (or nothing at all)
+            before it ends with `UpstreamTimeout`.
         max_answer_chars: cap on an answer's text + reasoning (Dify output is untrusted).
         max_event_chars: cap on one SSE line.
         stop_timeout: how long the stop call after a cancelled stream may take.
@@ -101,6 +111,9 @@ class DifyClient:
         rng: random.Random | None = None,
         breaker_threshold: int = 5,
         breaker_cool_down: float = 30.0,
+        max_concurrent_answers: int = 1000,
+        answer_queue_timeout: float = 30.0,
+        idle_timeout: float = 30.0,
         max_answer_chars: int = 1 << 20,
         max_event_chars: int = 4 << 20,
         stop_timeout: float = 5.0,
@@ -112,6 +125,15 @@ class DifyClient:
         self.retry = retry or RetryPolicy()
         self._rng = rng or random.Random()
         self.breakers = BreakerRegistry(clock, breaker_threshold, breaker_cool_down)
+        self.admission = Admission(clock, limit=max_concurrent_answers, queue_timeout=answer_queue_timeout)
+        if idle_timeout <= 0:
+            raise ConfigurationError("the stream idle timeout must be positive")
+        self.idle_timeout = idle_timeout
+        # Total silence (not even pings) ends a stream at the idle limit, not at the longer read timeout.
+        self.stream_timeout = httpx.Timeout(
+            connect=timeout.connect, read=min(timeout.read or idle_timeout, idle_timeout),
+            write=timeout.write, pool=timeout.pool,
+        )  # fmt: skip
         self.max_answer_chars = max_answer_chars
         self.max_event_chars = max_event_chars
         self.stop_timeout = stop_timeout
@@ -253,23 +275,22 @@ class DifyClient:
         return "/chat-messages", body
 
     async def with_retries(
-        self, app: DifyApp, attempt: Callable[[], Awaitable[T]], deadline: float, *, judge_success: bool = True
-    ) -> T:
+        self, app: DifyApp, attempt: Callable[[], Awaitable[T]], deadline: float
+    ) -> tuple[T, Ticket]:
         """Run `attempt` under the app's breaker, retrying retryable errors with backoff.
 
-        With `judge_success=False` a successful attempt leaves the breaker's verdict to the caller
-        (a stream is only a success once its answer completed): it must later call
-        `record_stream_outcome`.
+        Returns the result with its breaker ticket, which the caller settles (with `judge`) once
+        it knows how the call ended: a stream is only a success once its answer completed.
         """
         breaker = self.breakers.get(app.name, app.base_url)
         number = 0
         while True:
             number += 1
-            breaker.acquire()
+            ticket = breaker.acquire()
             try:
                 result = await attempt()
             except UpstreamError as error:
-                self.record_stream_outcome(app, error)
+                self.judge(ticket, error)
                 if not self.retry.should_retry(number, error):
                     raise
                 delay = self.retry.backoff(number, self._rng.random)
@@ -278,23 +299,21 @@ class DifyClient:
                 logger.info("Dify app %r attempt %d failed (%s); retrying in %.2f s", app.name, number, error, delay)
                 await self.clock.sleep(delay)
                 continue
-            except BaseException:
-                breaker.release()
+            except BaseException:  # cancelled, or the gateway's own limits (Overloaded)
+                ticket.release()
                 raise
-            if judge_success:
-                breaker.record_success()
-            return result
+            return result, ticket
 
-    def record_stream_outcome(self, app: DifyApp, error: UpstreamError | None, *, completed: bool = False) -> None:
-        """Tell the app's breaker how a call ended: completed, failed (if the app is to blame), or
-        neither (abandoned, or the caller's own mistake)."""
-        breaker = self.breakers.get(app.name, app.base_url)
+    @staticmethod
+    def judge(ticket: Ticket, error: UpstreamError | None, *, completed: bool = False) -> None:
+        """Settle a call's breaker ticket: completed, failed (only if the app is down), or neither
+        (abandoned, a per-request error, or the caller's own mistake)."""
         if error is not None and counts_against_app(error):
-            breaker.record_failure()
+            ticket.failure()
         elif error is None and completed:
-            breaker.record_success()
+            ticket.success()
         else:
-            breaker.release()
+            ticket.release()
 
     def error_from_response(self, app: DifyApp, response: httpx.Response, body: bytes) -> UpstreamError:
         """Classify a non-200 answer from its `{code, message, status}` envelope."""
@@ -309,18 +328,33 @@ class DifyClient:
             message = str(envelope.get("message") or message)
         return classify(response.status_code, code, message, app=app.name)
 
-    def transport_error(self, app: DifyApp, exc: httpx.TransportError) -> UpstreamError:
-        """Map a network failure before the first event: all retryable (dify-api.md §5)."""
+    def transport_error(self, app: DifyApp, exc: httpx.TransportError) -> UpstreamError | Overloaded:
+        """Map a network failure before the first event: all retryable (dify-api.md §5), except a
+        wait for one of our own connection slots, which is `Overloaded` (not the app's fault).
+        Refused connections and connect timeouts mark the app `unreachable` (its breaker counts them)."""
+        if isinstance(exc, httpx.PoolTimeout):
+            return Overloaded(
+                f"no free connection to Dify app '{app.name}': the gateway is at its connection limit",
+                retry_after=OVERLOAD_RETRY_AFTER,
+                app=app.name,
+            )
         if isinstance(exc, httpx.TimeoutException) and not _mislabelled_timeout(exc):
             phase = {
                 httpx.ConnectTimeout: "connecting to",
                 httpx.ReadTimeout: "waiting for",
                 httpx.WriteTimeout: "sending to",
-                httpx.PoolTimeout: "waiting for a free connection to",
             }.get(type(exc), "talking to")
-            return UpstreamTimeout(f"timed out {phase} Dify app '{app.name}'", retryable=True, app=app.name)
-        kind = type(exc.__cause__ if _mislabelled_timeout(exc) else exc).__name__
-        return UpstreamError(f"could not reach Dify app '{app.name}' ({kind})", retryable=True, app=app.name)
+            return UpstreamTimeout(
+                f"timed out {phase} Dify app '{app.name}'",
+                retryable=True,
+                unreachable=isinstance(exc, httpx.ConnectTimeout),
+                app=app.name,
+            )
+        cause = exc.__cause__ if _mislabelled_timeout(exc) else exc
+        # aiohttp's ClientConnectorError: refused, DNS, no route (a broken connection is not that).
+        unreachable = isinstance(cause, httpx.ConnectError | aiohttp.ClientConnectorError)
+        message = f"could not reach Dify app '{app.name}' ({type(cause).__name__})"
+        return UpstreamError(message, retryable=True, unreachable=unreachable, app=app.name)
 
     async def _get_json(self, app: DifyApp, path: str) -> dict[str, Any]:
         async def attempt() -> dict[str, Any]:
@@ -340,5 +374,7 @@ class DifyClient:
 
         deadline = anyio.current_time() + self.deadline
         with anyio.CancelScope(deadline=deadline):
-            return await self.with_retries(app, attempt, deadline)
+            body, ticket = await self.with_retries(app, attempt, deadline)
+            ticket.success()
+            return body
         raise UpstreamTimeout(f"no answer from Dify app '{app.name}' within {self.deadline:g} s", app=app.name)

@@ -12,6 +12,7 @@
 `classify(status, code, message)` maps an HTTP error envelope (or an in-stream `error` event)
 to one of these with `retryable` set per §5: connect errors, 5xx and 429 `too_many_requests`
 are retryable; 429 `rate_limit_error` (plan quota) and every 4xx configuration error are not.
+`counts_against_app(error)` says which of them trip the app's breaker: only an app that is down.
 """
 
 from __future__ import annotations
@@ -33,19 +34,6 @@ __all__ = [
     "counts_against_app",
 ]
 
-# 400 codes that mean the app itself is misconfigured: they trip the breaker and the fallback.
-APP_CONFIG_CODES = frozenset(
-    {
-        "app_unavailable",
-        "provider_not_initialize",
-        "provider_quota_exceeded",
-        "model_currently_not_support",
-        "completion_request_error",
-        "agent_not_published",
-        "not_chat_app",
-        "not_workflow_app",
-    }
-)
 _MAX_UPSTREAM_MESSAGE = 300
 
 
@@ -115,13 +103,13 @@ def classify(status: int | None, code: str | None, message: str | None, *, app: 
 
 
 def counts_against_app(error: UpstreamError) -> bool:
-    """Whether an error says the app (not this one request) is unhealthy: trips the breaker."""
-    if isinstance(error, ConversationNotFound | AnswerTooLarge):
-        return False
-    return (
-        error.retryable
-        or isinstance(error, AnswerCutOff | DifyStreamError | WorkflowFailed)
-        or error.upstream_status in (401, 403)
-        or error.upstream_code in APP_CONFIG_CODES
-        or error.upstream_code == "rate_limit_error"
-    )
+    """Whether an error says the app itself is down (trips its breaker), not just this request.
+
+    Only signs of an app that is down for everyone count: no connection at all (refused, DNS,
+    connect timeout: `unreachable`) and a 5xx answer before any byte of the stream. Dify's 429
+    "too many concurrent requests", a stream that broke or failed midway, a read timeout, bad
+    keys and configuration errors are per-request (or need a person, not a pause): they do not.
+    """
+    if isinstance(error, _PartialAnswerError):
+        return False  # the stream had started: the app was up
+    return error.unreachable or (error.upstream_status is not None and error.upstream_status >= 500)

@@ -1,12 +1,16 @@
 """`AnswerStream`: one streamed Dify answer, from connect to cleanup.
 
 Lifecycle:
+0. `__aenter__` takes one of the process's answer places (`Admission`; `Overloaded` when none
+   comes free in time). It is held until `__aexit__` is done, stop call included.
 1. `__aenter__` opens the upstream stream and waits for its **first** SSE event (a ping counts).
    Everything that can be retried happens here: backoff with jitter on retryable errors, the
    per-app breaker, one retry without `conversation_id` after "Conversation Not Exists.", and
    the fallback app. Once `__aenter__` returns, nothing is retried (a resent chat message would
    create a second message, dify-api.md §5).
 2. Iterate `deltas()` (text for UIs) or `events()` (typed events); read `answer` at the end.
+   A stream that sends nothing but pings (or nothing at all) for the client's `idle_timeout`
+   ends with `UpstreamTimeout`: Dify pings while it is alive, but pings are not an answer.
 3. `__aexit__` closes the upstream response. If the answer did not finish (the consumer broke
    out, was cancelled, or timed out) it calls the stop endpoint with the same `user` and the
    saved `task_id`, shielded and bounded by `stop_timeout`, never raising.
@@ -28,8 +32,9 @@ import anyio
 import httpx
 
 from gateway.dify.answer import AnswerBuilder
+from gateway.dify.breaker import Ticket
 from gateway.dify.errors import AnswerCutOff, ConversationNotFound, DifyStreamError, WorkflowFailed
-from gateway.dify.events import DifyEvent, MalformedEvent, parse_event
+from gateway.dify.events import DifyEvent, MalformedEvent, PingEvent, parse_event
 from gateway.dify.models import Answer, AskRequest, Delta, DifyApp
 from gateway.dify.sse import ServerSentEvent, SSELineTooLong, SSEStreamDecoder
 from gateway.exceptions import UpstreamError, UpstreamTimeout
@@ -72,9 +77,10 @@ class AnswerStream:
                     shown = delta.text
         answer = stream.answer  # text, ids, usage, ...
 
-    Raises (from `__aenter__`, before streaming): `UpstreamError` and subclasses, `CircuitOpen`,
-    `UpstreamTimeout`. Raises while iterating: `DifyStreamError`, `WorkflowFailed`,
-    `AnswerCutOff`, `AnswerTooLarge`, `UpstreamTimeout` (each with `.partial` where it applies).
+    Raises (from `__aenter__`, before streaming): `Overloaded` (no answer place or connection
+    came free in time), `UpstreamError` and subclasses, `CircuitOpen`, `UpstreamTimeout`. Raises
+    while iterating: `DifyStreamError`, `WorkflowFailed`, `AnswerCutOff`, `AnswerTooLarge`,
+    `UpstreamTimeout` (each with `.partial` where it applies).
     """
 
     def __init__(
@@ -99,7 +105,9 @@ class AnswerStream:
         self._upstream: _Upstream | None = None
         self._builder: AnswerBuilder | None = None
         self._ended = False  # the upstream said its last word (terminator, error, or EOF)
-        self._judged = False  # the breaker got its verdict for this stream
+        self._ticket: Ticket | None = None  # the breaker's ticket, settled once (`_judge`)
+        self._admitted = False  # holds one of the client's answer places
+        self._progress_at = 0.0  # clock.monotonic() of the last event that was not a ping
 
     # --- public surface --------------------------------------------------------------------------
 
@@ -141,6 +149,16 @@ class AnswerStream:
     # --- context manager -------------------------------------------------------------------------
 
     async def __aenter__(self) -> AnswerStream:
+        await self._client.admission.enter()
+        self._admitted = True
+        try:
+            await self._open_any()
+        except BaseException:
+            self._leave()
+            raise
+        return self
+
+    async def _open_any(self) -> None:
         self._deadline = anyio.current_time() + self._timeout
         try:
             await self._open(self._primary, self._request)
@@ -160,11 +178,21 @@ class AnswerStream:
                 await self._open(self._fallback, replace(self._request, conversation_id=None))
             except UpstreamError as fallback_error:
                 raise fallback_error from primary_error
-        return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        try:
+            await self._close()
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        if self._admitted:
+            self._admitted = False
+            self._client.admission.leave()
+
+    async def _close(self) -> None:
         upstream, self._upstream = self._upstream, None
         if upstream is None:
             return
@@ -187,20 +215,18 @@ class AnswerStream:
         path, payload = client.build_payload(app, request)
         reset = False
         try:
-            upstream = await client.with_retries(
-                app, lambda: self._attempt(app, path, payload), self._deadline, judge_success=False
-            )
+            upstream, ticket = await client.with_retries(app, lambda: self._attempt(app, path, payload), self._deadline)
         except ConversationNotFound:
             if not (self._retry_without_conversation and "conversation_id" in payload):
                 raise
             logger.info("Dify app %r lost a conversation; starting a new one", app.name)
             payload.pop("conversation_id")
             reset = True
-            upstream = await client.with_retries(
-                app, lambda: self._attempt(app, path, payload), self._deadline, judge_success=False
-            )
+            upstream, ticket = await client.with_retries(app, lambda: self._attempt(app, path, payload), self._deadline)
         self._app = app
         self._upstream = upstream
+        self._ticket = ticket
+        self._progress_at = client.clock.monotonic()
         self._builder = AnswerBuilder(app, max_chars=client.max_answer_chars)
         self._builder.conversation_reset = reset
 
@@ -208,7 +234,7 @@ class AnswerStream:
         """One HTTP attempt, up to and including the first SSE event."""
         client = self._client
         request = client.http.build_request(
-            "POST", app.url(path), json=payload, headers=client.headers(app, sse=True), timeout=client.timeout
+            "POST", app.url(path), json=payload, headers=client.headers(app, sse=True), timeout=client.stream_timeout
         )
         response: httpx.Response | None = None
         upstream: _Upstream | None = None
@@ -262,6 +288,11 @@ class AnswerStream:
             await self._read_more(upstream, builder)
         sse = upstream.pending.popleft()
         event = parse_event(sse)
+        now = self._client.clock.monotonic()
+        if not isinstance(event, PingEvent):
+            self._progress_at = now
+        elif now - self._progress_at > self._client.idle_timeout:
+            raise self._fail(self._idle_error())
         if isinstance(event, MalformedEvent):
             logger.warning("ignored a malformed Dify event from app %r: %s", self._app.name, event.reason)
         try:
@@ -280,11 +311,7 @@ class AnswerStream:
             with anyio.CancelScope(deadline=self._deadline) as scope:
                 chunk = await anext(upstream.chunks, None)
         except httpx.ReadTimeout as exc:
-            error: UpstreamError = UpstreamTimeout(
-                f"Dify app '{app.name}' went silent mid-answer (no data or ping within the read timeout)",
-                app=app.name,
-            )
-            raise self._fail(error) from exc
+            raise self._fail(self._idle_error()) from exc
         except httpx.TransportError as exc:
             raise self._fail(self._cut_off(builder, f"the connection broke ({type(exc).__name__})")) from exc
         if scope.cancelled_caught:
@@ -304,10 +331,16 @@ class AnswerStream:
         return error
 
     def _judge(self, error: UpstreamError | None) -> None:
-        """Give the breaker its verdict on this stream, once."""
-        if not self._judged:
-            self._judged = True
-            self._client.record_stream_outcome(self._app, error, completed=self._require_builder().terminated)
+        """Give the breaker its verdict on this stream (the ticket takes only the first)."""
+        if self._ticket is not None:
+            self._client.judge(self._ticket, error, completed=self._require_builder().terminated)
+
+    def _idle_error(self) -> UpstreamTimeout:
+        return UpstreamTimeout(
+            f"Dify app '{self._app.name}' sent no answer for {self._client.idle_timeout:g} s "
+            "(pings only, or nothing at all)",
+            app=self._app.name,
+        )
 
     def _cut_off(self, builder: AnswerBuilder, why: str) -> AnswerCutOff:
         return AnswerCutOff(

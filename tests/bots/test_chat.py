@@ -18,7 +18,7 @@ from bots.responder import EMPTY_PROMPT, RESET_DONE, Responder
 from endpoints.discord.settings import DiscordSettings
 from gateway.clock import FakeClock
 from gateway.dify.models import Answer, Delta
-from gateway.exceptions import UpstreamError
+from gateway.exceptions import Overloaded, UpstreamError
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 
 pytestmark = pytest.mark.anyio
@@ -394,3 +394,28 @@ async def test_a_shrinking_answer_deletes_messages_it_no_longer_needs(clock: Fak
     await pages.render("short now", wait=True)  # e.g. output moderation replaced the answer
     second.delete.assert_awaited_once()
     assert pages.shown == ["short now"]
+
+
+class RefusedStream(ScriptedStream):
+    async def __aenter__(self) -> ScriptedStream:
+        raise Overloaded("full", retry_after=5)
+
+
+class OverloadedOnce(FakeApps):
+    """The gateway is full for the first try, then answers."""
+
+    def stream(self, query: str, **kwargs: Any) -> ScriptedStream:
+        if not self.calls:
+            self.calls.append({"query": query, **kwargs})
+            return RefusedStream(self.chunks, self.clock, self.step, self.error)
+        return super().stream(query, **kwargs)
+
+
+async def test_an_overloaded_gateway_is_asked_again_after_retry_after(clock: FakeClock) -> None:
+    screen = Screen()
+    ctx = FakeContext(OverloadedOnce(clock), settings())
+    thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
+    started = clock.monotonic()
+    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)  # type: ignore[arg-type]
+    assert answer is not None and screen.contents() == ["Hello there!"]  # no failure note
+    assert len(ctx.apps.calls) == 2 and clock.monotonic() - started >= 5

@@ -348,3 +348,21 @@ def test_two_first_starts_racing_agree_on_one_set_of_secrets(tmp_path: Path, mon
     assert loser.settings.secret_keys == winner.settings.secret_keys
     assert loser.generated_admin_token is None  # never print a token that isn't the one in use
     assert [p.name for p in tmp_path.iterdir()] == ["gw.secrets"]  # no temporary files left
+
+
+def test_capacity_and_breaker_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "GATEWAY_MAX_CONCURRENT_ANSWERS": "50",
+            "GATEWAY_DIFY_BREAKER_FAILURES": "2",
+            "GATEWAY_DIFY_IDLE_TIMEOUT": "12",
+        }
+    )
+    assert (settings.max_concurrent_answers, settings.dify_breaker_failures, settings.dify_idle_timeout) == (50, 2, 12)
+    assert settings.dify_connections == 150  # room for every answer, plus stops and metadata calls
+    assert settings.with_changes(dify_max_connections=70).dify_connections == 70
+    wrong = {"max_concurrent_answers": 0, "dify_breaker_failures": 0, "dify_idle_timeout": 0,
+             "answer_queue_timeout": -1, "dify_max_connections": -1, "dify_breaker_cool_down": -1}  # fmt: skip
+    for name, value in wrong.items():
+        with pytest.raises(ConfigurationError, match=f"GATEWAY_{name.upper()}"):
+            valid(**{name: value}).validate()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -360,7 +361,7 @@ async def test_4xx_is_not_retried(router: respx.MockRouter, client: DifyClient, 
 @pytest.mark.parametrize(
     ("exc", "kind"),
     [(httpx.ConnectError("refused"), UpstreamError), (httpx.ConnectTimeout("slow"), UpstreamTimeout),
-     (httpx.ReadTimeout("silent"), UpstreamTimeout), (httpx.PoolTimeout("busy"), UpstreamTimeout),
+     (httpx.ReadTimeout("silent"), UpstreamTimeout),
      (httpx.WriteTimeout("w"), UpstreamTimeout), (httpx.RemoteProtocolError("x"), UpstreamError)],
 )  # fmt: skip
 async def test_network_errors_before_first_event_are_retried(
@@ -464,7 +465,7 @@ async def test_read_timeout_mid_stream(router: respx.MockRouter, client: DifyCli
     route = router.post(BASE + "/chat-messages").mock(
         side_effect=lambda r: raw_response(body_then(msg("Hi"), then=httpx.ReadTimeout("silent")))
     )
-    with pytest.raises(UpstreamTimeout, match="went silent") as caught:
+    with pytest.raises(UpstreamTimeout, match="sent no answer for 30 s") as caught:
         await client.ask(app(), ASK)
     assert not caught.value.retryable and route.call_count == 1
     assert stops == [("/v1/chat-messages/task-1/stop", {"user": "slack:T1:U1"})]
@@ -616,15 +617,87 @@ async def test_half_open_probe_failure_reopens(router: respx.MockRouter, make_cl
     assert route.call_count == 2
 
 
-async def test_in_stream_failures_count_towards_the_breaker(router: respx.MockRouter, make_client: Any) -> None:
-    client = make_client(breaker_threshold=2)
-    error = {"event": "error", "status": 500, "code": "internal_server_error", "message": "x"}
-    router.post(BASE + "/chat-messages").mock(side_effect=lambda r: sse_response(msg("a"), error))
-    for _ in range(2):
-        with pytest.raises(DifyStreamError):
+MID_STREAM_ERROR = {"event": "error", "status": 500, "code": "internal_server_error", "message": "x"}
+
+
+@pytest.mark.parametrize(
+    ("answer", "raised"),
+    [(lambda r: envelope(429, "too_many_requests", "Too many concurrent requests"), UpstreamError),
+     (lambda r: sse_response(msg("a"), MID_STREAM_ERROR), DifyStreamError),
+     (lambda r: raw_response(body_then(msg("a"), then=httpx.ReadError("reset"))), AnswerCutOff),
+     (lambda r: sse_response(msg("a")), AnswerCutOff),
+     (lambda r: raw_response(body_then(msg("a"), then=httpx.ReadTimeout("silent"))), UpstreamTimeout)],
+    ids=["429-too-many-concurrent", "error-event", "connection-reset", "no-terminator", "read-timeout"],
+)  # fmt: skip
+async def test_per_request_failures_never_open_the_breaker(
+    router: respx.MockRouter, make_client: Any, stops: list[Any], answer: Any, raised: type[Exception]
+) -> None:
+    client = make_client(breaker_threshold=1)
+    route = router.post(BASE + "/chat-messages").mock(side_effect=answer)
+    for _ in range(3):
+        with pytest.raises(raised) as caught:
             await client.ask(app(), ASK)
+        assert not isinstance(caught.value, CircuitOpen)
+    route.mock(side_effect=lambda r: sse_response(msg("healthy"), end()))
+    assert (await client.ask(app(), ASK)).text == "healthy"
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ConnectError("refused"), httpx.ConnectTimeout("no SYN-ACK"), envelope(500, "internal_server_error"),
+     httpx.Response(502, text="<html>bad gateway</html>")],
+    ids=["connection-refused", "connect-timeout", "500-before-any-byte", "502-from-a-proxy"],
+)  # fmt: skip
+async def test_signs_of_an_app_that_is_down_open_the_breaker(
+    router: respx.MockRouter, make_client: Any, failure: Any
+) -> None:
+    client = make_client(retry=RetryPolicy(max_attempts=1), breaker_threshold=2)
+    route = router.post(BASE + "/chat-messages").mock(side_effect=[failure, failure])
+    for _ in range(2):
+        with pytest.raises(UpstreamError) as caught:
+            await client.ask(app(), ASK)
+        assert not isinstance(caught.value, CircuitOpen)
     with pytest.raises(CircuitOpen):
         await client.ask(app(), ASK)
+    assert route.call_count == 2
+
+
+async def test_refused_connection_through_aiohttp_opens_the_breaker(clock: FakeClock) -> None:
+    with socket.socket() as sock:  # a port nothing listens on: the connection is refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    http = make_http_client(use_aiohttp=True, max_connections=4)
+    try:
+        client = DifyClient(http, clock=clock, retry=RetryPolicy(max_attempts=1), breaker_threshold=1)
+        down = app(base_url=f"http://127.0.0.1:{port}/v1")
+        with pytest.raises(UpstreamError, match="ClientConnectorError") as caught:
+            await client.ask(down, ASK)
+        assert caught.value.unreachable
+        with pytest.raises(CircuitOpen):
+            await client.ask(down, ASK)
+    finally:
+        await http.aclose()
+
+
+async def test_half_open_lets_exactly_one_trial_through(
+    router: respx.MockRouter, make_client: Any, clock: FakeClock, stops: list[Any]
+) -> None:
+    client = make_client(retry=RetryPolicy(max_attempts=1), breaker_threshold=1, breaker_cool_down=10)
+    route = router.post(BASE + "/chat-messages").mock(side_effect=lambda r: sse_response(msg("a"), msg("b"), end()))
+    async with client.stream(app(), ASK) as early:  # in flight while the app goes down
+        await anext(early.deltas())
+        route.mock(side_effect=[envelope(503, "x"), sse_response(msg("trial"), end())])
+        with pytest.raises(UpstreamError):
+            await client.ask(app(), ASK)
+        clock.advance(10)  # half-open
+        async with client.stream(app(), ASK) as trial:
+            await anext(trial.deltas())
+            await early.__aexit__(None, None, None)  # the early call ends: no second trial because of it
+            with pytest.raises(CircuitOpen):
+                await client.ask(app(), ASK)
+            await trial.collect()
+    assert route.call_count == 3  # the early stream, the failure, the one trial
+    assert client.breakers.get("support", app().base_url).state == "closed"
 
 
 async def test_caller_errors_do_not_trip_the_breaker(router: respx.MockRouter, make_client: Any) -> None:

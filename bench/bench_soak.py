@@ -1,0 +1,161 @@
+"""Soak: N answer streams at once on one gateway process, beside the simulator called directly.
+
+    python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook]
+
+For each N, a fresh Dify simulator and a fresh `dify-gateway serve` (default settings: answer
+limit, queue timeout, Dify connection pool, breaker) each run in their own process. Then:
+
+1. baseline: N streaming `POST /v1/chat-messages` sent at once straight to the simulator;
+2. subject: N streaming answers sent at once through the gateway (`openai`: chat completions
+   with `stream: true`; `webhook`: signed requests with `stream: true`, each a durable job).
+
+Reported per run: streams completed (their last event arrived), time to first token p50/p99,
+wall time, failures by kind, and the gateway's resident memory idle and at its peak (VmHWM).
+The simulator answers a 10-token sentence after 0.2 s at 50 tokens/s (its defaults), so an
+answer takes about 0.4 s upstream; the ratios to the baseline are what the gateway adds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
+from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from gateway.apps import AppIn  # noqa: E402
+from gateway.runtime import Gateway  # noqa: E402
+from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
+from gateway.settings import Settings  # noqa: E402
+
+ANSWER = "The quick brown fox jumps over the lazy dog."
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MiB."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
+
+
+async def make_endpoint(settings: Settings, surface: str, sim_port: int) -> tuple[str, dict[str, str]]:
+    gateway = await Gateway.open(settings)
+    try:
+        app = AppIn(name="sim", base_url=f"http://127.0.0.1:{sim_port}/v1", api_key="app-simulator", mode="chat")  # type: ignore[arg-type]
+        await gateway.apps.add(app)
+        _, url, shown = await gateway.endpoints.create_with_secrets(surface, ["sim"], {})
+        return url, shown
+    finally:
+        await gateway.aclose()
+
+
+def gateway_requests(
+    surface: str, url: str, shown: dict[str, str]
+) -> tuple[str, Callable[[], tuple[bytes, dict[str, str]]], bytes, bytes]:
+    """The URL, a request factory, and the first-token and last-event markers of a surface."""
+    if surface == "openai":
+        body = json.dumps(
+            {"model": "sim", "messages": [{"role": "user", "content": "hi"}], "stream": True, "user": "bench"}
+        ).encode()
+        headers = {"authorization": f"Bearer {shown['api_key']}", "content-type": "application/json"}
+        return f"{url}/v1/chat/completions", lambda: (body, headers), b'"content":"', b"data: [DONE]"
+    key = parse_webhook_secret(shown["secret"])
+
+    def signed() -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"query": "hi", "user": "bench", "stream": True}).encode()
+        headers = standard_webhook_headers([key], "msg_" + secrets.token_hex(8), int(time.time()), body)
+        return body, {**headers, "content-type": "application/json"}
+
+    return url, signed, b"event: delta", b"event: done"
+
+
+async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst, dict[str, float], dict[str, float]]:
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        sim_port, port = free_port(), free_port()
+        simulator = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--answer", ANSWER],
+            stdout=subprocess.DEVNULL,
+        )
+        procs.append(simulator)
+        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port)
+        url, shown = await make_endpoint(Settings.from_env(env), surface, sim_port)
+        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
+        procs.append(server)
+        wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
+        wait_up(f"http://127.0.0.1:{port}/healthz", server)
+
+        direct_body = json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": "streaming"}).encode()
+        direct_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
+        direct = await run_burst(
+            "simulator direct",
+            f"http://127.0.0.1:{sim_port}/v1/chat-messages",
+            streams=streams,
+            request=lambda: (direct_body, direct_headers),
+            first_marker=b'"event": "message"',
+            done_marker=b'"event": "message_end"',
+        )
+        gw_url, request, first, done = gateway_requests(surface, url, shown)
+        await run_burst("warm-up", gw_url, streams=5, request=request, first_marker=first, done_marker=done)
+        idle = memory_mib(server.pid)
+        through = await run_burst(
+            f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
+        )
+        peak = memory_mib(server.pid)
+        return direct, through, idle, peak
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
+    rows = []
+    try:
+        for streams in [int(n) for n in args.streams.split(",")]:
+            direct, through, idle, peak = await soak(streams, args.surface, workdir)
+            print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
+            print("  " + direct.row())
+            print("  " + through.row())
+            ratio50 = percentile(through.ttfts, 0.5) / percentile(direct.ttfts, 0.5)
+            ratio99 = percentile(through.ttfts, 0.99) / percentile(direct.ttfts, 0.99)
+            print(f"  ttft ratio gateway / direct: p50 {ratio50:.2f}x, p99 {ratio99:.2f}x")
+            per_stream = (peak["VmHWM"] - idle["VmRSS"]) * 1024 / streams
+            print(
+                f"  gateway RSS: idle {idle['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB "
+                f"(~{per_stream:.0f} KiB per concurrent stream)"
+            )
+            rows.append((streams, direct, through, peak["VmHWM"]))
+        print(f"\nsummary ({args.surface}): N, completed direct, completed gateway, ttft p50/p99 ms, peak RSS MiB")
+        for streams, direct, through, peak_rss in rows:
+            print(
+                f"  {streams:>5}  {direct.completed:>5}  {through.completed:>5}  "
+                f"{percentile(through.ttfts, 0.5):7.1f} / {percentile(through.ttfts, 0.99):7.1f}  {peak_rss:6.0f}"
+            )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--streams", default="100,500,2000", help="comma-separated N")
+    parser.add_argument("--surface", choices=["openai", "webhook"], default="openai")
+    asyncio.run(main_async(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
