@@ -31,8 +31,16 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (GATEWAY_HOST, default 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="Port (GATEWAY_PORT, default 8000)")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--fd",
+    type=int,
+    default=None,
+    help="Serve on this inherited listening socket instead of --host/--port (socket activation, process managers)",
+)
+def serve(host: str | None, port: int | None, fd: int | None) -> None:
     """Run the gateway (HTTP server and job workers)."""
+    import socket
+
     import uvicorn
 
     from gateway.app import create_app
@@ -41,7 +49,16 @@ def serve(host: str | None, port: int | None) -> None:
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
-    where = f"http://{settings.host}:{settings.port}"
+    sockets = None
+    if fd is not None:
+        try:
+            sockets = [socket.socket(fileno=fd)]
+        except OSError as exc:
+            fail(f"--fd {fd} is not an open socket: {exc.strerror or exc}")
+        host_, port_ = sockets[0].getsockname()[:2]
+        where = f"http://{host_}:{port_}"
+    else:
+        where = f"http://{settings.host}:{settings.port}"
     click.echo(f"dify-gateway {gateway.__version__} on {where} (store: {_store_label(settings.store)})")
     config = uvicorn.Config(
         app,
@@ -53,7 +70,7 @@ def serve(host: str | None, port: int | None) -> None:
         access_log=False,  # gateway.access logs instead, without URL tokens
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def _store_label(url: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,11 +27,16 @@ def gateway_env(**values: str) -> dict[str, str]:
     }
 
 
-def start_gateway(env: dict[str, str], port: int, module: str = "gateway") -> subprocess.Popen[bytes]:
-    """`python -m gateway serve` (or another module's `main`) listening on `port`."""
-    command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else [])]
+def start_gateway(env: dict[str, str], sock: socket.socket, module: str = "gateway") -> subprocess.Popen[bytes]:
+    """`python -m gateway serve` (or another module's `main`) serving on the listening socket `sock`.
+
+    The child inherits the socket (`--fd`): the port was bound by the parent, so there is no window
+    in which another process could take it, and a second process can take over the same port.
+    """
+    fd = sock.fileno()
+    command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else []), "--fd", str(fd)]
     return subprocess.Popen(
-        command, cwd=ROOT, env={**env, "GATEWAY_PORT": str(port)}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        command, cwd=ROOT, env=env, pass_fds=(fd,), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
 
 
