@@ -21,6 +21,7 @@ from gateway.admin import schemas as s
 from gateway.apps import AppIn, AppService, AppUpdate
 from gateway.endpoints import EndpointOptions
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.plugin import ActionResult
 from gateway.runtime import Gateway
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
@@ -151,6 +152,8 @@ async def delete_endpoint(request: Request, gw: Gateway, _: None) -> Any:
 
 async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> Any:
     result = await gw.run_action(request.path_params["id"], request.path_params["action"], body.args)
+    if isinstance(result, ActionResult):
+        return {"result": result.data, "ok": result.ok, "events": result.events}
     return {"result": result}
 
 

@@ -103,7 +103,7 @@ def demo(port: int, simulator_port: int, workdir: Path) -> None:
                 f"Gateway on http://127.0.0.1:{port}, Dify simulator on {simulator_base}.",
                 "In another shell, try:",
                 f"  {env} {me} webhook call {endpoint_id} --query 'Hello there'",
-                f"  {env} {me} webhook call {endpoint_id} --query 'Tell me a story' --stream yes",
+                f"  {env} {me} webhook call {endpoint_id} --query 'Tell me a story' --stream",
                 f"  {env} {me} endpoints requests {endpoint_id}",
                 f"  curl -s http://127.0.0.1:{port}/metrics | head",
                 "Press Ctrl+C to stop.",
