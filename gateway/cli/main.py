@@ -12,9 +12,10 @@ import gateway
 from gateway.admin.schemas import job_out, plugin_out
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
-from gateway.cli.common import emit, fail, load_settings, run, table
+from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.exceptions import NotFound
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
 
@@ -112,7 +113,8 @@ def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first (--state dead: the dead letters)."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [job_out(j) for j in await gw.store.job_list(state=state, limit=limit)]  # type: ignore[arg-type]
+        found = await gw.store.job_list(state=state, limit=limit)  # type: ignore[arg-type]
+        return [iso_times(job_out(j), *JOB_TIMES) for j in found]
 
     emit(
         run(action),
@@ -125,6 +127,25 @@ def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
             ["ID", "KIND", "STATE", "ATTEMPTS", "ENDPOINT", "LAST ERROR"],
         ),
     )
+
+
+JOB_TIMES = ("due_at", "created_at", "updated_at", "lease_until")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """One job: state, attempts, errors and times (never its payload or result, which may hold secrets)."""
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        job = await gw.store.job_get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        detail = {**job_out(job), "key": job.key, "lease_owner": job.lease_owner, "lease_until": job.lease_until}
+        return iso_times(detail, *JOB_TIMES)
+
+    emit(run(action), as_json, lambda job: "\n".join(f"{k}: {'' if v is None else v}" for k, v in job.items()))
 
 
 @jobs.command("replay")
