@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 
 from gateway.plugin import (
     NO_FALLBACK,
+    ActionResult,
     BadRequest,
     Context,
     GatewayError,
@@ -304,19 +305,20 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
 
 @plugin.action(
     "call",
-    help="Send a signed request to this endpoint and print the answer (a way to try it out).",
+    help="Send a signed request to this endpoint and print the answer (a way to try it out). "
+    "Exits 1 when the answer failed; --json prints the answer object, or with --stream one event per line.",
     options={
         "query": "The question",
         "user": "The Dify user (default: cli)",
-        "stream": "yes: ask for SSE and show how many pieces arrived",
         "conversation-key": "Continue the conversation of this key",
     },
+    flags={"stream": "Ask for Server-Sent Events and show how many pieces arrived"},
 )
-async def call(ctx: Context, args: Mapping[str, str]) -> str:
+async def call(ctx: Context, args: Mapping[str, str]) -> ActionResult:
     if not args.get("query"):
         raise BadRequest("--query is required")
     settings: WebhookSettings = ctx.settings
-    stream = args.get("stream", "no").lower() in ("yes", "true", "1")
+    stream = args.get("stream") == "true"
     body = json.dumps(
         {
             "query": args["query"],
@@ -332,15 +334,49 @@ async def call(ctx: Context, args: Mapping[str, str]) -> str:
     response = await ctx.http.post(
         ctx.endpoint.url, content=body, headers={**headers, "content-type": "application/json"}, timeout=300
     )
-    if not stream:
-        data = response.json()
-        if response.status_code != 200:
-            return f"HTTP {response.status_code}: {json.dumps(data)}"
-        return f"{data['answer']}\n(task {data['task_id']}, conversation {data['conversation_id']})"
-    pieces = response.text.count("event: delta")
-    final = json.loads(response.text.rstrip().rsplit("data: ", 1)[-1])
-    text = final.get("answer") if "answer" in final else f"error: {final.get('message')}"
-    return f"{text}\n({pieces} text pieces streamed, task {final.get('task_id')})"
+    if stream and response.status_code == 200:
+        return _streamed(response.text)
+    return _answered(response.status_code, response.text)
+
+
+def _answered(status: int, text: str) -> ActionResult:
+    """The outcome of a `stream: false` call (or of a refused streaming one)."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        error = {"code": "not_json", "message": f"the endpoint answered HTTP {status} without JSON"}
+        return ActionResult(f"failed: {error['message']}", {"status": "failed", "error": error}, ok=False)
+    if status == 200 and data.get("status") == "succeeded":
+        return ActionResult(
+            f"{data.get('answer')}\n(task {data.get('task_id')}, conversation {data.get('conversation_id')})", data
+        )
+    if status == 202:
+        task_id = data.get("task_id")
+        return ActionResult(f"still running: task {task_id} (GET the endpoint URL + /tasks/{task_id} later)", data)
+    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    task = f" (task {data['task_id']})" if data.get("task_id") else ""
+    text = f"failed: HTTP {status}, {error.get('code', 'error')}: {error.get('message', '')}{task}"
+    return ActionResult(text, data, ok=False)
+
+
+def _streamed(text: str) -> ActionResult:
+    """The outcome of a `stream: true` call from its Server-Sent Events (our own `_event` format)."""
+    events: list[dict[str, Any]] = []
+    for block in text.replace("\r\n", "\n").split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
+        if "event" in fields:
+            events.append({"event": fields["event"], "data": json.loads(fields.get("data") or "{}")})
+    final = events[-1] if events else {"event": "error", "data": {"message": "the stream ended without an outcome"}}
+    pieces = sum(1 for e in events if e["event"] == "delta")
+    data = final["data"]
+    if final["event"] == "done":
+        return ActionResult(
+            f"{data.get('answer')}\n({pieces} text pieces streamed, task {data.get('task_id')})", data, events=events
+        )
+    message = f"failed: {data.get('code', 'error')}: {data.get('message', '')} (task {data.get('task_id')})"
+    return ActionResult(message, {"status": "failed", "error": data}, ok=False, events=events)
 
 
 async def _structured(ctx: Context, ask: AnswerRequest, text: str, settings: WebhookSettings) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 APP_MODES = ("chat", "agent-chat", "agent", "advanced-chat", "completion", "workflow")
 DEFAULT_BASE_URL = "https://api.dify.ai/v1"
+SIMULATOR_BASE_URL = "http://127.0.0.1:5001/v1"  # `dify-gateway simulate-dify` with its default port
 COLLECTION = "apps"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 # Like endpoint resolution: this process sees its own changes at once, other processes' within this.
@@ -305,6 +307,17 @@ class AppService:
             info = await self._fetch_info(name, base_url, key)
         except ValueError:
             info = None
+        except UpstreamError as exc:
+            if exc.upstream_status is not None:  # Dify answered (a bad key, say): its own message says it
+                raise
+            # Nothing answered: say where we looked and how to try the gateway without Dify.
+            raise UpstreamError(
+                f"{exc.message}: tried GET {_without_userinfo(base_url)}/info. Is Dify running there? "
+                f"To try the gateway without Dify, run `dify-gateway simulate-dify` and use "
+                f"--base-url {SIMULATOR_BASE_URL} --key app-simulator",
+                retryable=exc.retryable,
+                app=name,
+            ) from None
         if not isinstance(info, dict):
             raise UpstreamError(f"the Dify API at {base_url} did not answer GET /info with a JSON object")
         return info
@@ -349,3 +362,10 @@ class AppService:
         if mode not in APP_MODES:
             raise BadRequest(f"the app reported an unknown mode {mode!r}; pass the mode explicitly")
         return str(mode)
+
+
+def _without_userinfo(url: str) -> str:
+    """`url` without `user:password@`, for messages."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)).rstrip("/")

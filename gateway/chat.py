@@ -31,6 +31,7 @@ __all__ = [
     "EditThrottle",
     "Protect",
     "as_text",
+    "backoff_seconds",
     "cut_point",
     "last_break",
     "open_fence",
@@ -100,6 +101,16 @@ class EditThrottle:
 
     def _push(self, moment: float) -> None:
         self._next = moment if self._next is None else max(self._next, moment)
+
+
+def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 10.0) -> float:
+    """The wait before retrying a platform call that failed without saying how long to wait (a 5xx,
+    a timeout, an answer that is not JSON): `base` doubled per earlier retry, never more than `cap`.
+
+    Args:
+        attempt: how many retries came before this one (0 for the first retry).
+    """
+    return min(base * 2.0 ** max(attempt, 0), cap)
 
 
 def retry_after_seconds(value: object, *, default: float = 1.0, cap: float = 60.0) -> float:

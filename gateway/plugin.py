@@ -65,6 +65,7 @@ from gateway.chat import (
     FENCE,
     EditThrottle,
     as_text,
+    backoff_seconds,
     cut_point,
     last_break,
     open_fence,
@@ -116,6 +117,7 @@ __all__ = [
     "ALL_METHODS",
     "Action",
     "ActionHandler",
+    "ActionResult",
     "Answer",
     "AnswerStream",
     "AppInfo",
@@ -158,6 +160,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "as_text",
+    "backoff_seconds",
     "check_timestamp",
     "cut_point",
     "enforce",
@@ -634,7 +637,23 @@ class JobError(Exception):
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
-ActionHandler = Callable[[Context, Mapping[str, str]], Awaitable["str | dict[str, Any]"]]
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What an action found, for people and for programs.
+
+    `text` is printed as is; `--json` prints `data` (or, when `events` is set, each event as one
+    JSON object per line); `ok=False` is a failure: the CLI exits 1.
+    """
+
+    text: str
+    data: Any
+    ok: bool = True
+    events: Sequence[Mapping[str, Any]] | None = None
+
+
+ActionHandler = Callable[[Context, Mapping[str, str]], Awaitable["str | dict[str, Any] | ActionResult"]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -645,6 +664,7 @@ class Action:
     handler: ActionHandler
     help: str
     options: Mapping[str, str]
+    flags: Mapping[str, str] = field(default_factory=dict)
 
 
 Verifier = Callable[[Request, Context], Awaitable[Verdict]]
@@ -773,19 +793,25 @@ class Plugin:
         return register
 
     def action(
-        self, name: str, *, help: str = "", options: Mapping[str, str] | None = None
+        self,
+        name: str,
+        *,
+        help: str = "",
+        options: Mapping[str, str] | None = None,
+        flags: Mapping[str, str] | None = None,
     ) -> Callable[[ActionHandler], ActionHandler]:
         """Decorator: an operator action on one endpoint, e.g. printing a manifest or adding a key.
 
-        It is run as `dify-gateway <plugin> <name> ENDPOINT [--option value ...]` and as
-        `POST /admin/api/endpoints/{id}/actions/{name}` with `{"args": {...}}`. `options` maps
-        option names to their help. The handler returns text (printed as is) or a JSON object.
+        It is run as `dify-gateway <plugin> <name> ENDPOINT [--option value ...] [--flag]` and as
+        `POST /admin/api/endpoints/{id}/actions/{name}` with `{"args": {...}}`. `options` and
+        `flags` map names to their help; a flag's argument is "true" when given ("false" or absent
+        otherwise). The handler returns text (printed as is), a JSON object, or an `ActionResult`.
         """
         if not re.fullmatch(r"[a-z][a-z0-9-]{0,39}", name):
             raise ValueError(f"action name {name!r} must be lower-case letters, digits or '-'")
 
         def register(handler: ActionHandler) -> ActionHandler:
-            self.actions[name] = Action(name, handler, help, dict(options or {}))
+            self.actions[name] = Action(name, handler, help, dict(options or {}), dict(flags or {}))
             return handler
 
         return register

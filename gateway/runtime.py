@@ -25,7 +25,7 @@ from gateway.exceptions import BadRequest, NotFound, Overloaded
 from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
 from gateway.lease import JobLease
 from gateway.metrics import Metrics
-from gateway.plugin import EndpointInfo, JobError, JobInfo, Plugin, RetryJob
+from gateway.plugin import ActionResult, EndpointInfo, JobError, JobInfo, Plugin, RetryJob
 from gateway.ratelimit import RateLimiter
 from gateway.registry import PluginRegistry
 from gateway.requestlog import RequestLog
@@ -198,16 +198,21 @@ class Gateway:
                 stale_urls.append(record.id)
         return {"apps_resealed": apps, "endpoint_values_resealed": values, "endpoints_to_rotate": stale_urls}
 
-    async def run_action(self, endpoint_id: str, name: str, args: Mapping[str, str]) -> str | dict[str, Any]:
+    async def run_action(
+        self, endpoint_id: str, name: str, args: Mapping[str, str]
+    ) -> str | dict[str, Any] | ActionResult:
         """Run the plugin action `name` on an endpoint (CLI `dify-gateway PLUGIN ACTION ID`, admin API)."""
         record = await self.endpoints.get(endpoint_id)
         plugin = self.registry.require(record.plugin)
         action = plugin.actions.get(name)
         if action is None:
             raise NotFound(f"plugin {plugin.name!r} has no action {name!r}")
-        unknown = set(args) - set(action.options)
+        unknown = set(args) - set(action.options) - set(action.flags)
         if unknown:
             raise BadRequest(f"unknown options for {name}: {', '.join(sorted(unknown))}")
+        not_flags = sorted(flag for flag in action.flags if args.get(flag, "false") not in ("true", "false"))
+        if not_flags:
+            raise BadRequest(f'{", ".join(not_flags)} of {name} must be "true" or "false"')
         return await action.handler(await self.context(record, plugin), args)
 
     async def context(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:

@@ -2,9 +2,11 @@
 
 Rate limits (platforms.md §2.4): a 429 carries `retry_after` (seconds) in its JSON body and a
 `Retry-After` header; an urgent call waits that long and tries again, a non-urgent one (a streaming
-edit) raises `TryLater` so the caller skips it. 5xx answers and network errors are treated the
-same way, with a bounded number of attempts. Other 4xx answers raise `DiscordAPIError` at once
-(retrying 401/403 only adds to Discord's invalid-request count).
+edit) raises `TryLater` so the caller skips it. 5xx answers, answers that are not JSON (an HTML
+page from a proxy), timeouts and network errors are treated the same way after a growing backoff,
+with a bounded number of attempts; the last failure says what happened and how often. Other 4xx
+answers raise `DiscordAPIError` at once (retrying 401/403 only adds to Discord's invalid-request
+count).
 
 Interaction webhook URLs contain the interaction token: neither URLs nor httpx's messages (which
 quote the URL) ever go into errors or logs.
@@ -19,7 +21,7 @@ import httpx
 
 from endpoints.discord.interactions import NO_MENTIONS
 from endpoints.discord.messages import TryLater
-from gateway.plugin import Clock, retry_after_seconds
+from gateway.plugin import Clock, backoff_seconds, retry_after_seconds
 
 __all__ = ["ORIGINAL", "ChannelSink", "DiscordAPI", "DiscordAPIError", "InteractionSink", "retry_after"]
 
@@ -61,6 +63,8 @@ def _error(response: httpx.Response) -> DiscordAPIError:
     body = _json(response)
     message = body.get("message") if isinstance(body, dict) else None
     code = body.get("code") if isinstance(body, dict) else None
+    if not message and response.content and body is None:
+        message = f"{response.reason_phrase or 'error'}, and not JSON"
     return DiscordAPIError(
         response.status_code,
         str(message)[:200] if message else response.reason_phrase or "error",
@@ -116,22 +120,27 @@ class DiscordAPI:
                 )
             except httpx.TransportError as exc:
                 # The message of a transport error quotes the URL (with the token): keep only its kind.
-                failure = DiscordAPIError(0, f"Discord could not be reached ({exc.__class__.__name__})")
-                delay = min(2.0**attempt, 10.0)
+                kind = "did not answer in time" if isinstance(exc, httpx.TimeoutException) else "could not be reached"
+                failure = DiscordAPIError(0, f"Discord {kind} ({exc.__class__.__name__})")
+                delay = backoff_seconds(attempt)
             else:
                 if response.status_code == 429:
                     failure, delay = _error(response), retry_after(response)
                 elif response.status_code >= 500:
-                    failure, delay = _error(response), min(2.0**attempt, 10.0)
+                    failure, delay = _error(response), backoff_seconds(attempt)
                 elif response.status_code >= 400:
                     raise _error(response)
                 else:
-                    return _json(response)
+                    try:
+                        return response.json() if response.content else None
+                    except ValueError:  # e.g. a proxy's HTML page: Discord itself always answers JSON
+                        failure = DiscordAPIError(response.status_code, "an answer that is not JSON")
+                        delay = backoff_seconds(attempt)
             if not wait:
                 raise TryLater(delay)
             if attempt + 1 < self._attempts:
                 await self._clock.sleep(delay)
-        raise failure
+        raise DiscordAPIError(failure.status, f"{failure.message} ({self._attempts} tries)", failure.code)
 
     # -- commands ---------------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The Slack Web API as the answering jobs use it: slack_sdk's `AsyncWebClient`, one aiohttp
-session per job, 429s honoured on the injected clock, failures mapped to job outcomes.
+session per job, 429s, 5xx, timeouts and unreadable answers retried on the injected clock,
+failures mapped to job outcomes.
 
 `SlackOut` posts, edits and streams the messages of one answer in one thread and keeps their
 timestamps in endpoint storage under the job's id, so a job that runs again after a crash edits
@@ -19,7 +20,6 @@ from typing import Any
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetryHandler
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -27,9 +27,26 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from endpoints.slack.render import defuse_mentions
 from endpoints.slack.settings import SlackSettings
-from gateway.plugin import Clock, Context, JobError, JobInfo, RetryJob, Storage, retry_after_seconds
+from gateway.plugin import (
+    Clock,
+    Context,
+    JobError,
+    JobInfo,
+    RetryJob,
+    Storage,
+    backoff_seconds,
+    retry_after_seconds,
+)
 
-__all__ = ["ClockRateLimitHandler", "Posted", "SlackOut", "bot_user_id", "open_client", "slack_failures"]
+__all__ = [
+    "ClockRetryHandler",
+    "GatewayWebClient",
+    "Posted",
+    "SlackOut",
+    "bot_user_id",
+    "open_client",
+    "slack_failures",
+]
 
 # Errors no retry will fix: the token, the scopes or the channel are wrong.
 FATAL_ERRORS = frozenset(
@@ -53,12 +70,23 @@ MESSAGE_LOG_TTL = 2 * 24 * 3600.0
 BOT_USER_TTL = 24 * 3600.0
 
 
-class ClockRateLimitHandler(AsyncRetryHandler):
-    """Retries a 429 after its `Retry-After`, waiting on the gateway's clock (slack_sdk's own
-    handler sleeps on asyncio with jitter, which tests could not control)."""
+# Slack's own "try again later" errors, sent as JSON with HTTP 200.
+SERVER_ERRORS = frozenset({"internal_error", "fatal_error", "service_unavailable"})
+# Set on an answer that was not Slack's JSON (see `GatewayWebClient`).
+UNREADABLE = "unreadable_answer"
+RETRIES = 4
+TIMEOUT_S = 30.0
+
+
+class ClockRetryHandler(AsyncRetryHandler):
+    """Retries, on the gateway's clock, every Slack answer that may pass later: a 429 after its
+    `Retry-After`; a 5xx, an answer that is not JSON, Slack's own server errors, a timeout or a
+    connection error after a growing backoff. (slack_sdk's handlers sleep on asyncio with jitter,
+    which tests could not control, and let a 502 HTML page through as an unreadable answer.)
+    `fence` is checked again after each wait, which may have outlasted the job's lease."""
 
     def __init__(
-        self, clock: Clock, max_retry_count: int = 3, fence: Callable[[], Awaitable[None]] | None = None
+        self, clock: Clock, max_retry_count: int = RETRIES, fence: Callable[[], Awaitable[None]] | None = None
     ) -> None:
         super().__init__(max_retry_count=max_retry_count)
         self._clock = clock
@@ -72,7 +100,16 @@ class ClockRateLimitHandler(AsyncRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> bool:
-        return response is not None and response.status_code == 429
+        if error is not None:
+            # SlackApiError here: a body that claimed to be JSON and was not.
+            return isinstance(error, aiohttp.ClientError | TimeoutError | SlackApiError)
+        if response is None:
+            return False
+        if response.status_code == 429 or response.status_code >= 500:
+            return True
+        if response.body is None:  # not JSON (a 200 with text or bytes is an upload's or a download's answer)
+            return response.status_code != 200 or response.data is None
+        return response.body.get("error") in SERVER_ERRORS
 
     async def prepare_for_next_attempt_async(
         self,
@@ -83,27 +120,49 @@ class ClockRateLimitHandler(AsyncRetryHandler):
         error: Exception | None = None,
     ) -> None:
         state.next_attempt_requested = True
-        await self._clock.sleep(retry_after_seconds(_retry_after(response.headers if response else None)))
+        if response is not None and response.status_code == 429:
+            delay = retry_after_seconds(_retry_after(response.headers))
+        else:
+            delay = backoff_seconds(state.current_attempt)
+        await self._clock.sleep(delay)
         if self._fence is not None:  # the wait may have outlasted the job's lease
             await self._fence()
         state.increment_current_attempt()
 
 
+class GatewayWebClient(AsyncWebClient):
+    """slack_sdk's client, except that an answer that is not Slack's JSON (an HTML error page from
+    a proxy, a plain-text 5xx) becomes a clean `SlackApiError` ("unreadable_answer", with the HTTP
+    status) instead of an `AttributeError` deep inside slack_sdk."""
+
+    async def _request(self, *, http_verb: str, api_url: str, req_args: dict[str, Any]) -> dict[str, Any]:
+        response: dict[str, Any] = await super()._request(http_verb=http_verb, api_url=api_url, req_args=req_args)
+        data = response.get("data")
+        if response.get("status_code") != 200 and not (isinstance(data, dict) and data):
+            response["data"] = {"ok": False, "error": UNREADABLE}
+        return response
+
+
 @contextlib.asynccontextmanager
 async def open_client(
-    settings: SlackSettings, clock: Clock, fence: Callable[[], Awaitable[None]] | None = None
+    settings: SlackSettings,
+    clock: Clock,
+    fence: Callable[[], Awaitable[None]] | None = None,
+    *,
+    timeout: float = TIMEOUT_S,
 ) -> AsyncIterator[AsyncWebClient]:
-    """An `AsyncWebClient` on its own aiohttp session, closed when the job is done; `fence` is
-    checked again before a call is retried after a rate limit."""
+    """An `AsyncWebClient` on its own aiohttp session, closed when the job is done; each call gives
+    up after `timeout` seconds and is retried (see `ClockRetryHandler`); `fence` is checked again
+    before a call is retried."""
     if settings.bot_token is None:
         raise JobError("bot_token is not set on this endpoint")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-        yield AsyncWebClient(
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+        yield GatewayWebClient(
             token=settings.bot_token.get_secret_value(),
             base_url=settings.api_base_url + "/",
             session=session,
-            timeout=30,
-            retry_handlers=[AsyncConnectionErrorRetryHandler(), ClockRateLimitHandler(clock, fence=fence)],
+            timeout=int(max(timeout, 1)),
+            retry_handlers=[ClockRetryHandler(clock, fence=fence)],
         )
 
 
@@ -116,19 +175,30 @@ def _retry_after(headers: Any) -> str | None:
 
 @contextlib.asynccontextmanager
 async def slack_failures(ctx: Context) -> AsyncIterator[None]:
-    """Map Slack failures to job outcomes: retry what may pass, dead-letter what can't."""
+    """Map Slack failures to job outcomes: retry what may pass, dead-letter what can't.
+
+    Every failure here already came back after the client's own retries (`ClockRetryHandler`), so
+    the reason says so: it is the job's error when it ends up a dead letter.
+    """
+    tries = f"{RETRIES + 1} tries"
     try:
         yield
     except SlackApiError as exc:
+        status = exc.response.status_code
         error = str(exc.response.get("error") or "unknown_error")
-        if exc.response.status_code == 429 or error == "ratelimited":
+        if status == 429 or error == "ratelimited":
             raise RetryJob("Slack rate limit", after=retry_after_seconds(_retry_after(exc.response.headers))) from None
         if error in FATAL_ERRORS:
             ctx.logger.error("Slack refused the answer: %s (check the bot token, scopes and channel)", error)
             raise JobError(f"Slack refused: {error}") from None
+        if error == UNREADABLE:
+            raise RetryJob(f"Slack answered HTTP {status} with something other than its JSON ({tries})") from None
+        if status >= 500 or error in SERVER_ERRORS:
+            raise RetryJob(f"Slack failed: HTTP {status}, {error} ({tries})") from None
         raise RetryJob(f"Slack API error: {error}") from None
     except (aiohttp.ClientError, TimeoutError) as exc:
-        raise RetryJob(f"Slack unreachable: {exc.__class__.__name__}") from None
+        kind = "did not answer in time" if isinstance(exc, TimeoutError) else "could not be reached"
+        raise RetryJob(f"Slack {kind} ({exc.__class__.__name__}, {tries})") from None
 
 
 async def bot_user_id(client: AsyncWebClient, storage: Storage) -> str | None:

@@ -22,6 +22,7 @@ from gateway.apps import AppIn, AppService, AppUpdate
 from gateway.boundedjson import check_json_bounds
 from gateway.endpoints import EndpointOptions
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.plugin import ActionResult
 from gateway.runtime import Gateway
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
@@ -153,6 +154,8 @@ async def delete_endpoint(request: Request, gw: Gateway, _: None) -> Any:
 
 async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> Any:
     result = await gw.run_action(request.path_params["id"], request.path_params["action"], body.args)
+    if isinstance(result, ActionResult):
+        return {"result": result.data, "ok": result.ok, "events": result.events}
     return {"result": result}
 
 

@@ -90,6 +90,8 @@ class ActionIn(BaseModel):
 
 class ActionOut(BaseModel):
     result: Any
+    ok: bool = Field(default=True, description="False when the action reports a failure (the CLI exits 1)")
+    events: list[dict[str, Any]] | None = Field(default=None, description="What a streaming action received")
 
 
 class AppOut(BaseModel):
@@ -195,7 +197,10 @@ def plugin_out(plugin: Plugin) -> dict[str, Any]:
         "permissions": sorted(p.value for p in plugin.permissions),
         "routes": [{"path": r.pattern, "methods": sorted(r.methods)} for r in plugin.routes],
         "jobs": sorted(plugin.jobs),
-        "actions": [{"name": a.name, "help": a.help, "options": dict(a.options)} for a in plugin.actions.values()],
+        "actions": [
+            {"name": a.name, "help": a.help, "options": dict(a.options), "flags": dict(a.flags)}
+            for a in plugin.actions.values()
+        ],
         "settings_schema": plugin.settings_model.model_json_schema(),
         "secret_settings": sorted(plugin.secret_fields()),
     }

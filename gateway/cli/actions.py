@@ -7,12 +7,13 @@ built from the registry when the CLI starts, so third-party plugins get commands
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import click
 
 from gateway.cli.common import run
-from gateway.plugin import Action, Plugin
+from gateway.plugin import Action, ActionResult, Plugin
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
 
@@ -20,21 +21,43 @@ __all__ = ["action_groups"]
 
 
 def _command(plugin: Plugin, action: Action) -> click.Command:
-    def callback(endpoint: str, as_json: bool, **options: str | None) -> None:
-        args = {name.replace("_", "-"): value for name, value in options.items() if value is not None}
+    def callback(endpoint: str, as_json: bool, **options: str | bool | None) -> None:
+        args: dict[str, str] = {}
+        for name, value in options.items():
+            if isinstance(value, bool):
+                if value:
+                    args[name.replace("_", "-")] = "true"
+            elif value is not None:
+                args[name.replace("_", "-")] = value
 
-        async def act(gw: Gateway) -> str | dict[str, Any]:
+        async def act(gw: Gateway) -> str | dict[str, Any] | ActionResult:
             return await gw.run_action(endpoint, action.name, args)
 
-        result = run(act)
-        click.echo(result if isinstance(result, str) and not as_json else json.dumps(result, indent=2))
+        _print(run(act), as_json)
 
     params: list[click.Parameter] = [
         click.Argument(["endpoint"]),
         click.Option(["--json", "as_json"], is_flag=True, help="Print JSON"),
     ]
     params += [click.Option([f"--{name}"], default=None, help=text) for name, text in action.options.items()]
+    params += [click.Option([f"--{name}"], is_flag=True, help=text) for name, text in action.flags.items()]
     return click.Command(action.name, callback=callback, params=params, help=action.help)
+
+
+def _print(result: str | dict[str, Any] | ActionResult, as_json: bool) -> None:
+    """An action's result: text as is, JSON with --json; exit 1 when the action failed."""
+    if not isinstance(result, ActionResult):
+        click.echo(result if isinstance(result, str) and not as_json else json.dumps(result, indent=2))
+        return
+    if not as_json:
+        click.echo(result.text)
+    elif result.events is not None:
+        for event in result.events:  # JSON Lines: one event per line
+            click.echo(json.dumps(event, ensure_ascii=False))
+    else:
+        click.echo(json.dumps(result.data, indent=2, ensure_ascii=False))
+    if not result.ok:
+        sys.exit(1)
 
 
 def action_groups(registry: PluginRegistry) -> list[click.Group]:

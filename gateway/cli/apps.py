@@ -8,14 +8,19 @@ from typing import Any
 import click
 from pydantic import SecretStr, ValidationError
 
-from gateway.apps import DEFAULT_BASE_URL, AppIn, AppService, AppUpdate
-from gateway.cli.common import emit, fail, run, table
+from gateway.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
+from gateway.cli.common import emit, fail, iso_times, run, table
 from gateway.runtime import Gateway
 
 
 @click.group("apps")
 def apps() -> None:
     """Dify apps the gateway can call."""
+
+
+def _public(app: AppRecord) -> dict[str, Any]:
+    """The app as the CLI prints it: key masked, times in ISO 8601."""
+    return iso_times(AppService.public(app), "created_at", "updated_at")
 
 
 def _human(app: dict[str, Any]) -> str:
@@ -45,7 +50,7 @@ def add(name: str, base_url: str, key: str | None, mode: str | None, fallback: s
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return AppService.public(await gw.apps.add(app))
+        return _public(await gw.apps.add(app))
 
     emit(run(action), as_json, _human)
 
@@ -56,7 +61,7 @@ def list_(as_json: bool) -> None:
     """List registered apps."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [AppService.public(a) for a in await gw.apps.all()]
+        return [_public(a) for a in await gw.apps.all()]
 
     emit(
         run(action),
@@ -72,7 +77,7 @@ def show(name: str, as_json: bool) -> None:
     """Show one app (the key stays masked)."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return AppService.public(await gw.apps.get(name))
+        return _public(await gw.apps.get(name))
 
     emit(run(action), as_json, _human)
 
@@ -96,7 +101,7 @@ def update(
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return AppService.public(await gw.apps.update(name, change))
+        return _public(await gw.apps.update(name, change))
 
     emit(run(action), as_json, _human)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
 import sys
@@ -16,7 +17,7 @@ from gateway.exceptions import GatewayError
 from gateway.runtime import Gateway
 from gateway.settings import Settings, bootstrap
 
-__all__ = ["emit", "fail", "load_settings", "run", "table"]
+__all__ = ["emit", "fail", "iso_time", "iso_times", "load_settings", "run", "table"]
 
 T = TypeVar("T")
 
@@ -59,6 +60,24 @@ def _has_request(exc: httpx.HTTPError) -> bool:
     except RuntimeError:
         return False
     return True
+
+
+def iso_time(timestamp: float) -> str:
+    """A Unix time as ISO 8601 in UTC, to the second: `2026-01-31T09:30:00Z`."""
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def iso_times(data: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """`data` with the Unix times in `fields` (numbers, or lists of them) as ISO 8601 strings."""
+    out = dict(data)
+    for name in fields:
+        value = out.get(name)
+        if isinstance(value, list):
+            out[name] = [iso_time(v) for v in value]
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            out[name] = iso_time(value)
+    return out
 
 
 def fail(message: str) -> NoReturn:

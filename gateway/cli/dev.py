@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import shlex
+import socket
 import sys
 from pathlib import Path
 
 import click
 from pydantic import SecretStr
 
-from gateway.apps import AppIn
-from gateway.cli.common import load_settings
+from gateway.apps import AppIn, AppUpdate
+from gateway.cli.common import fail, load_settings
 from gateway.runtime import Gateway
 from gateway.simulator.config import FAULTS, SimulatorConfig
 
 __all__ = ["demo", "simulate_dify"]
+
+DEMO_APP = "demo"
+SIMULATOR_KEY = "app-simulator"
 
 
 @click.command("simulate-dify")
@@ -60,52 +66,79 @@ def simulate_dify(
         fault=fault,
         fault_rate=fault_rate,
     )
-    from gateway.simulator.server import run_simulator  # the simulator is a Starlette app: load it only here
+    from gateway.simulator.server import simulator_server  # the simulator is a Starlette app: load it only here
 
+    sock = _listen(port, "--port", host)
+    port = sock.getsockname()[1]
     click.echo(f"Dify simulator on http://{host}:{port}/v1 (app key: {sorted(config.api_keys)[0]}, mode {mode})")
-    run_simulator(host, port, config)
+    simulator_server(host, port, config).run(sockets=[sock])
+
+
+def _listen(port: int, flag: str, host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on `host`:`port` (0: any free port), or a one-line error naming `flag`."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restart at once
+        sock.bind((host, port))
+        sock.listen(1024)
+    except OSError as exc:
+        sock.close()
+        busy = exc.errno == errno.EADDRINUSE
+        why = "is busy (is a gateway or another demo running there?)" if busy else f"cannot be used ({exc.strerror})"
+        fail(f"port {port} {why}: choose another with {flag} PORT")
+    return sock
 
 
 @click.command("demo")
-@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port")
-@click.option("--simulator-port", type=int, default=5001, show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True, help="Gateway port (0: any free port)")
+@click.option("--simulator-port", type=int, default=5001, show_default=True, help="Simulator port (0: any free port)")
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-gateway"))
 def demo(port: int, simulator_port: int, workdir: Path) -> None:
     """Start a gateway and a Dify simulator, create a webhook endpoint, and print commands to try."""
     from gateway.app import create_app
     from gateway.simulator.server import simulator_server
 
+    # Both ports are taken before anything is printed, and kept: the commands shown work.
+    with contextlib.ExitStack() as opened:  # closes the first if the second port is busy
+        gateway_socket = opened.enter_context(_listen(port, "--port"))
+        simulator_socket = opened.enter_context(_listen(simulator_port, "--simulator-port"))
+        opened.pop_all()
+    port, simulator_port = gateway_socket.getsockname()[1], simulator_socket.getsockname()[1]
+    public_url = f"http://127.0.0.1:{port}"
     workdir.mkdir(parents=True, exist_ok=True)
     store = f"sqlite:///{(workdir / 'gateway.db').resolve()}"
-    settings = load_settings(store=store, public_url=f"http://127.0.0.1:{port}", port=port)
+    settings = load_settings(store=store, public_url=public_url, port=port)
     simulator_base = f"http://127.0.0.1:{simulator_port}/v1"
 
     async def prepare() -> str:
         gateway = await Gateway.open(settings)
         try:
-            if "demo" not in {a.name for a in await gateway.apps.all()}:
-                key = SecretStr("app-simulator")
-                await gateway.apps.add(AppIn(name="demo", base_url=simulator_base, api_key=key, mode="chat"))
+            key = SecretStr(SIMULATOR_KEY)
+            if DEMO_APP not in {a.name for a in await gateway.apps.all()}:
+                await gateway.apps.add(AppIn(name=DEMO_APP, base_url=simulator_base, api_key=key, mode="chat"))
+            else:  # an earlier demo's app: point it at this run's simulator
+                await gateway.apps.update(DEMO_APP, AppUpdate(base_url=simulator_base, api_key=key, mode="chat"))
             for record in await gateway.endpoints.all():
-                if record.plugin == "webhook" and record.name == "demo":
+                if record.plugin == "webhook" and record.name == DEMO_APP:
                     return record.id
-            record, _ = await gateway.endpoints.create("webhook", ["demo"], {}, name="demo")
+            record, _ = await gateway.endpoints.create("webhook", [DEMO_APP], {}, name=DEMO_APP)
             return record.id
         finally:
             await gateway.aclose()
 
     endpoint_id = asyncio.run(prepare())
-    env = f"GATEWAY_STORE={shlex.quote(store)} GATEWAY_PUBLIC_URL=http://127.0.0.1:{port}"
+    env = f"GATEWAY_STORE={shlex.quote(store)} GATEWAY_PUBLIC_URL={public_url}"
     me = "dify-gateway" if sys.argv and sys.argv[0].endswith("dify-gateway") else f"{sys.executable} -m gateway"
     click.echo(
         "\n".join(
             [
-                f"Gateway on http://127.0.0.1:{port}, Dify simulator on {simulator_base}.",
+                f"Gateway on {public_url}, Dify simulator on {simulator_base}.",
                 "In another shell, try:",
                 f"  {env} {me} webhook call {endpoint_id} --query 'Hello there'",
-                f"  {env} {me} webhook call {endpoint_id} --query 'Tell me a story' --stream yes",
+                f"  {env} {me} webhook call {endpoint_id} --query 'Tell me a story' --stream",
                 f"  {env} {me} endpoints requests {endpoint_id}",
-                f"  curl -s http://127.0.0.1:{port}/metrics | head",
+                f"  curl -s {public_url}/metrics | head",
                 "Press Ctrl+C to stop.",
             ]
         ),
@@ -114,10 +147,10 @@ def demo(port: int, simulator_port: int, workdir: Path) -> None:
     async def serve() -> None:
         import uvicorn
 
-        gateway_server = uvicorn.Server(
-            uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning", access_log=False)
-        )
+        gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", access_log=False))
         simulator = simulator_server("127.0.0.1", simulator_port, SimulatorConfig())
-        await asyncio.gather(gateway_server.serve(), simulator.serve())
+        await asyncio.gather(
+            gateway_server.serve(sockets=[gateway_socket]), simulator.serve(sockets=[simulator_socket])
+        )
 
     asyncio.run(serve())

@@ -2,19 +2,98 @@
 
 from __future__ import annotations
 
-import datetime
+from collections.abc import Callable
 from typing import Any
 
 import click
 
-from gateway.cli.common import emit, fail, key_values, run, table
-from gateway.endpoints import EndpointOptions, coerce_setting
+from gateway.cli.common import emit, fail, iso_times, key_values, run, table
+from gateway.endpoints import EndpointOptions, EndpointRecord, coerce_setting
 from gateway.runtime import Gateway
 
 
 @click.group("endpoints")
 def endpoints() -> None:
     """Endpoints: a plugin bound to apps, reached at a random URL."""
+
+
+MAX_BODY_LIMIT = 64 * 1024 * 1024  # as the admin API allows
+DEFAULT = "default"
+
+
+def _limit(
+    low: int, high: int | None = None
+) -> Callable[[click.Context, click.Parameter, str | None], int | str | None]:
+    """An option callback: a whole number from `low` to `high`, or "default" (the gateway-wide setting)."""
+
+    def convert(ctx: click.Context, param: click.Parameter, value: str | None) -> int | str | None:
+        if value is None or value == DEFAULT:
+            return value
+        try:
+            number = int(value)
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a whole number or {DEFAULT!r}") from None
+        if number < low or (high is not None and number > high):
+            most = f" to {high}" if high is not None else " or more"
+            raise click.BadParameter(f"{number} is out of range: {low}{most}, or {DEFAULT!r}")
+        return number
+
+    return convert
+
+
+def _options_of(current: EndpointOptions, rate_limit: Any, log_bodies: bool | None, max_body: Any) -> EndpointOptions:
+    """`current` with the options given on the command line ("default": the gateway's setting)."""
+
+    def pick(value: Any, old: int | None) -> int | None:
+        return old if value is None else None if value == DEFAULT else int(value)
+
+    return EndpointOptions(
+        pick(rate_limit, current.rate_limit_per_minute),
+        current.log_bodies if log_bodies is None else log_bodies,
+        pick(max_body, current.max_body_bytes),
+    )
+
+
+def _option_flags(update: bool) -> list[Callable[[Callable[..., Any]], Callable[..., Any]]]:
+    """The per-endpoint options, as `endpoints create` and `endpoints update` take them."""
+    keep = " (omit: unchanged)" if update else ""
+    return [
+        click.option(
+            "--rate-limit",
+            "--rate-limit-per-minute",
+            "rate_limit",
+            metavar="N|default",
+            callback=_limit(0),
+            help=f"Requests per minute; 0: unlimited; 'default': GATEWAY_RATE_LIMIT_PER_MINUTE{keep}",
+        ),
+        click.option(
+            "--max-body-bytes",
+            metavar="N|default",
+            callback=_limit(1, MAX_BODY_LIMIT),
+            help=f"Request body cap in bytes (larger: 413); 'default': GATEWAY_MAX_BODY_BYTES{keep}",
+        ),
+        click.option(
+            "--log-bodies/--no-log-bodies",
+            default=None,
+            help=f"Keep request bodies in the request log{keep}",
+        ),
+    ]
+
+
+def _with(
+    decorators: list[Callable[[Callable[..., Any]], Callable[..., Any]]],
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def apply(function: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            function = decorator(function)
+        return function
+
+    return apply
+
+
+def _public(gw: Gateway, record: EndpointRecord) -> dict[str, Any]:
+    """The endpoint as `endpoints show` prints it: secrets masked, times in ISO 8601."""
+    return iso_times(gw.endpoints.public(record), "created_at", "updated_at", "previous_urls_expire_at")
 
 
 def _human(ep: dict[str, Any]) -> str:
@@ -33,16 +112,16 @@ def _settings(gw: Gateway, plugin: str, pairs: list[tuple[str, str]]) -> dict[st
 @click.option("--app", "apps", multiple=True, help="Dify app to bind (repeatable)")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Plugin setting (repeatable)")
 @click.option("--name", default="", help="A label for operators")
-@click.option("--rate-limit", type=int, default=None, help="Requests per minute (0: unlimited)")
-@click.option("--log-bodies", is_flag=True, help="Keep request bodies in the request log")
+@_with(_option_flags(update=False))
 @click.option("--json", "as_json", is_flag=True)
 def create(
     plugin: str,
     apps: tuple[str, ...],
     sets: tuple[str, ...],
     name: str,
-    rate_limit: int | None,
-    log_bodies: bool,
+    rate_limit: int | str | None,
+    max_body_bytes: int | str | None,
+    log_bodies: bool | None,
     as_json: bool,
 ) -> None:
     """Mint an endpoint and print its URL."""
@@ -54,9 +133,9 @@ def create(
             list(apps),
             _settings(gw, plugin, pairs) if gw.registry.get(plugin) else {},
             name=name,
-            options=EndpointOptions(rate_limit, log_bodies),
+            options=_options_of(EndpointOptions(), rate_limit, log_bodies, max_body_bytes),
         )
-        return {**gw.endpoints.public(record), "url": url, "secrets": shown}
+        return {**_public(gw, record), "url": url, "secrets": shown}
 
     def human(ep: dict[str, Any]) -> str:
         lines = [ep["url"], f"(endpoint {ep['id']}, plugin {ep['plugin']})"]
@@ -74,7 +153,7 @@ def list_(as_json: bool) -> None:
     """List endpoints."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [gw.endpoints.public(e) for e in await gw.endpoints.all()]
+        return [_public(gw, e) for e in await gw.endpoints.all()]
 
     emit(
         run(action),
@@ -93,7 +172,7 @@ def show(endpoint_id: str, as_json: bool) -> None:
     """Show an endpoint (secret settings masked)."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return gw.endpoints.public(await gw.endpoints.get(endpoint_id))
+        return _public(gw, await gw.endpoints.get(endpoint_id))
 
     emit(run(action), as_json, _human)
 
@@ -103,14 +182,16 @@ def show(endpoint_id: str, as_json: bool) -> None:
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE")
 @click.option("--unset", "unsets", multiple=True, metavar="KEY")
 @click.option("--app", "apps", multiple=True, help="Replace the bound apps")
-@click.option("--rate-limit", type=int, default=None)
+@_with(_option_flags(update=True))
 @click.option("--json", "as_json", is_flag=True)
 def update(
     endpoint_id: str,
     sets: tuple[str, ...],
     unsets: tuple[str, ...],
     apps: tuple[str, ...],
-    rate_limit: int | None,
+    rate_limit: int | str | None,
+    max_body_bytes: int | str | None,
+    log_bodies: bool | None,
     as_json: bool,
 ) -> None:
     """Change settings (others, secrets included, stay as they are)."""
@@ -119,9 +200,8 @@ def update(
     async def action(gw: Gateway) -> dict[str, Any]:
         current = await gw.endpoints.get(endpoint_id)
         options = None
-        if rate_limit is not None:
-            o = current.options
-            options = EndpointOptions(rate_limit, o.log_bodies, o.max_body_bytes)
+        if (rate_limit, max_body_bytes, log_bodies) != (None, None, None):
+            options = _options_of(current.options, rate_limit, log_bodies, max_body_bytes)
         record = await gw.endpoints.update(
             endpoint_id,
             settings=_settings(gw, current.plugin, pairs) if pairs else None,
@@ -129,7 +209,7 @@ def update(
             apps=list(apps) or None,
             options=options,
         )
-        return gw.endpoints.public(record)
+        return _public(gw, record)
 
     emit(run(action), as_json, _human)
 
@@ -165,9 +245,17 @@ def rotate(endpoint_id: str, grace: float | None, as_json: bool) -> None:
 
     async def action(gw: Gateway) -> dict[str, Any]:
         record, url = await gw.endpoints.rotate(endpoint_id, grace=grace)
-        return {**gw.endpoints.public(record), "url": url}
+        return {**_public(gw, record), "url": url}
 
-    emit(run(action), as_json, lambda ep: ep["url"])
+    def human(ep: dict[str, Any]) -> str:
+        expiries = ep["previous_urls_expire_at"]
+        if expiries:  # ISO 8601 in UTC sorts as time does
+            note = f"The old URL keeps working until {expiries[-1]} (UTC), then answers 404."
+        else:
+            note = "The old URL stopped working at once."
+        return f"{ep['url']}\n{note}"
+
+    emit(run(action), as_json, human)
 
 
 @endpoints.command("delete")
@@ -194,13 +282,13 @@ def requests(endpoint_id: str, limit: int, as_json: bool) -> None:
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
         record = await gw.endpoints.get(endpoint_id)
-        return await gw.requests.list(record.id, limit)
+        return [iso_times(row, "time") for row in await gw.requests.list(record.id, limit)]
 
     def human(rows: list[dict[str, Any]]) -> str:
         return table(
             (
                 (
-                    datetime.datetime.fromtimestamp(r["time"], datetime.UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                    r["time"],
                     r["method"],
                     r["path"],
                     r["status"],
@@ -209,7 +297,7 @@ def requests(endpoint_id: str, limit: int, as_json: bool) -> None:
                 )
                 for r in rows
             ),
-            ["TIME (UTC)", "METHOD", "PATH", "STATUS", "LATENCY", "VERIFIED"],
+            ["TIME", "METHOD", "PATH", "STATUS", "LATENCY", "VERIFIED"],
         )
 
     emit(run(action), as_json, human)

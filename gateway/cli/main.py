@@ -11,9 +11,10 @@ import gateway
 from gateway.admin.schemas import job_out, plugin_out
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
-from gateway.cli.common import emit, fail, load_settings, run, table
+from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.exceptions import NotFound
 from gateway.logs import configure_logging
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
@@ -31,8 +32,16 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default=None, help="Interface to listen on (GATEWAY_HOST, default 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="Port (GATEWAY_PORT, default 8000)")
-def serve(host: str | None, port: int | None) -> None:
+@click.option(
+    "--fd",
+    type=int,
+    default=None,
+    help="Serve on this inherited listening socket instead of --host/--port (socket activation, process managers)",
+)
+def serve(host: str | None, port: int | None, fd: int | None) -> None:
     """Run the gateway (HTTP server and job workers)."""
+    import socket
+
     import uvicorn
 
     from gateway.app import create_app
@@ -41,7 +50,16 @@ def serve(host: str | None, port: int | None) -> None:
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
     configure_logging(settings.log_level, settings.log_format)
     app = create_app(settings)
-    where = f"http://{settings.host}:{settings.port}"
+    sockets = None
+    if fd is not None:
+        try:
+            sockets = [socket.socket(fileno=fd)]
+        except OSError as exc:
+            fail(f"--fd {fd} is not an open socket: {exc.strerror or exc}")
+        host_, port_ = sockets[0].getsockname()[:2]
+        where = f"http://{host_}:{port_}"
+    else:
+        where = f"http://{settings.host}:{settings.port}"
     click.echo(f"dify-gateway {gateway.__version__} on {where} (store: {_store_label(settings.store)})")
     config = uvicorn.Config(
         app,
@@ -54,7 +72,7 @@ def serve(host: str | None, port: int | None) -> None:
         access_log=False,  # gateway.access logs instead, without URL tokens
         timeout_graceful_shutdown=10,
     )
-    uvicorn.Server(config).run()
+    uvicorn.Server(config).run(sockets=sockets)
 
 
 def _store_label(url: str) -> str:
@@ -96,7 +114,8 @@ def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
     """List jobs, newest first (--state dead: the dead letters)."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [job_out(j) for j in await gw.store.job_list(state=state, limit=limit)]  # type: ignore[arg-type]
+        found = await gw.store.job_list(state=state, limit=limit)  # type: ignore[arg-type]
+        return [iso_times(job_out(j), *JOB_TIMES) for j in found]
 
     emit(
         run(action),
@@ -109,6 +128,25 @@ def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
             ["ID", "KIND", "STATE", "ATTEMPTS", "ENDPOINT", "LAST ERROR"],
         ),
     )
+
+
+JOB_TIMES = ("due_at", "created_at", "updated_at", "lease_until")
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_show(job_id: str, as_json: bool) -> None:
+    """One job: state, attempts, errors and times (never its payload or result, which may hold secrets)."""
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        job = await gw.store.job_get(job_id)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        detail = {**job_out(job), "key": job.key, "lease_owner": job.lease_owner, "lease_until": job.lease_until}
+        return iso_times(detail, *JOB_TIMES)
+
+    emit(run(action), as_json, lambda job: "\n".join(f"{k}: {'' if v is None else v}" for k, v in job.items()))
 
 
 @jobs.command("replay")

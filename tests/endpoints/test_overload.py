@@ -20,7 +20,7 @@ from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.openai.stack import openai_stack
-from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+from tests.support.gateway import admin_headers, live_app, live_server, make_settings
 from tests.support.webhooks import signed_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -37,11 +37,9 @@ async def wait_for_first_text(lines: AsyncIterator[str], marker: str) -> None:
 
 
 async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(tmp_path: Path) -> None:
-    port = free_port()
-    settings = make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}", **ONE_PLACE)
     async with (
         live_server(create_simulator_app(SLOW)) as simulator,
-        live_server(create_app(settings), port=port) as gateway,
+        live_app(lambda url: create_app(make_settings(tmp_path, public_url=url, **ONE_PLACE))) as gateway,
         httpx.AsyncClient(timeout=30) as client,
     ):
         app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}

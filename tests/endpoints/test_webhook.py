@@ -14,11 +14,12 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.types import ASGIApp
 
 from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
-from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+from tests.support.gateway import admin_headers, live_app, live_server, make_settings, refused_port
 from tests.support.webhooks import Receiver, signed_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -59,18 +60,18 @@ async def webhook_stack(
 ) -> AsyncIterator[Stack]:
     """The gateway, a simulator app "support" (of `config`'s mode), a callback receiver, and a
     webhook endpoint with `endpoint_settings`."""
-    port = free_port()
-    settings = make_settings(
-        tmp_path,
-        public_url=f"http://127.0.0.1:{port}",
-        callback_allow_hosts=("127.0.0.1",),
-        callback_allow_http=True,
-    )
+
+    def gateway_app(url: str) -> ASGIApp:
+        settings = make_settings(
+            tmp_path, public_url=url, callback_allow_hosts=("127.0.0.1",), callback_allow_http=True
+        )
+        return create_app(settings)
+
     receiver = Receiver(secret="")
     async with (
         live_server(create_simulator_app(config)) as simulator,
         live_server(receiver.app()) as receiver_base,
-        live_server(create_app(settings), port=port) as gateway,
+        live_app(gateway_app) as gateway,
         httpx.AsyncClient(timeout=30) as client,
     ):
         admin = f"{gateway}/admin/api"
@@ -258,26 +259,27 @@ async def test_dify_failures_reach_the_caller_as_errors(stack: Stack) -> None:
 
 
 async def test_a_failing_app_falls_back_to_its_fallback_app(stack: Stack, tmp_path: Path) -> None:
-    admin = stack.url.split("/e/")[0] + "/admin/api"
-    broken = {
-        "name": "broken",
-        "base_url": f"http://127.0.0.1:{free_port()}/v1",  # nothing listens there
-        "api_key": "app-x",
-        "mode": "chat",
-        "fallback": "support",
-    }
-    assert (await stack.client.post(f"{admin}/apps", json=broken, headers=admin_headers())).status_code == 201
-    created = await stack.client.post(
-        f"{admin}/endpoints", json={"plugin": "webhook", "apps": ["broken"]}, headers=admin_headers()
-    )
-    endpoint = created.json()
-    body = json.dumps({"query": "anyone there", "user": "u1"}).encode()
-    response = await stack.client.post(
-        endpoint["url"], content=body, headers=signed_headers(endpoint["secrets"]["secret"], body)
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["app"] == "support"
-    assert response.json()["answer"] == "You said: anyone there"
+    with refused_port() as port:  # nothing listens there
+        admin = stack.url.split("/e/")[0] + "/admin/api"
+        broken = {
+            "name": "broken",
+            "base_url": f"http://127.0.0.1:{port}/v1",
+            "api_key": "app-x",
+            "mode": "chat",
+            "fallback": "support",
+        }
+        assert (await stack.client.post(f"{admin}/apps", json=broken, headers=admin_headers())).status_code == 201
+        created = await stack.client.post(
+            f"{admin}/endpoints", json={"plugin": "webhook", "apps": ["broken"]}, headers=admin_headers()
+        )
+        endpoint = created.json()
+        body = json.dumps({"query": "anyone there", "user": "u1"}).encode()
+        response = await stack.client.post(
+            endpoint["url"], content=body, headers=signed_headers(endpoint["secrets"]["secret"], body)
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["app"] == "support"
+        assert response.json()["answer"] == "You said: anyone there"
 
 
 async def test_response_schema_extracts_and_validates_the_answer_json(stack: Stack) -> None:

@@ -19,7 +19,7 @@ from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
-from tests.support.gateway import ADMIN_TOKEN, free_port, live_server
+from tests.support.gateway import ADMIN_TOKEN, base_url, listening_socket, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 from tests.support.webhooks import Receiver, signed_headers
 
@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
+    sock = listening_socket()  # both processes serve on it in turn
+    base = base_url(sock)
     env = gateway_env(
         GATEWAY_STORE=f"sqlite:///{tmp_path / 'gw.db'}",
         GATEWAY_PUBLIC_URL=base,
@@ -55,7 +55,7 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
             await setup.aclose()
         receiver.secret = shown["secret"]
 
-        first = start_gateway(env, port)
+        first = start_gateway(env, sock)
         second: subprocess.Popen[bytes] | None = None
         try:
             await wait_healthy(client, base, first)
@@ -71,7 +71,7 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
             first.wait()
             assert receiver.received == []
 
-            second = start_gateway(env, port)
+            second = start_gateway(env, sock)
             await wait_healthy(client, base, second)
             await receiver.wait(1, timeout=30)
             await asyncio.sleep(1.0)  # nothing more arrives
@@ -82,3 +82,4 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
         finally:
             stop(first)
             stop(second)
+            sock.close()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import os
+import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +23,7 @@ from gateway.runtime import Gateway
 from gateway.security.crypto import MASK
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Job
+from tests.support.gateway import refused_port
 
 KEY = "app-" + "K" * 28
 ENDPOINT_TOKEN = "bearer-" + "E" * 30
@@ -334,7 +337,8 @@ def test_endpoint_lifecycle(invoke: Invoke, store_url: str) -> None:
     assert graced["url"] != created["url"]
     assert len(graced["previous_urls_expire_at"]) == 1
     rotated = ok(invoke("endpoints", "rotate", endpoint_id, "--grace", "0"))
-    new_url = rotated.stdout.strip()
+    new_url, note = rotated.stdout.strip().splitlines()
+    assert note == "The old URL stopped working at once."
     assert new_url.startswith("http://127.0.0.1:8000/e/")
     assert new_url not in (created["url"], graced["url"])
     shown_after = as_json(invoke("endpoints", "show", endpoint_id, "--json"))
@@ -397,12 +401,13 @@ def test_requests_shows_the_log(invoke: Invoke, store_url: str) -> None:
     with_gateway(store_url, seed)
     table = ok(invoke("endpoints", "requests", endpoint["id"])).stdout
     lines = table.strip().splitlines()
-    assert lines[0].split() == ["TIME", "(UTC)", "METHOD", "PATH", "STATUS", "LATENCY", "VERIFIED"]
-    assert "2023-11-14 22:13:21" in lines[1]  # newest first
+    assert lines[0].split() == ["TIME", "METHOD", "PATH", "STATUS", "LATENCY", "VERIFIED"]
+    assert lines[1].startswith("2023-11-14T22:13:21Z ")  # newest first, ISO 8601
     assert "401" in lines[1] and "failed" in lines[1]
     assert "200" in lines[2] and "ok" in lines[2]
     rows = as_json(invoke("endpoints", "requests", endpoint["id"], "--json", "--limit", "1"))
     assert [r["request_id"] for r in rows] == ["req1"]
+    assert rows[0]["time"] == "2023-11-14T22:13:21Z"
 
 
 # -- plugins and jobs -------------------------------------------------------------------------------
@@ -445,3 +450,94 @@ def test_jobs_list_refuses_an_unknown_state(invoke: Invoke) -> None:
     result = invoke("jobs", "list", "--state", "bogus")
     assert result.exit_code == 2  # click's usage error
     assert "bogus" in result.stderr
+
+
+# -- first use ----------------------------------------------------------------------------------------
+
+ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
+def test_per_endpoint_options_are_set_from_the_cli(invoke: Invoke) -> None:
+    created = create_endpoint(invoke, "--rate-limit-per-minute", "5", "--max-body-bytes", "2048", "--log-bodies")
+    assert (created["rate_limit_per_minute"], created["max_body_bytes"], created["log_bodies"]) == (5, 2048, True)
+
+    endpoint_id = created["id"]
+    updated = as_json(
+        invoke("endpoints", "update", endpoint_id, "--no-log-bodies", "--max-body-bytes", "4096", "--json")
+    )
+    assert (updated["rate_limit_per_minute"], updated["max_body_bytes"], updated["log_bodies"]) == (5, 4096, False)
+    reset = as_json(
+        invoke("endpoints", "update", endpoint_id, "--rate-limit", "default", "--max-body-bytes", "default", "--json")
+    )
+    assert (reset["rate_limit_per_minute"], reset["max_body_bytes"], reset["log_bodies"]) == (None, None, False)
+    shown = ok(invoke("endpoints", "show", endpoint_id)).stdout
+    assert "max_body_bytes: None" in shown
+
+    for args in (
+        ["--max-body-bytes", "0"],
+        ["--max-body-bytes", str(64 * 1024 * 1024 + 1)],
+        ["--rate-limit", "-1"],
+        ["--rate-limit", "lots"],
+    ):
+        result = invoke("endpoints", "update", endpoint_id, *args)
+        assert result.exit_code == 2, result.output  # click's usage error, naming the option
+        assert args[0] in result.stderr
+
+
+def test_cli_times_are_iso_8601(invoke: Invoke, store_url: str) -> None:
+    add_app(invoke)
+    assert ISO.fullmatch(as_json(invoke("apps", "show", "support", "--json"))["created_at"])
+    endpoint = create_endpoint(invoke)
+    shown = as_json(invoke("endpoints", "show", endpoint["id"], "--json"))
+    assert ISO.fullmatch(shown["created_at"]) and ISO.fullmatch(shown["updated_at"])
+    assert f"created_at: {shown['created_at']}" in ok(invoke("endpoints", "show", endpoint["id"])).stdout
+    assert ISO.fullmatch(endpoint["created_at"])
+
+
+def test_rotate_says_until_when_the_old_url_works(invoke: Invoke) -> None:
+    endpoint = create_endpoint(invoke)
+    before = datetime.datetime.now(datetime.UTC)
+    rotated = ok(invoke("endpoints", "rotate", endpoint["id"], "--grace", "3600")).stdout.strip().splitlines()
+    assert rotated[0].startswith("http://127.0.0.1:8000/e/") and rotated[0] != endpoint["url"]
+    match = re.fullmatch(r"The old URL keeps working until (\S+) \(UTC\), then answers 404\.", rotated[1])
+    assert match, rotated
+    until = datetime.datetime.fromisoformat(match.group(1).replace("Z", "+00:00"))
+    assert datetime.timedelta(minutes=59) < until - before <= datetime.timedelta(hours=1, seconds=1)
+    graced = as_json(invoke("endpoints", "rotate", endpoint["id"], "--json"))
+    assert all(ISO.fullmatch(t) for t in graced["previous_urls_expire_at"])
+
+
+def test_jobs_show_tells_everything_but_the_payload(invoke: Invoke, store_url: str) -> None:
+    endpoint = create_endpoint(invoke)
+
+    async def dead_job(gw: Gateway) -> None:
+        payload = {"handler": "store", "data": {"response_url": "https://hooks.slack.com/secret-path"}}
+        job = Job(id="job_7", kind="plugin", payload=payload, endpoint_id=endpoint["id"], key="Ev123")
+        await gw.store.job_enqueue(job)
+        assert await gw.store.job_claim("test", gw.clock.time(), 30.0, job_id="job_7") is not None
+        assert await gw.store.job_dead("job_7", "test", "Slack answered HTTP 502 (5 tries)")
+
+    with_gateway(store_url, dead_job)
+    shown = as_json(invoke("jobs", "show", "job_7", "--json"))
+    assert shown["id"] == "job_7"
+    assert (shown["state"], shown["kind"], shown["handler"], shown["key"]) == ("dead", "plugin", "store", "Ev123")
+    assert (shown["endpoint_id"], shown["attempts"]) == (endpoint["id"], 1)
+    assert shown["last_error"] == "Slack answered HTTP 502 (5 tries)"
+    assert ISO.fullmatch(shown["created_at"]) and ISO.fullmatch(shown["updated_at"])
+    human = ok(invoke("jobs", "show", "job_7"))
+    assert "state: dead" in human.stdout and "last_error: Slack answered HTTP 502 (5 tries)" in human.stdout
+    for output in (json.dumps(shown), human.output):
+        assert "secret-path" not in output and "payload" not in output
+    assert ISO.fullmatch(as_json(invoke("jobs", "list", "--json"))[0]["created_at"])
+    failed(invoke("jobs", "show", "job_missing"), "job_missing")
+
+
+def test_an_unreachable_app_names_the_url_and_the_simulator(invoke: Invoke) -> None:
+    with refused_port() as port:
+        base = f"http://127.0.0.1:{port}/v1"
+        message = failed(invoke("apps", "add", "support", "--base-url", base, "--key", KEY), f"GET {base}/info")
+        assert "dify-gateway simulate-dify" in message
+        assert KEY not in message
+        ok(invoke("apps", "add", "support", "--base-url", base, "--key", KEY, "--mode", "chat"))
+        message = failed(invoke("apps", "check", "support"), f"GET {base}/info")
+        assert "simulate-dify" in message

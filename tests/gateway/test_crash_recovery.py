@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from gateway.registry import PluginRegistry
 from gateway.runtime import Gateway
 from gateway.settings import Settings
-from tests.support.gateway import ADMIN_TOKEN, free_port
+from tests.support.gateway import ADMIN_TOKEN, base_url, listening_socket
 from tests.support.gateway_process import crashy
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
@@ -21,22 +21,22 @@ pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
 
 
 async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: str) -> None:
-    ports = [free_port(), free_port()]
+    socks = [listening_socket(), listening_socket()]
     env = gateway_env(
         GATEWAY_STORE=redis_db,
         GATEWAY_JOB_LEASE="1.5",
         GATEWAY_JOB_POLL_INTERVAL="0.1",
-        GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
+        GATEWAY_PUBLIC_URL=base_url(socks[0]),
     )
     settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
     registry = PluginRegistry([crashy])
     gateway = await Gateway.open(settings, registry=registry)
-    procs = [start_gateway(env, port, module="tests.support.gateway_process") for port in ports]
+    procs = [start_gateway(env, sock, module="tests.support.gateway_process") for sock in socks]
     try:
         record, url = await gateway.endpoints.create("crashy", [], {})
         async with httpx.AsyncClient(timeout=10) as client:
-            for proc, port in zip(procs, ports, strict=True):
-                await wait_healthy(client, f"http://127.0.0.1:{port}", proc)
+            for proc, sock in zip(procs, socks, strict=True):
+                await wait_healthy(client, base_url(sock), proc)
             accepted = await client.post(f"{url}/start", content=b"3")
             assert accepted.status_code == 202
             job_id = accepted.json()["job"]
@@ -69,4 +69,6 @@ async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: s
     finally:
         for proc in procs:
             stop(proc)
+        for sock in socks:
+            sock.close()
         await gateway.aclose()

@@ -34,7 +34,7 @@ from gateway.simulator.config import SimulatorConfig
 from tests.support import discord_interactions as discord
 from tests.support.fake_discord import FakeDiscord
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import ADMIN_TOKEN, admin_headers, free_port, live_server
+from tests.support.gateway import ADMIN_TOKEN, admin_headers, base_url, listening_socket, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 from tests.support.webhooks import signed_headers as webhook_headers
 
@@ -208,23 +208,24 @@ class CallbackReceiver:
 
 @contextlib.asynccontextmanager
 async def served_gateway(tmp_path: Path, level: str, log_format: str) -> AsyncIterator[tuple[str, Path]]:
-    port = free_port()
+    sock = listening_socket()
+    base = base_url(sock)
     log = tmp_path / "gateway.log"
     env = gateway_env(
         GATEWAY_STORE=f"sqlite:///{tmp_path / 'gateway.db'}",
-        GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{port}",
+        GATEWAY_PUBLIC_URL=base,
         GATEWAY_LOG_LEVEL=level,
         GATEWAY_LOG_FORMAT=log_format,
         GATEWAY_CALLBACK_ALLOW_HTTP="true",
         GATEWAY_CALLBACK_ALLOW_HOSTS="127.0.0.1",
     )
-    with log.open("wb") as sink:
+    with sock, log.open("wb") as sink:
         # A file, not a pipe: a DEBUG log would fill a pipe nobody reads and stall the server.
-        proc = start_gateway(env, port, output=sink)
+        proc = start_gateway(env, sock, output=sink)
         try:
             async with httpx.AsyncClient(timeout=30) as client:
-                await wait_healthy(client, f"http://127.0.0.1:{port}", proc)
-            yield f"http://127.0.0.1:{port}", log
+                await wait_healthy(client, base, proc)
+            yield base, log
         finally:
             stop(proc)
 

@@ -2,7 +2,9 @@
 
 Serve `FakeDiscord().app()` with `live_server`; point the endpoint's `api_base_url` at
 `{base}/api/v10`. It keeps the messages it was asked to create, so tests can read what a person
-would see (`visible(token)`, `channel(channel_id)`), and it can answer 429s on demand.
+would see (`visible(token)`, `channel(channel_id)`), and it can answer 429s on demand, and
+outages (`outages`: the next REST answers, one per call: "html" a 502 HTML page, "html200" an
+HTML page with 200, "hang" no answer for `hang_seconds`).
 
 For discord.py itself (login and the gateway), `patched_discord(base)` points the library's REST
 base and default gateway URL here: `GET /users/@me` accepts only `bot_token`, and the websocket
@@ -22,8 +24,9 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 __all__ = ["Call", "FakeDiscord", "patched_discord"]
@@ -58,6 +61,8 @@ class FakeDiscord:
     gateway_close_code: int = 4014
     #: Interaction tokens Discord no longer accepts (older than 15 minutes).
     expired_tokens: set[str] = field(default_factory=set)
+    outages: list[str] = field(default_factory=list)
+    hang_seconds: float = 2.0
     calls: list[Call] = field(default_factory=list)
     messages: dict[str, Message] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
@@ -86,7 +91,27 @@ class FakeDiscord:
 
     # -- the app -------------------------------------------------------------------------------
 
-    def app(self) -> Starlette:
+    def app(self) -> ASGIApp:
+        return self._with_outages(self._api())
+
+    def _with_outages(self, api: ASGIApp) -> ASGIApp:
+        async def app(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http" or not self.outages:
+                return await api(scope, receive, send)
+            fault = self.outages.pop(0)
+            request = Request(scope, receive)
+            await self._record(request, 0 if fault == "hang" else 502 if fault == "html" else 200)
+            if fault == "hang":
+                await asyncio.sleep(self.hang_seconds)
+                response: Response = JSONResponse({"message": "too late"})
+            else:
+                page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+                response = HTMLResponse(page, 502 if fault == "html" else 200)
+            await response(scope, receive, send)
+
+        return app
+
+    def _api(self) -> Starlette:
         return Starlette(
             routes=[
                 Route(PREFIX + "/webhooks/{app_id}/{token}", self._followup, methods=["POST"]),

@@ -8,7 +8,9 @@ every call and answers like Slack.
   `recipient_user_id`, as Slack does.
 - `POST /response/{name}`: a slash command's `response_url`; bodies are recorded in `responses`.
 - Faults: `rate_limit_once` (method names answering one 429 with `Retry-After: 1`), `errors`
-  (method -> Slack error code, e.g. `{"chat.startStream": "not_allowed"}`).
+  (method -> Slack error code, e.g. `{"chat.startStream": "not_allowed"}`), `outages` (method ->
+  the next answers, one per call: "html" a 502 HTML page, "text" a plain-text 503, "hang" no
+  answer for `hang_seconds`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 __all__ = ["Call", "FakeSlack", "Message"]
@@ -59,6 +61,8 @@ class FakeSlack:
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.rate_limit_once: set[str] = set()
         self.errors: dict[str, str] = {}
+        self.outages: dict[str, list[str]] = {}
+        self.hang_seconds = 2.0
         self._counter = 0
         self._changed = asyncio.Event()
 
@@ -127,6 +131,17 @@ class FakeSlack:
         if request.headers.get("authorization") != f"Bearer {self.token}":
             self._record(method, params, 200)
             return JSONResponse({"ok": False, "error": "invalid_auth"})
+        if self.outages.get(method):
+            fault = self.outages[method].pop(0)
+            if fault == "hang":
+                self._record(method, params, 0)
+                await asyncio.sleep(self.hang_seconds)
+                return JSONResponse({"ok": False, "error": "too_late"})
+            status = 502 if fault == "html" else 503
+            self._record(method, params, status)
+            if fault == "html":
+                return HTMLResponse("<html><body><h1>502 Bad Gateway</h1></body></html>", status)
+            return PlainTextResponse("upstream connect error or disconnect/reset before headers", status)
         if method in self.rate_limit_once:
             self.rate_limit_once.discard(method)
             self._record(method, params, 429)

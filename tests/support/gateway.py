@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,20 +93,51 @@ async def post_then_hang_up(
     return sent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
+def listening_socket() -> socket.socket:
+    """A loopback TCP socket on a port the kernel picked (port 0), already listening.
+
+    Give it to a server (`live_server(app, sock=...)`, `start_gateway(env, sock)`): its port is known
+    before the server starts and nobody else can take it in between.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def base_url(sock: socket.socket) -> str:
+    """`http://127.0.0.1:PORT` of a bound socket."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def refused_port() -> Iterator[int]:
+    """A loopback port where connections are refused for the block: bound (so no one else can
+    listen there) but not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
-        return port
+        yield port
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: ASGIApp, port: int | None = None) -> AsyncIterator[str]:
-    """Serve `app` on a real uvicorn on loopback; yields the base URL."""
-    port = port or free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+async def live_server(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
+    """Serve `app` on a real uvicorn on loopback; yields the base URL.
+
+    The server listens on `sock` (see `listening_socket`) or on a port of its own it bound to 0.
+    The caller's socket stays open afterwards: another server can take over the same port.
+    """
+    own = sock is None
+    sock = sock or listening_socket()
+    config = uvicorn.Config(app, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    # uvicorn closes the sockets it served on: give it a duplicate of the caller's.
+    task = asyncio.create_task(server.serve(sockets=[sock.dup()]))
     try:
         for _ in range(500):
             if server.started:
@@ -114,7 +145,18 @@ async def live_server(app: ASGIApp, port: int | None = None) -> AsyncIterator[st
             if task.done():
                 task.result()
             await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield base_url(sock)
     finally:
         server.should_exit = True
         await task
+        if own:
+            sock.close()
+
+
+@contextlib.asynccontextmanager
+async def live_app(build: Callable[[str], ASGIApp]) -> AsyncIterator[str]:
+    """Serve the app `build(base_url)` makes, for apps that must know their own URL (a gateway's
+    `public_url`); yields the base URL."""
+    with listening_socket() as sock:
+        async with live_server(build(base_url(sock)), sock=sock) as base:
+            yield base

@@ -1,4 +1,4 @@
-"""A real gateway process for crash tests: `python -m tests.support.gateway_process`.
+"""A real gateway process for crash tests: `python -m tests.support.gateway_process --fd N`.
 
 It is the production app (settings from GATEWAY_* variables, uvicorn, job workers) with one extra
 test plugin, `crashy`, whose job is slow enough to be killed midway.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
+import sys
 
 import uvicorn
 from pydantic import BaseModel
@@ -47,7 +49,10 @@ def main() -> None:
     settings = bootstrap(Settings.from_env(os.environ)).settings
     registry = PluginRegistry.from_entry_points()
     registry.add(crashy)
-    uvicorn.run(create_app(settings, registry=registry), host="127.0.0.1", port=settings.port, log_level="warning")
+    # The listening socket comes from the parent (`--fd N`, see tests/support/processes.py).
+    sock = socket.socket(fileno=int(sys.argv[sys.argv.index("--fd") + 1]))
+    app = create_app(settings, registry=registry)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
 
 
 if __name__ == "__main__":

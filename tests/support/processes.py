@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -28,17 +29,21 @@ def gateway_env(**values: str) -> dict[str, str]:
 
 
 def start_gateway(
-    env: dict[str, str], port: int, module: str = "gateway", output: BinaryIO | None = None
+    env: dict[str, str], sock: socket.socket, module: str = "gateway", output: BinaryIO | None = None
 ) -> subprocess.Popen[bytes]:
-    """`python -m gateway serve` (or another module's `main`) listening on `port`.
+    """`python -m gateway serve` (or another module's `main`) serving on the listening socket `sock`.
 
+    The child inherits the socket (`--fd`): the port was bound by the parent, so there is no window
+    in which another process could take it, and a second process can take over the same port.
     Its stderr is a pipe (read when it fails to start), or with `output` both streams go there.
     """
-    command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else [])]
+    fd = sock.fileno()
+    command = [sys.executable, "-m", module, *(["serve"] if module == "gateway" else []), "--fd", str(fd)]
     return subprocess.Popen(
         command,
         cwd=ROOT,
-        env={**env, "GATEWAY_PORT": str(port)},
+        env=env,
+        pass_fds=(fd,),
         stdout=output or subprocess.DEVNULL,
         stderr=output or subprocess.PIPE,
     )

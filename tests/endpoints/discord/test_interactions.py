@@ -21,7 +21,7 @@ from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.discord_interactions import APPLICATION_ID, command, new_key, public_key_hex, signed_headers
 from tests.support.fake_discord import FakeDiscord
-from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+from tests.support.gateway import admin_headers, live_app, live_server, make_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -65,11 +65,10 @@ async def discord_stack(
     config = config or SimulatorConfig(first_token_latency=0.02, tokens_per_second=80)
     fake = fake or FakeDiscord()
     key = new_key()
-    port = free_port()
     async with (
         live_server(create_simulator_app(config)) as simulator,
         live_server(fake.app()) as discord_base,
-        live_server(create_app(make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}")), port=port) as gateway,
+        live_app(lambda url: create_app(make_settings(tmp_path, public_url=url))) as gateway,
         httpx.AsyncClient(timeout=30) as client,
     ):
         admin = f"{gateway}/admin/api"

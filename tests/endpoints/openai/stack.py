@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
-from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+from tests.support.gateway import admin_headers, live_app, live_server, make_settings
 
 FAST = SimulatorConfig(first_token_latency=0, tokens_per_second=0)
 
@@ -107,14 +107,14 @@ async def openai_stack(
     """
     apps = apps or {"support": FAST}
     wrappers = wrappers or {}
-    port = free_port()
-    gateway_settings = make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}", **gateway_changes)
     async with contextlib.AsyncExitStack() as stack:
         simulators = {
             name: await stack.enter_async_context(live_server(wrappers.get(name, _same)(create_simulator_app(config))))
             for name, config in apps.items()
         }
-        gateway = await stack.enter_async_context(live_server(create_app(gateway_settings), port=port))
+        gateway = await stack.enter_async_context(
+            live_app(lambda url: create_app(make_settings(tmp_path, public_url=url, **gateway_changes)))
+        )
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         for name, config in apps.items():
             app = {"name": name, "base_url": f"{simulators[name]}/v1", "api_key": "app-simulator", "mode": config.mode}

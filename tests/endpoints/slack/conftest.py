@@ -21,7 +21,7 @@ from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import admin_headers, free_port, live_server, make_settings
+from tests.support.gateway import admin_headers, live_app, live_server, make_settings
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test-token"
@@ -156,13 +156,11 @@ async def create_slack_endpoint(
 @contextlib.asynccontextmanager
 async def slack_stack(tmp_path: Path, config: SimulatorConfig | None = None) -> AsyncIterator[SlackStack]:
     fake = FakeSlack(token=BOT_TOKEN)
-    port = free_port()
-    settings = make_settings(tmp_path, public_url=f"http://127.0.0.1:{port}", rate_limit_per_minute=0)
     config = config or SimulatorConfig(first_token_latency=0.05, tokens_per_second=40)
     async with (
         live_server(create_simulator_app(config)) as simulator,
         live_server(fake.app()) as fake_base,
-        live_server(create_app(settings), port=port) as gateway,
+        live_app(lambda url: create_app(make_settings(tmp_path, public_url=url, rate_limit_per_minute=0))) as gateway,
         httpx.AsyncClient(timeout=30) as client,
     ):
         fake.base = fake_base

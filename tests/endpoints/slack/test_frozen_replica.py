@@ -18,7 +18,7 @@ from gateway.storage.base import Job
 from gateway.storage.redis import RedisStore
 from tests.endpoints.slack.conftest import BOT_TOKEN, create_slack_endpoint, envelope, mention, signed
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import free_port, live_server
+from tests.support.gateway import base_url, listening_socket, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
@@ -37,16 +37,16 @@ async def job_of(store: RedisStore, predicate: object, timeout_polls: int = 600)
 
 
 async def test_a_replica_frozen_past_its_lease_writes_nothing_after_the_takeover(redis_db: str) -> None:
-    ports = [free_port(), free_port()]
+    socks = [listening_socket(), listening_socket()]
     env = gateway_env(
         GATEWAY_STORE=redis_db,
         GATEWAY_JOB_LEASE="1.5",
         GATEWAY_JOB_POLL_INTERVAL="0.1",
-        GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{ports[0]}",
+        GATEWAY_PUBLIC_URL=base_url(socks[0]),
     )
     fake = FakeSlack(token=BOT_TOKEN)
     config = SimulatorConfig(first_token_latency=0.2, tokens_per_second=15)
-    procs = [start_gateway(env, port) for port in ports]
+    procs = [start_gateway(env, sock) for sock in socks]
     store = RedisStore.from_url(redis_db, clock=SystemClock())
     victim = None
     try:
@@ -56,7 +56,7 @@ async def test_a_replica_frozen_past_its_lease_writes_nothing_after_the_takeover
             httpx.AsyncClient(timeout=10) as client,
         ):
             fake.base = fake_base
-            bases = [f"http://127.0.0.1:{port}" for port in ports]
+            bases = [base_url(sock) for sock in socks]
             for proc, base in zip(procs, bases, strict=True):
                 await wait_healthy(client, base, proc)
             url = await create_slack_endpoint(client, bases[0], simulator, fake, edit_interval=0.2)
@@ -97,4 +97,6 @@ async def test_a_replica_frozen_past_its_lease_writes_nothing_after_the_takeover
             os.kill(victim.pid, signal.SIGCONT)
         for proc in procs:
             stop(proc)
+        for sock in socks:
+            sock.close()
         await store.aclose()

@@ -16,7 +16,7 @@ from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.slack.conftest import BOT_TOKEN, create_slack_endpoint, envelope, mention, signed
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import admin_headers, free_port, live_server
+from tests.support.gateway import admin_headers, base_url, listening_socket, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -25,16 +25,17 @@ ROOT = Path(__file__).resolve().parents[3]
 
 
 async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: Path) -> None:
-    first_port, second_port = free_port(), free_port()
+    sock = listening_socket()  # both processes serve on it in turn
+    base = base_url(sock)
     env = gateway_env(
         GATEWAY_STORE=f"sqlite:///{tmp_path / 'gateway.db'}",
         GATEWAY_JOB_LEASE="1.0",
         GATEWAY_JOB_POLL_INTERVAL="0.1",
-        GATEWAY_PUBLIC_URL=f"http://127.0.0.1:{first_port}",
+        GATEWAY_PUBLIC_URL=base,
     )
     fake = FakeSlack(token=BOT_TOKEN)
     config = SimulatorConfig(first_token_latency=1.5, tokens_per_second=40)  # slow enough to die waiting
-    first = start_gateway(env, first_port)
+    first = start_gateway(env, sock)
     second: subprocess.Popen[bytes] | None = None
     try:
         async with (
@@ -43,7 +44,6 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
             httpx.AsyncClient(timeout=10) as client,
         ):
             fake.base = fake_base
-            base = f"http://127.0.0.1:{first_port}"
             await wait_healthy(client, base, first)
             url = await create_slack_endpoint(client, base, simulator, fake)
 
@@ -62,21 +62,17 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
             os.kill(first.pid, signal.SIGKILL)
             first.wait()
 
-            second = start_gateway(env, second_port)
-            await wait_healthy(client, f"http://127.0.0.1:{second_port}", second)
+            second = start_gateway(env, sock)
+            await wait_healthy(client, base, second)
             await fake.wait_for(lambda: fake.texts("C1", event["ts"]) == ["You said: survive a crash"], timeout=20)
 
-            jobs = (await client.get(f"http://127.0.0.1:{second_port}/admin/api/jobs", headers=admin_headers())).json()
+            jobs = (await client.get(f"{base}/admin/api/jobs", headers=admin_headers())).json()
             [job] = jobs["jobs"]
             for _ in range(100):
                 if job["state"] == "done":
                     break
                 await asyncio.sleep(0.05)
-                job = (
-                    await client.get(
-                        f"http://127.0.0.1:{second_port}/admin/api/jobs/{job['id']}", headers=admin_headers()
-                    )
-                ).json()
+                job = (await client.get(f"{base}/admin/api/jobs/{job['id']}", headers=admin_headers())).json()
             assert job["state"] == "done" and job["attempts"] == 2
             # One message in the thread: the rerun edited the placeholder the killed process posted.
             assert len(fake.calls_to("chat.postMessage")) == 1
@@ -86,3 +82,4 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
         stop(first)
         if second is not None:
             stop(second)
+        sock.close()

@@ -27,7 +27,7 @@ from gateway.delivery.callbacks import MAX_RESPONSE_BYTES, CallbackSender, Outco
 from gateway.exceptions import BadRequest
 from gateway.security.signatures import new_webhook_secret, parse_webhook_secret
 from gateway.security.ssrf import UrlPolicy, pinned_client
-from tests.support.gateway import free_port, live_server
+from tests.support.gateway import live_server, refused_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -358,8 +358,9 @@ async def test_redirects_are_not_followed(receiver: Receiver, sender: CallbackSe
 
 
 async def test_connection_refused_is_retried(sender: CallbackSender) -> None:
-    url = f"http://127.0.0.1:{free_port()}/ok?token={QUERY_SECRET}"
-    outcome = await sender.send(url, BODY, msg_id="msg_refused", secrets=[KEY_A])
+    with refused_port() as port:
+        url = f"http://127.0.0.1:{port}/ok?token={QUERY_SECRET}"
+        outcome = await sender.send(url, BODY, msg_id="msg_refused", secrets=[KEY_A])
     assert outcome == Outcome("retry", error="connection refused")
     assert_safe(outcome)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -13,17 +12,11 @@ from gateway.storage import open_store
 from gateway.storage.base import redact_url
 from gateway.storage.redis import RedisStore
 from gateway.storage.sqlite import SQLiteStore
+from tests.support.gateway import refused_port
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cr3t-pa55"
-
-
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port  # nothing listens once the socket is closed
 
 
 async def test_sqlite_relative_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -87,21 +80,21 @@ async def test_bad_urls_raise_configuration_error_without_password(url: str) -> 
 
 
 async def test_unreachable_redis_raises_store_error_without_password() -> None:
-    url = f"redis://user:{SECRET}@127.0.0.1:{_closed_port()}/0"
-    with pytest.raises(StoreError) as info:
-        await open_store(url, clock=FakeClock())
+    with refused_port() as port, pytest.raises(StoreError) as info:
+        await open_store(f"redis://user:{SECRET}@127.0.0.1:{port}/0", clock=FakeClock())
     assert SECRET not in str(info.value)
     assert "127.0.0.1" in str(info.value)
 
 
 async def test_redis_store_wraps_lost_connections() -> None:
-    store = RedisStore.from_url(f"redis://:{SECRET}@127.0.0.1:{_closed_port()}/0", clock=FakeClock())
-    try:
-        with pytest.raises(StoreError) as info:
-            await store.kv_get("k")
-        assert SECRET not in str(info.value)
-    finally:
-        await store.aclose()
+    with refused_port() as port:
+        store = RedisStore.from_url(f"redis://:{SECRET}@127.0.0.1:{port}/0", clock=FakeClock())
+        try:
+            with pytest.raises(StoreError) as info:
+                await store.kv_get("k")
+            assert SECRET not in str(info.value)
+        finally:
+            await store.aclose()
 
 
 @pytest.mark.parametrize(
