@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from endpoints.slack.client import RETRIES, SlackOut, open_client, slack_failures
 from endpoints.slack.settings import SlackSettings
 from gateway.clock import FakeClock
-from gateway.plugin import RetryJob
+from gateway.plugin import JobInfo, RetryJob
 from tests.support.fake_slack import FakeSlack
 from tests.support.gateway import live_server
 
@@ -29,7 +29,7 @@ class MemoryStorage:
     async def get(self, key: str) -> str | None:
         return self.values.get(key)
 
-    async def set(self, key: str, value: str, ttl: float | None = None) -> None:
+    async def set(self, key: str, value: str, ttl: float | None = None, fence: object = None) -> None:
         self.values[key] = value
 
 
@@ -51,7 +51,7 @@ CTX = SimpleNamespace(logger=logging.LoggerAdapter(logging.getLogger("test"), {}
 
 async def post(fake: FakeSlack, clock: FakeClock, *, timeout: float = 30.0) -> str:
     async with open_client(settings(fake), clock, timeout=timeout) as client, slack_failures(CTX):  # type: ignore[arg-type]
-        out = SlackOut(client, MemoryStorage(), "job_1", "C1", "1.1")  # type: ignore[arg-type]
+        out = SlackOut(client, MemoryStorage(), JobInfo("job_1", "answer", {}, 1, None), "C1", "1.1")  # type: ignore[arg-type]
         return await out.post("Hello")
 
 
