@@ -33,10 +33,7 @@ async def test_the_simulator_runs_on_a_real_server(dify_simulator: RunningSimula
     "dify_simulator_config", [SimulatorConfig(mode="completion", answer="Fixed.", first_token_latency=0)]
 )
 async def test_a_context_asks_the_running_simulator(dify_simulator: RunningSimulator) -> None:
-    # Real network I/O: on the system clock, not a virtual one (nothing here sleeps on the clock).
-    from gateway.clock import SystemClock
-
-    async with FakeContext(plugin, {"token": "t"}, apps={"remote": dify_simulator}, clock=SystemClock()) as ctx:
+    async with FakeContext(plugin, {"token": "t"}, apps={"remote": dify_simulator}) as ctx:
         assert ctx.apps.get().mode == "completion"
         answer = await ctx.apps.ask("hello", user="u1")
     assert answer.text == "Fixed."
