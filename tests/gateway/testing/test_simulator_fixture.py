@@ -16,7 +16,9 @@ pytestmark = pytest.mark.anyio
 
 
 def test_the_fixtures_come_from_the_installed_entry_point(pytestconfig: pytest.Config) -> None:
-    [entry] = [e for e in entry_points(group="pytest11") if e.value == "gateway.testing.pytest_plugin"]
+    found = [e for e in entry_points(group="pytest11") if e.value == "gateway.testing.pytest_plugin"]
+    assert len(found) == 1, "the pytest11 entry point is not installed: reinstall the project (pip install -e .)"
+    [entry] = found
     assert pytestconfig.pluginmanager.get_plugin(entry.name) is not None
 
 
