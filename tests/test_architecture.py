@@ -3,7 +3,9 @@
 - plugins under `endpoints/` see the gateway only through `gateway.plugin`;
 - `gateway/` never imports the plugin packages (`endpoints`, `bots`): they are found through entry points;
 - only the HTTP edge imports starlette, so the core stays framework-neutral;
-- only the settings loader reads the environment.
+- only the settings loader reads the environment;
+- the plugin test kit (`gateway.testing`) is for tests only: no production code imports it, and it
+  needs pytest only in its pytest plugin.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ STARLETTE_ALLOWED = {
     "gateway/middleware.py",
     "gateway/accesslog.py",  # a pure-ASGI middleware like middleware.py (starlette.types only)
 }
-STARLETTE_ALLOWED_DIRS = ("gateway/admin/", "gateway/simulator/")
+# The test kit serves fake platform APIs and answers requests the way the HTTP edge does.
+STARLETTE_ALLOWED_DIRS = ("gateway/admin/", "gateway/simulator/", "gateway/testing/")
+
+# The plugin test kit: only tests import it; only its pytest plugin imports pytest.
+TEST_KIT = "gateway/testing/"
+TEST_KIT_PYTEST_PLUGIN = "gateway/testing/pytest_plugin.py"
 
 # Environment access: settings.py reads it; these two may only hand `os.environ` to `Settings.from_env`.
 ENV_READER = "gateway/settings.py"
@@ -223,15 +230,20 @@ def test_the_core_does_not_load_starlette_at_run_time() -> None:
         if not _starlette_allowed(rel(path)) and path.name != "__main__.py"
     ]
     assert "gateway.plugin" in core
+    assert loaded_packages(core, {"starlette"}) == []
+
+
+def loaded_packages(modules: list[str], packages: set[str]) -> list[str]:
+    """The modules of `packages` loaded once `modules` are imported, in a fresh interpreter."""
     code = (
         "import importlib, sys\n"
-        f"for name in {core!r}:\n"
+        f"for name in {modules!r}:\n"
         "    importlib.import_module(name)\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'starlette'))\n"
+        f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(packages)!r}))\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "[]"
+    return list(ast.literal_eval(result.stdout.strip()))
 
 
 def _env_uses(path: Path) -> Iterator[tuple[int, str, bool]]:
@@ -301,6 +313,51 @@ def test_the_env_check_catches_direct_reads() -> None:
 def test_the_cli_hands_the_environment_to_the_settings_loader() -> None:
     uses = list(_env_uses(ROOT / "gateway" / "cli" / "common.py"))
     assert uses and all(handed for _, _, handed in uses)
+
+
+# -- the plugin test kit ----------------------------------------------------------------------------
+
+
+def _production_files() -> list[Path]:
+    return [
+        p
+        for package in ("gateway", "endpoints", "bots")
+        for p in python_files(package)
+        if not rel(p).startswith(TEST_KIT)
+    ]
+
+
+def test_production_code_never_imports_the_test_kit() -> None:
+    bad = [
+        i
+        for path in _production_files()
+        for i in imports(path)
+        if i.module == "gateway.testing"
+        or i.module.startswith("gateway.testing.")
+        or (i.module == "gateway" and "testing" in i.names)
+    ]
+    assert not bad, "gateway.testing is for tests; production code must not import it:\n" + fmt(bad)
+
+
+def test_the_test_kit_needs_pytest_only_in_its_pytest_plugin() -> None:
+    kit = python_files("gateway/testing")
+    assert any(rel(p) == TEST_KIT_PYTEST_PLUGIN for p in kit)
+    bad = [
+        i for p in kit if rel(p) != TEST_KIT_PYTEST_PLUGIN for i in imports(p) if top(i.module) in {"pytest", "_pytest"}
+    ]
+    assert not bad, fmt(bad)
+    modules = [module_name(p) for p in kit if rel(p) != TEST_KIT_PYTEST_PLUGIN]
+    assert loaded_packages(modules, {"pytest", "_pytest"}) == []
+
+
+def test_the_test_kit_package_loads_its_parts_on_use() -> None:
+    """pytest imports the kit's package for its fixtures before coverage starts: it must load nothing."""
+    import gateway.testing
+
+    loaded = loaded_packages(["gateway.testing.pytest_plugin"], {"gateway"})
+    assert loaded == ["gateway", "gateway.testing", "gateway.testing.pytest_plugin"]
+    assert list(gateway.testing.__all__) == sorted(gateway.testing.__all__)
+    assert all(getattr(gateway.testing, name) is not None for name in gateway.testing.__all__)
 
 
 # -- plugin discovery -------------------------------------------------------------------------------

@@ -1,49 +1,22 @@
-"""Parts of the webhook plugin on their own: the SSE relay (a real `JobRun`, a fake store and context)
-and the structured-answer check; no servers."""
+"""Parts of the webhook plugin on their own, in the plugin test kit's `FakeContext` (apps answered
+by the Dify simulator in process; no servers): the SSE relay and a task whose app is gone."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 import endpoints.webhook as webhook
-from gateway.jobs import JobRun
+from gateway.clock import SystemClock
+from gateway.plugin import new_webhook_secret
+from gateway.simulator.config import SimulatorConfig
+from gateway.testing import FakeContext, webhook_request
 
 pytestmark = pytest.mark.anyio
 
-
-@dataclass
-class _Job:
-    state: str = "done"
-    last_error: str | None = None
-
-
-@dataclass
-class _Store:
-    async def job_get(self, job_id: str) -> _Job:
-        return _Job()
-
-
-@dataclass
-class _Status:
-    result: dict[str, Any]
-
-
-@dataclass
-class _Jobs:
-    result: dict[str, Any] = field(default_factory=dict)
-
-    async def get(self, job_id: str) -> _Status:
-        return _Status(self.result)
-
-
-@dataclass
-class _Context:
-    jobs: _Jobs
+SECRET = new_webhook_secret()
 
 
 def _events(frames: list[bytes]) -> list[tuple[str, dict[str, Any]]]:
@@ -58,35 +31,25 @@ async def test_deltas_after_a_heartbeat_are_still_relayed(monkeypatch: pytest.Mo
     # A pause longer than the heartbeat (a slow first token, a long tool call) must add a ping,
     # not end the relay: wait_for() used to cancel the events generator, losing every later delta.
     monkeypatch.setattr(webhook, "HEARTBEAT_SECONDS", 0.02)
-    run = JobRun("job_1", _Store(), local=True)  # type: ignore[arg-type]
-    ctx = _Context(_Jobs({"status": "succeeded", "answer": "Hello there"}))
+    slow = SimulatorConfig(answer="Hello there", first_token_latency=0.1, tokens_per_second=0)
+    # The system clock: the simulator's silence must be real for the relay's heartbeat to see it.
+    async with FakeContext(webhook.plugin, {"secret": SECRET}, apps={"support": slow}, clock=SystemClock()) as ctx:
+        signed = webhook_request(SECRET, {"query": "hi", "user": "u1", "stream": True}, timestamp=ctx.clock.time())
+        response = await ctx.dispatch(signed.request())
+        assert response.status == 200 and response.media_type == "text/event-stream"
+        frames = [frame async for frame in response.body]  # type: ignore[union-attr]
 
-    async def handler() -> None:
-        run.emit({"type": "delta", "text": "Hello"})
-        await asyncio.sleep(0.1)  # silence: a few heartbeats
-        run.emit({"type": "delta", "text": " there"})
-        run.finish()
-
-    task = asyncio.create_task(handler())
-    frames = [frame async for frame in webhook._sse(run, ctx)]  # type: ignore[arg-type]
-    await task
     events = _events(frames)
     names = [name for name, _ in events]
     assert names[0] == "task" and names[-1] == "done" and "ping" in names
-    assert [data["text"] for name, data in events if name == "delta"] == ["Hello", " there"]
+    assert "".join(data["text"] for name, data in events if name == "delta") == "Hello there"
+    assert events[-1][1]["answer"] == "Hello there"
 
 
-async def test_a_task_whose_app_is_no_longer_bound_fails_instead_of_retrying(tmp_path: Any) -> None:
-    from gateway.apps import AppIn
-    from gateway.plugin import JobInfo
-    from gateway.registry import PluginRegistry
-    from tests.support.gateway import make_settings, running_app
-
-    async with running_app(make_settings(tmp_path), registry=PluginRegistry([webhook.plugin]), run_workers=False) as r:
-        await r.gateway.apps.add(AppIn(name="a", base_url="http://dify.test/v1", api_key="k", mode="chat"))
-        record, _ = await r.gateway.endpoints.create("webhook", ["a"], {})
-        ctx = await r.gateway.context(record, webhook.plugin)
-        job = JobInfo("job_1", "answer", {"query": "q", "user": "u", "app": "gone"}, 1, None)
-        result = await webhook.answer_job(job, ctx)
-    assert result["status"] == "failed"
-    assert result["error"]["code"] == "not_found"
+async def test_a_task_whose_app_is_no_longer_bound_fails_instead_of_retrying() -> None:
+    async with FakeContext(webhook.plugin, {"secret": SECRET}, apps={"a": SimulatorConfig()}) as ctx:
+        task_id = await ctx.jobs.enqueue("answer", {"query": "q", "user": "u", "app": "gone"})
+        [run] = await ctx.jobs.run_all()
+    assert (run.id, run.state, run.attempts) == (task_id, "done", 1)
+    assert run.result is not None and run.result["status"] == "failed"
+    assert run.result["error"]["code"] == "not_found"

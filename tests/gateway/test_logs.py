@@ -31,9 +31,8 @@ from starlette.routing import Route
 from gateway.logs import JsonFormatter, TextFormatter, configure_logging, escape_controls, redact_url, redact_urls
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
+from gateway.testing import FakeDiscord, FakeSlack
 from tests.support import discord_interactions as discord
-from tests.support.fake_discord import FakeDiscord
-from tests.support.fake_slack import FakeSlack
 from tests.support.gateway import ADMIN_TOKEN, admin_headers, base_url, listening_socket, live_server
 from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
 from tests.support.webhooks import signed_headers as webhook_headers

@@ -1,15 +1,13 @@
-"""The openai plugin's parts in process: error mapping, settings, keys and limits (a real
-gateway store and context, a fake clock; no servers)."""
+"""The openai plugin's parts in process: error mapping, settings, keys and limits (the test kit's
+`FakeContext` on a fake clock; no servers)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr, ValidationError
+from pydantic import ValidationError
 
 from endpoints.openai import chat_completions, models, plugin, verify
 from endpoints.openai.broadcast import broadcast_apps, broadcast_model
@@ -26,7 +24,6 @@ from endpoints.openai.keys import (
 )
 from endpoints.openai.limits import admit
 from endpoints.openai.settings import OpenAISettings
-from gateway.apps import AppIn
 from gateway.clock import FakeClock
 from gateway.exceptions import (
     CircuitOpen,
@@ -37,7 +34,6 @@ from gateway.exceptions import (
 )
 from gateway.plugin import (
     BadRequest,
-    Context,
     Headers,
     NotFound,
     RateLimited,
@@ -45,8 +41,8 @@ from gateway.plugin import (
     Unauthorized,
     UpstreamError,
 )
-from gateway.runtime import Gateway
-from tests.support.gateway import make_settings
+from gateway.simulator.config import SimulatorConfig
+from gateway.testing import FakeContext
 
 pytestmark = pytest.mark.anyio
 
@@ -133,25 +129,17 @@ def test_bearer_token(header: str | None, key: str | None) -> None:
     assert bearer_token(Headers([("authorization", header)] if header else [])) == key
 
 
-# -- with a real store --------------------------------------------------------------------------------
+# -- in a fake context --------------------------------------------------------------------------------
 
 
 @pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    clock = FakeClock()
-    gw = await Gateway.open(make_settings(tmp_path), clock=clock)
-    try:
-        await gw.apps.add(
-            AppIn(name="support", base_url="http://dify.test/v1", api_key=SecretStr("app-x"), mode="chat")
-        )
-        yield gw
-    finally:
-        await gw.aclose()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
-async def context(gw: Gateway, **settings: Any) -> Context:
-    record, _ = await gw.endpoints.create("openai", ["support"], settings)
-    return await gw.context(record, plugin)
+def context(clock: FakeClock, **settings: Any) -> FakeContext:
+    """The plugin's context for an endpoint with `settings`, bound to one chat app "support"."""
+    return FakeContext(plugin, settings, apps={"support": SimulatorConfig()}, clock=clock)
 
 
 def request(path: str, body: Any = None, key: str | None = None) -> Request:
@@ -168,8 +156,8 @@ def request(path: str, body: Any = None, key: str | None = None) -> Request:
     )
 
 
-async def test_concurrency_limit_and_release(gateway: Gateway) -> None:
-    ctx = await context(gateway, key_max_concurrent=1)
+async def test_concurrency_limit_and_release(clock: FakeClock) -> None:
+    ctx = context(clock, key_max_concurrent=1)
     info = KeyInfo((await add_key(ctx))["id"], "")
     slot = await admit(ctx, info, ctx.settings)
     with pytest.raises(OpenAIError) as caught:
@@ -180,16 +168,14 @@ async def test_concurrency_limit_and_release(gateway: Gateway) -> None:
     await (await admit(ctx, info, ctx.settings)).release()
 
 
-async def test_a_slot_released_after_the_counter_expired_does_not_free_an_extra_one(gateway: Gateway) -> None:
+async def test_a_slot_released_after_the_counter_expired_does_not_free_an_extra_one(clock: FakeClock) -> None:
     # The in-flight counter expires INFLIGHT_TTL after it was created; a request that started
     # before and ends after that must not drive it below zero (which would allow limit + 1).
     from endpoints.openai.limits import INFLIGHT_TTL
 
-    ctx = await context(gateway, key_max_concurrent=1)
+    ctx = context(clock, key_max_concurrent=1)
     info = KeyInfo((await add_key(ctx))["id"], "")
     long_running = await admit(ctx, info, ctx.settings)
-    clock = gateway.clock
-    assert isinstance(clock, FakeClock)
     clock.advance(INFLIGHT_TTL + 1)
     await long_running.release()
     first = await admit(ctx, info, ctx.settings)
@@ -199,8 +185,8 @@ async def test_a_slot_released_after_the_counter_expired_does_not_free_an_extra_
     await first.release()
 
 
-async def test_key_document_limits_and_lock(gateway: Gateway) -> None:
-    ctx = await context(gateway)
+async def test_key_document_limits_and_lock(clock: FakeClock) -> None:
+    ctx = context(clock)
     with pytest.raises(NotFound):
         await revoke_key(ctx, "key_nope")
     await ctx.storage.set("keys", json.dumps({"keys": [{"id": f"k{i}", "sha256": "0" * 64} for i in range(MAX_KEYS)]}))
@@ -213,8 +199,8 @@ async def test_key_document_limits_and_lock(gateway: Gateway) -> None:
         await plugin.actions["revoke-key"].handler(ctx, {})
 
 
-async def test_handlers_recheck_the_key(gateway: Gateway) -> None:
-    ctx = await context(gateway)
+async def test_handlers_recheck_the_key(clock: FakeClock) -> None:
+    ctx = context(clock)
     # A key revoked after the verifier ran (or a handler reached without it) still gets a 401.
     response = await models(request("/v1/models"), ctx)
     assert response.status == 401 and json.loads(response.body)["error"]["code"] == "invalid_api_key"  # type: ignore[arg-type]
@@ -225,8 +211,8 @@ async def test_handlers_recheck_the_key(gateway: Gateway) -> None:
     assert broken.status == 400 and json.loads(broken.body)["error"]["param"] == "messages"  # type: ignore[arg-type]
 
 
-async def test_broadcast_without_usable_apps_is_an_unknown_model(gateway: Gateway) -> None:
-    ctx = await context(gateway, broadcast_model="all", broadcast_apps=["gone"])
+async def test_broadcast_without_usable_apps_is_an_unknown_model(clock: FakeClock) -> None:
+    ctx = context(clock, broadcast_model="all", broadcast_apps=["gone"])
     added = await add_key(ctx)
     body = {"model": "all", "messages": [{"role": "user", "content": "hi"}]}
     response = await chat_completions(request("/v1/chat/completions", body, added["key"]), ctx)
@@ -251,19 +237,19 @@ def test_a_broadcast_model_named_like_a_bound_app_is_off() -> None:
 
 
 async def test_a_shadowing_broadcast_model_is_refused_with_a_warning(
-    gateway: Gateway, caplog: pytest.LogCaptureFixture
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    ctx = await context(gateway, broadcast_model="support")
+    ctx = context(clock, broadcast_model="support")
     added = await add_key(ctx)
     response = await models(request("/v1/models", key=added["key"]), ctx)
     assert [m["id"] for m in json.loads(response.body)["data"]] == ["support"]  # type: ignore[arg-type]
     assert "broadcast_model 'support' names a bound app" in caplog.text
 
 
-async def test_the_key_document_is_read_once_per_request(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_key_document_is_read_once_per_request(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     import endpoints.openai.keys as keys
 
-    ctx = await context(gateway)
+    ctx = context(clock)
     added = await add_key(ctx, models="other")
     loads = 0
     real_load = keys._load
@@ -286,8 +272,8 @@ async def test_the_key_document_is_read_once_per_request(gateway: Gateway, monke
     assert response.status == 404 and loads == 2
 
 
-async def test_the_verifier_still_sees_a_revocation_at_once(gateway: Gateway) -> None:
-    ctx = await context(gateway)
+async def test_the_verifier_still_sees_a_revocation_at_once(clock: FakeClock) -> None:
+    ctx = context(clock)
     added = await add_key(ctx)
     listing = request("/v1/models", key=added["key"])
     assert (await verify(listing, ctx)).passed
@@ -298,25 +284,23 @@ async def test_the_verifier_still_sees_a_revocation_at_once(gateway: Gateway) ->
     assert (await models(listing, ctx)).status == 401
 
 
-async def test_a_remembered_key_expires(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_remembered_key_expires(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     import endpoints.openai.keys as keys
 
-    ctx = await context(gateway)
+    ctx = context(clock)
     added = await add_key(ctx)
     listing = request("/v1/models", key=added["key"])
     assert (await verify(listing, ctx)).passed
     await revoke_key(ctx, added["id"])
-    clock = gateway.clock
-    assert isinstance(clock, FakeClock)
     clock.advance(keys.VERIFIED_TTL + 1)
     assert (await models(listing, ctx)).status == 401  # too old: the store is asked again
 
 
-async def test_remembered_keys_are_bounded(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_remembered_keys_are_bounded(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
     import endpoints.openai.keys as keys
 
     monkeypatch.setattr(keys, "VERIFIED_MAX", 3)
-    ctx = await context(gateway)
+    ctx = context(clock)
     for _ in range(5):
         added = await add_key(ctx)
         assert (await verify(request("/v1/models", key=added["key"]), ctx)).passed

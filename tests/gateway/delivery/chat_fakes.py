@@ -1,9 +1,9 @@
-"""Fakes for the chat-delivery engine's tests: a virtual clock, a chat platform that records every
-call (with the clock's time), and a streamed answer played from a script on the same clock."""
+"""Fakes for the chat-delivery engine's tests: a chat platform that records every
+call (with the clock's time), and a streamed answer played from a script on the same clock
+(a `VirtualClock`, from the plugin test kit)."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -13,43 +13,9 @@ from typing import Any
 from gateway.delivery.chat import ChatRules, MessageRef, StreamUnavailable
 from gateway.dify.models import Answer, Delta
 from gateway.exceptions import GatewayError, RateLimited
+from gateway.testing.clock import VirtualClock
 
-_IDLE_TURNS = 50
-
-
-class VirtualClock:
-    """A `Clock` on virtual time that moves only while every task waits, like trio's autojump
-    `MockClock`: sleepers wake in the order of their deadlines, however many sleep at once.
-
-    (`gateway.clock.FakeClock` moves time by the whole delay for whoever sleeps first, so an
-    engine waiting out its throttle while the answer's deltas arrive would see time run twice.)
-    """
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self._epoch = now
-        self._now = 0.0
-        self._sleepers: list[tuple[float, int]] = []
-        self._seq = 0
-
-    def time(self) -> float:
-        return self._epoch + self._now
-
-    def monotonic(self) -> float:
-        return self._now
-
-    async def sleep(self, seconds: float) -> None:
-        self._seq += 1
-        me = (self._now + max(0.0, seconds), self._seq)
-        self._sleepers.append(me)
-        try:
-            while True:
-                for _ in range(_IDLE_TURNS):  # let every task that can run, run
-                    await asyncio.sleep(0)
-                if min(self._sleepers) == me:  # the earliest of the sleepers: time moves to its deadline
-                    self._now = max(self._now, me[0])
-                    return
-        finally:
-            self._sleepers.remove(me)
+__all__ = ["Call", "FakeAnswer", "FakeChat", "FakeNative", "VirtualClock", "text"]  # VirtualClock moved to the kit
 
 
 @dataclass(frozen=True)

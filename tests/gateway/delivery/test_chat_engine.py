@@ -14,6 +14,7 @@ from gateway.delivery.chat import (
 )
 from gateway.dify.models import Delta
 from gateway.exceptions import RateLimited, UpstreamError
+from gateway.testing import MemoryStorage
 from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
@@ -208,18 +209,7 @@ async def test_a_shorter_rerun_removes_what_is_no_longer_needed_at_the_end(clock
 
 
 async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
-    class Storage:
-        def __init__(self) -> None:
-            self.data: dict[str, str] = {}
-            self.ttls: dict[str, float | None] = {}
-
-        async def get(self, key: str) -> str | None:
-            return self.data.get(key)
-
-        async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
-            self.data[key], self.ttls[key] = value, ttl
-
-    storage = Storage()
+    storage = MemoryStorage(clock)
     chat = FakeChat(clock).with_rules(limit=200)
     await deliver(
         FakeAnswer(clock, text("".join(words(50)))),
@@ -229,8 +219,8 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     )
 
     assert await StoredMessages(storage, "posted:job1").load() == [PostedMessage("m1"), PostedMessage("m2")]
-    assert storage.ttls["posted:job1"] == 60.0
-    storage.data["posted:job2"] = "{not json"
+    assert storage.ttl("posted:job1") == 60.0
+    await storage.set("posted:job2", "{not json")
     assert await StoredMessages(storage, "posted:job2").load() == []
 
 

@@ -1,0 +1,93 @@
+"""The plugin test kit: test a plugin without a gateway, or against a real one.
+
+- `FakeContext(plugin, settings)`: the plugin `Context` in memory (storage, jobs, callbacks,
+  clock), apps answered by the Dify simulator, permissions enforced; `ctx.dispatch(request)`
+  routes a request like the gateway (`dispatch`);
+- signed requests for every scheme the gateway verifies: `slack_request`, `discord_request`
+  (with a `DiscordKeyPair`), `webhook_request` (Standard Webhooks), `openai_request`; and
+  `make_request` for any other;
+- `VirtualClock`, `MemoryStorage`, `FakeJobs`, `SimulatedApps`, `RecordedCallbacks`: the
+  context's parts, usable on their own;
+- `running_simulator(config)` and the pytest fixture `dify_simulator` (from the `pytest11`
+  entry point: installing dify-gateway is enough);
+- `FakeSlack`, `FakeDiscord`: fake platform Web APIs that record every call.
+
+Production code never imports this package (an architecture test says so). Names load on first
+use, so importing the package (as pytest does for the fixtures) loads nothing else.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.testing.apps import AppCall as AppCall, SimulatedApps as SimulatedApps
+    from gateway.testing.callbacks import RecordedCallbacks as RecordedCallbacks, SentCallback as SentCallback
+    from gateway.testing.clock import VirtualClock as VirtualClock
+    from gateway.testing.context import FakeContext as FakeContext
+    from gateway.testing.jobs import (
+        FakeJobRun as FakeJobRun,
+        FakeJobs as FakeJobs,
+        FakeLease as FakeLease,
+        RecordedJob as RecordedJob,
+    )
+    from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+    from gateway.testing.platforms.slack import FakeSlack as FakeSlack
+    from gateway.testing.requests import dispatch as dispatch, make_request as make_request
+    from gateway.testing.signing import (
+        DiscordKeyPair as DiscordKeyPair,
+        Signed as Signed,
+        discord_request as discord_request,
+        openai_request as openai_request,
+        slack_request as slack_request,
+        webhook_request as webhook_request,
+    )
+    from gateway.testing.simulator import (
+        FAST as FAST,
+        RunningSimulator as RunningSimulator,
+        running_simulator as running_simulator,
+    )
+    from gateway.testing.storage import MemoryStorage as MemoryStorage
+
+_WHERE = {
+    "AppCall": "apps",
+    "DiscordKeyPair": "signing",
+    "FAST": "simulator",
+    "FakeContext": "context",
+    "FakeDiscord": "platforms.discord",
+    "FakeJobRun": "jobs",
+    "FakeJobs": "jobs",
+    "FakeLease": "jobs",
+    "FakeSlack": "platforms.slack",
+    "MemoryStorage": "storage",
+    "RecordedCallbacks": "callbacks",
+    "RecordedJob": "jobs",
+    "RunningSimulator": "simulator",
+    "SentCallback": "callbacks",
+    "Signed": "signing",
+    "SimulatedApps": "apps",
+    "VirtualClock": "clock",
+    "discord_request": "signing",
+    "dispatch": "requests",
+    "make_request": "requests",
+    "openai_request": "signing",
+    "patched_discord": "platforms.discord",
+    "running_simulator": "simulator",
+    "slack_request": "signing",
+    "webhook_request": "signing",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,0 +1,7 @@
+"""Fake platform Web APIs that record every call and answer like the platform: ASGI apps to
+serve on a real uvicorn (`live_server`) or to mount in an httpx client (`httpx.ASGITransport`)."""
+
+from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+from gateway.testing.platforms.slack import FakeSlack as FakeSlack
+
+__all__ = ["FakeDiscord", "FakeSlack", "patched_discord"]
