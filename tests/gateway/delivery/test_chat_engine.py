@@ -13,7 +13,7 @@ from gateway.delivery.chat import (
     deliver,
 )
 from gateway.dify.models import Delta
-from gateway.exceptions import RateLimited, UpstreamError
+from gateway.exceptions import Overloaded, RateLimited, UpstreamError
 from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
@@ -234,6 +234,30 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     assert await StoredMessages(storage, "posted:job2").load() == []
 
 
+async def test_the_record_is_written_fenced_by_the_run_that_owns_the_job(clock: VirtualClock) -> None:
+    lease = object()  # the job's lease (`JobInfo.lease`), handed to the storage as it is
+    writes: list[object] = []
+
+    class FencedStorage:
+        async def get(self, key: str) -> str | None:
+            return None
+
+        async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
+            writes.append(fence)
+
+    storage = FencedStorage()
+    chat = FakeChat(clock).with_rules(limit=200)
+
+    await deliver(
+        FakeAnswer(clock, text("".join(words(50)))),
+        chat,
+        clock=clock,
+        posted=StoredMessages(storage, "posted:job1", fence=lease),  # type: ignore[arg-type]
+    )
+
+    assert len(writes) == 2 and all(fence is lease for fence in writes)  # one per message posted
+
+
 # -- failures -----------------------------------------------------------------------------------------
 
 
@@ -269,6 +293,19 @@ async def test_the_failure_note_replaces_the_placeholder(clock: VirtualClock) ->
     await deliver(FakeAnswer(clock, fail=UpstreamError("x")), chat, clock=clock, posted=MemoryMessages())
 
     assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking"), ("edit", "failed")]
+
+
+async def test_an_overloaded_gateway_is_no_failure_of_the_answer_it_goes_to_the_caller(
+    clock: VirtualClock,
+) -> None:
+    # The gateway's own shortage: a job runs again after Retry-After, a bot asks again; no note.
+    chat = FakeChat(clock).with_rules(placeholder="…thinking")
+    full = Overloaded("no answer place came free", retry_after=5.0)
+
+    with pytest.raises(Overloaded):
+        await deliver(FakeAnswer(clock, fail_on_open=full), chat, clock=clock, posted=MemoryMessages())
+
+    assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking")]  # a rerun edits it
 
 
 # -- fencing ------------------------------------------------------------------------------------------
