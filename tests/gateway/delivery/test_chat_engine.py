@@ -207,55 +207,50 @@ async def test_a_shorter_rerun_removes_what_is_no_longer_needed_at_the_end(clock
     assert deleted == ["s1", "m2"]  # a stream can't be resumed (at once); m2 only once the answer ended
 
 
+class JobStorage:
+    """A plugin's storage as the record sees it; remembers the fence of each write."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.ttls: dict[str, float | None] = {}
+        self.fences: list[object] = []
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
+        self.data[key], self.ttls[key] = value, ttl
+        self.fences.append(fence)
+
+
 async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
-    class Storage:
-        def __init__(self) -> None:
-            self.data: dict[str, str] = {}
-            self.ttls: dict[str, float | None] = {}
-
-        async def get(self, key: str) -> str | None:
-            return self.data.get(key)
-
-        async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
-            self.data[key], self.ttls[key] = value, ttl
-
-    storage = Storage()
+    storage = JobStorage()
     chat = FakeChat(clock).with_rules(limit=200)
     await deliver(
         FakeAnswer(clock, text("".join(words(50)))),
         chat,
         clock=clock,
-        posted=StoredMessages(storage, "posted:job1", ttl=60.0),
+        posted=StoredMessages(storage, "posted:job1", ttl=60.0),  # type: ignore[arg-type]
     )
 
-    assert await StoredMessages(storage, "posted:job1").load() == [PostedMessage("m1"), PostedMessage("m2")]
+    assert await StoredMessages(storage, "posted:job1").load() == [PostedMessage("m1"), PostedMessage("m2")]  # type: ignore[arg-type]
     assert storage.ttls["posted:job1"] == 60.0
     storage.data["posted:job2"] = "{not json"
-    assert await StoredMessages(storage, "posted:job2").load() == []
+    assert await StoredMessages(storage, "posted:job2").load() == []  # type: ignore[arg-type]
 
 
 async def test_the_record_is_written_fenced_by_the_run_that_owns_the_job(clock: VirtualClock) -> None:
+    storage = JobStorage()
     lease = object()  # the job's lease (`JobInfo.lease`), handed to the storage as it is
-    writes: list[object] = []
-
-    class FencedStorage:
-        async def get(self, key: str) -> str | None:
-            return None
-
-        async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
-            writes.append(fence)
-
-    storage = FencedStorage()
-    chat = FakeChat(clock).with_rules(limit=200)
 
     await deliver(
         FakeAnswer(clock, text("".join(words(50)))),
-        chat,
+        FakeChat(clock).with_rules(limit=200),
         clock=clock,
         posted=StoredMessages(storage, "posted:job1", fence=lease),  # type: ignore[arg-type]
     )
 
-    assert len(writes) == 2 and all(fence is lease for fence in writes)  # one per message posted
+    assert len(storage.fences) == 2 and all(fence is lease for fence in storage.fences)  # one per post
 
 
 # -- failures -----------------------------------------------------------------------------------------
