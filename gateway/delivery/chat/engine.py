@@ -216,7 +216,7 @@ class _Delivery:
                 text = self._final_text()
                 await typing.aclose()
                 await self._throttle.wait()
-                if self._expired() and not await self._expire():
+                if not self._cut_off and self._expired() and not await self._expire():
                     text = _with_note(text, self._rules.expired_note)
                 await self._show(text, final=True)
             finally:

@@ -445,8 +445,18 @@ async def test_past_the_deadline_without_a_handover_the_answer_ends_with_a_note(
     done = await deliver(answer, chat, clock=clock, posted=MemoryMessages())
 
     assert done.cut_off and answer.read < 40 and answer.closed
-    assert chat.shown()[0].endswith("\n\n(too late)")
+    assert chat.shown()[0].endswith("\n\n(too late)") and chat.shown()[0].count("(too late)") == 1
     assert chat.named("post") == []  # everything went into the original response
+
+
+async def test_past_the_deadline_before_any_words_only_the_note_shows(clock: VirtualClock) -> None:
+    chat = FakeChat(clock, original="@original").with_rules(expires_at=clock.time() + 5.0, expired_note="(too late)")
+    answer = FakeAnswer(clock, [(6.0, Delta("ping")), (1.0, Delta("text", "late words"))])
+
+    done = await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    assert done.cut_off and done.text == "(too late)"
+    assert chat.shown() == ["(too late)"]
 
 
 # -- a write budget (Slack's response_url) ------------------------------------------------------------
