@@ -7,19 +7,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 import pytest
 
 from endpoints.discord.api import DiscordAPI
 from endpoints.discord.messages import DiscordMessages
+from endpoints.discord.plugin import ask
 from endpoints.discord.rendering import CONTINUED_NOTE, EMPTY_ANSWER, LATE_NOTE, chat_rules
+from endpoints.discord.settings import DiscordSettings
 from gateway.dify.models import Delta
-from gateway.exceptions import UpstreamError
-from gateway.plugin import Delivered, Handover, MemoryMessages, PostedMessages, StoredMessages, deliver
+from gateway.exceptions import Overloaded, UpstreamError
+from gateway.plugin import Delivered, Handover, JobInfo, MemoryMessages, PostedMessages, StoredMessages, deliver
 from tests.gateway.delivery.chat_fakes import FakeAnswer, VirtualClock, text
 from tests.gateway.delivery.test_chat_engine import JobStorage
-from tests.support.discord_interactions import APPLICATION_ID
+from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 from tests.support.fake_discord import FakeDiscord
 
 pytestmark = pytest.mark.anyio
@@ -213,3 +216,82 @@ async def test_without_a_bot_token_and_no_words_only_the_note() -> None:
         steps = [(11.0, Delta("ping")), (0.5, Delta("text", "too late"))]
         await d.ask(FakeAnswer(d.clock, steps), expires_in=10.0)
         assert d.fake.visible(TOKEN) == [LATE_NOTE]
+
+
+# -- the `ask` job handler ---------------------------------------------------------------------------
+
+
+@dataclass
+class Lease:
+    """A run's hold on its job: counts the fence checks."""
+
+    attempt: int = 1
+    checks: int = 0
+
+    def held(self) -> bool:
+        return True
+
+    async def check(self) -> None:
+        self.checks += 1
+
+
+@dataclass
+class Apps:
+    answer: FakeAnswer
+
+    def stream(self, query: str, **kwargs: Any) -> FakeAnswer:
+        return self.answer
+
+
+@dataclass
+class Context:
+    settings: DiscordSettings
+    http: httpx.AsyncClient
+    clock: VirtualClock
+    apps: Apps
+    storage: JobStorage = field(default_factory=JobStorage)
+
+
+def ask_job(lease: Lease) -> JobInfo:
+    payload = {
+        "id": "777",
+        "token": TOKEN,
+        "application_id": APPLICATION_ID,
+        "guild_id": "1",
+        "channel_id": CHANNEL,
+        "user_id": "7",
+        "question": "q",
+        "received_at": VirtualClock().time(),
+    }
+    return JobInfo("job_1", "ask", payload, 1, "777", lease=lease)
+
+
+def context(d: Discord, answer: FakeAnswer) -> Context:
+    settings = DiscordSettings(
+        application_id=APPLICATION_ID,
+        public_key=public_key_hex(new_key()),
+        api_base_url="http://discord.test/api/v10",
+    )
+    return Context(settings, d.http, d.clock, Apps(answer))
+
+
+async def test_the_job_fences_every_write_and_every_record_with_its_lease() -> None:
+    async with discord() as d:
+        lease, ctx = Lease(), context(d, FakeAnswer(d.clock, text(LONG)))
+
+        result = await ask(ask_job(lease), ctx)  # type: ignore[arg-type]
+
+        assert result == {"status": "answered", "chars": len(LONG), "channel": False}
+        assert len(d.fake.visible(TOKEN)) == 2 and lease.checks >= len(d.fake.calls) == 2
+        assert list(ctx.storage.data) == ["posted:job_1:webhook"]
+        assert ctx.storage.fences == [lease]  # the follow-up, recorded only while the run holds the job
+
+
+async def test_an_overloaded_gateway_makes_the_job_run_again_later_with_no_note() -> None:
+    async with discord() as d:
+        ctx = context(d, FakeAnswer(d.clock, fail_on_open=Overloaded("full", retry_after=5.0)))
+
+        with pytest.raises(Overloaded):  # the job runner turns it into a rerun after Retry-After
+            await ask(ask_job(Lease()), ctx)  # type: ignore[arg-type]
+
+        assert d.fake.calls == []  # "thinking…" stays until the rerun answers
