@@ -195,3 +195,27 @@ async def test_a_message_already_gone_is_no_error_other_refusals_are(status: int
             await webhook(api).delete("77")
     else:
         await webhook(api).delete("77")  # deleted by hand meanwhile: nothing left to do
+
+
+async def test_a_retry_after_an_outage_is_fenced_again() -> None:
+    # The engine fences each call; a retry inside the client, after a wait, is checked again, so a
+    # run that lost its job's lease meanwhile does not write.
+    class Stale(Exception):
+        pass
+
+    checks: list[float] = []
+
+    async def fence() -> None:
+        checks.append(clock.monotonic())
+        raise Stale
+
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(502, text="bad gateway")
+
+    api, clock = api_with(handler, fence=fence)
+    with pytest.raises(Stale):
+        await api.request("POST", "/x")
+    assert len(seen) == 1 and checks == [1.0]
