@@ -5,8 +5,8 @@
 `LeasedRunner` waits until it holds the token's lease (polling while another replica holds it),
 runs the connection while renewing the lease, and releases the lease when it stops. If renewing
 fails for longer than the lease's TTL (or another replica holds it now) the connection is closed
-and the runner waits again. The connection is an injected `connect` callable, so the lease logic
-is testable without Discord.
+and the runner waits again. The connection is an injected `connect` callable and time the
+gateway's injected clock, so the lease logic is testable without Discord or waiting.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import discord
 from bots.errors import BotStartupError, startup_error
 from bots.lease import Lease, lease_key
 from gateway.exceptions import NotFound
-from gateway.plugin import Context
+from gateway.plugin import Clock, Context
 from gateway.runtime import Gateway
 
 __all__ = ["Connector", "EndpointContexts", "LeasedRunner", "bot_token_of", "connect_discord", "run_discord_bot"]
@@ -39,6 +39,7 @@ class LeasedRunner:
     Args:
         lease: the lease to hold.
         connect: runs the connection until it ends (or is cancelled).
+        clock: the gateway's clock: polls, renewals and the TTL are counted on it.
         poll: seconds between attempts to take the lease while another replica holds it.
         renew_every: seconds between renewals (default a third of the TTL).
     """
@@ -48,11 +49,13 @@ class LeasedRunner:
         lease: Lease,
         connect: Callable[[], Awaitable[None]],
         *,
+        clock: Clock,
         poll: float | None = None,
         renew_every: float | None = None,
     ) -> None:
         self.lease = lease
         self._connect = connect
+        self._clock = clock
         self.poll = poll if poll is not None else lease.ttl / 3
         self.renew_every = renew_every if renew_every is not None else lease.ttl / 3
 
@@ -74,7 +77,7 @@ class LeasedRunner:
             elif not waiting_logged:
                 logger.info("another replica holds the lease %s: waiting", self.lease.key)
                 waiting_logged = True
-            await asyncio.sleep(self.poll)
+            await self._clock.sleep(self.poll)
 
     async def _acquire(self) -> bool:
         try:
@@ -85,30 +88,36 @@ class LeasedRunner:
 
     async def _hold(self) -> bool:
         """Run the connection while renewing; True when it ended by itself, False when the lease was lost."""
-        loop = asyncio.get_running_loop()
         connection = asyncio.ensure_future(self._connect())
-        renewed = loop.time()
+        renewing = asyncio.ensure_future(self._renew_until_lost())
         try:
-            while True:
-                done, _ = await asyncio.wait({connection}, timeout=self.renew_every)
-                if done:
-                    connection.result()  # re-raises the connection's failure
-                    return True
-                try:
-                    if not await self.lease.renew():
-                        return False
-                    renewed = loop.time()
-                except Exception:
-                    logger.exception("renewing the lease %s failed", self.lease.key)
-                    if loop.time() - renewed >= self.lease.ttl:  # it has lapsed: someone else may hold it
-                        return False
+            await asyncio.wait({connection, renewing}, return_when=asyncio.FIRST_COMPLETED)
+            if connection.done():
+                connection.result()  # re-raises the connection's failure
+                return True
+            return False
         finally:
-            if not connection.done():
-                connection.cancel()
-                # wait() rather than `await connection`: a cancellation of this task must not be swallowed.
-                await asyncio.wait({connection})
+            for task in (renewing, connection):
+                if not task.done():
+                    task.cancel()
+                    # wait() rather than `await task`: a cancellation of this task must not be swallowed.
+                    await asyncio.wait({task})
             if connection.done() and not connection.cancelled():
                 connection.exception()  # retrieved, so asyncio does not log it as never retrieved
+
+    async def _renew_until_lost(self) -> None:
+        """Renew the lease every `renew_every`; return once it is (or may be) another replica's."""
+        renewed = self._clock.monotonic()
+        while True:
+            await self._clock.sleep(self.renew_every)
+            try:
+                if not await self.lease.renew():
+                    return
+                renewed = self._clock.monotonic()
+            except Exception:
+                logger.exception("renewing the lease %s failed", self.lease.key)
+                if self._clock.monotonic() - renewed >= self.lease.ttl:  # it has lapsed: someone else may hold it
+                    return
 
 
 class EndpointContexts:
@@ -169,4 +178,5 @@ async def run_discord_bot(
     """Run the Discord bot of an endpoint, on whichever replica holds its token's lease."""
     token = await bot_token_of(gateway, endpoint_id)
     lease = Lease(gateway.store, lease_key("discord", token), ttl=lease_ttl)
-    await LeasedRunner(lease, functools.partial(connector, gateway, endpoint_id, token), poll=poll).run()
+    connect = functools.partial(connector, gateway, endpoint_id, token)
+    await LeasedRunner(lease, connect, clock=gateway.clock, poll=poll).run()

@@ -1,12 +1,12 @@
-"""A small Discord REST client over the gateway's shared httpx client, and the sinks built on it.
+"""A small Discord REST client over the gateway's shared httpx client.
 
 Rate limits (platforms.md §2.4): a 429 carries `retry_after` (seconds) in its JSON body and a
-`Retry-After` header; an urgent call waits that long and tries again, a non-urgent one (a streaming
-edit) raises `TryLater` so the caller skips it. 5xx answers, answers that are not JSON (an HTML
-page from a proxy), timeouts and network errors are treated the same way after a growing backoff,
-with a bounded number of attempts; the last failure says what happened and how often. Other 4xx
-answers raise `DiscordAPIError` at once (retrying 401/403 only adds to Discord's invalid-request
-count).
+`Retry-After` header; it is raised as `RateLimited` with that wait, and the chat-delivery engine
+waits it out on its clock and makes the same call again. 5xx answers, answers that are not JSON
+(an HTML page from a proxy), timeouts and network errors are retried here after a growing
+backoff, with a bounded number of attempts; the last failure says what happened and how often.
+Other 4xx answers raise `DiscordAPIError` at once (retrying 401/403 only adds to Discord's
+invalid-request count).
 
 Interaction webhook URLs contain the interaction token: neither URLs nor httpx's messages (which
 quote the URL) ever go into errors or logs.
@@ -19,13 +19,10 @@ from typing import Any
 
 import httpx
 
-from endpoints.discord.interactions import NO_MENTIONS
-from endpoints.discord.messages import TryLater
-from gateway.plugin import Clock, backoff_seconds, retry_after_seconds
+from gateway.plugin import Clock, RateLimited, backoff_seconds, retry_after_seconds
 
-__all__ = ["ORIGINAL", "ChannelSink", "DiscordAPI", "DiscordAPIError", "InteractionSink", "retry_after"]
+__all__ = ["DiscordAPI", "DiscordAPIError", "message_id", "retry_after"]
 
-ORIGINAL = "@original"
 USER_AGENT = "DiscordBot (https://github.com/dify-gateway/dify-gateway, 0.1)"
 
 
@@ -53,7 +50,8 @@ def retry_after(response: httpx.Response) -> float:
     return retry_after_seconds(response.headers.get("retry-after") if value is None else value)
 
 
-def _message_id(message: Any) -> str:
+def message_id(message: Any) -> str:
+    """The id of a message Discord sent back."""
     if isinstance(message, dict) and message.get("id"):
         return str(message["id"])
     raise DiscordAPIError(0, "Discord sent a message without an id")
@@ -87,7 +85,7 @@ class DiscordAPI:
         fence: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._http = http
-        self._fence = fence  # a job's fence: checked before every attempt of every call
+        self._fence = fence  # a job's fence: checked again before each retry (the engine checks the first try)
         self._base = base_url.rstrip("/")
         self._clock = clock
         self._bot_token = bot_token
@@ -98,11 +96,11 @@ class DiscordAPI:
     def has_bot_token(self) -> bool:
         return bool(self._bot_token)
 
-    async def request(self, method: str, path: str, *, json: Any = None, bot: bool = False, wait: bool = True) -> Any:
+    async def request(self, method: str, path: str, *, json: Any = None, bot: bool = False) -> Any:
         """Call the API; the decoded JSON answer (None when empty).
 
         Raises:
-            TryLater: rate limited or briefly unavailable, and `wait` is False.
+            RateLimited: Discord asked to wait (`retry_after` seconds).
             DiscordAPIError: refused, or still failing after the attempts.
         """
         headers = {"user-agent": USER_AGENT}
@@ -112,7 +110,7 @@ class DiscordAPI:
             headers["authorization"] = f"Bot {self._bot_token}"
         failure = DiscordAPIError(0, "Discord could not be reached")
         for attempt in range(self._attempts):
-            if self._fence is not None:
+            if attempt and self._fence is not None:
                 await self._fence()
             try:
                 response = await self._http.request(
@@ -125,8 +123,8 @@ class DiscordAPI:
                 delay = backoff_seconds(attempt)
             else:
                 if response.status_code == 429:
-                    failure, delay = _error(response), retry_after(response)
-                elif response.status_code >= 500:
+                    raise RateLimited("Discord asked to slow down", retry_after=retry_after(response))
+                if response.status_code >= 500:
                     failure, delay = _error(response), backoff_seconds(attempt)
                 elif response.status_code >= 400:
                     raise _error(response)
@@ -136,8 +134,6 @@ class DiscordAPI:
                     except ValueError:  # e.g. a proxy's HTML page: Discord itself always answers JSON
                         failure = DiscordAPIError(response.status_code, "an answer that is not JSON")
                         delay = backoff_seconds(attempt)
-            if not wait:
-                raise TryLater(delay)
             if attempt + 1 < self._attempts:
                 await self._clock.sleep(delay)
         raise DiscordAPIError(failure.status, f"{failure.message} ({self._attempts} tries)", failure.code)
@@ -151,41 +147,3 @@ class DiscordAPI:
         where = f"/guilds/{guild_id}" if guild_id else ""
         result = await self.request("PUT", f"/applications/{application_id}{where}/commands", json=commands, bot=True)
         return list(result or [])
-
-
-def _message(content: str) -> dict[str, Any]:
-    return {"content": content, "allowed_mentions": NO_MENTIONS}
-
-
-class InteractionSink:
-    """Messages through an interaction's webhook: `@original` (the deferred response) and follow-ups."""
-
-    def __init__(self, api: DiscordAPI, application_id: str, token: str) -> None:
-        self._api = api
-        self._path = f"/webhooks/{application_id}/{token}"
-
-    async def send(self, content: str, *, wait: bool) -> str:
-        return _message_id(await self._api.request("POST", self._path, json=_message(content), wait=wait))
-
-    async def edit(self, handle: str, content: str, *, wait: bool) -> None:
-        await self._api.request("PATCH", f"{self._path}/messages/{handle}", json=_message(content), wait=wait)
-
-    async def delete(self, handle: str, *, wait: bool) -> None:
-        await self._api.request("DELETE", f"{self._path}/messages/{handle}", wait=wait)
-
-
-class ChannelSink:
-    """Messages posted to a channel with the bot token (after the interaction token has run out)."""
-
-    def __init__(self, api: DiscordAPI, channel_id: str) -> None:
-        self._api = api
-        self._path = f"/channels/{channel_id}/messages"
-
-    async def send(self, content: str, *, wait: bool) -> str:
-        return _message_id(await self._api.request("POST", self._path, json=_message(content), bot=True, wait=wait))
-
-    async def edit(self, handle: str, content: str, *, wait: bool) -> None:
-        await self._api.request("PATCH", f"{self._path}/{handle}", json=_message(content), bot=True, wait=wait)
-
-    async def delete(self, handle: str, *, wait: bool) -> None:
-        await self._api.request("DELETE", f"{self._path}/{handle}", bot=True, wait=wait)

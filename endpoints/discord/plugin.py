@@ -5,11 +5,11 @@
   ±300 s. Any failure answers 401: Discord probes endpoints with bad signatures and drops URLs
   that accept them. PING answers PONG.
 - `/ask question:…` answers "thinking…" (a deferred response) at once, after queuing a durable job
-  keyed by the interaction id; the job streams the answer into the original response (edited
-  about once a second), continues past 2,000 characters in follow-ups, and past the interaction
-  token's 15 minutes in channel messages (with `bot_token`) or ends with a note. The ids of the
-  messages it posts are kept in storage under the job's id: a rerun after a crash edits them
-  instead of posting the answer a second time.
+  keyed by the interaction id; the job streams the answer through the chat-delivery engine into
+  the original response (edited about once a second), continues past 2,000 characters in
+  follow-ups, and past the interaction token's 15 minutes in channel messages (with `bot_token`)
+  or ends with a note. The ids of the messages it posts are kept in storage under the job's id:
+  a rerun after a crash edits them instead of posting the answer a second time.
 - `/reset` forgets the channel's conversation (per thread inside a thread).
 - `dify-gateway discord register-commands ENDPOINT [--guild ID]` registers both commands.
 """
@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from endpoints.discord.api import ORIGINAL, ChannelSink, DiscordAPI, DiscordAPIError, InteractionSink
+from endpoints.discord.api import DiscordAPI, DiscordAPIError
 from endpoints.discord.interactions import (
     APPLICATION_COMMAND,
     AUTOCOMPLETE,
@@ -35,23 +35,24 @@ from endpoints.discord.interactions import (
     message_response,
     user_key,
 )
-from endpoints.discord.messages import PagedMessages, StreamRenderer
-from endpoints.discord.posted import PostedMessages
-from endpoints.discord.rendering import apply_delta, failure_text
-from endpoints.discord.reply import InteractionReply
+from endpoints.discord.messages import DiscordMessages
+from endpoints.discord.rendering import chat_rules
 from endpoints.discord.settings import DiscordSettings
 from gateway.plugin import (
     BadRequest,
     Context,
-    EditThrottle,
+    Handover,
     JobError,
     JobInfo,
     Permission,
     Plugin,
+    RateLimited,
     Request,
     Response,
+    StoredMessages,
     UpstreamError,
     Verdict,
+    deliver,
     verify_discord,
 )
 
@@ -130,54 +131,40 @@ async def interactions(request: Request, ctx: Context) -> Response:
 
 @plugin.job("ask", secrets=("token",))
 async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
-    """Stream one answer into the interaction's messages (see `InteractionReply`); a rerun of the
-    job edits the messages an earlier attempt posted. Every call to Discord and every record of a
-    posted message is fenced by this run's lease: once another run took the job over, nothing."""
+    """Stream one answer into the interaction's messages, past the token's deadline into channel
+    messages (with a bot token). The messages posted are recorded under the job's id, so a rerun
+    edits them; every call to Discord and every record is fenced by this run's lease."""
     data = job.payload
     settings: DiscordSettings = ctx.settings
     api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings), fence=job.fence)
-    posted = PostedMessages(ctx.storage, job.id, lease=job.lease)
-    earlier = await posted.load()
-    webhook = StreamRenderer(
-        PagedMessages(
-            posted.recording("webhook", InteractionSink(api, data["application_id"], data["token"])),
-            existing=[ORIGINAL, *earlier["webhook"]],
-        ),
-        EditThrottle(settings.edit_interval, ctx.clock),
+    deadline = float(data["received_at"]) + settings.token_deadline
+    webhook = DiscordMessages.interaction(
+        api, chat_rules(settings.edit_interval, expires_at=deadline), data["application_id"], data["token"]
     )
-    channel = None
+    handover = None
     if api.has_bot_token:
-        channel = StreamRenderer(
-            PagedMessages(
-                posted.recording("channel", ChannelSink(api, data["channel_id"])), existing=earlier["channel"]
-            ),
-            EditThrottle(settings.edit_interval, ctx.clock),
-        )
-    reply = InteractionReply(
-        webhook=webhook, channel=channel, deadline=float(data["received_at"]) + settings.token_deadline, clock=ctx.clock
+        channel = DiscordMessages.channel(api, chat_rules(settings.edit_interval), data["channel_id"])
+        handover = Handover(channel, StoredMessages(ctx.storage, f"posted:{job.id}:channel", fence=job.lease))
+    answer = ctx.apps.stream(
+        data["question"],
+        user=user_key(data["user_id"]),
+        conversation_key=conversation_key(data["guild_id"], data["channel_id"]),
     )
-    text, status = "", "answered"
     try:
-        async with ctx.apps.stream(
-            data["question"],
-            user=user_key(data["user_id"]),
-            conversation_key=conversation_key(data["guild_id"], data["channel_id"]),
-        ) as stream:
-            async for delta in stream:
-                text = apply_delta(text, delta.kind, delta.text)
-                await reply.update(text)
-                if reply.stopped:  # leaving the block stops the Dify task
-                    status = "cut-off"
-                    break
-    except UpstreamError as exc:
-        text, status = failure_text(text, exc.message), "failed"
+        done = await deliver(
+            answer,
+            webhook,
+            clock=ctx.clock,
+            posted=StoredMessages(ctx.storage, f"posted:{job.id}:webhook", fence=job.lease),
+            fence=job.fence,
+            handover=handover,
+        )
     except DiscordAPIError as exc:
         raise JobError(f"Discord refused the answer: {exc}") from None
-    try:
-        await reply.finish(text)
-    except DiscordAPIError as exc:
-        raise JobError(f"Discord refused the answer: {exc}") from None
-    return {"status": "cut-off" if reply.stopped else status, "chars": len(text), "channel": reply.switched}
+    except RateLimited as exc:
+        raise JobError(f"Discord refused the answer: still rate limited ({exc.retry_after:g} s)") from None
+    status = "cut-off" if done.cut_off else "failed" if done.failure else "answered"
+    return {"status": status, "chars": len(done.text), "channel": done.handed_over}
 
 
 @plugin.action(

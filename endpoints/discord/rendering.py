@@ -1,31 +1,38 @@
-"""Pure text helpers for Discord answers: the limit of a message, and what an answer shows.
+"""How a Discord answer looks: the limit of a message, and the notes an answer may end with.
 
 Discord refuses `content` over 2,000 characters ("Must be 2000 or fewer in length"), and bridges
-that cut at `[:2000]` lose text (LangBot#1472): answers are paged at `MAX_CONTENT` by the
-gateway's `split_text` (code fences closed and reopened with their language, earlier pages stable
-while the answer grows).
+that cut at `[:2000]` lose text (LangBot#1472): the chat-delivery engine pages answers at
+`MAX_CONTENT` (code fences closed and reopened with their language). Shared by `/ask` and the
+gateway bot (`bots/`), so both answers look the same.
 """
 
 from __future__ import annotations
 
-__all__ = ["EMPTY_ANSWER", "MAX_CONTENT", "apply_delta", "failure_text"]
+from gateway.plugin import ChatRules, GatewayError
+
+__all__ = ["CONTINUED_NOTE", "EMPTY_ANSWER", "LATE_NOTE", "MAX_CONTENT", "chat_rules", "failure_note"]
 
 MAX_CONTENT = 2000  # Discord's limit on a message's `content`
 EMPTY_ANSWER = "*(The assistant returned an empty answer.)*"
+LATE_NOTE = "*(The answer stops here: Discord gives a slash command 15 minutes to answer, and this one took longer.)*"
+CONTINUED_NOTE = "*(The answer continues below.)*"
 _MAX_ERROR_CHARS = 300
 
 
-def apply_delta(text: str, kind: str, delta: str) -> str:
-    """The answer text after one streamed delta: `text` appends, `replace` replaces, others don't show."""
-    if kind == "text":
-        return text + delta
-    if kind == "replace":
-        return delta
-    return text
+def failure_note(error: GatewayError, partial: bool) -> str:
+    """A short readable error line, after the text shown so far (or alone)."""
+    short = " ".join(error.message.split())[:_MAX_ERROR_CHARS] or "the assistant did not answer"
+    return f"⚠️ Sorry, the answer failed: {short}"
 
 
-def failure_text(shown: str, message: str) -> str:
-    """What a failed answer leaves on screen: the text so far, then a short readable error line."""
-    short = " ".join(message.split())[:_MAX_ERROR_CHARS] or "the assistant did not answer"
-    note = f"⚠️ Sorry, the answer failed: {short}"
-    return f"{shown.rstrip()}\n\n{note}" if shown.strip() else note
+def chat_rules(edit_interval: float, *, expires_at: float | None = None) -> ChatRules:
+    """Discord's rules for the engine; `expires_at`: when an interaction token stops being used."""
+    return ChatRules(
+        limit=MAX_CONTENT,
+        edit_interval=edit_interval,
+        empty_text=EMPTY_ANSWER,
+        failure_note=failure_note,
+        expires_at=expires_at,
+        expired_note=LATE_NOTE,
+        continued_note=CONTINUED_NOTE,
+    )

@@ -1,6 +1,6 @@
 """The gateway bot's behaviour, with discord.py's Message, channels and threads mocked at their own
-level (`channel.send`, `message.edit`, `channel.typing`, `message.create_thread`) and the Dify
-side a scripted stream on an injected clock."""
+level (`channel.send`, `channel.get_partial_message(id).edit`, `channel.typing`,
+`message.create_thread`) and the Dify side a scripted stream on an injected virtual clock."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from bots.cogs.chat import Chat
 from bots.rendering import Trigger
 from bots.responder import EMPTY_PROMPT, RESET_DONE, Responder
 from endpoints.discord.settings import DiscordSettings
-from gateway.clock import FakeClock
 from gateway.dify.models import Answer, Delta
 from gateway.exceptions import Overloaded, UpstreamError
+from tests.gateway.delivery.chat_fakes import VirtualClock
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 
 pytestmark = pytest.mark.anyio
@@ -27,11 +27,11 @@ ME = 99
 GUILD = 1
 
 
-# -- the Dify side: a scripted answer on a fake clock -------------------------------------------------
+# -- the Dify side: a scripted answer on a virtual clock -------------------------------------------------
 
 
 class ScriptedStream:
-    def __init__(self, chunks: list[str], clock: FakeClock, step: float, error: str | None) -> None:
+    def __init__(self, chunks: list[str], clock: VirtualClock, step: float, error: str | None) -> None:
         self._chunks, self._clock, self._step, self._error = chunks, clock, step, error
         self.answer = Answer(text="".join(chunks), app="a", mode="chat", conversation_id="conv-1")
 
@@ -41,13 +41,10 @@ class ScriptedStream:
     async def __aexit__(self, *exc: object) -> None:
         return None
 
-    def __aiter__(self) -> AsyncIterator[Delta]:
-        return self._deltas()
-
-    async def _deltas(self) -> AsyncIterator[Delta]:
+    async def deltas(self) -> AsyncIterator[Delta]:
         yield Delta("ping")
         for chunk in self._chunks:
-            self._clock.advance(self._step)
+            await self._clock.sleep(self._step)
             yield Delta("text", chunk)
         if self._error:
             raise UpstreamError(self._error)
@@ -55,7 +52,7 @@ class ScriptedStream:
 
 @dataclass
 class FakeApps:
-    clock: FakeClock
+    clock: VirtualClock
     chunks: list[str] = field(default_factory=lambda: ["Hello", " there", "!"])
     step: float = 0.25
     error: str | None = None
@@ -90,7 +87,7 @@ class Screen:
     events: list[str] = field(default_factory=list)
     messages: list[MagicMock] = field(default_factory=list)
     edit_times: list[float] = field(default_factory=list)
-    clock: FakeClock | None = None
+    clock: VirtualClock | None = None
 
     def contents(self) -> list[str]:
         return [m.content for m in self.messages]
@@ -101,13 +98,16 @@ def make_channel(screen: Screen, kind: type, channel_id: int = 42, **attrs: Any)
     channel.id = channel_id
     for name, value in attrs.items():
         setattr(channel, name, value)
+    sent_by_id: dict[int, MagicMock] = {}
 
     async def send(content: str, **kwargs: Any) -> MagicMock:
         assert kwargs["allowed_mentions"].everyone is False and kwargs["allowed_mentions"].users is False
         assert len(content) <= 2000
         sent = MagicMock(spec=discord.Message)
+        sent.id = 1000 + len(screen.messages)
         sent.content = content
         sent.kwargs = kwargs
+        sent_by_id[sent.id] = sent
 
         async def edit(*, content: str, allowed_mentions: discord.AllowedMentions) -> None:
             assert allowed_mentions.everyone is False and len(content) <= 2000
@@ -116,12 +116,18 @@ def make_channel(screen: Screen, kind: type, channel_id: int = 42, **attrs: Any)
                 screen.edit_times.append(screen.clock.monotonic())
             sent.content = content
 
+        async def delete() -> None:
+            screen.events.append(f"delete {channel_id}")
+            screen.messages.remove(sent)
+
         sent.edit = AsyncMock(side_effect=edit)
+        sent.delete = AsyncMock(side_effect=delete)
         screen.events.append(f"send {channel_id}")
         screen.messages.append(sent)
         return sent
 
     channel.send = AsyncMock(side_effect=send)
+    channel.get_partial_message = MagicMock(side_effect=lambda message_id: sent_by_id[message_id])
     typing = MagicMock()
 
     async def enter(*args: object) -> None:
@@ -160,15 +166,15 @@ def make_message(
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> VirtualClock:
+    return VirtualClock()
 
 
 def responder_for(ctx: FakeContext | None) -> Responder:
     async def contexts() -> Any:
         return ctx
 
-    return Responder(contexts=contexts, clock=ctx.apps.clock if ctx else FakeClock())
+    return Responder(contexts=contexts, clock=ctx.apps.clock if ctx else VirtualClock())
 
 
 # -- when to answer -------------------------------------------------------------------------------------
@@ -259,7 +265,7 @@ async def test_nothing_happens_before_the_bot_is_logged_in() -> None:
 # -- answering ------------------------------------------------------------------------------------------
 
 
-async def test_a_mention_starts_a_thread_and_streams_the_answer_there(clock: FakeClock) -> None:
+async def test_a_mention_starts_a_thread_and_streams_the_answer_there(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500)
@@ -272,14 +278,14 @@ async def test_a_mention_starts_a_thread_and_streams_the_answer_there(clock: Fak
     message.create_thread.assert_awaited_once_with(name="what is up?", auto_archive_duration=1440)
     assert ctx.apps.calls == [{"query": "what is   up?", "user": "discord:7", "conversation_key": "discord:1:500"}]
     assert screen.contents() == ["Hello there!"]
-    # typing shows in the thread until the first words, then the reply appears and is edited
-    assert screen.events[:3] == ["typing 500", "typed 500", "send 500"]
+    # typing shows in the thread until the first words are shown, then the reply is edited
+    assert screen.events[:3] == ["typing 500", "send 500", "typed 500"]
     assert "edit 500" in screen.events
     channel.send.assert_not_called()
     assert "reference" not in screen.messages[0].kwargs  # the thread itself shows what it answers
 
 
-async def test_without_thread_permission_it_replies_in_the_channel(clock: FakeClock) -> None:
+async def test_without_thread_permission_it_replies_in_the_channel(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings())
     channel = make_channel(screen, discord.TextChannel)
@@ -294,7 +300,7 @@ async def test_without_thread_permission_it_replies_in_the_channel(clock: FakeCl
     assert ctx.apps.calls[0]["conversation_key"] == "discord:1:42"
 
 
-async def test_threads_can_be_turned_off(clock: FakeClock) -> None:
+async def test_threads_can_be_turned_off(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings(bot_threads=False))
     message = make_message(f"<@{ME}> hi", make_channel(screen, discord.TextChannel), mentions=(ME,))
@@ -303,7 +309,7 @@ async def test_threads_can_be_turned_off(clock: FakeClock) -> None:
     assert screen.contents() == ["Hello there!"]
 
 
-async def test_a_dm_is_answered_in_place_with_the_dm_conversation(clock: FakeClock) -> None:
+async def test_a_dm_is_answered_in_place_with_the_dm_conversation(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings())
     message = make_message("hi", make_channel(screen, discord.DMChannel, channel_id=77), guild=None)
@@ -312,7 +318,7 @@ async def test_a_dm_is_answered_in_place_with_the_dm_conversation(clock: FakeClo
     assert screen.messages[0].kwargs["reference"] is message
 
 
-async def test_a_long_answer_continues_in_new_messages(clock: FakeClock) -> None:
+async def test_a_long_answer_continues_in_new_messages(clock: VirtualClock) -> None:
     screen = Screen()
     words = [f"word{i % 10} " for i in range(830)]
     ctx = FakeContext(FakeApps(clock, chunks=words, step=0.05), settings())
@@ -323,7 +329,7 @@ async def test_a_long_answer_continues_in_new_messages(clock: FakeClock) -> None
     assert " ".join(contents).split() == "".join(words).split()
 
 
-async def test_edits_are_throttled_on_the_injected_clock(clock: FakeClock) -> None:
+async def test_edits_are_throttled_on_the_injected_clock(clock: VirtualClock) -> None:
     screen = Screen(clock=clock)
     ctx = FakeContext(FakeApps(clock, chunks=[f"w{i} " for i in range(20)], step=0.25), settings(edit_interval=1.0))
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
@@ -335,7 +341,7 @@ async def test_edits_are_throttled_on_the_injected_clock(clock: FakeClock) -> No
     assert screen.contents() == ["".join(f"w{i} " for i in range(20)).rstrip()]
 
 
-async def test_reset_forgets_the_channel_conversation(clock: FakeClock) -> None:
+async def test_reset_forgets_the_channel_conversation(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings(reset_command="forget"))
     channel = make_channel(screen, discord.TextChannel)
@@ -344,7 +350,7 @@ async def test_reset_forgets_the_channel_conversation(clock: FakeClock) -> None:
     assert screen.contents() == [RESET_DONE]
 
 
-async def test_a_bare_mention_asks_for_a_question(clock: FakeClock) -> None:
+async def test_a_bare_mention_asks_for_a_question(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock), settings())
     channel = make_channel(screen, discord.TextChannel)
@@ -352,7 +358,7 @@ async def test_a_bare_mention_asks_for_a_question(clock: FakeClock) -> None:
     assert screen.contents() == [EMPTY_PROMPT] and not ctx.apps.calls
 
 
-async def test_a_dify_failure_shows_a_short_message_after_the_partial_answer(clock: FakeClock) -> None:
+async def test_a_dify_failure_shows_a_short_message_after_the_partial_answer(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock, error="Dify rejected the request (quota)"), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
@@ -365,7 +371,7 @@ async def test_a_dify_failure_shows_a_short_message_after_the_partial_answer(clo
     assert screen.events.count("typed 500") == 1
 
 
-async def test_an_empty_answer_says_so(clock: FakeClock) -> None:
+async def test_an_empty_answer_says_so(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(FakeApps(clock, chunks=[]), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
@@ -380,20 +386,27 @@ async def test_a_disabled_endpoint_answers_nothing() -> None:
     assert not screen.events
 
 
-async def test_a_shrinking_answer_deletes_messages_it_no_longer_needs(clock: FakeClock) -> None:
-    from bots.responder import ChannelMessages
-    from endpoints.discord.messages import PagedMessages
-
+async def test_a_shrinking_answer_deletes_messages_it_no_longer_needs(clock: VirtualClock) -> None:
     screen = Screen()
-    channel = make_channel(screen, discord.TextChannel)
-    pages = PagedMessages(ChannelMessages(channel))
-    await pages.render("x " * 1500, wait=False)
-    assert len(screen.messages) == 2
-    second = screen.messages[1]
-    second.delete = AsyncMock()
-    await pages.render("short now", wait=True)  # e.g. output moderation replaced the answer
-    second.delete.assert_awaited_once()
-    assert pages.shown == ["short now"]
+    ctx = FakeContext(ReplacedAnswer(clock, chunks=["x " * 1500, "short now"]), settings())  # e.g. moderation
+    thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
+    await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)
+    assert screen.events.count("send 500") == 2 and "delete 500" in screen.events
+    assert screen.contents() == ["short now"]
+
+
+class ReplacedStream(ScriptedStream):
+    async def deltas(self) -> AsyncIterator[Delta]:
+        long, short = self._chunks
+        self.answer = Answer(text=short, app="a", mode="chat")
+        yield Delta("text", long)
+        await self._clock.sleep(2.0)
+        yield Delta("replace", short)
+
+
+class ReplacedAnswer(FakeApps):
+    def stream(self, query: str, **kwargs: Any) -> ScriptedStream:
+        return ReplacedStream(self.chunks, self.clock, self.step, self.error)
 
 
 class RefusedStream(ScriptedStream):
@@ -411,7 +424,7 @@ class OverloadedOnce(FakeApps):
         return super().stream(query, **kwargs)
 
 
-async def test_an_overloaded_gateway_is_asked_again_after_retry_after(clock: FakeClock) -> None:
+async def test_an_overloaded_gateway_is_asked_again_after_retry_after(clock: VirtualClock) -> None:
     screen = Screen()
     ctx = FakeContext(OverloadedOnce(clock), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
@@ -419,3 +432,21 @@ async def test_an_overloaded_gateway_is_asked_again_after_retry_after(clock: Fak
     answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)  # type: ignore[arg-type]
     assert answer is not None and screen.contents() == ["Hello there!"]  # no failure note
     assert len(ctx.apps.calls) == 2 and clock.monotonic() - started >= 5
+
+
+class AlwaysOverloaded(FakeApps):
+    def stream(self, query: str, **kwargs: Any) -> ScriptedStream:
+        self.calls.append({"query": query, **kwargs})
+        return RefusedStream(self.chunks, self.clock, self.step, self.error)
+
+
+async def test_a_gateway_that_stays_overloaded_is_asked_three_times_then_the_bot_says_it_is_busy(
+    clock: VirtualClock,
+) -> None:
+    screen = Screen()
+    ctx = FakeContext(AlwaysOverloaded(clock), settings())
+    thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
+    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)  # type: ignore[arg-type]
+    assert answer is None and len(ctx.apps.calls) == 3 and clock.monotonic() >= 10  # Retry-After apart
+    assert screen.contents() == ["⚠️ Sorry, the answer failed: the assistant is busy; please ask again in a minute"]
+    assert screen.events == ["typing 500", "typed 500", "send 500"]  # "typing…" while it waited

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from gateway.runtime import Gateway
 from gateway.settings import Settings
 from gateway.storage import open_store
 from gateway.storage.base import Store
+from tests.gateway.delivery.chat_fakes import VirtualClock
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY
 
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "bot-token-" + "y" * 30
+CLOCK = SystemClock()  # the store's TTLs run on real time in these tests
 
 
 @pytest.fixture
@@ -65,7 +68,7 @@ async def test_the_runner_waits_for_the_lease_then_connects(store: Store) -> Non
         connected.set()
         await asyncio.Event().wait()
 
-    runner = LeasedRunner(Lease(store, "k", ttl=0.3, owner="me"), connect, poll=0.02, renew_every=0.05)
+    runner = LeasedRunner(Lease(store, "k", ttl=0.3, owner="me"), connect, clock=CLOCK, poll=0.02, renew_every=0.05)
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0.1)
     assert not connected.is_set()  # someone else holds it
@@ -90,7 +93,7 @@ async def test_losing_the_lease_disconnects_and_waits_again(store: Store) -> Non
             stopped.set()
 
     lease = Lease(store, "k", ttl=30, owner="me")
-    task = asyncio.create_task(LeasedRunner(lease, connect, poll=0.02, renew_every=0.02).run())
+    task = asyncio.create_task(LeasedRunner(lease, connect, clock=CLOCK, poll=0.02, renew_every=0.02).run())
     await asyncio.wait_for(connections.get(), 5)
     await store.kv_set("k", "thief", ttl=0.3)  # e.g. it lapsed during a store outage and was taken
     await asyncio.wait_for(stopped.wait(), 5)
@@ -105,7 +108,7 @@ async def test_a_connection_that_fails_releases_and_raises(store: Store) -> None
 
     lease = Lease(store, "k", ttl=30, owner="me")
     with pytest.raises(RuntimeError, match="bad token"):
-        await LeasedRunner(lease, connect).run()
+        await LeasedRunner(lease, connect, clock=CLOCK).run()
     assert await lease.holder() is None
 
 
@@ -114,7 +117,7 @@ async def test_a_connection_that_ends_ends_the_runner(store: Store) -> None:
         return None
 
     lease = Lease(store, "k", ttl=30, owner="me")
-    await LeasedRunner(lease, connect).run()
+    await LeasedRunner(lease, connect, clock=CLOCK).run()
     assert await lease.holder() is None
 
 
@@ -144,7 +147,7 @@ async def test_a_store_outage_while_waiting_is_survived(store: Store) -> None:
     async def connect() -> None:
         connected.set()
 
-    task = asyncio.create_task(LeasedRunner(Lease(flaky, "k", ttl=30), connect, poll=0.02).run())  # type: ignore[arg-type]
+    task = asyncio.create_task(LeasedRunner(Lease(flaky, "k", ttl=30), connect, clock=CLOCK, poll=0.02).run())  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
     assert not connected.is_set()
     flaky.down = False
@@ -164,10 +167,63 @@ async def test_renewals_failing_past_the_ttl_disconnect(store: Store) -> None:
             stopped.set()
 
     lease = Lease(flaky, "k", ttl=0.2, owner="me")  # type: ignore[arg-type]
-    task = asyncio.create_task(LeasedRunner(lease, connect, poll=0.02, renew_every=0.05).run())
+    task = asyncio.create_task(LeasedRunner(lease, connect, clock=CLOCK, poll=0.02, renew_every=0.05).run())
     await asyncio.wait_for(stopped.wait(), 5)  # the lease may have lapsed: stop rather than risk two bots
     task.cancel()
     await asyncio.wait({task})
+
+
+@dataclass
+class ClockLease:
+    """A lease kept in memory with its TTL on `clock` (as the store keeps it), held by `holder`."""
+
+    clock: VirtualClock
+    ttl: float
+    holder_: str | None = None
+    until: float = 0.0
+    key: str = "k"
+    owner: str = "me"
+    renewals: list[float] = field(default_factory=list)
+
+    def _free(self) -> bool:
+        return self.holder_ is None or self.clock.monotonic() >= self.until
+
+    async def acquire(self) -> bool:
+        if not self._free():
+            return False
+        self.holder_, self.until = self.owner, self.clock.monotonic() + self.ttl
+        return True
+
+    async def renew(self) -> bool:
+        if self.holder_ != self.owner or self._free():
+            return False
+        self.until = self.clock.monotonic() + self.ttl
+        self.renewals.append(self.clock.monotonic())
+        return True
+
+    async def release(self) -> bool:
+        mine = self.holder_ == self.owner
+        if mine:
+            self.holder_ = None
+        return mine
+
+
+async def test_polls_and_renewals_go_by_the_injected_clock() -> None:
+    clock = VirtualClock()
+    lease = ClockLease(clock, ttl=90, holder_="other", until=600)  # another replica, for ten minutes
+    connected: list[float] = []
+
+    async def connect() -> None:
+        connected.append(clock.monotonic())
+        await clock.sleep(3600)  # an hour connected, then the connection ends by itself
+
+    runner = LeasedRunner(lease, connect, clock=clock, poll=60)  # type: ignore[arg-type]
+    await asyncio.wait_for(runner.run(), 10)  # (real seconds: a guard against waiting for real)
+
+    assert connected == [600]  # the first poll once the other's lease ran out
+    gaps = [b - a for a, b in zip([600, *lease.renewals], lease.renewals, strict=False)]
+    assert len(lease.renewals) >= 100 and all(gap == 30 for gap in gaps)  # every third of the TTL
+    assert lease.holder_ is None  # released when the connection ended
 
 
 # -- two processes on one Redis --------------------------------------------------------------------

@@ -11,7 +11,8 @@ what arrived; a fast answer costs one write per interval), then always makes a f
 - every write goes through the fence and honours `RateLimited.retry_after`
   (`gateway.delivery.chat.writes`);
 - a rerun of the job edits the messages the record (`PostedMessages`) says were posted;
-- when Dify fails, the failure note follows what was shown (or is shown alone);
+- when Dify fails, the failure note follows what was shown (or is shown alone); `Overloaded`
+  (the gateway's own shortage) is raised instead, so that a job runs again after Retry-After;
 - when the adapter's time is up (`ChatRules.expires_at`), the answer goes on through `handover`
   or ends with the expired note, and reading stops (leaving the stream stops the Dify task).
 
@@ -45,7 +46,7 @@ from gateway.delivery.chat.native import NativePages
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import PostedMessage, PostedMessages, Recorder
 from gateway.delivery.chat.writes import Writes
-from gateway.exceptions import GatewayError
+from gateway.exceptions import GatewayError, Overloaded
 
 if TYPE_CHECKING:  # type names only: the engine does not load the Dify client
     from gateway.dify.models import Answer, Delta
@@ -120,7 +121,8 @@ async def deliver(
         handover: where the answer goes on past `adapter.rules.expires_at`.
 
     Raises:
-        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent).
+        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent);
+        `Overloaded` when the gateway had no room for the answer.
     """
     return await _Delivery(adapter, clock=clock, posted=posted, fence=fence, handover=handover).run(answer)
 
@@ -147,6 +149,8 @@ class _Reader:
                         self.version += 1
                     self.tick.set()
                 self.answer = stream.answer
+        except Overloaded:
+            raise  # the gateway's own shortage, not the answer's: the caller asks again later
         except GatewayError as exc:
             logger.warning("the answer failed: %s: %s", exc.code, exc.message)
             self.failure = exc
@@ -212,7 +216,7 @@ class _Delivery:
                 text = self._final_text()
                 await typing.aclose()
                 await self._throttle.wait()
-                if self._expired() and not await self._expire():
+                if not self._cut_off and self._expired() and not await self._expire():
                     text = _with_note(text, self._rules.expired_note)
                 await self._show(text, final=True)
             finally:

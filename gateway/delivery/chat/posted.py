@@ -14,9 +14,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 from gateway.delivery.chat.adapter import MessageRef
+
+if TYPE_CHECKING:
+    from gateway.plugin import Lease
 
 __all__ = [
     "KeyValue",
@@ -68,16 +71,21 @@ class KeyValue(Protocol):
     """The part of a plugin's storage the record needs (`gateway.plugin.Storage` has it)."""
 
     async def get(self, key: str) -> str | None: ...
-    async def set(self, key: str, value: str, *, ttl: float | None = None) -> None: ...
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: Lease | None = None) -> None: ...
 
 
 class StoredMessages:
-    """A record under `key` in `storage`, kept `ttl` seconds after its last change."""
+    """A record under `key` in `storage`, kept `ttl` seconds after its last change.
 
-    def __init__(self, storage: KeyValue, key: str, *, ttl: float = POSTED_TTL) -> None:
+    `fence`: the job's lease (`JobInfo.lease`); every save is then written only while this run
+    holds the job (`storage.set(..., fence=...)` raises `LeaseLost` once another run took over).
+    """
+
+    def __init__(self, storage: KeyValue, key: str, *, ttl: float = POSTED_TTL, fence: Lease | None = None) -> None:
         self._storage = storage
         self._key = key
         self._ttl = ttl
+        self._fence = fence
 
     async def load(self) -> list[PostedMessage]:
         raw = await self._storage.get(self._key)
@@ -98,7 +106,10 @@ class StoredMessages:
 
     async def save(self, messages: Sequence[PostedMessage]) -> None:
         data = json.dumps([[m.ref, m.kind] for m in messages])
-        await self._storage.set(self._key, data, ttl=self._ttl)
+        if self._fence is None:
+            await self._storage.set(self._key, data, ttl=self._ttl)
+        else:
+            await self._storage.set(self._key, data, ttl=self._ttl, fence=self._fence)
 
 
 class Recorder:

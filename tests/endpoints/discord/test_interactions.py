@@ -15,7 +15,7 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
-from endpoints.discord.reply import CONTINUED_NOTE, LATE_NOTE
+from endpoints.discord.rendering import CONTINUED_NOTE, LATE_NOTE
 from gateway.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig

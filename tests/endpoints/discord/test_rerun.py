@@ -128,7 +128,7 @@ async def test_a_run_killed_midway_is_finished_by_the_rerun_without_duplicates(t
         await s.fake.wait_for(lambda: s.posts() >= 1)
         # Die once the follow-up is recorded. (A crash between Discord's answer and the record
         # would repost that one message: at-least-once, in a window of one round trip.)
-        while not await ctx.storage.get("posted:job_rerun"):  # noqa: ASYNC110 - polling the store is the point
+        while not await ctx.storage.get("posted:job_rerun:webhook"):  # noqa: ASYNC110 - polling the store is the point
             await asyncio.sleep(0.001)
         crashed.cancel()  # the process dies with one follow-up posted
         with contextlib.suppress(asyncio.CancelledError):

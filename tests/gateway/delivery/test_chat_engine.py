@@ -13,7 +13,7 @@ from gateway.delivery.chat import (
     deliver,
 )
 from gateway.dify.models import Delta
-from gateway.exceptions import RateLimited, UpstreamError
+from gateway.exceptions import Overloaded, RateLimited, UpstreamError
 from gateway.testing import MemoryStorage
 from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, VirtualClock, text
 
@@ -208,6 +208,22 @@ async def test_a_shorter_rerun_removes_what_is_no_longer_needed_at_the_end(clock
     assert deleted == ["s1", "m2"]  # a stream can't be resumed (at once); m2 only once the answer ended
 
 
+class JobStorage:
+    """A plugin's storage as the record sees it; remembers the fence of each write."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.ttls: dict[str, float | None] = {}
+        self.fences: list[object] = []
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
+        self.data[key], self.ttls[key] = value, ttl
+        self.fences.append(fence)
+
+
 async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     storage = MemoryStorage(clock)
     chat = FakeChat(clock).with_rules(limit=200)
@@ -222,6 +238,20 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     assert storage.ttl("posted:job1") == 60.0
     await storage.set("posted:job2", "{not json")
     assert await StoredMessages(storage, "posted:job2").load() == []
+
+
+async def test_the_record_is_written_fenced_by_the_run_that_owns_the_job(clock: VirtualClock) -> None:
+    storage = JobStorage()
+    lease = object()  # the job's lease (`JobInfo.lease`), handed to the storage as it is
+
+    await deliver(
+        FakeAnswer(clock, text("".join(words(50)))),
+        FakeChat(clock).with_rules(limit=200),
+        clock=clock,
+        posted=StoredMessages(storage, "posted:job1", fence=lease),  # type: ignore[arg-type]
+    )
+
+    assert len(storage.fences) == 2 and all(fence is lease for fence in storage.fences)  # one per post
 
 
 # -- failures -----------------------------------------------------------------------------------------
@@ -259,6 +289,19 @@ async def test_the_failure_note_replaces_the_placeholder(clock: VirtualClock) ->
     await deliver(FakeAnswer(clock, fail=UpstreamError("x")), chat, clock=clock, posted=MemoryMessages())
 
     assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking"), ("edit", "failed")]
+
+
+async def test_an_overloaded_gateway_is_no_failure_of_the_answer_it_goes_to_the_caller(
+    clock: VirtualClock,
+) -> None:
+    # The gateway's own shortage: a job runs again after Retry-After, a bot asks again; no note.
+    chat = FakeChat(clock).with_rules(placeholder="…thinking")
+    full = Overloaded("no answer place came free", retry_after=5.0)
+
+    with pytest.raises(Overloaded):
+        await deliver(FakeAnswer(clock, fail_on_open=full), chat, clock=clock, posted=MemoryMessages())
+
+    assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking")]  # a rerun edits it
 
 
 # -- fencing ------------------------------------------------------------------------------------------
@@ -403,8 +446,18 @@ async def test_past_the_deadline_without_a_handover_the_answer_ends_with_a_note(
     done = await deliver(answer, chat, clock=clock, posted=MemoryMessages())
 
     assert done.cut_off and answer.read < 40 and answer.closed
-    assert chat.shown()[0].endswith("\n\n(too late)")
+    assert chat.shown()[0].endswith("\n\n(too late)") and chat.shown()[0].count("(too late)") == 1
     assert chat.named("post") == []  # everything went into the original response
+
+
+async def test_past_the_deadline_before_any_words_only_the_note_shows(clock: VirtualClock) -> None:
+    chat = FakeChat(clock, original="@original").with_rules(expires_at=clock.time() + 5.0, expired_note="(too late)")
+    answer = FakeAnswer(clock, [(6.0, Delta("ping")), (1.0, Delta("text", "late words"))])
+
+    done = await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    assert done.cut_off and done.text == "(too late)"
+    assert chat.shown() == ["(too late)"]
 
 
 # -- a write budget (Slack's response_url) ------------------------------------------------------------
