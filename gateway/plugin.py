@@ -31,8 +31,9 @@ Handlers see a framework-neutral `Request` (raw body bytes, raw query string, mu
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
 here as pure functions, and so are the helpers of chat plugins (`gateway.chat`: the edit
-throttle, `Retry-After` parsing, fence-aware message splitting), so a plugin needs nothing else
-from the gateway.
+throttle, `Retry-After` parsing, fence-aware message splitting) and the chat-delivery engine
+(`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`, `deliver`), so a plugin
+needs nothing else from the gateway.
 """
 
 from __future__ import annotations
@@ -73,6 +74,25 @@ from gateway.chat import (
     split_text,
 )
 from gateway.clock import Clock
+from gateway.delivery.chat import (
+    AnswerSource,
+    ChatAdapter,
+    ChatRules,
+    Delivered,
+    Fence,
+    Handover,
+    KeyValue,
+    MemoryMessages,
+    MessageRef,
+    NativeStream,
+    PostedKind,
+    PostedMessage,
+    PostedMessages,
+    StoredMessages,
+    StreamUnavailable,
+    default_failure_note,
+    deliver,
+)
 from gateway.dify.models import Answer, Delta
 from gateway.dify.stream import AnswerStream
 from gateway.exceptions import (
@@ -119,20 +139,26 @@ __all__ = [
     "ActionHandler",
     "ActionResult",
     "Answer",
+    "AnswerSource",
     "AnswerStream",
     "AppInfo",
     "Apps",
     "BadRequest",
     "Callbacks",
+    "ChatAdapter",
+    "ChatRules",
     "Clock",
     "ConfigurationError",
     "Context",
+    "Delivered",
     "Delta",
     "EditThrottle",
     "EndpointInfo",
     "FENCE",
+    "Fence",
     "GatewayError",
     "Handler",
+    "Handover",
     "Headers",
     "JobError",
     "JobHandler",
@@ -140,20 +166,29 @@ __all__ = [
     "JobRun",
     "JobStatus",
     "Jobs",
+    "KeyValue",
     "Lease",
     "LeaseLost",
+    "MemoryMessages",
+    "MessageRef",
     "NO_FALLBACK",
+    "NativeStream",
     "NotFound",
     "Overloaded",
     "Permission",
     "PermissionDenied",
     "Plugin",
+    "PostedKind",
+    "PostedMessage",
+    "PostedMessages",
     "RateLimited",
     "Request",
     "Response",
     "RetryJob",
     "Route",
     "Storage",
+    "StoredMessages",
+    "StreamUnavailable",
     "Structured",
     "Unauthorized",
     "UpstreamError",
@@ -163,6 +198,8 @@ __all__ = [
     "backoff_seconds",
     "check_timestamp",
     "cut_point",
+    "default_failure_note",
+    "deliver",
     "enforce",
     "extract_json",
     "last_break",

@@ -21,7 +21,7 @@ Example (a job handler)::
         ctx.apps.stream(question, user=user, conversation_key=key),
         SlackThread(client, channel, thread_ts),
         clock=ctx.clock,
-        posted=StoredMessages(ctx.storage, f"posted:{job.id}"),
+        posted=StoredMessages(ctx.storage, f"posted:{job.id}", fence=job.lease),
         fence=job.fence,  # raises once another run owns the job
     )
     return {"status": "failed" if done.failure else "answered", "messages": done.messages}
@@ -45,7 +45,7 @@ from gateway.delivery.chat.native import NativePages
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import PostedMessage, PostedMessages, Recorder
 from gateway.delivery.chat.writes import Writes
-from gateway.exceptions import GatewayError
+from gateway.exceptions import GatewayError, Overloaded
 
 if TYPE_CHECKING:  # type names only: the engine does not load the Dify client
     from gateway.dify.models import Answer, Delta
@@ -120,7 +120,8 @@ async def deliver(
         handover: where the answer goes on past `adapter.rules.expires_at`.
 
     Raises:
-        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent).
+        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent),
+        and `Overloaded` from the answer: the gateway is full, the job runs again (no note).
     """
     return await _Delivery(adapter, clock=clock, posted=posted, fence=fence, handover=handover).run(answer)
 
@@ -147,6 +148,8 @@ class _Reader:
                         self.version += 1
                     self.tick.set()
                 self.answer = stream.answer
+        except Overloaded:
+            raise  # the gateway is full: not the answer's failure, the job runs again (no note)
         except GatewayError as exc:
             logger.warning("the answer failed: %s: %s", exc.code, exc.message)
             self.failure = exc

@@ -13,7 +13,7 @@ from gateway.delivery.chat import (
     deliver,
 )
 from gateway.dify.models import Delta
-from gateway.exceptions import RateLimited, UpstreamError
+from gateway.exceptions import Overloaded, RateLimited, UpstreamError
 from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
@@ -212,12 +212,14 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
         def __init__(self) -> None:
             self.data: dict[str, str] = {}
             self.ttls: dict[str, float | None] = {}
+            self.fences: list[str | None] = []
 
         async def get(self, key: str) -> str | None:
             return self.data.get(key)
 
-        async def set(self, key: str, value: str, *, ttl: float | None = None) -> None:
+        async def set(self, key: str, value: str, *, ttl: float | None = None, fence: str | None = None) -> None:
             self.data[key], self.ttls[key] = value, ttl
+            self.fences.append(fence)
 
     storage = Storage()
     chat = FakeChat(clock).with_rules(limit=200)
@@ -230,8 +232,49 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
 
     assert await StoredMessages(storage, "posted:job1").load() == [PostedMessage("m1"), PostedMessage("m2")]
     assert storage.ttls["posted:job1"] == 60.0
+    assert storage.fences == [None, None]  # written without a fence unless given one
     storage.data["posted:job2"] = "{not json"
     assert await StoredMessages(storage, "posted:job2").load() == []
+
+
+async def test_the_record_is_written_fenced_by_the_runs_lease(clock: VirtualClock) -> None:
+    class Lost(Exception):
+        pass
+
+    class Storage:
+        """Refuses a write fenced by a lease other than the job's current one (as `kv_set_fenced`)."""
+
+        def __init__(self) -> None:
+            self.data: dict[str, str] = {}
+            self.current = "run-1"
+
+        async def get(self, key: str) -> str | None:
+            return self.data.get(key)
+
+        async def set(self, key: str, value: str, *, ttl: float | None = None, fence: str | None = None) -> None:
+            if fence != self.current:
+                raise Lost(fence)
+            self.data[key] = value
+
+    storage = Storage()
+    await deliver(
+        FakeAnswer(clock, text("hello")),
+        FakeChat(clock).with_rules(limit=200),
+        clock=clock,
+        posted=StoredMessages(storage, "out:job1", fence="run-1"),
+    )
+    assert await StoredMessages(storage, "out:job1").load() == [PostedMessage("m1")]
+
+    storage.current = "run-2"  # another run took the job over
+    chat = FakeChat(clock).with_rules(limit=200)
+    with pytest.raises(Lost):
+        await deliver(
+            FakeAnswer(clock, text("hello")),
+            chat,
+            clock=clock,
+            posted=StoredMessages(storage, "out:job2", fence="run-1"),
+        )
+    assert "out:job2" not in storage.data
 
 
 # -- failures -----------------------------------------------------------------------------------------
@@ -269,6 +312,19 @@ async def test_the_failure_note_replaces_the_placeholder(clock: VirtualClock) ->
     await deliver(FakeAnswer(clock, fail=UpstreamError("x")), chat, clock=clock, posted=MemoryMessages())
 
     assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking"), ("edit", "failed")]
+
+
+async def test_an_overloaded_gateway_is_not_a_failure_note_but_goes_up(clock: VirtualClock) -> None:
+    # The gateway is full: the runtime runs the job again after Retry-After, and that run edits
+    # the placeholder this one posted.
+    chat = FakeChat(clock).with_rules(placeholder="…thinking")
+    posted = MemoryMessages()
+
+    with pytest.raises(Overloaded):
+        await deliver(FakeAnswer(clock, fail_on_open=Overloaded("full")), chat, clock=clock, posted=posted)
+
+    assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking")]
+    assert posted.messages == [PostedMessage("m1")]
 
 
 # -- fencing ------------------------------------------------------------------------------------------
