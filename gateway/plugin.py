@@ -92,6 +92,7 @@ from gateway.delivery.chat import (
     StreamUnavailable,
     default_failure_note,
     deliver,
+    failure_code,
 )
 from gateway.dify.models import Answer, Delta
 from gateway.dify.stream import AnswerStream
@@ -202,6 +203,7 @@ __all__ = [
     "deliver",
     "enforce",
     "extract_json",
+    "failure_code",
     "last_break",
     "new_webhook_secret",
     "open_fence",
