@@ -105,7 +105,7 @@ async def answer_event(job: JobInfo, ctx: Context) -> dict[str, Any]:
             trigger.channel,
             trigger.thread_ts,
             rules=replace(rules, placeholder=None) if reply else rules,
-            stream=stream,
+            native=stream,
             status=None if reply else settings.thinking_text,
         )
         if reply:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import KW_ONLY, dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -70,48 +71,37 @@ def _rate_limits() -> Iterator[None]:
         raise
 
 
+@dataclass(frozen=True, slots=True)
 class SlackStream:
-    """Slack's native streaming of messages in one thread."""
+    """Slack's native streaming of messages in one thread; streams into channels name their
+    `recipient` (team, user), DMs must not need to."""
 
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        channel: str,
-        thread_ts: str,
-        *,
-        limit: int,
-        recipient: tuple[str, str] | None,
-        logger: logging.LoggerAdapter[logging.Logger],
-    ) -> None:
-        self._client = client
-        self._channel = channel
-        self._thread_ts = thread_ts
-        self._limit = limit
-        self._recipient = recipient
-        self._logger = logger
-
-    @property
-    def limit(self) -> int:
-        return self._limit
+    client: AsyncWebClient
+    channel: str
+    thread_ts: str
+    _: KW_ONLY
+    limit: int
+    recipient: tuple[str, str] | None
+    logger: logging.LoggerAdapter[logging.Logger]
 
     async def start(self, text: str) -> MessageRef:
         with self._errors():
-            response = await self._client.chat_startStream(
-                channel=self._channel,
-                thread_ts=self._thread_ts,
+            response = await self.client.chat_startStream(
+                channel=self.channel,
+                thread_ts=self.thread_ts,
                 markdown_text=defuse_mentions(text),
-                recipient_team_id=None if self._recipient is None else self._recipient[0],
-                recipient_user_id=None if self._recipient is None else self._recipient[1],
+                recipient_team_id=None if self.recipient is None else self.recipient[0],
+                recipient_user_id=None if self.recipient is None else self.recipient[1],
             )
         return str(response["ts"])
 
     async def append(self, ref: MessageRef, text: str) -> None:
         with self._errors():
-            await self._client.chat_appendStream(channel=self._channel, ts=ref, markdown_text=defuse_mentions(text))
+            await self.client.chat_appendStream(channel=self.channel, ts=ref, markdown_text=defuse_mentions(text))
 
     async def stop(self, ref: MessageRef) -> None:
         with self._errors():
-            await self._client.chat_stopStream(channel=self._channel, ts=ref)
+            await self.client.chat_stopStream(channel=self.channel, ts=ref)
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -123,40 +113,23 @@ class SlackStream:
             error = exc.response.get("error")
             if error in FATAL_ERRORS:
                 raise
-            self._logger.warning("native streaming failed (%s); editing messages instead", error)
+            self.logger.warning("native streaming failed (%s); editing messages instead", error)
             raise StreamUnavailable(f"Slack streaming failed: {error}") from None
 
 
+@dataclass(frozen=True, slots=True)
 class SlackThread:
     """The messages of one answer in one Slack thread; `status` ("…thinking") is shown as the
-    assistant status until the first words when `stream` is given (native streaming)."""
+    assistant status until the first words when `native` streaming is on."""
 
+    client: AsyncWebClient
+    channel: str
+    thread_ts: str
+    _: KW_ONLY
+    rules: ChatRules
+    native: SlackStream | None = None
+    status: str | None = None
     original: MessageRef | None = None
-
-    def __init__(
-        self,
-        client: AsyncWebClient,
-        channel: str,
-        thread_ts: str,
-        *,
-        rules: ChatRules,
-        stream: SlackStream | None = None,
-        status: str | None = None,
-    ) -> None:
-        self._client = client
-        self._channel = channel
-        self._thread_ts = thread_ts
-        self._rules = rules
-        self._stream = stream
-        self._status = status
-
-    @property
-    def rules(self) -> ChatRules:
-        return self._rules
-
-    @property
-    def native(self) -> SlackStream | None:
-        return self._stream
 
     @staticmethod
     def _blocks(text: str) -> list[dict[str, Any]]:
@@ -165,21 +138,21 @@ class SlackThread:
 
     async def post(self, text: str) -> MessageRef:
         with _rate_limits():
-            response = await self._client.chat_postMessage(
-                channel=self._channel, thread_ts=self._thread_ts, text=text, blocks=self._blocks(text)
+            response = await self.client.chat_postMessage(
+                channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=self._blocks(text)
             )
         return str(response["ts"])
 
     async def edit(self, ref: MessageRef, text: str) -> None:
         with _rate_limits():
-            await self._client.chat_update(channel=self._channel, ts=ref, text=text, blocks=self._blocks(text))
+            await self.client.chat_update(channel=self.channel, ts=ref, text=text, blocks=self._blocks(text))
 
     async def delete(self, ref: MessageRef) -> None:
         with contextlib.suppress(SlackApiError):  # best effort: it may be gone already
-            await self._client.chat_delete(channel=self._channel, ts=ref)
+            await self.client.chat_delete(channel=self.channel, ts=ref)
 
     def typing(self) -> contextlib.AbstractAsyncContextManager[object] | None:
-        return None if self._stream is None or self._status is None else self._thinking(self._status)
+        return None if self.native is None or self.status is None else self._thinking(self.status)
 
     def writes_left(self) -> int | None:
         return None
@@ -187,7 +160,7 @@ class SlackThread:
     @contextlib.asynccontextmanager
     async def _thinking(self, status: str) -> AsyncIterator[None]:
         with contextlib.suppress(SlackApiError):  # only assistant threads have a status
-            await self._client.assistant_threads_setStatus(
-                channel_id=self._channel, thread_ts=self._thread_ts, status=status
+            await self.client.assistant_threads_setStatus(
+                channel_id=self.channel, thread_ts=self.thread_ts, status=status
             )
         yield  # Slack clears the status when the answer is posted

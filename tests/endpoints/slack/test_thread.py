@@ -53,7 +53,7 @@ def thread(client: AsyncWebClient, config: SlackSettings, channel: str = "C1", *
         channel,
         "1.1",
         rules=answer_rules(config),
-        stream=stream if native else None,
+        native=stream if native else None,
         status=config.thinking_text,
     )
 
@@ -131,18 +131,19 @@ async def test_a_refused_stream_goes_on_in_edited_messages(fake: FakeSlack, cloc
 
 
 async def test_an_expired_stream_continues_in_an_edited_message(fake: FakeSlack, clock: VirtualClock) -> None:
-    answer = FakeAnswer(clock, text("First part", " and more, done", delay=1.0))
-    config = settings(fake, native_streaming=True)
-    async with open_client(config, clock) as client:
-        slack = thread(client, config, native=True)
-        original_start = slack.native.start  # type: ignore[union-attr]
+    class Expiring(SlackStream):
+        """Slack lets the stream start, then it expires."""
 
-        async def start_then_expire(markdown: str) -> str:
-            ref = await original_start(markdown)
+        async def start(self, text: str) -> str:
+            ref = await SlackStream.start(self, text)
             fake.errors["chat.appendStream"] = fake.errors["chat.stopStream"] = "message_not_in_streaming_state"
             return ref
 
-        slack.native.start = start_then_expire  # type: ignore[method-assign,union-attr]
+    config = settings(fake, native_streaming=True)
+    async with open_client(config, clock) as client:
+        stream = Expiring(client, "C1", "1.1", limit=config.stream_limit, recipient=("T1", "U1"), logger=LOGGER)
+        slack = SlackThread(client, "C1", "1.1", rules=answer_rules(config), native=stream)
+        answer = FakeAnswer(clock, text("First part", " and more, done", delay=1.0))
         await deliver(answer, slack, clock=clock, posted=MemoryMessages())
 
     assert fake.texts("C1", "1.1") == ["First part", "and more, done"]
