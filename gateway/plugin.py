@@ -32,8 +32,8 @@ headers) and return a `Response`, whose body may be an async iterator (streamed 
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
 here as pure functions, and so are the helpers of chat plugins (`gateway.chat`: the edit
 throttle, `Retry-After` parsing, fence-aware message splitting) and the chat-delivery engine
-(`gateway.delivery.chat`: `deliver` and what an adapter implements), so a plugin needs nothing
-else from the gateway.
+(`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`, `deliver`), so a plugin
+needs nothing else from the gateway.
 """
 
 from __future__ import annotations
@@ -92,6 +92,7 @@ from gateway.delivery.chat import (
     StreamUnavailable,
     default_failure_note,
     deliver,
+    failure_code,
 )
 from gateway.dify.models import Answer, Delta
 from gateway.dify.stream import AnswerStream
@@ -202,6 +203,7 @@ __all__ = [
     "deliver",
     "enforce",
     "extract_json",
+    "failure_code",
     "last_break",
     "new_webhook_secret",
     "open_fence",

@@ -2,19 +2,14 @@
 session per job, 429s, 5xx, timeouts and unreadable answers retried on the injected clock,
 failures mapped to job outcomes.
 
-`SlackOut` posts, edits and streams the messages of one answer in one thread and keeps their
-timestamps in endpoint storage under the job's id, so a job that runs again after a crash edits
-the messages it already posted instead of posting a second answer. Every call goes through the
-job's fence and the record is written fenced by the run's lease: a run that another one took
-over (this process was frozen past its lease) writes nothing more, to Slack or to the record.
+The messages of an answer are the delivery engine's (`thread.py` is Slack's adapter); a 429 that
+outlasts the client's retries reaches it as `RateLimited` (`rate_limited`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -25,13 +20,12 @@ from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
-from endpoints.slack.render import defuse_mentions
 from endpoints.slack.settings import SlackSettings
 from gateway.plugin import (
     Clock,
     Context,
     JobError,
-    JobInfo,
+    RateLimited,
     RetryJob,
     Storage,
     backoff_seconds,
@@ -41,10 +35,9 @@ from gateway.plugin import (
 __all__ = [
     "ClockRetryHandler",
     "GatewayWebClient",
-    "Posted",
-    "SlackOut",
     "bot_user_id",
     "open_client",
+    "rate_limited",
     "slack_failures",
 ]
 
@@ -66,7 +59,6 @@ FATAL_ERRORS = frozenset(
         "ekm_access_denied",
     }
 )
-MESSAGE_LOG_TTL = 2 * 24 * 3600.0
 BOT_USER_TTL = 24 * 3600.0
 
 
@@ -173,6 +165,13 @@ def _retry_after(headers: Any) -> str | None:
     return None
 
 
+def rate_limited(exc: SlackApiError) -> RateLimited | None:
+    """Slack's 429 as the gateway's `RateLimited` (with its Retry-After); None for other errors."""
+    if exc.response.status_code != 429 and exc.response.get("error") != "ratelimited":
+        return None
+    return RateLimited("Slack rate limit", retry_after=retry_after_seconds(_retry_after(exc.response.headers)))
+
+
 @contextlib.asynccontextmanager
 async def slack_failures(ctx: Context) -> AsyncIterator[None]:
     """Map Slack failures to job outcomes: retry what may pass, dead-letter what can't.
@@ -183,11 +182,13 @@ async def slack_failures(ctx: Context) -> AsyncIterator[None]:
     tries = f"{RETRIES + 1} tries"
     try:
         yield
+    except RateLimited as exc:
+        raise RetryJob("Slack rate limit", after=exc.retry_after) from None
     except SlackApiError as exc:
         status = exc.response.status_code
         error = str(exc.response.get("error") or "unknown_error")
-        if status == 429 or error == "ratelimited":
-            raise RetryJob("Slack rate limit", after=retry_after_seconds(_retry_after(exc.response.headers))) from None
+        if (limited := rate_limited(exc)) is not None:
+            raise RetryJob("Slack rate limit", after=limited.retry_after) from None
         if error in FATAL_ERRORS:
             ctx.logger.error("Slack refused the answer: %s (check the bot token, scopes and channel)", error)
             raise JobError(f"Slack refused: {error}") from None
@@ -211,95 +212,3 @@ async def bot_user_id(client: AsyncWebClient, storage: Storage) -> str | None:
         await storage.set("bot_user_id", found, ttl=BOT_USER_TTL)
         return found
     return None
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    ts: str
-    kind: str  # "post" (a regular message) or "stream" (a natively streamed one)
-
-
-class SlackOut:
-    """The messages of one answer (the run `job`) in one thread."""
-
-    def __init__(self, client: AsyncWebClient, storage: Storage, job: JobInfo, channel: str, thread_ts: str) -> None:
-        self.client = client
-        self.channel = channel
-        self.thread_ts = thread_ts
-        self._storage = storage
-        self._job = job
-        self._key = f"out:{job.id}"
-        self.posted: list[Posted] = []
-
-    async def load(self) -> list[Posted]:
-        """Messages an earlier attempt of this job posted."""
-        raw = await self._storage.get(self._key)
-        self.posted = [Posted(ts, kind) for ts, kind in json.loads(raw)] if raw else []
-        return list(self.posted)
-
-    async def _remember(self, ts: str, kind: str) -> None:
-        self.posted.append(Posted(ts, kind))
-        await self._save()
-
-    async def _save(self) -> None:
-        data = json.dumps([[p.ts, p.kind] for p in self.posted])
-        await self._storage.set(self._key, data, ttl=MESSAGE_LOG_TTL, fence=self._job.lease)
-
-    @staticmethod
-    def _blocks(text: str) -> list[dict[str, Any]]:
-        # A section block, not bare text: edits of blocks don't show "(edited)".
-        return [{"type": "section", "text": {"type": "mrkdwn", "text": text}}]
-
-    async def post(self, text: str) -> str:
-        await self._job.fence()
-        response = await self.client.chat_postMessage(
-            channel=self.channel, thread_ts=self.thread_ts, text=text, blocks=self._blocks(text)
-        )
-        ts = str(response["ts"])
-        await self._remember(ts, "post")
-        return ts
-
-    async def update(self, ts: str, text: str) -> None:
-        await self._job.fence()
-        await self.client.chat_update(channel=self.channel, ts=ts, text=text, blocks=self._blocks(text))
-
-    async def forget(self, ts: str) -> None:
-        """Delete a message of an earlier attempt (best effort: it may be gone already)."""
-        await self._job.fence()
-        with contextlib.suppress(SlackApiError):
-            await self.client.chat_delete(channel=self.channel, ts=ts)
-        self.posted = [p for p in self.posted if p.ts != ts]
-        await self._save()
-
-    async def start_stream(self, markdown: str, *, team: str | None, user: str | None) -> str:
-        await self._job.fence()
-        response = await self.client.chat_startStream(
-            channel=self.channel,
-            thread_ts=self.thread_ts,
-            markdown_text=defuse_mentions(markdown),
-            recipient_team_id=team,
-            recipient_user_id=user,
-        )
-        ts = str(response["ts"])
-        await self._remember(ts, "stream")
-        return ts
-
-    async def append_stream(self, ts: str, markdown: str) -> None:
-        await self._job.fence()
-        await self.client.chat_appendStream(channel=self.channel, ts=ts, markdown_text=defuse_mentions(markdown))
-
-    async def stop_stream(self, ts: str, markdown: str | None = None) -> None:
-        text = None if markdown is None else defuse_mentions(markdown)
-        await self._job.fence()
-        await self.client.chat_stopStream(channel=self.channel, ts=ts, markdown_text=text)
-
-    async def set_status(self, status: str) -> bool:
-        """The assistant "is thinking…" status; only assistant threads have one (best effort)."""
-        await self._job.fence()
-        try:
-            await self.client.assistant_threads_setStatus(
-                channel_id=self.channel, thread_ts=self.thread_ts, status=status
-            )
-        except SlackApiError:
-            return False
-        return True

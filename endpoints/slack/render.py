@@ -1,18 +1,19 @@
-"""Text between Slack and Dify, pure: Markdown to mrkdwn, splitting at Slack's limits, Slack markup
+"""Text between Slack and Dify, pure: Markdown to mrkdwn, where messages may be cut, Slack markup
 to plain text.
 
 - `to_mrkdwn`: Dify answers in Markdown; Slack's `text` and section blocks speak mrkdwn. `&`, `<`
   and `>` are escaped everywhere, so an answer can never ping `<!channel>` or forge a link.
-- `split_mrkdwn`: an answer as mrkdwn messages of at most the limit, split by the gateway's
-  `split_text` (paragraph, line, sentence or word boundaries; code blocks closed and reopened),
-  never inside a `<link|label>` or an `&amp;` entity (`protect_tokens`, also for native streaming).
+  (Why not Slack's `markdown` block or a converter from PyPI: see the README's Slack section.)
+- `defuse_mentions`: the same guarantee for the Markdown of native streams.
+- `protect_tokens`: the delivery engine pages answers at the limit, never inside a `<link|label>`
+  or an `&amp;` entity.
 """
 
 from __future__ import annotations
 
 import re
 
-from gateway.plugin import FENCE, split_text
+from gateway.plugin import FENCE
 
 __all__ = [
     "defuse_mentions",
@@ -20,7 +21,6 @@ __all__ = [
     "is_reset",
     "protect_tokens",
     "slack_to_plain",
-    "split_mrkdwn",
     "to_mrkdwn",
 ]
 
@@ -150,11 +150,6 @@ def protect_tokens(text: str, cut: int, floor: int) -> int:
     if entity is not None and entity.end() > cut:
         cut = amp
     return cut
-
-
-def split_mrkdwn(markdown: str, limit: int) -> list[str]:
-    """`markdown` as mrkdwn messages of at most `limit` characters that each render on their own."""
-    return split_text(to_mrkdwn(markdown), limit, protect=protect_tokens)
 
 
 # -- Slack to Dify ------------------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """The budget of a slash command's `response_url`, pure: at most 5 posts within 30 minutes
 (platforms.md §1.9).
 
-Edits of a streamed answer are paced by the gateway's `EditThrottle` (Slack's `chat.update` is
-Tier 3, `chat.postMessage` about one per second per channel; §1.6), and 429s read with
-`retry_after_seconds` (both from `gateway.plugin`).
+The delivery engine (`gateway.plugin.deliver`) paces the edits of a streamed answer (Slack's
+`chat.update` is Tier 3, `chat.postMessage` about one per second per channel; §1.6) and keeps the
+last use for the final answer (`SlashReply.writes_left`).
 """
 
 from __future__ import annotations
@@ -38,7 +38,3 @@ class UseBudget:
         if now - self.opened_at >= self.window:
             return 0
         return max(0, self.limit - self.used)
-
-    def can_spare(self, now: float, keep: int) -> bool:
-        """True when one use can be spent now and `keep` still remain afterwards."""
-        return self.remaining(now) > keep

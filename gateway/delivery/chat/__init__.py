@@ -15,6 +15,7 @@ from gateway.delivery.chat.adapter import (
     NativeStream as NativeStream,
     StreamUnavailable as StreamUnavailable,
     default_failure_note as default_failure_note,
+    failure_code as failure_code,
 )
 from gateway.delivery.chat.engine import (
     AnswerSource as AnswerSource,
@@ -49,4 +50,5 @@ __all__ = [
     "StreamUnavailable",
     "default_failure_note",
     "deliver",
+    "failure_code",
 ]

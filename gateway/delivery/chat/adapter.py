@@ -33,6 +33,7 @@ __all__ = [
     "NativeStream",
     "StreamUnavailable",
     "default_failure_note",
+    "failure_code",
 ]
 
 #: A posted message, as the platform names it (Slack's `ts`, a Discord message id, "@original").
@@ -48,9 +49,14 @@ class StreamUnavailable(GatewayError):
     code = "stream_unavailable"
 
 
+def failure_code(error: GatewayError) -> str:
+    """The code a failure note names: Dify's own when it gave one, else the gateway's."""
+    return (error.upstream_code if isinstance(error, UpstreamError) else None) or error.code
+
+
 def default_failure_note(error: GatewayError, partial: bool) -> str:
     """A short note for the reader; the detail belongs in the log."""
-    code = (error.upstream_code if isinstance(error, UpstreamError) else None) or error.code
+    code = failure_code(error)
     if partial:
         return f"⚠️ The answer was cut short ({code}). Please ask again."
     return f"⚠️ Sorry, no answer could be given ({code}). Please try again in a moment."

@@ -11,8 +11,7 @@ what arrived; a fast answer costs one write per interval), then always makes a f
 - every write goes through the fence and honours `RateLimited.retry_after`
   (`gateway.delivery.chat.writes`);
 - a rerun of the job edits the messages the record (`PostedMessages`) says were posted;
-- when Dify fails, the failure note follows what was shown (or is shown alone); `Overloaded`
-  (the gateway's own shortage) is raised instead, so that a job runs again after Retry-After;
+- when Dify fails, the failure note follows what was shown (or is shown alone);
 - when the adapter's time is up (`ChatRules.expires_at`), the answer goes on through `handover`
   or ends with the expired note, and reading stops (leaving the stream stops the Dify task).
 
@@ -22,7 +21,7 @@ Example (a job handler)::
         ctx.apps.stream(question, user=user, conversation_key=key),
         SlackThread(client, channel, thread_ts),
         clock=ctx.clock,
-        posted=StoredMessages(ctx.storage, f"posted:{job.id}"),
+        posted=StoredMessages(ctx.storage, f"posted:{job.id}", fence=job.lease),
         fence=job.fence,  # raises once another run owns the job
     )
     return {"status": "failed" if done.failure else "answered", "messages": done.messages}
@@ -121,8 +120,8 @@ async def deliver(
         handover: where the answer goes on past `adapter.rules.expires_at`.
 
     Raises:
-        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent);
-        `Overloaded` when the gateway had no room for the answer.
+        Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent),
+        and `Overloaded` from the answer: the gateway is full, the job runs again (no note).
     """
     return await _Delivery(adapter, clock=clock, posted=posted, fence=fence, handover=handover).run(answer)
 
@@ -150,7 +149,7 @@ class _Reader:
                     self.tick.set()
                 self.answer = stream.answer
         except Overloaded:
-            raise  # the gateway's own shortage, not the answer's: the caller asks again later
+            raise  # the gateway is full: not the answer's failure, the job runs again (no note)
         except GatewayError as exc:
             logger.warning("the answer failed: %s: %s", exc.code, exc.message)
             self.failure = exc

@@ -14,12 +14,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Protocol, get_args
+from typing import Generic, Literal, Protocol, TypeVar, get_args
 
 from gateway.delivery.chat.adapter import MessageRef
-
-if TYPE_CHECKING:
-    from gateway.plugin import Lease
 
 __all__ = [
     "KeyValue",
@@ -34,6 +31,8 @@ __all__ = [
 PostedKind = Literal["message", "stream"]
 _KINDS = get_args(PostedKind)
 POSTED_TTL = 24 * 3600.0
+_FenceT = TypeVar("_FenceT")
+_FenceT_contra = TypeVar("_FenceT_contra", contravariant=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +66,26 @@ class MemoryMessages:
         self.messages = list(messages)
 
 
-class KeyValue(Protocol):
-    """The part of a plugin's storage the record needs (`gateway.plugin.Storage` has it)."""
+class KeyValue(Protocol[_FenceT_contra]):
+    """The part of a plugin's storage the record needs (`gateway.plugin.Storage` has it, its
+    fence being a job run's `Lease`)."""
 
     async def get(self, key: str) -> str | None: ...
-    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: Lease | None = None) -> None: ...
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: _FenceT_contra | None = None) -> None:
+        """With `fence`, written only while that run holds its job (`LeaseLost` otherwise)."""
+        ...
 
 
-class StoredMessages:
+class StoredMessages(Generic[_FenceT]):
     """A record under `key` in `storage`, kept `ttl` seconds after its last change.
 
-    `fence`: the job's lease (`JobInfo.lease`); every save is then written only while this run
-    holds the job (`storage.set(..., fence=...)` raises `LeaseLost` once another run took over).
+    With `fence` (the run's `job.lease`) every save is fenced: a run that another one took over
+    cannot overwrite the record of what the new run posted.
     """
 
-    def __init__(self, storage: KeyValue, key: str, *, ttl: float = POSTED_TTL, fence: Lease | None = None) -> None:
+    def __init__(
+        self, storage: KeyValue[_FenceT], key: str, *, ttl: float = POSTED_TTL, fence: _FenceT | None = None
+    ) -> None:
         self._storage = storage
         self._key = key
         self._ttl = ttl
@@ -106,10 +110,7 @@ class StoredMessages:
 
     async def save(self, messages: Sequence[PostedMessage]) -> None:
         data = json.dumps([[m.ref, m.kind] for m in messages])
-        if self._fence is None:
-            await self._storage.set(self._key, data, ttl=self._ttl)
-        else:
-            await self._storage.set(self._key, data, ttl=self._ttl, fence=self._fence)
+        await self._storage.set(self._key, data, ttl=self._ttl, fence=self._fence)
 
 
 class Recorder:

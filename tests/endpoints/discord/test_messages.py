@@ -20,8 +20,7 @@ from endpoints.discord.settings import DiscordSettings
 from gateway.dify.models import Delta
 from gateway.exceptions import Overloaded, UpstreamError
 from gateway.plugin import Delivered, Handover, JobInfo, MemoryMessages, PostedMessages, StoredMessages, deliver
-from tests.gateway.delivery.chat_fakes import FakeAnswer, VirtualClock, text
-from tests.gateway.delivery.test_chat_engine import JobStorage
+from tests.gateway.delivery.chat_fakes import FakeAnswer, JobStorage, VirtualClock, text
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 from tests.support.fake_discord import FakeDiscord
 

@@ -171,6 +171,16 @@ async def slack_stack(tmp_path: Path, config: SimulatorConfig | None = None) -> 
 
 
 @pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    """The fake Slack Web API alone, on a real server, for tests of the plugin's Slack calls."""
+    fake = FakeSlack(token=BOT_TOKEN)
+    async with live_server(fake.app()) as base:
+        fake.base = base
+        yield fake
+        fake.outages.clear()
+
+
+@pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[SlackStack]:
     async with slack_stack(tmp_path) as running:
         yield running

@@ -4,46 +4,24 @@ timeouts are retried with backoff on the injected clock, then end as a clear job
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 
 import pytest
 from pydantic import SecretStr
 
-from endpoints.slack.client import RETRIES, SlackOut, open_client, slack_failures
+from endpoints.slack.client import RETRIES, open_client, slack_failures
 from endpoints.slack.settings import SlackSettings
+from endpoints.slack.thread import SlackThread, answer_rules
 from gateway.clock import FakeClock
-from gateway.plugin import JobInfo, RetryJob
+from gateway.plugin import RetryJob
+from tests.endpoints.slack.conftest import BOT_TOKEN
 from tests.support.fake_slack import FakeSlack
-from tests.support.gateway import live_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
-TOKEN = "xoxb-test-token"
-
-
-class MemoryStorage:
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-
-    async def get(self, key: str) -> str | None:
-        return self.values.get(key)
-
-    async def set(self, key: str, value: str, ttl: float | None = None, fence: object = None) -> None:
-        self.values[key] = value
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack(token=TOKEN)
-    async with live_server(fake.app()) as base:
-        fake.base = base
-        yield fake
-        fake.outages.clear()
-
 
 def settings(fake: FakeSlack) -> SlackSettings:
-    return SlackSettings(bot_token=SecretStr(TOKEN), api_base_url=fake.api_url)
+    return SlackSettings(bot_token=SecretStr(BOT_TOKEN), api_base_url=fake.api_url)
 
 
 CTX = SimpleNamespace(logger=logging.LoggerAdapter(logging.getLogger("test"), {}))
@@ -51,8 +29,7 @@ CTX = SimpleNamespace(logger=logging.LoggerAdapter(logging.getLogger("test"), {}
 
 async def post(fake: FakeSlack, clock: FakeClock, *, timeout: float = 30.0) -> str:
     async with open_client(settings(fake), clock, timeout=timeout) as client, slack_failures(CTX):  # type: ignore[arg-type]
-        out = SlackOut(client, MemoryStorage(), JobInfo("job_1", "answer", {}, 1, None), "C1", "1.1")  # type: ignore[arg-type]
-        return await out.post("Hello")
+        return await SlackThread(client, "C1", "1.1", rules=answer_rules(settings(fake))).post("Hello")
 
 
 @pytest.mark.parametrize("fault", ["html", "text"])

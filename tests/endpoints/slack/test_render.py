@@ -13,7 +13,6 @@ from endpoints.slack.render import (
     is_reset,
     protect_tokens,
     slack_to_plain,
-    split_mrkdwn,
     to_mrkdwn,
 )
 from gateway.plugin import cut_point, last_break
@@ -95,15 +94,6 @@ def test_cut_point_keeps_tokens_whole(text: str, room: int, cut: int) -> None:
 def test_last_break_keeps_tokens_whole() -> None:
     assert last_break("see <https://a.b/c|the docs> now", 25, 1) == 22  # inside the link
     assert last_break("see <https://a.b/c|the docs> now", 25, 1, protect=protect_tokens) == 4
-
-
-def test_split_mrkdwn_renders_then_splits_without_cutting_a_link() -> None:
-    markdown = "**Sources**\n\n" + " ".join(f"[doc {i}](https://example.com/{i})" for i in range(20))
-    parts = split_mrkdwn(markdown, 200)
-    assert parts[0].startswith("*Sources*")
-    assert all(len(part) <= 200 and part.count("<") == part.count(">") for part in parts)
-    assert " ".join(parts).split() == to_mrkdwn(markdown).split()
-    assert split_mrkdwn("  ", 200) == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Table tests of the response_url budget (the edit throttle and 429 waits: tests/gateway/test_chat.py)."""
+"""Table tests of the response_url budget (the last use kept for the final answer, pacing and 429
+waits: the delivery engine's, tests/gateway/delivery/test_chat_engine.py)."""
 
 from __future__ import annotations
 
@@ -8,18 +9,15 @@ from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget
 
 
 @pytest.mark.parametrize(
-    ("used", "elapsed", "remaining", "spare_keeping_one"),
+    ("used", "elapsed", "remaining"),
     [
-        (0, 0.0, 5, True),
-        (3, 60.0, 2, True),
-        (4, 60.0, 1, False),  # the last use is kept for the final answer
-        (5, 60.0, 0, False),
-        (7, 60.0, 0, False),  # over-counted (a crashed attempt): never negative
-        (0, RESPONSE_URL_WINDOW - 1, 5, True),
-        (0, RESPONSE_URL_WINDOW, 0, False),  # 30 minutes on, the URL is dead
+        (0, 0.0, 5),
+        (3, 60.0, 2),
+        (5, 60.0, 0),
+        (7, 60.0, 0),  # over-counted (a crashed attempt): never negative
+        (0, RESPONSE_URL_WINDOW - 1, 5),
+        (0, RESPONSE_URL_WINDOW, 0),  # 30 minutes on, the URL is dead
     ],
 )
-def test_use_budget(used: int, elapsed: float, remaining: int, spare_keeping_one: bool) -> None:
-    budget = UseBudget(1000.0, used=used)
-    assert budget.remaining(1000.0 + elapsed) == remaining
-    assert budget.can_spare(1000.0 + elapsed, keep=1) is spare_keeping_one
+def test_use_budget(used: int, elapsed: float, remaining: int) -> None:
+    assert UseBudget(1000.0, used=used).remaining(1000.0 + elapsed) == remaining

@@ -193,3 +193,19 @@ class FakeChat:
 
     def writes_left(self) -> int | None:
         return self.budget
+
+
+class JobStorage:
+    """A plugin's storage as the record sees it; remembers the fence of each write."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+        self.ttls: dict[str, float | None] = {}
+        self.fences: list[object] = []
+
+    async def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
+        self.data[key], self.ttls[key] = value, ttl
+        self.fences.append(fence)

@@ -208,22 +208,6 @@ async def test_a_shorter_rerun_removes_what_is_no_longer_needed_at_the_end(clock
     assert deleted == ["s1", "m2"]  # a stream can't be resumed (at once); m2 only once the answer ended
 
 
-class JobStorage:
-    """A plugin's storage as the record sees it; remembers the fence of each write."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, str] = {}
-        self.ttls: dict[str, float | None] = {}
-        self.fences: list[object] = []
-
-    async def get(self, key: str) -> str | None:
-        return self.data.get(key)
-
-    async def set(self, key: str, value: str, *, ttl: float | None = None, fence: object = None) -> None:
-        self.data[key], self.ttls[key] = value, ttl
-        self.fences.append(fence)
-
-
 async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     storage = MemoryStorage(clock)
     chat = FakeChat(clock).with_rules(limit=200)
@@ -240,18 +224,44 @@ async def test_the_record_survives_in_job_storage(clock: VirtualClock) -> None:
     assert await StoredMessages(storage, "posted:job2").load() == []
 
 
-async def test_the_record_is_written_fenced_by_the_run_that_owns_the_job(clock: VirtualClock) -> None:
-    storage = JobStorage()
-    lease = object()  # the job's lease (`JobInfo.lease`), handed to the storage as it is
+async def test_the_record_is_written_fenced_by_the_runs_lease(clock: VirtualClock) -> None:
+    class Lost(Exception):
+        pass
 
+    class Storage:
+        """Refuses a write fenced by a lease other than the job's current one (as `kv_set_fenced`)."""
+
+        def __init__(self) -> None:
+            self.data: dict[str, str] = {}
+            self.current = "run-1"
+
+        async def get(self, key: str) -> str | None:
+            return self.data.get(key)
+
+        async def set(self, key: str, value: str, *, ttl: float | None = None, fence: str | None = None) -> None:
+            if fence != self.current:
+                raise Lost(fence)
+            self.data[key] = value
+
+    storage = Storage()
     await deliver(
-        FakeAnswer(clock, text("".join(words(50)))),
+        FakeAnswer(clock, text("hello")),
         FakeChat(clock).with_rules(limit=200),
         clock=clock,
-        posted=StoredMessages(storage, "posted:job1", fence=lease),  # type: ignore[arg-type]
+        posted=StoredMessages(storage, "out:job1", fence="run-1"),
     )
+    assert await StoredMessages(storage, "out:job1").load() == [PostedMessage("m1")]
 
-    assert len(storage.fences) == 2 and all(fence is lease for fence in storage.fences)  # one per post
+    storage.current = "run-2"  # another run took the job over
+    chat = FakeChat(clock).with_rules(limit=200)
+    with pytest.raises(Lost):
+        await deliver(
+            FakeAnswer(clock, text("hello")),
+            chat,
+            clock=clock,
+            posted=StoredMessages(storage, "out:job2", fence="run-1"),
+        )
+    assert "out:job2" not in storage.data
 
 
 # -- failures -----------------------------------------------------------------------------------------
@@ -302,6 +312,19 @@ async def test_an_overloaded_gateway_is_no_failure_of_the_answer_it_goes_to_the_
         await deliver(FakeAnswer(clock, fail_on_open=full), chat, clock=clock, posted=MemoryMessages())
 
     assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking")]  # a rerun edits it
+
+
+async def test_an_overloaded_gateway_is_not_a_failure_note_but_goes_up(clock: VirtualClock) -> None:
+    # The gateway is full: the runtime runs the job again after Retry-After, and that run edits
+    # the placeholder this one posted.
+    chat = FakeChat(clock).with_rules(placeholder="…thinking")
+    posted = MemoryMessages()
+
+    with pytest.raises(Overloaded):
+        await deliver(FakeAnswer(clock, fail_on_open=Overloaded("full")), chat, clock=clock, posted=posted)
+
+    assert [(c.name, c.text) for c in chat.calls] == [("post", "…thinking")]
+    assert posted.messages == [PostedMessage("m1")]
 
 
 # -- fencing ------------------------------------------------------------------------------------------
