@@ -230,7 +230,15 @@ def test_a_32_character_token_is_enough() -> None:
 
 
 def test_repr_never_shows_the_secrets() -> None:
-    settings = Settings.from_env({"GATEWAY_ADMIN_TOKEN": TOKEN, "GATEWAY_SECRET_KEY": f"{OLD_KEY},{KEY}"})
+    settings = Settings.from_env(
+        {
+            "GATEWAY_ADMIN_TOKEN": TOKEN,
+            "GATEWAY_SECRET_KEY": f"{OLD_KEY},{KEY}",
+            "GATEWAY_STORE": "redis://:hunter2@redis:6379/0",
+        }
+    )
+    for text in (repr(settings), str(settings), f"{settings}"):
+        assert "hunter2" not in text and "redis://***@redis:6379/0" in text
     for text in (repr(settings), str(settings), f"{settings}", repr(settings.secret_key)):
         assert TOKEN not in text
         assert KEY not in text
