@@ -1,49 +1,72 @@
 """Settings: the only module that reads the environment.
 
-`Settings.from_env(os.environ)` builds a frozen value; everything else receives it. On the
-embedded SQLite default with no admin token or secret key set, `bootstrap()` generates both once
-and keeps them in a 0600 file beside the database, so a first start needs no configuration.
+`Settings.from_env(os.environ)` builds a frozen value; everything else receives it. Settings is a
+pydantic-settings `BaseSettings`: its environment source maps `GATEWAY_` + the field name in
+capitals to each field, pydantic converts and checks the values, and a bad one is a
+`ConfigurationError` naming the variable. Lists are comma-separated. Building `Settings(...)`
+directly never reads the environment: only `from_env` does, from the mapping it is given.
+
+Any other `GATEWAY_*` variable is kept in `extra` for plugins and services, which declare the
+names they read as `dify_gateway.settings` entry points (name = the variable without the
+prefix, in lower case). A name that nothing declares is logged as a warning with the closest
+known name, so a typo such as `GATEWAY_WORKRES` does not go unnoticed.
+
+On the embedded SQLite default with no admin token or secret key set, `bootstrap()` generates
+both once and keeps them in a 0600 file beside the database, so a first start needs no
+configuration.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import json
+import logging
 import os
+import re
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Any
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "GATEWAY_"
+SETTINGS_GROUP = "dify_gateway.settings"  # entry points naming the GATEWAY_* variables packages read
 DEFAULT_STORE = "sqlite:///./gateway.db"
 # Publicly known placeholder tokens people paste from docs; refused like LiteLLM refuses sk-1234.
 WELL_KNOWN_TOKENS = frozenset({"changeme", "admin", "password", "secret", "sk-1234", "test", "token"})
 MIN_SECRET_CHARS = 32
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected a boolean (true/false, 1/0, yes/no, on/off), got {value!r}")
+_LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies")
+_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
 def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(BaseSettings):
     """Every setting of the gateway. Environment names are `GATEWAY_` + the field name in capitals."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        case_sensitive=False,  # `from_env` hands over only names that start with GATEWAY_ as written
+        enable_decoding=False,  # lists are comma-separated, not JSON
+        frozen=True,
+        extra="forbid",
+        allow_inf_nan=False,  # a NaN timeout would pass every "must be positive" check
+    )
 
     store: str = DEFAULT_STORE
     public_url: str = "http://127.0.0.1:8000"
@@ -85,43 +108,77 @@ class Settings:
     dify_idle_timeout: float = 30.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
-    extra: Mapping[str, str] = field(default_factory=dict)
+    extra: Mapping[str, str] = Field(default_factory=dict)
 
-    def __repr__(self) -> str:
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # `Settings(...)` takes its arguments only; the environment comes in through `from_env`.
+        return (init_settings,)
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _empty_token_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator(*_LISTS, mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        return _csv(value) if isinstance(value, str) else value
+
+    @field_validator(*_FLAGS, mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        # pydantic reads true/false, 1/0, yes/no, on/off (any case); we also allow spaces and "" (off).
+        return (value.strip() or "false") if isinstance(value, str) else value
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # The store URL may carry a Redis password and `extra` may hold plugin secrets.
-        shown = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("store", "extra")}
         scheme, sep, rest = self.store.partition("://")
-        store = f"{scheme}{sep}{'***@' if '@' in rest else ''}{rest.rpartition('@')[2]}"
-        parts = [f"store={store!r}", *(f"{k}={v!r}" for k, v in shown.items()), f"extra=<{len(self.extra)} values>"]
-        return f"Settings({', '.join(parts)})"
+        yield "store", f"{scheme}{sep}{'***@' if '@' in rest else ''}{rest.rpartition('@')[2]}"
+        for name in type(self).model_fields:
+            if name not in ("store", "extra"):
+                yield name, getattr(self, name)
+        yield "extra", f"<{len(self.extra)} values>"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        """Read `GATEWAY_*` variables; unknown ones are kept in `extra` for plugins."""
-        values: dict[str, object] = {}
-        extra: dict[str, str] = {}
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for name, raw in environ.items():
-            if not name.startswith(PREFIX):
-                continue
-            key = name[len(PREFIX) :].lower()
-            if key not in fields or key == "extra":
-                extra[key] = raw
-                continue
-            try:
-                values[key] = _convert(key, fields[key].type, raw)
-            except ValueError as exc:
-                raise ConfigurationError(f"{name}: {exc}") from None
-        return cls(**values, extra=extra)  # type: ignore[arg-type]
+        """Read the `GATEWAY_*` variables of `environ`; the ones that are not settings of the
+        gateway go to `extra` (for plugins), with a warning for each that no package declares.
+
+        Raises:
+            ConfigurationError: a value that does not fit its setting, naming the variable.
+        """
+        ours = {name: value for name, value in environ.items() if name.startswith(PREFIX)}
+        fields = [name for name in cls.model_fields if name != "extra"]
+        known = {name for name in ours if name[len(PREFIX) :].lower() in fields}
+        extra = {name[len(PREFIX) :].lower(): value for name, value in ours.items() if name not in known}
+        if extra:
+            _warn_undeclared([name for name in ours if name not in known], fields)
+        values = _Variables(cls, {name: ours[name] for name in known})()
+        try:
+            return cls(**values, extra=extra)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
 
     def with_changes(self, **changes: object) -> Settings:
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        """A copy with `changes` applied and checked like the environment's values."""
+        try:
+            return type(self).model_validate({**dict(self), **changes})
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc)) from None
 
     @property
     def secret_keys(self) -> list[bytes]:
         return [key.get_secret_value().encode() for key in self.secret_key]
 
-    def validate(self) -> None:
+    def validate(self) -> None:  # type: ignore[override]  # pydantic v1's deprecated classmethod
         """Refuse to run with missing, short or well-known secrets (security.md §7)."""
         if self.admin_token is None:
             raise ConfigurationError("GATEWAY_ADMIN_TOKEN is not set")
@@ -164,21 +221,42 @@ class Settings:
         return self.dify_max_connections or self.max_concurrent_answers + 100
 
 
-def _convert(key: str, annotation: object, raw: str) -> object:
-    text = str(annotation)
-    if key == "admin_token":
-        return SecretStr(raw) if raw else None
-    if key == "secret_key":
-        return tuple(SecretStr(part) for part in _csv(raw))
-    if text.startswith("tuple"):
-        return _csv(raw)
-    if text == "bool":
-        return _bool(raw)
-    if text == "int":
-        return int(raw)
-    if text == "float":
-        return float(raw)
-    return raw
+class _Variables(EnvSettingsSource):
+    """pydantic-settings' environment source, over a given mapping instead of `os.environ`."""
+
+    def __init__(self, settings_cls: type[BaseSettings], variables: Mapping[str, str]) -> None:
+        self._variables = variables
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._variables, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
+
+
+def _describe(error: ValidationError) -> str:
+    """Each problem as `GATEWAY_NAME: what is wrong`; the value is shown only for numbers and flags."""
+    problems = []
+    for item in error.errors(include_url=False):
+        field = str(item["loc"][0]) if item["loc"] else ""
+        info: FieldInfo | None = Settings.model_fields.get(field)
+        message = item["msg"]
+        if info is not None and info.annotation in (int, float, bool) and isinstance(item.get("input"), str):
+            message += f" (got {item['input'][:40]!r})"
+        problems.append(f"{PREFIX}{field.upper()}: {message}")
+    return "; ".join(problems)
+
+
+def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
+    """Log each variable no installed package declares, with the closest known name if any."""
+    declared = {entry.name.lower() for entry in entry_points(group=SETTINGS_GROUP)}
+    choices = [*fields, *sorted(declared)]
+    for name in sorted(names):
+        key = name[len(PREFIX) :].lower()
+        if key in declared:
+            continue
+        shown = name if _PLAIN_NAME.fullmatch(name) else repr(name)
+        close = difflib.get_close_matches(key, choices, n=1)  # without the prefix, which all share
+        hint = f"; did you mean {PREFIX}{close[0].upper()}?" if close else ""
+        logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
 
 
 def sqlite_path(store_url: str) -> Path | None:

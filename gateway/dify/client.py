@@ -283,26 +283,25 @@ class DifyClient:
         it knows how the call ended: a stream is only a success once its answer completed.
         """
         breaker = self.breakers.get(app.name, app.base_url)
-        number = 0
-        while True:
-            number += 1
+
+        async def once() -> tuple[T, Ticket]:
             ticket = breaker.acquire()
             try:
                 result = await attempt()
             except UpstreamError as error:
                 self.judge(ticket, error)
-                if not self.retry.should_retry(number, error):
-                    raise
-                delay = self.retry.backoff(number, self._rng.random)
-                if anyio.current_time() + delay >= deadline:
-                    raise
-                logger.info("Dify app %r attempt %d failed (%s); retrying in %.2f s", app.name, number, error, delay)
-                await self.clock.sleep(delay)
-                continue
+                raise
             except BaseException:  # cancelled, or the gateway's own limits (Overloaded)
                 ticket.release()
                 raise
             return result, ticket
+
+        def log(number: int, error: UpstreamError, delay: float) -> None:
+            logger.info("Dify app %r attempt %d failed (%s); retrying in %.2f s", app.name, number, error, delay)
+
+        return await self.retry.call(
+            once, sleep=self.clock.sleep, rand=self._rng.random, deadline=deadline, on_retry=log
+        )
 
     @staticmethod
     def judge(ticket: Ticket, error: UpstreamError | None, *, completed: bool = False) -> None:

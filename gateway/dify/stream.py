@@ -36,7 +36,7 @@ from gateway.dify.breaker import Ticket
 from gateway.dify.errors import AnswerCutOff, ConversationNotFound, DifyStreamError, WorkflowFailed
 from gateway.dify.events import DifyEvent, MalformedEvent, PingEvent, parse_event
 from gateway.dify.models import Answer, AskRequest, Delta, DifyApp
-from gateway.dify.sse import ServerSentEvent, SSELineTooLong, SSEStreamDecoder
+from gateway.dify.sse import ServerSentEvent, SSELineTooLong, aiter_sse
 from gateway.exceptions import UpstreamError, UpstreamTimeout
 
 if TYPE_CHECKING:
@@ -49,18 +49,24 @@ _MAX_ERROR_BODY = 64 * 1024
 
 
 class _Upstream:
-    """An open HTTP response plus its SSE decoder, positioned after the first event."""
+    """An open HTTP response and its events (httpx-sse, lines capped), positioned after the first."""
 
-    def __init__(self, response: httpx.Response, decoder: SSEStreamDecoder) -> None:
+    def __init__(self, response: httpx.Response, max_line_length: int) -> None:
         self.response = response
-        self.chunks: AsyncIterator[bytes] = response.aiter_bytes()
-        self.decoder = decoder
+        self.events = aiter_sse(response, max_line_length=max_line_length)
         self.pending: deque[ServerSentEvent] = deque()
+
+    async def next_event(self, app: DifyApp) -> ServerSentEvent | None:
+        """The next event, or None at the end of the stream."""
+        try:
+            return await anext(self.events, None)
+        except SSELineTooLong as exc:
+            raise UpstreamError(f"Dify app '{app.name}' sent an oversized event: {exc}", app=app.name) from exc
 
     async def aclose(self) -> None:
         try:
-            # httpx's aiter_bytes() is an async generator: close it rather than leave it to the GC.
-            await self.chunks.aclose()  # type: ignore[attr-defined]
+            # The events are an async generator: close it rather than leave it to the GC.
+            await self.events.aclose()
         finally:
             await self.response.aclose()
 
@@ -252,17 +258,16 @@ class AnswerStream:
                         upstream_status=200,
                         app=app.name,
                     )
-                upstream = _Upstream(response, SSEStreamDecoder(max_line_length=client.max_event_chars))
-                while not upstream.pending:
-                    chunk = await anext(upstream.chunks, None)
-                    if chunk is None:
-                        raise UpstreamError(
-                            f"Dify app '{app.name}' closed the stream before sending anything",
-                            upstream_status=200,
-                            retryable=True,
-                            app=app.name,
-                        )
-                    upstream.pending.extend(_feed(upstream.decoder, chunk, app))
+                upstream = _Upstream(response, client.max_event_chars)
+                first = await upstream.next_event(app)
+                if first is None:
+                    raise UpstreamError(
+                        f"Dify app '{app.name}' closed the stream before sending anything",
+                        upstream_status=200,
+                        retryable=True,
+                        app=app.name,
+                    )
+                upstream.pending.append(first)
             if scope.cancelled_caught or upstream is None:
                 raise self._deadline_error(app)
             ok = True
@@ -306,25 +311,23 @@ class AnswerStream:
 
     async def _read_more(self, upstream: _Upstream, builder: AnswerBuilder) -> None:
         app = self._app
-        chunk: bytes | None = None
+        sse: ServerSentEvent | None = None
         try:
             with anyio.CancelScope(deadline=self._deadline) as scope:
-                chunk = await anext(upstream.chunks, None)
+                sse = await upstream.next_event(app)
         except httpx.ReadTimeout as exc:
             raise self._fail(self._idle_error()) from exc
         except httpx.TransportError as exc:
             raise self._fail(self._cut_off(builder, f"the connection broke ({type(exc).__name__})")) from exc
         if scope.cancelled_caught:
             raise self._fail(self._deadline_error(app))
-        if chunk is None:
-            if upstream.decoder.close():
-                logger.warning("Dify app %r ended its stream inside an event", app.name)
+        if sse is None:
             if not builder.terminated:
                 # Not marked ended: the task may still run upstream (a proxy cut us), so stop it.
                 raise self._fail(self._cut_off(builder, "the stream closed without a terminator"))
             self._ended = True
             return
-        upstream.pending.extend(_feed(upstream.decoder, chunk, app))
+        upstream.pending.append(sse)
 
     def _fail(self, error: UpstreamError) -> UpstreamError:
         self._judge(error)
@@ -395,13 +398,6 @@ class _DeltaIterator:
                 raise StopAsyncIteration
             self._buffer.extend(item[1])
         return self._buffer.popleft()
-
-
-def _feed(decoder: SSEStreamDecoder, chunk: bytes, app: DifyApp) -> list[ServerSentEvent]:
-    try:
-        return decoder.feed(chunk)
-    except SSELineTooLong as exc:
-        raise UpstreamError(f"Dify app '{app.name}' sent an oversized event: {exc}", app=app.name) from exc
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

@@ -11,6 +11,11 @@ A token is `<random>.<tag>`:
 before any store lookup. The store indexes `digest(token)`, so a leaked database doesn't leak
 live URLs; logs carry `short_hash(token)`. The URL is not authentication: platform signature
 checks still apply.
+
+The signature is the standard library's `hmac` on purpose, not itsdangerous: its `Signer` would
+need a custom truncating algorithm to keep the 16-byte tags (so URLs already handed out stay
+valid), compares decoded bytes (two spellings of one tag would both pass), and brings nothing
+else we use (timestamps, serializers).
 """
 
 from __future__ import annotations

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from gateway.exceptions import ConfigurationError
 from gateway.settings import DEFAULT_STORE, WELL_KNOWN_TOKENS, Settings, bootstrap, sqlite_path
@@ -115,12 +116,64 @@ def test_unknown_gateway_variables_are_kept_in_extra() -> None:
         ("GATEWAY_BODY_TIMEOUT", "soon"),
         ("GATEWAY_LOG_BODIES", "maybe"),
         ("GATEWAY_CALLBACK_ALLOW_HTTP", "2"),
+        ("GATEWAY_BODY_TIMEOUT", "nan"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, raw: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         Settings.from_env({name: raw})
-    assert name in info.value.message
+    assert info.value.message.startswith(f"{name}: ")
+    assert f"(got {raw!r})" in info.value.message
+
+
+def test_building_settings_never_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "1234")
+    assert Settings().port == 8000
+    assert Settings.from_env({}).port == 8000
+
+
+def test_changes_are_checked_like_variables() -> None:
+    assert valid().with_changes(port="9000").port == 9000
+    with pytest.raises(ConfigurationError, match="^GATEWAY_PORT: "):
+        valid().with_changes(port="eighty")
+    with pytest.raises(ConfigurationError, match="GATEWAY_PROT"):
+        valid().with_changes(prot=1)
+
+
+# -- unknown variables ------------------------------------------------------------------------------
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "gateway.settings" and r.levelno == logging.WARNING]
+
+
+def test_a_misspelt_variable_is_a_warning_with_a_suggestion(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "gateway.settings")
+    settings = Settings.from_env({"GATEWAY_WORKRES": "16", "GATEWAY_SECRET_KYE": KEY, "GATEWAY_PORT": "9000"})
+    assert settings.workers == 8  # the typo still changes nothing...
+    assert warnings_of(caplog) == [  # ...but it is said, once per variable, and never with its value
+        "GATEWAY_SECRET_KYE is not a setting of the gateway or of an installed plugin; "
+        "did you mean GATEWAY_SECRET_KEY?",
+        "GATEWAY_WORKRES is not a setting of the gateway or of an installed plugin; did you mean GATEWAY_WORKERS?",
+    ]
+    assert KEY not in caplog.text
+
+
+def test_an_unknown_variable_without_a_close_name(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "gateway.settings")
+    Settings.from_env({"GATEWAY_QWERTYUIOP": "1", "GATEWAY_\nFORGED": "x"})
+    assert warnings_of(caplog) == [
+        "'GATEWAY_\\nFORGED' is not a setting of the gateway or of an installed plugin",
+        "GATEWAY_QWERTYUIOP is not a setting of the gateway or of an installed plugin",
+    ]
+
+
+def test_known_and_declared_variables_are_not_warned_about(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, "gateway.settings")
+    environ = {"GATEWAY_WORKERS": "2", "GATEWAY_DISCORD_BOT_ENDPOINTS": "ep_1", "HOME": "/root", "GATEWAYS": "x"}
+    settings = Settings.from_env(environ)  # the bot's variable is declared in this package's entry points
+    assert settings.extra == {"discord_bot_endpoints": "ep_1"}
+    assert warnings_of(caplog) == []
 
 
 def test_settings_are_frozen_and_changed_by_copy() -> None:
@@ -128,7 +181,7 @@ def test_settings_are_frozen_and_changed_by_copy() -> None:
     changed = settings.with_changes(port=1234)
     assert changed.port == 1234
     assert settings.port == 8000
-    with pytest.raises(AttributeError):
+    with pytest.raises(ValidationError, match="frozen"):
         settings.port = 1  # type: ignore[misc]
 
 
@@ -177,7 +230,15 @@ def test_a_32_character_token_is_enough() -> None:
 
 
 def test_repr_never_shows_the_secrets() -> None:
-    settings = Settings.from_env({"GATEWAY_ADMIN_TOKEN": TOKEN, "GATEWAY_SECRET_KEY": f"{OLD_KEY},{KEY}"})
+    settings = Settings.from_env(
+        {
+            "GATEWAY_ADMIN_TOKEN": TOKEN,
+            "GATEWAY_SECRET_KEY": f"{OLD_KEY},{KEY}",
+            "GATEWAY_STORE": "redis://:hunter2@redis:6379/0",
+        }
+    )
+    for text in (repr(settings), str(settings), f"{settings}"):
+        assert "hunter2" not in text and "redis://***@redis:6379/0" in text
     for text in (repr(settings), str(settings), f"{settings}", repr(settings.secret_key)):
         assert TOKEN not in text
         assert KEY not in text

@@ -1,37 +1,45 @@
-"""The SSE decoder, from an edge-case table (as httpx-sse's tests/test_decoders.py does)."""
+"""SSE decoding (httpx-sse behind our line cap), from an edge-case table under every chunking."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
+import httpx
 import pytest
 
-from gateway.dify.sse import (
-    ServerSentEvent,
-    SSEDecoder,
-    SSELineDecoder,
-    SSELineTooLong,
-    SSEStreamDecoder,
-    aiter_sse,
-)
+from gateway.dify.sse import SSELineTooLong, aiter_sse
 
-E = ServerSentEvent
+pytestmark = pytest.mark.anyio
+
+Event = tuple[str, str, str, int | None]  # event, data, id, retry
+CAP = 1 << 20
 
 
-def decode_all(chunks: list[bytes | str]) -> tuple[list[ServerSentEvent], bool]:
-    decoder = SSEStreamDecoder()
-    events = [event for chunk in chunks for event in decoder.feed(chunk)]
-    return events, decoder.close()
+def E(event: str = "message", data: str = "", id: str = "", retry: int | None = None) -> Event:
+    return (event, data, id, retry)
 
 
-def every_split(data: bytes) -> list[list[bytes | str]]:
+def stream_of(chunks: Iterable[bytes], content_type: str = "text/event-stream") -> httpx.Response:
+    async def body() -> AsyncIterator[bytes]:
+        for chunk in chunks:
+            yield chunk
+
+    return httpx.Response(200, headers={"content-type": content_type}, content=body())
+
+
+async def decode(chunks: Iterable[bytes], *, cap: int = CAP, content_type: str = "text/event-stream") -> list[Event]:
+    events = aiter_sse(stream_of(chunks, content_type), max_line_length=cap)
+    return [(sse.event, sse.data, sse.id, sse.retry) async for sse in events]
+
+
+def every_split(data: bytes) -> list[list[bytes]]:
     """The stream in one chunk, byte by byte, and cut at every position."""
-    cuts: list[list[bytes | str]] = [[data], [data[i : i + 1] for i in range(len(data))]]
+    cuts = [[data], [data[i : i + 1] for i in range(len(data))]]
     cuts += [[data[:i], data[i:]] for i in range(1, len(data))]
     return cuts
 
 
-TABLE: list[tuple[str, bytes, list[ServerSentEvent]]] = [
+TABLE: list[tuple[str, bytes, list[Event]]] = [
     ("empty input", b"", []),
     ("only blank lines", b"\n\n\r\n\r", []),
     ("one event", b"data: hello\n\n", [E(data="hello")]),
@@ -56,12 +64,16 @@ TABLE: list[tuple[str, bytes, list[ServerSentEvent]]] = [
     ("id reset by bare id", b"id: 1\ndata: a\n\nid\ndata: b\n\n", [E(data="a", id="1"), E(data="b")]),
     ("id with NUL ignored", b"data: a\nid: 12\x003\n\n", [E(data="a")]),
     ("retry", b"retry: 1000\ndata: a\n\n", [E(data="a", retry=1000)]),
-    ("retry not digits", b"retry: 10a\ndata: a\n\nretry: +5\ndata: b\n\n", [E(data="a"), E(data="b")]),
-    ("retry non-ascii digits", "retry: ١٢\ndata: a\n\n".encode(), [E(data="a")]),
-    ("id/retry alone dispatch nothing", b"id: 7\nretry: 5\n\n", []),
+    # httpx-sse reads retry with int() (WHATWG: ASCII digits only); Dify sends no retry field.
+    ("retry not a number", b"retry: 10a\ndata: a\n\nretry: +5\ndata: b\n\n", [E(data="a"), E(data="b", retry=5)]),
+    # httpx-sse dispatches an id/retry-only block (WHATWG does not); Dify sends neither field.
+    ("id/retry alone", b"id: 7\nretry: 5\n\n", [E(id="7", retry=5)]),
     ("unknown field", b"something: else\n\n", []),
     ("leading BOM dropped", b"\xef\xbb\xbfdata: a\n\n", [E(data="a")]),
     ("event reset between blocks", b"event: x\ndata: 1\n\ndata: 2\n\n", [E("x", "1"), E(data="2")]),
+    ("unterminated block discarded", b"data: a\n\ndata: b\n", [E(data="a")]),
+    ("unterminated line discarded", b"data: a\n\ndata: cut", [E(data="a")]),
+    ("broken UTF-8 becomes U+FFFD", b"data: \xc3(\n\n", [E(data="\ufffd(")]),
     (
         "dify message",
         b'data: {"event": "message", "answer": "Hi"}\n\n',
@@ -71,88 +83,70 @@ TABLE: list[tuple[str, bytes, list[ServerSentEvent]]] = [
 
 
 @pytest.mark.parametrize(("stream", "expected"), [(s, e) for _, s, e in TABLE], ids=[n for n, _, _ in TABLE])
-def test_table_under_every_chunking(stream: bytes, expected: list[ServerSentEvent]) -> None:
+async def test_table_under_every_chunking(stream: bytes, expected: list[Event]) -> None:
     for chunks in every_split(stream):
-        events, discarded = decode_all(chunks)
-        assert events == expected, chunks
-        assert discarded is False
+        assert await decode(chunks) == expected, chunks
 
 
-def test_str_chunks_are_accepted() -> None:
-    assert decode_all(["data: a\r", "\ndata: b\n", "\n"]) == ([E(data="a\nb")], False)
+async def test_empty_chunks_change_nothing() -> None:
+    assert await decode([b"", b"data: a\r", b"", b"\n", b"", b"\n"]) == [E(data="a")]
+
+
+async def test_bom_only_stripped_at_start() -> None:
+    assert await decode([b"data: a\n\n", "\ufeffdata: b\n\n".encode()]) == [E(data="a")]
+
+
+async def test_text_is_utf8_whatever_the_charset_says() -> None:
+    chunks = ["data: héllo\n\n".encode()]
+    assert await decode(chunks, content_type="text/event-stream; charset=latin-1") == [E(data="héllo")]
+
+
+# -- the line cap ------------------------------------------------------------------------------------
+
+
+async def test_lines_up_to_the_cap_pass() -> None:
+    assert await decode([b"data: 12\n", b"\n"], cap=8) == [E(data="12")]
+    assert await decode([b"data: 12\r", b"\n\r\n"], cap=8) == [E(data="12")]  # a CRLF split in two
+    assert await decode([b"data: \xc3\xa9\xc3\xa9\n\n"], cap=8) == [E(data="éé")]  # characters, not bytes
 
 
 @pytest.mark.parametrize(
-    ("stream", "discarded"),
+    "chunks",
     [
-        (b"data: unterminated", True),  # no line ending at all
-        (b"data: a\n", True),  # line ended, blank line missing
-        (b"data: a\n\ndata: b\n", True),
-        (b"event: ping\n", True),
-        (b": comment", False),
-        (b"id: 3\n", False),
+        [b"data: 123\n\n"],  # one chunk
+        [b"data", b": 12", b"3\n\n"],  # the line grows over several chunks
+        [b"data: 1\ndata: 123\ndata: 1\n\n"],  # hidden in the middle of a chunk
+        [b"data: 1\n\ndata", b": 123"],  # the tail after the last line ending grows
+        [b"data: 123"],  # the line never ends
     ],
 )
-def test_stream_ending_without_blank_line_discards_the_block(stream: bytes, discarded: bool) -> None:
-    for chunks in every_split(stream):
-        events, was_discarded = decode_all(chunks)
-        assert was_discarded is discarded
-        assert events == ([E(data="a")] if stream.startswith(b"data: a\n\n") else [])
+async def test_a_line_over_the_cap_raises(chunks: list[bytes]) -> None:
+    with pytest.raises(SSELineTooLong, match="exceeded 8 characters"):
+        await decode(chunks, cap=8)
 
 
-def test_lone_cr_line_is_emitted_immediately() -> None:
-    lines = SSELineDecoder()
-    assert lines.decode(b"data: a\r") == ["data: a"]  # no waiting for a possible "\n"
-    assert lines.decode(b"\n") == []  # the LF completes the same CRLF
-    assert lines.decode(b"\r") == [""]
-    assert lines.decode(b"\r\n") == [""]
-    assert lines.flush() == []
+async def test_a_line_that_never_ends_is_cut_off_early() -> None:
+    """A hostile upstream streaming one endless line costs at most the cap plus a chunk."""
+    read = 0
 
+    def endless() -> Iterable[bytes]:
+        nonlocal read
+        yield b"data: ok\n\n"
+        while True:
+            read += 1
+            yield b"x" * 1000
 
-def test_line_decoder_flush_returns_partial_line_and_utf8_tail() -> None:
-    lines = SSELineDecoder()
-    assert lines.decode("data: é".encode()[:-1]) == []  # half of "é" is held back
-    assert lines.flush() == ["data: \ufffd"]  # an incomplete character at EOF becomes U+FFFD
-    assert lines.flush() == []
-
-
-def test_empty_chunks_change_nothing() -> None:
-    lines = SSELineDecoder()
-    assert lines.decode(b"") == []
-    assert lines.decode(b"a\r") == ["a"]
-    assert lines.decode(b"") == []
-    assert lines.decode("\n") == []  # the skipped LF survives an empty chunk in between
-
-
-def test_bom_only_stripped_at_start() -> None:
-    assert decode_all([b"data: a\n\n", "\ufeffdata: b\n\n"]) == ([E(data="a")], False)
-
-
-def test_line_length_cap() -> None:
-    lines = SSELineDecoder(max_line_length=8)
-    assert lines.decode(b"data: 12\n") == ["data: 12"]
-    lines.decode(b"data")
+    events = aiter_sse(stream_of(endless()), max_line_length=10_000)
+    assert (await anext(events)).data == "ok"
     with pytest.raises(SSELineTooLong):
-        lines.decode(b": 12345")
-    with pytest.raises(SSELineTooLong):
-        SSEStreamDecoder(max_line_length=4).feed(b"data: toolong")
+        await anext(events)
+    assert read == 11
 
 
-def test_decoder_last_event_id_and_pending() -> None:
-    decoder = SSEDecoder()
-    assert decoder.decode("id: 9") is None
-    assert decoder.last_event_id == "9"
-    assert decoder.pending is False
-    decoder.decode("data: x")
-    assert decoder.pending is True
-    assert decoder.decode("") == E(data="x", id="9")
-    assert decoder.pending is False
-
-
-@pytest.mark.anyio
-async def test_aiter_sse() -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        yield b"data: a\r\n"
-        yield b"\r\nevent: ping\r\n\r\ndata: cut"
-
-    assert [event async for event in aiter_sse(chunks())] == [E(data="a"), E("ping")]
+async def test_closing_early_closes_the_response() -> None:
+    response = stream_of([b"data: 1\n\n", b"data: 2\n\n"])
+    events = aiter_sse(response, max_line_length=CAP)
+    assert (await anext(events)).data == "1"
+    await events.aclose()
+    await response.aclose()
+    assert response.is_closed

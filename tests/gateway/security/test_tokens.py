@@ -53,6 +53,19 @@ def test_rotation_signs_with_newest_and_accepts_any() -> None:
     assert not old_only.is_authentic(fresh)
 
 
+# Minted by the scheme as first released (HMAC-SHA256 under HKDF(OLD), 16 bytes, base64url): URLs
+# handed out since must keep working, whatever implements the signature.
+RELEASED_TOKEN = "Zm9yLXRoZS1yZWNvcmQtMTIz.HZxNst_aSd76rRJZkPdHfg"
+
+
+def test_tokens_minted_by_the_released_scheme_still_verify() -> None:
+    assert EndpointTokens([OLD]).is_authentic(RELEASED_TOKEN)
+    assert EndpointTokens([OLD, NEW]).is_authentic(RELEASED_TOKEN)
+    assert not EndpointTokens([OLD, NEW]).signed_with_newest(RELEASED_TOKEN)
+    assert not EndpointTokens([NEW]).is_authentic(RELEASED_TOKEN)
+    assert not EndpointTokens([OLD]).is_authentic(RELEASED_TOKEN[:-1] + "h")  # one character off
+
+
 def test_forged_and_foreign_tokens_rejected(tokens: EndpointTokens) -> None:
     foreign = EndpointTokens([b"x" * 32]).mint()
     assert not tokens.is_authentic(foreign)
