@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from tests.endpoints.openai.stack import FAST, Stack, openai_stack
+from tests.support.gateway import admin_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -194,3 +195,19 @@ async def test_a_history_with_inline_images_continues_its_conversation(stack: St
     first_body, second_body = await stack.generation_bodies()
     assert second_body["conversation_id"] and "files" not in second_body
     assert "base64" not in second_body["query"]  # never the data itself in a query
+
+
+async def test_a_call_with_uploaded_files_never_goes_to_the_fallback_app(tmp_path: Path) -> None:
+    broken = dataclasses.replace(FILES, fault="400")  # every answer fails before streaming
+    async with openai_stack(tmp_path, {"support": broken, "backup": FILES}) as stack:
+        changed = await stack.http.patch(
+            f"{stack.gateway}/admin/api/apps/support", json={"fallback": "backup"}, headers=admin_headers()
+        )
+        assert changed.status_code == 200, changed.text
+        async with stack.client() as client:
+            plain = await client.chat.completions.create(model="support", messages=look())
+            assert plain.choices[0].message.content == "You said: what is this"  # the fallback answered
+            with pytest.raises(openai.InternalServerError):  # it can't see a file uploaded to another app
+                await client.chat.completions.create(model="support", messages=look(image(data_url("image/png", PNG))))
+        asked, primary = await stack.generation_bodies("backup"), await stack.stats("support")
+    assert len(asked) == 1 and "files" not in asked[0] and len(primary["uploads"]) == 1
