@@ -35,6 +35,8 @@ from gateway.storage.base import Store
 __all__ = ["Bridge"]
 
 _CODE = re.compile(r"[a-z_]{1,64}")  # a Dify error code worth repeating (never its message)
+# RFC 6838 type/subtype names: a media type goes into a multipart header of the upload as it is.
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
 
 
 class Bridge:
@@ -152,6 +154,10 @@ class Bridge:
     async def upload(
         self, content: bytes, *, name: str, mime_type: str, user: str, app: str | None = None
     ) -> UploadedFile:
+        if not _MEDIA_TYPE.fullmatch(mime_type):
+            raise BadRequest(f"{mime_type[:60]!r} is not a media type (type/subtype)")
+        if not 0 < len(name) <= 255 or any(ord(c) < 32 for c in name):
+            raise BadRequest("a file name needs 1 to 255 printable characters")
         record = await self._described(self._record(app))
         kind = file_type(name, mime_type)
         extension = name.rsplit(".", 1)[-1] if "." in name else ""

@@ -87,13 +87,9 @@ def _inline(url: str) -> bool:
 
 
 def _data_url(url: str, param: str) -> str:
-    header, comma, _ = url.partition(",")
-    if not comma:
+    if "," not in url:
         raise _bad("a data: URL needs a comma before its data (data:<type>;base64,<data>)", param)
-    mime = header[5:].split(";", 1)[0].strip()
-    if mime and "/" not in mime:
-        raise _bad(f"the data: URL has no valid media type ({mime[:40]!r})", param)
-    return url
+    return url  # its media type is checked by the upload (`ctx.apps.upload`)
 
 
 def image_part(value: Any, param: str) -> Attachment:

@@ -211,3 +211,14 @@ async def test_a_call_with_uploaded_files_never_goes_to_the_fallback_app(tmp_pat
                 await client.chat.completions.create(model="support", messages=look(image(data_url("image/png", PNG))))
         asked, primary = await stack.generation_bodies("backup"), await stack.stats("support")
     assert len(asked) == 1 and "files" not in asked[0] and len(primary["uploads"]) == 1
+
+
+async def test_a_media_type_that_could_forge_multipart_headers_is_refused(stack: Stack) -> None:
+    forged = 'data:image/png\r\nContent-Disposition: form-data; name="user"\r\n\r\nvictim;base64,' + "iVBORw0KGgo="
+    async with stack.client() as client:
+        for url in (forged, "data:png;base64,iVBORw0KGgo="):
+            with pytest.raises(openai.BadRequestError) as caught:
+                await client.chat.completions.create(model="support", messages=look(image(url)))
+            assert "is not a media type" in caught.value.message
+            assert caught.value.param == "messages[0].content[1].image_url"
+    assert await uploads(stack) == []
