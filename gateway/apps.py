@@ -1,9 +1,10 @@
 """Dify apps registered with the gateway: a name, an API base URL, an app key (secret) and a mode.
 
-A record also keeps what the app's `GET /parameters` says about its input form and output
-moderation (`gateway.appform`), read when the app is added with mode detection, checked or given a
-new key, so requests need no extra call. Records that don't know it yet (added with an explicit
-mode while Dify was out of reach, or before this was kept) read it on first need (`described`).
+A record also keeps what the app's `GET /parameters` says about its input form, output
+moderation and the files it accepts (`gateway.appform`), read when the app is added with mode
+detection, checked or given a new key, so requests need no extra call. Records that don't know
+it yet (added with an explicit mode while Dify was out of reach, or before this was kept) read
+it on first need (`described`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.appform import InputField, output_moderation, parse_form
+from gateway.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
 from gateway.security.crypto import MASK, SecretBox
@@ -106,11 +107,12 @@ class AppRecord:
     fallback: str | None = None
     inputs: tuple[InputField, ...] | None = None  # the input form; None: not read yet
     output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
+    files: FileUpload | None = None  # the files the app accepts; None: not read yet
 
     @property
     def described(self) -> bool:
-        """Whether the app's `GET /parameters` was read."""
-        return self.inputs is not None
+        """Whether the app's `GET /parameters` was read (records kept before files were read count as not)."""
+        return self.inputs is not None and self.files is not None
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -123,13 +125,19 @@ class AppRecord:
             "fallback": self.fallback,
             "inputs": None if self.inputs is None else [field.to_doc() for field in self.inputs],
             "output_moderation": self.output_moderation,
+            "files": None if self.files is None else self.files.to_doc(),
         }
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> AppRecord:
         values = dict(doc)
         inputs = values.pop("inputs", None)
-        return cls(**values, inputs=None if inputs is None else tuple(InputField.from_doc(i) for i in inputs))
+        files = values.pop("files", None)
+        return cls(
+            **values,
+            inputs=None if inputs is None else tuple(InputField.from_doc(i) for i in inputs),
+            files=None if files is None else FileUpload.from_doc(files),
+        )
 
 
 class AppService:
@@ -187,6 +195,7 @@ class AppService:
             fallback=fallback,
             inputs=None if moved else record.inputs,
             output_moderation=None if moved else record.output_moderation,
+            files=None if moved else record.files,
         )
         if moved and not change.mode:
             updated = await self._with_parameters(updated, key, strict=False)
@@ -237,8 +246,8 @@ class AppService:
     async def check(self, name: str) -> dict[str, Any]:
         """Call the app's `GET /info` with its key: proves the key works. Returns the info.
 
-        Also reads `GET /parameters` again and keeps the input form and moderation flag (run it
-        after changing the app's inputs or moderation in Dify)."""
+        Also reads `GET /parameters` again and keeps the input form, moderation flag and file
+        settings (run it after changing the app's inputs, moderation or file upload in Dify)."""
         record = await self.get(name)
         key = self.api_key(record)
         info = await self._info(record.name, record.base_url, key)
@@ -247,7 +256,7 @@ class AppService:
         return info
 
     async def described(self, record: AppRecord) -> AppRecord:
-        """`record` with its input form and moderation flag, read from Dify now if it lacks them.
+        """`record` with its input form, moderation flag and file settings, read from Dify now if it lacks them.
 
         A failed read is logged and leaves the record as it is (asked again after
         `PARAMETERS_RETRY_SECONDS`): the request goes on, and Dify says what is missing."""
@@ -294,6 +303,7 @@ class AppService:
             "fallback": record.fallback,
             "inputs": None if record.inputs is None else [field.to_doc() for field in record.inputs],
             "output_moderation": record.output_moderation,
+            "files": None if record.files is None else record.files.to_doc(),
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }
@@ -344,6 +354,7 @@ class AppService:
             record,
             inputs=parse_form(body.get("user_input_form")),
             output_moderation=output_moderation(body.get("sensitive_word_avoidance")),
+            files=file_upload(body),
         )
 
     async def _store_parameters(self, described: AppRecord) -> None:
@@ -351,7 +362,8 @@ class AppService:
         current = await self._store.doc_get(COLLECTION, described.name)
         if current is None or (current["api_key"], current["base_url"]) != (described.api_key, described.base_url):
             return
-        doc = {**current, "inputs": described.to_doc()["inputs"], "output_moderation": described.output_moderation}
+        kept = described.to_doc()
+        doc = {**current, **{name: kept[name] for name in ("inputs", "output_moderation", "files")}}
         await self._store.doc_put(COLLECTION, described.name, doc)
         self._cache.clear()
         self._parameters_failed.pop(described.name, None)

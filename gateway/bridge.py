@@ -7,6 +7,10 @@ next call, and only one answer per conversation runs at a time.
 Workflow and Completion apps have no `query`: the text goes into the input variable named by the
 endpoint's `query_input` setting, else the app's own text input (`gateway.appform`), here, so no
 plugin has to know about app modes.
+
+Files go up with `upload` under the answer's user, checked against the app's file settings
+(kept on its record, `gateway.appform.FileUpload`) before any byte is sent; Dify's refusals
+become the caller's errors (400/413/415), not the app's failure.
 """
 
 from __future__ import annotations
@@ -14,20 +18,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.appform import INPUT_MODES, query_input_for
+from gateway.appform import INPUT_MODES, file_type, query_input_for
 from gateway.apps import AppRecord
 from gateway.conversations import ConversationLocks, ConversationMap
 from gateway.dify.client import DifyClient
 from gateway.dify.models import Answer, AskRequest, DifyApp
 from gateway.dify.stream import AnswerStream
-from gateway.exceptions import NotFound
-from gateway.plugin import AppInfo
+from gateway.exceptions import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamError
+from gateway.plugin import AppInfo, UploadedFile
 from gateway.storage.base import Store
 
 __all__ = ["Bridge"]
+
+_CODE = re.compile(r"[a-z_]{1,64}")  # a Dify error code worth repeating (never its message)
+# RFC 6838 type/subtype names: a media type goes into a multipart header of the upload as it is.
+_MEDIA_TYPE = re.compile(r"[a-z0-9][a-z0-9!#$&^_.+-]{0,126}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}", re.IGNORECASE)
 
 
 class Bridge:
@@ -58,7 +67,9 @@ class Bridge:
 
     def _info(self, record: AppRecord) -> AppInfo:
         query_input = query_input_for(record.inputs, self._query_input) if record.mode in INPUT_MODES else None
-        return AppInfo(record.name, record.mode, record.base_url, query_input, bool(record.output_moderation))
+        return AppInfo(
+            record.name, record.mode, record.base_url, query_input, bool(record.output_moderation), record.files
+        )
 
     async def _described(self, record: AppRecord) -> AppRecord:
         if record.described or self._describe is None:
@@ -94,7 +105,9 @@ class Bridge:
         app: str | None = None,
     ) -> AsyncIterator[AnswerStream]:
         record = self._record(app)
-        fallback = self._fallbacks.get(record.name)
+        # Uploaded files belong to this app's Dify user: another app can't see them.
+        uploaded = any(item.get("transfer_method") == "local_file" for item in files)
+        fallback = None if uploaded else self._fallbacks.get(record.name)
         fields = dict(inputs or {})
         for target in (record, fallback):
             if target is not None and target.mode in INPUT_MODES and query:
@@ -138,6 +151,36 @@ class Bridge:
         ) as stream:
             return await stream.collect()
 
+    async def upload(
+        self, content: bytes, *, name: str, mime_type: str, user: str, app: str | None = None
+    ) -> UploadedFile:
+        if not _MEDIA_TYPE.fullmatch(mime_type):
+            raise BadRequest(f"{mime_type[:60]!r} is not a media type (type/subtype)")
+        if not 0 < len(name) <= 255 or any(ord(c) < 32 for c in name):
+            raise BadRequest("a file name needs 1 to 255 printable characters")
+        record = await self._described(self._record(app))
+        kind = file_type(name, mime_type)
+        extension = name.rsplit(".", 1)[-1] if "." in name else ""
+        label = mime_type or "untyped"
+        if record.files is not None:
+            kind = record.files.check(
+                record.name, kind=kind, label=label, extension=extension, method="local_file", size=len(content)
+            )
+        try:
+            body = await self._dify.upload(
+                self._to_dify(record), user=user, name=name, content=content, mime_type=mime_type
+            )
+        except UpstreamError as exc:
+            raise _refusal(exc, record.name, label) from None
+        size = body.get("size")
+        return UploadedFile(
+            id=body["id"],
+            name=name,
+            size=size if isinstance(size, int) else len(content),
+            mime_type=mime_type,
+            type=kind or "custom",
+        )
+
     async def reset(self, conversation_key: str, *, user: str | None = None, app: str | None = None) -> None:
         names = [self._record(app).name] if app else list(self._records)
         for name in names:
@@ -161,3 +204,17 @@ class Bridge:
 
     def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> AnswerStream:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)
+
+
+def _refusal(exc: UpstreamError, app: str, label: str) -> Exception:
+    """Dify's answer to an upload as the caller's error when it is about the file (dify-api.md §2.6)."""
+    if exc.upstream_status == 413:
+        return PayloadTooLarge(f"the {label} file is larger than app {app!r} accepts")
+    if exc.upstream_status == 415:
+        return UnsupportedMediaType(f"app {app!r} does not accept {label} files")
+    if exc.upstream_status == 403:
+        return BadRequest(f"app {app!r} does not accept files (file upload is off in its Dify settings)")
+    if exc.upstream_status == 400:
+        code = exc.upstream_code if exc.upstream_code and _CODE.fullmatch(exc.upstream_code) else "bad request"
+        return BadRequest(f"app {app!r} refused the {label} file ({code})")
+    return exc

@@ -61,6 +61,7 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field
 
+from gateway.appform import FileUpload, file_type
 from gateway.boundedjson import loads as bounded_loads
 from gateway.chat import (
     FENCE,
@@ -102,9 +103,11 @@ from gateway.exceptions import (
     GatewayError,
     NotFound,
     Overloaded,
+    PayloadTooLarge,
     PermissionDenied,
     RateLimited,
     Unauthorized,
+    UnsupportedMediaType,
     UpstreamError,
 )
 from gateway.security.signatures import (
@@ -157,6 +160,7 @@ __all__ = [
     "EndpointInfo",
     "FENCE",
     "Fence",
+    "FileUpload",
     "GatewayError",
     "Handler",
     "Handover",
@@ -176,6 +180,7 @@ __all__ = [
     "NativeStream",
     "NotFound",
     "Overloaded",
+    "PayloadTooLarge",
     "Permission",
     "PermissionDenied",
     "Plugin",
@@ -192,6 +197,8 @@ __all__ = [
     "StreamUnavailable",
     "Structured",
     "Unauthorized",
+    "UnsupportedMediaType",
+    "UploadedFile",
     "UpstreamError",
     "Verdict",
     "Verifier",
@@ -204,6 +211,7 @@ __all__ = [
     "enforce",
     "extract_json",
     "failure_code",
+    "file_type",
     "last_break",
     "new_webhook_secret",
     "open_fence",
@@ -416,8 +424,9 @@ class AppInfo:
     given to `Apps.ask`/`Apps.stream` (the endpoint's `query_input` setting, else the app's text
     input); None for chat apps. `output_moderation`: Dify moderates the app's output, so a
     streamed answer may be replaced at its end (`replace` delta): buffer it before showing it
-    where shown text can't be taken back. Both are known once the app's form was read (see
-    `Apps.describe`).
+    where shown text can't be taken back. `files`: the files the app accepts (`FileUpload.check`
+    tells whether one goes and as which Dify type); None while not known. All three are known
+    once the app's `GET /parameters` was read (see `Apps.describe`).
     """
 
     name: str
@@ -425,6 +434,22 @@ class AppInfo:
     base_url: str
     query_input: str | None = None
     output_moderation: bool = False
+    files: FileUpload | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedFile:
+    """A file uploaded to a Dify app (`Apps.upload`); pass `as_input()` in `files=` of `ask`/`stream`
+    under the same `user` that uploaded it (Dify refuses it for anyone else)."""
+
+    id: str
+    name: str
+    size: int
+    mime_type: str
+    type: str  # Dify's file type: image, document, audio, video or custom
+
+    def as_input(self) -> dict[str, str]:
+        return {"type": self.type, "transfer_method": "local_file", "upload_file_id": self.id}
 
 
 def query_input_setting() -> Any:
@@ -579,7 +604,18 @@ class Apps(Protocol):
         ...
 
     async def describe(self, name: str | None = None) -> AppInfo:
-        """Like `get`, after reading the app's input form and moderation from Dify if not known yet."""
+        """Like `get`, after reading the app's input form, moderation and file settings from Dify if not known yet."""
+        ...
+
+    async def upload(
+        self, content: bytes, *, name: str, mime_type: str, user: str, app: str | None = None
+    ) -> UploadedFile:
+        """Upload a file to the app (`POST /files/upload`) under `user`, the user of the answer that uses it.
+
+        Checked first against what the app accepts (`AppInfo.files`): `BadRequest` when it takes
+        no files (or only by URL), `UnsupportedMediaType` naming a type it refuses,
+        `PayloadTooLarge` past its size limit; Dify's own refusals raise the same.
+        A call with uploaded files is not passed to the app's fallback (it can't see them)."""
         ...
 
     def stream(

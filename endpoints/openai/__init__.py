@@ -12,8 +12,9 @@ Give a client the base URL `{endpoint URL}/v1` and an API key of the endpoint:
 Requests authenticate with `Authorization: Bearer <key>` only. The first key is generated when
 the endpoint is created and shown once; `dify-gateway openai add-key|revoke-key|list-keys`
 manage more (keys are stored as SHA-256 hashes, see `keys.py`). Errors are OpenAI error
-objects. How messages become Dify calls: `translate.plan_call`; how turns continue one Dify
-conversation: `threads.py`; the broadcast model: `broadcast.py`.
+objects. How messages become Dify calls: `translate.plan_call`; images and files (uploaded to the
+app when inline): `files.py`; how turns continue one Dify conversation: `threads.py`; the
+broadcast model: `broadcast.py`.
 """
 
 from __future__ import annotations

@@ -68,7 +68,10 @@ class _Result:
 async def _ask(ctx: Context, call: Call, app: str, thread: Thread) -> _Result:
     mode = ctx.apps.get(app).mode
     chat = mode not in INPUT_MODES
-    dify = call.plan(thread if chat else None)
+    try:
+        dify = await call.plan(ctx, app, thread if chat else None)
+    except OpenAIError as exc:  # the app can't take the request's files: the others may
+        return _Result(app, None, None, exc)
     try:
         answer = await ctx.apps.ask(
             dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if chat else None, app=app)

@@ -16,11 +16,13 @@ app with output moderation (`sensitive_word_avoidance`): Dify may replace it at 
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from endpoints.openai.errors import from_exception, json_response
+from endpoints.openai.files import dify_files
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
 from endpoints.openai.settings import OpenAISettings
@@ -67,8 +69,11 @@ class Call:
             hold=hold,
         )
 
-    def plan(self, thread: Thread | None) -> DifyCall:
-        return plan_call(self.request, first_turn=thread is None or thread.new, system_input=self.settings.system_input)
+    async def plan(self, ctx: Context, app: str, thread: Thread | None) -> DifyCall:
+        """The Dify call to `app`, with the last message's files uploaded to it (or checked, for URLs)."""
+        call = plan_call(self.request, first_turn=thread is None or thread.new, system_input=self.settings.system_input)
+        files = await dify_files(ctx, app, call.attachments, user=self.user, settings=self.settings)
+        return dataclasses.replace(call, files=files)
 
 
 def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
@@ -81,7 +86,7 @@ async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
     info = await ctx.apps.describe(app)
     # Workflow and completion apps have no conversations: nothing to continue.
     thread = None if info.mode in INPUT_MODES else await find_thread(ctx.storage, request, call.key.id, call.user)
-    dify = call.plan(thread)
+    dify = await call.plan(ctx, app, thread)
     if request.stream:
         # A chosen workflow output may differ from the streamed text, and a moderated answer may
         # be replaced at its end: either is sent whole.

@@ -104,7 +104,7 @@ async def complete_text(ctx: Context, request: ChatRequest, key: KeyInfo, create
     settings: OpenAISettings = ctx.settings
     user = dify_user(key.id, request.user)
     mode = ctx.apps.get(request.model).mode
-    dify = Call(request, key, user, created, settings).plan(None)
+    dify = await Call(request, key, user, created, settings).plan(ctx, request.model, None)
     args = dify.ask_args(user=user, conversation_key=None, app=request.model)
     completion_id = "cmpl-" + secrets.token_hex(12)
     if request.stream:

@@ -1,7 +1,8 @@
 """`POST /v1/responses` and `GET /v1/responses/{id}`: OpenAI's Responses API against one Dify app.
 
 Request: `input` (a string, or message items whose content is a string or `input_text` /
-`output_text` / `input_image` parts), `instructions` (a system message), `stream`, `store`
+`output_text` / `input_image` / `input_file` parts: images and files as in `files.py`, uploaded to
+the app when inline), `instructions` (a system message), `stream`, `store`
 (default true), `previous_response_id`, `reasoning.summary`, `text.format` (enforced structured
 output, `structured.py`), `user`, `metadata`; sampling fields are accepted and ignored like on
 chat completions. Tools other than none, `background` and tool items in `input` are 400s naming
@@ -28,10 +29,10 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from endpoints.openai.chat import Call, dify_user
 from endpoints.openai.errors import OpenAIError, json_response
+from endpoints.openai.files import Attachment, file_part, image_part
 from endpoints.openai.formats import OutputFormat, text_format
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
@@ -48,6 +49,7 @@ from endpoints.openai.translate import (
     Message,
     answer_reasoning,
     answer_text,
+    optional,
     usage_dict,
 )
 from gateway.plugin import Context, Response
@@ -79,34 +81,37 @@ class ResponsesRequest:
         return bool(self.reasoning and self.reasoning.get("summary"))
 
 
-def _image(part: dict[str, Any], param: str) -> str:
-    url = part.get("image_url")
-    if not isinstance(url, str):
-        raise _bad("input_image needs an image_url (file_id is not supported)", f"{param}.image_url")
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise _bad("image_url must be an http(s) URL", f"{param}.image_url")
-    return url
+def _image(part: dict[str, Any], param: str) -> Attachment:
+    if part.get("image_url") is None and part.get("file_id") is not None:
+        raise _bad(
+            "file_id is not supported (no Files API here): send the image as image_url (an https or data: URL)",
+            f"{param}.file_id",
+            "unsupported_parameter",
+        )
+    return image_part(part.get("image_url"), f"{param}.image_url")
 
 
-def _content(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
+def _content(content: Any, param: str) -> tuple[str, tuple[Attachment, ...]]:
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
         raise _bad("content must be a string or an array of content parts", param)
-    texts, images = [], []
+    texts: list[str] = []
+    files: list[Attachment] = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind in TEXT_PARTS and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "input_image":
-            images.append(_image(part, where))
-        elif kind in ("input_file", "input_audio"):
-            raise _bad(f"{kind} parts are not supported by this gateway", f"{where}.type", "unsupported_content_type")
+            files.append(_image(part, where))
+        elif kind == "input_file":
+            files.append(file_part(part, where))
+        elif kind == "input_audio":
+            raise _bad("input_audio parts are not supported here", f"{where}.type", "unsupported_content_type")
         else:
-            raise _bad("content parts must be input_text, output_text or input_image", f"{where}.type")
-    return "\n".join(texts), tuple(images)
+            raise _bad("content parts must be input_text, output_text, input_image or input_file", f"{where}.type")
+    return "\n".join(texts), tuple(files)
 
 
 def _input(value: Any) -> list[Message]:
@@ -127,8 +132,8 @@ def _input(value: Any) -> list[Message]:
         role = item.get("role")
         if role not in ROLES:
             raise _bad(f"role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
-        text, images = _content(item.get("content"), f"{where}.content")
-        messages.append(Message(role, text, images))
+        text, files = _content(item.get("content"), f"{where}.content")
+        messages.append(Message(role, text, files))
     if not messages or messages[-1].role != "user":
         raise _bad("the last input item must be a user message", "input")
     return messages
@@ -148,13 +153,6 @@ def _unsupported(body: Mapping[str, Any]) -> None:
         raise _bad("stored prompts are not supported", "prompt", "unsupported_parameter")
 
 
-def _typed(body: Mapping[str, Any], name: str, kind: type, what: str) -> Any:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)):
-        raise _bad(f"{name} must be {what}", name)
-    return value
-
-
 def parse_responses_request(body: Any) -> ResponsesRequest:
     """Validate a `POST /v1/responses` body (400s name the offending parameter)."""
     if not isinstance(body, dict):
@@ -163,30 +161,30 @@ def parse_responses_request(body: Any) -> ResponsesRequest:
     if not isinstance(model, str) or not model:
         raise _bad("you must provide a model parameter", "model")
     _unsupported(body)
-    instructions = _typed(body, "instructions", str, "a string")
+    instructions = optional(body, "instructions", str, "a string")
     messages = _input(body.get("input"))
     if instructions:
         messages.insert(0, Message("system", instructions))
-    user = _typed(body, "user", str, "a string")
+    user = optional(body, "user", str, "a string")
     if user is not None and len(user) > MAX_USER:
         raise _bad(f"user must be at most {MAX_USER} characters", "user")
-    previous = _typed(body, "previous_response_id", str, "a string")
-    store = _typed(body, "store", bool, "a boolean")
+    previous = optional(body, "previous_response_id", str, "a string")
+    store = optional(body, "store", bool, "a boolean")
     chat = ChatRequest(
         model=model,
         messages=tuple(messages),
-        stream=bool(_typed(body, "stream", bool, "a boolean")),
+        stream=bool(optional(body, "stream", bool, "a boolean")),
         user=user or None,
-        inputs=_typed(body, "inputs", dict, "an object") or {},
+        inputs=optional(body, "inputs", dict, "an object") or {},
     )
     return ResponsesRequest(
         chat=chat,
         instructions=instructions,
         previous_response_id=previous,
         store=store is not False,
-        reasoning=_typed(body, "reasoning", dict, "an object"),
+        reasoning=optional(body, "reasoning", dict, "an object"),
         format=text_format(body),
-        metadata=_typed(body, "metadata", dict, "an object") or {},
+        metadata=optional(body, "metadata", dict, "an object") or {},
     )
 
 
@@ -442,7 +440,7 @@ async def create_response(ctx: Context, req: ResponsesRequest, key: KeyInfo, cre
     mode = ctx.apps.get(app).mode
     thread = await _thread(ctx, req, key, user, mode)
     call = Call(chat, key, user, created, settings)
-    dify = call.plan(thread)
+    dify = await call.plan(ctx, app, thread)
     shell = _Shell("resp_" + secrets.token_hex(24), created, req, chat.user)
     turn = _Turn(ctx, req, key, user, app, thread, dify, shell)
     headers = [("x-conversation-id", thread.id)] if thread else []

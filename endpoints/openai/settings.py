@@ -48,6 +48,13 @@ class OpenAISettings(BaseModel):
         "(not the name of a bound app: the app would win and the broadcast model be off)",
     )
     broadcast_apps: list[str] | None = Field(default=None, description="Apps the broadcast model asks (default: all)")
+    max_file_bytes: int = Field(
+        default=15 * 1024 * 1024,
+        ge=1,
+        le=1024 * 1024 * 1024,
+        description="Largest inline file (data: URL or file_data) uploaded to Dify, in bytes (default: Dify's 15 MB); "
+        "the endpoint's max_body_bytes must leave room for it (base64 is 4/3 of the size)",
+    )
     key_requests_per_minute: int | None = Field(default=None, ge=1, description="Per-key request limit")
     key_max_concurrent: int | None = Field(default=None, ge=1, description="Per-key concurrent request limit")
 

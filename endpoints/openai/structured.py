@@ -158,7 +158,7 @@ async def complete_structured(ctx: Context, call: Call, app: str, slot: Slot, fm
     request, settings = call.request, call.settings
     mode = ctx.apps.get(app).mode
     thread = None if mode in INPUT_MODES else await find_thread(ctx.storage, request, call.key.id, call.user)
-    dify = call.plan(thread)
+    dify = await call.plan(ctx, app, thread)
     key = thread.id if thread else None
     headers = [("x-conversation-id", thread.id)] if thread else []
 

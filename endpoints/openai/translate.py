@@ -18,9 +18,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from endpoints.openai.errors import OpenAIError
+from endpoints.openai.files import Attachment, file_part, image_part, web_url
 from gateway.plugin import Delta
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "file_markdown",
     "history_key",
     "model_entry",
+    "optional",
     "parse_chat_request",
     "plan_call",
     "sse",
@@ -60,7 +61,7 @@ PING = b": ping\n\n"
 class Message:
     role: str
     text: str
-    images: tuple[str, ...] = ()
+    files: tuple[Attachment, ...] = ()  # images and files (`files.py`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +91,8 @@ class ChatRequest:
 class DifyCall:
     query: str
     inputs: dict[str, Any]
-    files: list[dict[str, Any]]
+    files: list[dict[str, Any]] = field(default_factory=list)  # Dify `files`, once `attachments` are resolved
+    attachments: tuple[Attachment, ...] = ()  # the last message's files (`files.dify_files` resolves them)
 
     def ask_args(self, *, user: str, conversation_key: str | None, app: str) -> dict[str, Any]:
         """The arguments of `ctx.apps.ask` / `ctx.apps.stream` after the query."""
@@ -107,7 +109,7 @@ def _bad(message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, message, param=param)
 
 
-def _parts(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
+def _parts(content: Any, param: str) -> tuple[str, tuple[Attachment, ...]]:
     if content is None:
         return "", ()
     if isinstance(content, str):
@@ -115,37 +117,19 @@ def _parts(content: Any, param: str) -> tuple[str, tuple[str, ...]]:
     if not isinstance(content, list):
         raise _bad("content must be a string or an array of content parts", param)
     texts: list[str] = []
-    images: list[str] = []
+    files: list[Attachment] = []
     for j, part in enumerate(content):
         where = f"{param}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
             texts.append(part["text"])
         elif kind == "image_url":
-            images.append(_image_url(part.get("image_url"), f"{where}.image_url"))
+            files.append(image_part(part.get("image_url"), f"{where}.image_url"))
+        elif kind == "file" and isinstance(part.get("file"), dict):
+            files.append(file_part(part["file"], f"{where}.file"))
         else:
-            raise _bad("content parts must be {type: text, text} or {type: image_url, image_url: {url}}", where)
-    return "\n".join(texts), tuple(images)
-
-
-def _image_url(value: Any, param: str) -> str:
-    url = value.get("url") if isinstance(value, dict) else value
-    if not isinstance(url, str):
-        raise _bad("image_url needs a url", param)
-    if url.startswith("data:"):
-        raise _bad("data: image URLs are not supported; pass an https URL", param)
-    if not _web_url(url):
-        raise _bad("image URLs must be http(s) URLs", param)
-    return url
-
-
-def _web_url(url: str) -> bool:
-    """An http(s) URL with a host (False for anything urlsplit refuses, e.g. "https://[::1")."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+            raise _bad("content parts must be text, image_url ({url}) or file ({file_data, filename})", where)
+    return "\n".join(texts), tuple(files)
 
 
 def _messages(value: Any) -> tuple[Message, ...]:
@@ -161,14 +145,15 @@ def _messages(value: Any) -> tuple[Message, ...]:
             raise _bad(f"role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
         if role == "user" and item.get("content") is None:
             raise _bad("a user message needs content", f"{where}.content")
-        text, images = _parts(item.get("content"), f"{where}.content")
-        out.append(Message(role, text, images))
+        text, files = _parts(item.get("content"), f"{where}.content")
+        out.append(Message(role, text, files))
     if out[-1].role != "user":
         raise _bad("the last message must be a user message", "messages")
     return tuple(out)
 
 
-def _optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+def optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
+    """`body[name]` when absent, null or of `kind` (`what` names it in the 400 otherwise)."""
     value = body.get(name)
     # bool is an int in Python: `n: true` is not a number, and `stream: 1` is not a boolean.
     if value is not None and (not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)):
@@ -177,7 +162,7 @@ def _optional(body: Mapping[str, Any], name: str, kind: type | tuple[type, ...],
 
 
 def _unsupported(body: Mapping[str, Any]) -> None:
-    n = _optional(body, "n", int, "an integer")
+    n = optional(body, "n", int, "an integer")
     if n is not None and n != 1:
         raise _bad("only n=1 is supported: a Dify app gives one answer", "n")
     if body.get("logprobs") is True:
@@ -204,16 +189,16 @@ def parse_chat_request(body: Any) -> ChatRequest:
         raise _bad("you must provide a model parameter", "model")
     messages = _messages(body.get("messages"))
     _unsupported(body)
-    stream = bool(_optional(body, "stream", bool, "a boolean"))
-    options = _optional(body, "stream_options", dict, "an object") or {}
-    include_usage = _optional(options, "include_usage", bool, "a boolean")
-    user = _optional(body, "user", str, "a string")
+    stream = bool(optional(body, "stream", bool, "a boolean"))
+    options = optional(body, "stream_options", dict, "an object") or {}
+    include_usage = optional(options, "include_usage", bool, "a boolean")
+    user = optional(body, "user", str, "a string")
     if user is not None and len(user) > MAX_USER:
         raise _bad(f"user must be at most {MAX_USER} characters", "user")
-    conversation_id = _optional(body, "conversation_id", str, "a string")
+    conversation_id = optional(body, "conversation_id", str, "a string")
     if conversation_id is not None and not THREAD_ID.fullmatch(conversation_id):
         raise _bad("conversation_id must be a value this API returned (thr_...)", "conversation_id")
-    inputs = _optional(body, "inputs", dict, "an object") or {}
+    inputs = optional(body, "inputs", dict, "an object") or {}
     return ChatRequest(
         model=model,
         messages=messages,
@@ -235,7 +220,8 @@ def plan_call(request: ChatRequest, *, first_turn: bool, system_input: str | Non
     * system/developer messages go to `inputs[system_input]` when set, else they are prefixed to
       the query on the conversation's first turn (Dify remembers them afterwards).
     * a Workflow/Completion app gets the query in its input variable (`ctx.apps` puts it there).
-    * image parts of the last message become `remote_url` files.
+    * the last message's images and files become `attachments`; `files.dify_files` turns them
+      into Dify files (uploads need I/O, so not here).
     * the `inputs` extension field is the base of `inputs`.
     """
     last = request.messages[-1]
@@ -249,8 +235,7 @@ def plan_call(request: ChatRequest, *, first_turn: bool, system_input: str | Non
             inputs[system_input] = system
         elif first_turn:
             parts.insert(0, system)
-    files = [{"type": "image", "transfer_method": "remote_url", "url": url} for url in last.images]
-    return DifyCall("\n\n".join(parts), inputs, files)
+    return DifyCall("\n\n".join(parts), inputs, attachments=last.files)
 
 
 _SPEAKERS = {"user": "User", "assistant": "Assistant", "tool": "Tool", "function": "Tool"}
@@ -270,7 +255,7 @@ def transcript(messages: Sequence[Message]) -> str:
         speaker = _SPEAKERS.get(message.role)
         if speaker is None:
             continue
-        text = " ".join([message.text, *(f"[image: {url}]" for url in message.images)]).strip()
+        text = " ".join([message.text, *(file.label for file in message.files)]).strip()
         if text:
             lines.append(f"{speaker}: {text}")
     return "<history>\n" + "\n".join(lines) + "\n</history>" if lines else ""
@@ -279,9 +264,10 @@ def transcript(messages: Sequence[Message]) -> str:
 def history_key(key_id: str, user: str, model: str, messages: Sequence[Message]) -> str:
     """A fingerprint of a history, scoped to one API key, user and model.
 
-    Texts are compared stripped (clients often trim the answer they resend); images by URL.
+    Texts are compared stripped (clients often trim the answer they resend); files by URL
+    (inline ones by a digest of their data).
     """
-    canonical = [key_id, user, model, [[m.role, m.text.strip(), list(m.images)] for m in messages]]
+    canonical = [key_id, user, model, [[m.role, m.text.strip(), [f.key for f in m.files]] for m in messages]]
     return hashlib.sha256(json.dumps(canonical, ensure_ascii=False).encode("utf-8", "replace")).hexdigest()
 
 
@@ -308,7 +294,7 @@ def sum_usage(usages: Sequence[dict[str, int] | None]) -> dict[str, int] | None:
 
 def file_markdown(url: str, kind: str | None) -> str | None:
     """A Markdown image or link for a Dify file, or None for a URL that isn't http(s) (untrusted payload)."""
-    if not _web_url(url):
+    if not web_url(url):
         return None
     return f"![image]({url})" if kind == "image" else f"[file]({url})"
 

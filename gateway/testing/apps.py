@@ -14,7 +14,7 @@ from gateway.appform import INPUT_MODES, InputField, query_input_for
 from gateway.clock import Clock
 from gateway.dify.client import DifyClient
 from gateway.dify.models import AskRequest, DifyApp
-from gateway.plugin import Answer, AnswerStream, AppInfo, NotFound
+from gateway.plugin import Answer, AnswerStream, AppInfo, NotFound, UploadedFile, file_type
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator
@@ -155,6 +155,23 @@ class SimulatedApps:
             query, user=user, conversation_key=conversation_key, inputs=inputs, files=files, app=app
         ) as stream:
             return await stream.collect()
+
+    async def upload(
+        self, content: bytes, *, name: str, mime_type: str, user: str, app: str | None = None
+    ) -> UploadedFile:
+        """Upload to the simulated app (no file-form checks: the simulator stores what it gets)."""
+        info = self.get(app)
+        body = await self._dify.upload(
+            self._apps[info.name], user=user, name=name, content=content, mime_type=mime_type
+        )
+        size = body.get("size")
+        return UploadedFile(
+            id=str(body["id"]),
+            name=name,
+            size=size if isinstance(size, int) else len(content),
+            mime_type=mime_type,
+            type=file_type(name, mime_type) or "custom",
+        )
 
     async def reset(self, conversation_key: str, *, user: str | None = None, app: str | None = None) -> None:
         names = {self._name(app)} if app else set(self._apps)

@@ -3,6 +3,7 @@ gateway and the Dify simulator: shapes, streaming rules, continuity, errors, dis
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,8 @@ HI = [{"role": "user", "content": "hi there"}]
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> Any:
-    async with openai_stack(tmp_path, {"support": FAST, "coder": FAST}, {"broadcast_model": "all"}) as running:
+    support = dataclasses.replace(FAST, file_upload=True)  # takes images (by URL)
+    async with openai_stack(tmp_path, {"support": support, "coder": FAST}, {"broadcast_model": "all"}) as running:
         yield running
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from endpoints.openai.errors import OpenAIError
+from endpoints.openai.files import Attachment
 from endpoints.openai.translate import (
     DONE,
     PING,
@@ -33,6 +34,10 @@ from endpoints.openai.translate import (
 from gateway.plugin import Delta
 
 USER = {"role": "user", "content": "hi"}
+
+
+def image(url: str) -> Attachment:
+    return Attachment.of(url, "image", "messages[0].content[0].image_url")
 
 
 def body(**fields: Any) -> dict[str, Any]:
@@ -121,16 +126,17 @@ def test_content_parts_and_images() -> None:
     parts = [{"type": "text", "text": "look"}, image, {"type": "text", "text": "here"}, legacy]
     messages = [{"role": "assistant", "content": None}, {"role": "user", "content": parts}]
     request = parse_chat_request({"model": "m", "messages": messages})
-    assert request.messages == (
-        Message("assistant", ""),
-        Message("user", "look\nhere", ("https://x.test/a.png", "http://x.test/b.png")),
-    )
+    assert [(m.role, m.text) for m in request.messages] == [("assistant", ""), ("user", "look\nhere")]
+    assert [(f.url, f.kind) for f in request.messages[1].files] == [
+        ("https://x.test/a.png", "image"),
+        ("http://x.test/b.png", "image"),
+    ]
 
 
 @pytest.mark.parametrize(
     ("image_url", "message"),
     [
-        ({"url": "data:image/png;base64,AAAA"}, "data: image URLs"),
+        ({"url": "data:image/png;base64AAAA"}, "needs a comma"),
         ({"url": "ftp://x.test/a.png"}, "http(s)"),
         ({"url": "https://"}, "http(s)"),
         ({"url": "https://[::1/x.png"}, "http(s)"),  # urlsplit raises ValueError: was a 500
@@ -144,11 +150,15 @@ def test_unusable_image_urls(image_url: Any, message: str) -> None:
 
 
 def test_plan_for_chat_apps() -> None:
-    messages = (Message("system", "Be brief."), Message("developer", ""), Message("user", "hi", ("https://i/1",)))
+    messages = (
+        Message("system", "Be brief."),
+        Message("developer", ""),
+        Message("user", "hi", (image("https://i/1"),)),
+    )
     request = ChatRequest("m", messages, inputs={"lang": "fr"})
     first = plan_call(request, first_turn=True, system_input=None)
     assert first.query == "Be brief.\n\nhi" and first.inputs == {"lang": "fr"}
-    assert first.files == [{"type": "image", "transfer_method": "remote_url", "url": "https://i/1"}]
+    assert first.attachments == (image("https://i/1"),) and first.files == []  # resolved by files.dify_files
     later = plan_call(request, first_turn=False, system_input=None)
     assert later.query == "hi"
     as_input = plan_call(request, first_turn=False, system_input="persona")
@@ -162,7 +172,7 @@ def test_earlier_turns_go_ahead_of_the_first_turn_as_a_transcript() -> None:
         Message("system", "Be brief."),
         Message("user", "What is 2+2?"),
         Message("assistant", "4"),
-        Message("user", "Look", ("https://i/1",)),
+        Message("user", "Look", (image("https://i/1"),)),
         Message("tool", ""),
         Message("user", "and 3+3?"),
     )
@@ -198,7 +208,7 @@ def test_history_key_is_scoped_and_tolerates_trimmed_answers() -> None:
         )
         == 4
     )
-    assert key != history_key("key_1", "alice", "support", [Message("user", "one", ("https://i",)), history[1]])
+    assert key != history_key("key_1", "alice", "support", [Message("user", "one", (image("https://i"),)), history[1]])
     request = ChatRequest("m", (*history, Message("user", "two")))
     assert request.prior == tuple(history) and request.continues
 
