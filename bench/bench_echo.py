@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
-from gateway.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import Gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 

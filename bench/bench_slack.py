@@ -48,7 +48,7 @@ BOT_TOKEN = "xoxb-bench-token"
 def serve_gateway(port: int) -> None:
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.settings import Settings, bootstrap
 
     settings = bootstrap(Settings.from_env(os.environ)).settings
@@ -123,8 +123,8 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
 
 
 async def make_endpoint(env: dict[str, str]) -> str:
-    from gateway.apps import AppIn
-    from gateway.runtime import Gateway
+    from gateway.host.runtime import Gateway
+    from gateway.records.apps import AppIn
     from gateway.settings import Settings
 
     gateway = await Gateway.open(Settings.from_env(env))

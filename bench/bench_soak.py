@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
-from gateway.apps import AppIn  # noqa: E402
-from gateway.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import Gateway  # noqa: E402
+from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 

@@ -16,8 +16,8 @@ from bots.errors import BotStartupError
 from bots.runner import DEFAULT_LEASE_TTL, run_discord_bot
 from gateway.cli.common import fail, load_settings
 from gateway.exceptions import GatewayError
+from gateway.host.runtime import Gateway
 from gateway.logs import configure_logging
-from gateway.runtime import Gateway
 
 __all__ = ["bot", "run_until_stopped"]
 

@@ -22,8 +22,8 @@ import discord
 from bots.errors import BotStartupError, startup_error
 from bots.lease import Lease, lease_key
 from gateway.exceptions import NotFound
+from gateway.host.runtime import Gateway
 from gateway.plugin import Clock, Context
-from gateway.runtime import Gateway
 
 __all__ = ["Connector", "EndpointContexts", "LeasedRunner", "bot_token_of", "connect_discord", "run_discord_bot"]
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
 
 __all__ = ["SETTING", "discord_bots"]
 

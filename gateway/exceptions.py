@@ -1,4 +1,4 @@
-"""The gateway's exception tree. Each maps to one HTTP status in `gateway.errors`.
+"""The gateway's exception tree. Each maps to one HTTP status in `gateway.http.errors`.
 
     GatewayError                      500 (never shown with detail)
     ├── BadRequest                    400

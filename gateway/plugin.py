@@ -30,7 +30,7 @@ handlers::
 Handlers see a framework-neutral `Request` (raw body bytes, raw query string, multi-valued
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
-here as pure functions, and so are the helpers of chat plugins (`gateway.chat`: the edit
+here as pure functions, and so are the helpers of chat plugins (`gateway.delivery.chat.text`: the edit
 throttle, `Retry-After` parsing, fence-aware message splitting) and the chat-delivery engine
 (`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`, `deliver`), so a plugin
 needs nothing else from the gateway.
@@ -61,19 +61,6 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, Field
 
-from gateway.appform import FileUpload, file_type
-from gateway.boundedjson import loads as bounded_loads
-from gateway.chat import (
-    FENCE,
-    EditThrottle,
-    as_text,
-    backoff_seconds,
-    cut_point,
-    last_break,
-    open_fence,
-    retry_after_seconds,
-    split_text,
-)
 from gateway.clock import Clock
 from gateway.delivery.chat import (
     AnswerSource,
@@ -95,8 +82,28 @@ from gateway.delivery.chat import (
     deliver,
     failure_code,
 )
+from gateway.delivery.chat.text import (
+    FENCE,
+    EditThrottle,
+    as_text,
+    backoff_seconds,
+    cut_point,
+    last_break,
+    open_fence,
+    retry_after_seconds,
+    split_text,
+)
 from gateway.dify.models import Answer, Delta
 from gateway.dify.stream import AnswerStream
+from gateway.dify.structured import (
+    NO_FALLBACK,
+    Structured,
+    enforce,
+    extract_json,
+    problems,
+    schema_error,
+    schema_instruction,
+)
 from gateway.exceptions import (
     BadRequest,
     ConfigurationError,
@@ -110,6 +117,8 @@ from gateway.exceptions import (
     UnsupportedMediaType,
     UpstreamError,
 )
+from gateway.records.appform import FileUpload, file_type
+from gateway.security.boundedjson import loads as bounded_loads
 from gateway.security.signatures import (
     check_timestamp,
     new_webhook_secret,
@@ -123,15 +132,6 @@ from gateway.security.signatures import (
     verify_hmac_hex,
     verify_slack,
     verify_standard_webhook,
-)
-from gateway.structured import (
-    NO_FALLBACK,
-    Structured,
-    enforce,
-    extract_json,
-    problems,
-    schema_error,
-    schema_instruction,
 )
 
 if TYPE_CHECKING:

@@ -18,12 +18,12 @@ from starlette.routing import BaseRoute, Route
 
 import gateway
 from gateway.admin import schemas as s
-from gateway.apps import AppIn, AppService, AppUpdate
-from gateway.boundedjson import check_json_bounds
-from gateway.endpoints import EndpointOptions
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
-from gateway.runtime import Gateway
+from gateway.records.apps import AppIn, AppService, AppUpdate
+from gateway.records.endpoints import EndpointOptions
+from gateway.security.boundedjson import check_json_bounds
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
 

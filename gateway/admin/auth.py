@@ -16,7 +16,7 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.exceptions import RateLimited
-from gateway.ratelimit import RateLimiter
+from gateway.security.ratelimit import RateLimiter
 
 __all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware"]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.endpoints import MAX_ROTATION_GRACE
 from gateway.plugin import Plugin
+from gateway.records.endpoints import MAX_ROTATION_GRACE
 from gateway.storage.base import Job
 
 __all__ = [

@@ -13,9 +13,9 @@ from typing import Any
 import click
 
 from gateway.cli.common import run
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
 from gateway.plugin import Action, ActionResult, Plugin
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
 
 __all__ = ["action_groups"]
 

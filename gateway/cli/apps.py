@@ -8,9 +8,9 @@ from typing import Any
 import click
 from pydantic import SecretStr, ValidationError
 
-from gateway.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
 from gateway.cli.common import emit, fail, iso_times, run, table
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
 
 
 @click.group("apps")

@@ -14,7 +14,7 @@ import click
 import httpx
 
 from gateway.exceptions import GatewayError
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
 from gateway.settings import Settings, bootstrap
 
 __all__ = ["emit", "fail", "iso_time", "iso_times", "load_settings", "run", "table"]

@@ -13,9 +13,9 @@ from pathlib import Path
 import click
 from pydantic import SecretStr
 
-from gateway.apps import AppIn, AppUpdate
 from gateway.cli.common import fail, load_settings
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn, AppUpdate
 from gateway.simulator.config import FAULTS, SimulatorConfig
 
 __all__ = ["demo", "simulate_dify"]
@@ -96,7 +96,7 @@ def _listen(port: int, flag: str, host: str = "127.0.0.1") -> socket.socket:
 @click.option("--dir", "workdir", type=click.Path(file_okay=False, path_type=Path), default=Path("demo-gateway"))
 def demo(port: int, simulator_port: int, workdir: Path) -> None:
     """Start a gateway and a Dify simulator, create a webhook endpoint, and print commands to try."""
-    from gateway.app import create_app
+    from gateway.http.app import create_app
     from gateway.simulator.server import simulator_server
 
     # Both ports are taken before anything is printed, and kept: the commands shown work.

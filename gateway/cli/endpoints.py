@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from gateway.cli.common import emit, fail, iso_times, key_values, run, table
-from gateway.endpoints import EndpointOptions, EndpointRecord, coerce_setting
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.endpoints import EndpointOptions, EndpointRecord, coerce_setting
 
 
 @click.group("endpoints")

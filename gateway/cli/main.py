@@ -15,9 +15,9 @@ from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
 from gateway.exceptions import NotFound
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
 from gateway.logs import configure_logging
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
 
 
 @click.group()
@@ -44,7 +44,7 @@ def serve(host: str | None, port: int | None, fd: int | None) -> None:
 
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.http.app import create_app
 
     overrides = {"host": host, "port": port}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -19,9 +19,9 @@ from typing import Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from gateway.boundedjson import loads as bounded_loads
 from gateway.dify.sse import ServerSentEvent
 from gateway.exceptions import BadRequest
+from gateway.security.boundedjson import loads as bounded_loads
 
 __all__ = [
     "AgentLogEvent",

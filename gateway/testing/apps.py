@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from gateway.appform import INPUT_MODES, InputField, query_input_for
 from gateway.clock import Clock
 from gateway.dify.client import DifyClient
 from gateway.dify.models import AskRequest, DifyApp
 from gateway.plugin import Answer, AnswerStream, AppInfo, NotFound, UploadedFile, file_type
+from gateway.records.appform import INPUT_MODES, InputField, query_input_for
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator

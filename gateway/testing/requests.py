@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from starlette.responses import Response as StarletteResponse
 
-from gateway.errors import error_payload, error_response
+from gateway.http.errors import error_payload, error_response
 from gateway.plugin import Context, GatewayError, Headers, NotFound, Plugin, Request, Response, Unauthorized
 
 __all__ = ["ENDPOINT_ID", "ENDPOINT_URL", "dispatch", "make_request"]
@@ -52,7 +52,7 @@ async def dispatch(plugin: Plugin, ctx: Context, request: Request) -> Response:
 
     A rejected request gets the verdict's response (else the gateway's 401); no route, 404 (405
     with `allow` when the path takes other methods); a `GatewayError` from the verifier or the
-    handler, its error answer (`gateway.errors`). Any other exception propagates: the gateway
+    handler, its error answer (`gateway.http.errors`). Any other exception propagates: the gateway
     would hide it behind an opaque 500, a test wants its traceback.
     """
     try:

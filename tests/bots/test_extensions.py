@@ -12,8 +12,8 @@ import click
 import pytest
 
 import gateway.cli.main
-import gateway.services
-from gateway.services import start_services, stop_services
+import gateway.host.services
+from gateway.host.services import start_services, stop_services
 
 pytestmark = pytest.mark.anyio
 
@@ -75,7 +75,7 @@ async def test_services_start_stop_and_never_take_the_server_down(
         Entry("crashes", "x:crashes", loaded=lambda gw: crash()),
     ]
     monkeypatch.setattr(gateway.services, "entry_points", lambda group: entries)
-    with caplog.at_level(logging.ERROR, logger="gateway.services"):
+    with caplog.at_level(logging.ERROR, logger="gateway.host.services"):
         tasks = start_services(MagicMock())
         assert [t.get_name() for t in tasks] == ["service-runs", "service-crashes"]
         await started.wait()

@@ -17,9 +17,9 @@ from pydantic import SecretStr
 
 from bots.lease import Lease, lease_key
 from bots.runner import LeasedRunner
-from gateway.apps import AppIn
 from gateway.clock import SystemClock
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn
 from gateway.settings import Settings
 from gateway.storage import open_store
 from gateway.storage.base import Store

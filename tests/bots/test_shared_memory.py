@@ -17,7 +17,7 @@ import pytest
 from bots.rendering import Trigger
 from bots.responder import Responder
 from bots.runner import EndpointContexts
-from gateway.apps import AppIn
+from gateway.records.apps import AppIn
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.bots.test_chat import Screen, make_channel, make_message

@@ -22,9 +22,9 @@ from bots.cli import bot as bot_cli, run_until_stopped
 from bots.cogs.chat import Chat, setup
 from bots.errors import BotStartupError, intents_message, login_failure_message, startup_error
 from bots.runner import bot_token_of, connect_discord
-from gateway.apps import AppIn
 from gateway.clock import FakeClock
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 from tests.support.fake_discord import FakeDiscord, patched_discord
 from tests.support.gateway import live_server, make_settings, running_app

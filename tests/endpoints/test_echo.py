@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from endpoints.echo import plugin as echo
-from gateway.registry import PluginRegistry
+from gateway.host.registry import PluginRegistry
 from tests.support.gateway import Running, make_settings, running_app
 
 pytestmark = pytest.mark.anyio

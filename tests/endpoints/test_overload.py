@@ -16,7 +16,7 @@ import httpx
 import openai
 import pytest
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.openai.stack import openai_stack

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from starlette.types import ASGIApp
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.gateway import admin_headers, live_app, live_server, make_settings, refused_port

@@ -15,10 +15,10 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from gateway.app import create_app
 from gateway.cli.actions import action_groups
 from gateway.cli.main import cli
-from gateway.registry import PluginRegistry
+from gateway.host.registry import PluginRegistry
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.gateway import ADMIN_TOKEN, SECRET_KEY, admin_headers, live_app, live_server, make_settings

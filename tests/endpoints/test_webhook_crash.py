@@ -13,9 +13,9 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gateway.apps import AppIn
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn
 from gateway.settings import Settings
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig

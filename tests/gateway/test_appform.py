@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.appform import (
+from gateway.records.appform import (
     InputField,
     default_text_input,
     output_moderation,

@@ -1,4 +1,4 @@
-"""Which files an app accepts, read from its `GET /parameters` (`gateway.appform.FileUpload`), and
+"""Which files an app accepts, read from its `GET /parameters` (`gateway.records.appform.FileUpload`), and
 kept on the app's record so requests need no extra call."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from gateway.appform import FileUpload, file_type, file_upload
-from gateway.apps import AppRecord
 from gateway.exceptions import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from gateway.records.appform import FileUpload, file_type, file_upload
+from gateway.records.apps import AppRecord
 
 MB = 1024 * 1024
 SYSTEM = {"file_size_limit": 15, "image_file_size_limit": 10, "audio_file_size_limit": 50}

@@ -1,4 +1,4 @@
-"""The depth and size bounds of `gateway.boundedjson`, from a table."""
+"""The depth and size bounds of `gateway.security.boundedjson`, from a table."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from gateway.boundedjson import MAX_JSON_DEPTH, check_json_bounds, loads
 from gateway.exceptions import BadRequest, PayloadTooLarge
+from gateway.security.boundedjson import MAX_JSON_DEPTH, check_json_bounds, loads
 
 
 def nested(depth: int, open_: str = "[", close: str = "]") -> str:

@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from endpoints.webhook import plugin as webhook
-from gateway.apps import AppIn
 from gateway.delivery.callbacks import Outcome
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn
 from gateway.security.signatures import parse_webhook_secret
 from gateway.storage.base import Job
 from tests.support.gateway import make_settings, running_app

@@ -8,7 +8,8 @@ import re
 
 import pytest
 
-from gateway.chat import (
+from gateway.clock import FakeClock
+from gateway.delivery.chat.text import (
     MIN_LIMIT,
     EditThrottle,
     as_text,
@@ -18,7 +19,6 @@ from gateway.chat import (
     retry_after_seconds,
     split_text,
 )
-from gateway.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ import respx
 from click.testing import CliRunner, Result
 
 from gateway.cli.main import cli
-from gateway.requestlog import RequestLogEntry
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.records.requestlog import RequestLogEntry
 from gateway.security.crypto import MASK
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Job

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import SystemClock
-from gateway.conversations import ConversationLocks, ConversationMap
+from gateway.dify.conversations import ConversationLocks, ConversationMap
 from gateway.storage.base import Store
 from gateway.storage.redis import RedisStore
 from gateway.storage.sqlite import SQLiteStore
@@ -100,12 +100,12 @@ async def _hold_forever(locks: ConversationLocks) -> None:
 
 
 def _lock_key(key: str) -> str:
-    from gateway.conversations import _h
+    from gateway.dify.conversations import _h
 
     return f"clock:{_h(key)}:lock"
 
 
 def _serving_key(key: str) -> str:
-    from gateway.conversations import _h
+    from gateway.dify.conversations import _h
 
     return f"clock:{_h(key)}:serving"

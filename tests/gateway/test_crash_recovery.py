@@ -10,8 +10,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
 from gateway.settings import Settings
 from tests.support.gateway import ADMIN_TOKEN, base_url, listening_socket
 from tests.support.gateway_process import crashy

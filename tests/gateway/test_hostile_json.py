@@ -13,7 +13,7 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from gateway.apps import AppIn
+from gateway.records.apps import AppIn
 from tests.support import discord_interactions as discord
 from tests.support.gateway import Running, admin_headers, make_settings, running_app
 from tests.support.webhooks import signed_headers as webhook_headers

@@ -13,10 +13,10 @@ import pytest
 from pydantic import BaseModel
 
 from endpoints.echo import plugin as echo
-from gateway.apps import AppIn
-from gateway.endpoints import EndpointOptions
+from gateway.host.registry import PluginRegistry
 from gateway.plugin import Context, Permission, Plugin, Request, Response, Verdict, unverified
-from gateway.registry import PluginRegistry
+from gateway.records.apps import AppIn
+from gateway.records.endpoints import EndpointOptions
 from tests.support.gateway import Running, make_settings, post_then_hang_up, running_app
 
 pytestmark = pytest.mark.anyio
@@ -371,7 +371,7 @@ async def test_admin_errors_are_json_too(running: Running) -> None:
 
 def test_http_status_of_every_error_class() -> None:
     from gateway import exceptions as e
-    from gateway.errors import error_response
+    from gateway.http.errors import error_response
 
     for cls, status in [(e.BadRequest, 400), (e.RequestTimeout, 408), (e.UpstreamTimeout, 504), (e.CircuitOpen, 503)]:
         assert error_response(cls("x")).status_code == status
@@ -394,7 +394,7 @@ async def test_sending_back_the_mask_as_a_secret_is_refused(running: Running) ->
 
 async def test_a_handler_is_cancelled_when_its_client_leaves() -> None:
     from gateway.exceptions import ClientClosedRequest
-    from gateway.ingress import _unless_client_leaves
+    from gateway.http.ingress import _unless_client_leaves
 
     cancelled = asyncio.Event()
 

@@ -12,8 +12,8 @@ import pytest
 import redis
 
 from endpoints.webhook import plugin as webhook
-from gateway.apps import AppIn
 from gateway.plugin import new_webhook_secret
+from gateway.records.apps import AppIn
 from gateway.security.sealed import unseal
 from gateway.settings import Settings, sqlite_path
 from tests.endpoints.slack.conftest import SIGNING_SECRET, signed

@@ -11,13 +11,13 @@ import pytest
 
 from endpoints.echo import plugin as echo
 from gateway.clock import FakeClock
-from gateway.context import CALLBACK_JOB
 from gateway.exceptions import StoreError
-from gateway.jobs import JobQueue, JobWorkers, job_backoff
+from gateway.host.context import CALLBACK_JOB
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
+from gateway.jobs.workers import JobQueue, JobWorkers, job_backoff
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
 from gateway.storage.base import Job
 from gateway.storage.sqlite import SQLiteStore
 from tests.support.gateway import make_settings, running_app

@@ -9,9 +9,9 @@ import pytest
 from pydantic import SecretStr
 
 from endpoints.echo import plugin as echo
-from gateway.apps import AppIn
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
+from gateway.records.apps import AppIn
 from tests.support.gateway import SECRET_KEY, make_settings
 
 pytestmark = pytest.mark.anyio

@@ -13,7 +13,7 @@ import sys
 
 from bots.cli import run_until_stopped
 from bots.runner import run_discord_bot
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
 from gateway.settings import Settings
 
 

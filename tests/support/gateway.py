@@ -16,8 +16,8 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from starlette.types import ASGIApp
 
-from gateway.app import create_app
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
+from gateway.http.app import create_app
 from gateway.settings import Settings
 
 ADMIN_TOKEN = "admin-" + "t" * 40

@@ -14,9 +14,9 @@ import sys
 import uvicorn
 from pydantic import BaseModel
 
-from gateway.app import create_app
+from gateway.host.registry import PluginRegistry
+from gateway.http.app import create_app
 from gateway.plugin import Context, JobInfo, Permission, Plugin, Request, Response, unverified
-from gateway.registry import PluginRegistry
 from gateway.settings import Settings, bootstrap
 
 

@@ -22,7 +22,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from gateway.chat import Protect
+from gateway.delivery.chat.text import Protect
 from gateway.exceptions import GatewayError, UpstreamError
 
 __all__ = [
@@ -78,7 +78,7 @@ class ChatRules:
         limit: the most characters a message may hold, as rendered (Discord 2,000; a Slack section 3,000).
         render: the answer's Markdown as the platform's markup (Slack: mrkdwn, escaped); applied
             before splitting, so the limit counts what is sent.
-        protect: keeps platform tokens whole when a message is cut (see `gateway.chat.split_text`).
+        protect: keeps platform tokens whole when a message is cut (see `gateway.delivery.chat.text.split_text`).
         visible: what of the answer's Markdown is shown, `(text, final) -> text`; e.g. `<think>`
             blocks hidden. While streaming (`final` False) it must only hold text back, never
             change what it showed.

@@ -38,12 +38,12 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.chat import EditThrottle, open_fence
 from gateway.clock import Clock
 from gateway.delivery.chat.adapter import ChatAdapter, Fence
 from gateway.delivery.chat.native import NativePages
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import PostedMessage, PostedMessages, Recorder
+from gateway.delivery.chat.text import EditThrottle, open_fence
 from gateway.delivery.chat.writes import Writes
 from gateway.exceptions import GatewayError, Overloaded
 

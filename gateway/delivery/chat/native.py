@@ -15,10 +15,10 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from functools import partial
 
-from gateway.chat import FENCE, cut_point, last_break, open_fence
 from gateway.delivery.chat.adapter import MessageRef, NativeStream, StreamUnavailable
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import Recorder
+from gateway.delivery.chat.text import FENCE, cut_point, last_break, open_fence
 from gateway.delivery.chat.writes import Writes
 from gateway.exceptions import GatewayError
 

@@ -1,6 +1,6 @@
 """An answer as a series of messages: message N shows page N of the text, edited as it grows.
 
-The text is rendered with the platform's rules and split at its limit by `gateway.chat.split_text`
+The text is rendered with the platform's rules and split at its limit by `gateway.delivery.chat.text.split_text`
 (code fences closed and reopened; while the text grows only its last page changes). A render
 edits the messages whose page changed, posts new pages and, once the text shrank (a `replace`),
 deletes the messages past its last page. Messages that exist already are used first, in order:
@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Literal
 
-from gateway.chat import MIN_LIMIT, split_text
 from gateway.delivery.chat.adapter import ChatAdapter, MessageRef
 from gateway.delivery.chat.posted import Recorder
+from gateway.delivery.chat.text import MIN_LIMIT, split_text
 from gateway.delivery.chat.writes import Writes
 
 __all__ = ["Pages"]

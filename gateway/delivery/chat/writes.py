@@ -12,9 +12,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gateway.chat import EditThrottle
 from gateway.clock import Clock
 from gateway.delivery.chat.adapter import Fence
+from gateway.delivery.chat.text import EditThrottle
 from gateway.exceptions import RateLimited
 
 __all__ = ["Writes"]

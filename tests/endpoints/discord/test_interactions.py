@@ -16,7 +16,7 @@ import pytest
 from nacl.signing import SigningKey
 
 from endpoints.discord.rendering import CONTINUED_NOTE, LATE_NOTE
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.discord_interactions import APPLICATION_ID, command, new_key, public_key_hex, signed_headers

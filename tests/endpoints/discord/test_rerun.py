@@ -17,10 +17,10 @@ import pytest
 from pydantic import SecretStr
 
 from endpoints.discord.plugin import ask, plugin
-from gateway.apps import AppIn, AppUpdate
-from gateway.endpoints import EndpointRecord
+from gateway.host.runtime import Gateway
 from gateway.plugin import Context, JobInfo
-from gateway.runtime import Gateway
+from gateway.records.apps import AppIn, AppUpdate
+from gateway.records.endpoints import EndpointRecord
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
-from gateway.apps import AppIn
 from gateway.clock import FakeClock
+from gateway.records.apps import AppIn
 from tests.support.discord_interactions import APPLICATION_ID, body_of, command, new_key, public_key_hex, signed_headers
 from tests.support.gateway import admin_headers, make_settings, running_app
 

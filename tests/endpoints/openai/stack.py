@@ -14,7 +14,7 @@ import httpx
 import openai
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.gateway import admin_headers, live_app, live_server, make_settings

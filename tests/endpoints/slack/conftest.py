@@ -17,7 +17,7 @@ import httpx
 import pytest
 from slack_sdk.signature import SignatureVerifier
 
-from gateway.app import create_app
+from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 from tests.support.fake_slack import FakeSlack

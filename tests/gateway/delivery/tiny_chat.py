@@ -15,8 +15,8 @@ import contextlib
 
 import httpx
 
-from gateway.chat import retry_after_seconds
 from gateway.delivery.chat import ChatRules, MessageRef, NativeStream
+from gateway.delivery.chat.text import retry_after_seconds
 from gateway.exceptions import RateLimited
 
 RULES = ChatRules(

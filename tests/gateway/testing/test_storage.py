@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FakeClock
-from gateway.context import EndpointStorage
+from gateway.host.context import EndpointStorage
 from gateway.plugin import LeaseLost, Storage
 from gateway.storage.sqlite import SQLiteStore
 from gateway.testing import FakeLease, MemoryStorage

@@ -8,13 +8,13 @@ from typing import Any
 
 import httpx
 
-from gateway.bridge import Bridge
 from gateway.clock import Clock
 from gateway.delivery.callbacks import callback_payload
 from gateway.delivery.retry import CALLBACK_SCHEDULE
+from gateway.dify.bridge import Bridge
 from gateway.exceptions import NotFound, PermissionDenied
-from gateway.jobs import JobQueue, JobRun, JobWorkers
-from gateway.lease import JobLease
+from gateway.jobs.lease import JobLease
+from gateway.jobs.workers import JobQueue, JobRun, JobWorkers
 from gateway.plugin import EndpointInfo, JobStatus, Lease, Permission, Plugin
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store

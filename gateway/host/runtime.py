@@ -11,25 +11,25 @@ from typing import Any
 
 import httpx
 
-from gateway.apps import AppRecord, AppService
-from gateway.bridge import Bridge
 from gateway.clock import Clock, SystemClock
-from gateway.context import CALLBACK_JOB, CALLBACK_SECRETS, PluginContext
-from gateway.conversations import ConversationLocks
 from gateway.delivery.callbacks import CallbackSender
 from gateway.delivery.retry import next_callback_delay
+from gateway.dify.bridge import Bridge
 from gateway.dify.client import DifyClient, make_http_client
+from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
-from gateway.endpoints import EndpointRecord, EndpointService
 from gateway.exceptions import BadRequest, NotFound, Overloaded
-from gateway.jobs import Emit, JobHandlerFn, JobQueue, JobWorkers
-from gateway.lease import JobLease
+from gateway.host.context import CALLBACK_JOB, CALLBACK_SECRETS, PluginContext
+from gateway.host.registry import PluginRegistry
+from gateway.jobs.lease import JobLease
+from gateway.jobs.workers import Emit, JobHandlerFn, JobQueue, JobWorkers
 from gateway.metrics import Metrics
 from gateway.plugin import ActionResult, EndpointInfo, JobError, JobInfo, Plugin, RetryJob
-from gateway.ratelimit import RateLimiter
-from gateway.registry import PluginRegistry
-from gateway.requestlog import RequestLog
+from gateway.records.apps import AppRecord, AppService
+from gateway.records.endpoints import EndpointRecord, EndpointService
+from gateway.records.requestlog import RequestLog
 from gateway.security.crypto import SecretBox
+from gateway.security.ratelimit import RateLimiter
 from gateway.security.sealed import unseal
 from gateway.security.signatures import parse_webhook_secret
 from gateway.security.ssrf import UrlPolicy

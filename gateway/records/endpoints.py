@@ -20,12 +20,12 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from gateway.appform import INPUT_MODES, binding_problem
-from gateway.apps import COLLECTION as APPS, AppRecord, AppService
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, ValidationFailed
+from gateway.host.registry import PluginRegistry
 from gateway.plugin import Plugin
-from gateway.registry import PluginRegistry
+from gateway.records.appform import INPUT_MODES, binding_problem
+from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store

@@ -1,7 +1,7 @@
 """Dify apps registered with the gateway: a name, an API base URL, an app key (secret) and a mode.
 
 A record also keeps what the app's `GET /parameters` says about its input form, output
-moderation and the files it accepts (`gateway.appform`), read when the app is added with mode
+moderation and the files it accepts (`gateway.records.appform`), read when the app is added with mode
 detection, checked or given a new key, so requests need no extra call. Records that don't know
 it yet (added with an explicit mode while Dify was out of reach, or before this was kept) read
 it on first need (`described`).
@@ -17,9 +17,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
-from gateway.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
+from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
 from gateway.security.crypto import MASK, SecretBox
 from gateway.storage.base import Store
 

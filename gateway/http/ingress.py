@@ -18,8 +18,6 @@ from starlette.requests import ClientDisconnect, Request as StarletteRequest
 from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
 from starlette.types import Scope
 
-from gateway.endpoints import EndpointRecord
-from gateway.errors import error_payload, error_response
 from gateway.exceptions import (
     BadRequest,
     ClientClosedRequest,
@@ -29,10 +27,12 @@ from gateway.exceptions import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from gateway.middleware import BODY_LIMITS, BodyLimits
+from gateway.host.runtime import Gateway
+from gateway.http.errors import error_payload, error_response
+from gateway.http.middleware import BODY_LIMITS, BodyLimits
 from gateway.plugin import Headers, Plugin, Request, Response, Verdict
-from gateway.requestlog import RequestLogEntry, loggable_body
-from gateway.runtime import Gateway
+from gateway.records.endpoints import EndpointRecord
+from gateway.records.requestlog import RequestLogEntry, loggable_body
 
 __all__ = ["Ingress"]
 

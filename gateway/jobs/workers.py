@@ -5,7 +5,7 @@ that dies stops extending; once the lease runs out any other process claims the 
 handlers must make their side effects idempotent (keyed). A handler that fails is retried with
 backoff until `max_attempts`, then dead-lettered; dead jobs can be replayed.
 
-Each run holds a `JobLease` (gateway/lease.py) carrying its fencing token, the attempt number: a
+Each run holds a `JobLease` (gateway/jobs/lease.py) carrying its fencing token, the attempt number: a
 run whose lease was lost (found by the heartbeat, or by the fence in front of a write) is cancelled
 at once, and every store update it would still make is refused. Some kinds of jobs (callback
 deliveries) have workers of their own, so they never wait behind long answers.
@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from typing import Any
 
 from gateway.clock import Clock
-from gateway.lease import JobLease
+from gateway.jobs.lease import JobLease
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
 from gateway.security.crypto import SecretBox

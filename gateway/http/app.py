@@ -1,6 +1,6 @@
 """The app factory: `create_app(settings)` builds one gateway; no module-level app, no global state.
 
-Serve it with `dify-gateway serve` or `uvicorn gateway.app:create_app --factory`.
+Serve it with `dify-gateway serve` or `uvicorn gateway.http.app:create_app --factory`.
 """
 
 from __future__ import annotations
@@ -19,17 +19,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 
-from gateway.accesslog import AccessLogMiddleware
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock
-from gateway.errors import error_payload, exception_handlers
-from gateway.ingress import Ingress
-from gateway.middleware import BodyLimitMiddleware
+from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
+from gateway.host.services import start_services, stop_services
+from gateway.http.accesslog import AccessLogMiddleware
+from gateway.http.errors import error_payload, exception_handlers
+from gateway.http.ingress import Ingress
+from gateway.http.middleware import BodyLimitMiddleware
 from gateway.plugin import ALL_METHODS
-from gateway.registry import PluginRegistry
-from gateway.runtime import Gateway
-from gateway.services import start_services, stop_services
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Store
 
@@ -76,7 +76,7 @@ def create_app(
         workers: asyncio.Task[None] | None = None
         if run_workers:
             workers = asyncio.create_task(gateway.workers.run(), name="job-workers")
-        # Services from other packages (e.g. Discord bots, see gateway/services.py), with the workers.
+        # Services from other packages (e.g. Discord bots, see gateway/host/services.py), with the workers.
         services = start_services(gateway) if run_workers else []
         try:
             yield {"gateway": gateway, "ingress": ingress}

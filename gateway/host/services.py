@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from importlib.metadata import entry_points
 
-from gateway.runtime import Gateway
+from gateway.host.runtime import Gateway
 
 __all__ = ["SERVICES_GROUP", "ServiceFactory", "start_services", "stop_services"]
 

@@ -5,11 +5,11 @@ with a conversation key the Dify conversation is remembered per (key, user), con
 next call, and only one answer per conversation runs at a time.
 
 Workflow and Completion apps have no `query`: the text goes into the input variable named by the
-endpoint's `query_input` setting, else the app's own text input (`gateway.appform`), here, so no
+endpoint's `query_input` setting, else the app's own text input (`gateway.records.appform`), here, so no
 plugin has to know about app modes.
 
 Files go up with `upload` under the answer's user, checked against the app's file settings
-(kept on its record, `gateway.appform.FileUpload`) before any byte is sent; Dify's refusals
+(kept on its record, `gateway.records.appform.FileUpload`) before any byte is sent; Dify's refusals
 become the caller's errors (400/413/415), not the app's failure.
 """
 
@@ -22,14 +22,14 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from gateway.appform import INPUT_MODES, file_type, query_input_for
-from gateway.apps import AppRecord
-from gateway.conversations import ConversationLocks, ConversationMap
 from gateway.dify.client import DifyClient
+from gateway.dify.conversations import ConversationLocks, ConversationMap
 from gateway.dify.models import Answer, AskRequest, DifyApp
 from gateway.dify.stream import AnswerStream
 from gateway.exceptions import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamError
 from gateway.plugin import AppInfo, UploadedFile
+from gateway.records.appform import INPUT_MODES, file_type, query_input_for
+from gateway.records.apps import AppRecord
 from gateway.storage.base import Store
 
 __all__ = ["Bridge"]

@@ -1,0 +1,1 @@
+"""Hosting plugins: the plugin registry, the per-call context, services and the runtime container."""

@@ -1,0 +1,1 @@
+"""Durable jobs: the queue, the workers that run them and the lease that fences each run."""

@@ -1,0 +1,1 @@
+"""What operators register: apps, endpoints and the per-endpoint request log."""
