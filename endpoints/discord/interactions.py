@@ -23,7 +23,7 @@ __all__ = [
     "PING",
     "PONG",
     "QUESTION_OPTION",
-    "Command",
+    "InteractionCommand",
     "command_definitions",
     "conversation_key",
     "message_response",
@@ -69,7 +69,7 @@ def _text(value: object) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class InteractionCommand:
     """An APPLICATION_COMMAND interaction, reduced to what answering it needs."""
 
     id: str
@@ -82,7 +82,7 @@ class Command:
     options: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Command:
+    def from_payload(cls, payload: Mapping[str, Any]) -> InteractionCommand:
         """Raises ValueError when a field the answer needs is missing or malformed."""
         data = payload.get("data")
         if not isinstance(data, Mapping):

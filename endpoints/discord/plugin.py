@@ -29,7 +29,7 @@ from endpoints.discord.interactions import (
     PING,
     PONG,
     QUESTION_OPTION,
-    Command,
+    InteractionCommand,
     command_definitions,
     conversation_key,
     message_response,
@@ -102,7 +102,7 @@ async def interactions(request: Request, ctx: Context) -> Response:
     if kind != APPLICATION_COMMAND:
         return Response.json(message_response("This interaction is not supported here.", ephemeral=True))
     try:
-        command = Command.from_payload(payload)
+        command = InteractionCommand.from_payload(payload)
     except ValueError:
         raise BadRequest("malformed application command interaction") from None
     settings: DiscordSettings = ctx.settings

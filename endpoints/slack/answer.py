@@ -18,7 +18,7 @@ from dataclasses import replace
 from typing import Any
 
 from endpoints.slack.client import bot_user_id, open_client, slack_failures
-from endpoints.slack.events import Trigger, thread_key
+from endpoints.slack.events import SlackTrigger, thread_key
 from endpoints.slack.render import is_reset, slack_to_plain
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.thread import SlackStream, SlackThread, answer_rules
@@ -70,8 +70,8 @@ async def _upgrade_record(storage: Storage, key: str, lease: Lease) -> None:
 
 
 async def answer_event(job: JobInfo, ctx: Context) -> dict[str, Any]:
-    """Answer a mention, a DM or a thread reply (a `Trigger` payload)."""
-    trigger = Trigger.from_payload(job.payload)
+    """Answer a mention, a DM or a thread reply (a `SlackTrigger` payload)."""
+    trigger = SlackTrigger.from_payload(job.payload)
     settings: SlackSettings = ctx.settings
     if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id):
         return {"status": "duplicate"}

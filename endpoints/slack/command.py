@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from endpoints.slack.events import Command
+from endpoints.slack.events import SlashCommand
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.thread import answer_rules
 from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget
@@ -44,7 +44,7 @@ class SlashReply:
     original: MessageRef | None = "original"
     native = None
 
-    def __init__(self, ctx: Context, command: Command, rules: ChatRules) -> None:
+    def __init__(self, ctx: Context, command: SlashCommand, rules: ChatRules) -> None:
         self._ctx = ctx
         self._url = command.response_url
         self._key = "uses:" + command.key
@@ -117,8 +117,8 @@ def slash_rules(settings: SlackSettings) -> ChatRules:
 
 
 async def answer_command(job: JobInfo, ctx: Context) -> dict[str, Any]:
-    """Answer a slash command (a `Command` payload) through its response_url."""
-    command = Command.from_payload(job.payload)
+    """Answer a slash command (a `SlashCommand` payload) through its response_url."""
+    command = SlashCommand.from_payload(job.payload)
     settings: SlackSettings = ctx.settings
     if not settings.allows_response_url(command.response_url):
         raise JobError("the response_url does not point at Slack")

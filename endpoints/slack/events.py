@@ -1,6 +1,6 @@
 """What an inbound Slack delivery asks for, decided from its parsed body alone (pure).
 
-`classify(envelope)` turns an Events API envelope into a `Trigger` to answer, or the reason it is
+`classify(envelope)` turns an Events API envelope into a `SlackTrigger` to answer, or the reason it is
 ignored (platforms.md §1.4): `app_mention` in channels, `message` in DMs (`channel_type: im`),
 and replies in threads (the caller still checks the bot answered in that thread). Messages of
 bots (`bot_id`, `subtype: bot_message`) and of this bot's own user, and every other subtype
@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from gateway.plugin import as_text
 
-__all__ = ["Command", "Trigger", "classify", "parse_command", "thread_key"]
+__all__ = ["SlashCommand", "SlackTrigger", "classify", "parse_command", "thread_key"]
 
 TriggerKind = Literal["mention", "dm", "thread"]
 
@@ -29,7 +29,7 @@ def thread_key(team: str, channel: str, thread_ts: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Trigger:
+class SlackTrigger:
     """A message to answer. `thread_ts` is the thread the answer goes into."""
 
     kind: TriggerKind
@@ -61,7 +61,7 @@ class Trigger:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Trigger:
+    def from_payload(cls, payload: Mapping[str, Any]) -> SlackTrigger:
         fields: dict[str, Any] = {name: payload.get(name) for name in cls.__dataclass_fields__}
         return cls(**fields)
 
@@ -75,7 +75,7 @@ def bot_user_of(envelope: Mapping[str, Any]) -> str | None:
     return None
 
 
-def classify(envelope: Mapping[str, Any]) -> Trigger | str:
+def classify(envelope: Mapping[str, Any]) -> SlackTrigger | str:
     """The trigger in an `event_callback` envelope, or why there is nothing to answer."""
     if envelope.get("type") != "event_callback":
         return f"envelope type {envelope.get('type')!r}"
@@ -111,7 +111,7 @@ def classify(envelope: Mapping[str, Any]) -> Trigger | str:
         return "a mention in a thread (answered through its app_mention event)"
     else:
         kind = "thread"
-    return Trigger(
+    return SlackTrigger(
         kind=kind,
         event_id=event_id,
         team=team,
@@ -126,7 +126,7 @@ def classify(envelope: Mapping[str, Any]) -> Trigger | str:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class SlashCommand:
     """A slash command invocation, answered through its `response_url`."""
 
     command: str
@@ -155,19 +155,19 @@ class Command:
         return asdict(self)
 
     @classmethod
-    def from_payload(cls, payload: Mapping[str, Any]) -> Command:
+    def from_payload(cls, payload: Mapping[str, Any]) -> SlashCommand:
         fields: dict[str, Any] = {name: payload.get(name) for name in cls.__dataclass_fields__}
         return cls(**fields)
 
 
-def parse_command(form: Mapping[str, list[str]], received_at: float) -> Command | str:
+def parse_command(form: Mapping[str, list[str]], received_at: float) -> SlashCommand | str:
     """The slash command in a form body, or what is missing."""
     fields = {name: values[0] for name, values in form.items() if values}
     needed = ("command", "team_id", "channel_id", "user_id", "response_url")
     missing = [name for name in needed if not fields.get(name)]
     if missing:
         return f"missing {', '.join(missing)}"
-    return Command(
+    return SlashCommand(
         command=fields["command"],
         text=fields.get("text", "").strip(),
         team=fields["team_id"],

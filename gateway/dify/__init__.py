@@ -23,7 +23,7 @@ from gateway.dify.errors import (
 from gateway.dify.events import DifyEvent as DifyEvent, parse_event as parse_event
 from gateway.dify.models import (
     Answer as Answer,
-    AppInfo as AppInfo,
+    AppDescription as AppDescription,
     AppMode as AppMode,
     AskRequest as AskRequest,
     Delta as Delta,

@@ -35,7 +35,7 @@ from gateway.clock import Clock
 from gateway.dify.admission import OVERLOAD_RETRY_AFTER, Admission
 from gateway.dify.breaker import BreakerRegistry, Ticket
 from gateway.dify.errors import classify, counts_against_app
-from gateway.dify.models import CHAT_MODES, Answer, AppInfo, AskRequest, DifyApp
+from gateway.dify.models import CHAT_MODES, Answer, AppDescription, AskRequest, DifyApp
 from gateway.dify.pool import ConnectionSlots
 from gateway.dify.retry import RetryPolicy
 from gateway.dify.stream import AnswerStream
@@ -140,11 +140,11 @@ class DifyClient:
 
     # --- public API ----------------------------------------------------------------------------
 
-    async def info(self, app: DifyApp) -> AppInfo:
+    async def info(self, app: DifyApp) -> AppDescription:
         """`GET /info`. Raises `UpstreamError` (401: "the app API key was rejected ...")."""
         body = await self._get_json(app, "/info")
         tags = body.get("tags") or []
-        return AppInfo(
+        return AppDescription(
             name=str(body.get("name") or ""),
             description=str(body.get("description") or ""),
             tags=tuple(str(tag) for tag in tags) if isinstance(tags, list) else (),

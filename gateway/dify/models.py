@@ -16,7 +16,7 @@ from gateway.dify.events import (
 )
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["APP_MODES", "Answer", "AppInfo", "AppMode", "AskRequest", "Delta", "DeltaKind", "DifyApp"]
+__all__ = ["APP_MODES", "Answer", "AppDescription", "AppMode", "AskRequest", "Delta", "DeltaKind", "DifyApp"]
 
 AppMode = Literal["chat", "agent-chat", "agent", "advanced-chat", "completion", "workflow"]
 APP_MODES: frozenset[str] = frozenset(get_args(AppMode))
@@ -80,7 +80,7 @@ class AskRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class AppInfo:
+class AppDescription:
     """`GET /info`."""
 
     name: str

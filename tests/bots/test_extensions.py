@@ -33,7 +33,7 @@ class Entry:
 
 def test_installed_entry_points_provide_the_bot_command_and_service() -> None:
     assert "bot" in {c.name for c in gateway.cli.main.extension_commands()}
-    names = {e.name for e in gateway.services.entry_points(group=gateway.services.SERVICES_GROUP)}
+    names = {e.name for e in gateway.host.services.entry_points(group=gateway.host.services.SERVICES_GROUP)}
     assert "discord-bots" in names
 
 
@@ -74,7 +74,7 @@ async def test_services_start_stop_and_never_take_the_server_down(
         Entry("runs", "x:runs", loaded=lambda gw: forever()),
         Entry("crashes", "x:crashes", loaded=lambda gw: crash()),
     ]
-    monkeypatch.setattr(gateway.services, "entry_points", lambda group: entries)
+    monkeypatch.setattr(gateway.host.services, "entry_points", lambda group: entries)
     with caplog.at_level(logging.ERROR, logger="gateway.host.services"):
         tasks = start_services(MagicMock())
         assert [t.get_name() for t in tasks] == ["service-runs", "service-crashes"]

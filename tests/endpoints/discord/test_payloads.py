@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from endpoints.discord.interactions import Command, command_definitions, conversation_key, message_response, user_key
+from endpoints.discord.interactions import (
+    InteractionCommand,
+    command_definitions,
+    conversation_key,
+    message_response,
+    user_key,
+)
 from tests.support.discord_interactions import command
 
 
 def test_a_guild_command() -> None:
-    parsed = Command.from_payload(command("ask", "hi there", guild="5", channel="6", user="7"))
+    parsed = InteractionCommand.from_payload(command("ask", "hi there", guild="5", channel="6", user="7"))
     assert (parsed.name, parsed.guild_id, parsed.channel_id, parsed.user_id) == ("ask", "5", "6", "7")
     assert parsed.options == {"question": "hi there"}
     assert parsed.conversation_key == "discord:5:6" and parsed.user == "discord:7"
@@ -18,17 +24,17 @@ def test_a_guild_command() -> None:
 def test_a_dm_command_and_numeric_ids() -> None:
     payload = command("reset", guild=None, channel="6", user="7")
     del payload["channel_id"]  # older payloads: only the channel object
-    parsed = Command.from_payload(payload)
+    parsed = InteractionCommand.from_payload(payload)
     assert parsed.guild_id is None and parsed.channel_id == "6"
     assert parsed.conversation_key == "discord:dm:6"
     payload["id"] = 123
-    assert Command.from_payload(payload).id == "123"
+    assert InteractionCommand.from_payload(payload).id == "123"
 
 
 def test_options_that_are_not_name_value_pairs_are_ignored() -> None:
     payload = command("ask", "q")
     payload["data"]["options"] += ["junk", {"name": 3, "value": "x"}, {"name": "flag"}]
-    assert Command.from_payload(payload).options == {"question": "q"}
+    assert InteractionCommand.from_payload(payload).options == {"question": "q"}
 
 
 @pytest.mark.parametrize(
@@ -50,7 +56,7 @@ def test_malformed_commands_are_refused(breakage: object) -> None:
     payload = command("ask", "q")
     breakage(payload)  # type: ignore[operator]
     with pytest.raises(ValueError):
-        Command.from_payload(payload)
+        InteractionCommand.from_payload(payload)
 
 
 def test_keys_are_shared_with_the_bot() -> None:

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from slack_sdk.signature import SignatureVerifier
 
-from endpoints.slack.events import Command, Trigger, classify, parse_command
+from endpoints.slack.events import SlackTrigger, SlashCommand, classify, parse_command
 from endpoints.slack.manifest import build_manifest
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.verify import is_ssl_check, verify
@@ -50,7 +50,7 @@ def envelope(**event: Any) -> dict[str, Any]:
 )
 def test_classify(changes: dict[str, Any], outcome: str) -> None:
     result = classify(envelope(**changes))
-    if isinstance(result, Trigger):
+    if isinstance(result, SlackTrigger):
         assert result.kind == outcome
     else:
         assert outcome in result
@@ -66,26 +66,26 @@ def test_classify_refuses_odd_envelopes() -> None:
     del no_team["team_id"]
     assert "missing" in str(classify(no_team))
     no_team["event"]["team"] = "T9"
-    assert isinstance(trigger := classify(no_team), Trigger) and trigger.team == "T9"
+    assert isinstance(trigger := classify(no_team), SlackTrigger) and trigger.team == "T9"
 
 
 def test_a_trigger_knows_its_thread_conversation_and_user() -> None:
     trigger = classify(envelope(type="app_mention", ts="5.5", thread_ts="4.4", text=None))
-    assert isinstance(trigger, Trigger)
+    assert isinstance(trigger, SlackTrigger)
     assert trigger.thread_ts == "4.4" and trigger.text == ""
     assert trigger.conversation_key == "slack:T1:C1:4.4"
     assert trigger.dify_user == "slack:T1:U1"
     assert trigger.bot_user_id == "UBOT" and not trigger.is_dm
-    assert Trigger.from_payload(trigger.to_payload()) == trigger
+    assert SlackTrigger.from_payload(trigger.to_payload()) == trigger
     top = classify(envelope(type="app_mention", ts="5.5"))
-    assert isinstance(top, Trigger) and top.thread_ts == "5.5"  # a top-level mention opens a thread
+    assert isinstance(top, SlackTrigger) and top.thread_ts == "5.5"  # a top-level mention opens a thread
 
 
 def test_without_authorizations_the_bot_is_unknown_until_the_job_asks() -> None:
     body = envelope(type="app_mention")
     body["authorizations"] = [{"user_id": "U7", "is_bot": False}, "junk"]
     trigger = classify(body)
-    assert isinstance(trigger, Trigger) and trigger.bot_user_id is None
+    assert isinstance(trigger, SlackTrigger) and trigger.bot_user_id is None
 
 
 @pytest.mark.parametrize("authorizations", [5, True, 1.5])
@@ -93,7 +93,7 @@ def test_authorizations_that_are_not_a_list_mean_the_bot_is_unknown(authorizatio
     body = envelope(type="app_mention")
     body["authorizations"] = authorizations  # was iterated as is: a TypeError (a 500)
     trigger = classify(body)
-    assert isinstance(trigger, Trigger) and trigger.bot_user_id is None
+    assert isinstance(trigger, SlackTrigger) and trigger.bot_user_id is None
 
 
 def form(**fields: str) -> dict[str, list[str]]:
@@ -110,11 +110,11 @@ def form(**fields: str) -> dict[str, list[str]]:
 
 def test_parse_command() -> None:
     command = parse_command(form(), 1000.0)
-    assert isinstance(command, Command)
+    assert isinstance(command, SlashCommand)
     assert command.text == "what?" and command.received_at == 1000.0
     assert command.conversation_key == "slack:T1:C1:command" and command.dify_user == "slack:T1:U1"
     assert command.key.startswith("cmd:") and command.key != parse_command(form(response_url="https://x/2"), 0).key
-    assert Command.from_payload(command.to_payload()) == command
+    assert SlashCommand.from_payload(command.to_payload()) == command
     assert parse_command(form(user_id="", response_url=""), 0) == "missing user_id, response_url"
     assert parse_command({"command": []}, 0) == "missing command, team_id, channel_id, user_id, response_url"
 
