@@ -29,14 +29,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-__all__ = ["Call", "FakeDiscord", "patched_discord"]
+__all__ = ["DiscordCall", "FakeDiscord", "patched_discord"]
 
 PREFIX = "/api/v10"
 UNAUTHORIZED = {"message": "401: Unauthorized", "code": 0}
 
 
 @dataclass
-class Call:
+class DiscordCall:
     method: str
     path: str
     json: Any
@@ -46,7 +46,7 @@ class Call:
 
 
 @dataclass
-class Message:
+class DiscordMessage:
     id: str
     content: str
     where: str  # "webhook:{token}" or "channel:{channel_id}"
@@ -63,8 +63,8 @@ class FakeDiscord:
     expired_tokens: set[str] = field(default_factory=set)
     outages: list[str] = field(default_factory=list)
     hang_seconds: float = 2.0
-    calls: list[Call] = field(default_factory=list)
-    messages: dict[str, Message] = field(default_factory=dict)
+    calls: list[DiscordCall] = field(default_factory=list)
+    messages: dict[str, DiscordMessage] = field(default_factory=dict)
     _ids: Iterator[int] = field(default_factory=lambda: itertools.count(1000))
 
     # -- what a person would see -------------------------------------------------------------
@@ -79,7 +79,7 @@ class FakeDiscord:
     def channel(self, channel_id: str) -> list[str]:
         return [m.content for m in self.messages.values() if m.where == f"channel:{channel_id}"]
 
-    def matching(self, method: str, fragment: str) -> list[Call]:
+    def matching(self, method: str, fragment: str) -> list[DiscordCall]:
         return [c for c in self.calls if c.method == method and fragment in c.path]
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -134,7 +134,9 @@ class FakeDiscord:
         body = await request.body()
         data = json.loads(body) if body else None
         self.calls.append(
-            Call(request.method, request.url.path, data, status, time.monotonic(), request.headers.get("authorization"))
+            DiscordCall(
+                request.method, request.url.path, data, status, time.monotonic(), request.headers.get("authorization")
+            )
         )
         return data
 
@@ -145,7 +147,7 @@ class FakeDiscord:
         assert data["allowed_mentions"] == {"parse": []}, "answers must not ping anyone"
         assert 0 < len(data["content"]) <= 2000, len(data["content"])
         mid = key or str(next(self._ids))
-        self.messages[mid] = Message(mid, data["content"], where)
+        self.messages[mid] = DiscordMessage(mid, data["content"], where)
         return {"id": "1" if mid.startswith("original:") else mid, "content": data["content"]}
 
     async def _expired(self, request: Request) -> Response | None:
@@ -176,7 +178,7 @@ class FakeDiscord:
             self.messages.pop(key, None)
             return Response(status_code=204)
         if key not in self.messages and mid != "@original":
-            return JSONResponse({"message": "Unknown Message", "code": 10008}, 404)
+            return JSONResponse({"message": "Unknown DiscordMessage", "code": 10008}, 404)
         return JSONResponse(self._message(data, f"webhook:{token}", key))
 
     async def _channel_post(self, request: Request) -> Response:

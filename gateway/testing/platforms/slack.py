@@ -27,11 +27,11 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-__all__ = ["Call", "FakeSlack", "Message"]
+__all__ = ["SlackCall", "FakeSlack", "SlackMessage"]
 
 
 @dataclass
-class Call:
+class SlackCall:
     method: str
     params: dict[str, Any]
     status: int
@@ -39,7 +39,7 @@ class Call:
 
 
 @dataclass
-class Message:
+class SlackMessage:
     ts: str
     channel: str
     thread_ts: str | None
@@ -56,8 +56,8 @@ class FakeSlack:
         self.bot_user_id = bot_user_id
         self.team = team
         self.base = ""  # set by the test once the server runs
-        self.calls: list[Call] = []
-        self.messages: dict[str, Message] = {}
+        self.calls: list[SlackCall] = []
+        self.messages: dict[str, SlackMessage] = {}
         self.responses: dict[str, list[dict[str, Any]]] = {}
         self.rate_limit_once: set[str] = set()
         self.errors: dict[str, str] = {}
@@ -75,10 +75,10 @@ class FakeSlack:
     def response_url(self, name: str) -> str:
         return f"{self.base}/response/{name}"
 
-    def calls_to(self, method: str) -> list[Call]:
+    def calls_to(self, method: str) -> list[SlackCall]:
         return [call for call in self.calls if call.method == method]
 
-    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+    def thread(self, channel: str, thread_ts: str) -> list[SlackMessage]:
         """The bot's live messages in a thread, oldest first."""
         return [
             m for m in self.messages.values() if m.channel == channel and m.thread_ts == thread_ts and not m.deleted
@@ -122,7 +122,7 @@ class FakeSlack:
         return dict(parse_qsl(raw.decode(), keep_blank_values=True))
 
     def _record(self, method: str, params: dict[str, Any], status: int) -> None:
-        self.calls.append(Call(method, params, status))
+        self.calls.append(SlackCall(method, params, status))
         self._changed.set()
 
     async def _api(self, request: Request) -> Response:
@@ -170,7 +170,7 @@ class FakeSlack:
         if not params.get("channel") or not (params.get("text") or params.get("blocks")):
             return {"ok": False, "error": "no_text"}
         ts = self._next_ts()
-        self.messages[ts] = Message(ts, params["channel"], params.get("thread_ts"), params.get("text", ""))
+        self.messages[ts] = SlackMessage(ts, params["channel"], params.get("thread_ts"), params.get("text", ""))
         return {"ok": True, "channel": params["channel"], "ts": ts, "message": {"ts": ts, "text": params.get("text")}}
 
     def _chat_update(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -196,7 +196,7 @@ class FakeSlack:
             return {"ok": False, "error": "invalid_arguments"}
         ts = self._next_ts()
         text = params.get("markdown_text", "")
-        self.messages[ts] = Message(ts, channel, params["thread_ts"], text, streamed=True, streaming=True)
+        self.messages[ts] = SlackMessage(ts, channel, params["thread_ts"], text, streamed=True, streaming=True)
         return {"ok": True, "channel": channel, "ts": ts}
 
     def _chat_appendStream(self, params: dict[str, Any]) -> dict[str, Any]:
