@@ -2,8 +2,8 @@
 
 from gateway.testing.platforms.discord import (
     PREFIX as PREFIX,
-    Call as Call,
+    DiscordCall as DiscordCall,
+    DiscordMessage as DiscordMessage,
     FakeDiscord as FakeDiscord,
-    Message as Message,
     patched_discord as patched_discord,
 )
