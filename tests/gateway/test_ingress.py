@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -90,8 +91,8 @@ async def running(tmp_path: Path) -> AsyncIterator[Running]:
         yield r
 
 
-async def mint(running: Running, plugin: str = "echo", **kwargs: object) -> str:
-    _, url = await running.gateway.endpoints.create(plugin, [], {}, **kwargs)  # type: ignore[arg-type]
+async def mint(running: Running, plugin: str = "echo", **kwargs: Any) -> str:
+    _, url = await running.gateway.endpoints.create(plugin, [], {}, **kwargs)
     return running.path(url)
 
 

@@ -784,7 +784,7 @@ async def test_make_http_client_variants() -> None:
 def test_app_repr_hides_the_key_and_validates() -> None:
     assert "app-secret" not in repr(app()) and "app-secret" not in str(app())
     with pytest.raises(ConfigurationError):
-        app("nonsense")
+        app("nonsense")  # type: ignore[arg-type]  # deliberately not a mode
     with pytest.raises(ConfigurationError):
         app(base_url="ftp://x")
     with pytest.raises(ConfigurationError):
