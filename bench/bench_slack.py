@@ -123,13 +123,17 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
 
 
 async def make_endpoint(env: dict[str, str]) -> str:
+    from pydantic import SecretStr
+
     from gateway.host.runtime import Gateway
     from gateway.records.apps import AppIn
     from gateway.settings import Settings
 
     gateway = await Gateway.open(Settings.from_env(env))
     try:
-        await gateway.apps.add(AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key="app-bench", mode="chat"))
+        await gateway.apps.add(
+            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
+        )
         settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
         _, url = await gateway.endpoints.create("slack", ["bench"], settings)
         return url

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -111,8 +112,13 @@ async def main_async(args: argparse.Namespace) -> None:
         gateway = await Gateway.open(Settings.from_env(env))
         try:
             await gateway.apps.add(
-                AppIn(name="sim", base_url=f"http://127.0.0.1:{sim_port}/v1", api_key="app-simulator", mode="chat")
-            )  # type: ignore[arg-type]
+                AppIn(
+                    name="sim",
+                    base_url=f"http://127.0.0.1:{sim_port}/v1",
+                    api_key=SecretStr("app-simulator"),
+                    mode="chat",
+                )
+            )
             _, url, shown = await gateway.endpoints.create_with_secrets("webhook", ["sim"], {})
         finally:
             await gateway.aclose()

@@ -346,7 +346,7 @@ def _answered(status: int, text: str) -> ActionResult:
     except ValueError:
         data = None
     if not isinstance(data, dict):
-        error = {"code": "not_json", "message": f"the endpoint answered HTTP {status} without JSON"}
+        error: dict[str, Any] = {"code": "not_json", "message": f"the endpoint answered HTTP {status} without JSON"}
         return ActionResult(f"failed: {error['message']}", {"status": "failed", "error": error}, ok=False)
     if status == 200 and data.get("status") == "succeeded":
         return ActionResult(
@@ -355,7 +355,8 @@ def _answered(status: int, text: str) -> ActionResult:
     if status == 202:
         task_id = data.get("task_id")
         return ActionResult(f"still running: task {task_id} (GET the endpoint URL + /tasks/{task_id} later)", data)
-    error = data.get("error") if isinstance(data.get("error"), dict) else {}
+    reported = data.get("error")
+    error = reported if isinstance(reported, dict) else {}
     task = f" (task {data['task_id']})" if data.get("task_id") else ""
     text = f"failed: HTTP {status}, {error.get('code', 'error')}: {error.get('message', '')}{task}"
     return ActionResult(text, data, ok=False)
@@ -368,7 +369,9 @@ def _streamed(text: str) -> ActionResult:
         fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
         if "event" in fields:
             events.append({"event": fields["event"], "data": json.loads(fields.get("data") or "{}")})
-    final = events[-1] if events else {"event": "error", "data": {"message": "the stream ended without an outcome"}}
+    final: dict[str, Any] = (
+        events[-1] if events else {"event": "error", "data": {"message": "the stream ended without an outcome"}}
+    )
     pieces = sum(1 for e in events if e["event"] == "delta")
     data = final["data"]
     if final["event"] == "done":

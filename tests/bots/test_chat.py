@@ -429,7 +429,7 @@ async def test_an_overloaded_gateway_is_asked_again_after_retry_after(clock: Vir
     ctx = FakeContext(OverloadedOnce(clock), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
     started = clock.monotonic()
-    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)  # type: ignore[arg-type]
+    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)
     assert answer is not None and screen.contents() == ["Hello there!"]  # no failure note
     assert len(ctx.apps.calls) == 2 and clock.monotonic() - started >= 5
 
@@ -446,7 +446,7 @@ async def test_a_gateway_that_stays_overloaded_is_asked_three_times_then_the_bot
     screen = Screen()
     ctx = FakeContext(AlwaysOverloaded(clock), settings())
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
-    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)  # type: ignore[arg-type]
+    answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)
     assert answer is None and len(ctx.apps.calls) == 3 and clock.monotonic() >= 10  # Retry-After apart
     assert screen.contents() == ["⚠️ Sorry, the answer failed: the assistant is busy; please ask again in a minute"]
     assert screen.events == ["typing 500", "typed 500", "send 500"]  # "typing…" while it waited

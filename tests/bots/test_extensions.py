@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from typing import Any
 from unittest.mock import MagicMock
 
@@ -13,7 +14,7 @@ import pytest
 
 import gateway.cli.main
 import gateway.host.services
-from gateway.host.services import start_services, stop_services
+from gateway.host.services import SERVICES_GROUP, start_services, stop_services
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +34,7 @@ class Entry:
 
 def test_installed_entry_points_provide_the_bot_command_and_service() -> None:
     assert "bot" in {c.name for c in gateway.cli.main.extension_commands()}
-    names = {e.name for e in gateway.host.services.entry_points(group=gateway.host.services.SERVICES_GROUP)}
+    names = {e.name for e in entry_points(group=SERVICES_GROUP)}
     assert "discord-bots" in names
 
 

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +46,7 @@ def test_the_lease_key_never_contains_the_token() -> None:
     assert TOKEN not in key and key.startswith("bots:lease:discord:")
     assert key == lease_key("discord", TOKEN) != lease_key("discord", TOKEN + "z")
     with pytest.raises(ValueError):
-        Lease(None, key, ttl=0)  # type: ignore[arg-type]
+        Lease(None, key, ttl=0)  # type: ignore[arg-type]  # deliberately no store: ttl=0 is refused first
 
 
 async def test_one_holder_at_a_time(store: Store) -> None:
@@ -243,10 +243,10 @@ def _pids(out: Path) -> list[int]:
     return [int(line) for line in out.read_text().split()] if out.exists() else []
 
 
-async def _until(condition: object, procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
+async def _until(condition: Callable[[], bool], procs: list[subprocess.Popen[bytes]], timeout: float = 20.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not condition():  # type: ignore[operator]
+    while not condition():
         for proc in procs:
             if proc.poll() is not None and proc.returncode not in (-signal.SIGKILL, 0):
                 raise AssertionError(proc.stderr.read().decode() if proc.stderr else "a bot process died")

@@ -47,5 +47,6 @@ def test_thread_name() -> None:
 
 
 def test_paging_is_the_endpoints() -> None:
-    assert MAX_CONTENT == 2000
+    # An unbroken run one over Discord's 2000-character limit: a full page (room left for the
+    # continuation mark) and the rest.
     assert [len(p) for p in split_text("y" * 2001, MAX_CONTENT)] == [1996, 5]

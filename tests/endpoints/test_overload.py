@@ -10,6 +10,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypedDict
 
 import anyio
 import httpx
@@ -27,7 +28,19 @@ pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
 SLOW = SimulatorConfig(first_token_latency=0, tokens_per_second=8)  # ~2 s for the long question
 LONG = "one two three four five six seven eight nine ten eleven twelve"
-ONE_PLACE = {"max_concurrent_answers": 1, "answer_queue_timeout": 0.2}
+
+
+class Limits(TypedDict):
+    max_concurrent_answers: int
+    answer_queue_timeout: float
+
+
+class Signed(TypedDict):
+    content: bytes
+    headers: dict[str, str]
+
+
+ONE_PLACE: Limits = {"max_concurrent_answers": 1, "answer_queue_timeout": 0.2}
 
 
 async def wait_for_first_text(lines: AsyncIterator[str], marker: str) -> None:
@@ -49,16 +62,16 @@ async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(
         )
         url, secret = created.json()["url"], created.json()["secrets"]["secret"]
 
-        def signed(payload: dict[str, object], msg_id: str | None = None) -> dict[str, object]:
+        def signed(payload: dict[str, object], msg_id: str | None = None) -> Signed:
             body = json.dumps(payload).encode()
             return {"content": body, "headers": signed_headers(secret, body, msg_id)}
 
         busy = signed({"query": LONG, "user": "u1", "stream": True})
-        async with client.stream("POST", url, **busy) as holding:  # type: ignore[arg-type]
+        async with client.stream("POST", url, **busy) as holding:
             lines = holding.aiter_lines()
             await wait_for_first_text(lines, "event: delta")  # the only place is taken
-            refused = await client.post(url, **signed({"query": "hi", "user": "u2"}, "msg_refused"))  # type: ignore[arg-type]
-            streamed = await client.post(url, **signed({"query": "hi", "user": "u3", "stream": True}))  # type: ignore[arg-type]
+            refused = await client.post(url, **signed({"query": "hi", "user": "u2"}, "msg_refused"))
+            streamed = await client.post(url, **signed({"query": "hi", "user": "u3", "stream": True}))
             async for _ in lines:
                 pass
         assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
@@ -69,7 +82,7 @@ async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(
         events = [block for block in streamed.text.strip().split("\n\n") if block.startswith("event: error")]
         assert len(events) == 1 and '"code": "overloaded"' in events[0] and '"retry_after": 5' in events[0]
         # The caller retries with the same webhook-id once there is room: the queued task answers.
-        again = await client.post(url, **signed({"query": "hi", "user": "u2"}, "msg_refused"))  # type: ignore[arg-type]
+        again = await client.post(url, **signed({"query": "hi", "user": "u2"}, "msg_refused"))
         assert again.status_code == 200, again.text
         assert again.json()["task_id"] == body["task_id"] and again.json()["answer"] == "You said: hi"
 
@@ -101,8 +114,8 @@ async def test_openai_overload_is_the_sdks_503_with_retry_after(tmp_path: Path) 
 async def test_many_concurrent_streams_all_complete_through_a_small_admission_limit(tmp_path: Path) -> None:
     """300 answer streams at once, 20 places, the aiohttp transport: all complete, none refused."""
     fast = SimulatorConfig(first_token_latency=0.05, tokens_per_second=200)
-    settings = {"max_concurrent_answers": 20, "answer_queue_timeout": 60, "use_aiohttp": True}
-    async with openai_stack(tmp_path, apps={"support": fast}, **settings) as stack:
+    places: Limits = {"max_concurrent_answers": 20, "answer_queue_timeout": 60}
+    async with openai_stack(tmp_path, apps={"support": fast}, use_aiohttp=True, **places) as stack:
         client = stack.client(timeout=120, http_client=httpx.AsyncClient(limits=httpx.Limits(max_connections=400)))
         texts: list[str] = []
 

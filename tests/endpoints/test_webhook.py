@@ -172,7 +172,8 @@ async def test_callback_is_signed_and_delivered_once(stack: Stack) -> None:
 
 
 async def test_disconnect_midway_still_completes_and_calls_back_once(stack: Stack) -> None:
-    payload = {"query": " ".join(["word"] * 40), "user": "u1", "stream": True, "callback_url": stack.receiver_url}
+    query = " ".join(["word"] * 40)
+    payload = {"query": query, "user": "u1", "stream": True, "callback_url": stack.receiver_url}
     body = json.dumps(payload).encode()
     async with stack.client.stream("POST", stack.url, content=body, headers=signed_headers(stack.secret, body)) as r:
         async for chunk in r.aiter_text():
@@ -182,7 +183,7 @@ async def test_disconnect_midway_still_completes_and_calls_back_once(stack: Stac
     await asyncio.sleep(0.5)
     assert len(stack.receiver.received) == 1
     data = stack.receiver.received[0]["payload"]["data"]
-    assert data["status"] == "succeeded" and data["answer"] == "You said: " + payload["query"]
+    assert data["status"] == "succeeded" and data["answer"] == "You said: " + query
 
 
 async def test_the_callback_of_a_failed_answer_carries_the_text_already_streamed(stack: Stack) -> None:

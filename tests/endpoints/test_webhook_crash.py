@@ -49,7 +49,9 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
         settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
         setup = await Gateway.open(settings, registry=PluginRegistry.from_entry_points())
         try:
-            await setup.apps.add(AppIn(name="a", base_url=f"{simulator}/v1", api_key="app-simulator", mode="chat"))
+            await setup.apps.add(
+                AppIn(name="a", base_url=f"{simulator}/v1", api_key=SecretStr("app-simulator"), mode="chat")
+            )
             _, url, shown = await setup.endpoints.create_with_secrets("webhook", ["a"], {})
         finally:
             await setup.aclose()

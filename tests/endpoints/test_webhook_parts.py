@@ -37,7 +37,8 @@ async def test_deltas_after_a_heartbeat_are_still_relayed(monkeypatch: pytest.Mo
         signed = webhook_request(SECRET, {"query": "hi", "user": "u1", "stream": True}, timestamp=ctx.clock.time())
         response = await ctx.dispatch(signed.request())
         assert response.status == 200 and response.media_type == "text/event-stream"
-        frames = [frame async for frame in response.body]  # type: ignore[union-attr]
+        assert not isinstance(response.body, bytes)  # streamed
+        frames = [frame async for frame in response.body]
 
     events = _events(frames)
     names = [name for name, _ in events]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway.dify.models import AppMode
 from gateway.records.appform import (
     InputField,
     default_text_input,
@@ -85,8 +86,8 @@ async def create(running: Running, apps: list[str], **settings: Any) -> Any:
 
 
 @pytest.mark.parametrize("mode", ["workflow", "completion"])
-async def test_an_app_without_a_text_input_is_refused_naming_its_inputs(running: Running, mode: str) -> None:
-    config = SimulatorConfig(mode=mode, inputs=(("count", "number", True), ("lang", "select", False)))  # type: ignore[arg-type]
+async def test_an_app_without_a_text_input_is_refused_naming_its_inputs(running: Running, mode: AppMode) -> None:
+    config = SimulatorConfig(mode=mode, inputs=(("count", "number", True), ("lang", "select", False)))
     async with live_server(create_simulator_app(config)) as simulator:
         added = await add_app(running, "flow", simulator)  # mode detected: the form is read now
         assert added["inputs"] == [

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from endpoints.webhook import plugin as webhook
 from gateway.delivery.callbacks import Outcome
@@ -39,7 +40,9 @@ class FakeSender:
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
     settings = make_settings(tmp_path)
     async with running_app(settings, registry=PluginRegistry([webhook]), run_workers=False) as running:
-        await running.gateway.apps.add(AppIn(name="a", base_url="http://dify.test/v1", api_key="k", mode="chat"))
+        await running.gateway.apps.add(
+            AppIn(name="a", base_url="http://dify.test/v1", api_key=SecretStr("k"), mode="chat")
+        )
         running.gateway.rand = lambda: 0.5  # no jitter
         yield running.gateway
 

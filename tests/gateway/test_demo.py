@@ -69,7 +69,7 @@ def _start_demo(workdir: Path, env: dict[str, str]) -> tuple[subprocess.Popen[st
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
-    stop(proc)  # type: ignore[arg-type]
+    stop(proc)
     if proc.stdout:
         proc.stdout.close()
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from slack_sdk.signature import SignatureVerifier
 
 from gateway.records.apps import AppIn
@@ -32,7 +33,9 @@ BODIES = [pytest.param(RECURSING, id="recursing"), pytest.param(TOO_DEEP, id="to
 @pytest.fixture
 async def running(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> AsyncIterator[Running]:
     async with running_app(make_settings(tmp_path), run_workers=False) as r:
-        await r.gateway.apps.add(AppIn(name="demo", base_url="http://dify.test/v1", api_key="app-k", mode="chat"))
+        await r.gateway.apps.add(
+            AppIn(name="demo", base_url="http://dify.test/v1", api_key=SecretStr("app-k"), mode="chat")
+        )
         caplog.set_level(logging.INFO)
         yield r
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]

@@ -7,10 +7,11 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from endpoints.echo import plugin as echo
 from gateway.host.registry import PluginRegistry
@@ -84,12 +85,14 @@ async def cookies(request: Request, ctx: Context) -> Response:
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     registry = PluginRegistry([echo, strict, streamer])
     async with running_app(make_settings(tmp_path, max_body_bytes=1000), registry=registry, run_workers=False) as r:
-        await r.gateway.apps.add(AppIn(name="demo", base_url="http://dify.test/v1", api_key="app-k", mode="chat"))
+        await r.gateway.apps.add(
+            AppIn(name="demo", base_url="http://dify.test/v1", api_key=SecretStr("app-k"), mode="chat")
+        )
         yield r
 
 
-async def mint(running: Running, plugin: str = "echo", **kwargs: object) -> str:
-    _, url = await running.gateway.endpoints.create(plugin, [], {}, **kwargs)  # type: ignore[arg-type]
+async def mint(running: Running, plugin: str = "echo", **kwargs: Any) -> str:
+    _, url = await running.gateway.endpoints.create(plugin, [], {}, **kwargs)
     return running.path(url)
 
 

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -63,7 +63,7 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Po
     raise AssertionError("gateway did not start")
 
 
-def stop(proc: subprocess.Popen[bytes] | None) -> None:
+def stop(proc: subprocess.Popen[Any] | None) -> None:
     if proc is None:
         return
     if proc.poll() is None:

@@ -4,6 +4,7 @@ on a fake clock."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -26,10 +27,10 @@ def webhook(api: DiscordAPI, token: str = "t") -> DiscordMessages:
     return DiscordMessages.interaction(api, RULES, "1", token)
 
 
-def api_with(handler: Callable[[httpx.Request], httpx.Response], **kwargs: object) -> tuple[DiscordAPI, FakeClock]:
+def api_with(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> tuple[DiscordAPI, FakeClock]:
     clock = FakeClock()
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-    return DiscordAPI(client, BASE + "/", clock=clock, **kwargs), clock  # type: ignore[arg-type]
+    return DiscordAPI(client, BASE + "/", clock=clock, **kwargs), clock
 
 
 @pytest.mark.parametrize(

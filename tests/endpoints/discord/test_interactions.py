@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -108,8 +108,12 @@ async def test_ask_defers_then_streams_by_editing_the_original(tmp_path: Path) -
         assert not stack.fake.matching("POST", "/webhooks/")  # short answers need no follow-up
 
 
+class QueryInput(TypedDict, total=False):
+    query_input: str
+
+
 @pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
-async def test_a_workflow_app_gets_the_question_in_its_own_input(tmp_path: Path, setting: dict[str, str]) -> None:
+async def test_a_workflow_app_gets_the_question_in_its_own_input(tmp_path: Path, setting: QueryInput) -> None:
     form = (("question", "text-input", True), ("context", "paragraph", False))
     config = SimulatorConfig(mode="workflow", inputs=form, first_token_latency=0, tokens_per_second=0)
     async with discord_stack(tmp_path, config, **setting) as stack:

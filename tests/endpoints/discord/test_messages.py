@@ -148,8 +148,8 @@ async def test_a_rerun_edits_the_follow_ups_it_posted_and_deletes_leftovers_at_t
     async with discord() as d:
         storage, lease = JobStorage(), object()
 
-        def posted() -> StoredMessages:
-            return StoredMessages(storage, "posted:job_1:webhook", fence=lease)  # type: ignore[arg-type]
+        def posted() -> StoredMessages[object]:
+            return StoredMessages(storage, "posted:job_1:webhook", fence=lease)
 
         await d.ask(FakeAnswer(d.clock, text(LONG)), posted=posted())
         [follow_up] = [key for key, m in d.fake.messages.items() if not key.startswith("original:")]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from endpoints.discord.interactions import (
@@ -52,9 +55,9 @@ def test_options_that_are_not_name_value_pairs_are_ignored() -> None:
         lambda p: p["data"].update(options=True),
     ],
 )
-def test_malformed_commands_are_refused(breakage: object) -> None:
+def test_malformed_commands_are_refused(breakage: Callable[[dict[str, Any]], object]) -> None:
     payload = command("ask", "q")
-    breakage(payload)  # type: ignore[operator]
+    breakage(payload)
     with pytest.raises(ValueError):
         InteractionCommand.from_payload(payload)
 

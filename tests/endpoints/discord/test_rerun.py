@@ -84,8 +84,9 @@ async def setup(tmp_path: Path, tokens_per_second: float = 1500, **settings: Any
 
 
 def job(attempt: int, received_at: float | None = None) -> JobInfo:
+    interaction_id = "1200000000000000777"
     payload = {
-        "id": "1200000000000000777",
+        "id": interaction_id,
         "token": TOKEN,
         "application_id": APPLICATION_ID,
         "guild_id": "1",
@@ -94,7 +95,7 @@ def job(attempt: int, received_at: float | None = None) -> JobInfo:
         "question": "tell me everything",
         "received_at": time.time() if received_at is None else received_at,
     }
-    return JobInfo("job_rerun", "ask", payload, attempt, payload["id"])
+    return JobInfo("job_rerun", "ask", payload, attempt, interaction_id)
 
 
 def assert_whole_answer(messages: list[str], count: int = 3) -> None:
@@ -124,7 +125,7 @@ async def test_a_second_run_edits_the_follow_ups_instead_of_posting_new_ones(tmp
 async def test_a_run_killed_midway_is_finished_by_the_rerun_without_duplicates(tmp_path: Path) -> None:
     async with setup(tmp_path) as s:
         ctx = await s.context()
-        crashed = asyncio.create_task(ask(job(1), ctx))
+        crashed = asyncio.ensure_future(ask(job(1), ctx))  # `plugin.job` types `ask` as an Awaitable
         await s.fake.wait_for(lambda: s.posts() >= 1)
         # Die once the follow-up is recorded. (A crash between Discord's answer and the record
         # would repost that one message: at-least-once, in a window of one round trip.)

@@ -32,7 +32,7 @@ class Front:
     key: SigningKey
     clock: FakeClock
 
-    async def post(self, body: bytes, headers: dict[str, str] | dict[str, bytes]) -> httpx.Response:
+    async def post(self, body: bytes, headers: dict[str, str] | httpx.Headers) -> httpx.Response:
         return await self.client.post(self.path, content=body, headers=headers)
 
     async def signed(self, payload: object, timestamp: int | str = NOW) -> httpx.Response:
@@ -69,7 +69,11 @@ async def test_the_raw_body_is_verified_not_a_reserialization(front: Front) -> N
     assert response.status_code == 200 and response.json() == {"type": 1}
 
 
-def _vectors(key: SigningKey) -> dict[str, dict[str, str] | dict[str, bytes]]:
+def raw(headers: dict[str, str | bytes]) -> httpx.Headers:
+    return httpx.Headers({name.encode(): v if isinstance(v, bytes) else v.encode() for name, v in headers.items()})
+
+
+def _vectors(key: SigningKey) -> dict[str, dict[str, str] | httpx.Headers]:
     body = body_of(PING)
     good = signed_headers(key, body, NOW)
     sig, ts = good["x-signature-ed25519"], good["x-signature-timestamp"]
@@ -89,8 +93,9 @@ def _vectors(key: SigningKey) -> dict[str, dict[str, str] | dict[str, bytes]]:
         "non-hex": {**base, "x-signature-ed25519": "zz" + sig[2:], "x-signature-timestamp": ts},
         "uppercase hex": {**base, "x-signature-ed25519": sig.upper(), "x-signature-timestamp": ts},
         "huge": {**base, "x-signature-ed25519": "a" * 65536, "x-signature-timestamp": ts},
-        "non-ascii signature": {**base, "x-signature-ed25519": b"\xe9" * 128, "x-signature-timestamp": ts.encode()},  # type: ignore[dict-item]
-        "non-ascii timestamp": {**base, "x-signature-ed25519": sig, "x-signature-timestamp": b"\xef\xbc\x91"},  # type: ignore[dict-item]
+        # Bytes that are not ASCII go on the wire as they are (httpx.Headers keeps raw bytes).
+        "non-ascii signature": raw({**base, "x-signature-ed25519": b"\xe9" * 128, "x-signature-timestamp": ts}),
+        "non-ascii timestamp": raw({**base, "x-signature-ed25519": sig, "x-signature-timestamp": b"\xef\xbc\x91"}),
         "timestamp changed": {**base, "x-signature-ed25519": sig, "x-signature-timestamp": str(NOW + 1)},
     }
 
@@ -168,7 +173,7 @@ async def test_settings_are_validated(front: Front) -> None:
         return front.client.build_request("POST", "/admin/api/endpoints", json=body, headers=admin_headers())
 
     good = {"application_id": APPLICATION_ID, "public_key": public_key_hex(front.key)}
-    bad_settings = [
+    bad_settings: list[dict[str, object]] = [
         {**good, "public_key": "zz" * 32},  # not hex
         {**good, "public_key": "ab" * 31},  # 31 bytes
         {**good, "public_key": "ab" * 33},  # 33 bytes

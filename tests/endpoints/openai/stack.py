@@ -32,7 +32,7 @@ class Stack:
 
     @property
     def base_url(self) -> str:
-        return self.endpoint["url"] + "/v1"
+        return f"{self.endpoint['url']}/v1"
 
     @property
     def endpoint_id(self) -> str:

@@ -8,7 +8,9 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
+from gateway.dify.models import AppMode
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.openai.stack import FAST, openai_stack, with_outputs
 from tests.support.gateway import admin_headers
@@ -16,7 +18,7 @@ from tests.support.gateway import admin_headers
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
 
-def ask(text: str) -> list[dict[str, Any]]:
+def ask(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
@@ -63,7 +65,7 @@ async def test_workflow_and_completion_apps_are_models(tmp_path: Path) -> None:
         "flow": SimulatorConfig(mode="workflow", **_fast()),
         "writer": SimulatorConfig(mode="completion", **_fast()),
     }
-    system = {"role": "system", "content": "Formal."}
+    system: ChatCompletionMessageParam = {"role": "system", "content": "Formal."}
     async with openai_stack(tmp_path, apps) as stack, stack.client() as client:
         for model in ("flow", "writer"):
             blocking = await client.chat.completions.create(model=model, messages=[system, *ask("draft a memo")])
@@ -142,7 +144,7 @@ async def test_agent_thoughts_as_reasoning_content(tmp_path: Path) -> None:
         assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "You said: once"
         blocking = await client.chat.completions.create(model="agent", messages=ask("think"))
         assert blocking.choices[0].message.content == "You said: think"
-        assert blocking.choices[0].message.reasoning_content == "You said: think"  # type: ignore[attr-defined]
+        assert getattr(blocking.choices[0].message, "reasoning_content", None) == "You said: think"  # an extension
         stream = await client.chat.completions.create(model="agent", messages=ask("think"), stream=True)
         chunks = [c async for c in stream]
     reasoning = [getattr(c.choices[0].delta, "reasoning_content", None) for c in chunks]
@@ -165,7 +167,11 @@ async def test_broadcast_model_asks_every_app(tmp_path: Path) -> None:
         assert chunks[-1].usage == blocking.usage
         assert len({c.id for c in chunks}) == 1
         # The second turn continues each app's own conversation.
-        history = [*ask("hello"), {"role": "assistant", "content": expected}, *ask("again")]
+        history: list[ChatCompletionMessageParam] = [
+            *ask("hello"),
+            {"role": "assistant", "content": expected},
+            *ask("again"),
+        ]
         await client.chat.completions.create(model="all", messages=history)
         for app in apps:
             bodies = await stack.generation_bodies(app)
@@ -173,7 +179,7 @@ async def test_broadcast_model_asks_every_app(tmp_path: Path) -> None:
         # One app failing leaves a note; every app failing is an error.
         await stack.http.post(f"{stack.simulators['support']}/_sim/faults", json={"fail_next": 1, "fault": "400"})
         partial = await client.chat.completions.create(model="all", messages=ask("x"))
-        assert "### support\n\n_(no answer" in partial.choices[0].message.content
+        assert "### support\n\n_(no answer" in (partial.choices[0].message.content or "")
         assert partial.usage is None
 
 
@@ -182,9 +188,9 @@ async def test_broadcast_where_every_app_fails_gets_an_error_status(tmp_path: Pa
         openai_stack(tmp_path, {"support": FAST}, {"broadcast_model": "all"}) as stack,
         stack.client() as client,
     ):
-        for stream in (False, True):
+        for streaming in (False, True):
             with pytest.raises(openai.APIStatusError) as caught:
-                await client.chat.completions.create(model="all", messages=ask("[[fault:400]]"), stream=stream)
+                await client.chat.completions.create(model="all", messages=ask("[[fault:400]]"), stream=streaming)
             assert caught.value.status_code == 502
 
 
@@ -204,9 +210,9 @@ async def test_a_broadcast_asks_only_the_apps_the_key_may_use(tmp_path: Path) ->
             with pytest.raises(openai.NotFoundError) as caught:
                 await client.models.retrieve("all")
             assert caught.value.code == "model_not_found"
-            for stream in (False, True):
+            for streaming in (False, True):
                 with pytest.raises(openai.NotFoundError) as caught:
-                    await client.chat.completions.create(model="all", messages=ask("hello"), stream=stream)
+                    await client.chat.completions.create(model="all", messages=ask("hello"), stream=streaming)
                 assert caught.value.code == "model_not_found"
         assert await stack.generation_bodies("support") == []
         assert len(await stack.generation_bodies("coder")) == 2
@@ -246,10 +252,10 @@ async def test_a_streamed_broadcast_pings_while_waiting(tmp_path: Path, monkeypa
 @pytest.mark.parametrize("mode", ["workflow", "completion"])
 @pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
 async def test_a_workflow_app_gets_the_message_in_its_own_input(
-    tmp_path: Path, setting: dict[str, str], mode: str
+    tmp_path: Path, setting: dict[str, str], mode: AppMode
 ) -> None:
     form = (("topic", "text-input", False), ("question", "paragraph", True))
-    apps = {"flow": SimulatorConfig(mode=mode, inputs=form, **_fast())}  # type: ignore[arg-type]
+    apps = {"flow": SimulatorConfig(mode=mode, inputs=form, **_fast())}
     async with openai_stack(tmp_path, apps, setting) as stack, stack.client() as client:
         blocking = await client.chat.completions.create(model="flow", messages=ask("hello"))
         stream = await client.chat.completions.create(model="flow", messages=ask("again"), stream=True)

@@ -5,23 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import openai
 import pytest
+from openai.types.chat import ChatCompletionContentPartParam, ChatCompletionMessageParam
 
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.openai.stack import FAST, Stack, openai_stack
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
-HI = [{"role": "user", "content": "hi there"}]
+HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi there"}]
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     support = dataclasses.replace(FAST, file_upload=True)  # takes images (by URL)
     async with openai_stack(tmp_path, {"support": support, "coder": FAST}, {"broadcast_model": "all"}) as running:
         yield running
@@ -117,7 +119,10 @@ async def test_non_ascii_and_emoji_round_trip(stack: Stack) -> None:
 
 
 async def test_three_turns_continue_one_dify_conversation(stack: Stack) -> None:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "one"}]
+    messages: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "one"},
+    ]
     async with stack.client() as client:
         first = await client.chat.completions.create(model="support", messages=messages, user="alice")
         messages += [{"role": "assistant", "content": first.choices[0].message.content}]
@@ -140,7 +145,7 @@ async def test_three_turns_continue_one_dify_conversation(stack: Stack) -> None:
 
 async def test_conversation_id_extension_and_system_input(tmp_path: Path) -> None:
     async with openai_stack(tmp_path, settings={"system_input": "persona"}) as stack, stack.client() as client:
-        system = {"role": "system", "content": "You are a pirate."}
+        system: ChatCompletionMessageParam = {"role": "system", "content": "You are a pirate."}
         first = await client.chat.completions.create(
             model="support", messages=[system, {"role": "user", "content": "ahoy"}], extra_body={"inputs": {"x": 1}}
         )
@@ -171,7 +176,9 @@ async def test_errors_before_the_stream_are_openai_errors(stack: Stack) -> None:
             await client.chat.completions.create(model="support", messages=HI, n=2)
         assert bad_n.value.param == "n"
         with pytest.raises(openai.BadRequestError) as bad_role:
-            await client.chat.completions.create(model="support", messages=[{"role": "wizard", "content": "x"}])
+            # A role OpenAI does not have, on purpose: the gateway must name the field.
+            wizard = {"role": "wizard", "content": "x"}
+            await client.chat.completions.create(model="support", messages=[wizard])  # type: ignore[list-item]
         assert bad_role.value.param == "messages[0].role"
         with pytest.raises(openai.BadRequestError):
             await client.chat.completions.create(model="support", messages=[])
@@ -221,7 +228,7 @@ async def test_errors_after_the_stream_started(stack: Stack) -> None:
 
 
 async def test_output_moderation_ends_with_content_filter(stack: Stack) -> None:
-    messages = [{"role": "user", "content": "say something bad [[fault:replace]]"}]
+    messages: list[ChatCompletionMessageParam] = [{"role": "user", "content": "say something bad [[fault:replace]]"}]
     async with stack.client() as client:
         blocking = await client.chat.completions.create(model="support", messages=messages)
         assert blocking.choices[0].message.content == "[simulator] this answer was moderated"
@@ -282,7 +289,7 @@ async def test_key_limits_answer_429_with_retry_after(tmp_path: Path) -> None:
 
 
 async def test_stream_of_unknown_history_with_images(stack: Stack) -> None:
-    content = [
+    content: list[ChatCompletionContentPartParam] = [
         {"type": "text", "text": "what is this"},
         {"type": "image_url", "image_url": {"url": "https://x.test/a.png"}},
     ]
@@ -332,7 +339,7 @@ async def test_retried_dify_failures_map_to_502_and_429(tmp_path: Path) -> None:
 
 
 async def test_a_history_that_extends_no_known_exchange_reaches_dify_as_context(tmp_path: Path) -> None:
-    few_shot = [
+    few_shot: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": "Answer in one word."},
         {"role": "user", "content": "Capital of France?"},
         {"role": "assistant", "content": "Paris"},
@@ -342,10 +349,14 @@ async def test_a_history_that_extends_no_known_exchange_reaches_dify_as_context(
         first = await client.chat.completions.create(model="support", messages=few_shot)
         answer = first.choices[0].message.content or ""
         # The next turn extends the exchange just answered: only the new message is sent.
-        follow_up = [*few_shot, {"role": "assistant", "content": answer}, {"role": "user", "content": "And Spain?"}]
+        follow_up: list[ChatCompletionMessageParam] = [
+            *few_shot,
+            {"role": "assistant", "content": answer},
+            {"role": "user", "content": "And Spain?"},
+        ]
         second = await client.chat.completions.create(model="support", messages=follow_up)
         # An edited turn: the history no longer matches what Dify holds, so it starts anew with it.
-        edited = [*few_shot[:3], {"role": "user", "content": "Capital of Peru?"}]
+        edited: list[ChatCompletionMessageParam] = [*few_shot[:3], {"role": "user", "content": "Capital of Peru?"}]
         stream = await client.chat.completions.create(model="support", messages=edited, stream=True)
         streamed = "".join([c.choices[0].delta.content or "" async for c in stream])
         bodies = await stack.generation_bodies()

@@ -4,8 +4,8 @@ failing Dify app, LangChain with a bad key; all against a real uvicorn gateway a
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import anyio
 import openai
@@ -24,7 +24,7 @@ NO_TRACE = RunConfig(tracing_disabled=True)
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with openai_stack(tmp_path, {"support": FAST, "writer": WRITER}) as running:
         yield running
 
@@ -99,7 +99,7 @@ async def test_langchain_raises_the_openai_errors(stack: Stack) -> None:
             llm = ChatOpenAI(
                 model="support",
                 base_url=stack.base_url,
-                api_key=WRONG_KEY,  # type: ignore[arg-type]
+                api_key=WRONG_KEY,
                 max_retries=0,
                 use_responses_api=responses_api,
             )
@@ -108,7 +108,7 @@ async def test_langchain_raises_the_openai_errors(stack: Stack) -> None:
             with pytest.raises(openai.AuthenticationError) as streamed:
                 list(llm.stream("hi"))
             assert invoked.value.code == streamed.value.code == "invalid_api_key"
-        good = ChatOpenAI(model="support", base_url=stack.base_url, api_key=stack.key, max_retries=0)  # type: ignore[arg-type]
+        good = ChatOpenAI(model="support", base_url=stack.base_url, api_key=stack.key, max_retries=0)
         with pytest.raises(openai.InternalServerError) as failed:
             good.invoke("hi [[fault:400]]")
         assert failed.value.status_code == 502

@@ -3,6 +3,7 @@ a real uvicorn gateway and a simulated Dify completion app."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ WRITER = SimulatorConfig(mode="completion", first_token_latency=0, tokens_per_se
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with openai_stack(tmp_path, {"writer": WRITER}) as running:
         yield running
 
@@ -43,7 +44,7 @@ async def test_blocking_and_streaming_agree(stack: Stack) -> None:
 
 
 async def test_sync_client_and_errors(stack: Stack) -> None:
-    def run() -> Any:
+    def run() -> str:
         with stack.sync_client() as client:
             return "".join(
                 c.choices[0].text for c in client.completions.create(model="writer", prompt="x", stream=True)
@@ -51,7 +52,12 @@ async def test_sync_client_and_errors(stack: Stack) -> None:
 
     assert await anyio.to_thread.run_sync(run) == "You said: x"
     async with stack.client() as client:
-        for extra, param in [({"n": 2}, "n"), ({"echo": True}, "echo"), ({"logprobs": 2}, "logprobs")]:
+        unsupported: list[tuple[dict[str, Any], str]] = [
+            ({"n": 2}, "n"),
+            ({"echo": True}, "echo"),
+            ({"logprobs": 2}, "logprobs"),
+        ]
+        for extra, param in unsupported:
             with pytest.raises(openai.BadRequestError) as caught:
                 await client.completions.create(model="writer", prompt="x", **extra)
             assert caught.value.param == param

@@ -7,12 +7,19 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import openai
 import pytest
+from openai.types.chat import (
+    ChatCompletionContentPartImageParam,
+    ChatCompletionContentPartParam,
+    ChatCompletionMessageParam,
+)
+from openai.types.responses import Response, ResponseInputMessageContentListParam
 
 from tests.endpoints.openai.stack import FAST, Stack, openai_stack
 from tests.support.gateway import admin_headers
@@ -29,16 +36,16 @@ def data_url(mime: str, content: bytes) -> str:
     return f"data:{mime};base64," + base64.b64encode(content).decode()
 
 
-def look(*parts: dict[str, Any]) -> list[dict[str, Any]]:
+def look(*parts: ChatCompletionContentPartParam) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": [{"type": "text", "text": "what is this"}, *parts]}]
 
 
-def image(url: str) -> dict[str, Any]:
+def image(url: str) -> ChatCompletionContentPartImageParam:
     return {"type": "image_url", "image_url": {"url": url}}
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     apps = {"support": FILES, "plain": FAST}
     async with openai_stack(tmp_path, apps, {"max_file_bytes": LIMIT}) as running:
         yield running
@@ -93,13 +100,16 @@ async def test_an_app_without_file_upload_is_a_400_naming_it(stack: Stack) -> No
 
 
 async def test_an_unsupported_type_is_a_400_naming_the_type(stack: Stack) -> None:
-    exe = {"type": "file", "file": {"file_data": data_url("application/x-msdownload", b"MZ"), "filename": "setup.exe"}}
+    exe: ChatCompletionContentPartParam = {
+        "type": "file",
+        "file": {"file_data": data_url("application/x-msdownload", b"MZ"), "filename": "setup.exe"},
+    }
     async with stack.client() as client:
         with pytest.raises(openai.BadRequestError) as caught:
             await client.chat.completions.create(model="support", messages=look(exe))
         assert "application/x-msdownload" in caught.value.message and caught.value.code == "unsupported_file_type"
         assert caught.value.param == "messages[0].content[1].file.file_data"
-        audio = [{"type": "input_file", "file_url": "https://x.test/song.mp3"}]
+        audio: ResponseInputMessageContentListParam = [{"type": "input_file", "file_url": "https://x.test/song.mp3"}]
         with pytest.raises(openai.BadRequestError) as remote:
             await client.responses.create(model="support", input=[{"role": "user", "content": audio}])
         assert ".mp3" in remote.value.message and remote.value.param == "input[0].content[0].file_url"
@@ -144,14 +154,14 @@ async def test_a_file_over_the_limit_is_a_413_in_openai_shape(tmp_path: Path) ->
 
 
 async def test_input_file_and_input_image_on_responses(stack: Stack) -> None:
-    content = [
+    content: ResponseInputMessageContentListParam = [
         {"type": "input_text", "text": "summarize"},
         {"type": "input_file", "filename": "report.pdf", "file_data": data_url("application/pdf", PDF)},
         {"type": "input_image", "image_url": data_url("image/png", PNG), "detail": "auto"},
         {"type": "input_file", "filename": "notes.txt", "file_data": base64.b64encode(b"plain notes").decode()},
     ]
 
-    def run() -> Any:
+    def run() -> Response:
         with stack.sync_client() as client:
             return client.responses.create(model="support", input=[{"role": "user", "content": content}])
 
@@ -190,7 +200,10 @@ async def test_a_history_with_inline_images_continues_its_conversation(stack: St
     first = look(image(data_url("image/png", PNG)))
     async with stack.client() as client:
         answer = await client.chat.completions.create(model="support", messages=first)
-        history = [*first, {"role": "assistant", "content": answer.choices[0].message.content}]
+        history: list[ChatCompletionMessageParam] = [
+            *first,
+            {"role": "assistant", "content": answer.choices[0].message.content},
+        ]
         await client.chat.completions.create(model="support", messages=[*history, {"role": "user", "content": "and?"}])
     first_body, second_body = await stack.generation_bodies()
     assert second_body["conversation_id"] and "files" not in second_body

@@ -5,6 +5,7 @@ and the Dify simulator."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,14 @@ import openai
 import pytest
 from agents import Agent, OpenAIResponsesModel, RunConfig, Runner
 from langchain_openai import ChatOpenAI
+from openai.lib.streaming.responses import ResponseStreamEvent
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseFailedEvent,
+    ResponseReasoningItem,
+    ResponseTextConfigParam,
+)
 
 from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.openai.stack import FAST, Stack, openai_stack
@@ -35,7 +44,7 @@ CLOSING = [
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     async with openai_stack(tmp_path, {"support": FAST, "thinker": AGENT}, {"broadcast_model": "all"}) as running:
         yield running
 
@@ -55,12 +64,14 @@ async def test_async_blocking_and_streaming_agree(stack: Stack) -> None:
     assert [e.sequence_number for e in events] == list(range(len(events)))
     text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
     assert text == "You said: hi there"
-    final = events[-1].response  # type: ignore[union-attr]
-    assert final.output_text == text and final.status == "completed" and final.usage.total_tokens > 0
+    assert isinstance(events[-1], ResponseCompletedEvent)
+    final = events[-1].response
+    assert final.output_text == text and final.status == "completed"
+    assert final.usage is not None and final.usage.total_tokens > 0
 
 
 async def test_sync_client_and_stored_responses(stack: Stack) -> None:
-    def run() -> tuple[Any, Any, Any, list[Any]]:
+    def run() -> tuple[Response, Response, Response, list[ResponseStreamEvent[None]]]:
         with stack.sync_client() as client:
             first = client.responses.create(model="support", input=[{"role": "user", "content": "one"}])
             fetched = client.responses.retrieve(first.id)
@@ -97,7 +108,8 @@ async def test_reasoning_summaries_from_agent_thoughts(stack: Stack) -> None:
     async with stack.client() as client:
         done = await client.responses.create(model="thinker", input="why", reasoning={"summary": "auto"})
         assert [item.type for item in done.output] == ["reasoning", "message"]
-        assert done.output[0].summary[0].text == "You said: why"  # type: ignore[union-attr]
+        assert isinstance(done.output[0], ResponseReasoningItem)
+        assert done.output[0].summary[0].text == "You said: why"
         plain = await client.responses.create(model="thinker", input="why")
         assert [item.type for item in plain.output] == ["message"]
         stream = await client.responses.create(model="thinker", input="why", reasoning={"summary": "auto"}, stream=True)
@@ -136,20 +148,23 @@ async def test_unsupported_features_and_errors_are_openai_errors(stack: Stack) -
         )
         events = [event async for event in stream]
     assert [e.type for e in events][-2:] == ["error", "response.failed"]
-    assert events[-1].response.error.code == "upstream_error"  # type: ignore[union-attr]
+    assert isinstance(events[-1], ResponseFailedEvent)
+    error = events[-1].response.error  # the gateway's own code, not one of OpenAI's Literal values:
+    assert error is not None and error.to_dict()["code"] == "upstream_error"
 
 
 async def test_structured_text_format(stack: Stack) -> None:
-    schema = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
-    fmt = {"format": {"type": "json_schema", "name": "num", "schema": schema, "strict": True}}
+    schema: dict[str, object] = {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}
+    fmt: ResponseTextConfigParam = {"format": {"type": "json_schema", "name": "num", "schema": schema, "strict": True}}
     async with stack.client() as client:
-        done = await client.responses.create(model="support", input='n? [[say:{"n": "x"}]][[say:{"n": 2}]]', text=fmt)  # type: ignore[arg-type]
-        assert json.loads(done.output_text) == {"n": 2} and done.text.format.type == "json_schema"  # type: ignore[union-attr]
+        done = await client.responses.create(model="support", input='n? [[say:{"n": "x"}]][[say:{"n": 2}]]', text=fmt)
+        assert json.loads(done.output_text) == {"n": 2}
+        assert done.text is not None and done.text.format is not None and done.text.format.type == "json_schema"
         stream = await client.responses.create(
             model="support",
             input='n? [[say:{"n": "x"}]][[say:{"n": 5}]]',
             text=fmt,
-            stream=True,  # type: ignore[arg-type]
+            stream=True,
         )
         events = [event async for event in stream]
     deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
@@ -160,7 +175,7 @@ async def test_langchain_responses_api(stack: Stack) -> None:
     def run() -> tuple[Any, str]:
         llm = ChatOpenAI(
             model="support", base_url=stack.base_url, api_key=stack.key, use_responses_api=True, max_retries=0
-        )  # type: ignore[arg-type]
+        )
         message = llm.invoke("hello")
         streamed = "".join(chunk.text for chunk in llm.stream("hello"))
         return message, streamed

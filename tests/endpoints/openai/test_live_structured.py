@@ -5,6 +5,7 @@ scripts the app's answers: broken JSON, then fixed JSON)."""
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,8 @@ import anyio
 import openai
 import pytest
 from langchain_openai import ChatOpenAI
+from openai.types.chat import ChatCompletionMessageParam
+from openai.types.shared_params import ResponseFormatJSONSchema
 from pydantic import BaseModel
 
 from gateway.simulator.config import SimulatorConfig
@@ -19,13 +22,16 @@ from tests.endpoints.openai.stack import FAST, Stack, openai_stack
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
-PERSON = {
+PERSON: dict[str, object] = {
     "type": "object",
     "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
     "required": ["name", "age"],
     "additionalProperties": False,
 }
-SCHEMA_FORMAT = {"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON, "strict": True}}
+SCHEMA_FORMAT: ResponseFormatJSONSchema = {
+    "type": "json_schema",
+    "json_schema": {"name": "person", "schema": PERSON, "strict": True},
+}
 GOOD = '{"name": "Ann", "age": 3}'
 
 
@@ -34,12 +40,12 @@ class Person(BaseModel):
     age: int
 
 
-def ask(text: str) -> list[dict[str, str]]:
+def ask(text: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": text}]
 
 
 @pytest.fixture
-async def stack(tmp_path: Path) -> Any:
+async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     apps = {"support": FAST, "writer": SimulatorConfig(mode="completion", first_token_latency=0, tokens_per_second=0)}
     async with openai_stack(tmp_path, apps) as running:
         yield running
@@ -50,7 +56,7 @@ async def test_valid_json_in_prose_and_fences_is_extracted(stack: Stack) -> None
         done = await client.chat.completions.create(
             model="support",
             messages=ask('who? [[say:Sure! ```json\n{"name": "Ann", "age": 3,}\n``` Anything else?]]'),
-            response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+            response_format=SCHEMA_FORMAT,
         )
     assert json.loads(done.choices[0].message.content or "") == {"name": "Ann", "age": 3}
     (body,) = await stack.generation_bodies()
@@ -62,7 +68,7 @@ async def test_a_broken_answer_is_reasked_in_the_same_conversation(stack: Stack)
         done = await client.chat.completions.create(
             model="support",
             messages=ask('who? [[say:{"name": "Ann"}]][[say:' + GOOD + "]]"),
-            response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+            response_format=SCHEMA_FORMAT,
         )
     assert json.loads(done.choices[0].message.content or "") == {"name": "Ann", "age": 3}
     first, second = await stack.generation_bodies()
@@ -92,7 +98,7 @@ async def test_still_invalid_is_an_openai_error_and_never_retried(stack: Stack) 
             await client.chat.completions.create(
                 model="support",
                 messages=ask("who? [[say:nope]]"),
-                response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+                response_format=SCHEMA_FORMAT,
             )
         assert caught.value.code == "structured_output_invalid"
         assert "not JSON" in caught.value.message
@@ -100,7 +106,7 @@ async def test_still_invalid_is_an_openai_error_and_never_retried(stack: Stack) 
             stream = await client.chat.completions.create(
                 model="support",
                 messages=ask("who? [[say:nope]]"),
-                response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+                response_format=SCHEMA_FORMAT,
                 stream=True,
             )
             async for _ in stream:
@@ -109,7 +115,7 @@ async def test_still_invalid_is_an_openai_error_and_never_retried(stack: Stack) 
             await client.chat.completions.create(
                 model="support",
                 messages=ask("x"),
-                response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": 5}}},  # type: ignore[typeddict-item]
+                response_format={"type": "json_schema", "json_schema": {"name": "p", "schema": {"type": 5}}},
             )
         assert bad.value.param == "response_format.json_schema.schema"
     assert (await stack.stats())["generation_requests"] == 4  # two answers per structured call, no SDK retry
@@ -121,7 +127,7 @@ async def test_fallback_value_is_marked(tmp_path: Path) -> None:
             raw = await client.chat.completions.with_raw_response.create(
                 model="support",
                 messages=ask("who? [[say:nope]]"),
-                response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+                response_format=SCHEMA_FORMAT,
             )
     done = raw.parse()
     assert json.loads(done.choices[0].message.content or "") == {"name": "?", "age": 0}
@@ -133,7 +139,7 @@ async def test_streaming_sends_only_the_validated_json(stack: Stack) -> None:
         stream = await client.chat.completions.create(
             model="support",
             messages=ask('who? [[say:{"name": "Ann", "age": "three"}]][[say:' + GOOD + "]]"),
-            response_format=SCHEMA_FORMAT,  # type: ignore[arg-type]
+            response_format=SCHEMA_FORMAT,
             stream=True,
         )
         chunks = [chunk async for chunk in stream]
@@ -144,7 +150,7 @@ async def test_streaming_sends_only_the_validated_json(stack: Stack) -> None:
 
 async def test_langchain_with_structured_output_both_methods(stack: Stack) -> None:
     def run() -> list[Any]:
-        llm = ChatOpenAI(model="support", base_url=stack.base_url, api_key=stack.key, max_retries=0)  # type: ignore[arg-type]
+        llm = ChatOpenAI(model="support", base_url=stack.base_url, api_key=stack.key, max_retries=0)
         by_schema = llm.with_structured_output(Person, method="json_schema")
         by_mode = llm.with_structured_output(Person, method="json_mode")
         return [

@@ -43,6 +43,7 @@ from gateway.plugin import (
 )
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing import FakeContext
+from tests.support.responses import json_body
 
 pytestmark = pytest.mark.anyio
 
@@ -84,7 +85,7 @@ def test_error_mapping(exc: Exception, status: int, type_: str, code: str | None
     assert "secret detail" not in error.message and "key rejected" not in error.message
     response = error.response()
     assert response.status == status and response.media_type == "application/json"
-    assert json.loads(response.body)["error"] == {"message": error.message, "type": type_, "param": None, "code": code}  # type: ignore[arg-type]
+    assert json_body(response)["error"] == {"message": error.message, "type": type_, "param": None, "code": code}
 
 
 def test_retry_after_header_and_passthrough() -> None:
@@ -203,12 +204,12 @@ async def test_handlers_recheck_the_key(clock: FakeClock) -> None:
     ctx = context(clock)
     # A key revoked after the verifier ran (or a handler reached without it) still gets a 401.
     response = await models(request("/v1/models"), ctx)
-    assert response.status == 401 and json.loads(response.body)["error"]["code"] == "invalid_api_key"  # type: ignore[arg-type]
+    assert response.status == 401 and json_body(response)["error"]["code"] == "invalid_api_key"
     added = await add_key(ctx)
     broken = await chat_completions(
         request("/v1/chat/completions", {"model": "support", "messages": "x"}, added["key"]), ctx
     )
-    assert broken.status == 400 and json.loads(broken.body)["error"]["param"] == "messages"  # type: ignore[arg-type]
+    assert broken.status == 400 and json_body(broken)["error"]["param"] == "messages"
 
 
 async def test_broadcast_without_usable_apps_is_an_unknown_model(clock: FakeClock) -> None:
@@ -216,7 +217,7 @@ async def test_broadcast_without_usable_apps_is_an_unknown_model(clock: FakeCloc
     added = await add_key(ctx)
     body = {"model": "all", "messages": [{"role": "user", "content": "hi"}]}
     response = await chat_completions(request("/v1/chat/completions", body, added["key"]), ctx)
-    assert response.status == 404 and json.loads(response.body)["error"]["code"] == "model_not_found"  # type: ignore[arg-type]
+    assert response.status == 404 and json_body(response)["error"]["code"] == "model_not_found"
 
 
 def test_a_broadcast_asks_only_bound_apps_the_key_may_use() -> None:
@@ -242,7 +243,7 @@ async def test_a_shadowing_broadcast_model_is_refused_with_a_warning(
     ctx = context(clock, broadcast_model="support")
     added = await add_key(ctx)
     response = await models(request("/v1/models", key=added["key"]), ctx)
-    assert [m["id"] for m in json.loads(response.body)["data"]] == ["support"]  # type: ignore[arg-type]
+    assert [m["id"] for m in json_body(response)["data"]] == ["support"]
     assert "broadcast_model 'support' names a bound app" in caplog.text
 
 
@@ -264,7 +265,7 @@ async def test_the_key_document_is_read_once_per_request(clock: FakeClock, monke
     assert (await verify(listing, ctx)).passed
     response = await models(listing, ctx)
     # The key's model list came from the verifier's lookup: "support" is not among its models.
-    assert response.status == 200 and json.loads(response.body)["data"] == [] and loads == 1  # type: ignore[arg-type]
+    assert response.status == 200 and json_body(response)["data"] == [] and loads == 1
     body = {"model": "support", "messages": [{"role": "user", "content": "x"}]}
     chat = request("/v1/chat/completions", body, added["key"])
     assert (await verify(chat, ctx)).passed

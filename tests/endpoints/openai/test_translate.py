@@ -31,6 +31,13 @@ from endpoints.openai.translate import (
     transcript,
     usage_dict,
 )
+from gateway.dify.events import (
+    AgentThoughtEvent,
+    MessageEvent,
+    MessageFileEvent,
+    MessageReplaceEvent,
+    WorkflowFinishedEvent,
+)
 from gateway.plugin import Delta
 
 USER = {"role": "user", "content": "hi"}
@@ -338,25 +345,25 @@ def test_usage_chunk_and_an_empty_answer() -> None:
 
 
 def test_moderation_replaces_or_filters() -> None:
-    moderation = NS(event="message_replace")
+    moderation = MessageReplaceEvent()
     early = writer()
     assert deltas(early.feed(Delta("replace", "clean", moderation))) == [{"role": "assistant", "content": "clean"}]
     late = writer(reasoning=True)
     late.feed(Delta("text", "bad words"))
     assert late.feed(Delta("replace", "clean", moderation)) == []
     assert late.feed(Delta("text", "more")) == [] and late.feed(Delta("reasoning", "r")) == []
-    assert late.feed(Delta("file", "https://f/1.png", NS(type="image"))) == []
+    assert late.feed(Delta("file", "https://f/1.png", MessageFileEvent(type="image"))) == []
     assert decode(late.finish(None))[0]["choices"][0]["finish_reason"] == "content_filter"
     agent = writer()
     agent.feed(Delta("text", "streamed"))
-    assert agent.feed(Delta("replace", "a different final message", NS(event="message"))) == []
+    assert agent.feed(Delta("replace", "a different final message", MessageEvent())) == []
     assert not agent.filtered
 
 
 def test_a_held_answer_is_sent_whole_and_a_moderated_one_ends_with_content_filter() -> None:
     held = writer(hold=True)
     assert held.feed(Delta("text", "bad words")) == [] and held.feed(Delta("text", " more")) == []
-    assert held.feed(Delta("replace", "clean", NS(event="message_replace"))) == []
+    assert held.feed(Delta("replace", "clean", MessageReplaceEvent())) == []
     assert deltas(held.complete("clean")) == [{"role": "assistant", "content": "clean"}]
     assert decode(held.finish(None))[-2]["choices"][0]["finish_reason"] == "content_filter"
     untouched = writer(hold=True)
@@ -367,13 +374,13 @@ def test_a_held_answer_is_sent_whole_and_a_moderated_one_ends_with_content_filte
 
 def test_files_as_markdown() -> None:
     w = writer()
-    assert deltas(w.feed(Delta("file", "https://f/1.png", NS(type="image")))) == [
+    assert deltas(w.feed(Delta("file", "https://f/1.png", MessageFileEvent(type="image")))) == [
         {"role": "assistant", "content": "![image](https://f/1.png)"}
     ]
-    assert deltas(w.feed(Delta("file", "https://f/2.pdf", NS(type="document")))) == [
+    assert deltas(w.feed(Delta("file", "https://f/2.pdf", MessageFileEvent(type="document")))) == [
         {"content": "\n\n[file](https://f/2.pdf)"}
     ]
-    assert w.feed(Delta("file", "file:///etc/passwd", NS(type="image"))) == []
+    assert w.feed(Delta("file", "file:///etc/passwd", MessageFileEvent(type="image"))) == []
 
 
 def test_reasoning_is_opt_in_and_thoughts_are_not_repeated() -> None:
@@ -383,12 +390,12 @@ def test_reasoning_is_opt_in_and_thoughts_are_not_repeated() -> None:
         {"role": "assistant", "reasoning_content": "let me think"}
     ]
     assert w.feed(Delta("reasoning", "")) == []
-    thought = NS(id="t1", position=1)
+    thought = AgentThoughtEvent(id="t1", position=1)
     assert w.feed(Delta("thought", "", thought)) == []
     assert deltas(w.feed(Delta("thought", "Look", thought))) == [{"reasoning_content": "Look"}]
     assert deltas(w.feed(Delta("thought", "Look it up", thought))) == [{"reasoning_content": " it up"}]
     assert w.feed(Delta("thought", "Something else", thought)) == []
-    assert deltas(w.feed(Delta("thought", "By position", NS(id=None, position=2)))) == [
+    assert deltas(w.feed(Delta("thought", "By position", AgentThoughtEvent(id=None, position=2)))) == [
         {"reasoning_content": "By position"}
     ]
 
@@ -405,8 +412,8 @@ def test_held_text_goes_out_as_the_final_answer() -> None:
         completion_id="chatcmpl-x", created=1700000000, model="flow", include_usage=False, reasoning=False, hold=True
     )
     assert w.feed(Delta("text", "thinking out loud")) == [] and w.feed(Delta("ping")) == [PING]
-    assert w.feed(Delta("replace", "other", NS(event="workflow_finished"))) == []
-    assert w.feed(Delta("file", "https://f/1.png", NS(type="image"))) == []
+    assert w.feed(Delta("replace", "other", WorkflowFinishedEvent())) == []
+    assert w.feed(Delta("file", "https://f/1.png", MessageFileEvent(type="image"))) == []
     assert deltas(w.complete("The summary.")) == [{"role": "assistant", "content": "The summary."}]
     assert w.sent == "The summary."
     final, done = decode(w.finish(None))

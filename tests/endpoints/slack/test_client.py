@@ -28,7 +28,7 @@ CTX = SimpleNamespace(logger=logging.LoggerAdapter(logging.getLogger("test"), {}
 
 
 async def post(fake: FakeSlack, clock: FakeClock, *, timeout: float = 30.0) -> str:
-    async with open_client(settings(fake), clock, timeout=timeout) as client, slack_failures(CTX):  # type: ignore[arg-type]
+    async with open_client(settings(fake), clock, timeout=timeout) as client, slack_failures(CTX):
         return await SlackThread(client, "C1", "1.1", rules=answer_rules(settings(fake))).post("Hello")
 
 

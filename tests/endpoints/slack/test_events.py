@@ -113,7 +113,8 @@ def test_parse_command() -> None:
     assert isinstance(command, SlashCommand)
     assert command.text == "what?" and command.received_at == 1000.0
     assert command.conversation_key == "slack:T1:C1:command" and command.dify_user == "slack:T1:U1"
-    assert command.key.startswith("cmd:") and command.key != parse_command(form(response_url="https://x/2"), 0).key
+    other = parse_command(form(response_url="https://x/2"), 0)
+    assert isinstance(other, SlashCommand) and command.key.startswith("cmd:") and command.key != other.key
     assert SlashCommand.from_payload(command.to_payload()) == command
     assert parse_command(form(user_id="", response_url=""), 0) == "missing user_id, response_url"
     assert parse_command({"command": []}, 0) == "missing command, team_id, channel_id, user_id, response_url"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -26,11 +27,11 @@ pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.redis]
 QUESTION = " ".join(f"word{n}" for n in range(40))  # echoed back slowly: an answer of a few seconds
 
 
-async def job_of(store: RedisStore, predicate: object, timeout_polls: int = 600) -> Job:
+async def job_of(store: RedisStore, predicate: Callable[[Job], bool], timeout_polls: int = 600) -> Job:
     """The (only) job once `predicate(job)` holds."""
     for _ in range(timeout_polls):
         jobs = await store.job_list()
-        if jobs and predicate(jobs[0]):  # type: ignore[operator]
+        if jobs and predicate(jobs[0]):
             return jobs[0]
         await asyncio.sleep(0.05)
     raise AssertionError(f"the job never got there: {jobs}")

@@ -195,6 +195,9 @@ async def test_native_streaming_falls_back_to_edits_when_refused(stack: SlackSta
     event = mention("fall back please")
     await stack.deliver(url, envelope(event))
     await stack.fake.wait_for(lambda: stack.fake.texts("C1", event["ts"]) == ["You said: fall back please"])
+    assert stack.fake.calls_to("chat.startStream")  # native streaming was tried first...
+    assert stack.fake.calls_to("chat.appendStream") == []  # ...and, refused, the answer came by post and edits
+    assert stack.fake.calls_to("chat.postMessage")
 
 
 async def test_four_concurrent_deliveries_of_one_event_give_one_answer(stack: SlackStack) -> None:

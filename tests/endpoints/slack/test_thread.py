@@ -166,7 +166,7 @@ def slack_error(code: str, status: int, headers: dict[str, str] | None = None) -
         headers=headers or {},
         status_code=status,
     )
-    return SlackApiError(code, response)
+    return SlackApiError(code, response)  # type: ignore[no-untyped-call]  # slack_sdk leaves __init__ unannotated
 
 
 async def test_a_lasting_429_reaches_the_engine_then_retries_the_job_after_retry_after() -> None:

@@ -13,6 +13,7 @@ import respx
 
 from gateway.clock import FakeClock
 from gateway.dify import DifyApp, DifyClient, RetryPolicy
+from gateway.dify.models import AppMode
 
 BASE = "https://dify.test/v1"
 CHAT = {"conversation_id": "conv-1", "message_id": "msg-1", "created_at": 1705395332, "task_id": "task-1"}
@@ -21,8 +22,8 @@ USAGE = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15, "total
 PING = "event: ping\r\n\r\n"
 
 
-def app(mode: str = "chat", name: str = "support", **kw: Any) -> DifyApp:
-    return DifyApp(name=name, base_url=kw.pop("base_url", BASE), api_key="app-secret", mode=mode, **kw)  # type: ignore[arg-type]
+def app(mode: AppMode = "chat", name: str = "support", **kw: Any) -> DifyApp:
+    return DifyApp(name=name, base_url=kw.pop("base_url", BASE), api_key="app-secret", mode=mode, **kw)
 
 
 def msg(answer: str, event: str = "message", **kw: Any) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -544,12 +545,18 @@ async def test_finished_stream_is_not_stopped(router: respx.MockRouter, client: 
     assert stops == []
 
 
-async def test_stop_failure_is_swallowed(router: respx.MockRouter, client: DifyClient) -> None:
+async def test_stop_failure_is_swallowed(
+    router: respx.MockRouter, client: DifyClient, caplog: pytest.LogCaptureFixture
+) -> None:
     router.post(BASE + "/chat-messages").mock(side_effect=lambda r: sse_response(msg("a"), msg("b"), end()))
-    router.post(BASE + "/chat-messages/task-1/stop").mock(side_effect=httpx.ConnectError("down"))
+    stop = router.post(BASE + "/chat-messages/task-1/stop").mock(side_effect=httpx.ConnectError("down"))
+    caplog.set_level(logging.WARNING, logger="gateway.dify.stream")
     async with client.stream(app(), ASK) as stream:
         async for _ in stream.deltas():
-            break  # leaving triggers stop, which fails quietly
+            break  # leaving triggers stop, which fails: nothing raises out of the block
+    assert stop.called  # the stop was tried...
+    assert "stopping Dify task task-1 of app 'support' failed" in caplog.text  # ...and its failure logged
+    assert stream.answer.text == "a" and stream.answer.complete is False  # the partial answer is kept
 
 
 async def test_stop_endpoints(router: respx.MockRouter, client: DifyClient, stops: list[Any]) -> None:
@@ -777,7 +784,7 @@ async def test_make_http_client_variants() -> None:
 def test_app_repr_hides_the_key_and_validates() -> None:
     assert "app-secret" not in repr(app()) and "app-secret" not in str(app())
     with pytest.raises(ConfigurationError):
-        app("nonsense")
+        app("nonsense")  # type: ignore[arg-type]  # deliberately not a mode
     with pytest.raises(ConfigurationError):
         app(base_url="ftp://x")
     with pytest.raises(ConfigurationError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -130,6 +131,6 @@ async def test_each_retry_is_reported_before_its_wait() -> None:
 
 
 @pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"base_delay": -1}, {"max_delay": -0.1}])
-def test_invalid_policy(kwargs: dict[str, float]) -> None:
+def test_invalid_policy(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
-        RetryPolicy(**kwargs)  # type: ignore[arg-type]
+        RetryPolicy(**kwargs)

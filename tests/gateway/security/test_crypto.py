@@ -151,4 +151,4 @@ def test_mask_is_fixed_width_and_never_leaks_length() -> None:
     assert short == {MASK}  # 1..15 chars all look the same
     assert mask("a" * 12 + "WXYZ") == MASK + "WXYZ"
     assert mask("a" * 100 + "WXYZ") == MASK + "WXYZ"  # same width whatever the length
-    assert MASK == "•" * 8
+    assert mask("hunter2") == "••••••••"  # only bullets: no character of a short secret shows

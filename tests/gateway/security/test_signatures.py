@@ -436,5 +436,13 @@ def test_headers_need_a_secret() -> None:
         standard_webhook_headers([], MSG_ID, NOW, BODY)
 
 
-def test_limits_are_exported() -> None:
-    assert sig.MAX_HEADER_BYTES == 8192 and sig.MAX_SIGNATURE_ENTRIES == 64 and sig.MAX_MSG_ID_CHARS == 256
+def test_a_signature_header_over_the_exported_size_cap_is_refused() -> None:
+    good = sign_standard_webhook(KEY, MSG_ID, NOW, BODY)
+
+    def header(size: int) -> str:  # a junk entry, then the valid one: `size` bytes in all
+        return "v1," + "A" * (size - len(good) - 4) + " " + good
+
+    at_cap, over = header(sig.MAX_HEADER_BYTES), header(sig.MAX_HEADER_BYTES + 1)
+    assert len(at_cap) == sig.MAX_HEADER_BYTES and len(over) == sig.MAX_HEADER_BYTES + 1
+    assert verify_standard_webhook([KEY], MSG_ID, TS, at_cap, BODY, NOW) is True
+    assert verify_standard_webhook([KEY], MSG_ID, TS, over, BODY, NOW) is False

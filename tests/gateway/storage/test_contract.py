@@ -6,7 +6,7 @@ because Redis enforces TTLs on its own (real) clock while SQLite uses the inject
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 import anyio
 import pytest
@@ -388,11 +388,17 @@ async def test_job_updates_of_a_stale_attempt_are_refused(store: Store) -> None:
     assert done is not None and done.result == {"by": "new"}
 
 
+class Fence(TypedDict):
+    job_id: str
+    owner: str
+    attempt: int
+
+
 async def test_kv_set_fenced_only_while_the_run_holds_its_job(store: Store) -> None:
     await store.job_enqueue(job("j1"))
     first = await store.job_claim("a", T0, 30)
     assert first is not None
-    fence = {"job_id": "j1", "owner": "a", "attempt": first.attempts}
+    fence: Fence = {"job_id": "j1", "owner": "a", "attempt": first.attempts}
     assert await store.kv_set_fenced("out:j1", "[1]", ttl=60, **fence) is True
     assert await store.kv_get("out:j1") == "[1]"
     assert await store.kv_set_fenced("out:j1", "[1,2]", **fence) is True  # overwrites

@@ -23,6 +23,7 @@ from gateway.plugin import (
 )
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing import FakeContext, FakeSlack, make_request
+from tests.support.responses import json_body
 
 pytestmark = pytest.mark.anyio
 
@@ -74,15 +75,15 @@ async def test_settings_are_validated_by_the_plugin_model() -> None:
 async def test_dispatch_answers_like_the_gateway() -> None:
     async with FakeContext(plugin, {"token": "t0ken"}) as ctx:
         ok = await ctx.dispatch(asked("hello"))
-        assert ok.status == 200 and json.loads(ok.body) == {"answer": "You said: hello"}  # type: ignore[arg-type]
+        assert ok.status == 200 and json_body(ok) == {"answer": "You said: hello"}
 
         unsigned = await ctx.dispatch(make_request("POST", "/ask", body=b"{}"))
-        assert unsigned.status == 401 and json.loads(unsigned.body)["error"]["code"] == "unauthorized"  # type: ignore[arg-type]
+        assert unsigned.status == 401 and json_body(unsigned)["error"]["code"] == "unauthorized"
         teapot = await ctx.dispatch(make_request("POST", "/ask", headers={"x-teapot": "1"}))
         assert (teapot.status, teapot.body) == (418, b"I'm a teapot")
 
         bad = await ctx.dispatch(make_request("POST", "/ask", body=b"[]", headers={"x-token": "t0ken"}))
-        assert bad.status == 400 and json.loads(bad.body)["error"]["message"] == "q is missing"  # type: ignore[arg-type]
+        assert bad.status == 400 and json_body(bad)["error"]["message"] == "q is missing"
         missing = await ctx.dispatch(make_request("GET", "/nowhere"))
         assert missing.status == 404
         wrong = await ctx.dispatch(make_request("GET", "/ask"))
