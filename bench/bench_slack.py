@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load  # noqa: E402
+from bench.profile import Profiler, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
@@ -147,6 +148,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway under load; collapsed stacks to this file")
     parser.add_argument("--serve", choices=["gateway", "bolt"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -183,7 +185,10 @@ def main() -> None:
         gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
         procs.append(gateway)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
+        profiler = Profiler(gateway.pid, args.duration + 1, args.profile) if args.profile else None
         gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
+        if profiler is not None:
+            profiler.wait()
         stop(gateway)
 
         print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, distinct event_ids")
@@ -192,6 +197,8 @@ def main() -> None:
         print(ratio_line(gateway_result, bolt_result))
         if args.store == "sqlite":
             print(f"gateway jobs queued durably: {queued_jobs(db)} (one per distinct event sent, warm-up included)")
+        if args.profile:
+            print("top self time in the gateway process (py-spy):", *top_self(args.profile), sep="\n  ")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -7,6 +7,7 @@ __all__ = [
     "CLAIM_NEXT_OF_KIND",
     "CLAIM_ONE",
     "INSERT_JOB",
+    "JOB_BY_KEY",
     "JOB_COLUMNS",
     "LIVE",
     "OWNED",
@@ -42,7 +43,11 @@ JOB_COLUMNS = (
     "id, key, kind, payload, endpoint_id, state, attempts, max_attempts, due_at, lease_owner, lease_until,"
     " last_error, result, created_at, updated_at, meta"
 )
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (:{JOB_COLUMNS.replace(', ', ', :')})"
+# A taken id inserts nothing (rowcount 0) instead of raising, so it fails its caller, not the batch.
+INSERT_JOB = (
+    f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (:{JOB_COLUMNS.replace(', ', ', :')}) ON CONFLICT (id) DO NOTHING"
+)
+JOB_BY_KEY = f"SELECT {JOB_COLUMNS} FROM jobs WHERE key = ?"
 _CLAIM_SET = (
     "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_until = :lease_until,"
     " attempts = attempts + 1, updated_at = :now"

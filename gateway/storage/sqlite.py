@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
 from gateway.storage import _sqlite_sql as queries
+from gateway.storage._group_commit import GroupCommit
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
 __all__ = ["SQLiteStore"]
@@ -91,6 +92,7 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
         self._kv_writes = 0
+        self._enqueues = GroupCommit(self._enqueue_batch)
 
     @classmethod
     async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
@@ -128,8 +130,10 @@ class SQLiteStore:
             self._conn.close()
             self._conn = None
 
-    async def _run(self, fn: Callable[[sqlite3.Connection], _T], *, write: bool = False) -> _T:
-        if self._closed:
+    async def _run(
+        self, fn: Callable[[sqlite3.Connection], _T], *, write: bool = False, closing_ok: bool = False
+    ) -> _T:
+        if self._closed and not closing_ok:
             raise StoreError("The SQLite store is closed.")
         loop = asyncio.get_running_loop()
         try:
@@ -164,6 +168,7 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
+        await self._enqueues.wait_idle()  # enqueues accepted before the close are written
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._shutdown)
@@ -321,21 +326,31 @@ class SQLiteStore:
 
     # -- jobs ------------------------------------------------------------------------------------
     async def job_enqueue(self, job: Job) -> tuple[Job, bool]:
+        if self._closed:
+            raise StoreError("The SQLite store is closed.")
         new = prepare_enqueue(job, self._clock.time())
         row = {**new.to_dict(), "payload": json_dumps(new.payload), "meta": json_dumps(new.meta)}
         row["result"] = None if new.result is None else json_dumps(new.result)
+        # Group commit: enqueues arriving together share one BEGIN IMMEDIATE .. COMMIT (one fsync).
+        return await self._enqueues.submit((new, row))
 
-        def op(c: sqlite3.Connection) -> tuple[Job, bool]:
-            if new.key is not None:
-                found = c.execute(f"SELECT {queries.JOB_COLUMNS} FROM jobs WHERE key = ?", (new.key,)).fetchall()
-                if found:
-                    return _row_to_job(found[0]), False
-            if c.execute("SELECT 1 FROM jobs WHERE id = ?", (new.id,)).fetchall():
-                raise ValueError(f"a job with id {new.id!r} already exists")
-            c.execute(queries.INSERT_JOB, row)
-            return new, True
+    async def _enqueue_batch(self, batch: Sequence[tuple[Job, dict[str, Any]]]) -> list[tuple[Job, bool] | Exception]:
+        def op(c: sqlite3.Connection) -> list[tuple[Job, bool] | Exception]:
+            out: list[tuple[Job, bool] | Exception] = []
+            for new, row in batch:
+                # Earlier jobs of the batch are visible here (same transaction): keys dedupe inside it too.
+                if new.key is not None:
+                    found = c.execute(queries.JOB_BY_KEY, (new.key,)).fetchall()
+                    if found:
+                        out.append((_row_to_job(found[0]), False))
+                        continue
+                if c.execute(queries.INSERT_JOB, row).rowcount == 0:  # ON CONFLICT (id) DO NOTHING
+                    out.append(ValueError(f"a job with id {new.id!r} already exists"))
+                else:
+                    out.append((new, True))
+            return out
 
-        return await self._run(op, write=True)
+        return await self._run(op, write=True, closing_ok=True)
 
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
