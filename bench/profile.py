@@ -7,12 +7,19 @@ innermost frame (its self time) and returns the N largest with their share of al
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["Profiler", "top_self"]
+__all__ = ["Profiler", "cpu_seconds", "top_self"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Profiler:

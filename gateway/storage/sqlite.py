@@ -335,22 +335,30 @@ class SQLiteStore:
         return await self._enqueues.submit((new, row))
 
     async def _enqueue_batch(self, batch: Sequence[tuple[Job, dict[str, Any]]]) -> list[tuple[Job, bool] | Exception]:
-        def op(c: sqlite3.Connection) -> list[tuple[Job, bool] | Exception]:
-            out: list[tuple[Job, bool] | Exception] = []
-            for new, row in batch:
-                # Earlier jobs of the batch are visible here (same transaction): keys dedupe inside it too.
-                if new.key is not None:
-                    found = c.execute(queries.JOB_BY_KEY, (new.key,)).fetchall()
-                    if found:
-                        out.append((_row_to_job(found[0]), False))
-                        continue
-                if c.execute(queries.INSERT_JOB, row).rowcount == 0:  # ON CONFLICT (id) DO NOTHING
-                    out.append(ValueError(f"a job with id {new.id!r} already exists"))
-                else:
-                    out.append((new, True))
-            return out
+        params = [row[name] for _, row in batch for name in queries.JOB_FIELDS]
+        keys = [new.key for new, _ in batch if new.key is not None]
 
-        return await self._run(op, write=True, closing_ok=True)
+        def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
+            # One statement for the whole batch (each sqlite3 call hands the GIL back and forth).
+            # A row whose id or key is taken (before, or by an earlier row of the batch) is skipped.
+            inserted = [(r[0], r[1]) for r in c.execute(queries.insert_jobs(len(batch)), params).fetchall()]
+            found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
+            return inserted, found
+
+        inserted, found = await self._run(op, write=True, closing_ok=True)
+        by_key = {row["key"]: row for row in found}
+        out: list[tuple[Job, bool] | Exception] = []
+        # A skipped row matches no later one with the same (id, key): that would conflict the same way.
+        remaining = set(inserted)
+        for new, _ in batch:
+            if (new.id, new.key) in remaining:
+                remaining.discard((new.id, new.key))
+                out.append((new, True))
+            elif new.key is not None and new.key in by_key:
+                out.append((_row_to_job(by_key[new.key]), False))
+            else:
+                out.append(ValueError(f"a job with id {new.id!r} already exists"))
+        return out
 
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
