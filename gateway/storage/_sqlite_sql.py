@@ -56,7 +56,9 @@ _JOB_ROW = "(" + ", ".join("?" * len(JOB_FIELDS)) + ")"
 def insert_jobs(n: int) -> str:
     """Insert `n` jobs (positional parameters, row after row) in one statement; a row whose id
     or key is taken is skipped. Returns (id, key) of each row inserted."""
-    return f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING RETURNING id, key"
+    return (
+        f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING RETURNING id, key"
+    )
 
 
 @functools.cache
