@@ -113,7 +113,9 @@ class SQLiteStore:
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")  # durable at checkpoints; safe with WAL
+            # FULL: a commit is on disk when it returns (NORMAL may lose the last ones on power loss),
+            # so an ack that follows a committed enqueue survives power loss; group commit syncs once a batch.
+            conn.execute("PRAGMA synchronous = FULL")
             conn.executescript(queries.SCHEMA)
         except BaseException:
             conn.close()

@@ -167,3 +167,15 @@ async def test_concurrent_enqueues_share_one_transaction(tmp_path: Path, clock: 
         assert created is True
     finally:
         await store.aclose()
+
+
+async def test_commits_survive_power_loss(tmp_path: Path, clock: FakeClock) -> None:
+    """An ack follows a committed enqueue, so a commit must reach the disk before it returns:
+    WAL with synchronous=NORMAL may lose the last commits on power loss; FULL syncs every commit
+    (one sync per group-committed batch of enqueues)."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        rows = await store._fetch("PRAGMA synchronous")  # the store's own connection
+        assert rows[0][0] == 2  # FULL
+    finally:
+        await store.aclose()
