@@ -144,6 +144,24 @@ def queued_jobs(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
 
 
+def redis_per_ack(url: str) -> str:
+    """Redis's own count of what the gateway runs: script calls and commands per queued job."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        jobs = int(client.zcard("dgw:jobs:created"))
+    finally:
+        client.close()
+    scripts = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    commands = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_eval"))
+    return (
+        f"redis: {jobs} jobs queued durably; per job {scripts / max(1, jobs):.3f} script calls (round trips),"
+        f" {commands / max(1, jobs):.1f} other commands"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
@@ -212,6 +230,8 @@ def main() -> None:
         print(*rounds_summary(pairs), sep="\n")
         if args.store == "sqlite":
             print(f"gateway jobs queued durably: {queued_jobs(db)} (one per distinct event sent, warm-up included)")
+        else:
+            print(redis_per_ack(store))
         if args.profile:
             print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile), sep="\n  ")
     finally:
