@@ -295,6 +295,21 @@ async def test_job_concurrent_enqueue_of_a_taken_id_fails_that_caller_only(store
     assert await store.job_get("b") == stored[0]
 
 
+async def test_job_concurrent_completes_each_get_their_own_outcome(store: Store) -> None:
+    for i in range(6):
+        await store.job_enqueue(job(f"j{i}"))
+    claimed = [await store.job_claim("w", T0, 30) for _ in range(6)]
+    assert all(c is not None for c in claimed)
+    calls = [lambda c=c: store.job_complete(c.id, "w", {"n": c.id}, attempt=c.attempts) for c in claimed if c]
+    calls.append(lambda: store.job_complete("j0", "someone-else", {"n": "x"}))  # not the owner: refused
+    outcomes = await gather(*calls)
+    assert outcomes == [True] * 6 + [False]
+    for c in claimed:
+        assert c is not None
+        done = await store.job_get(c.id)
+        assert done is not None and (done.state, done.result) == ("done", {"n": c.id})
+
+
 async def test_job_list_newest_first_by_state(store: Store) -> None:
     for i in range(1, 5):
         await store.job_enqueue(job(f"j{i}", created_at=T0 + i))
