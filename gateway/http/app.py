@@ -18,6 +18,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
@@ -109,8 +110,35 @@ def create_app(
         middleware=[
             Middleware(AccessLogMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
+            Middleware(EndpointShortcut),
         ],
     )
+
+
+class EndpointShortcut:
+    """Endpoint requests (`/e/{token}[/{path}]`) go straight to the ingress.
+
+    They are the hot path (every webhook and chat ack), and the ingress answers every error itself
+    in the surface's shape, so the router's walk over the routes and Starlette's per-route
+    exception wrapper add nothing for them but time. Matching is the routes' own: `{token}` is one
+    non-empty segment, `{path}` everything after the next slash; anything else goes on to the router.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Behind a root_path the router's own prefix handling applies: no shortcut there.
+        if scope["type"] == "http" and scope["method"] in ALL_METHODS and not scope.get("root_path"):
+            if scope["path"].startswith("/e/"):
+                token, slash, path = scope["path"][3:].partition("/")
+                if token:
+                    scope["path_params"] = {"token": token, "path": path} if slash else {"token": token}
+                    request = Request(scope, receive, send)
+                    response = await endpoint(request)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def endpoint(request: Request) -> Response:

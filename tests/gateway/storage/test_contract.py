@@ -246,6 +246,70 @@ async def test_job_enqueue_same_id_twice_is_refused(store: Store) -> None:
         await store.job_enqueue(job("j1"))
 
 
+# -- jobs: concurrent enqueues (one transaction / one round trip per batch) ----------------------
+async def settle(*calls: Any) -> list[Any]:
+    """Like `gather`, but each result is the value or the exception its call raised."""
+
+    async def caught(call: Any) -> Any:
+        try:
+            return await call()
+        except Exception as exc:
+            return exc
+
+    return await gather(*(lambda call=call: caught(call) for call in calls))
+
+
+async def test_job_concurrent_enqueues_each_get_their_own_result(store: Store) -> None:
+    jobs = [job(f"j{i}", key=f"k{i}" if i % 2 else None, due_at=T0 + i) for i in range(40)]
+    results = await gather(*(lambda j=j: store.job_enqueue(j) for j in jobs))
+    for original, (stored, created) in zip(jobs, results, strict=True):
+        assert created is True
+        assert (stored.id, stored.key, stored.due_at, stored.payload) == (
+            original.id, original.key, original.due_at, original.payload,
+        )  # fmt: skip
+        assert await store.job_get(original.id) == stored
+
+
+async def test_job_concurrent_enqueues_with_one_key_store_one_job(store: Store) -> None:
+    results = await gather(*(lambda i=i: store.job_enqueue(job(f"j{i}", key="event-1")) for i in range(20)))
+    assert sum(created for _, created in results) == 1
+    winner = next(stored for stored, created in results if created)
+    assert all(stored == winner for stored, _ in results)
+    assert [j.id for j in await store.job_list()] == [winner.id]
+
+
+async def test_job_concurrent_enqueue_of_a_taken_id_fails_that_caller_only(store: Store) -> None:
+    await store.job_enqueue(job("taken"))
+    results = await settle(
+        lambda: store.job_enqueue(job("a")),
+        lambda: store.job_enqueue(job("taken")),
+        lambda: store.job_enqueue(job("b", key="kb")),
+        lambda: store.job_enqueue(job("b")),  # the same id twice at once: whichever comes second fails
+    )
+    assert results[0][1] is True
+    assert isinstance(results[1], ValueError) and "already exists" in str(results[1])
+    failed = [r for r in results[2:] if isinstance(r, ValueError)]
+    stored = [r[0] for r in results[2:] if not isinstance(r, Exception) and r[1] is True]
+    assert len(failed) == 1 and "already exists" in str(failed[0]) and len(stored) == 1
+    assert {j.id for j in await store.job_list()} == {"taken", "a", "b"}
+    assert await store.job_get("b") == stored[0]
+
+
+async def test_job_concurrent_completes_each_get_their_own_outcome(store: Store) -> None:
+    for i in range(6):
+        await store.job_enqueue(job(f"j{i}"))
+    claimed = [await store.job_claim("w", T0, 30) for _ in range(6)]
+    assert all(c is not None for c in claimed)
+    calls = [lambda c=c: store.job_complete(c.id, "w", {"n": c.id}, attempt=c.attempts) for c in claimed if c]
+    calls.append(lambda: store.job_complete("j0", "someone-else", {"n": "x"}))  # not the owner: refused
+    outcomes = await gather(*calls)
+    assert outcomes == [True] * 6 + [False]
+    for c in claimed:
+        assert c is not None
+        done = await store.job_get(c.id)
+        assert done is not None and (done.state, done.result) == ("done", {"n": c.id})
+
+
 async def test_job_list_newest_first_by_state(store: Store) -> None:
     for i in range(1, 5):
         await store.job_enqueue(job(f"j{i}", created_at=T0 + i))
