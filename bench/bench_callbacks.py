@@ -53,8 +53,8 @@ async def done_count(store_url: str) -> int:
 
 async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str) -> tuple[float, int]:
     """(seconds to deliver `jobs` callbacks, how many were done), one process's workers."""
-    from gateway.apps import AppIn
-    from gateway.runtime import Gateway
+    from gateway.host.runtime import Gateway
+    from gateway.records.apps import AppIn
     from gateway.security.signatures import new_webhook_secret
     from gateway.settings import Settings
 

@@ -179,7 +179,12 @@ async def test_plugin_job_end_to_end_through_the_endpoint(tmp_path: Path) -> Non
                 break
             await asyncio.sleep(0.02)
         assert read.json() == {"value": "hello"}
-        job = await running.gateway.store.job_get(queued.json()["queued"])
+        # The handler stored the value before it returned; the job is marked done just after.
+        for _ in range(200):
+            job = await running.gateway.store.job_get(queued.json()["queued"])
+            if job is not None and job.state == "done":
+                break
+            await asyncio.sleep(0.02)
         assert job is not None and job.state == "done" and job.result == {"stored": "greeting"}
 
 

@@ -6,6 +6,8 @@ because Redis enforces TTLs on its own (real) clock while SQLite uses the inject
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
 import anyio
@@ -300,8 +302,10 @@ async def test_job_concurrent_completes_each_get_their_own_outcome(store: Store)
         await store.job_enqueue(job(f"j{i}"))
     claimed = [await store.job_claim("w", T0, 30) for _ in range(6)]
     assert all(c is not None for c in claimed)
-    calls = [lambda c=c: store.job_complete(c.id, "w", {"n": c.id}, attempt=c.attempts) for c in claimed if c]
-    calls.append(lambda: store.job_complete("j0", "someone-else", {"n": "x"}))  # not the owner: refused
+    calls: list[Callable[[], Awaitable[bool]]] = [
+        functools.partial(store.job_complete, c.id, "w", {"n": c.id}, attempt=c.attempts) for c in claimed if c
+    ]
+    calls.append(functools.partial(store.job_complete, "j0", "someone-else", {"n": "x"}))  # not the owner: refused
     outcomes = await gather(*calls)
     assert outcomes == [True] * 6 + [False]
     for c in claimed:
