@@ -23,7 +23,8 @@ from gateway.accesslog import AccessLogMiddleware
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock
-from gateway.errors import error_payload, exception_handlers
+from gateway.errors import error_response, exception_handlers
+from gateway.exceptions import StoreError
 from gateway.ingress import Ingress
 from gateway.middleware import BodyLimitMiddleware
 from gateway.plugin import ALL_METHODS
@@ -127,7 +128,7 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(gateway.store.ping(), timeout=2.0)
     except Exception:
-        return JSONResponse(error_payload("store_unavailable", "the store is not reachable"), 503)
+        return error_response(StoreError("the store is not reachable"))
     return JSONResponse({"status": "ready"})
 
 

@@ -5,6 +5,7 @@
     │   └── ValidationFailed          422
     ├── Unauthorized                  401
     ├── NotFound                      404
+    ├── MethodNotAllowed              405  (allow: the methods the route does accept)
     ├── Conflict                      409
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
@@ -15,14 +16,21 @@
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
     ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)
-    └── UpstreamError                 502  (Dify or another upstream failed)
-        ├── UpstreamTimeout           504
-        └── CircuitOpen               503
+    ├── UpstreamError                 502  (Dify or another upstream failed)
+    │   ├── UpstreamTimeout           504
+    │   └── CircuitOpen               503
+    └── JobSignal                     500  (a job handler's word to its worker, never an HTTP answer)
+        ├── RetryJob                       (run the job again, after `after` seconds)
+        └── JobError                       (retrying will not help: dead-letter the job)
 
-Messages are written for the person reading them and never contain secrets.
+Messages are written for the person reading them and never contain secrets. One exception is
+deliberately outside the tree: `gateway.plugin.LeaseLost` is an `asyncio.CancelledError`, so that
+`except Exception` (and `except GatewayError`) never swallows a run that must stop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 __all__ = [
     "BadRequest",
@@ -31,12 +39,16 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "GatewayError",
+    "JobError",
+    "JobSignal",
+    "MethodNotAllowed",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RequestTimeout",
+    "RetryJob",
     "StoreError",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -85,6 +97,17 @@ class PermissionDenied(GatewayError):
 class NotFound(GatewayError):
     status_code = 404
     code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    """The route exists but not for this method; `allow` lists the methods it accepts."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str = "", allow: Collection[str] = (), **context: object) -> None:
+        super().__init__(message, **context)
+        self.allow = tuple(sorted(allow))
 
 
 class Conflict(GatewayError):
@@ -180,3 +203,26 @@ class UpstreamTimeout(UpstreamError):
 class CircuitOpen(UpstreamError):
     status_code = 503
     code = "circuit_open"
+
+
+class JobSignal(GatewayError):
+    """Raised by a job handler to tell its worker what to do with the job. Reaching HTTP instead
+    (a route raised it), it is an opaque 500: its message is for the job's record, not a caller."""
+
+    code = "job_signal"
+
+
+class RetryJob(JobSignal):
+    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
+
+    code = "retry_job"
+
+    def __init__(self, reason: str = "", after: float | None = None, **context: object) -> None:
+        super().__init__(reason or "retry requested", **context)
+        self.after = after
+
+
+class JobError(JobSignal):
+    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""
+
+    code = "job_error"

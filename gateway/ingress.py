@@ -15,15 +15,15 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 
 from starlette.requests import ClientDisconnect, Request as StarletteRequest
-from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse, StreamingResponse
 from starlette.types import Scope
 
 from gateway.endpoints import EndpointRecord
-from gateway.errors import error_payload, error_response
+from gateway.errors import error_response, handle_error
 from gateway.exceptions import (
     BadRequest,
     ClientClosedRequest,
-    GatewayError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -61,17 +61,9 @@ class Ingress:
         trace = _Trace(request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8))
         try:
             response = await self._dispatch(request, trace)
-        except GatewayError as exc:
-            if exc.status_code >= 500:
-                logger.error("%s on endpoint %s: %s", exc.code, trace.record.id if trace.record else "-", exc.message)
-            response = error_response(exc)
-        except Exception:
-            logger.exception(
-                "plugin %s failed on endpoint %s",
-                trace.plugin.name if trace.plugin else "-",
-                trace.record.id if trace.record else "-",
-            )
-            response = error_response(RuntimeError())
+        except Exception as exc:  # mapped here rather than by the app, so the status is accounted below
+            endpoint, plugin = trace.record.id if trace.record else "-", trace.plugin.name if trace.plugin else "-"
+            response = handle_error(exc, f"endpoint {endpoint} (plugin {plugin})")
         self._account(request, trace, response.status_code, started)
         return response
 
@@ -88,8 +80,7 @@ class Ingress:
         route, params, allowed = plugin.match(inbound.method, inbound.path)
         if route is None:
             if allowed:
-                payload = error_payload("method_not_allowed", "this route does not accept that method")
-                return JSONResponse(payload, 405, headers={"allow": ", ".join(sorted(allowed))})
+                raise MethodNotAllowed("this route does not accept that method", allow=allowed)
             raise NotFound(f"this endpoint has no route {inbound.path}")
         inbound = replace(inbound, path_params=params)
         ctx = await gateway.context(record, plugin)

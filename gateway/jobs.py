@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapp
 from typing import Any
 
 from gateway.clock import Clock
+from gateway.exceptions import JobError, RetryJob
 from gateway.lease import JobLease
 from gateway.metrics import Metrics
-from gateway.plugin import JobError, RetryJob
 from gateway.security.crypto import SecretBox
 from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store

@@ -79,10 +79,12 @@ from gateway.exceptions import (
     BadRequest,
     ConfigurationError,
     GatewayError,
+    JobError,
     NotFound,
     Overloaded,
     PermissionDenied,
     RateLimited,
+    RetryJob,
     Unauthorized,
     UpstreamError,
 )
@@ -622,18 +624,6 @@ class Callbacks(Protocol):
         twice sends it once. Returns the delivery's job id.
         """
         ...
-
-
-class RetryJob(Exception):
-    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
-
-    def __init__(self, reason: str = "", after: float | None = None) -> None:
-        super().__init__(reason or "retry requested")
-        self.after = after
-
-
-class JobError(Exception):
-    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]
