@@ -31,8 +31,8 @@ Handlers see a framework-neutral `Request` (raw body bytes, raw query string, mu
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
 here as pure functions, and so are the helpers of chat plugins (`gateway.chat`: the edit
-throttle, `Retry-After` parsing, fence-aware message splitting), so a plugin needs nothing else
-from the gateway.
+throttle, fence-aware message splitting; `gateway.retry_after`: the one `Retry-After` reader),
+so a plugin needs nothing else from the gateway.
 """
 
 from __future__ import annotations
@@ -69,7 +69,6 @@ from gateway.chat import (
     cut_point,
     last_break,
     open_fence,
-    retry_after_seconds,
     split_text,
 )
 from gateway.clock import Clock
@@ -88,6 +87,7 @@ from gateway.exceptions import (
     Unauthorized,
     UpstreamError,
 )
+from gateway.retry_after import retry_after_seconds
 from gateway.security.signatures import (
     check_timestamp,
     new_webhook_secret,

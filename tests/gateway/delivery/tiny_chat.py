@@ -15,9 +15,9 @@ import contextlib
 
 import httpx
 
-from gateway.chat import retry_after_seconds
 from gateway.delivery.chat import ChatRules, MessageRef, NativeStream
 from gateway.exceptions import RateLimited
+from gateway.retry_after import retry_after_seconds
 
 RULES = ChatRules(
     limit=500,
