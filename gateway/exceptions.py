@@ -7,6 +7,7 @@
     ├── NotFound                      404
     ├── MethodNotAllowed              405  (allow: the methods the route does accept)
     ├── Conflict                      409
+    │   └── LockBusy                       (a lock stayed held by someone else)
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
     ├── RequestTimeout                408
@@ -41,6 +42,7 @@ __all__ = [
     "GatewayError",
     "JobError",
     "JobSignal",
+    "LockBusy",
     "MethodNotAllowed",
     "NotFound",
     "Overloaded",
@@ -113,6 +115,10 @@ class MethodNotAllowed(GatewayError):
 class Conflict(GatewayError):
     status_code = 409
     code = "conflict"
+
+
+class LockBusy(Conflict):
+    """A lock stayed held by someone else for as long as the caller was willing to wait."""
 
 
 class RequestTimeout(GatewayError):

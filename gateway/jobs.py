@@ -16,10 +16,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
@@ -30,6 +28,7 @@ from gateway.metrics import Metrics
 from gateway.security.crypto import SecretBox
 from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store
+from gateway.storage.lock import new_owner
 
 __all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_backoff"]
 
@@ -242,7 +241,7 @@ class JobWorkers:
         self._poll = poll_interval
         self._retention = retention
         self._rand = rand
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
         self._local: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:

@@ -29,6 +29,7 @@ class VirtualClock:
         self._epoch = now
         self._now = 0.0
         self._sleepers: list[tuple[float, int]] = []
+        self._idle: list[tuple[float, asyncio.Future[None]]] = []
         self._seq = 0
 
     def time(self) -> float:
@@ -47,9 +48,18 @@ class VirtualClock:
                     await asyncio.sleep(0)
                 if min(self._sleepers) == me:  # the earliest of the sleepers: time moves to its deadline
                     self._now = max(self._now, me[0])
+                    for deadline, waiter in [idle for idle in self._idle if idle[0] <= self._now]:
+                        self._idle.remove((deadline, waiter))
+                        waiter.set_result(None)
                     return
         finally:
             self._sleepers.remove(me)
+
+    async def idle(self, seconds: float) -> None:
+        """Background pauses wait for the sleepers to move time past their deadline."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append((self._now + max(0.0, seconds), waiter))
+        await waiter
 
 
 @dataclass(frozen=True)
