@@ -22,7 +22,7 @@ from starlette.routing import Mount, Route
 from gateway.accesslog import AccessLogMiddleware
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
 from gateway.errors import error_response, exception_handlers
 from gateway.exceptions import StoreError
 from gateway.ingress import Ingress
@@ -69,6 +69,7 @@ def create_app(
         settings = boot.settings
     else:
         settings.validate()
+    clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -108,7 +109,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, clock=clock),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
         ],
     )

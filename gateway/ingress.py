@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 
@@ -57,7 +56,7 @@ class Ingress:
         self.gateway = gateway
 
     async def __call__(self, request: StarletteRequest) -> StarletteResponse:
-        started = time.perf_counter()
+        started = self.gateway.clock.monotonic()
         trace = _Trace(request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8))
         try:
             response = await self._dispatch(request, trace)
@@ -132,7 +131,7 @@ class Ingress:
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def _account(self, request: StarletteRequest, trace: _Trace, status: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
+        elapsed = self.gateway.clock.monotonic() - started
         label = trace.plugin.name if trace.plugin and trace.record else "-"
         self.gateway.metrics.requests.inc(label, str(status))
         self.gateway.metrics.latency.observe(elapsed, label)

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import endpoints.webhook as webhook
+from gateway.clock import SystemClock
 from gateway.jobs import JobRun
 
 pytestmark = pytest.mark.anyio
@@ -58,7 +59,7 @@ async def test_deltas_after_a_heartbeat_are_still_relayed(monkeypatch: pytest.Mo
     # A pause longer than the heartbeat (a slow first token, a long tool call) must add a ping,
     # not end the relay: wait_for() used to cancel the events generator, losing every later delta.
     monkeypatch.setattr(webhook, "HEARTBEAT_SECONDS", 0.02)
-    run = JobRun("job_1", _Store(), local=True)  # type: ignore[arg-type]
+    run = JobRun("job_1", _Store(), SystemClock(), local=True)  # type: ignore[arg-type]
     ctx = _Context(_Jobs({"status": "succeeded", "answer": "Hello there"}))
 
     async def handler() -> None:
