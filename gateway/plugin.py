@@ -31,9 +31,9 @@ Handlers see a framework-neutral `Request` (raw body bytes, raw query string, mu
 headers) and return a `Response`, whose body may be an async iterator (streamed as produced).
 The signature checks of the platforms (Slack, Discord, Standard Webhooks, HMAC) are re-exported
 here as pure functions, and so are the helpers of chat plugins (`gateway.delivery.chat.text`: the edit
-throttle, `Retry-After` parsing, fence-aware message splitting) and the chat-delivery engine
-(`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`, `deliver`), so a plugin
-needs nothing else from the gateway.
+throttle, fence-aware message splitting; `gateway.retry_after`: the one `Retry-After` reader) and
+the chat-delivery engine (`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`,
+`deliver`), so a plugin needs nothing else from the gateway.
 """
 
 from __future__ import annotations
@@ -90,7 +90,6 @@ from gateway.delivery.chat.text import (
     cut_point,
     last_break,
     open_fence,
-    retry_after_seconds,
     split_text,
 )
 from gateway.dify.models import Answer, Delta
@@ -108,16 +107,20 @@ from gateway.exceptions import (
     BadRequest,
     ConfigurationError,
     GatewayError,
+    JobError,
+    LockBusy,
     NotFound,
     Overloaded,
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    RetryJob,
     Unauthorized,
     UnsupportedMediaType,
     UpstreamError,
 )
 from gateway.records.appform import FileUpload, file_type
+from gateway.retry_after import retry_after_seconds
 from gateway.security.boundedjson import loads as bounded_loads
 from gateway.security.signatures import (
     check_timestamp,
@@ -165,6 +168,7 @@ __all__ = [
     "Handler",
     "Handover",
     "Headers",
+    "HeldLock",
     "JobError",
     "JobHandler",
     "JobInfo",
@@ -174,6 +178,7 @@ __all__ = [
     "KeyValue",
     "Lease",
     "LeaseLost",
+    "LockBusy",
     "MemoryMessages",
     "MessageRef",
     "NO_FALLBACK",
@@ -562,6 +567,26 @@ class Storage(Protocol):
     async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool: ...
     async def delete(self, key: str) -> bool: ...
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int: ...
+    def lock(self, name: str, ttl: float = 30.0, *, wait: float = 10.0) -> AbstractAsyncContextManager[HeldLock]:
+        """Hold the endpoint's lock `name` across replicas while the block runs::
+
+            async with ctx.storage.lock("sync-users", ttl=60):
+                ...  # one process at a time, on every replica
+
+        Waits up to `wait` seconds for it, then raises `LockBusy` (409). While held it is
+        renewed every `ttl / 3`; it is released when the block ends, only by its holder (a
+        holder that dies frees it `ttl` seconds after its last renewal). Locks are apart from
+        the keys of `get`/`set`."""
+        ...
+
+
+class HeldLock(Protocol):
+    """A lock held with `ctx.storage.lock`."""
+
+    @property
+    def lost(self) -> bool:
+        """True once a renewal found the lock taken over (this process stalled longer than its ttl)."""
+        ...
 
 
 class Jobs(Protocol):
@@ -697,18 +722,6 @@ class Callbacks(Protocol):
         twice sends it once. Returns the delivery's job id.
         """
         ...
-
-
-class RetryJob(Exception):
-    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
-
-    def __init__(self, reason: str = "", after: float | None = None) -> None:
-        super().__init__(reason or "retry requested")
-        self.after = after
-
-
-class JobError(Exception):
-    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""
 
 
 Handler = Callable[[Request, Context], Awaitable[Response]]

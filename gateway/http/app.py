@@ -22,12 +22,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
+from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
 from gateway.host.services import start_services, stop_services
 from gateway.http.accesslog import AccessLogMiddleware
-from gateway.http.errors import error_payload, exception_handlers
+from gateway.http.errors import error_response, exception_handlers
 from gateway.http.ingress import Ingress
 from gateway.http.middleware import BodyLimitMiddleware
 from gateway.plugin import ALL_METHODS
@@ -69,6 +70,7 @@ def create_app(
         settings = boot.settings
     else:
         settings.validate()
+    clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -108,7 +110,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, clock=clock),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
             Middleware(EndpointShortcut),
         ],
@@ -155,7 +157,7 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(gateway.store.ping(), timeout=2.0)
     except Exception:
-        return JSONResponse(error_payload("store_unavailable", "the store is not reachable"), 503)
+        return error_response(StoreError("the store is not reachable"))
     return JSONResponse({"status": "ready"})
 
 

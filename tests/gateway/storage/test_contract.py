@@ -14,7 +14,9 @@ import anyio
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.exceptions import LockBusy
 from gateway.storage.base import Job, Store
+from gateway.storage.lock import LeaseLock
 
 pytestmark = pytest.mark.anyio
 
@@ -578,3 +580,59 @@ async def test_job_purge_finished_before(store: Store, clock: FakeClock) -> None
     _, created = await store.job_enqueue(job("fresh", key="key-done-old"))
     assert created is True
     assert await store.job_purge(clock.time() + 1) == 1  # done-new
+
+
+# -- the lease lock (gateway/storage/lock.py), built on the atomic operations above ---------------
+
+
+async def test_lease_lock_has_one_holder_and_only_the_holder_releases(store: Store) -> None:
+    a, b = LeaseLock(store, "lock:x", ttl=30, owner="a"), LeaseLock(store, "lock:x", ttl=30, owner="b")
+    results = await gather(a.acquire, b.acquire)
+    assert results.count(True) == 1
+    holder, other = (a, b) if results[0] else (b, a)
+    assert await other.release() is False  # owner-checked: the other can't free it…
+    assert await other.renew() is False  # …nor keep it
+    assert await holder.holder() == holder.owner
+    assert await holder.release() is True
+    assert await holder.release() is False  # released once
+    assert await other.acquire() is True
+
+
+async def test_lease_lock_expires_unless_renewed(store: Store, clock: FakeClock) -> None:
+    kept = LeaseLock(store, "lock:kept", ttl=SHORT_TTL, owner="me")
+    dropped = LeaseLock(store, "lock:dropped", ttl=SHORT_TTL, owner="me")
+    assert await kept.acquire() and await dropped.acquire()
+    await pass_time(clock, SHORT_TTL / 2)
+    assert await kept.renew()  # another full TTL from now
+    await pass_time(clock, SHORT_TTL / 2 + 0.05)
+    assert await kept.holder() == "me"
+    assert await dropped.holder() is None  # its holder died: the lock frees itself
+    assert await LeaseLock(store, "lock:dropped", ttl=30, owner="next").acquire()
+    assert await dropped.renew() is False and await dropped.release() is False  # taken over: hands off
+    assert await dropped.holder() == "next"
+
+
+async def test_lease_lock_held_waits_renews_and_releases(store: Store, clock: FakeClock) -> None:
+    first = LeaseLock(store, "lock:held", ttl=SHORT_TTL, owner="first")
+    async with first.held(clock) as lock:
+        assert lock is first and await first.holder() == "first"
+        with pytest.raises(LockBusy):
+            async with LeaseLock(store, "lock:held", ttl=30, owner="second").held(clock):
+                pytest.fail("taken while held")
+        for _ in range(3):  # three TTLs: kept only because it is renewed (every TTL / 3) meanwhile
+            await anyio.sleep(SHORT_TTL / 3 + 0.02)
+            clock.advance(SHORT_TTL / 3 + 0.02)
+            await anyio.sleep(0.02)  # let the renewal run
+        assert await first.holder() == "first" and not first.lost
+    assert await first.holder() is None  # released on the way out
+    async with LeaseLock(store, "lock:held", ttl=30, owner="second").held(clock):
+        assert await store.kv_get("lock:held") == "second"
+
+
+async def test_lease_lock_waits_on_the_clock_for_as_long_as_asked(store: Store, clock: FakeClock) -> None:
+    assert await LeaseLock(store, "lock:wait", ttl=30, owner="holder").acquire()
+    started = clock.monotonic()
+    with pytest.raises(LockBusy):
+        async with LeaseLock(store, "lock:wait", ttl=30, owner="waiter").held(clock, wait=1.0, poll=0.25):
+            pytest.fail("taken while held")
+    assert clock.monotonic() - started == 1.0  # polled every 0.25 s for 1 s, then gave up
