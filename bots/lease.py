@@ -4,9 +4,9 @@ Discord allows one gateway session per bot token to receive each message; two re
 connected would answer everything twice. So the replica that holds the token's lease connects,
 the others wait, and when the holder dies its lease runs out and a waiting replica takes it over.
 
-Built on the store's atomic operations (gateway/storage/base.py): take with `kv_set_if_absent`,
-renew with `kv_expire_if_equals`, release with `kv_delete_if_equals`, so a replica never renews
-or releases a lease another one holds.
+Built on the store's atomic operations the host offers (`Host.store`, gateway/host/services.py):
+take with `kv_set_if_absent`, renew with `kv_expire_if_equals`, release with `kv_delete_if_equals`,
+so a replica never renews or releases a lease another one holds.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import os
 import secrets
 import socket
 
-from gateway.storage.base import Store
+from gateway.host.services import LeaseStore
 
-__all__ = ["Lease", "lease_key", "new_owner"]
+__all__ = ["ConnectionLease", "lease_key", "new_owner"]
 
 
 def lease_key(platform: str, token: str) -> str:
@@ -32,10 +32,10 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-class Lease:
+class ConnectionLease:
     """One lease key and the name this process holds it under."""
 
-    def __init__(self, store: Store, key: str, *, ttl: float, owner: str | None = None) -> None:
+    def __init__(self, store: LeaseStore, key: str, *, ttl: float, owner: str | None = None) -> None:
         if ttl <= 0:
             raise ValueError("the lease TTL must be positive")
         self.store = store
