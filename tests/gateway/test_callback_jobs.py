@@ -17,7 +17,7 @@ from gateway.host.runtime import Gateway
 from gateway.records.apps import AppIn
 from gateway.security.signatures import parse_webhook_secret
 from gateway.storage.base import Job
-from tests.support.gateway import make_settings, running_app
+from tests.support.gateway import make_settings, run_job_now, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -64,20 +64,11 @@ def use_sender(gateway: Gateway, sender: FakeSender) -> None:
     gateway.job_handlers[CALLBACK_JOB] = delivery
 
 
-async def attempt(gateway: Gateway, job_id: str) -> Job:
-    claimed = await gateway.store.job_claim(gateway.workers.owner, gateway.clock.time() + 10**6, 30, job_id=job_id)
-    assert claimed is not None
-    await gateway.workers.run_job(claimed)
-    job = await gateway.store.job_get(job_id)
-    assert job is not None
-    return job
-
-
 async def test_delivered_is_done_and_signed_with_the_endpoint_secret(gateway: Gateway) -> None:
     sender = FakeSender(Outcome("delivered", 200))
     use_sender(gateway, sender)
     job, secret = await queue_callback(gateway)
-    done = await attempt(gateway, job.id)
+    done = await run_job_now(gateway, job.id)
     assert done.state == "done"
     sent = sender.sent[0]
     assert sent["msg_id"] == "msg_1" and sent["url"] == "https://example.com/hook"
@@ -89,10 +80,10 @@ async def test_retries_follow_the_schedule_and_honour_retry_after(gateway: Gatew
     sender = FakeSender(Outcome("retry", 503, None, "HTTP 503"), Outcome("retry", 429, 120.0, "HTTP 429"))
     use_sender(gateway, sender)
     job, _ = await queue_callback(gateway)
-    first = await attempt(gateway, job.id)
+    first = await run_job_now(gateway, job.id)
     assert first.state == "queued" and first.last_error == "HTTP 503"
     assert first.due_at == pytest.approx(gateway.clock.time() + 5.0, abs=1)  # the second slot: 5 s
-    second = await attempt(gateway, job.id)
+    second = await run_job_now(gateway, job.id)
     assert second.due_at == pytest.approx(gateway.clock.time() + 300.0, abs=1)  # 5 min beats Retry-After 120
 
 
@@ -102,7 +93,7 @@ async def test_retries_follow_the_schedule_and_honour_retry_after(gateway: Gatew
 async def test_gone_and_refused_are_dead_letters_at_once(gateway: Gateway, outcome: Outcome) -> None:
     use_sender(gateway, FakeSender(outcome))
     job, _ = await queue_callback(gateway)
-    dead = await attempt(gateway, job.id)
+    dead = await run_job_now(gateway, job.id)
     assert dead.state == "dead" and outcome.error in (dead.last_error or "")
 
 
@@ -110,8 +101,8 @@ async def test_an_exhausted_schedule_is_a_dead_letter_that_can_be_replayed(gatew
     use_sender(gateway, FakeSender(*[Outcome("retry", 500, None, "HTTP 500")] * 8))
     job, _ = await queue_callback(gateway)
     for _ in range(8):
-        last = await attempt(gateway, job.id)
+        last = await run_job_now(gateway, job.id)
     assert last.state == "dead" and "after 8 attempts" in (last.last_error or "")
     assert await gateway.store.job_replay(job.id, gateway.clock.time())
     use_sender(gateway, FakeSender(Outcome("delivered", 204)))
-    assert (await attempt(gateway, job.id)).state == "done"
+    assert (await run_job_now(gateway, job.id)).state == "done"

@@ -14,7 +14,7 @@ from gateway.host.runtime import Gateway
 from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload, plugin_job_key
 from gateway.plugin import Context, JobInfo, Permission, Plugin, unverified
 from gateway.storage.base import Job
-from tests.support.gateway import make_settings, running_app
+from tests.support.gateway import make_settings, run_job_now, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -37,15 +37,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         yield running.gateway
 
 
-async def run(gateway: Gateway, job_id: str) -> Job:
-    claimed = await gateway.store.job_claim(gateway.workers.owner, gateway.clock.time(), 30, job_id=job_id)
-    assert claimed is not None
-    await gateway.workers.run_job(claimed)
-    job = await gateway.store.job_get(job_id)
-    assert job is not None
-    return job
-
-
 async def test_the_plugins_key_is_a_field_of_the_stored_payload(gateway: Gateway) -> None:
     record, _ = await gateway.endpoints.create("keyed", [], {})
     ctx = await gateway.contexts.build(record, keyed)
@@ -55,14 +46,14 @@ async def test_the_plugins_key_is_a_field_of_the_stored_payload(gateway: Gateway
     assert stored is not None and stored.kind == PLUGIN_JOB
     assert stored.payload == {"handler": "note", "key": "delivery:7", "data": {"n": 1}}
     assert PluginJobPayload.of(stored) == PluginJobPayload("note", {"n": 1}, "delivery:7")
-    done = await run(gateway, job_id)
+    done = await run_job_now(gateway, job_id)
     assert done.state == "done" and done.result == {"key": "delivery:7", "data": {"n": 1}}
 
 
 async def test_a_job_without_a_key_runs_with_none(gateway: Gateway) -> None:
     record, _ = await gateway.endpoints.create("keyed", [], {})
     job_id = await (await gateway.contexts.build(record, keyed)).jobs.enqueue("note", {})
-    assert (await run(gateway, job_id)).result == {"key": None, "data": {}}
+    assert (await run_job_now(gateway, job_id)).result == {"key": None, "data": {}}
 
 
 @pytest.mark.parametrize(
@@ -86,4 +77,4 @@ async def test_a_job_stored_in_the_old_format_still_gets_its_key(
         updated_at=now,
     )
     await gateway.store.job_enqueue(old)
-    assert (await run(gateway, "job_old")).result == {"key": expected, "data": {"n": 1}}
+    assert (await run_job_now(gateway, "job_old")).result == {"key": expected, "data": {"n": 1}}
