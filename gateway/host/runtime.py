@@ -9,7 +9,6 @@ callback deliveries in gateway/delivery/callback_jobs.py, admin operations in ga
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,8 +42,6 @@ from gateway.storage.base import Store
 
 __all__ = ["Gateway", "open_gateway"]
 
-logger = logging.getLogger(__name__)
-
 
 @dataclass
 class Gateway:
@@ -65,7 +62,6 @@ class Gateway:
     workers: JobWorkers
     job_handlers: dict[str, JobHandlerFn]  # what the workers run, by job kind
     metrics: Metrics
-    dify: DifyClient
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -178,7 +174,6 @@ async def open_gateway(
         workers=workers,
         job_handlers=handlers,
         metrics=metrics,
-        dify=dify,
         contexts=contexts,
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
