@@ -53,14 +53,14 @@ async def done_count(store_url: str) -> int:
 
 async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str) -> tuple[float, int]:
     """(seconds to deliver `jobs` callbacks, how many were done), one process's workers."""
-    from gateway.host.runtime import Gateway
+    from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
     from gateway.security.signatures import new_webhook_secret
     from gateway.settings import Settings
 
     # The backlog is queued by one Gateway and delivered by another, as after a restart: no
     # in-process wake-ups, the workers find the jobs by claiming.
-    gateway = await Gateway.open(Settings.from_env(env))
+    gateway = await open_gateway(Settings.from_env(env))
     try:
         if await gateway.apps.cached("bench") is None:
             await gateway.apps.add(
@@ -69,7 +69,7 @@ async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str)
         record, _ = await gateway.endpoints.create("webhook", ["bench"], {"secret": new_webhook_secret()})
         plugin = gateway.registry.get("webhook")
         assert plugin is not None
-        ctx = await gateway.context(record, plugin)
+        ctx = await gateway.contexts.build(record, plugin)
         body = {"answer": "x" * 200, "conversation_id": "c1"}
         await asyncio.gather(
             *(
@@ -80,7 +80,7 @@ async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str)
     finally:
         await gateway.aclose()
 
-    gateway = await Gateway.open(Settings.from_env(env))
+    gateway = await open_gateway(Settings.from_env(env))
     try:
         before = await done_count(env["GATEWAY_STORE"])
         started = time.perf_counter()

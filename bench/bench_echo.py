@@ -21,12 +21,12 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
-from gateway.host.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 
 async def make_endpoint(settings: Settings) -> str:
-    gateway = await Gateway.open(settings)
+    gateway = await open_gateway(settings)
     try:
         _, url = await gateway.endpoints.create("echo", [], {})
         return url

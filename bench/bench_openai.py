@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load, ttft_lines  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
-from gateway.host.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
@@ -43,7 +43,7 @@ ANSWER = "The quick brown fox jumps over the lazy dog, twice: the quick brown fo
 
 
 async def make_endpoint(settings: Settings, sim_port: int) -> tuple[str, str]:
-    gateway = await Gateway.open(settings)
+    gateway = await open_gateway(settings)
     try:
         app = AppIn(name="sim", base_url=f"http://127.0.0.1:{sim_port}/v1", api_key="app-simulator", mode="chat")  # type: ignore[arg-type]
         await gateway.apps.add(app)

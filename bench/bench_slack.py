@@ -127,11 +127,11 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
 async def make_endpoint(env: dict[str, str]) -> str:
     from pydantic import SecretStr
 
-    from gateway.host.runtime import Gateway
+    from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
     from gateway.settings import Settings
 
-    gateway = await Gateway.open(Settings.from_env(env))
+    gateway = await open_gateway(Settings.from_env(env))
     try:
         await gateway.apps.add(
             AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")

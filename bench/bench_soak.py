@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
-from gateway.host.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -53,7 +53,7 @@ def memory_mib(pid: int) -> dict[str, float]:
 
 
 async def make_endpoint(settings: Settings, surface: str, sim_port: int) -> tuple[str, dict[str, str]]:
-    gateway = await Gateway.open(settings)
+    gateway = await open_gateway(settings)
     try:
         app = AppIn(name="sim", base_url=f"http://127.0.0.1:{sim_port}/v1", api_key="app-simulator", mode="chat")  # type: ignore[arg-type]
         await gateway.apps.add(app)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ttft_lines  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
-from gateway.host.runtime import Gateway  # noqa: E402
+from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -109,7 +109,7 @@ async def main_async(args: argparse.Namespace) -> None:
             GATEWAY_CALLBACK_ALLOW_HTTP="true",
             GATEWAY_WORKERS="100",
         )
-        gateway = await Gateway.open(Settings.from_env(env))
+        gateway = await open_gateway(Settings.from_env(env))
         try:
             await gateway.apps.add(
                 AppIn(

@@ -1,6 +1,6 @@
 """The Discord gateway bot: a `commands.Bot` given its dependencies, as in discord.py's advanced startup.
 
-    bot = GatewayBot(contexts=EndpointContexts(gateway, endpoint_id), clock=gateway.clock)
+    bot = GatewayBot(contexts=EndpointContexts(host, endpoint_id), clock=host.clock)
     async with bot:
         await bot.start(token)
 

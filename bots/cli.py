@@ -14,10 +14,9 @@ import click
 
 from bots.errors import BotStartupError
 from bots.runner import DEFAULT_LEASE_TTL, run_discord_bot
-from gateway.cli.common import fail, load_settings
-from gateway.exceptions import GatewayError
-from gateway.host.runtime import Gateway
+from gateway.cli.common import fail, load_settings, service_host
 from gateway.logs import configure_logging
+from gateway.plugin import GatewayError
 
 __all__ = ["bot", "run_until_stopped"]
 
@@ -65,11 +64,8 @@ def discord_command(endpoint_id: str, lease_ttl: float) -> None:
     configure_logging(settings.log_level, settings.log_format)
 
     async def main() -> None:
-        gateway = await Gateway.open(settings)
-        try:
-            await run_discord_bot(gateway, endpoint_id, lease_ttl=lease_ttl)
-        finally:
-            await gateway.aclose()
+        async with service_host(settings) as host:
+            await run_discord_bot(host, endpoint_id, lease_ttl=lease_ttl)
 
     try:
         run_until_stopped(main())

@@ -4,17 +4,18 @@ Discord allows one gateway session per bot token to receive each message; two re
 connected would answer everything twice. So the replica that holds the token's lease connects,
 the others wait, and when the holder dies its lease runs out and a waiting replica takes it over.
 
-The lease is the gateway's one lock across replicas (gateway/storage/lock.py): atomic take,
-renewal and owner-checked release on every store backend.
+The lease is the gateway's one lock across replicas (`LeaseLock`, offered by the host with the
+store it works on: gateway/host/services.py): atomic take, renewal and owner-checked release on
+every store backend, so a replica never renews or releases a lease another one holds.
 """
 
 from __future__ import annotations
 
 import hashlib
 
-from gateway.storage.lock import LeaseLock as Lease, new_owner
+from gateway.host.services import LeaseLock as ConnectionLease
 
-__all__ = ["Lease", "lease_key", "new_owner"]
+__all__ = ["ConnectionLease", "lease_key"]
 
 
 def lease_key(platform: str, token: str) -> str:

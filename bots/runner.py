@@ -1,12 +1,13 @@
 """Running a bot: one Discord connection per bot token across replicas, held under a lease.
 
-    await run_discord_bot(gateway, "ep_...")
+    await run_discord_bot(host, "ep_...")
 
 `LeasedRunner` waits until it holds the token's lease (polling while another replica holds it),
 runs the connection while renewing the lease, and releases the lease when it stops. If renewing
 fails for longer than the lease's TTL (or another replica holds it now) the connection is closed
 and the runner waits again. The connection is an injected `connect` callable and time the
-gateway's injected clock, so the lease logic is testable without Discord or waiting.
+gateway's injected clock, so the lease logic is testable without Discord or waiting. The gateway is
+seen only through its service `Host` (gateway/host/services.py).
 """
 
 from __future__ import annotations
@@ -20,17 +21,16 @@ from collections.abc import Awaitable, Callable
 import discord
 
 from bots.errors import BotStartupError, startup_error
-from bots.lease import Lease, lease_key
-from gateway.exceptions import NotFound
-from gateway.host.runtime import Gateway
-from gateway.plugin import Clock, Context
+from bots.lease import ConnectionLease, lease_key
+from gateway.host.services import Host
+from gateway.plugin import Clock, Context, NotFound
 
 __all__ = ["Connector", "EndpointContexts", "LeasedRunner", "bot_token_of", "connect_discord", "run_discord_bot"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_LEASE_TTL = 30.0
-Connector = Callable[[Gateway, str, str], Awaitable[None]]
+Connector = Callable[[Host, str, str], Awaitable[None]]
 
 
 class LeasedRunner:
@@ -46,7 +46,7 @@ class LeasedRunner:
 
     def __init__(
         self,
-        lease: Lease,
+        lease: ConnectionLease,
         connect: Callable[[], Awaitable[None]],
         *,
         clock: Clock,
@@ -123,28 +123,24 @@ class LeasedRunner:
 class EndpointContexts:
     """The plugin context of one endpoint, built fresh per message (settings and apps may change)."""
 
-    def __init__(self, gateway: Gateway, endpoint_id: str) -> None:
-        self._gateway = gateway
+    def __init__(self, host: Host, endpoint_id: str) -> None:
+        self._host = host
         self._endpoint_id = endpoint_id
 
     async def __call__(self) -> Context | None:
         """None while the endpoint is disabled."""
-        record = await self._gateway.endpoints.get(self._endpoint_id)
-        if not record.enabled:
-            return None
-        return await self._gateway.context(record, self._gateway.registry.require(record.plugin))
+        return await self._host.context(self._endpoint_id)
 
 
-async def bot_token_of(gateway: Gateway, endpoint_id: str) -> str:
+async def bot_token_of(host: Host, endpoint_id: str) -> str:
     """The bot token of a `discord` endpoint; `BotStartupError` saying what is missing otherwise."""
     try:
-        record = await gateway.endpoints.get(endpoint_id)
+        endpoint = await host.endpoint(endpoint_id)
     except NotFound:
         raise BotStartupError(f"no endpoint {endpoint_id!r} (see: dify-gateway endpoints list)") from None
-    if record.plugin != "discord":
-        raise BotStartupError(f"endpoint {endpoint_id} is a {record.plugin!r} endpoint, not a discord one")
-    settings = gateway.endpoints.settings(record, gateway.registry.require(record.plugin))
-    token = getattr(settings, "bot_token", None)
+    if endpoint.plugin != "discord":
+        raise BotStartupError(f"endpoint {endpoint_id} is a {endpoint.plugin!r} endpoint, not a discord one")
+    token = getattr(endpoint.settings, "bot_token", None)
     if token is None or not token.get_secret_value().strip():
         raise BotStartupError(
             f"endpoint {endpoint_id} has no bot_token (Developer Portal → Bot → Reset Token), set it with: "
@@ -153,11 +149,11 @@ async def bot_token_of(gateway: Gateway, endpoint_id: str) -> str:
     return str(token.get_secret_value().strip())
 
 
-async def connect_discord(gateway: Gateway, endpoint_id: str, token: str) -> None:
+async def connect_discord(host: Host, endpoint_id: str, token: str) -> None:
     """Connect the gateway bot for `endpoint_id` and run until closed."""
     from bots.bot import GatewayBot
 
-    bot = GatewayBot(contexts=EndpointContexts(gateway, endpoint_id), clock=gateway.clock)
+    bot = GatewayBot(contexts=EndpointContexts(host, endpoint_id), clock=host.clock)
     try:
         async with bot:
             await bot.start(token)
@@ -168,7 +164,7 @@ async def connect_discord(gateway: Gateway, endpoint_id: str, token: str) -> Non
 
 
 async def run_discord_bot(
-    gateway: Gateway,
+    host: Host,
     endpoint_id: str,
     *,
     lease_ttl: float = DEFAULT_LEASE_TTL,
@@ -176,7 +172,7 @@ async def run_discord_bot(
     connector: Connector = connect_discord,
 ) -> None:
     """Run the Discord bot of an endpoint, on whichever replica holds its token's lease."""
-    token = await bot_token_of(gateway, endpoint_id)
-    lease = Lease(gateway.store, lease_key("discord", token), ttl=lease_ttl)
-    connect = functools.partial(connector, gateway, endpoint_id, token)
-    await LeasedRunner(lease, connect, clock=gateway.clock, poll=poll).run()
+    token = await bot_token_of(host, endpoint_id)
+    lease = ConnectionLease(host.store, lease_key("discord", token), ttl=lease_ttl)
+    connect = functools.partial(connector, host, endpoint_id, token)
+    await LeasedRunner(lease, connect, clock=host.clock, poll=poll).run()

@@ -1,6 +1,8 @@
 """Layering rules, checked on the source with `ast` (no imports needed) plus a few import-time facts.
 
 - plugins under `endpoints/` see the gateway only through `gateway.plugin`;
+- services under `bots/` see it only through `gateway.plugin` and their `Host` (gateway/host/services.py);
+- `Gateway` (gateway/host/runtime.py) is a container of collaborators, not a place for behaviour;
 - `gateway/` never imports the plugin packages (`endpoints`, `bots`): they are found through entry points;
 - only the HTTP edge imports starlette, so the core stays framework-neutral;
 - only the settings loader reads the environment;
@@ -183,7 +185,71 @@ def test_gateway_plugin_all_is_sorted_and_complete() -> None:
     assert not missing
 
 
+# -- bots/ ------------------------------------------------------------------------------------------
+
+# A service sees the gateway through the plugin contract and the narrow host it is given.
+BOTS_GATEWAY_MODULES = frozenset({"gateway.plugin", "gateway.host.services"})
+# `bots/cli.py` is also a command (`dify_gateway.commands`): it may use the CLI kit and logging set-up.
+BOTS_COMMAND = "bots/cli.py"
+BOTS_COMMAND_MODULES = frozenset({"gateway.cli.common", "gateway.logs"})
+# The bot answers in the conversations of its `discord` endpoint, so it shares that plugin's keys and rules.
+BOTS_PLUGIN_PACKAGE = "endpoints.discord"
+
+
+def _bots_import_allowed(i: Import) -> bool:
+    if top(i.module) == "endpoints":
+        return i.module == BOTS_PLUGIN_PACKAGE or i.module.startswith(BOTS_PLUGIN_PACKAGE + ".")
+    if top(i.module) != "gateway":
+        return True
+    allowed = BOTS_GATEWAY_MODULES | (BOTS_COMMAND_MODULES if i.file == BOTS_COMMAND else frozenset())
+    # `from gateway.plugin import Clock` names attributes of an allowed module, not submodules.
+    return i.module in allowed or i.parent in allowed or (i.module == "gateway" and set(i.names) <= {"plugin"})
+
+
+def test_there_are_bot_modules_to_check() -> None:
+    assert any(rel(p) == BOTS_COMMAND for p in python_files("bots"))
+
+
+def test_bots_see_the_gateway_only_through_the_contract_and_their_host() -> None:
+    bad = [i for path in python_files("bots") for i in imports(path) if not _bots_import_allowed(i)]
+    assert not bad, (
+        "bots/ may import from the gateway only gateway.plugin and gateway.host.services "
+        f"(and {BOTS_COMMAND} the CLI kit), from endpoints/ only {BOTS_PLUGIN_PACKAGE}:\n" + fmt(bad)
+    )
+
+
+def test_the_bots_check_catches_reaches_into_the_runtime() -> None:
+    source = (
+        "from gateway.plugin import Clock\n"
+        "from gateway.host.services import Host\n"
+        "from gateway.host.runtime import Gateway\n"
+        "from gateway.storage.base import Store\n"
+        "from gateway.cli.common import fail\n"
+        "from endpoints.discord.rendering import chat_rules\n"
+        "from endpoints.slack import plugin\n"
+        "import discord\n"
+    )
+    found = imports_in(source, "bots.runner", False, "bots/runner.py")
+    bad = sorted({i.parent or i.module for i in found if not _bots_import_allowed(i)})
+    assert bad == ["endpoints.slack", "gateway.cli.common", "gateway.host.runtime", "gateway.storage.base"]
+
+
+def test_a_running_bot_does_not_load_the_runtime() -> None:
+    """Inside `serve` the service gets its host; the composition root is the server's, not the bot's."""
+    service_modules = [module_name(p) for p in python_files("bots") if rel(p) != BOTS_COMMAND]
+    assert "gateway.host.runtime" not in loaded_packages(service_modules, {"gateway"})
+
+
 # -- gateway/ ---------------------------------------------------------------------------------------
+
+
+def test_the_gateway_object_is_a_container_of_collaborators() -> None:
+    """Use cases and job handlers live with their concepts; `Gateway` only holds and closes."""
+    from gateway.host.runtime import Gateway
+
+    behaviour = sorted(name for name, value in vars(Gateway).items() if callable(value) and not name.startswith("_"))
+    assert behaviour == ["aclose"]
+    assert not [name for name in vars(Gateway) if isinstance(vars(Gateway)[name], classmethod | staticmethod)]
 
 
 def test_the_gateway_never_imports_plugin_packages() -> None:

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import schemas as s
+from gateway.admin import schemas as s, usecases
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -89,7 +89,7 @@ async def update_app(request: Request, gw: Gateway, body: AppUpdate) -> Any:
 
 
 async def remove_app(request: Request, gw: Gateway, _: None) -> Any:
-    await gw.remove_app(request.path_params["name"])
+    await usecases.remove_app(request.path_params["name"], apps=gw.apps, endpoints=gw.endpoints)
     return {"deleted": request.path_params["name"]}
 
 
@@ -148,12 +148,21 @@ async def rotate_endpoint(request: Request, gw: Gateway, body: s.RotateIn) -> An
 
 
 async def delete_endpoint(request: Request, gw: Gateway, _: None) -> Any:
-    record = await gw.delete_endpoint(request.path_params["id"])
+    record = await usecases.delete_endpoint(
+        request.path_params["id"], endpoints=gw.endpoints, requests=gw.requests, store=gw.store
+    )
     return {"deleted": record.id}
 
 
 async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> Any:
-    result = await gw.run_action(request.path_params["id"], request.path_params["action"], body.args)
+    result = await usecases.run_action(
+        request.path_params["id"],
+        request.path_params["action"],
+        body.args,
+        endpoints=gw.endpoints,
+        registry=gw.registry,
+        contexts=gw.contexts,
+    )
     if isinstance(result, ActionResult):
         return {"result": result.data, "ok": result.ok, "events": result.events}
     return {"result": result}

@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 
+from gateway.admin.usecases import run_action
 from gateway.cli.common import run
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
@@ -31,7 +32,9 @@ def _command(plugin: Plugin, action: Action) -> click.Command:
                 args[name.replace("_", "-")] = value
 
         async def act(gw: Gateway) -> str | dict[str, Any] | ActionResult:
-            return await gw.run_action(endpoint, action.name, args)
+            return await run_action(
+                endpoint, action.name, args, endpoints=gw.endpoints, registry=gw.registry, contexts=gw.contexts
+            )
 
         _print(run(act), as_json)
 

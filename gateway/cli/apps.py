@@ -8,6 +8,7 @@ from typing import Any
 import click
 from pydantic import SecretStr, ValidationError
 
+from gateway.admin.usecases import remove_app
 from gateway.cli.common import emit, fail, iso_times, run, table
 from gateway.host.runtime import Gateway
 from gateway.records.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
@@ -112,7 +113,7 @@ def remove(name: str) -> None:
     """Remove an app no endpoint uses."""
 
     async def action(gw: Gateway) -> None:
-        await gw.remove_app(name)
+        await remove_app(name, apps=gw.apps, endpoints=gw.endpoints)
 
     run(action)
     click.echo(f"removed {name}")

@@ -1,23 +1,26 @@
-"""What every command shares: settings from the environment, a Gateway for the command's duration, output."""
+"""What every command shares: settings from the environment, a Gateway (or a service host) for the
+command's duration, output. Command plugins (`dify_gateway.commands` entry points) use it too."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
 
 from gateway.exceptions import GatewayError
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import Gateway, open_gateway
+from gateway.host.services import Host
 from gateway.settings import Settings, bootstrap
 
-__all__ = ["emit", "fail", "iso_time", "iso_times", "load_settings", "run", "table"]
+__all__ = ["emit", "fail", "iso_time", "iso_times", "load_settings", "run", "service_host", "table"]
 
 T = TypeVar("T")
 
@@ -37,7 +40,7 @@ def run(action: Callable[[Gateway], Awaitable[T]], settings: Settings | None = N
     """Open a Gateway on the configured store, run `action`, close it; errors become a clean exit 1."""
 
     async def main() -> T:
-        gateway = await Gateway.open(settings or load_settings())
+        gateway = await open_gateway(settings or load_settings())
         try:
             return await action(gateway)
         finally:
@@ -52,6 +55,17 @@ def run(action: Callable[[Gateway], Awaitable[T]], settings: Settings | None = N
         # Only scheme and host: an endpoint URL's path is a secret token.
         target = f"{exc.request.url.scheme}://{exc.request.url.netloc.decode()}" if _has_request(exc) else "the network"
         fail(f"could not reach {target}: {exc.__class__.__name__}")
+
+
+@contextlib.asynccontextmanager
+async def service_host(settings: Settings) -> AsyncIterator[Host]:
+    """The host of a service that a command runs on its own (`dify-gateway bot discord`), rather
+    than `serve` beside the workers; the gateway behind it is closed on the way out."""
+    gateway = await open_gateway(settings)
+    try:
+        yield gateway.host
+    finally:
+        await gateway.aclose()
 
 
 def _has_request(exc: httpx.HTTPError) -> bool:

@@ -14,7 +14,7 @@ import click
 from pydantic import SecretStr
 
 from gateway.cli.common import fail, load_settings
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import open_gateway
 from gateway.records.apps import AppIn, AppUpdate
 from gateway.simulator.config import FAULTS, SimulatorConfig
 
@@ -112,7 +112,7 @@ def demo(port: int, simulator_port: int, workdir: Path) -> None:
     simulator_base = f"http://127.0.0.1:{simulator_port}/v1"
 
     async def prepare() -> str:
-        gateway = await Gateway.open(settings)
+        gateway = await open_gateway(settings)
         try:
             key = SecretStr(SIMULATOR_KEY)
             if DEMO_APP not in {a.name for a in await gateway.apps.all()}:

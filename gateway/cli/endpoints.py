@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from gateway.admin.usecases import delete_endpoint
 from gateway.cli.common import emit, fail, iso_times, key_values, run, table
 from gateway.host.runtime import Gateway
 from gateway.records.endpoints import EndpointOptions, EndpointRecord, coerce_setting
@@ -267,7 +268,7 @@ def delete(endpoint_id: str, yes: bool) -> None:
         fail("not deleted")
 
     async def action(gw: Gateway) -> None:
-        await gw.delete_endpoint(endpoint_id)
+        await delete_endpoint(endpoint_id, endpoints=gw.endpoints, requests=gw.requests, store=gw.store)
 
     run(action)
     click.echo(f"deleted {endpoint_id}")

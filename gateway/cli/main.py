@@ -9,6 +9,7 @@ import click
 
 import gateway
 from gateway.admin.schemas import job_out, plugin_out
+from gateway.admin.usecases import reseal_secrets
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
@@ -177,7 +178,7 @@ def secrets_reseal(as_json: bool) -> None:
     """
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return await gw.reseal_secrets()
+        return await reseal_secrets(apps=gw.apps, endpoints=gw.endpoints)
 
     def human(report: dict[str, Any]) -> str:
         lines = [

@@ -1,1 +1,2 @@
-"""Hosting plugins: the plugin registry, the per-call context, services and the runtime container."""
+"""Hosting plugins: the registry, building each call's context, running plugin jobs, the services' `Host`,
+and the composition root (`runtime.open_gateway`)."""

@@ -10,21 +10,21 @@ from typing import Any
 import httpx
 
 from gateway.clock import Clock
+from gateway.delivery.callback_jobs import CALLBACK_JOB, CALLBACK_SECRETS
 from gateway.delivery.callbacks import callback_payload
 from gateway.delivery.retry import CALLBACK_SCHEDULE
 from gateway.dify.bridge import Bridge
 from gateway.exceptions import NotFound, PermissionDenied
 from gateway.jobs.lease import JobLease
-from gateway.jobs.workers import JobQueue, JobRun, JobWorkers
+from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload
+from gateway.jobs.queue import JobQueue
+from gateway.jobs.workers import JobWorkers, StartedJob
 from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Permission, Plugin
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
 
-__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
-
-CALLBACK_JOB = "callback"
-CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its query
+__all__ = ["EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
 
 
 class EndpointStorage:
@@ -102,7 +102,7 @@ class PluginJobs:
 
     async def start(
         self, name: str, payload: dict[str, Any], *, key: str | None = None, max_attempts: int = 8
-    ) -> tuple[JobRun, bool]:
+    ) -> tuple[StartedJob, bool]:
         self._check(name)
         job, created = await self._queue.enqueue_plugin_job(
             self._endpoint_id,
@@ -117,11 +117,11 @@ class PluginJobs:
 
     async def get(self, job_id: str) -> JobStatus | None:
         job = await self._store.job_get(job_id)
-        if job is None or job.endpoint_id != self._endpoint_id or job.kind != "plugin":
+        if job is None or job.endpoint_id != self._endpoint_id or job.kind != PLUGIN_JOB:
             return None
         return JobStatus(
             id=job.id,
-            name=str(job.payload.get("handler", "")),
+            name=PluginJobPayload.of(job).handler,
             state=job.state,
             attempts=job.attempts,
             result=job.result,

@@ -25,7 +25,7 @@ from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock, SystemClock
 from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import Gateway, open_gateway
 from gateway.host.services import start_services, stop_services
 from gateway.http.accesslog import AccessLogMiddleware
 from gateway.http.errors import error_response, exception_handlers
@@ -74,13 +74,13 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
-        gateway = await Gateway.open(settings, registry=registry, clock=clock, store=store, http=http)
+        gateway = await open_gateway(settings, registry=registry, clock=clock, store=store, http=http)
         ingress = Ingress(gateway)
         workers: asyncio.Task[None] | None = None
         if run_workers:
             workers = asyncio.create_task(gateway.workers.run(), name="job-workers")
         # Services from other packages (e.g. Discord bots, see gateway/host/services.py), with the workers.
-        services = start_services(gateway) if run_workers else []
+        services = start_services(gateway.host) if run_workers else []
         try:
             yield {"gateway": gateway, "ingress": ingress}
         finally:

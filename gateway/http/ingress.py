@@ -82,7 +82,7 @@ class Ingress:
                 raise MethodNotAllowed("this route does not accept that method", allow=allowed)
             raise NotFound(f"this endpoint has no route {inbound.path}")
         inbound = replace(inbound, path_params=params)
-        ctx = await gateway.context(record, plugin)
+        ctx = await gateway.contexts.build(record, plugin)
         trace.verdict = "skipped"
         if route.verify:
             verdict = await plugin.verifier(inbound, ctx)

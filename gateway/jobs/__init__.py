@@ -1,1 +1,2 @@
-"""Durable jobs: the queue, the workers that run them and the lease that fences each run."""
+"""Durable jobs: the queue, the workers that run them, the lease that fences each run, and what a
+plugin job stores."""

@@ -1,4 +1,4 @@
-"""The durable job queue as the gateway uses it: enqueue, and workers in every process that run jobs.
+"""The job workers in every process: they claim jobs from the store (gateway/jobs/queue.py) and run them.
 
 A job is claimed with a lease that its worker keeps extending while the handler runs. A process
 that dies stops extending; once the lease runs out any other process claims the job again, so
@@ -17,20 +17,18 @@ import asyncio
 import contextlib
 import logging
 import random
-import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 from gateway.clock import Clock
 from gateway.exceptions import JobError, RetryJob
 from gateway.jobs.lease import JobLease
+from gateway.jobs.queue import JobQueue
 from gateway.metrics import Metrics
-from gateway.security.crypto import SecretBox
-from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store
 from gateway.storage.lock import new_owner
 
-__all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_backoff"]
+__all__ = ["Emit", "JobHandlerFn", "JobWorkers", "StartedJob", "job_backoff"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +42,7 @@ def _discard(event: dict[str, Any]) -> None:
     """Progress events of a job nobody is watching go nowhere."""
 
 
-class JobRun:
+class StartedJob:
     """A job started by `JobWorkers.start`: its progress events while it runs here, then its outcome.
 
     When the job is already running elsewhere (another replica, or a replayed delivery), there
@@ -90,125 +88,6 @@ def job_backoff(attempt: int, rand: float) -> float:
     """Seconds before retry number `attempt` (1-based): 2, 4, 8 … capped at 10 min, with ±50 % jitter."""
     base = min(600.0, 2.0 ** max(1, attempt))
     return base * (0.5 + rand)
-
-
-class JobQueue:
-    """Enqueues jobs and wakes this process's workers at once (others find them by polling).
-
-    With a `box`, payload fields named as secret are stored encrypted (see gateway/security/sealed.py).
-    """
-
-    def __init__(self, store: Store, clock: Clock, box: SecretBox | None = None) -> None:
-        self._store = store
-        self._clock = clock
-        self._box = box
-        # One token per job enqueued here: each wakes exactly one idle worker (an Event would
-        # wake them all, and every one would run a claim for the same job). Workers of one kind
-        # only wait on a queue of their own (None: the general workers).
-        self._wake: dict[str | None, asyncio.Queue[None]] = {None: asyncio.Queue(maxsize=1024)}
-
-    async def enqueue(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        key: str | None = None,
-        endpoint_id: str | None = None,
-        delay: float = 0.0,
-        max_attempts: int = 8,
-        sealed: Collection[str] = (),
-    ) -> Job:
-        """Store the job durably; with `key`, an existing job of that key is returned instead."""
-        job, _ = await self.submit(
-            kind, payload, key=key, endpoint_id=endpoint_id, delay=delay, max_attempts=max_attempts, sealed=sealed
-        )
-        return job
-
-    async def submit(
-        self,
-        kind: str,
-        payload: dict[str, Any],
-        *,
-        key: str | None = None,
-        endpoint_id: str | None = None,
-        delay: float = 0.0,
-        max_attempts: int = 8,
-        sealed: Collection[str] = (),
-    ) -> tuple[Job, bool]:
-        """Like `enqueue`, and also tells whether the job is new (False: `key` named an existing one).
-
-        `sealed` names payload fields (of `payload["data"]` for plugin jobs) to store encrypted.
-        """
-        now = self._clock.time()
-        job_id = new_job_id()
-        if sealed:
-            payload = self._seal(job_id, kind, payload, sealed)
-        job = Job(
-            id=job_id,
-            kind=kind,
-            payload=payload,
-            key=key,
-            endpoint_id=endpoint_id,
-            max_attempts=max(1, max_attempts),
-            due_at=now + max(0.0, delay),
-            created_at=now,
-            updated_at=now,
-        )
-        stored, created = await self._store.job_enqueue(job)
-        if created and delay <= 0:
-            self.notify(kind)
-        return stored, created
-
-    def _seal(self, job_id: str, kind: str, payload: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
-        if self._box is None:
-            raise ValueError("secret job fields need a queue with a SecretBox")
-        if kind == "plugin":
-            return {**payload, "data": seal(self._box, job_id, payload.get("data") or {}, fields)}
-        return seal(self._box, job_id, payload, fields)
-
-    async def enqueue_plugin_job(
-        self,
-        endpoint_id: str,
-        name: str,
-        payload: dict[str, Any],
-        *,
-        key: str | None = None,
-        delay: float = 0.0,
-        max_attempts: int = 8,
-        sealed: Collection[str] = (),
-    ) -> tuple[Job, bool]:
-        return await self.submit(
-            "plugin",
-            {"handler": name, "data": payload},
-            key=None if key is None else self.plugin_key(endpoint_id, name, key),
-            endpoint_id=endpoint_id,
-            delay=delay,
-            max_attempts=max_attempts,
-            sealed=sealed,
-        )
-
-    @staticmethod
-    def plugin_key(endpoint_id: str, name: str, key: str) -> str:
-        """The idempotency key of a plugin job: the plugin's key scoped to its endpoint and handler."""
-        return f"plugin:{endpoint_id}:{name}:{key}"
-
-    def notify(self, kind: str | None = None) -> None:
-        """Wake one general worker, and one worker of `kind` if it has workers of its own."""
-        for name in {None, kind}:
-            if (waiting := self._wake.get(name)) is not None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    waiting.put_nowait(None)
-
-    async def wait(self, timeout: float, *, kind: str | None = None) -> None:
-        """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or
-        `timeout` passes."""
-        waiting = self._wake.setdefault(kind, asyncio.Queue(maxsize=1024))
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiting.get(), timeout)
-
-
-def new_job_id() -> str:
-    return "job_" + secrets.token_hex(10)
 
 
 class JobWorkers:
@@ -273,7 +152,7 @@ class JobWorkers:
                 logger.exception("purging finished jobs failed")
             await self._clock.idle(PURGE_EVERY * (0.5 + self._rand()))
 
-    async def start(self, job_id: str) -> JobRun:
+    async def start(self, job_id: str) -> StartedJob:
         """Claim `job_id` and run it in this process now, relaying its progress events.
 
         Used when a request streams a job's progress to its caller. The job stays durable: if
@@ -283,8 +162,8 @@ class JobWorkers:
         since = self._clock.monotonic()
         job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, job_id=job_id)
         if job is None:
-            return JobRun(job_id, self._store, self._clock, local=False)
-        run = JobRun(job_id, self._store, self._clock, local=True)
+            return StartedJob(job_id, self._store, self._clock, local=False)
+        run = StartedJob(job_id, self._store, self._clock, local=True)
         task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)

@@ -22,7 +22,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, LockBusy, NotFound, ValidationFailed
 from gateway.host.registry import PluginRegistry
-from gateway.plugin import Plugin
+from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
 from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService
 from gateway.security.crypto import MASK, SecretBox
@@ -202,6 +202,18 @@ class EndpointService:
         if doc is None:
             raise NotFound(f"no endpoint {endpoint_id!r}")
         return EndpointRecord.from_doc(doc)
+
+    async def of_job(self, endpoint_id: str | None, *, enabled: bool) -> tuple[EndpointRecord, Plugin]:
+        """The endpoint (and its plugin) a job works for; `JobError` (the job stops for good) when it
+        is gone, its plugin is not installed, or (`enabled=True`) it is disabled."""
+        doc = await self._store.doc_get(COLLECTION, endpoint_id) if endpoint_id else None
+        if doc is None or (enabled and not doc["enabled"]):
+            raise JobError(f"endpoint {endpoint_id} is gone{' or disabled' if enabled else ''}")
+        record = EndpointRecord.from_doc(doc)
+        plugin = self._registry.get(record.plugin)
+        if plugin is None:
+            raise JobError(f"plugin {record.plugin!r} is not installed")
+        return record, plugin
 
     async def all(self) -> list[EndpointRecord]:
         return [EndpointRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]

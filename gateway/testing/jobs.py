@@ -94,7 +94,7 @@ class FakeJobRun:
     async def wait(self, *, timeout: float, poll: float = 0.2) -> RecordedJob | None:
         """The job once done or dead; None if its run is not over within `timeout` (real) seconds."""
         if self._task is not None:
-            # Waiting on the run itself (not pacing anything), so real time like the gateway's JobRun.
+            # Waiting on the run itself (not pacing anything), so real time like the gateway's StartedJob.
             await asyncio.wait({self._task}, timeout=timeout)
         return self._job if self._job.state in ("done", "dead") else None
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bots.lease import Lease, lease_key
+from bots.lease import ConnectionLease, lease_key
 from bots.runner import LeasedRunner
 from gateway.clock import SystemClock
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import open_gateway
 from gateway.records.apps import AppIn
 from gateway.settings import Settings
 from gateway.storage import open_store
@@ -46,11 +46,11 @@ def test_the_lease_key_never_contains_the_token() -> None:
     assert TOKEN not in key and key.startswith("bots:lease:discord:")
     assert key == lease_key("discord", TOKEN) != lease_key("discord", TOKEN + "z")
     with pytest.raises(ValueError):
-        Lease(None, key, ttl=0)  # type: ignore[arg-type]  # deliberately no store: ttl=0 is refused first
+        ConnectionLease(None, key, ttl=0)  # type: ignore[arg-type]  # deliberately no store: ttl=0 is refused first
 
 
 async def test_one_holder_at_a_time(store: Store) -> None:
-    a, b = Lease(store, "k", ttl=30, owner="a"), Lease(store, "k", ttl=30, owner="b")
+    a, b = ConnectionLease(store, "k", ttl=30, owner="a"), ConnectionLease(store, "k", ttl=30, owner="b")
     assert await a.acquire()
     assert not await b.acquire()
     assert not await b.renew() and not await b.release()  # b can't touch a's lease
@@ -60,7 +60,7 @@ async def test_one_holder_at_a_time(store: Store) -> None:
 
 
 async def test_the_runner_waits_for_the_lease_then_connects(store: Store) -> None:
-    holder = Lease(store, "k", ttl=30, owner="other")
+    holder = ConnectionLease(store, "k", ttl=30, owner="other")
     assert await holder.acquire()
     connected = asyncio.Event()
 
@@ -68,7 +68,9 @@ async def test_the_runner_waits_for_the_lease_then_connects(store: Store) -> Non
         connected.set()
         await asyncio.Event().wait()
 
-    runner = LeasedRunner(Lease(store, "k", ttl=0.3, owner="me"), connect, clock=CLOCK, poll=0.02, renew_every=0.05)
+    runner = LeasedRunner(
+        ConnectionLease(store, "k", ttl=0.3, owner="me"), connect, clock=CLOCK, poll=0.02, renew_every=0.05
+    )
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(0.1)
     assert not connected.is_set()  # someone else holds it
@@ -92,7 +94,7 @@ async def test_losing_the_lease_disconnects_and_waits_again(store: Store) -> Non
         finally:
             stopped.set()
 
-    lease = Lease(store, "k", ttl=30, owner="me")
+    lease = ConnectionLease(store, "k", ttl=30, owner="me")
     task = asyncio.create_task(LeasedRunner(lease, connect, clock=CLOCK, poll=0.02, renew_every=0.02).run())
     await asyncio.wait_for(connections.get(), 5)
     await store.kv_set("k", "thief", ttl=0.3)  # e.g. it lapsed during a store outage and was taken
@@ -106,7 +108,7 @@ async def test_a_connection_that_fails_releases_and_raises(store: Store) -> None
     async def connect() -> None:
         raise RuntimeError("bad token")
 
-    lease = Lease(store, "k", ttl=30, owner="me")
+    lease = ConnectionLease(store, "k", ttl=30, owner="me")
     with pytest.raises(RuntimeError, match="bad token"):
         await LeasedRunner(lease, connect, clock=CLOCK).run()
     assert await lease.holder() is None
@@ -116,7 +118,7 @@ async def test_a_connection_that_ends_ends_the_runner(store: Store) -> None:
     async def connect() -> None:
         return None
 
-    lease = Lease(store, "k", ttl=30, owner="me")
+    lease = ConnectionLease(store, "k", ttl=30, owner="me")
     await LeasedRunner(lease, connect, clock=CLOCK).run()
     assert await lease.holder() is None
 
@@ -147,7 +149,7 @@ async def test_a_store_outage_while_waiting_is_survived(store: Store) -> None:
     async def connect() -> None:
         connected.set()
 
-    task = asyncio.create_task(LeasedRunner(Lease(flaky, "k", ttl=30), connect, clock=CLOCK, poll=0.02).run())  # type: ignore[arg-type]
+    task = asyncio.create_task(LeasedRunner(ConnectionLease(flaky, "k", ttl=30), connect, clock=CLOCK, poll=0.02).run())  # type: ignore[arg-type]
     await asyncio.sleep(0.1)
     assert not connected.is_set()
     flaky.down = False
@@ -166,7 +168,7 @@ async def test_renewals_failing_past_the_ttl_disconnect(store: Store) -> None:
         finally:
             stopped.set()
 
-    lease = Lease(flaky, "k", ttl=0.2, owner="me")  # type: ignore[arg-type]
+    lease = ConnectionLease(flaky, "k", ttl=0.2, owner="me")  # type: ignore[arg-type]
     task = asyncio.create_task(LeasedRunner(lease, connect, clock=CLOCK, poll=0.02, renew_every=0.05).run())
     await asyncio.wait_for(stopped.wait(), 5)  # the lease may have lapsed: stop rather than risk two bots
     task.cancel()
@@ -266,7 +268,7 @@ async def test_two_replicas_one_connection_and_takeover_after_sigkill(redis_db: 
         "GATEWAY_TEST_LEASE_TTL": "0.6",
     }
     settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
-    gateway = await Gateway.open(settings)
+    gateway = await open_gateway(settings)
     out = tmp_path / "connected.txt"
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -275,7 +277,7 @@ async def test_two_replicas_one_connection_and_takeover_after_sigkill(redis_db: 
         )
         values = {"application_id": APPLICATION_ID, "public_key": public_key_hex(new_key()), "bot_token": TOKEN}
         record, _ = await gateway.endpoints.create("discord", ["a"], values)
-        lease = Lease(gateway.store, lease_key("discord", TOKEN), ttl=0.6, owner="observer")
+        lease = ConnectionLease(gateway.store, lease_key("discord", TOKEN), ttl=0.6, owner="observer")
         procs = [_start(env, record.id, out) for _ in range(2)]
 
         await _until(lambda: len(_pids(out)) == 1, procs)

@@ -53,7 +53,7 @@ async def test_a_bot_dm_and_an_ask_in_that_dm_continue_one_conversation(tmp_path
 
         screen = Screen()
         dm = make_channel(screen, discord.DMChannel, channel_id=42)
-        responder = Responder(contexts=EndpointContexts(gateway, record.id), clock=gateway.clock)
+        responder = Responder(contexts=EndpointContexts(gateway.host, record.id), clock=gateway.clock)
         answer = await responder.respond(make_message("hello bot", dm, guild=None), Trigger.DIRECT, 99)
         assert answer is not None and answer.conversation_id
         assert screen.contents() == ["You said: hello bot"]
@@ -74,7 +74,7 @@ async def test_a_bot_dm_and_an_ask_in_that_dm_continue_one_conversation(tmp_path
         assert [c["id"] for c in listed["data"]] == [answer.conversation_id]
 
         await gateway.endpoints.set_enabled(record.id, False)
-        assert await EndpointContexts(gateway, record.id)() is None
+        assert await EndpointContexts(gateway.host, record.id)() is None
 
 
 @pytest.mark.parametrize("setting", [{}, {"query_input": "question"}], ids=["app-default", "setting"])
@@ -95,7 +95,7 @@ async def test_the_bot_gives_a_workflow_app_the_question_in_its_own_input(
         record, _ = await gateway.endpoints.create("discord", ["flow"], values)
         screen = Screen()
         dm = make_channel(screen, discord.DMChannel, channel_id=42)
-        responder = Responder(contexts=EndpointContexts(gateway, record.id), clock=gateway.clock)
+        responder = Responder(contexts=EndpointContexts(gateway.host, record.id), clock=gateway.clock)
         await responder.respond(make_message("hello bot", dm, guild=None), Trigger.DIRECT, 99)
         assert screen.contents() == ["You said: hello bot"]
         stats = (await client.get(f"{simulator}/_sim/stats")).json()

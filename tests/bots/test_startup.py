@@ -23,7 +23,8 @@ from bots.cogs.chat import Chat, setup
 from bots.errors import BotStartupError, intents_message, login_failure_message, startup_error
 from bots.runner import bot_token_of, connect_discord
 from gateway.clock import FakeClock
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import Gateway, open_gateway
+from gateway.host.services import Host
 from gateway.records.apps import AppIn
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
 from tests.support.fake_discord import FakeDiscord, patched_discord
@@ -46,7 +47,7 @@ async def _endpoint(gateway: Gateway, **settings: object) -> str:
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    gateway = await Gateway.open(make_settings(tmp_path))
+    gateway = await open_gateway(make_settings(tmp_path))
     yield gateway
     await gateway.aclose()
 
@@ -68,7 +69,7 @@ async def test_an_invalid_token_is_a_login_failure_with_directions(gateway: Gate
     endpoint_id = await _endpoint(gateway, bot_token="wrong-token-" + "z" * 20)
     async with live_server(fake.app()) as base:
         with patched_discord(base), pytest.raises(BotStartupError) as caught:
-            await connect_discord(gateway, endpoint_id, "wrong-token-" + "z" * 20)
+            await connect_discord(gateway.host, endpoint_id, "wrong-token-" + "z" * 20)
     assert caught.value.message == login_failure_message(endpoint_id)
     assert fake.matching("GET", "/users/@me")[0].status == 401
 
@@ -79,21 +80,21 @@ async def test_missing_message_content_intent_gives_directions(gateway: Gateway)
     endpoint_id = await _endpoint(gateway, bot_token=fake.bot_token)
     async with live_server(fake.app()) as base:
         with patched_discord(base), pytest.raises(BotStartupError) as caught:
-            await connect_discord(gateway, endpoint_id, fake.bot_token)
+            await connect_discord(gateway.host, endpoint_id, fake.bot_token)
     assert caught.value.message == intents_message(endpoint_id)
 
 
 async def test_the_endpoint_must_be_a_discord_one_with_a_bot_token(gateway: Gateway) -> None:
     with pytest.raises(BotStartupError, match="no endpoint 'ep_missing'"):
-        await bot_token_of(gateway, "ep_missing")
+        await bot_token_of(gateway.host, "ep_missing")
     without = await _endpoint(gateway)
     with pytest.raises(BotStartupError, match="has no bot_token"):
-        await bot_token_of(gateway, without)
+        await bot_token_of(gateway.host, without)
     echo, _ = await gateway.endpoints.create("echo", [], {})
     with pytest.raises(BotStartupError, match="not a discord one"):
-        await bot_token_of(gateway, echo.id)
+        await bot_token_of(gateway.host, echo.id)
     with_token = await _endpoint(gateway, bot_token="  tok-en  ")
-    assert await bot_token_of(gateway, with_token) == "tok-en"
+    assert await bot_token_of(gateway.host, with_token) == "tok-en"
 
 
 async def test_the_bot_asks_for_message_content_and_loads_the_chat_cog() -> None:
@@ -157,20 +158,20 @@ async def test_a_bot_inside_serve_is_retried_after_unexpected_failures(
 
     attempts: list[str] = []
 
-    async def flaky(gateway: Gateway, endpoint_id: str) -> None:
+    async def flaky(host: Host, endpoint_id: str) -> None:
         attempts.append(endpoint_id)
         if len(attempts) == 1:
             raise OSError("network down")
 
     monkeypatch.setattr(bots.runner, "run_discord_bot", flaky)
     clock = FakeClock()
-    gateway = await Gateway.open(make_settings(tmp_path, extra={"discord_bot_endpoints": "ep_1"}), clock=clock)
+    gateway = await open_gateway(make_settings(tmp_path, extra={"discord_bot_endpoints": "ep_1"}), clock=clock)
     try:
-        work = discord_bots(gateway)
+        work = discord_bots(gateway.host)
         assert work is not None
         await work
         assert attempts == ["ep_1", "ep_1"] and clock.monotonic() == 5.0
-        assert discord_bots(await Gateway.open(make_settings(tmp_path))) is None
+        assert discord_bots((await open_gateway(make_settings(tmp_path))).host) is None
     finally:
         await gateway.aclose()
 
@@ -182,7 +183,7 @@ async def test_a_bot_inside_serve_that_cannot_start_is_logged_not_fatal(
     fake = FakeDiscord()
     async with live_server(fake.app()) as base:
         with patched_discord(base):
-            gateway = await Gateway.open(make_settings(tmp_path))
+            gateway = await open_gateway(make_settings(tmp_path))
             endpoint_id = await _endpoint(gateway, bot_token="wrong-token-" + "z" * 20)
             await gateway.aclose()
             settings = make_settings(tmp_path, extra={"discord_bot_endpoints": f"{endpoint_id}, {endpoint_id}"})

@@ -14,7 +14,7 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.host.registry import PluginRegistry
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import open_gateway
 from gateway.records.apps import AppIn
 from gateway.settings import Settings
 from gateway.simulator.app import create_simulator_app
@@ -47,7 +47,7 @@ async def test_sigkill_between_ack_and_callback(tmp_path: Path) -> None:
         httpx.AsyncClient(timeout=10) as client,
     ):
         settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
-        setup = await Gateway.open(settings, registry=PluginRegistry.from_entry_points())
+        setup = await open_gateway(settings, registry=PluginRegistry.from_entry_points())
         try:
             await setup.apps.add(
                 AppIn(name="a", base_url=f"{simulator}/v1", api_key=SecretStr("app-simulator"), mode="chat")

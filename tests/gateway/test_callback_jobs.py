@@ -10,13 +10,14 @@ import pytest
 from pydantic import SecretStr
 
 from endpoints.webhook import plugin as webhook
+from gateway.delivery.callback_jobs import CALLBACK_JOB, CallbackDelivery
 from gateway.delivery.callbacks import Outcome
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
 from gateway.records.apps import AppIn
 from gateway.security.signatures import parse_webhook_secret
 from gateway.storage.base import Job
-from tests.support.gateway import make_settings, running_app
+from tests.support.gateway import make_settings, run_job_now, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -43,13 +44,12 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         await running.gateway.apps.add(
             AppIn(name="a", base_url="http://dify.test/v1", api_key=SecretStr("k"), mode="chat")
         )
-        running.gateway.rand = lambda: 0.5  # no jitter
         yield running.gateway
 
 
 async def queue_callback(gateway: Gateway) -> tuple[Job, str]:
     record, _, shown = await gateway.endpoints.create_with_secrets("webhook", ["a"], {})
-    ctx = await gateway.context(record, webhook)
+    ctx = await gateway.contexts.build(record, webhook)
     job_id = await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"x": 1}, msg_id="msg_1")
     again = await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"x": 1}, msg_id="msg_1")
     assert again == job_id  # the same msg_id is one delivery
@@ -58,20 +58,17 @@ async def queue_callback(gateway: Gateway) -> tuple[Job, str]:
     return job, shown["secret"]
 
 
-async def attempt(gateway: Gateway, job_id: str) -> Job:
-    claimed = await gateway.store.job_claim(gateway.workers.owner, gateway.clock.time() + 10**6, 30, job_id=job_id)
-    assert claimed is not None
-    await gateway.workers.run_job(claimed)
-    job = await gateway.store.job_get(job_id)
-    assert job is not None
-    return job
+def use_sender(gateway: Gateway, sender: FakeSender) -> None:
+    """Deliver the gateway's callbacks through `sender`, without jitter."""
+    delivery = CallbackDelivery(box=gateway.box, endpoints=gateway.endpoints, sender=sender, rand=lambda: 0.5)  # type: ignore[arg-type]
+    gateway.job_handlers[CALLBACK_JOB] = delivery
 
 
 async def test_delivered_is_done_and_signed_with_the_endpoint_secret(gateway: Gateway) -> None:
     sender = FakeSender(Outcome("delivered", 200))
-    gateway.callbacks = sender  # type: ignore[assignment]
+    use_sender(gateway, sender)
     job, secret = await queue_callback(gateway)
-    done = await attempt(gateway, job.id)
+    done = await run_job_now(gateway, job.id)
     assert done.state == "done"
     sent = sender.sent[0]
     assert sent["msg_id"] == "msg_1" and sent["url"] == "https://example.com/hook"
@@ -81,12 +78,12 @@ async def test_delivered_is_done_and_signed_with_the_endpoint_secret(gateway: Ga
 
 async def test_retries_follow_the_schedule_and_honour_retry_after(gateway: Gateway) -> None:
     sender = FakeSender(Outcome("retry", 503, None, "HTTP 503"), Outcome("retry", 429, 120.0, "HTTP 429"))
-    gateway.callbacks = sender  # type: ignore[assignment]
+    use_sender(gateway, sender)
     job, _ = await queue_callback(gateway)
-    first = await attempt(gateway, job.id)
+    first = await run_job_now(gateway, job.id)
     assert first.state == "queued" and first.last_error == "HTTP 503"
     assert first.due_at == pytest.approx(gateway.clock.time() + 5.0, abs=1)  # the second slot: 5 s
-    second = await attempt(gateway, job.id)
+    second = await run_job_now(gateway, job.id)
     assert second.due_at == pytest.approx(gateway.clock.time() + 300.0, abs=1)  # 5 min beats Retry-After 120
 
 
@@ -94,18 +91,18 @@ async def test_retries_follow_the_schedule_and_honour_retry_after(gateway: Gatew
     "outcome", [Outcome("gone", 410, None, "HTTP 410 (gone)"), Outcome("refused", None, None, "address not allowed")]
 )
 async def test_gone_and_refused_are_dead_letters_at_once(gateway: Gateway, outcome: Outcome) -> None:
-    gateway.callbacks = FakeSender(outcome)  # type: ignore[assignment]
+    use_sender(gateway, FakeSender(outcome))
     job, _ = await queue_callback(gateway)
-    dead = await attempt(gateway, job.id)
+    dead = await run_job_now(gateway, job.id)
     assert dead.state == "dead" and outcome.error in (dead.last_error or "")
 
 
 async def test_an_exhausted_schedule_is_a_dead_letter_that_can_be_replayed(gateway: Gateway) -> None:
-    gateway.callbacks = FakeSender(*[Outcome("retry", 500, None, "HTTP 500")] * 8)  # type: ignore[assignment]
+    use_sender(gateway, FakeSender(*[Outcome("retry", 500, None, "HTTP 500")] * 8))
     job, _ = await queue_callback(gateway)
     for _ in range(8):
-        last = await attempt(gateway, job.id)
+        last = await run_job_now(gateway, job.id)
     assert last.state == "dead" and "after 8 attempts" in (last.last_error or "")
     assert await gateway.store.job_replay(job.id, gateway.clock.time())
-    gateway.callbacks = FakeSender(Outcome("delivered", 204))  # type: ignore[assignment]
-    assert (await attempt(gateway, job.id)).state == "done"
+    use_sender(gateway, FakeSender(Outcome("delivered", 204)))
+    assert (await run_job_now(gateway, job.id)).state == "done"

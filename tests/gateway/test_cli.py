@@ -18,7 +18,7 @@ import respx
 from click.testing import CliRunner, Result
 
 from gateway.cli.main import cli
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import Gateway, open_gateway
 from gateway.records.requestlog import RequestLogEntry
 from gateway.security.crypto import MASK
 from gateway.settings import Settings, bootstrap
@@ -102,7 +102,7 @@ def with_gateway(store_url: str, action: Callable[[Gateway], Any]) -> Any:
     """Run `action` on a Gateway over the same store and secrets the CLI uses."""
 
     async def main() -> Any:
-        gateway = await Gateway.open(bootstrap(Settings(store=store_url)).settings)
+        gateway = await open_gateway(bootstrap(Settings(store=store_url)).settings)
         try:
             return await action(gateway)
         finally:

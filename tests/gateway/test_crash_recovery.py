@@ -11,7 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from gateway.host.registry import PluginRegistry
-from gateway.host.runtime import Gateway
+from gateway.host.runtime import open_gateway
 from gateway.settings import Settings
 from tests.support.gateway import ADMIN_TOKEN, base_url, listening_socket
 from tests.support.gateway_process import crashy
@@ -30,7 +30,7 @@ async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: s
     )
     settings = Settings.from_env(env).with_changes(admin_token=SecretStr(ADMIN_TOKEN))
     registry = PluginRegistry([crashy])
-    gateway = await Gateway.open(settings, registry=registry)
+    gateway = await open_gateway(settings, registry=registry)
     procs = [start_gateway(env, sock, module="tests.support.gateway_process") for sock in socks]
     try:
         record, url = await gateway.endpoints.create("crashy", [], {})
@@ -41,7 +41,7 @@ async def test_sigkill_mid_job_then_another_replica_finishes_it_once(redis_db: s
             assert accepted.status_code == 202
             job_id = accepted.json()["job"]
 
-        storage = (await gateway.context(record, crashy)).storage
+        storage = (await gateway.contexts.build(record, crashy)).storage
         owner_pid = None
         for _ in range(200):
             job = await gateway.store.job_get(job_id)

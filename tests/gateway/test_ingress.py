@@ -14,6 +14,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 
 from endpoints.echo import plugin as echo
+from gateway.admin.usecases import delete_endpoint
 from gateway.host.registry import PluginRegistry
 from gateway.plugin import Context, Permission, Plugin, Request, Response, Verdict, unverified
 from gateway.records.apps import AppIn
@@ -138,7 +139,9 @@ async def test_unknown_forged_disabled_and_deleted_ids_look_the_same(running: Ru
     disabled_path = running.path(url)
     await gateway.endpoints.set_enabled(record.id, False)
     deleted_record, deleted_url = await gateway.endpoints.create("echo", [], {})
-    await gateway.delete_endpoint(deleted_record.id)
+    await delete_endpoint(
+        deleted_record.id, endpoints=gateway.endpoints, requests=gateway.requests, store=gateway.store
+    )
     forged = "/e/" + "A" * 24 + "." + "B" * 22
     unsigned_but_wellformed = "/e/" + gateway.tokens.mint()  # authentic but never stored
     bodies = set()
@@ -322,8 +325,8 @@ async def test_plugin_storage_is_scoped_to_the_endpoint(running: Running) -> Non
     gateway = running.gateway
     first, _ = await gateway.endpoints.create("echo", [], {})
     second, _ = await gateway.endpoints.create("echo", [], {})
-    ctx_a = await gateway.context(first, echo)
-    ctx_b = await gateway.context(second, echo)
+    ctx_a = await gateway.contexts.build(first, echo)
+    ctx_b = await gateway.contexts.build(second, echo)
     await ctx_a.storage.set("k", "a")
     assert await ctx_b.storage.get("k") is None
     assert await ctx_a.storage.set_if_absent("once", "1", ttl=60) is True
@@ -333,7 +336,7 @@ async def test_plugin_storage_is_scoped_to_the_endpoint(running: Running) -> Non
 
 async def test_apps_and_http_need_their_permissions(running: Running) -> None:
     record, _ = await running.gateway.endpoints.create("echo", ["demo"], {})
-    ctx = await running.gateway.context(record, echo)
+    ctx = await running.gateway.contexts.build(record, echo)
     from gateway.exceptions import PermissionDenied
 
     with pytest.raises(PermissionDenied):

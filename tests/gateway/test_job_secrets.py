@@ -54,7 +54,7 @@ async def queue_jobs_with_credentials(running: Running) -> None:
     raw = json.dumps({"query": "why?", "user": "u", "callback_url": CALLBACK_URL}).encode()
     called = await running.client.post(running.path(url), content=raw, headers=signed_headers(secret, raw))
     assert called.status_code == 202, called.text
-    ctx = await gateway.context(record, webhook)
+    ctx = await gateway.contexts.build(record, webhook)
     await ctx.callbacks.send(DELIVERY_URL, "answer.completed", {"answer": "because"}, msg_id="msg_1")
 
 

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 
 from endpoints.echo import plugin as echo
+from gateway.admin.usecases import delete_endpoint
 from gateway.clock import FakeClock
+from gateway.delivery.callback_jobs import CALLBACK_JOB
 from gateway.exceptions import StoreError
-from gateway.host.context import CALLBACK_JOB
 from gateway.host.registry import PluginRegistry
-from gateway.host.runtime import Gateway
-from gateway.jobs.workers import JobQueue, JobWorkers, job_backoff
+from gateway.host.runtime import open_gateway
+from gateway.jobs.queue import JobQueue
+from gateway.jobs.workers import JobWorkers, job_backoff
 from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
 from gateway.storage.base import Job
@@ -174,17 +176,13 @@ async def test_plugin_job_end_to_end_through_the_endpoint(tmp_path: Path) -> Non
         again = await running.client.post(f"{path}/jobs/greeting", content=b"other", headers={"x-id": "d1"})
         assert again.json()["queued"] == queued.json()["queued"]  # same delivery id: same job
         for _ in range(200):
+            # The handler stores the value before its worker records the job done: wait for both.
             read = await running.client.get(f"{path}/jobs/greeting")
-            if read.status_code == 200:
+            job = await running.gateway.store.job_get(queued.json()["queued"])
+            if read.status_code == 200 and job is not None and job.state == "done":
                 break
             await asyncio.sleep(0.02)
         assert read.json() == {"value": "hello"}
-        # The handler stored the value before it returned; the job is marked done just after.
-        for _ in range(200):
-            job = await running.gateway.store.job_get(queued.json()["queued"])
-            if job is not None and job.state == "done":
-                break
-            await asyncio.sleep(0.02)
         assert job is not None and job.state == "done" and job.result == {"stored": "greeting"}
 
 
@@ -193,7 +191,7 @@ async def test_plugin_job_of_a_deleted_endpoint_is_dead_lettered(tmp_path: Path)
         gateway = running.gateway
         record, _ = await gateway.endpoints.create("echo", [], {})
         job, _ = await gateway.queue.enqueue_plugin_job(record.id, "store", {"name": "a", "value": "b"})
-        await gateway.delete_endpoint(record.id)
+        await delete_endpoint(record.id, endpoints=gateway.endpoints, requests=gateway.requests, store=gateway.store)
         pool = gateway.workers
         claimed = await gateway.store.job_claim(pool.owner, gateway.clock.time(), 30)
         assert claimed is not None
@@ -388,7 +386,7 @@ async def test_the_heartbeat_cancels_a_run_whose_lease_was_taken_over(store: SQL
 
 
 async def test_callbacks_are_delivered_while_answers_hold_every_general_worker(tmp_path: Path) -> None:
-    gateway = await Gateway.open(make_settings(tmp_path, workers=2, callback_workers=1))
+    gateway = await open_gateway(make_settings(tmp_path, workers=2, callback_workers=1))
     release = asyncio.Event()
     started: list[str] = []
     answered: list[str] = []

@@ -65,7 +65,7 @@ async def test_one_holder_at_a_time_the_others_get_409(running: Running) -> None
 
 async def test_the_lock_is_released_only_by_its_holder(running: Running) -> None:
     record, _ = await running.gateway.endpoints.create("syncer", [], {})
-    ctx = await running.gateway.context(record, syncer)
+    ctx = await running.gateway.contexts.build(record, syncer)
     store = running.gateway.store
     async with ctx.storage.lock("job", ttl=30) as lock:
         key = f"lock:{record.id}:job"
@@ -81,7 +81,7 @@ async def test_the_lock_is_released_only_by_its_holder(running: Running) -> None
 
 async def test_bad_arguments_are_refused(running: Running) -> None:
     record, _ = await running.gateway.endpoints.create("syncer", [], {})
-    ctx = await running.gateway.context(record, syncer)
+    ctx = await running.gateway.contexts.build(record, syncer)
     with pytest.raises(ValueError):
         async with ctx.storage.lock("x", ttl=0):
             pass

@@ -13,7 +13,8 @@ import sys
 
 from bots.cli import run_until_stopped
 from bots.runner import run_discord_bot
-from gateway.host.runtime import Gateway
+from gateway.cli.common import service_host
+from gateway.host.services import Host
 from gateway.settings import Settings
 
 
@@ -22,19 +23,16 @@ def _record_connected() -> None:
         out.write(f"{os.getpid()}\n")
 
 
-async def stub_connect(gateway: Gateway, endpoint_id: str, token: str) -> None:
+async def stub_connect(host: Host, endpoint_id: str, token: str) -> None:
     _record_connected()
     await asyncio.Event().wait()
 
 
 async def main() -> None:
     settings = Settings.from_env(os.environ)
-    gateway = await Gateway.open(settings)
-    try:
-        ttl = float(settings.extra.get("test_lease_ttl", "1.0"))
-        await run_discord_bot(gateway, sys.argv[1], lease_ttl=ttl, poll=0.1, connector=stub_connect)
-    finally:
-        await gateway.aclose()
+    async with service_host(settings) as host:
+        ttl = float(host.setting("test_lease_ttl") or "1.0")
+        await run_discord_bot(host, sys.argv[1], lease_ttl=ttl, poll=0.1, connector=stub_connect)
 
 
 if __name__ == "__main__":

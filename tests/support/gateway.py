@@ -19,6 +19,7 @@ from starlette.types import ASGIApp
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.settings import Settings
+from gateway.storage.base import Job
 
 ADMIN_TOKEN = "admin-" + "t" * 40
 SECRET_KEY = "secret-" + "k" * 48
@@ -49,6 +50,16 @@ class Running:
     def path(self, url: str) -> str:
         """The path of a public endpoint URL (public_url is http://gw.test in tests)."""
         return url.removeprefix(self.gateway.settings.public_url)
+
+
+async def run_job_now(gateway: Gateway, job_id: str) -> Job:
+    """Claim `job_id` (even if due later) and run it once with the gateway's workers; the job after."""
+    claimed = await gateway.store.job_claim(gateway.workers.owner, gateway.clock.time() + 10**6, 30, job_id=job_id)
+    assert claimed is not None
+    await gateway.workers.run_job(claimed)
+    job = await gateway.store.job_get(job_id)
+    assert job is not None
+    return job
 
 
 @contextlib.asynccontextmanager

@@ -42,7 +42,7 @@ class Setup:
     echo: str  # a second simulator, answering "You said: …"
 
     async def context(self) -> Context:
-        return await self.gateway.context(self.record, plugin)
+        return await self.gateway.contexts.build(self.record, plugin)
 
     def posts(self, where: str = "webhook") -> int:
         """Messages created: follow-ups of the interaction, or (`channel`) messages in its channel."""

@@ -1,0 +1,74 @@
+"""Signed callbacks as durable jobs: the job handler that makes one delivery attempt per run.
+
+`EndpointCallbacks.send` (gateway/host/context.py) enqueues a job of kind `CALLBACK_JOB`; the workers
+run it with `CallbackDelivery`, which signs with the endpoint's secret, sends once through
+`CallbackSender`, and leaves when to try again to the fixed schedule (gateway/delivery/retry.py).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from gateway.delivery.callbacks import CallbackSender
+from gateway.delivery.retry import next_callback_delay
+from gateway.jobs.lease import JobLease
+from gateway.jobs.workers import Emit
+from gateway.plugin import JobError, RetryJob
+from gateway.records.endpoints import EndpointService
+from gateway.security.crypto import SecretBox
+from gateway.security.sealed import unseal
+from gateway.security.signatures import parse_webhook_secret
+from gateway.storage.base import Job
+
+__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "CallbackDelivery"]
+
+CALLBACK_JOB = "callback"
+CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its query
+
+
+class CallbackDelivery:
+    """The handler of `CALLBACK_JOB` jobs.
+
+    Args:
+        box: unseals the stored URL.
+        endpoints: the endpoint whose signing secret (the setting the job names) signs the body.
+        sender: makes the attempt.
+        rand: jitter of the retry delays (0..1).
+    """
+
+    def __init__(
+        self,
+        *,
+        box: SecretBox,
+        endpoints: EndpointService,
+        sender: CallbackSender,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._box = box
+        self._endpoints = endpoints
+        self._sender = sender
+        self.rand = rand
+
+    async def __call__(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
+        """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
+        payload = unseal(self._box, job.id, job.payload, CALLBACK_SECRETS)
+        # A disabled endpoint still calls back: the work was accepted before it was turned off.
+        record, plugin = await self._endpoints.of_job(job.endpoint_id, enabled=False)
+        settings = self._endpoints.settings(record, plugin)
+        secret = getattr(settings, str(payload.get("setting", "secret")), None)
+        if secret is None:
+            raise JobError("the endpoint has no callback signing secret")
+        key = parse_webhook_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret))
+        outcome = await self._sender.send(
+            payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=[key]
+        )
+        if outcome.kind == "delivered":
+            return {"status": outcome.status}
+        if outcome.kind in ("gone", "refused"):
+            raise JobError(f"callback not delivered: {outcome.error}")
+        delay = next_callback_delay(job.attempts, rand=self.rand(), retry_after=outcome.retry_after)
+        if delay is None:
+            raise JobError(f"callback not delivered after {job.attempts} attempts: {outcome.error}")
+        raise RetryJob(outcome.error, after=delay)

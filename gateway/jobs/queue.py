@@ -1,0 +1,135 @@
+"""The durable job queue: jobs go into the store, and this process's idle workers wake at once.
+
+Workers of other processes find new jobs by polling (gateway/jobs/workers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Collection
+from typing import Any
+
+from gateway.clock import Clock
+from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload, plugin_job_key
+from gateway.security.crypto import SecretBox
+from gateway.security.sealed import seal
+from gateway.storage.base import Job, Store
+
+__all__ = ["JobQueue", "new_job_id"]
+
+
+class JobQueue:
+    """Enqueues jobs and wakes this process's workers at once (others find them by polling).
+
+    With a `box`, payload fields named as secret are stored encrypted (see gateway/security/sealed.py).
+    """
+
+    def __init__(self, store: Store, clock: Clock, box: SecretBox | None = None) -> None:
+        self._store = store
+        self._clock = clock
+        self._box = box
+        # One token per job enqueued here: each wakes exactly one idle worker (an Event would
+        # wake them all, and every one would run a claim for the same job). Workers of one kind
+        # only wait on a queue of their own (None: the general workers).
+        self._wake: dict[str | None, asyncio.Queue[None]] = {None: asyncio.Queue(maxsize=1024)}
+
+    async def enqueue(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        key: str | None = None,
+        endpoint_id: str | None = None,
+        delay: float = 0.0,
+        max_attempts: int = 8,
+        sealed: Collection[str] = (),
+    ) -> Job:
+        """Store the job durably; with `key`, an existing job of that key is returned instead."""
+        job, _ = await self.submit(
+            kind, payload, key=key, endpoint_id=endpoint_id, delay=delay, max_attempts=max_attempts, sealed=sealed
+        )
+        return job
+
+    async def submit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        key: str | None = None,
+        endpoint_id: str | None = None,
+        delay: float = 0.0,
+        max_attempts: int = 8,
+        sealed: Collection[str] = (),
+    ) -> tuple[Job, bool]:
+        """Like `enqueue`, and also tells whether the job is new (False: `key` named an existing one).
+
+        `sealed` names payload fields (of `payload["data"]` for plugin jobs) to store encrypted.
+        """
+        now = self._clock.time()
+        job_id = new_job_id()
+        if sealed:
+            payload = self._seal(job_id, kind, payload, sealed)
+        job = Job(
+            id=job_id,
+            kind=kind,
+            payload=payload,
+            key=key,
+            endpoint_id=endpoint_id,
+            max_attempts=max(1, max_attempts),
+            due_at=now + max(0.0, delay),
+            created_at=now,
+            updated_at=now,
+        )
+        stored, created = await self._store.job_enqueue(job)
+        if created and delay <= 0:
+            self.notify(kind)
+        return stored, created
+
+    def _seal(self, job_id: str, kind: str, payload: dict[str, Any], fields: Collection[str]) -> dict[str, Any]:
+        if self._box is None:
+            raise ValueError("secret job fields need a queue with a SecretBox")
+        if kind == PLUGIN_JOB:
+            return {**payload, "data": seal(self._box, job_id, payload.get("data") or {}, fields)}
+        return seal(self._box, job_id, payload, fields)
+
+    async def enqueue_plugin_job(
+        self,
+        endpoint_id: str,
+        name: str,
+        payload: dict[str, Any],
+        *,
+        key: str | None = None,
+        delay: float = 0.0,
+        max_attempts: int = 8,
+        sealed: Collection[str] = (),
+    ) -> tuple[Job, bool]:
+        """Enqueue a job of the plugin's handler `name`; `key` (the plugin's own) makes it idempotent."""
+        return await self.submit(
+            PLUGIN_JOB,
+            PluginJobPayload(name, payload, key).dump(),
+            key=None if key is None else plugin_job_key(endpoint_id, name, key),
+            endpoint_id=endpoint_id,
+            delay=delay,
+            max_attempts=max_attempts,
+            sealed=sealed,
+        )
+
+    def notify(self, kind: str | None = None) -> None:
+        """Wake one general worker, and one worker of `kind` if it has workers of its own."""
+        for name in {None, kind}:
+            if (waiting := self._wake.get(name)) is not None:
+                with contextlib.suppress(asyncio.QueueFull):
+                    waiting.put_nowait(None)
+
+    async def wait(self, timeout: float, *, kind: str | None = None) -> None:
+        """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or
+        `timeout` passes."""
+        waiting = self._wake.setdefault(kind, asyncio.Queue(maxsize=1024))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiting.get(), timeout)
+
+
+def new_job_id() -> str:
+    return "job_" + secrets.token_hex(10)
