@@ -4,6 +4,8 @@
 - `gateway/` never imports the plugin packages (`endpoints`, `bots`): they are found through entry points;
 - only the HTTP edge imports starlette, so the core stays framework-neutral;
 - only the settings loader reads the environment;
+- the plugin contract (`gateway.plugin`) is a package whose `__init__` only re-exports, and importing it
+  loads no HTTP client (httpx, aiohttp) and not the Dify client;
 - the plugin test kit (`gateway.testing`) is for tests only: no production code imports it, and it
   needs pytest only in its pytest plugin.
 """
