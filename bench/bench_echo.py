@@ -1,6 +1,6 @@
 """Benchmark: the echo endpoint vs a bare Starlette app answering 200, in the same run.
 
-    python bench/bench_echo.py [--store sqlite|redis] [--duration 10] [--concurrency 50]
+    python bench/bench_echo.py [--store sqlite|redis] [--duration 10] [--concurrency 50] [--rounds 3]
 
 Both servers run as separate uvicorn processes (one at a time) and the load comes from this
 process over loopback with 50 concurrent keep-alive connections.
@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import ratio_line, run_load  # noqa: E402
+from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 from gateway.host.runtime import Gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/echo runs (median, min-max)")
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-echo-"))
@@ -54,33 +55,24 @@ def main() -> None:
         url = asyncio.run(make_endpoint(settings))
 
         baseline = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(base_port)])
-        wait_up(f"http://127.0.0.1:{base_port}/", baseline)
-        base = asyncio.run(
-            run_load(
-                "bare starlette 200",
-                f"http://127.0.0.1:{base_port}/x",
-                concurrency=args.concurrency,
-                duration=args.duration,
-            )
-        )
-        stop(baseline)
-
         gateway = subprocess.Popen(
             [shutil.which("dify-gateway") or "dify-gateway", "serve"], env=env, stdout=subprocess.DEVNULL
         )
-        extra.append(gateway)
+        extra += [baseline, gateway]
+        wait_up(f"http://127.0.0.1:{base_port}/", baseline)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        echo = asyncio.run(
-            run_load(
-                f"echo endpoint ({args.store})", url + "/bench", concurrency=args.concurrency, duration=args.duration
-            )
-        )
-        stop(gateway)
-
-        print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
-        print(base.row())
-        print(echo.row())
-        print(ratio_line(echo, base))
+        load = {"concurrency": args.concurrency, "duration": args.duration}
+        pairs = []
+        for i in range(args.rounds):  # alternating, so a change in the machine's load hits both alike
+            base = asyncio.run(run_load("bare starlette 200", f"http://127.0.0.1:{base_port}/x", **load))
+            echo = asyncio.run(run_load(f"echo endpoint ({args.store})", url + "/bench", **load))
+            pairs.append((echo, base))
+            print(f"\nround {i + 1}: {args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
+            print(base.row())
+            print(echo.row())
+            print(ratio_line(echo, base), flush=True)
+        print()
+        print(*rounds_summary(pairs), sep="\n")
     finally:
         for proc in extra:
             if proc.poll() is None:

@@ -1,6 +1,7 @@
 """Benchmark: verified Slack event acks per second, the gateway's slack endpoint vs slack_bolt.
 
-    python bench/bench_slack.py [--duration 10] [--concurrency 50] [--store sqlite|redis]
+    python bench/bench_slack.py [--duration 10] [--concurrency 50] [--store sqlite|redis] [--rounds 3]
+                                [--profile stacks.txt]   # py-spy the gateway in round 1 (pip install py-spy)
 
 Both servers run as separate uvicorn processes (one at a time), and the load comes from this
 process over loopback with 50 concurrent keep-alive connections. Every request is a distinct
@@ -35,7 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import ratio_line, run_load  # noqa: E402
+from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
@@ -146,11 +148,31 @@ def queued_jobs(db: Path) -> int:
         return int(conn.execute("SELECT count(*) FROM jobs").fetchone()[0])
 
 
+def redis_per_ack(url: str) -> str:
+    """Redis's own count of what the gateway runs: script calls and commands per queued job."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats")
+        jobs = int(client.zcard("dgw:jobs:created"))
+    finally:
+        client.close()
+    scripts = sum(v["calls"] for k, v in stats.items() if k in ("cmdstat_evalsha", "cmdstat_eval"))
+    commands = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_eval"))
+    return (
+        f"redis: {jobs} jobs queued durably; per job {scripts / max(1, jobs):.3f} script calls (round trips),"
+        f" {commands / max(1, jobs):.1f} other commands"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3, help="alternating bolt/gateway runs (median, min-max)")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway under load; collapsed stacks to this file")
     parser.add_argument("--serve", choices=["gateway", "bolt"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,29 +195,49 @@ def main() -> None:
         me = [sys.executable, str(Path(__file__).resolve())]
 
         bolt = subprocess.Popen([*me, "--serve", "bolt", "--port", str(bolt_port)], env=env)
-        procs.append(bolt)
+        gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
+        procs += [bolt, gateway]
         wait_up(f"http://127.0.0.1:{bolt_port}/", bolt)
+        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
         counter = itertools.count()
 
         def events() -> tuple[bytes, dict[str, str]]:
             return signed_event(counter)
 
+        # Both servers are up (idle) throughout; their loads alternate, so a change in the machine's
+        # load hits both sides of a round alike.
         load = {"request": events, "concurrency": args.concurrency, "duration": args.duration}
-        bolt_result = asyncio.run(run_load("slack_bolt AsyncApp", f"http://127.0.0.1:{bolt_port}/slack/events", **load))
-        stop(bolt)
-
-        gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
-        procs.append(gateway)
-        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
+        pairs = []
+        for i in range(args.rounds):
+            cpu = cpu_seconds(bolt.pid)
+            bolt_result = asyncio.run(
+                run_load("slack_bolt AsyncApp", f"http://127.0.0.1:{bolt_port}/slack/events", **load)
+            )
+            bolt_cpu = (cpu_seconds(bolt.pid) - cpu) / max(1, bolt_result.requests)
+            cpu = cpu_seconds(gateway.pid)
+            profiler = Profiler(gateway.pid, args.duration + 1, args.profile) if args.profile and i == 0 else None
+            gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
+            gateway_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, gateway_result.requests)
+            if profiler is not None:
+                profiler.wait()
+            pairs.append((gateway_result, bolt_result))
+            print(f"\nround {i + 1}: {args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
+            print(bolt_result.row())
+            print(gateway_result.row())
+            print(ratio_line(gateway_result, bolt_result))
+            print(
+                f"server CPU per request (warm-up included): bolt {bolt_cpu * 1e6:.0f} us,"
+                f" gateway {gateway_cpu * 1e6:.0f} us"
+            )
         stop(gateway)
-
-        print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, distinct event_ids")
-        print(bolt_result.row())
-        print(gateway_result.row())
-        print(ratio_line(gateway_result, bolt_result))
+        print()
+        print(*rounds_summary(pairs), sep="\n")
         if args.store == "sqlite":
             print(f"gateway jobs queued durably: {queued_jobs(db)} (one per distinct event sent, warm-up included)")
+        else:
+            print(redis_per_ack(store))
+        if args.profile:
+            print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile), sep="\n  ")
     finally:
         for proc in procs:
             if proc.poll() is None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-__all__ = ["Burst", "Result", "percentile", "ratio_line", "run_burst", "run_load", "ttft_lines"]
+__all__ = ["Burst", "Result", "percentile", "ratio_line", "rounds_summary", "run_burst", "run_load", "ttft_lines"]
 
 RequestFactory = Callable[[], tuple[bytes, dict[str, str]]]
 
@@ -203,3 +203,18 @@ async def run_burst(
         await asyncio.gather(*(one() for _ in range(streams)))
         elapsed = time.perf_counter() - start
     return Burst(name, streams, completed, elapsed, ttfts, failures)
+
+
+def rounds_summary(pairs: Sequence[tuple[Result, Result]]) -> list[str]:
+    """Median and min–max over rounds of (subject, baseline) runs: throughput and p50/p99 ratios."""
+
+    def spread(values: list[float]) -> str:
+        ordered = sorted(values)
+        return f"median {ordered[len(ordered) // 2]:.2f}x (min {ordered[0]:.2f}x, max {ordered[-1]:.2f}x)"
+
+    return [
+        f"over {len(pairs)} rounds, {pairs[0][0].name} / {pairs[0][1].name}:",
+        "  throughput " + spread([s.rps / b.rps for s, b in pairs]),
+        "  p50        " + spread([s.pct(0.5) / b.pct(0.5) for s, b in pairs]),
+        "  p99        " + spread([s.pct(0.99) / b.pct(0.99) for s, b in pairs]),
+    ]

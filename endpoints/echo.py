@@ -9,7 +9,6 @@ With the `token` setting, requests must carry `Authorization: Bearer <token>`.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -117,6 +116,6 @@ async def echo(request: Request, ctx: Context[EchoSettings]) -> Response:
     async def pieces() -> AsyncIterator[bytes]:
         for start in range(0, len(data), size):
             yield data[start : start + size]
-            await asyncio.sleep(0.01)
+            await ctx.clock.sleep(0.01)
 
     return Response.stream(pieces(), media_type="application/json")

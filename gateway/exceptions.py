@@ -5,7 +5,9 @@
     │   └── ValidationFailed          422
     ├── Unauthorized                  401
     ├── NotFound                      404
+    ├── MethodNotAllowed              405  (allow: the methods the route does accept)
     ├── Conflict                      409
+    │   └── LockBusy                       (a lock stayed held by someone else)
     ├── PayloadTooLarge               413
     ├── UnsupportedMediaType          415
     ├── RequestTimeout                408
@@ -15,14 +17,21 @@
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
     ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)
-    └── UpstreamError                 502  (Dify or another upstream failed)
-        ├── UpstreamTimeout           504
-        └── CircuitOpen               503
+    ├── UpstreamError                 502  (Dify or another upstream failed)
+    │   ├── UpstreamTimeout           504
+    │   └── CircuitOpen               503
+    └── JobSignal                     500  (a job handler's word to its worker, never an HTTP answer)
+        ├── RetryJob                       (run the job again, after `after` seconds)
+        └── JobError                       (retrying will not help: dead-letter the job)
 
-Messages are written for the person reading them and never contain secrets.
+Messages are written for the person reading them and never contain secrets. One exception is
+deliberately outside the tree: `gateway.plugin.LeaseLost` is an `asyncio.CancelledError`, so that
+`except Exception` (and `except GatewayError`) never swallows a run that must stop.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection
 
 __all__ = [
     "BadRequest",
@@ -31,12 +40,17 @@ __all__ = [
     "ConfigurationError",
     "Conflict",
     "GatewayError",
+    "JobError",
+    "JobSignal",
+    "LockBusy",
+    "MethodNotAllowed",
     "NotFound",
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
     "RequestTimeout",
+    "RetryJob",
     "StoreError",
     "Unauthorized",
     "UnsupportedMediaType",
@@ -87,9 +101,24 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """The route exists but not for this method; `allow` lists the methods it accepts."""
+
+    status_code = 405
+    code = "method_not_allowed"
+
+    def __init__(self, message: str = "", allow: Collection[str] = (), **context: object) -> None:
+        super().__init__(message, **context)
+        self.allow = tuple(sorted(allow))
+
+
 class Conflict(GatewayError):
     status_code = 409
     code = "conflict"
+
+
+class LockBusy(Conflict):
+    """A lock stayed held by someone else for as long as the caller was willing to wait."""
 
 
 class RequestTimeout(GatewayError):
@@ -180,3 +209,26 @@ class UpstreamTimeout(UpstreamError):
 class CircuitOpen(UpstreamError):
     status_code = 503
     code = "circuit_open"
+
+
+class JobSignal(GatewayError):
+    """Raised by a job handler to tell its worker what to do with the job. Reaching HTTP instead
+    (a route raised it), it is an opaque 500: its message is for the job's record, not a caller."""
+
+    code = "job_signal"
+
+
+class RetryJob(JobSignal):
+    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
+
+    code = "retry_job"
+
+    def __init__(self, reason: str = "", after: float | None = None, **context: object) -> None:
+        super().__init__(reason or "retry requested", **context)
+        self.after = after
+
+
+class JobError(JobSignal):
+    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""
+
+    code = "job_error"

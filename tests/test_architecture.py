@@ -8,6 +8,7 @@
   loads no HTTP client (httpx, aiohttp) and not the Dify client;
 - the plugin test kit (`gateway.testing`) is for tests only: no production code imports it, and it
   needs pytest only in its pytest plugin.
+- time is read and waited for only through the injected `Clock` (gateway/clock.py).
 """
 
 from __future__ import annotations
@@ -404,6 +405,110 @@ def test_the_test_kit_package_loads_its_parts_on_use() -> None:
     assert loaded == ["gateway", "gateway.lazy", "gateway.testing", "gateway.testing.pytest_plugin"]
     assert list(gateway.testing.__all__) == sorted(gateway.testing.__all__)
     assert all(getattr(gateway.testing, name) is not None for name in gateway.testing.__all__)
+
+
+# -- time -------------------------------------------------------------------------------------------
+
+CLOCK_MODULE = "gateway/clock.py"
+# Direct reads of time and waits that are not through a `Clock`. `asyncio.sleep(0)` is a yield to
+# the event loop, not a wait, and stays allowed.
+TIME_CALLS = {
+    "time.time",
+    "time.time_ns",
+    "time.monotonic",
+    "time.monotonic_ns",
+    "time.perf_counter",
+    "time.perf_counter_ns",
+    "time.sleep",
+    "asyncio.sleep",
+    "anyio.sleep",
+    "anyio.current_time",
+    "loop.time",
+    "datetime.now",
+    "datetime.utcnow",
+    "datetime.today",
+    "date.today",
+}
+# file -> calls it may make, each with its reason. Keep it short.
+TIME_ALLOWED = {
+    # The body-read deadline cancels a receive(): an I/O timeout only the event loop can enforce.
+    "gateway/http/middleware.py": {"loop.time"},
+    # Deadlines of anyio cancel scopes around Dify calls (I/O timeouts on anyio's own clock); the
+    # retry loop compares its next wait against that same deadline.
+    "gateway/dify/client.py": {"anyio.current_time"},
+    "gateway/dify/retry.py": {"anyio.current_time"},
+    "gateway/dify/stream.py": {"anyio.current_time"},
+}
+
+
+def _dotted(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        base = _dotted(node.value)
+        return None if base is None else f"{base}.{node.attr}"
+    if isinstance(node, ast.Call):  # asyncio.get_running_loop().time()
+        name = _dotted(node.func)
+        return "loop" if name in {"asyncio.get_running_loop", "asyncio.get_event_loop"} else None
+    return None
+
+
+def _time_uses_in(source: str) -> Iterator[tuple[int, str]]:
+    """(line, call) for each direct time read or wait; `from time import time` counts at the import."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom) and node.module in {"time", "asyncio", "anyio"}:
+            for alias in node.names:
+                if f"{node.module}.{alias.name}" in TIME_CALLS:
+                    yield node.lineno, f"{node.module}.{alias.name}"
+        elif isinstance(node, ast.Call) and (name := _dotted(node.func)) is not None:
+            name = "loop.time" if name.endswith("loop.time") else name
+            if name in TIME_CALLS and not _is_yield(name, node):
+                yield node.lineno, name
+
+
+def _is_yield(name: str, call: ast.Call) -> bool:
+    arg = call.args[0] if call.args else None
+    return name in {"asyncio.sleep", "anyio.sleep"} and isinstance(arg, ast.Constant) and arg.value == 0
+
+
+def test_the_time_check_catches_direct_reads_and_waits() -> None:
+    source = (
+        "import asyncio, time\n"
+        "from time import monotonic\n"
+        "a = time.time()\n"
+        "await asyncio.sleep(1)\n"
+        "await asyncio.sleep(0)\n"
+        "b = loop.time()\n"
+        "c = asyncio.get_running_loop().time()\n"
+        "d = self._loop.time()\n"
+        "e = anyio.current_time()\n"
+        "f = self.clock.time()\n"
+        "await self._clock.sleep(1)\n"
+        "g = datetime.now(UTC)\n"
+    )
+    assert sorted(_time_uses_in(source)) == [
+        (2, "time.monotonic"),
+        (3, "time.time"),
+        (4, "asyncio.sleep"),
+        (6, "loop.time"),
+        (7, "loop.time"),
+        (8, "loop.time"),
+        (9, "anyio.current_time"),
+        (12, "datetime.now"),
+    ]
+
+
+def test_time_only_through_the_injected_clock() -> None:
+    bad = []
+    for package in ("gateway", "endpoints", "bots"):
+        for path in python_files(package):
+            file = rel(path)
+            if file == CLOCK_MODULE or file.startswith(TEST_KIT):  # the kit's fakes stand in for real servers
+                continue
+            for line, call in _time_uses_in(path.read_text(encoding="utf-8")):
+                if call not in TIME_ALLOWED.get(file, set()):
+                    bad.append(f"{file}:{line}: {call}")
+    assert not bad, "read time and wait only through the injected Clock (gateway/clock.py):\n" + "\n".join(bad)
 
 
 # -- plugin discovery -------------------------------------------------------------------------------

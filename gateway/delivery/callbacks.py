@@ -30,8 +30,8 @@ import anyio
 import httpx
 
 from gateway.clock import Clock
-from gateway.delivery.retry import parse_retry_after
 from gateway.exceptions import BadRequest
+from gateway.retry_after import retry_after_seconds
 from gateway.security.signatures import standard_webhook_headers
 from gateway.security.ssrf import NON_PUBLIC, UrlPolicy, check_url_syntax, pinned_client
 
@@ -194,7 +194,9 @@ class CallbackSender:
             return Outcome("retry", status=status, error=f"redirect ({status}) not followed")
         retry_after = None
         if status in _RETRY_AFTER_STATUSES:
-            retry_after = parse_retry_after(response.headers.get("retry-after"), self._clock.time())
+            # Uncapped: the schedule caps what a receiver may ask (next_callback_delay).
+            header = response.headers.get("retry-after")
+            retry_after = retry_after_seconds(header, now=self._clock.time(), default=None, cap=math.inf)
         return Outcome("retry", status=status, retry_after=retry_after, error=f"HTTP {status}")
 
 

@@ -1,4 +1,5 @@
-"""When to try a signed callback again: the schedule, jitter and the receiver's `Retry-After`.
+"""When to try a signed callback again: the schedule, jitter and the receiver's `Retry-After`
+(read by gateway/retry_after.py).
 
 Pure functions: no I/O, no clock, no randomness of their own (the caller passes `rand` and
 `now`), so every branch is testable with plain values. The schedule follows Svix
@@ -9,28 +10,19 @@ in all; after the last attempt the message is dead-lettered.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
-from datetime import UTC
-from email.utils import parsedate_to_datetime
 
 __all__ = [
     "CALLBACK_SCHEDULE",
     "JITTER",
     "MAX_RETRY_AFTER_S",
     "next_callback_delay",
-    "parse_retry_after",
 ]
 
 # Delay before attempt n+1 is CALLBACK_SCHEDULE[n]; entry 0 is the first attempt (at once).
 CALLBACK_SCHEDULE: tuple[float, ...] = (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 JITTER = 0.1  # ±10 %, so retries of many messages failing together don't arrive in lockstep
 MAX_RETRY_AFTER_S = 86_400.0  # a receiver may slow us down, but not park a message for weeks
-
-_DELTA_SECONDS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() would accept "١٢"
-_MAX_DELTA_DIGITS = 10
-_DELTA_OVERFLOW = float(2**31)  # RFC 9111 §1.2.2: too-large delta-seconds count as 2^31
-_MAX_HEADER_CHARS = 64  # an HTTP-date is 29 characters; anything much longer is junk
 
 
 def next_callback_delay(
@@ -60,27 +52,3 @@ def next_callback_delay(
         # No jitter on the receiver's value: it asked for "not before", so never go under it.
         delay = max(delay, min(retry_after, max_retry_after))
     return delay
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds from `now` that a `Retry-After` header asks for; None if missing or junk. Never raises.
-
-    Accepts delta-seconds (ASCII digits only; more than 10 digits count as 2^31, per RFC 9111)
-    or an HTTP-date (a date without a zone counts as UTC). A date in the past gives 0.
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if not text or len(text) > _MAX_HEADER_CHARS:
-        return None
-    if _DELTA_SECONDS.fullmatch(text):
-        # Length first: int() on thousands of digits is slow, and raises past 4300 of them.
-        return _DELTA_OVERFLOW if len(text) > _MAX_DELTA_DIGITS else float(int(text))
-    try:
-        when = parsedate_to_datetime(text)
-        if when.tzinfo is None:  # "-0000" means "zone unknown"; HTTP-dates are always GMT
-            when = when.replace(tzinfo=UTC)
-        delay = when.timestamp() - now
-    except (TypeError, ValueError, IndexError, OverflowError):  # the stdlib parser's ways of saying "junk"
-        return None
-    return max(0.0, delay)

@@ -7,8 +7,8 @@
 * `ConversationLocks`: at most one answer per conversation at a time; later ones wait and run
   in arrival order (Dify rejects concurrent requests into one conversation, dify#16450).
 
-The lock is a lease in the store plus a ticket queue: each waiter draws a ticket, and the lock
-goes to the ticket being served. A holder that dies stops renewing its lease; once it has
+The lock is the store's lease lock (gateway/storage/lock.py) plus a ticket queue: each waiter
+draws a ticket, and the lock goes to the ticket being served. A holder that dies stops renewing its lease; once it has
 expired and stayed free for `stale_after` seconds, the next ticket takes over.
 """
 
@@ -23,10 +23,13 @@ from collections.abc import AsyncIterator
 
 from gateway.clock import Clock
 from gateway.storage.base import Store
+from gateway.storage.lock import LeaseLock
 
 __all__ = ["ConversationLocks", "ConversationMap"]
 
 logger = logging.getLogger(__name__)
+
+QUEUE_TTL = 24 * 3600.0  # a conversation's ticket counters outlive any wait
 
 
 def _h(value: str) -> str:
@@ -86,49 +89,43 @@ class ConversationLocks:
     async def hold(self, key: str) -> AsyncIterator[None]:
         """Wait for the key's turn, hold it while the block runs (renewing the lease), then pass it on."""
         base = f"clock:{_h(key)}"
-        ticket = await self._store.kv_incr(base + ":tail", ttl=24 * 3600.0)
-        token = str(ticket)
-        await self._acquire(base, ticket, token)
-        renew = asyncio.create_task(self._renew(base + ":lock", token), name="conversation-lease")
-        try:
-            yield
-        finally:
-            renew.cancel()
-            await asyncio.shield(self._release(base, ticket, token))
+        ticket = await self._store.kv_incr(base + ":tail", ttl=QUEUE_TTL)
+        lock = LeaseLock(self._store, base + ":lock", ttl=self._lease, owner=str(ticket))
+        taken = await self._acquire(base, ticket, lock)
+        async with lock.kept(self._clock) if taken else contextlib.nullcontext(lock):
+            try:
+                yield
+            finally:
+                await asyncio.shield(self._pass_turn(base, ticket))
 
-    async def _acquire(self, base: str, ticket: int, token: str) -> None:
+    async def _acquire(self, base: str, ticket: int, lock: LeaseLock) -> bool:
+        """Wait for the ticket's turn and take the lock; False when it waited `max_wait` in vain."""
         free_since: float | None = None
         started = self._clock.monotonic()
         while True:
             serving_raw = await self._store.kv_get(base + ":serving")
             serving = int(serving_raw) if serving_raw else ticket
-            holder = await self._store.kv_get(base + ":lock")
+            holder = await lock.holder()
             now = self._clock.monotonic()
             if holder is None:
                 free_since = free_since if free_since is not None else now
                 # My turn; or an earlier ticket never took its turn (its waiter died), or the
                 # counters were reset under us: then arrival order can't be kept anyway.
                 if ticket <= serving or now - free_since >= self._stale_after:
-                    if await self._store.kv_set_if_absent(base + ":lock", token, ttl=self._lease):
-                        if serving_raw != token:  # only when a turn was skipped or the queue is new
-                            await self._store.kv_set(base + ":serving", token, ttl=24 * 3600.0)
-                        return
+                    if await lock.acquire():
+                        if serving_raw != lock.owner:  # only when a turn was skipped or the queue is new
+                            await self._store.kv_set(base + ":serving", lock.owner, ttl=QUEUE_TTL)
+                        return True
             else:
                 free_since = None
             if now - started > self._max_wait:
                 logger.warning("waited %.0f s for a conversation lock; going ahead", now - started)
-                return
-            await asyncio.sleep(self._poll)
+                return False
+            await self._clock.sleep(self._poll)
 
-    async def _renew(self, lock: str, token: str) -> None:
-        while True:
-            await asyncio.sleep(self._lease / 3)
-            with contextlib.suppress(Exception):
-                await self._store.kv_expire_if_equals(lock, token, self._lease)
-
-    async def _release(self, base: str, ticket: int, token: str) -> None:
+    async def _pass_turn(self, base: str, ticket: int) -> None:
+        """The next ticket is served (the lock itself is released after this, by its owner)."""
         try:
-            await self._store.kv_set(base + ":serving", str(ticket + 1), ttl=24 * 3600.0)
-            await self._store.kv_delete_if_equals(base + ":lock", token)
+            await self._store.kv_set(base + ":serving", str(ticket + 1), ttl=QUEUE_TTL)
         except Exception:
-            logger.exception("releasing a conversation lock failed; its lease will expire")
+            logger.exception("passing on a conversation's turn failed; the next waiter takes over when it is stale")

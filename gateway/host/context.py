@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
@@ -15,9 +16,10 @@ from gateway.dify.bridge import Bridge
 from gateway.exceptions import NotFound, PermissionDenied
 from gateway.jobs.lease import JobLease
 from gateway.jobs.workers import JobQueue, JobRun, JobWorkers
-from gateway.plugin import EndpointInfo, JobStatus, Lease, Permission, Plugin
+from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Permission, Plugin
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
+from gateway.storage.lock import LeaseLock
 
 __all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "EndpointCallbacks", "EndpointStorage", "PluginContext", "PluginJobs"]
 
@@ -26,11 +28,13 @@ CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its
 
 
 class EndpointStorage:
-    """Key-value storage under the endpoint's own prefix: plugins can't see each other's keys."""
+    """Key-value storage and locks under the endpoint's own prefix: plugins can't see each other's keys."""
 
-    def __init__(self, store: Store, endpoint_id: str) -> None:
+    def __init__(self, store: Store, endpoint_id: str, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
         self.prefix = f"kv:{endpoint_id}:"
+        self._lock_prefix = f"lock:{endpoint_id}:"
 
     async def get(self, key: str) -> str | None:
         return await self._store.kv_get(self.prefix + key)
@@ -49,6 +53,15 @@ class EndpointStorage:
 
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         return await self._store.kv_incr(self.prefix + key, amount, ttl=ttl)
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, ttl: float = 30.0, *, wait: float = 10.0) -> AsyncIterator[HeldLock]:
+        if ttl <= 0 or wait < 0:
+            raise ValueError("a lock needs a positive ttl and a wait of 0 or more")
+        # Apart from the plugin's keys: `delete` or `set` on a key can't break someone's lock.
+        lock = LeaseLock(self._store, self._lock_prefix + name, ttl=ttl)
+        async with lock.held(self._clock, wait=wait):
+            yield lock
 
 
 class PluginJobs:
@@ -201,7 +214,7 @@ class PluginContext:
     @property
     def storage(self) -> EndpointStorage:
         self._require(Permission.STORAGE)
-        return EndpointStorage(self._store, self._endpoint.id)
+        return EndpointStorage(self._store, self._endpoint.id, self._clock)
 
     @property
     def jobs(self) -> PluginJobs:

@@ -137,7 +137,7 @@ class Gateway:
                 rotation_grace=settings.rotation_grace,
                 apps=apps,
             ),
-            requests=RequestLog(store, settings.request_log_size),
+            requests=RequestLog(store, settings.request_log_size, clock),
             limiter=RateLimiter(store, clock),
             queue=queue,
             metrics=metrics,

@@ -7,10 +7,10 @@ gateway turns uvicorn's off and logs `/e/<sha256 prefix>…` instead.
 from __future__ import annotations
 
 import logging
-import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.clock import Clock
 from gateway.security.tokens import redact_path
 
 __all__ = ["AccessLogMiddleware"]
@@ -19,14 +19,15 @@ logger = logging.getLogger("gateway.access")
 
 
 class AccessLogMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, clock: Clock) -> None:
         self.app = app
+        self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not logger.isEnabledFor(logging.INFO):
             await self.app(scope, receive, send)
             return
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         status = 500
 
         async def send_wrapper(message: Message) -> None:
@@ -45,5 +46,5 @@ class AccessLogMiddleware:
                 scope["method"],
                 redact_path(scope["path"]),
                 status,
-                (time.perf_counter() - started) * 1000,
+                (self.clock.monotonic() - started) * 1000,
             )

@@ -18,15 +18,17 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
-from gateway.clock import Clock
+from gateway.clock import Clock, SystemClock
+from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
 from gateway.host.services import start_services, stop_services
 from gateway.http.accesslog import AccessLogMiddleware
-from gateway.http.errors import error_payload, exception_handlers
+from gateway.http.errors import error_response, exception_handlers
 from gateway.http.ingress import Ingress
 from gateway.http.middleware import BodyLimitMiddleware
 from gateway.plugin import ALL_METHODS
@@ -68,6 +70,7 @@ def create_app(
         settings = boot.settings
     else:
         settings.validate()
+    clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[State]:
@@ -107,10 +110,37 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, clock=clock),
             Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
+            Middleware(EndpointShortcut),
         ],
     )
+
+
+class EndpointShortcut:
+    """Endpoint requests (`/e/{token}[/{path}]`) go straight to the ingress.
+
+    They are the hot path (every webhook and chat ack), and the ingress answers every error itself
+    in the surface's shape, so the router's walk over the routes and Starlette's per-route
+    exception wrapper add nothing for them but time. Matching is the routes' own: `{token}` is one
+    non-empty segment, `{path}` everything after the next slash; anything else goes on to the router.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Behind a root_path the router's own prefix handling applies: no shortcut there.
+        if scope["type"] == "http" and scope["method"] in ALL_METHODS and not scope.get("root_path"):
+            if scope["path"].startswith("/e/"):
+                token, slash, path = scope["path"][3:].partition("/")
+                if token:
+                    scope["path_params"] = {"token": token, "path": path} if slash else {"token": token}
+                    request = Request(scope, receive, send)
+                    response = await endpoint(request)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 async def endpoint(request: Request) -> Response:
@@ -127,7 +157,7 @@ async def readyz(request: Request) -> Response:
     try:
         await asyncio.wait_for(gateway.store.ping(), timeout=2.0)
     except Exception:
-        return JSONResponse(error_payload("store_unavailable", "the store is not reachable"), 503)
+        return error_response(StoreError("the store is not reachable"))
     return JSONResponse({"status": "ready"})
 
 

@@ -9,10 +9,18 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from gateway.exceptions import BadRequest, GatewayError, Overloaded, RateLimited, ValidationFailed
+from gateway.exceptions import (
+    BadRequest,
+    GatewayError,
+    JobSignal,
+    MethodNotAllowed,
+    Overloaded,
+    RateLimited,
+    ValidationFailed,
+)
 from gateway.security.tokens import redact_path
 
-__all__ = ["error_payload", "error_response", "exception_handlers"]
+__all__ = ["error_payload", "error_response", "exception_handlers", "handle_error"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +51,13 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
             extra["errors"] = exc.errors
         if isinstance(exc, RateLimited | Overloaded):
             headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
-        status = exc.status_code
-        # Messages of the tree are written to be shown; only the bare root stays opaque.
-        message = "internal error" if type(exc) is GatewayError else exc.message
-        return JSONResponse(error_payload(exc.code, message, **extra), status, headers=headers)
+        if isinstance(exc, MethodNotAllowed):
+            headers["allow"] = ", ".join(exc.allow)
+        # Messages of the tree are written to be shown; only the bare root stays opaque, and so do
+        # a job's signals (their messages are for the job's record, not for a caller).
+        if type(exc) is GatewayError or isinstance(exc, JobSignal):
+            return JSONResponse(error_payload("internal_error", "internal error"), 500, headers=headers)
+        return JSONResponse(error_payload(exc.code, exc.message, **extra), exc.status_code, headers=headers)
     if isinstance(exc, HTTPException):
         if exc.headers:
             headers.update(exc.headers)
@@ -55,14 +66,23 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
     return JSONResponse(error_payload("internal_error", "internal error"), 500, headers=headers)
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
+def handle_error(exc: Exception, where: str) -> Response:
+    """Log `exc` as it deserves (a traceback only for what nobody raised on purpose) and map it.
+
+    `where` says what failed, for the log (`POST /admin/apps`, `endpoint ep_1 (plugin slack)`);
+    it must not carry secrets (an endpoint URL's path does: redact it).
+    """
     if isinstance(exc, ClientDisconnect):  # the client hung up mid-body: nothing failed here
         exc = BadRequest("the client disconnected before the whole body arrived")
     if not isinstance(exc, GatewayError | HTTPException):
-        logger.exception("unhandled error on %s %s", request.method, redact_path(request.url.path))
+        logger.exception("unhandled error on %s", where)
     elif isinstance(exc, GatewayError) and exc.status_code >= 500:
-        logger.error("%s on %s %s: %s", exc.code, request.method, redact_path(request.url.path), exc.message)
+        logger.error("%s on %s: %s", exc.code, where, exc.message)
     return error_response(exc)
+
+
+async def _handle(request: Request, exc: Exception) -> Response:
+    return handle_error(exc, f"{request.method} {redact_path(request.url.path)}")
 
 
 # ClientDisconnect by name: the `Exception` handler runs in ServerErrorMiddleware, which re-raises.

@@ -10,25 +10,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable
 from dataclasses import dataclass, replace
 
 from starlette.requests import ClientDisconnect, Request as StarletteRequest
-from starlette.responses import JSONResponse, Response as StarletteResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse, StreamingResponse
 from starlette.types import Scope
 
 from gateway.exceptions import (
     BadRequest,
     ClientClosedRequest,
-    GatewayError,
+    MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
     UnsupportedMediaType,
 )
 from gateway.host.runtime import Gateway
-from gateway.http.errors import error_payload, error_response
+from gateway.http.errors import error_response, handle_error
 from gateway.http.middleware import BODY_LIMITS, BodyLimits
 from gateway.plugin import Headers, Plugin, Request, Response, Verdict
 from gateway.records.endpoints import EndpointRecord
@@ -57,21 +56,13 @@ class Ingress:
         self.gateway = gateway
 
     async def __call__(self, request: StarletteRequest) -> StarletteResponse:
-        started = time.perf_counter()
+        started = self.gateway.clock.monotonic()
         trace = _Trace(request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8))
         try:
             response = await self._dispatch(request, trace)
-        except GatewayError as exc:
-            if exc.status_code >= 500:
-                logger.error("%s on endpoint %s: %s", exc.code, trace.record.id if trace.record else "-", exc.message)
-            response = error_response(exc)
-        except Exception:
-            logger.exception(
-                "plugin %s failed on endpoint %s",
-                trace.plugin.name if trace.plugin else "-",
-                trace.record.id if trace.record else "-",
-            )
-            response = error_response(RuntimeError())
+        except Exception as exc:  # mapped here rather than by the app, so the status is accounted below
+            endpoint, plugin = trace.record.id if trace.record else "-", trace.plugin.name if trace.plugin else "-"
+            response = handle_error(exc, f"endpoint {endpoint} (plugin {plugin})")
         self._account(request, trace, response.status_code, started)
         return response
 
@@ -88,8 +79,7 @@ class Ingress:
         route, params, allowed = plugin.match(inbound.method, inbound.path)
         if route is None:
             if allowed:
-                payload = error_payload("method_not_allowed", "this route does not accept that method")
-                return JSONResponse(payload, 405, headers={"allow": ", ".join(sorted(allowed))})
+                raise MethodNotAllowed("this route does not accept that method", allow=allowed)
             raise NotFound(f"this endpoint has no route {inbound.path}")
         inbound = replace(inbound, path_params=params)
         ctx = await gateway.context(record, plugin)
@@ -141,7 +131,7 @@ class Ingress:
     # -- bookkeeping ------------------------------------------------------------------------------
 
     def _account(self, request: StarletteRequest, trace: _Trace, status: int, started: float) -> None:
-        elapsed = time.perf_counter() - started
+        elapsed = self.gateway.clock.monotonic() - started
         label = trace.plugin.name if trace.plugin and trace.record else "-"
         self.gateway.metrics.requests.inc(label, str(status))
         self.gateway.metrics.latency.observe(elapsed, label)

@@ -9,7 +9,6 @@ the body sees a `PayloadTooLarge` or `RequestTimeout` and maps it like any other
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -26,7 +25,7 @@ class BodyLimits:
     """The limits of one request; a handler may change `max_bytes` before it reads the body."""
 
     max_bytes: int
-    deadline: float  # time.monotonic() by which the whole body must have arrived
+    deadline: float  # the event loop's time by which the whole body must have arrived
 
 
 class BodyLimitMiddleware:
@@ -39,7 +38,10 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limits = BodyLimits(self.max_bytes, time.monotonic() + self.timeout)
+        # On the event loop's clock, not the injected one: this deadline cancels a read (an I/O
+        # timeout), and only the loop can do that.
+        loop = asyncio.get_running_loop()
+        limits = BodyLimits(self.max_bytes, loop.time() + self.timeout)
         scope[BODY_LIMITS] = limits
         received = 0
         done = False
@@ -49,10 +51,9 @@ class BodyLimitMiddleware:
             if done:
                 # After the body, receive() only waits for the disconnect: no deadline there.
                 return await receive()
-            loop = asyncio.get_running_loop()
             try:
                 # asyncio's own timeout: a fraction of anyio.fail_after's cost on this hot path.
-                async with asyncio.timeout_at(loop.time() + (limits.deadline - time.monotonic())):
+                async with asyncio.timeout_at(limits.deadline):
                     message = await receive()
             except TimeoutError:
                 raise RequestTimeout("the request body did not arrive in time") from None

@@ -8,9 +8,10 @@ records of what it posted. So every run carries:
 - a fencing token: the job's `attempts` when claimed, raised atomically by each claim. Every store
   update of the run (renewal, outcome, `kv_set_fenced` records) is conditional on it, in the same
   atomic write, so a stale run's write is refused by the store;
-- a local deadline on the injected clock: when the last renewal runs out (less a margin for
-  clock skew between replicas). After a freeze the run sees the deadline passed before any
-  network round trip, and renews (only possible while no other run claimed the job) or stops.
+- a local deadline on the injected clock (`LeaseDeadline`, shared with the store's lease lock):
+  when the last renewal runs out (less a margin for clock skew between replicas). After a freeze
+  the run sees the deadline passed before any network round trip, and renews (only possible
+  while no other run claimed the job) or stops.
 
 `check()` is the fence in front of every platform write; `lose()` marks the lease lost and, through
 `on_lost`, cancels the handler.
@@ -24,12 +25,11 @@ from collections.abc import Callable
 from gateway.clock import Clock
 from gateway.plugin import LeaseLost
 from gateway.storage.base import Store
+from gateway.storage.lock import LeaseDeadline
 
 __all__ = ["JobLease"]
 
 logger = logging.getLogger(__name__)
-
-SKEW_MARGIN = 0.1  # of the lease: a replica whose clock runs this far ahead may take over early
 
 
 class JobLease:
@@ -52,8 +52,7 @@ class JobLease:
         self.owner = owner
         self._attempt = attempt
         self._lease_s = lease_s
-        self._margin = lease_s * SKEW_MARGIN
-        self._valid_until = since + lease_s - self._margin
+        self._deadline = LeaseDeadline(clock, lease_s, since=since)
         self._lost = False
         self.on_lost: Callable[[], None] | None = None
 
@@ -69,7 +68,7 @@ class JobLease:
         return self._lost
 
     def held(self) -> bool:
-        return not self._lost and self._clock.monotonic() < self._valid_until
+        return not self._lost and not self._deadline.passed()
 
     def lose(self, why: str) -> LeaseLost:
         """Mark the lease lost (once: logs and calls `on_lost`); the error to raise."""
@@ -89,7 +88,7 @@ class JobLease:
             self.job_id, self.owner, self._clock.time() + self._lease_s, attempt=self._attempt
         )
         if renewed:
-            self._valid_until = max(self._valid_until, started + self._lease_s - self._margin)
+            self._deadline.renewed(started)
         return renewed
 
     async def check(self) -> None:

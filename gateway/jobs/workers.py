@@ -16,20 +16,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import secrets
-import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 from gateway.clock import Clock
+from gateway.exceptions import JobError, RetryJob
 from gateway.jobs.lease import JobLease
 from gateway.metrics import Metrics
-from gateway.plugin import JobError, RetryJob
 from gateway.security.crypto import SecretBox
 from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store
+from gateway.storage.lock import new_owner
 
 __all__ = ["Emit", "JobHandlerFn", "JobQueue", "JobRun", "JobWorkers", "job_backoff"]
 
@@ -52,10 +51,11 @@ class JobRun:
     are no events to relay and `wait` polls the store until the job ends.
     """
 
-    def __init__(self, job_id: str, store: Store, *, local: bool) -> None:
+    def __init__(self, job_id: str, store: Store, clock: Clock, *, local: bool) -> None:
         self.id = job_id
         self.local = local
         self._store = store
+        self._clock = clock
         self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._finished = asyncio.Event()
         if not local:
@@ -75,16 +75,15 @@ class JobRun:
 
     async def wait(self, *, timeout: float, poll: float = 0.2) -> Job | None:
         """The job once done or dead (None if it isn't by `timeout`)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = self._clock.monotonic() + timeout
         if self.local:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._finished.wait(), timeout)
         while True:
             job = await self._store.job_get(self.id)
-            if job is None or job.state in ("done", "dead") or loop.time() >= deadline:
+            if job is None or job.state in ("done", "dead") or self._clock.monotonic() >= deadline:
                 return job if job is not None and job.state in ("done", "dead") else None
-            await asyncio.sleep(poll)
+            await self._clock.sleep(poll)
 
 
 def job_backoff(attempt: int, rand: float) -> float:
@@ -242,7 +241,7 @@ class JobWorkers:
         self._poll = poll_interval
         self._retention = retention
         self._rand = rand
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
         self._local: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -272,7 +271,7 @@ class JobWorkers:
                     logger.info("purged %d finished jobs", purged)
             except Exception:
                 logger.exception("purging finished jobs failed")
-            await asyncio.sleep(PURGE_EVERY * (0.5 + self._rand()))
+            await self._clock.idle(PURGE_EVERY * (0.5 + self._rand()))
 
     async def start(self, job_id: str) -> JobRun:
         """Claim `job_id` and run it in this process now, relaying its progress events.
@@ -284,8 +283,8 @@ class JobWorkers:
         since = self._clock.monotonic()
         job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, job_id=job_id)
         if job is None:
-            return JobRun(job_id, self._store, local=False)
-        run = JobRun(job_id, self._store, local=True)
+            return JobRun(job_id, self._store, self._clock, local=False)
+        run = JobRun(job_id, self._store, self._clock, local=True)
         task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)
@@ -397,10 +396,9 @@ class JobWorkers:
 
     async def _heartbeat(self, lease: JobLease) -> None:
         while True:
-            # Paced by the event loop, not the injected clock: a fake clock's sleep moves time on,
-            # and a heartbeat sleeping on it would race time forward. The lease itself (what
-            # `held` and the store compare) is on the injected clock.
-            await asyncio.sleep(self._lease / 3)
+            # `idle`, not `sleep`: a fake clock wakes a heartbeat only once the test moved its time
+            # on; sleeping would push fake time forward by itself, racing every lease in the test.
+            await self._clock.idle(self._lease / 3)
             try:
                 if not await lease.renew():
                     lease.lose("another run took the job over")

@@ -35,16 +35,18 @@ The parts, one concept each (this module only re-exports them):
   gated by `Permission`;
 - `streams`: `AnswerStream`, a streamed Dify answer as a protocol (the contract loads neither
   httpx nor the Dify client);
-- `jobs`: `JobInfo` and its `Lease`, `JobStatus`, `JobRun`, and the handler's signals;
+- `jobs`: `JobInfo` and its `Lease`, `JobStatus`, `JobRun` (a handler's signals, `RetryJob` and
+  `JobError`, are in the exception tree);
 - `routing`: `Plugin`, its routes, jobs and operator actions;
 - `settings`: helpers for settings models (`query_input_setting`).
 
 Re-exported from the gateway's own modules: the signature checks of the platforms (Slack,
 Discord, Standard Webhooks, HMAC) as pure functions, the helpers of chat plugins
-(`gateway.delivery.chat.text`: the edit throttle, `Retry-After` parsing, fence-aware message
-splitting), the chat-delivery engine (`gateway.delivery.chat`: a platform's `ChatAdapter` and
-`ChatRules`, `deliver`), structured output (`enforce`), the exceptions and `Clock`, so a plugin
-needs nothing else from the gateway.
+(`gateway.delivery.chat.text`: the edit throttle, fence-aware message splitting;
+`gateway.retry_after`: the one `Retry-After` reader), the chat-delivery engine
+(`gateway.delivery.chat`: a platform's `ChatAdapter` and `ChatRules`, `deliver`), structured
+output (`enforce`), the exceptions (`RetryJob` and `JobError` among them) and `Clock`, so a
+plugin needs nothing else from the gateway.
 """
 
 from gateway.clock import Clock
@@ -76,7 +78,6 @@ from gateway.delivery.chat.text import (
     cut_point,
     last_break,
     open_fence,
-    retry_after_seconds,
     split_text,
 )
 from gateway.dify.models import Answer, Delta
@@ -93,11 +94,14 @@ from gateway.exceptions import (
     BadRequest,
     ConfigurationError,
     GatewayError,
+    JobError,
+    LockBusy,
     NotFound,
     Overloaded,
     PayloadTooLarge,
     PermissionDenied,
     RateLimited,
+    RetryJob,
     Unauthorized,
     UnsupportedMediaType,
     UpstreamError,
@@ -108,12 +112,13 @@ from gateway.plugin.context import (
     Callbacks,
     Context,
     EndpointInfo,
+    HeldLock,
     Jobs,
     Permission,
     Storage,
     UploadedFile,
 )
-from gateway.plugin.jobs import JobError, JobInfo, JobRun, JobStatus, Lease, LeaseLost, RetryJob
+from gateway.plugin.jobs import JobInfo, JobRun, JobStatus, Lease, LeaseLost
 from gateway.plugin.routing import (
     ALL_METHODS,
     Action,
@@ -130,6 +135,7 @@ from gateway.plugin.settings import query_input_setting
 from gateway.plugin.streams import AnswerStream
 from gateway.plugin.wire import Headers, Request, Response, Verdict
 from gateway.records.appform import FileUpload, file_type
+from gateway.retry_after import retry_after_seconds
 from gateway.security.signatures import (
     check_timestamp,
     new_webhook_secret,
@@ -173,6 +179,7 @@ __all__ = [
     "Handler",
     "Handover",
     "Headers",
+    "HeldLock",
     "JobError",
     "JobHandler",
     "JobInfo",
@@ -182,6 +189,7 @@ __all__ = [
     "KeyValue",
     "Lease",
     "LeaseLost",
+    "LockBusy",
     "MemoryMessages",
     "MessageRef",
     "NO_FALLBACK",

@@ -29,6 +29,7 @@ __all__ = [
     "Callbacks",
     "Context",
     "EndpointInfo",
+    "HeldLock",
     "Jobs",
     "Permission",
     "SettingsT_co",
@@ -105,6 +106,26 @@ class Storage(Protocol):
     async def set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool: ...
     async def delete(self, key: str) -> bool: ...
     async def incr(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int: ...
+    def lock(self, name: str, ttl: float = 30.0, *, wait: float = 10.0) -> AbstractAsyncContextManager[HeldLock]:
+        """Hold the endpoint's lock `name` across replicas while the block runs::
+
+            async with ctx.storage.lock("sync-users", ttl=60):
+                ...  # one process at a time, on every replica
+
+        Waits up to `wait` seconds for it, then raises `LockBusy` (409). While held it is
+        renewed every `ttl / 3`; it is released when the block ends, only by its holder (a
+        holder that dies frees it `ttl` seconds after its last renewal). Locks are apart from
+        the keys of `get`/`set`."""
+        ...
+
+
+class HeldLock(Protocol):
+    """A lock held with `ctx.storage.lock`."""
+
+    @property
+    def lost(self) -> bool:
+        """True once a renewal found the lock taken over (this process stalled longer than its ttl)."""
+        ...
 
 
 class Jobs(Protocol):

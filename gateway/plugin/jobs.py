@@ -1,5 +1,6 @@
 """Jobs as their handlers see them: the run (`JobInfo`) and its lease, a job's status from outside,
-a run started to watch, and the signals a handler raises (`RetryJob`, `JobError`)."""
+and a run started to watch. The signals a handler raises (`RetryJob`, `JobError`) are exceptions
+(`gateway.exceptions`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["JobError", "JobInfo", "JobRun", "JobStatus", "Lease", "LeaseLost", "RetryJob"]
+__all__ = ["JobInfo", "JobRun", "JobStatus", "Lease", "LeaseLost"]
 
 
 def _no_progress(event: dict[str, Any]) -> None:
@@ -95,15 +96,3 @@ class JobRun(Protocol):
     async def wait(self, *, timeout: float, poll: float = 0.2) -> Any:
         """Wait until the job is done or dead (None after `timeout`)."""
         ...
-
-
-class RetryJob(Exception):
-    """Raised by a job handler to run the job again after `after` seconds (counts as an attempt)."""
-
-    def __init__(self, reason: str = "", after: float | None = None) -> None:
-        super().__init__(reason or "retry requested")
-        self.after = after
-
-
-class JobError(Exception):
-    """Raised by a job handler for a failure that retrying will not fix: the job is dead-lettered."""

@@ -8,7 +8,6 @@ URL again. Rotation mints a new token; the old one keeps working for a grace per
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import functools
 import json
@@ -21,7 +20,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from gateway.clock import Clock
-from gateway.exceptions import BadRequest, Conflict, NotFound, ValidationFailed
+from gateway.exceptions import BadRequest, Conflict, LockBusy, NotFound, ValidationFailed
 from gateway.host.registry import PluginRegistry
 from gateway.plugin import Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
@@ -29,6 +28,7 @@ from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
+from gateway.storage.lock import LeaseLock
 
 __all__ = ["MAX_ROTATION_GRACE", "EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
 
@@ -464,16 +464,12 @@ class EndpointService:
 
     @contextlib.asynccontextmanager
     async def _changing(self, endpoint_id: str) -> AsyncIterator[None]:
-        key, owner = f"eplock:{endpoint_id}", secrets.token_hex(8)
-        deadline = self._clock.monotonic() + CHANGE_LOCK_WAIT
-        while not await self._store.kv_set_if_absent(key, owner, ttl=CHANGE_LOCK_TTL):
-            if self._clock.monotonic() > deadline:
-                raise Conflict("the endpoint is being changed by someone else; try again")
-            await asyncio.sleep(0.02)
+        lock = LeaseLock(self._store, f"eplock:{endpoint_id}", ttl=CHANGE_LOCK_TTL)
         try:
-            yield
-        finally:
-            await self._store.kv_delete_if_equals(key, owner)
+            async with lock.held(self._clock, wait=CHANGE_LOCK_WAIT, poll=0.02):
+                yield
+        except LockBusy:
+            raise Conflict("the endpoint is being changed by someone else; try again") from None
 
     async def _save(self, record: EndpointRecord) -> None:
         await self._store.doc_put(COLLECTION, record.id, record.to_doc())

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, fields
 from typing import Any
 
+from gateway.clock import Clock
 from gateway.storage.base import Store
 
 __all__ = ["RequestLog", "RequestLogEntry", "loggable_body"]
@@ -51,8 +52,9 @@ def loggable_body(body: bytes) -> str:
 
 
 class RequestLog:
-    def __init__(self, store: Store, size: int) -> None:
+    def __init__(self, store: Store, size: int, clock: Clock) -> None:
         self._store = store
+        self._clock = clock
         self._size = size
         self._pending: dict[str, list[dict[str, Any]]] = {}
         self._count = 0
@@ -68,7 +70,7 @@ class RequestLog:
             self._flusher = asyncio.get_running_loop().create_task(self._flush_later(), name="request-log-flush")
 
     async def _flush_later(self) -> None:
-        await asyncio.sleep(FLUSH_INTERVAL)
+        await self._clock.idle(FLUSH_INTERVAL)
         await self.flush()
 
     async def flush(self) -> None:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 __all__ = [
     "CLAIM_NEXT",
     "CLAIM_NEXT_OF_KIND",
     "CLAIM_ONE",
     "INSERT_JOB",
+    "JOB_FIELDS",
     "JOB_COLUMNS",
     "LIVE",
     "OWNED",
     "SCHEMA",
     "SET_FENCED",
+    "insert_jobs",
+    "jobs_by_keys",
 ]
 
 SCHEMA = """
@@ -43,6 +48,24 @@ JOB_COLUMNS = (
     " last_error, result, created_at, updated_at, meta"
 )
 INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (:{JOB_COLUMNS.replace(', ', ', :')})"
+JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
+_JOB_ROW = "(" + ", ".join("?" * len(JOB_FIELDS)) + ")"
+
+
+@functools.cache
+def insert_jobs(n: int) -> str:
+    """Insert `n` jobs (positional parameters, row after row) in one statement; a row whose id
+    or key is taken is skipped. Returns (id, key) of each row inserted."""
+    return (
+        f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING RETURNING id, key"
+    )
+
+
+@functools.cache
+def jobs_by_keys(n: int) -> str:
+    return f"SELECT {JOB_COLUMNS} FROM jobs WHERE key IN ({', '.join('?' * n)})"
+
+
 _CLAIM_SET = (
     "UPDATE jobs SET state = 'running', lease_owner = :owner, lease_until = :lease_until,"
     " attempts = attempts + 1, updated_at = :now"

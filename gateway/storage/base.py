@@ -28,9 +28,14 @@ JobState = Literal["queued", "running", "done", "dead"]
 
 
 # -- shared (de)serialisation helpers, used by every backend --------------------------------
+# One encoder, built once: json.dumps with options builds a new JSONEncoder on every call, which
+# costs more than encoding a small value (and a job write encodes a dozen of them).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def json_dumps(value: Any) -> str:
     """Compact JSON text; floats keep full precision, NaN and infinities are refused."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(value)
 
 
 def json_loads_object(text: str | bytes) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from redis.typing import EncodableT
 from gateway.clock import Clock
 from gateway.exceptions import ConfigurationError, StoreError
 from gateway.storage import _redis_lua as lua
+from gateway.storage._group_commit import GroupCommit
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue, redact_url
 
 __all__ = ["RedisStore"]
@@ -120,6 +121,7 @@ class RedisStore:
         self._errors = _Errors(str(where), kwargs.get("password"))
         # register_script loads nothing yet: each call runs EVALSHA and falls back to EVAL once.
         self._enqueue = client.register_script(lua.ENQUEUE)
+        self._enqueues = GroupCommit(self._enqueue_batch)
         self._claim = client.register_script(lua.CLAIM)
         self._transition = client.register_script(lua.TRANSITION)
         self._update_meta = client.register_script(lua.UPDATE_META)
@@ -154,6 +156,7 @@ class RedisStore:
             await self._r.ping()
 
     async def aclose(self) -> None:
+        await self._enqueues.wait_idle()  # enqueues accepted before the close are written
         await self._r.aclose()
 
     # -- documents -------------------------------------------------------------------------------
@@ -271,13 +274,22 @@ class RedisStore:
 
     # -- jobs ------------------------------------------------------------------------------------
     async def job_enqueue(self, job: Job) -> tuple[Job, bool]:
-        new = prepare_enqueue(job, self._clock.time())
-        args: list[EncodableT] = [self._p, new.id, new.key or "", new.created_at, new.due_at, *_job_fields(new)]
+        # Group commit: enqueues arriving together go to Redis as one script call (one round trip).
+        return await self._enqueues.submit(prepare_enqueue(job, self._clock.time()))
+
+    async def _enqueue_batch(self, batch: Sequence[Job]) -> list[tuple[Job, bool] | Exception]:
+        args: list[EncodableT] = [self._p]
+        for new in batch:
+            args += [new.id, new.key or "", new.created_at, new.due_at, json_dumps(_job_fields(new))]
         with self._errors:
-            reply = await self._enqueue(args=args)
-        if reply[0] == -1:
-            raise ValueError(f"a job with id {new.id!r} already exists")
-        return (_job_from_flat(reply[1]), False) if reply[0] == 0 else (new, True)
+            replies = await self._enqueue(args=args)
+        out: list[tuple[Job, bool] | Exception] = []
+        for new, reply in zip(batch, replies, strict=True):
+            if reply[0] == -1:
+                out.append(ValueError(f"a job with id {new.id!r} already exists"))
+            else:
+                out.append((_job_from_flat(reply[1]), False) if reply[0] == 0 else (new, True))
+        return out
 
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None

@@ -27,6 +27,7 @@ class VirtualClock:
         self._epoch = now
         self._now = 0.0
         self._sleepers: list[tuple[float, int]] = []
+        self._idle: list[tuple[float, asyncio.Future[None]]] = []
         self._seq = 0
 
     def time(self) -> float:
@@ -37,6 +38,20 @@ class VirtualClock:
 
     def advance(self, seconds: float) -> None:
         self._now += max(0.0, seconds)
+        self._wake_idle()
+
+    async def idle(self, seconds: float) -> None:
+        """Background pauses (heartbeats, polls) wait for the sleepers to move time past their
+        deadline: they never move time themselves."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append((self._now + max(0.0, seconds), waiter))
+        await waiter
+
+    def _wake_idle(self) -> None:
+        for deadline, waiter in [idle for idle in self._idle if idle[0] <= self._now]:
+            self._idle.remove((deadline, waiter))
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def sleep(self, seconds: float) -> None:
         self._seq += 1
@@ -50,6 +65,7 @@ class VirtualClock:
                     return
                 if min(self._sleepers) == me:  # the earliest of the sleepers: time moves to its deadline
                     self._now = max(self._now, me[0])
+                    self._wake_idle()
                     return
         finally:
             self._sleepers.remove(me)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from gateway.clock import Clock
-from gateway.plugin import Lease
+from gateway.plugin import HeldLock, Lease
+from gateway.storage.lock import LeaseLock
 
 __all__ = ["MemoryStorage"]
 
@@ -75,3 +79,39 @@ class MemoryStorage:
             raise ValueError(f"the value of {key!r} is not an integer") from None
         self._values[key] = str(value)
         return value
+
+    @contextlib.asynccontextmanager
+    async def lock(self, name: str, ttl: float = 30.0, *, wait: float = 10.0) -> AsyncIterator[HeldLock]:
+        """The gateway's own `LeaseLock`, on these keys (apart from the plugin's) and this clock."""
+        if ttl <= 0 or wait < 0:
+            raise ValueError("a lock needs a positive ttl and a wait of 0 or more")
+        async with LeaseLock(_Locks(self), name, ttl=ttl).held(self._clock, wait=wait) as held:
+            yield held
+
+
+class _Locks:
+    """The lock operations of the storage contract on a `MemoryStorage`, under keys of their own."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self._storage = storage
+
+    @staticmethod
+    def _key(key: str) -> str:
+        return "\x00lock:" + key
+
+    async def kv_get(self, key: str) -> str | None:
+        return self._storage._live(self._key(key))
+
+    async def kv_set_if_absent(self, key: str, value: str, *, ttl: float | None = None) -> bool:
+        return await self._storage.set_if_absent(self._key(key), value, ttl=ttl)
+
+    async def kv_expire_if_equals(self, key: str, value: str, ttl: float) -> bool:
+        if self._storage._live(self._key(key)) != value:
+            return False
+        self._storage._put(self._key(key), value, ttl)
+        return True
+
+    async def kv_delete_if_equals(self, key: str, value: str) -> bool:
+        if self._storage._live(self._key(key)) != value:
+            return False
+        return await self._storage.delete(self._key(key))

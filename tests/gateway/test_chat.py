@@ -1,9 +1,8 @@
 """Table tests of the chat plugins' pure helpers: the edit throttle (on a fake clock, no sleeping),
-`Retry-After` values, payload fields, code fences, breaks and message splitting."""
+payload fields, code fences, breaks and message splitting."""
 
 from __future__ import annotations
 
-import math
 import re
 
 import pytest
@@ -16,7 +15,6 @@ from gateway.delivery.chat.text import (
     cut_point,
     last_break,
     open_fence,
-    retry_after_seconds,
     split_text,
 )
 
@@ -72,44 +70,6 @@ def test_a_negative_interval_is_refused() -> None:
     with pytest.raises(ValueError):
         EditThrottle(-1, FakeClock())
     assert EditThrottle(0, FakeClock()).ready()
-
-
-# -- retry_after_seconds --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("value", "seconds"),
-    [
-        # header values (text: delta-seconds)
-        (None, 1.0),
-        ("3", 3.0),
-        (" 2 ", 2.0),
-        ("0.5", 0.5),
-        ("0", 0.0),
-        ("3600", 60.0),  # capped: a job retries later instead of holding a worker
-        ("inf", 60.0),
-        ("soon", 1.0),
-        ("", 1.0),
-        ("-5", 1.0),  # not delta-seconds
-        ("nan", 1.0),
-        ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0),
-        # JSON body values (Discord's `retry_after`, a number)
-        (0.25, 0.25),
-        (2, 2.0),
-        (3600, 60.0),
-        (-5, 0.0),  # the platform's reset time is past: no wait
-        (math.nan, 1.0),
-        (True, 1.0),
-        ({"retry_after": 2}, 1.0),
-    ],
-)
-def test_retry_after_seconds(value: object, seconds: float) -> None:
-    assert retry_after_seconds(value) == seconds
-
-
-def test_retry_after_seconds_with_another_default_and_cap() -> None:
-    assert retry_after_seconds("soon", default=5.0, cap=10.0) == 5.0
-    assert retry_after_seconds("30", default=5.0, cap=10.0) == 10.0
 
 
 # -- as_text --------------------------------------------------------------------------------------

@@ -261,6 +261,9 @@ async def test_routing_404_and_405(running: Running) -> None:
     response = await running.client.post(f"{path}/items/7", headers={"x-ok": "yes"})
     assert response.status_code == 405
     assert response.headers["allow"] == "DELETE, GET"
+    assert response.json() == {
+        "error": {"code": "method_not_allowed", "message": "this route does not accept that method"}
+    }
     assert (await running.client.get(f"{path}/items/7", headers={"x-ok": "yes"})).json() == {"item": "7"}
 
 

@@ -179,7 +179,12 @@ async def test_plugin_job_end_to_end_through_the_endpoint(tmp_path: Path) -> Non
                 break
             await asyncio.sleep(0.02)
         assert read.json() == {"value": "hello"}
-        job = await running.gateway.store.job_get(queued.json()["queued"])
+        # The handler stored the value before it returned; the job is marked done just after.
+        for _ in range(200):
+            job = await running.gateway.store.job_get(queued.json()["queued"])
+            if job is not None and job.state == "done":
+                break
+            await asyncio.sleep(0.02)
         assert job is not None and job.state == "done" and job.result == {"stored": "greeting"}
 
 
@@ -375,6 +380,7 @@ async def test_the_heartbeat_cancels_a_run_whose_lease_was_taken_over(store: SQL
     run = asyncio.create_task(pool.run_job(job))
     await started.wait()
     assert await store.job_claim("other-replica", clock.time() + 10, 30) is not None
+    clock.advance(0.1)  # the heartbeat's time (it waits on the injected clock)
     await asyncio.wait_for(run, 10)
     assert cancelled.is_set() and wrote == []
     taken = await store.job_get(queued.id)
@@ -415,3 +421,33 @@ async def test_callbacks_are_delivered_while_answers_hold_every_general_worker(t
         with pytest.raises(asyncio.CancelledError):
             await runner
         await gateway.aclose()
+
+
+async def test_the_heartbeat_runs_on_the_injected_clock(store: SQLiteStore) -> None:
+    """It renews when the clock says so, and never moves a fake clock's time by itself."""
+    clock = FakeClock()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        started.set()
+        await release.wait()
+
+    pool = workers(store, clock, {"k": answer}, lease=30)
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    run = asyncio.create_task(pool.run_job(await claim(store, pool, clock)))
+    await started.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert clock.monotonic() == 0.0  # a waiting heartbeat leaves fake time alone
+    claimed = await store.job_get(queued.id)
+    assert claimed is not None and claimed.lease_until == clock.time() + 30
+    clock.advance(10)  # a third of the lease: the heartbeat renews
+    for _ in range(100):
+        renewed = await store.job_get(queued.id)
+        if renewed is not None and renewed.lease_until == clock.time() + 30:
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the heartbeat did not renew the lease when the clock said so")
+    release.set()
+    await run

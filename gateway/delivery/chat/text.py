@@ -2,7 +2,6 @@
 
 - `EditThrottle`: a streamed answer is shown by editing messages, at most once per interval on
   the injected clock; a 429 pushes the next edit out (platforms.md §1.6, §2.4).
-- `retry_after_seconds`: how long a 429 asks to wait, from a `Retry-After` header or a JSON body.
 - `split_text`: an answer longer than a message holds, split into messages that each render on
   their own: at a paragraph, line, sentence or word boundary (outside code where it can), a code
   block cut in two closed and reopened with its language, nothing but whitespace at the cuts lost.
@@ -18,7 +17,6 @@ tokens that must not be cut such as Slack's `<url|label>`) is a parameter.
 
 from __future__ import annotations
 
-import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Sequence
@@ -35,7 +33,6 @@ __all__ = [
     "cut_point",
     "last_break",
     "open_fence",
-    "retry_after_seconds",
     "split_text",
 ]
 
@@ -111,28 +108,6 @@ def backoff_seconds(attempt: int, *, base: float = 1.0, cap: float = 10.0) -> fl
         attempt: how many retries came before this one (0 for the first retry).
     """
     return min(base * 2.0 ** max(attempt, 0), cap)
-
-
-def retry_after_seconds(value: object, *, default: float = 1.0, cap: float = 60.0) -> float:
-    """Seconds to wait after a 429, never more than `cap` (a job waits longer by being retried later).
-
-    Args:
-        value: a `Retry-After` header value (text: delta-seconds), or a JSON body's `retry_after`
-            (a number, as Discord sends it), or None.
-        default: the wait when `value` is missing or unreadable (an HTTP date, NaN, a negative
-            header value). A negative number from a body is the platform's own reset time minus
-            now: no wait at all.
-        cap: the longest wait.
-    """
-    if isinstance(value, bool) or not isinstance(value, str | int | float):
-        return default
-    try:
-        seconds = float(value)
-    except ValueError:
-        return default
-    if math.isnan(seconds) or (seconds < 0 and isinstance(value, str)):
-        return default
-    return min(max(seconds, 0.0), cap)
 
 
 def as_text(value: object) -> str | None:

@@ -16,8 +16,8 @@ import contextlib
 import httpx
 
 from gateway.delivery.chat import ChatRules, MessageRef, NativeStream
-from gateway.delivery.chat.text import retry_after_seconds
 from gateway.exceptions import RateLimited
+from gateway.retry_after import retry_after_seconds
 
 RULES = ChatRules(
     limit=500,

@@ -6,13 +6,17 @@ because Redis enforces TTLs on its own (real) clock while SQLite uses the inject
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any, TypedDict
 
 import anyio
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.exceptions import LockBusy
 from gateway.storage.base import Job, Store
+from gateway.storage.lock import LeaseLock
 
 pytestmark = pytest.mark.anyio
 
@@ -244,6 +248,72 @@ async def test_job_enqueue_same_id_twice_is_refused(store: Store) -> None:
     await store.job_enqueue(job("j1"))
     with pytest.raises(ValueError, match="already exists"):
         await store.job_enqueue(job("j1"))
+
+
+# -- jobs: concurrent enqueues (one transaction / one round trip per batch) ----------------------
+async def settle(*calls: Any) -> list[Any]:
+    """Like `gather`, but each result is the value or the exception its call raised."""
+
+    async def caught(call: Any) -> Any:
+        try:
+            return await call()
+        except Exception as exc:
+            return exc
+
+    return await gather(*(lambda call=call: caught(call) for call in calls))
+
+
+async def test_job_concurrent_enqueues_each_get_their_own_result(store: Store) -> None:
+    jobs = [job(f"j{i}", key=f"k{i}" if i % 2 else None, due_at=T0 + i) for i in range(40)]
+    results = await gather(*(lambda j=j: store.job_enqueue(j) for j in jobs))
+    for original, (stored, created) in zip(jobs, results, strict=True):
+        assert created is True
+        assert (stored.id, stored.key, stored.due_at, stored.payload) == (
+            original.id, original.key, original.due_at, original.payload,
+        )  # fmt: skip
+        assert await store.job_get(original.id) == stored
+
+
+async def test_job_concurrent_enqueues_with_one_key_store_one_job(store: Store) -> None:
+    results = await gather(*(lambda i=i: store.job_enqueue(job(f"j{i}", key="event-1")) for i in range(20)))
+    assert sum(created for _, created in results) == 1
+    winner = next(stored for stored, created in results if created)
+    assert all(stored == winner for stored, _ in results)
+    assert [j.id for j in await store.job_list()] == [winner.id]
+
+
+async def test_job_concurrent_enqueue_of_a_taken_id_fails_that_caller_only(store: Store) -> None:
+    await store.job_enqueue(job("taken"))
+    results = await settle(
+        lambda: store.job_enqueue(job("a")),
+        lambda: store.job_enqueue(job("taken")),
+        lambda: store.job_enqueue(job("b", key="kb")),
+        lambda: store.job_enqueue(job("b")),  # the same id twice at once: whichever comes second fails
+    )
+    assert results[0][1] is True
+    assert isinstance(results[1], ValueError) and "already exists" in str(results[1])
+    failed = [r for r in results[2:] if isinstance(r, ValueError)]
+    stored = [r[0] for r in results[2:] if not isinstance(r, Exception) and r[1] is True]
+    assert len(failed) == 1 and "already exists" in str(failed[0]) and len(stored) == 1
+    assert {j.id for j in await store.job_list()} == {"taken", "a", "b"}
+    assert await store.job_get("b") == stored[0]
+
+
+async def test_job_concurrent_completes_each_get_their_own_outcome(store: Store) -> None:
+    for i in range(6):
+        await store.job_enqueue(job(f"j{i}"))
+    claimed = [await store.job_claim("w", T0, 30) for _ in range(6)]
+    assert all(c is not None for c in claimed)
+    calls: list[Callable[[], Awaitable[bool]]] = [
+        functools.partial(store.job_complete, c.id, "w", {"n": c.id}, attempt=c.attempts) for c in claimed if c
+    ]
+    calls.append(functools.partial(store.job_complete, "j0", "someone-else", {"n": "x"}))  # not the owner: refused
+    outcomes = await gather(*calls)
+    assert outcomes == [True] * 6 + [False]
+    for c in claimed:
+        assert c is not None
+        done = await store.job_get(c.id)
+        assert done is not None and (done.state, done.result) == ("done", {"n": c.id})
 
 
 async def test_job_list_newest_first_by_state(store: Store) -> None:
@@ -510,3 +580,59 @@ async def test_job_purge_finished_before(store: Store, clock: FakeClock) -> None
     _, created = await store.job_enqueue(job("fresh", key="key-done-old"))
     assert created is True
     assert await store.job_purge(clock.time() + 1) == 1  # done-new
+
+
+# -- the lease lock (gateway/storage/lock.py), built on the atomic operations above ---------------
+
+
+async def test_lease_lock_has_one_holder_and_only_the_holder_releases(store: Store) -> None:
+    a, b = LeaseLock(store, "lock:x", ttl=30, owner="a"), LeaseLock(store, "lock:x", ttl=30, owner="b")
+    results = await gather(a.acquire, b.acquire)
+    assert results.count(True) == 1
+    holder, other = (a, b) if results[0] else (b, a)
+    assert await other.release() is False  # owner-checked: the other can't free it…
+    assert await other.renew() is False  # …nor keep it
+    assert await holder.holder() == holder.owner
+    assert await holder.release() is True
+    assert await holder.release() is False  # released once
+    assert await other.acquire() is True
+
+
+async def test_lease_lock_expires_unless_renewed(store: Store, clock: FakeClock) -> None:
+    kept = LeaseLock(store, "lock:kept", ttl=SHORT_TTL, owner="me")
+    dropped = LeaseLock(store, "lock:dropped", ttl=SHORT_TTL, owner="me")
+    assert await kept.acquire() and await dropped.acquire()
+    await pass_time(clock, SHORT_TTL / 2)
+    assert await kept.renew()  # another full TTL from now
+    await pass_time(clock, SHORT_TTL / 2 + 0.05)
+    assert await kept.holder() == "me"
+    assert await dropped.holder() is None  # its holder died: the lock frees itself
+    assert await LeaseLock(store, "lock:dropped", ttl=30, owner="next").acquire()
+    assert await dropped.renew() is False and await dropped.release() is False  # taken over: hands off
+    assert await dropped.holder() == "next"
+
+
+async def test_lease_lock_held_waits_renews_and_releases(store: Store, clock: FakeClock) -> None:
+    first = LeaseLock(store, "lock:held", ttl=SHORT_TTL, owner="first")
+    async with first.held(clock) as lock:
+        assert lock is first and await first.holder() == "first"
+        with pytest.raises(LockBusy):
+            async with LeaseLock(store, "lock:held", ttl=30, owner="second").held(clock):
+                pytest.fail("taken while held")
+        for _ in range(3):  # three TTLs: kept only because it is renewed (every TTL / 3) meanwhile
+            await anyio.sleep(SHORT_TTL / 3 + 0.02)
+            clock.advance(SHORT_TTL / 3 + 0.02)
+            await anyio.sleep(0.02)  # let the renewal run
+        assert await first.holder() == "first" and not first.lost
+    assert await first.holder() is None  # released on the way out
+    async with LeaseLock(store, "lock:held", ttl=30, owner="second").held(clock):
+        assert await store.kv_get("lock:held") == "second"
+
+
+async def test_lease_lock_waits_on_the_clock_for_as_long_as_asked(store: Store, clock: FakeClock) -> None:
+    assert await LeaseLock(store, "lock:wait", ttl=30, owner="holder").acquire()
+    started = clock.monotonic()
+    with pytest.raises(LockBusy):
+        async with LeaseLock(store, "lock:wait", ttl=30, owner="waiter").held(clock, wait=1.0, poll=0.25):
+            pytest.fail("taken while held")
+    assert clock.monotonic() - started == 1.0  # polled every 0.25 s for 1 s, then gave up

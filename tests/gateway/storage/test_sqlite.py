@@ -135,3 +135,47 @@ async def test_sqlite_file_uses_wal(tmp_path: Path, clock: FakeClock) -> None:
     await store.aclose()
     with contextlib.closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+async def test_concurrent_enqueues_share_one_transaction(tmp_path: Path, clock: FakeClock) -> None:
+    """Group commit: enqueues waiting together are written in one transaction, so a job that
+    fails inside it (an integer SQLite can't store) fails every caller of that batch, and none
+    of its jobs is stored."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        jobs = [job(f"j{i}") for i in range(5)]
+        jobs[2].max_attempts = 2**70
+
+        async def enqueue(j: Job) -> BaseException | None:
+            try:
+                await store.job_enqueue(j)
+            except OverflowError as exc:
+                return exc
+            return None
+
+        results: list[BaseException | None] = [None] * len(jobs)
+
+        async def run(i: int) -> None:
+            results[i] = await enqueue(jobs[i])
+
+        async with anyio.create_task_group() as tg:
+            for i in range(len(jobs)):
+                tg.start_soon(run, i)
+        assert all(isinstance(r, OverflowError) for r in results)
+        assert await store.job_list() == []
+        _, created = await store.job_enqueue(job("j0"))  # the store is fine afterwards
+        assert created is True
+    finally:
+        await store.aclose()
+
+
+async def test_commits_survive_power_loss(tmp_path: Path, clock: FakeClock) -> None:
+    """An ack follows a committed enqueue, so a commit must reach the disk before it returns:
+    WAL with synchronous=NORMAL may lose the last commits on power loss; FULL syncs every commit
+    (one sync per group-committed batch of enqueues)."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        rows = await store._fetch("PRAGMA synchronous")  # the store's own connection
+        assert rows[0][0] == 2  # FULL
+    finally:
+        await store.aclose()

@@ -29,7 +29,7 @@ async def storage(request: pytest.FixtureRequest, clock: FakeClock, tmp_path: Pa
         return
     store = await SQLiteStore.open(str(tmp_path / "store.db"), clock=clock)
     try:
-        yield EndpointStorage(store, "ep_1")
+        yield EndpointStorage(store, "ep_1", clock)
     finally:
         await store.aclose()
 

@@ -1,0 +1,174 @@
+"""Benchmark: signed callbacks delivered per second from a backlog, vs a plain POST loop.
+
+    python bench/bench_callbacks.py [--jobs 3000] [--store sqlite|redis] [--rounds 3]
+
+A receiver (a bare Starlette app answering 200, its own uvicorn process) takes every POST.
+
+- gateway: a webhook endpoint's backlog of `--jobs` finished answers waiting to be called back
+  (durable `callback` jobs, as `ctx.callbacks.send` queues them), then the job workers of one
+  process (`GATEWAY_CALLBACK_WORKERS` dedicated to callbacks) claim, sign (Standard Webhooks),
+  POST and complete each one; timed from the workers' start until every job is done.
+- baseline: the same number of POSTs of the same body to the same receiver from a plain httpx
+  loop with as many concurrent senders as the process has workers able to deliver callbacks
+  (`GATEWAY_WORKERS` + `GATEWAY_CALLBACK_WORKERS`), unsigned, nothing stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+
+
+async def done_count(store_url: str) -> int:
+    if store_url.startswith("sqlite:///"):
+        path = store_url.removeprefix("sqlite:///")
+
+        def count() -> int:
+            with contextlib.closing(sqlite3.connect(path)) as conn:
+                return int(conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone()[0])
+
+        return await asyncio.to_thread(count)
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(store_url)
+    try:
+        return int(await client.zcard("dgw:jobs:state:done"))
+    finally:
+        await client.aclose()
+
+
+async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str) -> tuple[float, int]:
+    """(seconds to deliver `jobs` callbacks, how many were done), one process's workers."""
+    from gateway.host.runtime import Gateway
+    from gateway.records.apps import AppIn
+    from gateway.security.signatures import new_webhook_secret
+    from gateway.settings import Settings
+
+    # The backlog is queued by one Gateway and delivered by another, as after a restart: no
+    # in-process wake-ups, the workers find the jobs by claiming.
+    gateway = await Gateway.open(Settings.from_env(env))
+    try:
+        if await gateway.apps.cached("bench") is None:
+            await gateway.apps.add(
+                AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key="app-bench", mode="chat")  # type: ignore[arg-type]
+            )
+        record, _ = await gateway.endpoints.create("webhook", ["bench"], {"secret": new_webhook_secret()})
+        plugin = gateway.registry.get("webhook")
+        assert plugin is not None
+        ctx = await gateway.context(record, plugin)
+        body = {"answer": "x" * 200, "conversation_id": "c1"}
+        await asyncio.gather(
+            *(
+                ctx.callbacks.send(f"{receiver}/cb", "answer.completed", {**body, "i": i}, msg_id=f"msg_{tag}_{i}")
+                for i in range(jobs)
+            )
+        )
+    finally:
+        await gateway.aclose()
+
+    gateway = await Gateway.open(Settings.from_env(env))
+    try:
+        before = await done_count(env["GATEWAY_STORE"])
+        started = time.perf_counter()
+        workers = asyncio.create_task(gateway.workers.run())
+        done = 0
+        while done < jobs and time.perf_counter() - started < 120:
+            await asyncio.sleep(0.02)
+            done = await done_count(env["GATEWAY_STORE"]) - before
+        elapsed = time.perf_counter() - started
+        workers.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await workers
+        return elapsed, done
+    finally:
+        await gateway.aclose()
+
+
+async def plain_round(receiver: str, jobs: int, senders: int) -> float:
+    import httpx
+
+    body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
+    left = jobs
+    async with httpx.AsyncClient() as client:
+
+        async def sender() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                response = await client.post(
+                    f"{receiver}/cb", content=body, headers={"content-type": "application/json"}
+                )
+                response.raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--jobs", type=int, default=3000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-callbacks-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        store = f"sqlite:///{workdir / 'gw.db'}"
+        if args.store == "redis":
+            redis_proc, store = start_redis(workdir)
+            procs.append(redis_proc)
+        port, receiver_port = free_port(), free_port()
+        env = gateway_env(store, port, GATEWAY_CALLBACK_ALLOW_HTTP="true", GATEWAY_CALLBACK_ALLOW_HOSTS="127.0.0.1")
+        from gateway.settings import Settings
+
+        # General workers take any kind of job, callbacks included, beside the dedicated ones.
+        settings = Settings.from_env(env)
+        senders = settings.workers + settings.callback_workers
+        receiver_proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(receiver_port)])
+        procs.append(receiver_proc)
+        receiver = f"http://127.0.0.1:{receiver_port}"
+        wait_up(receiver + "/", receiver_proc)
+
+        ratios: list[float] = []
+        for i in range(args.rounds):
+            plain = plain_round(receiver, args.jobs, senders)
+            plain_s = asyncio.run(plain)
+            gateway_s, done = asyncio.run(gateway_round(env, receiver, args.jobs, tag=str(i)))
+            plain_rate, gateway_rate = args.jobs / plain_s, done / gateway_s
+            ratios.append(gateway_rate / plain_rate)
+            print(
+                f"round {i + 1}: plain POST loop ({senders} senders) {plain_rate:7.0f}/s   "
+                f"gateway callbacks ({args.store}, {senders} workers) {gateway_rate:7.0f}/s "
+                f"({done}/{args.jobs} delivered)   ratio {gateway_rate / plain_rate:.2f}x",
+                flush=True,
+            )
+        ordered = sorted(ratios)
+        print(
+            f"over {args.rounds} rounds: gateway / plain ratio median {statistics.median(ordered):.2f}x "
+            f"(min {ordered[0]:.2f}x, max {ordered[-1]:.2f}x)"
+        )
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
