@@ -23,6 +23,7 @@ from bots.messages import ChannelReplies
 from bots.rendering import Trigger, is_reset, strip_mentions, thread_name
 from endpoints.discord.interactions import conversation_key, user_key
 from endpoints.discord.rendering import chat_rules
+from endpoints.discord.settings import DiscordSettings
 from gateway.plugin import Answer, AnswerSource, Clock, Context, GatewayError, MemoryMessages, Overloaded, deliver
 
 __all__ = ["Busy", "Responder"]
@@ -45,7 +46,7 @@ class Busy(GatewayError):
 class Responder:
     """Answers messages the chat cog picked (`Trigger`), with the endpoint context of the moment."""
 
-    def __init__(self, *, contexts: Callable[[], Awaitable[Context | None]], clock: Clock) -> None:
+    def __init__(self, *, contexts: Callable[[], Awaitable[Context[DiscordSettings] | None]], clock: Clock) -> None:
         self._contexts = contexts
         self._clock = clock
 
@@ -54,7 +55,7 @@ class Responder:
         ctx = await self._contexts()
         if ctx is None:  # the endpoint is disabled
             return None
-        settings: Any = ctx.settings
+        settings = ctx.settings
         prompt = strip_mentions(message.content, me_id)
         channel: Any = message.channel
         guild_id = message.guild.id if message.guild is not None else None

@@ -40,8 +40,8 @@ class EchoSettings(BaseModel):
     )
 
 
-async def verify(request: Request, ctx: Context) -> Verdict:
-    settings: EchoSettings = ctx.settings
+async def verify(request: Request, ctx: Context[EchoSettings]) -> Verdict:
+    settings = ctx.settings
     if settings.token is None:
         return Verdict.skipped()
     sent = request.headers.get_bytes("authorization") or b""
@@ -61,7 +61,7 @@ plugin = Plugin(
 )
 
 
-def _described(request: Request, ctx: Context) -> dict[str, object]:
+def _described(request: Request, ctx: Context[EchoSettings]) -> dict[str, object]:
     try:
         body: str = request.body.decode("utf-8")
         encoding = "utf-8"
@@ -82,14 +82,14 @@ def _described(request: Request, ctx: Context) -> dict[str, object]:
 
 
 @plugin.route("/jobs/{name}", methods=["POST"])
-async def store_later(request: Request, ctx: Context) -> Response:
+async def store_later(request: Request, ctx: Context[EchoSettings]) -> Response:
     name = request.path_params["name"]
     job_id = await ctx.jobs.enqueue("store", {"name": name, "value": request.text()}, key=request.headers.get("x-id"))
     return Response.json({"queued": job_id}, status=202)
 
 
 @plugin.route("/jobs/{name}", methods=["GET"])
-async def read_stored(request: Request, ctx: Context) -> Response:
+async def read_stored(request: Request, ctx: Context[EchoSettings]) -> Response:
     value = await ctx.storage.get("stored:" + request.path_params["name"])
     if value is None:
         raise NotFound("nothing stored under that name yet")
@@ -97,13 +97,13 @@ async def read_stored(request: Request, ctx: Context) -> Response:
 
 
 @plugin.job("store")
-async def store(job: JobInfo, ctx: Context) -> dict[str, object]:
+async def store(job: JobInfo, ctx: Context[EchoSettings]) -> dict[str, object]:
     await ctx.storage.set("stored:" + job.payload["name"], job.payload["value"])
     return {"stored": job.payload["name"]}
 
 
 @plugin.route("/{path:path}", methods=ALL_METHODS)
-async def echo(request: Request, ctx: Context) -> Response:
+async def echo(request: Request, ctx: Context[EchoSettings]) -> Response:
     described = _described(request, ctx)
     chunks = dict(request.query).get("chunks", "")
     # ASCII digits only: str.isdigit() accepts "²", which int() refuses (a 500).

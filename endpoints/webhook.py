@@ -116,8 +116,8 @@ def _generate_secret() -> tuple[str, str]:
     return secret, secret
 
 
-async def verify(request: Request, ctx: Context) -> Verdict:
-    settings: WebhookSettings = ctx.settings
+async def verify(request: Request, ctx: Context[WebhookSettings]) -> Verdict:
+    settings = ctx.settings
     key = parse_webhook_secret(settings.secret.get_secret_value())
     for id_name, ts_name, sig_name in ID_HEADERS:
         if id_name in request.headers:
@@ -153,7 +153,7 @@ def _delivery_id(request: Request) -> str:
 
 
 @plugin.route("/", methods=["POST"])
-async def answer(request: Request, ctx: Context) -> Response:
+async def answer(request: Request, ctx: Context[WebhookSettings]) -> Response:
     try:
         ask = AnswerRequest.model_validate(request.json())  # request.json() bounds the depth
     except ValidationError as exc:
@@ -172,7 +172,7 @@ async def answer(request: Request, ctx: Context) -> Response:
         task_id = await ctx.jobs.enqueue("answer", payload, key=key)
         return Response.json({"task_id": task_id, "state": "queued"}, status=202)
     run, _ = await ctx.jobs.start("answer", payload, key=key)
-    settings: WebhookSettings = ctx.settings
+    settings = ctx.settings
     # A refusal comes before any text: wait for the run's first sign, then for its outcome.
     started = ctx.clock.monotonic()
     try:
@@ -205,7 +205,7 @@ def _outcome(status: JobStatus | None) -> dict[str, Any]:
 
 
 @plugin.route("/tasks/{task_id}", methods=["GET"])
-async def task(request: Request, ctx: Context) -> Response:
+async def task(request: Request, ctx: Context[WebhookSettings]) -> Response:
     status = await ctx.jobs.get(request.path_params["task_id"])
     if status is None or status.name != "answer":
         raise NotFound("no such task")
@@ -221,7 +221,7 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
     return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n".encode()
 
 
-async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
+async def _sse(run: Any, ctx: Context[WebhookSettings]) -> AsyncIterator[bytes]:
     """Relay the job's progress; the job goes on (and calls back) if the caller leaves."""
     yield _event("task", {"task_id": run.id})
     events = run.events().__aiter__()
@@ -260,9 +260,9 @@ async def _sse(run: Any, ctx: Context) -> AsyncIterator[bytes]:
 
 
 @plugin.job("answer", secrets=("callback_url",))
-async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
+async def answer_job(job: JobInfo, ctx: Context[WebhookSettings]) -> dict[str, Any]:
     ask = AnswerRequest.model_validate(job.payload)
-    settings: WebhookSettings = ctx.settings
+    settings = ctx.settings
     result: dict[str, Any]
     shown = ""  # the text streamed to the caller so far
     try:
@@ -287,7 +287,7 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
             "outputs": dict(final.outputs) if final.outputs else None,
         }
         if settings.response_schema is not None:
-            result.update(await _structured(ctx, ask, final.text, settings))
+            result.update(await _structured(ctx, ask, final.text))
     except Overloaded as exc:
         # No room in this process: tell a waiting caller, and run the job again later.
         job.emit({"type": OVERLOADED, "message": exc.message, "retry_after": exc.retry_after})
@@ -314,10 +314,10 @@ async def answer_job(job: JobInfo, ctx: Context) -> dict[str, Any]:
     },
     flags={"stream": "Ask for Server-Sent Events and show how many pieces arrived"},
 )
-async def call(ctx: Context, args: Mapping[str, str]) -> ActionResult:
+async def call(ctx: Context[WebhookSettings], args: Mapping[str, str]) -> ActionResult:
     if not args.get("query"):
         raise BadRequest("--query is required")
-    settings: WebhookSettings = ctx.settings
+    settings = ctx.settings
     stream = args.get("stream") == "true"
     body = json.dumps(
         {
@@ -382,9 +382,10 @@ def _streamed(text: str) -> ActionResult:
     return ActionResult(message, {"status": "failed", "error": data}, ok=False, events=events)
 
 
-async def _structured(ctx: Context, ask: AnswerRequest, text: str, settings: WebhookSettings) -> dict[str, Any]:
+async def _structured(ctx: Context[WebhookSettings], ask: AnswerRequest, text: str) -> dict[str, Any]:
     """The answer's JSON checked against the schema, re-asked once when invalid (gateway.plugin.enforce):
     `{"data", "schema_error", "structured_fallback"}`."""
+    settings = ctx.settings
     schema = settings.response_schema
 
     async def reask(prompt: str) -> str:

@@ -6,6 +6,8 @@
 - `gateway/` never imports the plugin packages (`endpoints`, `bots`): they are found through entry points;
 - only the HTTP edge imports starlette, so the core stays framework-neutral;
 - only the settings loader reads the environment;
+- the plugin contract (`gateway.plugin`) is a package whose `__init__` only re-exports, and importing it
+  loads no HTTP client (httpx, aiohttp) and not the Dify client;
 - the plugin test kit (`gateway.testing`) is for tests only: no production code imports it, and it
   needs pytest only in its pytest plugin.
 - time is read and waited for only through the injected `Clock` (gateway/clock.py).
@@ -240,6 +242,57 @@ def test_a_running_bot_does_not_load_the_runtime() -> None:
     assert "gateway.host.runtime" not in loaded_packages(service_modules, {"gateway"})
 
 
+PLUGIN_CONTRACT_INIT = ROOT / "gateway" / "plugin" / "__init__.py"
+
+
+def _reexports(source: str) -> tuple[list[str], set[str]]:
+    """(what is wrong, the names imported) of a package `__init__` that may only re-export:
+    a docstring, `from ... import ...` of gateway modules and `__all__` listing the imported names."""
+    wrong, imported = [], set()
+    for index, node in enumerate(ast.parse(source).body):
+        if index == 0 and isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+            continue
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and top(node.module or "") == "gateway":
+            imported |= {alias.asname or alias.name for alias in node.names}
+        elif not (
+            isinstance(node, ast.Assign)
+            and [getattr(t, "id", None) for t in node.targets] == ["__all__"]
+            and isinstance(node.value, ast.List)
+        ):
+            wrong.append(f"line {node.lineno}: {ast.unparse(node).splitlines()[0]}")
+    return wrong, imported
+
+
+def test_the_plugin_contract_package_only_re_exports() -> None:
+    """`gateway/plugin/__init__.py` holds no code of its own: each part lives in a module named after it."""
+    wrong, imported = _reexports(PLUGIN_CONTRACT_INIT.read_text(encoding="utf-8"))
+    assert not wrong, "gateway/plugin/__init__.py may only re-export:\n" + "\n".join(wrong)
+    assert imported == set(gateway.plugin.__all__), "every name imported is in __all__, and no other"
+
+
+def test_the_re_export_check_catches_code() -> None:
+    source = (
+        '"""Doc."""\n'
+        "from gateway.plugin.wire import Request\n"
+        "import json\n"
+        "from os import path\n"
+        "X = 1\n"
+        "def helper(): ...\n"
+        "__all__ = ['Request']\n"
+    )
+    wrong, imported = _reexports(source)
+    assert [line.split(":")[0] for line in wrong] == ["line 3", "line 4", "line 5", "line 6"]
+    assert imported == {"Request"}
+
+
+def test_importing_the_plugin_contract_loads_no_http_or_dify_client() -> None:
+    """Plugins import the contract at start-up (entry points): it brings protocols, not clients."""
+    assert loaded_packages(["gateway.plugin"], {"httpx", "httpx_sse", "httpx_aiohttp", "aiohttp"}) == []
+    dify = [m for m in loaded_packages(["gateway.plugin"], {"gateway"}) if m.startswith("gateway.dify.")]
+    assert "gateway.dify.models" in dify  # the value objects (Answer, Delta) do come
+    assert not {"gateway.dify.client", "gateway.dify.stream", "gateway.dify.sse"} & set(dify)
+
+
 # -- gateway/ ---------------------------------------------------------------------------------------
 
 
@@ -415,7 +468,7 @@ def test_the_test_kit_package_loads_its_parts_on_use() -> None:
     import gateway.testing
 
     loaded = loaded_packages(["gateway.testing.pytest_plugin"], {"gateway"})
-    assert loaded == ["gateway", "gateway.testing", "gateway.testing.pytest_plugin"]
+    assert loaded == ["gateway", "gateway.lazy", "gateway.testing", "gateway.testing.pytest_plugin"]
     assert list(gateway.testing.__all__) == sorted(gateway.testing.__all__)
     assert all(getattr(gateway.testing, name) is not None for name in gateway.testing.__all__)
 
@@ -558,7 +611,6 @@ def test_the_installed_entry_points_match_pyproject() -> None:
         assert installed.get(name) == value, f"entry point {name!r}: reinstall the project"
 
 
-@pytest.mark.parametrize("module", ["gateway.plugin", "gateway.host.registry"])
-def test_the_plugin_api_modules_do_not_import_plugins(module: str) -> None:
-    path = ROOT / (module.replace(".", "/") + ".py")
+@pytest.mark.parametrize("path", [*python_files("gateway/plugin"), ROOT / "gateway/host/registry.py"], ids=rel)
+def test_the_plugin_api_modules_do_not_import_plugins(path: Path) -> None:
     assert not [i for i in imports(path) if top(i.module) in {"endpoints", "bots"}]

@@ -61,8 +61,8 @@ __all__ = ["plugin"]
 RESET_DONE = "Done: your next question starts a new conversation here."
 
 
-async def verify(request: Request, ctx: Context) -> Verdict:
-    settings: DiscordSettings = ctx.settings
+async def verify(request: Request, ctx: Context[DiscordSettings]) -> Verdict:
+    settings = ctx.settings
     ok = verify_discord(
         settings.public_key,
         request.headers.get("x-signature-ed25519"),
@@ -90,7 +90,7 @@ def _bot_token(settings: DiscordSettings) -> str | None:
 
 
 @plugin.route("/", methods=["POST"])
-async def interactions(request: Request, ctx: Context) -> Response:
+async def interactions(request: Request, ctx: Context[DiscordSettings]) -> Response:
     payload = request.json()
     if not isinstance(payload, dict):
         raise BadRequest("an interaction must be a JSON object")
@@ -105,7 +105,7 @@ async def interactions(request: Request, ctx: Context) -> Response:
         command = InteractionCommand.from_payload(payload)
     except ValueError:
         raise BadRequest("malformed application command interaction") from None
-    settings: DiscordSettings = ctx.settings
+    settings = ctx.settings
     if command.name == settings.reset_command:
         await ctx.apps.reset(command.conversation_key, user=command.user)
         return Response.json(message_response(RESET_DONE, ephemeral=True))
@@ -130,12 +130,12 @@ async def interactions(request: Request, ctx: Context) -> Response:
 
 
 @plugin.job("ask", secrets=("token",))
-async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
+async def ask(job: JobInfo, ctx: Context[DiscordSettings]) -> dict[str, Any]:
     """Stream one answer into the interaction's messages, past the token's deadline into channel
     messages (with a bot token). The messages posted are recorded under the job's id, so a rerun
     edits them; every call to Discord and every record is fenced by this run's lease."""
     data = job.payload
-    settings: DiscordSettings = ctx.settings
+    settings = ctx.settings
     api = DiscordAPI(ctx.http, settings.api_base_url, clock=ctx.clock, bot_token=_bot_token(settings), fence=job.fence)
     deadline = float(data["received_at"]) + settings.token_deadline
     webhook = DiscordMessages.interaction(
@@ -172,8 +172,8 @@ async def ask(job: JobInfo, ctx: Context) -> dict[str, Any]:
     help="Register the /ask and /reset slash commands with Discord (uses the endpoint's bot_token).",
     options={"guild": "Register in this guild only: updates instantly (for development)"},
 )
-async def register_commands(ctx: Context, args: Mapping[str, str]) -> str:
-    settings: DiscordSettings = ctx.settings
+async def register_commands(ctx: Context[DiscordSettings], args: Mapping[str, str]) -> str:
+    settings = ctx.settings
     guild = (args.get("guild") or "").strip() or None
     if guild is not None and not re.fullmatch(r"[0-9]{5,25}", guild):
         raise BadRequest("--guild takes a guild (server) id: digits only")

@@ -55,7 +55,7 @@ def _invalid_key() -> OpenAIError:
     )
 
 
-async def verify(request: Request, ctx: Context) -> Verdict:
+async def verify(request: Request, ctx: Context[OpenAISettings]) -> Verdict:
     """Accept a known, unrevoked key of this endpoint; anything else gets OpenAI's 401."""
     if await authenticate(request.headers, ctx) is None:
         return Verdict.failed("missing, unknown or revoked API key", response=_invalid_key().response())
@@ -80,7 +80,7 @@ def _openai_errors(handler: Handler) -> Handler:
     """Every failure of `handler` as an OpenAI error object; upstream details only in the log."""
 
     @wraps(handler)
-    async def run(request: Request, ctx: Context) -> Response:
+    async def run(request: Request, ctx: Context[OpenAISettings]) -> Response:
         try:
             return await handler(request, ctx)
         except Exception as exc:
@@ -94,7 +94,7 @@ def _openai_errors(handler: Handler) -> Handler:
     return run
 
 
-async def _key(request: Request, ctx: Context) -> KeyInfo:
+async def _key(request: Request, ctx: Context[OpenAISettings]) -> KeyInfo:
     """The key the verifier just accepted (no second lookup), or a fresh check without one."""
     key = await verified_key(request.headers, ctx)
     if key is None:  # revoked before the verifier ran, or a handler reached without it
@@ -102,9 +102,9 @@ async def _key(request: Request, ctx: Context) -> KeyInfo:
     return key
 
 
-def _models(ctx: Context, key: KeyInfo) -> list[str]:
+def _models(ctx: Context[OpenAISettings], key: KeyInfo) -> list[str]:
     """The models `key` may use: its bound apps, and the broadcast model when it may ask one of them."""
-    settings: OpenAISettings = ctx.settings
+    settings = ctx.settings
     bound = ctx.apps.names
     names = [name for name in bound if key.allows(name)]
     broadcast = broadcast_model(settings, bound)
@@ -113,7 +113,7 @@ def _models(ctx: Context, key: KeyInfo) -> list[str]:
     return names
 
 
-def _check_broadcast(ctx: Context, name: str | None = None) -> None:
+def _check_broadcast(ctx: Context[OpenAISettings], name: str | None = None) -> None:
     """Log a `broadcast_model` named like a bound app (for `name`, if given): it is refused, the app wins.
 
     The settings model can't see the bound apps, so this is caught where the name is used.
@@ -127,7 +127,7 @@ def _check_broadcast(ctx: Context, name: str | None = None) -> None:
         )
 
 
-async def _created(ctx: Context, name: str) -> int:
+async def _created(ctx: Context[OpenAISettings], name: str) -> int:
     """When this endpoint first listed the model (stable, never 0)."""
     slot = f"model-created:{name}"
     raw = await ctx.storage.get(slot)
@@ -139,7 +139,7 @@ async def _created(ctx: Context, name: str) -> int:
 
 @plugin.route("/v1/models", methods=["GET"])
 @_openai_errors
-async def models(request: Request, ctx: Context) -> Response:
+async def models(request: Request, ctx: Context[OpenAISettings]) -> Response:
     key = await _key(request, ctx)
     _check_broadcast(ctx)
     data = [model_entry(name, await _created(ctx, name)) for name in _models(ctx, key)]
@@ -148,7 +148,7 @@ async def models(request: Request, ctx: Context) -> Response:
 
 @plugin.route("/v1/models/{model}", methods=["GET"])
 @_openai_errors
-async def model(request: Request, ctx: Context) -> Response:
+async def model(request: Request, ctx: Context[OpenAISettings]) -> Response:
     key = await _key(request, ctx)
     name = request.path_params["model"]
     _check_broadcast(ctx, name)
@@ -159,8 +159,8 @@ async def model(request: Request, ctx: Context) -> Response:
 
 @plugin.route("/v1/chat/completions", methods=["POST"])
 @_openai_errors
-async def chat_completions(request: Request, ctx: Context) -> Response:
-    settings: OpenAISettings = ctx.settings
+async def chat_completions(request: Request, ctx: Context[OpenAISettings]) -> Response:
+    settings = ctx.settings
     key = await _key(request, ctx)
     body = request.json()
     chat = parse_chat_request(body)
@@ -183,7 +183,7 @@ async def chat_completions(request: Request, ctx: Context) -> Response:
         raise
 
 
-def _check_model(ctx: Context, key: KeyInfo, model: str) -> None:
+def _check_model(ctx: Context[OpenAISettings], key: KeyInfo, model: str) -> None:
     """404 for a model the key may not use; 400 for the broadcast model (chat completions only)."""
     _check_broadcast(ctx, model)
     if model not in _models(ctx, key):
@@ -194,7 +194,7 @@ def _check_model(ctx: Context, key: KeyInfo, model: str) -> None:
 
 @plugin.route("/v1/responses", methods=["POST"])
 @_openai_errors
-async def responses_create(request: Request, ctx: Context) -> Response:
+async def responses_create(request: Request, ctx: Context[OpenAISettings]) -> Response:
     key = await _key(request, ctx)
     req = parse_responses_request(request.json())
     _check_model(ctx, key, req.chat.model)
@@ -208,7 +208,7 @@ async def responses_create(request: Request, ctx: Context) -> Response:
 
 @plugin.route("/v1/completions", methods=["POST"])
 @_openai_errors
-async def completions(request: Request, ctx: Context) -> Response:
+async def completions(request: Request, ctx: Context[OpenAISettings]) -> Response:
     key = await _key(request, ctx)
     req = parse_completion_request(request.json())
     _check_model(ctx, key, req.model)
@@ -222,7 +222,7 @@ async def completions(request: Request, ctx: Context) -> Response:
 
 @plugin.route("/v1/responses/{response_id}", methods=["GET"])
 @_openai_errors
-async def responses_get(request: Request, ctx: Context) -> Response:
+async def responses_get(request: Request, ctx: Context[OpenAISettings]) -> Response:
     key = await _key(request, ctx)
     record = await stored_response(ctx, key, request.path_params["response_id"])
     return json_response(record["response"])
@@ -230,7 +230,7 @@ async def responses_get(request: Request, ctx: Context) -> Response:
 
 @plugin.route("/{path:path}", methods=ALL_METHODS)
 @_openai_errors
-async def unknown(request: Request, ctx: Context) -> Response:
+async def unknown(request: Request, ctx: Context[OpenAISettings]) -> Response:
     raise OpenAIError(404, f"Invalid URL ({request.method} {request.path})", code="unknown_url")
 
 
@@ -242,12 +242,12 @@ async def unknown(request: Request, ctx: Context) -> Response:
     help="Create an API key for this endpoint (printed once; only its hash is kept).",
     options={"label": "A note for operators", "models": "Comma-separated models the key may use (default: all)"},
 )
-async def add_key_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+async def add_key_action(ctx: Context[OpenAISettings], args: Mapping[str, str]) -> dict[str, Any]:
     return await add_key(ctx, label=args.get("label", ""), models=args.get("models"))
 
 
 @plugin.action("revoke-key", help="Revoke an API key by id (see list-keys).", options={"key-id": "The key's id"})
-async def revoke_key_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+async def revoke_key_action(ctx: Context[OpenAISettings], args: Mapping[str, str]) -> dict[str, Any]:
     key_id = args.get("key-id")
     if not key_id:
         raise BadRequest("--key-id is required")
@@ -255,5 +255,5 @@ async def revoke_key_action(ctx: Context, args: Mapping[str, str]) -> dict[str, 
 
 
 @plugin.action("list-keys", help="List the endpoint's active API keys (ids and labels, never the keys).")
-async def list_keys_action(ctx: Context, args: Mapping[str, str]) -> dict[str, Any]:
+async def list_keys_action(ctx: Context[OpenAISettings], args: Mapping[str, str]) -> dict[str, Any]:
     return await list_keys(ctx)

@@ -65,7 +65,7 @@ class _Result:
     error: OpenAIError | None
 
 
-async def _ask(ctx: Context, call: Call, app: str, thread: Thread) -> _Result:
+async def _ask(ctx: Context[OpenAISettings], call: Call, app: str, thread: Thread) -> _Result:
     mode = ctx.apps.get(app).mode
     chat = mode not in INPUT_MODES
     try:
@@ -95,7 +95,7 @@ def _first_error(tasks: list[asyncio.Task[_Result]]) -> OpenAIError:
     return errors[0]
 
 
-async def broadcast_completion(ctx: Context, call: Call, slot: Slot) -> Response:
+async def broadcast_completion(ctx: Context[OpenAISettings], call: Call, slot: Slot) -> Response:
     """Answer `call` (whose model is the broadcast model) with every broadcast app."""
     settings, request = call.settings, call.request
     apps = broadcast_apps(settings, ctx.apps.names, call.key)
@@ -137,7 +137,12 @@ async def broadcast_completion(ctx: Context, call: Call, slot: Slot) -> Response
 
 
 async def _frames(
-    ctx: Context, call: Call, apps: list[str], tasks: list[asyncio.Task[_Result]], thread: Thread, slot: Slot
+    ctx: Context[OpenAISettings],
+    call: Call,
+    apps: list[str],
+    tasks: list[asyncio.Task[_Result]],
+    thread: Thread,
+    slot: Slot,
 ) -> AsyncIterator[bytes]:
     request = call.request
     writer = call.writer()

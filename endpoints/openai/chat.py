@@ -69,7 +69,7 @@ class Call:
             hold=hold,
         )
 
-    async def plan(self, ctx: Context, app: str, thread: Thread | None) -> DifyCall:
+    async def plan(self, ctx: Context[OpenAISettings], app: str, thread: Thread | None) -> DifyCall:
         """The Dify call to `app`, with the last message's files uploaded to it (or checked, for URLs)."""
         call = plan_call(self.request, first_turn=thread is None or thread.new, system_input=self.settings.system_input)
         files = await dify_files(ctx, app, call.attachments, user=self.user, settings=self.settings)
@@ -80,7 +80,7 @@ def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
     return [("x-conversation-id", thread.id)] if thread else []
 
 
-async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
+async def complete(ctx: Context[OpenAISettings], call: Call, app: str, slot: Slot) -> Response:
     """Answer `call` with `app`; `slot` (the key's in-flight slot) is released when the answer ends."""
     request, settings = call.request, call.settings
     info = await ctx.apps.describe(app)
@@ -117,7 +117,7 @@ async def complete(ctx: Context, call: Call, app: str, slot: Slot) -> Response:
 
 
 async def _frames(
-    ctx: Context, call: Call, app: str, dify: DifyCall, thread: Thread | None, slot: Slot, *, hold: bool
+    ctx: Context[OpenAISettings], call: Call, app: str, dify: DifyCall, thread: Thread | None, slot: Slot, *, hold: bool
 ) -> AsyncIterator[bytes]:
     """SSE frames of one answer. The first item (b"") only marks that the Dify stream is open."""
     request, settings = call.request, call.settings

@@ -99,9 +99,11 @@ class TextWriter(ChunkWriter):
         return frames
 
 
-async def complete_text(ctx: Context, request: ChatRequest, key: KeyInfo, created: int, slot: Slot) -> Response:
+async def complete_text(
+    ctx: Context[OpenAISettings], request: ChatRequest, key: KeyInfo, created: int, slot: Slot
+) -> Response:
     """Answer a legacy completion with its model's app; `slot` is released at the end."""
-    settings: OpenAISettings = ctx.settings
+    settings = ctx.settings
     user = dify_user(key.id, request.user)
     mode = ctx.apps.get(request.model).mode
     dify = await Call(request, key, user, created, settings).plan(ctx, request.model, None)
@@ -141,7 +143,7 @@ async def complete_text(ctx: Context, request: ChatRequest, key: KeyInfo, create
 
 
 async def _frames(
-    ctx: Context, writer: TextWriter, query: str, args: dict[str, Any], slot: Slot
+    ctx: Context[OpenAISettings], writer: TextWriter, query: str, args: dict[str, Any], slot: Slot
 ) -> AsyncIterator[bytes]:
     relay = Relay(ctx, query, args, writer.feed, writer.error)
     try:
@@ -149,7 +151,7 @@ async def _frames(
             yield frame
         if relay.answer is None:
             return  # failed midway: the error frames went out
-        settings: OpenAISettings = ctx.settings
+        settings = ctx.settings
         tail = writer.complete(answer_text(relay.answer, output_key=settings.workflow_output))
         for frame in [*tail, *writer.finish(usage_dict(relay.answer.usage))]:
             if frame:

@@ -194,7 +194,7 @@ def _remote_type(attachment: Attachment) -> tuple[str | None, str, str]:
 
 
 async def dify_files(
-    ctx: Context, app: str, attachments: Sequence[Attachment], *, user: str, settings: OpenAISettings
+    ctx: Context[OpenAISettings], app: str, attachments: Sequence[Attachment], *, user: str, settings: OpenAISettings
 ) -> list[dict[str, Any]]:
     """The `files` of a Dify call for `attachments`: inline ones uploaded under `user` (the
     answer's Dify user), URLs passed on; 400/413 (naming the part) when the app can't take them."""

@@ -31,9 +31,12 @@ import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.plugin import BadRequest, Context, Headers, NotFound, Storage
+
+if TYPE_CHECKING:  # the settings model validates its keys with this module's hashes
+    from endpoints.openai.settings import OpenAISettings
 
 __all__ = [
     "KeyInfo",
@@ -130,7 +133,7 @@ def _presented(headers: Headers) -> bytes | None:
     return None if presented is None else hashlib.sha256(presented.encode("utf-8")).digest()
 
 
-async def authenticate(headers: Headers, ctx: Context) -> KeyInfo | None:
+async def authenticate(headers: Headers, ctx: Context[OpenAISettings]) -> KeyInfo | None:
     """The key presented in `headers`, or None when it is missing, unknown or revoked.
 
     Always checked against the stored keys; the outcome is remembered for `verified_key`.
@@ -155,7 +158,7 @@ async def authenticate(headers: Headers, ctx: Context) -> KeyInfo | None:
     return match
 
 
-async def verified_key(headers: Headers, ctx: Context) -> KeyInfo | None:
+async def verified_key(headers: Headers, ctx: Context[OpenAISettings]) -> KeyInfo | None:
     """The key `authenticate` accepted for `headers` moments ago (no storage read), else `authenticate`."""
     digest = _presented(headers)
     if digest is None:
@@ -167,7 +170,7 @@ async def verified_key(headers: Headers, ctx: Context) -> KeyInfo | None:
 
 
 @contextlib.asynccontextmanager
-async def _locked(ctx: Context) -> AsyncIterator[None]:
+async def _locked(ctx: Context[OpenAISettings]) -> AsyncIterator[None]:
     """Serialize changes to the key document (actions are rare; a lease keeps a crash harmless)."""
     token = secrets.token_hex(8)
     for _ in range(100):
@@ -188,7 +191,7 @@ def _models(raw: str | None) -> list[str] | None:
     return models or None
 
 
-async def add_key(ctx: Context, *, label: str = "", models: str | None = None) -> dict[str, Any]:
+async def add_key(ctx: Context[OpenAISettings], *, label: str = "", models: str | None = None) -> dict[str, Any]:
     """Make a key; the result holds the key itself, shown this once."""
     key = new_key()
     digest = hash_key(key)
@@ -209,7 +212,7 @@ async def add_key(ctx: Context, *, label: str = "", models: str | None = None) -
     return {"id": entry["id"], "key": key, "label": entry["label"], "models": allowed}
 
 
-async def revoke_key(ctx: Context, key_to_revoke: str) -> dict[str, Any]:
+async def revoke_key(ctx: Context[OpenAISettings], key_to_revoke: str) -> dict[str, Any]:
     """Revoke a key by id; `NotFound` when no such key is active."""
     initial = setting_hash(ctx.settings.api_key)
     async with _locked(ctx):
@@ -225,7 +228,7 @@ async def revoke_key(ctx: Context, key_to_revoke: str) -> dict[str, Any]:
     return {"revoked": key_to_revoke}
 
 
-async def list_keys(ctx: Context) -> dict[str, Any]:
+async def list_keys(ctx: Context[OpenAISettings]) -> dict[str, Any]:
     """The active keys (ids, labels, models; never hashes)."""
     doc = await _load(ctx.storage)
     initial = setting_hash(ctx.settings.api_key)

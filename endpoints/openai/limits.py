@@ -36,7 +36,7 @@ class Slot:
                     await storage.incr(self._counter, 1, ttl=INFLIGHT_TTL)
 
 
-async def admit(ctx: Context, key: KeyInfo, settings: OpenAISettings) -> Slot:
+async def admit(ctx: Context[OpenAISettings], key: KeyInfo, settings: OpenAISettings) -> Slot:
     """Count the request against `key`'s limits; 429 (with Retry-After) when over one."""
     limit = settings.key_requests_per_minute
     if limit is not None:

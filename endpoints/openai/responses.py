@@ -376,7 +376,7 @@ def _slot_key(key_id: str, response_id: str) -> str:
     return f"resp:{key_id}:{response_id}"
 
 
-async def stored_response(ctx: Context, key: KeyInfo, response_id: str) -> dict[str, Any]:
+async def stored_response(ctx: Context[OpenAISettings], key: KeyInfo, response_id: str) -> dict[str, Any]:
     """The stored record of a response of `key` (`{"response", "thread"}`); 404 otherwise."""
     raw = await ctx.storage.get(_slot_key(key.id, response_id)) if len(response_id) <= 128 else None
     if raw is None:
@@ -385,7 +385,9 @@ async def stored_response(ctx: Context, key: KeyInfo, response_id: str) -> dict[
     return record
 
 
-async def _thread(ctx: Context, req: ResponsesRequest, key: KeyInfo, user: str, mode: str) -> Thread | None:
+async def _thread(
+    ctx: Context[OpenAISettings], req: ResponsesRequest, key: KeyInfo, user: str, mode: str
+) -> Thread | None:
     if mode in INPUT_MODES:
         return None
     if req.previous_response_id is not None:
@@ -407,7 +409,7 @@ async def _thread(ctx: Context, req: ResponsesRequest, key: KeyInfo, user: str, 
 
 @dataclass(slots=True)
 class _Turn:
-    ctx: Context
+    ctx: Context[OpenAISettings]
     req: ResponsesRequest
     key: KeyInfo
     user: str
@@ -432,9 +434,11 @@ class _Turn:
         )
 
 
-async def create_response(ctx: Context, req: ResponsesRequest, key: KeyInfo, created: int, slot: Slot) -> Response:
+async def create_response(
+    ctx: Context[OpenAISettings], req: ResponsesRequest, key: KeyInfo, created: int, slot: Slot
+) -> Response:
     """Answer `req` with its model's app; `slot` (the key's in-flight slot) is released at the end."""
-    settings: OpenAISettings = ctx.settings
+    settings = ctx.settings
     app, chat = req.chat.model, req.chat
     user = dify_user(key.id, chat.user)
     mode = ctx.apps.get(app).mode

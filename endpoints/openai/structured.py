@@ -68,7 +68,7 @@ def structured_failed(outcome: Structured) -> OpenAIError:
 
 
 async def ask_structured(
-    ctx: Context,
+    ctx: Context[OpenAISettings],
     app: str,
     dify: DifyCall,
     fmt: OutputFormat,
@@ -153,7 +153,9 @@ async def _waiting(
         await slot.release()
 
 
-async def complete_structured(ctx: Context, call: Call, app: str, slot: Slot, fmt: OutputFormat) -> Response:
+async def complete_structured(
+    ctx: Context[OpenAISettings], call: Call, app: str, slot: Slot, fmt: OutputFormat
+) -> Response:
     """A chat completion whose content is JSON in `fmt` (streamed or not); `slot` released at the end."""
     request, settings = call.request, call.settings
     mode = ctx.apps.get(app).mode

@@ -60,7 +60,7 @@ def _is_json(request: Request) -> bool:
 @plugin.route("/events", methods=["POST"])
 @plugin.route("/commands", methods=["POST"])
 @plugin.route("/interactivity", methods=["POST"])
-async def inbound(request: Request, ctx: Context) -> Response:
+async def inbound(request: Request, ctx: Context[SlackSettings]) -> Response:
     if _is_json(request):
         return await _event(request, ctx)
     if is_ssl_check(request):
@@ -73,7 +73,7 @@ async def inbound(request: Request, ctx: Context) -> Response:
     raise BadRequest("not a Slack event, slash command or interactivity payload")
 
 
-async def _event(request: Request, ctx: Context) -> Response:
+async def _event(request: Request, ctx: Context[SlackSettings]) -> Response:
     envelope = request.json()
     if not isinstance(envelope, dict):
         raise BadRequest("a Slack event is a JSON object")
@@ -89,7 +89,7 @@ async def _event(request: Request, ctx: Context) -> Response:
     trigger = classify(envelope)
     if isinstance(trigger, str):
         return Response.empty(200)
-    settings: SlackSettings = ctx.settings
+    settings = ctx.settings
     if trigger.kind == "thread" and not (
         settings.follow_threads and await ctx.storage.get(thread_key(trigger.team, trigger.channel, trigger.thread_ts))
     ):
@@ -102,11 +102,11 @@ async def _event(request: Request, ctx: Context) -> Response:
     return Response.empty(200)
 
 
-async def _command(form: dict[str, list[str]], request: Request, ctx: Context) -> Response:
+async def _command(form: dict[str, list[str]], request: Request, ctx: Context[SlackSettings]) -> Response:
     command = parse_command(form, request.received_at)
     if isinstance(command, str):
         raise BadRequest(f"slash command {command}")
-    settings: SlackSettings = ctx.settings
+    settings = ctx.settings
     if not command.text:
         return _ephemeral(
             f"Ask a question: `{command.command} what is our refund policy?` (`{command.command} reset` starts over)"

@@ -69,10 +69,10 @@ async def _upgrade_record(storage: Storage, key: str, lease: Lease) -> None:
         await storage.set(key, json.dumps(upgraded), ttl=RECORD_TTL, fence=lease)
 
 
-async def answer_event(job: JobInfo, ctx: Context) -> dict[str, Any]:
+async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, Any]:
     """Answer a mention, a DM or a thread reply (a `SlackTrigger` payload)."""
     trigger = SlackTrigger.from_payload(job.payload)
-    settings: SlackSettings = ctx.settings
+    settings = ctx.settings
     if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id):
         return {"status": "duplicate"}
     async with open_client(settings, ctx.clock, job.fence) as client, slack_failures(ctx):

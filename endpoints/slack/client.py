@@ -173,7 +173,7 @@ def rate_limited(exc: SlackApiError) -> RateLimited | None:
 
 
 @contextlib.asynccontextmanager
-async def slack_failures(ctx: Context) -> AsyncIterator[None]:
+async def slack_failures(ctx: Context[SlackSettings]) -> AsyncIterator[None]:
     """Map Slack failures to job outcomes: retry what may pass, dead-letter what can't.
 
     Every failure here already came back after the client's own retries (`ClockRetryHandler`), so

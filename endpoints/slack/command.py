@@ -44,7 +44,7 @@ class SlashReply:
     original: MessageRef | None = "original"
     native = None
 
-    def __init__(self, ctx: Context, command: SlashCommand, rules: ChatRules) -> None:
+    def __init__(self, ctx: Context[SlackSettings], command: SlashCommand, rules: ChatRules) -> None:
         self._ctx = ctx
         self._url = command.response_url
         self._key = "uses:" + command.key
@@ -116,10 +116,10 @@ def slash_rules(settings: SlackSettings) -> ChatRules:
     )
 
 
-async def answer_command(job: JobInfo, ctx: Context) -> dict[str, Any]:
+async def answer_command(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, Any]:
     """Answer a slash command (a `SlashCommand` payload) through its response_url."""
     command = SlashCommand.from_payload(job.payload)
-    settings: SlackSettings = ctx.settings
+    settings = ctx.settings
     if not settings.allows_response_url(command.response_url):
         raise JobError("the response_url does not point at Slack")
     reply = SlashReply(ctx, command, slash_rules(settings))

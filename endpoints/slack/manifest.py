@@ -72,7 +72,7 @@ def build_manifest(url: str, settings: SlackSettings, *, name: str | None = None
     }
 
 
-async def manifest_action(ctx: Context, args: Mapping[str, str]) -> str:
+async def manifest_action(ctx: Context[SlackSettings], args: Mapping[str, str]) -> str:
     """Print the app manifest of this endpoint (JSON)."""
     name = args.get("name")
     if name is not None and not 1 <= len(name.strip()) <= MAX_NAME:

@@ -28,8 +28,8 @@ def is_ssl_check(request: Request) -> bool:
     return fields.get("ssl_check") == "1" and set(fields) <= _SSL_CHECK_KEYS
 
 
-async def verify(request: Request, ctx: Context) -> Verdict:
-    settings: SlackSettings = ctx.settings
+async def verify(request: Request, ctx: Context[SlackSettings]) -> Verdict:
+    settings = ctx.settings
     if is_ssl_check(request):
         return Verdict.skipped()  # answered 200 with no effect, as Bolt does
     if settings.signing_secret is None:

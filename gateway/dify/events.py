@@ -15,13 +15,15 @@ one `model_validate` on a dict picked by name, which costs a few microseconds pe
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from gateway.dify.sse import ServerSentEvent
 from gateway.exceptions import BadRequest
 from gateway.security.boundedjson import loads as bounded_loads
+
+if TYPE_CHECKING:  # a type name only: the events (and the plugin contract) do not load httpx
+    from gateway.dify.sse import ServerSentEvent
 
 __all__ = [
     "AgentLogEvent",

@@ -278,7 +278,7 @@ class EndpointService:
         for name in plugin.secret_fields():
             if isinstance(values.get(name), str):
                 values[name] = self._box.decrypt(values[name], context=f"endpoint:{record.id}:{name}")
-        model = plugin.settings_model.model_validate(values)
+        model: BaseModel = plugin.settings_model.model_validate(values)
         if len(self._settings_cache) > 1024:
             self._settings_cache.clear()
         self._settings_cache[key] = model
@@ -532,7 +532,8 @@ class EndpointService:
         try:
             # Strict, as JSON: settings are admin input (issue 11), so `false` is not a number of
             # seconds and `0` is not a boolean, while JSON arrays and strings fill tuples and enums.
-            return plugin.settings_model.model_validate_json(_json_text(values), strict=True)
+            model: BaseModel = plugin.settings_model.model_validate_json(_json_text(values), strict=True)
+            return model
         except ValidationError as exc:
             # Never echo the input: a rejected value may be a secret.
             errors: list[dict[str, object]] = [

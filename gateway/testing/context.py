@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic
 
 import httpx
 from pydantic import BaseModel
+from typing_extensions import TypeVar
 
 from gateway.clock import Clock
 from gateway.plugin import EndpointInfo, Permission, PermissionDenied, Plugin, Request, Response
@@ -24,6 +25,8 @@ from gateway.testing.storage import MemoryStorage
 
 __all__ = ["FakeContext"]
 
+SettingsT = TypeVar("SettingsT", bound=BaseModel, default=Any)
+
 
 def _no_network(request: httpx.Request) -> httpx.Response:
     raise httpx.ConnectError(
@@ -33,8 +36,9 @@ def _no_network(request: httpx.Request) -> httpx.Response:
     )
 
 
-class FakeContext:
+class FakeContext(Generic[SettingsT]):
     """A plugin's `Context` without a gateway, enforcing the plugin's permissions like the real one.
+    Typed like the plugin: `FakeContext(plugin)` of a `Plugin[S]` is a `Context[S]`.
 
         ctx = FakeContext(plugin, {"secret": "..."}, answer="Hello!")
         response = await ctx.dispatch(signed.request("/"))
@@ -57,8 +61,8 @@ class FakeContext:
 
     def __init__(
         self,
-        plugin: Plugin,
-        settings: Mapping[str, Any] | BaseModel | None = None,
+        plugin: Plugin[SettingsT],
+        settings: Mapping[str, Any] | SettingsT | None = None,
         *,
         answer: str = "echo",
         apps: Mapping[str, SimulatorConfig | RunningSimulator] | None = None,
@@ -71,7 +75,7 @@ class FakeContext:
         self.plugin = plugin
         self._clock: Clock = clock or VirtualClock()
         model = plugin.settings_model
-        self._settings = settings if isinstance(settings, model) else model.model_validate(settings or {})
+        self._settings: SettingsT = settings if isinstance(settings, model) else model.model_validate(settings or {})
         specs = (
             apps
             if apps is not None
@@ -88,7 +92,7 @@ class FakeContext:
             logging.getLogger(f"gateway.plugins.{plugin.name}"), {"endpoint_id": endpoint_id}
         )
 
-    async def __aenter__(self) -> FakeContext:
+    async def __aenter__(self) -> FakeContext[SettingsT]:
         return self
 
     async def __aexit__(
@@ -118,7 +122,7 @@ class FakeContext:
         return self._endpoint
 
     @property
-    def settings(self) -> Any:
+    def settings(self) -> SettingsT:
         return self._settings
 
     @property

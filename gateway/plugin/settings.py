@@ -1,0 +1,32 @@
+"""Helpers for a plugin's settings model: fields every plugin spells the same, and which are secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr
+
+__all__ = ["query_input_setting", "secret_fields"]
+
+
+def query_input_setting() -> Any:
+    """The `query_input` field of a plugin's settings model, the same in every plugin:
+    `query_input: str | None = query_input_setting()`. The gateway reads it (see `AppInfo.query_input`)."""
+    return Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="Input variable of Workflow/Completion apps that receives the user's text "
+        "(default: the app's text input, read from GET /parameters)",
+    )
+
+
+def secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    """Names of the fields typed as `SecretStr` (optional or not): encrypted at rest, masked on read."""
+    names = set()
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        args = getattr(annotation, "__args__", ())
+        if annotation is SecretStr or SecretStr in args:
+            names.add(name)
+    return frozenset(names)
