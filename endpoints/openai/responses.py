@@ -49,6 +49,7 @@ from endpoints.openai.translate import (
     Message,
     answer_reasoning,
     answer_text,
+    content_parts,
     optional,
     usage_dict,
 )
@@ -91,27 +92,17 @@ def _image(part: dict[str, Any], param: str) -> Attachment:
     return image_part(part.get("image_url"), f"{param}.image_url")
 
 
-def _content(content: Any, param: str) -> tuple[str, tuple[Attachment, ...]]:
-    if isinstance(content, str):
-        return content, ()
-    if not isinstance(content, list):
-        raise _bad("content must be a string or an array of content parts", param)
-    texts: list[str] = []
-    files: list[Attachment] = []
-    for j, part in enumerate(content):
-        where = f"{param}[{j}]"
-        kind = part.get("type") if isinstance(part, dict) else None
-        if kind in TEXT_PARTS and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "input_image":
-            files.append(_image(part, where))
-        elif kind == "input_file":
-            files.append(file_part(part, where))
-        elif kind == "input_audio":
-            raise _bad("input_audio parts are not supported here", f"{where}.type", "unsupported_content_type")
-        else:
-            raise _bad("content parts must be input_text, output_text, input_image or input_file", f"{where}.type")
-    return "\n".join(texts), tuple(files)
+def _response_part(kind: Any, part: dict[str, Any], where: str) -> str | Attachment:
+    if kind in TEXT_PARTS and isinstance(part.get("text"), str):
+        text: str = part["text"]
+        return text
+    if kind == "input_image":
+        return _image(part, where)
+    if kind == "input_file":
+        return file_part(part, where)
+    if kind == "input_audio":
+        raise _bad("input_audio parts are not supported here", f"{where}.type", "unsupported_content_type")
+    raise _bad("content parts must be input_text, output_text, input_image or input_file", f"{where}.type")
 
 
 def _input(value: Any) -> list[Message]:
@@ -132,7 +123,7 @@ def _input(value: Any) -> list[Message]:
         role = item.get("role")
         if role not in ROLES:
             raise _bad(f"role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
-        text, files = _content(item.get("content"), f"{where}.content")
+        text, files = content_parts(item.get("content"), f"{where}.content", _response_part)
         messages.append(Message(role, text, files))
     if not messages or messages[-1].role != "user":
         raise _bad("the last input item must be a user message", "input")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +35,7 @@ __all__ = [
     "answer_text",
     "broadcast_section",
     "completion_body",
+    "content_parts",
     "file_markdown",
     "history_key",
     "model_entry",
@@ -109,9 +110,11 @@ def _bad(message: str, param: str | None) -> OpenAIError:
     return OpenAIError(400, message, param=param)
 
 
-def _parts(content: Any, param: str) -> tuple[str, tuple[Attachment, ...]]:
-    if content is None:
-        return "", ()
+def content_parts(
+    content: Any, param: str, read: Callable[[Any, dict[str, Any], str], str | Attachment]
+) -> tuple[str, tuple[Attachment, ...]]:
+    """A message's `content` (a string or an array of parts) as its text and its files: `read(kind,
+    part, where)` turns each part into text or a file, or raises the surface's 400."""
     if isinstance(content, str):
         return content, ()
     if not isinstance(content, list):
@@ -119,17 +122,24 @@ def _parts(content: Any, param: str) -> tuple[str, tuple[Attachment, ...]]:
     texts: list[str] = []
     files: list[Attachment] = []
     for j, part in enumerate(content):
-        where = f"{param}[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind == "text" and isinstance(part.get("text"), str):
-            texts.append(part["text"])
-        elif kind == "image_url":
-            files.append(image_part(part.get("image_url"), f"{where}.image_url"))
-        elif kind == "file" and isinstance(part.get("file"), dict):
-            files.append(file_part(part["file"], f"{where}.file"))
+        read_part = read(kind, part if isinstance(part, dict) else {}, f"{param}[{j}]")
+        if isinstance(read_part, str):
+            texts.append(read_part)
         else:
-            raise _bad("content parts must be text, image_url ({url}) or file ({file_data, filename})", where)
+            files.append(read_part)
     return "\n".join(texts), tuple(files)
+
+
+def _chat_part(kind: Any, part: dict[str, Any], where: str) -> str | Attachment:
+    if kind == "text" and isinstance(part.get("text"), str):
+        text: str = part["text"]
+        return text
+    if kind == "image_url":
+        return image_part(part.get("image_url"), f"{where}.image_url")
+    if kind == "file" and isinstance(part.get("file"), dict):
+        return file_part(part["file"], f"{where}.file")
+    raise _bad("content parts must be text, image_url ({url}) or file ({file_data, filename})", where)
 
 
 def _messages(value: Any) -> tuple[Message, ...]:
@@ -145,7 +155,9 @@ def _messages(value: Any) -> tuple[Message, ...]:
             raise _bad(f"role must be one of {', '.join(sorted(ROLES))}", f"{where}.role")
         if role == "user" and item.get("content") is None:
             raise _bad("a user message needs content", f"{where}.content")
-        text, files = _parts(item.get("content"), f"{where}.content")
+        text, files = (
+            ("", ()) if item.get("content") is None else content_parts(item["content"], f"{where}.content", _chat_part)
+        )
         out.append(Message(role, text, files))
     if out[-1].role != "user":
         raise _bad("the last message must be a user message", "messages")
