@@ -127,8 +127,11 @@ class JobQueue:
         """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or
         `timeout` passes."""
         waiting = self._wake.setdefault(kind, asyncio.Queue(maxsize=1024))
+        # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` drops a cancellation that
+        # arrives as the token does, and a worker told to stop would keep running.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(waiting.get(), timeout)
+            async with asyncio.timeout(timeout):
+                await waiting.get()
 
 
 def new_job_id() -> str:

@@ -76,7 +76,8 @@ class StartedJob:
         deadline = self._clock.monotonic() + timeout
         if self.local:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._finished.wait(), timeout)
+                async with asyncio.timeout(timeout):  # not `wait_for`, which may drop a cancellation
+                    await self._finished.wait()
         while True:
             job = await self._store.job_get(self.id)
             if job is None or job.state in ("done", "dead") or self._clock.monotonic() >= deadline:
