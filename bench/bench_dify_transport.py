@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.servers import free_port  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.dify import AskRequest, DifyApp, DifyClient, RetryPolicy, make_http_client  # noqa: E402
 from gateway.simulator.config import SimulatorConfig  # noqa: E402
@@ -83,12 +83,6 @@ HEADER = (
     "| transport        | answers | errors | answers/s | p50 ms  | p99 ms  | CPU ms/answer |\n"
     "|------------------|---------|--------|-----------|---------|---------|---------------|"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def serve(port: int) -> None:

@@ -32,7 +32,6 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
 from gateway.plugin import (
@@ -55,6 +54,7 @@ from gateway.plugin import (
     new_webhook_secret,
     parse_webhook_secret,
     query_input_setting,
+    schema_error,
     standard_webhook_headers,
     verify_standard_webhook,
 )
@@ -93,11 +93,9 @@ class WebhookSettings(BaseModel):
     @field_validator("response_schema")
     @classmethod
     def _schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
-        if value is not None:
-            try:
-                jsonschema.Draft202012Validator.check_schema(value)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        error = schema_error(value) if value is not None else None
+        if error is not None:
+            raise ValueError(f"not a valid JSON Schema: {error}")
         return value
 
 

@@ -89,10 +89,6 @@ class Bridge:
     async def describe(self, name: str | None = None) -> AppInfo:
         return self._info(await self._described(self._record(name)))
 
-    def dify_app(self, name: str | None = None) -> DifyApp:
-        """The app as the Dify client sees it (key decrypted), for plugins' own lower-level use."""
-        return self._to_dify(self._record(name))
-
     @contextlib.asynccontextmanager
     async def stream(
         self,

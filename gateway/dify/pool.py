@@ -29,10 +29,6 @@ class ConnectionSlots(httpx.AsyncBaseTransport):
         self._slots = anyio.Semaphore(limit)
         self.limit = limit
 
-    @property
-    def in_use(self) -> int:
-        return self.limit - self._slots.value
-
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         timeout = request.extensions.get("timeout", {}).get("pool")
         acquired = False

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 import endpoints.webhook as webhook
 from gateway.clock import SystemClock
@@ -54,3 +55,20 @@ async def test_a_task_whose_app_is_no_longer_bound_fails_instead_of_retrying() -
     assert (run.id, run.state, run.attempts) == (task_id, "done", 1)
     assert run.result is not None and run.result["status"] == "failed"
     assert run.result["error"]["code"] == "not_found"
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    schema: dict[str, Any] = {}
+    for _ in range(depth):
+        schema = {"not": schema}
+    return schema
+
+
+@pytest.mark.parametrize(
+    ("schema", "says"),
+    [({"type": 5}, "not a valid JSON Schema: 5 is not valid"), (_nested(5000), "nested too deeply")],
+)
+def test_a_response_schema_that_is_not_one_is_refused_with_the_reason(schema: dict[str, Any], says: str) -> None:
+    # The same check as the OpenAI plugin's schemas (gateway.plugin.schema_error), not a second one.
+    with pytest.raises(ValidationError, match=says):
+        webhook.WebhookSettings(secret=new_webhook_secret(), response_schema=schema)

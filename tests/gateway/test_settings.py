@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import stat
 from pathlib import Path
 
@@ -427,3 +428,15 @@ def test_capacity_and_breaker_settings() -> None:
     for name, value in wrong.items():
         with pytest.raises(ConfigurationError, match=f"GATEWAY_{name.upper()}"):
             valid(**{name: value}).validate()
+
+
+# -- the README's Configuration table ---------------------------------------------------------------
+
+
+def test_readme_configuration_table_lists_every_setting_and_nothing_else() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    table = readme.split("## Configuration", 1)[1].split("\n\n", 2)[2].split("\n\n", 1)[0]
+    rows = [line.split("|")[1] for line in table.splitlines() if line.startswith("| `GATEWAY_")]
+    documented = {name.lower() for row in rows for name in re.findall(r"`GATEWAY_([A-Z_]+)`", row)}
+    fields = set(Settings.model_fields) - {"extra"}  # `extra`: the variables handed to plugins
+    assert documented == fields

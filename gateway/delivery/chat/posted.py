@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Literal, Protocol, TypeVar, get_args
+from typing import Generic, Literal, Protocol, TypeVar
 
 from gateway.delivery.chat.adapter import MessageRef
 
@@ -29,7 +29,6 @@ __all__ = [
 ]
 
 PostedKind = Literal["message", "stream"]
-_KINDS = get_args(PostedKind)
 POSTED_TTL = 24 * 3600.0
 _FenceT = TypeVar("_FenceT")
 _FenceT_contra = TypeVar("_FenceT_contra", contravariant=True)
