@@ -29,7 +29,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from endpoints.openai.errors import OpenAIError
 from endpoints.openai.settings import OpenAISettings
-from gateway.plugin import BadRequest, Context, PayloadTooLarge, UnsupportedMediaType, file_type
+from gateway.plugin import BadRequest, Context, PayloadTooLarge, UnsupportedMediaType, file_type, private_url_host
 
 __all__ = ["Attachment", "dify_files", "file_part", "image_part", "web_url"]
 
@@ -49,6 +49,15 @@ def web_url(url: str) -> bool:
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def _public_url(url: str, param: str) -> str:
+    """`url`, unless its host can only be inside a network: Dify downloads it, from wherever Dify
+    runs (cloud metadata, the Dify API's own neighbours), so such URLs never leave the gateway."""
+    host = private_url_host(url)
+    if host is not None:
+        raise _bad(f"{param} must point to a public host, not {host[:64]!r}", param, "invalid_url")
+    return url
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +110,7 @@ def image_part(value: Any, param: str) -> Attachment:
         return Attachment.of(_data_url(url, param), "image", param)
     if not web_url(url):
         raise _bad("image URLs must be http(s) or data: URLs", param)
-    return Attachment.of(url, "image", param)
+    return Attachment.of(_public_url(url, param), "image", param)
 
 
 def file_part(part: dict[str, Any], param: str) -> Attachment:
@@ -121,7 +130,7 @@ def file_part(part: dict[str, Any], param: str) -> Attachment:
     if isinstance(url, str) and url:
         if not web_url(url):
             raise _bad("file_url must be an http(s) URL", f"{param}.file_url")
-        return Attachment.of(url, "file", f"{param}.file_url", name)
+        return Attachment.of(_public_url(url, f"{param}.file_url"), "file", f"{param}.file_url", name)
     if part.get("file_id") is not None:
         raise _bad(
             "file_id is not supported (no Files API here): send the file inline as file_data",

@@ -136,6 +136,7 @@ from gateway.plugin.streams import AnswerStream
 from gateway.plugin.wire import Headers, Request, Response, Verdict
 from gateway.records.appform import FileUpload, file_type
 from gateway.retry_after import retry_after_seconds
+from gateway.security.addresses import private_url_host
 from gateway.security.signatures import (
     check_timestamp,
     new_webhook_secret,
@@ -233,6 +234,7 @@ __all__ = [
     "open_fence",
     "parse_ed25519_public_key",
     "parse_webhook_secret",
+    "private_url_host",
     "problems",
     "query_input_setting",
     "retry_after_seconds",

@@ -23,19 +23,18 @@ Error messages name at most the host, never the full URL (its query may carry se
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import anyio
 import httpcore
 import httpx
 
 from gateway.exceptions import BadRequest
+from gateway.security.addresses import _ip_literal, _normalise_host, is_public_address
 
 __all__ = [
     "DEFAULT_TIMEOUT_S",
@@ -60,28 +59,6 @@ DEFAULT_TIMEOUT_S = 15.0  # Standard Webhooks suggests 15-30 s
 NON_PUBLIC = "callback host resolves to a non-public address"
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")  # after IDNA encoding and lowercasing
-
-# security.md §6 (Svix `is_allowed()`), plus multicast, Teredo, site-local and local-use NAT64.
-# fmt: off
-_BLOCKED_V4 = tuple(IPv4Network(net) for net in (
-    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8",  # this network, private, CGNAT, loopback
-    "169.254.0.0/16", "172.16.0.0/12", "192.168.0.0/16",  # link-local (cloud metadata), private
-    "192.0.0.0/24", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24",  # IETF, documentation
-    "198.18.0.0/15", "224.0.0.0/4", "240.0.0.0/4",  # benchmarking, multicast, reserved + broadcast
-))
-_BLOCKED_V6 = tuple(IPv6Network(net) for net in (
-    "::/96",  # unspecified, loopback, deprecated IPv4-compatible
-    # NAT64 outside the well-known /96 (judged by its IPv4 below): the local-use /48 (RFC 8215),
-    # whose IPv4 sits where the operator's prefix length puts it, and the unassigned rest.
-    "64:ff9b::/32",
-    "2001::/32", "2001:db8::/32",  # Teredo (tunnels to an IPv4 server and client), documentation
-    "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",  # unique local, link-local, site-local, multicast
-))
-# Prefixes whose last 32 bits are the IPv4 address actually reached: IPv4-mapped (RFC 4291),
-# IPv4-translated (RFC 6145 / RFC 2765 SIIT) and the NAT64 well-known prefix (RFC 6052).
-_TRANSLATED_V4 = tuple(IPv6Network(net) for net in ("::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96"))
-# fmt: on
-_ISATAP_IID = 0x00005EFE  # RFC 5214 interface id `0:5efe:a.b.c.d` (the u/g bit may be set: 200:5efe)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,61 +91,6 @@ class ParsedUrl:
         """`scheme://host:port`, safe to show and log."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.scheme}://{host}:{self.port}"
-
-
-def _ip_literal(text: str) -> IPv4Address | IPv6Address | None:
-    if "%" in text:  # IPv6 zone ids have no business in a callback URL
-        return None
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _normalise_host(host: str) -> str:
-    name = host.strip().lower().removeprefix("[").removesuffix("]").rstrip(".")
-    literal = _ip_literal(name)
-    return name if literal is None else str(literal)
-
-
-def _translated_ipv4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 address an IPv4-mapped, IPv4-translated or NAT64 (64:ff9b::/96) address reaches."""
-    if any(ip in net for net in _TRANSLATED_V4):
-        return IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def _tunnelled_ipv4(ip: IPv6Address) -> IPv4Address | None:
-    """The IPv4 endpoint inside a 6to4 (2002::/16) or ISATAP address, which a relay sends to."""
-    if ip.sixtofour is not None:
-        return ip.sixtofour
-    if (int(ip) >> 32) & 0xFDFFFFFF == _ISATAP_IID:
-        return IPv4Address(int(ip) & 0xFFFFFFFF)
-    return None
-
-
-def is_public_address(ip: IPv4Address | IPv6Address) -> bool:
-    """False for every private, loopback, link-local, reserved, documentation or multicast address.
-
-    IPv6 forms that stand for an IPv4 address (mapped `::ffff:a.b.c.d`, translated
-    `::ffff:0:a.b.c.d`, NAT64 `64:ff9b::a.b.c.d`) are judged by that IPv4 address; forms that
-    tunnel to one (6to4, ISATAP) need both to be public; the other NAT64 prefixes, Teredo and
-    IPv4-compatible addresses are refused outright. `ipaddress.is_global` is also required,
-    which adds the rest of the IANA special-purpose registries.
-    """
-    if isinstance(ip, IPv6Address):
-        translated = _translated_ipv4(ip)
-        if translated is not None:
-            return _is_public_ipv4(translated)
-        if any(ip in net for net in _BLOCKED_V6):
-            return False
-        tunnelled = _tunnelled_ipv4(ip)
-        return ip.is_global and (tunnelled is None or _is_public_ipv4(tunnelled))
-    return _is_public_ipv4(ip)
-
-
-def _is_public_ipv4(ip: IPv4Address) -> bool:
-    return ip.is_global and not any(ip in net for net in _BLOCKED_V4)
 
 
 def check_url_syntax(url: str, policy: UrlPolicy) -> ParsedUrl:

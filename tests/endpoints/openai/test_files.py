@@ -103,3 +103,24 @@ def test_inline_data_never_reaches_a_transcript_and_fingerprints_by_digest() -> 
     assert history_key("k", "u", "m", [Message("user", "look", (inline,))]) == same
     other = Attachment.of("data:image/png;base64,AAAA", "image", "p")
     assert history_key("k", "u", "m", [Message("user", "look", (other,))]) != same
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata
+        "https://127.0.0.1/a.png",
+        "https://[::ffff:10.0.0.1]/a.png",
+        "https://2130706433/a.png",  # 127.0.0.1 as one number
+        "https://localhost:8080/a.png",
+        "https://api.internal/a.png",
+        "https://printer/a.png",  # a single-label name: only a local resolver knows it
+    ],
+)
+def test_urls_dify_would_fetch_inside_its_network_are_refused(url: str) -> None:
+    with pytest.raises(OpenAIError) as caught:
+        image_part({"url": url}, "messages[0].content[1].image_url")
+    assert caught.value.status == 400 and caught.value.code == "invalid_url" and "public host" in caught.value.message
+    with pytest.raises(OpenAIError) as caught:
+        file_part({"file_url": url}, "input[0].content[0]")
+    assert caught.value.param == "input[0].content[0].file_url"
