@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import httpx
 
 from gateway.clock import Clock
@@ -17,7 +19,29 @@ from gateway.records.endpoints import EndpointRecord, EndpointService
 from gateway.security.ssrf import UrlPolicy
 from gateway.storage.base import Store
 
-__all__ = ["ContextFactory"]
+__all__ = ["CONTEXT_CACHE_SIZE", "ContextFactory"]
+
+CONTEXT_CACHE_SIZE = 1024  # endpoints whose request context is kept; the cache is emptied when full
+
+
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """A context and the records it was built from: it serves while the same records are current."""
+
+    record: EndpointRecord
+    plugin: Plugin
+    apps: tuple[AppRecord, ...]
+    context: PluginContext
+
+    def built_from(self, record: EndpointRecord, plugin: Plugin, apps: tuple[AppRecord, ...]) -> bool:
+        # Identity, not equality: a change anywhere reads (and caches) a new record object, and the
+        # entry holds the old ones, so their identities can't be reused while it is kept.
+        return (
+            self.record is record
+            and self.plugin is plugin
+            and len(self.apps) == len(apps)
+            and all(a is b for a, b in zip(self.apps, apps, strict=True))
+        )
 
 
 class ContextFactory:
@@ -47,9 +71,30 @@ class ContextFactory:
         self._http = http
         self._clock = clock
         self._callback_policy = callback_policy
+        self._built: dict[str, _Built] = {}
 
     async def build(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
         """The context of one handler call for `record` (its settings and apps as they are now)."""
+        records, fallbacks = await self._app_records(record)
+        return self._assemble(record, plugin, records, fallbacks)
+
+    async def for_request(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
+        """`build`, reusing the context built for the same endpoint record, plugin and app records.
+
+        The request path resolves the same cached records again and again; a change to the
+        endpoint or to one of its apps (or its fallback) is a new record, so a new context."""
+        records, fallbacks = await self._app_records(record)
+        apps = (*records.values(), *fallbacks.values())
+        built = self._built.get(record.id)
+        if built is not None and built.built_from(record, plugin, apps):
+            return built.context
+        context = self._assemble(record, plugin, records, fallbacks)
+        if len(self._built) >= CONTEXT_CACHE_SIZE:
+            self._built.clear()
+        self._built[record.id] = _Built(record, plugin, apps, context)
+        return context
+
+    async def _app_records(self, record: EndpointRecord) -> tuple[dict[str, AppRecord], dict[str, AppRecord]]:
         records: dict[str, AppRecord] = {}
         fallbacks: dict[str, AppRecord] = {}
         for name in record.apps:
@@ -59,6 +104,11 @@ class ContextFactory:
             records[name] = app
             if app.fallback and (fallback := await self._apps.cached(app.fallback)) is not None:
                 fallbacks[name] = fallback
+        return records, fallbacks
+
+    def _assemble(
+        self, record: EndpointRecord, plugin: Plugin, records: dict[str, AppRecord], fallbacks: dict[str, AppRecord]
+    ) -> PluginContext:
         settings = self._endpoints.settings(record, plugin)
         query_input = getattr(settings, "query_input", None)  # the same setting in every plugin that has it
         bridge = Bridge(

@@ -8,12 +8,13 @@ forged, disabled and deleted endpoints all get the same 404.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from dataclasses import dataclass
 
-from starlette.requests import ClientDisconnect, Request as StarletteRequest
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse, StreamingResponse
 from starlette.types import Scope
 
@@ -54,10 +55,17 @@ class Ingress:
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        # Request ids: a random per-process prefix and a counter (no syscall per request), unique
+        # across processes and restarts as long as the prefixes are.
+        self._id_prefix = secrets.token_hex(5)
+        self._id_counter = itertools.count()
+
+    def _request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._id_counter):06x}"
 
     async def __call__(self, request: StarletteRequest) -> StarletteResponse:
         started = self.gateway.clock.monotonic()
-        trace = _Trace(request.headers.get("x-request-id", "")[:64] or secrets.token_hex(8))
+        trace = _Trace(request.headers.get("x-request-id", "")[:64] or self._request_id())
         try:
             response = await self._dispatch(request, trace)
         except Exception as exc:  # mapped here rather than by the app, so the status is accounted below
@@ -75,14 +83,14 @@ class Ingress:
         limit = record.options.rate_limit_per_minute
         await gateway.limiter.hit(f"ep:{record.id}", gateway.settings.rate_limit_per_minute if limit is None else limit)
         trace.body = await self._read_body(request, record)
-        inbound = self._inbound(request, record, trace)
-        route, params, allowed = plugin.match(inbound.method, inbound.path)
+        method, path = request.scope["method"], "/" + request.path_params.get("path", "")
+        route, params, allowed = plugin.match(method, path)
         if route is None:
             if allowed:
                 raise MethodNotAllowed("this route does not accept that method", allow=allowed)
-            raise NotFound(f"this endpoint has no route {inbound.path}")
-        inbound = replace(inbound, path_params=params)
-        ctx = await gateway.contexts.build(record, plugin)
+            raise NotFound(f"this endpoint has no route {path}")
+        inbound = self._inbound(request, method, path, params, record, trace)
+        ctx = await gateway.contexts.for_request(record, plugin)
         trace.verdict = "skipped"
         if route.verify:
             verdict = await plugin.verifier(inbound, ctx)
@@ -107,17 +115,34 @@ class Ingress:
             # Length first: int() raises past 4300 digits, and 19 digits are more than any cap.
             if len(length) > 18 or int(length) > cap:
                 raise PayloadTooLarge(f"the request body is larger than {cap} bytes")
-        try:
-            return await request.body()
-        except ClientDisconnect:
-            # The client hung up mid-body: nobody reads the answer; not a plugin failure.
-            raise BadRequest("the client disconnected before the whole body arrived") from None
+        # Straight from `receive`: the body limit middleware under it counts and caps the bytes.
+        chunks: list[bytes] = []
+        while True:
+            message = await request.receive()
+            if message["type"] != "http.request":
+                # The client hung up mid-body: nobody reads the answer; not a plugin failure.
+                raise BadRequest("the client disconnected before the whole body arrived")
+            chunk: bytes = message.get("body", b"")
+            if not message.get("more_body", False):
+                if not chunks:
+                    return chunk
+                chunks.append(chunk)
+                return b"".join(chunks)
+            chunks.append(chunk)
 
-    def _inbound(self, request: StarletteRequest, record: EndpointRecord, trace: _Trace) -> Request:
+    def _inbound(
+        self,
+        request: StarletteRequest,
+        method: str,
+        path: str,
+        params: Mapping[str, str],
+        record: EndpointRecord,
+        trace: _Trace,
+    ) -> Request:
         scope = request.scope
         return Request(
-            method=scope["method"],
-            path="/" + request.path_params.get("path", ""),
+            method=method,
+            path=path,
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=Headers.from_asgi(scope["headers"]),
             body=trace.body,
@@ -125,6 +150,7 @@ class Ingress:
             endpoint_url=self.gateway.endpoints.url_for(request.path_params["token"]),
             received_at=self.gateway.clock.time(),
             client_ip=_client_ip(scope),
+            path_params=params,
             request_id=trace.request_id,
         )
 
