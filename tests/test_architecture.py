@@ -614,3 +614,55 @@ def test_the_installed_entry_points_match_pyproject() -> None:
 @pytest.mark.parametrize("path", [*python_files("gateway/plugin"), ROOT / "gateway/host/registry.py"], ids=rel)
 def test_the_plugin_api_modules_do_not_import_plugins(path: Path) -> None:
     assert not [i for i in imports(path) if top(i.module) in {"endpoints", "bots"}]
+
+
+# -- import cycles ----------------------------------------------------------------------------------
+
+
+def _import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return cycles
+
+
+def test_no_import_cycles_not_even_for_type_checking() -> None:
+    files = [p for package in ("gateway", "endpoints", "bots") for p in python_files(package)]
+    modules = {module_name(p) for p in files}
+    graph = {
+        module_name(p): {i.module for i in imports(p) if i.module in modules and i.module != module_name(p)}
+        for p in files
+    }
+    assert _import_cycles(graph) == []
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]

@@ -26,17 +26,15 @@ import contextlib
 import hashlib
 import hmac
 import json
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from endpoints.openai.hashes import hash_key, setting_hash
+from endpoints.openai.settings import OpenAISettings
 from gateway.plugin import BadRequest, Context, Headers, NotFound, Storage
-
-if TYPE_CHECKING:  # the settings model validates its keys with this module's hashes
-    from endpoints.openai.settings import OpenAISettings
 
 __all__ = [
     "KeyInfo",
@@ -56,7 +54,6 @@ KEY_PREFIX = "sk-dgw-"
 DOC = "keys"
 LOCK = "keys:lock"
 MAX_KEYS = 100
-HASH_SETTING = re.compile(r"sha256:([0-9a-f]{64})")
 VERIFIED_TTL = 5.0
 VERIFIED_MAX = 1024
 
@@ -76,10 +73,6 @@ class KeyInfo:
         return self.models is None or model in self.models
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
 def key_id(digest_hex: str) -> str:
     return "key_" + digest_hex[:12]
 
@@ -92,12 +85,6 @@ def generate_initial_key() -> tuple[str, str]:
     """The `generated` factory of the `api_key` setting: (the key, shown once; its hash, stored)."""
     key = new_key()
     return key, "sha256:" + hash_key(key)
-
-
-def setting_hash(value: str | None) -> str | None:
-    """The hex digest held by the `api_key` setting, if any."""
-    match = HASH_SETTING.fullmatch(value or "")
-    return match.group(1) if match else None
 
 
 def bearer_token(headers: Headers) -> str | None:

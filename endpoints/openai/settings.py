@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from endpoints.openai.keys import hash_key, setting_hash
+from endpoints.openai.hashes import hash_key, setting_hash
 from gateway.plugin import query_input_setting
 
 __all__ = ["OpenAISettings"]

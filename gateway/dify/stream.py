@@ -23,24 +23,23 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 import anyio
 import httpx
 
+from gateway.clock import Clock
+from gateway.dify.admission import Admission
 from gateway.dify.answer import AnswerBuilder
 from gateway.dify.breaker import Ticket
 from gateway.dify.errors import AnswerCutOff, ConversationNotFound, DifyStreamError, WorkflowFailed
 from gateway.dify.events import DifyEvent, MalformedEvent, PingEvent, parse_event
 from gateway.dify.models import Answer, AskRequest, Delta, DifyApp
 from gateway.dify.sse import ServerSentEvent, SSELineTooLong, aiter_sse
-from gateway.exceptions import UpstreamError, UpstreamTimeout
-
-if TYPE_CHECKING:
-    from gateway.dify.client import DifyClient
+from gateway.exceptions import Overloaded, UpstreamError, UpstreamTimeout
 
 __all__ = ["AnswerStream"]
 
@@ -71,6 +70,34 @@ class _Upstream:
             await self.response.aclose()
 
 
+T = TypeVar("T")
+
+
+class StreamingClient(Protocol):
+    """What a stream needs of the client that opened it (`DifyClient` is one): its HTTP client,
+    clock and limits, how it builds and classifies calls, its breaker-guarded retries and the
+    stop call. A protocol, so this module does not import the client that imports it."""
+
+    http: httpx.AsyncClient
+    clock: Clock
+    admission: Admission
+    idle_timeout: float
+    stream_timeout: httpx.Timeout
+    max_answer_chars: int
+    max_event_chars: int
+    stop_timeout: float
+
+    def headers(self, app: DifyApp, *, sse: bool = False) -> dict[str, str]: ...
+    def build_payload(self, app: DifyApp, request: AskRequest) -> tuple[str, dict[str, Any]]: ...
+    async def with_retries(
+        self, app: DifyApp, attempt: Callable[[], Awaitable[T]], deadline: float
+    ) -> tuple[T, Ticket]: ...
+    def judge(self, ticket: Ticket, error: UpstreamError | None, *, completed: bool = False) -> None: ...
+    def error_from_response(self, app: DifyApp, response: httpx.Response, body: bytes) -> UpstreamError: ...
+    def transport_error(self, app: DifyApp, exc: httpx.TransportError) -> UpstreamError | Overloaded: ...
+    async def stop(self, app: DifyApp, task_id: str, user: str) -> None: ...
+
+
 class AnswerStream:
     """A streamed answer. Use as an async context manager; created by `DifyClient.stream`.
 
@@ -91,7 +118,7 @@ class AnswerStream:
 
     def __init__(
         self,
-        client: DifyClient,
+        client: StreamingClient,
         app: DifyApp,
         request: AskRequest,
         *,

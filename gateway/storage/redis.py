@@ -28,9 +28,9 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError, ResponseError, TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+import gateway.storage._redis_lua as lua
 from gateway.clock import Clock
 from gateway.exceptions import ConfigurationError, StoreError
-from gateway.storage import _redis_lua as lua
 from gateway.storage._group_commit import GroupCommit
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue, redact_url
 

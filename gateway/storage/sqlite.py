@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
-from gateway.storage import _sqlite_sql as queries
 from gateway.storage._group_commit import GroupCommit
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
