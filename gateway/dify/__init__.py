@@ -37,7 +37,7 @@ if TYPE_CHECKING:
         DifyApp as DifyApp,
     )
     from gateway.dify.retry import RetryPolicy as RetryPolicy
-    from gateway.dify.stream import AnswerStream as AnswerStream
+    from gateway.dify.stream import DifyAnswerStream as DifyAnswerStream
 
 _WHERE = {
     "AnswerBuilder": "answer",
@@ -61,7 +61,7 @@ _WHERE = {
     "DeltaKind": "models",
     "DifyApp": "models",
     "RetryPolicy": "retry",
-    "AnswerStream": "stream",
+    "DifyAnswerStream": "stream",
 }
 
 __all__ = sorted(_WHERE)

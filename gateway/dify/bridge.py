@@ -25,7 +25,7 @@ from typing import Any
 from gateway.dify.client import DifyClient
 from gateway.dify.conversations import ConversationLocks, ConversationMap
 from gateway.dify.models import Answer, AskRequest, DifyApp
-from gateway.dify.stream import AnswerStream
+from gateway.dify.stream import DifyAnswerStream
 from gateway.exceptions import BadRequest, NotFound, PayloadTooLarge, UnsupportedMediaType, UpstreamError
 from gateway.plugin import AppInfo, UploadedFile
 from gateway.records.appform import INPUT_MODES, file_type, query_input_for
@@ -99,7 +99,7 @@ class Bridge:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
-    ) -> AsyncIterator[AnswerStream]:
+    ) -> AsyncIterator[DifyAnswerStream]:
         record = self._record(app)
         # Uploaded files belong to this app's Dify user: another app can't see them.
         uploaded = any(item.get("transfer_method") == "local_file" for item in files)
@@ -198,7 +198,7 @@ class Bridge:
     def _to_dify(self, record: AppRecord) -> DifyApp:
         return DifyApp(record.name, record.base_url, self._key_of(record), record.mode)  # type: ignore[arg-type]
 
-    def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> AnswerStream:
+    def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> DifyAnswerStream:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)
 
 

@@ -38,7 +38,7 @@ from gateway.dify.errors import classify, counts_against_app
 from gateway.dify.models import CHAT_MODES, Answer, AppDescription, AskRequest, DifyApp
 from gateway.dify.pool import ConnectionSlots
 from gateway.dify.retry import RetryPolicy
-from gateway.dify.stream import AnswerStream
+from gateway.dify.stream import DifyAnswerStream
 from gateway.exceptions import ConfigurationError, Overloaded, UpstreamError, UpstreamTimeout
 
 __all__ = ["DEFAULT_TIMEOUT", "DifyClient", "make_http_client"]
@@ -208,7 +208,7 @@ class DifyClient:
         fallback: DifyApp | None = None,
         retry_without_conversation: bool = True,
         deadline: float | None = None,
-    ) -> AnswerStream:
+    ) -> DifyAnswerStream:
         """Stream an answer: `async with client.stream(app, req) as s: async for d in s.deltas()`.
 
         Args:
@@ -218,7 +218,7 @@ class DifyClient:
                 `conversation_id`; the answer then has `conversation_reset=True` and the new id.
             deadline: overrides the client's overall deadline for this answer.
         """
-        return AnswerStream(
+        return DifyAnswerStream(
             self,
             app,
             request,
@@ -243,7 +243,7 @@ class DifyClient:
         async with stream:
             return await stream.collect()
 
-    # --- helpers shared with AnswerStream --------------------------------------------------------
+    # --- helpers shared with DifyAnswerStream --------------------------------------------------------
 
     def headers(self, app: DifyApp, *, sse: bool = False) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {app.api_key}"}

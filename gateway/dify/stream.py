@@ -1,4 +1,4 @@
-"""`AnswerStream`: one streamed Dify answer, from connect to cleanup.
+"""`DifyAnswerStream`: one streamed Dify answer, from connect to cleanup.
 
 Lifecycle:
 0. `__aenter__` takes one of the process's answer places (`Admission`; `Overloaded` when none
@@ -41,7 +41,7 @@ from gateway.dify.models import Answer, AskRequest, Delta, DifyApp
 from gateway.dify.sse import ServerSentEvent, SSELineTooLong, aiter_sse
 from gateway.exceptions import Overloaded, UpstreamError, UpstreamTimeout
 
-__all__ = ["AnswerStream"]
+__all__ = ["DifyAnswerStream"]
 
 logger = logging.getLogger(__name__)
 _MAX_ERROR_BODY = 64 * 1024
@@ -98,7 +98,7 @@ class StreamingClient(Protocol):
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None: ...
 
 
-class AnswerStream:
+class DifyAnswerStream:
     """A streamed answer. Use as an async context manager; created by `DifyClient.stream`.
 
     Example:
@@ -181,7 +181,7 @@ class AnswerStream:
 
     # --- context manager -------------------------------------------------------------------------
 
-    async def __aenter__(self) -> AnswerStream:
+    async def __aenter__(self) -> DifyAnswerStream:
         await self._client.admission.enter()
         self._admitted = True
         try:
@@ -392,12 +392,12 @@ class AnswerStream:
 
     def _require_builder(self) -> AnswerBuilder:
         if self._builder is None:
-            raise RuntimeError("AnswerStream is not open: use `async with client.stream(...)`")
+            raise RuntimeError("DifyAnswerStream is not open: use `async with client.stream(...)`")
         return self._builder
 
 
 class _EventIterator:
-    def __init__(self, stream: AnswerStream) -> None:
+    def __init__(self, stream: DifyAnswerStream) -> None:
         self._stream = stream
 
     def __aiter__(self) -> _EventIterator:
@@ -411,7 +411,7 @@ class _EventIterator:
 
 
 class _DeltaIterator:
-    def __init__(self, stream: AnswerStream) -> None:
+    def __init__(self, stream: DifyAnswerStream) -> None:
         self._stream = stream
         self._buffer: deque[Delta] = deque()
 

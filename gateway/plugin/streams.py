@@ -1,6 +1,6 @@
 """`AnswerStream`: a streamed answer as a plugin reads it (`ctx.apps.stream(...)` yields one).
 
-A protocol, so the contract does not load the Dify client: `gateway.dify.stream.AnswerStream` is
+A protocol, so the contract does not load the Dify client: `gateway.dify.stream.DifyAnswerStream` is
 the gateway's implementation (and `gateway.testing`'s simulated apps hand out the same class).
 """
 

@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 
 class AnswerSource(Protocol):
-    """A streamed answer (`gateway.dify.stream.AnswerStream` is one)."""
+    """A streamed answer (`gateway.dify.stream.DifyAnswerStream` is one)."""
 
     def deltas(self) -> AsyncIterator[Delta]:
         """The answer's steps as they arrive."""

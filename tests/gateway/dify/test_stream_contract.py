@@ -1,7 +1,7 @@
 """The Dify client's stream is the `AnswerStream` the plugin contract promises.
 
 `gateway.plugin.AnswerStream` is a protocol (the contract loads no HTTP client); mypy checks that
-`gateway.dify.stream.AnswerStream` satisfies it where `read` is called, and this test that what a
+`gateway.dify.stream.DifyAnswerStream` satisfies it where `read` is called, and this test that what a
 plugin does with it works on the real class.
 """
 
@@ -11,7 +11,7 @@ import pytest
 import respx
 
 from gateway.dify import AskRequest, DifyClient
-from gateway.dify.stream import AnswerStream as DifyAnswerStream
+from gateway.dify.stream import DifyAnswerStream
 from gateway.plugin import Answer, AnswerStream
 from tests.gateway.dify.conftest import BASE, PING, app, end, msg, sse_response
 
