@@ -366,7 +366,12 @@ def _streamed(text: str) -> ActionResult:
     for block in text.replace("\r\n", "\n").split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
         if "event" in fields:
-            events.append({"event": fields["event"], "data": json.loads(fields.get("data") or "{}")})
+            try:
+                data = json.loads(fields.get("data") or "{}")
+            except (ValueError, RecursionError):
+                continue  # a line mangled on the way (our events are JSON objects): not an outcome
+            if isinstance(data, dict):
+                events.append({"event": fields["event"], "data": data})
     final: dict[str, Any] = (
         events[-1] if events else {"event": "error", "data": {"message": "the stream ended without an outcome"}}
     )
