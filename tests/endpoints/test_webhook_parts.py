@@ -80,4 +80,4 @@ def test_the_call_action_skips_stream_events_that_are_not_json() -> None:
     text = "".join(block + "\n\n" for block in blocks)
     result = webhook._streamed(text)
     assert result.ok
-    assert [e["event"] for e in result.events] == ["task", "done"]
+    assert [e["event"] for e in result.events or ()] == ["task", "done"]
