@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -54,6 +53,7 @@ from gateway.plugin import (
     new_webhook_secret,
     parse_webhook_secret,
     query_input_setting,
+    retry_after_header,
     schema_error,
     standard_webhook_headers,
     verify_standard_webhook,
@@ -189,7 +189,7 @@ async def answer(request: Request, ctx: Context[WebhookSettings]) -> Response:
 def _overloaded(task_id: str, event: dict[str, Any]) -> Response:
     """503 for a task refused for lack of room; it stays queued and runs again later."""
     error = {"code": "overloaded", "message": event["message"], "retry_after": event["retry_after"]}
-    headers = [("retry-after", str(max(1, math.ceil(event["retry_after"]))))]
+    headers = [("retry-after", retry_after_header(event["retry_after"]))]
     return Response.json({"task_id": task_id, "state": "queued", "error": error}, status=503, headers=headers)
 
 
@@ -366,7 +366,12 @@ def _streamed(text: str) -> ActionResult:
     for block in text.replace("\r\n", "\n").split("\n\n"):
         fields = dict(line.split(": ", 1) for line in block.split("\n") if ": " in line)
         if "event" in fields:
-            events.append({"event": fields["event"], "data": json.loads(fields.get("data") or "{}")})
+            try:
+                data = json.loads(fields.get("data") or "{}")
+            except (ValueError, RecursionError):
+                continue  # a line mangled on the way (our events are JSON objects): not an outcome
+            if isinstance(data, dict):
+                events.append({"event": fields["event"], "data": data})
     final: dict[str, Any] = (
         events[-1] if events else {"event": "error", "data": {"message": "the stream ended without an outcome"}}
     )

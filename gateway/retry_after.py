@@ -2,7 +2,8 @@
 
 Used for callbacks' receivers (gateway/delivery/callbacks.py), chat platforms' 429s (Slack, Discord,
 re-exported to plugins by `gateway.plugin`) and anything else that is told to come back later.
-Pure: no I/O, no clock of its own (an HTTP-date needs the caller's `now`).
+Pure: no I/O, no clock of its own (an HTTP-date needs the caller's `now`). `retry_after_header`
+is its writer: the value we send when we ask a caller to come back.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import overload
 
-__all__ = ["retry_after_seconds"]
+__all__ = ["retry_after_header", "retry_after_seconds"]
 
 # ASCII only (str.isdigit() would accept "١٢"); a fraction is tolerated, as some platforms send one.
 _DELTA_SECONDS = re.compile(r"([0-9]+)(\.[0-9]+)?")
@@ -80,3 +81,9 @@ def _parse(value: object, now: float | None) -> float | None:
     except (TypeError, ValueError, IndexError, OverflowError):  # the stdlib parser's ways of saying "junk"
         return None
     return max(0.0, delay)
+
+
+def retry_after_header(seconds: float) -> str:
+    """The `Retry-After` value asking to wait `seconds`: whole delta-seconds, rounded up, at least 1
+    (a 0 invites an immediate retry, and NaN or infinity, which `math.ceil` refuses, count as 1)."""
+    return str(max(1, math.ceil(seconds))) if math.isfinite(seconds) else "1"

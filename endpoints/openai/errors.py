@@ -10,7 +10,6 @@ the log, never to the client (openai-compat.md §6).
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 from gateway.plugin import (
@@ -22,6 +21,7 @@ from gateway.plugin import (
     Response,
     Unauthorized,
     UpstreamError,
+    retry_after_header,
 )
 
 __all__ = ["OpenAIError", "from_exception", "json_response", "model_not_found"]
@@ -60,7 +60,7 @@ class OpenAIError(Exception):
     def response(self) -> Response:
         headers = []
         if self.retry_after is not None:
-            headers.append(("retry-after", str(max(1, math.ceil(self.retry_after)))))
+            headers.append(("retry-after", retry_after_header(self.retry_after)))
         return json_response(self.body(), self.status, headers)
 
 

@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -39,7 +38,8 @@ from gateway.dify.models import CHAT_MODES, Answer, AppDescription, AskRequest, 
 from gateway.dify.pool import ConnectionSlots
 from gateway.dify.retry import RetryPolicy
 from gateway.dify.stream import DifyAnswerStream
-from gateway.exceptions import ConfigurationError, Overloaded, UpstreamError, UpstreamTimeout
+from gateway.exceptions import BadRequest, ConfigurationError, Overloaded, UpstreamError, UpstreamTimeout
+from gateway.security.boundedjson import loads as bounded_loads
 
 __all__ = ["DEFAULT_TIMEOUT", "DifyClient", "make_http_client"]
 
@@ -70,6 +70,14 @@ def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 1100) -
     inner = AiohttpTransport(limits=limits) if use_aiohttp else httpx.AsyncHTTPTransport(limits=limits)
     transport = ConnectionSlots(inner, max_connections)
     return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
+
+
+def _json_body(body: bytes) -> Any:
+    """Dify's JSON answer, or None when it is not JSON, too large or nested too deeply to read."""
+    try:
+        return bounded_loads(body)
+    except BadRequest:  # the bounded parser's verdict on bytes that are not (sane) JSON
+        return None
 
 
 def _mislabelled_timeout(exc: httpx.TransportError) -> bool:
@@ -174,10 +182,7 @@ class DifyClient:
             raise self.transport_error(app, exc) from exc
         if response.status_code not in (200, 201):
             raise self.error_from_response(app, response, response.content)
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
+        body = _json_body(response.content)
         if not isinstance(body, dict) or not isinstance(body.get("id"), str):
             raise UpstreamError(f"Dify app '{app.name}' sent no file id for an upload", app=app.name)
         return body
@@ -318,10 +323,7 @@ class DifyClient:
         """Classify a non-200 answer from its `{code, message, status}` envelope."""
         code: str | None = None
         message = response.reason_phrase
-        try:
-            envelope = json.loads(body)
-        except (ValueError, RecursionError):
-            envelope = None
+        envelope = _json_body(body)
         if isinstance(envelope, dict):
             code = envelope.get("code") if isinstance(envelope.get("code"), str) else None
             message = str(envelope.get("message") or message)
@@ -363,10 +365,7 @@ class DifyClient:
                 raise self.transport_error(app, exc) from exc
             if response.status_code != 200:
                 raise self.error_from_response(app, response, response.content)
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
+            body = _json_body(response.content)
             if not isinstance(body, dict):
                 raise UpstreamError(f"Dify app '{app.name}' sent a non-object JSON body for {path}", app=app.name)
             return body

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
@@ -18,6 +17,7 @@ from gateway.exceptions import (
     RateLimited,
     ValidationFailed,
 )
+from gateway.retry_after import retry_after_header
 from gateway.security.tokens import redact_path
 
 __all__ = ["error_payload", "error_response", "exception_handlers", "handle_error"]
@@ -50,7 +50,7 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
         if isinstance(exc, ValidationFailed) and exc.errors:
             extra["errors"] = exc.errors
         if isinstance(exc, RateLimited | Overloaded):
-            headers["retry-after"] = str(max(1, math.ceil(exc.retry_after)))
+            headers["retry-after"] = retry_after_header(exc.retry_after)
         if isinstance(exc, MethodNotAllowed):
             headers["allow"] = ", ".join(exc.allow)
         # Messages of the tree are written to be shown; only the bare root stays opaque, and so do

@@ -135,7 +135,7 @@ from gateway.plugin.settings import query_input_setting
 from gateway.plugin.streams import AnswerStream
 from gateway.plugin.wire import Headers, Request, Response, Verdict
 from gateway.records.appform import FileUpload, file_type
-from gateway.retry_after import retry_after_seconds
+from gateway.retry_after import retry_after_header, retry_after_seconds
 from gateway.security.addresses import private_url_host
 from gateway.security.signatures import (
     check_timestamp,
@@ -237,6 +237,7 @@ __all__ = [
     "private_url_host",
     "problems",
     "query_input_setting",
+    "retry_after_header",
     "retry_after_seconds",
     "schema_error",
     "schema_instruction",

@@ -72,3 +72,12 @@ def test_a_response_schema_that_is_not_one_is_refused_with_the_reason(schema: di
     # The same check as the OpenAI plugin's schemas (gateway.plugin.schema_error), not a second one.
     with pytest.raises(ValidationError, match=says):
         webhook.WebhookSettings(secret=new_webhook_secret(), response_schema=schema)
+
+
+def test_the_call_action_skips_stream_events_that_are_not_json() -> None:
+    # Something between the CLI and the gateway (a proxy) may mangle a line: no traceback for it.
+    blocks = ['event: task\ndata: {"t": 1}', "event: delta\ndata: {oops", 'event: done\ndata: {"answer": "hi"}']
+    text = "".join(block + "\n\n" for block in blocks)
+    result = webhook._streamed(text)
+    assert result.ok
+    assert [e["event"] for e in result.events or ()] == ["task", "done"]

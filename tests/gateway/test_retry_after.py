@@ -1,4 +1,4 @@
-"""The one `Retry-After` reader: header values, JSON body numbers, HTTP-dates, junk — table-driven."""
+"""The one `Retry-After` reader (header values, JSON body numbers, HTTP-dates, junk) and its writer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from email.utils import formatdate
 import pytest
 
 import gateway.plugin
-from gateway.retry_after import retry_after_seconds
+from gateway.retry_after import retry_after_header, retry_after_seconds
 
 NOW = 1_700_000_000.0
 
@@ -87,3 +87,12 @@ def test_http_dates_and_uncapped_values(value: str, expected: float | None) -> N
 
 def test_plugins_get_the_same_function() -> None:
     assert gateway.plugin.retry_after_seconds is retry_after_seconds
+
+
+@pytest.mark.parametrize(
+    ("seconds", "header"),
+    [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2"), (59.5, "60"), (-3.0, "1"), (math.nan, "1"), (math.inf, "1")],
+)
+def test_the_header_we_send_is_whole_seconds_at_least_one(seconds: float, header: str) -> None:
+    assert retry_after_header(seconds) == header
+    assert retry_after_seconds(retry_after_header(seconds)) == float(header)  # our reader reads our writer

@@ -288,6 +288,11 @@ async def test_info_and_parameters(router: respx.MockRouter, client: DifyClient)
     router.get(BASE + "/parameters").mock(return_value=httpx.Response(200, text="<html>"))
     with pytest.raises(UpstreamError, match="non-object JSON"):
         await client.parameters(app())
+    # A body nested past Python's recursion limit is Dify's fault (an UpstreamError), not a crash.
+    deep = '{"a":' * 100_000 + "1" + "}" * 100_000
+    router.get(BASE + "/parameters").mock(return_value=httpx.Response(200, text=deep))
+    with pytest.raises(UpstreamError, match="non-object JSON"):
+        await client.parameters(app())
 
 
 async def test_info_401_is_not_retried(router: respx.MockRouter, client: DifyClient) -> None:
