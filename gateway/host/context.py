@@ -180,13 +180,14 @@ class PluginContext:
         self._plugin = plugin
         self._endpoint = endpoint
         self._settings = settings
-        self._store = store
-        self._queue = queue
-        self._workers = workers
         self._http = http
         self._clock = clock
         self._apps = apps
-        self._callback_policy = callback_policy
+        # Built once: a context serves every call of its endpoint while it is current
+        # (ContextFactory.for_request), and none of these parts holds per-call state.
+        self._storage = EndpointStorage(store, endpoint.id, clock)
+        self._jobs = PluginJobs(queue, workers, store, plugin, endpoint.id)
+        self._callbacks = EndpointCallbacks(queue, callback_policy, clock, endpoint.id)
         self._logger = logging.LoggerAdapter(
             logging.getLogger(f"gateway.plugins.{plugin.name}"), {"endpoint_id": endpoint.id}
         )
@@ -214,12 +215,12 @@ class PluginContext:
     @property
     def storage(self) -> EndpointStorage:
         self._require(Permission.STORAGE)
-        return EndpointStorage(self._store, self._endpoint.id, self._clock)
+        return self._storage
 
     @property
     def jobs(self) -> PluginJobs:
         self._require(Permission.JOBS)
-        return PluginJobs(self._queue, self._workers, self._store, self._plugin, self._endpoint.id)
+        return self._jobs
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -229,7 +230,7 @@ class PluginContext:
     @property
     def callbacks(self) -> EndpointCallbacks:
         self._require(Permission.HTTP)
-        return EndpointCallbacks(self._queue, self._callback_policy, self._clock, self._endpoint.id)
+        return self._callbacks
 
     @property
     def logger(self) -> logging.LoggerAdapter[logging.Logger]:

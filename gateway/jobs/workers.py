@@ -241,7 +241,8 @@ class JobWorkers:
             outcome = await self._retry_or_die(job, lease, str(exc), exc.after)
         except JobError as exc:
             outcome = "dead"
-            await self._store.job_dead(job.id, self.owner, str(exc), attempt=lease.attempt)
+            if not await self._store.job_dead(job.id, self.owner, str(exc), attempt=lease.attempt):
+                outcome = "lost"  # another run holds the job: its outcome counts
         except Exception as exc:
             logger.exception("job %s (%s) failed on attempt %d", job.id, job.kind, job.attempts)
             outcome = await self._retry_or_die(job, lease, f"{exc.__class__.__name__}: {exc}"[:500], None)
@@ -267,12 +268,14 @@ class JobWorkers:
             lease.on_lost = None
 
     async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
+        """Record a failed run: retried, dead, or lost (the store refused: another run holds the job)."""
         if job.attempts >= job.max_attempts:
-            await self._store.job_dead(job.id, self.owner, error, attempt=lease.attempt)
-            return "dead"
+            dead = await self._store.job_dead(job.id, self.owner, error, attempt=lease.attempt)
+            return "dead" if dead else "lost"
         delay = job_backoff(job.attempts, self._rand()) if after is None else max(0.0, after)
-        await self._store.job_retry(job.id, self.owner, self._clock.time() + delay, error, attempt=lease.attempt)
-        return "retry"
+        due = self._clock.time() + delay
+        retried = await self._store.job_retry(job.id, self.owner, due, error, attempt=lease.attempt)
+        return "retry" if retried else "lost"
 
     async def _heartbeat(self, lease: JobLease) -> None:
         while True:

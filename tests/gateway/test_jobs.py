@@ -449,3 +449,30 @@ async def test_the_heartbeat_runs_on_the_injected_clock(store: SQLiteStore) -> N
         pytest.fail("the heartbeat did not renew the lease when the clock said so")
     release.set()
     await run
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("boom"), JobError("bad"), RetryJob("later")])
+async def test_a_run_that_fails_after_losing_its_job_counts_as_lost(store: SQLiteStore, failure: Exception) -> None:
+    # The store refuses the stale run's outcome; the metrics must not count a retry or a death.
+    clock = FakeClock()
+    paused, go = asyncio.Event(), asyncio.Event()
+
+    async def handler(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
+        paused.set()
+        await go.wait()
+        raise failure
+
+    metrics = Metrics()
+    pool = workers(store, clock, {"k": handler}, metrics)
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    run = asyncio.create_task(pool.run_job(await claim(store, pool, clock)))
+    await paused.wait()
+    taken = await store.job_claim("other-replica", clock.time() + 31, 30)
+    assert taken is not None and taken.attempts == 2
+    go.set()
+    await run
+
+    job = await store.job_get(queued.id)
+    assert job is not None and (job.state, job.lease_owner, job.attempts) == ("running", "other-replica", 2)
+    assert metrics.jobs.value("k", "lost") == 1
+    assert metrics.jobs.value("k", "retry") == metrics.jobs.value("k", "dead") == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel, SecretStr
 
+from gateway.exceptions import PermissionDenied
 from gateway.host.registry import PluginRegistry
 from gateway.plugin import Context, Permission, Plugin, Request, Response, unverified
 from gateway.records.apps import AppIn, AppUpdate
@@ -38,10 +39,24 @@ async def look(request: Request, ctx: Context[Greeting]) -> Response:
     )
 
 
+keeper = Plugin(
+    "keeper",
+    settings=Greeting,
+    verifier=unverified,
+    permissions={Permission.STORAGE, Permission.JOBS, Permission.HTTP},
+)
+
+
+@keeper.route("/", methods=["POST"])
+async def keep(request: Request, ctx: Context[Greeting]) -> Response:
+    seen.append((ctx, request))
+    return Response.json({})
+
+
 @pytest.fixture
 async def running(tmp_path: Path) -> AsyncIterator[Running]:
     seen.clear()
-    async with running_app(make_settings(tmp_path), registry=PluginRegistry([probe]), run_workers=False) as r:
+    async with running_app(make_settings(tmp_path), registry=PluginRegistry([probe, keeper]), run_workers=False) as r:
         for name in ("a", "b"):
             await r.gateway.apps.add(
                 AppIn(name=name, base_url=f"http://{name}.test/v1", api_key=SecretStr("app-k"), mode="chat")
@@ -99,3 +114,23 @@ async def test_request_ids_are_distinct_unless_the_client_sends_one(running: Run
     assert all(len(i) >= 16 and all(c in "0123456789abcdef" for c in i) for i in ids)
     sent = await running.client.post(path, headers={"x-request-id": "trace-me"})
     assert sent.json()["request_id"] == "trace-me"
+
+
+async def test_a_reused_context_hands_out_the_same_parts_and_still_checks_permissions(running: Running) -> None:
+    # The context serves every request of its endpoint: its parts are built once, not per access.
+    _, kept = await running.gateway.endpoints.create("keeper", [], {})
+    _, probed = await running.gateway.endpoints.create("probe", [], {})
+    for url in (kept, kept, probed):
+        await running.client.post(running.path(url))
+    ctx, probe_ctx = seen[0][0], seen[2][0]
+    assert ctx is seen[1][0]
+    assert ctx.storage is ctx.storage and ctx.jobs is ctx.jobs and ctx.callbacks is ctx.callbacks
+    await ctx.storage.set("k", "v")
+    assert await ctx.storage.get("k") == "v"
+    for _ in range(2):  # a part the plugin did not declare stays refused on every access
+        with pytest.raises(PermissionDenied):
+            probe_ctx.storage  # noqa: B018
+        with pytest.raises(PermissionDenied):
+            probe_ctx.jobs  # noqa: B018
+        with pytest.raises(PermissionDenied):
+            probe_ctx.callbacks  # noqa: B018
