@@ -148,8 +148,13 @@ class SlackThread:
             await self.client.chat_update(channel=self.channel, ts=ref, text=text, blocks=self._blocks(text))
 
     async def delete(self, ref: MessageRef) -> None:
-        with contextlib.suppress(SlackApiError):  # best effort: it may be gone already
+        try:
             await self.client.chat_delete(channel=self.channel, ts=ref)
+        except SlackApiError as exc:
+            # Gone already (deleted by hand): done. Any other error goes up, or the message would
+            # stay in the thread while the record forgets it.
+            if exc.response.get("error") != "message_not_found":
+                raise
 
     def typing(self) -> contextlib.AbstractAsyncContextManager[object] | None:
         return None if self.native is None or self.status is None else self._thinking(self.status)

@@ -204,3 +204,16 @@ async def test_a_record_written_before_the_engine_is_edited_by_a_rerun() -> None
     assert storage.fences == [job.lease]
     await _upgrade_record(storage, "out:job_1", job.lease)  # type: ignore[arg-type]
     assert storage.fences == [job.lease]  # nothing left to upgrade
+
+
+async def test_a_delete_ignores_a_message_gone_already_but_not_other_errors(
+    fake: FakeSlack, clock: VirtualClock
+) -> None:
+    config = settings(fake)
+    async with open_client(config, clock) as client:
+        slack = thread(client, config)
+        fake.errors["chat.delete"] = "message_not_found"
+        await slack.delete("1.2")  # deleted by hand meanwhile: nothing left to do
+        fake.errors["chat.delete"] = "invalid_auth"
+        with pytest.raises(SlackApiError):  # not swallowed: the message would stay up, forgotten
+            await slack.delete("1.2")
