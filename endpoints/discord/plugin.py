@@ -49,6 +49,7 @@ from gateway.plugin import (
     RateLimited,
     Request,
     Response,
+    RetryJob,
     StoredMessages,
     UpstreamError,
     Verdict,
@@ -160,6 +161,8 @@ async def ask(job: JobInfo, ctx: Context[DiscordSettings]) -> dict[str, Any]:
             handover=handover,
         )
     except DiscordAPIError as exc:
+        if exc.status == 0 or exc.status >= 500:  # unreachable or failing: a rerun edits what was posted
+            raise RetryJob(f"Discord failed: {exc}") from None
         raise JobError(f"Discord refused the answer: {exc}") from None
     except RateLimited as exc:
         raise JobError(f"Discord refused the answer: still rate limited ({exc.retry_after:g} s)") from None

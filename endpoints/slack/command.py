@@ -15,10 +15,10 @@ from typing import Any
 
 import httpx
 
+from endpoints.slack.budget import RESPONSE_URL_WINDOW, UseBudget
 from endpoints.slack.events import SlashCommand
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.thread import answer_rules
-from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget
 from gateway.plugin import (
     ChatRules,
     Context,

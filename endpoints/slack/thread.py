@@ -28,18 +28,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from endpoints.slack.client import FATAL_ERRORS, rate_limited
 from endpoints.slack.render import defuse_mentions, hide_reasoning, protect_tokens, to_mrkdwn
 from endpoints.slack.settings import SlackSettings
-from gateway.plugin import ChatRules, GatewayError, MessageRef, StreamUnavailable, failure_code
+from gateway.plugin import ChatRules, GatewayError, MessageRef, StreamUnavailable, default_failure_note
 
 __all__ = ["EMPTY_ANSWER", "SlackStream", "SlackThread", "answer_rules", "failure_note"]
 
 EMPTY_ANSWER = "_(The app returned an empty answer.)_"
-CUT_SHORT = "_⚠️ The answer was cut short ({code}). Please ask again._"
-NO_ANSWER = "_⚠️ Sorry, I couldn't get an answer from the app ({code}). Please try again in a moment._"
 
 
 def failure_note(exc: GatewayError, partial: bool) -> str:
-    """A short, readable note for the person in Slack; the detail goes to the log."""
-    return (CUT_SHORT if partial else NO_ANSWER).format(code=failure_code(exc))
+    """The engine's note (the failure's code, the detail goes to the log), in mrkdwn italics."""
+    return f"_{default_failure_note(exc, partial)}_"
 
 
 def answer_rules(settings: SlackSettings) -> ChatRules:
@@ -148,8 +146,13 @@ class SlackThread:
             await self.client.chat_update(channel=self.channel, ts=ref, text=text, blocks=self._blocks(text))
 
     async def delete(self, ref: MessageRef) -> None:
-        with contextlib.suppress(SlackApiError):  # best effort: it may be gone already
+        try:
             await self.client.chat_delete(channel=self.channel, ts=ref)
+        except SlackApiError as exc:
+            # Gone already (deleted by hand): done. Any other error goes up, or the message would
+            # stay in the thread while the record forgets it.
+            if exc.response.get("error") != "message_not_found":
+                raise
 
     def typing(self) -> contextlib.AbstractAsyncContextManager[object] | None:
         return None if self.native is None or self.status is None else self._thinking(self.status)

@@ -1,14 +1,14 @@
-"""Pure helpers for chat plugins (Slack, Discord, the Discord bot), re-exported by `gateway.plugin`.
+"""Pure text helpers of the chat-delivery engine, re-exported by `gateway.plugin`.
 
-- `EditThrottle`: a streamed answer is shown by editing messages, at most once per interval on
-  the injected clock; a 429 pushes the next edit out (platforms.md §1.6, §2.4).
+- `EditThrottle`: the engine's pacing of edits, at most once per interval on the injected clock;
+  a 429 pushes the next edit out (platforms.md §1.6, §2.4). Plugins leave pacing to `deliver`.
 - `split_text`: an answer longer than a message holds, split into messages that each render on
   their own: at a paragraph, line, sentence or word boundary (outside code where it can), a code
   block cut in two closed and reopened with its language, nothing but whitespace at the cuts lost.
   Each message depends only on the text up to its end plus one window, so while an answer grows
   only its last message changes.
-- `last_break`, `cut_point` and `open_fence`: the pieces, for a plugin that splits an append-only
-  stream itself (Slack's native streaming).
+- `last_break`, `cut_point` and `open_fence`: the pieces, used by the engine to split an
+  append-only native stream (`native.NativePages`); a plugin uses them only to test its `Protect`.
 - `as_text`: a payload field as a non-empty string.
 
 Nothing here does I/O or knows a platform; what differs between platforms (the message limit,

@@ -18,7 +18,7 @@ from endpoints.discord.plugin import ask
 from endpoints.discord.rendering import CONTINUED_NOTE, EMPTY_ANSWER, LATE_NOTE, chat_rules
 from endpoints.discord.settings import DiscordSettings
 from gateway.dify.models import Delta
-from gateway.exceptions import Overloaded, UpstreamError
+from gateway.exceptions import JobError, Overloaded, RetryJob, UpstreamError
 from gateway.plugin import Delivered, Handover, JobInfo, MemoryMessages, PostedMessages, StoredMessages, deliver
 from tests.gateway.delivery.chat_fakes import FakeAnswer, JobStorage, VirtualClock, text
 from tests.support.discord_interactions import APPLICATION_ID, new_key, public_key_hex
@@ -294,3 +294,15 @@ async def test_an_overloaded_gateway_makes_the_job_run_again_later_with_no_note(
             await ask(ask_job(Lease()), ctx)  # type: ignore[arg-type]
 
         assert d.fake.calls == []  # "thinking…" stays until the rerun answers
+
+
+async def test_discord_failing_through_every_try_runs_the_job_again_but_a_refusal_ends_it() -> None:
+    async with discord() as d:
+        d.fake.outages.extend(["html"] * 5)  # 502s through all of DiscordAPI's tries
+        ctx = context(d, FakeAnswer(d.clock, text("Hello")))
+        with pytest.raises(RetryJob):  # may pass later: the rerun edits what it posted
+            await ask(ask_job(Lease()), ctx)  # type: ignore[arg-type]
+
+        d.fake.expired_tokens.add(TOKEN)  # a 4xx: a rerun would be refused too
+        with pytest.raises(JobError):
+            await ask(ask_job(Lease()), ctx)  # type: ignore[arg-type]

@@ -19,8 +19,18 @@ from endpoints.slack.answer import RECORD_TTL, _upgrade_record
 from endpoints.slack.client import open_client, rate_limited, slack_failures
 from endpoints.slack.render import to_mrkdwn
 from endpoints.slack.settings import SlackSettings
-from endpoints.slack.thread import SlackStream, SlackThread, answer_rules
-from gateway.plugin import JobInfo, MemoryMessages, PostedMessage, RetryJob, StoredMessages, deliver, open_fence
+from endpoints.slack.thread import SlackStream, SlackThread, answer_rules, failure_note
+from gateway.plugin import (
+    JobInfo,
+    MemoryMessages,
+    PostedMessage,
+    RetryJob,
+    StoredMessages,
+    UpstreamError,
+    default_failure_note,
+    deliver,
+    open_fence,
+)
 from tests.endpoints.slack.conftest import BOT_TOKEN
 from tests.gateway.delivery.chat_fakes import FakeAnswer, VirtualClock, text
 from tests.support.fake_slack import FakeSlack
@@ -204,3 +214,23 @@ async def test_a_record_written_before_the_engine_is_edited_by_a_rerun() -> None
     assert storage.fences == [job.lease]
     await _upgrade_record(storage, "out:job_1", job.lease)  # type: ignore[arg-type]
     assert storage.fences == [job.lease]  # nothing left to upgrade
+
+
+async def test_a_delete_ignores_a_message_gone_already_but_not_other_errors(
+    fake: FakeSlack, clock: VirtualClock
+) -> None:
+    config = settings(fake)
+    async with open_client(config, clock) as client:
+        slack = thread(client, config)
+        fake.errors["chat.delete"] = "message_not_found"
+        await slack.delete("1.2")  # deleted by hand meanwhile: nothing left to do
+        fake.errors["chat.delete"] = "invalid_auth"
+        with pytest.raises(SlackApiError):  # not swallowed: the message would stay up, forgotten
+            await slack.delete("1.2")
+
+
+def test_the_failure_note_is_the_engines_in_italics() -> None:
+    error = UpstreamError("boom", upstream_code="quota_exceeded")
+    for partial in (False, True):
+        assert failure_note(error, partial) == f"_{default_failure_note(error, partial)}_"
+    assert "boom" not in failure_note(error, False)  # the detail goes to the log, not the thread

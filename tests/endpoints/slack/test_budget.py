@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from endpoints.slack.throttle import RESPONSE_URL_WINDOW, UseBudget
+from endpoints.slack.budget import RESPONSE_URL_WINDOW, UseBudget
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,6 @@
 """The budget of a slash command's `response_url`, pure: at most 5 posts within 30 minutes
-(platforms.md §1.9).
-
-The delivery engine (`gateway.plugin.deliver`) paces the edits of a streamed answer (Slack's
-`chat.update` is Tier 3, `chat.postMessage` about one per second per channel; §1.6) and keeps the
-last use for the final answer (`SlashReply.writes_left`).
+(platforms.md §1.9). Pacing is the delivery engine's (`gateway.plugin.deliver`), which also keeps
+the last use for the final answer (`command.SlashReply.writes_left`).
 """
 
 from __future__ import annotations
