@@ -8,7 +8,7 @@ gateway bot (`bots/`), so both answers look the same.
 
 from __future__ import annotations
 
-from gateway.plugin import ChatRules, GatewayError
+from gateway.plugin import ChatRules, GatewayError, default_failure_note
 
 __all__ = ["CONTINUED_NOTE", "EMPTY_ANSWER", "LATE_NOTE", "MAX_CONTENT", "chat_rules", "failure_note"]
 
@@ -16,13 +16,12 @@ MAX_CONTENT = 2000  # Discord's limit on a message's `content`
 EMPTY_ANSWER = "*(The assistant returned an empty answer.)*"
 LATE_NOTE = "*(The answer stops here: Discord gives a slash command 15 minutes to answer, and this one took longer.)*"
 CONTINUED_NOTE = "*(The answer continues below.)*"
-_MAX_ERROR_CHARS = 300
 
 
 def failure_note(error: GatewayError, partial: bool) -> str:
-    """A short readable error line, after the text shown so far (or alone)."""
-    short = " ".join(error.message.split())[:_MAX_ERROR_CHARS] or "the assistant did not answer"
-    return f"⚠️ Sorry, the answer failed: {short}"
+    """The engine's note in italics, after the text shown so far (or alone): it names the failure's
+    code, never its message (Dify's text may name internal hosts; it goes to the log)."""
+    return f"*{default_failure_note(error, partial)}*"
 
 
 def chat_rules(edit_interval: float, *, expires_at: float | None = None) -> ChatRules:

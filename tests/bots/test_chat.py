@@ -366,7 +366,7 @@ async def test_a_dify_failure_shows_a_short_message_after_the_partial_answer(clo
     assert answer is None
     [shown] = screen.contents()
     assert shown.startswith("Hello there!") and shown.endswith(
-        "⚠️ Sorry, the answer failed: Dify rejected the request (quota)"
+        "*⚠️ The answer was cut short (upstream_error). Please ask again.*"
     )
     assert screen.events.count("typed 500") == 1
 
@@ -448,5 +448,5 @@ async def test_a_gateway_that_stays_overloaded_is_asked_three_times_then_the_bot
     thread = make_channel(screen, discord.Thread, channel_id=500, owner_id=ME)
     answer = await responder_for(ctx).respond(make_message("go", thread), Trigger.THREAD, ME)
     assert answer is None and len(ctx.apps.calls) == 3 and clock.monotonic() >= 10  # Retry-After apart
-    assert screen.contents() == ["⚠️ Sorry, the answer failed: the assistant is busy; please ask again in a minute"]
+    assert screen.contents() == ["*⚠️ Sorry, no answer could be given (busy). Please try again in a moment.*"]
     assert screen.events == ["typing 500", "typed 500", "send 500"]  # "typing…" while it waited

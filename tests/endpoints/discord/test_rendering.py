@@ -13,8 +13,11 @@ def test_the_rules_are_discords() -> None:
     assert chat_rules(1.0).expires_at is None
 
 
-def test_the_failure_note_is_one_short_readable_line() -> None:
-    assert failure_note(UpstreamError("boom"), False) == "⚠️ Sorry, the answer failed: boom"
-    assert failure_note(UpstreamError("upstream\n  said   no"), True) == "⚠️ Sorry, the answer failed: upstream said no"
-    assert failure_note(Overloaded("   "), False).endswith("the assistant did not answer")
-    assert len(failure_note(UpstreamError("x" * 5000), True)) < 400
+def test_the_failure_note_names_the_code_never_the_message() -> None:
+    internal = UpstreamError("model at http://10.0.0.7:9997 refused", upstream_code="provider_not_initialize")
+    assert failure_note(internal, False) == (
+        "*⚠️ Sorry, no answer could be given (provider_not_initialize). Please try again in a moment.*"
+    )
+    assert failure_note(internal, True) == "*⚠️ The answer was cut short (provider_not_initialize). Please ask again.*"
+    assert "10.0.0.7" not in failure_note(internal, True)
+    assert "(overloaded)" in failure_note(Overloaded("   "), False)
