@@ -108,6 +108,7 @@ class AppRecord:
     inputs: tuple[InputField, ...] | None = None  # the input form; None: not read yet
     output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
     files: FileUpload | None = None  # the files the app accepts; None: not read yet
+    workspace: str = "default"  # records kept before workspaces existed read as "default"
 
     @property
     def described(self) -> bool:
@@ -126,6 +127,7 @@ class AppRecord:
             "inputs": None if self.inputs is None else [field.to_doc() for field in self.inputs],
             "output_moderation": self.output_moderation,
             "files": None if self.files is None else self.files.to_doc(),
+            "workspace": self.workspace,
         }
 
     @classmethod

@@ -72,6 +72,7 @@ class EndpointRecord:
     tokens: tuple[TokenRef, ...] = ()
     options: EndpointOptions = field(default_factory=EndpointOptions)
     name: str = ""
+    workspace: str = "default"  # records kept before workspaces existed read as "default"
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -89,6 +90,7 @@ class EndpointRecord:
                 "max_body_bytes": self.options.max_body_bytes,
             },
             "name": self.name,
+            "workspace": self.workspace,
         }
 
     @classmethod
@@ -104,6 +106,7 @@ class EndpointRecord:
             tokens=tuple(TokenRef(**t) for t in doc.get("tokens", ())),
             options=EndpointOptions(**doc.get("options", {})),
             name=doc.get("name", ""),
+            workspace=doc.get("workspace", "default"),
         )
 
     @property
