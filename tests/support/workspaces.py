@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from gateway.clock import FakeClock
 from gateway.records.admintokens import AdminTokenIn
@@ -73,7 +74,7 @@ async def seed_team(running: Running, workspace: str, apps: list[str], base_url:
     if workspace != "default":
         await gw.workspaces.create(WorkspaceIn(name=workspace))
     for name in apps:
-        await gw.apps.add(AppIn(name=name, base_url=base_url, api_key=KEY, mode="chat"), workspace=workspace)
+        await gw.apps.add(AppIn(name=name, base_url=base_url, api_key=SecretStr(KEY), mode="chat"), workspace=workspace)
     record, _ = await gw.endpoints.create("echo", [apps[0]], {}, name=f"{workspace}-echo", workspace=workspace)
     job, _ = await gw.store.job_enqueue(
         Job(id=f"job_{uuid.uuid4().hex[:12]}", kind="plugin", payload={}, endpoint_id=record.id, max_attempts=1)
