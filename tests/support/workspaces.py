@@ -98,3 +98,37 @@ async def call(
     running: Running, method: str, path: str, headers: dict[str, str], *, json: Any = None, **kwargs: Any
 ) -> httpx.Response:
     return await running.client.request(method, API + path, headers=headers, json=json, **kwargs)
+
+
+def _sqlite_files(tmp_path: Path) -> str:
+    """The SQLite store's files (the database, its WAL), as text."""
+    return b"".join(p.read_bytes() for p in sorted(tmp_path.glob("store.db*"))).decode("latin-1")
+
+
+async def stored_text(kind: str, tmp_path: Path, redis_url: str | None) -> str:
+    """Everything the store holds, as text: the SQLite files' bytes, or every value in the Redis database."""
+    if kind == "sqlite":
+        return _sqlite_files(tmp_path)
+    import redis.asyncio
+
+    assert redis_url is not None
+    client = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
+    parts: list[str] = []
+    try:
+        async for key in client.scan_iter(count=1000):
+            kind_of = await client.type(key)
+            values: Any
+            if kind_of == "string":
+                values = [await client.get(key)]
+            elif kind_of == "hash":
+                values = [f"{k!s}={v!s}" for k, v in (await client.hgetall(key)).items()]
+            elif kind_of == "list":
+                values = await client.lrange(key, 0, -1)
+            elif kind_of == "set":
+                values = await client.smembers(key)
+            else:
+                values = await client.zrange(key, 0, -1) if kind_of == "zset" else []
+            parts += [str(key), *(str(v) for v in values)]
+    finally:
+        await client.aclose()
+    return "\n".join(parts)
