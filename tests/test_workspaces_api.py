@@ -241,6 +241,10 @@ async def test_the_operator_manages_workspaces(teams: tuple[Running, Team, Team]
     assert (await call(running, "GET", "/whoami", bearer(token))).status_code == 401
     assert (await call(running, "DELETE", "/workspaces/default", OPERATOR)).status_code == 400
     assert (await call(running, "DELETE", "/workspaces/nope", OPERATOR)).status_code == 404
+    # Any name that isn't a workspace is a plain 404, however odd.
+    for odd in ("../team-a", "team-a/support", "x" * 5000, "TEAM-A", "team-a\n", ""):
+        response = await call(running, "GET", "/apps", OPERATOR, params={"workspace": odd})
+        assert response.status_code == (200 if odd == "" else 404), odd
     # A token for a workspace that doesn't exist is refused.
     assert (await call(running, "POST", "/tokens", OPERATOR, json={"workspace": "nope"})).status_code == 404
 

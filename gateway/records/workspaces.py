@@ -13,6 +13,7 @@ it first, one deliberate command at a time. Its admin tokens go with it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,7 +69,13 @@ class WorkspaceService:
         return [WorkspaceRecord(DEFAULT_WORKSPACE, 0.0), *sorted(stored, key=lambda w: w.name)]
 
     async def exists(self, name: str) -> bool:
-        return name == DEFAULT_WORKSPACE or await self._store.doc_get(COLLECTION, name) is not None
+        if name == DEFAULT_WORKSPACE:
+            return True
+        # A name no workspace can have costs no store lookup.
+        return (
+            re.fullmatch(WORKSPACE_PATTERN, name) is not None
+            and await self._store.doc_get(COLLECTION, name) is not None
+        )
 
     async def require(self, name: str) -> None:
         """NotFound unless the workspace exists."""
