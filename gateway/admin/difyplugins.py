@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio.to_thread
 from starlette.requests import Request
 
 from gateway.admin.pluginrows import installation_out
@@ -54,7 +55,7 @@ async def show(request: Request, gw: Gateway, _: None) -> Any:
 
 async def upgrade(request: Request, gw: Gateway, _: None) -> Any:
     data = await read_package_body(request)
-    verification = gw.dify_plugins.verify(data)
+    verification = await anyio.to_thread.run_sync(gw.dify_plugins.verify, data)
     if verification.identity is not None and not verification.identity.startswith(_key(request) + ":"):
         raise BadRequest(f"the package is {verification.identity.partition(':')[0]}, not {_key(request)}")
     installation = await gw.dify_plugins.upgrade(data, allow_unsigned=_flag(request, "allow_unsigned"))
@@ -69,4 +70,5 @@ async def remove(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def verify(request: Request, gw: Gateway, _: None) -> Any:
-    return gw.dify_plugins.verify(await read_package_body(request)).to_dict()
+    data = await read_package_body(request)
+    return (await anyio.to_thread.run_sync(gw.dify_plugins.verify, data)).to_dict()
