@@ -18,6 +18,8 @@ from starlette.routing import BaseRoute, Route
 
 import gateway
 from gateway.admin import schemas as s, usecases
+from gateway.admin.overview import overview
+from gateway.delivery.callback_jobs import callback_target
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -178,14 +180,14 @@ async def list_jobs(request: Request, gw: Gateway, _: None) -> Any:
     if state not in (None, "queued", "running", "done", "dead"):
         raise BadRequest("state must be one of queued, running, done, dead")
     jobs = await gw.store.job_list(state=state, limit=_limit(request, 100))  # type: ignore[arg-type]
-    return {"jobs": [s.job_out(j) for j in jobs]}
+    return {"jobs": [s.job_out(j, callback_target(gw.box, j)) for j in jobs]}
 
 
 async def show_job(request: Request, gw: Gateway, _: None) -> Any:
     job = await gw.store.job_get(request.path_params["id"])
     if job is None:
         raise NotFound("no such job")
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
 
 
 async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
@@ -195,7 +197,11 @@ async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
     gw.queue.notify()
     job = await gw.store.job_get(job_id)
     assert job is not None
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
+
+
+async def show_overview(request: Request, gw: Gateway, _: None) -> Any:
+    return await overview(gw)
 
 
 ADMIN_ROUTES: tuple[AdminRoute, ...] = (
@@ -230,6 +236,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    AdminRoute("GET", "/overview", show_overview, "Health, traffic per minute, answers, jobs", response=s.Overview),
 )
 
 

@@ -15,10 +15,12 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.console.origin import SAFE_METHODS, cross_site, header
+from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
 from gateway.exceptions import RateLimited
 from gateway.security.ratelimit import RateLimiter
 
-__all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware"]
+__all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware", "failure_key", "token_digest"]
 
 MAX_FAILURES_PER_MINUTE = 30
 PUBLIC = frozenset({("GET", "/api/openapi.json"), ("HEAD", "/api/openapi.json")})  # below the mount
@@ -30,7 +32,7 @@ class AdminAuthMiddleware:
     def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
         # Compare digests: equal lengths whatever is sent, and the token itself is not kept around.
-        self._digest = hashlib.sha256(token.encode()).digest()
+        self._digest = token_digest(token.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -41,12 +43,22 @@ class AdminAuthMiddleware:
             await self.app(scope, receive, send)
             return
         limiter: RateLimiter = scope["state"]["gateway"].limiter
-        client = scope["client"][0] if scope.get("client") else "-"
-        key = f"admin-auth:{client}"
+        key = failure_key(scope)
         try:
             await limiter.check(key, MAX_FAILURES_PER_MINUTE)
         except RateLimited as exc:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
+            return
+        if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
+            refused = await _session_refusal(scope)
+            if refused is None:
+                await self.app(scope, receive, send)
+                return
+            if refused[0] == 403:  # a live session, but no CSRF proof: not a guess at a credential
+                await _deny(send, 403, "forbidden", refused[1])
+                return
+            await limiter.count(key)
+            await _deny(send, 401, "unauthorized", refused[1])
             return
         if self._authorized(scope):
             await self.app(scope, receive, send)
@@ -60,8 +72,48 @@ class AdminAuthMiddleware:
                 scheme, _, credential = value.partition(b" ")
                 if scheme.lower() != b"bearer" or not credential.strip():
                     return False
-                return hmac.compare_digest(hashlib.sha256(credential.strip()).digest(), self._digest)
+                return hmac.compare_digest(token_digest(credential.strip()), self._digest)
         return False
+
+
+def token_digest(token: bytes) -> bytes:
+    """What a presented admin token is compared by: equal lengths whatever is sent."""
+    return hashlib.sha256(token).digest()
+
+
+def failure_key(scope: Scope) -> str:
+    """The limiter scope of failed admin logins from this client (token or console login)."""
+    client = scope["client"][0] if scope.get("client") else "-"
+    return f"admin-auth:{client}"
+
+
+def _cookie(scope: Scope) -> str | None:
+    raw = header(scope.get("headers", ()), b"cookie")
+    if raw is None:
+        return None
+    for part in raw.split(";"):
+        name, _, value = part.strip().partition("=")
+        if name == COOKIE and value:
+            return value
+    return None
+
+
+async def _session_refusal(scope: Scope) -> tuple[int, str] | None:
+    """None when the console session cookie authorizes the request, else (status, message)."""
+    gateway = scope["state"]["gateway"]
+    sessions = ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
+    session = await sessions.get(_cookie(scope) or "")
+    if session is None:
+        return 401, "the console session has ended; log in again"
+    if scope["method"] in SAFE_METHODS:
+        return None
+    headers = scope.get("headers", ())
+    if cross_site(headers):
+        return 403, "cross-site requests are refused; use the console itself"
+    sent = header(headers, CSRF_HEADER.encode())
+    if sent is None or not session.csrf_matches(sent):
+        return 403, "the CSRF token is missing or wrong; reload the console"
+    return None
 
 
 async def _deny(send: Send, status: int, code: str, message: str, retry_after: float | None = None) -> None:
