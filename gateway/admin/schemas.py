@@ -167,6 +167,7 @@ class PluginOut(BaseModel):
     actions: list[dict[str, Any]]
     settings_schema: dict[str, Any]
     secret_settings: list[str]
+    generated_settings: list[str] = Field(default_factory=list, description="Made by the gateway when not given")
 
 
 class PluginList(BaseModel):
@@ -217,6 +218,7 @@ def plugin_out(plugin: Plugin) -> dict[str, Any]:
         ],
         "settings_schema": plugin.settings_model.model_json_schema(),
         "secret_settings": sorted(plugin.secret_fields()),
+        "generated_settings": sorted(plugin.generated),
     }
 
 

@@ -32,13 +32,17 @@ class ConsoleHeaders:
             await self.app(scope, receive, send)
             return
 
+        # Read now: the routes below this mount move `root_path` on in the same scope.
+        static = scope["path"].removeprefix(scope.get("root_path", "")).startswith("/static/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in _HEADERS.items():
                     headers[name] = value
                 if "cache-control" not in headers:
-                    headers["cache-control"] = "no-store"
+                    # Files are revalidated (ETag) so an upgrade shows at once; pages and answers aren't kept.
+                    headers["cache-control"] = "no-cache" if static else "no-store"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
 from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -97,7 +98,7 @@ def console_mount(admin_token: str) -> Mount:
         Route("/logout", logout, methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC), name="console-static"),
     ]
-    return Mount("/console", routes=routes, middleware=[Middleware(ConsoleHeaders)])
+    return Mount("/console", routes=routes, middleware=[Middleware(ConsoleHeaders), Middleware(GZipMiddleware)])
 
 
 def _sessions(gateway: Gateway) -> ConsoleSessions:

@@ -20,10 +20,16 @@ from tests.support.webhooks import Receiver, signed_headers
 pytestmark = [pytest.mark.anyio, pytest.mark.live, pytest.mark.browser]
 
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+BOT_TOKEN = "xoxb-console-test-token"
+
+
+SECRETS = (ADMIN_TOKEN, SIGNING_SECRET, WEBHOOK_SECRET, "app-simulator", BOT_TOKEN)
 
 
 async def shoot(page: Any, name: str) -> None:
-    """A screenshot at desktop width and at 360 px."""
+    """A screenshot at desktop width and at 360 px; no secret is in the page's HTML."""
+    html = await page.content()
+    assert not [secret for secret in SECRETS if secret in html], name
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
@@ -73,8 +79,9 @@ async def test_from_login_to_live_traffic_and_a_replayed_dead_letter(tmp_path: P
         await page.get_by_label("Admin token").press("Enter")
         await page.get_by_role("heading", name="Overview").wait_for()
 
-        # -- add an app: mode detected, key checked, input form shown ----------------------------
-        await page.get_by_role("link", name="Apps").click()
+        # -- add an app: mode detected, key checked, input form shown (reached by keyboard) -------
+        await page.get_by_role("link", name="Apps").focus()
+        await page.keyboard.press("Enter")
         await page.get_by_label("Name", exact=True).fill("support")
         await page.get_by_label("Base URL").fill(f"{stack.simulator}/v1")
         await page.get_by_label("API key").fill("app-simulator")
@@ -124,8 +131,16 @@ async def test_from_login_to_live_traffic_and_a_replayed_dead_letter(tmp_path: P
         await page.get_by_text('"challenge": "c-123"').wait_for()  # body logging is on
         await shoot(page, "05-live-traffic")
 
-        # -- rotate the URL: the old one keeps working until a date shown ------------------------
+        # -- edit a setting: the secret is saved, and shown masked ------------------------------
         await page.get_by_role("link", name="← Endpoint").click()
+        await page.get_by_label("Bot Token").fill(BOT_TOKEN)
+        await page.get_by_role("button", name="Save settings").click()
+        await page.get_by_text("Settings saved").wait_for()
+        shown = (await stack.admin("GET", "/endpoints")).json()["endpoints"][0]["settings"]
+        assert shown["bot_token"] != BOT_TOKEN and shown["bot_token"]
+        await page.locator('input[name="bot_token"][placeholder="•••••• (set)"]').wait_for()
+
+        # -- rotate the URL: the old one keeps working until a date shown ------------------------
         await page.get_by_role("button", name="Rotate URL").click()
         await page.get_by_text("New URL: give it to the caller now.").wait_for()
         await page.get_by_text("Earlier URLs keep working until").wait_for()
@@ -156,8 +171,20 @@ async def test_from_login_to_live_traffic_and_a_replayed_dead_letter(tmp_path: P
         await shoot(page, "09-plugins")
         await page.goto(f"{stack.gateway}/console/#/endpoints")
         await page.get_by_role("link", name="hook").click()
-        await page.get_by_role("button", name="Send a test request").wait_for()
+        await page.get_by_role("button", name="Send a test request").click()
+        await page.get_by_text("Answer:").wait_for()
         await shoot(page, "10-endpoint-webhook")
+
+        # -- delete with confirmation: Escape cancels, the dialog's button deletes ---------------
+        await page.get_by_role("button", name="Delete").click()
+        await page.get_by_role("dialog").wait_for()
+        await page.keyboard.press("Escape")
+        await page.get_by_role("dialog").wait_for(state="detached")
+        assert len((await stack.admin("GET", "/endpoints")).json()["endpoints"]) == 2
+        await page.get_by_role("button", name="Delete").click()
+        await page.get_by_role("button", name="Delete endpoint").click()
+        await page.get_by_role("heading", name="Endpoints").wait_for()
+        assert len((await stack.admin("GET", "/endpoints")).json()["endpoints"]) == 1
 
         # -- log out: the session is dead on the server ------------------------------------------
         await page.get_by_role("button", name="Log out").click()

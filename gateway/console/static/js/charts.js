@@ -1,6 +1,4 @@
 // Small SVG charts: presentation attributes and classes only (no inline styles, CSP forbids them).
-import { formatClock } from "./dom.js";
-
 const NS = "http://www.w3.org/2000/svg";
 
 function svg(tag, attrs = {}, text) {
@@ -26,12 +24,14 @@ export function trafficChart(minutes, requests, errors, title) {
   }
   const barW = Math.max(2, (W - L - R) / minutes.length - 3);
   errors.forEach((v, i) => {
-    if (v > 0) root.append(svg("rect", { x: x(i) - barW / 2, y: y(v), width: barW, height: H - B - y(v), class: "bar" }));
+    if (v > 0) root.append(svg("rect", { x: Math.min(Math.max(L, x(i) - barW / 2), W - R - barW), y: y(v), width: barW, height: H - B - y(v), class: "bar" }));
   });
   root.append(svg("polyline", { class: "line", points: requests.map((v, i) => `${x(i)},${y(v)}`).join(" ") }));
-  for (const i of [0, Math.floor(minutes.length / 2), minutes.length - 1]) {
+  const ticks = [[0, "start"], [Math.floor(minutes.length / 2), "middle"], [minutes.length - 1, "end"]];
+  for (const [i, anchor] of ticks) {
     if (minutes[i] !== undefined) {
-      root.append(svg("text", { x: x(i), y: H - 6, "text-anchor": "middle" }, formatClock(minutes[i]).slice(0, 5)));
+      const label = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" }).format(new Date(minutes[i] * 1000));
+      root.append(svg("text", { x: x(i), y: H - 6, "text-anchor": anchor }, label));
     }
   }
   return root;

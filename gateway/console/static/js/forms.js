@@ -57,9 +57,10 @@ export function settingsForm(plugin, { current = null } = {}) {
   const root = plugin.settings_schema || {};
   const required = new Set(root.required || []);
   const secrets = new Set(plugin.secret_settings || []);
+  const generated = new Set(plugin.generated_settings || []);
   const editing = current !== null;
   const controls = [];
-  const fields = [];
+  const fields = [], more = [];
   for (const [name, raw] of Object.entries(root.properties || {})) {
     const s = shape(raw, root);
     const k = secrets.has(name) ? "secret" : kind(s);
@@ -90,13 +91,17 @@ export function settingsForm(plugin, { current = null } = {}) {
         if (editing && now !== undefined && now !== null) control.value = k === "list" ? now.join(", ") : String(now);
       } else if (isSet) control.placeholder = "•••••• (set)";
     }
-    if (required.has(name) && !editing) control.required = true;
-    const label = title(name, s) + (required.has(name) ? " (required)" : "");
-    fields.push(field(label, control, describe(s, s.default, k === "secret", editing, isSet)));
+    const needed = required.has(name) && !generated.has(name);
+    if (needed && !editing) control.required = true;
+    const note = generated.has(name) && !editing ? " (made for you when left empty)" : needed ? " (required)" : "";
+    const item = field(title(name, s) + note, control, describe(s, s.default, k === "secret", editing, isSet));
+    // What a person must decide comes first; settings with a default wait behind "More settings".
+    (required.has(name) || k === "secret" || generated.has(name) ? fields : more).push(item);
     controls.push({ name, k, control, s, original: editing ? control.value : "" });
   }
   const element = h("fieldset", { class: "settings" }, h("legend", {}, `${plugin.name} settings`),
-    fields.length ? fields : h("p", { class: "muted" }, "This plugin has no settings."));
+    fields.length || more.length ? fields : h("p", { class: "muted" }, "This plugin has no settings."),
+    more.length ? h("details", {}, h("summary", {}, `More settings (${more.length}, each with a default)`), more) : null);
 
   function read() {
     const settings = {}, unset = [], problems = [];

@@ -18,7 +18,7 @@ export async function overviewView() {
       h("div", { class: "grid" },
         stat("Health", o.store_ok ? "OK" : "Store down", o.store_ok ? "store reachable" : "check GATEWAY_STORE",
           o.store_ok ? "ok" : "bad"),
-        stat("Requests", String(last), `this minute (${lastErrors} errors)`, lastErrors ? "warn" : ""),
+        stat("Requests", String(last), `this minute (${lastErrors} ${lastErrors === 1 ? "error" : "errors"})`, lastErrors ? "warn" : ""),
         stat("Answers in flight", String(o.answers.running), `of ${o.answers.limit}, ${o.answers.waiting} waiting`),
         stat("Jobs waiting", String(o.jobs.queued),
           `${o.jobs.running} running, ${o.jobs.dead} dead`, o.jobs.dead ? "warn" : "")),
@@ -26,7 +26,7 @@ export async function overviewView() {
         trafficChart(o.minutes, o.requests, o.errors, "Requests and errors per minute"),
         h("div", { class: "legend" }, h("span", { class: "k1" }, "requests"), h("span", { class: "k2" }, "errors (HTTP 400 and up)")),
         h("p", { class: "help" }, "From each endpoint's request log (its last requests), in your time zone.")),
-      o.jobs.dead ? h("p", { class: "notice" }, `${o.jobs.dead} dead jobs: `, h("a", { href: "#/jobs" }, "look at them and replay")) : null,
+      o.jobs.dead ? h("p", { class: "notice" }, `${o.jobs.dead} dead ${o.jobs.dead === 1 ? "job" : "jobs"}: `, h("a", { href: "#/jobs" }, "look at them and replay")) : null,
     );
   }
   await draw();
