@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import statistics
 import subprocess
 import sys
@@ -26,17 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.servers import ADMIN, free_port, gateway_env, stop, wait_up  # noqa: E402
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  # the flags the browser tests use
 
 
 async def one_load(browser: Any, base: str) -> tuple[int, int, float, float]:
@@ -64,9 +53,8 @@ async def one_load(browser: Any, base: str) -> tuple[int, int, float, float]:
 async def measure(base: str, rounds: int) -> None:
     from playwright.async_api import async_playwright
 
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         results = [await one_load(browser, base) for _ in range(rounds)]
         await browser.close()
     weights = {r[0] for r in results}
