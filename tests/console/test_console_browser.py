@@ -31,6 +31,7 @@ async def shoot(page: Any, name: str) -> None:
     html = await page.content()
     assert not [secret for secret in SECRETS if secret in html], name
     SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.evaluate("document.getElementById('toast').replaceChildren()")  # passing notes hide the screen
     await page.set_viewport_size({"width": 1280, "height": 900})
     await page.screenshot(path=str(SHOTS / f"{name}-desktop.png"), full_page=True)
     await page.set_viewport_size({"width": 360, "height": 740})

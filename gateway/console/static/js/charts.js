@@ -10,7 +10,8 @@ function svg(tag, attrs = {}, text) {
 
 // Requests per minute as a line, errors as bars, with a text summary for screen readers.
 export function trafficChart(minutes, requests, errors, title) {
-  const W = 600, H = 180, L = 34, B = 22, T = 10, R = 8;
+  // Drawn for the screen it is on, so its labels stay readable on a phone (redrawn with the data).
+  const W = Math.round(Math.min(900, Math.max(300, window.innerWidth - 64))), H = 180, L = 34, B = 22, T = 10, R = 8;
   const max = Math.max(1, ...requests, ...errors);
   const x = (i) => L + (i * (W - L - R)) / Math.max(1, minutes.length - 1);
   const y = (v) => T + (H - T - B) * (1 - v / max);

@@ -62,7 +62,7 @@ export function toast(message) {
   setTimeout(() => p.remove(), 4000);
 }
 
-async function copyText(text) {
+export async function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
     await navigator.clipboard.writeText(text);
     return;
@@ -75,19 +75,34 @@ async function copyText(text) {
   area.remove();
 }
 
+export function copyButton(labelText, value) {
+  return h("button", {
+    type: "button", class: "quiet small", "aria-label": `Copy ${labelText}`,
+    onclick: async () => {
+      try { await copyText(value); toast(`${labelText} copied`); } catch { toast("Select the text and press Ctrl+C"); }
+    },
+  }, "Copy");
+}
+
 // A read-only value with a copy button (URLs, keys, snippets).
 export function copyable(labelText, value, { secret = false } = {}) {
   const input = h("input", { type: "text", readOnly: true, value, spellcheck: false, autocomplete: "off" });
   input.dataset.copyValue = "";
-  const button = h("button", {
-    type: "button", class: "quiet small", "aria-label": `Copy ${labelText}`,
-    onclick: async () => {
-      try { await copyText(value); toast(`${labelText} copied`); } catch { input.select(); toast("Press Ctrl+C to copy"); }
-    },
-  }, "Copy");
+  const button = copyButton(labelText, value);
   input.id = uid();
   return h("div", { class: "field" }, h("label", { for: input.id }, labelText),
     h("div", { class: secret ? "copy secret-value" : "copy" }, input, button));
+}
+
+// replaceChildren without the nulls a conditional part leaves (it would print "null").
+export function fill(el, ...children) {
+  el.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}
+
+// A failed form submission: errors next to their fields, the rest (and the message) in `slot`.
+export function showFormError(form, slot, error) {
+  const rest = showFieldErrors(form, error.fields);
+  fill(slot, errorBox(error), rest.length ? h("ul", { class: "field-error" }, rest.map((r) => h("li", {}, r))) : null);
 }
 
 export function errorBox(error) {

@@ -2,7 +2,7 @@
 // generic panel: its actions as buttons with their options, so a new plugin (Telegram's "connect
 // webhook", a Dify package) is usable from here the day it is installed.
 import { api } from "./api.js";
-import { actionButton, copyable, download, errorBox, field, h, toast } from "./dom.js";
+import { actionButton, copyable, copyButton, copyText, download, errorBox, field, h, toast } from "./dom.js";
 
 const panels = new Map();
 
@@ -38,7 +38,7 @@ function genericPanel(endpoint, plugin) {
         for (const [name, input] of inputs) if (input.value.trim()) args[name] = input.value.trim();
         for (const [name, box] of flags) args[name] = box.checked ? "true" : "false";
         const result = await action(endpoint, a.name, args);
-        out.replaceChildren(h("pre", {}, resultText(result)));
+        out.replaceChildren(h("pre", { class: "wrap" }, resultText(result)));
       }, { errorSlot: out })), out));
   }
   return h("div", {}, parts);
@@ -93,7 +93,8 @@ registerNextStep("openai", (endpoint) => {
         h("p", {}, "Copy the key now: it will not be shown again."), copyable("API key", result.result.key, { secret: true })));
       code.textContent = snippet(result.result.key);
     }, { errorSlot: keySlot }),
-    keySlot, h("h3", {}, "Python (the openai SDK)"), code);
+    keySlot, h("h3", {}, "Python (the openai SDK)"), code,
+    h("button", { type: "button", class: "quiet small", onclick: () => copyText(code.textContent).then(() => toast("Snippet copied")) }, "Copy snippet"));
 });
 
 registerNextStep("webhook", (endpoint) => {
@@ -112,7 +113,7 @@ registerNextStep("webhook", (endpoint) => {
   ].join("\n");
   return h("div", {},
     h("p", {}, "Requests are signed per Standard Webhooks with the endpoint's secret. A signed request with curl:"),
-    h("pre", {}, curl),
+    h("pre", {}, curl), copyButton("curl example", curl),
     field("Test question", query, "Sent as a signed request from the gateway itself, like the CLI's `webhook call`."),
     h("div", { class: "actions" }, actionButton("Send a test request", async () => {
       const result = await action(endpoint, "call", { query: query.value || "Hello" });

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { actionButton, cells, confirmDialog, errorBox, field, formatTime, h, showFieldErrors, table, toast } from "../dom.js";
+import { actionButton, cells, confirmDialog, field, formatTime, h, showFormError, table, toast } from "../dom.js";
 
 const MODES = ["", "chat", "advanced-chat", "agent-chat", "completion", "workflow"];
 
@@ -75,8 +75,7 @@ export async function appsView() {
       slot.replaceChildren(h("p", { class: "notice", role: "status" }, `Added ${added.name}: a ${added.mode} app, key checked.`));
       await refresh();
     } catch (error) {
-      const rest = showFieldErrors(form, error.fields);
-      slot.replaceChildren(errorBox(error), rest.length ? h("ul", { class: "field-error" }, rest.map((r) => h("li", {}, r))) : null);
+      showFormError(form, slot, error);
     } finally { button.disabled = false; }
   });
   element.append(list, form);

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { actionButton, confirmDialog, copyable, errorBox, field, formatTime, h, showFieldErrors, toast } from "../dom.js";
+import { actionButton, confirmDialog, copyable, field, fill, formatTime, h, showFieldErrors, showFormError, toast } from "../dom.js";
 import { settingsForm } from "../forms.js";
 import { nextStep } from "../nextsteps.js";
 import { takeCreated } from "../state.js";
@@ -40,8 +40,7 @@ function editForm(endpoint, plugin, refresh) {
       toast("Settings saved");
       await refresh();
     } catch (error) {
-      const rest = showFieldErrors(form, error.fields);
-      slot.replaceChildren(errorBox(error), rest.length ? h("ul", { class: "field-error" }, rest.map((r) => h("li", {}, r))) : null);
+      showFormError(form, slot, error);
     } finally { button.disabled = false; }
   });
   return form;
@@ -59,7 +58,7 @@ export async function endpointView(id) {
     const slot = h("div", {});
     const grace = h("select", { name: "grace" }, GRACES.map(([s, t]) => h("option", { value: String(s) }, t)));
     grace.value = "86400";
-    element.replaceChildren(
+    fill(element,
       h("h1", {}, endpoint.name || endpoint.id, " ",
         h("span", { class: `badge ${endpoint.enabled ? "ok" : "warn"}` }, endpoint.enabled ? "enabled" : "disabled")),
       onceShown(created),

@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { sparkline } from "../charts.js";
-import { cells, errorBox, field, h, showFieldErrors, table } from "../dom.js";
+import { cells, errorBox, field, h, showFieldErrors, showFormError, table } from "../dom.js";
 import { settingsForm } from "../forms.js";
 import { rememberCreated } from "../state.js";
 
@@ -42,7 +42,7 @@ function createForm(plugins, apps) {
     appsSet, settingsSlot,
     h("fieldset", {}, h("legend", {}, "Options"),
       h("label", { class: "inline" }, logBodies, "Log request bodies (first 4 KiB) in the live traffic view"),
-      field("Rate limit per minute", rate, "0 turns the limit off; empty uses GATEWAY_RATE_LIMIT_PER_MINUTE.")),
+      h("div", { class: "row" }, field("Rate limit per minute", rate, "0 turns the limit off; empty uses GATEWAY_RATE_LIMIT_PER_MINUTE."))),
     slot, h("div", { class: "actions" }, h("button", { type: "submit" }, "Create endpoint")));
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -62,8 +62,7 @@ function createForm(plugins, apps) {
       rememberCreated(created);
       location.hash = `#/endpoints/${encodeURIComponent(created.id)}`;
     } catch (error) {
-      const rest = showFieldErrors(form, error.fields);
-      slot.replaceChildren(errorBox(error), rest.length ? h("ul", { class: "field-error" }, rest.map((r) => h("li", {}, r))) : null);
+      showFormError(form, slot, error);
     } finally { button.disabled = false; }
   });
   return form;

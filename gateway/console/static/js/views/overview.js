@@ -1,6 +1,6 @@
 import { api } from "../api.js";
 import { trafficChart } from "../charts.js";
-import { h } from "../dom.js";
+import { fill, h } from "../dom.js";
 
 function stat(label, value, note, cls = "") {
   return h("div", { class: "card" }, h("h2", {}, label), h("p", { class: `stat ${cls}` }, value, " ", h("small", {}, note)));
@@ -10,11 +10,14 @@ export async function overviewView() {
   const element = h("section", {}, h("h1", {}, "Overview"));
   const body = h("div", {});
   element.append(body);
+  let latest = null;
   async function draw() {
-    const o = await api.get("/overview");
+    render((latest = await api.get("/overview")));
+  }
+  function render(o) {
     const last = o.requests[o.requests.length - 1] || 0;
     const lastErrors = o.errors[o.errors.length - 1] || 0;
-    body.replaceChildren(
+    fill(body,
       h("div", { class: "grid" },
         stat("Health", o.store_ok ? "OK" : "Store down", o.store_ok ? "store reachable" : "check GATEWAY_STORE",
           o.store_ok ? "ok" : "bad"),
@@ -31,5 +34,8 @@ export async function overviewView() {
   }
   await draw();
   const timer = setInterval(() => draw().catch(() => {}), 10000);
-  return { title: "Overview", element, stop: () => clearInterval(timer) };
+  const resized = () => { if (latest) render(latest); };
+  window.addEventListener("resize", resized);
+  const stop = () => { clearInterval(timer); window.removeEventListener("resize", resized); };
+  return { title: "Overview", element, stop };
 }

@@ -22,7 +22,7 @@ function detail(entry, logBodies) {
       h("dt", {}, "Client IP"), h("dd", {}, entry.client_ip || "—"),
       h("dt", {}, "Request id"), h("dd", {}, h("code", {}, entry.request_id))),
     h("h3", {}, "Body"),
-    entry.body !== null && entry.body !== undefined ? h("pre", {}, entry.body)
+    entry.body !== null && entry.body !== undefined ? h("pre", { class: "wrap" }, entry.body)
       : h("p", { class: "muted" }, logBodies ? "No body." : "Body logging is off for this endpoint (turn it on in its settings)."));
 }
 
