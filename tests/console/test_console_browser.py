@@ -111,6 +111,10 @@ async def test_from_login_to_live_traffic_and_a_replayed_dead_letter(tmp_path: P
         download = await download_info.value
         manifest = json.loads(await anyio.Path(await download.path()).read_text())
         assert manifest["settings"]["event_subscriptions"]["request_url"] == url
+        # In-page links move the focus and keep the screen (the router only takes "#/…").
+        await page.get_by_role("link", name="this endpoint's settings").click()
+        assert await page.evaluate("document.activeElement.id") == "edit-settings"
+        assert "#/endpoints/" in page.url
 
         # -- a signed request shows up in the live log -------------------------------------------
         await page.get_by_role("link", name="Live traffic →").click()

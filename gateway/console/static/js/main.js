@@ -90,6 +90,17 @@ document.addEventListener("session-ended", () => {
   loginScreen("Your session has ended. Log in again.");
 });
 window.addEventListener("hashchange", () => { if (!nav.hidden) show(); });
+// In-page links (#main, #edit-settings) move the focus there; only "#/…" links are screens.
+document.addEventListener("click", (event) => {
+  const link = event.target.closest && event.target.closest('a[href^="#"]:not([href^="#/"])');
+  if (!link) return;
+  const target = document.getElementById(link.getAttribute("href").slice(1));
+  if (!target) return;
+  event.preventDefault();
+  if (!target.hasAttribute("tabindex")) target.tabIndex = -1;
+  target.focus();
+  target.scrollIntoView({ block: "start" });
+});
 
 resumeSession().then((live) => (live ? start() : loginScreen()), (error) => {
   main.replaceChildren(h("h1", {}, "The console can't reach the gateway"), errorBox(error));
