@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import openai
 import pytest
 
 from tests.console.conftest import SHOTS, ConsoleStack, console_stack
@@ -26,10 +27,18 @@ BOT_TOKEN = "xoxb-console-test-token"
 SECRETS = (ADMIN_TOKEN, SIGNING_SECRET, WEBHOOK_SECRET, "app-simulator", BOT_TOKEN)
 
 
+# Every control has a name a screen reader says: a <label>, aria-label or aria-labelledby, or its text.
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter((el) => !el.closest('[hidden]') && !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+    && !el.getAttribute('aria-labelledby') && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+  .map((el) => el.outerHTML)"""
+
+
 async def shoot(page: Any, name: str) -> None:
-    """A screenshot at desktop width and at 360 px; no secret is in the page's HTML."""
+    """A screenshot at desktop width and at 360 px; no secret is in the page's HTML, no control unlabelled."""
     html = await page.content()
     assert not [secret for secret in SECRETS if secret in html], name
+    assert await page.evaluate(UNLABELLED) == [], name
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.evaluate("document.getElementById('toast').replaceChildren()")  # passing notes hide the screen
     await page.set_viewport_size({"width": 1280, "height": 900})
@@ -197,3 +206,69 @@ async def test_from_login_to_live_traffic_and_a_replayed_dead_letter(tmp_path: P
         listed = await page.request.get(f"{stack.gateway}/admin/api/endpoints")
         assert listed.status == 401
         assert problems == [] or all("401" in p for p in problems), problems
+
+
+async def log_in(page: Any, stack: ConsoleStack) -> None:
+    await page.goto(f"{stack.gateway}/console/")
+    await page.get_by_label("Admin token").fill(ADMIN_TOKEN)
+    await page.get_by_role("button", name="Log in").click()
+    await page.get_by_role("heading", name="Overview").wait_for()
+
+
+async def create(page: Any, plugin: str, name: str, **settings: str) -> None:
+    await page.goto(page.url.split("#")[0] + "#/endpoints/new")
+    await page.get_by_label("Plugin").select_option(plugin)
+    await page.get_by_label("Name", exact=True).fill(name)
+    await page.get_by_label("support (").check()
+    for label, value in settings.items():
+        await page.get_by_label(label.replace("_", " "), exact=False).first.fill(value)
+    await page.get_by_role("button", name="Create endpoint").click()
+
+
+async def test_each_plugin_gets_its_form_and_its_next_step(tmp_path: Path, browser: Any) -> None:
+    async with console_stack(tmp_path) as stack:
+        app = {"name": "support", "base_url": f"{stack.simulator}/v1", "api_key": "app-simulator"}
+        assert (await stack.admin("POST", "/apps", json=app)).status_code == 201
+        page = await browser.new_page(viewport={"width": 1280, "height": 900})
+        await log_in(page, stack)
+
+        # A bad value is named next to its field, with what to do; nothing is created.
+        await create(page, "slack", "bad-slack", Bot_Token="abc")
+        await page.get_by_text("must be a bot token (xoxb-…), from OAuth & Permissions").first.wait_for()
+        assert await page.locator('[data-field="bot_token"] .field-error').text_content() != ""
+        assert (await stack.admin("GET", "/endpoints")).json()["endpoints"] == []
+
+        # webhook: the secret the gateway makes is shown once, then never again.
+        await create(page, "webhook", "hook")
+        await page.get_by_role("heading", name="Endpoint created").wait_for()
+        secret = await page.get_by_role("textbox", name="secret (shown once)").input_value()
+        assert secret.startswith("whsec_")
+        await shoot(page, "11-webhook-created")
+        await page.get_by_role("link", name="Endpoints").click()
+        await page.get_by_role("link", name="hook").click()
+        await page.get_by_role("button", name="Send a test request").wait_for()
+        assert secret not in await page.content()
+
+        # openai: a key made here (shown once) works with the openai SDK at the base URL shown.
+        await create(page, "openai", "chat-api")
+        await page.get_by_role("heading", name="Endpoint created").wait_for()
+        base_url = await page.get_by_role("textbox", name="Base URL").input_value()
+        first = await page.get_by_role("textbox", name="api_key (shown once)").input_value()
+        assert first in await page.locator("pre").text_content()  # the snippet uses the first key
+        await page.get_by_role("button", name="Create an API key").click()
+        await page.get_by_text("Copy the key now").wait_for()
+        key = await page.get_by_role("textbox", name="API key", exact=True).input_value()
+        assert key != first and key in await page.locator("pre").text_content()
+        await shoot(page, "12-endpoint-openai")
+        client = openai.AsyncOpenAI(base_url=base_url, api_key=key, max_retries=0)
+        reply = await client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}])
+        assert "hi" in (reply.choices[0].message.content or "")
+        await client.close()
+
+        # discord: the interactions URL, and "Register commands" says what is missing.
+        await create(page, "discord", "disco", Application_ID="123456789012", Public_key="a" * 64)
+        await page.get_by_role("heading", name="Endpoint created").wait_for()
+        await page.get_by_role("textbox", name="Interactions Endpoint URL").wait_for()
+        await page.get_by_role("button", name="Register commands").click()
+        await page.get_by_text("registering commands needs the endpoint's bot_token").wait_for()
+        await shoot(page, "13-endpoint-discord")

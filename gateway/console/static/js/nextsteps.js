@@ -8,10 +8,11 @@ const panels = new Map();
 
 export function registerNextStep(plugin, render) { panels.set(plugin, render); }
 
-export function nextStep(endpoint, plugin) {
+// `created`: the answer to the endpoint's creation (its once-shown secrets), on the first view only.
+export function nextStep(endpoint, plugin, created) {
   const render = panels.get(endpoint.plugin) || genericPanel;
   return h("section", { class: "card", "aria-labelledby": "next-step" },
-    h("h2", { id: "next-step" }, "Next step"), render(endpoint, plugin));
+    h("h2", { id: "next-step" }, "Next step"), render(endpoint, plugin, created));
 }
 
 const action = (endpoint, name, args = {}) =>
@@ -77,16 +78,18 @@ registerNextStep("discord", (endpoint) => {
     out);
 });
 
-registerNextStep("openai", (endpoint) => {
+registerNextStep("openai", (endpoint, plugin, created) => {
   const base = `${endpoint.url}/v1`;
   const keySlot = h("div", {});
   const snippet = (key) => `from openai import OpenAI\n\nclient = OpenAI(base_url="${base}", api_key="${key}")\n` +
     `reply = client.chat.completions.create(model="${endpoint.apps[0] || "APP"}", ` +
     `messages=[{"role": "user", "content": "Hello"}])\nprint(reply.choices[0].message.content)`;
-  const code = h("pre", {}, snippet("YOUR_KEY"));
+  const first = created && created.secrets && created.secrets.api_key;
+  const code = h("pre", {}, snippet(first || "YOUR_KEY"));
   return h("div", {},
     copyable("Base URL", base),
-    h("p", {}, "Clients need an API key for this endpoint. It is shown once; only its hash is kept."),
+    h("p", {}, first ? "The snippet below uses the key made with the endpoint (shown above, once). Make more keys here; each is shown once, only its hash is kept."
+      : "Clients need an API key for this endpoint. It is shown once; only its hash is kept."),
     actionButton("Create an API key", async () => {
       const result = await action(endpoint, "add-key", { label: "console" });
       keySlot.replaceChildren(h("div", { class: "secret" },

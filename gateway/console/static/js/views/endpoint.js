@@ -12,7 +12,7 @@ function onceShown(created) {
   return h("section", { class: "card secret", "aria-labelledby": "created" },
     h("h2", { id: "created" }, "Endpoint created"),
     secrets.length ? [h("p", {}, "Copy these now: they are shown this once and never again."),
-      secrets.map(([name, value]) => copyable(name, value, { secret: true }))] : h("p", {}, "Copy its URL below."));
+      secrets.map(([name, value]) => copyable(`${name} (shown once)`, value, { secret: true }))] : h("p", {}, "Copy its URL below."));
 }
 
 function editForm(endpoint, plugin, refresh) {
@@ -76,7 +76,7 @@ export async function endpointView(id) {
           h("dt", {}, "Created"), h("dd", {}, formatTime(endpoint.created_at))),
         h("div", { class: "actions" },
           h("a", { href: `#/endpoints/${encodeURIComponent(endpoint.id)}/traffic` }, "Live traffic →"))),
-      nextStep(endpoint, plugin),
+      nextStep(endpoint, plugin, created),
       h("section", { class: "card", "aria-labelledby": "manage" },
         h("h2", { id: "manage" }, "Manage"),
         h("div", { class: "row" }, field("Old URL keeps working for", grace, "After rotating, callers have this long to switch.")),
