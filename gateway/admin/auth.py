@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.console.origin import SAFE_METHODS, cross_site, header
@@ -89,13 +90,7 @@ def failure_key(scope: Scope) -> str:
 
 def _cookie(scope: Scope) -> str | None:
     raw = header(scope.get("headers", ()), b"cookie")
-    if raw is None:
-        return None
-    for part in raw.split(";"):
-        name, _, value = part.strip().partition("=")
-        if name == COOKIE and value:
-            return value
-    return None
+    return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
 async def _session_refusal(scope: Scope) -> tuple[int, str] | None:

@@ -171,3 +171,12 @@ async def test_no_secret_in_anything_the_console_serves(running: Running) -> Non
         answered = await running.client.get(path)
         assert answered.status_code == 200, path
         assert not any(secret in answered.text for secret in secrets), path
+
+
+async def test_a_bearer_token_is_judged_alone_whatever_cookie_comes_with_it(running: Running) -> None:
+    client = running.client
+    client.cookies.set("gw_console", "not-a-session")
+    assert (await client.get("/admin/api/apps", headers=admin_headers())).status_code == 200
+    await log_in(client)  # a live session does not rescue a wrong token
+    wrong = await client.get("/admin/api/apps", headers={"authorization": "Bearer wrong-" + "x" * 40})
+    assert wrong.status_code == 401
