@@ -272,3 +272,21 @@ async def test_each_plugin_gets_its_form_and_its_next_step(tmp_path: Path, brows
         await page.get_by_role("button", name="Register commands").click()
         await page.get_by_text("registering commands needs the endpoint's bot_token").wait_for()
         await shoot(page, "13-endpoint-discord")
+
+        # disable / enable, then an app that endpoints still use can't be removed: the error says why.
+        await page.get_by_role("button", name="Disable").click()
+        await page.get_by_role("heading", name="disco disabled").wait_for()
+        assert (await stack.client.post(await endpoint_url(page), content=b"{}")).status_code == 404
+        await page.get_by_role("button", name="Enable").click()
+        await page.get_by_role("heading", name="disco enabled").wait_for()
+        await page.get_by_role("link", name="Apps").click()
+        await page.get_by_role("button", name="Remove support").click()
+        await page.get_by_role("button", name="Remove", exact=True).click()
+        await page.get_by_role("alert").filter(has_text="support").wait_for()
+        assert (await stack.admin("GET", "/apps/support")).status_code == 200
+        await shoot(page, "14-apps-remove-refused")
+
+
+async def endpoint_url(page: Any) -> str:
+    url: str = await page.get_by_role("textbox", name="Endpoint URL", exact=True).input_value()
+    return url
