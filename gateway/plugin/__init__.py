@@ -55,6 +55,7 @@ from gateway.delivery.chat import (
     ChatAdapter,
     ChatRules,
     Delivered,
+    Draft,
     Fence,
     Handover,
     KeyValue,
@@ -69,6 +70,7 @@ from gateway.delivery.chat import (
     default_failure_note,
     deliver,
     failure_code,
+    repeating,
 )
 from gateway.delivery.chat.text import (
     FENCE,
@@ -171,6 +173,7 @@ __all__ = [
     "Context",
     "Delivered",
     "Delta",
+    "Draft",
     "EditThrottle",
     "EndpointInfo",
     "FENCE",
@@ -237,6 +240,7 @@ __all__ = [
     "private_url_host",
     "problems",
     "query_input_setting",
+    "repeating",
     "retry_after_header",
     "retry_after_seconds",
     "schema_error",
