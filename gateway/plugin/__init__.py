@@ -71,6 +71,7 @@ from gateway.delivery.chat import (
     deliver,
     failure_code,
     repeating,
+    said,
 )
 from gateway.delivery.chat.text import (
     FENCE,
@@ -78,6 +79,7 @@ from gateway.delivery.chat.text import (
     as_text,
     backoff_seconds,
     cut_point,
+    hide_reasoning,
     last_break,
     open_fence,
     split_text,
@@ -232,6 +234,7 @@ __all__ = [
     "extract_json",
     "failure_code",
     "file_type",
+    "hide_reasoning",
     "last_break",
     "new_webhook_secret",
     "open_fence",
@@ -243,6 +246,7 @@ __all__ = [
     "repeating",
     "retry_after_header",
     "retry_after_seconds",
+    "said",
     "schema_error",
     "schema_instruction",
     "sign_standard_webhook",

@@ -32,6 +32,7 @@ from gateway.delivery.chat.posted import (
     PostedMessages as PostedMessages,
     StoredMessages as StoredMessages,
 )
+from gateway.delivery.chat.said import said as said
 from gateway.delivery.chat.typing import repeating as repeating
 
 __all__ = [
@@ -55,4 +56,5 @@ __all__ = [
     "deliver",
     "failure_code",
     "repeating",
+    "said",
 ]
