@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from starlette.types import ASGIApp
 
 from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
@@ -25,7 +26,7 @@ async def test_one_update_sent_to_two_replicas_is_answered_once(redis_db: str, t
     fake = FakeTelegram()
     config = SimulatorConfig(first_token_latency=0.2, tokens_per_second=40)
 
-    def replica(url: str) -> object:
+    def replica(url: str) -> ASGIApp:
         return create_app(make_settings(tmp_path, store=redis_db, public_url=url, rate_limit_per_minute=0))
 
     async with (
