@@ -99,7 +99,7 @@ def _block(node: SyntaxTreeNode) -> str:
     inner = "\n\n".join(filter(None, (_block(child) for child in node.children)))
     if kind == "blockquote":
         return f"<blockquote>{inner}</blockquote>"
-    return inner if node.children else _text(node.content)
+    return inner if node.is_root or node.children else _text(node.content)
 
 
 def to_html(markdown: str) -> str:
