@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -244,7 +244,7 @@ async def first_writes(answers: int) -> None:
                     await asyncio.sleep(1.0)  # let the answer finish before the next
                 return gaps
 
-            def after(calls: list[Any]) -> Any:
+            def after(calls: Callable[[], Sequence[Any]]) -> Any:
                 return lambda t: [c.at for c in calls() if c.at >= t]
 
             ana, group = user(), group_chat()
