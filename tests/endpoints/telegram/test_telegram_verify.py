@@ -157,3 +157,11 @@ async def test_updates_that_need_no_answer_are_acknowledged_without_a_job(front:
         response = await front.post(json.dumps(update).encode(), headers)
         assert response.status_code == 200
     assert await front.jobs() == []
+
+
+def test_bot_api_urls_keep_the_bot_token_out_of_logs() -> None:
+    from gateway.logs import redact_url
+
+    for path in ("/bot{}/sendMessage", "/file/bot{}/photos/file_1.jpg"):
+        redacted = redact_url("https://api.telegram.org" + path.format(TOKEN))
+        assert TOKEN.split(":")[1] not in redacted and TOKEN.split(":")[0] not in redacted
