@@ -28,6 +28,7 @@ from gateway.exceptions import GatewayError, UpstreamError
 __all__ = [
     "ChatAdapter",
     "ChatRules",
+    "Draft",
     "Fence",
     "MessageRef",
     "NativeStream",
@@ -100,6 +101,9 @@ class ChatRules:
         truncated_note: appended to the last message that fits when `ChatAdapter.writes_left`
             runs out before the answer does.
         rate_limit_attempts: tries of one write that keeps being rate limited before giving up.
+        render_pages: split the Markdown first, then render each page on its own: for markup whose
+            tags can't be cut between messages (Telegram's HTML); `limit` then counts the
+            Markdown of a page (Telegram counts text after entity parsing, which is no longer).
     """
 
     limit: int
@@ -118,6 +122,7 @@ class ChatRules:
     partial_suffix: str = ""
     truncated_note: str = "_(The answer is too long to show here in full.)_"
     rate_limit_attempts: int = 5
+    render_pages: bool = False
 
 
 class NativeStream(Protocol):
@@ -142,6 +147,20 @@ class NativeStream(Protocol):
 
     async def stop(self, ref: MessageRef) -> None:
         """Close a stream: the message keeps what it shows."""
+        ...
+
+
+class Draft(Protocol):
+    """A platform's preview of a message being written (Telegram's sendMessageDraft in private
+    chats): shown while the answer streams, replaced by the messages posted at the end.
+
+    Passed to `deliver(draft=…)` next to the adapter; raising `StreamUnavailable` (the platform
+    refuses drafts) makes the engine go on with posted and edited messages.
+    """
+
+    async def show(self, text: str, page: int) -> None:
+        """Preview `text` (one rendered page) as message `page` (0 first) of the answer; replaces
+        the last preview of that page."""
         ...
 
 
