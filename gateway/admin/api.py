@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import schemas as s, usecases
+from gateway.admin import schemas as s, usage as u, usecases
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -230,6 +230,12 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    AdminRoute(
+        "GET", "/usage", u.usage_report, "Usage and cost totals", response=u.UsageOut, query=u.USAGE_QUERY
+    ),
+    AdminRoute("GET", "/budgets", u.list_budgets, "List budgets", response=u.BudgetList, query=("workspace",)),
+    AdminRoute("PUT", "/budgets", u.set_budget, "Set a monthly budget", u.BudgetIn, u.BudgetOut),
+    AdminRoute("DELETE", "/budgets/{id}", u.delete_budget, "Delete a budget", response=s.Deleted),
 )
 
 

@@ -15,6 +15,7 @@ from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.cli.usage import budgets, usage
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
@@ -199,6 +200,8 @@ cli.add_command(apps)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)
 cli.add_command(demo)
+cli.add_command(usage)
+cli.add_command(budgets)
 
 
 # -- commands from other packages --------------------------------------------------------------

@@ -92,6 +92,7 @@ from gateway.dify.structured import (
 )
 from gateway.exceptions import (
     BadRequest,
+    BudgetExceeded,
     ConfigurationError,
     GatewayError,
     JobError,
@@ -163,6 +164,7 @@ __all__ = [
     "AppInfo",
     "Apps",
     "BadRequest",
+    "BudgetExceeded",
     "Callbacks",
     "ChatAdapter",
     "ChatRules",
