@@ -1,0 +1,127 @@
+"""`dify-gateway usage` / `budgets` and the admin API's /usage and /budgets: shapes and refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli.main import cli
+from gateway.host.runtime import open_gateway
+from gateway.settings import Settings, bootstrap
+from gateway.usage import UsageRecord
+from gateway.usage.counters import day_of
+from tests.support.gateway import admin_headers, make_settings, running_app
+
+pytestmark = pytest.mark.anyio
+
+
+def record(key: str, app: str, tokens: int, price: str, currency: str = "USD") -> UsageRecord:
+    return UsageRecord(
+        key=key,
+        workspace="default",
+        endpoint="ep_1",
+        app=app,
+        plugin="webhook",
+        user="u1",
+        outcome="ok",
+        time=time.time(),
+        prompt_tokens=tokens,
+        total_tokens=tokens,
+        total_price=price,
+        currency=currency,
+    )
+
+
+def cli_env(tmp_path: Path) -> dict[str, str | None]:
+    cleared: dict[str, str | None] = {name: None for name in os.environ if name.startswith("GATEWAY_")}
+    return {**cleared, "GATEWAY_STORE": f"sqlite:///{tmp_path / 'gw.db'}"}
+
+
+def test_cli_usage_and_budgets(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    runner = CliRunner()
+
+    async def seed() -> None:
+        gw = await open_gateway(bootstrap(Settings(store=str(env["GATEWAY_STORE"]))).settings)
+        try:
+            await gw.usage.recorder.record(record("m1", "support", 120, "0.5"))
+            await gw.usage.recorder.record(record("m2", "sales", 30, "2", "EUR"))
+        finally:
+            await gw.aclose()
+
+    asyncio.run(seed())
+    shown = runner.invoke(cli, ["usage", "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    report = json.loads(shown.output)
+    assert [(r["app"], r["total_tokens"], r["cost"]) for r in report["rows"]] == [
+        ("sales", 30, {"EUR": "2"}),
+        ("support", 120, {"USD": "0.5"}),
+    ]
+    today = day_of(time.time()).isoformat()
+    table = runner.invoke(cli, ["usage", "--by", "day", "--from", today, "--to", today], env=env)
+    assert table.exit_code == 0 and today in table.output and "2 EUR, 0.5 USD" in table.output
+    bad = runner.invoke(cli, ["usage", "--from", "yesterday"], env=env)
+    assert bad.exit_code == 1 and "--from must be a date as YYYY-MM-DD" in bad.output
+    assert runner.invoke(cli, ["usage", "--by", "plugin"], env=env).exit_code == 2  # click's own refusal
+
+    made = runner.invoke(cli, ["budgets", "set", "--app", "support", "--tokens", "1000", "--json"], env=env)
+    assert made.exit_code == 0, made.output
+    budget = json.loads(made.output)
+    assert budget["scope"] == "app" and budget["target"] == "support" and budget["tokens"] == 1000
+    cost = runner.invoke(cli, ["budgets", "set", "--cost", "12.5", "--currency", "eur"], env=env)
+    assert cost.exit_code == 0 and cost.output.startswith("budget bud_")
+    listed = runner.invoke(cli, ["budgets", "list"], env=env)
+    assert "1000 tokens" in listed.output and "12.5 eur" in listed.output
+    refused = runner.invoke(cli, ["budgets", "set", "--app", "a", "--tokens", "5", "--cost", "1"], env=env)
+    assert refused.exit_code == 1 and "exactly one of tokens or cost" in refused.output
+    assert runner.invoke(cli, ["budgets", "set", "--cost", "lots"], env=env).exit_code == 1
+    assert runner.invoke(cli, ["budgets", "delete", budget["id"]], env=env).exit_code == 0
+    gone = runner.invoke(cli, ["budgets", "delete", budget["id"]], env=env)
+    assert gone.exit_code == 1 and "no budget" in gone.output
+
+
+async def test_admin_usage_and_budgets(tmp_path: Path) -> None:
+    async with running_app(make_settings(tmp_path)) as running:
+        client, headers = running.client, admin_headers()
+        await running.gateway.usage.recorder.record(record("m1", "support", 120, "0.5"))
+        report = (await client.get("/admin/api/usage", params={"by": "user"}, headers=headers)).json()
+        assert report["rows"][0]["user"] == "u1" and report["total"]["cost"] == {"USD": "0.5"}
+        for query, fragment in [
+            ({"by": "nothing"}, "by must be one of"),
+            ({"from": "2026-13-01"}, "from must be a date"),
+            ({"to": "2026-12-01", "from": "2026-12-02"}, "must not be after"),
+            ({"from": "2020-01-01", "to": "2026-01-01"}, "366"),
+        ]:
+            refused = await client.get("/admin/api/usage", params=query, headers=headers)
+            assert refused.status_code == 400 and fragment in refused.json()["error"]["message"], query
+        assert (await client.get("/admin/api/usage")).status_code == 401
+
+        put: dict[str, Any] = {"workspace": "team-a", "scope": "workspace", "cost": "10", "currency": "USD"}
+        made = await client.put("/admin/api/budgets", json=put, headers=headers)
+        assert made.status_code == 200 and made.json()["cost"] == "10"
+        for body in [
+            {"scope": "app", "tokens": 5},  # no target
+            {"scope": "workspace", "tokens": 5, "cost": "1"},
+            {"scope": "workspace", "tokens": -1},
+            {"scope": "workspace", "tokens": 5, "warn_at": 1.5},
+            {"scope": "team", "tokens": 5},
+            {"scope": "workspace", "tokens": "5", "extra": True},
+        ]:
+            refused = await client.put("/admin/api/budgets", json=body, headers=headers)
+            assert refused.status_code == 422, body
+        listed = (await client.get("/admin/api/budgets", params={"workspace": "team-a"}, headers=headers)).json()
+        assert [b["id"] for b in listed["budgets"]] == [made.json()["id"]]
+        assert (await client.get("/admin/api/budgets", params={"workspace": "other"}, headers=headers)).json() == {
+            "budgets": []
+        }
+        deleted = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
+        assert deleted.json() == {"deleted": made.json()["id"]}
+        missing = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
+        assert missing.status_code == 404
