@@ -110,7 +110,7 @@ async def test_usage_totals_match_the_simulator_across_a_sigkill(
             )
 
             async def four_in_flight() -> bool:
-                return (await sim_stats(http, simulator))["active_tasks"] == 4
+                return bool((await sim_stats(http, simulator))["active_tasks"] == 4)
 
             await until(four_in_flight, "four answers in flight")
             os.kill(first.pid, signal.SIGKILL)
@@ -119,7 +119,7 @@ async def test_usage_totals_match_the_simulator_across_a_sigkill(
                 await cut
 
             async def all_cut() -> bool:
-                return (await sim_stats(http, simulator))["active_tasks"] == 0
+                return bool((await sim_stats(http, simulator))["active_tasks"] == 0)
 
             await until(all_cut, "the cut answers' streams closed")
             finished_before = (await sim_stats(http, simulator))["usage_reported"]["answers"]

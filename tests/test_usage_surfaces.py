@@ -18,6 +18,7 @@ import discord
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 from pydantic import SecretStr
 
 from bots.rendering import Trigger
@@ -175,7 +176,7 @@ async def test_openai_usage_and_insufficient_quota(tmp_path: Path) -> None:
     async with openai_stack(tmp_path) as stack:
         # The SDK's own retries (max_retries=2) must not retry a spent budget.
         async with stack.client(max_retries=2) as client:
-            hi = [{"role": "user", "content": "hi there"}]
+            hi: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi there"}]
             await client.chat.completions.create(model="support", messages=hi)
             chunks = await client.chat.completions.create(model="support", messages=hi, stream=True)
             async for _ in chunks:

@@ -93,6 +93,7 @@ class SQLiteStore:
         self._closed = False
         self._kv_writes = 0
         self._enqueues = GroupCommit(self._enqueue_batch)
+        self._counter_adds = GroupCommit(self._counters_batch)  # one answer's usage each, many a commit
 
     @classmethod
     async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
@@ -171,6 +172,7 @@ class SQLiteStore:
             return
         self._closed = True
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
+        await self._counter_adds.wait_idle()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._shutdown)
@@ -304,6 +306,8 @@ class SQLiteStore:
         marker_ttl: float | None = None,
         ttl: float | None = None,
     ) -> bool:
+        if self._closed:
+            raise StoreError("The SQLite store is closed.")
         now = self._clock.time()
         marked = {"key": marker, "value": value, "exp": self._expires_at(now, marker_ttl), "now": now}
         expires_at = self._expires_at(now, ttl)
@@ -311,18 +315,27 @@ class SQLiteStore:
             {"name": counter, "field": name, "amount": int(amount), "now": now, "exp": expires_at}
             for counter, name, amount in increments
         ]
+        # Group commit: the usage of answers ending together shares one transaction (one fsync).
+        return await self._counter_adds.submit((marked, rows))
 
-        def op(c: sqlite3.Connection) -> bool:
-            # The marker as kv_set_if_absent sets it, then the counters, in one transaction.
-            if not c.execute(queries.SET_IF_ABSENT, marked).fetchall():
-                return False
-            c.executemany(queries.COUNTER_ADD, rows)
-            self._kv_wrote(c, now)
-            if self._kv_writes % _KV_SWEEP_EVERY == 0:
-                c.execute("DELETE FROM counters WHERE expires_at <= ?", (now,))
-            return True
+    async def _counters_batch(
+        self, batch: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> list[bool | Exception]:
+        def op(c: sqlite3.Connection) -> list[bool | Exception]:
+            added: list[bool | Exception] = []
+            for marked, rows in batch:
+                # The marker as kv_set_if_absent sets it, then its counters, all in one transaction.
+                if not c.execute(queries.SET_IF_ABSENT, marked).fetchall():
+                    added.append(False)
+                    continue
+                c.executemany(queries.COUNTER_ADD, rows)
+                added.append(True)
+                self._kv_wrote(c, marked["now"])
+                if self._kv_writes % _KV_SWEEP_EVERY == 0:
+                    c.execute("DELETE FROM counters WHERE expires_at <= ?", (marked["now"],))
+            return added
 
-        return await self._run(op, write=True)
+        return await self._run(op, write=True, closing_ok=True)
 
     async def counters_get(self, counter: str) -> dict[str, int]:
         params = {"name": counter, "now": self._clock.time()}
