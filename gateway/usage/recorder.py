@@ -68,5 +68,8 @@ class UsageRecorder:
                 cost=float(price_text(record.price_units)),
             )
         if self._guard is not None:
-            await self._guard.counted(record)
+            try:
+                await self._guard.counted(record)
+            except Exception as exc:  # counted already: the next answer counted sends what is due
+                logger.warning("budget notices after answer %s failed: %s", record.key, exc)
         return True
