@@ -11,13 +11,20 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
+from endpoints.webhook import plugin as webhook
 from gateway.cli.main import cli
+from gateway.exceptions import BudgetExceeded, UpstreamError
 from gateway.host.runtime import open_gateway
+from gateway.http.errors import error_response
+from gateway.records.apps import AppIn
 from gateway.settings import Settings, bootstrap
+from gateway.simulator.app import create_simulator_app
+from gateway.simulator.config import SimulatorConfig
 from gateway.usage import UsageRecord
 from gateway.usage.counters import day_of
-from tests.support.gateway import admin_headers, make_settings, running_app
+from tests.support.gateway import admin_headers, live_server, make_settings, running_app
 
 pytestmark = pytest.mark.anyio
 
@@ -125,3 +132,42 @@ async def test_admin_usage_and_budgets(tmp_path: Path) -> None:
         assert deleted.json() == {"deleted": made.json()["id"]}
         missing = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
         assert missing.status_code == 404
+
+
+def test_budget_exceeded_maps_to_429_in_the_one_place() -> None:
+    response = error_response(
+        BudgetExceeded(
+            "the monthly budget is spent", budget="bud_1", scope="workspace", period="2026-12", resets_at=1.5
+        )
+    )
+    assert response.status_code == 429 and "retry-after" not in response.headers
+    assert json.loads(bytes(response.body)) == {
+        "error": {
+            "code": "budget_exceeded",
+            "message": "the monthly budget is spent",
+            "budget": "bud_1",
+            "period": "2026-12",
+            "resets_at": 1.5,
+        }
+    }
+
+
+async def test_every_way_an_answer_ends_is_recorded(tmp_path: Path) -> None:
+    config = SimulatorConfig(first_token_latency=0, tokens_per_second=40)
+    async with live_server(create_simulator_app(config)) as simulator, running_app(make_settings(tmp_path)) as running:
+        gw = running.gateway
+        await gw.apps.add(AppIn(name="a", base_url=f"{simulator}/v1", api_key=SecretStr("app-simulator"), mode="chat"))
+        record, _ = await gw.endpoints.create("webhook", ["a"], {})
+        ctx = await gw.contexts.build(record, webhook)
+        answer = await ctx.apps.ask("a whole answer please", user="u1")
+        async with ctx.apps.stream("one two three four five six seven", user="u2", conversation_key="k") as stream:
+            async for delta in stream.deltas():
+                if delta.kind == "text":
+                    break  # the reader leaves early: the answer is stopped
+        with pytest.raises(UpstreamError):
+            async with ctx.apps.stream("fail [[fault:400]]", user="u3"):
+                pass
+        report = await gw.usage.report.query(by="user")
+        outcomes = {r["user"]: (r["ok"], r["cancelled"], r["error"]) for r in report["rows"]}
+        assert outcomes == {"u1": (1, 0, 0), "u2": (0, 1, 0), "u3": (0, 0, 1)}
+        assert answer.usage is not None and report["rows"][0]["total_tokens"] == answer.usage.total_tokens
