@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     budget_callback_url: str | None = None  # budget.warning / budget.exceeded go here, signed with:
     budget_callback_secret: SecretStr | None = None  # a whsec_ secret
     budget_warning_share: float = Field(0.8, gt=0, lt=1)
+    # Dify plugin packages: where their files go (default: beside the SQLite file, else ./data/plugins),
+    # operator public keys trusted besides Dify's (PEM text or file paths), and whether unsigned
+    # packages may be installed without --allow-unsigned.
+    plugin_dir: str = ""
+    plugin_public_keys: tuple[str, ...] = ()
+    allow_unsigned_plugins: bool = False
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     extra: Mapping[str, str] = Field(default_factory=dict)
@@ -145,6 +151,16 @@ class Settings(BaseSettings):
     @classmethod
     def _flag(cls, value: Any) -> Any:
         # pydantic reads true/false, 1/0, yes/no, on/off (any case); we also allow spaces and "" (off).
+        return (value.strip() or "false") if isinstance(value, str) else value
+
+    @field_validator("plugin_public_keys", mode="before")
+    @classmethod
+    def _plugin_keys(cls, value: Any) -> Any:
+        return _csv(value) if isinstance(value, str) else value
+
+    @field_validator("allow_unsigned_plugins", mode="before")
+    @classmethod
+    def _plugin_flag(cls, value: Any) -> Any:
         return (value.strip() or "false") if isinstance(value, str) else value
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -225,6 +241,14 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
         if self.budget_callback_url and self.budget_callback_secret is None:
             raise ConfigurationError("GATEWAY_BUDGET_CALLBACK_URL needs GATEWAY_BUDGET_CALLBACK_SECRET (whsec_...)")
+
+    @property
+    def plugin_directory(self) -> Path:
+        """GATEWAY_PLUGIN_DIR, or `plugins/` beside the SQLite database, or `./data/plugins`."""
+        if self.plugin_dir:
+            return Path(self.plugin_dir)
+        db = sqlite_path(self.store)
+        return db.parent / "plugins" if db is not None else Path("data") / "plugins"
 
     @property
     def dify_connections(self) -> int:

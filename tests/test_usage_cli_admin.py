@@ -19,6 +19,7 @@ from gateway.exceptions import BudgetExceeded, UpstreamError
 from gateway.host.runtime import open_gateway
 from gateway.http.errors import error_response
 from gateway.records.apps import AppIn
+from gateway.records.workspaces import WorkspaceIn
 from gateway.settings import Settings, bootstrap
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
@@ -110,8 +111,9 @@ async def test_admin_usage_and_budgets(tmp_path: Path) -> None:
             assert refused.status_code == 400 and fragment in refused.json()["error"]["message"], query
         assert (await client.get("/admin/api/usage")).status_code == 401
 
-        put: dict[str, Any] = {"workspace": "team-a", "scope": "workspace", "cost": "10", "currency": "USD"}
-        made = await client.put("/admin/api/budgets", json=put, headers=headers)
+        await running.gateway.workspaces.create(WorkspaceIn(name="team-a"))
+        put: dict[str, Any] = {"scope": "workspace", "cost": "10", "currency": "USD"}
+        made = await client.put("/admin/api/budgets", json=put, headers=headers, params={"workspace": "team-a"})
         assert made.status_code == 200 and made.json()["cost"] == "10"
         for body in [
             {"scope": "app", "tokens": 5},  # no target
@@ -119,18 +121,19 @@ async def test_admin_usage_and_budgets(tmp_path: Path) -> None:
             {"scope": "workspace", "tokens": -1},
             {"scope": "workspace", "tokens": 5, "warn_at": 1.5},
             {"scope": "team", "tokens": 5},
-            {"scope": "workspace", "tokens": "5", "extra": True},
+            {"scope": "workspace", "tokens": 5, "workspace": "team-b"},  # the workspace is the caller's
         ]:
-            refused = await client.put("/admin/api/budgets", json=body, headers=headers)
+            refused = await client.put("/admin/api/budgets", json=body, headers=headers, params={"workspace": "team-a"})
             assert refused.status_code == 422, body
-        listed = (await client.get("/admin/api/budgets", params={"workspace": "team-a"}, headers=headers)).json()
+        team_a = {"workspace": "team-a"}
+        listed = (await client.get("/admin/api/budgets", params=team_a, headers=headers)).json()
         assert [b["id"] for b in listed["budgets"]] == [made.json()["id"]]
-        assert (await client.get("/admin/api/budgets", params={"workspace": "other"}, headers=headers)).json() == {
-            "budgets": []
-        }
-        deleted = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
+        assert (await client.get("/admin/api/budgets", headers=headers)).json() == {"budgets": []}  # default's
+        elsewhere = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
+        assert elsewhere.status_code == 404  # acting on "default": team-a's budget is not found there
+        deleted = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers, params=team_a)
         assert deleted.json() == {"deleted": made.json()["id"]}
-        missing = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers)
+        missing = await client.delete(f"/admin/api/budgets/{made.json()['id']}", headers=headers, params=team_a)
         assert missing.status_code == 404
 
 
@@ -171,3 +174,11 @@ async def test_every_way_an_answer_ends_is_recorded(tmp_path: Path) -> None:
         outcomes = {r["user"]: (r["ok"], r["cancelled"], r["error"]) for r in report["rows"]}
         assert outcomes == {"u1": (1, 0, 0), "u2": (0, 1, 0), "u3": (0, 0, 1)}
         assert answer.usage is not None and report["rows"][0]["total_tokens"] == answer.usage.total_tokens
+
+
+def test_cli_refuses_a_workspace_that_does_not_exist(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    runner = CliRunner()
+    unknown = runner.invoke(cli, ["budgets", "set", "--workspace", "nope", "--tokens", "5"], env=env)
+    assert unknown.exit_code == 1 and "nope" in unknown.output
+    assert runner.invoke(cli, ["usage", "--workspace", "nope"], env=env).exit_code == 1

@@ -63,6 +63,8 @@ def usage(by: str, start: str | None, end: str | None, workspace: str | None, as
         fail(exc.message)
 
     async def action(gw: Gateway) -> dict[str, Any]:
+        if workspace is not None:
+            await gw.workspaces.require(workspace)
         return await gw.usage.report.query(by=by, start=first, end=last, workspace=workspace)
 
     emit(run(action), as_json, _human_report)
@@ -111,6 +113,7 @@ def set_(
         fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'budget'}: {e['msg']}" for e in errors))
 
     async def action(gw: Gateway) -> dict[str, Any]:
+        await gw.workspaces.require(data.workspace)
         return iso_times((await gw.usage.budgets.set(data)).public(), "created_at")
 
     emit(run(action), as_json, lambda b: f"budget {b['id']} set")

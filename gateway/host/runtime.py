@@ -21,6 +21,9 @@ from gateway.delivery.callbacks import CallbackSender
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
+from gateway.difyplugins.installer import PluginInstaller
+from gateway.difyplugins.installs import DifyPlugins
+from gateway.difyplugins.signature import load_trusted_keys
 from gateway.host.context_factory import ContextFactory
 from gateway.host.plugin_jobs import PluginJobRunner
 from gateway.host.registry import PluginRegistry
@@ -29,9 +32,11 @@ from gateway.jobs.plugin_job import PLUGIN_JOB
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobHandlerFn, JobWorkers
 from gateway.metrics import Metrics
+from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
 from gateway.records.requestlog import RequestLog
+from gateway.records.workspaces import WorkspaceService
 from gateway.security.crypto import SecretBox
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.ssrf import UrlPolicy
@@ -67,6 +72,9 @@ class Gateway:
     usage: UsageService
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
+    workspaces: WorkspaceService
+    admin_tokens: AdminTokenService  # workspace tokens for the admin API
+    dify_plugins: DifyPlugins  # installed Dify plugin packages
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -85,6 +93,7 @@ async def open_gateway(
     clock: Clock | None = None,
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
+    plugin_runtime: PluginInstaller | None = None,
 ) -> Gateway:
     """Connect the store and build the services. Collaborators passed in are not closed by `aclose`."""
     clock = clock or SystemClock()
@@ -195,6 +204,17 @@ async def open_gateway(
         contexts=contexts,
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
+        ),
+        workspaces=WorkspaceService(store, clock),
+        admin_tokens=AdminTokenService(store, clock),
+        dify_plugins=DifyPlugins(
+            store,
+            endpoints,
+            clock,
+            plugin_dir=settings.plugin_directory,
+            keys=load_trusted_keys(settings.plugin_public_keys),
+            allow_unsigned=settings.allow_unsigned_plugins,
+            runtime=plugin_runtime,
         ),
         _owns=owns,
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,19 +17,19 @@ from gateway.storage.base import Store
 from gateway.usage.counters import month_field
 from gateway.usage.records import NANO, safe_currency
 
-__all__ = ["BUDGETS", "Budget", "BudgetBook", "BudgetIn", "BudgetScope"]
+__all__ = ["BUDGETS", "Budget", "BudgetBook", "BudgetIn", "BudgetScope", "BudgetSpec", "budget_id"]
 
 BUDGETS = "budgets"  # the document collection
 BudgetScope = Literal["workspace", "app", "endpoint"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
 
-class BudgetIn(BaseModel):
-    """A budget to set: exactly one of `tokens` or `cost` (in `currency`) per month."""
+class BudgetSpec(BaseModel):
+    """A limit, without its workspace (the admin API takes that from the caller): exactly one of
+    `tokens` or `cost` (in `currency`) per month."""
 
     model_config = ConfigDict(extra="forbid")
 
-    workspace: str = Field("default", pattern=_NAME)
     scope: BudgetScope
     target: str = Field("", description="the app name or endpoint id; empty for a workspace budget", max_length=128)
     tokens: int | None = Field(None, gt=0, le=10**15)
@@ -38,7 +38,7 @@ class BudgetIn(BaseModel):
     warn_at: float | None = Field(None, gt=0, lt=1, description="share of the limit that sends budget.warning")
 
     @model_validator(mode="after")
-    def _one_limit(self) -> BudgetIn:
+    def _one_limit(self) -> Self:
         if (self.tokens is None) == (self.cost is None):
             raise ValueError("give exactly one of tokens or cost")
         if self.scope == "workspace" and self.target:
@@ -46,6 +46,12 @@ class BudgetIn(BaseModel):
         if self.scope != "workspace" and not self.target:
             raise ValueError(f"an {self.scope} budget needs a target (the {self.scope}'s name or id)")
         return self
+
+
+class BudgetIn(BudgetSpec):
+    """A budget to set in `workspace`."""
+
+    workspace: str = Field("default", pattern=_NAME)
 
 
 class Budget(BudgetIn):
