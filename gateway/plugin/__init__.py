@@ -96,6 +96,7 @@ from gateway.dify.structured import (
 )
 from gateway.exceptions import (
     BadRequest,
+    BudgetExceeded,
     ConfigurationError,
     GatewayError,
     JobError,
@@ -167,6 +168,7 @@ __all__ = [
     "AppInfo",
     "Apps",
     "BadRequest",
+    "BudgetExceeded",
     "Callbacks",
     "ChatAdapter",
     "ChatRules",

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.delivery.chat.text import Protect
-from gateway.exceptions import GatewayError, UpstreamError
+from gateway.exceptions import BudgetExceeded, GatewayError, UpstreamError
 
 __all__ = [
     "ChatAdapter",
@@ -58,6 +58,8 @@ def failure_code(error: GatewayError) -> str:
 def default_failure_note(error: GatewayError, partial: bool) -> str:
     """A short note for the reader; the detail belongs in the log."""
     code = failure_code(error)
+    if isinstance(error, BudgetExceeded):
+        return f"⚠️ This bot has used up its monthly budget ({code}), so it can't answer until it is raised or renewed."
     if partial:
         return f"⚠️ The answer was cut short ({code}). Please ask again."
     return f"⚠️ Sorry, no answer could be given ({code}). Please try again in a moment."
