@@ -47,6 +47,16 @@ class PluginRegistry:
             raise PluginLoadError(f"two plugins are named {plugin.name!r}")
         self._plugins[plugin.name] = plugin
 
+    def replace(self, plugin: Plugin) -> None:
+        """Add `plugin`, or put it in the place of the one of its name (an upgraded Dify package)."""
+        if not isinstance(plugin, Plugin):
+            raise PluginLoadError(f"{plugin!r} is not a gateway.plugin.Plugin")
+        self._plugins[plugin.name] = plugin
+
+    def remove(self, name: str) -> None:
+        """Forget the plugin `name` (a removed Dify package); nothing when there is none."""
+        self._plugins.pop(name, None)
+
     def get(self, name: str) -> Plugin | None:
         return self._plugins.get(name)
 
