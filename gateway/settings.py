@@ -106,6 +106,12 @@ class Settings(BaseSettings):
     dify_breaker_cool_down: float = 30.0
     # A started answer that sends only pings (or nothing) this long ends with upstream_timeout.
     dify_idle_timeout: float = 30.0
+    # Dify plugin packages: where their files go (default: beside the SQLite file, else ./data/plugins),
+    # operator public keys trusted besides Dify's (PEM text or file paths), and whether unsigned
+    # packages may be installed without --allow-unsigned.
+    plugin_dir: str = ""
+    plugin_public_keys: tuple[str, ...] = ()
+    allow_unsigned_plugins: bool = False
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     extra: Mapping[str, str] = Field(default_factory=dict)
@@ -136,6 +142,16 @@ class Settings(BaseSettings):
     @classmethod
     def _flag(cls, value: Any) -> Any:
         # pydantic reads true/false, 1/0, yes/no, on/off (any case); we also allow spaces and "" (off).
+        return (value.strip() or "false") if isinstance(value, str) else value
+
+    @field_validator("plugin_public_keys", mode="before")
+    @classmethod
+    def _plugin_keys(cls, value: Any) -> Any:
+        return _csv(value) if isinstance(value, str) else value
+
+    @field_validator("allow_unsigned_plugins", mode="before")
+    @classmethod
+    def _plugin_flag(cls, value: Any) -> Any:
         return (value.strip() or "false") if isinstance(value, str) else value
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -214,6 +230,14 @@ class Settings(BaseSettings):
         for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+
+    @property
+    def plugin_directory(self) -> Path:
+        """GATEWAY_PLUGIN_DIR, or `plugins/` beside the SQLite database, or `./data/plugins`."""
+        if self.plugin_dir:
+            return Path(self.plugin_dir)
+        db = sqlite_path(self.store)
+        return db.parent / "plugins" if db is not None else Path("data") / "plugins"
 
     @property
     def dify_connections(self) -> int:

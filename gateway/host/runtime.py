@@ -21,6 +21,9 @@ from gateway.delivery.callbacks import CallbackSender
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
+from gateway.difyplugins.installer import PluginInstaller
+from gateway.difyplugins.installs import DifyPlugins
+from gateway.difyplugins.signature import load_trusted_keys
 from gateway.host.context_factory import ContextFactory
 from gateway.host.plugin_jobs import PluginJobRunner
 from gateway.host.registry import PluginRegistry
@@ -64,6 +67,7 @@ class Gateway:
     metrics: Metrics
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
+    dify_plugins: DifyPlugins  # installed Dify plugin packages
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -82,6 +86,7 @@ async def open_gateway(
     clock: Clock | None = None,
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
+    plugin_runtime: PluginInstaller | None = None,
 ) -> Gateway:
     """Connect the store and build the services. Collaborators passed in are not closed by `aclose`."""
     clock = clock or SystemClock()
@@ -177,6 +182,15 @@ async def open_gateway(
         contexts=contexts,
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
+        ),
+        dify_plugins=DifyPlugins(
+            store,
+            endpoints,
+            clock,
+            plugin_dir=settings.plugin_directory,
+            keys=load_trusted_keys(settings.plugin_public_keys),
+            allow_unsigned=settings.allow_unsigned_plugins,
+            runtime=plugin_runtime,
         ),
         _owns=owns,
     )
