@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["Counter", "Histogram", "Metrics"]
 
@@ -78,9 +78,13 @@ class Metrics:
             "gateway_request_duration_seconds", "Time to the response head of endpoint requests.", ["plugin"]
         )
         self.jobs = Counter("gateway_jobs_total", "Jobs run, by kind and outcome.", ["kind", "outcome"])
+        # More exposition lines, rendered after these (e.g. the Dify plugin runtime's process states).
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def render(self) -> str:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.jobs):
             lines += metric.render()
+        for collect in self.collectors:
+            lines += collect()
         return "\n".join(lines) + "\n"

@@ -112,6 +112,14 @@ class Settings(BaseSettings):
     plugin_dir: str = ""
     plugin_public_keys: tuple[str, ...] = ()
     allow_unsigned_plugins: bool = False
+    # Running Dify plugins: the Python >= 3.12 their venvs are made from (found when unset), where
+    # the venvs go (default: `venvs/` in the plugin directory), a request's deadline, how long a
+    # silent plugin (no heartbeat) is given before it is restarted, and the longest restart pause.
+    plugin_python: str = ""
+    plugin_venv_dir: str = ""
+    plugin_request_timeout: float = 300.0
+    plugin_heartbeat_timeout: float = 60.0
+    plugin_restart_max: float = 60.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     extra: Mapping[str, str] = Field(default_factory=dict)
@@ -230,6 +238,9 @@ class Settings(BaseSettings):
         for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+        for name in ("plugin_request_timeout", "plugin_heartbeat_timeout", "plugin_restart_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
 
     @property
     def plugin_directory(self) -> Path:
@@ -238,6 +249,11 @@ class Settings(BaseSettings):
             return Path(self.plugin_dir)
         db = sqlite_path(self.store)
         return db.parent / "plugins" if db is not None else Path("data") / "plugins"
+
+    @property
+    def plugin_venv_directory(self) -> Path:
+        """GATEWAY_PLUGIN_VENV_DIR, or `venvs/` in the plugin directory."""
+        return Path(self.plugin_venv_dir) if self.plugin_venv_dir else self.plugin_directory / "venvs"
 
     @property
     def dify_connections(self) -> int:

@@ -6,11 +6,11 @@ This `__init__` only re-exports; each concept lives in its module.
 
 from gateway.difyplugins.runtime.connection import PluginConnection, PluginRaised, PluginSession, ReverseCallError
 from gateway.difyplugins.runtime.endpoint import DifyEndpointPlugin, permissions_of, settings_model
-from gateway.difyplugins.runtime.manager import DifyRuntime, PackageSource, RuntimeConfig
+from gateway.difyplugins.runtime.manager import DifyRuntime, RuntimeConfig
 from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
 from gateway.difyplugins.runtime.python import PythonNotFound, find_python
 from gateway.difyplugins.runtime.reverse import SERVED_KINDS, ReverseCalls, permission_denied
-from gateway.difyplugins.runtime.spec import PluginSpec
+from gateway.difyplugins.runtime.spec import PluginSpec, spec_of
 from gateway.difyplugins.runtime.status import RuntimeState, RuntimeStatus
 from gateway.difyplugins.runtime.storage import InstallationStorage, StorageFull
 from gateway.difyplugins.runtime.venv import PluginVenvs, Requirements, VenvFailed, requirements_of
@@ -20,7 +20,6 @@ __all__ = [
     "DifyEndpointPlugin",
     "DifyRuntime",
     "InstallationStorage",
-    "PackageSource",
     "PluginConnection",
     "PluginProcess",
     "PluginRaised",
@@ -42,4 +41,5 @@ __all__ = [
     "permissions_of",
     "requirements_of",
     "settings_model",
+    "spec_of",
 ]

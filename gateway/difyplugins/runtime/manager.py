@@ -1,15 +1,16 @@
 """`DifyRuntime`: the installed Dify packages of one gateway process, as plugins and processes.
 
 - `register(spec)` makes an installed package a gateway plugin (`author/name`) in the registry;
-- `prepare(spec)` gets it ready to run: its venv built under the plugin data directory (shared
-  with every package of the same requirements and Python, so an upgrade that keeps its
+- `build(spec)` gets it ready to run: its venv, under the venv directory on the data volume,
+  shared with every package of the same requirements and Python (an upgrade that keeps its
   dependencies installs nothing);
-- a plugin's process starts with its first request (`connection`), and is supervised until
-  `aclose` (the gateway's shutdown) or `discard` (removal);
+- a plugin's process starts with its first request (`connection`) and is supervised until
+  `aclose` (the gateway's shutdown) or `unload` (removed, or upgraded away);
 - `statuses()` and `metric_lines()` show each process's state.
 
-Installations made on another replica are found through `PackageSource` (the installation records
-in the shared store): `find(name)` loads one the registry does not know yet, and `refresh()`
+It is also the `PluginInstaller` of the installations (`prepare`, `discard`, `runtime_state`).
+Installations made by another process (the CLI, another replica) are found in the shared
+installation records: `find(key)` loads one the registry does not know yet, and `refresh()`
 follows upgrades and removals made elsewhere.
 """
 
@@ -17,52 +18,41 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.difyplugins.runtime.connection import PluginConnection
 from gateway.difyplugins.runtime.endpoint import DifyEndpointPlugin
 from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
 from gateway.difyplugins.runtime.python import find_python
-from gateway.difyplugins.runtime.spec import PluginSpec
+from gateway.difyplugins.runtime.spec import PluginSpec, spec_of
 from gateway.difyplugins.runtime.status import RuntimeStatus
 from gateway.difyplugins.runtime.storage import InstallationStorage
 from gateway.difyplugins.runtime.venv import PluginVenvs, requirements_of
 from gateway.exceptions import PluginUnavailable
 from gateway.host.registry import PluginRegistry
+from gateway.records.installations import Installation, InstallationRecords
 from gateway.storage.base import Store
 
-__all__ = ["DifyRuntime", "PackageSource", "RuntimeConfig"]
+__all__ = ["DifyRuntime", "RuntimeConfig"]
 
 logger = logging.getLogger(__name__)
 
 
-class PackageSource(Protocol):
-    """Where the installed packages are recorded (shared by every replica)."""
-
-    async def load(self, key: str) -> PluginSpec | None:
-        """The installed package `author/name`, or None."""
-        ...
-
-    async def keys(self) -> list[str]:
-        """Every installed package's `author/name`."""
-        ...
-
-
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
-    """data_dir: packages and venvs (on the data volume); python: GATEWAY_PLUGIN_PYTHON; wheels: offline installs."""
+    """venv_dir: the plugin venvs (on the data volume); python: GATEWAY_PLUGIN_PYTHON (found when
+    empty); wheels: a directory of wheels for offline installs."""
 
-    data_dir: Path
-    python: str | None = None
+    venv_dir: Path
+    python: str = ""
     wheels: Path | None = None
-    policy: ProcessPolicy = ProcessPolicy()
+    policy: ProcessPolicy = field(default_factory=ProcessPolicy)
 
 
 @dataclass(slots=True)
-class _Running:
+class _Loaded:
     plugin: DifyEndpointPlugin
     process: PluginProcess | None = None
 
@@ -75,151 +65,166 @@ class DifyRuntime:
         registry: PluginRegistry,
         store: Store,
         clock: Clock,
-        source: PackageSource | None = None,
+        records: InstallationRecords | None = None,
     ) -> None:
         self.config = config
         self._registry = registry
         self._store = store
         self._clock = clock
-        self._source = source
-        self._venvs = PluginVenvs(config.data_dir / "venvs", wheels=config.wheels)
-        self._plugins: dict[str, _Running] = {}
+        self._records = records
+        self._venvs = PluginVenvs(config.venv_dir, wheels=config.wheels)
+        self._loaded: dict[str, _Loaded] = {}
         self._python: tuple[str, str] | None = None
         self._starting: dict[str, asyncio.Lock] = {}
+        self._retired: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    # -- installation hooks ------------------------------------------------------------------------
+    # -- PluginInstaller (called around installs, upgrades and removals) ---------------------------
+
+    async def prepare(self, installation: Installation, *, wheels: Path | None = None) -> None:
+        """Build the venv of an installation (refusing the install when pip fails) and register it."""
+        spec = spec_of(installation)
+        await self.build(spec, wheels=wheels)
+        self.register(spec)
+
+    async def discard(self, installation: Installation) -> None:
+        """The installation was upgraded away or removed: stop its process and unregister it here."""
+        await self.unload(installation.key, installation.identity)
+
+    def runtime_state(self, installation: Installation) -> str | None:
+        loaded = self._loaded.get(installation.key)
+        if loaded is None or loaded.plugin.identity != installation.identity:
+            return "stopped"
+        return self.status(installation.key).state if loaded.process else "stopped"
+
+    # -- plugins -----------------------------------------------------------------------------------
 
     async def python(self) -> tuple[str, str]:
         if self._python is None:
-            self._python = await find_python(self.config.python)
+            self._python = await find_python(self.config.python or None)
         return self._python
 
-    async def prepare(self, spec: PluginSpec, *, wheels: Path | None = None) -> Path:
+    async def build(self, spec: PluginSpec, *, wheels: Path | None = None) -> Path:
         """Build (or reuse) the venv of the package's requirements; the venv's Python."""
         if not spec.directory.is_dir():
-            raise PluginUnavailable(f"the files of plugin {spec.key} are not on this machine ({spec.directory})")
+            raise PluginUnavailable(f"the files of plugin {spec.key} are not on this machine", retry_after=30.0)
         python, version = await self.python()
         return await self._venvs.ensure(requirements_of(spec.directory), python, version, wheels=wheels)
 
     def register(self, spec: PluginSpec) -> DifyEndpointPlugin:
         """The package as a gateway plugin, in the registry (replacing the one of an older version)."""
-        running = self._plugins.get(spec.key)
-        if running is not None and running.plugin.identity == spec.identity:
-            return running.plugin
+        loaded = self._loaded.get(spec.key)
+        if loaded is not None and loaded.plugin.identity == spec.identity:
+            return loaded.plugin
         plugin = DifyEndpointPlugin(
             spec,
             connect=self.connection,
             storage=self._storage,
             request_timeout=self.config.policy.request_timeout,
         )
-        if running is not None and running.process is not None:
-            # An upgrade: the old version's process ends; the next request starts the new one.
-            old = running.process
-            asyncio.get_running_loop().create_task(old.aclose())
-        self._plugins[spec.key] = _Running(plugin)
+        if loaded is not None and loaded.process is not None:
+            self._retire(loaded.process)  # an upgrade: the next request starts the new version
+        self._loaded[spec.key] = _Loaded(plugin)
         self._registry.replace(plugin)
         return plugin
 
-    async def discard(self, key: str, identity: str | None = None) -> None:
-        """Stop the package's process and take its plugin out of the registry (removed, or `identity`
-        upgraded away: then only if that version is still the one registered here)."""
-        running = self._plugins.get(key)
-        if running is None or (identity is not None and running.plugin.identity != identity):
+    async def unload(self, key: str, identity: str | None = None) -> None:
+        """Stop the package's process and take its plugin out of the registry (only the version
+        `identity`, when given: an upgrade's new version stays)."""
+        loaded = self._loaded.get(key)
+        if loaded is None or (identity is not None and loaded.plugin.identity != identity):
             return
-        del self._plugins[key]
+        del self._loaded[key]
         self._registry.remove(key)
-        if running.process is not None:
-            await running.process.aclose()
+        if loaded.process is not None:
+            await loaded.process.aclose()
 
-    # -- lookups -----------------------------------------------------------------------------------
+    def _retire(self, process: PluginProcess) -> None:
+        task = asyncio.get_running_loop().create_task(process.aclose(), name=f"retire plugin {process.name}")
+        self._retired.add(task)
+        task.add_done_callback(self._retired.discard)
+
+    # -- the shared records ------------------------------------------------------------------------
 
     async def load_installed(self) -> list[str]:
-        """Register every installed package (at start-up); the keys that failed are logged and skipped."""
-        if self._source is None:
+        """Register every installed package (at start-up); what could not be loaded is logged and skipped."""
+        if self._records is None:
             return []
         loaded = []
-        for key in await self._source.keys():
-            if await self.find(key) is not None:
-                loaded.append(key)
+        for installation in await self._records.all():
+            try:
+                self.register(spec_of(installation))
+            except Exception:  # a broken record must not keep the gateway from starting
+                logger.exception("the installed Dify package %s could not be loaded", installation.key)
+                continue
+            loaded.append(installation.key)
         return loaded
 
     async def find(self, key: str) -> DifyEndpointPlugin | None:
-        """The plugin of `key`, loading the installation from the shared records if this process does not know it."""
-        running = self._plugins.get(key)
-        if running is not None:
-            return running.plugin
-        if self._source is None or "/" not in key:
+        """The plugin of `key`, loading its installation record when this process does not know it yet."""
+        loaded = self._loaded.get(key)
+        if loaded is not None:
+            return loaded.plugin
+        if self._records is None or "/" not in key:
             return None
-        try:
-            spec = await self._source.load(key)
-        except Exception:  # a broken record must not take the gateway down with it
-            logger.exception("the installed Dify package %s could not be loaded", key)
-            return None
-        return self.register(spec) if spec is not None else None
+        installation = await self._records.get(key)
+        return self.register(spec_of(installation)) if installation is not None else None
 
     async def refresh(self) -> None:
-        """Follow what other processes installed, upgraded or removed (the shared records)."""
-        if self._source is None:
+        """Follow the installs, upgrades and removals other processes made (the shared records)."""
+        if self._records is None:
             return
-        keys = set(await self._source.keys())
-        for key in list(self._plugins):
-            if key not in keys:
-                await self.discard(key)
-        for key in keys:
-            spec = await self._source.load(key)
-            if spec is not None:
-                self.register(spec)
+        installations = {i.key: i for i in await self._records.all()}
+        for key in list(self._loaded):
+            if key not in installations:
+                await self.unload(key)
+        for installation in installations.values():
+            self.register(spec_of(installation))
 
     # -- processes ---------------------------------------------------------------------------------
 
     async def connection(self, key: str) -> PluginConnection:
-        running = self._plugins.get(key)
-        if running is None or self._closed:
-            raise PluginUnavailable(f"plugin {key} is not installed here", retry_after=5.0)
-        if running.process is None:
-            lock = self._starting.setdefault(key, asyncio.Lock())
-            async with lock:
-                if running.process is None:
+        """The connection to the plugin's process, starting it (venv first) on first use."""
+        loaded = self._loaded.get(key)
+        if loaded is None or self._closed:
+            raise PluginUnavailable(f"plugin {key} is not loaded", retry_after=5.0)
+        if loaded.process is None:
+            async with self._starting.setdefault(key, asyncio.Lock()):
+                if loaded.process is None:
+                    spec = loaded.plugin.spec
                     try:
-                        python = await self.prepare(running.plugin.spec)
+                        python = await self.build(spec)
+                    except PluginUnavailable:
+                        raise
                     except Exception:
                         logger.exception("plugin %s could not be prepared to run", key)
                         raise PluginUnavailable(f"plugin {key} could not be started", retry_after=30.0) from None
-                    running.process = PluginProcess(
-                        name=key,
-                        directory=running.plugin.spec.directory,
-                        python=python,
-                        clock=self._clock,
-                        policy=self.config.policy,
+                    loaded.process = PluginProcess(
+                        name=key, directory=spec.directory, python=python, clock=self._clock, policy=self.config.policy
                     )
-        assert running.process is not None
-        return await running.process.connection()
+        assert loaded.process is not None
+        return await loaded.process.connection()
 
     def _storage(self, key: str, limit: int) -> InstallationStorage:
         return InstallationStorage(self._store, key, limit)
 
-    def statuses(self) -> list[RuntimeStatus]:
-        out = []
-        for key, running in sorted(self._plugins.items()):
-            out.append(running.process.status() if running.process else RuntimeStatus(plugin=key, state="stopped"))
-        return out
+    def status(self, key: str) -> RuntimeStatus:
+        loaded = self._loaded.get(key)
+        if loaded is None or loaded.process is None:
+            return RuntimeStatus(plugin=key, state="stopped")
+        return loaded.process.status()
 
-    def status(self, key: str) -> RuntimeStatus | None:
-        running = self._plugins.get(key)
-        if running is None:
-            return None
-        return running.process.status() if running.process else RuntimeStatus(plugin=key, state="stopped")
+    def statuses(self) -> list[RuntimeStatus]:
+        return [self.status(key) for key in sorted(self._loaded)]
 
     def metric_lines(self) -> list[str]:
         """Prometheus lines: each plugin's state (1 for the current one), restarts and requests in flight."""
+        statuses = self.statuses()
         lines = [
-            "# HELP gateway_dify_plugin_state State of each Dify plugin's process (1 = current state).",
+            "# HELP gateway_dify_plugin_state State of each Dify plugin's process (1 = its current state).",
             "# TYPE gateway_dify_plugin_state gauge",
         ]
-        statuses = self.statuses()
-        for status in statuses:
-            lines.append(f'gateway_dify_plugin_state{{plugin="{_label(status.plugin)}",state="{status.state}"}} 1')
+        lines += [f'gateway_dify_plugin_state{{plugin="{_label(s.plugin)}",state="{s.state}"}} 1' for s in statuses]
         lines += [
             "# HELP gateway_dify_plugin_restarts_total Restarts of each Dify plugin's process.",
             "# TYPE gateway_dify_plugin_restarts_total counter",
@@ -235,8 +240,8 @@ class DifyRuntime:
     async def aclose(self) -> None:
         """Stop every plugin process (the gateway is stopping)."""
         self._closed = True
-        processes = [r.process for r in self._plugins.values() if r.process is not None]
-        await asyncio.gather(*(p.aclose() for p in processes), return_exceptions=True)
+        processes = [loaded.process for loaded in self._loaded.values() if loaded.process is not None]
+        await asyncio.gather(*(p.aclose() for p in processes), *self._retired, return_exceptions=True)
 
 
 def _label(value: str) -> str:

@@ -95,7 +95,7 @@ class PluginProcess:
             raise PluginUnavailable(f"plugin {self.name} is stopping", retry_after=self._policy.restart_base)
         if self._supervisor is None:
             self._supervisor = asyncio.get_running_loop().create_task(self._supervise(), name=f"plugin {self.name}")
-            await self._up.wait()
+        await self._up.wait()  # set once the first process was spawned (or failed to be)
         connection = self._connection
         if connection is None or self._state not in ("starting", "running"):
             reason = f"plugin {self.name} is restarting ({self._last_exit})"

@@ -12,8 +12,9 @@ from typing import Any
 from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import EndpointDeclaration, Permissions
 from gateway.difyplugins.package import PluginPackage
+from gateway.records.installations import Installation
 
-__all__ = ["PluginSpec"]
+__all__ = ["PluginSpec", "spec_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,3 +67,16 @@ class PluginSpec:
             permissions=Permissions.model_validate(dict(permissions)),
             description=description,
         )
+
+
+def spec_of(installation: Installation) -> PluginSpec:
+    """The runtime's view of an installation record (read from the shared store by any replica)."""
+    return PluginSpec.from_record(
+        key=installation.key,
+        identity=installation.identity,
+        directory=installation.install_dir,
+        form=installation.settings_form,
+        endpoints=installation.endpoints,
+        permissions=installation.permissions,
+        description=installation.label,
+    )
