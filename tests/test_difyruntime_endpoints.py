@@ -17,7 +17,7 @@ import uvicorn
 from asgi_lifespan import LifespanManager
 
 from gateway.difyplugins.package import read_directory
-from gateway.difyplugins.runtime import PluginSpec
+from gateway.difyplugins.runtime import InstallationStorage, PluginSpec
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
@@ -288,3 +288,42 @@ def test_the_endpoint_settings_come_from_the_packages_form(plugins: dict[str, Pl
     assert fields["token"].is_required()
     values = model.model_validate({"token": "x"})
     assert json.loads(values.model_dump_json()) == {"token": "**********", "mode": "a", "loud": False}
+
+
+async def test_a_request_past_its_deadline_is_a_504(
+    tmp_path: Path, venv_dir: Path, python_for_plugins: tuple[str, str], plugins: dict[str, PluginSpec]
+) -> None:
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins, plugin_request_timeout=1.0) as live:
+        url = await _echo_endpoint(live)
+        response = await live.client.post(live.at(url) + "/slow?seconds=4", content=b"{}")
+        assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+        # The process is not at fault: it goes on serving.
+        assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
+        assert live.gateway.dify_runtime.status("tests/echo").restarts == 0
+
+
+async def test_a_hung_plugin_is_killed_and_restarted(
+    tmp_path: Path, venv_dir: Path, python_for_plugins: tuple[str, str], plugins: dict[str, PluginSpec]
+) -> None:
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins, plugin_heartbeat_timeout=2.0) as live:
+        url = await _echo_endpoint(live)
+        hung = await live.client.post(live.at(url) + "/freeze", content=b"{}")
+        assert hung.status_code == 503
+        status = live.gateway.dify_runtime.status("tests/echo")
+        assert status.restarts == 1 and status.last_exit == "no heartbeat for 2s"
+        for _ in range(300):
+            if live.gateway.dify_runtime.status("tests/echo").state == "running":
+                break
+            await asyncio.sleep(0.05)
+        assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
+
+
+async def test_storage_is_bounded_by_the_declared_size(live: Live, dify_simulator: RunningSimulator) -> None:
+    url = await _bot_endpoint(live, dify_simulator)
+    storage = InstallationStorage(live.gateway.store, "tests/bot", 4096)
+    await storage.set("filler", "00" * 4096)  # all of it
+    response = await live.client.post(live.at(url) + "/chat", json={"query": "hello"})
+    assert response.status_code == 502  # the plugin's storage.set raised (its own code did not catch it)
+    await storage.delete("filler")
+    response = await live.client.post(live.at(url) + "/chat", json={"query": "hello"})
+    assert response.status_code == 200 and response.json()["count"] == 1

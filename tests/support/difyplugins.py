@@ -129,6 +129,26 @@ ECHO_ENDPOINTS = (
         """,
     ),
     Endpoint(
+        "slow",
+        "/slow",
+        "POST",
+        """
+        time.sleep(float(r.args.get("seconds", "3")))
+        return Response("late", status=200, content_type="text/plain")
+        """,
+    ),
+    Endpoint(
+        "freeze",
+        "/freeze",
+        "POST",
+        """
+        import signal
+
+        os.kill(os.getpid(), signal.SIGSTOP)  # hung: no answer, no heartbeat
+        return Response("never", status=200)
+        """,
+    ),
+    Endpoint(
         "crash",
         "/crash",
         "POST",
