@@ -53,8 +53,11 @@ def python_for_plugins() -> tuple[str, str]:
 
 @pytest.fixture(scope="session")
 def venv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One venv directory for the session: the test plugins share requirements, so one venv."""
-    return tmp_path_factory.mktemp("plugin-venvs")
+    """One venv directory for the session (whichever module asks): the test plugins share their
+    requirements, so pip runs once."""
+    path = tmp_path_factory.getbasetemp() / "plugin-venvs"
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,7 @@ follows upgrades and removals made elsewhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,12 +50,14 @@ class RuntimeConfig:
     python: str = ""
     wheels: Path | None = None
     policy: ProcessPolicy = field(default_factory=ProcessPolicy)
+    follow_interval: float = 5.0  # how often a serving process re-reads the installation records
 
 
 @dataclass(slots=True)
 class _Loaded:
     plugin: DifyEndpointPlugin
     process: PluginProcess | None = None
+    recorded: bool = False  # from the installation records (so it goes when its record goes)
 
 
 class DifyRuntime:
@@ -77,6 +80,7 @@ class DifyRuntime:
         self._python: tuple[str, str] | None = None
         self._starting: dict[str, asyncio.Lock] = {}
         self._retired: set[asyncio.Task[None]] = set()
+        self._follower: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- PluginInstaller (called around installs, upgrades and removals) ---------------------------
@@ -85,7 +89,7 @@ class DifyRuntime:
         """Build the venv of an installation (refusing the install when pip fails) and register it."""
         spec = spec_of(installation)
         await self.build(spec, wheels=wheels)
-        self.register(spec)
+        self.register(spec, recorded=True)
 
     async def discard(self, installation: Installation) -> None:
         """The installation was upgraded away or removed: stop its process and unregister it here."""
@@ -111,10 +115,12 @@ class DifyRuntime:
         python, version = await self.python()
         return await self._venvs.ensure(requirements_of(spec.directory), python, version, wheels=wheels)
 
-    def register(self, spec: PluginSpec) -> DifyEndpointPlugin:
-        """The package as a gateway plugin, in the registry (replacing the one of an older version)."""
+    def register(self, spec: PluginSpec, *, recorded: bool = False) -> DifyEndpointPlugin:
+        """The package as a gateway plugin, in the registry (replacing the one of an older version).
+        `recorded`: it comes from the installation records, and is unloaded when its record goes."""
         loaded = self._loaded.get(spec.key)
         if loaded is not None and loaded.plugin.identity == spec.identity:
+            loaded.recorded = loaded.recorded or recorded
             return loaded.plugin
         plugin = DifyEndpointPlugin(
             spec,
@@ -124,7 +130,7 @@ class DifyRuntime:
         )
         if loaded is not None and loaded.process is not None:
             self._retire(loaded.process)  # an upgrade: the next request starts the new version
-        self._loaded[spec.key] = _Loaded(plugin)
+        self._loaded[spec.key] = _Loaded(plugin, recorded=recorded)
         self._registry.replace(plugin)
         return plugin
 
@@ -153,7 +159,7 @@ class DifyRuntime:
         loaded = []
         for installation in await self._records.all():
             try:
-                self.register(spec_of(installation))
+                self.register(spec_of(installation), recorded=True)
             except Exception:  # a broken record must not keep the gateway from starting
                 logger.exception("the installed Dify package %s could not be loaded", installation.key)
                 continue
@@ -168,23 +174,36 @@ class DifyRuntime:
         if self._records is None or "/" not in key:
             return None
         installation = await self._records.get(key)
-        return self.register(spec_of(installation)) if installation is not None else None
+        return self.register(spec_of(installation), recorded=True) if installation is not None else None
 
     async def refresh(self) -> None:
         """Follow the installs, upgrades and removals other processes made (the shared records)."""
         if self._records is None:
             return
         installations = {i.key: i for i in await self._records.all()}
-        for key in list(self._loaded):
-            if key not in installations:
+        for key, loaded in list(self._loaded.items()):
+            if loaded.recorded and key not in installations:
                 await self.unload(key)
         for installation in installations.values():
-            self.register(spec_of(installation))
+            self.register(spec_of(installation), recorded=True)
+
+    async def _follow(self) -> None:
+        while True:
+            await self._clock.idle(self.config.follow_interval)
+            try:
+                await self.refresh()
+            except Exception:  # the store may be briefly away; the next round tries again
+                logger.exception("reading the Dify plugin installations failed")
 
     # -- processes ---------------------------------------------------------------------------------
 
     async def connection(self, key: str) -> PluginConnection:
-        """The connection to the plugin's process, starting it (venv first) on first use."""
+        """The connection to the plugin's process, starting it (venv first) on first use.
+
+        A process that serves Dify plugins also starts following the installation records, so an
+        upgrade or removal made by the CLI or another replica reaches it within `follow_interval`."""
+        if self._follower is None and self._records is not None and not self._closed:
+            self._follower = asyncio.get_running_loop().create_task(self._follow(), name="dify-plugin-records")
         loaded = self._loaded.get(key)
         if loaded is None or self._closed:
             raise PluginUnavailable(f"plugin {key} is not loaded", retry_after=5.0)
@@ -240,6 +259,10 @@ class DifyRuntime:
     async def aclose(self) -> None:
         """Stop every plugin process (the gateway is stopping)."""
         self._closed = True
+        if self._follower is not None:
+            self._follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._follower
         processes = [loaded.process for loaded in self._loaded.values() if loaded.process is not None]
         await asyncio.gather(*(p.aclose() for p in processes), *self._retired, return_exceptions=True)
 
