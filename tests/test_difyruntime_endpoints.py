@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,8 +56,9 @@ def python_for_plugins() -> tuple[str, str]:
 def venv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One venv directory for the session (whichever module asks): the test plugins share their
     requirements, so pip runs once."""
-    path = tmp_path_factory.getbasetemp() / "plugin-venvs"
-    path.mkdir(exist_ok=True)
+    kept = os.environ.get("DIFY_PLUGIN_TEST_VENVS")  # scripts/test keeps them between runs
+    path = Path(kept) if kept else tmp_path_factory.getbasetemp() / "plugin-venvs"
+    path.mkdir(parents=True, exist_ok=True)
     return path
 
 
