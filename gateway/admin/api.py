@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import schemas as s, usecases
+from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usecases
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -69,7 +69,7 @@ def _limit(request: Request, default: int = 50, maximum: int = 1000) -> int:
 
 
 async def list_plugins(request: Request, gw: Gateway, _: None) -> Any:
-    return {"plugins": [s.plugin_out(p) for p in gw.registry.plugins()]}
+    return await rows.plugin_listing(gw)
 
 
 async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
@@ -199,7 +199,12 @@ async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
 
 
 ADMIN_ROUTES: tuple[AdminRoute, ...] = (
-    AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=s.PluginList),
+    AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=rows.PluginListing),
+    AdminRoute("POST", "/plugins", dp.install, "Install a Dify plugin", response=rows.DifyPluginOut, status=201),
+    AdminRoute("POST", "/plugins/verify", dp.verify, "Verify a package's signature", response=rows.Verified),
+    AdminRoute("GET", "/plugins/{author}/{name}", dp.show, "Show a Dify plugin", response=rows.DifyPluginOut),
+    AdminRoute("PUT", "/plugins/{author}/{name}", dp.upgrade, "Upgrade a Dify plugin", response=rows.DifyPluginOut),
+    AdminRoute("DELETE", "/plugins/{author}/{name}", dp.remove, "Remove a Dify plugin", response=rows.RemovedPlugin),
     AdminRoute("GET", "/apps", list_apps, "List Dify apps", response=s.AppList),
     AdminRoute("POST", "/apps", add_app, "Register a Dify app", AppIn, s.AppOut, 201),
     AdminRoute("GET", "/apps/{name}", show_app, "Show an app", response=s.AppOut),

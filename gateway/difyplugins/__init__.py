@@ -2,7 +2,9 @@
 
 This `__init__` only re-exports; each concept lives in its module:
 `manifest` (the declarations), `form` (the endpoint settings form), `package` (reading and
-extracting), `signature` (Dify's signing scheme).
+extracting), `signature` (Dify's signing scheme). Installing builds on the installation records
+(gateway/records/installations.py), which build on these, so it is imported from its own modules:
+`installs.DifyPlugins` (install, upgrade, remove) and `installer.PluginInstaller` (the runtime's hook).
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+import anyio.to_thread
+
 from gateway.clock import Clock
 from gateway.difyplugins.installer import NoRuntime, PluginInstaller
 from gateway.difyplugins.package import PackageLimits, PluginPackage, read_package
@@ -93,7 +95,7 @@ class DifyPlugins:
 
     async def install(self, data: bytes, *, allow_unsigned: bool = False, wheels: Path | None = None) -> Installation:
         """Install a package that is not installed yet (`Conflict` if it is: upgrade it instead)."""
-        package, verification = self._checked(data, allow_unsigned)
+        package, verification = await anyio.to_thread.run_sync(self._checked, data, allow_unsigned)
         async with self._lock(package.key):
             current = await self.records.get(package.key)
             if current is not None:
@@ -110,7 +112,7 @@ class DifyPlugins:
 
     async def upgrade(self, data: bytes, *, allow_unsigned: bool = False, wheels: Path | None = None) -> Installation:
         """Replace an installed plugin with another version of it; its endpoints keep their URLs."""
-        package, verification = self._checked(data, allow_unsigned)
+        package, verification = await anyio.to_thread.run_sync(self._checked, data, allow_unsigned)
         async with self._lock(package.key):
             current = await self.records.get(package.key)
             if current is None:
@@ -175,14 +177,7 @@ class DifyPlugins:
         installed_at: float | None,
     ) -> Installation:
         package_path, install_dir = self._paths(package)
-        if install_dir.exists():  # left by an install that died half-way: it is ours to replace
-            shutil.rmtree(install_dir)
-        _write_atomically(package_path, package.data)
-        try:
-            package.extract_to(install_dir)
-        except BaseException:
-            package_path.unlink(missing_ok=True)
-            raise
+        await anyio.to_thread.run_sync(_write_files, package, package_path, install_dir)
         now = self._clock.time()
         installation = Installation(
             key=package.key,
@@ -210,7 +205,7 @@ class DifyPlugins:
         try:
             await self.runtime.prepare(installation, wheels=wheels)
         except BaseException:
-            _remove_files(installation)
+            await anyio.to_thread.run_sync(_remove_files, installation)
             raise
         return installation
 
@@ -222,10 +217,22 @@ class DifyPlugins:
         except Exception:  # the record already moved on; a stale venv must not undo that
             logger.exception("the runtime failed to discard %s", installation.identity)
         if keep is None or keep.install_dir != installation.install_dir:
-            _remove_files(installation)
+            await anyio.to_thread.run_sync(_remove_files, installation)
 
     async def _drop(self, installation: Installation) -> None:
         await self._retire(installation, keep=None)
+
+
+def _write_files(package: PluginPackage, package_path: Path, install_dir: Path) -> None:
+    """The package file and its extracted files (blocking: run in a thread)."""
+    if install_dir.exists():  # left by an install that died half-way: it is ours to replace
+        shutil.rmtree(install_dir)
+    _write_atomically(package_path, package.data)
+    try:
+        package.extract_to(install_dir)
+    except BaseException:
+        package_path.unlink(missing_ok=True)
+        raise
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

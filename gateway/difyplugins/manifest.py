@@ -29,8 +29,8 @@ __all__ = [
 # The daemon's own rules (plugin_entities.AuthorRegex / PluginNameRegex).
 AUTHOR = re.compile(r"[a-z0-9_-]{1,64}")
 NAME = re.compile(r"[a-z0-9_-]{1,128}")
-# manifest_entities.Version: three dot-separated numbers, an optional pre-release tag.
-VERSION = re.compile(r"\d{1,4}\.\d{1,4}\.\d{1,4}(-[0-9A-Za-z.]{1,32})?")
+# manifest_entities.VERSION_PATTERN, `\d{1,4}(\.\d{1,4}){2}(-\w{1,16})?`, with Go's ASCII-only classes.
+VERSION = re.compile(r"[0-9]{1,4}(\.[0-9]{1,4}){2}(-[0-9A-Za-z_]{1,16})?")
 METHODS = ("HEAD", "GET", "POST", "PUT", "DELETE", "OPTIONS")
 # What `plugins:` may list besides endpoints; the gateway serves endpoints only.
 EXTENSION_KINDS = ("tools", "models", "agent_strategies", "datasources", "triggers")
