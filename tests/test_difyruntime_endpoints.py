@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,14 @@ from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
 from gateway.testing.simulator import RunningSimulator
-from tests.support.difyplugins import BOT_ENDPOINTS, ECHO_ENDPOINTS, Permission, plugin_python, write_plugin
+from tests.support.difyplugins import (
+    BOT_ENDPOINTS,
+    ECHO_ENDPOINTS,
+    Permission,
+    plugin_python,
+    shared_venv_dir,
+    write_plugin,
+)
 from tests.support.gateway import base_url, listening_socket, make_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -53,11 +59,10 @@ def python_for_plugins() -> tuple[str, str]:
 
 
 @pytest.fixture(scope="session")
-def venv_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def venv_dir() -> Path:
     """One venv directory for the session (whichever module asks): the test plugins share their
     requirements, so pip runs once."""
-    kept = os.environ.get("DIFY_PLUGIN_TEST_VENVS")  # scripts/test keeps them between runs
-    path = Path(kept) if kept else tmp_path_factory.getbasetemp() / "plugin-venvs"
+    path = shared_venv_dir()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.difyplugins.package import pack_directory
+from gateway.host.runtime import open_gateway
 from gateway.records.apps import AppIn
 from gateway.testing.simulator import RunningSimulator
 from tests import test_difyruntime_endpoints as endpoints
@@ -88,3 +89,18 @@ async def test_two_replicas_serve_one_installation(
         await _wait_for(first, url, "v0.0.2")  # the same URL, the new version
         await _wait_for(second, url, "v0.0.2")  # the other replica follows the records
         assert (await second.client.post(second.at(url) + "/chat", json={"query": "x"})).json()["count"] == 3
+
+        # A process that runs no plugin (the CLI's `plugins list`) shows the state the servers published.
+        installation = await first.gateway.dify_plugins.get("tests/bot")
+        assert first.gateway.dify_plugins.runtime_state(installation) == "running"
+        state = None
+        for _ in range(100):
+            cli = await open_gateway(first.gateway.settings)
+            try:
+                state = cli.dify_plugins.runtime_state(installation)
+            finally:
+                await cli.aclose()
+            if state == "running":
+                break
+            await asyncio.sleep(0.1)
+        assert state == "running"

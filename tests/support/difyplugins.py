@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,15 @@ import yaml
 
 from gateway.difyplugins.runtime.python import PythonNotFound, find_python
 
-__all__ = ["BOT_ENDPOINTS", "ECHO_ENDPOINTS", "Endpoint", "Permission", "plugin_python", "write_plugin"]
+__all__ = [
+    "BOT_ENDPOINTS",
+    "ECHO_ENDPOINTS",
+    "Endpoint",
+    "Permission",
+    "plugin_python",
+    "shared_venv_dir",
+    "write_plugin",
+]
 
 REQUIREMENTS = "dify_plugin>=0.7,<0.8\n"
 
@@ -288,6 +297,14 @@ def write_plugin(
     )
     (directory / "requirements.txt").write_text(requirements)
     return directory
+
+
+def shared_venv_dir() -> Path:
+    """Where the tests' plugin venvs go: one directory for every test and run (`DIFY_PLUGIN_TEST_VENVS`,
+    else one in the system's temporary directory). Venvs are kept per requirements and Python, so
+    sharing them is safe, and pip runs once per machine instead of once per installing test."""
+    kept = os.environ.get("DIFY_PLUGIN_TEST_VENVS")
+    return Path(kept) if kept else Path(tempfile.gettempdir()) / "dify-gateway-plugin-venvs"
 
 
 _found: list[tuple[str, str] | str] = []

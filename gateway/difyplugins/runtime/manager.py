@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = ["DifyRuntime", "RuntimeConfig"]
 
 logger = logging.getLogger(__name__)
 
+_STATE_KEY = "difyrt:state:"  # + author/name: the runtime state a serving process published
+
 
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
@@ -51,6 +54,12 @@ class RuntimeConfig:
     wheels: Path | None = None
     policy: ProcessPolicy = field(default_factory=ProcessPolicy)
     follow_interval: float = 5.0  # how often a serving process re-reads the installation records
+
+
+@dataclass(frozen=True, slots=True)
+class _Published:
+    identity: str
+    state: str
 
 
 @dataclass(slots=True)
@@ -81,6 +90,7 @@ class DifyRuntime:
         self._starting: dict[str, asyncio.Lock] = {}
         self._retired: set[asyncio.Task[None]] = set()
         self._follower: asyncio.Task[None] | None = None
+        self._published: dict[str, _Published] = {}
         self._closed = False
 
     # -- PluginInstaller (called around installs, upgrades and removals) ---------------------------
@@ -96,10 +106,13 @@ class DifyRuntime:
         await self.unload(installation.key, installation.identity)
 
     def runtime_state(self, installation: Installation) -> str | None:
+        """This process's state of the plugin when it runs it here; else the state a serving process
+        published (the CLI runs no plugin: it shows the server's); None when nobody runs it."""
         loaded = self._loaded.get(installation.key)
-        if loaded is None or loaded.plugin.identity != installation.identity:
-            return "stopped"
-        return self.status(installation.key).state if loaded.process else "stopped"
+        if loaded is not None and loaded.process is not None and loaded.plugin.identity == installation.identity:
+            return loaded.process.status().state
+        published = self._published.get(installation.key)
+        return published.state if published is not None and published.identity == installation.identity else None
 
     # -- plugins -----------------------------------------------------------------------------------
 
@@ -153,11 +166,17 @@ class DifyRuntime:
     # -- the shared records ------------------------------------------------------------------------
 
     async def load_installed(self) -> list[str]:
-        """Register every installed package (at start-up); what could not be loaded is logged and skipped."""
+        """Register every installed package (at start-up) and read the runtime states serving
+        processes published; what could not be loaded is logged and skipped."""
         if self._records is None:
             return []
         loaded = []
         for installation in await self._records.all():
+            published = await self._store.kv_get(_STATE_KEY + installation.key)
+            if published is not None:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    document = json.loads(published)
+                    self._published[installation.key] = _Published(document["identity"], document["state"])
             try:
                 self.register(spec_of(installation), recorded=True)
             except Exception:  # a broken record must not keep the gateway from starting
@@ -189,11 +208,22 @@ class DifyRuntime:
 
     async def _follow(self) -> None:
         while True:
-            await self._clock.idle(self.config.follow_interval)
             try:
+                await self._publish()
+                await self._clock.idle(self.config.follow_interval)
                 await self.refresh()
             except Exception:  # the store may be briefly away; the next round tries again
                 logger.exception("reading the Dify plugin installations failed")
+
+    async def _publish(self) -> None:
+        """Tell other processes (`plugins list` in the CLI) the state of the plugins run here."""
+        ttl = self.config.follow_interval * 3
+        for key, loaded in list(self._loaded.items()):
+            if loaded.process is None:
+                continue
+            status = loaded.process.status()
+            document = {"identity": loaded.plugin.identity, **status.to_dict()}
+            await self._store.kv_set(_STATE_KEY + key, json.dumps(document), ttl=ttl)
 
     # -- processes ---------------------------------------------------------------------------------
 
