@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,3 +338,15 @@ async def test_storage_is_bounded_by_the_declared_size(live: Live, dify_simulato
     await storage.delete("filler")
     response = await live.client.post(live.at(url) + "/chat", json={"query": "hello"})
     assert response.status_code == 200 and response.json()["count"] == 1
+
+
+async def test_plugin_processes_stop_with_the_gateway(
+    tmp_path: Path, venv_dir: Path, python_for_plugins: tuple[str, str], plugins: dict[str, PluginSpec]
+) -> None:
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins) as live:
+        url = await _echo_endpoint(live)
+        assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
+        pid = live.gateway.dify_runtime.status("tests/echo").pid
+        assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
