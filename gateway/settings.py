@@ -37,7 +37,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "environment_without_settings", "sqlite_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -297,6 +297,13 @@ def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
         close = difflib.get_close_matches(key, choices, n=1)  # without the prefix, which all share
         hint = f"; did you mean {PREFIX}{close[0].upper()}?" if close else ""
         logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every `GATEWAY_*` variable (the admin token, the secret
+    keys, the store URL): for tools the gateway runs on others' behalf (pip installing a plugin's
+    requirements), which need the proxy and pip settings but none of the gateway's secrets."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith(PREFIX)}
 
 
 def sqlite_path(store_url: str) -> Path | None:
