@@ -308,6 +308,11 @@ async def test_a_request_past_its_deadline_is_a_504(
         url = await _echo_endpoint(live)
         response = await live.client.post(live.at(url) + "/slow?seconds=4", content=b"{}")
         assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+        # A streamed answer is cut at the deadline (its head has gone out already).
+        async with live.client.stream("GET", live.at(url) + "/stream?n=60") as streamed:
+            assert streamed.status_code == 201
+            text = (await streamed.aread()).decode()
+        assert text.startswith("chunk-0;") and "chunk-59;" not in text
         # The process is not at fault: it goes on serving.
         assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
         assert live.gateway.dify_runtime.status("tests/echo").restarts == 0
