@@ -48,7 +48,7 @@ DEFAULT_STORE = "sqlite:///./gateway.db"
 WELL_KNOWN_TOKENS = frozenset({"changeme", "admin", "password", "secret", "sk-1234", "test", "token"})
 MIN_SECRET_CHARS = 32
 _LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies")
-_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp")
+_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp", "console")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     plugin_restart_max: float = 60.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
+    # The web console at /console (gateway/console/): on by default; its sessions last this long.
+    console: bool = True
+    console_session_ttl: float = 8 * 3600.0
     extra: Mapping[str, str] = Field(default_factory=dict)
 
     @classmethod
@@ -226,6 +229,8 @@ class Settings(BaseSettings):
             raise ConfigurationError("GATEWAY_CALLBACK_WORKERS can't be negative")
         if self.job_retention < 0 or self.rotation_grace < 0:
             raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
+        if self.console_session_ttl <= 0:
+            raise ConfigurationError("GATEWAY_CONSOLE_SESSION_TTL must be positive")
         if self.log_format not in ("text", "json"):
             raise ConfigurationError("GATEWAY_LOG_FORMAT must be text or json")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):

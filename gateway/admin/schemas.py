@@ -24,9 +24,16 @@ __all__ = [
     "ErrorOut",
     "JobList",
     "JobOut",
+    "Overview",
     "PluginList",
     "RequestList",
     "RotateIn",
+    "TokenCreated",
+    "TokenList",
+    "TokenOut",
+    "WhoAmI",
+    "WorkspaceList",
+    "WorkspaceOut",
     "job_out",
     "plugin_out",
 ]
@@ -96,6 +103,7 @@ class ActionOut(BaseModel):
 
 class AppOut(BaseModel):
     name: str
+    workspace: str
     base_url: str
     api_key: str = Field(description="Always masked")
     mode: str
@@ -116,6 +124,7 @@ class AppCheck(BaseModel):
 class EndpointOut(BaseModel):
     id: str
     name: str
+    workspace: str
     plugin: str
     apps: list[str]
     url: str
@@ -166,10 +175,23 @@ class PluginOut(BaseModel):
     actions: list[dict[str, Any]]
     settings_schema: dict[str, Any]
     secret_settings: list[str]
+    generated_settings: list[str] = Field(default_factory=list, description="Made by the gateway when not given")
 
 
 class PluginList(BaseModel):
     plugins: list[PluginOut]
+
+
+class Overview(BaseModel):
+    """What the console's overview draws (gateway/admin/overview.py)."""
+
+    store_ok: bool
+    answers: dict[str, int] = Field(description="running, waiting, limit: this process's answers")
+    jobs: dict[str, int] = Field(description="Jobs by state (queued, running, dead), counted up to 1000")
+    minutes: list[float] = Field(description="Start of each minute of the traffic series, oldest first")
+    requests: list[int] = Field(description="Endpoint requests per minute (from the request logs)")
+    errors: list[int] = Field(description="Of those, answered with a status of 400 or more")
+    endpoints: dict[str, list[int]] = Field(description="Requests per minute of each endpoint")
 
 
 class JobOut(BaseModel):
@@ -184,10 +206,45 @@ class JobOut(BaseModel):
     created_at: float
     updated_at: float
     handler: str | None = None
+    callback_target: str | None = Field(default=None, description="A callback's scheme://host (no path or query)")
 
 
 class JobList(BaseModel):
     jobs: list[JobOut]
+
+
+class WorkspaceOut(BaseModel):
+    name: str
+    created_at: float
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[WorkspaceOut]
+
+
+class TokenOut(BaseModel):
+    id: str = Field(description="Names the token in lists and access logs")
+    workspace: str
+    role: str = Field(description="admin: reads and changes the workspace; viewer: only reads it")
+    label: str
+    state: str = Field(description="active, expired or revoked")
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The bearer token, shown this once only (the gateway keeps its hash)")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class WhoAmI(BaseModel):
+    role: str = Field(description="operator, admin or viewer")
+    workspace: str = Field(description="The workspace this request acts on")
+    token_id: str | None = Field(description="The workspace token's id; null for the operator token")
 
 
 def plugin_out(plugin: Plugin) -> dict[str, Any]:
@@ -203,10 +260,11 @@ def plugin_out(plugin: Plugin) -> dict[str, Any]:
         ],
         "settings_schema": plugin.settings_model.model_json_schema(),
         "secret_settings": sorted(plugin.secret_fields()),
+        "generated_settings": sorted(plugin.generated),
     }
 
 
-def job_out(job: Job) -> dict[str, Any]:
+def job_out(job: Job, callback_target: str | None = None) -> dict[str, Any]:
     """A job without its payload or result: those may hold user content or secrets."""
     return {
         "id": job.id,
@@ -220,4 +278,5 @@ def job_out(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "handler": job.payload.get("handler") if job.kind == "plugin" else None,
+        "callback_target": callback_target,
     }

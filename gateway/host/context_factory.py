@@ -73,6 +73,11 @@ class ContextFactory:
         self._callback_policy = callback_policy
         self._built: dict[str, _Built] = {}
 
+    @property
+    def dify(self) -> DifyClient:
+        """The Dify client (read by the admin overview for the answers in flight)."""
+        return self._dify
+
     async def build(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
         """The context of one handler call for `record` (its settings and apps as they are now)."""
         records, fallbacks = await self._app_records(record)
@@ -98,11 +103,11 @@ class ContextFactory:
         records: dict[str, AppRecord] = {}
         fallbacks: dict[str, AppRecord] = {}
         for name in record.apps:
-            app = await self._apps.cached(name)
+            app = await self._apps.cached(name, workspace=record.workspace)
             if app is None:
                 continue
             records[name] = app
-            if app.fallback and (fallback := await self._apps.cached(app.fallback)) is not None:
+            if app.fallback and (fallback := await self._apps.cached(app.fallback, workspace=record.workspace)):
                 fallbacks[name] = fallback
         return records, fallbacks
 
