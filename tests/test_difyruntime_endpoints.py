@@ -22,6 +22,7 @@ from gateway.difyplugins.runtime import InstallationStorage, PluginSpec
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
+from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator
 from tests.support.difyplugins import (
     BOT_ENDPOINTS,
@@ -274,6 +275,31 @@ async def test_a_bot_streams_its_apps_answer(live: Live, dify_simulator: Running
         assert response.status_code == 200
         text = (await response.aread()).decode()
     assert text == "You said: stream me"
+
+
+async def test_a_bot_fetches_its_apps_description(live: Live, dify_simulator: RunningSimulator) -> None:
+    url = await _bot_endpoint(live, dify_simulator)
+    response = await live.client.get(live.at(url) + "/app-info")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"id": "assistant", "name": "assistant", "mode": "chat"}}
+
+
+@pytest.mark.parametrize("dify_simulator_config", [SimulatorConfig(mode="workflow", first_token_latency=0)])
+async def test_a_bot_runs_a_workflow_app_blocking_and_streaming(live: Live, dify_simulator: RunningSimulator) -> None:
+    await live.gateway.apps.add(
+        AppIn.model_validate(
+            {"name": "flow", "base_url": dify_simulator.base_url, "api_key": dify_simulator.api_key, "mode": "workflow"}
+        )
+    )
+    _, url = await live.gateway.endpoints.create("tests/bot", ["flow"], {})
+    blocking = await live.client.post(live.at(url) + "/workflow", json={"query": "run"})
+    assert blocking.status_code == 200, blocking.text
+    result = blocking.json()
+    assert result["workflow_run_id"] and result["data"]["status"] == "succeeded"
+    assert "You said: run" in json.dumps(result["data"]["outputs"])
+    streamed = await live.client.post(live.at(url) + "/workflow?mode=streaming", json={"query": "run"})
+    events = streamed.json()
+    assert events[0] == "workflow_started" and events[-1] == "workflow_finished"
 
 
 async def test_a_bot_can_only_call_the_apps_bound_to_its_endpoint(live: Live, dify_simulator: RunningSimulator) -> None:
