@@ -10,9 +10,7 @@ streaming, failure notes) is the gateway's chat engine, through `thread.SlackThr
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -23,15 +21,15 @@ from endpoints.slack.render import is_reset, slack_to_plain
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.thread import SlackStream, SlackThread, answer_rules
 from gateway.plugin import (
-    Answer,
     AnswerSource,
     Context,
-    Delta,
     JobInfo,
     Lease,
     Storage,
     StoredMessages,
+    claim,
     deliver,
+    said,
 )
 
 __all__ = ["answer_event"]
@@ -40,23 +38,6 @@ CLAIM_TTL = 24 * 3600.0
 RECORD_TTL = 2 * 24 * 3600.0
 RESET_DONE = "Conversation reset: your next message here starts a new conversation."
 ASK_SOMETHING = "Ask me something: mention me with your question."
-
-
-class _Said:
-    """A fixed reply as an answer (the gateway's own words, not the app's)."""
-
-    def __init__(self, text: str) -> None:
-        self.answer = Answer(text=text, app="", mode="")
-
-    async def deltas(self) -> AsyncIterator[Delta]:
-        yield Delta("text", self.answer.text)
-
-
-async def claim(storage: Storage, key: str, owner: str) -> bool:
-    """Take `key` for `owner` (a job id); True also when this job took it on an earlier attempt."""
-    if await storage.set_if_absent(key, owner, ttl=CLAIM_TTL):
-        return True
-    return await storage.get(key) == owner
 
 
 async def _upgrade_record(storage: Storage, key: str, lease: Lease) -> None:
@@ -73,7 +54,7 @@ async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, A
     """Answer a mention, a DM or a thread reply (a `SlackTrigger` payload)."""
     trigger = SlackTrigger.from_payload(job.payload)
     settings = ctx.settings
-    if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id):
+    if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id, ttl=CLAIM_TTL):
         return {"status": "duplicate"}
     async with open_client(settings, ctx.clock, job.fence) as client, slack_failures(ctx):
         bot = trigger.bot_user_id or await bot_user_id(client, ctx.storage)
@@ -111,9 +92,7 @@ async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, A
         if reply:
             if query:
                 await ctx.apps.reset(trigger.conversation_key, user=trigger.dify_user)  # the speaker's own only
-            answer: AbstractAsyncContextManager[AnswerSource] = contextlib.nullcontext(
-                _Said(RESET_DONE if query else ASK_SOMETHING)
-            )
+            answer: AbstractAsyncContextManager[AnswerSource] = said(RESET_DONE if query else ASK_SOMETHING)
         else:
             answer = ctx.apps.stream(query, user=trigger.dify_user, conversation_key=trigger.conversation_key)
         done = await deliver(

@@ -65,11 +65,13 @@ from gateway.delivery.chat import (
     PostedMessage,
     PostedMessages,
     ResumableStream,
+    Said,
     StoredMessages,
     StreamUnavailable,
     default_failure_note,
     deliver,
     failure_code,
+    said,
 )
 from gateway.delivery.chat.text import (
     FENCE,
@@ -107,6 +109,7 @@ from gateway.exceptions import (
     UnsupportedMediaType,
     UpstreamError,
 )
+from gateway.plugin.claims import claim
 from gateway.plugin.context import (
     AppInfo,
     Apps,
@@ -211,6 +214,7 @@ __all__ = [
     "ResumableStream",
     "RetryJob",
     "Route",
+    "Said",
     "Storage",
     "StoredMessages",
     "StreamUnavailable",
@@ -224,6 +228,7 @@ __all__ = [
     "as_text",
     "backoff_seconds",
     "check_timestamp",
+    "claim",
     "cut_point",
     "default_failure_note",
     "deliver",
@@ -241,6 +246,7 @@ __all__ = [
     "query_input_setting",
     "retry_after_header",
     "retry_after_seconds",
+    "said",
     "schema_error",
     "schema_instruction",
     "sign_standard_webhook",

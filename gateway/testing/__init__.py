@@ -10,7 +10,9 @@
   context's parts, usable on their own;
 - `running_simulator(config)` and the pytest fixture `dify_simulator` (from the `pytest11`
   entry point: installing dify-gateway is enough);
-- `FakeSlack`, `FakeDiscord`: fake platform Web APIs that record every call.
+- `FakeSlack`, `FakeDiscord`: fake platform Web APIs that record every call;
+- `FakeLark`: a fake Lark / Feishu Open API (tokens, replies, CardKit), and `lark_event` to
+  encrypt and sign events as Lark sends them (`lark_message_event`, `lark_url_verification`).
 
 Production code never imports this package (an architecture test says so). Names load on first
 use, so importing the package (as pytest does for the fixtures) loads nothing else.
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
         RecordedJob as RecordedJob,
     )
     from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+    from gateway.testing.platforms.lark import (
+        FakeLark as FakeLark,
+        lark_event as lark_event,
+        lark_message_event as lark_message_event,
+        lark_url_verification as lark_url_verification,
+    )
     from gateway.testing.platforms.slack import FakeSlack as FakeSlack
     from gateway.testing.requests import dispatch as dispatch, make_request as make_request
     from gateway.testing.signing import (
@@ -59,6 +67,7 @@ _WHERE = {
     "FakeDiscord": "platforms.discord",
     "FakeJobRun": "jobs",
     "FakeJobs": "jobs",
+    "FakeLark": "platforms.lark",
     "FakeLease": "jobs",
     "FakeSlack": "platforms.slack",
     "MemoryStorage": "storage",
@@ -71,6 +80,9 @@ _WHERE = {
     "VirtualClock": "clock",
     "discord_request": "signing",
     "dispatch": "requests",
+    "lark_event": "platforms.lark",
+    "lark_message_event": "platforms.lark",
+    "lark_url_verification": "platforms.lark",
     "make_request": "requests",
     "openai_request": "signing",
     "patched_discord": "platforms.discord",

@@ -32,6 +32,7 @@ from gateway.delivery.chat.posted import (
     PostedMessages as PostedMessages,
     StoredMessages as StoredMessages,
 )
+from gateway.delivery.chat.said import Said as Said, said as said
 
 __all__ = [
     "AnswerSource",
@@ -48,9 +49,11 @@ __all__ = [
     "PostedMessage",
     "PostedMessages",
     "ResumableStream",
+    "Said",
     "StoredMessages",
     "StreamUnavailable",
     "default_failure_note",
     "deliver",
     "failure_code",
+    "said",
 ]

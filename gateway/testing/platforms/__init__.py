@@ -2,6 +2,7 @@
 serve on a real uvicorn (`live_server`) or to mount in an httpx client (`httpx.ASGITransport`)."""
 
 from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+from gateway.testing.platforms.lark import FakeLark as FakeLark
 from gateway.testing.platforms.slack import FakeSlack as FakeSlack
 
-__all__ = ["FakeDiscord", "FakeSlack", "patched_discord"]
+__all__ = ["FakeDiscord", "FakeLark", "FakeSlack", "patched_discord"]
