@@ -104,6 +104,7 @@ class CardKitStream:
     logger: logging.LoggerAdapter[logging.Logger]
     refused: bool = False  # CardKit refused to create a card: the caller may stop trying for a while
     _texts: dict[str, str] = field(default_factory=dict)  # card_id -> the Markdown it shows
+    _unsent: dict[str, str] = field(default_factory=dict)  # text -> a card created for it, not sent yet
     _sequence: int = 0
 
     def __post_init__(self) -> None:
@@ -114,10 +115,20 @@ class CardKitStream:
         return self._sequence
 
     async def start(self, text: str) -> MessageRef:
-        api = self.reply.api
+        # A card created for a reply that was rate limited is sent when the engine tries again.
+        card_id = self._unsent.pop(text, None) or await self._create(text)
+        try:
+            message_id = await self.reply.send({"type": "card", "data": {"card_id": card_id}})
+        except BaseException:
+            self._unsent[text] = card_id
+            raise
+        self._texts[card_id] = text
+        return f"{message_id}|{card_id}"
+
+    async def _create(self, text: str) -> str:
         entity = {"type": "card_json", "data": json.dumps(card(to_card_markdown(text), streaming=True))}
         try:
-            data = (await api.call("POST", "/cardkit/v1/cards", json=entity)).get("data")
+            data = (await self.reply.api.call("POST", "/cardkit/v1/cards", json=entity)).get("data")
         except LarkAPIError as exc:
             if exc.retryable:
                 raise
@@ -127,14 +138,11 @@ class CardKitStream:
         card_id = data.get("card_id") if isinstance(data, dict) else None
         if not isinstance(card_id, str) or not card_id:
             raise StreamUnavailable("CardKit created no card")
-        message_id = await self.reply.send({"type": "card", "data": {"card_id": card_id}})
-        self._texts[card_id] = text
-        return f"{message_id}|{card_id}"
+        return card_id
 
     async def append(self, ref: MessageRef, text: str) -> None:
         _, card_id = _split(ref)
-        self._texts[card_id] = self._texts.get(card_id, "") + text
-        await self._content(card_id)
+        await self._content(card_id, self._texts.get(card_id, "") + text)
 
     async def stop(self, ref: MessageRef) -> None:
         _, card_id = _split(ref)
@@ -142,13 +150,14 @@ class CardKitStream:
 
     async def resume(self, ref: MessageRef, text: str) -> None:
         _, card_id = _split(ref)
-        self._texts[card_id] = text
         await self._settings(card_id, streaming=True)
-        await self._content(card_id)
+        await self._content(card_id, text)
 
-    async def _content(self, card_id: str) -> None:
-        body = {"content": to_card_markdown(self._texts[card_id]), "sequence": self._next()}
+    async def _content(self, card_id: str, text: str) -> None:
+        """Show `text` in the card; kept only once Lark has it (a rate-limited call is made again)."""
+        body = {"content": to_card_markdown(text), "sequence": self._next()}
         await self._streaming(f"/cardkit/v1/cards/{card_id}/elements/{ELEMENT}/content", "PUT", body)
+        self._texts[card_id] = text
 
     async def _settings(self, card_id: str, *, streaming: bool) -> None:
         config: dict[str, Any] = {"streaming_mode": streaming}

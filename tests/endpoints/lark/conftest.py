@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,15 @@ from endpoints.lark import plugin
 from endpoints.lark.settings import LarkSettings
 from gateway.plugin import Response
 from gateway.simulator.config import SimulatorConfig
-from gateway.testing import FakeContext, FakeLark, RecordedJob, lark_event, lark_message_event
+from gateway.testing import (
+    FakeContext,
+    FakeLark,
+    RecordedJob,
+    RunningSimulator,
+    lark_event,
+    lark_message_event,
+    running_simulator,
+)
 
 ENCRYPT_KEY = "kxOdHvf1fgZ3mFq1xvMu2dQ5Ki3Eb0aS"
 TOKEN = "v3rificationT0ken"
@@ -54,8 +63,13 @@ def settings(**changes: Any) -> dict[str, Any]:
     }
 
 
-def streaming(answer: str, tokens_per_second: float = 20) -> dict[str, SimulatorConfig]:
-    return {"app": SimulatorConfig(answer=answer, first_token_latency=0.2, tokens_per_second=tokens_per_second)}
+@contextlib.contextmanager
+def streaming(answer: str, tokens_per_second: float = 200) -> Iterator[dict[str, RunningSimulator]]:
+    """The app on a real simulator server: its answer streams in real time (the in-process one's
+    ASGI transport hands over whole responses), while the plugin paces itself on virtual time."""
+    config = SimulatorConfig(answer=answer, first_token_latency=0.05, tokens_per_second=tokens_per_second)
+    with running_simulator(config) as simulator:
+        yield {"app": simulator}
 
 
 @pytest.fixture
