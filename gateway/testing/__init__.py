@@ -56,6 +56,7 @@ if TYPE_CHECKING:
         FAST as FAST,
         RunningSimulator as RunningSimulator,
         running_simulator as running_simulator,
+        serving as serving,
     )
     from gateway.testing.storage import MemoryStorage as MemoryStorage
 
@@ -87,6 +88,7 @@ _WHERE = {
     "openai_request": "signing",
     "patched_discord": "platforms.discord",
     "running_simulator": "simulator",
+    "serving": "simulator",
     "slack_request": "signing",
     "webhook_request": "signing",
 }
