@@ -267,3 +267,11 @@ async def test_a_refusal_dead_letters_the_job_and_says_why(fake: FakeLark, http:
     _, runs = await bench.ask("hi")
     assert runs[-1].state == "dead" and "app secret invalid" in str(runs[-1].error)
     assert "wrong" not in str(runs[-1].error)
+
+
+async def test_a_dify_failure_midway_ends_the_card_with_the_engines_note(bench: LarkBench) -> None:
+    event, runs = await bench.ask("tell me [[fault:error-midstream]] a long story")
+    assert runs[0].result is not None and runs[0].result["status"] == "failed"
+    (shown,) = bench.replies(event)
+    assert shown.startswith("You said:") and "⚠️ The answer was cut short" in shown
+    assert not next(iter(bench.fake.cards.values())).streaming
