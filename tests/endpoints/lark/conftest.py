@@ -89,8 +89,3 @@ async def http(fake: FakeLark) -> AsyncIterator[httpx.AsyncClient]:
 async def bench(fake: FakeLark, http: httpx.AsyncClient) -> AsyncIterator[LarkBench]:
     async with FakeContext(plugin, settings(), http=http) as ctx:
         yield LarkBench(ctx, fake)
-
-
-async def make_bench(fake: FakeLark, http: httpx.AsyncClient, **options: Any) -> FakeContext[LarkSettings]:
-    apps = options.pop("apps", None)
-    return FakeContext(plugin, settings(**options), http=http, apps=apps)
