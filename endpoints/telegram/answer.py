@@ -113,6 +113,7 @@ async def answer_update(job: JobInfo, ctx: Context[TelegramSettings]) -> dict[st
             return {"status": "ignored", "reason": "not addressed to the bot"}
         request = message.request(bot)
         command = request.command
+        answer: AbstractAsyncContextManager[AnswerSource]
         if command == "reset":
             await ctx.apps.reset(message.conversation_key, user=message.dify_user)  # the speaker's own only
             answer = said(RESET_DONE)

@@ -173,3 +173,17 @@ async def live_app(build: Callable[[str], ASGIApp]) -> AsyncIterator[str]:
     with listening_socket() as sock:
         async with live_server(build(base_url(sock)), sock=sock) as base:
             yield base
+
+
+async def create_chat_endpoint(
+    client: httpx.AsyncClient, base: str, simulator: str, plugin: str, settings: dict[str, Any]
+) -> str:
+    """On the gateway at `base`: the simulator's chat app `support` and a `plugin` endpoint bound to
+    it with `settings`; the endpoint's URL."""
+    app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+    assert (await client.post(f"{base}/admin/api/apps", json=app, headers=admin_headers())).status_code == 201
+    body = {"plugin": plugin, "apps": ["support"], "settings": settings}
+    created = await client.post(f"{base}/admin/api/endpoints", json=body, headers=admin_headers())
+    assert created.status_code == 201, created.text
+    url: str = created.json()["url"]
+    return url
