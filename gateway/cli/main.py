@@ -13,6 +13,7 @@ from gateway.admin.usecases import reseal_secrets
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
+from gateway.cli.configcmd import apply as config_apply, export as config_export, snapshot
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
 from gateway.exceptions import NotFound
@@ -199,6 +200,9 @@ cli.add_command(apps)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)
 cli.add_command(demo)
+cli.add_command(config_export)
+cli.add_command(config_apply)
+cli.add_command(snapshot)
 
 
 # -- commands from other packages --------------------------------------------------------------

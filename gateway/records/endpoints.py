@@ -284,6 +284,10 @@ class EndpointService:
         self._settings_cache[key] = model
         return model
 
+    def plain_settings(self, record: EndpointRecord, plugin: Plugin) -> dict[str, Any]:
+        """The settings as JSON values with the secrets in the clear (for `export`; never shown)."""
+        return _plain_settings(self.settings(record, plugin), plugin)
+
     def public(self, record: EndpointRecord) -> dict[str, Any]:
         """The record as operators see it: URL shown, secret settings masked, nothing decrypted but the URL."""
         plugin = self._registry.get(record.plugin)
@@ -331,9 +335,16 @@ class EndpointService:
         *,
         name: str = "",
         options: EndpointOptions | None = None,
+        endpoint_id: str | None = None,
+        token: str | None = None,
     ) -> tuple[EndpointRecord, str, dict[str, str]]:
         """Mint an endpoint; returns the record, its URL and the secrets the gateway generated for it
-        (the plugin's `generated` settings that were not given), which are shown this once only."""
+        (the plugin's `generated` settings that were not given), which are shown this once only.
+
+        `endpoint_id` and `token` (a URL token this gateway signed) recreate a known endpoint with
+        its id and URL (`dify-gateway apply`, a snapshot's restore); both are minted otherwise."""
+        if token is not None and not self._tokens.is_authentic(token):
+            raise BadRequest("the URL token was not signed with this gateway's secret key")
         plugin = self._registry.get(plugin_name)
         if plugin is None:
             raise BadRequest(f"no plugin named {plugin_name!r} is installed ({', '.join(self._registry.names())})")
@@ -346,24 +357,28 @@ class EndpointService:
         model = self._validate(plugin, settings)
         await self._check_inputs(apps, model)
         now = self._clock.time()
-        for _ in range(5):
-            endpoint_id = "ep_" + secrets.token_hex(8)
-            token = self._tokens.mint()
+        for _ in range(1 if endpoint_id else 5):
+            new_id = endpoint_id or "ep_" + secrets.token_hex(8)
+            new_token = token or self._tokens.mint()
+            if token is not None and await self._store.kv_get(TOKEN_PREFIX + self._tokens.digest(token)):
+                raise Conflict("another endpoint already has this URL")
             record = EndpointRecord(
-                id=endpoint_id,
+                id=new_id,
                 plugin=plugin.name,
                 apps=tuple(apps),
-                settings=self._seal(endpoint_id, plugin, model),
+                settings=self._seal(new_id, plugin, model),
                 enabled=True,
                 created_at=now,
                 updated_at=now,
-                tokens=(self._token_ref(endpoint_id, token),),
+                tokens=(self._token_ref(new_id, new_token),),
                 options=options or EndpointOptions(),
                 name=name,
             )
-            if await self._store.doc_create(COLLECTION, endpoint_id, record.to_doc()):
-                await self._store.kv_set(TOKEN_PREFIX + record.current.digest, endpoint_id)
-                return record, self.url_for(token), shown
+            if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
+                await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
+                return record, self.url_for(new_token), shown
+        if endpoint_id:
+            raise Conflict(f"an endpoint {endpoint_id!r} already exists")
         raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
 
     @_one_change_at_a_time
@@ -519,6 +534,16 @@ class EndpointService:
             )
             if problem:
                 raise BadRequest(problem)
+
+    def checked_settings(self, plugin_name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` as the plugin's settings would store them (defaults filled in, secrets in the
+        clear); `ValidationFailed` names each refused field, never echoing a value."""
+        plugin = self._registry.require(plugin_name)
+        return _plain_settings(self._validate(plugin, values), plugin)
+
+    def authentic_token(self, token: str) -> bool:
+        """Whether `token` is a URL token this gateway signed (and so may be given to `create`)."""
+        return self._tokens.is_authentic(token)
 
     @staticmethod
     def _validate(plugin: Plugin, values: dict[str, Any]) -> BaseModel:
