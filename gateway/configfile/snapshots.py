@@ -16,7 +16,7 @@ from gateway.configfile.exporter import to_file
 from gateway.configfile.model import ConfigFile, State
 from gateway.exceptions import BadRequest, Conflict, NotFound
 from gateway.security.crypto import SecretBox
-from gateway.storage.base import Store
+from gateway.storage.base import Store, json_dumps
 
 __all__ = ["COLLECTION", "SnapshotStore"]
 
@@ -57,7 +57,7 @@ class SnapshotStore:
         doc = await self._store.doc_get(COLLECTION, key)
         if doc is None:
             raise NotFound(f"no snapshot tagged {tag!r}")
-        config = ConfigFile.model_validate(doc["config"])
+        config = ConfigFile.model_validate_json(json_dumps(doc["config"]))
         secrets = {name: self._box.decrypt(value, context=_context(key, name)) for name, value in doc["sealed"].items()}
         return config, secrets
 
