@@ -10,6 +10,7 @@ it on first need (`described`).
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -43,6 +44,7 @@ COLLECTION = "apps"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 # Like endpoint resolution: this process sees its own changes at once, other processes' within this.
 CACHE_SECONDS = 1.0
+MAX_KEY_GRACE = 366 * 24 * 3600.0  # like an endpoint URL's rotation grace
 # After `GET /parameters` failed, a record that lacks it is not asked for it again for this long.
 PARAMETERS_RETRY_SECONDS = 60.0
 
@@ -108,6 +110,8 @@ class AppRecord:
     inputs: tuple[InputField, ...] | None = None  # the input form; None: not read yet
     output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
     files: FileUpload | None = None  # the files the app accepts; None: not read yet
+    previous_key: str | None = None  # ciphertext of the key `add_key` replaced, tried on a 401 until:
+    previous_key_until: float | None = None
 
     @property
     def described(self) -> bool:
@@ -126,6 +130,8 @@ class AppRecord:
             "inputs": None if self.inputs is None else [field.to_doc() for field in self.inputs],
             "output_moderation": self.output_moderation,
             "files": None if self.files is None else self.files.to_doc(),
+            "previous_key": self.previous_key,
+            "previous_key_until": self.previous_key_until,
         }
 
     @classmethod
@@ -193,6 +199,8 @@ class AppService:
             mode=mode,
             updated_at=self._clock.time(),
             fallback=fallback,
+            previous_key=None if moved else record.previous_key,  # a key given outright ends a rotation
+            previous_key_until=None if moved else record.previous_key_until,
             inputs=None if moved else record.inputs,
             output_moderation=None if moved else record.output_moderation,
             files=None if moved else record.files,
@@ -272,12 +280,61 @@ class AppService:
             self._parameters_failed[record.name] = self._clock.monotonic()
         return described
 
+    async def add_key(self, name: str, key: str, *, grace: float) -> AppRecord:
+        """Make `key` the app's key once a real request (`GET /info`) shows it opens the same app;
+        the key it replaces stays as a fallback on 401 for `grace` seconds (or until `retire_key`)."""
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_KEY_GRACE):
+            raise BadRequest(f"the grace period must be 0 to {MAX_KEY_GRACE:.0f} seconds")
+        record = await self.get(name)
+        key = key.strip()
+        if not key or len(key) > 512:
+            raise BadRequest("the key must be 1 to 512 characters")
+        info = await self._info(name, record.base_url, key)  # a key Dify refuses ends here
+        if info.get("mode") not in (None, record.mode):
+            raise BadRequest(f"the new key opens a {info.get('mode')!r} app, not app {name!r} ({record.mode})")
+        try:
+            old = await self._info(name, record.base_url, self.api_key(record))
+        except UpstreamError:
+            old = {}  # the old key no longer works (revoked after a leak): nothing to compare with
+        if old.get("name") and info.get("name") != old["name"]:
+            raise BadRequest(f"the new key opens Dify app {info.get('name')!r}, not {old['name']!r}")
+        now = self._clock.time()
+        updated = replace(
+            record,
+            api_key=self._encrypt(name, key),
+            previous_key=record.api_key,
+            previous_key_until=now + grace,
+            updated_at=max(now, record.updated_at + 1e-6),
+        )
+        await self._store.doc_put(COLLECTION, name, updated.to_doc())
+        self._cache.clear()
+        return updated
+
+    async def retire_key(self, name: str) -> AppRecord:
+        """Stop using the key `add_key` replaced (before its grace ends)."""
+        record = await self.get(name)
+        updated = replace(record, previous_key=None, previous_key_until=None, updated_at=self._clock.time())
+        await self._store.doc_put(COLLECTION, name, updated.to_doc())
+        self._cache.clear()
+        return updated
+
+    def previous_key(self, record: AppRecord) -> str | None:
+        """The decrypted key `add_key` replaced while its grace lasts, else None."""
+        if record.previous_key is None or (record.previous_key_until or 0) <= self._clock.time():
+            return None
+        return self._box.decrypt(record.previous_key, context=f"app:{record.name}")
+
     async def reseal(self, name: str) -> bool:
         """Re-encrypt the app's key under the newest secret key; True when it changed."""
         record = await self.get(name)
-        if not self._box.needs_rotation(record.api_key):
+        previous = record.previous_key
+        if previous is not None and self._box.needs_rotation(previous):
+            previous = self._box.reencrypt(previous, context=f"app:{name}")
+        if not self._box.needs_rotation(record.api_key) and previous == record.previous_key:
             return False
-        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=f"app:{name}"))
+        resealed = replace(
+            record, api_key=self._box.reencrypt(record.api_key, context=f"app:{name}"), previous_key=previous
+        )
         await self._store.doc_put(COLLECTION, name, resealed.to_doc())
         self._cache.clear()
         return True
@@ -304,6 +361,8 @@ class AppService:
             "inputs": None if record.inputs is None else [field.to_doc() for field in record.inputs],
             "output_moderation": record.output_moderation,
             "files": None if record.files is None else record.files.to_doc(),
+            "previous_key": None if record.previous_key is None else MASK,
+            "previous_key_until": record.previous_key_until,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }

@@ -30,7 +30,15 @@ from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
 
-__all__ = ["MAX_ROTATION_GRACE", "EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
+__all__ = [
+    "MAX_ROTATION_GRACE",
+    "EndpointOptions",
+    "EndpointRecord",
+    "EndpointService",
+    "PreviousSecret",
+    "TokenRef",
+    "coerce_setting",
+]
 
 COLLECTION = "endpoints"
 TOKEN_PREFIX = "tok:"
@@ -49,6 +57,15 @@ class TokenRef:
     digest: str
     token: str  # ciphertext of the URL token
     expires_at: float | None = None  # None for the current token
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousSecret:
+    """A secret setting's value before `rotate_secret`, still accepted until `expires_at`."""
+
+    setting: str
+    value: str  # ciphertext, sealed like the setting itself
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +89,7 @@ class EndpointRecord:
     tokens: tuple[TokenRef, ...] = ()
     options: EndpointOptions = field(default_factory=EndpointOptions)
     name: str = ""
+    previous_secrets: tuple[PreviousSecret, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -89,6 +107,9 @@ class EndpointRecord:
                 "max_body_bytes": self.options.max_body_bytes,
             },
             "name": self.name,
+            "previous_secrets": [
+                {"setting": p.setting, "value": p.value, "expires_at": p.expires_at} for p in self.previous_secrets
+            ],
         }
 
     @classmethod
@@ -104,6 +125,7 @@ class EndpointRecord:
             tokens=tuple(TokenRef(**t) for t in doc.get("tokens", ())),
             options=EndpointOptions(**doc.get("options", {})),
             name=doc.get("name", ""),
+            previous_secrets=tuple(PreviousSecret(**p) for p in doc.get("previous_secrets", ())),
         )
 
     @property
@@ -305,6 +327,9 @@ class EndpointService:
             "previous_urls_expire_at": sorted(
                 t.expires_at for t in record.tokens if t.expires_at is not None and t.expires_at > now
             ),
+            "previous_secrets_expire_at": {
+                p.setting: p.expires_at for p in record.previous_secrets if p.expires_at > now
+            },
             "rate_limit_per_minute": record.options.rate_limit_per_minute,
             "log_bodies": record.options.log_bodies,
             "max_body_bytes": record.options.max_body_bytes,
@@ -430,10 +455,7 @@ class EndpointService:
 
         URLs retired earlier keep their own expiry, but never past `grace` from now.
         """
-        grace = self._grace if grace is None else grace
-        if not (math.isfinite(grace) and grace <= MAX_ROTATION_GRACE):
-            raise BadRequest(f"the grace period must be at most {MAX_ROTATION_GRACE:.0f} seconds")
-        grace = max(0.0, grace)
+        grace = self._checked_grace(grace)
         record = await self.get(endpoint_id)
         now = self._clock.time()
         token = self._tokens.mint()
@@ -453,6 +475,75 @@ class EndpointService:
         return updated, self.url_for(token)
 
     @_one_change_at_a_time
+    async def rotate_secret(
+        self, endpoint_id: str, *, setting: str | None = None, value: str | None = None, grace: float | None = None
+    ) -> tuple[EndpointRecord, str, str | None]:
+        """Give a secret setting a new value (`value`, or one the plugin generates); the old one is
+        still accepted (`secret_values`) for `grace` seconds. Returns the record, the setting, and
+        the generated value to show once (None when `value` was given)."""
+        grace = self._checked_grace(grace)
+        record = await self.get(endpoint_id)
+        plugin = self._registry.require(record.plugin)
+        secret = plugin.secret_fields()
+        if setting is None:
+            candidates = sorted(set(plugin.generated) & secret) or sorted(secret)
+            if len(candidates) != 1:
+                raise BadRequest(f"name the secret setting to rotate: one of {', '.join(sorted(secret)) or 'none'}")
+            setting = candidates[0]
+        if setting not in secret:
+            raise BadRequest(f"{setting!r} is not a secret setting of plugin {plugin.name!r}")
+        shown: str | None = None
+        if value is None:
+            factory = plugin.generated.get(setting)
+            if factory is None:
+                raise BadRequest(f"give the new value of {setting!r}: the gateway does not make it")
+            shown, value = factory()
+        current = self.settings(record, plugin)
+        merged = _plain_settings(current, plugin)
+        if merged.get(setting) == value:
+            raise BadRequest(f"the new {setting} is the current one")
+        merged[setting] = value
+        model = self._validate(plugin, merged)
+        now = self._clock.time()
+        kept = [p for p in record.previous_secrets if p.setting != setting and p.expires_at > now]
+        old = record.settings.get(setting)
+        if isinstance(old, str) and grace > 0:
+            kept.append(PreviousSecret(setting, old, now + grace))
+        updated = replace(
+            record,
+            settings=self._seal(record.id, plugin, model),
+            previous_secrets=tuple(kept),
+            updated_at=max(now, record.updated_at + 1e-6),
+        )
+        await self._save(updated)
+        return updated, setting, shown
+
+    @_one_change_at_a_time
+    async def retire_secret(self, endpoint_id: str, *, setting: str | None = None) -> EndpointRecord:
+        """Stop accepting the values `rotate_secret` replaced (of `setting`, or of every setting)."""
+        record = await self.get(endpoint_id)
+        kept = tuple(p for p in record.previous_secrets if setting is not None and p.setting != setting)
+        updated = replace(record, previous_secrets=kept, updated_at=max(self._clock.time(), record.updated_at + 1e-6))
+        await self._save(updated)
+        return updated
+
+    def secret_values(self, record: EndpointRecord, plugin: Plugin, setting: str) -> tuple[str, ...]:
+        """The secret setting's current value, then the values rotated out of it still in their grace."""
+        current = getattr(self.settings(record, plugin), setting, None)
+        values = [current.get_secret_value()] if isinstance(current, SecretStr) else []
+        now = self._clock.time()
+        for previous in record.previous_secrets:
+            if previous.setting == setting and previous.expires_at > now:
+                values.append(self._box.decrypt(previous.value, context=f"endpoint:{record.id}:{setting}"))
+        return tuple(values)
+
+    def _checked_grace(self, grace: float | None) -> float:
+        grace = self._grace if grace is None else grace
+        if not (math.isfinite(grace) and grace <= MAX_ROTATION_GRACE):
+            raise BadRequest(f"the grace period must be at most {MAX_ROTATION_GRACE:.0f} seconds")
+        return max(0.0, grace)
+
+    @_one_change_at_a_time
     async def reseal(self, endpoint_id: str) -> tuple[int, bool]:
         """Re-encrypt the endpoint's secrets under the newest secret key (after adding a key).
 
@@ -469,6 +560,13 @@ class EndpointService:
             if isinstance(value, str) and self._box.needs_rotation(value):
                 settings[name] = self._box.reencrypt(value, context=f"endpoint:{record.id}:{name}")
                 changed += 1
+        previous = []
+        for old in record.previous_secrets:
+            if self._box.needs_rotation(old.value):
+                context = f"endpoint:{record.id}:{old.setting}"
+                old = replace(old, value=self._box.reencrypt(old.value, context=context))
+                changed += 1
+            previous.append(old)
         tokens = []
         for ref in record.tokens:
             if self._box.needs_rotation(ref.token):
@@ -476,7 +574,7 @@ class EndpointService:
                 changed += 1
             tokens.append(ref)
         if changed:
-            await self._save(replace(record, settings=settings, tokens=tuple(tokens)))
+            await self._save(replace(record, settings=settings, tokens=tuple(tokens), previous_secrets=tuple(previous)))
         current = self._box.decrypt(record.current.token, context=f"endpoint:{record.id}:token")
         return changed, not self._tokens.signed_with_newest(current)
 
