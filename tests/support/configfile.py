@@ -22,7 +22,7 @@ from tests.support.gateway import make_settings
 
 __all__ = ["GatewayFactory", "gateway_factory", "populate", "service"]
 
-GatewayFactory = Callable[[], contextlib.AbstractAsyncContextManager[Gateway]]
+GatewayFactory = Callable[..., contextlib.AbstractAsyncContextManager[Gateway]]
 REDIS_DATABASES = (7, 8, 9)
 
 
@@ -39,7 +39,8 @@ def gateway_factory(kind: str, tmp_path: Path, redis_url: str | None) -> Gateway
     made = [0]
 
     @contextlib.asynccontextmanager
-    async def fresh() -> AsyncIterator[Gateway]:
+    async def fresh(**collaborators: Any) -> AsyncIterator[Gateway]:
+        """`collaborators` (clock, http) go to `open_gateway`."""
         made[0] += 1
         if kind == "redis":
             assert redis_url is not None
@@ -52,7 +53,7 @@ def gateway_factory(kind: str, tmp_path: Path, redis_url: str | None) -> Gateway
             settings = make_settings(tmp_path, store=url)
         else:
             settings = make_settings(tmp_path, store=f"sqlite:///{tmp_path / f'gateway{made[0]}.db'}")
-        gateway = await open_gateway(settings, registry=registry())
+        gateway = await open_gateway(settings, registry=registry(), **collaborators)
         try:
             yield gateway
         finally:
