@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import schemas as s, usecases
+from gateway.admin import configroutes as c, schemas as s, usecases
 from gateway.exceptions import BadRequest, NotFound, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -230,6 +230,53 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    # -- key rotation, configuration as code (gateway/admin/configroutes.py) --
+    AdminRoute("POST", "/apps/{name}/keys", c.add_app_key, "Rotate the app key (checked first)", c.AddKeyIn, s.AppOut),
+    AdminRoute("DELETE", "/apps/{name}/keys/previous", c.retire_app_key, "Retire the previous key", response=s.AppOut),
+    AdminRoute(
+        "POST",
+        "/endpoints/{id}/secrets/rotate",
+        c.rotate_endpoint_secret,
+        "Rotate a secret",
+        c.RotateSecretIn,
+        s.EndpointOut,
+    ),
+    AdminRoute(
+        "POST",
+        "/endpoints/{id}/secrets/retire",
+        c.retire_endpoint_secret,
+        "Retire old secrets",
+        c.RetireSecretIn,
+        s.EndpointOut,
+    ),
+    AdminRoute(
+        "GET", "/config", c.export_config, "Export the configuration", response=c.ExportOut, query=("workspace",)
+    ),
+    AdminRoute("POST", "/config/apply", c.apply_config, "Apply a configuration file", c.ApplyIn, c.ApplyOut),
+    AdminRoute("GET", "/snapshots", c.list_snapshots, "List snapshots", response=c.SnapshotList, query=("workspace",)),
+    AdminRoute(
+        "POST", "/snapshots", c.save_snapshot, "Save a snapshot", c.SnapshotIn, query=("workspace",), status=201
+    ),
+    AdminRoute(
+        "GET",
+        "/snapshots/{tag}/diff/{other}",
+        c.diff_snapshots,
+        "Diff two snapshots",
+        response=c.ApplyOut,
+        query=("workspace",),
+    ),
+    AdminRoute(
+        "POST",
+        "/snapshots/restore",
+        c.restore_snapshot,
+        "Restore a snapshot",
+        c.SnapshotIn,
+        c.ApplyOut,
+        query=("workspace",),
+    ),
+    AdminRoute(
+        "DELETE", "/snapshots/{tag}", c.delete_snapshot, "Delete a snapshot", response=s.Deleted, query=("workspace",)
+    ),
 )
 
 
