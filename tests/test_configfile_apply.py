@@ -11,6 +11,7 @@ from gateway.configfile import yamlfile
 from gateway.configfile.exporter import to_file
 from gateway.exceptions import ValidationFailed
 from gateway.host.runtime import Gateway
+from gateway.security.crypto import MASK
 from tests.support.configfile import GatewayFactory, gateway_factory, populate, service
 
 pytestmark = pytest.mark.anyio
@@ -142,6 +143,17 @@ MALFORMED = [
         5,
     ),
     ("version: 1\napps: [\n", "", 3),
+    (
+        f"version: 1\napps:\n  - name: a\n    mode: chat\n    api_key: {MASK}\n",
+        "apps.0.api_key",
+        5,
+    ),
+    (
+        f"version: 1\nendpoints:\n  - id: ep_0000000000000001\n    plugin: echo\n    settings:\n      token: {MASK}\n",
+        "endpoints.0.settings.token",
+        6,
+    ),
+    ("version: 1\napps:\n  - name: a\n    mode: chat\n    base_url: ftp://x\n    api_key: k\n", "apps.0.base_url", 5),
 ]
 
 

@@ -24,6 +24,7 @@ from gateway.exceptions import ValidationFailed
 from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppIn, AppService, AppUpdate
 from gateway.records.endpoints import EndpointOptions, EndpointService
+from gateway.security.crypto import MASK
 
 __all__ = ["ConfigApplier", "Prepared"]
 
@@ -68,6 +69,8 @@ class ConfigApplier:
             where: Path = ("apps", order.get("app:" + name, 0))
             if app.api_key is None and name not in current.apps:
                 problem((*where, "api_key"), f"app {name!r} is new: its api_key is needed")
+            if app.api_key == MASK:
+                problem((*where, "api_key"), "the mask is not a key; leave api_key out to keep the current one")
             if app.fallback is not None and (app.fallback == name or app.fallback not in final_apps):
                 problem((*where, "fallback"), f"the fallback app {app.fallback!r} is not an app of the gateway")
         endpoints: dict[str, EndpointState] = {}

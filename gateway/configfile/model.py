@@ -27,7 +27,7 @@ class _Strict(BaseModel):
 
 class AppSpec(_Strict):
     name: str = Field(pattern=NAME_PATTERN)
-    base_url: str = DEFAULT_BASE_URL
+    base_url: str = Field(default=DEFAULT_BASE_URL, pattern=r"^\s*https?://", max_length=2048)
     mode: str = Field(pattern=MODE_PATTERN)
     fallback: str | None = None
     api_key: str | None = Field(default=None, min_length=1, max_length=512, description="${VAR}; omitted: kept")

@@ -190,6 +190,17 @@ def _plain_settings(model: BaseModel, plugin: Plugin) -> dict[str, Any]:
     return plain
 
 
+def _refuse_mask(model: BaseModel, plugin: Plugin) -> None:
+    """Someone sent back what a read showed them: a secret must be left out to stay unchanged."""
+    for name in plugin.secret_fields():
+        value = getattr(model, name)
+        if isinstance(value, SecretStr) and value.get_secret_value() == MASK:
+            raise ValidationFailed(
+                f"setting {name!r} is the mask, not a secret; leave it out to keep the current value",
+                errors=[{"field": name, "message": "the mask is not a secret"}],
+            )
+
+
 class EndpointService:
     """Mints, reads, changes and resolves endpoints."""
 
@@ -637,7 +648,9 @@ class EndpointService:
         """`values` as the plugin's settings would store them (defaults filled in, secrets in the
         clear); `ValidationFailed` names each refused field, never echoing a value."""
         plugin = self._registry.require(plugin_name)
-        return _plain_settings(self._validate(plugin, values), plugin)
+        model = self._validate(plugin, values)
+        _refuse_mask(model, plugin)
+        return _plain_settings(model, plugin)
 
     def authentic_token(self, token: str) -> bool:
         """Whether `token` is a URL token this gateway signed (and so may be given to `create`)."""
@@ -668,14 +681,9 @@ class EndpointService:
     def _seal(self, endpoint_id: str, plugin: Plugin, model: BaseModel) -> dict[str, Any]:
         """Settings as stored: JSON values, secret fields encrypted with the endpoint and field as context."""
         data = model.model_dump(mode="json")
+        _refuse_mask(model, plugin)
         for name in plugin.secret_fields():
             value = getattr(model, name)
-            if isinstance(value, SecretStr) and value.get_secret_value() == MASK:
-                # Someone sent back what a read showed them: omit a secret to keep it unchanged.
-                raise ValidationFailed(
-                    f"setting {name!r} is the mask, not a secret; leave it out to keep the current value",
-                    errors=[{"field": name, "message": "the mask is not a secret"}],
-                )
             if isinstance(value, SecretStr):
                 data[name] = self._box.encrypt(value.get_secret_value(), context=f"endpoint:{endpoint_id}:{name}")
             else:
