@@ -101,3 +101,30 @@ def _secret(value: str) -> Any:
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+async def test_snapshots_survive_a_secret_key_rotation(tmp_path: Path) -> None:
+    from gateway.cli.configcmd import config_service
+    from gateway.host.runtime import open_gateway
+    from tests.support.configfile import registry
+    from tests.support.gateway import SECRET_KEY, make_settings
+
+    new_key = "another-secret-key-" + "n" * 40
+    settings = make_settings(tmp_path)
+    gw = await open_gateway(settings, registry=registry())
+    made = await populate(gw)
+    await service(gw).save_snapshot("keep")
+    await gw.aclose()
+
+    both = settings.with_changes(secret_key=(_secret(SECRET_KEY), _secret(new_key)))
+    gw = await open_gateway(both, registry=registry())
+    assert await config_service(gw).snapshots.reseal() > 0
+    await gw.aclose()
+
+    gw = await open_gateway(settings.with_changes(secret_key=(_secret(new_key),)), registry=registry())
+    try:
+        _, secrets = await config_service(gw).snapshots.load("keep")
+        assert secrets["APP_SUPPORT_KEY"] == "app-support-1"
+        assert made["hook_secret"] in secrets.values()
+    finally:
+        await gw.aclose()

@@ -16,6 +16,7 @@ from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.configcmd import apply as config_apply, export as config_export, snapshot
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.configfile.snapshots import SnapshotStore
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
@@ -179,12 +180,15 @@ def secrets_reseal(as_json: bool) -> None:
     """
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return await reseal_secrets(apps=gw.apps, endpoints=gw.endpoints)
+        report = await reseal_secrets(apps=gw.apps, endpoints=gw.endpoints)
+        report["snapshot_values_resealed"] = await SnapshotStore(gw.store, gw.box, gw.clock).reseal()
+        return report
 
     def human(report: dict[str, Any]) -> str:
         lines = [
             f"apps re-encrypted: {', '.join(report['apps_resealed']) or 'none'}",
             f"endpoint values re-encrypted: {report['endpoint_values_resealed']}",
+            f"snapshot values re-encrypted: {report['snapshot_values_resealed']}",
         ]
         if report["endpoints_to_rotate"]:
             lines.append("URLs still signed with an older key; rotate them before dropping it:")
