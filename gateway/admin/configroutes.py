@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from starlette.requests import Request
 
+from gateway.admin.principal import caller
 from gateway.configfile.applier import Prepared
 from gateway.configfile.service import ConfigService
 from gateway.configfile.snapshots import SnapshotStore
@@ -98,11 +99,12 @@ class SnapshotList(BaseModel):
 
 
 def _config(gw: Gateway) -> ConfigService:
-    return ConfigService(gw.apps, gw.endpoints, gw.registry, SnapshotStore(gw.store, gw.box, gw.clock))
+    return ConfigService(gw.apps, gw.endpoints, gw.registry, SnapshotStore(gw.store, gw.box, gw.clock), gw.workspaces)
 
 
 def _workspace(request: Request) -> str:
-    return request.query_params.get("workspace", "default")
+    """The workspace the call acts on (the token's, or the operator's `?workspace=`)."""
+    return caller(request).workspace
 
 
 def _applied(prepared: Prepared, dry_run: bool) -> dict[str, Any]:
@@ -112,17 +114,18 @@ def _applied(prepared: Prepared, dry_run: bool) -> dict[str, Any]:
 
 async def add_app_key(request: Request, gw: Gateway, body: AddKeyIn) -> Any:
     grace = gw.settings.rotation_grace if body.grace_seconds is None else body.grace_seconds
-    record = await gw.apps.add_key(request.path_params["name"], body.api_key.get_secret_value(), grace=grace)
-    return AppService.public(record)
+    name, key = request.path_params["name"], body.api_key.get_secret_value()
+    return AppService.public(await gw.apps.add_key(name, key, grace=grace, workspace=_workspace(request)))
 
 
 async def retire_app_key(request: Request, gw: Gateway, _: None) -> Any:
-    return AppService.public(await gw.apps.retire_key(request.path_params["name"]))
+    return AppService.public(await gw.apps.retire_key(request.path_params["name"], workspace=_workspace(request)))
 
 
 async def rotate_endpoint_secret(request: Request, gw: Gateway, body: RotateSecretIn) -> Any:
+    endpoint = await gw.endpoints.get(request.path_params["id"], workspace=_workspace(request))
     record, setting, shown = await gw.endpoints.rotate_secret(
-        request.path_params["id"],
+        endpoint.id,
         setting=body.setting,
         value=None if body.value is None else body.value.get_secret_value(),
         grace=body.grace_seconds,
@@ -131,7 +134,8 @@ async def rotate_endpoint_secret(request: Request, gw: Gateway, body: RotateSecr
 
 
 async def retire_endpoint_secret(request: Request, gw: Gateway, body: RetireSecretIn) -> Any:
-    return gw.endpoints.public(await gw.endpoints.retire_secret(request.path_params["id"], setting=body.setting))
+    endpoint = await gw.endpoints.get(request.path_params["id"], workspace=_workspace(request))
+    return gw.endpoints.public(await gw.endpoints.retire_secret(endpoint.id, setting=body.setting))
 
 
 async def export_config(request: Request, gw: Gateway, _: None) -> Any:
@@ -142,7 +146,12 @@ async def export_config(request: Request, gw: Gateway, _: None) -> Any:
 async def apply_config(request: Request, gw: Gateway, body: ApplyIn) -> Any:
     variables = {name: value.get_secret_value() for name, value in body.variables.items()}
     prepared = await _config(gw).apply(
-        body.yaml, variables, dry_run=body.dry_run, prune=body.prune, source="the configuration"
+        body.yaml,
+        variables,
+        dry_run=body.dry_run,
+        prune=body.prune,
+        workspace=_workspace(request),  # a workspace token applies to its own workspace only
+        source="the configuration",
     )
     return _applied(prepared, body.dry_run)
 

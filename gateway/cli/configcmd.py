@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from gateway.cli.common import emit, iso_times, run, table
+from gateway.cli.workspaces import workspace_option
 from gateway.configfile.applier import Prepared
 from gateway.configfile.plan import Change
 from gateway.configfile.service import ConfigService
@@ -17,11 +18,12 @@ from gateway.settings import reference_variables
 
 __all__ = ["apply", "export", "snapshot"]
 
-WORKSPACE = click.option("--workspace", default="default", show_default=True, help="The workspace")
+WORKSPACE = workspace_option()
 
 
 def config_service(gw: Gateway) -> ConfigService:
-    return ConfigService(gw.apps, gw.endpoints, gw.registry, SnapshotStore(gw.store, gw.box, gw.clock))
+    snapshots = SnapshotStore(gw.store, gw.box, gw.clock)
+    return ConfigService(gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces)
 
 
 def _changes(changes: list[Change], *, dry_run: bool) -> str:

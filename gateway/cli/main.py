@@ -16,6 +16,7 @@ from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.configcmd import apply as config_apply, export as config_export, snapshot
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.cli.workspaces import tokens, workspaces
 from gateway.configfile.snapshots import SnapshotStore
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
@@ -204,6 +205,8 @@ cli.add_command(apps)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)
 cli.add_command(demo)
+cli.add_command(workspaces)
+cli.add_command(tokens)
 cli.add_command(config_export)
 cli.add_command(config_apply)
 cli.add_command(snapshot)

@@ -120,6 +120,7 @@ class ConfigApplier:
     async def carry_out(self, prepared: Prepared) -> Prepared:
         """Make the prepared changes; returns them with the secrets generated for created endpoints."""
         desired, current = prepared.desired, prepared.current
+        workspace = desired.workspace
         fallbacks: list[AppState] = []
         generated: dict[str, dict[str, str]] = {}
         for change in prepared.changes:
@@ -134,7 +135,8 @@ class ConfigApplier:
                         api_key=SecretStr(app.api_key),
                         mode=app.mode,
                         fallback=ready,
-                    )
+                    ),
+                    workspace=workspace,
                 )
                 if app.fallback != ready:
                     fallbacks.append(app)
@@ -153,9 +155,10 @@ class ConfigApplier:
                         mode=app.mode,
                         fallback=fallback,
                     ),
+                    workspace=workspace,
                 )
             elif change.kind == "endpoint" and change.action == "create":
-                shown = await self._create(desired.endpoints[change.key])
+                shown = await self._create(desired.endpoints[change.key], workspace)
                 if shown:
                     generated[change.key] = shown
             elif change.kind == "endpoint" and change.action == "update":
@@ -163,17 +166,18 @@ class ConfigApplier:
             elif change.kind == "endpoint":
                 await self._endpoints.delete(change.key)
         for app in fallbacks:  # once every app exists
-            await self._apps.update(app.name, AppUpdate(fallback=app.fallback))
+            await self._apps.update(app.name, AppUpdate(fallback=app.fallback), workspace=workspace)
         await self._prune_apps([c.key for c in prepared.changes if c.kind == "app" and c.action == "delete"], current)
         return replace(prepared, generated=generated)
 
-    async def _create(self, ep: EndpointState) -> dict[str, str]:
+    async def _create(self, ep: EndpointState, workspace: str) -> dict[str, str]:
         _, _, shown = await self._endpoints.create_with_secrets(
             ep.plugin,
             list(ep.apps),
             dict(ep.settings),
             name=ep.name,
             options=_options(ep),
+            workspace=workspace,
             endpoint_id=ep.id,
             token=ep.url_token,
         )
@@ -198,9 +202,9 @@ class ConfigApplier:
     async def _prune_apps(self, names: list[str], current: State) -> None:
         for name in names:  # their fallbacks among each other first, then each app
             if current.apps[name].fallback is not None:
-                await self._apps.update(name, AppUpdate(fallback=""))
+                await self._apps.update(name, AppUpdate(fallback=""), workspace=current.workspace)
         for name in names:
-            await self._apps.remove(name, bound_to=[])
+            await self._apps.remove(name, bound_to=[], workspace=current.workspace)
 
 
 def _options(ep: EndpointState) -> EndpointOptions:

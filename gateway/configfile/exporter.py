@@ -18,14 +18,9 @@ from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
 
-__all__ = ["current_state", "from_file", "to_file", "workspace_of"]
+__all__ = ["current_state", "from_file", "to_file"]
 
 URL_SETTING = "url"  # the variable suffix of an endpoint's URL token in a snapshot
-
-
-def workspace_of(record: object) -> str:
-    """The workspace a record belongs to (records made before workspaces belong to `default`)."""
-    return str(getattr(record, "workspace", "default"))
 
 
 async def current_state(
@@ -34,13 +29,10 @@ async def current_state(
     """The workspace's apps and endpoints, secrets decrypted; and the ids of endpoints left out
     because their plugin is not installed (their settings can't be read)."""
     state = State(workspace=workspace)
-    for app in await apps.all():
-        if workspace_of(app) == workspace:
-            state.apps[app.name] = AppState(app.name, app.base_url, app.mode, app.fallback, apps.api_key(app))
+    for app in await apps.all(workspace):
+        state.apps[app.name] = AppState(app.name, app.base_url, app.mode, app.fallback, apps.api_key(app))
     skipped: list[str] = []
-    for record in await endpoints.all():
-        if workspace_of(record) != workspace:
-            continue
+    for record in await endpoints.all(workspace):
         plugin = registry.get(record.plugin)
         if plugin is None:
             skipped.append(record.id)

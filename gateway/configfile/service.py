@@ -14,6 +14,7 @@ from gateway.configfile.snapshots import SnapshotStore
 from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
+from gateway.records.workspaces import WorkspaceService
 
 __all__ = ["ConfigService", "Export"]
 
@@ -30,8 +31,14 @@ class Export:
 
 class ConfigService:
     def __init__(
-        self, apps: AppService, endpoints: EndpointService, registry: PluginRegistry, snapshots: SnapshotStore
+        self,
+        apps: AppService,
+        endpoints: EndpointService,
+        registry: PluginRegistry,
+        snapshots: SnapshotStore,
+        workspaces: WorkspaceService,
     ) -> None:
+        self._workspaces = workspaces  # every operation acts on one workspace, which must exist
         self._apps = apps
         self._endpoints = endpoints
         self._registry = registry
@@ -39,6 +46,7 @@ class ConfigService:
         self.snapshots = snapshots
 
     async def state(self, workspace: str = "default") -> tuple[State, list[str]]:
+        await self._workspaces.require(workspace)
         return await current_state(self._apps, self._endpoints, self._registry, workspace=workspace)
 
     async def export(self, workspace: str = "default") -> Export:
@@ -62,6 +70,7 @@ class ConfigService:
         config = parsed.config
         if workspace is not None and workspace != config.workspace:
             config = config.model_copy(update={"workspace": workspace})
+        await self._workspaces.require(config.workspace)
         desired = from_file(config, variables, self._registry, line=parsed.line, source=source)
         prepared = await self._applier.prepare(
             desired, prune=prune, order=_order(config), line=parsed.line, source=source
@@ -80,6 +89,7 @@ class ConfigService:
 
     async def restore_snapshot(self, tag: str, workspace: str = "default", *, dry_run: bool = False) -> Prepared:
         """Apply the snapshot with its own secrets, pruning what it lacks: the workspace as it was."""
+        await self._workspaces.require(workspace)
         config, secrets = await self.snapshots.load(tag, workspace)
         desired = from_file(config, secrets, self._registry, source=f"snapshot {tag!r}")
         prepared = await self._applier.prepare(desired, prune=True, source=f"snapshot {tag!r}")

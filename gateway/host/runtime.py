@@ -29,9 +29,11 @@ from gateway.jobs.plugin_job import PLUGIN_JOB
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobHandlerFn, JobWorkers
 from gateway.metrics import Metrics
+from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
 from gateway.records.requestlog import RequestLog
+from gateway.records.workspaces import WorkspaceService
 from gateway.security.crypto import SecretBox
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.ssrf import UrlPolicy
@@ -64,6 +66,8 @@ class Gateway:
     metrics: Metrics
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
+    workspaces: WorkspaceService
+    admin_tokens: AdminTokenService  # workspace tokens for the admin API
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -178,5 +182,7 @@ async def open_gateway(
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
+        workspaces=WorkspaceService(store, clock),
+        admin_tokens=AdminTokenService(store, clock),
         _owns=owns,
     )
