@@ -184,3 +184,41 @@ async def test_a_refused_value_is_never_echoed(fresh: GatewayFactory) -> None:
         with pytest.raises(ValidationFailed) as refused:
             await service(gw).apply(text, {})
         assert "super-secret" not in refused.value.message and "super-secret" not in str(refused.value.errors)
+
+
+async def test_a_workspace_is_exported_applied_and_pruned_on_its_own(fresh: GatewayFactory) -> None:
+    from pydantic import SecretStr
+
+    from gateway.exceptions import NotFound
+    from gateway.records.apps import AppIn
+    from gateway.records.workspaces import WorkspaceIn
+
+    async with fresh() as gw:
+        made = await populate(gw)  # the default workspace
+        await gw.workspaces.create(WorkspaceIn(name="team-a"))
+        key = SecretStr("app-team-a")
+        await gw.apps.add(
+            AppIn(name="support", base_url="http://dify.test/v1", api_key=key, mode="chat"), workspace="team-a"
+        )
+        theirs, _ = await gw.endpoints.create("echo", [], {"greeting": "team a"}, workspace="team-a")
+        text = (await service(gw).export("team-a")).text
+        assert "workspace: team-a" in text and theirs.id in text and made["hook"] not in text
+
+        # The team's file without its endpoint, pruned: only the team's endpoint goes.
+        config = yamlfile.read(text).config
+        emptied = yamlfile.write(config.model_copy(update={"endpoints": ()}))
+        assert "${TEAM_A_APP_SUPPORT_KEY}" in text  # app names repeat across workspaces; their variables don't
+        variables = {"TEAM_A_APP_SUPPORT_KEY": "app-team-a"}
+        changes = (await service(gw).apply(emptied, variables, prune=True)).changes
+        assert [c.describe() for c in changes] == [f"- delete endpoint {theirs.id}"]
+        assert len(await gw.endpoints.all("default")) == 3 and await gw.endpoints.all("team-a") == []
+
+        # A new endpoint made from the team's file lands in the team's workspace.
+        again = yamlfile.write(config)
+        assert [c.action for c in (await service(gw).apply(again, variables)).changes] == ["create"]
+        assert (await gw.endpoints.get(theirs.id)).workspace == "team-a"
+
+        with pytest.raises(NotFound):
+            await service(gw).apply(again.replace("workspace: team-a", "workspace: nobody"), variables)
+        with pytest.raises(NotFound):
+            await service(gw).export("nobody")

@@ -71,7 +71,7 @@ def to_file(state: State, *, with_urls: bool = False) -> tuple[ConfigFile, dict[
             base_url=app.base_url,
             mode=app.mode,
             fallback=app.fallback,
-            api_key=hide(app_key_variable(app.name), app.api_key),
+            api_key=hide(app_key_variable(app.name, state.workspace), app.api_key),
         )
         for app in sorted(state.apps.values(), key=lambda a: a.name)
     ]

@@ -1,6 +1,7 @@
 """`${VAR}` references: how a file names a secret it does not hold, and how apply fills them in.
 
-Export names each secret after what it belongs to (`APP_SUPPORT_KEY`, `EP_0123456789ABCDEF_SECRET`),
+Export names each secret after what it belongs to (`APP_SUPPORT_KEY`, `EP_0123456789ABCDEF_SECRET`;
+an app key of a workspace other than `default` is prefixed with it: `TEAM_A_APP_SUPPORT_KEY`),
 so the same gateway always exports the same names. Apply resolves a value that is exactly
 `${NAME}` from the variables it is given (the environment, or a snapshot's sealed secrets); a
 missing variable refuses the whole file. Any other value is taken as written.
@@ -29,8 +30,10 @@ def _upper(text: str) -> str:
     return _NOT_NAME.sub("_", text.upper()).strip("_")
 
 
-def app_key_variable(app: str) -> str:
-    return f"APP_{_upper(app)}_KEY"
+def app_key_variable(app: str, workspace: str = "default") -> str:
+    """`APP_SUPPORT_KEY`; in another workspace than `default` (where app names repeat), `TEAM_A_APP_SUPPORT_KEY`."""
+    name = f"APP_{_upper(app)}_KEY"
+    return name if workspace == "default" else f"{_upper(workspace)}_{name}"
 
 
 def endpoint_variable(endpoint_id: str, setting: str) -> str:
