@@ -415,10 +415,13 @@ def test_requests_shows_the_log(invoke: Invoke, store_url: str) -> None:
 
 def test_plugins_list(invoke: Invoke) -> None:
     table = ok(invoke("plugins", "list")).stdout
-    assert table.splitlines()[0].split() == ["NAME", "PERMISSIONS", "DESCRIPTION"]
-    assert any(line.startswith("echo ") for line in table.splitlines())
-    plugins = {p["name"]: p for p in as_json(invoke("plugins", "list", "--json"))}
+    header = ["NAME", "ORIGIN", "VERSION", "IDENTITY", "SIGNATURE", "PERMISSIONS", "RUNTIME"]
+    assert table.splitlines()[0].split() == header
+    assert any(line.startswith("echo ") and " built-in " in line for line in table.splitlines())
+    listing = as_json(invoke("plugins", "list", "--json"))
+    plugins = {p["name"]: p for p in listing["plugins"]}
     assert plugins["echo"]["secret_settings"] == ["token"]
+    assert plugins["echo"]["origin"] == "built-in" and listing["dify_plugins"] == []
 
 
 def test_jobs_list_and_replay(invoke: Invoke, store_url: str) -> None:
