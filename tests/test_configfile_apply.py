@@ -222,3 +222,44 @@ async def test_a_workspace_is_exported_applied_and_pruned_on_its_own(fresh: Gate
             await service(gw).apply(again.replace("workspace: team-a", "workspace: nobody"), variables)
         with pytest.raises(NotFound):
             await service(gw).export("nobody")
+
+
+async def test_installed_dify_packages_are_listed_and_checked_never_installed(fresh: GatewayFactory) -> None:
+    from gateway.records.installations import Installation, InstallationRecords
+
+    def installation(version: str) -> Installation:
+        identity = f"langgenius/slack_bot:{version}@{'9f' * 32}"
+        return Installation(
+            key="langgenius/slack_bot",
+            identity=identity,
+            version=version,
+            sha256="9f" * 32,
+            archive_sha256="ab" * 32,
+            signed=True,
+            signer="dify",
+            signature_reason="signed with Dify's official key",
+            allowed_unsigned=False,
+            permissions={},
+            settings_form=(),
+            install_dir="/nonexistent",
+            package_path="/nonexistent.difypkg",
+            installed_at=1.0,
+            updated_at=1.0,
+        )
+
+    async with fresh() as first:
+        await InstallationRecords(first.store).put(installation("0.0.7"))
+        text = (await service(first).export()).text
+    assert "packages:\n- identity: langgenius/slack_bot:0.0.7@" in text
+    async with fresh() as second:
+        with pytest.raises(ValidationFailed) as missing:
+            await service(second).apply(text, {})
+        assert missing.value.errors[0]["field"] == "packages.0.key"
+        assert "langgenius/slack_bot is not installed" in missing.value.message
+        await InstallationRecords(second.store).put(installation("0.0.8"))
+        with pytest.raises(ValidationFailed) as other:
+            await service(second).apply(text, {})
+        assert other.value.errors[0]["field"] == "packages.0.identity"
+        await InstallationRecords(second.store).put(installation("0.0.7"))
+        assert (await service(second).apply(text, {})).changes == []
+        assert (await service(second).export()).text == text

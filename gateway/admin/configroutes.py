@@ -99,7 +99,8 @@ class SnapshotList(BaseModel):
 
 
 def _config(gw: Gateway) -> ConfigService:
-    return ConfigService(gw.apps, gw.endpoints, gw.registry, SnapshotStore(gw.store, gw.box, gw.clock), gw.workspaces)
+    snapshots = SnapshotStore(gw.store, gw.box, gw.clock)
+    return ConfigService(gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces, gw.dify_plugins)
 
 
 def _workspace(request: Request) -> str:

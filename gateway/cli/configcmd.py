@@ -23,7 +23,7 @@ WORKSPACE = workspace_option()
 
 def config_service(gw: Gateway) -> ConfigService:
     snapshots = SnapshotStore(gw.store, gw.box, gw.clock)
-    return ConfigService(gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces)
+    return ConfigService(gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces, gw.dify_plugins)
 
 
 def _changes(changes: list[Change], *, dry_run: bool) -> str:

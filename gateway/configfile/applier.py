@@ -10,7 +10,7 @@ gives (and the URL token, when it gives one this gateway signed).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -50,19 +50,30 @@ class ConfigApplier:
         desired: State,
         *,
         prune: bool,
+        installed: Mapping[str, str] | None = None,
+        pinned: bool = True,
         order: dict[str, int] | None = None,
         line: Callable[[Path], int | None] = lambda path: None,
         source: str = "the file",
     ) -> Prepared:
         """Check `desired` against the gateway and plan the changes (`ValidationFailed` lists every
         problem). `order` maps endpoint ids and app names to their index in the file, for lines."""
-        current, skipped = await current_state(self._apps, self._endpoints, self._registry, workspace=desired.workspace)
+        current, skipped = await current_state(
+            self._apps, self._endpoints, self._registry, workspace=desired.workspace, packages=installed
+        )
         order = order or {}
         errors: list[dict[str, object]] = []
 
         def problem(path: Path, message: str) -> None:
             errors.append(error(path, message, line(path)))
 
+        for index, (key, identity) in enumerate(sorted(desired.packages.items())):
+            # Packages are installed by the operator (`dify-gateway plugins install`), never by a file.
+            if key not in current.packages:
+                problem(("packages", order.get("package:" + key, index), "key"), f"Dify plugin {key} is not installed")
+            elif pinned and current.packages[key] != identity:
+                where_package: Path = ("packages", order.get("package:" + key, index), "identity")
+                problem(where_package, f"{current.packages[key]} is installed, not {identity}")
         taken = {record.id for record in await self._endpoints.all()} - current.endpoints.keys()
         final_apps = desired.apps.keys() | (set() if prune else current.apps.keys())
         for name, app in desired.apps.items():

@@ -11,7 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.configfile.model import AppSpec, AppState, ConfigFile, EndpointSpec, EndpointState, Limits, State
+from gateway.configfile.model import (
+    AppSpec,
+    AppState,
+    ConfigFile,
+    EndpointSpec,
+    EndpointState,
+    Limits,
+    PackageSpec,
+    State,
+)
 from gateway.configfile.references import MissingVariable, app_key_variable, endpoint_variable, reference, resolve
 from gateway.configfile.yamlfile import Path, error, failed
 from gateway.host.registry import PluginRegistry
@@ -24,11 +33,17 @@ URL_SETTING = "url"  # the variable suffix of an endpoint's URL token in a snaps
 
 
 async def current_state(
-    apps: AppService, endpoints: EndpointService, registry: PluginRegistry, *, workspace: str = "default"
+    apps: AppService,
+    endpoints: EndpointService,
+    registry: PluginRegistry,
+    *,
+    workspace: str = "default",
+    packages: Mapping[str, str] | None = None,
 ) -> tuple[State, list[str]]:
-    """The workspace's apps and endpoints, secrets decrypted; and the ids of endpoints left out
-    because their plugin is not installed (their settings can't be read)."""
-    state = State(workspace=workspace)
+    """The workspace's apps and endpoints, secrets decrypted, with the installed Dify `packages`
+    (author/name -> identity); and the ids of endpoints left out because their plugin is not
+    installed (their settings can't be read)."""
+    state = State(workspace=workspace, packages=dict(packages or {}))
     for app in await apps.all(workspace):
         state.apps[app.name] = AppState(app.name, app.base_url, app.mode, app.fallback, apps.api_key(app))
     skipped: list[str] = []
@@ -90,7 +105,10 @@ def to_file(state: State, *, with_urls: bool = False) -> tuple[ConfigFile, dict[
                 url_token=token,
             )
         )
-    config = ConfigFile(workspace=state.workspace, apps=tuple(app_specs), endpoints=tuple(endpoint_specs))
+    packages = tuple(PackageSpec(key=key, identity=state.packages[key]) for key in sorted(state.packages))
+    config = ConfigFile(
+        workspace=state.workspace, apps=tuple(app_specs), endpoints=tuple(endpoint_specs), packages=packages
+    )
     return config, secrets
 
 
@@ -118,7 +136,7 @@ def from_file(
             problem(path, f"${{{missing.name}}} is not set")
             return None
 
-    state = State(workspace=config.workspace)
+    state = State(workspace=config.workspace, packages={p.key: p.identity for p in config.packages})
     for index, app in enumerate(config.apps):
         if app.name in state.apps:
             problem(("apps", index, "name"), f"app {app.name!r} is listed twice")

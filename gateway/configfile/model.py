@@ -14,7 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.records.apps import APP_MODES, DEFAULT_BASE_URL, NAME_PATTERN
 
-__all__ = ["VERSION", "AppSpec", "AppState", "ConfigFile", "EndpointSpec", "EndpointState", "Limits", "State"]
+__all__ = [
+    "VERSION",
+    "AppSpec",
+    "AppState",
+    "ConfigFile",
+    "EndpointSpec",
+    "EndpointState",
+    "Limits",
+    "PackageSpec",
+    "State",
+]
 
 VERSION = 1
 ENDPOINT_ID_PATTERN = r"^ep_[0-9a-f]{16}$"
@@ -50,11 +60,19 @@ class EndpointSpec(_Strict):
     url_token: str | None = Field(default=None, description="${VAR}: the URL to give a created endpoint")
 
 
+class PackageSpec(_Strict):
+    """An installed Dify plugin package the configuration needs (apply checks it, never installs it)."""
+
+    key: str = Field(pattern=r"^[^/\s]+/[^/\s]+$", description="author/name")
+    identity: str = Field(min_length=1, max_length=512, description="author/name:version@checksum")
+
+
 class ConfigFile(_Strict):
     version: Literal[1] = 1
     workspace: str = "default"
     apps: tuple[AppSpec, ...] = ()
     endpoints: tuple[EndpointSpec, ...] = ()
+    packages: tuple[PackageSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +109,4 @@ class State:
     workspace: str = "default"
     apps: dict[str, AppState] = field(default_factory=dict)
     endpoints: dict[str, EndpointState] = field(default_factory=dict)
+    packages: dict[str, str] = field(default_factory=dict)  # installed Dify packages: author/name -> identity

@@ -11,6 +11,7 @@ from gateway.configfile.exporter import current_state, from_file, to_file
 from gateway.configfile.model import ConfigFile, State
 from gateway.configfile.plan import Change, diff
 from gateway.configfile.snapshots import SnapshotStore
+from gateway.difyplugins.installs import DifyPlugins
 from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
@@ -37,8 +38,10 @@ class ConfigService:
         registry: PluginRegistry,
         snapshots: SnapshotStore,
         workspaces: WorkspaceService,
+        dify_plugins: DifyPlugins | None = None,
     ) -> None:
         self._workspaces = workspaces  # every operation acts on one workspace, which must exist
+        self._dify_plugins = dify_plugins  # installed Dify packages, listed in exports and checked by apply
         self._apps = apps
         self._endpoints = endpoints
         self._registry = registry
@@ -47,7 +50,15 @@ class ConfigService:
 
     async def state(self, workspace: str = "default") -> tuple[State, list[str]]:
         await self._workspaces.require(workspace)
-        return await current_state(self._apps, self._endpoints, self._registry, workspace=workspace)
+        return await current_state(
+            self._apps, self._endpoints, self._registry, workspace=workspace, packages=await self._installed()
+        )
+
+    async def _installed(self) -> dict[str, str]:
+        """The installed Dify plugin packages: author/name -> identity (none without the feature)."""
+        if self._dify_plugins is None:
+            return {}
+        return {installation.key: installation.identity for installation in await self._dify_plugins.all()}
 
     async def export(self, workspace: str = "default") -> Export:
         """The workspace as a file: secrets as `${VAR}` references, never their values."""
@@ -73,7 +84,12 @@ class ConfigService:
         await self._workspaces.require(config.workspace)
         desired = from_file(config, variables, self._registry, line=parsed.line, source=source)
         prepared = await self._applier.prepare(
-            desired, prune=prune, order=_order(config), line=parsed.line, source=source
+            desired,
+            prune=prune,
+            installed=await self._installed(),
+            order=_order(config),
+            line=parsed.line,
+            source=source,
         )
         return prepared if dry_run else await self._applier.carry_out(prepared)
 
@@ -92,7 +108,10 @@ class ConfigService:
         await self._workspaces.require(workspace)
         config, secrets = await self.snapshots.load(tag, workspace)
         desired = from_file(config, secrets, self._registry, source=f"snapshot {tag!r}")
-        prepared = await self._applier.prepare(desired, prune=True, source=f"snapshot {tag!r}")
+        # Packages upgraded since the snapshot are fine (endpoints are keyed by author/name); removed ones are not.
+        prepared = await self._applier.prepare(
+            desired, prune=True, installed=await self._installed(), pinned=False, source=f"snapshot {tag!r}"
+        )
         return prepared if dry_run else await self._applier.carry_out(prepared)
 
     async def _snapshot_state(self, tag: str, workspace: str) -> State:
@@ -105,4 +124,5 @@ class ConfigService:
 def _order(config: ConfigFile) -> dict[str, int]:
     order = {ep.id: index for index, ep in enumerate(config.endpoints)}
     order.update({"app:" + app.name: index for index, app in enumerate(config.apps)})
+    order.update({"package:" + package.key: index for index, package in enumerate(config.packages)})
     return order

@@ -40,6 +40,7 @@ def write(config: ConfigFile) -> str:
     data = config.model_dump(mode="json")
     data["apps"] = sorted(data["apps"], key=lambda app: app["name"])
     data["endpoints"] = sorted(data["endpoints"], key=lambda endpoint: endpoint["id"])
+    data["packages"] = sorted(data["packages"], key=lambda package: package["key"])
     text: str = yaml.safe_dump(data, sort_keys=True, default_flow_style=False, allow_unicode=True, width=120)
     return text
 
