@@ -407,3 +407,9 @@ def bootstrap(settings: Settings) -> Bootstrap:
     )
     result.validate()
     return Bootstrap(result, generated if settings.admin_token is None else None)
+
+
+def reference_variables() -> dict[str, str]:
+    """The environment, for the `${VAR}` references of a configuration file (`dify-gateway apply`):
+    read here, like every other reach into the environment, and handed to the command."""
+    return dict(os.environ)

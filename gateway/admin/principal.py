@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from starlette.requests import Request
+
 from gateway.records.admintokens import AdminTokenRecord
 
-__all__ = ["OPERATOR", "Principal"]
+__all__ = ["CALLER", "OPERATOR", "Caller", "Principal", "caller"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +41,20 @@ class Principal:
 
 
 OPERATOR = Principal(role="operator")
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls (`principal`) and the workspace the call acts on."""
+
+    principal: Principal
+    workspace: str
+
+
+CALLER = "gateway.caller"  # where `_endpoint` keeps the request's Caller in the ASGI scope
+
+
+def caller(request: Request) -> Caller:
+    found = request.scope.get(CALLER)
+    assert isinstance(found, Caller), "admin handlers run behind _endpoint"
+    return found
