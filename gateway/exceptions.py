@@ -13,7 +13,7 @@
     ├── RequestTimeout                408
     ├── RateLimited                   429  (retry_after)
     ├── ClientClosedRequest           499  (the client left first: logged, never sent)
-    ├── PermissionDenied              403  (a plugin used an undeclared permission)
+    ├── PermissionDenied              403  (a plugin used an undeclared permission; a viewer token wrote)
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
     ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)

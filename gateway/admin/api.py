@@ -2,6 +2,11 @@
 
 Each route is declared once with its body and response models; the OpenAPI document is built
 from the same table, so it cannot drift from the handlers.
+
+Every route acts on one workspace (`gateway.admin.principal`): a workspace token's own, or the
+one the operator names with `?workspace=` (default `default`). What belongs to another workspace
+is not found (404, so its existence is not revealed); a viewer token's every write (any method but
+GET) is 403; routes marked `operator_only` (workspaces, tokens) are 403 to workspace tokens.
 """
 
 from __future__ import annotations
@@ -18,11 +23,14 @@ from starlette.routing import BaseRoute, Route
 
 import gateway
 from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usecases
-from gateway.exceptions import BadRequest, NotFound, ValidationFailed
+from gateway.admin.principal import Principal
+from gateway.exceptions import BadRequest, NotFound, PermissionDenied, Unauthorized, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
+from gateway.records.admintokens import AdminTokenIn, AdminTokenService
 from gateway.records.apps import AppIn, AppService, AppUpdate
-from gateway.records.endpoints import EndpointOptions
+from gateway.records.endpoints import EndpointOptions, EndpointRecord
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceIn
 from gateway.security.boundedjson import check_json_bounds
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
@@ -40,6 +48,51 @@ class AdminRoute:
     response: type[BaseModel] | None = None
     status: int = 200
     query: tuple[str, ...] = ()
+    operator_only: bool = False  # workspaces and tokens: the operator token only
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls (`principal`) and the workspace the call acts on."""
+
+    principal: Principal
+    workspace: str
+
+
+CALLER = "gateway.caller"  # where `_endpoint` keeps the request's Caller in the ASGI scope
+
+
+def caller(request: Request) -> Caller:
+    found = request.scope.get(CALLER)
+    assert isinstance(found, Caller), "admin handlers run behind _endpoint"
+    return found
+
+
+async def _authorize(request: Request, gw: Gateway, route: AdminRoute) -> Caller:
+    """The request's Caller, or 403 (a viewer's write, a workspace token on an operator route) or
+    404 (a workspace that doesn't exist or isn't the token's)."""
+    principal = request.scope.get("auth")
+    if not isinstance(principal, Principal):  # only without AdminAuthMiddleware in front
+        raise Unauthorized("a valid admin token is required (Authorization: Bearer ...)")
+    if route.operator_only and not principal.operator:
+        raise PermissionDenied("this needs the operator token (GATEWAY_ADMIN_TOKEN)")
+    if route.method != "GET" and not principal.can_write:
+        raise PermissionDenied("a viewer token can't change anything")
+    asked = request.query_params.get("workspace")
+    if principal.workspace is None:
+        workspace = asked or DEFAULT_WORKSPACE
+        if not route.operator_only:
+            await gw.workspaces.require(workspace)
+    else:
+        workspace = principal.workspace
+        if asked not in (None, workspace):
+            raise NotFound(f"no workspace named {asked!r}")
+    return Caller(principal, workspace)
+
+
+async def _endpoint_of(request: Request, gw: Gateway) -> EndpointRecord:
+    """The path's endpoint, if it belongs to the caller's workspace (NotFound otherwise)."""
+    return await gw.endpoints.get(request.path_params["id"], workspace=caller(request).workspace)
 
 
 async def _parse(request: Request, model: type[BaseModel] | None) -> Any:
@@ -73,33 +126,35 @@ async def list_plugins(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
-    return {"apps": [AppService.public(a) for a in await gw.apps.all()]}
+    return {"apps": [AppService.public(a) for a in await gw.apps.all(caller(request).workspace)]}
 
 
 async def add_app(request: Request, gw: Gateway, body: AppIn) -> Any:
-    return AppService.public(await gw.apps.add(body))
+    return AppService.public(await gw.apps.add(body, workspace=caller(request).workspace))
 
 
 async def show_app(request: Request, gw: Gateway, _: None) -> Any:
-    return AppService.public(await gw.apps.get(request.path_params["name"]))
+    return AppService.public(await gw.apps.get(request.path_params["name"], workspace=caller(request).workspace))
 
 
 async def update_app(request: Request, gw: Gateway, body: AppUpdate) -> Any:
-    return AppService.public(await gw.apps.update(request.path_params["name"], body))
+    workspace = caller(request).workspace
+    return AppService.public(await gw.apps.update(request.path_params["name"], body, workspace=workspace))
 
 
 async def remove_app(request: Request, gw: Gateway, _: None) -> Any:
-    await usecases.remove_app(request.path_params["name"], apps=gw.apps, endpoints=gw.endpoints)
+    workspace = caller(request).workspace
+    await usecases.remove_app(request.path_params["name"], apps=gw.apps, endpoints=gw.endpoints, workspace=workspace)
     return {"deleted": request.path_params["name"]}
 
 
 async def check_app(request: Request, gw: Gateway, _: None) -> Any:
-    info = await gw.apps.check(request.path_params["name"])
+    info = await gw.apps.check(request.path_params["name"], workspace=caller(request).workspace)
     return {"ok": True, "info": info}
 
 
 async def list_endpoints(request: Request, gw: Gateway, _: None) -> Any:
-    return {"endpoints": [gw.endpoints.public(e) for e in await gw.endpoints.all()]}
+    return {"endpoints": [gw.endpoints.public(e) for e in await gw.endpoints.all(caller(request).workspace)]}
 
 
 async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> Any:
@@ -109,16 +164,17 @@ async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> 
         body.settings,
         name=body.name,
         options=EndpointOptions(body.rate_limit_per_minute, body.log_bodies, body.max_body_bytes),
+        workspace=caller(request).workspace,
     )
     return {**gw.endpoints.public(record), "url": url, "secrets": shown}
 
 
 async def show_endpoint(request: Request, gw: Gateway, _: None) -> Any:
-    return gw.endpoints.public(await gw.endpoints.get(request.path_params["id"]))
+    return gw.endpoints.public(await _endpoint_of(request, gw))
 
 
 async def update_endpoint(request: Request, gw: Gateway, body: s.EndpointUpdate) -> Any:
-    current = await gw.endpoints.get(request.path_params["id"])
+    current = await _endpoint_of(request, gw)
     options = None
     fields = body.model_fields_set & {"rate_limit_per_minute", "log_bodies", "max_body_bytes"}
     if fields:
@@ -135,22 +191,21 @@ async def update_endpoint(request: Request, gw: Gateway, body: s.EndpointUpdate)
 
 
 async def disable_endpoint(request: Request, gw: Gateway, _: None) -> Any:
-    return gw.endpoints.public(await gw.endpoints.set_enabled(request.path_params["id"], False))
+    return gw.endpoints.public(await gw.endpoints.set_enabled((await _endpoint_of(request, gw)).id, False))
 
 
 async def enable_endpoint(request: Request, gw: Gateway, _: None) -> Any:
-    return gw.endpoints.public(await gw.endpoints.set_enabled(request.path_params["id"], True))
+    return gw.endpoints.public(await gw.endpoints.set_enabled((await _endpoint_of(request, gw)).id, True))
 
 
 async def rotate_endpoint(request: Request, gw: Gateway, body: s.RotateIn) -> Any:
-    record, url = await gw.endpoints.rotate(request.path_params["id"], grace=body.grace_seconds)
+    record, url = await gw.endpoints.rotate((await _endpoint_of(request, gw)).id, grace=body.grace_seconds)
     return {**gw.endpoints.public(record), "url": url}
 
 
 async def delete_endpoint(request: Request, gw: Gateway, _: None) -> Any:
-    record = await usecases.delete_endpoint(
-        request.path_params["id"], endpoints=gw.endpoints, requests=gw.requests, store=gw.store
-    )
+    current = await _endpoint_of(request, gw)
+    record = await usecases.delete_endpoint(current.id, endpoints=gw.endpoints, requests=gw.requests, store=gw.store)
     return {"deleted": record.id}
 
 
@@ -162,6 +217,7 @@ async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> An
         endpoints=gw.endpoints,
         registry=gw.registry,
         contexts=gw.contexts,
+        workspace=caller(request).workspace,
     )
     if isinstance(result, ActionResult):
         return {"result": result.data, "ok": result.ok, "events": result.events}
@@ -169,7 +225,7 @@ async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> An
 
 
 async def endpoint_requests(request: Request, gw: Gateway, _: None) -> Any:
-    record = await gw.endpoints.get(request.path_params["id"])
+    record = await _endpoint_of(request, gw)
     return {"requests": await gw.requests.list(record.id, _limit(request))}
 
 
@@ -177,19 +233,40 @@ async def list_jobs(request: Request, gw: Gateway, _: None) -> Any:
     state = request.query_params.get("state")
     if state not in (None, "queued", "running", "done", "dead"):
         raise BadRequest("state must be one of queued, running, done, dead")
-    jobs = await gw.store.job_list(state=state, limit=_limit(request, 100))  # type: ignore[arg-type]
+    who = caller(request)
+    jobs = await usecases.list_jobs(
+        store=gw.store,
+        endpoints=gw.endpoints,
+        workspace=who.workspace,
+        operator=who.principal.operator,
+        state=state,  # type: ignore[arg-type]
+        limit=_limit(request, 100),
+    )
     return {"jobs": [s.job_out(j) for j in jobs]}
 
 
+async def _job_of(request: Request, gw: Gateway) -> str:
+    """The path's job id, if the job belongs to the caller's workspace (NotFound otherwise)."""
+    who = caller(request)
+    job = await usecases.find_job(
+        request.path_params["id"],
+        store=gw.store,
+        endpoints=gw.endpoints,
+        workspace=who.workspace,
+        operator=who.principal.operator,
+    )
+    return job.id
+
+
 async def show_job(request: Request, gw: Gateway, _: None) -> Any:
-    job = await gw.store.job_get(request.path_params["id"])
+    job = await gw.store.job_get(await _job_of(request, gw))
     if job is None:
         raise NotFound("no such job")
     return s.job_out(job)
 
 
 async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
-    job_id = request.path_params["id"]
+    job_id = await _job_of(request, gw)
     if not await gw.store.job_replay(job_id, gw.clock.time()):
         raise BadRequest("only a dead job can be replayed")
     gw.queue.notify()
@@ -198,13 +275,72 @@ async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
     return s.job_out(job)
 
 
+async def whoami(request: Request, gw: Gateway, _: None) -> Any:
+    who = caller(request)
+    return {"role": who.principal.role, "workspace": who.workspace, "token_id": who.principal.token_id}
+
+
+async def list_workspaces(request: Request, gw: Gateway, _: None) -> Any:
+    return {"workspaces": [w.to_doc() for w in await gw.workspaces.all()]}
+
+
+async def create_workspace(request: Request, gw: Gateway, body: WorkspaceIn) -> Any:
+    return (await gw.workspaces.create(body)).to_doc()
+
+
+async def delete_workspace(request: Request, gw: Gateway, _: None) -> Any:
+    name = request.path_params["name"]
+    await usecases.delete_workspace(
+        name, workspaces=gw.workspaces, apps=gw.apps, endpoints=gw.endpoints, tokens=gw.admin_tokens
+    )
+    return {"deleted": name}
+
+
+async def list_tokens(request: Request, gw: Gateway, _: None) -> Any:
+    records = await gw.admin_tokens.all(request.query_params.get("workspace"))
+    return {"tokens": [AdminTokenService.public(r, gw.clock.time()) for r in records]}
+
+
+async def create_token(request: Request, gw: Gateway, body: AdminTokenIn) -> Any:
+    await gw.workspaces.require(body.workspace)
+    record, token = await gw.admin_tokens.create(body)
+    return {**AdminTokenService.public(record, gw.clock.time()), "token": token}
+
+
+async def revoke_token(request: Request, gw: Gateway, _: None) -> Any:
+    record = await gw.admin_tokens.revoke(request.path_params["id"])
+    return AdminTokenService.public(record, gw.clock.time())
+
+
 ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=rows.PluginListing),
-    AdminRoute("POST", "/plugins", dp.install, "Install a Dify plugin", response=rows.DifyPluginOut, status=201),
+    AdminRoute(  # installed code serves every workspace: the operator's call
+        "POST",
+        "/plugins",
+        dp.install,
+        "Install a Dify plugin",
+        response=rows.DifyPluginOut,
+        status=201,
+        operator_only=True,
+    ),
     AdminRoute("POST", "/plugins/verify", dp.verify, "Verify a package's signature", response=rows.Verified),
     AdminRoute("GET", "/plugins/{author}/{name}", dp.show, "Show a Dify plugin", response=rows.DifyPluginOut),
-    AdminRoute("PUT", "/plugins/{author}/{name}", dp.upgrade, "Upgrade a Dify plugin", response=rows.DifyPluginOut),
-    AdminRoute("DELETE", "/plugins/{author}/{name}", dp.remove, "Remove a Dify plugin", response=rows.RemovedPlugin),
+    AdminRoute(
+        "PUT",
+        "/plugins/{author}/{name}",
+        dp.upgrade,
+        "Upgrade a Dify plugin",
+        response=rows.DifyPluginOut,
+        operator_only=True,
+    ),
+    AdminRoute(
+        "DELETE",
+        "/plugins/{author}/{name}",
+        dp.remove,
+        "Remove a Dify plugin",
+        response=rows.RemovedPlugin,
+        operator_only=True,
+    ),
     AdminRoute("GET", "/apps", list_apps, "List Dify apps", response=s.AppList),
     AdminRoute("POST", "/apps", add_app, "Register a Dify app", AppIn, s.AppOut, 201),
     AdminRoute("GET", "/apps/{name}", show_app, "Show an app", response=s.AppOut),
@@ -235,13 +371,57 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    AdminRoute("GET", "/whoami", whoami, "The token's role and the workspace it acts on", response=s.WhoAmI),
+    AdminRoute("GET", "/workspaces", list_workspaces, "List workspaces", response=s.WorkspaceList, operator_only=True),
+    AdminRoute(
+        "POST",
+        "/workspaces",
+        create_workspace,
+        "Create a workspace",
+        WorkspaceIn,
+        s.WorkspaceOut,
+        201,
+        operator_only=True,
+    ),
+    AdminRoute(
+        "DELETE",
+        "/workspaces/{name}",
+        delete_workspace,
+        "Delete an empty workspace and its tokens",
+        response=s.Deleted,
+        operator_only=True,
+    ),
+    AdminRoute(
+        "GET",
+        "/tokens",
+        list_tokens,
+        "List workspace tokens (never the tokens themselves)",
+        response=s.TokenList,
+        query=("workspace",),
+        operator_only=True,
+    ),
+    AdminRoute(
+        "POST",
+        "/tokens",
+        create_token,
+        "Create a workspace token (shown once)",
+        AdminTokenIn,
+        s.TokenCreated,
+        201,
+        operator_only=True,
+    ),
+    AdminRoute(
+        "DELETE", "/tokens/{id}", revoke_token, "Revoke a workspace token", response=s.TokenOut, operator_only=True
+    ),
 )
 
 
 def _endpoint(route: AdminRoute) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
+        gw: Gateway = request.state.gateway
+        request.scope[CALLER] = await _authorize(request, gw, route)
         body = await _parse(request, route.body)
-        result = await route.handler(request, request.state.gateway, body)
+        result = await route.handler(request, gw, body)
         return JSONResponse(result, route.status)
 
     return handle
@@ -256,6 +436,15 @@ def admin_routes() -> list[BaseRoute]:
 
 async def openapi_endpoint(request: Request) -> Response:
     return Response(json.dumps(openapi_document()), media_type="application/json")
+
+
+WORKSPACE_PARAMETER = {
+    "name": "workspace",
+    "in": "query",
+    "required": False,
+    "description": "The workspace the operator token acts on (default: default); a workspace token's own",
+    "schema": {"type": "string"},
+}
 
 
 def openapi_document() -> dict[str, Any]:
@@ -274,7 +463,7 @@ def openapi_document() -> dict[str, Any]:
         op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": route.handler.__name__,
-            "responses": {"401": error, "404": error, "422": error},
+            "responses": {"401": error, "403": error, "404": error, "422": error},
         }
         params = [
             {"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
@@ -282,6 +471,8 @@ def openapi_document() -> dict[str, Any]:
             if p.startswith("{")
         ]
         params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in route.query]
+        if not route.operator_only:
+            params.append(WORKSPACE_PARAMETER)
         if params:
             op["parameters"] = params
         if route.body is not None:

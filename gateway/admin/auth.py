@@ -5,6 +5,11 @@ Order matters (issue 11): a client that failed `MAX_FAILURES_PER_MINUTE` times t
 Failures are counted in the store, so every replica enforces the same limit. Every path under
 `/admin` needs the token, unknown ones included (401, not 404, so the API's shape isn't probed
 for free); only `GET /admin/api/openapi.json` is public.
+
+Two kinds of token pass: the operator's (`GATEWAY_ADMIN_TOKEN`) and workspace tokens
+(`gateway.records.admintokens`, looked up in the store on every request so a revocation holds at
+once on every replica). The `Principal` goes into `scope["auth"]`, where the admin API scopes each
+route to it and the access log names it (by token id, never the token).
 """
 
 from __future__ import annotations
@@ -15,7 +20,9 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from gateway.admin.principal import OPERATOR, Principal
 from gateway.exceptions import RateLimited
+from gateway.records.admintokens import AdminTokenService
 from gateway.security.ratelimit import RateLimiter
 
 __all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware"]
@@ -25,7 +32,7 @@ PUBLIC = frozenset({("GET", "/api/openapi.json"), ("HEAD", "/api/openapi.json")}
 
 
 class AdminAuthMiddleware:
-    """Needs the lifespan state's `gateway` (its store-backed `limiter`) in `scope["state"]`."""
+    """Needs the lifespan state's `gateway` (its store-backed `limiter`, its `admin_tokens`) in `scope["state"]`."""
 
     def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
@@ -40,7 +47,8 @@ class AdminAuthMiddleware:
         if (scope["method"], below) in PUBLIC:
             await self.app(scope, receive, send)
             return
-        limiter: RateLimiter = scope["state"]["gateway"].limiter
+        gateway = scope["state"]["gateway"]
+        limiter: RateLimiter = gateway.limiter
         client = scope["client"][0] if scope.get("client") else "-"
         key = f"admin-auth:{client}"
         try:
@@ -48,20 +56,26 @@ class AdminAuthMiddleware:
         except RateLimited as exc:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
             return
-        if self._authorized(scope):
+        principal = await self._principal(scope, gateway.admin_tokens)
+        if principal is not None:
+            scope["auth"] = principal
             await self.app(scope, receive, send)
             return
         await limiter.count(key)
         await _deny(send, 401, "unauthorized", "a valid admin token is required (Authorization: Bearer ...)")
 
-    def _authorized(self, scope: Scope) -> bool:
+    async def _principal(self, scope: Scope, tokens: AdminTokenService) -> Principal | None:
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, credential = value.partition(b" ")
-                if scheme.lower() != b"bearer" or not credential.strip():
-                    return False
-                return hmac.compare_digest(hashlib.sha256(credential.strip()).digest(), self._digest)
-        return False
+                credential = credential.strip()
+                if scheme.lower() != b"bearer" or not credential:
+                    return None
+                if hmac.compare_digest(hashlib.sha256(credential).digest(), self._digest):
+                    return OPERATOR
+                record = await tokens.authenticate(credential.decode("latin-1"))
+                return None if record is None else Principal.of_token(record)
+        return None
 
 
 async def _deny(send: Send, status: int, code: str, message: str, retry_after: float | None = None) -> None:

@@ -27,6 +27,12 @@ __all__ = [
     "PluginList",
     "RequestList",
     "RotateIn",
+    "TokenCreated",
+    "TokenList",
+    "TokenOut",
+    "WhoAmI",
+    "WorkspaceList",
+    "WorkspaceOut",
     "job_out",
     "plugin_out",
 ]
@@ -96,6 +102,7 @@ class ActionOut(BaseModel):
 
 class AppOut(BaseModel):
     name: str
+    workspace: str
     base_url: str
     api_key: str = Field(description="Always masked")
     mode: str
@@ -116,6 +123,7 @@ class AppCheck(BaseModel):
 class EndpointOut(BaseModel):
     id: str
     name: str
+    workspace: str
     plugin: str
     apps: list[str]
     url: str
@@ -188,6 +196,40 @@ class JobOut(BaseModel):
 
 class JobList(BaseModel):
     jobs: list[JobOut]
+
+
+class WorkspaceOut(BaseModel):
+    name: str
+    created_at: float
+
+
+class WorkspaceList(BaseModel):
+    workspaces: list[WorkspaceOut]
+
+
+class TokenOut(BaseModel):
+    id: str = Field(description="Names the token in lists and access logs")
+    workspace: str
+    role: str = Field(description="admin: reads and changes the workspace; viewer: only reads it")
+    label: str
+    state: str = Field(description="active, expired or revoked")
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="The bearer token, shown this once only (the gateway keeps its hash)")
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class WhoAmI(BaseModel):
+    role: str = Field(description="operator, admin or viewer")
+    workspace: str = Field(description="The workspace this request acts on")
+    token_id: str | None = Field(description="The workspace token's id; null for the operator token")
 
 
 def plugin_out(plugin: Plugin) -> dict[str, Any]:

@@ -6,6 +6,7 @@ command stay one call each and the rules live in one place.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,18 +14,82 @@ from gateway.exceptions import BadRequest, NotFound
 from gateway.host.context_factory import ContextFactory
 from gateway.host.registry import PluginRegistry
 from gateway.plugin import ActionResult
+from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointRecord, EndpointService
 from gateway.records.requestlog import RequestLog
-from gateway.storage.base import Store
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
+from gateway.storage.base import Job, JobState, Store
 
-__all__ = ["delete_endpoint", "remove_app", "reseal_secrets", "run_action"]
+__all__ = [
+    "delete_endpoint",
+    "delete_workspace",
+    "find_job",
+    "list_jobs",
+    "remove_app",
+    "reseal_secrets",
+    "run_action",
+]
+
+# How many of the newest jobs a workspace's job list looks through for its own.
+JOB_SCAN_LIMIT = 10_000
 
 
-async def remove_app(name: str, *, apps: AppService, endpoints: EndpointService) -> None:
-    """Remove an app, refusing while endpoints are bound to it."""
-    bound = [e.id for e in await endpoints.all() if name in e.apps]
-    await apps.remove(name, bound_to=bound)
+async def remove_app(
+    name: str, *, apps: AppService, endpoints: EndpointService, workspace: str = DEFAULT_WORKSPACE
+) -> None:
+    """Remove an app of `workspace`, refusing while endpoints are bound to it."""
+    bound = [e.id for e in await endpoints.all(workspace) if name in e.apps]
+    await apps.remove(name, bound_to=bound, workspace=workspace)
+
+
+async def delete_workspace(
+    name: str, *, workspaces: WorkspaceService, apps: AppService, endpoints: EndpointService, tokens: AdminTokenService
+) -> None:
+    """Delete an empty workspace and its admin tokens (refused while it holds apps or endpoints)."""
+    await workspaces.delete(
+        name, apps=[a.name for a in await apps.all(name)], endpoints=[e.id for e in await endpoints.all(name)]
+    )
+    await tokens.delete_workspace(name)
+
+
+def _visible(owner: str | None, workspace: str, operator: bool) -> bool:
+    """A job is seen in its endpoint's workspace; one whose endpoint is gone (`owner` None) belongs
+    to no workspace any more, and only the operator sees it."""
+    return owner == workspace or (owner is None and operator)
+
+
+async def list_jobs(
+    *,
+    store: Store,
+    endpoints: EndpointService,
+    workspace: str,
+    operator: bool,
+    state: JobState | None,
+    limit: int,
+) -> list[Job]:
+    """The newest `limit` jobs of `workspace`'s endpoints (and, for the operator, orphans).
+    Looks through at most the newest `JOB_SCAN_LIMIT` jobs."""
+    owners = {e.id: e.workspace for e in await endpoints.all()}
+    asked = limit
+    while True:
+        jobs = await store.job_list(state=state, limit=asked)
+        found = [j for j in jobs if _visible(owners.get(j.endpoint_id or ""), workspace, operator)]
+        if len(found) >= limit or len(jobs) < asked or asked >= JOB_SCAN_LIMIT:
+            return found[:limit]
+        asked = min(asked * 4, JOB_SCAN_LIMIT)
+
+
+async def find_job(job_id: str, *, store: Store, endpoints: EndpointService, workspace: str, operator: bool) -> Job:
+    """The job `job_id` if it belongs to `workspace` (or is an orphan and `operator`); NotFound otherwise."""
+    job = await store.job_get(job_id)
+    owner = None
+    if job is not None and job.endpoint_id is not None:
+        with contextlib.suppress(NotFound):
+            owner = (await endpoints.get(job.endpoint_id)).workspace
+    if job is None or not _visible(owner, workspace, operator):
+        raise NotFound("no such job")
+    return job
 
 
 async def delete_endpoint(
@@ -40,7 +105,7 @@ async def delete_endpoint(
 async def reseal_secrets(*, apps: AppService, endpoints: EndpointService) -> dict[str, Any]:
     """After a new GATEWAY_SECRET_KEY was added (newest last): re-encrypt every stored secret
     under it, and list the endpoints whose URL is still signed with an older key."""
-    resealed = [app.name for app in await apps.all() if await apps.reseal(app.name)]
+    resealed = [app.key for app in await apps.all() if await apps.reseal(app.name, workspace=app.workspace)]
     values, stale_urls = 0, []
     for record in await endpoints.all():
         changed, stale = await endpoints.reseal(record.id)
@@ -58,9 +123,11 @@ async def run_action(
     endpoints: EndpointService,
     registry: PluginRegistry,
     contexts: ContextFactory,
+    workspace: str | None = None,
 ) -> str | dict[str, Any] | ActionResult:
-    """Run the plugin action `name` on an endpoint (CLI `dify-gateway PLUGIN ACTION ID`, admin API)."""
-    record = await endpoints.get(endpoint_id)
+    """Run the plugin action `name` on an endpoint (of `workspace`, when given) (CLI
+    `dify-gateway PLUGIN ACTION ID`, admin API)."""
+    record = await endpoints.get(endpoint_id, workspace=workspace)
     plugin = registry.require(record.plugin)
     action = plugin.actions.get(name)
     if action is None:

@@ -10,6 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from gateway.admin.usecases import remove_app
 from gateway.cli.common import emit, fail, iso_times, run, table
+from gateway.cli.workspaces import workspace_option
 from gateway.host.runtime import Gateway
 from gateway.records.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
 
@@ -42,8 +43,11 @@ def _read_key(key: str | None) -> str:
 )
 @click.option("--mode", default=None, help="App mode; detected from GET /info when omitted")
 @click.option("--fallback", default=None, help="Another app to ask when this one fails before answering")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
-def add(name: str, base_url: str, key: str | None, mode: str | None, fallback: str | None, as_json: bool) -> None:
+def add(
+    name: str, base_url: str, key: str | None, mode: str | None, fallback: str | None, workspace: str, as_json: bool
+) -> None:
     """Register a Dify app under NAME (checks the key unless --mode is given)."""
     try:
         app = AppIn(name=name, base_url=base_url, api_key=SecretStr(_read_key(key)), mode=mode, fallback=fallback)
@@ -51,18 +55,21 @@ def add(name: str, base_url: str, key: str | None, mode: str | None, fallback: s
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return _public(await gw.apps.add(app))
+        await gw.workspaces.require(workspace)
+        return _public(await gw.apps.add(app, workspace=workspace))
 
     emit(run(action), as_json, _human)
 
 
 @apps.command("list")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
-def list_(as_json: bool) -> None:
+def list_(workspace: str, as_json: bool) -> None:
     """List registered apps."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [_public(a) for a in await gw.apps.all()]
+        await gw.workspaces.require(workspace)
+        return [_public(a) for a in await gw.apps.all(workspace)]
 
     emit(
         run(action),
@@ -73,12 +80,14 @@ def list_(as_json: bool) -> None:
 
 @apps.command("show")
 @click.argument("name")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
-def show(name: str, as_json: bool) -> None:
+def show(name: str, workspace: str, as_json: bool) -> None:
     """Show one app (the key stays masked)."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return _public(await gw.apps.get(name))
+        await gw.workspaces.require(workspace)
+        return _public(await gw.apps.get(name, workspace=workspace))
 
     emit(run(action), as_json, _human)
 
@@ -89,9 +98,16 @@ def show(name: str, as_json: bool) -> None:
 @click.option("--key", "key", default=None, help="New API key; '-' reads stdin")
 @click.option("--mode", default=None)
 @click.option("--fallback", default=None, help="Another app's name; '' removes the fallback")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
 def update(
-    name: str, base_url: str | None, key: str | None, mode: str | None, fallback: str | None, as_json: bool
+    name: str,
+    base_url: str | None,
+    key: str | None,
+    mode: str | None,
+    fallback: str | None,
+    workspace: str,
+    as_json: bool,
 ) -> None:
     """Change an app's base URL, key, mode or fallback."""
     try:
@@ -102,18 +118,21 @@ def update(
         fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return _public(await gw.apps.update(name, change))
+        await gw.workspaces.require(workspace)
+        return _public(await gw.apps.update(name, change, workspace=workspace))
 
     emit(run(action), as_json, _human)
 
 
 @apps.command("remove")
 @click.argument("name")
-def remove(name: str) -> None:
+@workspace_option()
+def remove(name: str, workspace: str) -> None:
     """Remove an app no endpoint uses."""
 
     async def action(gw: Gateway) -> None:
-        await remove_app(name, apps=gw.apps, endpoints=gw.endpoints)
+        await gw.workspaces.require(workspace)
+        await remove_app(name, apps=gw.apps, endpoints=gw.endpoints, workspace=workspace)
 
     run(action)
     click.echo(f"removed {name}")
@@ -121,12 +140,14 @@ def remove(name: str) -> None:
 
 @apps.command("check")
 @click.argument("name")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
-def check(name: str, as_json: bool) -> None:
+def check(name: str, workspace: str, as_json: bool) -> None:
     """Call the app's GET /info with its key: proves the key works."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return await gw.apps.check(name)
+        await gw.workspaces.require(workspace)
+        return await gw.apps.check(name, workspace=workspace)
 
     info = run(action)
     emit(info, as_json, lambda i: f"ok: {name} answers as {i.get('name', '?')!r} (mode {i.get('mode', '?')})")

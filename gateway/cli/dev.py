@@ -16,6 +16,7 @@ from pydantic import SecretStr
 from gateway.cli.common import fail, load_settings
 from gateway.host.runtime import open_gateway
 from gateway.records.apps import AppIn, AppUpdate
+from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.simulator.config import FAULTS, SimulatorConfig
 
 __all__ = ["demo", "simulate_dify"]
@@ -115,11 +116,11 @@ def demo(port: int, simulator_port: int, workdir: Path) -> None:
         gateway = await open_gateway(settings)
         try:
             key = SecretStr(SIMULATOR_KEY)
-            if DEMO_APP not in {a.name for a in await gateway.apps.all()}:
+            if DEMO_APP not in {a.name for a in await gateway.apps.all(DEFAULT_WORKSPACE)}:
                 await gateway.apps.add(AppIn(name=DEMO_APP, base_url=simulator_base, api_key=key, mode="chat"))
             else:  # an earlier demo's app: point it at this run's simulator
                 await gateway.apps.update(DEMO_APP, AppUpdate(base_url=simulator_base, api_key=key, mode="chat"))
-            for record in await gateway.endpoints.all():
+            for record in await gateway.endpoints.all(DEFAULT_WORKSPACE):
                 if record.plugin == "webhook" and record.name == DEMO_APP:
                     return record.id
             record, _ = await gateway.endpoints.create("webhook", [DEMO_APP], {}, name=DEMO_APP)

@@ -9,6 +9,7 @@ import click
 
 from gateway.admin.usecases import delete_endpoint
 from gateway.cli.common import emit, fail, iso_times, key_values, run, table
+from gateway.cli.workspaces import workspace_option
 from gateway.host.runtime import Gateway
 from gateway.records.endpoints import EndpointOptions, EndpointRecord, coerce_setting
 
@@ -114,6 +115,7 @@ def _settings(gw: Gateway, plugin: str, pairs: list[tuple[str, str]]) -> dict[st
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Plugin setting (repeatable)")
 @click.option("--name", default="", help="A label for operators")
 @_with(_option_flags(update=False))
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
 def create(
     plugin: str,
@@ -123,18 +125,21 @@ def create(
     rate_limit: int | str | None,
     max_body_bytes: int | str | None,
     log_bodies: bool | None,
+    workspace: str,
     as_json: bool,
 ) -> None:
     """Mint an endpoint and print its URL."""
     pairs = key_values(sets, "--set")
 
     async def action(gw: Gateway) -> dict[str, Any]:
+        await gw.workspaces.require(workspace)
         record, url, shown = await gw.endpoints.create_with_secrets(
             plugin,
             list(apps),
             _settings(gw, plugin, pairs) if gw.registry.get(plugin) else {},
             name=name,
             options=_options_of(EndpointOptions(), rate_limit, log_bodies, max_body_bytes),
+            workspace=workspace,
         )
         return {**_public(gw, record), "url": url, "secrets": shown}
 
@@ -149,12 +154,14 @@ def create(
 
 
 @endpoints.command("list")
+@workspace_option()
 @click.option("--json", "as_json", is_flag=True)
-def list_(as_json: bool) -> None:
+def list_(workspace: str, as_json: bool) -> None:
     """List endpoints."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        return [_public(gw, e) for e in await gw.endpoints.all()]
+        await gw.workspaces.require(workspace)
+        return [_public(gw, e) for e in await gw.endpoints.all(workspace)]
 
     emit(
         run(action),
@@ -168,12 +175,13 @@ def list_(as_json: bool) -> None:
 
 @endpoints.command("show")
 @click.argument("endpoint_id")
+@workspace_option(optional=True)
 @click.option("--json", "as_json", is_flag=True)
-def show(endpoint_id: str, as_json: bool) -> None:
+def show(endpoint_id: str, workspace: str | None, as_json: bool) -> None:
     """Show an endpoint (secret settings masked)."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return _public(gw, await gw.endpoints.get(endpoint_id))
+        return _public(gw, await gw.endpoints.get(endpoint_id, workspace=workspace))
 
     emit(run(action), as_json, _human)
 
@@ -184,6 +192,7 @@ def show(endpoint_id: str, as_json: bool) -> None:
 @click.option("--unset", "unsets", multiple=True, metavar="KEY")
 @click.option("--app", "apps", multiple=True, help="Replace the bound apps")
 @_with(_option_flags(update=True))
+@workspace_option(optional=True)
 @click.option("--json", "as_json", is_flag=True)
 def update(
     endpoint_id: str,
@@ -193,13 +202,14 @@ def update(
     rate_limit: int | str | None,
     max_body_bytes: int | str | None,
     log_bodies: bool | None,
+    workspace: str | None,
     as_json: bool,
 ) -> None:
     """Change settings (others, secrets included, stay as they are)."""
     pairs = key_values(sets, "--set")
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        current = await gw.endpoints.get(endpoint_id)
+        current = await gw.endpoints.get(endpoint_id, workspace=workspace)
         options = None
         if (rate_limit, max_body_bytes, log_bodies) != (None, None, None):
             options = _options_of(current.options, rate_limit, log_bodies, max_body_bytes)
@@ -215,9 +225,9 @@ def update(
     emit(run(action), as_json, _human)
 
 
-def _toggle(endpoint_id: str, enabled: bool) -> None:
+def _toggle(endpoint_id: str, enabled: bool, workspace: str | None) -> None:
     async def action(gw: Gateway) -> None:
-        await gw.endpoints.set_enabled(endpoint_id, enabled)
+        await gw.endpoints.set_enabled((await gw.endpoints.get(endpoint_id, workspace=workspace)).id, enabled)
 
     run(action)
     click.echo(f"{endpoint_id} {'enabled' if enabled else 'disabled'}")
@@ -225,27 +235,31 @@ def _toggle(endpoint_id: str, enabled: bool) -> None:
 
 @endpoints.command("disable")
 @click.argument("endpoint_id")
-def disable(endpoint_id: str) -> None:
+@workspace_option(optional=True)
+def disable(endpoint_id: str, workspace: str | None) -> None:
     """Turn an endpoint off: its URL answers 404 until enabled again."""
-    _toggle(endpoint_id, False)
+    _toggle(endpoint_id, False, workspace)
 
 
 @endpoints.command("enable")
 @click.argument("endpoint_id")
-def enable(endpoint_id: str) -> None:
+@workspace_option(optional=True)
+def enable(endpoint_id: str, workspace: str | None) -> None:
     """Turn a disabled endpoint back on."""
-    _toggle(endpoint_id, True)
+    _toggle(endpoint_id, True, workspace)
 
 
 @endpoints.command("rotate")
 @click.argument("endpoint_id")
 @click.option("--grace", type=float, default=None, help="Seconds the old URL keeps working (default 24 h)")
+@workspace_option(optional=True)
 @click.option("--json", "as_json", is_flag=True)
-def rotate(endpoint_id: str, grace: float | None, as_json: bool) -> None:
+def rotate(endpoint_id: str, grace: float | None, workspace: str | None, as_json: bool) -> None:
     """Mint a new URL; the old one keeps working for the grace period."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        record, url = await gw.endpoints.rotate(endpoint_id, grace=grace)
+        current = await gw.endpoints.get(endpoint_id, workspace=workspace)
+        record, url = await gw.endpoints.rotate(current.id, grace=grace)
         return {**_public(gw, record), "url": url}
 
     def human(ep: dict[str, Any]) -> str:
@@ -262,13 +276,15 @@ def rotate(endpoint_id: str, grace: float | None, as_json: bool) -> None:
 @endpoints.command("delete")
 @click.argument("endpoint_id")
 @click.option("--yes", is_flag=True, help="Do not ask")
-def delete(endpoint_id: str, yes: bool) -> None:
+@workspace_option(optional=True)
+def delete(endpoint_id: str, yes: bool, workspace: str | None) -> None:
     """Delete an endpoint, its storage and its request log."""
     if not yes and not click.confirm(f"Delete {endpoint_id}? Its URL stops working at once"):
         fail("not deleted")
 
     async def action(gw: Gateway) -> None:
-        await delete_endpoint(endpoint_id, endpoints=gw.endpoints, requests=gw.requests, store=gw.store)
+        current = await gw.endpoints.get(endpoint_id, workspace=workspace)
+        await delete_endpoint(current.id, endpoints=gw.endpoints, requests=gw.requests, store=gw.store)
 
     run(action)
     click.echo(f"deleted {endpoint_id}")
@@ -277,12 +293,13 @@ def delete(endpoint_id: str, yes: bool) -> None:
 @endpoints.command("requests")
 @click.argument("endpoint_id")
 @click.option("--limit", type=int, default=20, show_default=True)
+@workspace_option(optional=True)
 @click.option("--json", "as_json", is_flag=True)
-def requests(endpoint_id: str, limit: int, as_json: bool) -> None:
+def requests(endpoint_id: str, limit: int, workspace: str | None, as_json: bool) -> None:
     """The endpoint's most recent requests, newest first."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        record = await gw.endpoints.get(endpoint_id)
+        record = await gw.endpoints.get(endpoint_id, workspace=workspace)
         return [iso_times(row, "time") for row in await gw.requests.list(record.id, limit)]
 
     def human(rows: list[dict[str, Any]]) -> str:

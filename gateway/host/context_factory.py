@@ -98,11 +98,11 @@ class ContextFactory:
         records: dict[str, AppRecord] = {}
         fallbacks: dict[str, AppRecord] = {}
         for name in record.apps:
-            app = await self._apps.cached(name)
+            app = await self._apps.cached(name, workspace=record.workspace)
             if app is None:
                 continue
             records[name] = app
-            if app.fallback and (fallback := await self._apps.cached(app.fallback)) is not None:
+            if app.fallback and (fallback := await self._apps.cached(app.fallback, workspace=record.workspace)):
                 fallbacks[name] = fallback
         return records, fallbacks
 

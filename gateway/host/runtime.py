@@ -33,10 +33,12 @@ from gateway.jobs.plugin_job import PLUGIN_JOB
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobHandlerFn, JobWorkers
 from gateway.metrics import Metrics
+from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
 from gateway.records.installations import InstallationRecords
 from gateway.records.requestlog import RequestLog
+from gateway.records.workspaces import WorkspaceService
 from gateway.security.crypto import SecretBox
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.ssrf import UrlPolicy
@@ -69,6 +71,8 @@ class Gateway:
     metrics: Metrics
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
+    workspaces: WorkspaceService
+    admin_tokens: AdminTokenService  # workspace tokens for the admin API
     dify_plugins: DifyPlugins  # installed Dify plugin packages
     dify_runtime: DifyRuntime  # their processes (started with their first request)
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -207,6 +211,8 @@ async def open_gateway(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
         dify_runtime=dify_runtime,
+        workspaces=WorkspaceService(store, clock),
+        admin_tokens=AdminTokenService(store, clock),
         dify_plugins=DifyPlugins(
             store,
             endpoints,

@@ -10,6 +10,7 @@ import logging
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.admin.principal import Principal
 from gateway.clock import Clock
 from gateway.security.tokens import redact_path
 
@@ -40,9 +41,11 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             client = scope.get("client")
+            auth = scope.get("auth")  # the admin API's Principal: "operator" or a token id, never a token
             logger.info(
-                '%s - "%s %s" %d %.1fms',
+                '%s %s "%s %s" %d %.1fms',
                 client[0] if client else "-",
+                auth.log_id if isinstance(auth, Principal) else "-",
                 scope["method"],
                 redact_path(scope["path"]),
                 status,

@@ -5,6 +5,10 @@ moderation and the files it accepts (`gateway.records.appform`), read when the a
 detection, checked or given a new key, so requests need no extra call. Records that don't know
 it yet (added with an explicit mode while Dify was out of reach, or before this was kept) read
 it on first need (`described`).
+
+Names are unique within a workspace (`gateway.records.workspaces`): two teams may both have a
+`support` app. An app of the workspace `default` is stored under its name, as before workspaces
+existed; another workspace's under `workspace/name` (`app_key`), which no name can spell.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
 from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
+from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.security.crypto import MASK, SecretBox
 from gateway.storage.base import Store
 
@@ -32,6 +37,7 @@ __all__ = [
     "AppUpdate",
     "InfoFetcher",
     "ParametersFetcher",
+    "app_key",
 ]
 
 logger = logging.getLogger(__name__)
@@ -50,6 +56,11 @@ PARAMETERS_RETRY_SECONDS = 60.0
 InfoFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
 # (name, base_url, api_key) -> the app's `GET /parameters` answer; raises UpstreamError on failure.
 ParametersFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
+
+
+def app_key(workspace: str, name: str) -> str:
+    """The store key of the app `name` of `workspace`."""
+    return name if workspace == DEFAULT_WORKSPACE else f"{workspace}/{name}"
 
 
 def _check_base_url(value: str) -> str:
@@ -108,6 +119,12 @@ class AppRecord:
     inputs: tuple[InputField, ...] | None = None  # the input form; None: not read yet
     output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
     files: FileUpload | None = None  # the files the app accepts; None: not read yet
+    workspace: str = "default"  # records kept before workspaces existed read as "default"
+
+    @property
+    def key(self) -> str:
+        """The app's store key (also what its key's encryption is bound to)."""
+        return app_key(self.workspace, self.name)
 
     @property
     def described(self) -> bool:
@@ -126,6 +143,7 @@ class AppRecord:
             "inputs": None if self.inputs is None else [field.to_doc() for field in self.inputs],
             "output_moderation": self.output_moderation,
             "files": None if self.files is None else self.files.to_doc(),
+            "workspace": self.workspace,
         }
 
     @classmethod
@@ -160,23 +178,26 @@ class AppService:
         self._keys: dict[str, str] = {}
         self._parameters_failed: dict[str, float] = {}  # app name -> monotonic time of the failure
 
-    async def add(self, app: AppIn) -> AppRecord:
-        """Register an app. Without a mode, `GET /info` detects it and `GET /parameters` is read too;
-        with one, Dify is not called (the form is read on first need)."""
+    async def add(self, app: AppIn, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+        """Register an app in `workspace`. Without a mode, `GET /info` detects it and `GET /parameters`
+        is read too; with one, Dify is not called (the form is read on first need)."""
         key = app.api_key.get_secret_value().strip()
         mode = app.mode or await self._detect_mode(app.name, app.base_url, key)
         now = self._clock.time()
         if app.fallback is not None:
-            await self._check_fallback(app.name, app.fallback)
-        record = AppRecord(app.name, app.base_url, self._encrypt(app.name, key), mode, now, now, app.fallback)
+            await self._check_fallback(app.name, app.fallback, workspace)
+        store_key = app_key(workspace, app.name)
+        record = AppRecord(
+            app.name, app.base_url, self._encrypt(store_key, key), mode, now, now, app.fallback, workspace=workspace
+        )
         if app.mode is None:
             record = await self._with_parameters(record, key, strict=False)
-        if not await self._store.doc_create(COLLECTION, app.name, record.to_doc()):
+        if not await self._store.doc_create(COLLECTION, store_key, record.to_doc()):
             raise Conflict(f"an app named {app.name!r} already exists")
         return record
 
-    async def update(self, name: str, change: AppUpdate) -> AppRecord:
-        record = await self.get(name)
+    async def update(self, name: str, change: AppUpdate, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+        record = await self.get(name, workspace=workspace)
         base_url = change.base_url or record.base_url
         key = change.api_key.get_secret_value().strip() if change.api_key else self.api_key(record)
         moved = bool(change.api_key or change.base_url)  # possibly another app: its form is read again
@@ -185,11 +206,11 @@ class AppService:
         if change.fallback is not None:
             fallback = change.fallback or None
             if fallback:
-                await self._check_fallback(name, fallback)
+                await self._check_fallback(name, fallback, workspace)
         updated = replace(
             record,
             base_url=base_url,
-            api_key=self._encrypt(name, key),
+            api_key=self._encrypt(record.key, key),
             mode=mode,
             updated_at=self._clock.time(),
             fallback=fallback,
@@ -199,56 +220,60 @@ class AppService:
         )
         if moved and not change.mode:
             updated = await self._with_parameters(updated, key, strict=False)
-        await self._store.doc_put(COLLECTION, name, updated.to_doc())
+        await self._store.doc_put(COLLECTION, record.key, updated.to_doc())
         self._cache.clear()
-        self._parameters_failed.pop(name, None)
+        self._parameters_failed.pop(record.key, None)
         return updated
 
-    async def get(self, name: str) -> AppRecord:
-        doc = await self._store.doc_get(COLLECTION, name)
+    async def get(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+        """The app `name` of `workspace` (another workspace's app of that name is not found)."""
+        doc = await self._store.doc_get(COLLECTION, app_key(workspace, name))
         if doc is None:
             raise NotFound(f"no app named {name!r}")
         return AppRecord.from_doc(doc)
 
-    async def cached(self, name: str) -> AppRecord | None:
+    async def cached(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord | None:
         """The app as read at most `CACHE_SECONDS` ago (the request path); None if it doesn't exist."""
         now = self._clock.monotonic()
-        hit = self._cache.get(name)
+        key = app_key(workspace, name)
+        hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-        doc = await self._store.doc_get(COLLECTION, name)
+        doc = await self._store.doc_get(COLLECTION, key)
         record = AppRecord.from_doc(doc) if doc else None
         if len(self._cache) > 1000:
             self._cache.clear()
-        self._cache[name] = (now + CACHE_SECONDS, record)
+        self._cache[key] = (now + CACHE_SECONDS, record)
         return record
 
-    async def _check_fallback(self, name: str, fallback: str) -> None:
+    async def _check_fallback(self, name: str, fallback: str, workspace: str) -> None:
         if fallback == name:
             raise BadRequest("an app can't be its own fallback")
-        if await self._store.doc_get(COLLECTION, fallback) is None:
+        if await self._store.doc_get(COLLECTION, app_key(workspace, fallback)) is None:
             raise BadRequest(f"the fallback app {fallback!r} does not exist")
 
-    async def all(self) -> list[AppRecord]:
-        return [AppRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+    async def all(self, workspace: str | None = None) -> list[AppRecord]:
+        """The apps of `workspace` (None: of every workspace)."""
+        records = [AppRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+        return [r for r in records if workspace in (None, r.workspace)]
 
-    async def remove(self, name: str, *, bound_to: list[str]) -> None:
+    async def remove(self, name: str, *, bound_to: list[str], workspace: str = DEFAULT_WORKSPACE) -> None:
         """Delete the app unless endpoints (`bound_to`, their ids) still use it."""
-        await self.get(name)
+        record = await self.get(name, workspace=workspace)
         if bound_to:
             raise Conflict(f"app {name!r} is used by endpoints {', '.join(bound_to)}; delete or rebind them first")
-        dependants = [a.name for a in await self.all() if a.fallback == name]
+        dependants = [a.name for a in await self.all(workspace) if a.fallback == name]
         if dependants:
             raise Conflict(f"app {name!r} is the fallback of {', '.join(dependants)}; change them first")
-        await self._store.doc_delete(COLLECTION, name)
+        await self._store.doc_delete(COLLECTION, record.key)
         self._cache.clear()
 
-    async def check(self, name: str) -> dict[str, Any]:
+    async def check(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> dict[str, Any]:
         """Call the app's `GET /info` with its key: proves the key works. Returns the info.
 
         Also reads `GET /parameters` again and keeps the input form, moderation flag and file
         settings (run it after changing the app's inputs, moderation or file upload in Dify)."""
-        record = await self.get(name)
+        record = await self.get(name, workspace=workspace)
         key = self.api_key(record)
         info = await self._info(record.name, record.base_url, key)
         if self._fetch_parameters is not None:
@@ -262,23 +287,23 @@ class AppService:
         `PARAMETERS_RETRY_SECONDS`): the request goes on, and Dify says what is missing."""
         if record.described or self._fetch_parameters is None:
             return record
-        failed_at = self._parameters_failed.get(record.name)
+        failed_at = self._parameters_failed.get(record.key)
         if failed_at is not None and self._clock.monotonic() - failed_at < PARAMETERS_RETRY_SECONDS:
             return record
         described = await self._with_parameters(record, self.api_key(record), strict=False)
         if described.described:
             await self._store_parameters(described)
         else:
-            self._parameters_failed[record.name] = self._clock.monotonic()
+            self._parameters_failed[record.key] = self._clock.monotonic()
         return described
 
-    async def reseal(self, name: str) -> bool:
+    async def reseal(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> bool:
         """Re-encrypt the app's key under the newest secret key; True when it changed."""
-        record = await self.get(name)
+        record = await self.get(name, workspace=workspace)
         if not self._box.needs_rotation(record.api_key):
             return False
-        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=f"app:{name}"))
-        await self._store.doc_put(COLLECTION, name, resealed.to_doc())
+        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=f"app:{record.key}"))
+        await self._store.doc_put(COLLECTION, record.key, resealed.to_doc())
         self._cache.clear()
         return True
 
@@ -286,7 +311,7 @@ class AppService:
         """The decrypted key (cached per ciphertext: decrypting on every reverse call is waste)."""
         key = self._keys.get(record.api_key)
         if key is None:
-            key = self._box.decrypt(record.api_key, context=f"app:{record.name}")
+            key = self._box.decrypt(record.api_key, context=f"app:{record.key}")
             if len(self._keys) > 1000:
                 self._keys.clear()
             self._keys[record.api_key] = key
@@ -297,6 +322,7 @@ class AppService:
         """The record as shown to operators: the key masked without revealing its length."""
         return {
             "name": record.name,
+            "workspace": record.workspace,
             "base_url": record.base_url,
             "api_key": MASK,
             "mode": record.mode,
@@ -308,8 +334,8 @@ class AppService:
             "updated_at": record.updated_at,
         }
 
-    def _encrypt(self, name: str, key: str) -> str:
-        return self._box.encrypt(key, context=f"app:{name}")
+    def _encrypt(self, store_key: str, key: str) -> str:
+        return self._box.encrypt(key, context=f"app:{store_key}")
 
     async def _info(self, name: str, base_url: str, key: str) -> dict[str, Any]:
         """`GET /info`; an answer that is not a JSON object (say, the console's HTML) is an upstream error."""
@@ -359,14 +385,14 @@ class AppService:
 
     async def _store_parameters(self, described: AppRecord) -> None:
         """Keep a record's form, unless the app was changed meanwhile (its key or URL: another app)."""
-        current = await self._store.doc_get(COLLECTION, described.name)
+        current = await self._store.doc_get(COLLECTION, described.key)
         if current is None or (current["api_key"], current["base_url"]) != (described.api_key, described.base_url):
             return
         kept = described.to_doc()
         doc = {**current, **{name: kept[name] for name in ("inputs", "output_moderation", "files")}}
-        await self._store.doc_put(COLLECTION, described.name, doc)
+        await self._store.doc_put(COLLECTION, described.key, doc)
         self._cache.clear()
-        self._parameters_failed.pop(described.name, None)
+        self._parameters_failed.pop(described.key, None)
 
     async def _detect_mode(self, name: str, base_url: str, key: str) -> str:
         info = await self._info(name, base_url, key)

@@ -24,7 +24,8 @@ from gateway.exceptions import BadRequest, Conflict, LockBusy, NotFound, Validat
 from gateway.host.registry import PluginRegistry
 from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
-from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService
+from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService, app_key
+from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
@@ -72,6 +73,7 @@ class EndpointRecord:
     tokens: tuple[TokenRef, ...] = ()
     options: EndpointOptions = field(default_factory=EndpointOptions)
     name: str = ""
+    workspace: str = "default"  # records kept before workspaces existed read as "default"
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -89,6 +91,7 @@ class EndpointRecord:
                 "max_body_bytes": self.options.max_body_bytes,
             },
             "name": self.name,
+            "workspace": self.workspace,
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class EndpointRecord:
             tokens=tuple(TokenRef(**t) for t in doc.get("tokens", ())),
             options=EndpointOptions(**doc.get("options", {})),
             name=doc.get("name", ""),
+            workspace=doc.get("workspace", "default"),
         )
 
     @property
@@ -197,11 +201,14 @@ class EndpointService:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    async def get(self, endpoint_id: str) -> EndpointRecord:
+    async def get(self, endpoint_id: str, *, workspace: str | None = None) -> EndpointRecord:
+        """The endpoint; with `workspace`, another workspace's endpoint is not found (its existence
+        is not revealed)."""
         doc = await self._store.doc_get(COLLECTION, endpoint_id)
-        if doc is None:
+        record = None if doc is None else EndpointRecord.from_doc(doc)
+        if record is None or workspace not in (None, record.workspace):
             raise NotFound(f"no endpoint {endpoint_id!r}")
-        return EndpointRecord.from_doc(doc)
+        return record
 
     async def of_job(self, endpoint_id: str | None, *, enabled: bool) -> tuple[EndpointRecord, Plugin]:
         """The endpoint (and its plugin) a job works for; `JobError` (the job stops for good) when it
@@ -215,8 +222,10 @@ class EndpointService:
             raise JobError(f"plugin {record.plugin!r} is not installed")
         return record, plugin
 
-    async def all(self) -> list[EndpointRecord]:
-        return [EndpointRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+    async def all(self, workspace: str | None = None) -> list[EndpointRecord]:
+        """The endpoints of `workspace` (None: of every workspace)."""
+        records = [EndpointRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+        return [r for r in records if workspace in (None, r.workspace)]
 
     async def resolve(self, token: str) -> EndpointRecord | None:
         """The enabled endpoint a URL token opens, or None.
@@ -293,6 +302,7 @@ class EndpointService:
             "id": record.id,
             "name": record.name,
             "plugin": record.plugin,
+            "workspace": record.workspace,
             "apps": list(record.apps),
             "url": self.url(record),
             "hint": plugin.url_hint.format(url=self.url(record)) if plugin and plugin.url_hint else None,
@@ -318,9 +328,12 @@ class EndpointService:
         *,
         name: str = "",
         options: EndpointOptions | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> tuple[EndpointRecord, str]:
         """Mint an endpoint; returns the record and its URL."""
-        record, url, _ = await self.create_with_secrets(plugin_name, apps, settings, name=name, options=options)
+        record, url, _ = await self.create_with_secrets(
+            plugin_name, apps, settings, name=name, options=options, workspace=workspace
+        )
         return record, url
 
     async def create_with_secrets(
@@ -331,20 +344,21 @@ class EndpointService:
         *,
         name: str = "",
         options: EndpointOptions | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> tuple[EndpointRecord, str, dict[str, str]]:
         """Mint an endpoint; returns the record, its URL and the secrets the gateway generated for it
         (the plugin's `generated` settings that were not given), which are shown this once only."""
         plugin = self._registry.get(plugin_name)
         if plugin is None:
             raise BadRequest(f"no plugin named {plugin_name!r} is installed ({', '.join(self._registry.names())})")
-        await self._check_apps(plugin, apps)
+        await self._check_apps(plugin, apps, workspace)
         shown: dict[str, str] = {}
         settings = dict(settings)
         for field_name, factory in plugin.generated.items():
             if settings.get(field_name) in (None, ""):
                 shown[field_name], settings[field_name] = factory()
         model = self._validate(plugin, settings)
-        await self._check_inputs(apps, model)
+        await self._check_inputs(apps, model, workspace)
         now = self._clock.time()
         for _ in range(5):
             endpoint_id = "ep_" + secrets.token_hex(8)
@@ -360,6 +374,7 @@ class EndpointService:
                 tokens=(self._token_ref(endpoint_id, token),),
                 options=options or EndpointOptions(),
                 name=name,
+                workspace=workspace,
             )
             if await self._store.doc_create(COLLECTION, endpoint_id, record.to_doc()):
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, endpoint_id)
@@ -390,10 +405,10 @@ class EndpointService:
             model = self._validate(plugin, merged)
             changes["settings"] = self._seal(record.id, plugin, model)
         if apps is not None:
-            await self._check_apps(plugin, apps)
+            await self._check_apps(plugin, apps, record.workspace)
             changes["apps"] = tuple(apps)
         if "settings" in changes or apps is not None:
-            await self._check_inputs(list(changes.get("apps", record.apps)), model)
+            await self._check_inputs(list(changes.get("apps", record.apps)), model, record.workspace)
         if name is not None:
             changes["name"] = name
         if options is not None:
@@ -492,7 +507,7 @@ class EndpointService:
     def _token_ref(self, endpoint_id: str, token: str) -> TokenRef:
         return TokenRef(self._tokens.digest(token), self._box.encrypt(token, context=f"endpoint:{endpoint_id}:token"))
 
-    async def _check_apps(self, plugin: Plugin, apps: list[str]) -> None:
+    async def _check_apps(self, plugin: Plugin, apps: list[str], workspace: str) -> None:
         if len(set(apps)) != len(apps):
             raise BadRequest("an app is bound twice")
         if len(apps) < plugin.min_apps:
@@ -500,15 +515,15 @@ class EndpointService:
         if plugin.max_apps is not None and len(apps) > plugin.max_apps:
             raise BadRequest(f"plugin {plugin.name!r} takes at most {plugin.max_apps} app(s)")
         for app in apps:
-            if await self._store.doc_get(APPS, app) is None:
+            if await self._store.doc_get(APPS, app_key(workspace, app)) is None:
                 raise BadRequest(f"no app named {app!r}; add it first (dify-gateway apps add)")
 
-    async def _check_inputs(self, apps: list[str], settings: BaseModel) -> None:
+    async def _check_inputs(self, apps: list[str], settings: BaseModel, workspace: str) -> None:
         """Refuse Workflow/Completion apps that can't take the user's text (no text input, or none
         named like the `query_input` setting), naming the inputs they have."""
         query_input = getattr(settings, "query_input", None)
         for name in apps:
-            doc = await self._store.doc_get(APPS, name)
+            doc = await self._store.doc_get(APPS, app_key(workspace, name))
             if doc is None:
                 continue
             record = AppRecord.from_doc(doc)

@@ -942,4 +942,4 @@ async def test_job_errors(admin: Admin) -> None:
         assert error_code(response) == "bad_request"
     assert (await admin.get("/jobs", params={"limit": "99999999999999999999"})).status_code == 200
     assert (await admin.get("/jobs/job_missing")).status_code == 404
-    assert (await admin.post("/jobs/job_missing/replay")).status_code == 400
+    assert (await admin.post("/jobs/job_missing/replay")).status_code == 404  # like any id it can't see

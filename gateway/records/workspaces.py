@@ -1,0 +1,94 @@
+"""Workspaces: the teams sharing one gateway, each with its own apps, endpoints and admin tokens.
+
+Apps and endpoints carry the name of their workspace; what hangs off an endpoint (plugin storage,
+jobs, request log, usage) belongs to the endpoint's workspace. The workspace `default` always
+exists and can't be deleted: records kept before workspaces existed read as belonging to it, so
+an upgrade moves nothing and changes no URL.
+
+A workspace is deleted only when it holds no apps and no endpoints. There is deliberately no
+`--force`: deleting an endpoint kills its live URL for good (a new one can't get the same token),
+so a typo in a workspace name must not take a team's bots down; the operator deletes what is in
+it first, one deliberate command at a time. Its admin tokens go with it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gateway.clock import Clock
+from gateway.exceptions import BadRequest, Conflict, NotFound
+from gateway.storage.base import Store
+
+__all__ = ["DEFAULT_WORKSPACE", "WORKSPACE_PATTERN", "WorkspaceIn", "WorkspaceRecord", "WorkspaceService"]
+
+DEFAULT_WORKSPACE = "default"
+WORKSPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # no '.', ':' or '/': names are parts of store keys
+COLLECTION = "workspaces"
+
+
+class WorkspaceIn(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    name: str = Field(pattern=WORKSPACE_PATTERN, description="Short name, e.g. 'support-team'")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkspaceRecord:
+    name: str
+    created_at: float
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"name": self.name, "created_at": self.created_at}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> WorkspaceRecord:
+        return cls(name=doc["name"], created_at=doc["created_at"])
+
+
+class WorkspaceService:
+    """Creates, lists and deletes workspaces. `default` is implicit: always listed, never stored."""
+
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def create(self, workspace: WorkspaceIn) -> WorkspaceRecord:
+        if workspace.name == DEFAULT_WORKSPACE:
+            raise Conflict("the workspace 'default' always exists")
+        record = WorkspaceRecord(workspace.name, self._clock.time())
+        if not await self._store.doc_create(COLLECTION, record.name, record.to_doc()):
+            raise Conflict(f"a workspace named {workspace.name!r} already exists")
+        return record
+
+    async def all(self) -> list[WorkspaceRecord]:
+        stored = [WorkspaceRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
+        return [WorkspaceRecord(DEFAULT_WORKSPACE, 0.0), *sorted(stored, key=lambda w: w.name)]
+
+    async def exists(self, name: str) -> bool:
+        if name == DEFAULT_WORKSPACE:
+            return True
+        # A name no workspace can have costs no store lookup.
+        return (
+            re.fullmatch(WORKSPACE_PATTERN, name) is not None
+            and await self._store.doc_get(COLLECTION, name) is not None
+        )
+
+    async def require(self, name: str) -> None:
+        """NotFound unless the workspace exists."""
+        if not await self.exists(name):
+            raise NotFound(f"no workspace named {name!r}")
+
+    async def delete(self, name: str, *, apps: list[str], endpoints: list[str]) -> None:
+        """Delete an empty workspace; `apps` and `endpoints` are what it still holds (refused if any)."""
+        if name == DEFAULT_WORKSPACE:
+            raise BadRequest("the workspace 'default' can't be deleted")
+        await self.require(name)
+        held = [f"apps {', '.join(apps)}"] if apps else []
+        held += [f"endpoints {', '.join(endpoints)}"] if endpoints else []
+        if held:
+            raise Conflict(f"workspace {name!r} still holds {' and '.join(held)}; delete them first")
+        await self._store.doc_delete(COLLECTION, name)
