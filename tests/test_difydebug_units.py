@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.clock import FakeClock
-from gateway.difyplugins.debug import Declarations, DebugKeys, ForwardAuth, decode_hop, encode_hop
+from gateway.difyplugins.debug import DebugKeys, Declarations, ForwardAuth, decode_hop, encode_hop
 from gateway.difyplugins.manifest import InvalidPackage
 from gateway.exceptions import ConfigurationError, Unauthorized
 from gateway.plugin import Headers, Request
