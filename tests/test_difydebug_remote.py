@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.admin.pluginrows import plugin_listing
 from gateway.difyplugins.package import pack_directory
+from gateway.exceptions import Conflict
+from gateway.host.runtime import open_gateway
 from gateway.records.installations import REMOTE_DEBUG_ORIGIN
 from tests import test_difyruntime_endpoints as runtime_tests
 from tests.support.difydebug import DebugLive, DeveloperPlugin, debug_gateway, eventually
@@ -70,6 +73,14 @@ async def test_a_debugged_plugin_registers_answers_and_survives_a_restart(
     assert installation.origin == REMOTE_DEBUG_ORIGIN and not installation.signed
     assert live.gateway.dify_plugins.runtime_state(installation) == "connected"
     assert [e["path"] for e in installation.endpoints][:2] == ["/echo/<path:rest>", "/ping"]
+    # A process that holds no connection (the CLI's `plugins list`) reads the state from the store.
+    cli = await open_gateway(live.gateway.settings.with_changes(plugin_debug_addr=""))
+    try:
+        listed = await plugin_listing(cli)
+    finally:
+        await cli.aclose()
+    row = next(p for p in listed["dify_plugins"] if p["name"] == KEY)
+    assert (row["origin"], row["runtime_state"]) == ("remote-debug", "connected")
 
     _, url = await live.gateway.endpoints.create(KEY, [], {"token": "s3cret-token"})
     answer = await live.client.post(live.at(url) + "/echo/a?x=1", content=b"hello", headers={"x-custom": "kept"})
@@ -99,6 +110,12 @@ async def test_a_debugged_plugin_registers_answers_and_survives_a_restart(
     # ...and restarts it: the same URL answers again, with nothing to redo.
     await developer.start(live.debug_address, key)
     await eventually(lambda: _answers(live, url), "the restarted plugin answered on the same URL")
+
+    # Removing it is refused while its endpoint uses it; with --disable-endpoints its connection closes.
+    with pytest.raises(Conflict):
+        await live.gateway.dify_plugins.remove(KEY)
+    await live.gateway.dify_plugins.remove(KEY, disable_endpoints=True)
+    await eventually(lambda: _not_connected(live), "the removed plugin's connection was closed")
 
 
 async def _not_connected(live: DebugLive) -> bool:
