@@ -37,7 +37,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "environment_without_settings", "sqlite_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ DEFAULT_STORE = "sqlite:///./gateway.db"
 WELL_KNOWN_TOKENS = frozenset({"changeme", "admin", "password", "secret", "sk-1234", "test", "token"})
 MIN_SECRET_CHARS = 32
 _LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies")
-_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp")
+_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp", "console")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     internal_url: str = ""
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
+    # The web console at /console (gateway/console/): on by default; its sessions last this long.
+    console: bool = True
+    console_session_ttl: float = 8 * 3600.0
     extra: Mapping[str, str] = Field(default_factory=dict)
 
     @classmethod
@@ -232,6 +235,8 @@ class Settings(BaseSettings):
             raise ConfigurationError("GATEWAY_CALLBACK_WORKERS can't be negative")
         if self.job_retention < 0 or self.rotation_grace < 0:
             raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
+        if self.console_session_ttl <= 0:
+            raise ConfigurationError("GATEWAY_CONSOLE_SESSION_TTL must be positive")
         if self.log_format not in ("text", "json"):
             raise ConfigurationError("GATEWAY_LOG_FORMAT must be text or json")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
@@ -320,6 +325,13 @@ def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
         close = difflib.get_close_matches(key, choices, n=1)  # without the prefix, which all share
         hint = f"; did you mean {PREFIX}{close[0].upper()}?" if close else ""
         logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every `GATEWAY_*` variable (the admin token, the secret
+    keys, the store URL): for tools the gateway runs on others' behalf (pip installing a plugin's
+    requirements), which need the proxy and pip settings but none of the gateway's secrets."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith(PREFIX)}
 
 
 def sqlite_path(store_url: str) -> Path | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from gateway.difyplugins.runtime import InstallationStorage, PluginSpec
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
+from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator
 from tests.support.difyplugins import (
     BOT_ENDPOINTS,
@@ -275,6 +277,31 @@ async def test_a_bot_streams_its_apps_answer(live: Live, dify_simulator: Running
     assert text == "You said: stream me"
 
 
+async def test_a_bot_fetches_its_apps_description(live: Live, dify_simulator: RunningSimulator) -> None:
+    url = await _bot_endpoint(live, dify_simulator)
+    response = await live.client.get(live.at(url) + "/app-info")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"data": {"id": "assistant", "name": "assistant", "mode": "chat"}}
+
+
+@pytest.mark.parametrize("dify_simulator_config", [SimulatorConfig(mode="workflow", first_token_latency=0)])
+async def test_a_bot_runs_a_workflow_app_blocking_and_streaming(live: Live, dify_simulator: RunningSimulator) -> None:
+    await live.gateway.apps.add(
+        AppIn.model_validate(
+            {"name": "flow", "base_url": dify_simulator.base_url, "api_key": dify_simulator.api_key, "mode": "workflow"}
+        )
+    )
+    _, url = await live.gateway.endpoints.create("tests/bot", ["flow"], {})
+    blocking = await live.client.post(live.at(url) + "/workflow", json={"query": "run"})
+    assert blocking.status_code == 200, blocking.text
+    result = blocking.json()
+    assert result["workflow_run_id"] and result["data"]["status"] == "succeeded"
+    assert "You said: run" in json.dumps(result["data"]["outputs"])
+    streamed = await live.client.post(live.at(url) + "/workflow?mode=streaming", json={"query": "run"})
+    events = streamed.json()
+    assert events[0] == "workflow_started" and events[-1] == "workflow_finished"
+
+
 async def test_a_bot_can_only_call_the_apps_bound_to_its_endpoint(live: Live, dify_simulator: RunningSimulator) -> None:
     url = await _bot_endpoint(live, dify_simulator)
     response = await live.client.post(live.at(url) + "/other", content=b"{}")
@@ -307,6 +334,11 @@ async def test_a_request_past_its_deadline_is_a_504(
         url = await _echo_endpoint(live)
         response = await live.client.post(live.at(url) + "/slow?seconds=4", content=b"{}")
         assert response.status_code == 504 and response.json()["error"]["code"] == "upstream_timeout"
+        # A streamed answer is cut at the deadline (its head has gone out already).
+        async with live.client.stream("GET", live.at(url) + "/stream?n=60") as streamed:
+            assert streamed.status_code == 201
+            text = (await streamed.aread()).decode()
+        assert text.startswith("chunk-0;") and "chunk-59;" not in text
         # The process is not at fault: it goes on serving.
         assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
         assert live.gateway.dify_runtime.status("tests/echo").restarts == 0
@@ -337,3 +369,15 @@ async def test_storage_is_bounded_by_the_declared_size(live: Live, dify_simulato
     await storage.delete("filler")
     response = await live.client.post(live.at(url) + "/chat", json={"query": "hello"})
     assert response.status_code == 200 and response.json()["count"] == 1
+
+
+async def test_plugin_processes_stop_with_the_gateway(
+    tmp_path: Path, venv_dir: Path, python_for_plugins: tuple[str, str], plugins: dict[str, PluginSpec]
+) -> None:
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins) as live:
+        url = await _echo_endpoint(live)
+        assert (await live.client.get(live.at(url) + "/ping")).status_code == 200
+        pid = live.gateway.dify_runtime.status("tests/echo").pid
+        assert pid is not None
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

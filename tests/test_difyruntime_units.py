@@ -187,3 +187,13 @@ def test_requirements_come_from_the_package_and_options_are_refused(tmp_path: Pa
     (tmp_path / "requirements.txt").unlink()
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "p"\ndependencies = ["dify_plugin>=0.7"]\n')
     assert requirements_of(tmp_path).lines == ("dify_plugin>=0.7",)
+
+
+def test_pip_runs_without_the_gateways_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.settings import environment_without_settings
+
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "admin-" + "x" * 40)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    environment = environment_without_settings()
+    assert "GATEWAY_ADMIN_TOKEN" not in environment
+    assert environment["HTTPS_PROXY"] == "http://proxy.internal:3128"  # pip still reaches its index

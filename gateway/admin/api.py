@@ -23,7 +23,9 @@ from starlette.routing import BaseRoute, Route
 
 import gateway
 from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usecases
+from gateway.admin.overview import overview
 from gateway.admin.principal import Principal
+from gateway.delivery.callback_jobs import callback_target
 from gateway.exceptions import BadRequest, NotFound, PermissionDenied, Unauthorized, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -243,7 +245,7 @@ async def list_jobs(request: Request, gw: Gateway, _: None) -> Any:
         state=state,  # type: ignore[arg-type]
         limit=_limit(request, 100),
     )
-    return {"jobs": [s.job_out(j) for j in jobs]}
+    return {"jobs": [s.job_out(j, callback_target(gw.box, j)) for j in jobs]}
 
 
 async def _job_of(request: Request, gw: Gateway) -> str:
@@ -263,7 +265,7 @@ async def show_job(request: Request, gw: Gateway, _: None) -> Any:
     job = await gw.store.job_get(await _job_of(request, gw))
     if job is None:
         raise NotFound("no such job")
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
 
 
 async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
@@ -273,7 +275,12 @@ async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
     gw.queue.notify()
     job = await gw.store.job_get(job_id)
     assert job is not None
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
+
+
+async def show_overview(request: Request, gw: Gateway, _: None) -> Any:
+    who = caller(request)
+    return await overview(gw, workspace=who.workspace, operator=who.principal.operator)
 
 
 async def whoami(request: Request, gw: Gateway, _: None) -> Any:
@@ -414,6 +421,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute(
         "DELETE", "/tokens/{id}", revoke_token, "Revoke a workspace token", response=s.TokenOut, operator_only=True
     ),
+    AdminRoute("GET", "/overview", show_overview, "Health, traffic per minute, answers, jobs", response=s.Overview),
 )
 
 

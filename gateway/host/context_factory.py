@@ -73,6 +73,11 @@ class ContextFactory:
         self._callback_policy = callback_policy
         self._built: dict[str, _Built] = {}
 
+    @property
+    def dify(self) -> DifyClient:
+        """The Dify client (read by the admin overview for the answers in flight)."""
+        return self._dify
+
     async def build(self, record: EndpointRecord, plugin: Plugin) -> PluginContext:
         """The context of one handler call for `record` (its settings and apps as they are now)."""
         records, fallbacks = await self._app_records(record)

@@ -16,13 +16,14 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock, SystemClock
+from gateway.console.routes import console_mount
 from gateway.difyplugins.debug.forward import FORWARD_PATH
 from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
@@ -112,6 +113,8 @@ def create_app(
             middleware=[Middleware(AdminAuthMiddleware, token=settings.admin_token.get_secret_value())],
         ),
     ]
+    if settings.console:  # the web console (gateway/console/); `/` leads to it
+        routes += [console_mount(settings.admin_token.get_secret_value()), Route("/", to_console, methods=["GET"])]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -153,6 +156,10 @@ class EndpointShortcut:
 async def endpoint(request: Request) -> Response:
     ingress: Ingress = request.state.ingress
     return await ingress(request)
+
+
+async def to_console(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=302)
 
 
 async def healthz(request: Request) -> Response:

@@ -232,6 +232,30 @@ BOT_ENDPOINTS = (
         """,
     ),
     _calls_app("other_app", "/other", "not-bound"),
+    Endpoint(
+        "app_info",
+        "/app-info",
+        "GET",
+        """
+        described = self.session.app.fetch_app(settings["app"]["app_id"])
+        return Response(json.dumps(described), content_type="application/json")
+        """,
+    ),
+    Endpoint(
+        "workflow",
+        "/workflow",
+        "POST",
+        """
+        app_id = settings["app"]["app_id"]
+        mode = r.args.get("mode", "blocking")
+        inputs = {"query": r.get_json()["query"]}
+        if mode == "blocking":
+            result = self.session.app.workflow.invoke(app_id=app_id, inputs=inputs, response_mode="blocking")
+            return Response(json.dumps(result), content_type="application/json")
+        events = self.session.app.workflow.invoke(app_id=app_id, inputs=inputs, response_mode="streaming")
+        return Response(json.dumps([e.get("event") for e in events]), content_type="application/json")
+        """,
+    ),
 )
 
 

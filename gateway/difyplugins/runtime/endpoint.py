@@ -33,7 +33,7 @@ from gateway.difyplugins.runtime.spec import PluginSpec
 from gateway.difyplugins.runtime.storage import InstallationStorage
 from gateway.exceptions import NotFound, PluginFailed, UpstreamTimeout
 from gateway.host.context import PluginContext
-from gateway.plugin import ALL_METHODS, Context, Permission, Plugin, Request, Response, unverified
+from gateway.plugin import ALL_METHODS, Clock, Context, Permission, Plugin, Request, Response, unverified
 
 __all__ = ["DifyEndpointPlugin", "permissions_of", "settings_model"]
 
@@ -195,18 +195,27 @@ class DifyEndpointPlugin(Plugin[Any]):
         except BaseException:
             await session.aclose()
             raise
-        left = self._timeout - (ctx.clock.monotonic() - started)
-        return Response(head.status, self._relay(session, chunks, left, request), head.headers)
+        deadline = started + self._timeout
+        return Response(head.status, self._relay(session, chunks, deadline, ctx.clock, request), head.headers)
 
     async def _relay(
-        self, session: PluginSession, chunks: AsyncIterator[dict[str, Any]], left: float, request: Request
+        self,
+        session: PluginSession,
+        chunks: AsyncIterator[dict[str, Any]],
+        deadline: float,
+        clock: Clock,
+        request: Request,
     ) -> AsyncIterator[bytes]:
         try:
-            async with asyncio.timeout(max(0.0, left)):
-                async for chunk in chunks:
-                    body = _unhex(chunk.get("result"))
-                    if body:
-                        yield body
+            while True:
+                # One timeout per chunk (never held across a `yield`), all ending at the deadline.
+                async with asyncio.timeout(max(0.0, deadline - clock.monotonic())):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
+                body = _unhex(chunk.get("result"))
+                if body:
+                    yield body
         except PluginRaised as exc:
             self._log_failure(request, exc)  # mid-stream: the caller sees the stream end
         except TimeoutError:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.exceptions import ConfigurationError
+from gateway.settings import environment_without_settings
 
 __all__ = ["PluginVenvs", "Requirements", "VenvFailed", "requirements_of"]
 
@@ -131,7 +132,11 @@ class PluginVenvs:
 
 async def _run(*argv: str, what: str) -> None:
     process = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=environment_without_settings(),  # a package's build scripts never see the gateway's secrets
     )
     out, _ = await process.communicate()
     if process.returncode != 0:
