@@ -32,7 +32,7 @@ from tests.support.difyplugins import (
     shared_venv_dir,
     write_plugin,
 )
-from tests.support.gateway import base_url, listening_socket, make_settings
+from tests.support.gateway import admin_headers, base_url, listening_socket, make_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -381,3 +381,25 @@ async def test_plugin_processes_stop_with_the_gateway(
         assert pid is not None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+async def test_the_admin_api_mints_an_endpoint_for_a_package(
+    tmp_path: Path, venv_dir: Path, python_for_plugins: tuple[str, str], plugins: dict[str, PluginSpec]
+) -> None:
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins) as live:
+        created = await live.client.post(
+            live.url + "/admin/api/endpoints",
+            json={"plugin": "tests/echo", "settings": {"token": "s3cret", "mode": "b"}},
+            headers=admin_headers(),
+        )
+        assert created.status_code == 201, created.text
+        assert "s3cret" not in created.text
+        assert created.json()["settings"]["token"] != "s3cret"
+        wrong = await live.client.post(
+            live.url + "/admin/api/endpoints",
+            json={"plugin": "tests/echo", "settings": {"token": "x", "mode": "z"}},
+            headers=admin_headers(),
+        )
+        assert wrong.status_code == 422  # not one of the select's options
+        echoed = await live.client.post(live.at(created.json()["url"]) + "/echo/x", content=b"")
+        assert echoed.json()["settings"] == {"token": "s3cret", "mode": "b", "loud": False}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ class PluginProcess:
             return
         with contextlib.suppress(ProcessLookupError):
             process.terminate()
+            process.send_signal(signal.SIGCONT)  # a stopped (hung) process acts on the SIGTERM at once
         try:
             async with asyncio.timeout(self._policy.stop_grace):
                 await process.wait()
