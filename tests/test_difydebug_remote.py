@@ -6,7 +6,6 @@ stopped, its endpoint answers 503 with Retry-After; restarted, the same URL answ
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from gateway.exceptions import Conflict
 from gateway.host.runtime import open_gateway
 from gateway.records.installations import REMOTE_DEBUG_ORIGIN
 from tests import test_difyruntime_endpoints as runtime_tests
-from tests.support.difydebug import DebugLive, DeveloperPlugin, debug_gateway, eventually
+from tests.support.difydebug import DebugLive, DeveloperPlugin, debug_gateway, declare, eventually
 from tests.support.difyplugins import ECHO_ENDPOINTS, write_plugin
 from tests.test_difyruntime_endpoints import ECHO_SETTINGS
 
@@ -155,30 +154,6 @@ async def test_a_plugin_cannot_take_the_key_of_an_installed_package(
     await live.gateway.dify_plugins.install(pack_directory(package), allow_unsigned=True)
     _, key = await live.gateway.plugin_debug.keys.issue("default")
     assert key is not None
-    host, port = live.debug_address.rsplit(":", 1)
-    reader, writer = await asyncio.open_connection(host, int(port))
-    try:
-        writer.write(b'{"type":"handshake","data":{"key":"%s"}}\n' % key.encode())
-        manifest = {
-            "version": "0.0.1",
-            "type": "plugin",
-            "author": "tests",
-            "name": "echo",
-            "resource": {"permission": {"endpoint": {"enabled": True}, "app": None}},
-            "plugins": {"endpoints": ["group/main.yaml"]},
-            "meta": {"version": "0.0.1", "arch": ["amd64"], "runner": {"language": "python", "version": "3.12"}},
-        }
-        declared = {"path": "/p", "method": "GET", "extra": {"python": {"source": "p.py"}}}
-        endpoints = [{"settings": [], "endpoints": [declared]}]
-        for message in (
-            {"type": "manifest_declaration", "data": manifest},
-            {"type": "endpoint_declaration", "data": endpoints},
-            {"type": "end", "data": {}},
-        ):
-            writer.write(json.dumps(message).encode() + b"\n\n")
-        await writer.drain()
-        said = await reader.read()
-    finally:
-        writer.close()
+    said = await declare(live.debug_address, key)
     assert said.startswith(b"register failed: tests/echo is installed here as a package")
     assert (await live.gateway.dify_plugins.get(KEY)).origin == "dify-package"

@@ -14,7 +14,7 @@ import pytest
 from gateway.records.apps import AppIn
 from gateway.testing.simulator import RunningSimulator
 from tests import test_difyruntime_endpoints as runtime_tests
-from tests.support.difydebug import DebugLive, DeveloperPlugin, debug_gateway, eventually
+from tests.support.difydebug import DebugLive, DeveloperPlugin, debug_gateway, declare, eventually
 from tests.support.difyplugins import BOT_ENDPOINTS, ECHO_ENDPOINTS, Permission, write_plugin
 from tests.support.gateway import ADMIN_TOKEN
 from tests.test_difyruntime_endpoints import APP_SELECTOR, ECHO_SETTINGS
@@ -85,6 +85,10 @@ async def test_a_request_on_the_replica_without_the_connection_is_answered_by_th
         async with second.client.stream("GET", second.at(url) + "/stream?n=4") as streamed:
             assert streamed.status_code == 201
             assert b"".join([c async for c in streamed.aiter_raw()]) == b"chunk-0;chunk-1;chunk-2;chunk-3;"
+        # A second instance of the plugin on the other replica is refused: the first one keeps it.
+        refused = await declare(second.debug_address, key)
+        assert refused == b"register failed: plugin tests/echo is connected for debugging to another gateway replica\n"
+        assert await _holder(second, "tests/echo") == first.url
         # A route the plugin does not have is the gateway's own 404 on either replica.
         assert (await second.client.get(second.at(url) + "/nothing")).status_code == 404
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from gateway.http.app import create_app
 from tests.support.difyplugins import shared_venv_dir
 from tests.support.gateway import base_url, listening_socket, live_server, make_settings
 
-__all__ = ["DebugLive", "DeveloperPlugin", "debug_gateway", "eventually"]
+__all__ = ["DebugLive", "DeveloperPlugin", "debug_gateway", "declare", "eventually"]
 
 
 @dataclass
@@ -106,3 +107,32 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, *, tries: 
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"never: {what}")
+
+
+async def declare(address: str, key: str, *, author: str = "tests", name: str = "echo") -> bytes:
+    """Connect like a plugin (handshake, a minimal manifest and endpoint group, `end`) with a raw
+    socket; what the gateway said before it closed the connection, or b"" while it keeps it."""
+    host, port = address.rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    manifest = {
+        "version": "0.0.1",
+        "type": "plugin",
+        "author": author,
+        "name": name,
+        "resource": {"permission": {"endpoint": {"enabled": True}, "app": None}},
+        "plugins": {"endpoints": ["group/main.yaml"]},
+        "meta": {"version": "0.0.1", "arch": ["amd64"], "runner": {"language": "python", "version": "3.12"}},
+    }
+    declared = {"path": "/p", "method": "GET", "extra": {"python": {"source": "p.py"}}}
+    try:
+        for message in (
+            {"type": "handshake", "data": {"key": key}},
+            {"type": "manifest_declaration", "data": manifest},
+            {"type": "endpoint_declaration", "data": [{"settings": [], "endpoints": [declared]}]},
+            {"type": "end", "data": {}},
+        ):
+            writer.write(json.dumps(message).encode() + b"\n\n")
+        await writer.drain()
+        return await reader.read()
+    finally:
+        writer.close()

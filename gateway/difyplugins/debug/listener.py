@@ -39,11 +39,12 @@ __all__ = ["DebugListener", "ListenerPolicy"]
 logger = logging.getLogger(__name__)
 
 HANDSHAKE_LINE = 64 * 1024  # a handshake is a few dozen bytes
+STOP_GRACE = 2.0  # seconds closed connections get to end (and release their leases) at shutdown
 DECLARATION_LINE = 16 * 1024 * 1024  # a manifest, the endpoint declarations, 8 KiB asset chunks
 
-# Called at `end` with the declarations and the key's workspace: registers the plugin (or raises a
-# GatewayError whose message goes back to the plugin).
-Admit = Callable[[Declarations, str], Awaitable[Installation]]
+# Called once the connection holds the plugin, with the installation its declarations make:
+# records and registers it (or raises a GatewayError whose message goes back to the plugin).
+Admit = Callable[[Installation], Awaitable[Installation]]
 
 
 class _Refused(Exception):
@@ -92,6 +93,8 @@ class DebugListener:
         if self._server is not None:
             self._server.close()
         self._connections.close_all()
+        if self._tasks:  # closed connections end on their own, releasing their leases at once
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -135,18 +138,20 @@ class DebugListener:
         workspace = await self._handshake(lines, scope, peer)
         declarations = await self._declarations(lines)
         try:
-            installation = await self._admit(declarations, workspace)
+            installation = declarations.installation(workspace=workspace, now=self._clock.time())
         except GatewayError as exc:
-            logger.warning("a debugging plugin from %s was refused: %s", peer, exc.message)
             raise _Refused(f"register failed: {exc.message}") from None
         key = installation.key
         plugin_log = logging.getLogger(f"gateway.plugins.{key}")
         connection = PluginConnection(key, line_writer(writer, name=key, retry_after=1.0), plugin_log)
         try:
+            # The connection first (refused while another replica holds the plugin), then the record.
             async with self._connections.attached(key, connection, close=writer.close, workspace=workspace):
+                installation = await self._admit(installation)
                 logger.info("Dify plugin %s connected for debugging from %s", installation.identity, peer)
                 reason = await self._pump(lines, connection)
         except GatewayError as exc:
+            logger.warning("a debugging plugin from %s was refused: %s", peer, exc.message)
             raise _Refused(f"register failed: {exc.message}") from None
         finally:
             connection.lost("its debugging connection ended", retry_after=1.0)

@@ -9,7 +9,6 @@ import dataclasses
 
 from gateway.clock import Clock
 from gateway.difyplugins.debug.connections import DebugConnections
-from gateway.difyplugins.debug.declarations import Declarations
 from gateway.difyplugins.debug.forward import ForwardAuth
 from gateway.difyplugins.debug.keys import DebugKeys
 from gateway.difyplugins.debug.listener import DebugListener, ListenerPolicy
@@ -45,9 +44,8 @@ class PluginDebugging:
             keys=keys, connections=connections, admit=self.admit, limiter=limiter, clock=clock, policy=policy
         )
 
-    async def admit(self, declarations: Declarations, workspace: str) -> Installation:
-        """Register a connected plugin from its declarations (a `GatewayError` refuses it)."""
-        installation = declarations.installation(workspace=workspace, now=self._clock.time())
+    async def admit(self, installation: Installation) -> Installation:
+        """Record and register a connected plugin (a `GatewayError` refuses it)."""
         previous = await self._plugins.records.get(installation.key)
         if previous is not None:
             installation = dataclasses.replace(installation, installed_at=previous.installed_at)
