@@ -80,6 +80,9 @@ async def test_a_debugged_plugin_registers_answers_and_survives_a_restart(
         await cli.aclose()
     row = next(p for p in listed["dify_plugins"] if p["name"] == KEY)
     assert (row["origin"], row["runtime_state"]) == ("remote-debug", "connected")
+    metrics = (await live.client.get(live.url + "/metrics")).text
+    assert 'gateway_dify_plugin_debug_connected{plugin="tests/echo"} 1' in metrics
+    assert 'gateway_dify_plugin_state{plugin="tests/echo"' not in metrics  # no process of ours
 
     _, url = await live.gateway.endpoints.create(KEY, [], {"token": "s3cret-token"})
     answer = await live.client.post(live.at(url) + "/echo/a?x=1", content=b"hello", headers={"x-custom": "kept"})

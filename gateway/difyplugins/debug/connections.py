@@ -124,6 +124,7 @@ class DebugConnections:
         address = await self.holder(key)
         if key in self._held:  # connected meanwhile
             return None
+        self._elsewhere[key] = address is not None
         if address is None:
             raise PluginUnavailable(
                 f"plugin {key} is not connected: it runs on its developer's machine (remote debugging)",

@@ -294,7 +294,11 @@ class DifyRuntime:
         return loaded.process.status()
 
     def statuses(self) -> list[RuntimeStatus]:
-        return [self.status(key) for key in sorted(self._loaded)]
+        """The state of each plugin process (plugins connected for remote debugging have none)."""
+        return [self.status(key) for key in sorted(self._loaded) if not self._is_remote(key)]
+
+    def _is_remote(self, key: str) -> bool:
+        return self._loaded[key].plugin.spec.origin == REMOTE_DEBUG_ORIGIN
 
     def metric_lines(self) -> list[str]:
         """Prometheus lines: each plugin's state (1 for the current one), restarts and requests in flight."""
@@ -314,6 +318,14 @@ class DifyRuntime:
             "# TYPE gateway_dify_plugin_sessions gauge",
         ]
         lines += [f'gateway_dify_plugin_sessions{{plugin="{_label(s.plugin)}"}} {s.sessions}' for s in statuses]
+        if self._remote is not None:
+            lines += [
+                "# HELP gateway_dify_plugin_debug_connected Whether each plugin run for remote debugging is connected.",
+                "# TYPE gateway_dify_plugin_debug_connected gauge",
+            ]
+            for key in sorted(key for key in self._loaded if self._is_remote(key)):
+                connected = int(self._remote.state(key) == "connected")
+                lines.append(f'gateway_dify_plugin_debug_connected{{plugin="{_label(key)}"}} {connected}')
         return lines
 
     async def aclose(self) -> None:
