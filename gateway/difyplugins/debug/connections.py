@@ -75,9 +75,10 @@ class DebugConnections:
     @contextlib.asynccontextmanager
     async def attached(
         self, key: str, connection: PluginConnection, *, close: Callable[[], None], workspace: str
-    ) -> AsyncIterator[None]:
-        """Make `connection` the plugin's while the block runs. A connection of the same plugin
-        here is closed (the developer restarted it); one on another replica is waited for a
+    ) -> AsyncIterator[Callable[[], None]]:
+        """Hold the plugin's lease while the block runs, and make `connection` the plugin's once the
+        block calls the `ready` it is given (after registering the plugin). A connection of the same
+        plugin here is closed (the developer restarted it); one on another replica is waited for a
         little (its replica may not have seen it end yet), then `HeldElsewhere`."""
         previous = self._held.get(key)
         if previous is not None:
@@ -86,10 +87,13 @@ class DebugConnections:
         if not await lease.wait(self._clock, timeout=self._takeover_wait):
             raise HeldElsewhere(f"plugin {key} is connected for debugging to another gateway replica")
         held = _Held(connection, lease, close, workspace)
-        self._held[key] = held
+
+        def ready() -> None:
+            self._held[key] = held
+
         try:
             async with lease.kept(self._clock):
-                yield
+                yield ready
         finally:
             if self._held.get(key) is held:
                 del self._held[key]

@@ -146,8 +146,9 @@ class DebugListener:
         connection = PluginConnection(key, line_writer(writer, name=key, retry_after=1.0), plugin_log)
         try:
             # The connection first (refused while another replica holds the plugin), then the record.
-            async with self._connections.attached(key, connection, close=writer.close, workspace=workspace):
+            async with self._connections.attached(key, connection, close=writer.close, workspace=workspace) as ready:
                 installation = await self._admit(installation)
+                ready()
                 logger.info("Dify plugin %s connected for debugging from %s", installation.identity, peer)
                 reason = await self._pump(lines, connection)
         except GatewayError as exc:
