@@ -145,6 +145,7 @@ async def list_endpoints(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> Any:
+    await gw.dify_runtime.find(body.plugin)  # a Dify plugin installed or connected through another replica
     record, url, shown = await gw.endpoints.create_with_secrets(
         body.plugin,
         body.apps,

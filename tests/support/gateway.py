@@ -139,15 +139,16 @@ def refused_port() -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
-    """Serve `app` on a real uvicorn on loopback; yields the base URL.
+async def live_server(app: ASGIApp, sock: socket.socket | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve `app` on a real uvicorn on loopback; yields the base URL (`lifespan="off"` for an app
+    whose lifespan the test runs itself, to reach its state).
 
     The server listens on `sock` (see `listening_socket`) or on a port of its own it bound to 0.
     The caller's socket stays open afterwards: another server can take over the same port.
     """
     own = sock is None
     sock = sock or listening_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     # uvicorn closes the sockets it served on: give it a duplicate of the caller's.
     task = asyncio.create_task(server.serve(sockets=[sock.dup()]))
