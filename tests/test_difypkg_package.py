@@ -95,6 +95,13 @@ def test_entries_that_could_leave_the_plugin_directory_are_refused(tree: Path, n
         read_package(zip_bytes([*good_entries(tree), (name, b"x")]))
 
 
+@pytest.mark.parametrize("name", ["a" * 256 + ".py", "\u00e9" * 128 + ".py", "/".join(["d" * 200] * 6) + "/f.py"])
+def test_names_no_filesystem_can_hold_are_refused(tree: Path, name: str) -> None:
+    # A name part over 255 bytes, or a path over 1024: writing it would fail with ENAMETOOLONG.
+    with pytest.raises(InvalidPackage, match="too long"):
+        read_package(zip_bytes([*good_entries(tree), (name, b"x")]))
+
+
 def test_symlink_entries_duplicates_and_file_directory_clashes_are_refused(tree: Path) -> None:
     with pytest.raises(InvalidPackage, match="symbolic link"):
         read_package(zip_bytes([*good_entries(tree), ("link", b"/etc/passwd")], symlink="link"))

@@ -47,6 +47,9 @@ VERIFICATION_FILE = ".verification.dify.json"
 # Never packed from a plugin directory (Dify's packager skips these too, with its .difyignore).
 _ALWAYS_IGNORED = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".DS_Store", "*.difypkg", ".idea", ".vscode")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # packing a directory twice gives the same bytes
+# What a filesystem holds (NAME_MAX on Linux) and a path that stays well under PATH_MAX when extracted.
+_MAX_NAME_PART_BYTES = 255
+_MAX_NAME_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,12 @@ def _check_name(info: zipfile.ZipInfo) -> None:
     parts = name.rstrip("/").split("/") if info.is_dir() else name.split("/")
     if any(part in ("", ".", "..") for part in parts) or ":" in parts[0]:
         raise InvalidPackage(f"entry {shown!r} has an unsafe name")
+    encoded = [part.encode("utf-8", "surrogateescape") for part in parts]
+    if sum(len(part) + 1 for part in encoded) > _MAX_NAME_BYTES or max(map(len, encoded)) > _MAX_NAME_PART_BYTES:
+        raise InvalidPackage(
+            f"entry {shown!r} has a name too long to extract "
+            f"(over {_MAX_NAME_PART_BYTES} bytes in a part or {_MAX_NAME_BYTES} in all)"
+        )
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_ISLNK(mode):  # made on Unix: the mode bits are meaningful
         raise InvalidPackage(f"entry {shown!r} is a symbolic link")
