@@ -60,7 +60,7 @@ class AdminAuthMiddleware:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
             return
         if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
-            refused = await _session_refusal(scope)
+            refused = await _session_refusal(scope, self._digest)
             if refused is None:
                 scope["auth"] = OPERATOR
                 await self.app(scope, receive, send)
@@ -109,11 +109,13 @@ def _cookie(scope: Scope) -> str | None:
     return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
-async def _session_refusal(scope: Scope) -> tuple[int, str] | None:
+async def _session_refusal(scope: Scope, operator: bytes) -> tuple[int, str] | None:
     """None when the console session cookie authorizes the request, else (status, message)."""
     gateway = scope["state"]["gateway"]
-    sessions = ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
-    session = await sessions.get(_cookie(scope) or "")
+    if not gateway.settings.console:  # turned off: sessions opened before then are not honoured
+        return 401, "the console is turned off (GATEWAY_CONSOLE=false); use an admin token"
+    ttl = gateway.settings.console_session_ttl
+    session = await ConsoleSessions(gateway.store, gateway.clock, ttl=ttl, operator=operator).get(_cookie(scope) or "")
     if session is None:
         return 401, "the console session has ended; log in again"
     if scope["method"] in SAFE_METHODS:
