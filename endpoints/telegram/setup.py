@@ -93,8 +93,12 @@ async def status(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Act
     lines.append(f"Updates waiting at Telegram: {pending if isinstance(pending, int) else 'unknown'}")
     error_at, error = doc.get("last_error_date"), doc.get("last_error_message")
     if isinstance(error_at, int) and error:
-        when = datetime.fromtimestamp(error_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"Last delivery error: {error} ({when}, {_ago(max(0.0, ctx.clock.time() - error_at))})")
+        try:
+            when = datetime.fromtimestamp(error_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (OverflowError, ValueError, OSError):  # no calendar has that second
+            lines.append(f"Last delivery error: {error} (at an unreadable time)")
+        else:
+            lines.append(f"Last delivery error: {error} ({when}, {_ago(max(0.0, ctx.clock.time() - error_at))})")
     else:
         lines.append("Last delivery error: none")
     allowed = doc.get("allowed_updates")
