@@ -47,6 +47,7 @@ async def connect(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Ac
     if settings.secret_token is None:
         raise BadRequest("set the endpoint's secret_token first: without it every update is refused")
     api = _api(ctx)
+    assert settings.bot_token is not None  # _api refused the endpoint otherwise
     drop = args.get("drop-pending") == "true"
     url = ctx.endpoint.url
     try:
@@ -58,7 +59,7 @@ async def connect(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Ac
             drop_pending_updates=drop,
         )
         await api.call("setMyCommands", commands=COMMANDS)
-        bot = await identity(api, ctx.storage)
+        bot = await identity(api, ctx.storage, settings.bot_token.get_secret_value())
     except TelegramError as exc:
         raise _refused("the webhook", exc) from None
     dropped = " Updates waiting were dropped." if drop else ""

@@ -11,6 +11,7 @@ import pytest
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.platforms.telegram import BOT_ID, BOT_USERNAME, group_chat, message_update, user
 from tests.endpoints.telegram.conftest import TelegramStack, telegram_stack
+from tests.support.gateway import admin_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -235,3 +236,24 @@ async def test_a_file_for_an_app_without_files_gets_a_polite_note(stack: Telegra
 
     assert stack.fake.chat(ANA["id"]) == ["Sorry, this assistant can't read files. Please send your question as text."]
     assert chat_requests(await stack.sim_stats()) == []
+
+
+async def test_a_new_bot_token_is_a_new_bot_at_once(stack: TelegramStack) -> None:
+    """The bot's identity is kept to tell mentions apart; given another bot's token, the endpoint
+    answers that bot's mentions from the next message, not a day later."""
+    endpoint_id, url = await stack.endpoint()
+    await stack.send(url, message_update(f"@{BOT_USERNAME} [[say:first]]", sender=ANA, chat=GROUP))
+    await stack.settled(1)
+    fake = stack.fake
+    fake.token, fake.bot_id, fake.username = "987654321:" + "N" * 35, 987654321, "new_dify_bot"
+    changed = await stack.client.patch(
+        f"{stack.gateway}/admin/api/endpoints/{endpoint_id}",
+        json={"settings": {"bot_token": fake.token}},
+        headers=admin_headers(),
+    )
+    assert changed.status_code == 200, changed.text
+    await stack.send(url, message_update(f"@{BOT_USERNAME} [[say:not me any more]]", sender=ANA, chat=GROUP))
+    await stack.send(url, message_update("@new_dify_bot [[say:second]]", sender=BEN, chat=GROUP))
+    await stack.settled(2)
+    texts = [m.text for m in fake.messages.values()]
+    assert "second" in texts and "not me any more" not in texts
