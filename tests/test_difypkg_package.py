@@ -109,6 +109,11 @@ def test_symlink_entries_duplicates_and_file_directory_clashes_are_refused(tree:
         read_package(zip_bytes([*good_entries(tree), ("main.py", b"again")]))
     with pytest.raises(InvalidPackage, match="both a file and a directory"):
         read_package(zip_bytes([*good_entries(tree), ("main.py/x", b"x")]))
+    # Names that sort between "a" and "a/…" ('-' and '.' come before '/') don't hide the clash.
+    for between in (["a", "a-b", "a.c", "a/x"], ["a/x", "a.c", "a"]):
+        with pytest.raises(InvalidPackage, match="'a' is both a file and a directory"):
+            read_package(zip_bytes([*good_entries(tree), *((name, b"x") for name in between)]))
+    read_package(zip_bytes([*good_entries(tree), ("a", b"x"), ("a-b/c", b"x"), ("ab/c", b"x")]))  # no clash
 
 
 def test_zip_bombs_and_oversized_packages_are_refused_before_inflating(tree: Path) -> None:

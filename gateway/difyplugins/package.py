@@ -12,6 +12,7 @@ drive letters) are refused, and so are symlinks, duplicates and encrypted entrie
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import io
@@ -179,8 +180,10 @@ def _read_entries(zf: zipfile.ZipFile, limits: PackageLimits) -> tuple[dict[str,
         if total > limits.max_unpacked_bytes:
             raise InvalidPackage(f"the package inflates to more than {limits.max_unpacked_bytes} bytes")
         files[info.filename] = content
-    for name in files:  # a file "a" and a directory "a/..." cannot both exist on disk
-        if any(other.startswith(name + "/") for other in files):
+    ordered = sorted(files)  # a file "a" and a directory "a/..." cannot both exist on disk
+    for name in files:  # the first name at or after "a/" in order starts with it if any does
+        at = bisect.bisect_left(ordered, name + "/")
+        if at < len(ordered) and ordered[at].startswith(name + "/"):
             raise InvalidPackage(f"{name!r} is both a file and a directory")
     return files, tuple(info.filename for info in infos)
 
