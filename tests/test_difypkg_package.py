@@ -159,6 +159,18 @@ def test_wrong_declarations_are_refused_naming_the_field(tmp_path: Path, changes
         read_directory(write_echo_plugin(tmp_path / "p", **changes))
 
 
+def test_yaml_aliases_are_refused_so_a_small_file_cannot_expand_into_millions_of_values(tree: Path) -> None:
+    # Six levels of ten aliases each: a default of a million strings from a few hundred bytes.
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    group = (
+        "l0: &l0 [x]\n" + levels + "settings:\n- name: t\n  type: text-input\n  label: {en_US: T}\n"
+        "  default: *l6\nendpoints:\n- endpoints/echo.yaml\n"
+    )
+    entries = [(n, group.encode() if n == "group/echo.yaml" else c) for n, c in good_entries(tree)]
+    with pytest.raises(InvalidPackage, match=r"group/echo.yaml uses a YAML alias \(line 2\)"):
+        read_package(zip_bytes(entries))
+
+
 def test_a_settings_type_that_needs_dify_is_refused_by_name(tmp_path: Path) -> None:
     settings = [{"name": "model", "type": "model-selector", "label": {"en_US": "Model"}}]
     with pytest.raises(InvalidPackage, match="'model' is of type 'model-selector'.*cannot serve"):

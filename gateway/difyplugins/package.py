@@ -188,6 +188,22 @@ def _read_entries(zf: zipfile.ZipFile, limits: PackageLimits) -> tuple[dict[str,
     return files, tuple(info.filename for info in infos)
 
 
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a few hundred bytes of nested aliases expand into millions of values
+    (a "billion laughs"). Dify's reader (yaml.v3) refuses excessive aliasing; a plugin's
+    declarations have no need of aliases at all, so any is refused, naming its line."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            alias = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
+            raise yaml.composer.ComposerError(None, None, "uses a YAML alias", alias.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load(content: bytes) -> Any:
+    return yaml.load(content, Loader=_NoAliases)  # a SafeLoader (plain data only), aliases refused
+
+
 def _yaml(files: Mapping[str, bytes], name: str, limits: PackageLimits, referrer: str) -> Any:
     key = str(PurePosixPath(name)) if name else name
     if key not in files:
@@ -196,11 +212,12 @@ def _yaml(files: Mapping[str, bytes], name: str, limits: PackageLimits, referrer
     if len(content) > limits.max_yaml_bytes:
         raise InvalidPackage(f"{name} is larger than {limits.max_yaml_bytes} bytes")
     try:
-        return yaml.safe_load(content)
+        return _load(content)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise InvalidPackage(f"{name} is not valid YAML{at}") from None
+        problem = "uses a YAML alias" if getattr(exc, "problem", None) == "uses a YAML alias" else "is not valid YAML"
+        raise InvalidPackage(f"{name} {problem}{at}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,7 +256,7 @@ def archive_identity(archive: Archive) -> str | None:
     """`author/name:version@sha256` from the manifest's first three fields, or None when the
     archive has no readable manifest (for reports about packages that are refused anyway)."""
     try:
-        data = yaml.safe_load(archive.files.get(MANIFEST, b"")[: PackageLimits().max_yaml_bytes])
+        data = _load(archive.files.get(MANIFEST, b"")[: PackageLimits().max_yaml_bytes])
     except yaml.YAMLError:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("author", "name", "version")):
