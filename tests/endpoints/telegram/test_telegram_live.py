@@ -145,6 +145,26 @@ async def test_an_answer_over_4096_characters_continues_in_new_messages(tmp_path
     assert "\n\n".join(shown).split() == answer.split()
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(" ".join(f"user{i}@example.com" for i in range(600)), id="emails-whose-@-get-a-word-joiner"),
+        pytest.param("Great! " + "\U0001f600" * 5000, id="emoji-two-utf16-units-each"),
+    ],
+)
+async def test_pages_that_grow_when_rendered_still_fit_a_message(tmp_path: Path, answer: str) -> None:
+    """Telegram counts the text it shows, in UTF-16 units: a page of Markdown under the limit can
+    be over it once rendered (word joiners defusing @s, characters outside the BMP)."""
+    async with telegram_stack(tmp_path, SimulatorConfig(first_token_latency=0.05, tokens_per_second=2000)) as stack:
+        _, url = await stack.endpoint()
+        await stack.send(url, message_update(f"[[say:{answer}]]", sender=BEN))
+        [job] = await stack.settled(1)
+        shown = stack.fake.chat(BEN["id"])
+    assert job["state"] == "done" and job["last_error"] is None, job
+    assert all(len(text.encode("utf-16-le")) // 2 <= 4096 for text in shown)
+    assert "".join("".join(shown).replace("\u2060", "").split()) == "".join(answer.split())  # all of it, once
+
+
 async def test_markup_in_an_answer_is_rendered_or_escaped_never_injected(stack: TelegramStack) -> None:
     _, url = await stack.endpoint()
     answer = "**real bold** and <b>fake bold</b> & <script>x</script> `a<b` [link](https://dify.ai) @everyone_here"
