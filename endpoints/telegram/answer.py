@@ -108,7 +108,7 @@ async def answer_update(job: JobInfo, ctx: Context[TelegramSettings]) -> dict[st
         ctx.http, settings.api_base_url, settings.bot_token.get_secret_value(), clock=ctx.clock, fence=job.fence
     )
     try:
-        bot = await identity(api, ctx.storage)
+        bot = await identity(api, ctx.storage, settings.bot_token.get_secret_value())
         if not message.addressed(bot):
             return {"status": "ignored", "reason": "not addressed to the bot"}
         request = message.request(bot)

@@ -295,8 +295,8 @@ async def list_tokens(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_token(request: Request, gw: Gateway, body: AdminTokenIn) -> Any:
-    await gw.workspaces.require(body.workspace)
-    record, token = await gw.admin_tokens.create(body)
+    workspace = await gw.workspaces.require(body.workspace)
+    record, token = await gw.admin_tokens.create(body, workspace_created_at=workspace.created_at)
     return {**AdminTokenService.public(record, gw.clock.time()), "token": token}
 
 

@@ -26,7 +26,8 @@ from gateway.admin.principal import OPERATOR, Principal
 from gateway.console.origin import SAFE_METHODS, cross_site, header
 from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
 from gateway.exceptions import RateLimited
-from gateway.records.admintokens import AdminTokenService
+from gateway.records.admintokens import AdminTokenRecord, AdminTokenService
+from gateway.records.workspaces import WorkspaceService
 from gateway.security.ratelimit import RateLimiter
 
 __all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware", "failure_key", "token_digest"]
@@ -60,7 +61,7 @@ class AdminAuthMiddleware:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
             return
         if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
-            refused = await _session_refusal(scope)
+            refused = await _session_refusal(scope, self._digest)
             if refused is None:
                 scope["auth"] = OPERATOR
                 await self.app(scope, receive, send)
@@ -71,7 +72,7 @@ class AdminAuthMiddleware:
             await limiter.count(key)
             await _deny(send, 401, "unauthorized", refused[1])
             return
-        principal = await self._principal(scope, gateway.admin_tokens)
+        principal = await self._principal(scope, gateway.admin_tokens, gateway.workspaces)
         if principal is not None:
             scope["auth"] = principal
             await self.app(scope, receive, send)
@@ -79,7 +80,9 @@ class AdminAuthMiddleware:
         await limiter.count(key)
         await _deny(send, 401, "unauthorized", "a valid admin token is required (Authorization: Bearer ...)")
 
-    async def _principal(self, scope: Scope, tokens: AdminTokenService) -> Principal | None:
+    async def _principal(
+        self, scope: Scope, tokens: AdminTokenService, workspaces: WorkspaceService
+    ) -> Principal | None:
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, credential = value.partition(b" ")
@@ -89,8 +92,19 @@ class AdminAuthMiddleware:
                 if hmac.compare_digest(token_digest(credential), self._digest):
                     return OPERATOR
                 record = await tokens.authenticate(credential.decode("latin-1"))
-                return None if record is None else Principal.of_token(record)
+                if record is None or not await _workspace_holds(record, workspaces):
+                    return None
+                return Principal.of_token(record)
         return None
+
+
+async def _workspace_holds(record: AdminTokenRecord, workspaces: WorkspaceService) -> bool:
+    """Whether the token's workspace is still the one it was made for: a token that outlived its
+    workspace (made while it was being deleted) opens neither it nor a later one of its name."""
+    found = await workspaces.find(record.workspace)
+    if found is None:
+        return False
+    return record.workspace_created_at is None or record.workspace_created_at == found.created_at
 
 
 def token_digest(token: bytes) -> bytes:
@@ -109,11 +123,13 @@ def _cookie(scope: Scope) -> str | None:
     return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
-async def _session_refusal(scope: Scope) -> tuple[int, str] | None:
+async def _session_refusal(scope: Scope, operator: bytes) -> tuple[int, str] | None:
     """None when the console session cookie authorizes the request, else (status, message)."""
     gateway = scope["state"]["gateway"]
-    sessions = ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
-    session = await sessions.get(_cookie(scope) or "")
+    if not gateway.settings.console:  # turned off: sessions opened before then are not honoured
+        return 401, "the console is turned off (GATEWAY_CONSOLE=false); use an admin token"
+    ttl = gateway.settings.console_session_ttl
+    session = await ConsoleSessions(gateway.store, gateway.clock, ttl=ttl, operator=operator).get(_cookie(scope) or "")
     if session is None:
         return 401, "the console session has ended; log in again"
     if scope["method"] in SAFE_METHODS:

@@ -59,7 +59,7 @@ def console_mount(admin_token: str) -> Mount:
         if not hmac.compare_digest(token_digest(body.token.get_secret_value().strip().encode()), digest):
             await gateway.limiter.count(key)
             raise Unauthorized("that is not the admin token (GATEWAY_ADMIN_TOKEN, or the one printed at first start)")
-        session_id, session = await _sessions(gateway).start()
+        session_id, session = await _sessions(gateway, digest).start()
         response = _session_answer(session)
         response.set_cookie(
             COOKIE,
@@ -73,14 +73,14 @@ def console_mount(admin_token: str) -> Mount:
         return response
 
     async def session(request: Request) -> Response:
-        found = await _sessions(request.state.gateway).get(request.cookies.get(COOKIE, ""))
+        found = await _sessions(request.state.gateway, digest).get(request.cookies.get(COOKIE, ""))
         if found is None:
             raise Unauthorized("not logged in")
         return _session_answer(found)
 
     async def logout(request: Request) -> Response:
         _same_site(request)
-        sessions = _sessions(request.state.gateway)
+        sessions = _sessions(request.state.gateway, digest)
         session_id = request.cookies.get(COOKIE, "")
         found = await sessions.get(session_id)
         if found is not None:
@@ -101,8 +101,8 @@ def console_mount(admin_token: str) -> Mount:
     return Mount("/console", routes=routes, middleware=[Middleware(ConsoleHeaders), Middleware(GZipMiddleware)])
 
 
-def _sessions(gateway: Gateway) -> ConsoleSessions:
-    return ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
+def _sessions(gateway: Gateway, operator: bytes) -> ConsoleSessions:
+    return ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl, operator=operator)
 
 
 def _session_answer(session: ConsoleSession) -> JSONResponse:

@@ -3,6 +3,10 @@
 The store keeps only a hash of the id (a leaked store dump can't be replayed as a cookie), with
 the session's CSRF token, under a TTL: a session expires on its own and `end` deletes it at once,
 on every replica. Lookups compare nothing secret by hand: the id's hash is the key.
+
+A session stands for the admin token that opened it: it keeps a fingerprint of that token (a hash
+of its digest) and is dead once the gateway runs with another one, so replacing a leaked token
+also ends the sessions opened with it.
 """
 
 from __future__ import annotations
@@ -33,16 +37,18 @@ class ConsoleSession:
 
 
 class ConsoleSessions:
-    def __init__(self, store: Store, clock: Clock, *, ttl: float) -> None:
+    def __init__(self, store: Store, clock: Clock, *, ttl: float, operator: bytes) -> None:
+        """`operator`: the digest of the admin token sessions are opened with (`token_digest`)."""
         self._store = store
         self._clock = clock
         self.ttl = ttl
+        self._operator = hashlib.sha256(b"console-session:" + operator).hexdigest()
 
     async def start(self) -> tuple[str, ConsoleSession]:
         """A new session: its id (for the cookie only) and the session."""
         session_id = secrets.token_urlsafe(32)
         session = ConsoleSession(csrf=secrets.token_urlsafe(32), expires_at=self._clock.time() + self.ttl)
-        value = json.dumps({"csrf": session.csrf, "expires_at": session.expires_at})
+        value = json.dumps({"csrf": session.csrf, "expires_at": session.expires_at, "operator": self._operator})
         await self._store.kv_set(self._key(session_id), value, ttl=self.ttl)
         return session_id, session
 
@@ -54,6 +60,8 @@ class ConsoleSessions:
         if raw is None:
             return None
         data = json.loads(raw)
+        if not hmac.compare_digest(str(data.get("operator", "")).encode(), self._operator.encode()):
+            return None  # opened with an admin token the gateway no longer has
         session = ConsoleSession(csrf=str(data["csrf"]), expires_at=float(data["expires_at"]))
         return session if session.expires_at > self._clock.time() else None
 

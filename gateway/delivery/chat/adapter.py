@@ -107,6 +107,9 @@ class ChatRules:
         render_pages: split the Markdown first, then render each page on its own: for markup whose
             tags can't be cut between messages (Telegram's HTML); `limit` then counts the
             Markdown of a page (Telegram counts text after entity parsing, which is no longer).
+        fits: with `render_pages`, whether a rendered page fits one message; a page that doesn't
+            (its render grew: escapes that show as more characters, a platform that counts
+            UTF-16 units) is split again, smaller, until it does. None: every page fits.
     """
 
     limit: int
@@ -126,6 +129,7 @@ class ChatRules:
     truncated_note: str = "_(The answer is too long to show here in full.)_"
     rate_limit_attempts: int = 5
     render_pages: bool = False
+    fits: Callable[[str], bool] | None = None
 
 
 class NativeStream(Protocol):
