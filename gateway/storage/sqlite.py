@@ -10,16 +10,15 @@ start), so no two processes can both win a race such as claiming the same job.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
 from gateway.storage._group_commit import GroupCommit
+from gateway.storage._store_thread import StoreThread
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
 __all__ = ["SQLiteStore"]
@@ -88,7 +87,7 @@ class SQLiteStore:
     def __init__(self, path: str, *, clock: Clock) -> None:
         self._path = path
         self._clock = clock
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        self._thread = StoreThread("sqlite-store")
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
         self._kv_writes = 0
@@ -137,9 +136,8 @@ class SQLiteStore:
     ) -> _T:
         if self._closed and not closing_ok:
             raise StoreError("The SQLite store is closed.")
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, self._invoke, fn, write)
+            return await self._thread.run(lambda: self._invoke(fn, write))
         except sqlite3.DatabaseError as exc:
             if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
                 raise  # our bug or bad input, not an unavailable store
@@ -171,12 +169,11 @@ class SQLiteStore:
             return
         self._closed = True
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
-        loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._shutdown)
+            await self._thread.run(self._shutdown)
         finally:
             # The queue is empty by now, so joining the worker thread is immediate.
-            self._executor.shutdown(wait=True)
+            self._thread.close()
 
     # -- documents -------------------------------------------------------------------------------
     async def doc_get(self, collection: str, key: str) -> dict[str, Any] | None:
