@@ -25,7 +25,6 @@ import asyncio
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import Result, percentile, run_load  # noqa: E402
+from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
@@ -144,11 +143,6 @@ def chat_body(stream: bool) -> bytes:
     return json.dumps(
         {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream, "user": "bench"}
     ).encode()
-
-
-def spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"median {statistics.median(ordered):.2f} (min {ordered[0]:.2f}, max {ordered[-1]:.2f})"
 
 
 async def measure(
@@ -280,10 +274,10 @@ def main() -> None:
             )
         print(f"\nover {args.rounds} rounds, gateway / litellm requests/s:")
         for kind, values in ratios.items():
-            print(f"  {kind:<14} {spread(values)}x")
+            print(f"  {kind:<14} {spread(values)}")
         print("added time to first token at c=1, p50 (ms):")
         for who, values in added.items():
-            print(f"  {who:<14} {spread(values)}")
+            print(f"  {who:<14} {spread(values, ' ms')}")
         print(f"peak RSS: gateway {peak_rss_mib(gateway.pid):.0f} MiB, litellm {peak_rss_mib(litellm.pid):.0f} MiB")
     finally:
         for proc in procs:

@@ -26,7 +26,6 @@ import itertools
 import json
 import secrets
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import make_endpoint as make_slack_endpoint, signed_event  # noqa: E402
 from bench.bench_webhook import RECEIVER  # noqa: E402
-from bench.loadgen import run_load  # noqa: E402
+from bench.loadgen import run_load, spread  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 
 SLACK_SERVER = ROOT / "bench" / "bench_slack.py"
@@ -60,11 +59,6 @@ def redis_counts(url: str) -> tuple[int, int]:
     # The commands a script runs are counted under their own names too.
     commands = sum(n for name, n in calls.items() if name not in ("evalsha", "eval", "info"))
     return commands, scripts
-
-
-def spread(values: list[float]) -> str:
-    ordered = sorted(values)
-    return f"median {statistics.median(ordered):.2f}x (min {ordered[0]:.2f}x, max {ordered[-1]:.2f}x)"
 
 
 # -- acks -----------------------------------------------------------------------------------------
