@@ -45,20 +45,21 @@ from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # 
 SLACK_SERVER = ROOT / "bench" / "bench_slack.py"
 
 
-def redis_counts(url: str) -> tuple[int, int]:
-    """(commands, script calls) Redis has run so far; a script call is one round trip of several commands."""
+def redis_counts(url: str) -> tuple[int, int, int]:
+    """(commands, script calls, jobs created) so far; a script call is one round trip of several commands."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
         stats = client.info("commandstats")
+        jobs = int(client.zcard("dgw:jobs:created"))
     finally:
         client.close()
     calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
     scripts = calls.get("evalsha", 0) + calls.get("eval", 0)
     # The commands a script runs are counted under their own names too.
     commands = sum(n for name, n in calls.items() if name not in ("evalsha", "eval", "info"))
-    return commands, scripts
+    return commands, scripts, jobs
 
 
 # -- acks -----------------------------------------------------------------------------------------
@@ -75,8 +76,8 @@ def start_ack_replicas(n: int, env: dict[str, str]) -> tuple[list[subprocess.Pop
     return procs, ports
 
 
-async def ack_load(urls: list[str], concurrency: int, duration: float) -> float:
-    counter = itertools.count()
+async def ack_load(urls: list[str], counter: itertools.count[int], concurrency: int, duration: float) -> float:
+    """Acks/s over the replicas; `counter` numbers the events across the whole run (no repeats)."""
 
     def events() -> tuple[bytes, dict[str, str]]:
         return signed_event(counter)
@@ -180,6 +181,7 @@ def main() -> None:
         hook_url, secret = asyncio.run(make_webhook_endpoint(ans_env, sim_port))
         hook_path = hook_url.split("/", 3)[3]
 
+        events = itertools.count()  # one numbering for the whole run: no event is sent twice
         ack_ratios: list[float] = []
         ans_ratios: list[float] = []
         for i in range(args.rounds):
@@ -189,16 +191,15 @@ def main() -> None:
             for n in (1, 2):
                 replicas, ports = start_ack_replicas(n, ack_env)
                 try:
-                    c0, t0 = redis_counts(store)
-                    acks[n] = asyncio.run(
-                        ack_load([f"http://127.0.0.1:{p}/{slack_path}" for p in ports], args.concurrency, args.duration)
-                    )
-                    c1, t1 = redis_counts(store)
+                    c0, t0, j0 = redis_counts(store)
+                    urls = [f"http://127.0.0.1:{p}/{slack_path}" for p in ports]
+                    acks[n] = asyncio.run(ack_load(urls, events, args.concurrency, args.duration))
+                    c1, t1, j1 = redis_counts(store)
                 finally:
                     for proc in replicas:
                         stop(proc)
-                sent = acks[n] * args.duration
-                per_ack = ((c1 - c0) / sent, (t1 - t0) / sent) if n == 1 else per_ack
+                queued = max(1, j1 - j0)  # every ack queued a job of its own (warm-up included)
+                per_ack = ((c1 - c0) / queued, (t1 - t0) / queued) if n == 1 else per_ack
 
                 ports = [free_port() for _ in range(n)]
                 replicas = [
@@ -212,10 +213,10 @@ def main() -> None:
                 try:
                     for proc, port in zip(replicas, ports, strict=True):
                         wait_up(f"http://127.0.0.1:{port}/healthz", proc)
-                    c0, t0 = redis_counts(store)
+                    c0, t0, _ = redis_counts(store)
                     urls = [f"http://127.0.0.1:{p}/{hook_path}" for p in ports]
                     answers[n] = asyncio.run(answer_load(urls, secret, receiver, args.answers))
-                    c1, t1 = redis_counts(store)
+                    c1, t1, _ = redis_counts(store)
                 finally:
                     for proc in replicas:
                         stop(proc)
