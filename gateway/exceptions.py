@@ -12,13 +12,16 @@
     ├── UnsupportedMediaType          415
     ├── RequestTimeout                408
     ├── RateLimited                   429  (retry_after)
+    ├── BudgetExceeded                429  (a monthly usage budget is spent: no retry helps this month)
     ├── ClientClosedRequest           499  (the client left first: logged, never sent)
     ├── PermissionDenied              403  (a plugin used an undeclared permission; a viewer token wrote)
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
     ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)
+    │   └── PluginUnavailable              (a Dify plugin's process is down or restarting)
     ├── UpstreamError                 502  (Dify or another upstream failed)
     │   ├── UpstreamTimeout           504
+    │   ├── PluginFailed                   (a Dify plugin raised while answering)
     │   └── CircuitOpen               503
     └── JobSignal                     500  (a job handler's word to its worker, never an HTTP answer)
         ├── RetryJob                       (run the job again, after `after` seconds)
@@ -35,6 +38,7 @@ from collections.abc import Collection
 
 __all__ = [
     "BadRequest",
+    "BudgetExceeded",
     "CircuitOpen",
     "ClientClosedRequest",
     "ConfigurationError",
@@ -48,6 +52,8 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PluginFailed",
+    "PluginUnavailable",
     "RateLimited",
     "RequestTimeout",
     "RetryJob",
@@ -145,6 +151,23 @@ class RateLimited(GatewayError):
         self.retry_after = retry_after
 
 
+class BudgetExceeded(GatewayError):
+    """A usage budget (tokens or cost, per month) of the workspace, app or endpoint is spent.
+
+    `budget` is the budget's id, `scope` what it limits ("app 'support'"), `period` the month
+    ("2026-12") and `resets_at` when the next period starts (seconds since the epoch)."""
+
+    status_code = 429
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget: str, scope: str, period: str, resets_at: float) -> None:
+        super().__init__(message, budget=budget, scope=scope, period=period)
+        self.budget = budget
+        self.scope = scope
+        self.period = period
+        self.resets_at = resets_at
+
+
 class ClientClosedRequest(GatewayError):
     """The client disconnected before the answer was ready; its work was cancelled."""
 
@@ -176,6 +199,12 @@ class Overloaded(GatewayError):
         self.retry_after = retry_after
 
 
+class PluginUnavailable(Overloaded):
+    """A Dify plugin's process is not running (crashed, restarting, not started yet): 503 with `Retry-After`."""
+
+    code = "plugin_unavailable"
+
+
 class UpstreamError(GatewayError):
     """An upstream (Dify, a platform API) failed. `upstream_status` and `upstream_code` carry its answer;
     `unreachable` says no connection could be made at all."""
@@ -204,6 +233,12 @@ class UpstreamError(GatewayError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+
+
+class PluginFailed(UpstreamError):
+    """A Dify plugin raised while answering: the caller gets 502 and this message, never the exception's text."""
+
+    code = "plugin_error"
 
 
 class CircuitOpen(UpstreamError):

@@ -37,7 +37,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "environment_without_settings", "sqlite_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ DEFAULT_STORE = "sqlite:///./gateway.db"
 WELL_KNOWN_TOKENS = frozenset({"changeme", "admin", "password", "secret", "sk-1234", "test", "token"})
 MIN_SECRET_CHARS = 32
 _LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies")
-_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp")
+_FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp", "console")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
@@ -106,8 +106,34 @@ class Settings(BaseSettings):
     dify_breaker_cool_down: float = 30.0
     # A started answer that sends only pings (or nothing) this long ends with upstream_timeout.
     dify_idle_timeout: float = 30.0
+    # Usage, cost and budgets (gateway/usage): recording on every answer, counters kept for
+    # `usage_retention` s (0: for ever), an answer's key remembered `usage_dedup_window` s.
+    usage_recording: bool = True
+    usage_retention: float = Field(400 * 24 * 3600.0, ge=0)
+    usage_dedup_window: float = Field(7 * 24 * 3600.0, gt=0)
+    usage_metrics_labels: int = Field(100, ge=1)  # distinct workspaces/apps/endpoints per /metrics label
+    budget_callback_url: str | None = None  # budget.warning / budget.exceeded go here, signed with:
+    budget_callback_secret: SecretStr | None = None  # a whsec_ secret
+    budget_warning_share: float = Field(0.8, gt=0, lt=1)
+    # Dify plugin packages: where their files go (default: beside the SQLite file, else ./data/plugins),
+    # operator public keys trusted besides Dify's (PEM text or file paths), and whether unsigned
+    # packages may be installed without --allow-unsigned.
+    plugin_dir: str = ""
+    plugin_public_keys: tuple[str, ...] = ()
+    allow_unsigned_plugins: bool = False
+    # Running Dify plugins: the Python >= 3.12 their venvs are made from (found when unset), where
+    # the venvs go (default: `venvs/` in the plugin directory), a request's deadline, how long a
+    # silent plugin (no heartbeat) is given before it is restarted, and the longest restart pause.
+    plugin_python: str = ""
+    plugin_venv_dir: str = ""
+    plugin_request_timeout: float = 300.0
+    plugin_heartbeat_timeout: float = 60.0
+    plugin_restart_max: float = 60.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
+    # The web console at /console (gateway/console/): on by default; its sessions last this long.
+    console: bool = True
+    console_session_ttl: float = 8 * 3600.0
     extra: Mapping[str, str] = Field(default_factory=dict)
 
     @classmethod
@@ -136,6 +162,16 @@ class Settings(BaseSettings):
     @classmethod
     def _flag(cls, value: Any) -> Any:
         # pydantic reads true/false, 1/0, yes/no, on/off (any case); we also allow spaces and "" (off).
+        return (value.strip() or "false") if isinstance(value, str) else value
+
+    @field_validator("plugin_public_keys", mode="before")
+    @classmethod
+    def _plugin_keys(cls, value: Any) -> Any:
+        return _csv(value) if isinstance(value, str) else value
+
+    @field_validator("allow_unsigned_plugins", mode="before")
+    @classmethod
+    def _plugin_flag(cls, value: Any) -> Any:
         return (value.strip() or "false") if isinstance(value, str) else value
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
@@ -202,6 +238,8 @@ class Settings(BaseSettings):
             raise ConfigurationError("GATEWAY_CALLBACK_WORKERS can't be negative")
         if self.job_retention < 0 or self.rotation_grace < 0:
             raise ConfigurationError("GATEWAY_JOB_RETENTION and GATEWAY_ROTATION_GRACE can't be negative")
+        if self.console_session_ttl <= 0:
+            raise ConfigurationError("GATEWAY_CONSOLE_SESSION_TTL must be positive")
         if self.log_format not in ("text", "json"):
             raise ConfigurationError("GATEWAY_LOG_FORMAT must be text or json")
         if self.log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
@@ -214,6 +252,24 @@ class Settings(BaseSettings):
         for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+        if self.budget_callback_url and self.budget_callback_secret is None:
+            raise ConfigurationError("GATEWAY_BUDGET_CALLBACK_URL needs GATEWAY_BUDGET_CALLBACK_SECRET (whsec_...)")
+        for name in ("plugin_request_timeout", "plugin_heartbeat_timeout", "plugin_restart_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
+
+    @property
+    def plugin_directory(self) -> Path:
+        """GATEWAY_PLUGIN_DIR, or `plugins/` beside the SQLite database, or `./data/plugins`."""
+        if self.plugin_dir:
+            return Path(self.plugin_dir)
+        db = sqlite_path(self.store)
+        return db.parent / "plugins" if db is not None else Path("data") / "plugins"
+
+    @property
+    def plugin_venv_directory(self) -> Path:
+        """GATEWAY_PLUGIN_VENV_DIR, or `venvs/` in the plugin directory."""
+        return Path(self.plugin_venv_dir) if self.plugin_venv_dir else self.plugin_directory / "venvs"
 
     @property
     def dify_connections(self) -> int:
@@ -257,6 +313,13 @@ def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
         close = difflib.get_close_matches(key, choices, n=1)  # without the prefix, which all share
         hint = f"; did you mean {PREFIX}{close[0].upper()}?" if close else ""
         logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every `GATEWAY_*` variable (the admin token, the secret
+    keys, the store URL): for tools the gateway runs on others' behalf (pip installing a plugin's
+    requirements), which need the proxy and pip settings but none of the gateway's secrets."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith(PREFIX)}
 
 
 def sqlite_path(store_url: str) -> Path | None:

@@ -35,7 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The HTTP edge (`gateway/http/`, and the admin API and simulator apps) is the only code that may
 # import starlette. The test kit serves fake platform APIs and answers requests the way the edge does.
-STARLETTE_ALLOWED_DIRS = ("gateway/http/", "gateway/admin/", "gateway/simulator/", "gateway/testing/")
+STARLETTE_ALLOWED_DIRS = (
+    "gateway/http/",
+    "gateway/admin/",
+    "gateway/simulator/",
+    "gateway/testing/",
+    "gateway/console/",  # the web console's routes and headers
+)
 
 # The plugin test kit: only tests import it; only its pytest plugin imports pytest.
 TEST_KIT = "gateway/testing/"

@@ -22,8 +22,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import schemas as s, usecases
+from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usage as u, usecases
+from gateway.admin.overview import overview
 from gateway.admin.principal import Principal
+from gateway.delivery.callback_jobs import callback_target
 from gateway.exceptions import BadRequest, NotFound, PermissionDenied, Unauthorized, ValidationFailed
 from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
@@ -32,6 +34,8 @@ from gateway.records.apps import AppIn, AppService, AppUpdate
 from gateway.records.endpoints import EndpointOptions, EndpointRecord
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceIn
 from gateway.security.boundedjson import check_json_bounds
+from gateway.usage.budgets import BudgetIn, BudgetSpec
+from gateway.usage.report import parse_day
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
 
@@ -122,7 +126,7 @@ def _limit(request: Request, default: int = 50, maximum: int = 1000) -> int:
 
 
 async def list_plugins(request: Request, gw: Gateway, _: None) -> Any:
-    return {"plugins": [s.plugin_out(p) for p in gw.registry.plugins()]}
+    return await rows.plugin_listing(gw)
 
 
 async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
@@ -242,7 +246,7 @@ async def list_jobs(request: Request, gw: Gateway, _: None) -> Any:
         state=state,  # type: ignore[arg-type]
         limit=_limit(request, 100),
     )
-    return {"jobs": [s.job_out(j) for j in jobs]}
+    return {"jobs": [s.job_out(j, callback_target(gw.box, j)) for j in jobs]}
 
 
 async def _job_of(request: Request, gw: Gateway) -> str:
@@ -262,7 +266,7 @@ async def show_job(request: Request, gw: Gateway, _: None) -> Any:
     job = await gw.store.job_get(await _job_of(request, gw))
     if job is None:
         raise NotFound("no such job")
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
 
 
 async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
@@ -272,7 +276,12 @@ async def replay_job(request: Request, gw: Gateway, _: None) -> Any:
     gw.queue.notify()
     job = await gw.store.job_get(job_id)
     assert job is not None
-    return s.job_out(job)
+    return s.job_out(job, callback_target(gw.box, job))
+
+
+async def show_overview(request: Request, gw: Gateway, _: None) -> Any:
+    who = caller(request)
+    return await overview(gw, workspace=who.workspace, operator=who.principal.operator)
 
 
 async def whoami(request: Request, gw: Gateway, _: None) -> Any:
@@ -312,8 +321,60 @@ async def revoke_token(request: Request, gw: Gateway, _: None) -> Any:
     return AdminTokenService.public(record, gw.clock.time())
 
 
+async def usage_report(request: Request, gw: Gateway, _: None) -> Any:
+    query = request.query_params
+    start, end = parse_day(query.get("from"), "from"), parse_day(query.get("to"), "to")
+    return await gw.usage.report.query(
+        by=query.get("by", "app"), start=start, end=end, workspace=caller(request).workspace
+    )
+
+
+async def list_budgets(request: Request, gw: Gateway, _: None) -> Any:
+    return {"budgets": [b.public() for b in await gw.usage.budgets.all(caller(request).workspace)]}
+
+
+async def set_budget(request: Request, gw: Gateway, body: BudgetSpec) -> Any:
+    budget = BudgetIn(**body.model_dump(), workspace=caller(request).workspace)
+    return (await gw.usage.budgets.set(budget)).public()
+
+
+async def delete_budget(request: Request, gw: Gateway, _: None) -> Any:
+    budget = await gw.usage.budgets.get(request.path_params["id"])
+    if budget is None or budget.workspace != caller(request).workspace:
+        raise NotFound("no such budget")
+    await gw.usage.budgets.delete(budget.id)
+    return {"deleted": budget.id}
+
+
 ADMIN_ROUTES: tuple[AdminRoute, ...] = (
-    AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=s.PluginList),
+    AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=rows.PluginListing),
+    AdminRoute(  # installed code serves every workspace: the operator's call
+        "POST",
+        "/plugins",
+        dp.install,
+        "Install a Dify plugin",
+        response=rows.DifyPluginOut,
+        status=201,
+        operator_only=True,
+    ),
+    AdminRoute("POST", "/plugins/verify", dp.verify, "Verify a package's signature", response=rows.Verified),
+    AdminRoute("GET", "/plugins/{author}/{name}", dp.show, "Show a Dify plugin", response=rows.DifyPluginOut),
+    AdminRoute(
+        "PUT",
+        "/plugins/{author}/{name}",
+        dp.upgrade,
+        "Upgrade a Dify plugin",
+        response=rows.DifyPluginOut,
+        operator_only=True,
+    ),
+    AdminRoute(
+        "DELETE",
+        "/plugins/{author}/{name}",
+        dp.remove,
+        "Remove a Dify plugin",
+        response=rows.RemovedPlugin,
+        operator_only=True,
+    ),
     AdminRoute("GET", "/apps", list_apps, "List Dify apps", response=s.AppList),
     AdminRoute("POST", "/apps", add_app, "Register a Dify app", AppIn, s.AppOut, 201),
     AdminRoute("GET", "/apps/{name}", show_app, "Show an app", response=s.AppOut),
@@ -344,6 +405,10 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    AdminRoute("GET", "/usage", usage_report, "Usage and cost totals", response=u.UsageOut, query=u.USAGE_QUERY),
+    AdminRoute("GET", "/budgets", list_budgets, "List monthly budgets", response=u.BudgetList),
+    AdminRoute("PUT", "/budgets", set_budget, "Set a monthly budget", BudgetSpec, u.BudgetOut),
+    AdminRoute("DELETE", "/budgets/{id}", delete_budget, "Delete a budget", response=s.Deleted),
     AdminRoute("GET", "/whoami", whoami, "The token's role and the workspace it acts on", response=s.WhoAmI),
     AdminRoute("GET", "/workspaces", list_workspaces, "List workspaces", response=s.WorkspaceList, operator_only=True),
     AdminRoute(
@@ -386,6 +451,7 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute(
         "DELETE", "/tokens/{id}", revoke_token, "Revoke a workspace token", response=s.TokenOut, operator_only=True
     ),
+    AdminRoute("GET", "/overview", show_overview, "Health, traffic per minute, answers, jobs", response=s.Overview),
 )
 
 

@@ -8,8 +8,9 @@ for free); only `GET /admin/api/openapi.json` is public.
 
 Two kinds of token pass: the operator's (`GATEWAY_ADMIN_TOKEN`) and workspace tokens
 (`gateway.records.admintokens`, looked up in the store on every request so a revocation holds at
-once on every replica). The `Principal` goes into `scope["auth"]`, where the admin API scopes each
-route to it and the access log names it (by token id, never the token).
+once on every replica). A console session (cookie + CSRF header) stands for the operator that logged
+in. The `Principal` goes into `scope["auth"]`, where the admin API scopes each route to it and the
+access log names it (by token id, never the token).
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import hashlib
 import hmac
 import json
 
+from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.principal import OPERATOR, Principal
+from gateway.console.origin import SAFE_METHODS, cross_site, header
+from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
 from gateway.exceptions import RateLimited
 from gateway.records.admintokens import AdminTokenService
 from gateway.security.ratelimit import RateLimiter
 
-__all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware"]
+__all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware", "failure_key", "token_digest"]
 
 MAX_FAILURES_PER_MINUTE = 30
 PUBLIC = frozenset({("GET", "/api/openapi.json"), ("HEAD", "/api/openapi.json")})  # below the mount
@@ -37,7 +41,7 @@ class AdminAuthMiddleware:
     def __init__(self, app: ASGIApp, *, token: str) -> None:
         self.app = app
         # Compare digests: equal lengths whatever is sent, and the token itself is not kept around.
-        self._digest = hashlib.sha256(token.encode()).digest()
+        self._digest = token_digest(token.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,12 +53,23 @@ class AdminAuthMiddleware:
             return
         gateway = scope["state"]["gateway"]
         limiter: RateLimiter = gateway.limiter
-        client = scope["client"][0] if scope.get("client") else "-"
-        key = f"admin-auth:{client}"
+        key = failure_key(scope)
         try:
             await limiter.check(key, MAX_FAILURES_PER_MINUTE)
         except RateLimited as exc:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
+            return
+        if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
+            refused = await _session_refusal(scope)
+            if refused is None:
+                scope["auth"] = OPERATOR
+                await self.app(scope, receive, send)
+                return
+            if refused[0] == 403:  # a live session, but no CSRF proof: not a guess at a credential
+                await _deny(send, 403, "forbidden", refused[1])
+                return
+            await limiter.count(key)
+            await _deny(send, 401, "unauthorized", refused[1])
             return
         principal = await self._principal(scope, gateway.admin_tokens)
         if principal is not None:
@@ -71,11 +86,45 @@ class AdminAuthMiddleware:
                 credential = credential.strip()
                 if scheme.lower() != b"bearer" or not credential:
                     return None
-                if hmac.compare_digest(hashlib.sha256(credential).digest(), self._digest):
+                if hmac.compare_digest(token_digest(credential), self._digest):
                     return OPERATOR
                 record = await tokens.authenticate(credential.decode("latin-1"))
                 return None if record is None else Principal.of_token(record)
         return None
+
+
+def token_digest(token: bytes) -> bytes:
+    """What a presented admin token is compared by: equal lengths whatever is sent."""
+    return hashlib.sha256(token).digest()
+
+
+def failure_key(scope: Scope) -> str:
+    """The limiter scope of failed admin logins from this client (token or console login)."""
+    client = scope["client"][0] if scope.get("client") else "-"
+    return f"admin-auth:{client}"
+
+
+def _cookie(scope: Scope) -> str | None:
+    raw = header(scope.get("headers", ()), b"cookie")
+    return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
+
+
+async def _session_refusal(scope: Scope) -> tuple[int, str] | None:
+    """None when the console session cookie authorizes the request, else (status, message)."""
+    gateway = scope["state"]["gateway"]
+    sessions = ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
+    session = await sessions.get(_cookie(scope) or "")
+    if session is None:
+        return 401, "the console session has ended; log in again"
+    if scope["method"] in SAFE_METHODS:
+        return None
+    headers = scope.get("headers", ())
+    if cross_site(headers):
+        return 403, "cross-site requests are refused; use the console itself"
+    sent = header(headers, CSRF_HEADER.encode())
+    if sent is None or not session.csrf_matches(sent):
+        return 403, "the CSRF token is missing or wrong; reload the console"
+    return None
 
 
 async def _deny(send: Send, status: int, code: str, message: str, retry_after: float | None = None) -> None:

@@ -24,6 +24,7 @@ __all__ = [
     "ErrorOut",
     "JobList",
     "JobOut",
+    "Overview",
     "PluginList",
     "RequestList",
     "RotateIn",
@@ -174,10 +175,23 @@ class PluginOut(BaseModel):
     actions: list[dict[str, Any]]
     settings_schema: dict[str, Any]
     secret_settings: list[str]
+    generated_settings: list[str] = Field(default_factory=list, description="Made by the gateway when not given")
 
 
 class PluginList(BaseModel):
     plugins: list[PluginOut]
+
+
+class Overview(BaseModel):
+    """What the console's overview draws (gateway/admin/overview.py)."""
+
+    store_ok: bool
+    answers: dict[str, int] = Field(description="running, waiting, limit: this process's answers")
+    jobs: dict[str, int] = Field(description="Jobs by state (queued, running, dead), counted up to 1000")
+    minutes: list[float] = Field(description="Start of each minute of the traffic series, oldest first")
+    requests: list[int] = Field(description="Endpoint requests per minute (from the request logs)")
+    errors: list[int] = Field(description="Of those, answered with a status of 400 or more")
+    endpoints: dict[str, list[int]] = Field(description="Requests per minute of each endpoint")
 
 
 class JobOut(BaseModel):
@@ -192,6 +206,7 @@ class JobOut(BaseModel):
     created_at: float
     updated_at: float
     handler: str | None = None
+    callback_target: str | None = Field(default=None, description="A callback's scheme://host (no path or query)")
 
 
 class JobList(BaseModel):
@@ -245,10 +260,11 @@ def plugin_out(plugin: Plugin) -> dict[str, Any]:
         ],
         "settings_schema": plugin.settings_model.model_json_schema(),
         "secret_settings": sorted(plugin.secret_fields()),
+        "generated_settings": sorted(plugin.generated),
     }
 
 
-def job_out(job: Job) -> dict[str, Any]:
+def job_out(job: Job, callback_target: str | None = None) -> dict[str, Any]:
     """A job without its payload or result: those may hold user content or secrets."""
     return {
         "id": job.id,
@@ -262,4 +278,5 @@ def job_out(job: Job) -> dict[str, Any]:
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "handler": job.payload.get("handler") if job.kind == "plugin" else None,
+        "callback_target": callback_target,
     }

@@ -8,13 +8,15 @@ from typing import Any
 import click
 
 import gateway
-from gateway.admin.schemas import job_out, plugin_out
+from gateway.admin.schemas import job_out
 from gateway.admin.usecases import reseal_secrets
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
+from gateway.cli.plugins import plugins
+from gateway.cli.usage import budgets, usage
 from gateway.cli.workspaces import tokens, workspaces
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
@@ -81,26 +83,6 @@ def _store_label(url: str) -> str:
     # Never print credentials that may sit in a redis:// URL.
     scheme, sep, rest = url.partition("://")
     return f"{scheme}{sep}{rest.rpartition('@')[2]}"
-
-
-@cli.group("plugins")
-def plugins() -> None:
-    """Installed endpoint plugins."""
-
-
-@plugins.command("list")
-@click.option("--json", "as_json", is_flag=True)
-def plugins_list(as_json: bool) -> None:
-    """List the plugins found through the dify_gateway.plugins entry points."""
-    rows = [plugin_out(p) for p in PluginRegistry.from_entry_points().plugins()]
-    emit(
-        rows,
-        as_json,
-        lambda r: table(
-            ((p["name"], ",".join(p["permissions"]), p["description"]) for p in r),
-            ["NAME", "PERMISSIONS", "DESCRIPTION"],
-        ),
-    )
 
 
 @cli.group("jobs")
@@ -197,9 +179,12 @@ def secrets_reseal(as_json: bool) -> None:
 
 
 cli.add_command(apps)
+cli.add_command(plugins)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)
 cli.add_command(demo)
+cli.add_command(usage)
+cli.add_command(budgets)
 cli.add_command(workspaces)
 cli.add_command(tokens)
 

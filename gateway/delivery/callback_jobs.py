@@ -10,9 +10,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from gateway.delivery.callbacks import CallbackSender
+from gateway.delivery.callbacks import CallbackSender, Outcome
 from gateway.delivery.retry import next_callback_delay
+from gateway.exceptions import ConfigurationError
 from gateway.jobs.lease import JobLease
 from gateway.jobs.workers import Emit
 from gateway.plugin import JobError, RetryJob
@@ -22,10 +24,22 @@ from gateway.security.sealed import unseal
 from gateway.security.signatures import parse_webhook_secret
 from gateway.storage.base import Job
 
-__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "CallbackDelivery"]
+__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "CallbackDelivery", "callback_target", "settle"]
 
 CALLBACK_JOB = "callback"
 CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its query
+
+
+def callback_target(box: SecretBox, job: Job) -> str | None:
+    """Where a callback job delivers, as `scheme://host[:port]` only: the path and query may hold a token."""
+    if job.kind != CALLBACK_JOB:
+        return None
+    try:
+        url = str(unseal(box, job.id, job.payload, CALLBACK_SECRETS).get("url", ""))
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}" if parts.hostname else None
+    except (ConfigurationError, ValueError):
+        return None
 
 
 class CallbackDelivery:
@@ -64,11 +78,17 @@ class CallbackDelivery:
         outcome = await self._sender.send(
             payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=[key]
         )
-        if outcome.kind == "delivered":
-            return {"status": outcome.status}
-        if outcome.kind in ("gone", "refused"):
-            raise JobError(f"callback not delivered: {outcome.error}")
-        delay = next_callback_delay(job.attempts, rand=self.rand(), retry_after=outcome.retry_after)
-        if delay is None:
-            raise JobError(f"callback not delivered after {job.attempts} attempts: {outcome.error}")
-        raise RetryJob(outcome.error, after=delay)
+        return settle(outcome, job.attempts, self.rand())
+
+
+def settle(outcome: Outcome, attempts: int, rand: float) -> dict[str, Any]:
+    """A callback job's end after attempt number `attempts`: its result when delivered, else
+    `RetryJob` on the schedule (jittered by `rand`, 0..1) or `JobError` when no try is left."""
+    if outcome.kind == "delivered":
+        return {"status": outcome.status}
+    if outcome.kind in ("gone", "refused"):
+        raise JobError(f"callback not delivered: {outcome.error}")
+    delay = next_callback_delay(attempts, rand=rand, retry_after=outcome.retry_after)
+    if delay is None:
+        raise JobError(f"callback not delivered after {attempts} attempts: {outcome.error}")
+    raise RetryJob(outcome.error, after=delay)

@@ -21,6 +21,10 @@ from gateway.delivery.callbacks import CallbackSender
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
+from gateway.difyplugins.installer import PluginInstaller
+from gateway.difyplugins.installs import DifyPlugins
+from gateway.difyplugins.runtime import DifyRuntime, ProcessPolicy, RuntimeConfig
+from gateway.difyplugins.signature import load_trusted_keys
 from gateway.host.context_factory import ContextFactory
 from gateway.host.plugin_jobs import PluginJobRunner
 from gateway.host.registry import PluginRegistry
@@ -32,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
+from gateway.records.installations import InstallationRecords
 from gateway.records.requestlog import RequestLog
 from gateway.records.workspaces import WorkspaceService
 from gateway.security.crypto import SecretBox
@@ -41,6 +46,8 @@ from gateway.security.tokens import EndpointTokens
 from gateway.settings import Settings
 from gateway.storage import open_store
 from gateway.storage.base import Store
+from gateway.usage.notices import BUDGET_CALLBACK_JOB, BudgetCallbackDelivery
+from gateway.usage.service import UsageService
 
 __all__ = ["Gateway", "open_gateway"]
 
@@ -64,10 +71,13 @@ class Gateway:
     workers: JobWorkers
     job_handlers: dict[str, JobHandlerFn]  # what the workers run, by job kind
     metrics: Metrics
+    usage: UsageService
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
     workspaces: WorkspaceService
     admin_tokens: AdminTokenService  # workspace tokens for the admin API
+    dify_plugins: DifyPlugins  # installed Dify plugin packages
+    dify_runtime: DifyRuntime  # their processes (started with their first request)
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -86,6 +96,7 @@ async def open_gateway(
     clock: Clock | None = None,
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
+    plugin_runtime: PluginInstaller | None = None,
 ) -> Gateway:
     """Connect the store and build the services. Collaborators passed in are not closed by `aclose`."""
     clock = clock or SystemClock()
@@ -100,7 +111,18 @@ async def open_gateway(
     box = SecretBox(settings.secret_keys)
     tokens = EndpointTokens(settings.secret_keys)
     queue = JobQueue(store, clock, box)
-    metrics = Metrics()
+    metrics = Metrics(label_limit=settings.usage_metrics_labels)
+    usage = UsageService(
+        store=store,
+        clock=clock,
+        queue=queue,
+        metrics=metrics,
+        callback_url=settings.budget_callback_url,
+        warning_share=settings.budget_warning_share,
+        dedup_window=settings.usage_dedup_window,
+        retention=settings.usage_retention or None,
+        recording=settings.usage_recording,
+    )
     policy = UrlPolicy(allow_http=settings.callback_allow_http, allowed_hosts=frozenset(settings.callback_allow_hosts))
     dify = DifyClient(
         http,
@@ -157,11 +179,34 @@ async def open_gateway(
         http=http,
         clock=clock,
         callback_policy=policy,
+        usage=usage,
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)
+    dify_runtime = DifyRuntime(
+        RuntimeConfig(
+            venv_dir=settings.plugin_venv_directory,
+            python=settings.plugin_python,
+            policy=ProcessPolicy(
+                # The SDK's heartbeat comes several times within the timeout (10 s apart at most).
+                heartbeat_interval=min(10.0, settings.plugin_heartbeat_timeout / 4),
+                heartbeat_timeout=settings.plugin_heartbeat_timeout,
+                request_timeout=settings.plugin_request_timeout,
+                restart_max=settings.plugin_restart_max,
+            ),
+        ),
+        registry=registry,
+        store=store,
+        clock=clock,
+        records=InstallationRecords(store),
+    )
+    owns.append(dify_runtime.aclose)  # plugin processes stop with the gateway
+    await dify_runtime.load_installed()
+    metrics.collectors.append(dify_runtime.metric_lines)
     handlers[PLUGIN_JOB] = PluginJobRunner(endpoints=endpoints, contexts=contexts, box=box)
     handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender)
+    budget_secret = settings.budget_callback_secret
+    handlers[BUDGET_CALLBACK_JOB] = BudgetCallbackDelivery(box=box, sender=sender, secret=budget_secret)
     return Gateway(
         settings=settings,
         clock=clock,
@@ -178,11 +223,22 @@ async def open_gateway(
         workers=workers,
         job_handlers=handlers,
         metrics=metrics,
+        usage=usage,
         contexts=contexts,
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
         workspaces=WorkspaceService(store, clock),
         admin_tokens=AdminTokenService(store, clock),
+        dify_runtime=dify_runtime,
+        dify_plugins=DifyPlugins(
+            store,
+            endpoints,
+            clock,
+            plugin_dir=settings.plugin_directory,
+            keys=load_trusted_keys(settings.plugin_public_keys),
+            allow_unsigned=settings.allow_unsigned_plugins,
+            runtime=plugin_runtime or dify_runtime,
+        ),
         _owns=owns,
     )

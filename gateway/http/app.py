@@ -16,12 +16,13 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock, SystemClock
+from gateway.console.routes import console_mount
 from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway, open_gateway
@@ -103,6 +104,8 @@ def create_app(
             middleware=[Middleware(AdminAuthMiddleware, token=settings.admin_token.get_secret_value())],
         ),
     ]
+    if settings.console:  # the web console (gateway/console/); `/` leads to it
+        routes += [console_mount(settings.admin_token.get_secret_value()), Route("/", to_console, methods=["GET"])]
     return Starlette(
         routes=routes,
         lifespan=lifespan,
@@ -124,6 +127,10 @@ async def endpoint(request: Request) -> Response:
     # The lifespan state straight from the scope: `request.state` builds a wrapper per request.
     ingress: Ingress = request.scope["state"]["ingress"]
     return await ingress(request)
+
+
+async def to_console(request: Request) -> Response:
+    return RedirectResponse("/console/", status_code=302)
 
 
 async def healthz(request: Request) -> Response:
