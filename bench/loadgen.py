@@ -19,7 +19,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-__all__ = ["Burst", "Result", "percentile", "ratio_line", "rounds_summary", "run_burst", "run_load", "ttft_lines"]
+__all__ = [
+    "Burst",
+    "Result",
+    "percentile",
+    "ratio_line",
+    "rounds_summary",
+    "run_burst",
+    "run_load",
+    "spread",
+    "ttft_lines",
+]
 
 RequestFactory = Callable[[], tuple[bytes, dict[str, str]]]
 
@@ -205,13 +215,14 @@ async def run_burst(
     return Burst(name, streams, completed, elapsed, ttfts, failures)
 
 
+def spread(values: Sequence[float], unit: str = "x") -> str:
+    """`median M (min A, max B)` of the values of several rounds."""
+    ordered = sorted(values)
+    return f"median {ordered[len(ordered) // 2]:.2f}{unit} (min {ordered[0]:.2f}{unit}, max {ordered[-1]:.2f}{unit})"
+
+
 def rounds_summary(pairs: Sequence[tuple[Result, Result]]) -> list[str]:
     """Median and min–max over rounds of (subject, baseline) runs: throughput and p50/p99 ratios."""
-
-    def spread(values: list[float]) -> str:
-        ordered = sorted(values)
-        return f"median {ordered[len(ordered) // 2]:.2f}x (min {ordered[0]:.2f}x, max {ordered[-1]:.2f}x)"
-
     return [
         f"over {len(pairs)} rounds, {pairs[0][0].name} / {pairs[0][1].name}:",
         "  throughput " + spread([s.rps / b.rps for s, b in pairs]),

@@ -8,12 +8,15 @@ innermost frame (its self time) and returns the N largest with their share of al
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 
 __all__ = ["Profiler", "cpu_seconds", "top_self"]
+
+_LINE = re.compile(r":\d+\)$")
 
 
 def cpu_seconds(pid: int) -> float:
@@ -60,7 +63,7 @@ def top_self(collapsed: Path, n: int = 5) -> list[str]:
         stack, _, samples = line.rpartition(" ")
         if not stack or not samples.isdigit():
             continue
-        leaf = stack.rsplit(";", 1)[-1]
+        leaf = _LINE.sub(")", stack.rsplit(";", 1)[-1])  # per function, not per line
         counts[leaf] += int(samples)
         total += int(samples)
     return [f"{count / total:6.1%}  {frame}" for frame, count in counts.most_common(n)] if total else []

@@ -18,7 +18,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
@@ -29,11 +28,10 @@ from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway, open_gateway
 from gateway.host.services import start_services, stop_services
-from gateway.http.accesslog import AccessLogMiddleware
 from gateway.http.debugforward import forwarded_plugin_request
 from gateway.http.errors import error_response, exception_handlers
 from gateway.http.ingress import Ingress
-from gateway.http.middleware import BodyLimitMiddleware
+from gateway.http.middleware import EdgeMiddleware
 from gateway.plugin import ALL_METHODS
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Store
@@ -120,41 +118,21 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=exception_handlers,
         middleware=[
-            Middleware(AccessLogMiddleware, clock=clock),
-            Middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout),
-            Middleware(EndpointShortcut),
+            # One pure-ASGI layer: access log, body limits, and endpoint requests straight to the ingress.
+            Middleware(
+                EdgeMiddleware,
+                endpoint=endpoint,
+                clock=clock,
+                max_bytes=settings.max_body_bytes,
+                timeout=settings.body_timeout,
+            ),
         ],
     )
 
 
-class EndpointShortcut:
-    """Endpoint requests (`/e/{token}[/{path}]`) go straight to the ingress.
-
-    They are the hot path (every webhook and chat ack), and the ingress answers every error itself
-    in the surface's shape, so the router's walk over the routes and Starlette's per-route
-    exception wrapper add nothing for them but time. Matching is the routes' own: `{token}` is one
-    non-empty segment, `{path}` everything after the next slash; anything else goes on to the router.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Behind a root_path the router's own prefix handling applies: no shortcut there.
-        if scope["type"] == "http" and scope["method"] in ALL_METHODS and not scope.get("root_path"):
-            if scope["path"].startswith("/e/"):
-                token, slash, path = scope["path"][3:].partition("/")
-                if token:
-                    scope["path_params"] = {"token": token, "path": path} if slash else {"token": token}
-                    request = Request(scope, receive, send)
-                    response = await endpoint(request)
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 async def endpoint(request: Request) -> Response:
-    ingress: Ingress = request.state.ingress
+    # The lifespan state straight from the scope: `request.state` builds a wrapper per request.
+    ingress: Ingress = request.scope["state"]["ingress"]
     return await ingress(request)
 
 

@@ -44,6 +44,7 @@ class _Trace:
     """What one request learned on its way, for the request log and metrics."""
 
     request_id: str
+    headers: Headers
     record: EndpointRecord | None = None
     plugin: Plugin | None = None
     verdict: str = "not-run"
@@ -65,7 +66,9 @@ class Ingress:
 
     async def __call__(self, request: StarletteRequest) -> StarletteResponse:
         started = self.gateway.clock.monotonic()
-        trace = _Trace(request.headers.get("x-request-id", "")[:64] or self._request_id())
+        # The plugin's Headers, built once: a dict lookup each, where Starlette's scan the raw list.
+        headers = Headers.from_asgi(request.scope["headers"])
+        trace = _Trace(headers.get("x-request-id", "")[:64] or self._request_id(), headers)
         try:
             response = await self._dispatch(request, trace)
         except Exception as exc:  # mapped here rather than by the app, so the status is accounted below
@@ -84,7 +87,7 @@ class Ingress:
             raise NotFound("no such endpoint")
         limit = record.options.rate_limit_per_minute
         await gateway.limiter.hit(f"ep:{record.id}", gateway.settings.rate_limit_per_minute if limit is None else limit)
-        trace.body = await self._read_body(request, record)
+        trace.body = await self._read_body(request, record, trace.headers)
         method, path = request.scope["method"], "/" + request.path_params.get("path", "")
         route, params, allowed = plugin.match(method, path)
         if route is None:
@@ -101,16 +104,16 @@ class Ingress:
                 return _rejected(verdict)
         return _to_starlette(await _unless_client_leaves(route.handler(inbound, ctx), request))
 
-    async def _read_body(self, request: StarletteRequest, record: EndpointRecord) -> bytes:
+    async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
         cap = record.options.max_body_bytes or self.gateway.settings.max_body_bytes
         if limits is not None:
             limits.max_bytes = cap
-        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        encoding = headers.get("content-encoding", "identity").strip().lower()
         if encoding not in ("", "identity"):
             # A compressed body could expand past the cap after verification (zip bombs): refuse it.
             raise UnsupportedMediaType("compressed request bodies (Content-Encoding) are not accepted")
-        length = request.headers.get("content-length")
+        length = headers.get("content-length")
         if length is not None:
             if not length.isascii() or not length.isdigit():
                 raise BadRequest("invalid Content-Length")
@@ -146,7 +149,7 @@ class Ingress:
             method=method,
             path=path,
             query_string=scope.get("query_string", b"").decode("latin-1"),
-            headers=Headers.from_asgi(scope["headers"]),
+            headers=trace.headers,
             body=trace.body,
             endpoint_id=record.id,
             endpoint_url=self.gateway.endpoints.url_for(request.path_params["token"]),

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import parse_qsl
 
 from gateway.exceptions import BadRequest
 from gateway.security.boundedjson import loads as bounded_loads
 
 __all__ = ["Headers", "Request", "Response", "Verdict"]
+
+_D = TypeVar("_D")
 
 
 class Headers(Mapping[str, str]):
@@ -37,6 +39,14 @@ class Headers(Mapping[str, str]):
 
     def __getitem__(self, name: str) -> str:
         return self._first[name.lower()]
+
+    @overload
+    def get(self, name: str, /) -> str | None: ...
+    @overload
+    def get(self, name: str, /, default: str | _D) -> str | _D: ...
+    def get(self, name: str, /, default: object = None) -> object:
+        # Mapping.get goes through __getitem__ and a KeyError for every absent header.
+        return self._first.get(name.lower(), default)
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._first

@@ -75,12 +75,16 @@ class Job:
 
     def to_dict(self) -> dict[str, Any]:
         # Shallow on purpose: dataclasses.asdict deep-copies the payload, measurably on every enqueue.
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        # The field names are listed once (_JOB_FIELDS): dataclasses.fields() per call costs as much.
+        return {name: getattr(self, name) for name in _JOB_FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Job:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        return cls(**{k: v for k, v in data.items() if k in _JOB_FIELD_SET})
+
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_JOB_FIELD_SET = frozenset(_JOB_FIELDS)
 
 
 def redact_url(url: str) -> str:
@@ -99,13 +103,24 @@ def prepare_enqueue(job: Job, now: float) -> Job:
     """The copy of `job` a backend stores on enqueue: queued, no lease, and `created_at` /
     `updated_at` defaulting to `now` when the caller left them at 0."""
     created = job.created_at or now
-    return dataclasses.replace(
-        job,
+    # Built field by field: dataclasses.replace walks fields() on every call, on every ack's path.
+    return Job(
+        id=job.id,
+        kind=job.kind,
+        payload=job.payload,
+        key=job.key,
+        endpoint_id=job.endpoint_id,
         state="queued",
+        attempts=job.attempts,
+        max_attempts=job.max_attempts,
+        due_at=job.due_at,
         lease_owner=None,
         lease_until=None,
+        last_error=job.last_error,
+        result=job.result,
         created_at=created,
         updated_at=job.updated_at or created,
+        meta=job.meta,
     )
 
 

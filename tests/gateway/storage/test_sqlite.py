@@ -179,3 +179,64 @@ async def test_commits_survive_power_loss(tmp_path: Path, clock: FakeClock) -> N
         assert rows[0][0] == 2  # FULL
     finally:
         await store.aclose()
+
+
+async def test_concurrent_writes_of_any_kind_share_commits(tmp_path: Path, clock: FakeClock) -> None:
+    """Group commit for every write: calls waiting together on the store thread run in one
+    transaction, so N concurrent writes cost fewer than N commits (fsyncs), and each is there."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    transactions = 0
+
+    def trace(c: sqlite3.Connection) -> None:
+        def count(statement: str) -> None:
+            nonlocal transactions
+            # A statement run outside a transaction starts one: a BEGIN, or an autocommit write.
+            transactions += 0 if c.in_transaction else 1
+
+        c.set_trace_callback(count)
+
+    try:
+        await store._run(trace)
+        async with anyio.create_task_group() as tg:
+            for i in range(40):
+                tg.start_soon(store.kv_set, f"k{i}", str(i))
+                tg.start_soon(store.doc_put, "apps", f"a{i}", {"i": i})
+        await store._run(lambda c: c.set_trace_callback(None))
+        assert 1 <= transactions < 40  # one per call before group commit: 80
+        assert [await store.kv_get(f"k{i}") for i in range(40)] == [str(i) for i in range(40)]
+        assert len(await store.doc_list("apps")) == 40
+    finally:
+        await store.aclose()
+
+
+async def test_a_failing_call_in_a_batch_is_undone_alone(tmp_path: Path, clock: FakeClock) -> None:
+    """Each call of a batch runs in its own savepoint: one that raises after writing leaves no
+    trace and its caller alone gets the error; the calls around it are committed."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+
+    def write_then_fail(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO docs (collection, key, doc) VALUES ('apps', 'bad', '{}')")
+        raise sqlite3.IntegrityError("refused")
+
+    outcomes: dict[str, BaseException | None] = {}
+
+    async def run(name: str) -> None:
+        try:
+            if name == "bad":
+                await store._run(write_then_fail, write=True)
+            else:
+                await store.doc_put("apps", name, {"n": name})
+            outcomes[name] = None
+        except sqlite3.IntegrityError as exc:
+            outcomes[name] = exc
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for name in ("a", "b", "bad", "c", "d"):
+                tg.start_soon(run, name)
+        assert isinstance(outcomes.pop("bad"), sqlite3.IntegrityError)
+        assert outcomes == {"a": None, "b": None, "c": None, "d": None}
+        assert await store.doc_get("apps", "bad") is None
+        assert sorted(d["n"] for d in await store.doc_list("apps")) == ["a", "b", "c", "d"]
+    finally:
+        await store.aclose()

@@ -1,0 +1,63 @@
+"""The Job record's (de)serialisation helpers, which every backend's enqueue goes through."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from gateway.storage.base import Job, prepare_enqueue
+
+
+def _full_job() -> Job:
+    """A job with every field set away from its default."""
+    return Job(
+        id="job_1",
+        kind="plugin",
+        payload={"a": 1},
+        key="k",
+        endpoint_id="ep_1",
+        state="running",
+        attempts=3,
+        max_attempts=5,
+        due_at=12.5,
+        lease_owner="w1",
+        lease_until=99.0,
+        last_error="boom",
+        result={"ok": True},
+        created_at=10.0,
+        updated_at=11.0,
+        meta={"m": "x"},
+    )
+
+
+def test_to_dict_and_from_dict_cover_every_field() -> None:
+    job = _full_job()
+    data = job.to_dict()
+    assert set(data) == {f.name for f in dataclasses.fields(Job)}
+    assert Job.from_dict({**data, "unknown": 1}) == job
+
+
+def test_prepare_enqueue_keeps_every_field_but_the_state_and_lease() -> None:
+    job = _full_job()
+    new = prepare_enqueue(job, now=50.0)
+    assert (new.state, new.lease_owner, new.lease_until) == ("queued", None, None)
+    reset = {"state", "lease_owner", "lease_until"}
+    for f in dataclasses.fields(Job):
+        if f.name not in reset:
+            assert getattr(new, f.name) == getattr(job, f.name), f.name
+
+
+def test_prepare_enqueue_stamps_unset_times_with_now() -> None:
+    new = prepare_enqueue(Job(id="job_2", kind="k", payload={}), now=50.0)
+    assert (new.created_at, new.updated_at) == (50.0, 50.0)
+
+
+def test_job_ids_drawn_in_bulk_are_unique_and_shaped_like_single_ones() -> None:
+    from gateway.jobs.queue import JobIds, new_job_id
+
+    ids = JobIds()
+    drawn = [ids() for _ in range(1_000)]  # several draws of the random pool
+    assert len(set(drawn)) == len(drawn)
+    single = new_job_id()
+    for job_id in drawn:
+        assert job_id.startswith("job_") and len(job_id) == len(single)
+        int(job_id[4:], 16)
