@@ -243,8 +243,18 @@ def _head(chunk: Mapping[str, Any]) -> _Head:
             text = str(one)
             if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
                 continue
-            headers.append((name, text))
+            headers.append((name, _latin1(text)))
     return _Head(status, headers)
+
+
+def _latin1(text: str) -> str:
+    """A header value as the gateway writes it (latin-1): one outside latin-1 goes out as its UTF-8
+    bytes, as Dify's daemon writes it (werkzeug lets a plugin set any text)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8").decode("latin-1")
+    return text
 
 
 def _unhex(value: Any) -> bytes:
