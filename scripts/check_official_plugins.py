@@ -23,6 +23,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -343,6 +345,17 @@ def plugin_key(directory: Path) -> str:
     return f"{manifest['author']}/{manifest['name']}"
 
 
+def pinned_copy(directory: Path, sdk: str, root: Path) -> Path:
+    """A copy of the plugin whose requirements.txt pins `sdk` (its code untouched): how a published
+    package differs from the repository (their release job exports requirements.txt from uv.lock)."""
+    copy = root / directory.name
+    shutil.copytree(directory, copy, ignore=shutil.ignore_patterns(".venv", "__pycache__", "requirements.txt"))
+    project = tomllib.loads((directory / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    others = [d for d in project.get("dependencies", []) if not re.match(r"dify[-_]plugin\b", d, re.IGNORECASE)]
+    (copy / "requirements.txt").write_text("\n".join([sdk, *others]) + "\n", encoding="utf-8")
+    return copy
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("checkout", type=Path, help="a checkout of langgenius/dify-official-plugins")
@@ -350,6 +363,12 @@ def main() -> int:
     parser.add_argument("--python", default=os.environ.get("GATEWAY_PLUGIN_PYTHON"), help="Python >= 3.12")
     parser.add_argument("--venvs", type=Path, default=None, help="keep the plugin venvs here between runs")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (data, logs)")
+    parser.add_argument(
+        "--sdk",
+        default=None,
+        help="run them on this SDK (e.g. 'dify_plugin==0.9.0', what their published packages pin): a copy "
+        "of each plugin gets a requirements.txt of its own dependencies with this one in place of the SDK's",
+    )
     args = parser.parse_args()
 
     extensions = args.checkout / "extensions"
@@ -374,7 +393,8 @@ def main() -> int:
                     outcome.state, outcome.notes = "skipped", ["declares more than endpoints"]
                     continue
                 print(f"installing {directory.name} ...", flush=True)
-                installed = gateway.cli("plugins", "install", str(directory), "--allow-unsigned")
+                source = directory if args.sdk is None else pinned_copy(directory, args.sdk, workdir / "sources")
+                installed = gateway.cli("plugins", "install", str(source), "--allow-unsigned")
                 if installed.returncode != 0:
                     outcome.state = "refused"
                     outcome.notes.append((installed.stderr or installed.stdout).strip().splitlines()[-1])

@@ -68,6 +68,18 @@ COMPAT_ENDPOINTS = (
         """,
     ),
     Endpoint(
+        "midstream",
+        "/midstream",
+        "GET",
+        """
+        def chunks():
+            yield "first;"
+            raise RuntimeError("broke after the first chunk")
+
+        return Response(chunks(), content_type="text/plain")
+        """,
+    ),
+    Endpoint(
         "unicode_header",
         "/unicode-header",
         "GET",
@@ -307,6 +319,20 @@ async def test_a_response_header_outside_latin1_reaches_the_caller_as_utf8(live:
     assert response.headers.raw[[n.lower() for n, _ in response.headers.raw].index(b"x-name")][1] == (
         "caf\u00e9 \u2615".encode()
     )
+
+
+async def test_an_exception_mid_stream_is_logged_with_the_plugins_traceback(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Since 0.10 the SDK sends the traceback of an exception it did not catch itself (one raised while
+    a generator body is produced): the operator gets it, the caller sees the stream end."""
+    url = await _compat(live)
+    with caplog.at_level(logging.ERROR, logger="gateway.plugins.tests/compat"):
+        response = await live.client.get(url + "/midstream")
+    assert response.status_code == 200 and response.text == "first;"
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "gateway.plugins.tests/compat")
+    assert "raised RuntimeError: broke after the first chunk" in logged
+    assert 'endpoints/midstream.py", line' in logged and "Traceback (most recent call last)" in logged
 
 
 async def test_repeated_response_headers_are_folded_by_the_sdk(live: Live) -> None:

@@ -224,7 +224,13 @@ class DifyEndpointPlugin(Plugin[Any]):
 
     def _log_failure(self, request: Request, exc: PluginRaised) -> None:
         logging.getLogger(f"gateway.plugins.{self.name}").error(
-            "endpoint %s: %s %s raised %s: %s", request.endpoint_id, request.method, request.path, exc.kind, exc.message
+            "endpoint %s: %s %s raised %s: %s%s",
+            request.endpoint_id,
+            request.method,
+            request.path,
+            exc.kind,
+            exc.message,
+            f"\n{exc.traceback.rstrip()}" if exc.traceback else "",
         )
 
 
