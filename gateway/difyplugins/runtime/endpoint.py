@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "trailer"})
 _SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
 _SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 
 
 def settings_model(key: str, form: Sequence[SettingsField]) -> type[BaseModel]:
@@ -242,8 +244,8 @@ def _head(chunk: Mapping[str, Any]) -> _Head:
     raw = chunk.get("headers") or {}
     items: Iterable[tuple[Any, Any]] = raw.items() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
     for name, value in items:
-        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP:
-            continue
+        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP or not _TOKEN.fullmatch(name):
+            continue  # a name that is not an HTTP token (werkzeug takes any text) can't go out
         # A list of values: one header line each (repeated headers survive the relay).
         for one in value if isinstance(value, list) else [value]:
             text = str(one)
