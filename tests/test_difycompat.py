@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 import openai
 import pytest
@@ -65,6 +66,14 @@ COMPAT_ENDPOINTS = (
         response.headers.add("Set-Cookie", "a=1")
         response.headers.add("Set-Cookie", "b=2")
         return response
+        """,
+    ),
+    Endpoint(
+        "environment",
+        "/environment",
+        "GET",
+        """
+        return Response(json.dumps(dict(os.environ)), content_type="application/json")
         """,
     ),
     Endpoint(
@@ -334,6 +343,30 @@ async def test_an_exception_mid_stream_is_logged_with_the_plugins_traceback(
     logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "gateway.plugins.tests/compat")
     assert "raised RuntimeError: broke after the first chunk" in logged
     assert 'endpoints/midstream.py", line' in logged and "Traceback (most recent call last)" in logged
+
+
+async def test_the_plugin_process_gets_the_outbound_proxy_but_no_gateway_setting(
+    tmp_path: Path,
+    venv_dir: Path,
+    python_for_plugins: tuple[str, str],
+    plugins: dict[str, PluginSpec],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Dify's daemon hands its plugins HTTP_PROXY, HTTPS_PROXY and NO_PROXY (slack_bot posts to
+    slack.com, the knowledge plugins call AWS and LlamaCloud): behind an egress proxy they need it."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1,.internal")
+    monkeypatch.setenv("SSL_CERT_FILE", certifi.where())  # read by the gateway's own clients too
+    monkeypatch.setenv("GATEWAY_ADMIN_TOKEN", "admin-" + "s" * 40)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "the-gateways-own")
+    async with live_gateway(tmp_path, venv_dir, python_for_plugins[0], plugins) as running:
+        url = await _compat(running)
+        environment = (await running.client.get(url + "/environment")).json()
+    assert environment["HTTPS_PROXY"] == "http://proxy.internal:3128"
+    assert environment["no_proxy"] == "localhost,127.0.0.1,.internal"
+    assert environment["SSL_CERT_FILE"] == certifi.where()
+    assert not any(name.startswith("GATEWAY_") for name in environment)
+    assert "AWS_SECRET_ACCESS_KEY" not in environment
 
 
 async def test_repeated_response_headers_are_folded_by_the_sdk(live: Live) -> None:

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,12 +48,14 @@ _STATE_KEY = "difyrt:state:"  # + author/name: the runtime state a serving proce
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     """venv_dir: the plugin venvs (on the data volume); python: GATEWAY_PLUGIN_PYTHON (found when
-    empty); wheels: a directory of wheels for offline installs."""
+    empty); wheels: a directory of wheels for offline installs; env: variables the plugin processes
+    get besides the ones the runtime sets (the outbound proxy and CA settings)."""
 
     venv_dir: Path
     python: str = ""
     wheels: Path | None = None
     policy: ProcessPolicy = field(default_factory=ProcessPolicy)
+    env: Mapping[str, str] = field(default_factory=dict)
     follow_interval: float = 5.0  # how often a serving process re-reads the installation records
 
 
@@ -249,7 +252,12 @@ class DifyRuntime:
                         logger.exception("plugin %s could not be prepared to run", key)
                         raise PluginUnavailable(f"plugin {key} could not be started", retry_after=30.0) from None
                     loaded.process = PluginProcess(
-                        name=key, directory=spec.directory, python=python, clock=self._clock, policy=self.config.policy
+                        name=key,
+                        directory=spec.directory,
+                        python=python,
+                        clock=self._clock,
+                        policy=self.config.policy,
+                        env=self.config.env,
                     )
         assert loaded.process is not None
         return await loaded.process.connection()
