@@ -146,6 +146,7 @@ class DifyEndpointPlugin(Plugin[Any]):
     async def _handle(self, request: Request, ctx: Context[Any]) -> Response:
         context = cast(PluginContext, ctx)
         self._rules.check(request.method, request.path)
+        raw = raw_request(request)  # a request the SDK could not parse is refused before the plugin runs
         connection = await self._connect(self.name)
         storage = self._storage(self.name, self.spec.permissions.storage.size)
         reverse = ReverseCalls(
@@ -158,7 +159,7 @@ class DifyEndpointPlugin(Plugin[Any]):
             "type": "endpoint",
             "action": "invoke_endpoint",
             "settings": self.plugin_settings(context),
-            "raw_http_request": binascii.hexlify(raw_request(request)).decode(),
+            "raw_http_request": binascii.hexlify(raw).decode(),
         }
         started = ctx.clock.monotonic()
         session = await connection.open(data, reverse, endpoint_id=request.endpoint_id)
