@@ -338,6 +338,28 @@ def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
         logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
 
 
+# What a process the gateway runs for a plugin needs to reach the outside: the proxy and the CA bundle
+# (Dify's daemon hands its plugins HTTP_PROXY, HTTPS_PROXY and NO_PROXY the same way).
+OUTBOUND_VARIABLES = frozenset(
+    {
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "ALL_PROXY",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+    }
+)
+
+
+def outbound_environment() -> dict[str, str]:
+    """The proxy and CA variables of this process's environment (either case), for plugin processes,
+    whose environment is otherwise built from nothing (none of the gateway's secrets)."""
+    return {name: value for name, value in os.environ.items() if name.upper() in OUTBOUND_VARIABLES}
+
+
 def environment_without_settings() -> dict[str, str]:
     """This process's environment minus every `GATEWAY_*` variable (the admin token, the secret
     keys, the store URL): for tools the gateway runs on others' behalf (pip installing a plugin's

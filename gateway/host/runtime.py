@@ -51,7 +51,7 @@ from gateway.security.crypto import SecretBox
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.ssrf import UrlPolicy
 from gateway.security.tokens import EndpointTokens
-from gateway.settings import Settings
+from gateway.settings import Settings, outbound_environment
 from gateway.storage import open_store
 from gateway.storage.base import Store
 from gateway.usage.notices import BUDGET_CALLBACK_JOB, BudgetCallbackDelivery
@@ -210,6 +210,7 @@ async def open_gateway(
                 request_timeout=settings.plugin_request_timeout,
                 restart_max=settings.plugin_restart_max,
             ),
+            env=outbound_environment(),
         ),
         registry=registry,
         store=store,

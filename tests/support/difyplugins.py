@@ -30,7 +30,7 @@ __all__ = [
     "write_plugin",
 ]
 
-REQUIREMENTS = "dify_plugin>=0.7,<0.8\n"
+REQUIREMENTS = "dify_plugin>=0.10,<0.11\n"
 
 
 @dataclass(frozen=True)

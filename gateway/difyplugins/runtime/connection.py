@@ -34,11 +34,13 @@ class ReverseCallError(GatewayError):
 
 
 class PluginRaised(GatewayError):
-    """The plugin ended a session with an error (an exception in its code); `kind` is the exception type."""
+    """The plugin ended a session with an error (an exception in its code); `kind` is the exception type,
+    `traceback` the plugin's own (sent by the SDK since 0.10; for the operator's log only)."""
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, traceback: str = "") -> None:
         super().__init__(message)
         self.kind = kind
+        self.traceback = traceback
 
 
 _END = object()
@@ -167,7 +169,15 @@ class PluginConnection:
         elif kind == "invoke":
             session._invoke(payload)
         elif kind == "error":
-            session._put(PluginRaised(str(payload.get("error_type", "Exception")), str(payload.get("message", ""))))
+            args = payload.get("args")
+            trace = args.get("traceback") if isinstance(args, dict) else None
+            session._put(
+                PluginRaised(
+                    str(payload.get("error_type", "Exception")),
+                    str(payload.get("message", "")),
+                    trace if isinstance(trace, str) else "",
+                )
+            )
         elif kind == "end":
             session._put(_END)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -42,6 +43,7 @@ logger = logging.getLogger(__name__)
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "trailer"})
 _SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
 _SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
 
 
 def settings_model(key: str, form: Sequence[SettingsField]) -> type[BaseModel]:
@@ -157,6 +159,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         """Answer `request` through this process's connection to the plugin (never forwarded)."""
         context = cast(PluginContext, ctx)
         self._rules.check(request.method, request.path)
+        raw = raw_request(request)  # a request the SDK could not parse is refused before the plugin runs
         connection = await self._connect(self.name)
         storage = self._storage(self.name, self.spec.permissions.storage.size)
         reverse = ReverseCalls(
@@ -169,7 +172,7 @@ class DifyEndpointPlugin(Plugin[Any]):
             "type": "endpoint",
             "action": "invoke_endpoint",
             "settings": self.plugin_settings(context),
-            "raw_http_request": binascii.hexlify(raw_request(request)).decode(),
+            "raw_http_request": binascii.hexlify(raw).decode(),
         }
         started = ctx.clock.monotonic()
         session = await connection.open(data, reverse, endpoint_id=request.endpoint_id)
@@ -237,7 +240,13 @@ class DifyEndpointPlugin(Plugin[Any]):
 
     def _log_failure(self, request: Request, exc: PluginRaised) -> None:
         logging.getLogger(f"gateway.plugins.{self.name}").error(
-            "endpoint %s: %s %s raised %s: %s", request.endpoint_id, request.method, request.path, exc.kind, exc.message
+            "endpoint %s: %s %s raised %s: %s%s",
+            request.endpoint_id,
+            request.method,
+            request.path,
+            exc.kind,
+            exc.message,
+            f"\n{exc.traceback.rstrip()}" if exc.traceback else "",
         )
 
 
@@ -249,15 +258,25 @@ def _head(chunk: Mapping[str, Any]) -> _Head:
     raw = chunk.get("headers") or {}
     items: Iterable[tuple[Any, Any]] = raw.items() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
     for name, value in items:
-        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP:
-            continue
+        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP or not _TOKEN.fullmatch(name):
+            continue  # a name that is not an HTTP token (werkzeug takes any text) can't go out
         # A list of values: one header line each (repeated headers survive the relay).
         for one in value if isinstance(value, list) else [value]:
             text = str(one)
             if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
                 continue
-            headers.append((name, text))
+            headers.append((name, _latin1(text)))
     return _Head(status, headers)
+
+
+def _latin1(text: str) -> str:
+    """A header value as the gateway writes it (latin-1): one outside latin-1 goes out as its UTF-8
+    bytes, as Dify's daemon writes it (werkzeug lets a plugin set any text)."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8").decode("latin-1")
+    return text
 
 
 def _unhex(value: Any) -> bytes:

@@ -21,7 +21,7 @@ import contextlib
 import functools
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -62,12 +62,14 @@ class RemoteConnections(Protocol):
 @dataclass(frozen=True, slots=True)
 class RuntimeConfig:
     """venv_dir: the plugin venvs (on the data volume); python: GATEWAY_PLUGIN_PYTHON (found when
-    empty); wheels: a directory of wheels for offline installs."""
+    empty); wheels: a directory of wheels for offline installs; env: variables the plugin processes
+    get besides the ones the runtime sets (the outbound proxy and CA settings)."""
 
     venv_dir: Path
     python: str = ""
     wheels: Path | None = None
     policy: ProcessPolicy = field(default_factory=ProcessPolicy)
+    env: Mapping[str, str] = field(default_factory=dict)
     follow_interval: float = 5.0  # how often a serving process re-reads the installation records
 
 
@@ -279,7 +281,12 @@ class DifyRuntime:
                         logger.exception("plugin %s could not be prepared to run", key)
                         raise PluginUnavailable(f"plugin {key} could not be started", retry_after=30.0) from None
                     loaded.process = PluginProcess(
-                        name=key, directory=spec.directory, python=python, clock=self._clock, policy=self.config.policy
+                        name=key,
+                        directory=spec.directory,
+                        python=python,
+                        clock=self._clock,
+                        policy=self.config.policy,
+                        env=self.config.env,
                     )
         assert loaded.process is not None
         return await loaded.process.connection()
