@@ -109,7 +109,7 @@ def _limit(request: Request, default: int = 50, maximum: int = 1000) -> int:
 
 
 async def list_plugins(request: Request, gw: Gateway, _: None) -> Any:
-    return await rows.plugin_listing(gw)
+    return await rows.plugin_listing(gw, paths=caller(request).principal.operator)
 
 
 async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
