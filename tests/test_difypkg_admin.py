@@ -126,3 +126,11 @@ async def test_only_the_operator_sees_where_plugins_are_installed(running: Runni
     for row in (listing.json()["dify_plugins"][0], shown.json()):
         assert row["install_dir"] is None and row["name"] == "tester/echo"
         assert str(tmp_path) not in json.dumps(row)
+
+
+async def test_verifying_packages_is_for_the_operator(running: Running, tmp_path: Path) -> None:
+    # Verifying reads up to 50 MiB and checks signatures on the CPU: only the operator, who alone
+    # installs packages, has a use for it.
+    team = await _workspace_admin(running)
+    answer = await running.client.post(API + "/plugins/verify", content=package(tmp_path), headers=team)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "permission_denied"

@@ -341,7 +341,14 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
         status=201,
         operator_only=True,
     ),
-    AdminRoute("POST", "/plugins/verify", dp.verify, "Verify a package's signature", response=rows.Verified),
+    AdminRoute(  # up to 50 MiB and signature checks on the CPU, of use only before an install
+        "POST",
+        "/plugins/verify",
+        dp.verify,
+        "Verify a package's signature",
+        response=rows.Verified,
+        operator_only=True,
+    ),
     AdminRoute("GET", "/plugins/{author}/{name}", dp.show, "Show a Dify plugin", response=rows.DifyPluginOut),
     AdminRoute(
         "PUT",
