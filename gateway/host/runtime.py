@@ -151,7 +151,8 @@ async def open_gateway(
     async def fetch_parameters(name: str, base_url: str, api_key: str) -> dict[str, Any]:
         return await dify.parameters(DifyApp(name, base_url, api_key, "chat"))
 
-    apps = AppService(store, box, clock, fetch_info, fetch_parameters)
+    workspaces = WorkspaceService(store, clock)
+    apps = AppService(store, box, clock, fetch_info, fetch_parameters, workspaces=workspaces)
     endpoints = EndpointService(
         store,
         registry,
@@ -160,6 +161,7 @@ async def open_gateway(
         clock,
         public_url=settings.public_url,
         rotation_grace=settings.rotation_grace,
+        workspaces=workspaces,
         apps=apps,
     )
     handlers: dict[str, JobHandlerFn] = {}
@@ -256,7 +258,7 @@ async def open_gateway(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
         dify_runtime=dify_runtime,
-        workspaces=WorkspaceService(store, clock),
+        workspaces=workspaces,
         admin_tokens=AdminTokenService(store, clock),
         dify_plugins=dify_plugins,
         plugin_debug=PluginDebugging(

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
 from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
-from gateway.records.workspaces import DEFAULT_WORKSPACE
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.storage.base import Store
 
@@ -174,8 +174,11 @@ class AppService:
         clock: Clock,
         fetch_info: InfoFetcher,
         fetch_parameters: ParametersFetcher | None = None,
+        *,
+        workspaces: WorkspaceService,
     ) -> None:
         self._store = store
+        self._workspaces = workspaces  # a workspace being deleted gets no new app
         self._box = box
         self._clock = clock
         self._fetch_info = fetch_info
@@ -198,8 +201,9 @@ class AppService:
         )
         if app.mode is None:
             record = await self._with_parameters(record, key, strict=False)
-        if not await self._store.doc_create(COLLECTION, store_key, record.to_doc()):
-            raise Conflict(f"an app named {app.name!r} already exists")
+        async with self._workspaces.in_use(workspace):
+            if not await self._store.doc_create(COLLECTION, store_key, record.to_doc()):
+                raise Conflict(f"an app named {app.name!r} already exists")
         return record
 
     async def update(self, name: str, change: AppUpdate, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:

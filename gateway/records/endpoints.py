@@ -25,7 +25,7 @@ from gateway.host.registry import PluginRegistry
 from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
 from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService, app_key
-from gateway.records.workspaces import DEFAULT_WORKSPACE
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
@@ -218,6 +218,7 @@ class EndpointService:
         *,
         public_url: str,
         rotation_grace: float,
+        workspaces: WorkspaceService,
         apps: AppService | None = None,
     ) -> None:
         self._store = store
@@ -228,6 +229,7 @@ class EndpointService:
         self._public_url = public_url.rstrip("/")
         self._grace = rotation_grace
         self._apps = apps  # reads the input form of apps whose records lack it
+        self._workspaces = workspaces  # a workspace being deleted gets no new endpoint
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
         self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
         self._urls: dict[str, str] = {}
@@ -406,6 +408,21 @@ class EndpointService:
                 shown[field_name], settings[field_name] = factory()
         model = self._validate(plugin, settings)
         await self._check_inputs(apps, model, workspace)
+        async with self._workspaces.in_use(workspace):
+            return await self._insert(plugin, apps, model, name, options, workspace, endpoint_id, token, shown)
+
+    async def _insert(
+        self,
+        plugin: Plugin,
+        apps: list[str],
+        model: BaseModel,
+        name: str,
+        options: EndpointOptions | None,
+        workspace: str,
+        endpoint_id: str | None,
+        token: str | None,
+        shown: dict[str, str],
+    ) -> tuple[EndpointRecord, str, dict[str, str]]:
         now = self._clock.time()
         for _ in range(1 if endpoint_id else 5):
             new_id = endpoint_id or "ep_" + secrets.token_hex(8)
