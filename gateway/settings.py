@@ -47,7 +47,7 @@ DEFAULT_STORE = "sqlite:///./gateway.db"
 # Publicly known placeholder tokens people paste from docs; refused like LiteLLM refuses sk-1234.
 WELL_KNOWN_TOKENS = frozenset({"changeme", "admin", "password", "secret", "sk-1234", "test", "token"})
 MIN_SECRET_CHARS = 32
-_LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies")
+_LISTS = ("secret_key", "callback_allow_hosts", "trusted_proxies", "private_upstreams")
 _FLAGS = ("log_bodies", "callback_allow_http", "use_aiohttp", "console")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9_]+")
 
@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     # Hosts that callbacks may reach even though they resolve to non-public addresses.
     callback_allow_hosts: tuple[str, ...] = ()
     callback_allow_http: bool = False
+    # Hosts and CIDRs that workspace tokens may also point Dify apps and plugin APIs at (the
+    # operator may use any address; workspace admins only public ones and these).
+    private_upstreams: tuple[str, ...] = ()
     # Peers whose X-Forwarded-For is trusted for the client IP.
     trusted_proxies: tuple[str, ...] = ()
     use_aiohttp: bool = True

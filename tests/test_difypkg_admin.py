@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,6 +11,7 @@ import httpx
 import pytest
 
 from gateway.difyplugins import pack_directory, sign_package
+from gateway.records.admintokens import AdminTokenIn
 from gateway.records.endpoints import EndpointRecord
 from tests.support.difyplugin import entries_of, session_keypair, write_echo_plugin, zip_bytes
 from tests.support.gateway import Running, admin_headers, make_settings, running_app
@@ -105,3 +107,30 @@ async def test_a_package_the_disk_cannot_hold_is_a_400_and_leaves_nothing(runnin
     assert answered.status_code == 400, answered.text
     assert "too long" in answered.json()["error"]["message"]
     assert not list((tmp_path / "plugins").rglob("*.py"))
+
+
+async def _workspace_admin(running: Running) -> dict[str, str]:
+    """An admin token of the `default` workspace: everything but the operator's routes."""
+    _, token = await running.gateway.admin_tokens.create(AdminTokenIn(workspace="default", role="admin"))
+    return {"authorization": f"Bearer {token}"}
+
+
+async def test_only_the_operator_sees_where_plugins_are_installed(running: Running, tmp_path: Path) -> None:
+    assert (await send(running, "POST", "/plugins", package(tmp_path))).status_code == 201
+    operator = (await send(running, "GET", "/plugins/tester/echo")).json()
+    assert operator["install_dir"].startswith(str(tmp_path / "plugins"))
+    team = await _workspace_admin(running)
+    listing = await running.client.get(API + "/plugins", headers=team)
+    shown = await running.client.get(API + "/plugins/tester/echo", headers=team)
+    assert listing.status_code == shown.status_code == 200
+    for row in (listing.json()["dify_plugins"][0], shown.json()):
+        assert row["install_dir"] is None and row["name"] == "tester/echo"
+        assert str(tmp_path) not in json.dumps(row)
+
+
+async def test_verifying_packages_is_for_the_operator(running: Running, tmp_path: Path) -> None:
+    # Verifying reads up to 50 MiB and checks signatures on the CPU: only the operator, who alone
+    # installs packages, has a use for it.
+    team = await _workspace_admin(running)
+    answer = await running.client.post(API + "/plugins/verify", content=package(tmp_path), headers=team)
+    assert answer.status_code == 403 and answer.json()["error"]["code"] == "permission_denied"

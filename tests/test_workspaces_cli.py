@@ -14,8 +14,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gateway.cli.main import cli
+from gateway.host.runtime import open_gateway
 from gateway.http.app import create_app
 from gateway.settings import Settings, bootstrap
+from gateway.storage.base import Job
 from tests.support.gateway import ADMIN_TOKEN
 
 KEY = "app-" + "K" * 28
@@ -152,3 +154,37 @@ def test_apps_and_endpoints_take_a_workspace(run: Cli) -> None:
     run.ok("endpoints", "delete", created["id"], "--yes", "--workspace", "team-a")
     run.ok("apps", "remove", "support", "--workspace", "team-a")
     assert run.json("apps", "show", "support")["workspace"] == "default"  # the other team's is untouched
+
+
+def _dead_jobs(env: dict[str, str | None], endpoints: dict[str, str]) -> None:
+    """A dead job `job_<name>` of each endpoint in `endpoints` (name -> endpoint id)."""
+    settings = bootstrap(Settings.from_env({k: v for k, v in env.items() if v is not None})).settings
+
+    async def main() -> None:
+        gw = await open_gateway(settings)
+        try:
+            for name, endpoint_id in endpoints.items():
+                await gw.store.job_enqueue(Job(id=f"job_{name}", kind="plugin", payload={}, endpoint_id=endpoint_id))
+                await gw.store.job_dead(f"job_{name}", None, "failed for the test")
+        finally:
+            await gw.aclose()
+
+    asyncio.run(main())
+
+
+def test_jobs_take_a_workspace(run: Cli, env: dict[str, str | None]) -> None:
+    run.ok("workspaces", "create", "team-a")
+    mine = run.json("endpoints", "create", "--plugin", "echo", "--workspace", "team-a")["id"]
+    theirs = run.json("endpoints", "create", "--plugin", "echo")["id"]
+    _dead_jobs(env, {"mine": mine, "theirs": theirs})
+
+    assert {j["id"] for j in run.json("jobs", "list")} == {"job_mine", "job_theirs"}  # the operator's: every one
+    assert [j["id"] for j in run.json("jobs", "list", "--workspace", "team-a")] == ["job_mine"]
+    assert [j["id"] for j in run.json("jobs", "list", "--workspace", "default", "--state", "dead")] == ["job_theirs"]
+    assert "no workspace" in run.fails("jobs", "list", "--workspace", "nope")
+
+    assert run.json("jobs", "show", "job_mine", "--workspace", "team-a")["endpoint_id"] == mine
+    assert "no such job" in run.fails("jobs", "show", "job_theirs", "--workspace", "team-a")
+    assert "no such job" in run.fails("jobs", "replay", "job_theirs", "--workspace", "team-a")
+    assert run.json("jobs", "show", "job_theirs")["state"] == "dead"  # untouched
+    assert "queued again" in run.ok("jobs", "replay", "job_mine", "--workspace", "team-a").stdout

@@ -109,7 +109,7 @@ def _limit(request: Request, default: int = 50, maximum: int = 1000) -> int:
 
 
 async def list_plugins(request: Request, gw: Gateway, _: None) -> Any:
-    return await rows.plugin_listing(gw)
+    return await rows.plugin_listing(gw, paths=caller(request).principal.operator)
 
 
 async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
@@ -117,7 +117,8 @@ async def list_apps(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def add_app(request: Request, gw: Gateway, body: AppIn) -> Any:
-    return AppService.public(await gw.apps.add(body, workspace=caller(request).workspace))
+    who = caller(request)
+    return AppService.public(await gw.apps.add(body, workspace=who.workspace, guarded=not who.principal.operator))
 
 
 async def show_app(request: Request, gw: Gateway, _: None) -> Any:
@@ -125,8 +126,11 @@ async def show_app(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def update_app(request: Request, gw: Gateway, body: AppUpdate) -> Any:
-    workspace = caller(request).workspace
-    return AppService.public(await gw.apps.update(request.path_params["name"], body, workspace=workspace))
+    who = caller(request)
+    guarded = not who.principal.operator  # a workspace token's base URL must pass the upstream guard
+    return AppService.public(
+        await gw.apps.update(request.path_params["name"], body, workspace=who.workspace, guarded=guarded)
+    )
 
 
 async def remove_app(request: Request, gw: Gateway, _: None) -> Any:
@@ -153,6 +157,7 @@ async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> 
         name=body.name,
         options=EndpointOptions(body.rate_limit_per_minute, body.log_bodies, body.max_body_bytes),
         workspace=caller(request).workspace,
+        guarded=not caller(request).principal.operator,  # a workspace token's URLs must pass the upstream guard
     )
     return {**gw.endpoints.public(record), "url": url, "secrets": shown}
 
@@ -173,7 +178,13 @@ async def update_endpoint(request: Request, gw: Gateway, body: s.EndpointUpdate)
             body.max_body_bytes if "max_body_bytes" in fields else o.max_body_bytes,
         )
     record = await gw.endpoints.update(
-        current.id, settings=body.settings, unset=body.unset, apps=body.apps, name=body.name, options=options
+        current.id,
+        settings=body.settings,
+        unset=body.unset,
+        apps=body.apps,
+        name=body.name,
+        options=options,
+        guarded=not caller(request).principal.operator,
     )
     return gw.endpoints.public(record)
 
@@ -341,7 +352,14 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
         status=201,
         operator_only=True,
     ),
-    AdminRoute("POST", "/plugins/verify", dp.verify, "Verify a package's signature", response=rows.Verified),
+    AdminRoute(  # up to 50 MiB and signature checks on the CPU, of use only before an install
+        "POST",
+        "/plugins/verify",
+        dp.verify,
+        "Verify a package's signature",
+        response=rows.Verified,
+        operator_only=True,
+    ),
     AdminRoute("GET", "/plugins/{author}/{name}", dp.show, "Show a Dify plugin", response=rows.DifyPluginOut),
     AdminRoute(
         "PUT",

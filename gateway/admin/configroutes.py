@@ -98,9 +98,12 @@ class SnapshotList(BaseModel):
     snapshots: list[SnapshotOut]
 
 
-def _config(gw: Gateway) -> ConfigService:
+def _config(gw: Gateway, request: Request) -> ConfigService:
     snapshots = SnapshotStore(gw.store, gw.box, gw.clock)
-    return ConfigService(gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces, gw.dify_plugins)
+    upstreams = None if caller(request).principal.operator else gw.upstreams  # a workspace token's URLs are guarded
+    return ConfigService(
+        gw.apps, gw.endpoints, gw.registry, snapshots, gw.workspaces, gw.dify_plugins, upstreams=upstreams
+    )
 
 
 def _workspace(request: Request) -> str:
@@ -140,13 +143,13 @@ async def retire_endpoint_secret(request: Request, gw: Gateway, body: RetireSecr
 
 
 async def export_config(request: Request, gw: Gateway, _: None) -> Any:
-    exported = await _config(gw).export(_workspace(request))
+    exported = await _config(gw, request).export(_workspace(request))
     return {"yaml": exported.text, "skipped": exported.skipped}
 
 
 async def apply_config(request: Request, gw: Gateway, body: ApplyIn) -> Any:
     variables = {name: value.get_secret_value() for name, value in body.variables.items()}
-    prepared = await _config(gw).apply(
+    prepared = await _config(gw, request).apply(
         body.yaml,
         variables,
         dry_run=body.dry_run,
@@ -158,24 +161,24 @@ async def apply_config(request: Request, gw: Gateway, body: ApplyIn) -> Any:
 
 
 async def list_snapshots(request: Request, gw: Gateway, _: None) -> Any:
-    return {"snapshots": await _config(gw).snapshots.list(_workspace(request))}
+    return {"snapshots": await _config(gw, request).snapshots.list(_workspace(request))}
 
 
 async def save_snapshot(request: Request, gw: Gateway, body: SnapshotIn) -> Any:
-    return await _config(gw).save_snapshot(body.tag, _workspace(request))
+    return await _config(gw, request).save_snapshot(body.tag, _workspace(request))
 
 
 async def diff_snapshots(request: Request, gw: Gateway, _: None) -> Any:
     first, second = request.path_params["tag"], request.path_params["other"]
-    changes = await _config(gw).diff_snapshots(first, second, _workspace(request))
+    changes = await _config(gw, request).diff_snapshots(first, second, _workspace(request))
     return {"dry_run": True, "changes": [change.to_dict() for change in changes], "secrets": {}}
 
 
 async def restore_snapshot(request: Request, gw: Gateway, body: SnapshotIn) -> Any:
-    prepared = await _config(gw).restore_snapshot(body.tag, _workspace(request), dry_run=body.dry_run)
+    prepared = await _config(gw, request).restore_snapshot(body.tag, _workspace(request), dry_run=body.dry_run)
     return _applied(prepared, body.dry_run)
 
 
 async def delete_snapshot(request: Request, gw: Gateway, _: None) -> Any:
-    await _config(gw).snapshots.delete(request.path_params["tag"], _workspace(request))
+    await _config(gw, request).snapshots.delete(request.path_params["tag"], _workspace(request))
     return {"deleted": request.path_params["tag"]}

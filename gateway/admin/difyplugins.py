@@ -9,6 +9,7 @@ import anyio.to_thread
 from starlette.requests import Request
 
 from gateway.admin.pluginrows import installation_out
+from gateway.admin.principal import caller
 from gateway.difyplugins.package import PackageLimits
 from gateway.exceptions import BadRequest
 from gateway.host.runtime import Gateway
@@ -50,7 +51,8 @@ async def install(request: Request, gw: Gateway, _: None) -> Any:
 
 async def show(request: Request, gw: Gateway, _: None) -> Any:
     installation = await gw.dify_plugins.get(_key(request))
-    return installation_out(installation, gw.dify_plugins.runtime_state(installation))
+    paths = caller(request).principal.operator
+    return installation_out(installation, gw.dify_plugins.runtime_state(installation), paths=paths)
 
 
 async def upgrade(request: Request, gw: Gateway, _: None) -> Any:

@@ -40,7 +40,7 @@ class DifyPluginOut(BaseModel):
     endpoints: list[dict[str, Any]]
     unserved: list[str]
     runtime_state: str | None
-    install_dir: str
+    install_dir: str | None  # the server's path: shown to the operator only (None to workspace tokens)
     installed_at: float
     updated_at: float
 
@@ -62,7 +62,9 @@ class RemovedPlugin(BaseModel):
     disabled_endpoints: list[str]
 
 
-def installation_out(installation: Installation, runtime_state: str | None) -> dict[str, Any]:
+def installation_out(installation: Installation, runtime_state: str | None, *, paths: bool = True) -> dict[str, Any]:
+    """One installed package as the API and CLI show it; `paths=False` leaves out where it sits on the
+    server (workspace tokens see what is installed, not the operator's file system)."""
     return {
         "name": installation.key,
         "origin": installation.origin,
@@ -78,7 +80,7 @@ def installation_out(installation: Installation, runtime_state: str | None) -> d
         "endpoints": [dict(e) for e in installation.endpoints],
         "unserved": list(installation.unserved),
         "runtime_state": runtime_state,
-        "install_dir": installation.install_dir,
+        "install_dir": installation.install_dir if paths else None,
         "installed_at": installation.installed_at,
         "updated_at": installation.updated_at,
     }
@@ -94,11 +96,13 @@ def plugin_origin(plugin: Plugin) -> tuple[str, str | None]:
     return "built-in", None
 
 
-async def plugin_listing(gw: Gateway) -> dict[str, Any]:
-    """Every plugin the gateway has: its own (built-in or from entry points) and Dify packages."""
+async def plugin_listing(gw: Gateway, *, paths: bool = True) -> dict[str, Any]:
+    """Every plugin the gateway has: its own (built-in or from entry points) and Dify packages
+    (`paths`: as in `installation_out`)."""
     own = []
     for plugin in gw.registry.plugins():
         origin, version = plugin_origin(plugin)
         own.append({**s.plugin_out(plugin), "origin": origin, "version": version})
-    dify = [installation_out(i, gw.dify_plugins.runtime_state(i)) for i in await gw.dify_plugins.all()]
+    installed = await gw.dify_plugins.all()
+    dify = [installation_out(i, gw.dify_plugins.runtime_state(i), paths=paths) for i in installed]
     return {"plugins": own, "dify_plugins": dify}

@@ -46,11 +46,13 @@ async def remove_app(
 async def delete_workspace(
     name: str, *, workspaces: WorkspaceService, apps: AppService, endpoints: EndpointService, tokens: AdminTokenService
 ) -> None:
-    """Delete an empty workspace and its admin tokens (refused while it holds apps or endpoints)."""
-    await workspaces.delete(
-        name, apps=[a.name for a in await apps.all(name)], endpoints=[e.id for e in await endpoints.all(name)]
-    )
-    await tokens.delete_workspace(name)
+    """Delete an empty workspace and its admin tokens (refused while it holds apps or endpoints).
+    Nothing can be created in it between the look at what it holds and the delete (`in_use`)."""
+    async with workspaces.in_use(name):
+        await workspaces.delete(
+            name, apps=[a.name for a in await apps.all(name)], endpoints=[e.id for e in await endpoints.all(name)]
+        )
+        await tokens.delete_workspace(name)
 
 
 def _visible(owner: str | None, workspace: str, operator: bool) -> bool:

@@ -9,7 +9,7 @@ import click
 
 import gateway
 from gateway.admin.schemas import job_out
-from gateway.admin.usecases import reseal_secrets
+from gateway.admin.usecases import find_job, list_jobs, reseal_secrets
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
@@ -92,15 +92,39 @@ def jobs() -> None:
     """Background jobs and dead letters."""
 
 
+_job_workspace = click.option(
+    "--workspace", default=None, help="Only the jobs of this workspace's endpoints (default: every workspace)"
+)
+
+
+async def _check_job(gw: Gateway, job_id: str, workspace: str | None) -> None:
+    """NotFound unless the job belongs to `workspace` (any job passes without one)."""
+    if workspace is not None:
+        await gw.workspaces.require(workspace)
+        await find_job(job_id, store=gw.store, endpoints=gw.endpoints, workspace=workspace, operator=False)
+
+
 @jobs.command("list")
 @click.option("--state", type=click.Choice(["queued", "running", "done", "dead"]), default=None)
 @click.option("--limit", type=int, default=50, show_default=True)
+@_job_workspace
 @click.option("--json", "as_json", is_flag=True)
-def jobs_list(state: str | None, limit: int, as_json: bool) -> None:
+def jobs_list(state: str | None, limit: int, workspace: str | None, as_json: bool) -> None:
     """List jobs, newest first (--state dead: the dead letters)."""
 
     async def action(gw: Gateway) -> list[dict[str, Any]]:
-        found = await gw.store.job_list(state=state, limit=limit)  # type: ignore[arg-type]
+        if workspace is None:
+            found = await gw.store.job_list(state=state, limit=limit)  # type: ignore[arg-type]
+        else:
+            await gw.workspaces.require(workspace)
+            found = await list_jobs(
+                store=gw.store,
+                endpoints=gw.endpoints,
+                workspace=workspace,
+                operator=False,  # jobs of deleted endpoints belong to no workspace
+                state=state,  # type: ignore[arg-type]
+                limit=limit,
+            )
         return [iso_times(job_out(j), *JOB_TIMES) for j in found]
 
     emit(
@@ -121,11 +145,13 @@ JOB_TIMES = ("due_at", "created_at", "updated_at", "lease_until")
 
 @jobs.command("show")
 @click.argument("job_id")
+@_job_workspace
 @click.option("--json", "as_json", is_flag=True)
-def jobs_show(job_id: str, as_json: bool) -> None:
+def jobs_show(job_id: str, workspace: str | None, as_json: bool) -> None:
     """One job: state, attempts, errors and times (never its payload or result, which may hold secrets)."""
 
     async def action(gw: Gateway) -> dict[str, Any]:
+        await _check_job(gw, job_id, workspace)
         job = await gw.store.job_get(job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
@@ -137,10 +163,12 @@ def jobs_show(job_id: str, as_json: bool) -> None:
 
 @jobs.command("replay")
 @click.argument("job_id")
-def jobs_replay(job_id: str) -> None:
+@_job_workspace
+def jobs_replay(job_id: str, workspace: str | None) -> None:
     """Queue a dead job again."""
 
     async def action(gw: Gateway) -> bool:
+        await _check_job(gw, job_id, workspace)
         return await gw.store.job_replay(job_id, gw.clock.time())
 
     if not run(action):

@@ -25,6 +25,7 @@ from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppIn, AppService, AppUpdate
 from gateway.records.endpoints import EndpointOptions, EndpointService
 from gateway.security.crypto import MASK
+from gateway.security.upstreams import UpstreamGuard, is_http_url
 
 __all__ = ["ConfigApplier", "Prepared"]
 
@@ -40,10 +41,19 @@ class Prepared:
 
 
 class ConfigApplier:
-    def __init__(self, apps: AppService, endpoints: EndpointService, registry: PluginRegistry) -> None:
+    def __init__(
+        self,
+        apps: AppService,
+        endpoints: EndpointService,
+        registry: PluginRegistry,
+        *,
+        upstreams: UpstreamGuard | None = None,
+    ) -> None:
         self._apps = apps
         self._endpoints = endpoints
         self._registry = registry
+        self._upstreams = upstreams  # set when a workspace token applies: its URLs are guarded
+        self._guarded = upstreams is not None
 
     async def prepare(
         self,
@@ -134,6 +144,7 @@ class ConfigApplier:
         workspace = desired.workspace
         fallbacks: list[AppState] = []
         generated: dict[str, dict[str, str]] = {}
+        await self._check_upstreams(prepared)
         for change in prepared.changes:
             if change.kind == "app" and change.action == "create":
                 app = desired.apps[change.key]
@@ -148,6 +159,7 @@ class ConfigApplier:
                         fallback=ready,
                     ),
                     workspace=workspace,
+                    guarded=self._guarded,
                 )
                 if app.fallback != ready:
                     fallbacks.append(app)
@@ -167,6 +179,7 @@ class ConfigApplier:
                         fallback=fallback,
                     ),
                     workspace=workspace,
+                    guarded=self._guarded,
                 )
             elif change.kind == "endpoint" and change.action == "create":
                 shown = await self._create(desired.endpoints[change.key], workspace)
@@ -181,6 +194,23 @@ class ConfigApplier:
         await self._prune_apps([c.key for c in prepared.changes if c.kind == "app" and c.action == "delete"], current)
         return replace(prepared, generated=generated)
 
+    async def _check_upstreams(self, prepared: Prepared) -> None:
+        """For a workspace token: every URL the changes set (apps' base URLs, http(s) settings) must
+        pass the upstream guard, checked before anything changes so a refusal leaves all as it was."""
+        if self._upstreams is None:
+            return
+        current = prepared.current
+        for change in prepared.changes:
+            if change.action == "delete":
+                continue
+            if change.kind == "app" and (change.action == "create" or "base_url" in change.fields):
+                await self._upstreams.check(prepared.desired.apps[change.key].base_url, f"apps.{change.key}.base_url")
+            elif change.kind == "endpoint":
+                before = current.endpoints[change.key].settings if change.key in current.endpoints else {}
+                for name, value in prepared.desired.endpoints[change.key].settings.items():
+                    if is_http_url(value) and before.get(name) != value:
+                        await self._upstreams.check(value, f"endpoints.{change.key}.settings.{name}")
+
     async def _create(self, ep: EndpointState, workspace: str) -> dict[str, str]:
         _, _, shown = await self._endpoints.create_with_secrets(
             ep.plugin,
@@ -191,6 +221,7 @@ class ConfigApplier:
             workspace=workspace,
             endpoint_id=ep.id,
             token=ep.url_token,
+            guarded=self._guarded,
         )
         if not ep.enabled:
             await self._endpoints.set_enabled(ep.id, False)
@@ -206,6 +237,7 @@ class ConfigApplier:
             apps=list(ep.apps) if "apps" in fields else None,
             name=ep.name if "name" in fields else None,
             options=_options(ep) if any(f.startswith("limits.") for f in fields) else None,
+            guarded=self._guarded,
         )
         if "enabled" in fields:
             await self._endpoints.set_enabled(ep.id, ep.enabled)

@@ -16,6 +16,7 @@ from gateway.host.registry import PluginRegistry
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
 from gateway.records.workspaces import WorkspaceService
+from gateway.security.upstreams import UpstreamGuard
 
 __all__ = ["ConfigService", "Export"]
 
@@ -39,13 +40,16 @@ class ConfigService:
         snapshots: SnapshotStore,
         workspaces: WorkspaceService,
         dify_plugins: DifyPlugins | None = None,
+        *,
+        upstreams: UpstreamGuard | None = None,
     ) -> None:
         self._workspaces = workspaces  # every operation acts on one workspace, which must exist
         self._dify_plugins = dify_plugins  # installed Dify packages, listed in exports and checked by apply
         self._apps = apps
         self._endpoints = endpoints
         self._registry = registry
-        self._applier = ConfigApplier(apps, endpoints, registry)
+        # `upstreams`: a workspace token applies, so the URLs it sets must pass the upstream guard.
+        self._applier = ConfigApplier(apps, endpoints, registry, upstreams=upstreams)
         self.snapshots = snapshots
 
     async def state(self, workspace: str = "default") -> tuple[State, list[str]]:

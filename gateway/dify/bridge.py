@@ -222,7 +222,8 @@ class Bridge:
 
     def _to_dify(self, record: AppRecord) -> DifyApp:
         previous = self._previous_key_of(record) if self._previous_key_of else None
-        return DifyApp(record.name, record.base_url, self._key_of(record), record.mode, previous_key=previous)  # type: ignore[arg-type]
+        key = self._key_of(record)
+        return DifyApp(record.name, record.base_url, key, record.mode, previous_key=previous, guarded=record.guarded)  # type: ignore[arg-type]
 
     def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> DifyAnswerStream:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)

@@ -125,8 +125,10 @@ class DifyClient:
         max_answer_chars: int = 1 << 20,
         max_event_chars: int = 4 << 20,
         stop_timeout: float = 5.0,
+        guarded_http: httpx.AsyncClient | None = None,
     ) -> None:
         self.http = http
+        self.guarded_http = guarded_http  # for apps whose base URL a workspace token set (`DifyApp.guarded`)
         self.clock = clock
         self.timeout = timeout
         self.deadline = deadline
@@ -175,7 +177,7 @@ class DifyClient:
 
     async def _upload(self, app: DifyApp, user: str, name: str, content: bytes, mime_type: str) -> dict[str, Any]:
         try:
-            response = await self.http.post(
+            response = await self.http_for(app).post(
                 app.url("/files/upload"),
                 data={"user": user},
                 files={"file": (name, content, mime_type)},
@@ -204,7 +206,7 @@ class DifyClient:
         else:
             path = f"/chat-messages/{task_id}/stop"
         try:
-            response = await self.http.post(
+            response = await self.http_for(app).post(
                 app.url(path), json={"user": user}, headers=self.headers(app), timeout=self.timeout
             )
         except httpx.TransportError as exc:
@@ -348,6 +350,14 @@ class DifyClient:
             message = str(envelope.get("message") or message)
         return classify(response.status_code, code, message, app=app.name)
 
+    def http_for(self, app: DifyApp) -> httpx.AsyncClient:
+        """The client for `app`: the upstream guard's when a workspace token set its base URL."""
+        if not app.guarded:
+            return self.http
+        if self.guarded_http is None:
+            raise ConfigurationError(f"app '{app.name}' needs the upstream guard, and this client has none")
+        return self.guarded_http
+
     def transport_error(self, app: DifyApp, exc: httpx.TransportError) -> UpstreamError | Overloaded:
         """Map a network failure before the first event: all retryable (dify-api.md §5), except a
         wait for one of our own connection slots, which is `Overloaded` (not the app's fault).
@@ -382,7 +392,7 @@ class DifyClient:
 
         async def attempt(app: DifyApp) -> dict[str, Any]:
             try:
-                response = await self.http.get(app.url(path), headers=self.headers(app), timeout=self.timeout)
+                response = await self.http_for(app).get(app.url(path), headers=self.headers(app), timeout=self.timeout)
             except httpx.TransportError as exc:
                 raise self.transport_error(app, exc) from exc
             if response.status_code != 200:

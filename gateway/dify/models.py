@@ -44,6 +44,7 @@ class DifyApp:
     mode: AppMode = "chat"
     output_key: str | None = None
     previous_key: str | None = field(default=None, repr=False)  # tried once when Dify answers 401 (a key rotation)
+    guarded: bool = False  # a workspace token set `base_url`: connect only through the upstream guard
 
     def __post_init__(self) -> None:
         if self.mode not in APP_MODES:
@@ -58,7 +59,7 @@ class DifyApp:
         """The app with its previous key (during a key rotation), or None when it has none."""
         if not self.previous_key:
             return None
-        return DifyApp(self.name, self.base_url, self.previous_key, self.mode, self.output_key)
+        return DifyApp(self.name, self.base_url, self.previous_key, self.mode, self.output_key, guarded=self.guarded)
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path

@@ -74,11 +74,10 @@ T = TypeVar("T")
 
 
 class StreamingClient(Protocol):
-    """What a stream needs of the client that opened it (`DifyClient` is one): its HTTP client,
+    """What a stream needs of the client that opened it (`DifyClient` is one): its HTTP client for an app,
     clock and limits, how it builds and classifies calls, its breaker-guarded retries and the
     stop call. A protocol, so this module does not import the client that imports it."""
 
-    http: httpx.AsyncClient
     clock: Clock
     admission: Admission
     idle_timeout: float
@@ -87,6 +86,7 @@ class StreamingClient(Protocol):
     max_event_chars: int
     stop_timeout: float
 
+    def http_for(self, app: DifyApp) -> httpx.AsyncClient: ...
     def headers(self, app: DifyApp, *, sse: bool = False) -> dict[str, str]: ...
     def build_payload(self, app: DifyApp, request: AskRequest) -> tuple[str, dict[str, Any]]: ...
     async def with_retries(
@@ -271,7 +271,8 @@ class DifyAnswerStream:
     async def _attempt(self, app: DifyApp, path: str, payload: dict[str, Any]) -> _Upstream:
         """One HTTP attempt, up to and including the first SSE event."""
         client = self._client
-        request = client.http.build_request(
+        http = client.http_for(app)
+        request = http.build_request(
             "POST", app.url(path), json=payload, headers=client.headers(app, sse=True), timeout=client.stream_timeout
         )
         response: httpx.Response | None = None
@@ -279,7 +280,7 @@ class DifyAnswerStream:
         ok = False
         try:
             with anyio.CancelScope(deadline=self._deadline) as scope:
-                response = await client.http.send(request, stream=True)
+                response = await http.send(request, stream=True)
                 if response.status_code != 200:
                     raise client.error_from_response(app, response, await _read_capped(response))
                 content_type = response.headers.get("content-type", "")

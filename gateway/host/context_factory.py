@@ -61,6 +61,7 @@ class ContextFactory:
         http: httpx.AsyncClient,
         clock: Clock,
         callback_policy: UrlPolicy,
+        guarded_http: httpx.AsyncClient,
         usage: UsageService | None = None,
     ) -> None:
         self._apps = apps
@@ -71,6 +72,7 @@ class ContextFactory:
         self._queue = queue
         self._workers = workers
         self._http = http
+        self._guarded_http = guarded_http  # `ctx.http` of endpoints whose settings a workspace token wrote
         self._clock = clock
         self._callback_policy = callback_policy
         self._usage = usage
@@ -141,7 +143,7 @@ class ContextFactory:
             store=self._store,
             queue=self._queue,
             workers=self._workers,
-            http=self._http,
+            http=self._guarded_http if record.guarded else self._http,
             clock=self._clock,
             apps=bridge,
             callback_policy=self._callback_policy,

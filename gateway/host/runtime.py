@@ -18,7 +18,7 @@ import httpx
 from gateway.clock import Clock, SystemClock
 from gateway.delivery.callback_jobs import CALLBACK_JOB, CallbackDelivery
 from gateway.delivery.callbacks import CallbackSender
-from gateway.dify.client import DifyClient, make_http_client
+from gateway.dify.client import DEFAULT_TIMEOUT, DifyClient, make_http_client
 from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
 from gateway.difyplugins.debug import (
@@ -51,6 +51,7 @@ from gateway.security.crypto import SecretBox
 from gateway.security.ratelimit import RateLimiter
 from gateway.security.ssrf import UrlPolicy
 from gateway.security.tokens import EndpointTokens
+from gateway.security.upstreams import UpstreamGuard, upstream_policy
 from gateway.settings import Settings, outbound_environment
 from gateway.storage import open_store
 from gateway.storage.base import Store
@@ -87,6 +88,7 @@ class Gateway:
     dify_plugins: DifyPlugins  # installed Dify plugin packages
     dify_runtime: DifyRuntime  # their processes (started with their first request)
     plugin_debug: PluginDebugging  # plugins connected for remote debugging (listening: see gateway/http/app.py)
+    upstreams: UpstreamGuard  # checks and connects to the upstream URLs workspace tokens set
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -106,6 +108,7 @@ async def open_gateway(
     store: Store | None = None,
     http: httpx.AsyncClient | None = None,
     plugin_runtime: PluginInstaller | None = None,
+    upstreams: UpstreamGuard | None = None,
 ) -> Gateway:
     """Connect the store and build the services. Collaborators passed in are not closed by `aclose`."""
     clock = clock or SystemClock()
@@ -133,6 +136,9 @@ async def open_gateway(
         recording=settings.usage_recording,
     )
     policy = UrlPolicy(allow_http=settings.callback_allow_http, allowed_hosts=frozenset(settings.callback_allow_hosts))
+    if upstreams is None:
+        upstreams = UpstreamGuard(upstream_policy(settings.private_upstreams), timeout=DEFAULT_TIMEOUT)
+        owns.append(upstreams.aclose)
     dify = DifyClient(
         http,
         clock=clock,
@@ -141,17 +147,19 @@ async def open_gateway(
         max_concurrent_answers=settings.max_concurrent_answers,
         answer_queue_timeout=settings.answer_queue_timeout,
         idle_timeout=settings.dify_idle_timeout,
+        guarded_http=upstreams.http,
     )
 
-    async def fetch_info(name: str, base_url: str, api_key: str) -> dict[str, Any]:
+    async def fetch_info(name: str, base_url: str, api_key: str, guarded: bool) -> dict[str, Any]:
         # The mode is what we are finding out; any valid one lets the client build the call.
-        info = await dify.info(DifyApp(name, base_url, api_key, "chat"))
+        info = await dify.info(DifyApp(name, base_url, api_key, "chat", guarded=guarded))
         return dataclasses.asdict(info)
 
-    async def fetch_parameters(name: str, base_url: str, api_key: str) -> dict[str, Any]:
-        return await dify.parameters(DifyApp(name, base_url, api_key, "chat"))
+    async def fetch_parameters(name: str, base_url: str, api_key: str, guarded: bool) -> dict[str, Any]:
+        return await dify.parameters(DifyApp(name, base_url, api_key, "chat", guarded=guarded))
 
-    apps = AppService(store, box, clock, fetch_info, fetch_parameters)
+    workspaces = WorkspaceService(store, clock)
+    apps = AppService(store, box, clock, fetch_info, fetch_parameters, workspaces=workspaces, upstreams=upstreams)
     endpoints = EndpointService(
         store,
         registry,
@@ -160,6 +168,8 @@ async def open_gateway(
         clock,
         public_url=settings.public_url,
         rotation_grace=settings.rotation_grace,
+        workspaces=workspaces,
+        upstreams=upstreams,
         apps=apps,
     )
     handlers: dict[str, JobHandlerFn] = {}
@@ -188,6 +198,7 @@ async def open_gateway(
         http=http,
         clock=clock,
         callback_policy=policy,
+        guarded_http=upstreams.http,
         usage=usage,
     )
     sender = CallbackSender(policy=policy, clock=clock)
@@ -257,7 +268,7 @@ async def open_gateway(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
         dify_runtime=dify_runtime,
-        workspaces=WorkspaceService(store, clock),
+        workspaces=workspaces,
         admin_tokens=AdminTokenService(store, clock),
         dify_plugins=dify_plugins,
         plugin_debug=PluginDebugging(
@@ -272,5 +283,6 @@ async def open_gateway(
             ),
             auth=forward_auth,
         ),
+        upstreams=upstreams,
         _owns=owns,
     )

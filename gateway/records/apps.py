@@ -25,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
 from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
-from gateway.records.workspaces import DEFAULT_WORKSPACE
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
+from gateway.security.upstreams import UpstreamGuard
 from gateway.storage.base import Store
 
 __all__ = [
@@ -54,10 +55,11 @@ MAX_KEY_GRACE = 366 * 24 * 3600.0  # like an endpoint URL's rotation grace
 # After `GET /parameters` failed, a record that lacks it is not asked for it again for this long.
 PARAMETERS_RETRY_SECONDS = 60.0
 
-# (name, base_url, api_key) -> the app's `GET /info` answer; raises UpstreamError when the key fails.
-InfoFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
-# (name, base_url, api_key) -> the app's `GET /parameters` answer; raises UpstreamError on failure.
-ParametersFetcher = Callable[[str, str, str], Awaitable[dict[str, Any]]]
+# (name, base_url, api_key, guarded) -> the app's `GET /info` answer; raises UpstreamError when the
+# key fails. `guarded`: a workspace token set base_url, so connect through the upstream guard.
+InfoFetcher = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
+# (name, base_url, api_key, guarded) -> the app's `GET /parameters` answer; raises UpstreamError on failure.
+ParametersFetcher = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
 
 
 def app_key(workspace: str, name: str) -> str:
@@ -124,6 +126,7 @@ class AppRecord:
     workspace: str = "default"  # records kept before workspaces existed read as "default"
     previous_key: str | None = None  # ciphertext of the key `add_key` replaced, tried on a 401 until:
     previous_key_until: float | None = None
+    guarded: bool = False  # a workspace token set `base_url`: checked when set, and on every connection
 
     @property
     def key(self) -> str:
@@ -150,6 +153,7 @@ class AppRecord:
             "workspace": self.workspace,
             "previous_key": self.previous_key,
             "previous_key_until": self.previous_key_until,
+            "guarded": self.guarded,
         }
 
     @classmethod
@@ -174,8 +178,13 @@ class AppService:
         clock: Clock,
         fetch_info: InfoFetcher,
         fetch_parameters: ParametersFetcher | None = None,
+        *,
+        workspaces: WorkspaceService,
+        upstreams: UpstreamGuard,
     ) -> None:
         self._store = store
+        self._upstreams = upstreams  # checks the base URLs workspace tokens set
+        self._workspaces = workspaces  # a workspace being deleted gets no new app
         self._box = box
         self._clock = clock
         self._fetch_info = fetch_info
@@ -184,30 +193,53 @@ class AppService:
         self._keys: dict[str, str] = {}
         self._parameters_failed: dict[str, float] = {}  # app name -> monotonic time of the failure
 
-    async def add(self, app: AppIn, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+    async def add(self, app: AppIn, *, workspace: str = DEFAULT_WORKSPACE, guarded: bool = False) -> AppRecord:
         """Register an app in `workspace`. Without a mode, `GET /info` detects it and `GET /parameters`
-        is read too; with one, Dify is not called (the form is read on first need)."""
+        is read too; with one, Dify is not called (the form is read on first need).
+
+        `guarded`: a workspace token (not the operator) registers it, so its base URL must pass the
+        upstream guard (`gateway.security.upstreams`), now and on every connection."""
         key = app.api_key.get_secret_value().strip()
-        mode = app.mode or await self._detect_mode(app.name, app.base_url, key)
+        if guarded:
+            await self._upstreams.check(app.base_url, "the app's base_url")
+        mode = app.mode or await self._detect_mode(app.name, app.base_url, key, guarded)
         now = self._clock.time()
         if app.fallback is not None:
             await self._check_fallback(app.name, app.fallback, workspace)
         store_key = app_key(workspace, app.name)
         record = AppRecord(
-            app.name, app.base_url, self._encrypt(store_key, key), mode, now, now, app.fallback, workspace=workspace
+            app.name,
+            app.base_url,
+            self._encrypt(store_key, key),
+            mode,
+            now,
+            now,
+            app.fallback,
+            workspace=workspace,
+            guarded=guarded,
         )
         if app.mode is None:
             record = await self._with_parameters(record, key, strict=False)
-        if not await self._store.doc_create(COLLECTION, store_key, record.to_doc()):
-            raise Conflict(f"an app named {app.name!r} already exists")
+        async with self._workspaces.in_use(workspace):
+            if not await self._store.doc_create(COLLECTION, store_key, record.to_doc()):
+                raise Conflict(f"an app named {app.name!r} already exists")
         return record
 
-    async def update(self, name: str, change: AppUpdate, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+    async def update(
+        self, name: str, change: AppUpdate, *, workspace: str = DEFAULT_WORKSPACE, guarded: bool = False
+    ) -> AppRecord:
+        """Change an app. `guarded` (a workspace token's change): a new base URL must pass the upstream
+        guard and stays guarded; the operator's new base URL is trusted as it is."""
         record = await self.get(name, workspace=workspace)
         base_url = change.base_url or record.base_url
+        url_guarded = record.guarded
+        if base_url != record.base_url:  # whoever sets the URL decides whether it is guarded
+            if guarded:
+                await self._upstreams.check(base_url, "the app's base_url")
+            url_guarded = guarded
         key = change.api_key.get_secret_value().strip() if change.api_key else self.api_key(record)
         moved = bool(change.api_key or change.base_url)  # possibly another app: its form is read again
-        mode = change.mode or (await self._detect_mode(name, base_url, key) if moved else record.mode)
+        mode = change.mode or (await self._detect_mode(name, base_url, key, url_guarded) if moved else record.mode)
         fallback = record.fallback
         if change.fallback is not None:
             fallback = change.fallback or None
@@ -225,6 +257,7 @@ class AppService:
             inputs=None if moved else record.inputs,
             output_moderation=None if moved else record.output_moderation,
             files=None if moved else record.files,
+            guarded=url_guarded,
         )
         if moved and not change.mode:
             updated = await self._with_parameters(updated, key, strict=False)
@@ -283,7 +316,7 @@ class AppService:
         settings (run it after changing the app's inputs, moderation or file upload in Dify)."""
         record = await self.get(name, workspace=workspace)
         key = self.api_key(record)
-        info = await self._info(record.name, record.base_url, key)
+        info = await self._info(record.name, record.base_url, key, record.guarded)
         if self._fetch_parameters is not None:
             await self._store_parameters(await self._with_parameters(record, key, strict=True))
         return info
@@ -314,11 +347,11 @@ class AppService:
         key = key.strip()
         if not key or len(key) > 512:
             raise BadRequest("the key must be 1 to 512 characters")
-        info = await self._info(name, record.base_url, key)  # a key Dify refuses ends here
+        info = await self._info(name, record.base_url, key, record.guarded)  # a key Dify refuses ends here
         if info.get("mode") not in (None, record.mode):
             raise BadRequest(f"the new key opens a {info.get('mode')!r} app, not app {name!r} ({record.mode})")
         try:
-            old = await self._info(name, record.base_url, self.api_key(record))
+            old = await self._info(name, record.base_url, self.api_key(record), record.guarded)
         except UpstreamError:
             old = {}  # the old key no longer works (revoked after a leak): nothing to compare with
         if old.get("name") and info.get("name") != old["name"]:
@@ -395,10 +428,10 @@ class AppService:
     def _encrypt(self, store_key: str, key: str) -> str:
         return self._box.encrypt(key, context=f"app:{store_key}")
 
-    async def _info(self, name: str, base_url: str, key: str) -> dict[str, Any]:
+    async def _info(self, name: str, base_url: str, key: str, guarded: bool) -> dict[str, Any]:
         """`GET /info`; an answer that is not a JSON object (say, the console's HTML) is an upstream error."""
         try:
-            info = await self._fetch_info(name, base_url, key)
+            info = await self._fetch_info(name, base_url, key, guarded)
         except ValueError:
             info = None
         except UpstreamError as exc:
@@ -422,7 +455,7 @@ class AppService:
             return record
         try:
             try:
-                body = await self._fetch_parameters(record.name, record.base_url, key)
+                body = await self._fetch_parameters(record.name, record.base_url, key, record.guarded)
             except ValueError:
                 body = None
             if not isinstance(body, dict):
@@ -452,8 +485,8 @@ class AppService:
         self._cache.clear()
         self._parameters_failed.pop(described.key, None)
 
-    async def _detect_mode(self, name: str, base_url: str, key: str) -> str:
-        info = await self._info(name, base_url, key)
+    async def _detect_mode(self, name: str, base_url: str, key: str, guarded: bool) -> str:
+        info = await self._info(name, base_url, key, guarded)
         mode = info.get("mode")
         if mode not in APP_MODES:
             raise BadRequest(f"the app reported an unknown mode {mode!r}; pass the mode explicitly")

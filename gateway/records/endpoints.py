@@ -25,9 +25,10 @@ from gateway.host.registry import PluginRegistry
 from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
 from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService, app_key
-from gateway.records.workspaces import DEFAULT_WORKSPACE
+from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
+from gateway.security.upstreams import UpstreamGuard, is_http_url
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
 
@@ -92,6 +93,9 @@ class EndpointRecord:
     name: str = ""
     workspace: str = "default"  # records kept before workspaces existed read as "default"
     previous_secrets: tuple[PreviousSecret, ...] = ()
+    # A workspace token (not the operator) created it or wrote its settings: their URLs were checked
+    # then, and the plugin's `ctx.http` goes through the upstream guard (gateway.security.upstreams).
+    guarded: bool = False
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -113,6 +117,7 @@ class EndpointRecord:
             "previous_secrets": [
                 {"setting": p.setting, "value": p.value, "expires_at": p.expires_at} for p in self.previous_secrets
             ],
+            "guarded": self.guarded,
         }
 
     @classmethod
@@ -130,6 +135,7 @@ class EndpointRecord:
             name=doc.get("name", ""),
             workspace=doc.get("workspace", "default"),
             previous_secrets=tuple(PreviousSecret(**p) for p in doc.get("previous_secrets", ())),
+            guarded=doc.get("guarded", False),
         )
 
     @property
@@ -154,6 +160,12 @@ def _one_change_at_a_time(
             return await method(self, endpoint_id, *args, **kwargs)
 
     return locked
+
+
+def _urls(model: BaseModel) -> dict[str, str]:
+    """The settings of `model` that hold an http(s) URL (an API base URL, say), by name."""
+    values = {name: getattr(model, name) for name in type(model).model_fields}
+    return {name: value for name, value in values.items() if is_http_url(value)}
 
 
 def coerce_setting(model: type[BaseModel], name: str, raw: str) -> Any:
@@ -218,6 +230,8 @@ class EndpointService:
         *,
         public_url: str,
         rotation_grace: float,
+        workspaces: WorkspaceService,
+        upstreams: UpstreamGuard,
         apps: AppService | None = None,
     ) -> None:
         self._store = store
@@ -228,6 +242,8 @@ class EndpointService:
         self._public_url = public_url.rstrip("/")
         self._grace = rotation_grace
         self._apps = apps  # reads the input form of apps whose records lack it
+        self._workspaces = workspaces  # a workspace being deleted gets no new endpoint
+        self._upstreams = upstreams  # checks the URLs in settings that workspace tokens write
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
         self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
         self._urls: dict[str, str] = {}
@@ -387,12 +403,15 @@ class EndpointService:
         workspace: str = DEFAULT_WORKSPACE,
         endpoint_id: str | None = None,
         token: str | None = None,
+        guarded: bool = False,
     ) -> tuple[EndpointRecord, str, dict[str, str]]:
         """Mint an endpoint; returns the record, its URL and the secrets the gateway generated for it
         (the plugin's `generated` settings that were not given), which are shown this once only.
 
         `endpoint_id` and `token` (a URL token this gateway signed) recreate a known endpoint with
-        its id and URL (`dify-gateway apply`, a snapshot's restore); both are minted otherwise."""
+        its id and URL (`dify-gateway apply`, a snapshot's restore); both are minted otherwise.
+        `guarded`: a workspace token creates it, so the URLs in its settings must pass the upstream
+        guard, now and (through `ctx.http`) on every connection."""
         if token is not None and not self._tokens.is_authentic(token):
             raise BadRequest("the URL token was not signed with this gateway's secret key")
         plugin = self._registry.get(plugin_name)
@@ -406,6 +425,24 @@ class EndpointService:
                 shown[field_name], settings[field_name] = factory()
         model = self._validate(plugin, settings)
         await self._check_inputs(apps, model, workspace)
+        if guarded:
+            await self._check_upstreams(model, None)
+        async with self._workspaces.in_use(workspace):
+            record, url = await self._insert(plugin, apps, model, name, options, workspace, endpoint_id, token, guarded)
+        return record, url, shown
+
+    async def _insert(
+        self,
+        plugin: Plugin,
+        apps: list[str],
+        model: BaseModel,
+        name: str,
+        options: EndpointOptions | None,
+        workspace: str,
+        endpoint_id: str | None,
+        token: str | None,
+        guarded: bool,
+    ) -> tuple[EndpointRecord, str]:
         now = self._clock.time()
         for _ in range(1 if endpoint_id else 5):
             new_id = endpoint_id or "ep_" + secrets.token_hex(8)
@@ -424,10 +461,11 @@ class EndpointService:
                 options=options or EndpointOptions(),
                 name=name,
                 workspace=workspace,
+                guarded=guarded,
             )
             if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
-                return record, self.url_for(new_token), shown
+                return record, self.url_for(new_token)
         if endpoint_id:
             raise Conflict(f"an endpoint {endpoint_id!r} already exists")
         raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
@@ -442,8 +480,11 @@ class EndpointService:
         apps: list[str] | None = None,
         name: str | None = None,
         options: EndpointOptions | None = None,
+        guarded: bool = False,
     ) -> EndpointRecord:
-        """Change settings (merged: secrets not given stay as they are), apps, name or options."""
+        """Change settings (merged: secrets not given stay as they are), apps, name or options.
+        `guarded`: a workspace token's change; URLs it puts in the settings must pass the upstream
+        guard, and the endpoint is guarded from then on (an operator's change leaves that as it is)."""
         record = await self.get(endpoint_id)
         plugin = self._registry.require(record.plugin)
         changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
@@ -453,7 +494,10 @@ class EndpointService:
             for key in unset or ():
                 merged.pop(key, None)
             merged.update(settings or {})
-            model = self._validate(plugin, merged)
+            before, model = model, self._validate(plugin, merged)
+            if guarded:
+                await self._check_upstreams(model, before)
+                changes["guarded"] = True
             changes["settings"] = self._seal(record.id, plugin, model)
         if apps is not None:
             await self._check_apps(plugin, apps, record.workspace)
@@ -630,6 +674,14 @@ class EndpointService:
 
     def _token_ref(self, endpoint_id: str, token: str) -> TokenRef:
         return TokenRef(self._tokens.digest(token), self._box.encrypt(token, context=f"endpoint:{endpoint_id}:token"))
+
+    async def _check_upstreams(self, model: BaseModel, before: BaseModel | None) -> None:
+        """Every http(s) URL in the settings `model` that is new (not in `before`) must pass the
+        upstream guard: a workspace token may point a plugin at public addresses only."""
+        old = _urls(before) if before is not None else {}
+        for setting, url in _urls(model).items():
+            if old.get(setting) != url:
+                await self._upstreams.check(url, f"setting {setting}")
 
     async def _check_apps(self, plugin: Plugin, apps: list[str], workspace: str) -> None:
         if len(set(apps)) != len(apps):

@@ -5,6 +5,11 @@ jobs, request log, usage) belongs to the endpoint's workspace. The workspace `de
 exists and can't be deleted: records kept before workspaces existed read as belonging to it, so
 an upgrade moves nothing and changes no URL.
 
+Deleting a workspace and creating an app or an endpoint in it take the workspace's lock (a
+`LeaseLock` in the store, so across replicas too) in `in_use`: a creation either lands first
+(and the delete, seeing it, refuses) or waits and finds the workspace gone (404), never leaving
+an endpoint in a workspace that no longer exists.
+
 A workspace is deleted only when it holds no apps and no endpoints. There is deliberately no
 `--force`: deleting an endpoint kills its live URL for good (a new one can't get the same token),
 so a typo in a workspace name must not take a team's bots down; the operator deletes what is in
@@ -13,21 +18,26 @@ it first, one deliberate command at a time. Its admin tokens go with it.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.clock import Clock
-from gateway.exceptions import BadRequest, Conflict, NotFound
+from gateway.exceptions import BadRequest, Conflict, LockBusy, NotFound
 from gateway.storage.base import Store
+from gateway.storage.lock import LeaseLock
 
 __all__ = ["DEFAULT_WORKSPACE", "WORKSPACE_PATTERN", "WorkspaceIn", "WorkspaceRecord", "WorkspaceService"]
 
 DEFAULT_WORKSPACE = "default"
 WORKSPACE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"  # no '.', ':' or '/': names are parts of store keys
 COLLECTION = "workspaces"
+LOCK_TTL = 10.0  # a crashed holder keeps the workspace locked this long at most
+LOCK_WAIT = 5.0
 
 
 class WorkspaceIn(BaseModel):
@@ -87,8 +97,23 @@ class WorkspaceService:
             raise NotFound(f"no workspace named {name!r}")
         return found
 
+    @contextlib.asynccontextmanager
+    async def in_use(self, name: str) -> AsyncIterator[WorkspaceRecord]:
+        """Hold the workspace `name` (NotFound unless it exists) while the block creates something in
+        it or deletes it. `default` is never deleted, so it needs no lock."""
+        if name == DEFAULT_WORKSPACE:
+            yield await self.require(name)
+            return
+        lock = LeaseLock(self._store, f"wslock:{name}", ttl=LOCK_TTL)
+        try:
+            async with lock.held(self._clock, wait=LOCK_WAIT, poll=0.02):
+                yield await self.require(name)
+        except LockBusy:
+            raise Conflict(f"workspace {name!r} is being changed by someone else; try again") from None
+
     async def delete(self, name: str, *, apps: list[str], endpoints: list[str]) -> None:
-        """Delete an empty workspace; `apps` and `endpoints` are what it still holds (refused if any)."""
+        """Delete an empty workspace; `apps` and `endpoints` are what it still holds (refused if any).
+        Call it inside `in_use(name)`, having listed them there."""
         if name == DEFAULT_WORKSPACE:
             raise BadRequest("the workspace 'default' can't be deleted")
         await self.require(name)

@@ -28,6 +28,7 @@ import socket
 import ssl
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import anyio
 import httpcore
@@ -63,11 +64,13 @@ _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")  # after IDNA encodi
 
 @dataclass(frozen=True, slots=True)
 class UrlPolicy:
-    """What outbound URLs may look like. `allowed_hosts` bypass the address checks (operator's choice)."""
+    """What outbound URLs may look like. `allowed_hosts` bypass the address checks, and addresses in
+    `allowed_networks` pass them (both the operator's choice)."""
 
     allow_http: bool = False
     allowed_hosts: frozenset[str] = frozenset()
     allowed_ports: frozenset[int] | None = None
+    allowed_networks: tuple[IPv4Network | IPv6Network, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "allowed_hosts", frozenset(_normalise_host(host) for host in self.allowed_hosts))
@@ -75,6 +78,10 @@ class UrlPolicy:
     def allows_host(self, host: str) -> bool:
         """True if `host` is on the operator's allow-list."""
         return _normalise_host(host) in self.allowed_hosts
+
+    def allows_address(self, ip: IPv4Address | IPv6Address) -> bool:
+        """True if `ip` is public or in one of the operator's allowed networks."""
+        return is_public_address(ip) or any(ip in net for net in self.allowed_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +153,7 @@ async def resolve_and_check(host: str, port: int, policy: UrlPolicy, *, resolver
     checked: list[str] = []
     for address in addresses:
         ip = _ip_literal(address)
-        if ip is None or not (allowed or is_public_address(ip)):
+        if ip is None or not (allowed or policy.allows_address(ip)):
             raise BadRequest(NON_PUBLIC, host=name)
         if str(ip) not in checked:
             checked.append(str(ip))

@@ -90,7 +90,9 @@ async def seed_team(running: Running, workspace: str, apps: list[str], base_url:
 @contextlib.asynccontextmanager
 async def two_teams(store: Store, clock: FakeClock, tmp_path: Path) -> AsyncIterator[tuple[Running, Team, Team]]:
     """A gateway on `store` with workspaces team-a (apps support, sales) and team-b (apps support, billing)."""
-    async with running_app(make_settings(tmp_path), store=store, clock=clock, run_workers=False) as running:
+    # The teams' (fake) Dify hosts, which workspace tokens may use: no DNS to check them against.
+    settings = make_settings(tmp_path, private_upstreams=("dify-a.test", "dify-b.test"))
+    async with running_app(settings, store=store, clock=clock, run_workers=False) as running:
         a = await seed_team(running, "team-a", ["support", "sales"], DIFY_A)
         b = await seed_team(running, "team-b", ["support", "billing"], DIFY_B)
         yield running, a, b
