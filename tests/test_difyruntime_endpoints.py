@@ -22,6 +22,7 @@ from gateway.difyplugins.runtime import InstallationStorage, PluginSpec
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
+from gateway.records.workspaces import WorkspaceIn
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator
 from tests.support.difyplugins import (
@@ -267,6 +268,25 @@ async def test_a_bot_calls_its_app_blocking_and_keeps_storage(live: Live, dify_s
     assert second.json()["count"] == 2  # storage kept between requests (in the gateway's store)
     forgot = await live.client.post(live.at(url) + "/forget", content=b"{}")
     assert forgot.json() == {"exists": False}
+
+
+async def test_a_workspaces_endpoints_never_see_another_workspaces_storage(
+    live: Live, dify_simulator: RunningSimulator
+) -> None:
+    """A package's storage belongs to its installation in a workspace (Dify's per-tenant storage):
+    team-a's endpoint of the same package starts empty and never reads or changes default's."""
+    url = await _bot_endpoint(live, dify_simulator)
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "one"})).json()["count"] == 1
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "two"})).json()["count"] == 2
+    await live.gateway.workspaces.create(WorkspaceIn(name="team-a"))
+    app = {"name": "assistant", "base_url": dify_simulator.base_url, "api_key": dify_simulator.api_key, "mode": "chat"}
+    await live.gateway.apps.add(AppIn.model_validate(app), workspace="team-a")
+    _, other = await live.gateway.endpoints.create("tests/bot", ["assistant"], {}, workspace="team-a")
+    theirs = await live.client.post(live.at(other) + "/chat", json={"query": "hi"})
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["count"] == 1
+    assert (await live.client.post(live.at(other) + "/forget", content=b"{}")).json() == {"exists": False}
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "three"})).json()["count"] == 3
 
 
 async def test_a_bot_streams_its_apps_answer(live: Live, dify_simulator: RunningSimulator) -> None:

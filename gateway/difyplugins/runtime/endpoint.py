@@ -98,7 +98,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         spec: PluginSpec,
         *,
         connect: Callable[[str], Awaitable[PluginConnection]],
-        storage: Callable[[str, int], InstallationStorage],
+        storage: Callable[[str, int, str], InstallationStorage],
         request_timeout: float,
         forward: Callable[[Request], Awaitable[Response | None]] | None = None,
     ) -> None:
@@ -158,7 +158,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         context = cast(PluginContext, ctx)
         self._rules.check(request.method, request.path)
         connection = await self._connect(self.name)
-        storage = self._storage(self.name, self.spec.permissions.storage.size)
+        storage = self._storage(self.name, self.spec.permissions.storage.size, context.workspace)
         reverse = ReverseCalls(
             ctx=context,
             storage=storage,
