@@ -191,6 +191,38 @@ async def test_many_requests_at_once_share_one_process(live: Live) -> None:
     assert live.gateway.dify_runtime.status("tests/echo").restarts == 0
 
 
+async def test_a_plugins_forged_status_and_headers_never_break_the_answer(live: Live) -> None:
+    """A plugin's answer is relayed only as a well-formed HTTP response: no 1xx status (h11 would
+    refuse it mid-answer), no header uvicorn can't write (a bad name, a control or non-Latin-1
+    byte), and never the console's session cookie (a plugin on the gateway's origin fixing an
+    operator's session)."""
+    url = await _echo_endpoint(live)
+    forged = [
+        ["Bad Name", "x"],
+        ["X-Euro", "\u20ac"],
+        ["X-Control", "a\u0001b"],
+        ["X-Bell", "\u001b[31mred"],
+        ["set-cookie", "GW_CONSOLE=again"],
+        ["X-Latin", "caf\u00e9"],
+    ]
+    response = await live.client.get(live.at(url) + "/forge", params={"headers": json.dumps(forged)})
+    assert response.status_code == 200, response.text
+    assert response.text == "forged"
+    assert response.headers["x-kept"] == "kept"
+    assert response.headers.get_list("set-cookie") == ["theirs=1; Path=/"]
+    assert "gw_console" not in response.cookies and "GW_CONSOLE" not in response.cookies
+    names = {name.lower() for name in response.headers}
+    assert not names & {"bad name", "x-euro", "x-control", "x-bell"}
+    assert response.headers["x-latin"].encode("latin-1") == "caf\u00e9".encode("latin-1")
+    for status in ("100", "101", "199"):
+        refused = await live.client.get(live.at(url) + "/forge", params={"status": status})
+        assert refused.status_code == 502 and refused.json()["error"]["code"] == "plugin_error"
+    empty = await live.client.get(live.at(url) + "/forge", params={"status": "204"})
+    assert empty.status_code == 204 and empty.content == b""  # no body where HTTP has none
+    ok = await live.client.get(live.at(url) + "/ping")
+    assert ok.status_code == 200  # the server is still answering
+
+
 async def test_a_plugin_exception_is_a_502_without_its_text(live: Live, caplog: pytest.LogCaptureFixture) -> None:
     url = await _echo_endpoint(live)
     response = await live.client.post(live.at(url) + "/boom", content=b"{}")

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import binascii
 import logging
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, SecretStr, create_model
 
+from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
 from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import Permissions
 from gateway.difyplugins.runtime.connection import PluginConnection, PluginRaised, PluginSession
@@ -40,6 +42,9 @@ __all__ = ["DifyEndpointPlugin", "permissions_of", "settings_model"]
 logger = logging.getLogger(__name__)
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "trailer"})
+# RFC 9110 field names (tokens) and values (visible Latin-1 and spaces: what HTTP/1.1 can carry).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
 _SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
 _SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
 
@@ -243,21 +248,26 @@ class DifyEndpointPlugin(Plugin[Any]):
 
 def _head(chunk: Mapping[str, Any]) -> _Head:
     status = chunk.get("status")
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        raise PluginRaised("ProtocolError", f"the answer's status {status!r} is not an HTTP status")
+    # A final status only: an interim one (1xx) can't be the answer, and h11 refuses to write it.
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise PluginRaised("ProtocolError", f"the answer's status {status!r} is not a final HTTP status")
     headers: list[tuple[str, str]] = []
     raw = chunk.get("headers") or {}
     items: Iterable[tuple[Any, Any]] = raw.items() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
     for name, value in items:
-        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or name.lower() in _HOP_BY_HOP:
             continue
         # A list of values: one header line each (repeated headers survive the relay).
         for one in value if isinstance(value, list) else [value]:
             text = str(one)
-            if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
-                continue
+            if not _FIELD_VALUE.fullmatch(text) or (name.lower() == "set-cookie" and _sets_console_cookie(text)):
+                continue  # a header uvicorn can't write, or the operator console's session
             headers.append((name, text))
     return _Head(status, headers)
+
+
+def _sets_console_cookie(value: str) -> bool:
+    return value.partition("=")[0].strip().lower() == CONSOLE_COOKIE.lower()
 
 
 def _unhex(value: Any) -> bytes:
