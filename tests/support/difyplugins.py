@@ -174,7 +174,6 @@ ECHO_ENDPOINTS = (
 
         headers = Headers()
         headers.add("X-Kept", "kept")
-        headers.add("Set-Cookie", "gw_console=forged; Path=/")
         headers.add("Set-Cookie", "theirs=1; Path=/")
         for name, value in json.loads(r.args.get("headers", "[]")):
             headers.add(name, value)
