@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from gateway.clock import SystemClock
 from gateway.difyplugins.runtime import (
     PluginConnection,
     PluginRaised,
@@ -21,11 +23,13 @@ from gateway.difyplugins.runtime import (
     permission_denied,
     requirements_of,
 )
+from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
 from gateway.difyplugins.runtime.protocol import decode_line
 from gateway.difyplugins.runtime.rawhttp import raw_request
 from gateway.exceptions import ConfigurationError, PluginUnavailable
 from gateway.host.context import PluginContext
 from gateway.plugin import Headers, Request
+from tests.support.difydebug import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +201,32 @@ def test_pip_runs_without_the_gateways_settings(monkeypatch: pytest.MonkeyPatch)
     environment = environment_without_settings()
     assert "GATEWAY_ADMIN_TOKEN" not in environment
     assert environment["HTTPS_PROXY"] == "http://proxy.internal:3128"  # pip still reaches its index
+
+
+async def test_a_plugin_writing_a_line_without_end_is_restarted_not_buffered(tmp_path: Path) -> None:
+    """A plugin's stdout line is bounded (`ProcessPolicy.max_line`): garbage without a newline is
+    not held in memory until it ends; the process is restarted, saying why."""
+    (tmp_path / "main.py").write_text(
+        "import sys, time\n"
+        'sys.stdout.buffer.write(b\'{"event": "session", "data": "\' + b\'x\' * (3 << 20))\n'
+        "sys.stdout.flush()\n"
+        "time.sleep(600)\n"
+    )
+    process = PluginProcess(
+        name="tests/garbage",
+        directory=tmp_path,
+        python=Path(sys.executable),
+        clock=SystemClock(),
+        policy=ProcessPolicy(max_line=1 << 20, restart_base=30.0, stop_grace=1.0),
+    )
+    try:
+        await process.connection()
+        await eventually(lambda: _restarted(process), "the plugin restarted")
+        status = process.status()
+        assert status.last_exit is not None and "longer than 1048576 bytes" in status.last_exit
+    finally:
+        await process.aclose()
+
+
+async def _restarted(process: PluginProcess) -> bool:
+    return process.status().restarts >= 1
