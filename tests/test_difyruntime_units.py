@@ -23,6 +23,7 @@ from gateway.difyplugins.runtime import (
     permission_denied,
     requirements_of,
 )
+from gateway.difyplugins.runtime.connection import MAX_REVERSE_CALLS
 from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
 from gateway.difyplugins.runtime.protocol import decode_line
 from gateway.difyplugins.runtime.rawhttp import raw_request
@@ -230,3 +231,39 @@ async def test_a_plugin_writing_a_line_without_end_is_restarted_not_buffered(tmp
 
 async def _restarted(process: PluginProcess) -> bool:
     return process.status().restarts >= 1
+
+
+async def test_a_session_flooding_reverse_calls_gets_them_refused_past_its_share() -> None:
+    """At most MAX_REVERSE_CALLS of a request's reverse calls run at once; the rest are answered
+    with an error at once (not a task each, waiting on Dify)."""
+    wire = Wire()
+    connection = PluginConnection("a/b", wire.send, logging.getLogger("test"))
+    release = asyncio.Event()
+    running = 0
+
+    async def slow(data: dict[str, Any]) -> Any:
+        nonlocal running
+        running += 1
+        await release.wait()
+        yield {"data": "ok"}
+
+    session = await connection.open({"type": "endpoint"}, slow)
+    extra = 5
+    for index in range(MAX_REVERSE_CALLS + extra):
+        line = _session_line(
+            session.id, "invoke", {"type": "storage", "backwards_request_id": f"r{index}", "request": {}}
+        )
+        message = decode_line(line)
+        assert message is not None
+        connection.receive(message)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    refused = [line["data"] for line in wire.lines[1:] if line["data"]["event"] == "error"]
+    assert len(refused) == extra and running == MAX_REVERSE_CALLS
+    assert all("too many reverse calls" in data["message"] for data in refused)
+    release.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    ended = [line["data"] for line in wire.lines[1:] if line["data"]["event"] == "end"]
+    assert len(ended) == MAX_REVERSE_CALLS
+    await session.aclose()

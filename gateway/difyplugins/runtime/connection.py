@@ -19,12 +19,23 @@ from typing import Any
 from gateway.difyplugins.runtime.protocol import Incoming, backwards_response, encode_request
 from gateway.exceptions import GatewayError, PluginUnavailable
 
-__all__ = ["PluginConnection", "PluginRaised", "PluginSession", "ReverseCallError", "ReverseHandler"]
+__all__ = [
+    "MAX_REVERSE_CALLS",
+    "PluginConnection",
+    "PluginRaised",
+    "PluginSession",
+    "ReverseCallError",
+    "ReverseHandler",
+]
 
 # A reverse call's answers: the `data` of each `response` line, in order; raising `ReverseCallError`
 # answers with an `error` line carrying its message (shown to the plugin, so never a secret).
 ReverseHandler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 Send = Callable[[bytes], Awaitable[None]]
+
+# A request's reverse calls in flight at once; past it a call is refused with an error line at once,
+# and past twice it (a plugin that floods and does not read its answers) dropped.
+MAX_REVERSE_CALLS = 16
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
@@ -59,9 +70,18 @@ class PluginSession:
         self._queue.put_nowait(item)
 
     def _invoke(self, data: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(data), name=f"reverse-call {self.id}")
+        busy = len(self._calls)
+        if busy >= 2 * MAX_REVERSE_CALLS:
+            return
+        work = self._answer(data) if busy < MAX_REVERSE_CALLS else self._refuse(data)
+        task = asyncio.get_running_loop().create_task(work, name=f"reverse-call {self.id}")
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+
+    async def _refuse(self, data: dict[str, Any]) -> None:
+        request_id = str(data.get("backwards_request_id", ""))
+        message = f"too many reverse calls at once (at most {MAX_REVERSE_CALLS} per request)"
+        await self._connection.send(backwards_response(self.id, request_id, "error", message=message))
 
     async def _answer(self, data: dict[str, Any]) -> None:
         request_id = str(data.get("backwards_request_id", ""))
