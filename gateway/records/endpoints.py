@@ -449,12 +449,19 @@ class EndpointService:
         changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
         model = self.settings(record, plugin)
         if settings is not None or unset:
-            merged = _plain_settings(model, plugin)
+            before = _plain_settings(model, plugin)
+            merged = dict(before)
             for key in unset or ():
                 merged.pop(key, None)
             merged.update(settings or {})
             model = self._validate(plugin, merged)
             changes["settings"] = self._seal(record.id, plugin, model)
+            # A secret set outright ends its rotation: the values rotated out of it stop at once.
+            after = _plain_settings(model, plugin)
+            replaced = {name for name in plugin.secret_fields() if after.get(name) != before.get(name)}
+            if replaced:
+                kept = tuple(p for p in record.previous_secrets if p.setting not in replaced)
+                changes["previous_secrets"] = kept
         if apps is not None:
             await self._check_apps(plugin, apps, record.workspace)
             changes["apps"] = tuple(apps)
