@@ -169,6 +169,30 @@ def test_the_raw_request_keeps_the_query_and_passes_the_client_address() -> None
     assert "content-length: 5" in lines and body == b"hello"
 
 
+def test_the_raw_request_never_carries_the_consoles_session_cookie() -> None:
+    """The console's cookie has path `/`: an operator opening a plugin's page in the same browser
+    would hand the plugin their console session. Other cookies reach the plugin as sent."""
+
+    def cookies(*values: str) -> list[str]:
+        request = Request(
+            method="GET",
+            path="/page",
+            query_string="",
+            headers=Headers([("host", "gw.example"), *(("cookie", value) for value in values)]),
+            body=b"",
+            endpoint_id="ep_1",
+            endpoint_url="http://gw.example/e/t",
+            received_at=0.0,
+        )
+        head = raw_request(request).split(b"\r\n\r\n", 1)[0].decode()
+        return [line.removeprefix("cookie: ") for line in head.split("\r\n") if line.startswith("cookie:")]
+
+    assert cookies("theme=dark; gw_console=s3ss10n; lang=en") == ["theme=dark; lang=en"]
+    assert cookies("gw_console=s3ss10n", "a=1") == ["a=1"]
+    assert cookies("GW_Console = s3ss10n;b=2") == ["b=2"]
+    assert cookies("a=1") == ["a=1"]
+
+
 async def test_a_python_older_than_3_12_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(PythonNotFound) as missing:
         await find_python(str(tmp_path / "no-python"))

@@ -6,13 +6,15 @@ endpoint's body limit), and the caller's address in `X-Forwarded-For` and `X-Rea
 both). Those two headers, when the caller sent them, are replaced by the address the gateway saw
 (after its trusted proxies), so a caller can't forge them. Header names containing `_` are dropped
 (the SDK's parsers refuse them or fold them onto the `-` name), and so are the hop-by-hop headers;
-`Content-Length` is set to the body's length (the body arrives whole, never chunked).
+`Content-Length` is set to the body's length (the body arrives whole, never chunked). The console's
+session cookie is taken out of `Cookie`.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote
 
+from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
 from gateway.plugin import Request
 
 __all__ = ["DROPPED_HEADERS", "raw_request"]
@@ -43,6 +45,8 @@ def raw_request(request: Request) -> bytes:
     for name, value in request.headers.raw:
         if name in DROPPED_HEADERS or "_" in name or not name:
             continue
+        if name == "cookie" and not (value := _without_console_cookie(value)):
+            continue
         lines.append(f"{name}: {value}")
     if request.client_ip:
         lines.append(f"x-forwarded-for: {request.client_ip}")
@@ -50,3 +54,11 @@ def raw_request(request: Request) -> bytes:
     lines.append(f"content-length: {len(request.body)}")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1", errors="replace") + request.body
+
+
+def _without_console_cookie(value: str) -> str:
+    """A `Cookie` header without the console's session (its path is `/`, so a browser sends it to
+    endpoints too: an operator opening a plugin's page would hand the plugin their session)."""
+    pairs = [pair.strip() for pair in value.split(";")]
+    kept = [pair for pair in pairs if pair and pair.partition("=")[0].strip().lower() != CONSOLE_COOKIE]
+    return value if len(kept) == len(pairs) else "; ".join(kept)
