@@ -23,9 +23,9 @@ from gateway.difyplugins.runtime import (
     permission_denied,
     requirements_of,
 )
-from gateway.difyplugins.runtime.connection import MAX_REVERSE_CALLS
+from gateway.difyplugins.runtime.connection import MAX_BUFFERED, MAX_REVERSE_CALLS
 from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
-from gateway.difyplugins.runtime.protocol import decode_line
+from gateway.difyplugins.runtime.protocol import Incoming, decode_line
 from gateway.difyplugins.runtime.rawhttp import raw_request
 from gateway.exceptions import ConfigurationError, PluginUnavailable
 from gateway.host.context import PluginContext
@@ -291,3 +291,25 @@ async def test_a_session_flooding_reverse_calls_gets_them_refused_past_its_share
     ended = [line["data"] for line in wire.lines[1:] if line["data"]["event"] == "end"]
     assert len(ended) == MAX_REVERSE_CALLS
     await session.aclose()
+
+
+async def test_an_answer_outpacing_its_reader_is_cut_not_buffered_without_end() -> None:
+    """A plugin streams faster than the caller reads: what waits for the reader is bounded
+    (MAX_BUFFERED); past it the answer ends with an error after what was buffered."""
+    wire = Wire()
+    connection = PluginConnection("a/b", wire.send, logging.getLogger("test"))
+
+    async def no_calls(data: dict[str, Any]) -> Any:
+        yield None  # pragma: no cover
+
+    session = await connection.open({"type": "endpoint"}, no_calls)
+    piece = "ab" * (MAX_BUFFERED // 8)  # a quarter of the bound, as hex
+    for _ in range(10):
+        connection.receive(Incoming("session", session.id, {"type": "stream", "data": {"result": piece}}))
+    connection.receive(Incoming("session", session.id, {"type": "end", "data": {}}))
+    received = 0
+    with pytest.raises(PluginRaised) as cut:
+        async for chunk in session:
+            assert chunk["result"] == piece
+            received += 1
+    assert 1 <= received <= 4 and "outpaced" in cut.value.message
