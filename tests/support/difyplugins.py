@@ -177,7 +177,8 @@ ECHO_ENDPOINTS = (
         headers.add("Set-Cookie", "theirs=1; Path=/")
         for name, value in json.loads(r.args.get("headers", "[]")):
             headers.add(name, value)
-        response = Response(r.args.get("body", "forged"), status=200, headers=headers)
+        body = r.args.get("body", "forged")
+        response = Response(iter([body, body]) if "stream" in r.args else body, status=200, headers=headers)
         response.status_code = int(r.args.get("status", "200"))  # what the SDK reads, unchecked
         return response
         """,

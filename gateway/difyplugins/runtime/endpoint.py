@@ -45,6 +45,7 @@ _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 # RFC 9110 field names (tokens) and values (visible Latin-1 and spaces: what HTTP/1.1 can carry).
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_NO_BODY = frozenset({204, 304})  # statuses whose answers have no body (RFC 9110 §15.3.5, §15.4.5)
 _SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
 _SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
 
@@ -189,7 +190,10 @@ class DifyEndpointPlugin(Plugin[Any]):
                 body = _unhex(first.get("result"))
                 self._judge(head, body, request)
                 await session.aclose()
-                return Response(head.status, body, head.headers)
+                return Response(head.status, b"" if head.status in _NO_BODY else body, head.headers)
+            if head.status in _NO_BODY:  # a generator's body where HTTP has none: not read
+                await session.aclose()
+                return Response(head.status, b"", head.headers)
         except PluginRaised as exc:
             await session.aclose()
             self._log_failure(request, exc)
