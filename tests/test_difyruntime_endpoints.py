@@ -227,6 +227,10 @@ async def test_a_plugins_forged_status_and_headers_never_break_the_answer(
         assert empty.status_code == int(params["status"]) and empty.content == b""  # no body where HTTP has none
     ok = await live.client.get(live.at(url) + "/ping")
     assert ok.status_code == 200  # the server is still answering
+    head = await live.client.head(live.at(url) + "/ping")
+    assert head.status_code == 200 and head.content == b""
+    streamed_head = await live.client.head(live.at(url) + "/stream?n=2")
+    assert streamed_head.status_code == 201 and streamed_head.content == b""
     assert not [r for r in caplog.records if r.exc_info or "Exception in ASGI" in r.getMessage()]
 
 
