@@ -459,5 +459,8 @@ def bootstrap(settings: Settings) -> Bootstrap:
 
 def reference_variables() -> dict[str, str]:
     """The environment, for the `${VAR}` references of a configuration file (`dify-gateway apply`):
-    read here, like every other reach into the environment, and handed to the command."""
-    return dict(os.environ)
+    read here, like every other reach into the environment, and handed to the command. The
+    gateway's own settings are left out: `${GATEWAY_ADMIN_TOKEN}` as an app key would send the
+    token to whatever base URL the file names."""
+    own = {PREFIX + name.upper() for name in Settings.model_fields}
+    return {name: value for name, value in os.environ.items() if name.upper() not in own}

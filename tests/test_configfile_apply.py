@@ -263,3 +263,31 @@ async def test_installed_dify_packages_are_listed_and_checked_never_installed(fr
         await InstallationRecords(second.store).put(installation("0.0.7"))
         assert (await service(second).apply(text, {})).changes == []
         assert (await service(second).export()).text == text
+
+
+async def test_a_url_retired_in_one_workspace_is_never_taken_up_by_another(fresh: GatewayFactory) -> None:
+    """A URL token comes back with its endpoint (apply, a snapshot's restore) only in the workspace
+    it was made in: another team that learned a URL its owner retired (rotated after a leak, or
+    deleted) can't make an endpoint answer it, and catch what callers still send there."""
+    from gateway.exceptions import Conflict
+    from gateway.records.workspaces import WorkspaceIn
+
+    async with fresh() as gw:
+        await gw.workspaces.create(WorkspaceIn(name="team-b"))
+        record, url = await gw.endpoints.create("echo", [], {"greeting": "a"})
+        token = url.rsplit("/", 1)[-1]
+        await gw.endpoints.rotate(record.id, grace=0)  # retired at once
+        with pytest.raises(Conflict, match="another workspace"):
+            await gw.endpoints.create_with_secrets("echo", [], {}, token=token, workspace="team-b")
+        file = (
+            "version: 1\nworkspace: team-b\nendpoints:\n"
+            f"- id: ep_00000000000000aa\n  plugin: echo\n  url_token: {token}\n"
+        )
+        with pytest.raises(ValidationFailed) as refused:
+            await service(gw).apply(file, {})
+        assert "another workspace" in str(refused.value.errors)
+        await gw.endpoints.delete(record.id)
+        with pytest.raises(Conflict, match="another workspace"):
+            await gw.endpoints.create_with_secrets("echo", [], {}, token=token, workspace="team-b")
+        back, back_url, _ = await gw.endpoints.create_with_secrets("echo", [], {}, token=token)
+        assert back_url == url and back.workspace == "default"  # its own workspace: restored

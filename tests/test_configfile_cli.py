@@ -58,3 +58,30 @@ def test_export_apply_and_snapshots_from_the_command_line(run: Invoke, tmp_path:
     path.write_text("version: 1\napps:\n  - name: x\n    mode: nope\n")
     bad = run("apply", str(path))
     assert bad.exit_code == 1 and "line 4: apps.0.mode" in bad.stderr
+
+
+def test_the_gateways_own_settings_are_never_read_into_a_file(run: Invoke, tmp_path: Path) -> None:
+    """`${GATEWAY_ADMIN_TOKEN}` as an app key would send the token to the app's base URL; as a plain
+    setting it would be readable by every viewer. The gateway's settings are not variables of a file,
+    and a reference is resolved only where a secret goes."""
+    admin = "adm-0123456789abcdef0123456789abcdef-x"
+    env = {"GATEWAY_ADMIN_TOKEN": admin, "APP_SUPPORT_KEY": "app-one", "PLAIN": "from-env"}
+    path = tmp_path / "gateway.yaml"
+    path.write_text(
+        "version: 1\napps:\n  - name: support\n    mode: chat\n    base_url: https://dify.example/v1\n"
+        "    api_key: ${GATEWAY_ADMIN_TOKEN}\n"
+    )
+    refused = run("apply", str(path), env=env)
+    assert refused.exit_code == 1 and "${GATEWAY_ADMIN_TOKEN} is not set" in refused.stderr
+    assert admin not in refused.output
+
+    assert run("apps", "add", "support", "--mode", "chat", "--key", "app-one").exit_code == 0
+    created = run("endpoints", "create", "--plugin", "echo", "--set", "token=tok-1", "--json")
+    assert created.exit_code == 0, created.output
+    exported = run("export").stdout
+    endpoint_id = next(line.split()[-1] for line in exported.splitlines() if "id: ep_" in line)
+    env[f"{endpoint_id.upper()}_TOKEN"] = "tok-1"
+    path.write_text(exported.replace("greeting: echo", "greeting: ${PLAIN}"))
+    assert run("apply", str(path), env=env).exit_code == 0
+    again = run("export").stdout
+    assert "greeting: ${PLAIN}" in again and "from-env" not in again  # taken as written

@@ -141,6 +141,26 @@ async def test_a_wrong_key_closes_the_connection_and_repeated_failures_are_rate_
     assert await live.gateway.dify_plugins.all() == []  # nothing registered
 
 
+async def test_a_handshake_larger_than_a_handshake_is_refused_before_its_end(live: DebugLive) -> None:
+    """Before the key is checked, a peer gets a handshake's worth of buffer (64 KiB), not a
+    declaration's (16 MiB): an oversized one is refused at once (not at the handshake's deadline),
+    and counts as a failure."""
+    host, port = live.debug_address.rsplit(":", 1)
+    for _ in range(3):
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            writer.write(b'{"type":"handshake","data":{"key":"' + b"a" * (256 * 1024))  # no end of line
+            await writer.drain()
+            try:
+                answer = await reader.read()
+            except ConnectionResetError:  # closed with the rest of our bytes unread: the kernel resets
+                answer = b"reset"
+            assert answer in (b"handshake failed, invalid handshake message\n", b"reset")
+        finally:
+            writer.close()
+    assert await _handshake(live, "dgdk_any") == b"handshake failed, too many attempts; try again later\n"
+
+
 async def test_a_rotated_key_refuses_the_old_one(live: DebugLive, developer: DeveloperPlugin) -> None:
     _, old = await live.gateway.plugin_debug.keys.issue("default")
     _, new = await live.gateway.plugin_debug.keys.issue("default", rotate=True)

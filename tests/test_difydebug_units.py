@@ -8,10 +8,12 @@ import base64
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.clock import FakeClock
 from gateway.difyplugins.debug import DebugKeys, Declarations, ForwardAuth, decode_hop, encode_hop
+from gateway.difyplugins.debug.forward import FORWARD_PATH, META_HEADER, SIGNATURE_HEADER
 from gateway.difyplugins.manifest import InvalidPackage
 from gateway.exceptions import ConfigurationError, Unauthorized
 from gateway.plugin import Headers, Request
@@ -20,6 +22,7 @@ from gateway.settings import Settings
 from gateway.storage import open_store
 from tests.gateway import test_cli
 from tests.gateway.test_cli import Invoke, ok
+from tests.support.gateway import Running, make_settings, running_app
 
 store_url, env, invoke = test_cli.store_url, test_cli.env, test_cli.invoke
 
@@ -184,6 +187,29 @@ def test_a_hop_signed_with_another_key_tampered_or_stale_is_refused() -> None:
     clock.advance(61)
     with pytest.raises(Unauthorized):
         auth.verify(signature, meta)
+
+
+async def _post_hop(running: Running, meta: str, body: bytes, signature: str) -> httpx.Response:
+    headers = {META_HEADER: meta, SIGNATURE_HEADER: signature}
+    return await running.client.post(FORWARD_PATH, content=body, headers=headers)
+
+
+@pytest.mark.anyio
+async def test_the_forward_route_is_served_only_to_replicas_and_a_hop_is_served_once(tmp_path: Path) -> None:
+    """Without `GATEWAY_INTERNAL_URL` no replica forwards here, so the public listener has no
+    `/internal/` route; with one, a captured hop replayed within its minute is refused."""
+    settings = make_settings(tmp_path)
+    meta, body = encode_hop("tests/echo", _request())
+    async with running_app(settings) as running:
+        for signature in ("", running.gateway.plugin_debug.auth.sign(meta)):
+            hidden = await _post_hop(running, meta, body, signature)
+            assert hidden.status_code == 404 and hidden.json()["error"]["code"] == "not_found"
+    async with running_app(settings.with_changes(internal_url="http://10.0.0.5:8000")) as running:
+        signature = running.gateway.plugin_debug.auth.sign(meta)
+        first = await _post_hop(running, meta, body, signature)
+        assert first.status_code == 404  # verified, then no such endpoint here
+        replayed = await _post_hop(running, meta, body, signature)
+        assert replayed.status_code == 401 and replayed.json()["error"]["code"] == "unauthorized"
 
 
 @pytest.mark.parametrize(

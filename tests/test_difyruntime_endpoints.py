@@ -22,6 +22,7 @@ from gateway.difyplugins.runtime import InstallationStorage, PluginSpec
 from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.records.apps import AppIn
+from gateway.records.workspaces import WorkspaceIn
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.simulator import RunningSimulator
 from tests.support.difyplugins import (
@@ -190,6 +191,50 @@ async def test_many_requests_at_once_share_one_process(live: Live) -> None:
     assert live.gateway.dify_runtime.status("tests/echo").restarts == 0
 
 
+async def test_a_plugins_forged_status_and_headers_never_break_the_answer(
+    live: Live, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plugin's answer is relayed only as a well-formed HTTP response: no 1xx status (h11 would
+    refuse it mid-answer), no header uvicorn can't write (a bad name, a control byte; a value
+    outside Latin-1 goes out as its UTF-8 bytes, as Dify's daemon writes it), and never the
+    console's session cookie (a plugin on the gateway's origin fixing an operator's session)."""
+    url = await _echo_endpoint(live)
+    forged = [
+        ["Bad Name", "x"],
+        ["X-Euro", "\u20ac"],
+        ["X-Control", "a\u0001b"],
+        ["X-Bell", "\u001b[31mred"],
+        ["set-cookie", "GW_CONSOLE=again"],
+        ["X-Latin", "caf\u00e9"],
+    ]
+    response = await live.client.get(live.at(url) + "/forge", params={"headers": json.dumps(forged)})
+    assert response.status_code == 200, response.text
+    assert response.text == "forged"
+    assert response.headers["x-kept"] == "kept"
+    assert response.headers.get_list("set-cookie") == ["theirs=1; Path=/"]
+    assert "gw_console" not in response.cookies and "GW_CONSOLE" not in response.cookies
+    names = {name.lower() for name in response.headers}
+    assert not names & {"bad name", "x-control", "x-bell"}
+    assert response.headers["x-euro"].encode("latin-1") == "\u20ac".encode()
+    assert response.headers["x-latin"].encode("latin-1") == "caf\u00e9".encode("latin-1")
+    console = json.dumps([["Set-Cookie", "gw_console=forged; Path=/"]])  # the SDK keeps one per name
+    fixed = await live.client.get(live.at(url) + "/forge", params={"headers": console})
+    assert fixed.status_code == 200 and "set-cookie" not in fixed.headers
+    for status in ("100", "101", "199"):
+        refused = await live.client.get(live.at(url) + "/forge", params={"status": status})
+        assert refused.status_code == 502 and refused.json()["error"]["code"] == "plugin_error"
+    for params in ({"status": "204"}, {"status": "304"}, {"status": "204", "stream": "1"}):
+        empty = await live.client.get(live.at(url) + "/forge", params=params)
+        assert empty.status_code == int(params["status"]) and empty.content == b""  # no body where HTTP has none
+    ok = await live.client.get(live.at(url) + "/ping")
+    assert ok.status_code == 200  # the server is still answering
+    head = await live.client.head(live.at(url) + "/ping")
+    assert head.status_code == 200 and head.content == b""
+    streamed_head = await live.client.head(live.at(url) + "/stream?n=2")
+    assert streamed_head.status_code == 201 and streamed_head.content == b""
+    assert not [r for r in caplog.records if r.exc_info or "Exception in ASGI" in r.getMessage()]
+
+
 async def test_a_plugin_exception_is_a_502_without_its_text(live: Live, caplog: pytest.LogCaptureFixture) -> None:
     url = await _echo_endpoint(live)
     response = await live.client.post(live.at(url) + "/boom", content=b"{}")
@@ -267,6 +312,25 @@ async def test_a_bot_calls_its_app_blocking_and_keeps_storage(live: Live, dify_s
     assert second.json()["count"] == 2  # storage kept between requests (in the gateway's store)
     forgot = await live.client.post(live.at(url) + "/forget", content=b"{}")
     assert forgot.json() == {"exists": False}
+
+
+async def test_a_workspaces_endpoints_never_see_another_workspaces_storage(
+    live: Live, dify_simulator: RunningSimulator
+) -> None:
+    """A package's storage belongs to its installation in a workspace (Dify's per-tenant storage):
+    team-a's endpoint of the same package starts empty and never reads or changes default's."""
+    url = await _bot_endpoint(live, dify_simulator)
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "one"})).json()["count"] == 1
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "two"})).json()["count"] == 2
+    await live.gateway.workspaces.create(WorkspaceIn(name="team-a"))
+    app = {"name": "assistant", "base_url": dify_simulator.base_url, "api_key": dify_simulator.api_key, "mode": "chat"}
+    await live.gateway.apps.add(AppIn.model_validate(app), workspace="team-a")
+    _, other = await live.gateway.endpoints.create("tests/bot", ["assistant"], {}, workspace="team-a")
+    theirs = await live.client.post(live.at(other) + "/chat", json={"query": "hi"})
+    assert theirs.status_code == 200, theirs.text
+    assert theirs.json()["count"] == 1
+    assert (await live.client.post(live.at(other) + "/forget", content=b"{}")).json() == {"exists": False}
+    assert (await live.client.post(live.at(url) + "/chat", json={"query": "three"})).json()["count"] == 3
 
 
 async def test_a_bot_streams_its_apps_answer(live: Live, dify_simulator: RunningSimulator) -> None:

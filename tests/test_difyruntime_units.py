@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
+from gateway.clock import SystemClock
 from gateway.difyplugins.runtime import (
     PluginConnection,
     PluginRaised,
@@ -21,11 +23,14 @@ from gateway.difyplugins.runtime import (
     permission_denied,
     requirements_of,
 )
-from gateway.difyplugins.runtime.protocol import decode_line
+from gateway.difyplugins.runtime.connection import MAX_BUFFERED, MAX_REVERSE_CALLS
+from gateway.difyplugins.runtime.process import PluginProcess, ProcessPolicy
+from gateway.difyplugins.runtime.protocol import Incoming, decode_line
 from gateway.difyplugins.runtime.rawhttp import raw_request
 from gateway.exceptions import ConfigurationError, PluginUnavailable
 from gateway.host.context import PluginContext
 from gateway.plugin import Headers, Request
+from tests.support.difydebug import eventually
 
 pytestmark = pytest.mark.anyio
 
@@ -164,6 +169,30 @@ def test_the_raw_request_keeps_the_query_and_passes_the_client_address() -> None
     assert "content-length: 5" in lines and body == b"hello"
 
 
+def test_the_raw_request_never_carries_the_consoles_session_cookie() -> None:
+    """The console's cookie has path `/`: an operator opening a plugin's page in the same browser
+    would hand the plugin their console session. Other cookies reach the plugin as sent."""
+
+    def cookies(*values: str) -> list[str]:
+        request = Request(
+            method="GET",
+            path="/page",
+            query_string="",
+            headers=Headers([("host", "gw.example"), *(("cookie", value) for value in values)]),
+            body=b"",
+            endpoint_id="ep_1",
+            endpoint_url="http://gw.example/e/t",
+            received_at=0.0,
+        )
+        head = raw_request(request).split(b"\r\n\r\n", 1)[0].decode()
+        return [line.removeprefix("cookie: ") for line in head.split("\r\n") if line.startswith("cookie:")]
+
+    assert cookies("theme=dark; gw_console=s3ss10n; lang=en") == ["theme=dark; lang=en"]
+    assert cookies("gw_console=s3ss10n", "a=1") == ["a=1"]
+    assert cookies("GW_Console = s3ss10n;b=2") == ["b=2"]
+    assert cookies("a=1") == ["a=1"]
+
+
 async def test_a_python_older_than_3_12_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(PythonNotFound) as missing:
         await find_python(str(tmp_path / "no-python"))
@@ -197,3 +226,90 @@ def test_pip_runs_without_the_gateways_settings(monkeypatch: pytest.MonkeyPatch)
     environment = environment_without_settings()
     assert "GATEWAY_ADMIN_TOKEN" not in environment
     assert environment["HTTPS_PROXY"] == "http://proxy.internal:3128"  # pip still reaches its index
+
+
+async def test_a_plugin_writing_a_line_without_end_is_restarted_not_buffered(tmp_path: Path) -> None:
+    """A plugin's stdout line is bounded (`ProcessPolicy.max_line`): garbage without a newline is
+    not held in memory until it ends; the process is restarted, saying why."""
+    (tmp_path / "main.py").write_text(
+        "import sys, time\n"
+        'sys.stdout.buffer.write(b\'{"event": "session", "data": "\' + b\'x\' * (3 << 20))\n'
+        "sys.stdout.flush()\n"
+        "time.sleep(600)\n"
+    )
+    process = PluginProcess(
+        name="tests/garbage",
+        directory=tmp_path,
+        python=Path(sys.executable),
+        clock=SystemClock(),
+        policy=ProcessPolicy(max_line=1 << 20, restart_base=30.0, stop_grace=1.0),
+    )
+    try:
+        await process.connection()
+        await eventually(lambda: _restarted(process), "the plugin restarted")
+        status = process.status()
+        assert status.last_exit is not None and "longer than 1048576 bytes" in status.last_exit
+    finally:
+        await process.aclose()
+
+
+async def _restarted(process: PluginProcess) -> bool:
+    return process.status().restarts >= 1
+
+
+async def test_a_session_flooding_reverse_calls_gets_them_refused_past_its_share() -> None:
+    """At most MAX_REVERSE_CALLS of a request's reverse calls run at once; the rest are answered
+    with an error at once (not a task each, waiting on Dify)."""
+    wire = Wire()
+    connection = PluginConnection("a/b", wire.send, logging.getLogger("test"))
+    release = asyncio.Event()
+    running = 0
+
+    async def slow(data: dict[str, Any]) -> Any:
+        nonlocal running
+        running += 1
+        await release.wait()
+        yield {"data": "ok"}
+
+    session = await connection.open({"type": "endpoint"}, slow)
+    extra = 5
+    for index in range(MAX_REVERSE_CALLS + extra):
+        line = _session_line(
+            session.id, "invoke", {"type": "storage", "backwards_request_id": f"r{index}", "request": {}}
+        )
+        message = decode_line(line)
+        assert message is not None
+        connection.receive(message)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    refused = [line["data"] for line in wire.lines[1:] if line["data"]["event"] == "error"]
+    assert len(refused) == extra and running == MAX_REVERSE_CALLS
+    assert all("too many reverse calls" in data["message"] for data in refused)
+    release.set()
+    for _ in range(50):
+        await asyncio.sleep(0)
+    ended = [line["data"] for line in wire.lines[1:] if line["data"]["event"] == "end"]
+    assert len(ended) == MAX_REVERSE_CALLS
+    await session.aclose()
+
+
+async def test_an_answer_outpacing_its_reader_is_cut_not_buffered_without_end() -> None:
+    """A plugin streams faster than the caller reads: what waits for the reader is bounded
+    (MAX_BUFFERED); past it the answer ends with an error after what was buffered."""
+    wire = Wire()
+    connection = PluginConnection("a/b", wire.send, logging.getLogger("test"))
+
+    async def no_calls(data: dict[str, Any]) -> Any:
+        yield None  # pragma: no cover
+
+    session = await connection.open({"type": "endpoint"}, no_calls)
+    piece = "ab" * (MAX_BUFFERED // 8)  # a quarter of the bound, as hex
+    for _ in range(10):
+        connection.receive(Incoming("session", session.id, {"type": "stream", "data": {"result": piece}}))
+    connection.receive(Incoming("session", session.id, {"type": "end", "data": {}}))
+    received = 0
+    with pytest.raises(PluginRaised) as cut:
+        async for chunk in session:
+            assert chunk["result"] == piece
+            received += 1
+    assert 1 <= received <= 4 and "outpaced" in cut.value.message

@@ -113,6 +113,9 @@ class ConfigApplier:
                 problem((*where, "apps"), f"plugin {ep.plugin!r} takes {plugin.min_apps} to {most} apps")
             if existing is None and ep.url_token is not None and not self._endpoints.authentic_token(ep.url_token):
                 problem((*where, "url_token"), "the URL token was not signed with this gateway's secret key")
+            elif existing is None and ep.url_token is not None:
+                if (await self._endpoints.url_owner(ep.url_token)) not in (None, desired.workspace):
+                    problem((*where, "url_token"), "the URL belonged to an endpoint of another workspace")
             kept = [name for name in ep.secret_fields if name not in ep.settings]
             values = dict(ep.settings)
             for name in kept:

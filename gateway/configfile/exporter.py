@@ -150,11 +150,17 @@ def from_file(
             continue
         if ep.id in state.endpoints:
             problem((*where, "id"), f"endpoint {ep.id} is listed twice")
+        secrets = plugin.secret_fields()
         state.endpoints[ep.id] = EndpointState(
             **_shared(ep),
-            settings={name: fill(value, (*where, "settings", name)) for name, value in ep.settings.items()},
+            settings={
+                # Only a secret is a reference: any other value is taken as written (never filled
+                # from the environment into a setting every viewer reads).
+                name: fill(value, (*where, "settings", name)) if name in secrets else value
+                for name, value in ep.settings.items()
+            },
             limits=ep.limits,
-            secret_fields=plugin.secret_fields(),
+            secret_fields=secrets,
             url_token=fill(ep.url_token, (*where, "url_token")),
         )
     if errors:

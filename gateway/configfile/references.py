@@ -2,8 +2,9 @@
 
 Export names each secret after what it belongs to (`APP_SUPPORT_KEY`, `EP_0123456789ABCDEF_SECRET`;
 an app key of a workspace other than `default` is prefixed with it: `TEAM_A_APP_SUPPORT_KEY`),
-so the same gateway always exports the same names. Apply resolves a value that is exactly
-`${NAME}` from the variables it is given (the environment, or a snapshot's sealed secrets); a
+so the same gateway always exports the same names. Apply resolves a secret's value (an app key,
+a secret setting, an endpoint's URL token) that is exactly `${NAME}` from the variables it is given
+(the environment but the gateway's own `GATEWAY_*` settings, or a snapshot's sealed secrets); a
 missing variable refuses the whole file. Any other value is taken as written.
 """
 

@@ -21,6 +21,7 @@ from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobWorkers, StartedJob
 from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Permission, Plugin
+from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
@@ -178,8 +179,10 @@ class PluginContext:
         apps: Bridge,
         callback_policy: UrlPolicy,
         secrets: Callable[[str], tuple[str, ...]] | None = None,
+        workspace: str = DEFAULT_WORKSPACE,
     ) -> None:
         self._plugin = plugin
+        self.workspace = workspace  # the endpoint's (what is kept per tenant, e.g. a Dify package's storage)
         self._secrets_of = secrets  # a secret setting's values during a rotation (`secrets`)
         self._endpoint = endpoint
         self._settings = settings

@@ -148,4 +148,5 @@ class ContextFactory:
             apps=bridge,
             callback_policy=self._callback_policy,
             secrets=lambda setting: self._endpoints.secret_values(record, plugin, setting),
+            workspace=record.workspace,
         )

@@ -1,6 +1,7 @@
 """The internal route a replica forwards a debugged plugin's request to (the replica holding the
 plugin's TCP connection): `POST /internal/plugin-debug/forward`, authenticated by the hop's
-signature (gateway/difyplugins/debug/forward.py) before its body is read.
+signature (gateway/difyplugins/debug/forward.py) before its body is read, each signed hop served
+once; a replica without `GATEWAY_INTERNAL_URL` (which no replica forwards to) has no such route.
 
 The first replica resolved the endpoint, applied its rate limit and read the body within its cap;
 here the endpoint is read again (enabled, bound to that plugin), the body is capped the same way,
@@ -11,12 +12,13 @@ in this replica's request log: the first replica logs the request.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
 
-from gateway.difyplugins.debug.forward import META_HEADER, SIGNATURE_HEADER, decode_hop
+from gateway.difyplugins.debug.forward import FORWARD_PATH, META_HEADER, SIGNATURE_HEADER, WINDOW, decode_hop
 from gateway.difyplugins.runtime.endpoint import DifyEndpointPlugin
 from gateway.exceptions import NotFound, PayloadTooLarge, Unauthorized
 from gateway.host.runtime import Gateway
@@ -40,11 +42,18 @@ async def forwarded_plugin_request(request: StarletteRequest) -> StarletteRespon
 
 
 async def _serve(gateway: Gateway, request: StarletteRequest) -> StarletteResponse:
+    if not gateway.settings.internal_url:
+        # No replica forwards to a replica without an internal address: nothing is served here.
+        raise NotFound(f"no route {FORWARD_PATH}")
     meta = request.headers.get(META_HEADER, "")
     signature = request.headers.get(SIGNATURE_HEADER, "")
     if not meta or not signature:
         raise Unauthorized("not a forwarded request")
     gateway.plugin_debug.auth.verify(signature, meta)
+    # A hop is served once: a copy replayed within its window (its signature seen) is refused.
+    seen = "plugin-debug-hop:" + hashlib.sha256(signature.encode()).hexdigest()
+    if not await gateway.store.kv_set_if_absent(seen, "1", ttl=2 * WINDOW + 1):
+        raise Unauthorized("this forwarded request was served already")
     hop = decode_hop(meta)
     record = await gateway.endpoints.get(hop.endpoint_id)
     if not record.enabled or record.plugin != hop.plugin:

@@ -13,7 +13,7 @@ import functools
 import json
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -44,6 +44,9 @@ __all__ = [
 
 COLLECTION = "endpoints"
 TOKEN_PREFIX = "tok:"
+# The workspace each URL token was made in, kept after the URL is retired or its endpoint deleted:
+# a token comes back (apply, restore) only in its own workspace.
+TOKEN_OWNER_PREFIX = "tok-ws:"
 # How long a process trusts what it resolved a URL token to. Changes made here apply at once;
 # changes made by another replica or the CLI reach this process within this many seconds.
 RESOLVE_CACHE_SECONDS = 1.0
@@ -449,6 +452,8 @@ class EndpointService:
             new_token = token or self._tokens.mint()
             if token is not None and await self._store.kv_get(TOKEN_PREFIX + self._tokens.digest(token)):
                 raise Conflict("another endpoint already has this URL")
+            if token is not None and (await self.url_owner(token)) not in (None, workspace):
+                raise Conflict("this URL belonged to an endpoint of another workspace")
             record = EndpointRecord(
                 id=new_id,
                 plugin=plugin.name,
@@ -465,6 +470,7 @@ class EndpointService:
             )
             if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
+                await self._own(record.tokens, workspace)
                 return record, self.url_for(new_token)
         if endpoint_id:
             raise Conflict(f"an endpoint {endpoint_id!r} already exists")
@@ -490,7 +496,8 @@ class EndpointService:
         changes: dict[str, Any] = {"updated_at": max(self._clock.time(), record.updated_at + 1e-6)}
         model = self.settings(record, plugin)
         if settings is not None or unset:
-            merged = _plain_settings(model, plugin)
+            plain_before = _plain_settings(model, plugin)
+            merged = dict(plain_before)
             for key in unset or ():
                 merged.pop(key, None)
             merged.update(settings or {})
@@ -499,6 +506,12 @@ class EndpointService:
                 await self._check_upstreams(model, before)
                 changes["guarded"] = True
             changes["settings"] = self._seal(record.id, plugin, model)
+            # A secret set outright ends its rotation: the values rotated out of it stop at once.
+            after = _plain_settings(model, plugin)
+            replaced = {name for name in plugin.secret_fields() if after.get(name) != plain_before.get(name)}
+            if replaced:
+                kept = tuple(p for p in record.previous_secrets if p.setting not in replaced)
+                changes["previous_secrets"] = kept
         if apps is not None:
             await self._check_apps(plugin, apps, record.workspace)
             changes["apps"] = tuple(apps)
@@ -540,6 +553,7 @@ class EndpointService:
             else:
                 await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         updated = replace(record, tokens=(*kept, new), updated_at=max(now, record.updated_at + 1e-6))
+        await self._own((*record.tokens, new), record.workspace)
         await self._save(updated)
         await self._store.kv_set(TOKEN_PREFIX + new.digest, record.id)
         return updated, self.url_for(token)
@@ -651,6 +665,7 @@ class EndpointService:
     @_one_change_at_a_time
     async def delete(self, endpoint_id: str) -> EndpointRecord:
         record = await self.get(endpoint_id)
+        await self._own(record.tokens, record.workspace)
         for ref in record.tokens:
             await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         await self._store.doc_delete(COLLECTION, record.id)
@@ -671,6 +686,14 @@ class EndpointService:
         self._resolved.clear()  # this process sees its own changes at once
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    async def url_owner(self, token: str) -> str | None:
+        """The workspace URL `token` was made in (None: not known to this gateway's store)."""
+        return await self._store.kv_get(TOKEN_OWNER_PREFIX + self._tokens.digest(token))
+
+    async def _own(self, refs: Iterable[TokenRef], workspace: str) -> None:
+        for ref in refs:
+            await self._store.kv_set(TOKEN_OWNER_PREFIX + ref.digest, workspace)
 
     def _token_ref(self, endpoint_id: str, token: str) -> TokenRef:
         return TokenRef(self._tokens.digest(token), self._box.encrypt(token, context=f"endpoint:{endpoint_id}:token"))

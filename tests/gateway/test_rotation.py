@@ -192,3 +192,22 @@ def _s(value: str) -> Any:
     from pydantic import SecretStr
 
     return SecretStr(value)
+
+
+async def test_a_secret_set_outright_ends_its_rotation(fresh: GatewayFactory) -> None:
+    """Setting a secret with `update` (an operator replacing a leaked one, or `apply`) stops every
+    value rotated out of it, as an app key given outright does; other settings' rotations stay."""
+    clock = FakeClock()
+    async with fresh(clock=clock) as gw:
+        await gw.apps.add(AppIn(name="support", base_url=BASE, api_key=_s("app-old"), mode="chat"))
+        record, _ = await gw.endpoints.create("slack", ["support"], {"signing_secret": "first"})
+        await gw.endpoints.rotate_secret(record.id, setting="signing_secret", value="second", grace=HOUR)
+        plugin = gw.registry.require("slack")
+        assert gw.endpoints.secret_values(await gw.endpoints.get(record.id), plugin, "signing_secret") == (
+            "second",
+            "first",
+        )
+        await gw.endpoints.update(record.id, settings={"signing_secret": "third"})
+        updated = await gw.endpoints.get(record.id)
+        assert gw.endpoints.secret_values(updated, plugin, "signing_secret") == ("third",)
+        assert updated.previous_secrets == ()

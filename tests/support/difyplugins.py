@@ -165,6 +165,24 @@ ECHO_ENDPOINTS = (
         os._exit(3)
         """,
     ),
+    Endpoint(
+        "forge",
+        "/forge",
+        "GET",
+        """
+        from werkzeug.datastructures import Headers
+
+        headers = Headers()
+        headers.add("X-Kept", "kept")
+        headers.add("Set-Cookie", "theirs=1; Path=/")
+        for name, value in json.loads(r.args.get("headers", "[]")):
+            headers.add(name, value)
+        body = r.args.get("body", "forged")
+        response = Response(iter([body, body]) if "stream" in r.args else body, status=200, headers=headers)
+        response.status_code = int(r.args.get("status", "200"))  # what the SDK reads, unchecked
+        return response
+        """,
+    ),
     _calls_app("app", "/app", "assistant"),
     Endpoint(
         "llm",

@@ -38,7 +38,7 @@ __all__ = ["DebugListener", "ListenerPolicy"]
 
 logger = logging.getLogger(__name__)
 
-HANDSHAKE_LINE = 64 * 1024  # a handshake is a few dozen bytes
+HANDSHAKE_LINE = 64 * 1024  # a handshake is a few dozen bytes (the reader's limit while it is read)
 STOP_GRACE = 2.0  # seconds closed connections get to end (and release their leases) at shutdown
 DECLARATION_LINE = 16 * 1024 * 1024  # a manifest, the endpoint declarations, 8 KiB asset chunks
 
@@ -134,8 +134,8 @@ class DebugListener:
         except RateLimited:
             logger.warning("debugging connection from %s refused: too many failed handshakes", peer)
             raise _Refused("handshake failed, too many attempts; try again later") from None
+        workspace = await self._handshake(reader, scope, peer)
         lines = read_lines(reader, max_line=DECLARATION_LINE)
-        workspace = await self._handshake(lines, scope, peer)
         declarations = await self._declarations(lines)
         try:
             installation = declarations.installation(workspace=workspace, now=self._clock.time())
@@ -158,13 +158,18 @@ class DebugListener:
             connection.lost("its debugging connection ended", retry_after=1.0)
         logger.info("Dify plugin %s disconnected (%s)", key, reason)
 
-    async def _handshake(self, lines: AsyncIterator[bytes], scope: str, peer: str) -> str:
+    async def _handshake(self, reader: asyncio.StreamReader, scope: str, peer: str) -> str:
+        # Before the key is checked a peer gets a handshake's worth of buffer (the reader's limit),
+        # not a declaration's; what follows the handshake's line stays in the reader.
         try:
             async with asyncio.timeout(self._policy.handshake_timeout):
-                line = await anext(lines, b"")
+                line = await reader.readuntil(b"\n")
         except TimeoutError:
             raise _Refused("handshake failed, no handshake in time") from None
-        except LineTooLong:
+        except asyncio.IncompleteReadError as exc:
+            line = exc.partial  # the peer ended the line with the connection
+        except asyncio.LimitOverrunError:
+            await self._limiter.count(scope)
             raise _Refused("handshake failed, invalid handshake message") from None
         try:
             message = json.loads(line)

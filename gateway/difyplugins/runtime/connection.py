@@ -19,12 +19,27 @@ from typing import Any
 from gateway.difyplugins.runtime.protocol import Incoming, backwards_response, encode_request
 from gateway.exceptions import GatewayError, PluginUnavailable
 
-__all__ = ["PluginConnection", "PluginRaised", "PluginSession", "ReverseCallError", "ReverseHandler"]
+__all__ = [
+    "MAX_BUFFERED",
+    "MAX_REVERSE_CALLS",
+    "PluginConnection",
+    "PluginRaised",
+    "PluginSession",
+    "ReverseCallError",
+    "ReverseHandler",
+]
 
 # A reverse call's answers: the `data` of each `response` line, in order; raising `ReverseCallError`
 # answers with an `error` line carrying its message (shown to the plugin, so never a secret).
 ReverseHandler = Callable[[dict[str, Any]], AsyncIterator[Any]]
 Send = Callable[[bytes], Awaitable[None]]
+
+# A request's reverse calls in flight at once; past it a call is refused with an error line at once,
+# and past twice it (a plugin that floods and does not read its answers) dropped.
+MAX_REVERSE_CALLS = 16
+# Bytes of a session's answer waiting for its reader (a caller reading slower than the plugin
+# writes); past it the answer is cut. One chunk alone always passes (an unstreamed answer is one).
+MAX_BUFFERED = 16 * 1024 * 1024
 
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
 
@@ -55,15 +70,36 @@ class PluginSession:
         self._reverse = reverse
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._calls: set[asyncio.Task[None]] = set()
+        self._buffered = 0  # bytes of answer chunks waiting for the reader
+        self._cut = False
         self.closed = False
 
     def _put(self, item: object) -> None:
+        if self._cut:
+            return  # the answer was cut: the rest of it is dropped
+        if isinstance(item, dict):
+            size = _size(item)
+            if self._buffered and self._buffered + size > MAX_BUFFERED:
+                self._cut = True
+                limit = MAX_BUFFERED // (1024 * 1024)
+                item = PluginRaised("ProtocolError", f"the answer outpaced its reader by more than {limit} MiB")
+            else:
+                self._buffered += size
         self._queue.put_nowait(item)
 
     def _invoke(self, data: dict[str, Any]) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(data), name=f"reverse-call {self.id}")
+        busy = len(self._calls)
+        if busy >= 2 * MAX_REVERSE_CALLS:
+            return
+        work = self._answer(data) if busy < MAX_REVERSE_CALLS else self._refuse(data)
+        task = asyncio.get_running_loop().create_task(work, name=f"reverse-call {self.id}")
         self._calls.add(task)
         task.add_done_callback(self._calls.discard)
+
+    async def _refuse(self, data: dict[str, Any]) -> None:
+        request_id = str(data.get("backwards_request_id", ""))
+        message = f"too many reverse calls at once (at most {MAX_REVERSE_CALLS} per request)"
+        await self._connection.send(backwards_response(self.id, request_id, "error", message=message))
 
     async def _answer(self, data: dict[str, Any]) -> None:
         request_id = str(data.get("backwards_request_id", ""))
@@ -95,6 +131,7 @@ class PluginSession:
             if isinstance(item, BaseException):
                 raise item
             assert isinstance(item, dict)
+            self._buffered -= _size(item)
             yield item
 
     async def aclose(self) -> None:
@@ -187,3 +224,9 @@ class PluginConnection:
         for session in list(self._sessions.values()):
             session._put(self._lost)
         self._sessions.clear()
+
+
+def _size(chunk: dict[str, Any]) -> int:
+    """What a chunk of an answer holds (its hex body), roughly in bytes."""
+    result = chunk.get("result")
+    return len(result) if isinstance(result, str) else 0

@@ -24,6 +24,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, SecretStr, create_model
 
+from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
 from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import Permissions
 from gateway.difyplugins.runtime.connection import PluginConnection, PluginRaised, PluginSession
@@ -41,6 +42,10 @@ __all__ = ["DifyEndpointPlugin", "permissions_of", "settings_model"]
 logger = logging.getLogger(__name__)
 
 _HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "trailer"})
+# RFC 9110 field names (tokens) and values (visible Latin-1 and spaces: what HTTP/1.1 can carry).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_FIELD_VALUE = re.compile(r"[\t\x20-\x7e\x80-\xff]*")
+_NO_BODY = frozenset({204, 304})  # statuses whose answers have no body (RFC 9110 §15.3.5, §15.4.5)
 _SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
 _SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 field-name
@@ -100,7 +105,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         spec: PluginSpec,
         *,
         connect: Callable[[str], Awaitable[PluginConnection]],
-        storage: Callable[[str, int], InstallationStorage],
+        storage: Callable[[str, int, str], InstallationStorage],
         request_timeout: float,
         forward: Callable[[Request], Awaitable[Response | None]] | None = None,
     ) -> None:
@@ -161,7 +166,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         self._rules.check(request.method, request.path)
         raw = raw_request(request)  # a request the SDK could not parse is refused before the plugin runs
         connection = await self._connect(self.name)
-        storage = self._storage(self.name, self.spec.permissions.storage.size)
+        storage = self._storage(self.name, self.spec.permissions.storage.size, context.workspace)
         reverse = ReverseCalls(
             ctx=context,
             storage=storage,
@@ -187,7 +192,10 @@ class DifyEndpointPlugin(Plugin[Any]):
                 body = _unhex(first.get("result"))
                 self._judge(head, body, request)
                 await session.aclose()
-                return Response(head.status, body, head.headers)
+                return Response(head.status, b"" if head.status in _NO_BODY else body, head.headers)
+            if head.status in _NO_BODY:  # a generator's body where HTTP has none: not read
+                await session.aclose()
+                return Response(head.status, b"", head.headers)
         except PluginRaised as exc:
             await session.aclose()
             self._log_failure(request, exc)
@@ -252,20 +260,21 @@ class DifyEndpointPlugin(Plugin[Any]):
 
 def _head(chunk: Mapping[str, Any]) -> _Head:
     status = chunk.get("status")
-    if not isinstance(status, int) or not 100 <= status <= 599:
-        raise PluginRaised("ProtocolError", f"the answer's status {status!r} is not an HTTP status")
+    # A final status only: an interim one (1xx) can't be the answer, and h11 refuses to write it.
+    if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
+        raise PluginRaised("ProtocolError", f"the answer's status {status!r} is not a final HTTP status")
     headers: list[tuple[str, str]] = []
     raw = chunk.get("headers") or {}
     items: Iterable[tuple[Any, Any]] = raw.items() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
     for name, value in items:
-        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP or not _TOKEN.fullmatch(name):
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name) or name.lower() in _HOP_BY_HOP:
             continue  # a name that is not an HTTP token (werkzeug takes any text) can't go out
         # A list of values: one header line each (repeated headers survive the relay).
         for one in value if isinstance(value, list) else [value]:
-            text = str(one)
-            if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
-                continue
-            headers.append((name, _latin1(text)))
+            text = _latin1(str(one))
+            if not _FIELD_VALUE.fullmatch(text) or (name.lower() == "set-cookie" and _sets_console_cookie(text)):
+                continue  # a header uvicorn can't write, or the operator console's session
+            headers.append((name, text))
     return _Head(status, headers)
 
 
@@ -277,6 +286,10 @@ def _latin1(text: str) -> str:
     except UnicodeEncodeError:
         return text.encode("utf-8").decode("latin-1")
     return text
+
+
+def _sets_console_cookie(value: str) -> bool:
+    return value.partition("=")[0].strip().lower() == CONSOLE_COOKIE.lower()
 
 
 def _unhex(value: Any) -> bytes:

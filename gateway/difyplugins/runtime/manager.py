@@ -291,8 +291,8 @@ class DifyRuntime:
         assert loaded.process is not None
         return await loaded.process.connection()
 
-    def _storage(self, key: str, limit: int) -> InstallationStorage:
-        return InstallationStorage(self._store, key, limit)
+    def _storage(self, key: str, limit: int, workspace: str) -> InstallationStorage:
+        return InstallationStorage(self._store, key, limit, workspace)
 
     def status(self, key: str) -> RuntimeStatus:
         loaded = self._loaded.get(key)

@@ -26,7 +26,7 @@ from gateway.clock import Clock
 from gateway.difyplugins.runtime.connection import PluginConnection
 from gateway.difyplugins.runtime.protocol import decode_line
 from gateway.difyplugins.runtime.status import RuntimeState, RuntimeStatus
-from gateway.difyplugins.runtime.transport import READ_CHUNK, line_writer, read_lines
+from gateway.difyplugins.runtime.transport import READ_CHUNK, LineTooLong, line_writer, read_lines
 from gateway.exceptions import PluginUnavailable
 
 __all__ = ["PluginProcess", "ProcessPolicy"]
@@ -52,6 +52,9 @@ class ProcessPolicy:
     stable_after: float = 30.0
     crash_loop_after: int = 3
     stop_grace: float = 5.0
+    # The longest stdout line (an unstreamed answer is one line of hex: half this as a body; Dify's
+    # daemon stops at 5 MiB). A longer one is never held in memory: the process is restarted.
+    max_line: int = 64 * 1024 * 1024
 
 
 class PluginProcess:
@@ -204,7 +207,11 @@ class PluginProcess:
         reason = "stopped"
         try:
             done, _ = await asyncio.wait({reader, watchdog}, return_when=asyncio.FIRST_COMPLETED)
-            reason = watchdog.result() if watchdog in done else await self._exit_reason(process)
+            if watchdog in done:
+                reason = watchdog.result()
+            else:
+                told = reader.result() if reader.exception() is None else None
+                reason = told or await self._exit_reason(process)
         finally:
             for task in (reader, watchdog):
                 task.cancel()
@@ -222,15 +229,23 @@ class PluginProcess:
         assert process.stdin is not None
         return line_writer(process.stdin, name=self.name, retry_after=self._policy.restart_base, lock=self._write_lock)
 
-    async def _read_stdout(self, process: asyncio.subprocess.Process, connection: PluginConnection) -> None:
+    async def _read_stdout(self, process: asyncio.subprocess.Process, connection: PluginConnection) -> str | None:
+        """Feed the plugin's lines to its connection until its output ends (None) or a line is too
+        long (why the process must go)."""
         assert process.stdout is not None
-        async for line in read_lines(process.stdout, on_data=self._seen):
-            message = decode_line(line)
-            if message is None:
-                continue
-            if self._state == "starting":
-                self._state = "running"
-            connection.receive(message)
+        try:
+            async for line in read_lines(process.stdout, max_line=self._policy.max_line, on_data=self._seen):
+                message = decode_line(line)
+                if message is None:
+                    continue
+                if self._state == "starting":
+                    self._state = "running"
+                connection.receive(message)
+        except LineTooLong:
+            limit = self._policy.max_line
+            self.logger.error("plugin %s wrote a line longer than %d bytes: restarting it", self.name, limit)
+            return f"wrote a line longer than {limit} bytes"
+        return None
 
     def _seen(self) -> None:
         self._last_seen = self._clock.monotonic()

@@ -14,13 +14,15 @@ So a `Host` is always sent (an HTTP/1.0 caller may leave it out: the endpoint UR
 in), bytes of the query that may not travel raw (non-ASCII, controls, space) are percent-encoded
 (a server decodes them the same; the old parser would have mangled them), and a request the SDK
 would fail on is the caller's 400 before the plugin is bothered: two `Host` or two
-`Content-Type` headers, a header value that is not UTF-8.
+`Content-Type` headers, a header value that is not UTF-8. The console's
+session cookie is taken out of `Cookie`.
 """
 
 from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
+from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
 from gateway.exceptions import BadRequest
 from gateway.plugin import Request
 
@@ -73,6 +75,8 @@ def raw_request(request: Request) -> bytes:
                 raise BadRequest(f"the request has more than one {name!r} header")
             seen.add(name)
         _check_utf8(name, value)
+        if name == "cookie" and not (value := _without_console_cookie(value)):
+            continue
         lines.append(f"{name}: {value}")
     if "host" not in seen:
         lines.append(f"host: {urlsplit(request.endpoint_url).netloc or 'localhost'}")
@@ -82,3 +86,11 @@ def raw_request(request: Request) -> bytes:
     lines.append(f"content-length: {len(request.body)}")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1", errors="replace") + request.body
+
+
+def _without_console_cookie(value: str) -> str:
+    """A `Cookie` header without the console's session (its path is `/`, so a browser sends it to
+    endpoints too: an operator opening a plugin's page would hand the plugin their session)."""
+    pairs = [pair.strip() for pair in value.split(";")]
+    kept = [pair for pair in pairs if pair and pair.partition("=")[0].strip().lower() != CONSOLE_COOKIE]
+    return value if len(kept) == len(pairs) else "; ".join(kept)

@@ -1,10 +1,12 @@
 """A Dify plugin's key-value storage (`self.session.storage`): in the gateway's store, so every
-replica sees it, scoped to the installation (`author/name`, all its endpoints, surviving upgrades)
-and bounded by the manifest's `storage.size` (bytes of values, counted like Dify's daemon)."""
+replica sees it, scoped to the installation in a workspace (`author/name`, all its endpoints in
+that workspace, surviving upgrades: Dify keeps it per tenant) and bounded by the manifest's
+`storage.size` (bytes of values, counted like Dify's daemon)."""
 
 from __future__ import annotations
 
 from gateway.exceptions import BadRequest
+from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.storage.base import Store
 
 __all__ = ["InstallationStorage", "StorageFull"]
@@ -19,10 +21,13 @@ class StorageFull(BadRequest):
 class InstallationStorage:
     """Values are bytes (hex on the wire and in the store)."""
 
-    def __init__(self, store: Store, plugin: str, limit: int) -> None:
+    def __init__(self, store: Store, plugin: str, limit: int, workspace: str = DEFAULT_WORKSPACE) -> None:
         self._store = store
-        self._prefix = f"difykv:{plugin}:"
-        self._used = f"difykv-used:{plugin}"
+        # `default` keeps the keys it had before workspaces were told apart (its data stays); a
+        # workspace name holds no ':' (WORKSPACE_PATTERN), so the two never meet.
+        scope = plugin if workspace == DEFAULT_WORKSPACE else f"{workspace}@{plugin}"
+        self._prefix = f"difykv:{scope}:"
+        self._used = f"difykv-used:{scope}"
         self._limit = limit
 
     def _key(self, key: str) -> str:
