@@ -195,7 +195,7 @@ class _Delivery:
         self._posted = posted
         self._fence = fence
         self._handover = handover
-        self._throttle = EditThrottle(self._rules.edit_interval, clock)
+        self._throttle = EditThrottle(self._rules.edit_interval, clock, lead=self._rules.placeholder_lead)
         self._writes = Writes(clock, self._throttle, fence, attempts=self._rules.rate_limit_attempts)
         self._reader = _Reader()
         self._target: Pages | NativePages | DraftPages | None = None
@@ -216,7 +216,7 @@ class _Delivery:
                 await typing.enter_async_context(indicator)
             if self._rules.placeholder is not None and isinstance(target, Pages) and target.empty:
                 await target.placeholder(self._rules.placeholder)
-                self._throttle.mark()
+                self._throttle.mark_placeholder()
             reader = asyncio.create_task(self._reader.run(source))
             try:
                 await self._follow(reader, typing)
