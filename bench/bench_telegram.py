@@ -7,7 +7,8 @@ the time from Dify's first token to the first write on the platform.
 1. Acks: one gateway process (job workers off) with a slack and a telegram endpoint; loads
    alternate between them, 50 concurrent keep-alive connections over loopback. Each Slack request
    is a distinct signed `app_mention` (v0 HMAC checked); each Telegram request a distinct private
-   message (`update_id`) with the webhook's secret token (a constant-time compare). Both durably
+   message (`update_id`) with the webhook's secret token (a constant-time compare), the bot's
+   identity known (as after `telegram connect`). Both durably
    enqueue their answer job before answering 200 (`bench.plugin_acks`).
 2. First token to first write: the gateway (workers on), the Dify simulator and the fake Telegram
    and Slack APIs in this process. Each answer is asked alone; the simulator's first token is
@@ -220,7 +221,9 @@ def main() -> None:
     if args.serve is not None:
         return serve_gateway(args.serve)
     settings = {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": "http://127.0.0.1:9"}
-    compare_with_slack(Path(__file__).resolve(), "telegram", settings, telegram_update, args)
+    # The bot's identity as `telegram connect` (or the first answer) leaves it: the common case.
+    seed = {f"bot:me:{TELEGRAM_TOKEN.partition(':')[0]}": json.dumps({"id": 123456789, "username": "bench_bot"})}
+    compare_with_slack(Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed)
     asyncio.run(first_writes(args.answers))
 
 

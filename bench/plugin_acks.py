@@ -30,9 +30,12 @@ __all__ = ["add_arguments", "compare_with_slack"]
 Signed = tuple[bytes, dict[str, str]]
 
 
-async def _make_endpoints(env: dict[str, str], plugin: str, settings: Mapping[str, Any]) -> tuple[str, str]:
+async def _make_endpoints(
+    env: dict[str, str], plugin: str, settings: Mapping[str, Any], seed: Mapping[str, str]
+) -> tuple[str, str]:
     from pydantic import SecretStr
 
+    from gateway.host.context import EndpointStorage
     from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
     from gateway.settings import Settings
@@ -44,7 +47,10 @@ async def _make_endpoints(env: dict[str, str], plugin: str, settings: Mapping[st
         )
         slack = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
         _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
-        _, url = await gateway.endpoints.create(plugin, ["bench"], dict(settings))
+        record, url = await gateway.endpoints.create(plugin, ["bench"], dict(settings))
+        storage = EndpointStorage(gateway.store, record.id, gateway.clock)
+        for key, value in seed.items():  # what the endpoint knows in the common case (e.g. after `connect`)
+            await storage.set(key, value)
         return slack_url, url
     finally:
         await gateway.aclose()
@@ -66,8 +72,11 @@ def compare_with_slack(
     settings: Mapping[str, Any],
     request: Callable[[itertools.count[int]], Signed],
     args: argparse.Namespace,
+    *,
+    seed: Mapping[str, str] | None = None,
 ) -> None:
-    """See the module docstring; `script --serve PORT` must serve the gateway (`add_arguments`)."""
+    """See the module docstring; `script --serve PORT` must serve the gateway (`add_arguments`).
+    `seed`: keys set in the plugin endpoint's storage first."""
     store, rounds, duration, concurrency, profile = (
         args.store,
         args.rounds,
@@ -84,7 +93,7 @@ def compare_with_slack(
             procs.append(redis_proc)
         port = free_port()
         env = gateway_env(url, port)
-        slack_url, plugin_url = asyncio.run(_make_endpoints(env, plugin, settings))
+        slack_url, plugin_url = asyncio.run(_make_endpoints(env, plugin, settings, seed or {}))
         gateway = subprocess.Popen([sys.executable, str(script), "--serve", str(port)], env=env)
         procs.append(gateway)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
