@@ -2,7 +2,9 @@
 
 `deliver` opens the answer, reads it in a task of its own and shows the text so far at most once
 per `ChatRules.edit_interval` on the injected clock (a pause in the answer does not hold back
-what arrived; a fast answer costs one write per interval), then always makes a final render:
+what arrived; a fast answer costs one write per interval; the first words after a placeholder may
+go `ChatRules.placeholder_lead` after it, the next write repaying the difference, `EditThrottle`),
+then always makes a final render:
 
 - `text` deltas append, `replace` deltas replace (output moderation); other deltas don't show;
 - long answers are paged at the platform's limit, code fences closed and reopened
