@@ -17,6 +17,7 @@ tenant_access_token and the bot's info.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 
 from endpoints.lark.answer import answer_message
 from endpoints.lark.api import BOT_KEY, LarkAPIError, open_api
@@ -28,6 +29,7 @@ from gateway.plugin import BadRequest, Context, Permission, Plugin, RateLimited,
 __all__ = ["LarkSettings", "plugin"]
 
 ANSWER_ATTEMPTS = 3  # a rerun asks Dify again: don't repeat that many times
+BOT_MEMORY_TTL = 60.0  # the bot's open_id, kept in this process (it changes only with the app)
 # bot/v3/info `activate_status`: only 2 answers messages.
 _ACTIVATION = {0: "awaiting installation", 1: "stopped by the tenant", 2: "enabled", 3: "awaiting activation"}
 
@@ -42,6 +44,11 @@ plugin = Plugin(
     "(check the credentials: dify-gateway lark check ENDPOINT_ID)",
 )
 plugin.job("answer")(answer_message)
+
+
+async def _known_bot(ctx: Context[LarkSettings]) -> str | None:
+    """The bot's open_id if known: from the endpoint's memory, read from storage at most once a minute."""
+    return await ctx.memory.get_or_load(BOT_KEY, partial(ctx.storage.get, BOT_KEY), ttl=BOT_MEMORY_TTL)
 
 
 @plugin.route("/", methods=["POST"])
@@ -60,7 +67,7 @@ async def events(request: Request, ctx: Context[LarkSettings]) -> Response:
     trigger = classify(event)
     if isinstance(trigger, str):
         return Response.json({})
-    if trigger.is_group and (bot := await ctx.storage.get(BOT_KEY)) and not trigger.mentions_of(bot):
+    if trigger.is_group and (bot := await _known_bot(ctx)) and not trigger.mentions_of(bot):
         return Response.json({})  # a mention of someone else (the job checks it when the bot is not known yet)
     # Durable first, then the ack: a redelivery of this event_id (any replica) finds the same job.
     await ctx.jobs.enqueue("answer", trigger.to_payload(), key=trigger.event_id, max_attempts=ANSWER_ATTEMPTS)

@@ -17,6 +17,7 @@ id never changes and its username rarely; a new token of another bot is another 
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any
 
 from endpoints.telegram.api import TelegramAPI, TelegramError
@@ -47,14 +48,7 @@ async def known(storage: Storage, bot_token: str) -> BotIdentity | None:
 
 async def recent(ctx: Context[Any], bot_token: str) -> BotIdentity | None:
     """`known(ctx.storage, bot_token)`, from `ctx.memory` while it is fresh (see the module docstring)."""
-    key = _key(bot_token)
-    kept = ctx.memory.get(key)
-    if isinstance(kept, BotIdentity):
-        return kept
-    bot = await known(ctx.storage, bot_token)
-    if bot is not None:
-        ctx.memory.set(key, bot, ttl=MEMORY_TTL)
-    return bot
+    return await ctx.memory.get_or_load(_key(bot_token), partial(known, ctx.storage, bot_token), ttl=MEMORY_TTL)
 
 
 async def identity(api: TelegramAPI, storage: Storage, bot_token: str) -> BotIdentity:

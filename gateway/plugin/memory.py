@@ -9,22 +9,21 @@ settings, its apps) starts an empty one. Bounded: past `size` keys the oldest go
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 from gateway.clock import Clock
 
 __all__ = ["Memory"]
 
 DEFAULT_SIZE = 256
+T = TypeVar("T")
 
 
 class Memory:
     """Values kept for `ttl` seconds each, in this process only (never shared, never persisted)::
 
-    bot = ctx.memory.get("bot")
-    if bot is None:
-        bot = await ctx.storage.get("bot")
-        if bot is not None:
-            ctx.memory.set("bot", bot, ttl=60.0)
+    bot = await ctx.memory.get_or_load("bot", partial(ctx.storage.get, "bot"), ttl=60.0)
     """
 
     __slots__ = ("_clock", "_kept", "_size")
@@ -52,6 +51,17 @@ class Memory:
         self._kept.move_to_end(key)
         while len(self._kept) > self._size:
             self._kept.popitem(last=False)
+
+    async def get_or_load(self, key: str, load: Callable[[], Awaitable[T | None]], *, ttl: float) -> T | None:
+        """The value kept under `key`, else what `load()` gives, kept for `ttl` seconds. None is not
+        kept: what is not there yet is looked for again on the next call."""
+        kept = self.get(key)
+        if kept is not None:
+            return cast("T", kept)
+        loaded = await load()
+        if loaded is not None:
+            self.set(key, loaded, ttl=ttl)
+        return loaded
 
     def forget(self, key: str) -> None:
         self._kept.pop(key, None)

@@ -55,3 +55,24 @@ async def test_each_endpoint_has_its_own_and_a_changed_endpoint_starts_anew(tmp_
         assert (await gateway.contexts.for_request(two, plugin)).memory.get("k") is None
         changed = await gateway.endpoints.update(one.id, settings={})
         assert (await gateway.contexts.for_request(changed, plugin)).memory.get("k") is None
+
+
+async def test_get_or_load_loads_once_and_keeps_nothing_for_none() -> None:
+    clock = FakeClock()
+    memory = Memory(clock)
+    loads: list[str] = []
+    value: str | None = None
+
+    async def load() -> str | None:
+        loads.append("x")
+        return value
+
+    assert await memory.get_or_load("k", load, ttl=5) is None
+    assert await memory.get_or_load("k", load, ttl=5) is None
+    assert len(loads) == 2  # nothing found: looked for again
+    value = "v"
+    assert await memory.get_or_load("k", load, ttl=5) == "v"
+    assert await memory.get_or_load("k", load, ttl=5) == "v"
+    assert len(loads) == 3
+    clock.advance(5)
+    assert await memory.get_or_load("k", load, ttl=5) == "v" and len(loads) == 4
