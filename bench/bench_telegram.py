@@ -2,19 +2,20 @@
 the time from Dify's first token to the first write on the platform.
 
     python bench/bench_telegram.py [--duration 10] [--concurrency 50] [--store sqlite|redis] [--rounds 3]
-                                   [--answers 10]
+                                   [--answers 10] [--profile stacks.txt]
 
 1. Acks: one gateway process (job workers off) with a slack and a telegram endpoint; loads
    alternate between them, 50 concurrent keep-alive connections over loopback. Each Slack request
    is a distinct signed `app_mention` (v0 HMAC checked); each Telegram request a distinct private
-   message (`update_id`) with the webhook's secret token (a constant-time compare). Both durably
-   enqueue their answer job before answering 200.
+   message (`update_id`) with the webhook's secret token (a constant-time compare), the bot's
+   identity known (as after `telegram connect`). Both durably
+   enqueue their answer job before answering 200 (`bench.plugin_acks`).
 2. First token to first write: the gateway (workers on), the Dify simulator and the fake Telegram
    and Slack APIs in this process. Each answer is asked alone; the simulator's first token is
    timed as it leaves (an ASGI wrapper), the platform's first write after it as it arrives: a
    `sendMessageDraft` in a private chat, an `editMessageText` of the placeholder in a group, a
-   `chat.update` of Slack's placeholder. The engine's first write goes at once (no throttle
-   before the first words), so this is the gateway's own latency.
+   `chat.update` of Slack's placeholder. Where a placeholder was posted (groups, Slack), the first
+   edit may go `ChatRules.placeholder_lead` (1 s) after it, never sooner; a draft goes at once.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import json
 import shutil
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,14 +38,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_slack import (  # noqa: E402
-    BOT_TOKEN as SLACK_TOKEN,
-    SIGNING_SECRET,
-    serve_gateway,
-    signed_event,
-)
-from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.bench_slack import BOT_TOKEN as SLACK_TOKEN, SIGNING_SECRET, serve_gateway, signed_event  # noqa: E402
+from bench.plugin_acks import add_arguments, compare_with_slack  # noqa: E402
 
 TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 SECRET_TOKEN = "bench-secret-token"
@@ -70,71 +64,6 @@ def telegram_update(counter: itertools.count[int]) -> tuple[bytes, dict[str, str
         }
     ).encode()
     return body, {"content-type": "application/json", "x-telegram-bot-api-secret-token": SECRET_TOKEN}
-
-
-async def make_endpoints(env: dict[str, str]) -> tuple[str, str]:
-    from pydantic import SecretStr
-
-    from gateway.host.runtime import open_gateway
-    from gateway.records.apps import AppIn
-    from gateway.settings import Settings
-
-    gateway = await open_gateway(Settings.from_env(env))
-    try:
-        await gateway.apps.add(
-            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
-        )
-        slack = {"signing_secret": SIGNING_SECRET, "bot_token": SLACK_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
-        _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
-        telegram = {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": "http://127.0.0.1:9"}
-        _, telegram_url = await gateway.endpoints.create("telegram", ["bench"], telegram)
-        return slack_url, telegram_url
-    finally:
-        await gateway.aclose()
-
-
-def acks(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-telegram-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        store = f"sqlite:///{workdir / 'gw.db'}"
-        if args.store == "redis":
-            redis_proc, store = start_redis(workdir)
-            procs.append(redis_proc)
-        port = free_port()
-        env = gateway_env(store, port)
-        slack_url, telegram_url = asyncio.run(make_endpoints(env))
-        gateway = subprocess.Popen(
-            [sys.executable, str(Path(__file__).resolve()), "--serve", "--port", str(port)], env=env
-        )
-        procs.append(gateway)
-        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        slack_counter, telegram_counter = itertools.count(), itertools.count()
-        pairs = []
-        for i in range(args.rounds):
-            common = {"concurrency": args.concurrency, "duration": args.duration}
-            slack = asyncio.run(
-                run_load(f"slack ({args.store})", slack_url, request=lambda: signed_event(slack_counter), **common)
-            )
-            telegram = asyncio.run(
-                run_load(
-                    f"telegram ({args.store})",
-                    telegram_url,
-                    request=lambda: telegram_update(telegram_counter),
-                    **common,
-                )
-            )
-            pairs.append((telegram, slack))
-            print(f"\nround {i + 1}: {args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
-            print(slack.row())
-            print(telegram.row())
-            print(ratio_line(telegram, slack))
-        print()
-        print(*rounds_summary(pairs), sep="\n")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 # -- 2. first token to first write -----------------------------------------------------------------
@@ -286,17 +215,15 @@ async def first_writes(answers: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
-    parser.add_argument("--duration", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    add_arguments(parser)
     parser.add_argument("--answers", type=int, default=10)
-    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.serve:
-        return serve_gateway(args.port)
-    acks(args)
+    if args.serve is not None:
+        return serve_gateway(args.serve)
+    settings = {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": "http://127.0.0.1:9"}
+    # The bot's identity as `telegram connect` (or the first answer) leaves it: the common case.
+    seed = {f"bot:me:{TELEGRAM_TOKEN.partition(':')[0]}": json.dumps({"id": 123456789, "username": "bench_bot"})}
+    compare_with_slack(Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed)
     asyncio.run(first_writes(args.answers))
 
 

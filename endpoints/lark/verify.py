@@ -12,6 +12,9 @@
 - `url_verification` is answered whether signed or not (Lark does not sign it, and lark-oapi
   skips the signature for it); its decryption with our key and the token prove it is Lark's.
 
+A passed verification hands the decrypted event on (`Verdict.ok(verified=Opened)`, the
+handler's `Request.verified`): the body is decrypted once per request.
+
 Anything missing, malformed, non-ASCII, truncated, stale or wrong is a 401 (never a 500).
 """
 
@@ -127,9 +130,9 @@ async def verify(request: Request, ctx: Context[LarkSettings]) -> Verdict:
     if opened.event.get("type") == "url_verification":
         if not opened.encrypted and settings.verification_token is None:
             return Verdict.failed("an unencrypted url_verification needs verification_token to be set")
-        return Verdict.ok()
+        return Verdict.ok(verified=opened)
     if not opened.encrypted:
         return Verdict.failed("events must be encrypted (set the Encrypt Key in the Lark console)")
     if not _signed(request, settings, ctx.clock.time()):
         return Verdict.failed("bad, stale or missing Lark signature")
-    return Verdict.ok()
+    return Verdict.ok(verified=opened)

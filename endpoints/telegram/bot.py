@@ -6,19 +6,28 @@ address the bot are acknowledged and dropped without a job. Until it is known (b
 
 It is kept under the bot's id, the part of its token before the colon: given another bot's
 token, the endpoint learns the new bot at once instead of telling mentions apart by the old one.
+
+The ingress asks for it on every update, so `recent` keeps what it read in the endpoint's
+in-process memory for a short while (`MEMORY_TTL` on the injected clock, under the bot's id):
+in the common case the ack costs no store read beyond the durable enqueue. Only a found identity is kept: until the
+bot is known the store is read each time, so the first answer's `getMe` counts at once. A bot's
+id never changes and its username rarely; a new token of another bot is another key.
 """
 
 from __future__ import annotations
 
 import json
+from functools import partial
+from typing import Any
 
 from endpoints.telegram.api import TelegramAPI, TelegramError
 from endpoints.telegram.updates import BotIdentity
-from gateway.plugin import Storage
+from gateway.plugin import Context, Storage
 
-__all__ = ["identity", "known"]
+__all__ = ["identity", "known", "recent"]
 
 TTL = 24 * 3600.0
+MEMORY_TTL = 60.0
 
 
 def _key(bot_token: str) -> str:
@@ -35,6 +44,11 @@ async def known(storage: Storage, bot_token: str) -> BotIdentity | None:
     if isinstance(doc, dict) and isinstance(doc.get("id"), int) and isinstance(doc.get("username"), str):
         return BotIdentity(doc["id"], doc["username"])
     return None
+
+
+async def recent(ctx: Context[Any], bot_token: str) -> BotIdentity | None:
+    """`known(ctx.storage, bot_token)`, from `ctx.memory` while it is fresh (see the module docstring)."""
+    return await ctx.memory.get_or_load(_key(bot_token), partial(known, ctx.storage, bot_token), ttl=MEMORY_TTL)
 
 
 async def identity(api: TelegramAPI, storage: Storage, bot_token: str) -> BotIdentity:

@@ -20,7 +20,7 @@ from gateway.jobs.lease import JobLease
 from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobWorkers, StartedJob
-from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Permission, Plugin
+from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Memory, Permission, Plugin
 from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
@@ -194,6 +194,7 @@ class PluginContext:
         self._storage = EndpointStorage(store, endpoint.id, clock)
         self._jobs = PluginJobs(queue, workers, store, plugin, endpoint.id)
         self._callbacks = EndpointCallbacks(queue, callback_policy, clock, endpoint.id)
+        self._memory = Memory(clock)  # lives as long as this context: a changed endpoint starts anew
         self._logger = logging.LoggerAdapter(
             logging.getLogger(f"gateway.plugins.{plugin.name}"), {"endpoint_id": endpoint.id}
         )
@@ -245,6 +246,10 @@ class PluginContext:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def memory(self) -> Memory:
+        return self._memory
 
     def secrets(self, setting: str) -> tuple[str, ...]:
         if self._secrets_of is not None:

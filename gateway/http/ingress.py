@@ -12,7 +12,7 @@ import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse, StreamingResponse
@@ -102,6 +102,8 @@ class Ingress:
             trace.verdict = verdict.status
             if not verdict.passed:
                 return _rejected(verdict)
+            if verdict.verified is not None:  # the handler takes it from the request
+                inbound = replace(inbound, verified=verdict.verified)
         return _to_starlette(await _unless_client_leaves(route.handler(inbound, ctx), request))
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:

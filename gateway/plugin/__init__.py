@@ -127,6 +127,7 @@ from gateway.plugin.context import (
     UploadedFile,
 )
 from gateway.plugin.jobs import JobInfo, JobRun, JobStatus, Lease, LeaseLost
+from gateway.plugin.memory import Memory
 from gateway.plugin.routing import (
     ALL_METHODS,
     Action,
@@ -201,6 +202,7 @@ __all__ = [
     "Lease",
     "LeaseLost",
     "LockBusy",
+    "Memory",
     "MemoryMessages",
     "MessageRef",
     "NO_FALLBACK",

@@ -1,6 +1,7 @@
 """What a handler reaches through its `Context`: the endpoint, its settings, the bound Dify apps,
 storage, the job queue, signed callbacks, HTTP, a logger and the clock; and the permissions that
-open them. Protocols only: the gateway (and `gateway.testing`) provide the implementations."""
+open them. Protocols only: the gateway (and `gateway.testing`) provide the implementations (the
+in-process `Memory` is one class for both)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from typing_extensions import TypeVar
 from gateway.clock import Clock
 from gateway.dify.models import Answer
 from gateway.plugin.jobs import JobRun, JobStatus, Lease
+from gateway.plugin.memory import Memory
 from gateway.plugin.streams import AnswerStream
 from gateway.records.appform import FileUpload
 
@@ -247,6 +249,11 @@ class Context(Protocol[SettingsT_co]):
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
     @property
     def clock(self) -> Clock: ...
+    @property
+    def memory(self) -> Memory:
+        """Values kept in this process for a short while (`gateway.plugin.memory`), the endpoint's own."""
+        ...
+
     def secrets(self, setting: str) -> tuple[str, ...]:
         """The secret setting's current value, then the values `endpoints rotate-secret` replaced that
         are still in their grace: verify a signature against each (empty when the setting is unset)."""

@@ -79,7 +79,9 @@ class Request:
     """An inbound request to an endpoint, as received.
 
     `path` is the sub-path below the endpoint URL ("/" for the URL itself); `body` the raw bytes
-    (verify before parsing); `query_string` the raw, undecoded query.
+    (verify before parsing); `query_string` the raw, undecoded query. `verified` is what the
+    verifier's `Verdict.ok(verified=…)` handed on (e.g. the decrypted body), so the handler need
+    not work it out again; None when the verifier gave nothing or did not run.
     """
 
     method: str
@@ -93,6 +95,7 @@ class Request:
     client_ip: str | None = None
     path_params: Mapping[str, str] = field(default_factory=dict)
     request_id: str = ""
+    verified: Any = field(default=None, repr=False)
 
     @property
     def query(self) -> list[tuple[str, str]]:
@@ -157,15 +160,20 @@ class Response:
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
-    """The verifier's decision, recorded in the request log. `status` is ok, failed or skipped."""
+    """The verifier's decision, recorded in the request log. `status` is ok, failed or skipped.
+
+    `verified` (never logged) is what a passed verification established, given to the handler as
+    `Request.verified`: a body decrypted to be verified is not decrypted again.
+    """
 
     status: str
     reason: str = ""
     response: Response | None = None
+    verified: Any = field(default=None, repr=False)
 
     @classmethod
-    def ok(cls) -> Verdict:
-        return cls("ok")
+    def ok(cls, verified: Any = None) -> Verdict:
+        return cls("ok", verified=verified)
 
     @classmethod
     def failed(cls, reason: str, response: Response | None = None) -> Verdict:

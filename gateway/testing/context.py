@@ -12,7 +12,7 @@ from pydantic import BaseModel, SecretStr
 from typing_extensions import TypeVar
 
 from gateway.clock import Clock
-from gateway.plugin import EndpointInfo, Permission, PermissionDenied, Plugin, Request, Response
+from gateway.plugin import EndpointInfo, Memory, Permission, PermissionDenied, Plugin, Request, Response
 from gateway.security.ssrf import UrlPolicy
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.apps import SimulatedApps
@@ -90,6 +90,7 @@ class FakeContext(Generic[SettingsT]):
         self._storage = MemoryStorage(self._clock)
         self._jobs = FakeJobs(plugin, self._clock, lambda: self)
         self._callbacks = RecordedCallbacks(self._clock, callback_policy)
+        self._memory = Memory(self._clock)
         self._http = http or httpx.AsyncClient(transport=httpx.MockTransport(_no_network))
         self._logger = logging.LoggerAdapter(
             logging.getLogger(f"gateway.plugins.{plugin.name}"), {"endpoint_id": endpoint_id}
@@ -160,6 +161,10 @@ class FakeContext(Generic[SettingsT]):
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    @property
+    def memory(self) -> Memory:
+        return self._memory
 
     def secrets(self, setting: str) -> tuple[str, ...]:
         value = getattr(self._settings, setting, None)

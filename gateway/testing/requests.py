@@ -75,6 +75,8 @@ async def _dispatch(plugin: Plugin, ctx: Context, request: Request) -> Response:
             if verdict.response is not None:
                 return verdict.response
             raise Unauthorized("request verification failed")
+        if verdict.verified is not None:
+            request = replace(request, verified=verdict.verified)
     return await route.handler(request, ctx)
 
 

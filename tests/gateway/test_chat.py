@@ -56,6 +56,39 @@ def test_a_429_holds_edits_longer_but_never_shorter() -> None:
     assert throttle.ready()
 
 
+def test_a_placeholder_lends_its_slot_to_the_first_edit_and_the_next_write_pays_it_back() -> None:
+    clock = FakeClock()
+    throttle = EditThrottle(3.0, clock, lead=1.0)
+    throttle.mark_placeholder()
+    assert throttle.wait_time() == pytest.approx(1.0)  # the first words go 1 s after the placeholder
+    clock.advance(1.0)
+    throttle.mark()
+    assert throttle.wait_time() == pytest.approx(5.0)  # then two intervals from the placeholder
+    clock.advance(5.0)
+    throttle.mark()
+    assert throttle.wait_time() == pytest.approx(3.0)  # and one per interval after that
+
+
+def test_a_late_first_edit_after_a_placeholder_waits_one_interval_as_usual() -> None:
+    clock = FakeClock()
+    throttle = EditThrottle(3.0, clock, lead=1.0)
+    throttle.mark_placeholder()
+    clock.advance(4.0)
+    assert throttle.ready()
+    throttle.mark()
+    assert throttle.wait_time() == pytest.approx(3.0)
+
+
+def test_the_lead_is_at_most_the_interval_and_a_429_still_holds_edits() -> None:
+    clock = FakeClock()
+    throttle = EditThrottle(0.5, clock, lead=1.0)
+    assert throttle.lead == 0.5 and EditThrottle(3.0, clock).lead == 3.0  # no lead: the whole interval
+    throttle = EditThrottle(3.0, clock, lead=1.0)
+    throttle.mark_placeholder()
+    throttle.backoff(4.0)
+    assert throttle.wait_time() == pytest.approx(4.0)
+
+
 async def test_wait_sleeps_on_the_clock_only_when_needed() -> None:
     clock = FakeClock()
     throttle = EditThrottle(2.0, clock)

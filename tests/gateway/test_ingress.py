@@ -16,7 +16,7 @@ from pydantic import BaseModel, SecretStr
 from endpoints.echo import plugin as echo
 from gateway.admin.usecases import delete_endpoint
 from gateway.host.registry import PluginRegistry
-from gateway.plugin import Context, Permission, Plugin, Request, Response, Verdict, unverified
+from gateway.plugin import Context, Headers, Permission, Plugin, Request, Response, Verdict, unverified
 from gateway.records.apps import AppIn
 from gateway.records.endpoints import EndpointOptions
 from tests.support.gateway import Running, make_settings, post_then_hang_up, running_app
@@ -30,7 +30,7 @@ class Empty(BaseModel):
 
 async def reject_unless_header(request: Request, ctx: Context) -> Verdict:
     if request.headers.get("x-ok") == "yes":
-        return Verdict.ok()
+        return Verdict.ok(verified={"checked": request.headers.get("x-who", "")})
     if request.headers.get("x-custom") == "yes":
         return Verdict.failed("custom", Response.json({"nope": True}, status=403))
     return Verdict.failed("missing x-ok")
@@ -42,6 +42,11 @@ strict = Plugin("strict", settings=Empty, verifier=reject_unless_header)
 @strict.route("/open", methods=["GET"], verify=False)
 async def open_route(request: Request, ctx: Context) -> Response:
     return Response.text("open")
+
+
+@strict.route("/verified", methods=["POST"])
+async def verified(request: Request, ctx: Context) -> Response:
+    return Response.json({"verified": request.verified})
 
 
 @strict.route("/crash", methods=["POST"])
@@ -248,6 +253,17 @@ async def test_verification_failure_is_401_and_custom_responses_pass_through(run
     ok = await running.client.post(f"{path}/json", content=b'{"a": 1}', headers={"x-ok": "yes"})
     assert ok.json() == {"a": 1}
     assert (await running.client.get(f"{path}/open")).text == "open"
+
+
+async def test_what_the_verifier_established_reaches_the_handler_and_no_log(
+    running: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = await mint(running, "strict")
+    ok = await running.client.post(f"{path}/verified", headers={"x-ok": "yes", "x-who": "ana"})
+    assert ok.json() == {"verified": {"checked": "ana"}}
+    assert "checked" not in repr(Verdict.ok(verified={"checked": "ana"}))  # never in a repr or a log line
+    req = Request("POST", "/", "", Headers(), b"", "ep", "u", 0.0, verified="plain")
+    assert "plain" not in repr(req)
 
 
 async def test_malformed_input_is_a_4xx_json_error(running: Running) -> None:

@@ -88,6 +88,11 @@ class ChatRules:
             change what it showed.
         edit_interval: seconds between writes while the answer streams (platforms.md §1.6, §2.4).
         placeholder: posted (rendered) before the answer starts when no message exists yet.
+        placeholder_lead: the least time between the placeholder and the first edit that shows the
+            answer (never more than `edit_interval`): that edit may go this soon, and the write
+            after it waits two intervals from the placeholder, so no window holds more writes than
+            at one per interval (`EditThrottle`). One second keeps the platforms' per-chat pace
+            (Telegram about one message a second in a chat, Slack 1/s, Discord 5 per 5 s).
         empty_text: the final text of an answer with no text (Markdown).
         failure_note: `(error, partial) -> Markdown`, appended after the text shown so far, or shown
             alone when there was none.
@@ -118,6 +123,7 @@ class ChatRules:
     visible: Callable[[str, bool], str] = _all_visible
     edit_interval: float = 1.0
     placeholder: str | None = None
+    placeholder_lead: float = 1.0
     empty_text: str = "_(The app returned an empty answer.)_"
     failure_note: Callable[[GatewayError, bool], str] = field(default=default_failure_note)
     expires_at: float | None = None

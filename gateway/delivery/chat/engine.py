@@ -2,7 +2,9 @@
 
 `deliver` opens the answer, reads it in a task of its own and shows the text so far at most once
 per `ChatRules.edit_interval` on the injected clock (a pause in the answer does not hold back
-what arrived; a fast answer costs one write per interval), then always makes a final render:
+what arrived; a fast answer costs one write per interval; the first words after a placeholder may
+go `ChatRules.placeholder_lead` after it, the next write repaying the difference, `EditThrottle`),
+then always makes a final render:
 
 - `text` deltas append, `replace` deltas replace (output moderation); other deltas don't show;
 - long answers are paged at the platform's limit, code fences closed and reopened
@@ -195,7 +197,7 @@ class _Delivery:
         self._posted = posted
         self._fence = fence
         self._handover = handover
-        self._throttle = EditThrottle(self._rules.edit_interval, clock)
+        self._throttle = EditThrottle(self._rules.edit_interval, clock, lead=self._rules.placeholder_lead)
         self._writes = Writes(clock, self._throttle, fence, attempts=self._rules.rate_limit_attempts)
         self._reader = _Reader()
         self._target: Pages | NativePages | DraftPages | None = None
@@ -216,7 +218,7 @@ class _Delivery:
                 await typing.enter_async_context(indicator)
             if self._rules.placeholder is not None and isinstance(target, Pages) and target.empty:
                 await target.placeholder(self._rules.placeholder)
-                self._throttle.mark()
+                self._throttle.mark_placeholder()
             reader = asyncio.create_task(self._reader.run(source))
             try:
                 await self._follow(reader, typing)

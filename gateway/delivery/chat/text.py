@@ -65,14 +65,23 @@ class EditThrottle:
             throttle.mark()
         ...
         await throttle.wait()  # the final edit waits rather than skips
+
+    A placeholder posted before the answer starts (`mark_placeholder()`) lends its slot to the
+    first edit: that edit may go `lead` seconds after it rather than a whole interval (the answer's
+    first words need not wait out a long group interval), and the write after it pays the time
+    back: it waits until two intervals after the placeholder, or one after the first edit when
+    that is later. So writes are never closer than `lead`, and no window of time holds more
+    writes than with a whole interval after the placeholder (1 + ⌊window / interval⌋).
     """
 
-    def __init__(self, interval: float, clock: Clock) -> None:
+    def __init__(self, interval: float, clock: Clock, *, lead: float | None = None) -> None:
         if interval < 0:
             raise ValueError("interval must not be negative")
         self.interval = interval
+        self.lead = interval if lead is None else min(max(0.0, lead), interval)
         self._clock = clock
         self._next: float | None = None  # None: nothing sent yet, the first edit goes at once
+        self._repay: float | None = None  # set by a placeholder: the write after the first edit waits until then
 
     def wait_time(self) -> float:
         """Seconds until the next edit may go (0 when it may go now)."""
@@ -91,8 +100,17 @@ class EditThrottle:
             await self._clock.sleep(delay)
 
     def mark(self) -> None:
-        """An edit went out now: the next one waits `interval`."""
-        self._push(self._clock.monotonic() + self.interval)
+        """An edit went out now: the next one waits `interval` (longer when it repays a placeholder's lead)."""
+        moment = self._clock.monotonic() + self.interval
+        if self._repay is not None:
+            moment, self._repay = max(moment, self._repay), None
+        self._push(moment)
+
+    def mark_placeholder(self) -> None:
+        """A placeholder went out now: the first edit after it waits `lead`, the one after that repays it."""
+        now = self._clock.monotonic()
+        self._push(now + self.lead)
+        self._repay = now + 2 * self.interval
 
     def backoff(self, seconds: float) -> None:
         """Hold edits for `seconds` (a 429's wait), on top of the normal interval, never shortening it."""

@@ -6,6 +6,7 @@ Lark sends them (`gateway.testing.lark_event`); the vectors follow security.md Â
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -83,6 +84,25 @@ async def test_the_challenge_is_answered_encrypted_or_not(front: Front, encrypte
     event = lark_url_verification(TOKEN, "ch-123")
     response = await front.send(event, encrypted=encrypted, signed=False)
     assert response.status_code == 200 and response.json() == {"challenge": "ch-123"}
+
+
+@pytest.mark.parametrize("kind", ["message", "challenge"])
+async def test_each_request_is_decrypted_once(front: Front, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The verifier decrypts to verify and hands the event on: the handler does not decrypt again.
+    calls: list[str] = []
+
+    def counted(encrypt_key: str, encrypted: str) -> bytes | None:
+        calls.append(encrypted)
+        return decrypt(encrypt_key, encrypted)
+
+    monkeypatch.setattr(importlib.import_module("endpoints.lark.verify"), "decrypt", counted)
+    if kind == "message":
+        response = await front.send(message())
+        assert response.status_code == 200 and response.json() == {}
+    else:
+        response = await front.send(lark_url_verification(TOKEN, "ch-9"), signed=False)
+        assert response.json() == {"challenge": "ch-9"}
+    assert len(calls) == 1
 
 
 async def test_a_challenge_with_the_wrong_token_gets_401(front: Front) -> None:

@@ -72,6 +72,54 @@ async def test_a_pause_in_the_answer_does_not_hold_back_what_arrived(clock: Virt
     assert chat.shown() == ["one two three"]
 
 
+def window_counts(times: list[float], window: float) -> int:
+    """The most writes in any `window` seconds (windows starting at a write are the fullest)."""
+    return max(sum(1 for t in times if start <= t < start + window - 1e-9) for start in times)
+
+
+async def test_the_first_words_after_a_placeholder_need_not_wait_a_whole_interval(clock: VirtualClock) -> None:
+    # A Telegram group: one write per 3 s. Dify's first token 0.3 s after the placeholder.
+    chat = FakeChat(clock).with_rules(limit=2000, edit_interval=3.0, placeholder="…", placeholder_lead=1.0)
+    chunks = words(60)
+    answer = FakeAnswer(clock, [(0.3, Delta("text", chunks[0])), *text(*chunks[1:], delay=0.2)])
+
+    await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    placeholder, first, second, *rest = chat.named("post", "edit")
+    assert placeholder.text == "…" and first.text.startswith("word0")
+    assert first.at - placeholder.at == pytest.approx(1.0)  # the lead, not 3 s
+    assert second.at - placeholder.at >= 6.0 - 1e-9  # the lead is paid back by the next write
+    times = [c.at for c in chat.named("post", "edit")]
+    assert all(b - a >= 1.0 - 1e-9 for a, b in zip(times, times[1:], strict=False))
+    for window in (3.0, 6.0, 9.0, 12.0):  # never more than one write per interval allows
+        assert window_counts(times, window) <= 1 + int(window // 3.0), (window, times)
+    assert chat.shown() == ["".join(chunks).strip()]
+
+
+async def test_a_placeholder_lead_never_exceeds_the_interval_so_short_intervals_are_unchanged(
+    clock: VirtualClock,
+) -> None:
+    chat = FakeChat(clock).with_rules(limit=2000, edit_interval=0.5, placeholder="…", placeholder_lead=1.0)
+    answer = FakeAnswer(clock, text(*words(30), delay=0.1))
+
+    await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    times = [c.at for c in chat.named("post", "edit")]
+    assert all(b - a >= 0.5 - 1e-9 for a, b in zip(times, times[1:], strict=False)), times
+
+
+async def test_a_slow_first_token_is_shown_at_once_and_the_pace_stays_one_per_interval(clock: VirtualClock) -> None:
+    chat = FakeChat(clock).with_rules(limit=2000, edit_interval=3.0, placeholder="…")
+    chunks = words(40)
+    answer = FakeAnswer(clock, [(4.0, Delta("text", chunks[0])), *text(*chunks[1:], delay=0.2)])
+
+    await deliver(answer, chat, clock=clock, posted=MemoryMessages())
+
+    placeholder, first, second, *_ = chat.named("post", "edit")
+    assert first.at - placeholder.at == pytest.approx(4.0)  # nothing to wait for
+    assert second.at - first.at >= 3.0 - 1e-9
+
+
 async def test_a_typing_indicator_shows_until_the_first_words(clock: VirtualClock) -> None:
     chat = FakeChat(clock, has_typing=True)
 

@@ -1,0 +1,126 @@
+"""Verified acks per second of a chat plugin vs the slack plugin, in one gateway process, one run.
+
+`compare_with_slack(...)` creates a slack endpoint and the plugin's (bound to an app that is never
+called: job workers are off), starts `dify-gateway`'s app under uvicorn (`bench.bench_slack.
+serve_gateway`, through the calling script's `--serve PORT`), then alternates loads of distinct
+signed requests between the two and prints each round, the ratios and their median and min–max.
+With `profile`, py-spy samples the gateway during the plugin's load in round 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from bench.bench_slack import BOT_TOKEN, SIGNING_SECRET, signed_event
+from bench.loadgen import ratio_line, rounds_summary, run_load
+from bench.profile import Profiler, top_self
+from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
+
+__all__ = ["add_arguments", "compare_with_slack"]
+
+Signed = tuple[bytes, dict[str, str]]
+
+
+async def _make_endpoints(
+    env: dict[str, str], plugin: str, settings: Mapping[str, Any], seed: Mapping[str, str]
+) -> tuple[str, str]:
+    from pydantic import SecretStr
+
+    from gateway.host.context import EndpointStorage
+    from gateway.host.runtime import open_gateway
+    from gateway.records.apps import AppIn
+    from gateway.settings import Settings
+
+    gateway = await open_gateway(Settings.from_env(env))
+    try:
+        await gateway.apps.add(
+            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
+        )
+        slack = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
+        _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
+        record, url = await gateway.endpoints.create(plugin, ["bench"], dict(settings))
+        storage = EndpointStorage(gateway.store, record.id, gateway.clock)
+        for key, value in seed.items():  # what the endpoint knows in the common case (e.g. after `connect`)
+            await storage.set(key, value)
+        return slack_url, url
+    finally:
+        await gateway.aclose()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options `compare_with_slack` reads (and the hidden `--serve PORT`)."""
+    parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway under the plugin's load; collapsed stacks")
+    parser.add_argument("--serve", type=int, metavar="PORT", help=argparse.SUPPRESS)
+
+
+def compare_with_slack(
+    script: Path,
+    plugin: str,
+    settings: Mapping[str, Any],
+    request: Callable[[itertools.count[int]], Signed],
+    args: argparse.Namespace,
+    *,
+    seed: Mapping[str, str] | None = None,
+) -> None:
+    """See the module docstring; `script --serve PORT` must serve the gateway (`add_arguments`).
+    `seed`: keys set in the plugin endpoint's storage first."""
+    store, rounds, duration, concurrency, profile = (
+        args.store,
+        args.rounds,
+        args.duration,
+        args.concurrency,
+        args.profile,
+    )
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{plugin}-"))
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        url = f"sqlite:///{workdir / 'gw.db'}"
+        if store == "redis":
+            redis_proc, url = start_redis(workdir)
+            procs.append(redis_proc)
+        port = free_port()
+        env = gateway_env(url, port)
+        slack_url, plugin_url = asyncio.run(_make_endpoints(env, plugin, settings, seed or {}))
+        gateway = subprocess.Popen([sys.executable, str(script), "--serve", str(port)], env=env)
+        procs.append(gateway)
+        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
+        slack_counter, counter = itertools.count(), itertools.count()
+        common: dict[str, Any] = {"concurrency": concurrency, "duration": duration}
+        pairs = []
+        for i in range(rounds):
+            slack = asyncio.run(
+                run_load(f"slack ({store})", slack_url, request=lambda: signed_event(slack_counter), **common)
+            )
+            profiler = Profiler(gateway.pid, duration + 1, profile) if profile and i == 0 else None
+            subject = asyncio.run(
+                run_load(f"{plugin} ({store})", plugin_url, request=lambda: request(counter), **common)
+            )
+            if profiler is not None:
+                profiler.wait()
+            pairs.append((subject, slack))
+            print(f"\nround {i + 1}: {concurrency} concurrent connections, {duration:.0f} s each, loopback")
+            print(slack.row())
+            print(subject.row())
+            print(ratio_line(subject, slack))
+        print()
+        print(*rounds_summary(pairs), sep="\n")
+        if profile:
+            print(f"top self time in the gateway process, {plugin} load, round 1 (py-spy):")
+            print(*top_self(profile), sep="\n  ")
+    finally:
+        for proc in procs:
+            stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
