@@ -14,7 +14,14 @@ from tests.support.redis_server import RedisServerUnavailable, running_redis_ser
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    install_dump_on_signal()  # `kill -USR1 <pid>`: where a running test waits (threads and asyncio tasks)
+    """`kill -USR1 <pid>`: where a running test waits (threads and asyncio tasks), on the terminal."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+
+    def dump() -> None:
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+            dump_everything()
+
+    install_dump_on_signal(dump)
 
 
 @pytest.hookimpl(tryfirst=True)

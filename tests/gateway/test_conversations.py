@@ -104,8 +104,11 @@ async def _until_ticket(store: Store, key: str, ticket: int) -> None:
     """Until the `ticket`-th waiter of `key` took its ticket (arrival order is ticket order)."""
     from gateway.dify.conversations import _h
 
-    while await store.kv_get(f"clock:{_h(key)}:tail") != str(ticket):
+    for _ in range(10_000):
+        if await store.kv_get(f"clock:{_h(key)}:tail") == str(ticket):
+            return
         await asyncio.sleep(0.001)
+    raise AssertionError(f"waiter {ticket} of {key!r} never took its ticket")
 
 
 def _lock_key(key: str) -> str:

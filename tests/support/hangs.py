@@ -13,6 +13,7 @@ import faulthandler
 import io
 import signal
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import TextIO
 
@@ -63,10 +64,10 @@ def dump_everything(stream: TextIO | None = None) -> None:
     stream.flush()
 
 
-def install_dump_on_signal(signum: int = signal.SIGUSR1) -> None:
-    """On `signum`, print every stack (see `dump_everything`) and carry on."""
+def install_dump_on_signal(dump: Callable[[], None] = dump_everything, signum: int = signal.SIGUSR1) -> None:
+    """On `signum`, call `dump` (every stack, see `dump_everything`) and carry on."""
 
     def handler(_signum: int, _frame: FrameType | None) -> None:
-        dump_everything()
+        dump()
 
     signal.signal(signum, handler)
