@@ -84,7 +84,7 @@ def stop(proc: subprocess.Popen[Any] | None) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-                raise AssertionError(f"the process {proc.args} did not stop within 15 s of SIGTERM") from None
+                raise AssertionError(f"process {proc.pid} did not stop within 15 s of SIGTERM") from None
     finally:
         if proc.stderr:
             proc.stderr.close()
