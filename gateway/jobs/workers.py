@@ -85,6 +85,15 @@ class StartedJob:
             await self._clock.sleep(poll)
 
 
+def _stop_if_cancelled() -> None:
+    """Raise the cancellation of this worker's task if something it awaited swallowed it (a handler,
+    a library: its work ended normally although the task was told to stop). Left unraised, the
+    worker would loop on and a shutdown waiting for it would wait forever."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def job_backoff(attempt: int, rand: float) -> float:
     """Seconds before retry number `attempt` (1-based): 2, 4, 8 … capped at 10 min, with ±50 % jitter."""
     base = min(600.0, 2.0 ** max(1, attempt))
@@ -145,6 +154,7 @@ class JobWorkers:
     async def _purge_loop(self) -> None:
         # Finished jobs hold user content; keeping them forever would grow the store without bound.
         while True:
+            _stop_if_cancelled()
             try:
                 purged = await self.purge_once()
                 if purged:
@@ -180,6 +190,7 @@ class JobWorkers:
 
     async def _loop(self, kind: str | None, pool: int) -> None:
         while True:
+            _stop_if_cancelled()
             since = self._clock.monotonic()
             try:
                 job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, kind=kind)

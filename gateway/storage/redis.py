@@ -19,6 +19,7 @@ not Redis Cluster.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -86,18 +87,33 @@ def _job_from_flat(flat: list[bytes | str]) -> Job:
 
 
 class _Errors:
-    """Turns lost connections into `StoreError` with a message free of credentials."""
+    """One store call's guard: lost connections become `StoreError` with a message free of
+    credentials, and a cancellation of the calling task is never lost.
+
+    redis-py can finish a command whose task was cancelled meanwhile and return its reply as if
+    nothing happened (seen under load with redis-py 8). The cancellation request stays on the task
+    but no `CancelledError` reaches it, so a loop around store calls (a job worker, a lease
+    renewal) would go on after its task was told to stop, and a shutdown awaiting it would hang.
+    Here the call ends in `CancelledError` whenever a cancellation was requested during it.
+    """
 
     def __init__(self, where: str, password: str | None) -> None:
         self._where = where
         self._password = password
+        self._task: asyncio.Task[Any] | None = None
+        self._cancelling = 0
 
     def __enter__(self) -> None:
-        return None
+        self._task = asyncio.current_task()
+        self._cancelling = self._task.cancelling() if self._task is not None else 0
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if isinstance(exc, asyncio.CancelledError):
+            return
+        if self._task is not None and self._task.cancelling() > self._cancelling:
+            raise asyncio.CancelledError from exc  # requested during the call, swallowed below us
         if isinstance(exc, RedisConnectionError | RedisTimeoutError):
             detail = str(exc)
             if self._password:
@@ -119,7 +135,7 @@ class RedisStore:
         self._p = prefix
         kwargs = client.connection_pool.connection_kwargs
         where = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
-        self._errors = _Errors(str(where), kwargs.get("password"))
+        self._where, self._password = str(where), kwargs.get("password")
         # register_script loads nothing yet: each call runs EVALSHA and falls back to EVAL once.
         self._enqueue = client.register_script(lua.ENQUEUE)
         self._enqueues = GroupCommit(self._enqueue_batch)
@@ -151,6 +167,11 @@ class RedisStore:
                 detail = detail.replace(secret, "***")  # the parser may quote parts of the URL
             raise ConfigurationError(f"Invalid Redis URL {redact_url(url)!r}: {detail}.") from None
         return cls(client, clock=clock, prefix=prefix)
+
+    @property
+    def _errors(self) -> _Errors:
+        """A guard for one call (a fresh one each time: calls of many tasks run at once)."""
+        return _Errors(self._where, self._password)
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def ping(self) -> None:

@@ -17,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from gateway.clock import SystemClock
 from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
@@ -26,8 +27,24 @@ from tests.support.webhooks import signed_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
-SLOW = SimulatorConfig(first_token_latency=0, tokens_per_second=8)  # ~2 s for the long question
+SLOW = SimulatorConfig(first_token_latency=0, tokens_per_second=8)  # paced by a `HeldAnswers` clock
 LONG = "one two three four five six seven eight nine ten eleven twelve"
+
+
+class HeldAnswers(SystemClock):
+    """The simulator's clock: its answers stop after their first token (which needs no wait with
+    `first_token_latency=0`) until `go_on()`. A slow answer then holds the only answer place for
+    exactly as long as the test needs, however slowly a loaded machine runs the rest."""
+
+    def __init__(self) -> None:
+        self._going = asyncio.Event()
+
+    def go_on(self) -> None:
+        self._going.set()
+
+    async def sleep(self, seconds: float) -> None:
+        await self._going.wait()
+        await super().sleep(seconds)
 
 
 class Limits(TypedDict):
@@ -50,8 +67,9 @@ async def wait_for_first_text(lines: AsyncIterator[str], marker: str) -> None:
 
 
 async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(tmp_path: Path) -> None:
+    held = HeldAnswers()
     async with (
-        live_server(create_simulator_app(SLOW)) as simulator,
+        live_server(create_simulator_app(SLOW, clock=held)) as simulator,
         live_app(lambda url: create_app(make_settings(tmp_path, public_url=url, **ONE_PLACE))) as gateway,
         httpx.AsyncClient(timeout=30) as client,
     ):
@@ -72,6 +90,7 @@ async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(
             await wait_for_first_text(lines, "event: delta")  # the only place is taken
             refused = await client.post(url, **signed({"query": "hi", "user": "u2"}, "msg_refused"))
             streamed = await client.post(url, **signed({"query": "hi", "user": "u3", "stream": True}))
+            held.go_on()
             async for _ in lines:
                 pass
         assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
@@ -88,7 +107,8 @@ async def test_webhook_overload_is_503_with_retry_after_and_the_task_runs_later(
 
 
 async def test_openai_overload_is_the_sdks_503_with_retry_after(tmp_path: Path) -> None:
-    async with openai_stack(tmp_path, apps={"support": SLOW}, **ONE_PLACE) as stack:
+    held = HeldAnswers()
+    async with openai_stack(tmp_path, apps={"support": SLOW}, simulator_clock=held, **ONE_PLACE) as stack:
         client = stack.client()
         holding = await client.chat.completions.create(
             model="support", messages=[{"role": "user", "content": LONG}], stream=True
@@ -104,6 +124,7 @@ async def test_openai_overload_is_the_sdks_503_with_retry_after(tmp_path: Path) 
             assert caught.value.status_code == 503
             assert caught.value.response.headers["retry-after"] == "5"
             assert caught.value.code == "overloaded" and caught.value.type == "server_error"
+        held.go_on()
         async for _ in holding:
             pass
         answer = await client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.clock import SystemClock
+from gateway.clock import FakeClock, SystemClock
 from gateway.dify.conversations import ConversationLocks, ConversationMap
 from gateway.storage.base import Store
 from gateway.storage.redis import RedisStore
@@ -63,18 +63,18 @@ async def test_answers_of_one_conversation_run_one_at_a_time_in_arrival_order(st
     tasks = []
     for n in range(6):
         tasks.append(asyncio.create_task(answer(n)))
-        await asyncio.sleep(0.005)  # arrive in order
+        await _until_ticket(store, "conv", n + 1)  # arrived: the next one arrives after it
     await asyncio.gather(*tasks)
     assert order == list(range(6))
 
 
 async def test_other_conversations_are_not_held_up(store: Store) -> None:
-    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    clock = FakeClock()  # the locks' waits: a wait for "busy" would move it on
+    locks = ConversationLocks(store, clock, poll=0.01)
     async with locks.hold("busy"):
-        started = time.monotonic()
         async with locks.hold("free"):
-            pass
-        assert time.monotonic() - started < 0.5
+            assert await store.kv_get(_lock_key("free")) is not None  # taken, not gone ahead after max_wait
+        assert clock.monotonic() == 0  # not one poll: "free" never waited
 
 
 async def test_a_dead_holder_is_taken_over_after_its_lease(store: Store) -> None:
@@ -87,16 +87,28 @@ async def test_a_dead_holder_is_taken_over_after_its_lease(store: Store) -> None
     # A crash releases nothing: put the lock back as the dead holder left it.
     await store.kv_set(_lock_key("conv"), "1", ttl=0.3)
     await store.kv_set(_serving_key("conv"), "1", ttl=60)
-    survivor = ConversationLocks(store, SystemClock(), lease=0.3, poll=0.01, stale_after=0.1)
+    survivor = ConversationLocks(store, SystemClock(), lease=0.3, poll=0.01, stale_after=0.1, max_wait=60)
     started = time.monotonic()
     async with survivor.hold("conv"):
         waited = time.monotonic() - started
-    assert 0.1 < waited < 3.0
+        assert await store.kv_get(_lock_key("conv")) == "2"  # its own ticket: it took the lock, once it was free
+    assert 0.1 < waited < 60  # it waited for the lock to be stale, not until it gave up (max_wait)
 
 
 async def _hold_forever(locks: ConversationLocks) -> None:
     async with locks.hold("conv"):
         await asyncio.sleep(60)
+
+
+async def _until_ticket(store: Store, key: str, ticket: int) -> None:
+    """Until the `ticket`-th waiter of `key` took its ticket (arrival order is ticket order)."""
+    from gateway.dify.conversations import _h
+
+    for _ in range(10_000):
+        if await store.kv_get(f"clock:{_h(key)}:tail") == str(ticket):
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError(f"waiter {ticket} of {key!r} never took its ticket")
 
 
 def _lock_key(key: str) -> str:

@@ -167,6 +167,29 @@ async def test_worker_loop_runs_queued_jobs_until_cancelled(store: SQLiteStore) 
         await runner
 
 
+async def test_the_worker_loop_stops_even_when_a_handler_swallows_the_cancellation(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    started = asyncio.Event()
+
+    async def stubborn(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:  # a library that finishes its work when cancelled
+            pass
+        return {"finished": True}
+
+    pool = workers(store, clock, {"k": stubborn})
+    runner = asyncio.create_task(pool.run())
+    queued = await JobQueue(store, clock).enqueue("k", {})
+    await asyncio.wait_for(started.wait(), 5)
+    runner.cancel()
+    done, _ = await asyncio.wait({runner}, timeout=10)  # (real seconds: the loop ran on for good before)
+    assert done and runner.cancelled()
+    finished = await store.job_get(queued.id)
+    assert finished is not None and finished.state == "done" and finished.result == {"finished": True}
+
+
 async def test_plugin_job_end_to_end_through_the_endpoint(tmp_path: Path) -> None:
     async with running_app(make_settings(tmp_path), registry=PluginRegistry([echo])) as running:
         record, url = await running.gateway.endpoints.create("echo", [], {})

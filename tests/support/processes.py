@@ -72,10 +72,19 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Po
 
 
 def stop(proc: subprocess.Popen[Any] | None) -> None:
+    """SIGTERM, and the process must be gone within 15 s (uvicorn's 10 s of graceful shutdown, then
+    the lifespan's); else it is killed and the test fails: a stop that hangs is a bug."""
     if proc is None:
         return
-    if proc.poll() is None:
-        proc.terminate()
-        proc.wait(timeout=10)
-    if proc.stderr:
-        proc.stderr.close()
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"process {proc.pid} did not stop within 15 s of SIGTERM") from None
+    finally:
+        if proc.stderr:
+            proc.stderr.close()

@@ -14,6 +14,7 @@ import httpx
 import openai
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.clock import Clock
 from gateway.http.app import create_app
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
@@ -99,17 +100,21 @@ async def openai_stack(
     apps: Mapping[str, SimulatorConfig] | None = None,
     settings: Mapping[str, Any] | None = None,
     wrappers: Mapping[str, Callable[[ASGIApp], ASGIApp]] | None = None,
+    simulator_clock: Clock | None = None,
     **gateway_changes: Any,
 ) -> AsyncIterator[Stack]:
     """Simulators for `apps` (name -> config; default one fast chat app "support") and an endpoint.
 
-    `wrappers` (app name -> ASGI wrapper) alter what a simulator sends, e.g. `with_outputs`.
+    `wrappers` (app name -> ASGI wrapper) alter what a simulator sends, e.g. `with_outputs`;
+    `simulator_clock` paces the simulators' tokens.
     """
     apps = apps or {"support": FAST}
     wrappers = wrappers or {}
     async with contextlib.AsyncExitStack() as stack:
         simulators = {
-            name: await stack.enter_async_context(live_server(wrappers.get(name, _same)(create_simulator_app(config))))
+            name: await stack.enter_async_context(
+                live_server(wrappers.get(name, _same)(create_simulator_app(config, clock=simulator_clock)))
+            )
             for name, config in apps.items()
         }
         gateway = await stack.enter_async_context(
