@@ -8,9 +8,10 @@ for free); only `GET /admin/api/openapi.json` is public.
 
 Two kinds of token pass: the operator's (`GATEWAY_ADMIN_TOKEN`) and workspace tokens
 (`gateway.records.admintokens`, looked up in the store on every request so a revocation holds at
-once on every replica). A console session (cookie + CSRF header) stands for the operator that logged
-in. The `Principal` goes into `scope["auth"]`, where the admin API scopes each route to it and the
-access log names it (by token id, never the token).
+once on every replica). A console session (cookie + CSRF header) stands for whoever logged in: the
+operator, or a workspace token whose record is read again on each request (see
+`gateway.console.sessions`). The `Principal` goes into `scope["auth"]`, where the admin API scopes
+each route to it and the access log names it (by token id, never the token).
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ class AdminAuthMiddleware:
             return
         if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
             refused = await _session_refusal(scope)
-            if refused is None:
-                scope["auth"] = OPERATOR
+            if isinstance(refused, Principal):
+                scope["auth"] = refused
                 await self.app(scope, receive, send)
                 return
             if refused[0] == 403:  # a live session, but no CSRF proof: not a guess at a credential
@@ -109,22 +110,23 @@ def _cookie(scope: Scope) -> str | None:
     return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
-async def _session_refusal(scope: Scope) -> tuple[int, str] | None:
-    """None when the console session cookie authorizes the request, else (status, message)."""
+async def _session_refusal(scope: Scope) -> Principal | tuple[int, str]:
+    """Who logged in, when the console session cookie authorizes the request, else (status, message)."""
     gateway = scope["state"]["gateway"]
-    sessions = ConsoleSessions(gateway.store, gateway.clock, ttl=gateway.settings.console_session_ttl)
+    ttl = gateway.settings.console_session_ttl
+    sessions = ConsoleSessions(gateway.store, gateway.clock, gateway.admin_tokens, ttl=ttl)
     session = await sessions.get(_cookie(scope) or "")
     if session is None:
         return 401, "the console session has ended; log in again"
     if scope["method"] in SAFE_METHODS:
-        return None
+        return session.principal
     headers = scope.get("headers", ())
     if cross_site(headers):
         return 403, "cross-site requests are refused; use the console itself"
     sent = header(headers, CSRF_HEADER.encode())
     if sent is None or not session.csrf_matches(sent):
         return 403, "the CSRF token is missing or wrong; reload the console"
-    return None
+    return session.principal
 
 
 async def _deny(send: Send, status: int, code: str, message: str, retry_after: float | None = None) -> None:
