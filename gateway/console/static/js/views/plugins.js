@@ -2,7 +2,7 @@
 // its version, who signed it and what it may do. The operator installs, upgrades and removes Dify
 // packages here: a package is verified first and installed only once its result is confirmed.
 import { api } from "../api.js";
-import { actionButton, confirmDialog, errorBox, field, fill, formatTime, h, toast, uid } from "../dom.js";
+import { actionButton, confirmDialog, errorBox, field, fill, formatTime, h, toast } from "../dom.js";
 import { isOperator } from "../state.js";
 
 const pluginPath = (name) => `/plugins/${name.split("/").map(encodeURIComponent).join("/")}`;
@@ -20,7 +20,7 @@ function signatureBadge(signed) {
 }
 
 // Pick a package file, see its verification, then confirm: `submit(file, allowUnsigned)` does the rest.
-function packageChooser({ title, verb, submit, expect = null }) {
+function packageChooser({ title, label, verb, submit, expect = null }) {
   const file = h("input", { type: "file", name: "package", accept: ".difypkg,application/zip" });
   const result = h("div", { "aria-live": "polite" });
   file.addEventListener("change", async () => {
@@ -69,9 +69,8 @@ function packageChooser({ title, verb, submit, expect = null }) {
       h("label", { class: "inline" }, understood, "I trust this package: install it without a signature"),
       h("div", { class: "actions" }, unsigned, cancel), out));
   });
-  const id = uid("pkg");
-  return h("div", { dataset: { operator: "" } }, h("h3", { id }, title),
-    field("Package file (.difypkg)", file, "It is verified first; nothing is installed until you confirm."), result);
+  return h("div", { dataset: { operator: "" } }, title ? h("h3", {}, title) : null,
+    field(label, file, "It is verified first; nothing is installed until you confirm."), result);
 }
 
 function difyCard(p, refresh) {
@@ -89,7 +88,8 @@ function difyCard(p, refresh) {
     } catch (error) {
       if (error.status !== 409) throw error;
       fill(slot, h("div", { class: "warning", role: "alert" },
-        h("p", {}, "Not removed: ", error.message),
+        // The API's message ends with the CLI's flag; the button below is the console's way.
+        h("p", {}, "Not removed: ", error.message.split("; remove it with")[0], "."),
         h("p", {}, "You can disable those endpoints and remove the plugin: their URLs are kept, and work again once the plugin is back."),
         h("div", { class: "actions" }, actionButton("Disable its endpoints and remove", async () => {
           const ok = await confirmDialog(`Disable the endpoints of ${p.name}?`,
@@ -113,7 +113,7 @@ function difyCard(p, refresh) {
       h("dt", {}, "Installed"), h("dd", {}, formatTime(p.installed_at)),
       p.updated_at !== p.installed_at ? [h("dt", {}, "Upgraded"), h("dd", {}, formatTime(p.updated_at))] : null),
     h("details", { dataset: { operator: "" } }, h("summary", {}, `Upgrade ${p.name}`),
-      packageChooser({ title: `A newer package of ${p.name}`, verb: "Upgrade", expect: p.name,
+      packageChooser({ title: `A newer package of ${p.name}`, label: `New package of ${p.name} (.difypkg)`, verb: "Upgrade", expect: p.name,
         submit: async (file, allowUnsigned) => {
           const done = await api.upload("PUT", `${pluginPath(p.name)}${allowUnsigned ? "?allow_unsigned=true" : ""}`, file);
           await refresh();
@@ -148,7 +148,7 @@ export async function pluginsView() {
   }
   const installer = h("section", { class: "card", "aria-labelledby": "install-title", dataset: { operator: "" } },
     h("h2", { id: "install-title" }, "Install a Dify plugin package"),
-    packageChooser({ title: "Upload a package", verb: "Install", submit: async (file, allowUnsigned) => {
+    packageChooser({ title: null, label: "Package file (.difypkg)", verb: "Install", submit: async (file, allowUnsigned) => {
       const done = await api.upload("POST", `/plugins${allowUnsigned ? "?allow_unsigned=true" : ""}`, file);
       await refresh();
       return done;
