@@ -21,6 +21,9 @@ When the gateway is at its answer limit and the task waited its turn too long, `
 answers 503 with `Retry-After` and `{task_id, state: "queued", error: {code: "overloaded",
 message, retry_after}}` (SSE: an `error` event with the same fields). The task stays queued and
 runs again later: a retry with the same `webhook-id` gets its answer.
+
+A spent usage budget (gateway/usage) fails the task with `error.code` `budget_exceeded`: 429 for
+`stream: false`, an `error` event on SSE, an `answer.failed` callback.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from gateway.plugin import (
     NO_FALLBACK,
     ActionResult,
     BadRequest,
+    BudgetExceeded,
     Context,
     GatewayError,
     JobInfo,
@@ -183,7 +187,14 @@ async def answer(request: Request, ctx: Context[WebhookSettings]) -> Response:
     if await run.wait(timeout=left) is None:
         return Response.json({"task_id": run.id, "state": "running"}, status=202)
     outcome = _outcome(await ctx.jobs.get(run.id))
-    return Response.json({"task_id": run.id, **outcome}, status=200 if outcome["status"] == "succeeded" else 502)
+    return Response.json({"task_id": run.id, **outcome}, status=_status(outcome))
+
+
+def _status(outcome: dict[str, Any]) -> int:
+    """200 for an answer; 429 when a usage budget stopped it (asking again won't help this month); else 502."""
+    if outcome["status"] == "succeeded":
+        return 200
+    return 429 if outcome["error"].get("code") == BudgetExceeded.code else 502
 
 
 def _overloaded(task_id: str, event: dict[str, Any]) -> Response:

@@ -12,6 +12,7 @@
     ├── UnsupportedMediaType          415
     ├── RequestTimeout                408
     ├── RateLimited                   429  (retry_after)
+    ├── BudgetExceeded                429  (a monthly usage budget is spent: no retry helps this month)
     ├── ClientClosedRequest           499  (the client left first: logged, never sent)
     ├── PermissionDenied              403  (a plugin used an undeclared permission; a viewer token wrote)
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
@@ -35,6 +36,7 @@ from collections.abc import Collection
 
 __all__ = [
     "BadRequest",
+    "BudgetExceeded",
     "CircuitOpen",
     "ClientClosedRequest",
     "ConfigurationError",
@@ -143,6 +145,23 @@ class RateLimited(GatewayError):
     def __init__(self, message: str = "", retry_after: float = 1.0, **context: object) -> None:
         super().__init__(message, **context)
         self.retry_after = retry_after
+
+
+class BudgetExceeded(GatewayError):
+    """A usage budget (tokens or cost, per month) of the workspace, app or endpoint is spent.
+
+    `budget` is the budget's id, `scope` what it limits ("app 'support'"), `period` the month
+    ("2026-12") and `resets_at` when the next period starts (seconds since the epoch)."""
+
+    status_code = 429
+    code = "budget_exceeded"
+
+    def __init__(self, message: str, *, budget: str, scope: str, period: str, resets_at: float) -> None:
+        super().__init__(message, budget=budget, scope=scope, period=period)
+        self.budget = budget
+        self.scope = scope
+        self.period = period
+        self.resets_at = resets_at
 
 
 class ClientClosedRequest(GatewayError):

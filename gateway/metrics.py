@@ -5,8 +5,9 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 
-__all__ = ["Counter", "Histogram", "Metrics"]
+__all__ = ["OTHER", "Counter", "Histogram", "LabelCap", "Metrics"]
 
+OTHER = "other"  # the label value every value past a label's cap is counted under
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -67,10 +68,28 @@ class Histogram:
         return lines
 
 
-class Metrics:
-    """The gateway's metrics."""
+class LabelCap:
+    """Bounds the distinct values of one label: the first `limit` seen keep their name, later
+    ones are counted as "other", so a flood of new apps or endpoints can't grow /metrics without end."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value in self._seen:
+            return value
+        if len(self._seen) < self._limit:
+            self._seen.add(value)
+            return value
+        return OTHER
+
+
+class Metrics:
+    """The gateway's metrics. `label_limit` caps the distinct workspaces, apps and endpoints of
+    the usage counters (each label on its own; the rest are "other")."""
+
+    def __init__(self, label_limit: int = 100) -> None:
         self.requests = Counter(
             "gateway_requests_total", "Endpoint requests by plugin and status.", ["plugin", "status"]
         )
@@ -78,9 +97,49 @@ class Metrics:
             "gateway_request_duration_seconds", "Time to the response head of endpoint requests.", ["plugin"]
         )
         self.jobs = Counter("gateway_jobs_total", "Jobs run, by kind and outcome.", ["kind", "outcome"])
+        where = ["workspace", "app", "endpoint"]
+        self.usage_answers = Counter(
+            "gateway_usage_answers_total",
+            "Answers recorded, by workspace, app, endpoint and outcome.",
+            [*where, "outcome"],
+        )
+        self.usage_tokens = Counter(
+            "gateway_usage_tokens_total",
+            "Tokens Dify reported, by workspace, app, endpoint and kind.",
+            [*where, "kind"],
+        )
+        self.usage_cost = Counter(
+            "gateway_usage_cost_total",
+            "Cost Dify reported, by workspace, app, endpoint and currency.",
+            [*where, "currency"],
+        )
+        self._caps = {name: LabelCap(label_limit) for name in where}
+        self._currencies = LabelCap(16)
+
+    def count_usage(
+        self,
+        *,
+        workspace: str,
+        app: str,
+        endpoint: str,
+        outcome: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        currency: str,
+        cost: float,
+    ) -> None:
+        """Count one recorded answer (label values past their cap become "other")."""
+        where = (self._caps["workspace"](workspace), self._caps["app"](app), self._caps["endpoint"](endpoint))
+        self.usage_answers.inc(*where, outcome)
+        if prompt_tokens:
+            self.usage_tokens.inc(*where, "prompt", amount=prompt_tokens)
+        if completion_tokens:
+            self.usage_tokens.inc(*where, "completion", amount=completion_tokens)
+        if cost:
+            self.usage_cost.inc(*where, self._currencies(currency), amount=cost)
 
     def render(self) -> str:
         lines: list[str] = []
-        for metric in (self.requests, self.latency, self.jobs):
+        for metric in (self.requests, self.latency, self.jobs, self.usage_answers, self.usage_tokens, self.usage_cost):
             lines += metric.render()
         return "\n".join(lines) + "\n"

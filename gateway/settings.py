@@ -106,6 +106,15 @@ class Settings(BaseSettings):
     dify_breaker_cool_down: float = 30.0
     # A started answer that sends only pings (or nothing) this long ends with upstream_timeout.
     dify_idle_timeout: float = 30.0
+    # Usage, cost and budgets (gateway/usage): recording on every answer, counters kept for
+    # `usage_retention` s (0: for ever), an answer's key remembered `usage_dedup_window` s.
+    usage_recording: bool = True
+    usage_retention: float = Field(400 * 24 * 3600.0, ge=0)
+    usage_dedup_window: float = Field(7 * 24 * 3600.0, gt=0)
+    usage_metrics_labels: int = Field(100, ge=1)  # distinct workspaces/apps/endpoints per /metrics label
+    budget_callback_url: str | None = None  # budget.warning / budget.exceeded go here, signed with:
+    budget_callback_secret: SecretStr | None = None  # a whsec_ secret
+    budget_warning_share: float = Field(0.8, gt=0, lt=1)
     # Dify plugin packages: where their files go (default: beside the SQLite file, else ./data/plugins),
     # operator public keys trusted besides Dify's (PEM text or file paths), and whether unsigned
     # packages may be installed without --allow-unsigned.
@@ -235,6 +244,8 @@ class Settings(BaseSettings):
         for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+        if self.budget_callback_url and self.budget_callback_secret is None:
+            raise ConfigurationError("GATEWAY_BUDGET_CALLBACK_URL needs GATEWAY_BUDGET_CALLBACK_SECRET (whsec_...)")
 
     @property
     def plugin_directory(self) -> Path:

@@ -80,6 +80,8 @@ def fill(path: str, team: Team) -> str:
         values["id"] = "at_" + "0" * 16
     elif path.startswith("/workspaces/"):
         values["name"] = team.workspace
+    elif path.startswith("/budgets/"):
+        values["id"] = team.extra["budget"]
     elif path.startswith("/plugins/"):
         values["author"] = "nobody"  # installed Dify plugins serve every workspace: none is installed here
 
@@ -94,6 +96,7 @@ def fill(path: str, team: Team) -> str:
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/apps"): {"name": "newapp", "base_url": DIFY_A, "api_key": "app-x", "mode": "chat"},
     ("POST", "/endpoints"): {"plugin": "echo"},
+    ("PUT", "/budgets"): {"scope": "workspace", "tokens": 5},
 }
 
 

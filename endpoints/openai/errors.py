@@ -14,6 +14,7 @@ from typing import Any
 
 from gateway.plugin import (
     BadRequest,
+    BudgetExceeded,
     GatewayError,
     NotFound,
     Overloaded,
@@ -45,6 +46,7 @@ class OpenAIError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        retry: bool | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
@@ -53,6 +55,7 @@ class OpenAIError(Exception):
         self.param = param
         self.code = code
         self.retry_after = retry_after
+        self.retry = retry  # said to the SDKs in `x-should-retry`, which they obey before the status
 
     def body(self) -> dict[str, Any]:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
@@ -61,6 +64,8 @@ class OpenAIError(Exception):
         headers = []
         if self.retry_after is not None:
             headers.append(("retry-after", retry_after_header(self.retry_after)))
+        if self.retry is not None:
+            headers.append(("x-should-retry", "true" if self.retry else "false"))
         return json_response(self.body(), self.status, headers)
 
 
@@ -110,6 +115,8 @@ def from_exception(exc: BaseException) -> OpenAIError:
             code="overloaded",
             retry_after=exc.retry_after,
         )
+    if isinstance(exc, BudgetExceeded):  # spent for the month: the SDKs must not retry a 429 that can't pass
+        return OpenAIError(429, exc.message, type="insufficient_quota", code="insufficient_quota", retry=False)
     if isinstance(exc, RateLimited):
         return OpenAIError(429, exc.message, type="requests", code="rate_limit_exceeded", retry_after=exc.retry_after)
     if isinstance(exc, Unauthorized):

@@ -10,9 +10,7 @@ streaming, failure notes) is the gateway's chat engine, through `thread.SlackThr
 
 from __future__ import annotations
 
-import contextlib
 import json
-from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from typing import Any
@@ -23,15 +21,14 @@ from endpoints.slack.render import is_reset, slack_to_plain
 from endpoints.slack.settings import SlackSettings
 from endpoints.slack.thread import SlackStream, SlackThread, answer_rules
 from gateway.plugin import (
-    Answer,
     AnswerSource,
     Context,
-    Delta,
     JobInfo,
     Lease,
     Storage,
     StoredMessages,
     deliver,
+    said,
 )
 
 __all__ = ["answer_event"]
@@ -40,16 +37,6 @@ CLAIM_TTL = 24 * 3600.0
 RECORD_TTL = 2 * 24 * 3600.0
 RESET_DONE = "Conversation reset: your next message here starts a new conversation."
 ASK_SOMETHING = "Ask me something: mention me with your question."
-
-
-class _Said:
-    """A fixed reply as an answer (the gateway's own words, not the app's)."""
-
-    def __init__(self, text: str) -> None:
-        self.answer = Answer(text=text, app="", mode="")
-
-    async def deltas(self) -> AsyncIterator[Delta]:
-        yield Delta("text", self.answer.text)
 
 
 async def claim(storage: Storage, key: str, owner: str) -> bool:
@@ -111,9 +98,7 @@ async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, A
         if reply:
             if query:
                 await ctx.apps.reset(trigger.conversation_key, user=trigger.dify_user)  # the speaker's own only
-            answer: AbstractAsyncContextManager[AnswerSource] = contextlib.nullcontext(
-                _Said(RESET_DONE if query else ASK_SOMETHING)
-            )
+            answer: AbstractAsyncContextManager[AnswerSource] = said(RESET_DONE if query else ASK_SOMETHING)
         else:
             answer = ctx.apps.stream(query, user=trigger.dify_user, conversation_key=trigger.conversation_key)
         done = await deliver(

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.plugin import FENCE
+from gateway.plugin import FENCE, hide_reasoning
 
 __all__ = [
     "defuse_mentions",
@@ -38,8 +38,6 @@ _BOLD_ITALIC = re.compile(r"\*\*\*(?=\S)(.+?)(?<=\S)\*\*\*")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
 _ITALIC = re.compile(r"(?<![\w*])\*(?=\S)([^*]+?)(?<=\S)\*(?![\w*])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
-_THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
-_THINK_OPEN = "<think>"
 _BOLD_MARK = "\x01"  # stands for mrkdwn's `*` while single `*` italics are converted
 
 
@@ -115,23 +113,6 @@ def defuse_mentions(markdown: str) -> str:
     """Markdown for Slack's native streams, with Slack's own syntax (`<!channel>`, `<@U…>`,
     `<#C…>`) broken by a zero-width space: a generated answer must never ping anyone."""
     return _SLACK_SYNTAX.sub("<\u200b", markdown)
-
-
-def hide_reasoning(text: str, *, partial: bool = False) -> str:
-    """Drop `<think>…</think>` blocks, and one still open at the end.
-
-    With `partial` (a text still growing), a trailing start of `<think>` is held back too, so
-    what is shown only ever grows.
-    """
-    text = _THINK.sub("", text)
-    start = text.find(_THINK_OPEN)
-    if start >= 0:
-        return text[:start]
-    if partial:
-        for size in range(len(_THINK_OPEN) - 1, 0, -1):
-            if text.endswith(_THINK_OPEN[:size]):
-                return text[:-size]
-    return text
 
 
 # -- splitting ----------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usecases
+from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usage as u, usecases
 from gateway.admin.overview import overview
 from gateway.admin.principal import Principal
 from gateway.delivery.callback_jobs import callback_target
@@ -34,6 +34,8 @@ from gateway.records.apps import AppIn, AppService, AppUpdate
 from gateway.records.endpoints import EndpointOptions, EndpointRecord
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceIn
 from gateway.security.boundedjson import check_json_bounds
+from gateway.usage.budgets import BudgetIn, BudgetSpec
+from gateway.usage.report import parse_day
 
 __all__ = ["ADMIN_ROUTES", "admin_routes", "openapi_document"]
 
@@ -319,6 +321,31 @@ async def revoke_token(request: Request, gw: Gateway, _: None) -> Any:
     return AdminTokenService.public(record, gw.clock.time())
 
 
+async def usage_report(request: Request, gw: Gateway, _: None) -> Any:
+    query = request.query_params
+    start, end = parse_day(query.get("from"), "from"), parse_day(query.get("to"), "to")
+    return await gw.usage.report.query(
+        by=query.get("by", "app"), start=start, end=end, workspace=caller(request).workspace
+    )
+
+
+async def list_budgets(request: Request, gw: Gateway, _: None) -> Any:
+    return {"budgets": [b.public() for b in await gw.usage.budgets.all(caller(request).workspace)]}
+
+
+async def set_budget(request: Request, gw: Gateway, body: BudgetSpec) -> Any:
+    budget = BudgetIn(**body.model_dump(), workspace=caller(request).workspace)
+    return (await gw.usage.budgets.set(budget)).public()
+
+
+async def delete_budget(request: Request, gw: Gateway, _: None) -> Any:
+    budget = await gw.usage.budgets.get(request.path_params["id"])
+    if budget is None or budget.workspace != caller(request).workspace:
+        raise NotFound("no such budget")
+    await gw.usage.budgets.delete(budget.id)
+    return {"deleted": budget.id}
+
+
 ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     AdminRoute("GET", "/plugins", list_plugins, "List installed plugins", response=rows.PluginListing),
     AdminRoute(  # installed code serves every workspace: the operator's call
@@ -378,6 +405,10 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
     ),
     AdminRoute("GET", "/jobs/{id}", show_job, "Show a job", response=s.JobOut),
     AdminRoute("POST", "/jobs/{id}/replay", replay_job, "Replay a dead job", response=s.JobOut),
+    AdminRoute("GET", "/usage", usage_report, "Usage and cost totals", response=u.UsageOut, query=u.USAGE_QUERY),
+    AdminRoute("GET", "/budgets", list_budgets, "List monthly budgets", response=u.BudgetList),
+    AdminRoute("PUT", "/budgets", set_budget, "Set a monthly budget", BudgetSpec, u.BudgetOut),
+    AdminRoute("DELETE", "/budgets/{id}", delete_budget, "Delete a budget", response=s.Deleted),
     AdminRoute("GET", "/whoami", whoami, "The token's role and the workspace it acts on", response=s.WhoAmI),
     AdminRoute("GET", "/workspaces", list_workspaces, "List workspaces", response=s.WorkspaceList, operator_only=True),
     AdminRoute(

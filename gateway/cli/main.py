@@ -16,6 +16,7 @@ from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
 from gateway.cli.plugins import plugins
+from gateway.cli.usage import budgets, usage
 from gateway.cli.workspaces import tokens, workspaces
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
@@ -182,6 +183,8 @@ cli.add_command(plugins)
 cli.add_command(endpoints)
 cli.add_command(simulate_dify)
 cli.add_command(demo)
+cli.add_command(usage)
+cli.add_command(budgets)
 cli.add_command(workspaces)
 cli.add_command(tokens)
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.delivery.callbacks import CallbackSender
+from gateway.delivery.callbacks import CallbackSender, Outcome
 from gateway.delivery.retry import next_callback_delay
 from gateway.exceptions import ConfigurationError
 from gateway.jobs.lease import JobLease
@@ -24,7 +24,7 @@ from gateway.security.sealed import unseal
 from gateway.security.signatures import parse_webhook_secret
 from gateway.storage.base import Job
 
-__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "CallbackDelivery", "callback_target"]
+__all__ = ["CALLBACK_JOB", "CALLBACK_SECRETS", "CallbackDelivery", "callback_target", "settle"]
 
 CALLBACK_JOB = "callback"
 CALLBACK_SECRETS = frozenset({"url"})  # a callback URL may carry a token in its query
@@ -78,11 +78,17 @@ class CallbackDelivery:
         outcome = await self._sender.send(
             payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=[key]
         )
-        if outcome.kind == "delivered":
-            return {"status": outcome.status}
-        if outcome.kind in ("gone", "refused"):
-            raise JobError(f"callback not delivered: {outcome.error}")
-        delay = next_callback_delay(job.attempts, rand=self.rand(), retry_after=outcome.retry_after)
-        if delay is None:
-            raise JobError(f"callback not delivered after {job.attempts} attempts: {outcome.error}")
-        raise RetryJob(outcome.error, after=delay)
+        return settle(outcome, job.attempts, self.rand())
+
+
+def settle(outcome: Outcome, attempts: int, rand: float) -> dict[str, Any]:
+    """A callback job's end after attempt number `attempts`: its result when delivered, else
+    `RetryJob` on the schedule (jittered by `rand`, 0..1) or `JobError` when no try is left."""
+    if outcome.kind == "delivered":
+        return {"status": outcome.status}
+    if outcome.kind in ("gone", "refused"):
+        raise JobError(f"callback not delivered: {outcome.error}")
+    delay = next_callback_delay(attempts, rand=rand, retry_after=outcome.retry_after)
+    if delay is None:
+        raise JobError(f"callback not delivered after {attempts} attempts: {outcome.error}")
+    raise RetryJob(outcome.error, after=delay)

@@ -11,6 +11,10 @@ plugin has to know about app modes.
 Files go up with `upload` under the answer's user, checked against the app's file settings
 (kept on its record, `gateway.records.appform.FileUpload`) before any byte is sent; Dify's refusals
 become the caller's errors (400/413/415), not the app's failure.
+
+With a `meter` (gateway/usage), every answer is checked against the endpoint's budgets before it
+starts (`BudgetExceeded`) and its usage is recorded when it ends, however it ends: every surface
+asks through here, so none goes unmetered.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from gateway.plugin import AppInfo, UploadedFile
 from gateway.records.appform import INPUT_MODES, file_type, query_input_for
 from gateway.records.apps import AppRecord
 from gateway.storage.base import Store
+from gateway.usage.meter import AnswerMeter
 
 __all__ = ["Bridge"]
 
@@ -54,6 +59,7 @@ class Bridge:
         fallbacks: Mapping[str, AppRecord] | None = None,
         query_input: str | None = None,
         describe: Callable[[AppRecord], Awaitable[AppRecord]] | None = None,
+        meter: AnswerMeter | None = None,
     ) -> None:
         self._endpoint_id = endpoint_id
         self._records = dict(records)
@@ -64,6 +70,7 @@ class Bridge:
         self._fallbacks = dict(fallbacks or {})
         self._query_input = query_input  # the endpoint's setting; None: each app's text input
         self._describe = describe  # reads an app's input form when its record lacks it
+        self._meter = meter  # budgets and usage recording; None: unmetered
 
     def _info(self, record: AppRecord) -> AppInfo:
         query_input = query_input_for(record.inputs, self._query_input) if record.mode in INPUT_MODES else None
@@ -101,6 +108,8 @@ class Bridge:
         app: str | None = None,
     ) -> AsyncIterator[DifyAnswerStream]:
         record = self._record(app)
+        if self._meter is not None:
+            await self._meter.check(record.name)  # at a spent budget the answer never starts
         # Uploaded files belong to this app's Dify user: another app can't see them.
         uploaded = any(item.get("transfer_method") == "local_file" for item in files)
         fallback = None if uploaded else self._fallbacks.get(record.name)
@@ -113,7 +122,7 @@ class Bridge:
         text = "" if record.mode in INPUT_MODES else query
         request = AskRequest(user=user, query=text, inputs=fields, files=tuple(files))
         if conversation_key is None:
-            async with self._open(record, request, fallback) as stream:
+            async with self._metered(self._open(record, request, fallback), record, user) as stream:
                 yield stream
             return
         memory = ConversationMap(self._store, f"{self._endpoint_id}:{record.name}")
@@ -122,7 +131,7 @@ class Bridge:
             stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
             opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
-                async with stream:
+                async with self._metered(stream, record, user):
                     opened = True
                     yield stream
             finally:
@@ -194,6 +203,14 @@ class Bridge:
         if name is not None and name in self._records:
             return self._records[name]
         raise NotFound(f"no app {name!r} is bound to this endpoint" if name else "no app is bound to this endpoint")
+
+    def _metered(
+        self, stream: DifyAnswerStream, record: AppRecord, user: str
+    ) -> contextlib.AbstractAsyncContextManager[DifyAnswerStream]:
+        """`stream` opened, with its usage recorded at the end when there is a meter."""
+        if self._meter is None:
+            return stream
+        return self._meter.measure(stream, app=record.name, user=user)
 
     def _to_dify(self, record: AppRecord) -> DifyApp:
         return DifyApp(record.name, record.base_url, self._key_of(record), record.mode)  # type: ignore[arg-type]

@@ -18,6 +18,7 @@ from gateway.records.apps import AppRecord, AppService
 from gateway.records.endpoints import EndpointRecord, EndpointService
 from gateway.security.ssrf import UrlPolicy
 from gateway.storage.base import Store
+from gateway.usage.service import UsageService
 
 __all__ = ["CONTEXT_CACHE_SIZE", "ContextFactory"]
 
@@ -60,6 +61,7 @@ class ContextFactory:
         http: httpx.AsyncClient,
         clock: Clock,
         callback_policy: UrlPolicy,
+        usage: UsageService | None = None,
     ) -> None:
         self._apps = apps
         self._endpoints = endpoints
@@ -71,6 +73,7 @@ class ContextFactory:
         self._http = http
         self._clock = clock
         self._callback_policy = callback_policy
+        self._usage = usage
         self._built: dict[str, _Built] = {}
 
     @property
@@ -126,6 +129,9 @@ class ContextFactory:
             fallbacks=fallbacks,
             query_input=query_input if isinstance(query_input, str) else None,
             describe=self._apps.described,
+            meter=self._usage.meter(workspace=record.workspace, endpoint_id=record.id, plugin=record.plugin)
+            if self._usage
+            else None,
         )
         return PluginContext(
             plugin=plugin,

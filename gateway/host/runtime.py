@@ -44,6 +44,8 @@ from gateway.security.tokens import EndpointTokens
 from gateway.settings import Settings
 from gateway.storage import open_store
 from gateway.storage.base import Store
+from gateway.usage.notices import BUDGET_CALLBACK_JOB, BudgetCallbackDelivery
+from gateway.usage.service import UsageService
 
 __all__ = ["Gateway", "open_gateway"]
 
@@ -67,6 +69,7 @@ class Gateway:
     workers: JobWorkers
     job_handlers: dict[str, JobHandlerFn]  # what the workers run, by job kind
     metrics: Metrics
+    usage: UsageService
     contexts: ContextFactory
     host: GatewayHost  # what services see of the gateway
     workspaces: WorkspaceService
@@ -105,7 +108,18 @@ async def open_gateway(
     box = SecretBox(settings.secret_keys)
     tokens = EndpointTokens(settings.secret_keys)
     queue = JobQueue(store, clock, box)
-    metrics = Metrics()
+    metrics = Metrics(label_limit=settings.usage_metrics_labels)
+    usage = UsageService(
+        store=store,
+        clock=clock,
+        queue=queue,
+        metrics=metrics,
+        callback_url=settings.budget_callback_url,
+        warning_share=settings.budget_warning_share,
+        dedup_window=settings.usage_dedup_window,
+        retention=settings.usage_retention or None,
+        recording=settings.usage_recording,
+    )
     policy = UrlPolicy(allow_http=settings.callback_allow_http, allowed_hosts=frozenset(settings.callback_allow_hosts))
     dify = DifyClient(
         http,
@@ -162,11 +176,14 @@ async def open_gateway(
         http=http,
         clock=clock,
         callback_policy=policy,
+        usage=usage,
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)
     handlers[PLUGIN_JOB] = PluginJobRunner(endpoints=endpoints, contexts=contexts, box=box)
     handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender)
+    budget_secret = settings.budget_callback_secret
+    handlers[BUDGET_CALLBACK_JOB] = BudgetCallbackDelivery(box=box, sender=sender, secret=budget_secret)
     return Gateway(
         settings=settings,
         clock=clock,
@@ -183,6 +200,7 @@ async def open_gateway(
         workers=workers,
         job_handlers=handlers,
         metrics=metrics,
+        usage=usage,
         contexts=contexts,
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts

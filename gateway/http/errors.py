@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from gateway.exceptions import (
     BadRequest,
+    BudgetExceeded,
     GatewayError,
     JobSignal,
     MethodNotAllowed,
@@ -53,6 +54,8 @@ def error_response(exc: Exception, headers: dict[str, str] | None = None) -> Res
             headers["retry-after"] = retry_after_header(exc.retry_after)
         if isinstance(exc, MethodNotAllowed):
             headers["allow"] = ", ".join(exc.allow)
+        if isinstance(exc, BudgetExceeded):  # no Retry-After: nothing changes before `resets_at`
+            extra.update(budget=exc.budget, period=exc.period, resets_at=exc.resets_at)
         # Messages of the tree are written to be shown; only the bare root stays opaque, and so do
         # a job's signals (their messages are for the job's record, not for a caller).
         if type(exc) is GatewayError or isinstance(exc, JobSignal):

@@ -201,7 +201,9 @@ class Generator:
                 if task.stopped.is_set():
                     break
                 if step.kind == "event":
-                    yield encode(_with_latency(step.payload, self.clock.monotonic() - started))
+                    payload = _with_latency(step.payload, self.clock.monotonic() - started)
+                    yield encode(payload)
+                    _report(state, task, ids, payload)
                     quiet = 0.0
                 elif step.kind == "raw":
                     yield step.raw
@@ -222,6 +224,7 @@ class Generator:
             if task.stopped.is_set():
                 for payload in stopped_tail(task.mode, ids, used):
                     yield encode(payload)
+                    _report(state, task, ids, payload)
             finished = True
         finally:
             state.tasks.pop(task.task_id, None)
@@ -245,6 +248,15 @@ class Generator:
 
             group.start_soon(sleep)
             group.start_soon(watch)
+
+
+def _report(state: SimulatorState, task: Task, ids: Ids, payload: dict[str, Any]) -> None:
+    """Enter a sent terminator's usage in the ledger: message_end's, or a workflow's total tokens."""
+    if payload.get("event") == "message_end":
+        state.report_usage(ids.message_id, payload["metadata"]["usage"])
+    elif payload.get("event") == "workflow_finished" and task.mode == "workflow":
+        if payload["data"].get("status") == "succeeded":
+            state.report_usage(ids.workflow_run_id, {"total_tokens": payload["data"]["total_tokens"]})
 
 
 def _with_latency(payload: dict[str, Any], elapsed: float) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import random
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -68,12 +69,35 @@ class SimulatorState:
         self.script_turns: dict[str, int] = {}
         self.conversation_scripts: dict[str, str] = {}  # conversation id -> the script key it follows
         self.uploads: dict[str, dict[str, Any]] = {}  # upload id -> file record (with its user)
+        # What the simulator reported as used, per answer (message id; workflow run id for a
+        # workflow): the ledger a gateway's usage totals are checked against.
+        self.usage_reported: dict[str, dict[str, Any]] = {}
 
     def start_task(self, task: Task) -> None:
         self.tasks[task.task_id] = task
         if len(self.task_users) >= 10_000:
             self.task_users.pop(next(iter(self.task_users)))
         self.task_users[task.task_id] = task.user
+
+    def report_usage(self, answer_id: str, usage: dict[str, Any]) -> None:
+        """Note the usage sent for one answer (sent once per answer; bounded like `task_users`)."""
+        if len(self.usage_reported) >= 10_000:
+            self.usage_reported.pop(next(iter(self.usage_reported)))
+        self.usage_reported[answer_id] = {
+            "prompt_tokens": usage.get("prompt_tokens", 0),
+            "completion_tokens": usage.get("completion_tokens", 0),
+            "total_tokens": usage.get("total_tokens", 0),
+            "total_price": usage.get("total_price", "0"),
+            "currency": usage.get("currency"),
+        }
+
+    def usage_totals(self) -> dict[str, Any]:
+        reported = self.usage_reported.values()
+        return {
+            "answers": len(self.usage_reported),
+            **{key: sum(u[key] for u in reported) for key in ("prompt_tokens", "completion_tokens", "total_tokens")},
+            "total_price": str(sum((Decimal(u["total_price"]) for u in reported), Decimal(0))),
+        }
 
     def count(self, method: str, path: str, body: Any) -> None:
         self.requests_total += 1
@@ -134,4 +158,6 @@ class SimulatorState:
             "fail_next": self.fail_next,
             "recent_requests": list(self.recent_requests),
             "uploads": list(self.uploads.values()),
+            "usage_reported": self.usage_totals(),
+            "usage_by_answer": dict(self.usage_reported),
         }

@@ -217,3 +217,18 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 if existed == 0 and ARGV[2] ~= '' then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return value
 """
+
+# KEYS[1] the marker; ARGV: value, marker TTL ms or '', counter TTL ms or '', counter key prefix,
+# then (counter, field, amount) triples. The marker's NX set and every HINCRBY are one atomic step.
+COUNTERS_ADD_ONCE = """
+local set
+if ARGV[2] == '' then set = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+else set = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) end
+if not set then return 0 end
+for i = 5, #ARGV, 3 do
+  local key = ARGV[4] .. ARGV[i]
+  redis.call('HINCRBY', key, ARGV[i + 1], ARGV[i + 2])
+  if ARGV[3] ~= '' and redis.call('PTTL', key) == -1 then redis.call('PEXPIRE', key, ARGV[3]) end
+end
+return 1
+"""

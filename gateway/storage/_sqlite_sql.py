@@ -8,6 +8,7 @@ __all__ = [
     "CLAIM_NEXT",
     "CLAIM_NEXT_OF_KIND",
     "CLAIM_ONE",
+    "COUNTER_ADD",
     "INSERT_JOB",
     "JOB_FIELDS",
     "JOB_COLUMNS",
@@ -15,6 +16,7 @@ __all__ = [
     "OWNED",
     "SCHEMA",
     "SET_FENCED",
+    "SET_IF_ABSENT",
     "insert_jobs",
     "jobs_by_keys",
 ]
@@ -26,6 +28,10 @@ CREATE TABLE IF NOT EXISTS docs (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires_at REAL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS kv_expiry ON kv (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, field TEXT NOT NULL, value INTEGER NOT NULL, expires_at REAL, PRIMARY KEY (name, field)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_expiry ON counters (expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE IF NOT EXISTS logs (id INTEGER PRIMARY KEY, stream TEXT NOT NULL, entry TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS logs_stream ON logs (stream, id);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -102,3 +108,18 @@ SELECT :key, :value, :exp WHERE EXISTS (
     SELECT 1 FROM jobs WHERE id = :id AND state = 'running' AND lease_owner = :owner AND attempts = :attempt
 )
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"""
+# Add to one counter field. A live counter keeps the expiry it was created with (its other fields'
+# expiry, like a Redis hash's); an expired field starts again from the amount with a fresh expiry.
+COUNTER_ADD = """INSERT INTO counters (name, field, value, expires_at)
+VALUES (:name, :field, :amount, COALESCE(
+    (SELECT expires_at FROM counters WHERE name = :name AND (expires_at IS NULL OR expires_at > :now) LIMIT 1), :exp
+))
+ON CONFLICT (name, field) DO UPDATE SET
+    value = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= :now
+        THEN excluded.value ELSE counters.value + excluded.value END,
+    expires_at = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= :now
+        THEN excluded.expires_at ELSE counters.expires_at END"""
+# Set a key unless it is live; an expired row counts as absent, so the upsert overwrites it.
+SET_IF_ABSENT = """INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :exp)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= :now RETURNING 1"""

@@ -6,6 +6,8 @@ The store holds four kinds of data, all JSON-serialisable:
 * key-value entries with optional TTL, atomic set-if-absent, compare-and-delete and counters
   (dedup, conversation maps, leases, rate limits, plugin storage);
 * capped logs: the last N entries of a named stream, newest first (per-endpoint request log);
+* counters: named tables of integer fields, added to once per marker key in one atomic write
+  (usage and cost per day and month: exactly-once recording across reruns and replicas);
 * a durable job queue with leases: a job claimed by a process that dies is claimed again once
   its lease runs out.
 
@@ -163,6 +165,23 @@ class Store(Protocol):
 
     async def kv_delete_prefix(self, prefix: str) -> int:
         """Delete every key starting with `prefix`; the number deleted."""
+
+    # -- counters --------------------------------------------------------------------------
+    async def counters_add_once(
+        self,
+        marker: str,
+        value: str,
+        increments: Sequence[tuple[str, str, int]],
+        *,
+        marker_ttl: float | None = None,
+        ttl: float | None = None,
+    ) -> bool:
+        """Once per `marker`, atomically: set the key `marker` to `value` (expiring after `marker_ttl`)
+        and add each `(counter, field, amount)`; a counter created here expires `ttl` seconds later
+        (every field with it). False, and nothing changed, when `marker` is already set."""
+
+    async def counters_get(self, counter: str) -> dict[str, int]:
+        """Every field of `counter` and its value; {} when the counter is absent or expired."""
 
     # -- capped logs -----------------------------------------------------------------------
     async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:

@@ -4,6 +4,7 @@ Every read-modify-write is one Redis command or one Lua script, so replicas neve
 under the key prefix P (default "dgw:"):
 
     P kv:<key>            string (TTL via PX)          P log:<stream>     list, newest first
+    P ctr:<counter>       hash field -> integer (TTL set when created)
     P doc:<collection>    hash key -> JSON             P job:<id>         hash, see below
     P jobs:queued         zset id by due_at            P jobs:leases      zset id by lease_until (running)
     P jobs:finished       zset id by updated_at        P jobs:created     zset id by created_at (all)
@@ -130,6 +131,7 @@ class RedisStore:
         self._expire_if_equals = client.register_script(lua.EXPIRE_IF_EQUALS)
         self._incr = client.register_script(lua.INCR)
         self._set_fenced = client.register_script(lua.SET_FENCED)
+        self._counters_add_once = client.register_script(lua.COUNTERS_ADD_ONCE)
 
     @classmethod
     def from_url(cls, url: str, *, clock: Clock, prefix: str = "dgw:") -> RedisStore:
@@ -247,6 +249,32 @@ class RedisStore:
             if batch:
                 deleted += await self._r.unlink(*batch)
         return deleted
+
+    # -- counters --------------------------------------------------------------------------------
+    async def counters_add_once(
+        self,
+        marker: str,
+        value: str,
+        increments: Sequence[tuple[str, str, int]],
+        *,
+        marker_ttl: float | None = None,
+        ttl: float | None = None,
+    ) -> bool:
+        args: list[EncodableT] = [
+            value,
+            "" if marker_ttl is None else _ms(marker_ttl),
+            "" if ttl is None else _ms(ttl),
+            self._p + "ctr:",
+        ]
+        for counter, name, amount in increments:
+            args += [counter, name, int(amount)]
+        with self._errors:
+            return bool(await self._counters_add_once(keys=[self._p + "kv:" + marker], args=args))
+
+    async def counters_get(self, counter: str) -> dict[str, int]:
+        with self._errors:
+            raw: dict[bytes | str, bytes | str] = await self._r.hgetall(self._p + "ctr:" + counter)
+        return {_text(name): int(value) for name, value in raw.items()}
 
     # -- capped logs -----------------------------------------------------------------------------
     async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:

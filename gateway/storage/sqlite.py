@@ -93,6 +93,7 @@ class SQLiteStore:
         self._closed = False
         self._kv_writes = 0
         self._enqueues = GroupCommit(self._enqueue_batch)
+        self._counter_adds = GroupCommit(self._counters_batch)  # one answer's usage each, many a commit
 
     @classmethod
     async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
@@ -171,6 +172,7 @@ class SQLiteStore:
             return
         self._closed = True
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
+        await self._counter_adds.wait_idle()
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(self._executor, self._shutdown)
@@ -227,12 +229,7 @@ class SQLiteStore:
 
         def op(c: sqlite3.Connection) -> bool:
             # An expired row counts as absent, so the upsert overwrites it.
-            rows = c.execute(
-                "INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :exp)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
-                " WHERE kv.expires_at IS NOT NULL AND kv.expires_at <= :now RETURNING 1",
-                params,
-            ).fetchall()
+            rows = c.execute(queries.SET_IF_ABSENT, params).fetchall()
             self._kv_wrote(c, now)
             return bool(rows)
 
@@ -298,6 +295,52 @@ class SQLiteStore:
         params = (prefix, upper) if upper is not None else (prefix,)
         rows = await self._fetch(sql, params)
         return sum(1 for (expires_at,) in rows if expires_at is None or expires_at > now)
+
+    # -- counters --------------------------------------------------------------------------------
+    async def counters_add_once(
+        self,
+        marker: str,
+        value: str,
+        increments: Sequence[tuple[str, str, int]],
+        *,
+        marker_ttl: float | None = None,
+        ttl: float | None = None,
+    ) -> bool:
+        if self._closed:
+            raise StoreError("The SQLite store is closed.")
+        now = self._clock.time()
+        marked = {"key": marker, "value": value, "exp": self._expires_at(now, marker_ttl), "now": now}
+        expires_at = self._expires_at(now, ttl)
+        rows = [
+            {"name": counter, "field": name, "amount": int(amount), "now": now, "exp": expires_at}
+            for counter, name, amount in increments
+        ]
+        # Group commit: the usage of answers ending together shares one transaction (one fsync).
+        return await self._counter_adds.submit((marked, rows))
+
+    async def _counters_batch(
+        self, batch: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+    ) -> list[bool | Exception]:
+        def op(c: sqlite3.Connection) -> list[bool | Exception]:
+            added: list[bool | Exception] = []
+            for marked, rows in batch:
+                # The marker as kv_set_if_absent sets it, then its counters, all in one transaction.
+                if not c.execute(queries.SET_IF_ABSENT, marked).fetchall():
+                    added.append(False)
+                    continue
+                c.executemany(queries.COUNTER_ADD, rows)
+                added.append(True)
+                self._kv_wrote(c, marked["now"])
+                if self._kv_writes % _KV_SWEEP_EVERY == 0:
+                    c.execute("DELETE FROM counters WHERE expires_at <= ?", (marked["now"],))
+            return added
+
+        return await self._run(op, write=True, closing_ok=True)
+
+    async def counters_get(self, counter: str) -> dict[str, int]:
+        params = {"name": counter, "now": self._clock.time()}
+        rows = await self._fetch(f"SELECT field, value FROM counters WHERE name = :name AND {queries.LIVE}", params)
+        return {str(row[0]): int(row[1]) for row in rows}
 
     # -- capped logs -----------------------------------------------------------------------------
     async def log_append(self, stream: str, entries: Sequence[dict[str, Any]], *, max_len: int) -> None:

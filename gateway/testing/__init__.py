@@ -10,7 +10,8 @@
   context's parts, usable on their own;
 - `running_simulator(config)` and the pytest fixture `dify_simulator` (from the `pytest11`
   entry point: installing dify-gateway is enough);
-- `FakeSlack`, `FakeDiscord`: fake platform Web APIs that record every call.
+- `FakeSlack`, `FakeDiscord`, `FakeTelegram`: fake platform Web APIs that record every call
+  (`telegram_request` and `gateway.testing.platforms.telegram.message_update` build Telegram's updates).
 
 Production code never imports this package (an architecture test says so). Names load on first
 use, so importing the package (as pytest does for the fixtures) loads nothing else.
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     )
     from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
     from gateway.testing.platforms.slack import FakeSlack as FakeSlack
+    from gateway.testing.platforms.telegram import FakeTelegram as FakeTelegram
     from gateway.testing.requests import dispatch as dispatch, make_request as make_request
     from gateway.testing.signing import (
         DiscordKeyPair as DiscordKeyPair,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
         discord_request as discord_request,
         openai_request as openai_request,
         slack_request as slack_request,
+        telegram_request as telegram_request,
         webhook_request as webhook_request,
     )
     from gateway.testing.simulator import (
@@ -61,6 +64,7 @@ _WHERE = {
     "FakeJobs": "jobs",
     "FakeLease": "jobs",
     "FakeSlack": "platforms.slack",
+    "FakeTelegram": "platforms.telegram",
     "MemoryStorage": "storage",
     "RecordedCallbacks": "callbacks",
     "RecordedJob": "jobs",
@@ -76,6 +80,7 @@ _WHERE = {
     "patched_discord": "platforms.discord",
     "running_simulator": "simulator",
     "slack_request": "signing",
+    "telegram_request": "signing",
     "webhook_request": "signing",
 }
 

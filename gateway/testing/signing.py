@@ -30,6 +30,7 @@ __all__ = [
     "discord_request",
     "openai_request",
     "slack_request",
+    "telegram_request",
     "webhook_request",
 ]
 
@@ -121,6 +122,15 @@ def webhook_request(secret: str, body: Body, *, timestamp: float, msg_id: str | 
         [parse_webhook_secret(secret)], msg_id or "msg_" + secrets.token_hex(8), int(timestamp), raw
     )
     return Signed(raw, {"content-type": "application/json", **headers})
+
+
+def telegram_request(secret_token: str | None, update: Body) -> Signed:
+    """An update as Telegram posts it to a webhook set with `secret_token`
+    (`X-Telegram-Bot-Api-Secret-Token`; none when the webhook was set without one)."""
+    headers = {"content-type": "application/json"}
+    if secret_token is not None:
+        headers["x-telegram-bot-api-secret-token"] = secret_token
+    return Signed(_encode(update), headers)
 
 
 def openai_request(api_key: str, body: Body | None = None) -> Signed:

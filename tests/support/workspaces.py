@@ -20,6 +20,7 @@ from gateway.records.workspaces import WorkspaceIn
 from gateway.storage.base import Job, Store
 from gateway.storage.redis import RedisStore
 from gateway.storage.sqlite import SQLiteStore
+from gateway.usage.budgets import BudgetIn
 from tests.support.gateway import ADMIN_TOKEN, Running, make_settings, running_app
 
 API = "/admin/api"
@@ -82,7 +83,8 @@ async def seed_team(running: Running, workspace: str, apps: list[str], base_url:
     await gw.store.job_dead(job.id, None, "failed for the test")
     _, admin = await gw.admin_tokens.create(AdminTokenIn(workspace=workspace, role="admin"))
     _, viewer = await gw.admin_tokens.create(AdminTokenIn(workspace=workspace, role="viewer"))
-    return Team(workspace, apps, record.id, job.id, admin, viewer)
+    budget = await gw.usage.budgets.set(BudgetIn(workspace=workspace, scope="app", target=apps[0], tokens=10**6))
+    return Team(workspace, apps, record.id, job.id, admin, viewer, extra={"budget": budget.id})
 
 
 @contextlib.asynccontextmanager

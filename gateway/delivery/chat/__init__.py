@@ -10,6 +10,7 @@ from __future__ import annotations
 from gateway.delivery.chat.adapter import (
     ChatAdapter as ChatAdapter,
     ChatRules as ChatRules,
+    Draft as Draft,
     Fence as Fence,
     MessageRef as MessageRef,
     NativeStream as NativeStream,
@@ -31,12 +32,15 @@ from gateway.delivery.chat.posted import (
     PostedMessages as PostedMessages,
     StoredMessages as StoredMessages,
 )
+from gateway.delivery.chat.said import said as said
+from gateway.delivery.chat.typing import repeating as repeating
 
 __all__ = [
     "AnswerSource",
     "ChatAdapter",
     "ChatRules",
     "Delivered",
+    "Draft",
     "Fence",
     "Handover",
     "KeyValue",
@@ -51,4 +55,6 @@ __all__ = [
     "default_failure_note",
     "deliver",
     "failure_code",
+    "repeating",
+    "said",
 ]

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gateway.delivery.chat.text import Protect
-from gateway.exceptions import GatewayError, UpstreamError
+from gateway.exceptions import BudgetExceeded, GatewayError, UpstreamError
 
 __all__ = [
     "ChatAdapter",
     "ChatRules",
+    "Draft",
     "Fence",
     "MessageRef",
     "NativeStream",
@@ -57,6 +58,8 @@ def failure_code(error: GatewayError) -> str:
 def default_failure_note(error: GatewayError, partial: bool) -> str:
     """A short note for the reader; the detail belongs in the log."""
     code = failure_code(error)
+    if isinstance(error, BudgetExceeded):
+        return f"⚠️ This bot has used up its monthly budget ({code}), so it can't answer until it is raised or renewed."
     if partial:
         return f"⚠️ The answer was cut short ({code}). Please ask again."
     return f"⚠️ Sorry, no answer could be given ({code}). Please try again in a moment."
@@ -100,6 +103,9 @@ class ChatRules:
         truncated_note: appended to the last message that fits when `ChatAdapter.writes_left`
             runs out before the answer does.
         rate_limit_attempts: tries of one write that keeps being rate limited before giving up.
+        render_pages: split the Markdown first, then render each page on its own: for markup whose
+            tags can't be cut between messages (Telegram's HTML); `limit` then counts the
+            Markdown of a page (Telegram counts text after entity parsing, which is no longer).
     """
 
     limit: int
@@ -118,6 +124,7 @@ class ChatRules:
     partial_suffix: str = ""
     truncated_note: str = "_(The answer is too long to show here in full.)_"
     rate_limit_attempts: int = 5
+    render_pages: bool = False
 
 
 class NativeStream(Protocol):
@@ -142,6 +149,20 @@ class NativeStream(Protocol):
 
     async def stop(self, ref: MessageRef) -> None:
         """Close a stream: the message keeps what it shows."""
+        ...
+
+
+class Draft(Protocol):
+    """A platform's preview of a message being written (Telegram's sendMessageDraft in private
+    chats): shown while the answer streams, replaced by the messages posted at the end.
+
+    Passed to `deliver(draft=…)` next to the adapter; raising `StreamUnavailable` (the platform
+    refuses drafts) makes the engine go on with posted and edited messages.
+    """
+
+    async def show(self, text: str, page: int) -> None:
+        """Preview `text` (one rendered page) as message `page` (0 first) of the answer; replaces
+        the last preview of that page."""
         ...
 
 

@@ -7,7 +7,8 @@ what arrived; a fast answer costs one write per interval), then always makes a f
 - `text` deltas append, `replace` deltas replace (output moderation); other deltas don't show;
 - long answers are paged at the platform's limit, code fences closed and reopened
   (`gateway.delivery.chat.pages`), or streamed natively when the adapter can
-  (`gateway.delivery.chat.native`);
+  (`gateway.delivery.chat.native`), or previewed in drafts and posted at the end
+  (`gateway.delivery.chat.drafts`);
 - every write goes through the fence and honours `RateLimited.retry_after`
   (`gateway.delivery.chat.writes`);
 - a rerun of the job edits the messages the record (`PostedMessages`) says were posted;
@@ -39,7 +40,8 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.clock import Clock
-from gateway.delivery.chat.adapter import ChatAdapter, Fence
+from gateway.delivery.chat.adapter import ChatAdapter, Draft, Fence
+from gateway.delivery.chat.drafts import DraftPages
 from gateway.delivery.chat.native import NativePages
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import PostedMessage, PostedMessages, Recorder
@@ -106,6 +108,7 @@ async def deliver(
     posted: PostedMessages,
     fence: Fence | None = None,
     handover: Handover | None = None,
+    draft: Draft | None = None,
 ) -> Delivered:
     """Show a streamed answer through `adapter`; see the module docstring.
 
@@ -118,12 +121,16 @@ async def deliver(
         posted: the record of the messages posted, kept across runs of the job.
         fence: awaited before every platform write; what it raises ends the delivery at once.
         handover: where the answer goes on past `adapter.rules.expires_at`.
+        draft: the platform's preview of messages being written (Telegram's sendMessageDraft):
+            the answer is previewed there while it streams and posted at the end (unless the
+            adapter streams natively, or messages exist already: a rerun edits them).
 
     Raises:
         Whatever `fence` or the adapter raise (a `RateLimited` only once its attempts are spent),
         and `Overloaded` from the answer: the gateway is full, the job runs again (no note).
     """
-    return await _Delivery(adapter, clock=clock, posted=posted, fence=fence, handover=handover).run(answer)
+    delivery = _Delivery(adapter, clock=clock, posted=posted, fence=fence, handover=handover, draft=draft)
+    return await delivery.run(answer)
 
 
 class _Reader:
@@ -177,8 +184,10 @@ class _Delivery:
         posted: PostedMessages,
         fence: Fence | None,
         handover: Handover | None,
+        draft: Draft | None = None,
     ) -> None:
         self._adapter = adapter
+        self._draft = draft
         self._rules = adapter.rules
         self._visible = adapter.rules.visible
         self._clock = clock
@@ -188,7 +197,7 @@ class _Delivery:
         self._throttle = EditThrottle(self._rules.edit_interval, clock)
         self._writes = Writes(clock, self._throttle, fence, attempts=self._rules.rate_limit_attempts)
         self._reader = _Reader()
-        self._target: Pages | NativePages | None = None
+        self._target: Pages | NativePages | DraftPages | None = None
         self._offset = 0  # where the current adapter's part of the text starts
         self._carry = ""  # a code block to reopen at the start of that part
         self._earlier_messages = 0  # messages of the adapter handed over from
@@ -233,11 +242,11 @@ class _Delivery:
         )
 
     @property
-    def _current(self) -> Pages | NativePages:
+    def _current(self) -> Pages | NativePages | DraftPages:
         assert self._target is not None
         return self._target
 
-    async def _open(self, adapter: ChatAdapter, posted: PostedMessages) -> Pages | NativePages:
+    async def _open(self, adapter: ChatAdapter, posted: PostedMessages) -> Pages | NativePages | DraftPages:
         """The messages of `adapter`: those of an earlier run taken over, or natively streamed ones."""
         earlier = await posted.load()
         kept = [m for m in earlier if m.kind == "message"]
@@ -250,8 +259,11 @@ class _Delivery:
         def pages(reuse: list[PostedMessage]) -> Pages:
             return Pages(adapter, self._writes, record, earlier=[m.ref for m in reuse])
 
-        if adapter.native is None or kept or adapter.original is not None:
+        if kept or adapter.original is not None:
             return pages(kept)
+        if adapter.native is None:
+            draft, self._draft = self._draft, None  # only the first adapter's messages are drafted
+            return pages([]) if draft is None else DraftPages(draft, pages([]), self._writes)
         return NativePages(
             adapter.native,
             self._writes,

@@ -60,7 +60,18 @@ class Pages:
 
     async def placeholder(self, text: str) -> None:
         """Post `text` (Markdown) as the first message, to be replaced by the answer."""
-        await self._apply(self._plan(split_text(self._rules.render(text), self._rules.limit)[:1], final=False))
+        await self._apply(self._plan(self.paginate(text)[:1], final=False))
+
+    def paginate(self, text: str) -> list[str]:
+        """`text` (Markdown) as the rendered pages of the platform's messages."""
+        rules = self._rules
+        if rules.render_pages:
+            return [
+                rendered
+                for page in split_text(text, rules.limit, protect=rules.protect)
+                if (rendered := rules.render(page))
+            ]
+        return split_text(rules.render(text), rules.limit, protect=rules.protect)
 
     async def show(self, text: str, *, final: bool) -> bool:
         """Make the messages show `text` (Markdown); True when anything was written.
@@ -68,8 +79,13 @@ class Pages:
         While streaming (`final` False) a render may be skipped: blank text, the update cap
         reached, or the platform's write budget down to the one kept for the final render.
         """
+        wrote = await self.show_pages(self.paginate(text), final=final)
+        self.shown = text
+        return wrote
+
+    async def show_pages(self, pages: list[str], *, final: bool) -> bool:
+        """Make the messages show `pages` (rendered); see `show`."""
         rules = self._rules
-        pages = split_text(rules.render(text), rules.limit, protect=rules.protect)
         budget = self._adapter.writes_left()
         if final:
             steps = self._plan(pages, final=True)
@@ -88,7 +104,6 @@ class Pages:
         await self._apply(steps)
         if not final and steps:
             self._updates += 1
-        self.shown = text
         return bool(steps)
 
     def _plan(self, pages: Sequence[str], *, final: bool) -> list[_Step]:

@@ -10,6 +10,7 @@
 - `last_break`, `cut_point` and `open_fence`: the pieces, used by the engine to split an
   append-only native stream (`native.NativePages`); a plugin uses them only to test its `Protect`.
 - `as_text`: a payload field as a non-empty string.
+- `hide_reasoning`: an answer without the `<think>` blocks of reasoning models.
 
 Nothing here does I/O or knows a platform; what differs between platforms (the message limit,
 tokens that must not be cut such as Slack's `<url|label>`) is a parameter.
@@ -31,6 +32,7 @@ __all__ = [
     "as_text",
     "backoff_seconds",
     "cut_point",
+    "hide_reasoning",
     "last_break",
     "open_fence",
     "split_text",
@@ -117,6 +119,27 @@ def as_text(value: object) -> str | None:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return None
+
+
+_THINK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
+_THINK_OPEN = "<think>"
+
+
+def hide_reasoning(text: str, *, partial: bool = False) -> str:
+    """Drop `<think>…</think>` blocks, and one still open at the end.
+
+    With `partial` (a text still growing), a trailing start of `<think>` is held back too, so
+    what is shown only ever grows.
+    """
+    text = _THINK.sub("", text)
+    start = text.find(_THINK_OPEN)
+    if start >= 0:
+        return text[:start]
+    if partial:
+        for size in range(len(_THINK_OPEN) - 1, 0, -1):
+            if text.endswith(_THINK_OPEN[:size]):
+                return text[:-size]
+    return text
 
 
 # -- code fences ----------------------------------------------------------------------------------

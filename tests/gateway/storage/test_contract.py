@@ -170,6 +170,36 @@ async def test_kv_incr_ttl_applies_on_creation_only(store: Store, clock: FakeClo
     assert await store.kv_incr("window", ttl=30) == 1  # an expired counter starts again
 
 
+async def test_counters_add_once_per_marker(store: Store) -> None:
+    assert await store.counters_get("day") == {}
+    adds = [("day", "a", 2), ("day", "b", 5), ("month", "a", 2), ("day", "a", 1)]
+    assert await store.counters_add_once("rec:1", '{"n":1}', adds) is True
+    assert await store.counters_add_once("rec:1", '{"n":1}', [("day", "a", 100)]) is False  # seen: no change
+    assert await store.counters_add_once("rec:2", "{}", [("day", "b", -1), ("day", "c", 7)]) is True
+    assert await store.counters_get("day") == {"a": 3, "b": 4, "c": 7}
+    assert await store.counters_get("month") == {"a": 2}
+    assert await store.kv_get("rec:1") == '{"n":1}'  # the marker is an ordinary key
+
+
+async def test_counters_add_once_is_atomic(store: Store) -> None:
+    # Fifty writers race on five markers: each marker's increments land exactly once.
+    calls = [lambda i=i: store.counters_add_once(f"m:{i % 5}", "x", [("c", "n", 1)]) for i in range(50)]
+    results = await gather(*calls)
+    assert sum(results) == 5
+    assert await store.counters_get("c") == {"n": 5}
+
+
+async def test_counters_expire_with_their_table(store: Store, clock: FakeClock) -> None:
+    assert await store.counters_add_once("m:1", "x", [("short", "a", 1)], marker_ttl=SHORT_TTL, ttl=SHORT_TTL)
+    assert await store.counters_add_once("m:2", "x", [("short", "b", 1), ("kept", "a", 1)], ttl=None)
+    await pass_time(clock, SHORT_TTL + 0.1)
+    assert await store.counters_get("short") == {}
+    assert await store.counters_get("kept") == {"a": 1}
+    # The expired marker is free again, and the table starts over.
+    assert await store.counters_add_once("m:1", "x", [("short", "a", 4)], ttl=30) is True
+    assert await store.counters_get("short") == {"a": 4}
+
+
 async def test_kv_delete_prefix(store: Store) -> None:
     for key in ["conv:a:1", "conv:a:2", "conv:a:2:x", "conv:ab", "conv:b", "other", "we*ird[1]:x", "we*ird[2]"]:
         await store.kv_set(key, "v")

@@ -1,0 +1,42 @@
+"""The bot's own identity (`getMe`), kept in the endpoint's storage (shared by replicas).
+
+The ingress reads it without calling Telegram (`known`): with it, group messages that don't
+address the bot are acknowledged and dropped without a job. Until it is known (before
+`telegram connect` or the first answer), every message is queued and the job decides.
+"""
+
+from __future__ import annotations
+
+import json
+
+from endpoints.telegram.api import TelegramAPI, TelegramError
+from endpoints.telegram.updates import BotIdentity
+from gateway.plugin import Storage
+
+__all__ = ["identity", "known"]
+
+KEY = "bot:me"
+TTL = 24 * 3600.0
+
+
+async def known(storage: Storage) -> BotIdentity | None:
+    raw = await storage.get(KEY)
+    try:
+        doc = json.loads(raw) if raw else None
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and isinstance(doc.get("id"), int) and isinstance(doc.get("username"), str):
+        return BotIdentity(doc["id"], doc["username"])
+    return None
+
+
+async def identity(api: TelegramAPI, storage: Storage) -> BotIdentity:
+    """The bot, from storage or from `getMe` (then stored)."""
+    cached = await known(storage)
+    if cached is not None:
+        return cached
+    me = await api.call("getMe")
+    if not isinstance(me, dict) or not isinstance(me.get("id"), int) or not isinstance(me.get("username"), str):
+        raise TelegramError(0, "getMe did not describe a bot")
+    await storage.set(KEY, json.dumps({"id": me["id"], "username": me["username"]}), ttl=TTL)
+    return BotIdentity(me["id"], me["username"])
