@@ -62,6 +62,7 @@ export const api = {
   get: (path, options) => request("GET", path, undefined, options),
   post: (path, body, options) => request("POST", path, body === undefined ? {} : body, options),
   patch: (path, body) => request("PATCH", path, body),
+  put: (path, body) => request("PUT", path, body),
   del: (path, options) => request("DELETE", path, undefined, options),
   // A file as the request body (a .difypkg): POST /plugins, PUT /plugins/{author}/{name}, verify.
   upload: (method, path, file) => request(method, path, file, { raw: true, scoped: false }),
