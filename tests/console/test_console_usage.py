@@ -23,7 +23,9 @@ SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 async def answered(stack: ConsoleStack, name: str, questions: int) -> str:
     """A webhook endpoint `name` asked `questions` questions (answered synchronously); its id."""
     created = await stack.admin(
-        "POST", "/endpoints", json={"plugin": "webhook", "apps": ["support"], "name": name, "settings": {"secret": SECRET}}
+        "POST",
+        "/endpoints",
+        json={"plugin": "webhook", "apps": ["support"], "name": name, "settings": {"secret": SECRET}},
     )
     assert created.status_code == 201, created.text
     for i in range(questions):
