@@ -2,14 +2,6 @@
 import { api, currentWorkspace, login, logout, resumeSession, setWorkspace } from "./api.js";
 import { errorBox, field, h } from "./dom.js";
 import { canWrite, isOperator, setWho, whoIsIn } from "./state.js";
-import { appsView } from "./views/apps.js";
-import { endpointView } from "./views/endpoint.js";
-import { endpointsView } from "./views/endpoints.js";
-import { jobsView } from "./views/jobs.js";
-import { overviewView } from "./views/overview.js";
-import { pluginsView } from "./views/plugins.js";
-import { trafficView } from "./views/traffic.js";
-import { workspacesView } from "./views/workspaces.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -18,15 +10,21 @@ const whoBox = document.getElementById("who");
 const WORKSPACE_KEY = "gw-console-workspace";  // the operator's pick, per browser tab
 let stopCurrent = null;  // a screen that polls returns a function that stops it
 
+// Each screen's module is fetched when it is first shown: the login page loads only what it needs.
+const screen = (module, name) => async (...args) => (await import(`./views/${module}.js`))[name](...args);
+const overviewView = screen("overview", "overviewView");
+const endpointsView = screen("endpoints", "endpointsView");
+const workspacesView = screen("workspaces", "workspacesView");
+
 const ROUTES = [
   [/^#\/overview$/, () => overviewView()],
-  [/^#\/apps$/, () => appsView()],
+  [/^#\/apps$/, screen("apps", "appsView")],
   [/^#\/endpoints$/, () => endpointsView()],
   [/^#\/endpoints\/new$/, () => endpointsView({ create: true })],
-  [/^#\/endpoints\/([^/]+)$/, (m) => endpointView(decodeURIComponent(m[1]))],
-  [/^#\/endpoints\/([^/]+)\/traffic$/, (m) => trafficView(decodeURIComponent(m[1]))],
-  [/^#\/jobs$/, () => jobsView()],
-  [/^#\/plugins$/, () => pluginsView()],
+  [/^#\/endpoints\/([^/]+)$/, (m) => screen("endpoint", "endpointView")(decodeURIComponent(m[1]))],
+  [/^#\/endpoints\/([^/]+)\/traffic$/, (m) => screen("traffic", "trafficView")(decodeURIComponent(m[1]))],
+  [/^#\/jobs$/, screen("jobs", "jobsView")],
+  [/^#\/plugins$/, screen("plugins", "pluginsView")],
   [/^#\/workspaces$/, () => (isOperator() ? workspacesView() : notForTokens())],
 ];
 
