@@ -137,3 +137,15 @@ async def test_workspaces_tokens_and_who_is_logged_in(tmp_path: Path, browser: A
         await operator.get_by_role("button", name="Delete workspace team-a").click()
         await operator.get_by_role("button", name="Delete workspace", exact=True).click()
         await operator.get_by_role("alert").filter(has_text="still holds").wait_for()
+
+        # -- an empty one can: it leaves the list and the header's switcher -----------------------
+        await operator.get_by_label("Name", exact=True).fill("team-b")
+        await operator.get_by_role("button", name="Create workspace").click()
+        switch = header.get_by_label("Workspace")
+        await switch.locator('option[value="team-b"]').wait_for(state="attached")
+        await operator.get_by_role("button", name="Delete workspace team-b").click()
+        await operator.get_by_role("button", name="Delete workspace", exact=True).click()
+        await operator.locator('tr[data-workspace="team-b"]').wait_for(state="detached")
+        await switch.locator('option[value="team-b"]').wait_for(state="detached")
+        names = [w["name"] for w in (await stack.admin("GET", "/workspaces")).json()["workspaces"]]
+        assert names == ["default", "team-a"]
