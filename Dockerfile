@@ -1,9 +1,13 @@
-FROM python:3.11-slim
+# Python 3.12: the gateway's and, for Dify plugins (the dify_plugin SDK needs >= 3.12), the one their
+# venvs are made from. Packages and venvs live on the data volume (/data/plugins), so they survive a restart.
+FROM python:3.12-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     GATEWAY_STORE=sqlite:////data/gateway.db \
     GATEWAY_HOST=0.0.0.0 \
-    GATEWAY_PORT=8000
+    GATEWAY_PORT=8000 \
+    GATEWAY_PLUGIN_PYTHON=/usr/local/bin/python3.12 \
+    GATEWAY_PLUGIN_DIR=/data/plugins
 
 WORKDIR /app
 COPY pyproject.toml README.md ./

@@ -18,8 +18,10 @@
     ├── ConfigurationError            500  (bad settings; message is safe to show operators)
     ├── StoreError                    503
     ├── Overloaded                    503  (retry_after; this process is at its own limit, no upstream's fault)
+    │   └── PluginUnavailable              (a Dify plugin's process is down or restarting)
     ├── UpstreamError                 502  (Dify or another upstream failed)
     │   ├── UpstreamTimeout           504
+    │   ├── PluginFailed                   (a Dify plugin raised while answering)
     │   └── CircuitOpen               503
     └── JobSignal                     500  (a job handler's word to its worker, never an HTTP answer)
         ├── RetryJob                       (run the job again, after `after` seconds)
@@ -50,6 +52,8 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "PermissionDenied",
+    "PluginFailed",
+    "PluginUnavailable",
     "RateLimited",
     "RequestTimeout",
     "RetryJob",
@@ -195,6 +199,12 @@ class Overloaded(GatewayError):
         self.retry_after = retry_after
 
 
+class PluginUnavailable(Overloaded):
+    """A Dify plugin's process is not running (crashed, restarting, not started yet): 503 with `Retry-After`."""
+
+    code = "plugin_unavailable"
+
+
 class UpstreamError(GatewayError):
     """An upstream (Dify, a platform API) failed. `upstream_status` and `upstream_code` carry its answer;
     `unreachable` says no connection could be made at all."""
@@ -223,6 +233,12 @@ class UpstreamError(GatewayError):
 class UpstreamTimeout(UpstreamError):
     status_code = 504
     code = "upstream_timeout"
+
+
+class PluginFailed(UpstreamError):
+    """A Dify plugin raised while answering: the caller gets 502 and this message, never the exception's text."""
+
+    code = "plugin_error"
 
 
 class CircuitOpen(UpstreamError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 __all__ = ["OTHER", "Counter", "Histogram", "LabelCap", "Metrics"]
 
@@ -115,6 +115,8 @@ class Metrics:
         )
         self._caps = {name: LabelCap(label_limit) for name in where}
         self._currencies = LabelCap(16)
+        # More exposition lines, rendered after these (e.g. the Dify plugin runtime's process states).
+        self.collectors: list[Callable[[], list[str]]] = []
 
     def count_usage(
         self,
@@ -142,4 +144,6 @@ class Metrics:
         lines: list[str] = []
         for metric in (self.requests, self.latency, self.jobs, self.usage_answers, self.usage_tokens, self.usage_cost):
             lines += metric.render()
+        for collect in self.collectors:
+            lines += collect()
         return "\n".join(lines) + "\n"

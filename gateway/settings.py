@@ -37,7 +37,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from gateway.exceptions import ConfigurationError
 
-__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "sqlite_path"]
+__all__ = ["SETTINGS_GROUP", "Bootstrap", "Settings", "bootstrap", "environment_without_settings", "sqlite_path"]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +121,14 @@ class Settings(BaseSettings):
     plugin_dir: str = ""
     plugin_public_keys: tuple[str, ...] = ()
     allow_unsigned_plugins: bool = False
+    # Running Dify plugins: the Python >= 3.12 their venvs are made from (found when unset), where
+    # the venvs go (default: `venvs/` in the plugin directory), a request's deadline, how long a
+    # silent plugin (no heartbeat) is given before it is restarted, and the longest restart pause.
+    plugin_python: str = ""
+    plugin_venv_dir: str = ""
+    plugin_request_timeout: float = 300.0
+    plugin_heartbeat_timeout: float = 60.0
+    plugin_restart_max: float = 60.0
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     # The web console at /console (gateway/console/): on by default; its sessions last this long.
@@ -246,6 +254,9 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
         if self.budget_callback_url and self.budget_callback_secret is None:
             raise ConfigurationError("GATEWAY_BUDGET_CALLBACK_URL needs GATEWAY_BUDGET_CALLBACK_SECRET (whsec_...)")
+        for name in ("plugin_request_timeout", "plugin_heartbeat_timeout", "plugin_restart_max"):
+            if getattr(self, name) <= 0:
+                raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
 
     @property
     def plugin_directory(self) -> Path:
@@ -254,6 +265,11 @@ class Settings(BaseSettings):
             return Path(self.plugin_dir)
         db = sqlite_path(self.store)
         return db.parent / "plugins" if db is not None else Path("data") / "plugins"
+
+    @property
+    def plugin_venv_directory(self) -> Path:
+        """GATEWAY_PLUGIN_VENV_DIR, or `venvs/` in the plugin directory."""
+        return Path(self.plugin_venv_dir) if self.plugin_venv_dir else self.plugin_directory / "venvs"
 
     @property
     def dify_connections(self) -> int:
@@ -297,6 +313,13 @@ def _warn_undeclared(names: Iterable[str], fields: list[str]) -> None:
         close = difflib.get_close_matches(key, choices, n=1)  # without the prefix, which all share
         hint = f"; did you mean {PREFIX}{close[0].upper()}?" if close else ""
         logger.warning("%s is not a setting of the gateway or of an installed plugin%s", shown, hint)
+
+
+def environment_without_settings() -> dict[str, str]:
+    """This process's environment minus every `GATEWAY_*` variable (the admin token, the secret
+    keys, the store URL): for tools the gateway runs on others' behalf (pip installing a plugin's
+    requirements), which need the proxy and pip settings but none of the gateway's secrets."""
+    return {name: value for name, value in os.environ.items() if not name.upper().startswith(PREFIX)}
 
 
 def sqlite_path(store_url: str) -> Path | None:

@@ -156,6 +156,12 @@ class Bridge:
         ) as stream:
             return await stream.collect()
 
+    def open(self, request: AskRequest, *, app: str | None = None) -> DifyAnswerStream:
+        """A call exactly as the caller built it (a Dify plugin's reverse call carries its own
+        conversation id and inputs), with the app's fallback. Use as `async with`."""
+        record = self._record(app)
+        return self._open(record, request, self._fallbacks.get(record.name))
+
     async def upload(
         self, content: bytes, *, name: str, mime_type: str, user: str, app: str | None = None
     ) -> UploadedFile:

@@ -24,6 +24,7 @@ class PluginRegistry:
 
     def __init__(self, plugins: Iterable[Plugin] = ()) -> None:
         self._plugins: dict[str, Plugin] = {}
+        self._installed: dict[str, Plugin] = {}  # installed packages' plugins (see `replace`)
         for plugin in plugins:
             self.add(plugin)
 
@@ -47,11 +48,24 @@ class PluginRegistry:
             raise PluginLoadError(f"two plugins are named {plugin.name!r}")
         self._plugins[plugin.name] = plugin
 
+    def replace(self, plugin: Plugin) -> None:
+        """Add an installed package's plugin (a Dify package, `author/name`), or put it in the place
+        of its older version. Found by `get` like any plugin; listed apart, with the installations."""
+        if not isinstance(plugin, Plugin):
+            raise PluginLoadError(f"{plugin!r} is not a gateway.plugin.Plugin")
+        if plugin.name in self._plugins:
+            raise PluginLoadError(f"an installed package can't take the name of plugin {plugin.name!r}")
+        self._installed[plugin.name] = plugin
+
+    def remove(self, name: str) -> None:
+        """Forget an installed package's plugin (removed); nothing when there is none."""
+        self._installed.pop(name, None)
+
     def get(self, name: str) -> Plugin | None:
-        return self._plugins.get(name)
+        return self._plugins.get(name) or self._installed.get(name)
 
     def require(self, name: str) -> Plugin:
-        plugin = self._plugins.get(name)
+        plugin = self.get(name)
         if plugin is None:
             known = ", ".join(sorted(self._plugins)) or "none"
             raise ConfigurationError(f"no plugin named {name!r} is installed (installed: {known})")

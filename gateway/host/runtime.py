@@ -23,6 +23,7 @@ from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
 from gateway.difyplugins.installer import PluginInstaller
 from gateway.difyplugins.installs import DifyPlugins
+from gateway.difyplugins.runtime import DifyRuntime, ProcessPolicy, RuntimeConfig
 from gateway.difyplugins.signature import load_trusted_keys
 from gateway.host.context_factory import ContextFactory
 from gateway.host.plugin_jobs import PluginJobRunner
@@ -35,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.records.admintokens import AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointService
+from gateway.records.installations import InstallationRecords
 from gateway.records.requestlog import RequestLog
 from gateway.records.workspaces import WorkspaceService
 from gateway.security.crypto import SecretBox
@@ -75,6 +77,7 @@ class Gateway:
     workspaces: WorkspaceService
     admin_tokens: AdminTokenService  # workspace tokens for the admin API
     dify_plugins: DifyPlugins  # installed Dify plugin packages
+    dify_runtime: DifyRuntime  # their processes (started with their first request)
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -180,6 +183,26 @@ async def open_gateway(
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)
+    dify_runtime = DifyRuntime(
+        RuntimeConfig(
+            venv_dir=settings.plugin_venv_directory,
+            python=settings.plugin_python,
+            policy=ProcessPolicy(
+                # The SDK's heartbeat comes several times within the timeout (10 s apart at most).
+                heartbeat_interval=min(10.0, settings.plugin_heartbeat_timeout / 4),
+                heartbeat_timeout=settings.plugin_heartbeat_timeout,
+                request_timeout=settings.plugin_request_timeout,
+                restart_max=settings.plugin_restart_max,
+            ),
+        ),
+        registry=registry,
+        store=store,
+        clock=clock,
+        records=InstallationRecords(store),
+    )
+    owns.append(dify_runtime.aclose)  # plugin processes stop with the gateway
+    await dify_runtime.load_installed()
+    metrics.collectors.append(dify_runtime.metric_lines)
     handlers[PLUGIN_JOB] = PluginJobRunner(endpoints=endpoints, contexts=contexts, box=box)
     handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender)
     budget_secret = settings.budget_callback_secret
@@ -207,6 +230,7 @@ async def open_gateway(
         ),
         workspaces=WorkspaceService(store, clock),
         admin_tokens=AdminTokenService(store, clock),
+        dify_runtime=dify_runtime,
         dify_plugins=DifyPlugins(
             store,
             endpoints,
@@ -214,7 +238,7 @@ async def open_gateway(
             plugin_dir=settings.plugin_directory,
             keys=load_trusted_keys(settings.plugin_public_keys),
             allow_unsigned=settings.allow_unsigned_plugins,
-            runtime=plugin_runtime,
+            runtime=plugin_runtime or dify_runtime,
         ),
         _owns=owns,
     )

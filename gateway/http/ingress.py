@@ -78,6 +78,8 @@ class Ingress:
         gateway = self.gateway
         trace.record = record = await gateway.endpoints.resolve(request.path_params["token"])
         trace.plugin = plugin = gateway.registry.get(record.plugin) if record else None
+        if record is not None and plugin is None:  # a Dify package another process installed
+            trace.plugin = plugin = await gateway.dify_runtime.find(record.plugin)
         if record is None or plugin is None:
             raise NotFound("no such endpoint")
         limit = record.options.rate_limit_per_minute

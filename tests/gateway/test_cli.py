@@ -23,6 +23,7 @@ from gateway.records.requestlog import RequestLogEntry
 from gateway.security.crypto import MASK
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Job
+from tests.support.difyplugins import shared_venv_dir
 from tests.support.gateway import refused_port
 
 KEY = "app-" + "K" * 28
@@ -51,7 +52,9 @@ def env(store_url: str) -> dict[str, str | None]:
         name: None for name in os.environ if name.startswith("GATEWAY_") or name == "DIFY_APP_KEY"
     }
     # httpx's own transport, so respx can stand in for Dify.
-    return {**cleared, "GATEWAY_STORE": store_url, "GATEWAY_USE_AIOHTTP": "false"}
+    # One directory of Dify plugin venvs for every test: pip runs once, not once per install.
+    venvs = str(shared_venv_dir())
+    return {**cleared, "GATEWAY_STORE": store_url, "GATEWAY_USE_AIOHTTP": "false", "GATEWAY_PLUGIN_VENV_DIR": venvs}
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from gateway.host.runtime import Gateway
 from gateway.http.app import create_app
 from gateway.settings import Settings
 from gateway.storage.base import Job
+from tests.support.difyplugins import shared_venv_dir
 
 ADMIN_TOKEN = "admin-" + "t" * 40
 SECRET_KEY = "secret-" + "k" * 48
@@ -33,6 +34,7 @@ def make_settings(tmp_path: Path, **changes: Any) -> Settings:
         public_url="http://gw.test",
         job_poll_interval=0.05,
         use_aiohttp=False,  # respx intercepts httpx's own transport only
+        plugin_venv_dir=str(shared_venv_dir()),  # Dify plugin venvs: built once for every test
     )
     return base.with_changes(**changes)
 

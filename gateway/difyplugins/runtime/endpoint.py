@@ -1,0 +1,256 @@
+"""A Dify package as a gateway plugin named `author/name`: the endpoint adapter.
+
+Its one route takes every path and method below the endpoint URL, so a request gets every edge
+the gateway gives (body limit and read deadline, rate limit, request log) before it is matched
+against the package's endpoint rules and sent to the plugin process as raw HTTP bytes
+(`invoke_endpoint`). The plugin's answer is relayed as it comes: status and headers first, then
+each body chunk as the plugin produces it (a generator body streams).
+
+Failures: an exception in the plugin's code (which the SDK would answer with a 500 carrying the
+exception text, or a 404 for a `ValueError`) becomes a 502 JSON error for the caller and a log line
+for the operator; a plugin not running (crashed, restarting) is a 503 with `Retry-After`; no
+answer within the request deadline is a 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, cast
+
+from pydantic import BaseModel, SecretStr, create_model
+
+from gateway.difyplugins.form import SettingsField
+from gateway.difyplugins.manifest import Permissions
+from gateway.difyplugins.runtime.connection import PluginConnection, PluginRaised, PluginSession
+from gateway.difyplugins.runtime.rawhttp import raw_request
+from gateway.difyplugins.runtime.reverse import ReverseCalls
+from gateway.difyplugins.runtime.routes import EndpointRules
+from gateway.difyplugins.runtime.spec import PluginSpec
+from gateway.difyplugins.runtime.storage import InstallationStorage
+from gateway.exceptions import NotFound, PluginFailed, UpstreamTimeout
+from gateway.host.context import PluginContext
+from gateway.plugin import ALL_METHODS, Clock, Context, Permission, Plugin, Request, Response, unverified
+
+__all__ = ["DifyEndpointPlugin", "permissions_of", "settings_model"]
+
+logger = logging.getLogger(__name__)
+
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "upgrade", "trailer"})
+_SDK_ERROR_PREFIX = b"Internal Server Error: "  # the SDK's answer to an exception in `_invoke`
+_SDK_NO_ROUTE = b"Failed to dispatch endpoint request"
+
+
+def settings_model(key: str, form: Sequence[SettingsField]) -> type[BaseModel]:
+    """The pydantic model of an endpoint's settings, from the package's settings form."""
+    fields: dict[str, Any] = {}
+    for field in form:
+        kind: Any
+        if field.type == "secret-input":
+            kind = SecretStr
+        elif field.type == "boolean":
+            kind = bool
+        elif field.type == "select":
+            kind = Literal[tuple(field.options)]
+        else:  # text-input; app-selector holds the name of one of the endpoint's bound apps
+            kind = str
+        if field.type == "app-selector":
+            fields[field.name] = (kind | None, None)  # left out: the only bound app
+        elif field.required and field.default is None:
+            fields[field.name] = (kind, ...)
+        else:
+            default = SecretStr(str(field.default)) if field.secret and field.default is not None else field.default
+            fields[field.name] = (kind | None, default)
+    model: type[BaseModel] = create_model(f"Settings[{key}]", **fields)
+    return model
+
+
+def permissions_of(declared: Permissions) -> frozenset[Permission]:
+    """The manifest's `resource.permission` as the gateway's permissions (one check for every plugin)."""
+    out = set()
+    if declared.allows("app"):
+        out.add(Permission.APPS)
+    if declared.allows("storage"):
+        out.add(Permission.STORAGE)
+    return frozenset(out)
+
+
+def declared_kinds(declared: Permissions) -> frozenset[str]:
+    """The manifest's permissions by Dify's names (`app`, `storage`, `llm`, `tool`, `node`, …)."""
+    kinds = ("app", "storage", "tool", "node", "llm", "text_embedding", "rerank", "tts", "speech2text", "moderation")
+    return frozenset(kind for kind in kinds if declared.allows(kind))
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    status: int
+    headers: list[tuple[str, str]]
+
+
+class DifyEndpointPlugin(Plugin[Any]):
+    """The gateway plugin of one installed Dify package (`author/name`)."""
+
+    def __init__(
+        self,
+        spec: PluginSpec,
+        *,
+        connect: Callable[[str], Awaitable[PluginConnection]],
+        storage: Callable[[str, int], InstallationStorage],
+        request_timeout: float,
+    ) -> None:
+        # Gateway plugin names are single words; a Dify package is keyed by `author/name`, the key
+        # its endpoints keep across upgrades (validated by the manifest's own rules).
+        super().__init__(
+            "dify-package",
+            settings=settings_model(spec.key, spec.form),
+            verifier=unverified,  # the package checks its own signatures, as inside Dify
+            permissions=permissions_of(spec.permissions),
+            description=spec.description,
+        )
+        self.name = spec.key
+        self.spec = spec
+        self.form = spec.form
+        self._rules = EndpointRules(spec.endpoints)
+        self._connect = connect
+        self._storage = storage
+        self._timeout = request_timeout
+        self._declared = declared_kinds(spec.permissions)
+        self.route("/{rest:path}", methods=ALL_METHODS, verify=False)(self._handle)
+
+    @property
+    def identity(self) -> str:
+        return self.spec.identity
+
+    def plugin_settings(self, ctx: PluginContext) -> dict[str, Any]:
+        """The settings as the plugin reads them: secrets in clear, app-selectors as `{"app_id": NAME}`."""
+        model = ctx.settings
+        out: dict[str, Any] = {}
+        for field in self.form:
+            value = getattr(model, field.name, None)
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            if field.type == "app-selector":
+                names = ctx.endpoint.apps
+                if value is None and len(names) == 1:
+                    value = names[0]
+                value = {"app_id": value} if value is not None else None
+            if value is not None:
+                out[field.name] = value
+        return out
+
+    async def _handle(self, request: Request, ctx: Context[Any]) -> Response:
+        context = cast(PluginContext, ctx)
+        self._rules.check(request.method, request.path)
+        connection = await self._connect(self.name)
+        storage = self._storage(self.name, self.spec.permissions.storage.size)
+        reverse = ReverseCalls(
+            ctx=context,
+            storage=storage,
+            declared=self._declared,
+            user=f"endpoint-{request.endpoint_id}",
+        )
+        data = {
+            "type": "endpoint",
+            "action": "invoke_endpoint",
+            "settings": self.plugin_settings(context),
+            "raw_http_request": binascii.hexlify(raw_request(request)).decode(),
+        }
+        started = ctx.clock.monotonic()
+        session = await connection.open(data, reverse, endpoint_id=request.endpoint_id)
+        chunks = aiter(session)
+        try:
+            async with asyncio.timeout(self._timeout):
+                first = await anext(chunks, None)
+            if first is None:
+                raise PluginFailed(f"plugin {self.name} ended the request without an answer")
+            head = _head(first)
+            if "result" in first:  # not a generator: the whole body, in this one chunk
+                body = _unhex(first.get("result"))
+                self._judge(head, body, request)
+                await session.aclose()
+                return Response(head.status, body, head.headers)
+        except PluginRaised as exc:
+            await session.aclose()
+            self._log_failure(request, exc)
+            raise PluginFailed(f"plugin {self.name} failed to answer") from None
+        except TimeoutError:
+            await session.aclose()
+            raise UpstreamTimeout(f"plugin {self.name} did not answer within {self._timeout:g}s") from None
+        except BaseException:
+            await session.aclose()
+            raise
+        deadline = started + self._timeout
+        return Response(head.status, self._relay(session, chunks, deadline, ctx.clock, request), head.headers)
+
+    async def _relay(
+        self,
+        session: PluginSession,
+        chunks: AsyncIterator[dict[str, Any]],
+        deadline: float,
+        clock: Clock,
+        request: Request,
+    ) -> AsyncIterator[bytes]:
+        try:
+            while True:
+                # One timeout per chunk (never held across a `yield`), all ending at the deadline.
+                async with asyncio.timeout(max(0.0, deadline - clock.monotonic())):
+                    chunk = await anext(chunks, None)
+                if chunk is None:
+                    return
+                body = _unhex(chunk.get("result"))
+                if body:
+                    yield body
+        except PluginRaised as exc:
+            self._log_failure(request, exc)  # mid-stream: the caller sees the stream end
+        except TimeoutError:
+            logger.error("plugin %s: a streamed answer passed the %gs deadline; cut", self.name, self._timeout)
+        finally:
+            await session.aclose()
+
+    def _judge(self, head: _Head, body: bytes, request: Request) -> None:
+        """Refuse the SDK's answer to an exception (500 + its text): the text never reaches the caller.
+
+        (The SDK answers a `ValueError` with a 404 carrying its text, indistinguishable from a
+        plugin's own 404: that one is relayed.)"""
+        if head.status == 500 and body.startswith(_SDK_ERROR_PREFIX):
+            text = body[len(_SDK_ERROR_PREFIX) :].decode(errors="replace")
+            self._log_failure(request, PluginRaised("Exception", text))
+            raise PluginFailed(f"plugin {self.name} failed to answer")
+        if head.status == 404 and body.startswith(_SDK_NO_ROUTE):
+            raise NotFound(f"this endpoint has no route {request.path}")
+
+    def _log_failure(self, request: Request, exc: PluginRaised) -> None:
+        logging.getLogger(f"gateway.plugins.{self.name}").error(
+            "endpoint %s: %s %s raised %s: %s", request.endpoint_id, request.method, request.path, exc.kind, exc.message
+        )
+
+
+def _head(chunk: Mapping[str, Any]) -> _Head:
+    status = chunk.get("status")
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise PluginRaised("ProtocolError", f"the answer's status {status!r} is not an HTTP status")
+    headers: list[tuple[str, str]] = []
+    raw = chunk.get("headers") or {}
+    items: Iterable[tuple[Any, Any]] = raw.items() if isinstance(raw, dict) else raw if isinstance(raw, list) else ()
+    for name, value in items:
+        if not isinstance(name, str) or name.lower() in _HOP_BY_HOP:
+            continue
+        # A list of values: one header line each (repeated headers survive the relay).
+        for one in value if isinstance(value, list) else [value]:
+            text = str(one)
+            if "\r" in text or "\n" in text or "\r" in name or "\n" in name:
+                continue
+            headers.append((name, text))
+    return _Head(status, headers)
+
+
+def _unhex(value: Any) -> bytes:
+    if not value:
+        return b""
+    try:
+        return binascii.unhexlify(value)
+    except (binascii.Error, TypeError):
+        raise PluginRaised("ProtocolError", "a body chunk is not hex") from None
