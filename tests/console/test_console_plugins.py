@@ -10,10 +10,7 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import SystemClock
 from gateway.difyplugins import pack_directory, sign_package
-from gateway.records.endpoints import EndpointRecord
-from gateway.storage.sqlite import SQLiteStore
 from tests.console.conftest import console_stack
 from tests.console.test_console_browser import log_in, shoot
 from tests.support.difyplugin import session_keypair, write_echo_plugin
@@ -84,28 +81,33 @@ async def test_upload_verify_install_upgrade_and_remove(tmp_path: Path, browser:
         await other.get_by_text("Signed with a key you trust, fingerprint").wait_for()
         await other.get_by_text("0.0.2", exact=True).wait_for()
 
+        # -- an endpoint of the package, made with the settings form drawn from its settings model --
+        app = {"name": "support", "base_url": f"{stack.simulator}/v1", "api_key": "app-simulator"}
+        assert (await stack.admin("POST", "/apps", json=app)).status_code == 201
+        await page.goto(f"{stack.gateway}/console/#/endpoints/new")
+        await page.get_by_label("Plugin").select_option("tester/echo")
+        await page.get_by_label("Name", exact=True).fill("echo-pkg")
+        await page.get_by_label("support (").check()
+        await page.get_by_label("Token").fill("package-token")
+        await page.get_by_role("button", name="Create endpoint").click()
+        await page.get_by_role("heading", name="Endpoint created").wait_for()
+        endpoint_id = (await stack.admin("GET", "/endpoints")).json()["endpoints"][0]["id"]
+        await page.get_by_text("The package answers at these paths below the URL:").wait_for()
+        assert "package-token" not in await page.content()
+        await shoot(page, "34-endpoint-dify-package")
+
         # -- remove: refused while an endpoint uses it; then disable its endpoints and remove -----
-        record = EndpointRecord("ep_uses_echo", "tester/echo", (), {}, True, 0.0, 0.0)
-        await put_endpoint(tmp_path, record)
+        await page.get_by_role("link", name="Plugins").click()
         card = page.locator('article[data-plugin="tester/echo"]')
         await card.get_by_role("button", name="Remove tester/echo").click()
         await page.get_by_role("button", name="Remove plugin").click()
         refused = card.get_by_role("alert").filter(has_text="Not removed")
-        await refused.get_by_text("ep_uses_echo").wait_for()
+        await refused.get_by_text(endpoint_id).wait_for()
         await shoot(page, "32-plugins-remove-refused")
         await refused.get_by_role("button", name="Disable its endpoints and remove").click()
         await page.get_by_role("button", name="Disable endpoints and remove").click()
         await card.wait_for(state="detached")
-        await page.get_by_text("endpoints disabled: ep_uses_echo").wait_for()
+        await page.get_by_text(f"endpoints disabled: {endpoint_id}").wait_for()
+        assert (await stack.admin("GET", f"/endpoints/{endpoint_id}")).json()["enabled"] is False
         assert [p["name"] for p in (await stack.admin("GET", "/plugins")).json()["dify_plugins"]] == ["tester/other"]
         await shoot(page, "33-plugins")
-
-
-async def put_endpoint(tmp_path: Path, record: EndpointRecord) -> None:
-    """An endpoint of a Dify plugin, written straight into the gateway's SQLite store (its own
-    connection): the endpoints a Dify plugin serves are another issue's part."""
-    store = await SQLiteStore.open(str(tmp_path / "gateway.db"), clock=SystemClock())
-    try:
-        await store.doc_put("endpoints", record.id, record.to_doc())
-    finally:
-        await store.aclose()

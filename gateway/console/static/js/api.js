@@ -68,6 +68,15 @@ export const api = {
   upload: (method, path, file) => request(method, path, file, { raw: true, scoped: false }),
 };
 
+// Every plugin an endpoint can be made with: the gateway's own, then the Dify packages the runtime
+// has loaded (each with its settings model, like any plugin).
+export async function endpointPlugins() {
+  const { plugins, dify_plugins: dify = [] } = await api.get("/plugins");
+  const packages = dify.filter((d) => d.endpoint_plugin)
+    .map((d) => ({ ...d.endpoint_plugin, description: d.endpoint_plugin.description || `${d.label} (Dify plugin ${d.version})` }));
+  return [...plugins, ...packages];
+}
+
 // -- the console's own session ----------------------------------------------------------------
 const consoleBase = { base: "." };
 

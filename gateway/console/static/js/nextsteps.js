@@ -27,6 +27,11 @@ function resultText(result) {
 
 function genericPanel(endpoint, plugin) {
   const parts = [h("p", {}, endpoint.hint || "Give the URL above to the system that calls this endpoint.")];
+  const routes = (plugin && plugin.routes) || [];
+  if (routes.length && plugin.name.includes("/")) {  // a Dify package: its own paths, below the URL
+    parts.push(h("p", {}, "The package answers at these paths below the URL:"),
+      h("ul", {}, routes.map((r) => h("li", {}, `${r.methods.join("/")} `, h("code", {}, endpoint.url + r.path)))));
+  }
   for (const a of (plugin && plugin.actions) || []) {
     const inputs = Object.entries(a.options || {}).map(([name, help]) =>
       [name, h("input", { name, autocomplete: "off" }), help]);

@@ -1,4 +1,4 @@
-import { api } from "../api.js";
+import { api, endpointPlugins } from "../api.js";
 import { actionButton, confirmDialog, copyable, field, fill, formatTime, h, showFieldErrors, showFormError, toast } from "../dom.js";
 import { settingsForm } from "../forms.js";
 import { nextStep } from "../nextsteps.js";
@@ -51,7 +51,7 @@ export async function endpointView(id) {
   const path = `/endpoints/${encodeURIComponent(id)}`;
   const created = takeCreated(id);
   const element = h("section", {});
-  const { plugins } = await api.get("/plugins");
+  const plugins = await endpointPlugins();
 
   async function refresh(rotatedUrl) {
     const endpoint = await api.get(path);

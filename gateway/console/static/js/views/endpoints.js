@@ -1,4 +1,4 @@
-import { api } from "../api.js";
+import { api, endpointPlugins } from "../api.js";
 import { sparkline } from "../charts.js";
 import { cells, errorBox, field, h, showFieldErrors, showFormError, table } from "../dom.js";
 import { settingsForm } from "../forms.js";
@@ -69,8 +69,8 @@ function createForm(plugins, apps) {
 }
 
 export async function endpointsView({ create = false } = {}) {
-  const [{ endpoints }, { plugins }, { apps }, overview] = await Promise.all([
-    api.get("/endpoints"), api.get("/plugins"), api.get("/apps"), api.get("/overview"),
+  const [{ endpoints }, plugins, { apps }, overview] = await Promise.all([
+    api.get("/endpoints"), endpointPlugins(), api.get("/apps"), api.get("/overview"),
   ]);
   const form = createForm(plugins, apps);
   const element = h("section", {}, h("h1", {}, "Endpoints"),
