@@ -137,3 +137,14 @@ async def test_the_store_keeps_the_tokens_id_never_the_token(running: Running) -
     await log_in(running, value)
     stored = await running.gateway.store.kv_get(session_key(running.client.cookies["gw_console"]))
     assert stored is not None and token_id in stored and value not in stored
+
+
+async def test_deleting_the_workspace_ends_its_tokens_sessions(running: Running) -> None:
+    _, value = await token(running)
+    await log_in(running, value)
+    assert (await running.client.get("/admin/api/apps")).status_code == 200
+    operator = admin_headers()
+    assert (await running.client.delete("/admin/api/apps/a-only?workspace=team-a", headers=operator)).status_code == 200
+    assert (await running.client.delete("/admin/api/workspaces/team-a", headers=operator)).status_code == 200
+    assert (await running.client.get("/admin/api/apps")).status_code == 401
+    assert (await running.client.get("/console/session")).status_code == 401
