@@ -51,7 +51,7 @@ async def test_workspaces_tokens_and_who_is_logged_in(tmp_path: Path, browser: A
             await operator.get_by_label("Role").select_option(role)
             await operator.get_by_label("Label").fill(label)
             await operator.get_by_role("button", name="Create token").click()
-            await operator.get_by_text(re.compile(f"A {role} token of team-a")).wait_for()
+            await operator.get_by_text(re.compile(f"An? {role} token of team-a")).wait_for()
             value: str = await operator.get_by_role("textbox", name="Workspace token (shown once)").input_value()
             assert value.startswith("gwt_at_")
             return value

@@ -99,7 +99,8 @@ function createTokenForm(workspaces, refresh, shown) {
       label.value = "";
       fill(shown, h("section", { class: "card secret", "aria-labelledby": "token-created" },
         h("h2", { id: "token-created" }, `Token ${created.id} created`),
-        h("p", {}, `A ${created.role} token of ${created.workspace}. Copy it now: it is shown this once and never again.`),
+        h("p", {}, `${created.role === "admin" ? "An" : "A"} ${created.role} token of ${created.workspace}. `,
+          "Copy it now: it is shown this once and never again."),
         copyable("Workspace token (shown once)", created.token, { secret: true }),
         h("p", { class: "help" }, "It logs in to this console too, showing that workspace only.")));
       await refresh();
