@@ -119,12 +119,12 @@ def _generate_secret() -> tuple[str, str]:
 
 
 async def verify(request: Request, ctx: Context[WebhookSettings]) -> Verdict:
-    settings = ctx.settings
-    key = parse_webhook_secret(settings.secret.get_secret_value())
+    # Every secret of a rotation (`endpoints rotate-secret`) until its grace ends.
+    keys = [parse_webhook_secret(secret) for secret in ctx.secrets("secret")]
     for id_name, ts_name, sig_name in ID_HEADERS:
         if id_name in request.headers:
             ok = verify_standard_webhook(
-                [key],
+                keys,
                 request.headers.get(id_name),
                 request.headers.get(ts_name),
                 request.headers.get(sig_name),

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     plugin_request_timeout: float = 300.0
     plugin_heartbeat_timeout: float = 60.0
     plugin_restart_max: float = 60.0
+    # Remote debugging of Dify plugins: the TCP address plugins connect to (off when empty; a bare
+    # port listens on loopback), failed handshakes allowed per peer address a minute, and this
+    # replica's URL as other replicas reach it (they forward a debugged plugin's requests there).
+    plugin_debug_addr: str = ""
+    plugin_debug_attempts: int = 10
+    internal_url: str = ""
     log_level: str = "info"
     log_format: str = "text"  # or "json": one object per line
     # The web console at /console (gateway/console/): on by default; its sessions last this long.
@@ -257,6 +263,23 @@ class Settings(BaseSettings):
         for name in ("plugin_request_timeout", "plugin_heartbeat_timeout", "plugin_restart_max"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
+        self.plugin_debug_address  # noqa: B018 - raises ConfigurationError when malformed
+        if self.plugin_debug_attempts <= 0:
+            raise ConfigurationError("GATEWAY_PLUGIN_DEBUG_ATTEMPTS must be positive")
+        if self.internal_url and not self.internal_url.startswith(("http://", "https://")):
+            raise ConfigurationError("GATEWAY_INTERNAL_URL must be an http:// or https:// URL")
+
+    @property
+    def plugin_debug_address(self) -> tuple[str, int] | None:
+        """GATEWAY_PLUGIN_DEBUG_ADDR as (host, port): `5003` or `:5003` is 127.0.0.1:5003; None when off."""
+        text = self.plugin_debug_addr.strip()
+        if not text:
+            return None
+        host, sep, port = text.rpartition(":")
+        host = host.strip("[]") if sep else ""
+        if not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigurationError("GATEWAY_PLUGIN_DEBUG_ADDR must be PORT, :PORT or HOST:PORT")
+        return host or "127.0.0.1", int(port)
 
     @property
     def plugin_directory(self) -> Path:
@@ -407,3 +430,9 @@ def bootstrap(settings: Settings) -> Bootstrap:
     )
     result.validate()
     return Bootstrap(result, generated if settings.admin_token is None else None)
+
+
+def reference_variables() -> dict[str, str]:
+    """The environment, for the `${VAR}` references of a configuration file (`dify-gateway apply`):
+    read here, like every other reach into the environment, and handed to the command."""
+    return dict(os.environ)

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.difyplugins import pack_directory, sign_package
 from gateway.records.endpoints import EndpointRecord
-from tests.support.difyplugin import session_keypair, write_echo_plugin
+from tests.support.difyplugin import entries_of, session_keypair, write_echo_plugin, zip_bytes
 from tests.support.gateway import Running, admin_headers, make_settings, running_app
 
 pytestmark = pytest.mark.anyio
@@ -96,3 +96,12 @@ async def test_the_package_routes_need_the_admin_token(running: Running, tmp_pat
     answer = await running.client.post(API + "/plugins", content=package(tmp_path))
     assert answer.status_code == 401
     assert (await send(running, "GET", "/plugins")).json()["dify_plugins"] == []
+
+
+async def test_a_package_the_disk_cannot_hold_is_a_400_and_leaves_nothing(running: Running, tmp_path: Path) -> None:
+    entries, _ = entries_of(package(tmp_path, signed=False))
+    hostile = zip_bytes([*entries, ("a" * 300 + ".py", b"x")])
+    answered = await send(running, "POST", "/plugins?allow_unsigned=true", hostile)
+    assert answered.status_code == 400, answered.text
+    assert "too long" in answered.json()["error"]["message"]
+    assert not list((tmp_path / "plugins").rglob("*.py"))

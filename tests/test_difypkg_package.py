@@ -95,6 +95,13 @@ def test_entries_that_could_leave_the_plugin_directory_are_refused(tree: Path, n
         read_package(zip_bytes([*good_entries(tree), (name, b"x")]))
 
 
+@pytest.mark.parametrize("name", ["a" * 256 + ".py", "\u00e9" * 128 + ".py", "/".join(["d" * 200] * 6) + "/f.py"])
+def test_names_no_filesystem_can_hold_are_refused(tree: Path, name: str) -> None:
+    # A name part over 255 bytes, or a path over 1024: writing it would fail with ENAMETOOLONG.
+    with pytest.raises(InvalidPackage, match="too long"):
+        read_package(zip_bytes([*good_entries(tree), (name, b"x")]))
+
+
 def test_symlink_entries_duplicates_and_file_directory_clashes_are_refused(tree: Path) -> None:
     with pytest.raises(InvalidPackage, match="symbolic link"):
         read_package(zip_bytes([*good_entries(tree), ("link", b"/etc/passwd")], symlink="link"))
@@ -102,6 +109,11 @@ def test_symlink_entries_duplicates_and_file_directory_clashes_are_refused(tree:
         read_package(zip_bytes([*good_entries(tree), ("main.py", b"again")]))
     with pytest.raises(InvalidPackage, match="both a file and a directory"):
         read_package(zip_bytes([*good_entries(tree), ("main.py/x", b"x")]))
+    # Names that sort between "a" and "a/…" ('-' and '.' come before '/') don't hide the clash.
+    for between in (["a", "a-b", "a.c", "a/x"], ["a/x", "a.c", "a"]):
+        with pytest.raises(InvalidPackage, match="'a' is both a file and a directory"):
+            read_package(zip_bytes([*good_entries(tree), *((name, b"x") for name in between)]))
+    read_package(zip_bytes([*good_entries(tree), ("a", b"x"), ("a-b/c", b"x"), ("ab/c", b"x")]))  # no clash
 
 
 def test_zip_bombs_and_oversized_packages_are_refused_before_inflating(tree: Path) -> None:
@@ -145,6 +157,18 @@ def test_what_is_not_a_plugin_is_refused_with_the_reason(data: bytes, message: s
 def test_wrong_declarations_are_refused_naming_the_field(tmp_path: Path, changes: dict[str, Any], message: str) -> None:
     with pytest.raises(InvalidPackage, match=message):
         read_directory(write_echo_plugin(tmp_path / "p", **changes))
+
+
+def test_yaml_aliases_are_refused_so_a_small_file_cannot_expand_into_millions_of_values(tree: Path) -> None:
+    # Six levels of ten aliases each: a default of a million strings from a few hundred bytes.
+    levels = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 7))
+    group = (
+        "l0: &l0 [x]\n" + levels + "settings:\n- name: t\n  type: text-input\n  label: {en_US: T}\n"
+        "  default: *l6\nendpoints:\n- endpoints/echo.yaml\n"
+    )
+    entries = [(n, group.encode() if n == "group/echo.yaml" else c) for n, c in good_entries(tree)]
+    with pytest.raises(InvalidPackage, match=r"group/echo.yaml uses a YAML alias \(line 2\)"):
+        read_package(zip_bytes(entries))
 
 
 def test_a_settings_type_that_needs_dify_is_refused_by_name(tmp_path: Path) -> None:

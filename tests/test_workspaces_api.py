@@ -66,12 +66,20 @@ def clock() -> FakeClock:
 @pytest.fixture
 async def teams(store: Store, clock: FakeClock, tmp_path: Path) -> AsyncIterator[tuple[Running, Team, Team]]:
     async with two_teams(store, clock, tmp_path) as seeded:
+        running, a, b = seeded
+        for team in (a, b):  # a snapshot in each workspace, for the snapshot routes
+            query = {"workspace": team.workspace}
+            saved = await call(
+                running, "POST", "/snapshots", OPERATOR, json={"tag": f"snap-{team.workspace}"}, params=query
+            )
+            assert saved.status_code == 201, saved.text
         yield seeded
 
 
 def fill(path: str, team: Team) -> str:
     """`path` with its parameters naming `team`'s things."""
     values = {"name": team.apps[-1], "action": "anything"}  # apps[-1]: a name only this team has
+    values |= {"tag": f"snap-{team.workspace}", "other": "current"}  # a snapshot `teams` saved in each workspace
     if path.startswith("/endpoints/"):
         values["id"] = team.endpoint
     elif path.startswith("/jobs/"):
@@ -96,6 +104,10 @@ def fill(path: str, team: Team) -> str:
 BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/apps"): {"name": "newapp", "base_url": DIFY_A, "api_key": "app-x", "mode": "chat"},
     ("POST", "/endpoints"): {"plugin": "echo"},
+    ("POST", "/apps/{name}/keys"): {"api_key": "app-x"},
+    ("POST", "/snapshots"): {"tag": "nightly"},
+    ("POST", "/snapshots/restore"): {"tag": "nightly"},
+    ("POST", "/config/apply"): {"yaml": "version: 1\n"},
     ("PUT", "/budgets"): {"scope": "workspace", "tokens": 5},
 }
 

@@ -13,7 +13,7 @@ import pytest
 from gateway.admin.auth import MAX_FAILURES_PER_MINUTE
 from gateway.clock import FakeClock
 from gateway.exceptions import BadRequest
-from gateway.records.admintokens import parse_duration
+from gateway.records.admintokens import AdminTokenIn, parse_duration
 from gateway.storage.base import Store
 from tests.support.gateway import make_settings, running_app
 from tests.support.workspaces import OPERATOR, bearer, call, new_clock, open_test_store, stored_text
@@ -103,6 +103,30 @@ async def test_revocation_holds_at_once_on_another_replica(store: Store, clock: 
         assert (await call(one, "DELETE", f"/tokens/{created['id']}", OPERATOR)).status_code == 200
         # No clock advance: the other replica does not serve the token from a cache.
         assert (await call(two, "GET", "/apps", bearer(created["token"]))).status_code == 401
+
+
+async def test_a_token_left_over_from_a_deleted_workspace_opens_nothing_not_even_its_successor(
+    store: Store, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A token created while its workspace was being deleted (the two calls raced) outlives it: it must
+    not open the workspace's name, nor a workspace created later under that name."""
+    async with running_app(make_settings(tmp_path), store=store, clock=clock, run_workers=False) as running:
+        _, stray = await running.gateway.admin_tokens.create(AdminTokenIn(workspace="team-b"))  # no team-b
+        assert (await call(running, "GET", "/apps", bearer(stray))).status_code == 401
+        body = {"name": "x", "base_url": "https://dify.test/v1", "api_key": "app-" + "K" * 28, "mode": "chat"}
+        assert (await call(running, "POST", "/apps", bearer(stray), json=body)).status_code == 401
+        assert await running.gateway.apps.all("team-b") == []
+
+        assert (await call(running, "POST", "/workspaces", OPERATOR, json={"name": "team-a"})).status_code == 201
+        token = (await call(running, "POST", "/tokens", OPERATOR, json={"workspace": "team-a"})).json()["token"]
+        assert (await call(running, "GET", "/apps", bearer(token))).status_code == 200
+        await store.doc_delete("workspaces", "team-a")  # deleted; the racing token was written after its tokens went
+        assert (await call(running, "GET", "/apps", bearer(token))).status_code == 401
+        clock.advance(1)
+        assert (await call(running, "POST", "/workspaces", OPERATOR, json={"name": "team-a"})).status_code == 201
+        assert (await call(running, "GET", "/apps", bearer(token))).status_code == 401  # the old team-a's token
+        fresh = (await call(running, "POST", "/tokens", OPERATOR, json={"workspace": "team-a"})).json()["token"]
+        assert (await call(running, "GET", "/apps", bearer(fresh))).status_code == 200
 
 
 @pytest.mark.parametrize(

@@ -27,6 +27,7 @@ from gateway.plugin import (
     Lease,
     Storage,
     StoredMessages,
+    claim,
     deliver,
     said,
 )
@@ -37,13 +38,6 @@ CLAIM_TTL = 24 * 3600.0
 RECORD_TTL = 2 * 24 * 3600.0
 RESET_DONE = "Conversation reset: your next message here starts a new conversation."
 ASK_SOMETHING = "Ask me something: mention me with your question."
-
-
-async def claim(storage: Storage, key: str, owner: str) -> bool:
-    """Take `key` for `owner` (a job id); True also when this job took it on an earlier attempt."""
-    if await storage.set_if_absent(key, owner, ttl=CLAIM_TTL):
-        return True
-    return await storage.get(key) == owner
 
 
 async def _upgrade_record(storage: Storage, key: str, lease: Lease) -> None:
@@ -60,7 +54,7 @@ async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, A
     """Answer a mention, a DM or a thread reply (a `SlackTrigger` payload)."""
     trigger = SlackTrigger.from_payload(job.payload)
     settings = ctx.settings
-    if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id):
+    if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id, ttl=CLAIM_TTL):
         return {"status": "duplicate"}
     async with open_client(settings, ctx.clock, job.fence) as client, slack_failures(ctx):
         bot = trigger.bot_user_id or await bot_user_id(client, ctx.storage)

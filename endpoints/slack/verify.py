@@ -34,11 +34,10 @@ async def verify(request: Request, ctx: Context[SlackSettings]) -> Verdict:
         return Verdict.skipped()  # answered 200 with no effect, as Bolt does
     if settings.signing_secret is None:
         return Verdict.failed("signing_secret is not set on this endpoint")
-    ok = verify_slack(
-        settings.signing_secret.get_secret_value().encode(),
-        request.headers.get("x-slack-request-timestamp"),
-        request.headers.get("x-slack-signature"),
-        request.body,
-        ctx.clock.time(),
-    )
-    return Verdict.ok() if ok else Verdict.failed("bad or missing Slack signature")
+    timestamp = request.headers.get("x-slack-request-timestamp")
+    signature = request.headers.get("x-slack-signature")
+    now = ctx.clock.time()
+    # The new signing secret and, during a rotation (`endpoints rotate-secret`), the old one; every
+    # one is checked (no early exit), each compare constant-time.
+    results = [verify_slack(s.encode(), timestamp, signature, request.body, now) for s in ctx.secrets("signing_secret")]
+    return Verdict.ok() if any(results) else Verdict.failed("bad or missing Slack signature")

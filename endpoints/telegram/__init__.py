@@ -75,7 +75,7 @@ async def webhook(request: Request, ctx: Context[TelegramSettings]) -> Response:
     if ctx.settings.bot_token is None:
         ctx.logger.warning("a message arrived but bot_token is not set; it is not answered")
         return Response.empty(200)
-    bot = await known(ctx.storage)
+    bot = await known(ctx.storage, ctx.settings.bot_token.get_secret_value())
     if bot is not None and not message.addressed(bot):
         return Response.empty(200)  # a group message for others: no job
     # Durable first, then the ack: a retry of this update (any replica) finds the same job.

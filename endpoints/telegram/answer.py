@@ -108,11 +108,12 @@ async def answer_update(job: JobInfo, ctx: Context[TelegramSettings]) -> dict[st
         ctx.http, settings.api_base_url, settings.bot_token.get_secret_value(), clock=ctx.clock, fence=job.fence
     )
     try:
-        bot = await identity(api, ctx.storage)
+        bot = await identity(api, ctx.storage, settings.bot_token.get_secret_value())
         if not message.addressed(bot):
             return {"status": "ignored", "reason": "not addressed to the bot"}
         request = message.request(bot)
         command = request.command
+        answer: AbstractAsyncContextManager[AnswerSource]
         if command == "reset":
             await ctx.apps.reset(message.conversation_key, user=message.dify_user)  # the speaker's own only
             answer = said(RESET_DONE)

@@ -37,15 +37,22 @@ __all__ = ["MESSAGE_LIMIT", "TelegramChat", "TelegramDraft", "chat_rules"]
 
 logger = logging.getLogger(__name__)
 
-# Telegram's limit is 4,096 characters after entity parsing; pages are cut in the Markdown, whose
-# rendering is no longer except for the word joiners that defuse @mentions: a margin for them.
+# Telegram's limit is 4,096 characters after entity parsing, counted in UTF-16 units; pages are cut
+# in the Markdown, whose rendering shows no more except for the word joiners that defuse @mentions
+# (a margin for them). A page that is over all the same (many @s, emoji) is cut again (`fits`).
 MESSAGE_LIMIT = 4000
+TELEGRAM_MAX_TEXT = 4096
 TYPING_EVERY = 4.0  # "typing…" lasts 5 s
 EMPTY_ANSWER = "*(The app returned an empty answer.)*"
 
 
 def failure_note(error: GatewayError, partial: bool) -> str:
     return f"*{default_failure_note(error, partial)}*"
+
+
+def fits(rendered: str) -> bool:
+    """Whether Telegram takes `rendered` (HTML) as one message."""
+    return len(to_plain(rendered).encode("utf-16-le")) // 2 <= TELEGRAM_MAX_TEXT
 
 
 def chat_rules(settings: TelegramSettings, *, group: bool) -> ChatRules:
@@ -56,6 +63,7 @@ def chat_rules(settings: TelegramSettings, *, group: bool) -> ChatRules:
         limit=MESSAGE_LIMIT,
         render=to_html,
         render_pages=True,
+        fits=fits,
         visible=visible,
         edit_interval=settings.group_edit_interval if group else settings.edit_interval,
         placeholder=settings.thinking_text if group else None,

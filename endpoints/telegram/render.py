@@ -5,7 +5,8 @@ Telegram's HTML mode knows: `<b>`, `<i>`, `<s>`, `<code>`, `<pre><code class="la
 `<blockquote>` and `<a href>` (http, https, tg and mailto links only). Everything else is text,
 escaped (`&`, `<`, `>`): an answer can never break the message or inject markup. Headings become
 bold lines, list items "•" or "1." lines, rules a line of dashes. An `@name` in the text gets a
-word joiner after its `@`, so a generated answer cannot notify people in a group.
+word joiner after its `@`, and a `tg://user?id=…` link (Telegram's inline mention) is shown as its
+label only, so a generated answer cannot notify people in a group.
 
 The engine splits the Markdown and renders each page on its own (`ChatRules.render_pages`), so a
 tag never spans two messages. `to_plain` is the text of rendered HTML, sent when Telegram refuses
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import html
 import re
+from urllib.parse import unquote
 
 from markdown_it import MarkdownIt
 from markdown_it.tree import SyntaxTreeNode
@@ -24,6 +26,7 @@ __all__ = ["to_html", "to_plain"]
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
 _SAFE_LINK = re.compile(r"(?:https?|tg|mailto):", re.IGNORECASE)
+_USER_LINK = re.compile(r"tg:/*user\b", re.IGNORECASE)  # an inline mention: it notifies that person
 _LANGUAGE = re.compile(r"[A-Za-z0-9_+#.-]{1,30}")
 _MENTION = re.compile(r"@(?=[A-Za-z0-9_])")
 _TAG = re.compile(r"<[^>]*>")
@@ -51,7 +54,8 @@ def _inline(node: SyntaxTreeNode) -> str:
         elif kind in ("link", "image"):
             label = _inline(child) or _text(str(child.attrs.get("alt") or "")) or "image"
             href = str(child.attrs.get("href") or child.attrs.get("src") or "")
-            out.append(f'<a href="{html.escape(href)}">{label}</a>' if _SAFE_LINK.match(href) else label)
+            safe = _SAFE_LINK.match(href) and not _USER_LINK.match(unquote(href))
+            out.append(f'<a href="{html.escape(href)}">{label}</a>' if safe else label)
         else:  # html_inline cannot occur (raw HTML is off); anything new shows as its text
             out.append(_inline(child) if child.children else _text(child.content))
     return "".join(out)

@@ -47,6 +47,7 @@ async def connect(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Ac
     if settings.secret_token is None:
         raise BadRequest("set the endpoint's secret_token first: without it every update is refused")
     api = _api(ctx)
+    assert settings.bot_token is not None  # _api refused the endpoint otherwise
     drop = args.get("drop-pending") == "true"
     url = ctx.endpoint.url
     try:
@@ -58,7 +59,7 @@ async def connect(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Ac
             drop_pending_updates=drop,
         )
         await api.call("setMyCommands", commands=COMMANDS)
-        bot = await identity(api, ctx.storage)
+        bot = await identity(api, ctx.storage, settings.bot_token.get_secret_value())
     except TelegramError as exc:
         raise _refused("the webhook", exc) from None
     dropped = " Updates waiting were dropped." if drop else ""
@@ -93,8 +94,12 @@ async def status(ctx: Context[TelegramSettings], args: Mapping[str, str]) -> Act
     lines.append(f"Updates waiting at Telegram: {pending if isinstance(pending, int) else 'unknown'}")
     error_at, error = doc.get("last_error_date"), doc.get("last_error_message")
     if isinstance(error_at, int) and error:
-        when = datetime.fromtimestamp(error_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        lines.append(f"Last delivery error: {error} ({when}, {_ago(max(0.0, ctx.clock.time() - error_at))})")
+        try:
+            when = datetime.fromtimestamp(error_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        except (OverflowError, ValueError, OSError):  # no calendar has that second
+            lines.append(f"Last delivery error: {error} (at an unreadable time)")
+        else:
+            lines.append(f"Last delivery error: {error} ({when}, {_ago(max(0.0, ctx.clock.time() - error_at))})")
     else:
         lines.append("Last delivery error: none")
     allowed = doc.get("allowed_updates")

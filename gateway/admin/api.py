@@ -22,9 +22,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 import gateway
-from gateway.admin import difyplugins as dp, pluginrows as rows, schemas as s, usage as u, usecases
+from gateway.admin import configroutes as c, difyplugins as dp, pluginrows as rows, schemas as s, usage as u, usecases
 from gateway.admin.overview import overview
-from gateway.admin.principal import Principal
+from gateway.admin.principal import CALLER, Caller, Principal, caller
 from gateway.delivery.callback_jobs import callback_target
 from gateway.exceptions import BadRequest, NotFound, PermissionDenied, Unauthorized, ValidationFailed
 from gateway.host.runtime import Gateway
@@ -53,23 +53,6 @@ class AdminRoute:
     status: int = 200
     query: tuple[str, ...] = ()
     operator_only: bool = False  # workspaces and tokens: the operator token only
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who calls (`principal`) and the workspace the call acts on."""
-
-    principal: Principal
-    workspace: str
-
-
-CALLER = "gateway.caller"  # where `_endpoint` keeps the request's Caller in the ASGI scope
-
-
-def caller(request: Request) -> Caller:
-    found = request.scope.get(CALLER)
-    assert isinstance(found, Caller), "admin handlers run behind _endpoint"
-    return found
 
 
 async def _authorize(request: Request, gw: Gateway, route: AdminRoute) -> Caller:
@@ -162,6 +145,7 @@ async def list_endpoints(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_endpoint(request: Request, gw: Gateway, body: s.EndpointIn) -> Any:
+    await gw.dify_runtime.find(body.plugin)  # a Dify plugin installed or connected through another replica
     record, url, shown = await gw.endpoints.create_with_secrets(
         body.plugin,
         body.apps,
@@ -311,8 +295,8 @@ async def list_tokens(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_token(request: Request, gw: Gateway, body: AdminTokenIn) -> Any:
-    await gw.workspaces.require(body.workspace)
-    record, token = await gw.admin_tokens.create(body)
+    workspace = await gw.workspaces.require(body.workspace)
+    record, token = await gw.admin_tokens.create(body, workspace_created_at=workspace.created_at)
     return {**AdminTokenService.public(record, gw.clock.time()), "token": token}
 
 
@@ -452,6 +436,45 @@ ADMIN_ROUTES: tuple[AdminRoute, ...] = (
         "DELETE", "/tokens/{id}", revoke_token, "Revoke a workspace token", response=s.TokenOut, operator_only=True
     ),
     AdminRoute("GET", "/overview", show_overview, "Health, traffic per minute, answers, jobs", response=s.Overview),
+    # -- key rotation, configuration as code (gateway/admin/configroutes.py) --
+    AdminRoute("POST", "/apps/{name}/keys", c.add_app_key, "Rotate the app key (checked first)", c.AddKeyIn, s.AppOut),
+    AdminRoute("DELETE", "/apps/{name}/keys/previous", c.retire_app_key, "Retire the previous key", response=s.AppOut),
+    AdminRoute(
+        "POST",
+        "/endpoints/{id}/secrets/rotate",
+        c.rotate_endpoint_secret,
+        "Rotate a secret",
+        c.RotateSecretIn,
+        s.EndpointOut,
+    ),
+    AdminRoute(
+        "POST",
+        "/endpoints/{id}/secrets/retire",
+        c.retire_endpoint_secret,
+        "Retire old secrets",
+        c.RetireSecretIn,
+        s.EndpointOut,
+    ),
+    AdminRoute("GET", "/config", c.export_config, "Export the configuration", response=c.ExportOut),
+    AdminRoute("POST", "/config/apply", c.apply_config, "Apply a configuration file", c.ApplyIn, c.ApplyOut),
+    AdminRoute("GET", "/snapshots", c.list_snapshots, "List snapshots", response=c.SnapshotList),
+    AdminRoute("POST", "/snapshots", c.save_snapshot, "Save a snapshot", c.SnapshotIn, status=201),
+    AdminRoute(
+        "GET",
+        "/snapshots/{tag}/diff/{other}",
+        c.diff_snapshots,
+        "Diff two snapshots",
+        response=c.ApplyOut,
+    ),
+    AdminRoute(
+        "POST",
+        "/snapshots/restore",
+        c.restore_snapshot,
+        "Restore a snapshot",
+        c.SnapshotIn,
+        c.ApplyOut,
+    ),
+    AdminRoute("DELETE", "/snapshots/{tag}", c.delete_snapshot, "Delete a snapshot", response=s.Deleted),
 )
 
 

@@ -23,11 +23,12 @@ import json
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.admin.principal import OPERATOR, Principal
+from gateway.admin.principal import OPERATOR, Principal, token_principal
 from gateway.console.origin import SAFE_METHODS, cross_site, header
-from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
+from gateway.console.sessions import COOKIE, CSRF_HEADER, console_sessions
 from gateway.exceptions import RateLimited
 from gateway.records.admintokens import AdminTokenService
+from gateway.records.workspaces import WorkspaceService
 from gateway.security.ratelimit import RateLimiter
 
 __all__ = ["MAX_FAILURES_PER_MINUTE", "AdminAuthMiddleware", "failure_key", "token_digest"]
@@ -61,7 +62,7 @@ class AdminAuthMiddleware:
             await _deny(send, 429, "rate_limited", "too many failed admin logins; wait a minute", exc.retry_after)
             return
         if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
-            refused = await _session_refusal(scope)
+            refused = await _session_refusal(scope, self._digest)
             if isinstance(refused, Principal):
                 scope["auth"] = refused
                 await self.app(scope, receive, send)
@@ -72,7 +73,7 @@ class AdminAuthMiddleware:
             await limiter.count(key)
             await _deny(send, 401, "unauthorized", refused[1])
             return
-        principal = await self._principal(scope, gateway.admin_tokens)
+        principal = await self._principal(scope, gateway.admin_tokens, gateway.workspaces)
         if principal is not None:
             scope["auth"] = principal
             await self.app(scope, receive, send)
@@ -80,7 +81,9 @@ class AdminAuthMiddleware:
         await limiter.count(key)
         await _deny(send, 401, "unauthorized", "a valid admin token is required (Authorization: Bearer ...)")
 
-    async def _principal(self, scope: Scope, tokens: AdminTokenService) -> Principal | None:
+    async def _principal(
+        self, scope: Scope, tokens: AdminTokenService, workspaces: WorkspaceService
+    ) -> Principal | None:
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
                 scheme, _, credential = value.partition(b" ")
@@ -89,8 +92,7 @@ class AdminAuthMiddleware:
                     return None
                 if hmac.compare_digest(token_digest(credential), self._digest):
                     return OPERATOR
-                record = await tokens.authenticate(credential.decode("latin-1"))
-                return None if record is None else Principal.of_token(record)
+                return await token_principal(await tokens.authenticate(credential.decode("latin-1")), workspaces)
         return None
 
 
@@ -110,12 +112,12 @@ def _cookie(scope: Scope) -> str | None:
     return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
-async def _session_refusal(scope: Scope) -> Principal | tuple[int, str]:
+async def _session_refusal(scope: Scope, operator: bytes) -> Principal | tuple[int, str]:
     """Who logged in, when the console session cookie authorizes the request, else (status, message)."""
     gateway = scope["state"]["gateway"]
-    ttl = gateway.settings.console_session_ttl
-    sessions = ConsoleSessions(gateway.store, gateway.clock, gateway.admin_tokens, ttl=ttl)
-    session = await sessions.get(_cookie(scope) or "")
+    if not gateway.settings.console:  # turned off: sessions opened before then are not honoured
+        return 401, "the console is turned off (GATEWAY_CONSOLE=false); use an admin token"
+    session = await console_sessions(gateway, operator).get(_cookie(scope) or "")
     if session is None:
         return 401, "the console session has ended; log in again"
     if scope["method"] in SAFE_METHODS:

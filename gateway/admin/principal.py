@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gateway.records.admintokens import AdminTokenRecord
+from starlette.requests import Request
 
-__all__ = ["OPERATOR", "Principal"]
+from gateway.records.admintokens import AdminTokenRecord
+from gateway.records.workspaces import WorkspaceService
+
+__all__ = ["CALLER", "OPERATOR", "Caller", "Principal", "caller", "token_principal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,3 +42,34 @@ class Principal:
 
 
 OPERATOR = Principal(role="operator")
+
+
+async def token_principal(record: AdminTokenRecord | None, workspaces: WorkspaceService) -> Principal | None:
+    """Who an active workspace token's `record` stands for, or None (no record, or its workspace is
+    no longer the one it was made for: a token that outlived its workspace, made while it was being
+    deleted, opens neither it nor a later one of its name)."""
+    if record is None:
+        return None
+    found = await workspaces.find(record.workspace)
+    if found is None:
+        return None
+    if record.workspace_created_at is not None and record.workspace_created_at != found.created_at:
+        return None
+    return Principal.of_token(record)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls (`principal`) and the workspace the call acts on."""
+
+    principal: Principal
+    workspace: str
+
+
+CALLER = "gateway.caller"  # where `_endpoint` keeps the request's Caller in the ASGI scope
+
+
+def caller(request: Request) -> Caller:
+    found = request.scope.get(CALLER)
+    assert isinstance(found, Caller), "admin handlers run behind _endpoint"
+    return found

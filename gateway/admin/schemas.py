@@ -109,6 +109,8 @@ class AppOut(BaseModel):
     api_key: str = Field(description="Always masked")
     mode: str
     fallback: str | None = None
+    previous_key: str | None = Field(default=None, description="Masked: the key add-key replaced, in its grace")
+    previous_key_until: float | None = None
     created_at: float
     updated_at: float
 
@@ -133,6 +135,9 @@ class EndpointOut(BaseModel):
     enabled: bool
     settings: dict[str, Any] = Field(description="Secret settings masked")
     previous_urls_expire_at: list[float]
+    previous_secrets_expire_at: dict[str, float] = Field(
+        default_factory=dict, description="Secret settings whose old value (rotate-secret) is accepted until then"
+    )
     rate_limit_per_minute: int | None
     log_bodies: bool
     max_body_bytes: int | None

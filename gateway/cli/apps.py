@@ -10,6 +10,7 @@ from pydantic import SecretStr, ValidationError
 
 from gateway.admin.usecases import remove_app
 from gateway.cli.common import emit, fail, iso_times, run, table
+from gateway.cli.duration import DURATION
 from gateway.cli.workspaces import workspace_option
 from gateway.host.runtime import Gateway
 from gateway.records.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
@@ -136,6 +137,53 @@ def remove(name: str, workspace: str) -> None:
 
     run(action)
     click.echo(f"removed {name}")
+
+
+@apps.command("add-key")
+@click.argument("name")
+@click.argument("key", required=False)
+@click.option(
+    "--grace",
+    type=DURATION,
+    default=None,
+    help="How long the old key stays a fallback on 401 (90, 30m, 24h; default GATEWAY_ROTATION_GRACE)",
+)
+@workspace_option()
+@click.option("--json", "as_json", is_flag=True)
+def add_key(name: str, key: str | None, grace: float | None, workspace: str, as_json: bool) -> None:
+    """Rotate NAME's key without downtime: KEY ('-': stdin; omit to be asked) is checked against the
+    app with a real request, answers move to it, and the old key stays a fallback until the grace
+    ends or `apps retire-key`."""
+    new_key = _read_key(key)
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        await gw.workspaces.require(workspace)
+        chosen = gw.settings.rotation_grace if grace is None else grace
+        record = await gw.apps.add_key(name, new_key, grace=chosen, workspace=workspace)
+        return iso_times(_public(record), "previous_key_until")
+
+    emit(
+        run(action),
+        as_json,
+        lambda app: (
+            f"{name}: answers use the new key; the old one is a fallback until {app['previous_key_until']}"
+            f" (dify-gateway apps retire-key {name} ends it sooner)"
+        ),
+    )
+
+
+@apps.command("retire-key")
+@click.argument("name")
+@workspace_option()
+def retire_key(name: str, workspace: str) -> None:
+    """Stop using the key that `apps add-key` replaced (then revoke it in Dify)."""
+
+    async def action(gw: Gateway) -> None:
+        await gw.workspaces.require(workspace)
+        await gw.apps.retire_key(name, workspace=workspace)
+
+    run(action)
+    click.echo(f"{name}: the previous key is retired; only the current key is used")
 
 
 @apps.command("check")

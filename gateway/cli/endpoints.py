@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from gateway.admin.usecases import delete_endpoint
 from gateway.cli.common import emit, fail, iso_times, key_values, run, table
+from gateway.cli.duration import DURATION
 from gateway.cli.workspaces import workspace_option
 from gateway.host.runtime import Gateway
 from gateway.records.endpoints import EndpointOptions, EndpointRecord, coerce_setting
@@ -271,6 +273,63 @@ def rotate(endpoint_id: str, grace: float | None, workspace: str | None, as_json
         return f"{ep['url']}\n{note}"
 
     emit(run(action), as_json, human)
+
+
+@endpoints.command("rotate-secret")
+@click.argument("endpoint_id")
+@click.option("--setting", default=None, help="The secret setting (default: the plugin's only rotatable one)")
+@click.option("--value", default=None, help="The new value ('-' reads stdin); omit to have the gateway make one")
+@click.option(
+    "--grace",
+    type=DURATION,
+    default=None,
+    help="How long the old value is still accepted (90, 30m, 24h; default GATEWAY_ROTATION_GRACE)",
+)
+@workspace_option(optional=True)
+@click.option("--json", "as_json", is_flag=True)
+def rotate_secret(
+    endpoint_id: str, setting: str | None, value: str | None, grace: float | None, workspace: str | None, as_json: bool
+) -> None:
+    """Give a signing secret a new value without downtime: requests signed with the old one are
+    still accepted, and callbacks carry signatures by both, until the grace ends."""
+    if value == "-":
+        value = sys.stdin.readline().strip()
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        current = await gw.endpoints.get(endpoint_id, workspace=workspace)
+        record, name, shown = await gw.endpoints.rotate_secret(current.id, setting=setting, value=value, grace=grace)
+        out = {**_public(gw, record), "rotated": name}
+        expiries = out["previous_secrets_expire_at"]
+        out["previous_secrets_expire_at"] = iso_times(expiries, *expiries)
+        if shown is not None:
+            out["new_value"] = shown  # made by the gateway: shown this once
+        return out
+
+    def human(ep: dict[str, Any]) -> str:
+        name = ep["rotated"]
+        until = ep["previous_secrets_expire_at"].get(name)
+        lines = [f"{name} of {ep['id']} rotated"]
+        if "new_value" in ep:
+            lines.append(f"new {name} (shown once, keep it): {ep['new_value']}")
+        lines.append(f"the old value is accepted until {until} (UTC)" if until else "the old value stopped working")
+        return "\n".join(lines)
+
+    emit(run(action), as_json, human)
+
+
+@endpoints.command("retire-secret")
+@click.argument("endpoint_id")
+@click.option("--setting", default=None, help="Only this setting's old value (default: every one)")
+@workspace_option(optional=True)
+def retire_secret(endpoint_id: str, setting: str | None, workspace: str | None) -> None:
+    """Stop accepting the old values `rotate-secret` kept, before their grace ends."""
+
+    async def action(gw: Gateway) -> None:
+        current = await gw.endpoints.get(endpoint_id, workspace=workspace)
+        await gw.endpoints.retire_secret(current.id, setting=setting)
+
+    run(action)
+    click.echo(f"{endpoint_id}: only the current secret values are accepted")
 
 
 @endpoints.command("delete")

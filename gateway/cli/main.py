@@ -13,11 +13,13 @@ from gateway.admin.usecases import reseal_secrets
 from gateway.cli.actions import action_groups
 from gateway.cli.apps import apps
 from gateway.cli.common import emit, fail, iso_times, load_settings, run, table
+from gateway.cli.configcmd import apply as config_apply, export as config_export, snapshot
 from gateway.cli.dev import demo, simulate_dify
 from gateway.cli.endpoints import endpoints
 from gateway.cli.plugins import plugins
 from gateway.cli.usage import budgets, usage
 from gateway.cli.workspaces import tokens, workspaces
+from gateway.configfile.snapshots import SnapshotStore
 from gateway.exceptions import NotFound
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway
@@ -161,12 +163,15 @@ def secrets_reseal(as_json: bool) -> None:
     """
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        return await reseal_secrets(apps=gw.apps, endpoints=gw.endpoints)
+        report = await reseal_secrets(apps=gw.apps, endpoints=gw.endpoints)
+        report["snapshot_values_resealed"] = await SnapshotStore(gw.store, gw.box, gw.clock).reseal()
+        return report
 
     def human(report: dict[str, Any]) -> str:
         lines = [
             f"apps re-encrypted: {', '.join(report['apps_resealed']) or 'none'}",
             f"endpoint values re-encrypted: {report['endpoint_values_resealed']}",
+            f"snapshot values re-encrypted: {report['snapshot_values_resealed']}",
         ]
         if report["endpoints_to_rotate"]:
             lines.append("URLs still signed with an older key; rotate them before dropping it:")
@@ -187,6 +192,9 @@ cli.add_command(usage)
 cli.add_command(budgets)
 cli.add_command(workspaces)
 cli.add_command(tokens)
+cli.add_command(config_export)
+cli.add_command(config_apply)
+cli.add_command(snapshot)
 
 
 # -- commands from other packages --------------------------------------------------------------

@@ -6,16 +6,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
 from gateway.admin.pluginrows import installation_out, plugin_listing
-from gateway.cli.common import emit, fail, load_settings, run, table
+from gateway.cli.common import emit, fail, iso_time, load_settings, run, table
+from gateway.cli.workspaces import workspace_option
 from gateway.clock import SystemClock
 from gateway.difyplugins.package import pack_directory
 from gateway.difyplugins.signature import generate_keypair, load_trusted_keys, sign_package, verify_package
 from gateway.exceptions import GatewayError
 from gateway.host.runtime import Gateway
+from gateway.settings import Settings
 
 __all__ = ["plugins"]
 
@@ -196,3 +199,55 @@ def plugins_sign(package: Path, key_path: Path, out_path: Path | None, category:
         fail(exc.message)
     target.write_bytes(signed)
     click.echo(f"wrote {target}")
+
+
+@plugins.command("debug-key")
+@workspace_option()
+@click.option("--new", "rotate", is_flag=True, help="Make a new key (the old one stops working for new connections)")
+@click.option("--json", "as_json", is_flag=True)
+def plugins_debug_key(workspace: str, rotate: bool, as_json: bool) -> None:
+    """The address and key a plugin under development connects with (remote debugging).
+
+    The key is shown once, when it is made; only its hash is stored. Run the plugin with
+    INSTALL_METHOD=remote REMOTE_INSTALL_URL=ADDRESS REMOTE_INSTALL_KEY=KEY python -m main."""
+    settings = load_settings()
+
+    async def action(gw: Gateway) -> dict[str, Any]:
+        await gw.workspaces.require(workspace)
+        record, key = await gw.plugin_debug.keys.issue(workspace, rotate=rotate)
+        return {
+            "workspace": workspace,
+            "address": _debug_address(gw.settings),
+            "key": key,
+            "created_at": iso_time(record.created_at),
+        }
+
+    def human(result: dict[str, Any]) -> str:
+        address = result["address"]
+        lines = [
+            f"REMOTE_INSTALL_URL={address}"
+            if address
+            else "GATEWAY_PLUGIN_DEBUG_ADDR is not set: the gateway does not listen for debugging connections"
+        ]
+        if result["key"]:
+            lines.append(f"REMOTE_INSTALL_KEY={result['key']}")
+            lines.append("(the key is shown this once; `plugins debug-key --new` makes another)")
+        else:
+            lines.append(
+                f"workspace {result['workspace']} has a debugging key since {result['created_at']}; it is shown "
+                "only when made: `plugins debug-key --new` replaces it"
+            )
+        return "\n".join(lines)
+
+    emit(run(action, settings), as_json, human)
+
+
+def _debug_address(settings: Settings) -> str | None:
+    """host:port as a developer's plugin reaches it (the public host when listening on every address)."""
+    address = settings.plugin_debug_address
+    if address is None:
+        return None
+    host, port = address
+    if host in ("0.0.0.0", "::", ""):
+        host = urlsplit(settings.public_url).hostname or host
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

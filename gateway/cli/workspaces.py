@@ -125,8 +125,8 @@ def tokens_create(workspace: str, role: str, expires: str | None, label: str, as
             )
         except ValidationError as exc:
             fail(_invalid(exc))
-        await gw.workspaces.require(workspace)
-        record, token = await gw.admin_tokens.create(spec)
+        found = await gw.workspaces.require(workspace)
+        record, token = await gw.admin_tokens.create(spec, workspace_created_at=found.created_at)
         return {**_public(gw, record), "token": token}
 
     def human(t: dict[str, Any]) -> str:

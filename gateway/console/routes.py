@@ -22,10 +22,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.admin.auth import MAX_FAILURES_PER_MINUTE, failure_key, token_digest
-from gateway.admin.principal import OPERATOR, Principal
+from gateway.admin.principal import OPERATOR, Principal, token_principal
 from gateway.console.headers import ConsoleHeaders
 from gateway.console.origin import cross_site
-from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSession, ConsoleSessions
+from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSession, console_sessions
 from gateway.exceptions import BadRequest, PermissionDenied, Unauthorized
 from gateway.host.runtime import Gateway
 from gateway.security.boundedjson import check_json_bounds
@@ -65,7 +65,7 @@ def console_mount(admin_token: str) -> Mount:
                 "that is not the admin token (GATEWAY_ADMIN_TOKEN, or the one printed at first start) "
                 "nor an active workspace token (gwt_…)"
             )
-        session_id, session = await _sessions(gateway).start(principal)
+        session_id, session = await console_sessions(gateway, digest).start(principal)
         response = _session_answer(session)
         response.set_cookie(
             COOKIE,
@@ -79,14 +79,14 @@ def console_mount(admin_token: str) -> Mount:
         return response
 
     async def session(request: Request) -> Response:
-        found = await _sessions(request.state.gateway).get(request.cookies.get(COOKIE, ""))
+        found = await console_sessions(request.state.gateway, digest).get(request.cookies.get(COOKIE, ""))
         if found is None:
             raise Unauthorized("not logged in")
         return _session_answer(found)
 
     async def logout(request: Request) -> Response:
         _same_site(request)
-        sessions = _sessions(request.state.gateway)
+        sessions = console_sessions(request.state.gateway, digest)
         session_id = request.cookies.get(COOKIE, "")
         found = await sessions.get(session_id)
         if found is not None:
@@ -107,16 +107,11 @@ def console_mount(admin_token: str) -> Mount:
     return Mount("/console", routes=routes, middleware=[Middleware(ConsoleHeaders), Middleware(GZipMiddleware)])
 
 
-def _sessions(gateway: Gateway) -> ConsoleSessions:
-    return ConsoleSessions(gateway.store, gateway.clock, gateway.admin_tokens, ttl=gateway.settings.console_session_ttl)
-
-
 async def _principal(gateway: Gateway, token: str, admin_digest: bytes) -> Principal | None:
-    """Who `token` is: the operator, an active workspace token, or nobody (None)."""
+    """Who `token` is: the operator, an active workspace token of a workspace that holds it, or nobody."""
     if hmac.compare_digest(token_digest(token.encode()), admin_digest):
         return OPERATOR
-    record = await gateway.admin_tokens.authenticate(token)
-    return None if record is None else Principal.of_token(record)
+    return await token_principal(await gateway.admin_tokens.authenticate(token), gateway.workspaces)
 
 
 def _session_answer(session: ConsoleSession) -> JSONResponse:

@@ -70,13 +70,14 @@ class CallbackDelivery:
         payload = unseal(self._box, job.id, job.payload, CALLBACK_SECRETS)
         # A disabled endpoint still calls back: the work was accepted before it was turned off.
         record, plugin = await self._endpoints.of_job(job.endpoint_id, enabled=False)
-        settings = self._endpoints.settings(record, plugin)
-        secret = getattr(settings, str(payload.get("setting", "secret")), None)
-        if secret is None:
+        # Signed with the new secret and, during a rotation's grace, the old one too (Standard
+        # Webhooks: several space-separated signatures), so receivers may switch at their pace.
+        secrets = self._endpoints.secret_values(record, plugin, str(payload.get("setting", "secret")))
+        if not secrets:
             raise JobError("the endpoint has no callback signing secret")
-        key = parse_webhook_secret(secret.get_secret_value() if hasattr(secret, "get_secret_value") else str(secret))
+        keys = [parse_webhook_secret(secret) for secret in secrets]
         outcome = await self._sender.send(
-            payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=[key]
+            payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=keys
         )
         return settle(outcome, job.attempts, self.rand())
 

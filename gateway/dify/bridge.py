@@ -59,6 +59,7 @@ class Bridge:
         fallbacks: Mapping[str, AppRecord] | None = None,
         query_input: str | None = None,
         describe: Callable[[AppRecord], Awaitable[AppRecord]] | None = None,
+        previous_key_of: Callable[[AppRecord], str | None] | None = None,
         meter: AnswerMeter | None = None,
     ) -> None:
         self._endpoint_id = endpoint_id
@@ -70,6 +71,7 @@ class Bridge:
         self._fallbacks = dict(fallbacks or {})
         self._query_input = query_input  # the endpoint's setting; None: each app's text input
         self._describe = describe  # reads an app's input form when its record lacks it
+        self._previous_key_of = previous_key_of  # the key a rotation replaced, tried on 401 in its grace
         self._meter = meter  # budgets and usage recording; None: unmetered
 
     def _info(self, record: AppRecord) -> AppInfo:
@@ -219,7 +221,8 @@ class Bridge:
         return self._meter.measure(stream, app=record.name, user=user)
 
     def _to_dify(self, record: AppRecord) -> DifyApp:
-        return DifyApp(record.name, record.base_url, self._key_of(record), record.mode)  # type: ignore[arg-type]
+        previous = self._previous_key_of(record) if self._previous_key_of else None
+        return DifyApp(record.name, record.base_url, self._key_of(record), record.mode, previous_key=previous)  # type: ignore[arg-type]
 
     def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> DifyAnswerStream:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)

@@ -170,6 +170,10 @@ class DifyClient:
         Use the same `user` for the message that references the file. Not retried (the body may
         be large; Dify's 413 `file_too_large` / 415 `unsupported_file_type` are final).
         """
+        _, body = await self.keyed(app, lambda keyed: self._upload(keyed, user, name, content, mime_type))
+        return body
+
+    async def _upload(self, app: DifyApp, user: str, name: str, content: bytes, mime_type: str) -> dict[str, Any]:
         try:
             response = await self.http.post(
                 app.url("/files/upload"),
@@ -190,6 +194,9 @@ class DifyClient:
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None:
         """Stop a streaming task. Chat/completion stops act only when `user` matches (a mismatch
         still "succeeds"), so pass the same user that started it. Not retried; no breaker."""
+        await self.keyed(app, lambda keyed: self._stop(keyed, task_id, user))
+
+    async def _stop(self, app: DifyApp, task_id: str, user: str) -> None:
         if app.mode == "workflow":
             path = f"/workflows/tasks/{task_id}/stop"
         elif app.mode == "completion":
@@ -249,6 +256,18 @@ class DifyClient:
             return await stream.collect()
 
     # --- helpers shared with DifyAnswerStream --------------------------------------------------------
+
+    async def keyed(self, app: DifyApp, call: Callable[[DifyApp], Awaitable[T]]) -> tuple[DifyApp, T]:
+        """`call(app)`; when Dify refuses the key (401) during a key rotation, `call` again with the
+        previous key. Returns the app (the key) that worked with the result."""
+        try:
+            return app, await call(app)
+        except UpstreamError as exc:
+            previous = app.on_previous_key() if exc.upstream_status == 401 else None
+            if previous is None:
+                raise
+        logger.warning("Dify refused the new key of app %r; used the previous one (its grace still runs)", app.name)
+        return previous, await call(previous)
 
     def headers(self, app: DifyApp, *, sse: bool = False) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {app.api_key}"}
@@ -358,7 +377,10 @@ class DifyClient:
         return UpstreamError(message, retryable=True, unreachable=unreachable, app=app.name)
 
     async def _get_json(self, app: DifyApp, path: str) -> dict[str, Any]:
-        async def attempt() -> dict[str, Any]:
+        def attempt_with(app: DifyApp) -> Callable[[], Awaitable[dict[str, Any]]]:
+            return lambda: attempt(app)
+
+        async def attempt(app: DifyApp) -> dict[str, Any]:
             try:
                 response = await self.http.get(app.url(path), headers=self.headers(app), timeout=self.timeout)
             except httpx.TransportError as exc:
@@ -372,7 +394,9 @@ class DifyClient:
 
         deadline = anyio.current_time() + self.deadline
         with anyio.CancelScope(deadline=deadline):
-            body, ticket = await self.with_retries(app, attempt, deadline)
+            _, (body, ticket) = await self.keyed(
+                app, lambda keyed: self.with_retries(keyed, attempt_with(keyed), deadline)
+            )
             ticket.success()
             return body
         raise UpstreamTimeout(f"no answer from Dify app '{app.name}' within {self.deadline:g} s", app=app.name)

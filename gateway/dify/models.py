@@ -43,6 +43,7 @@ class DifyApp:
     api_key: str = field(repr=False)
     mode: AppMode = "chat"
     output_key: str | None = None
+    previous_key: str | None = field(default=None, repr=False)  # tried once when Dify answers 401 (a key rotation)
 
     def __post_init__(self) -> None:
         if self.mode not in APP_MODES:
@@ -52,6 +53,12 @@ class DifyApp:
             raise ConfigurationError(f"the Dify base URL of app '{self.name}' must be an http(s) URL")
         if not self.api_key:
             raise ConfigurationError(f"the Dify app '{self.name}' has no API key")
+
+    def on_previous_key(self) -> DifyApp | None:
+        """The app with its previous key (during a key rotation), or None when it has none."""
+        if not self.previous_key:
+            return None
+        return DifyApp(self.name, self.base_url, self.previous_key, self.mode, self.output_key)
 
     def url(self, path: str) -> str:
         return self.base_url.rstrip("/") + path

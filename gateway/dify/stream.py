@@ -96,6 +96,7 @@ class StreamingClient(Protocol):
     def error_from_response(self, app: DifyApp, response: httpx.Response, body: bytes) -> UpstreamError: ...
     def transport_error(self, app: DifyApp, exc: httpx.TransportError) -> UpstreamError | Overloaded: ...
     async def stop(self, app: DifyApp, task_id: str, user: str) -> None: ...
+    async def keyed(self, app: DifyApp, call: Callable[[DifyApp], Awaitable[T]]) -> tuple[DifyApp, T]: ...
 
 
 class DifyAnswerStream:
@@ -247,15 +248,19 @@ class DifyAnswerStream:
         client = self._client
         path, payload = client.build_payload(app, request)
         reset = False
+
+        def opened(keyed: DifyApp) -> Awaitable[tuple[_Upstream, Ticket]]:
+            return client.with_retries(keyed, lambda: self._attempt(keyed, path, payload), self._deadline)
+
         try:
-            upstream, ticket = await client.with_retries(app, lambda: self._attempt(app, path, payload), self._deadline)
+            app, (upstream, ticket) = await client.keyed(app, opened)
         except ConversationNotFound:
             if not (self._retry_without_conversation and "conversation_id" in payload):
                 raise
             logger.info("Dify app %r lost a conversation; starting a new one", app.name)
             payload.pop("conversation_id")
             reset = True
-            upstream, ticket = await client.with_retries(app, lambda: self._attempt(app, path, payload), self._deadline)
+            app, (upstream, ticket) = await client.keyed(app, opened)
         self._app = app
         self._upstream = upstream
         self._ticket = ticket

@@ -32,7 +32,7 @@ from gateway.difyplugins.package import PackageLimits, PluginPackage, read_packa
 from gateway.difyplugins.signature import TrustedKey, Verification, check_signature_policy, verify_package
 from gateway.exceptions import Conflict, NotFound
 from gateway.records.endpoints import EndpointService
-from gateway.records.installations import Installation, InstallationRecords
+from gateway.records.installations import REMOTE_DEBUG_ORIGIN, Installation, InstallationRecords
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
 
@@ -148,6 +148,22 @@ class DifyPlugins:
         logger.info("removed Dify plugin %s (disabled endpoints: %s)", installation.identity, users or "none")
         return installation, users
 
+    async def record_remote(self, installation: Installation) -> Installation:
+        """Record a plugin connected for remote debugging (origin `remote-debug`) under its key, so
+        its endpoints are minted and listed like an installed package's. Refused (`Conflict`) while
+        a package is installed under that key: remove it first, or debug under another name."""
+        async with self._lock(installation.key):
+            current = await self.records.get(installation.key)
+            if current is not None and current.origin != REMOTE_DEBUG_ORIGIN:
+                raise Conflict(
+                    f"{installation.key} is installed here as a package ({current.version}); remove it "
+                    "(`dify-gateway plugins remove`) to debug this plugin, or debug it under another name"
+                )
+            if current is None or current.identity != installation.identity:
+                await self.records.put(installation)
+                return installation
+        return current
+
     # -- steps ------------------------------------------------------------------------------------
 
     def _checked(self, data: bytes, allow_unsigned: bool) -> tuple[PluginPackage, Verification]:
@@ -248,5 +264,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _remove_files(installation: Installation) -> None:
+    if not installation.install_dir:  # a plugin connected for remote debugging has no files here
+        return
     shutil.rmtree(installation.install_dir, ignore_errors=True)
     Path(installation.package_path).unlink(missing_ok=True)

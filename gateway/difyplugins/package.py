@@ -12,6 +12,7 @@ drive letters) are refused, and so are symlinks, duplicates and encrypted entrie
 
 from __future__ import annotations
 
+import bisect
 import fnmatch
 import hashlib
 import io
@@ -47,6 +48,9 @@ VERIFICATION_FILE = ".verification.dify.json"
 # Never packed from a plugin directory (Dify's packager skips these too, with its .difyignore).
 _ALWAYS_IGNORED = (".git", ".venv", "venv", "__pycache__", "*.pyc", ".DS_Store", "*.difypkg", ".idea", ".vscode")
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # packing a directory twice gives the same bytes
+# What a filesystem holds (NAME_MAX on Linux) and a path that stays well under PATH_MAX when extracted.
+_MAX_NAME_PART_BYTES = 255
+_MAX_NAME_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +140,12 @@ def _check_name(info: zipfile.ZipInfo) -> None:
     parts = name.rstrip("/").split("/") if info.is_dir() else name.split("/")
     if any(part in ("", ".", "..") for part in parts) or ":" in parts[0]:
         raise InvalidPackage(f"entry {shown!r} has an unsafe name")
+    encoded = [part.encode("utf-8", "surrogateescape") for part in parts]
+    if sum(len(part) + 1 for part in encoded) > _MAX_NAME_BYTES or max(map(len, encoded)) > _MAX_NAME_PART_BYTES:
+        raise InvalidPackage(
+            f"entry {shown!r} has a name too long to extract "
+            f"(over {_MAX_NAME_PART_BYTES} bytes in a part or {_MAX_NAME_BYTES} in all)"
+        )
     mode = info.external_attr >> 16
     if info.create_system == 3 and stat.S_ISLNK(mode):  # made on Unix: the mode bits are meaningful
         raise InvalidPackage(f"entry {shown!r} is a symbolic link")
@@ -170,10 +180,28 @@ def _read_entries(zf: zipfile.ZipFile, limits: PackageLimits) -> tuple[dict[str,
         if total > limits.max_unpacked_bytes:
             raise InvalidPackage(f"the package inflates to more than {limits.max_unpacked_bytes} bytes")
         files[info.filename] = content
-    for name in files:  # a file "a" and a directory "a/..." cannot both exist on disk
-        if any(other.startswith(name + "/") for other in files):
+    ordered = sorted(files)  # a file "a" and a directory "a/..." cannot both exist on disk
+    for name in files:  # the first name at or after "a/" in order starts with it if any does
+        at = bisect.bisect_left(ordered, name + "/")
+        if at < len(ordered) and ordered[at].startswith(name + "/"):
             raise InvalidPackage(f"{name!r} is both a file and a directory")
     return files, tuple(info.filename for info in infos)
+
+
+class _NoAliases(yaml.SafeLoader):
+    """YAML without aliases: a few hundred bytes of nested aliases expand into millions of values
+    (a "billion laughs"). Dify's reader (yaml.v3) refuses excessive aliasing; a plugin's
+    declarations have no need of aliases at all, so any is refused, naming its line."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            alias = self.peek_event()  # type: ignore[no-untyped-call]  # (untyped in types-PyYAML)
+            raise yaml.composer.ComposerError(None, None, "uses a YAML alias", alias.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _load(content: bytes) -> Any:
+    return yaml.load(content, Loader=_NoAliases)  # a SafeLoader (plain data only), aliases refused
 
 
 def _yaml(files: Mapping[str, bytes], name: str, limits: PackageLimits, referrer: str) -> Any:
@@ -184,11 +212,12 @@ def _yaml(files: Mapping[str, bytes], name: str, limits: PackageLimits, referrer
     if len(content) > limits.max_yaml_bytes:
         raise InvalidPackage(f"{name} is larger than {limits.max_yaml_bytes} bytes")
     try:
-        return yaml.safe_load(content)
+        return _load(content)
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         at = f" (line {where.line + 1})" if where is not None else ""
-        raise InvalidPackage(f"{name} is not valid YAML{at}") from None
+        problem = "uses a YAML alias" if getattr(exc, "problem", None) == "uses a YAML alias" else "is not valid YAML"
+        raise InvalidPackage(f"{name} {problem}{at}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,7 +256,7 @@ def archive_identity(archive: Archive) -> str | None:
     """`author/name:version@sha256` from the manifest's first three fields, or None when the
     archive has no readable manifest (for reports about packages that are refused anyway)."""
     try:
-        data = yaml.safe_load(archive.files.get(MANIFEST, b"")[: PackageLimits().max_yaml_bytes])
+        data = _load(archive.files.get(MANIFEST, b"")[: PackageLimits().max_yaml_bytes])
     except yaml.YAMLError:
         return None
     if not isinstance(data, dict) or not all(isinstance(data.get(k), str) for k in ("author", "name", "version")):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 
 from gateway.clock import Clock
 from gateway.delivery.callback_jobs import CALLBACK_JOB, CALLBACK_SECRETS
@@ -176,8 +177,10 @@ class PluginContext:
         clock: Clock,
         apps: Bridge,
         callback_policy: UrlPolicy,
+        secrets: Callable[[str], tuple[str, ...]] | None = None,
     ) -> None:
         self._plugin = plugin
+        self._secrets_of = secrets  # a secret setting's values during a rotation (`secrets`)
         self._endpoint = endpoint
         self._settings = settings
         self._http = http
@@ -239,3 +242,9 @@ class PluginContext:
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    def secrets(self, setting: str) -> tuple[str, ...]:
+        if self._secrets_of is not None:
+            return self._secrets_of(setting)
+        value = getattr(self._settings, setting, None)
+        return (value.get_secret_value(),) if isinstance(value, SecretStr) else ()

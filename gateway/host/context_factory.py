@@ -129,6 +129,7 @@ class ContextFactory:
             fallbacks=fallbacks,
             query_input=query_input if isinstance(query_input, str) else None,
             describe=self._apps.described,
+            previous_key_of=self._apps.previous_key,
             meter=self._usage.meter(workspace=record.workspace, endpoint_id=record.id, plugin=record.plugin)
             if self._usage
             else None,
@@ -144,4 +145,5 @@ class ContextFactory:
             clock=self._clock,
             apps=bridge,
             callback_policy=self._callback_policy,
+            secrets=lambda setting: self._endpoints.secret_values(record, plugin, setting),
         )

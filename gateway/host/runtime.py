@@ -21,6 +21,14 @@ from gateway.delivery.callbacks import CallbackSender
 from gateway.dify.client import DifyClient, make_http_client
 from gateway.dify.conversations import ConversationLocks
 from gateway.dify.models import DifyApp
+from gateway.difyplugins.debug import (
+    DebugConnections,
+    DebugKeys,
+    ForwardAuth,
+    Forwarder,
+    ListenerPolicy,
+    PluginDebugging,
+)
 from gateway.difyplugins.installer import PluginInstaller
 from gateway.difyplugins.installs import DifyPlugins
 from gateway.difyplugins.runtime import DifyRuntime, ProcessPolicy, RuntimeConfig
@@ -78,6 +86,7 @@ class Gateway:
     admin_tokens: AdminTokenService  # workspace tokens for the admin API
     dify_plugins: DifyPlugins  # installed Dify plugin packages
     dify_runtime: DifyRuntime  # their processes (started with their first request)
+    plugin_debug: PluginDebugging  # plugins connected for remote debugging (listening: see gateway/http/app.py)
     _owns: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def aclose(self) -> None:
@@ -183,6 +192,13 @@ async def open_gateway(
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)
+    forward_auth = ForwardAuth(settings.secret_keys, clock)
+    debug_connections = DebugConnections(
+        store,
+        clock,
+        forwarder=Forwarder(http, forward_auth, timeout=settings.plugin_request_timeout + 10.0),
+        address=settings.internal_url,
+    )
     dify_runtime = DifyRuntime(
         RuntimeConfig(
             venv_dir=settings.plugin_venv_directory,
@@ -199,10 +215,21 @@ async def open_gateway(
         store=store,
         clock=clock,
         records=InstallationRecords(store),
+        remote=debug_connections,
     )
     owns.append(dify_runtime.aclose)  # plugin processes stop with the gateway
     await dify_runtime.load_installed()
     metrics.collectors.append(dify_runtime.metric_lines)
+    dify_plugins = DifyPlugins(
+        store,
+        endpoints,
+        clock,
+        plugin_dir=settings.plugin_directory,
+        keys=load_trusted_keys(settings.plugin_public_keys),
+        allow_unsigned=settings.allow_unsigned_plugins,
+        runtime=plugin_runtime or dify_runtime,
+    )
+    limiter = RateLimiter(store, clock)
     handlers[PLUGIN_JOB] = PluginJobRunner(endpoints=endpoints, contexts=contexts, box=box)
     handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender)
     budget_secret = settings.budget_callback_secret
@@ -218,7 +245,7 @@ async def open_gateway(
         apps=apps,
         endpoints=endpoints,
         requests=RequestLog(store, settings.request_log_size, clock),
-        limiter=RateLimiter(store, clock),
+        limiter=limiter,
         queue=queue,
         workers=workers,
         job_handlers=handlers,
@@ -228,17 +255,21 @@ async def open_gateway(
         host=GatewayHost(
             extra=settings.extra, clock=clock, store=store, endpoints=endpoints, registry=registry, contexts=contexts
         ),
+        dify_runtime=dify_runtime,
         workspaces=WorkspaceService(store, clock),
         admin_tokens=AdminTokenService(store, clock),
-        dify_runtime=dify_runtime,
-        dify_plugins=DifyPlugins(
-            store,
-            endpoints,
-            clock,
-            plugin_dir=settings.plugin_directory,
-            keys=load_trusted_keys(settings.plugin_public_keys),
-            allow_unsigned=settings.allow_unsigned_plugins,
-            runtime=plugin_runtime or dify_runtime,
+        dify_plugins=dify_plugins,
+        plugin_debug=PluginDebugging(
+            keys=DebugKeys(store, clock),
+            connections=debug_connections,
+            plugins=dify_plugins,
+            runtime=dify_runtime,
+            limiter=limiter,
+            clock=clock,
+            policy=ListenerPolicy(
+                heartbeat_timeout=settings.plugin_heartbeat_timeout, attempts_per_minute=settings.plugin_debug_attempts
+            ),
+            auth=forward_auth,
         ),
         _owns=owns,
     )

@@ -24,11 +24,13 @@ from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
 from gateway.clock import Clock, SystemClock
 from gateway.console.routes import console_mount
+from gateway.difyplugins.debug.forward import FORWARD_PATH
 from gateway.exceptions import StoreError
 from gateway.host.registry import PluginRegistry
 from gateway.host.runtime import Gateway, open_gateway
 from gateway.host.services import start_services, stop_services
 from gateway.http.accesslog import AccessLogMiddleware
+from gateway.http.debugforward import forwarded_plugin_request
 from gateway.http.errors import error_response, exception_handlers
 from gateway.http.ingress import Ingress
 from gateway.http.middleware import BodyLimitMiddleware
@@ -82,9 +84,13 @@ def create_app(
             workers = asyncio.create_task(gateway.workers.run(), name="job-workers")
         # Services from other packages (e.g. Discord bots, see gateway/host/services.py), with the workers.
         services = start_services(gateway.host) if run_workers else []
+        debug_address = settings.plugin_debug_address
+        if debug_address is not None:  # remote debugging of Dify plugins (off unless configured)
+            await gateway.plugin_debug.listen(*debug_address)
         try:
             yield {"gateway": gateway, "ingress": ingress}
         finally:
+            await gateway.plugin_debug.aclose()
             await stop_services(services)
             if workers is not None:
                 workers.cancel()
@@ -99,6 +105,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/e/{token}", endpoint, methods=list(ALL_METHODS)),
         Route("/e/{token}/{path:path}", endpoint, methods=list(ALL_METHODS)),
+        Route(FORWARD_PATH, forwarded_plugin_request, methods=["POST"]),  # replica to replica, signed
         # The token guards all of /admin, so an unknown path is a 401 like any other, never a 404.
         Mount(
             "/admin",

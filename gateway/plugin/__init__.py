@@ -65,6 +65,8 @@ from gateway.delivery.chat import (
     PostedKind,
     PostedMessage,
     PostedMessages,
+    ResumableStream,
+    Said,
     StoredMessages,
     StreamUnavailable,
     default_failure_note,
@@ -111,6 +113,7 @@ from gateway.exceptions import (
     UnsupportedMediaType,
     UpstreamError,
 )
+from gateway.plugin.claims import claim
 from gateway.plugin.context import (
     AppInfo,
     Apps,
@@ -214,8 +217,10 @@ __all__ = [
     "RateLimited",
     "Request",
     "Response",
+    "ResumableStream",
     "RetryJob",
     "Route",
+    "Said",
     "Storage",
     "StoredMessages",
     "StreamUnavailable",
@@ -229,6 +234,7 @@ __all__ = [
     "as_text",
     "backoff_seconds",
     "check_timestamp",
+    "claim",
     "cut_point",
     "default_failure_note",
     "deliver",

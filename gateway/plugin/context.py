@@ -247,6 +247,10 @@ class Context(Protocol[SettingsT_co]):
     def logger(self) -> logging.LoggerAdapter[logging.Logger]: ...
     @property
     def clock(self) -> Clock: ...
+    def secrets(self, setting: str) -> tuple[str, ...]:
+        """The secret setting's current value, then the values `endpoints rotate-secret` replaced that
+        are still in their grace: verify a signature against each (empty when the setting is unset)."""
+        ...
 
 
 class Callbacks(Protocol):

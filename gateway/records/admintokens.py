@@ -79,6 +79,9 @@ class AdminTokenRecord:
     expires_at: float | None = None
     revoked_at: float | None = None
     label: str = ""
+    # When its workspace was created: a token opens that workspace only, not a later one of the same
+    # name (None: made before this was kept).
+    workspace_created_at: float | None = None
 
     def active(self, now: float) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -93,6 +96,7 @@ class AdminTokenRecord:
             "expires_at": self.expires_at,
             "revoked_at": self.revoked_at,
             "label": self.label,
+            "workspace_created_at": self.workspace_created_at,
         }
 
     @classmethod
@@ -107,15 +111,26 @@ class AdminTokenService:
         self._store = store
         self._clock = clock
 
-    async def create(self, spec: AdminTokenIn) -> tuple[AdminTokenRecord, str]:
-        """A new token for `spec.workspace` (which the caller checked exists); the token is returned this once."""
+    async def create(
+        self, spec: AdminTokenIn, *, workspace_created_at: float | None = None
+    ) -> tuple[AdminTokenRecord, str]:
+        """A new token for `spec.workspace` (which the caller checked exists, created at
+        `workspace_created_at`); the token is returned this once."""
         now = self._clock.time()
         expires_at = None if spec.expires_in_seconds is None else now + spec.expires_in_seconds
         for _ in range(5):
             token_id = "at_" + secrets.token_hex(8)
             token = f"{PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
             record = AdminTokenRecord(
-                token_id, spec.workspace, spec.role, _digest(token), now, expires_at, None, spec.label
+                token_id,
+                spec.workspace,
+                spec.role,
+                _digest(token),
+                now,
+                expires_at,
+                None,
+                spec.label,
+                workspace_created_at,
             )
             if await self._store.doc_create(COLLECTION, token_id, record.to_doc()):
                 return record, token

@@ -14,6 +14,7 @@ existed; another workspace's under `workspace/name` (`app_key`), which no name c
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -49,6 +50,7 @@ COLLECTION = "apps"
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 # Like endpoint resolution: this process sees its own changes at once, other processes' within this.
 CACHE_SECONDS = 1.0
+MAX_KEY_GRACE = 366 * 24 * 3600.0  # like an endpoint URL's rotation grace
 # After `GET /parameters` failed, a record that lacks it is not asked for it again for this long.
 PARAMETERS_RETRY_SECONDS = 60.0
 
@@ -120,6 +122,8 @@ class AppRecord:
     output_moderation: bool | None = None  # Dify moderates the output; None: not read yet
     files: FileUpload | None = None  # the files the app accepts; None: not read yet
     workspace: str = "default"  # records kept before workspaces existed read as "default"
+    previous_key: str | None = None  # ciphertext of the key `add_key` replaced, tried on a 401 until:
+    previous_key_until: float | None = None
 
     @property
     def key(self) -> str:
@@ -144,6 +148,8 @@ class AppRecord:
             "output_moderation": self.output_moderation,
             "files": None if self.files is None else self.files.to_doc(),
             "workspace": self.workspace,
+            "previous_key": self.previous_key,
+            "previous_key_until": self.previous_key_until,
         }
 
     @classmethod
@@ -214,6 +220,8 @@ class AppService:
             mode=mode,
             updated_at=self._clock.time(),
             fallback=fallback,
+            previous_key=None if moved else record.previous_key,  # a key given outright ends a rotation
+            previous_key_until=None if moved else record.previous_key_until,
             inputs=None if moved else record.inputs,
             output_moderation=None if moved else record.output_moderation,
             files=None if moved else record.files,
@@ -297,12 +305,60 @@ class AppService:
             self._parameters_failed[record.key] = self._clock.monotonic()
         return described
 
-    async def reseal(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> bool:
-        """Re-encrypt the app's key under the newest secret key; True when it changed."""
+    async def add_key(self, name: str, key: str, *, grace: float, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+        """Make `key` the app's key once a real request (`GET /info`) shows it opens the same app;
+        the key it replaces stays as a fallback on 401 for `grace` seconds (or until `retire_key`)."""
+        if not (math.isfinite(grace) and 0 <= grace <= MAX_KEY_GRACE):
+            raise BadRequest(f"the grace period must be 0 to {MAX_KEY_GRACE:.0f} seconds")
         record = await self.get(name, workspace=workspace)
-        if not self._box.needs_rotation(record.api_key):
+        key = key.strip()
+        if not key or len(key) > 512:
+            raise BadRequest("the key must be 1 to 512 characters")
+        info = await self._info(name, record.base_url, key)  # a key Dify refuses ends here
+        if info.get("mode") not in (None, record.mode):
+            raise BadRequest(f"the new key opens a {info.get('mode')!r} app, not app {name!r} ({record.mode})")
+        try:
+            old = await self._info(name, record.base_url, self.api_key(record))
+        except UpstreamError:
+            old = {}  # the old key no longer works (revoked after a leak): nothing to compare with
+        if old.get("name") and info.get("name") != old["name"]:
+            raise BadRequest(f"the new key opens Dify app {info.get('name')!r}, not {old['name']!r}")
+        now = self._clock.time()
+        updated = replace(
+            record,
+            api_key=self._encrypt(record.key, key),
+            previous_key=record.api_key,
+            previous_key_until=now + grace,
+            updated_at=max(now, record.updated_at + 1e-6),
+        )
+        await self._store.doc_put(COLLECTION, record.key, updated.to_doc())
+        self._cache.clear()
+        return updated
+
+    async def retire_key(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord:
+        """Stop using the key `add_key` replaced (before its grace ends)."""
+        record = await self.get(name, workspace=workspace)
+        updated = replace(record, previous_key=None, previous_key_until=None, updated_at=self._clock.time())
+        await self._store.doc_put(COLLECTION, record.key, updated.to_doc())
+        self._cache.clear()
+        return updated
+
+    def previous_key(self, record: AppRecord) -> str | None:
+        """The decrypted key `add_key` replaced while its grace lasts, else None."""
+        if record.previous_key is None or (record.previous_key_until or 0) <= self._clock.time():
+            return None
+        return self._box.decrypt(record.previous_key, context=f"app:{record.key}")
+
+    async def reseal(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> bool:
+        """Re-encrypt the app's keys under the newest secret key; True when they changed."""
+        record = await self.get(name, workspace=workspace)
+        context = f"app:{record.key}"
+        previous = record.previous_key
+        if previous is not None and self._box.needs_rotation(previous):
+            previous = self._box.reencrypt(previous, context=context)
+        if not self._box.needs_rotation(record.api_key) and previous == record.previous_key:
             return False
-        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=f"app:{record.key}"))
+        resealed = replace(record, api_key=self._box.reencrypt(record.api_key, context=context), previous_key=previous)
         await self._store.doc_put(COLLECTION, record.key, resealed.to_doc())
         self._cache.clear()
         return True
@@ -330,6 +386,8 @@ class AppService:
             "inputs": None if record.inputs is None else [field.to_doc() for field in record.inputs],
             "output_moderation": record.output_moderation,
             "files": None if record.files is None else record.files.to_doc(),
+            "previous_key": None if record.previous_key is None else MASK,
+            "previous_key_until": record.previous_key_until,
             "created_at": record.created_at,
             "updated_at": record.updated_at,
         }

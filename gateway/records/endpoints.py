@@ -31,7 +31,15 @@ from gateway.security.tokens import EndpointTokens
 from gateway.storage.base import Store
 from gateway.storage.lock import LeaseLock
 
-__all__ = ["MAX_ROTATION_GRACE", "EndpointOptions", "EndpointRecord", "EndpointService", "TokenRef", "coerce_setting"]
+__all__ = [
+    "MAX_ROTATION_GRACE",
+    "EndpointOptions",
+    "EndpointRecord",
+    "EndpointService",
+    "PreviousSecret",
+    "TokenRef",
+    "coerce_setting",
+]
 
 COLLECTION = "endpoints"
 TOKEN_PREFIX = "tok:"
@@ -50,6 +58,15 @@ class TokenRef:
     digest: str
     token: str  # ciphertext of the URL token
     expires_at: float | None = None  # None for the current token
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousSecret:
+    """A secret setting's value before `rotate_secret`, still accepted until `expires_at`."""
+
+    setting: str
+    value: str  # ciphertext, sealed like the setting itself
+    expires_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +91,7 @@ class EndpointRecord:
     options: EndpointOptions = field(default_factory=EndpointOptions)
     name: str = ""
     workspace: str = "default"  # records kept before workspaces existed read as "default"
+    previous_secrets: tuple[PreviousSecret, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -92,6 +110,9 @@ class EndpointRecord:
             },
             "name": self.name,
             "workspace": self.workspace,
+            "previous_secrets": [
+                {"setting": p.setting, "value": p.value, "expires_at": p.expires_at} for p in self.previous_secrets
+            ],
         }
 
     @classmethod
@@ -108,6 +129,7 @@ class EndpointRecord:
             options=EndpointOptions(**doc.get("options", {})),
             name=doc.get("name", ""),
             workspace=doc.get("workspace", "default"),
+            previous_secrets=tuple(PreviousSecret(**p) for p in doc.get("previous_secrets", ())),
         )
 
     @property
@@ -170,6 +192,17 @@ def _plain_settings(model: BaseModel, plugin: Plugin) -> dict[str, Any]:
         if isinstance(value, SecretStr):
             plain[name] = value.get_secret_value()
     return plain
+
+
+def _refuse_mask(model: BaseModel, plugin: Plugin) -> None:
+    """Someone sent back what a read showed them: a secret must be left out to stay unchanged."""
+    for name in plugin.secret_fields():
+        value = getattr(model, name)
+        if isinstance(value, SecretStr) and value.get_secret_value() == MASK:
+            raise ValidationFailed(
+                f"setting {name!r} is the mask, not a secret; leave it out to keep the current value",
+                errors=[{"field": name, "message": "the mask is not a secret"}],
+            )
 
 
 class EndpointService:
@@ -293,6 +326,10 @@ class EndpointService:
         self._settings_cache[key] = model
         return model
 
+    def plain_settings(self, record: EndpointRecord, plugin: Plugin) -> dict[str, Any]:
+        """The settings as JSON values with the secrets in the clear (for `export`; never shown)."""
+        return _plain_settings(self.settings(record, plugin), plugin)
+
     def public(self, record: EndpointRecord) -> dict[str, Any]:
         """The record as operators see it: URL shown, secret settings masked, nothing decrypted but the URL."""
         plugin = self._registry.get(record.plugin)
@@ -311,6 +348,9 @@ class EndpointService:
             "previous_urls_expire_at": sorted(
                 t.expires_at for t in record.tokens if t.expires_at is not None and t.expires_at > now
             ),
+            "previous_secrets_expire_at": {
+                p.setting: p.expires_at for p in record.previous_secrets if p.expires_at > now
+            },
             "rate_limit_per_minute": record.options.rate_limit_per_minute,
             "log_bodies": record.options.log_bodies,
             "max_body_bytes": record.options.max_body_bytes,
@@ -345,9 +385,16 @@ class EndpointService:
         name: str = "",
         options: EndpointOptions | None = None,
         workspace: str = DEFAULT_WORKSPACE,
+        endpoint_id: str | None = None,
+        token: str | None = None,
     ) -> tuple[EndpointRecord, str, dict[str, str]]:
         """Mint an endpoint; returns the record, its URL and the secrets the gateway generated for it
-        (the plugin's `generated` settings that were not given), which are shown this once only."""
+        (the plugin's `generated` settings that were not given), which are shown this once only.
+
+        `endpoint_id` and `token` (a URL token this gateway signed) recreate a known endpoint with
+        its id and URL (`dify-gateway apply`, a snapshot's restore); both are minted otherwise."""
+        if token is not None and not self._tokens.is_authentic(token):
+            raise BadRequest("the URL token was not signed with this gateway's secret key")
         plugin = self._registry.get(plugin_name)
         if plugin is None:
             raise BadRequest(f"no plugin named {plugin_name!r} is installed ({', '.join(self._registry.names())})")
@@ -360,25 +407,29 @@ class EndpointService:
         model = self._validate(plugin, settings)
         await self._check_inputs(apps, model, workspace)
         now = self._clock.time()
-        for _ in range(5):
-            endpoint_id = "ep_" + secrets.token_hex(8)
-            token = self._tokens.mint()
+        for _ in range(1 if endpoint_id else 5):
+            new_id = endpoint_id or "ep_" + secrets.token_hex(8)
+            new_token = token or self._tokens.mint()
+            if token is not None and await self._store.kv_get(TOKEN_PREFIX + self._tokens.digest(token)):
+                raise Conflict("another endpoint already has this URL")
             record = EndpointRecord(
-                id=endpoint_id,
+                id=new_id,
                 plugin=plugin.name,
                 apps=tuple(apps),
-                settings=self._seal(endpoint_id, plugin, model),
+                settings=self._seal(new_id, plugin, model),
                 enabled=True,
                 created_at=now,
                 updated_at=now,
-                tokens=(self._token_ref(endpoint_id, token),),
+                tokens=(self._token_ref(new_id, new_token),),
                 options=options or EndpointOptions(),
                 name=name,
                 workspace=workspace,
             )
-            if await self._store.doc_create(COLLECTION, endpoint_id, record.to_doc()):
-                await self._store.kv_set(TOKEN_PREFIX + record.current.digest, endpoint_id)
-                return record, self.url_for(token), shown
+            if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
+                await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
+                return record, self.url_for(new_token), shown
+        if endpoint_id:
+            raise Conflict(f"an endpoint {endpoint_id!r} already exists")
         raise RuntimeError("could not allocate an endpoint id")  # pragma: no cover - 64 random bits
 
     @_one_change_at_a_time
@@ -430,10 +481,7 @@ class EndpointService:
 
         URLs retired earlier keep their own expiry, but never past `grace` from now.
         """
-        grace = self._grace if grace is None else grace
-        if not (math.isfinite(grace) and grace <= MAX_ROTATION_GRACE):
-            raise BadRequest(f"the grace period must be at most {MAX_ROTATION_GRACE:.0f} seconds")
-        grace = max(0.0, grace)
+        grace = self._checked_grace(grace)
         record = await self.get(endpoint_id)
         now = self._clock.time()
         token = self._tokens.mint()
@@ -453,6 +501,75 @@ class EndpointService:
         return updated, self.url_for(token)
 
     @_one_change_at_a_time
+    async def rotate_secret(
+        self, endpoint_id: str, *, setting: str | None = None, value: str | None = None, grace: float | None = None
+    ) -> tuple[EndpointRecord, str, str | None]:
+        """Give a secret setting a new value (`value`, or one the plugin generates); the old one is
+        still accepted (`secret_values`) for `grace` seconds. Returns the record, the setting, and
+        the generated value to show once (None when `value` was given)."""
+        grace = self._checked_grace(grace)
+        record = await self.get(endpoint_id)
+        plugin = self._registry.require(record.plugin)
+        secret = plugin.secret_fields()
+        if setting is None:
+            candidates = sorted(set(plugin.generated) & secret) or sorted(secret)
+            if len(candidates) != 1:
+                raise BadRequest(f"name the secret setting to rotate: one of {', '.join(sorted(secret)) or 'none'}")
+            setting = candidates[0]
+        if setting not in secret:
+            raise BadRequest(f"{setting!r} is not a secret setting of plugin {plugin.name!r}")
+        shown: str | None = None
+        if value is None:
+            factory = plugin.generated.get(setting)
+            if factory is None:
+                raise BadRequest(f"give the new value of {setting!r}: the gateway does not make it")
+            shown, value = factory()
+        current = self.settings(record, plugin)
+        merged = _plain_settings(current, plugin)
+        if merged.get(setting) == value:
+            raise BadRequest(f"the new {setting} is the current one")
+        merged[setting] = value
+        model = self._validate(plugin, merged)
+        now = self._clock.time()
+        kept = [p for p in record.previous_secrets if p.setting != setting and p.expires_at > now]
+        old = record.settings.get(setting)
+        if isinstance(old, str) and grace > 0:
+            kept.append(PreviousSecret(setting, old, now + grace))
+        updated = replace(
+            record,
+            settings=self._seal(record.id, plugin, model),
+            previous_secrets=tuple(kept),
+            updated_at=max(now, record.updated_at + 1e-6),
+        )
+        await self._save(updated)
+        return updated, setting, shown
+
+    @_one_change_at_a_time
+    async def retire_secret(self, endpoint_id: str, *, setting: str | None = None) -> EndpointRecord:
+        """Stop accepting the values `rotate_secret` replaced (of `setting`, or of every setting)."""
+        record = await self.get(endpoint_id)
+        kept = tuple(p for p in record.previous_secrets if setting is not None and p.setting != setting)
+        updated = replace(record, previous_secrets=kept, updated_at=max(self._clock.time(), record.updated_at + 1e-6))
+        await self._save(updated)
+        return updated
+
+    def secret_values(self, record: EndpointRecord, plugin: Plugin, setting: str) -> tuple[str, ...]:
+        """The secret setting's current value, then the values rotated out of it still in their grace."""
+        current = getattr(self.settings(record, plugin), setting, None)
+        values = [current.get_secret_value()] if isinstance(current, SecretStr) else []
+        now = self._clock.time()
+        for previous in record.previous_secrets:
+            if previous.setting == setting and previous.expires_at > now:
+                values.append(self._box.decrypt(previous.value, context=f"endpoint:{record.id}:{setting}"))
+        return tuple(values)
+
+    def _checked_grace(self, grace: float | None) -> float:
+        grace = self._grace if grace is None else grace
+        if not (math.isfinite(grace) and grace <= MAX_ROTATION_GRACE):
+            raise BadRequest(f"the grace period must be at most {MAX_ROTATION_GRACE:.0f} seconds")
+        return max(0.0, grace)
+
+    @_one_change_at_a_time
     async def reseal(self, endpoint_id: str) -> tuple[int, bool]:
         """Re-encrypt the endpoint's secrets under the newest secret key (after adding a key).
 
@@ -469,6 +586,13 @@ class EndpointService:
             if isinstance(value, str) and self._box.needs_rotation(value):
                 settings[name] = self._box.reencrypt(value, context=f"endpoint:{record.id}:{name}")
                 changed += 1
+        previous = []
+        for old in record.previous_secrets:
+            if self._box.needs_rotation(old.value):
+                context = f"endpoint:{record.id}:{old.setting}"
+                old = replace(old, value=self._box.reencrypt(old.value, context=context))
+                changed += 1
+            previous.append(old)
         tokens = []
         for ref in record.tokens:
             if self._box.needs_rotation(ref.token):
@@ -476,7 +600,7 @@ class EndpointService:
                 changed += 1
             tokens.append(ref)
         if changed:
-            await self._save(replace(record, settings=settings, tokens=tuple(tokens)))
+            await self._save(replace(record, settings=settings, tokens=tuple(tokens), previous_secrets=tuple(previous)))
         current = self._box.decrypt(record.current.token, context=f"endpoint:{record.id}:token")
         return changed, not self._tokens.signed_with_newest(current)
 
@@ -535,6 +659,18 @@ class EndpointService:
             if problem:
                 raise BadRequest(problem)
 
+    def checked_settings(self, plugin_name: str, values: dict[str, Any]) -> dict[str, Any]:
+        """`values` as the plugin's settings would store them (defaults filled in, secrets in the
+        clear); `ValidationFailed` names each refused field, never echoing a value."""
+        plugin = self._registry.require(plugin_name)
+        model = self._validate(plugin, values)
+        _refuse_mask(model, plugin)
+        return _plain_settings(model, plugin)
+
+    def authentic_token(self, token: str) -> bool:
+        """Whether `token` is a URL token this gateway signed (and so may be given to `create`)."""
+        return self._tokens.is_authentic(token)
+
     @staticmethod
     def _validate(plugin: Plugin, values: dict[str, Any]) -> BaseModel:
         unknown = sorted(set(values) - set(plugin.settings_model.model_fields))
@@ -560,14 +696,9 @@ class EndpointService:
     def _seal(self, endpoint_id: str, plugin: Plugin, model: BaseModel) -> dict[str, Any]:
         """Settings as stored: JSON values, secret fields encrypted with the endpoint and field as context."""
         data = model.model_dump(mode="json")
+        _refuse_mask(model, plugin)
         for name in plugin.secret_fields():
             value = getattr(model, name)
-            if isinstance(value, SecretStr) and value.get_secret_value() == MASK:
-                # Someone sent back what a read showed them: omit a secret to keep it unchanged.
-                raise ValidationFailed(
-                    f"setting {name!r} is the mask, not a secret; leave it out to keep the current value",
-                    errors=[{"field": name, "message": "the mask is not a secret"}],
-                )
             if isinstance(value, SecretStr):
                 data[name] = self._box.encrypt(value.get_secret_value(), context=f"endpoint:{endpoint_id}:{name}")
             else:

@@ -15,10 +15,11 @@ from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import Permissions
 from gateway.storage.base import Store
 
-__all__ = ["COLLECTION", "ORIGIN", "Installation", "InstallationRecords"]
+__all__ = ["COLLECTION", "ORIGIN", "REMOTE_DEBUG_ORIGIN", "Installation", "InstallationRecords"]
 
 COLLECTION = "dify_plugins"
 ORIGIN = "dify-package"
+REMOTE_DEBUG_ORIGIN = "remote-debug"  # a plugin run by its developer, connected over TCP (no files here)
 
 
 @dataclass(frozen=True, slots=True)

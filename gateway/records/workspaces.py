@@ -68,19 +68,24 @@ class WorkspaceService:
         stored = [WorkspaceRecord.from_doc(doc) for doc in await self._store.doc_list(COLLECTION)]
         return [WorkspaceRecord(DEFAULT_WORKSPACE, 0.0), *sorted(stored, key=lambda w: w.name)]
 
-    async def exists(self, name: str) -> bool:
+    async def find(self, name: str) -> WorkspaceRecord | None:
+        """The workspace `name`, or None."""
         if name == DEFAULT_WORKSPACE:
-            return True
-        # A name no workspace can have costs no store lookup.
-        return (
-            re.fullmatch(WORKSPACE_PATTERN, name) is not None
-            and await self._store.doc_get(COLLECTION, name) is not None
-        )
+            return WorkspaceRecord(DEFAULT_WORKSPACE, 0.0)
+        if re.fullmatch(WORKSPACE_PATTERN, name) is None:  # a name no workspace can have costs no store lookup
+            return None
+        doc = await self._store.doc_get(COLLECTION, name)
+        return None if doc is None else WorkspaceRecord.from_doc(doc)
 
-    async def require(self, name: str) -> None:
-        """NotFound unless the workspace exists."""
-        if not await self.exists(name):
+    async def exists(self, name: str) -> bool:
+        return await self.find(name) is not None
+
+    async def require(self, name: str) -> WorkspaceRecord:
+        """The workspace `name`; NotFound unless it exists."""
+        found = await self.find(name)
+        if found is None:
             raise NotFound(f"no workspace named {name!r}")
+        return found
 
     async def delete(self, name: str, *, apps: list[str], endpoints: list[str]) -> None:
         """Delete an empty workspace; `apps` and `endpoints` are what it still holds (refused if any)."""

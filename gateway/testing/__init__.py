@@ -12,6 +12,8 @@
   entry point: installing dify-gateway is enough);
 - `FakeSlack`, `FakeDiscord`, `FakeTelegram`: fake platform Web APIs that record every call
   (`telegram_request` and `gateway.testing.platforms.telegram.message_update` build Telegram's updates).
+- `FakeLark`: a fake Lark / Feishu Open API (tokens, replies, CardKit), and `lark_event` to
+  encrypt and sign events as Lark sends them (`lark_message_event`, `lark_url_verification`).
 
 Production code never imports this package (an architecture test says so). Names load on first
 use, so importing the package (as pytest does for the fixtures) loads nothing else.
@@ -35,6 +37,12 @@ if TYPE_CHECKING:
         RecordedJob as RecordedJob,
     )
     from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+    from gateway.testing.platforms.lark import (
+        FakeLark as FakeLark,
+        lark_event as lark_event,
+        lark_message_event as lark_message_event,
+        lark_url_verification as lark_url_verification,
+    )
     from gateway.testing.platforms.slack import FakeSlack as FakeSlack
     from gateway.testing.platforms.telegram import FakeTelegram as FakeTelegram
     from gateway.testing.requests import dispatch as dispatch, make_request as make_request
@@ -51,6 +59,7 @@ if TYPE_CHECKING:
         FAST as FAST,
         RunningSimulator as RunningSimulator,
         running_simulator as running_simulator,
+        serving as serving,
     )
     from gateway.testing.storage import MemoryStorage as MemoryStorage
 
@@ -62,6 +71,7 @@ _WHERE = {
     "FakeDiscord": "platforms.discord",
     "FakeJobRun": "jobs",
     "FakeJobs": "jobs",
+    "FakeLark": "platforms.lark",
     "FakeLease": "jobs",
     "FakeSlack": "platforms.slack",
     "FakeTelegram": "platforms.telegram",
@@ -75,10 +85,14 @@ _WHERE = {
     "VirtualClock": "clock",
     "discord_request": "signing",
     "dispatch": "requests",
+    "lark_event": "platforms.lark",
+    "lark_message_event": "platforms.lark",
+    "lark_url_verification": "platforms.lark",
     "make_request": "requests",
     "openai_request": "signing",
     "patched_discord": "platforms.discord",
     "running_simulator": "simulator",
+    "serving": "simulator",
     "slack_request": "signing",
     "telegram_request": "signing",
     "webhook_request": "signing",

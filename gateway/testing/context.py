@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
 import httpx
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 from typing_extensions import TypeVar
 
 from gateway.clock import Clock
@@ -53,6 +53,7 @@ class FakeContext(Generic[SettingsT]):
             `RunningSimulator` (see the `dify_simulator` fixture).
         http: the client `ctx.http` is; by default one that refuses every request.
         clock: by default a `VirtualClock` (sleeps take no real time).
+        previous_secrets: values of secret settings still in a rotation's grace (`ctx.secrets`).
 
     Parts to inspect: `storage` (`MemoryStorage`: `data`), `jobs` (`FakeJobs`: `enqueued`,
     `run_all()`), `apps` (`SimulatedApps`: `calls`), `callbacks` (`RecordedCallbacks`: `sent`).
@@ -71,8 +72,10 @@ class FakeContext(Generic[SettingsT]):
         endpoint_id: str = ENDPOINT_ID,
         endpoint_url: str = ENDPOINT_URL,
         callback_policy: UrlPolicy | None = None,
+        previous_secrets: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.plugin = plugin
+        self.previous_secrets = {name: tuple(values) for name, values in (previous_secrets or {}).items()}
         self._clock: Clock = clock or VirtualClock()
         model = plugin.settings_model
         self._settings: SettingsT = settings if isinstance(settings, model) else model.model_validate(settings or {})
@@ -157,3 +160,8 @@ class FakeContext(Generic[SettingsT]):
     @property
     def clock(self) -> Clock:
         return self._clock
+
+    def secrets(self, setting: str) -> tuple[str, ...]:
+        value = getattr(self._settings, setting, None)
+        current = (value.get_secret_value(),) if isinstance(value, SecretStr) else ()
+        return (*current, *self.previous_secrets.get(setting, ()))

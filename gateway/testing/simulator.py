@@ -1,5 +1,6 @@
 """The Dify simulator on a real uvicorn server in a thread of its own, for any test (sync or
-async, whatever its event loop): `with running_simulator(config) as sim: ... sim.base_url`."""
+async, whatever its event loop): `with running_simulator(config) as sim: ... sim.base_url`;
+`serving(app)` does the same for any ASGI app (a fake platform API)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from gateway.simulator.app import create_simulator_app
 from gateway.simulator.config import SimulatorConfig
 
-__all__ = ["FAST", "RunningSimulator", "running_simulator"]
+__all__ = ["FAST", "RunningSimulator", "running_simulator", "serving"]
 
 #: A simulator that answers at once (no first-token latency, no token pacing).
 FAST = SimulatorConfig(first_token_latency=0, tokens_per_second=0)
@@ -53,10 +55,17 @@ class _Server(uvicorn.Server):
 @contextlib.contextmanager
 def running_simulator(config: SimulatorConfig = FAST, *, host: str = "127.0.0.1") -> Iterator[RunningSimulator]:
     """Serve a simulator with `config` on a port the kernel picks; stopped when the block ends."""
+    with serving(create_simulator_app(config), host=host, name="dify-simulator") as base_url:
+        yield RunningSimulator(base_url, config)
+
+
+@contextlib.contextmanager
+def serving(app: ASGIApp, *, host: str = "127.0.0.1", name: str = "test-server") -> Iterator[str]:
+    """Serve an ASGI app (a fake platform API) on a real uvicorn in a thread of its own, on a port
+    the kernel picks, for code that runs its own event loop (a CLI command); its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((host, 0))
     sock.listen(128)
-    app = create_simulator_app(config)
     server = _Server(uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False))
     failure: list[BaseException] = []
 
@@ -68,13 +77,13 @@ def running_simulator(config: SimulatorConfig = FAST, *, host: str = "127.0.0.1"
         finally:
             server.ready.set()
 
-    thread = threading.Thread(target=serve, name="dify-simulator", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     try:
         if not server.ready.wait(_START_TIMEOUT) or failure or not server.started:
-            raise RuntimeError("the Dify simulator did not start") from (failure[0] if failure else None)
+            raise RuntimeError(f"{name} did not start") from (failure[0] if failure else None)
         port = sock.getsockname()[1]
-        yield RunningSimulator(f"http://{host}:{port}", config)
+        yield f"http://{host}:{port}"
     finally:
         server.should_exit = True
         thread.join(_START_TIMEOUT)

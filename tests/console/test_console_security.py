@@ -8,6 +8,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from gateway.admin.auth import MAX_FAILURES_PER_MINUTE
 from gateway.console.routes import STATIC
@@ -180,3 +181,22 @@ async def test_a_bearer_token_is_judged_alone_whatever_cookie_comes_with_it(runn
     await log_in(client)  # a live session does not rescue a wrong token
     wrong = await client.get("/admin/api/apps", headers={"authorization": "Bearer wrong-" + "x" * 40})
     assert wrong.status_code == 401
+
+
+async def test_sessions_end_when_the_admin_token_changes_or_the_console_is_turned_off(tmp_path: Path) -> None:
+    """A session stands for the admin token that opened it: a leaked token that was replaced must
+    not live on as a cookie, nor a session opened before the console was turned off."""
+    async with running_app(make_settings(tmp_path), run_workers=False) as running:
+        await log_in(running.client)
+        replayed = {"cookie": f"gw_console={running.client.cookies['gw_console']}"}
+    async with running_app(make_settings(tmp_path), run_workers=False) as running:  # a restart, same token
+        assert (await running.client.get("/admin/api/apps", headers=replayed)).status_code == 200
+    rotated = make_settings(tmp_path, admin_token=SecretStr("admin-" + "r" * 40))
+    async with running_app(rotated, run_workers=False) as running:
+        assert (await running.client.get("/admin/api/apps", headers=replayed)).status_code == 401
+        assert (await running.client.get("/console/session", headers=replayed)).status_code == 401
+    async with running_app(make_settings(tmp_path), run_workers=False) as running:
+        await log_in(running.client)
+        replayed = {"cookie": f"gw_console={running.client.cookies['gw_console']}"}
+    async with running_app(make_settings(tmp_path, console=False), run_workers=False) as running:
+        assert (await running.client.get("/admin/api/apps", headers=replayed)).status_code == 401

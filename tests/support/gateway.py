@@ -139,15 +139,16 @@ def refused_port() -> Iterator[int]:
 
 
 @contextlib.asynccontextmanager
-async def live_server(app: ASGIApp, sock: socket.socket | None = None) -> AsyncIterator[str]:
-    """Serve `app` on a real uvicorn on loopback; yields the base URL.
+async def live_server(app: ASGIApp, sock: socket.socket | None = None, *, lifespan: str = "on") -> AsyncIterator[str]:
+    """Serve `app` on a real uvicorn on loopback; yields the base URL (`lifespan="off"` for an app
+    whose lifespan the test runs itself, to reach its state).
 
     The server listens on `sock` (see `listening_socket`) or on a port of its own it bound to 0.
     The caller's socket stays open afterwards: another server can take over the same port.
     """
     own = sock is None
     sock = sock or listening_socket()
-    config = uvicorn.Config(app, log_level="warning", lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan)  # type: ignore[arg-type]
     server = uvicorn.Server(config)
     # uvicorn closes the sockets it served on: give it a duplicate of the caller's.
     task = asyncio.create_task(server.serve(sockets=[sock.dup()]))
@@ -173,3 +174,17 @@ async def live_app(build: Callable[[str], ASGIApp]) -> AsyncIterator[str]:
     with listening_socket() as sock:
         async with live_server(build(base_url(sock)), sock=sock) as base:
             yield base
+
+
+async def create_chat_endpoint(
+    client: httpx.AsyncClient, base: str, simulator: str, plugin: str, settings: dict[str, Any]
+) -> str:
+    """On the gateway at `base`: the simulator's chat app `support` and a `plugin` endpoint bound to
+    it with `settings`; the endpoint's URL."""
+    app = {"name": "support", "base_url": f"{simulator}/v1", "api_key": "app-simulator", "mode": "chat"}
+    assert (await client.post(f"{base}/admin/api/apps", json=app, headers=admin_headers())).status_code == 201
+    body = {"plugin": plugin, "apps": ["support"], "settings": settings}
+    created = await client.post(f"{base}/admin/api/endpoints", json=body, headers=admin_headers())
+    assert created.status_code == 201, created.text
+    url: str = created.json()["url"]
+    return url

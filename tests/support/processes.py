@@ -28,6 +28,14 @@ def gateway_env(**values: str) -> dict[str, str]:
     }
 
 
+def crash_test_env(store: str, public_url: str) -> dict[str, str]:
+    """The environment of gateway processes a crash test kills and restarts: short leases and polls,
+    so the job a killed process held is taken over within a second or two."""
+    return gateway_env(
+        GATEWAY_STORE=store, GATEWAY_JOB_LEASE="1.0", GATEWAY_JOB_POLL_INTERVAL="0.1", GATEWAY_PUBLIC_URL=public_url
+    )
+
+
 def start_gateway(
     env: dict[str, str], sock: socket.socket, module: str = "gateway", output: BinaryIO | None = None
 ) -> subprocess.Popen[bytes]:

@@ -14,6 +14,7 @@ from gateway.delivery.chat.adapter import (
     Fence as Fence,
     MessageRef as MessageRef,
     NativeStream as NativeStream,
+    ResumableStream as ResumableStream,
     StreamUnavailable as StreamUnavailable,
     default_failure_note as default_failure_note,
     failure_code as failure_code,
@@ -32,7 +33,7 @@ from gateway.delivery.chat.posted import (
     PostedMessages as PostedMessages,
     StoredMessages as StoredMessages,
 )
-from gateway.delivery.chat.said import said as said
+from gateway.delivery.chat.said import Said as Said, said as said
 from gateway.delivery.chat.typing import repeating as repeating
 
 __all__ = [
@@ -50,6 +51,8 @@ __all__ = [
     "PostedKind",
     "PostedMessage",
     "PostedMessages",
+    "ResumableStream",
+    "Said",
     "StoredMessages",
     "StreamUnavailable",
     "default_failure_note",

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from gateway.delivery.chat.text import Protect
 from gateway.exceptions import BudgetExceeded, GatewayError, UpstreamError
@@ -32,6 +32,7 @@ __all__ = [
     "Fence",
     "MessageRef",
     "NativeStream",
+    "ResumableStream",
     "StreamUnavailable",
     "default_failure_note",
     "failure_code",
@@ -106,6 +107,9 @@ class ChatRules:
         render_pages: split the Markdown first, then render each page on its own: for markup whose
             tags can't be cut between messages (Telegram's HTML); `limit` then counts the
             Markdown of a page (Telegram counts text after entity parsing, which is no longer).
+        fits: with `render_pages`, whether a rendered page fits one message; a page that doesn't
+            (its render grew: escapes that show as more characters, a platform that counts
+            UTF-16 units) is split again, smaller, until it does. None: every page fits.
     """
 
     limit: int
@@ -125,6 +129,7 @@ class ChatRules:
     truncated_note: str = "_(The answer is too long to show here in full.)_"
     rate_limit_attempts: int = 5
     render_pages: bool = False
+    fits: Callable[[str], bool] | None = None
 
 
 class NativeStream(Protocol):
@@ -163,6 +168,17 @@ class Draft(Protocol):
     async def show(self, text: str, page: int) -> None:
         """Preview `text` (one rendered page) as message `page` (0 first) of the answer; replaces
         the last preview of that page."""
+
+
+@runtime_checkable
+class ResumableStream(NativeStream, Protocol):
+    """A native stream whose messages can be shown again from the start and stream again (Lark's
+    CardKit cards: a card's text is replaced at will). A rerun of the job goes on in the streams an
+    earlier run opened, in order, instead of deleting them; those it no longer needs are deleted
+    at the end."""
+
+    async def resume(self, ref: MessageRef, text: str) -> None:
+        """Make the stream `ref` show `text` (from its start) and take appends again."""
         ...
 
 

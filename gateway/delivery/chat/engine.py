@@ -11,7 +11,8 @@ what arrived; a fast answer costs one write per interval), then always makes a f
   (`gateway.delivery.chat.drafts`);
 - every write goes through the fence and honours `RateLimited.retry_after`
   (`gateway.delivery.chat.writes`);
-- a rerun of the job edits the messages the record (`PostedMessages`) says were posted;
+- a rerun of the job edits the messages the record (`PostedMessages`) says were posted (and goes
+  on in the streams it opened when the platform can resume them, `ResumableStream`);
 - when Dify fails, the failure note follows what was shown (or is shown alone);
 - when the adapter's time is up (`ChatRules.expires_at`), the answer goes on through `handover`
   or ends with the expired note, and reading stops (leaving the stream stops the Dify task).
@@ -40,7 +41,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
 from gateway.clock import Clock
-from gateway.delivery.chat.adapter import ChatAdapter, Draft, Fence
+from gateway.delivery.chat.adapter import ChatAdapter, Draft, Fence, ResumableStream
 from gateway.delivery.chat.drafts import DraftPages
 from gateway.delivery.chat.native import NativePages
 from gateway.delivery.chat.pages import Pages
@@ -250,11 +251,15 @@ class _Delivery:
         """The messages of `adapter`: those of an earlier run taken over, or natively streamed ones."""
         earlier = await posted.load()
         kept = [m for m in earlier if m.kind == "message"]
-        record = Recorder(posted, kept)
-        for stale in (m for m in earlier if m.kind == "stream"):  # a stream can't be resumed: take it back
-            await self._writes(partial(adapter.delete, stale.ref))
-        if len(kept) != len(earlier):
-            await posted.save(kept)
+        # Streams of a platform that resumes them are shown again (when no edited message took over).
+        resumable = isinstance(adapter.native, ResumableStream) and not kept and adapter.original is None
+        streams = [m for m in earlier if m.kind == "stream"] if resumable else []
+        record = Recorder(posted, kept or streams)
+        if not resumable:
+            for stale in (m for m in earlier if m.kind == "stream"):  # a stream can't be resumed: take it back
+                await self._writes(partial(adapter.delete, stale.ref))
+            if len(kept) != len(earlier):
+                await posted.save(kept)
 
         def pages(reuse: list[PostedMessage]) -> Pages:
             return Pages(adapter, self._writes, record, earlier=[m.ref for m in reuse])
@@ -271,6 +276,7 @@ class _Delivery:
             delete=adapter.delete,
             fallback=partial(pages, []),
             protect=adapter.rules.protect,
+            earlier=[m.ref for m in streams],
         )
 
     async def _follow(self, reader: asyncio.Task[None], typing: AsyncExitStack) -> None:

@@ -7,15 +7,19 @@ text is replaced (output moderation), the streamed messages are deleted and the 
 shown in edited messages; when the platform refuses streaming or a stream expired
 (`StreamUnavailable`), the rest of the answer goes on in edited messages, as @slack/web-api
 does (platforms.md §1.8).
+
+A rerun on a platform that resumes streams (`ResumableStream`, Lark's CardKit cards) is given the
+streams the earlier run opened (`earlier`): they are used, in order, before any new one is
+started, and those left over are deleted once the answer ended (or gave up streaming).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
-from gateway.delivery.chat.adapter import MessageRef, NativeStream, StreamUnavailable
+from gateway.delivery.chat.adapter import MessageRef, NativeStream, ResumableStream, StreamUnavailable
 from gateway.delivery.chat.pages import Pages
 from gateway.delivery.chat.posted import Recorder
 from gateway.delivery.chat.text import FENCE, cut_point, last_break, open_fence
@@ -42,8 +46,11 @@ class NativePages:
         delete: Callable[[MessageRef], Awaitable[None]],
         fallback: Callable[[], Pages],
         protect: Callable[[str, int, int], int] | None = None,
+        earlier: Sequence[MessageRef] = (),
     ) -> None:
         self._stream = stream
+        self._resume = stream.resume if isinstance(stream, ResumableStream) else None
+        self._earlier = list(earlier) if self._resume is not None else []  # streams to show again, in order
         self._writes = writes
         self._record = record
         self._delete = delete
@@ -82,7 +89,16 @@ class NativePages:
         if final and self._current is not None:
             await self._writes(partial(self._stream.stop, self._current))
             self._current = None
+        if final:
+            await self._drop_earlier()
         return wrote
+
+    async def _drop_earlier(self) -> None:
+        """Delete the streams of an earlier run that this one did not need."""
+        while self._earlier:
+            ref = self._earlier.pop()
+            await self._writes(partial(self._delete, ref))
+            await self._record.remove(ref)
 
     def _fall_back(self, offset: int) -> Pages:
         self._offset = offset
@@ -96,6 +112,7 @@ class NativePages:
             with contextlib.suppress(GatewayError):
                 await self._writes(partial(self._stream.stop, self._current))
             self._current = None
+        await self._drop_earlier()
         if delete:
             for posted in [m for m in self._record.messages if m.kind == "stream"]:
                 await self._writes(partial(self._delete, posted.ref))
@@ -132,8 +149,12 @@ class NativePages:
         closer = _CLOSE if close and open_fence(after) else ""
         if self._current is None:
             content = self._reopen + piece + closer
-            self._current = await self._writes(partial(self._stream.start, content))
-            await self._record.add(self._current, "stream")
+            if self._earlier and self._resume is not None:  # shown again: it is in the record already
+                await self._writes(partial(self._resume, self._earlier[0], content))
+                self._current = self._earlier.pop(0)
+            else:
+                self._current = await self._writes(partial(self._stream.start, content))
+                await self._record.add(self._current, "stream")
             self._streams += 1
             self._length, self._reopen = len(content), ""
         elif content := piece + closer:

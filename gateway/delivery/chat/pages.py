@@ -66,12 +66,21 @@ class Pages:
         """`text` (Markdown) as the rendered pages of the platform's messages."""
         rules = self._rules
         if rules.render_pages:
-            return [
-                rendered
-                for page in split_text(text, rules.limit, protect=rules.protect)
-                if (rendered := rules.render(page))
-            ]
+            return self._rendered_pages(text, rules.limit)
         return split_text(rules.render(text), rules.limit, protect=rules.protect)
+
+    def _rendered_pages(self, text: str, limit: int) -> list[str]:
+        """`text` split at `limit` and each page rendered; a page whose render doesn't fit
+        (`ChatRules.fits`) split again at half the limit."""
+        rules = self._rules
+        pages: list[str] = []
+        for page in split_text(text, limit, protect=rules.protect):
+            rendered = rules.render(page)
+            if rules.fits is not None and not rules.fits(rendered) and limit // 2 >= MIN_LIMIT:
+                pages += self._rendered_pages(page, limit // 2)
+            elif rendered:
+                pages.append(rendered)
+        return pages
 
     async def show(self, text: str, *, final: bool) -> bool:
         """Make the messages show `text` (Markdown); True when anything was written.

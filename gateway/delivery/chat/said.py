@@ -1,22 +1,21 @@
-"""A fixed reply (the gateway's own words: a greeting, "conversation reset") as an answer to
-`deliver`, so it is posted like any answer: fenced, recorded, never twice on a rerun."""
+"""The gateway's own words shown like an answer (a reset confirmation, a prompt to ask something):
+`deliver(said("Done."), adapter, ...)` posts them with the platform's rules, through the same
+record, fence and rate limits as an answer from Dify."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING
 
 from gateway.dify.models import Answer, Delta
 
-if TYPE_CHECKING:
-    from gateway.delivery.chat.engine import AnswerSource
-
-__all__ = ["said"]
+__all__ = ["Said", "said"]
 
 
-class _Said:
+class Said:
+    """A fixed text as an answer source (one `text` delta)."""
+
     def __init__(self, text: str) -> None:
         self.answer = Answer(text=text, app="", mode="")
 
@@ -24,6 +23,6 @@ class _Said:
         yield Delta("text", self.answer.text)
 
 
-def said(text: str) -> AbstractAsyncContextManager[AnswerSource]:
-    """`text` (Markdown) as an answer: `await deliver(said("Done."), adapter, ...)`."""
-    return contextlib.nullcontext(_Said(text))
+def said(text: str) -> AbstractAsyncContextManager[Said]:
+    """`text` as an open answer for `deliver`."""
+    return contextlib.nullcontext(Said(text))

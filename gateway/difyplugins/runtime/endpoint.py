@@ -100,6 +100,7 @@ class DifyEndpointPlugin(Plugin[Any]):
         connect: Callable[[str], Awaitable[PluginConnection]],
         storage: Callable[[str, int], InstallationStorage],
         request_timeout: float,
+        forward: Callable[[Request], Awaitable[Response | None]] | None = None,
     ) -> None:
         # Gateway plugin names are single words; a Dify package is keyed by `author/name`, the key
         # its endpoints keep across upgrades (validated by the manifest's own rules).
@@ -117,6 +118,9 @@ class DifyEndpointPlugin(Plugin[Any]):
         self._connect = connect
         self._storage = storage
         self._timeout = request_timeout
+        # A plugin connected for remote debugging to another replica: the request goes there
+        # (`forward` answers it) unless it is connected here (`forward` returns None).
+        self._forward = forward
         self._declared = declared_kinds(spec.permissions)
         self.route("/{rest:path}", methods=ALL_METHODS, verify=False)(self._handle)
 
@@ -142,6 +146,15 @@ class DifyEndpointPlugin(Plugin[Any]):
         return out
 
     async def _handle(self, request: Request, ctx: Context[Any]) -> Response:
+        self._rules.check(request.method, request.path)
+        if self._forward is not None:
+            forwarded = await self._forward(request)
+            if forwarded is not None:
+                return forwarded
+        return await self.serve(request, ctx)
+
+    async def serve(self, request: Request, ctx: Context[Any]) -> Response:
+        """Answer `request` through this process's connection to the plugin (never forwarded)."""
         context = cast(PluginContext, ctx)
         self._rules.check(request.method, request.path)
         connection = await self._connect(self.name)

@@ -18,10 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from gateway.clock import Clock
 from gateway.difyplugins.runtime.connection import PluginConnection
@@ -34,7 +37,8 @@ from gateway.difyplugins.runtime.storage import InstallationStorage
 from gateway.difyplugins.runtime.venv import PluginVenvs, requirements_of
 from gateway.exceptions import PluginUnavailable
 from gateway.host.registry import PluginRegistry
-from gateway.records.installations import Installation, InstallationRecords
+from gateway.plugin import Request, Response
+from gateway.records.installations import REMOTE_DEBUG_ORIGIN, Installation, InstallationRecords
 from gateway.storage.base import Store
 
 __all__ = ["DifyRuntime", "RuntimeConfig"]
@@ -42,6 +46,17 @@ __all__ = ["DifyRuntime", "RuntimeConfig"]
 logger = logging.getLogger(__name__)
 
 _STATE_KEY = "difyrt:state:"  # + author/name: the runtime state a serving process published
+
+
+class RemoteConnections(Protocol):
+    """The plugins connected for remote debugging (gateway/difyplugins/debug): their connection
+    here, the answer of the replica holding it, their state for listings."""
+
+    async def connect(self, key: str) -> PluginConnection: ...
+    async def forward(self, key: str, request: Request) -> Response | None: ...
+    def state(self, key: str) -> str: ...
+    async def refresh(self, keys: Iterable[str]) -> None: ...
+    def drop(self, key: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +93,10 @@ class DifyRuntime:
         store: Store,
         clock: Clock,
         records: InstallationRecords | None = None,
+        remote: RemoteConnections | None = None,
     ) -> None:
         self.config = config
+        self._remote = remote
         self._registry = registry
         self._store = store
         self._clock = clock
@@ -104,6 +121,8 @@ class DifyRuntime:
     async def discard(self, installation: Installation) -> None:
         """The installation was upgraded away or removed: stop its process and unregister it here."""
         await self.unload(installation.key, installation.identity)
+        if installation.origin == REMOTE_DEBUG_ORIGIN and self._remote is not None:
+            self._remote.drop(installation.key)
 
     def runtime_state(self, installation: Installation) -> str | None:
         """This process's state of the plugin when it runs it here; else the state a serving process
@@ -111,6 +130,8 @@ class DifyRuntime:
         loaded = self._loaded.get(installation.key)
         if loaded is not None and loaded.process is not None and loaded.plugin.identity == installation.identity:
             return loaded.process.status().state
+        if installation.origin == REMOTE_DEBUG_ORIGIN:
+            return self._remote.state(installation.key) if self._remote is not None else "disconnected"
         published = self._published.get(installation.key)
         return published.state if published is not None and published.identity == installation.identity else None
 
@@ -135,11 +156,15 @@ class DifyRuntime:
         if loaded is not None and loaded.plugin.identity == spec.identity:
             loaded.recorded = loaded.recorded or recorded
             return loaded.plugin
+        remote = self._remote if spec.origin == REMOTE_DEBUG_ORIGIN else None
         plugin = DifyEndpointPlugin(
             spec,
-            connect=self.connection,
+            # A plugin being debugged runs on its developer's machine: its connection is the one
+            # it opened (here, or on the replica it is forwarded to), never a process of ours.
+            connect=remote.connect if remote is not None else self.connection,
             storage=self._storage,
             request_timeout=self.config.policy.request_timeout,
+            forward=functools.partial(remote.forward, spec.key) if remote is not None else None,
         )
         if loaded is not None and loaded.process is not None:
             self._retire(loaded.process)  # an upgrade: the next request starts the new version
@@ -171,7 +196,10 @@ class DifyRuntime:
         if self._records is None:
             return []
         loaded = []
-        for installation in await self._records.all():
+        installations = await self._records.all()
+        if self._remote is not None:
+            await self._remote.refresh(i.key for i in installations if i.origin == REMOTE_DEBUG_ORIGIN)
+        for installation in installations:
             published = await self._store.kv_get(_STATE_KEY + installation.key)
             if published is not None:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -200,6 +228,8 @@ class DifyRuntime:
         if self._records is None:
             return
         installations = {i.key: i for i in await self._records.all()}
+        if self._remote is not None:
+            await self._remote.refresh(k for k, i in installations.items() if i.origin == REMOTE_DEBUG_ORIGIN)
         for key, loaded in list(self._loaded.items()):
             if loaded.recorded and key not in installations:
                 await self.unload(key)
@@ -264,7 +294,11 @@ class DifyRuntime:
         return loaded.process.status()
 
     def statuses(self) -> list[RuntimeStatus]:
-        return [self.status(key) for key in sorted(self._loaded)]
+        """The state of each plugin process (plugins connected for remote debugging have none)."""
+        return [self.status(key) for key in sorted(self._loaded) if not self._is_remote(key)]
+
+    def _is_remote(self, key: str) -> bool:
+        return self._loaded[key].plugin.spec.origin == REMOTE_DEBUG_ORIGIN
 
     def metric_lines(self) -> list[str]:
         """Prometheus lines: each plugin's state (1 for the current one), restarts and requests in flight."""
@@ -284,6 +318,14 @@ class DifyRuntime:
             "# TYPE gateway_dify_plugin_sessions gauge",
         ]
         lines += [f'gateway_dify_plugin_sessions{{plugin="{_label(s.plugin)}"}} {s.sessions}' for s in statuses]
+        if self._remote is not None:
+            lines += [
+                "# HELP gateway_dify_plugin_debug_connected Whether each plugin run for remote debugging is connected.",
+                "# TYPE gateway_dify_plugin_debug_connected gauge",
+            ]
+            for key in sorted(key for key in self._loaded if self._is_remote(key)):
+                connected = int(self._remote.state(key) == "connected")
+                lines.append(f'gateway_dify_plugin_debug_connected{{plugin="{_label(key)}"}} {connected}')
         return lines
 
     async def aclose(self) -> None:

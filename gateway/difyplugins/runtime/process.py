@@ -26,11 +26,11 @@ from gateway.clock import Clock
 from gateway.difyplugins.runtime.connection import PluginConnection
 from gateway.difyplugins.runtime.protocol import decode_line
 from gateway.difyplugins.runtime.status import RuntimeState, RuntimeStatus
+from gateway.difyplugins.runtime.transport import READ_CHUNK, line_writer, read_lines
 from gateway.exceptions import PluginUnavailable
 
 __all__ = ["PluginProcess", "ProcessPolicy"]
 
-_READ_CHUNK = 1 << 16
 _STDERR_LINE = 8192  # longer stderr lines are cut for the log
 
 
@@ -219,45 +219,27 @@ class PluginProcess:
         return reason
 
     def _writer(self, process: asyncio.subprocess.Process) -> Callable[[bytes], Awaitable[None]]:
-        stdin = process.stdin
-        assert stdin is not None
-
-        async def write(line: bytes) -> None:
-            async with self._write_lock:
-                try:
-                    stdin.write(line)
-                    await stdin.drain()
-                except (ConnectionError, RuntimeError) as exc:
-                    raise PluginUnavailable(
-                        f"plugin {self.name} is not running", retry_after=self._policy.restart_base
-                    ) from exc
-
-        return write
+        assert process.stdin is not None
+        return line_writer(process.stdin, name=self.name, retry_after=self._policy.restart_base, lock=self._write_lock)
 
     async def _read_stdout(self, process: asyncio.subprocess.Process, connection: PluginConnection) -> None:
-        stdout = process.stdout
-        assert stdout is not None
-        buffer = bytearray()
-        while chunk := await stdout.read(_READ_CHUNK):
-            self._last_seen = self._clock.monotonic()
-            buffer += chunk
-            if b"\n" not in chunk:
+        assert process.stdout is not None
+        async for line in read_lines(process.stdout, on_data=self._seen):
+            message = decode_line(line)
+            if message is None:
                 continue
-            *lines, rest = bytes(buffer).split(b"\n")
-            buffer = bytearray(rest)
-            for line in lines:
-                message = decode_line(line)
-                if message is None:
-                    continue
-                if self._state == "starting":
-                    self._state = "running"
-                connection.receive(message)
+            if self._state == "starting":
+                self._state = "running"
+            connection.receive(message)
+
+    def _seen(self) -> None:
+        self._last_seen = self._clock.monotonic()
 
     async def _read_stderr(self, process: asyncio.subprocess.Process) -> None:
         stderr = process.stderr
         assert stderr is not None
         buffer = bytearray()
-        while chunk := await stderr.read(_READ_CHUNK):
+        while chunk := await stderr.read(READ_CHUNK):
             buffer += chunk
             *lines, rest = bytes(buffer).split(b"\n")
             buffer = bytearray(rest[-_STDERR_LINE:])

@@ -12,7 +12,7 @@ from typing import Any
 from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import EndpointDeclaration, Permissions
 from gateway.difyplugins.package import PluginPackage
-from gateway.records.installations import Installation
+from gateway.records.installations import ORIGIN, Installation
 
 __all__ = ["PluginSpec", "spec_of"]
 
@@ -26,6 +26,7 @@ class PluginSpec:
     endpoints: tuple[EndpointDeclaration, ...]
     permissions: Permissions
     description: str = ""
+    origin: str = ORIGIN  # or REMOTE_DEBUG_ORIGIN: run by its developer, connected for debugging
 
     @classmethod
     def from_package(cls, package: PluginPackage, directory: Path) -> PluginSpec:
@@ -51,6 +52,7 @@ class PluginSpec:
         endpoints: Sequence[Mapping[str, Any]],
         permissions: Mapping[str, Any],
         description: str = "",
+        origin: str = ORIGIN,
     ) -> PluginSpec:
         """From an installation record's fields (endpoints as `{"path", "method", "source"}`)."""
         return cls(
@@ -66,6 +68,7 @@ class PluginSpec:
             ),
             permissions=Permissions.model_validate(dict(permissions)),
             description=description,
+            origin=origin,
         )
 
 
@@ -79,4 +82,5 @@ def spec_of(installation: Installation) -> PluginSpec:
         endpoints=installation.endpoints,
         permissions=installation.permissions,
         description=installation.label,
+        origin=installation.origin,
     )

@@ -2,7 +2,8 @@
 serve on a real uvicorn (`live_server`) or to mount in an httpx client (`httpx.ASGITransport`)."""
 
 from gateway.testing.platforms.discord import FakeDiscord as FakeDiscord, patched_discord as patched_discord
+from gateway.testing.platforms.lark import FakeLark as FakeLark
 from gateway.testing.platforms.slack import FakeSlack as FakeSlack
 from gateway.testing.platforms.telegram import FakeTelegram as FakeTelegram
 
-__all__ = ["FakeDiscord", "FakeSlack", "FakeTelegram", "patched_discord"]
+__all__ = ["FakeDiscord", "FakeLark", "FakeSlack", "FakeTelegram", "patched_discord"]

@@ -211,6 +211,10 @@ class _Ctx:
         self.settings = settings
         self.clock = clock
 
+    def secrets(self, setting: str) -> tuple[str, ...]:
+        value = getattr(self.settings, setting)
+        return (value.get_secret_value(),) if value is not None else ()
+
 
 @pytest.mark.anyio
 @pytest.mark.parametrize(("delta", "passed"), [(0, True), (300, True), (-300, True), (301, False), (-301, False)])

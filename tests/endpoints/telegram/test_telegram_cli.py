@@ -130,3 +130,15 @@ async def test_a_wrong_bot_token_is_a_clean_error(tmp_path: Path, fake: FakeTele
     assert code == 1 and "Traceback" not in err
     assert "Telegram refused the webhook: Unauthorized (check bot_token)" in err
     assert TOKEN not in out + err and TOKEN.split(":")[1] not in out + err
+
+
+@pytest.mark.parametrize("date", [10**20, -(10**20), 2**63])
+async def test_a_last_error_date_out_of_any_calendar_is_told_not_a_crash(
+    tmp_path: Path, fake: FakeTelegram, date: int
+) -> None:
+    env = gateway_env(GATEWAY_STORE=f"sqlite:///{tmp_path / 'gw.db'}", GATEWAY_PUBLIC_URL=PUBLIC)
+    endpoint = await _endpoint(env, fake)
+    fake.last_error = (date, "Wrong response from the webhook")
+    code, out, err = await run(env, "telegram", "status", endpoint["id"])
+    assert "Traceback" not in err, err
+    assert "Last delivery error: Wrong response from the webhook (at an unreadable time)" in out

@@ -11,6 +11,7 @@ import pytest
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.platforms.telegram import BOT_ID, BOT_USERNAME, group_chat, message_update, user
 from tests.endpoints.telegram.conftest import TelegramStack, telegram_stack
+from tests.support.gateway import admin_headers
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -144,6 +145,26 @@ async def test_an_answer_over_4096_characters_continues_in_new_messages(tmp_path
     assert "\n\n".join(shown).split() == answer.split()
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        pytest.param(" ".join(f"user{i}@example.com" for i in range(600)), id="emails-whose-@-get-a-word-joiner"),
+        pytest.param("Great! " + "\U0001f600" * 5000, id="emoji-two-utf16-units-each"),
+    ],
+)
+async def test_pages_that_grow_when_rendered_still_fit_a_message(tmp_path: Path, answer: str) -> None:
+    """Telegram counts the text it shows, in UTF-16 units: a page of Markdown under the limit can
+    be over it once rendered (word joiners defusing @s, characters outside the BMP)."""
+    async with telegram_stack(tmp_path, SimulatorConfig(first_token_latency=0.05, tokens_per_second=2000)) as stack:
+        _, url = await stack.endpoint()
+        await stack.send(url, message_update(f"[[say:{answer}]]", sender=BEN))
+        [job] = await stack.settled(1)
+        shown = stack.fake.chat(BEN["id"])
+    assert job["state"] == "done" and job["last_error"] is None, job
+    assert all(len(text.encode("utf-16-le")) // 2 <= 4096 for text in shown)
+    assert "".join("".join(shown).replace("\u2060", "").split()) == "".join(answer.split())  # all of it, once
+
+
 async def test_markup_in_an_answer_is_rendered_or_escaped_never_injected(stack: TelegramStack) -> None:
     _, url = await stack.endpoint()
     answer = "**real bold** and <b>fake bold</b> & <script>x</script> `a<b` [link](https://dify.ai) @everyone_here"
@@ -235,3 +256,24 @@ async def test_a_file_for_an_app_without_files_gets_a_polite_note(stack: Telegra
 
     assert stack.fake.chat(ANA["id"]) == ["Sorry, this assistant can't read files. Please send your question as text."]
     assert chat_requests(await stack.sim_stats()) == []
+
+
+async def test_a_new_bot_token_is_a_new_bot_at_once(stack: TelegramStack) -> None:
+    """The bot's identity is kept to tell mentions apart; given another bot's token, the endpoint
+    answers that bot's mentions from the next message, not a day later."""
+    endpoint_id, url = await stack.endpoint()
+    await stack.send(url, message_update(f"@{BOT_USERNAME} [[say:first]]", sender=ANA, chat=GROUP))
+    await stack.settled(1)
+    fake = stack.fake
+    fake.token, fake.bot_id, fake.username = "987654321:" + "N" * 35, 987654321, "new_dify_bot"
+    changed = await stack.client.patch(
+        f"{stack.gateway}/admin/api/endpoints/{endpoint_id}",
+        json={"settings": {"bot_token": fake.token}},
+        headers=admin_headers(),
+    )
+    assert changed.status_code == 200, changed.text
+    await stack.send(url, message_update(f"@{BOT_USERNAME} [[say:not me any more]]", sender=ANA, chat=GROUP))
+    await stack.send(url, message_update("@new_dify_bot [[say:second]]", sender=BEN, chat=GROUP))
+    await stack.settled(2)
+    texts = [m.text for m in fake.messages.values()]
+    assert "second" in texts and "not me any more" not in texts

@@ -71,3 +71,13 @@ def test_each_page_of_a_long_answer_renders_on_its_own() -> None:
     assert len(pages) > 3
     for page in pages:
         parse_html(to_html(page))
+
+
+@pytest.mark.parametrize(
+    "link", ["tg://user?id=12345", "TG://USER?ID=12345", "tg:user?id=12345", "tg:///user?id=1", "tg://%75ser?id=12345"]
+)
+def test_a_link_to_a_user_is_text_so_an_answer_cannot_notify_anyone(link: str) -> None:
+    # `<a href="tg://user?id=…">` is Telegram's inline mention: it notifies that person in a group.
+    rendered = to_html(f"hello [you]({link}) and @admins")
+    assert rendered == "hello you and @\u2060admins"
+    assert to_html("[chan](tg://resolve?domain=dify)") == '<a href="tg://resolve?domain=dify">chan</a>'

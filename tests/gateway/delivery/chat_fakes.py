@@ -15,7 +15,8 @@ from gateway.dify.models import Answer, Delta
 from gateway.exceptions import GatewayError, RateLimited
 from gateway.testing.clock import VirtualClock
 
-__all__ = ["Call", "FakeAnswer", "FakeChat", "FakeNative", "VirtualClock", "text"]  # VirtualClock moved to the kit
+# VirtualClock moved to the kit
+__all__ = ["Call", "FakeAnswer", "FakeChat", "FakeNative", "FakeResumable", "VirtualClock", "text"]
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,16 @@ class FakeNative:
         calls = [c for c in self.chat.calls if c.name in ("start", "append")]
         if self.fail_after is not None and len(calls) >= self.fail_after:
             raise StreamUnavailable("streaming refused")
+
+
+@dataclass
+class FakeResumable(FakeNative):
+    """A native stream whose messages can be shown again from the start (Lark's CardKit cards)."""
+
+    async def resume(self, ref: MessageRef, text: str) -> None:
+        self._check()
+        self.chat.record("resume", ref, text)
+        self.chat.messages[ref] = text
 
 
 @dataclass

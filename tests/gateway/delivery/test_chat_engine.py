@@ -15,7 +15,7 @@ from gateway.delivery.chat import (
 from gateway.dify.models import Delta
 from gateway.exceptions import Overloaded, RateLimited, UpstreamError
 from gateway.testing import MemoryStorage
-from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, VirtualClock, text
+from tests.gateway.delivery.chat_fakes import FakeAnswer, FakeChat, FakeNative, FakeResumable, VirtualClock, text
 
 pytestmark = pytest.mark.anyio
 
@@ -510,3 +510,61 @@ async def test_a_failure_note_is_appended_to_a_native_stream_without_taking_it_b
 
     assert chat.named("delete", "post", "edit") == []
     assert chat.shown() == ["Half an answer and more \n\n(failed)"]
+
+
+# -- resumable native streams (Lark's CardKit cards) ------------------------------------------------
+
+
+async def test_a_rerun_goes_on_in_the_streams_a_resumable_platform_kept(clock: VirtualClock) -> None:
+    chat = FakeChat(clock)
+    chat.native = FakeResumable(chat, limit=500)
+    chat.messages = {"s1": "half an ans"}
+    posted = MemoryMessages([PostedMessage("s1", "stream")])
+
+    done = await deliver(FakeAnswer(clock, text("Full ", "answer.", delay=1.5)), chat, clock=clock, posted=posted)
+
+    assert [c.name for c in chat.calls if c.name != "stop"][:1] == ["resume"]
+    assert chat.named("start", "delete", "post") == []
+    assert chat.messages == {"s1": "Full answer."}
+    assert posted.messages == [PostedMessage("s1", "stream")] and done.messages == 1
+
+
+async def test_a_shorter_rerun_deletes_the_resumable_streams_it_no_longer_needs(clock: VirtualClock) -> None:
+    chat = FakeChat(clock)
+    chat.native = FakeResumable(chat, limit=500)
+    chat.messages = {"s1": "page one", "s2": "page two"}
+    posted = MemoryMessages([PostedMessage("s1", "stream"), PostedMessage("s2", "stream")])
+
+    await deliver(FakeAnswer(clock, text("Short.")), chat, clock=clock, posted=posted)
+
+    assert chat.messages == {"s1": "Short."}
+    assert [c.ref for c in chat.named("delete")] == ["s2"]
+    assert posted.messages == [PostedMessage("s1", "stream")]
+
+
+async def test_a_long_rerun_resumes_kept_streams_in_order_then_starts_new_ones(clock: VirtualClock) -> None:
+    chat = FakeChat(clock)
+    chat.native = FakeResumable(chat, limit=300)
+    chat.messages = {"s1": "old"}
+    posted = MemoryMessages([PostedMessage("s1", "stream")])
+
+    await deliver(FakeAnswer(clock, text(*words(80), delay=0.1)), chat, clock=clock, posted=posted)
+
+    assert [c.ref for c in chat.named("resume")] == ["s1"]
+    assert len(chat.named("start")) >= 1 and chat.named("delete") == []
+    assert "".join(chat.shown()).replace(" ", "") == "".join(words(80)).replace(" ", "")
+    assert [m.ref for m in posted.messages][0] == "s1" and len(posted.messages) == len(chat.messages)
+
+
+async def test_a_refused_resume_falls_back_to_edited_messages_without_losing_the_old_stream(
+    clock: VirtualClock,
+) -> None:
+    chat = FakeChat(clock)
+    chat.native = FakeResumable(chat, fail_after=0)
+    chat.messages = {"s1": "half"}
+    posted = MemoryMessages([PostedMessage("s1", "stream")])
+
+    await deliver(FakeAnswer(clock, text("Whole answer.")), chat, clock=clock, posted=posted)
+
+    assert [c.ref for c in chat.named("delete")] == ["s1"]
+    assert chat.shown() == ["Whole answer."] and [m.kind for m in posted.messages] == ["message"]
