@@ -170,3 +170,37 @@ registerNextStep("telegram", (endpoint) => {
   if (hasToken && canWrite()) checkStatus().catch((error) => state.replaceChildren(errorBox(error)));
   return panel;
 });
+
+// Lark / Feishu: the Request URL, the events and permissions to enable, and a credentials check.
+const LARK_SCOPES = [
+  ["im:message.p2p_msg:readonly", "messages sent to the bot"],
+  ["im:message.group_at_msg:readonly", "group messages that @mention it"],
+  ["im:message:send_as_bot", "its replies"],
+  ["im:message", "updating and recalling them"],
+  ["cardkit:card:write", "streaming cards (without it answers are patched card messages)"],
+];
+
+registerNextStep("lark", (endpoint) => {
+  const out = h("div", { "aria-live": "polite" });
+  const scopes = LARK_SCOPES.map(([scope]) => scope).join("\n");
+  return h("div", {},
+    h("ol", { class: "steps" },
+      h("li", {}, "In the developer console (", h("a", { href: "https://open.feishu.cn/app", target: "_blank", rel: "noopener noreferrer" }, "Feishu"),
+        " or ", h("a", { href: "https://open.larksuite.com/app", target: "_blank", rel: "noopener noreferrer" }, "Lark"),
+        "), create a custom app and add the Bot capability. Copy the App ID and App Secret from Credentials & Basic Info, and ",
+        "the Encrypt Key and Verification Token from Events & Callbacks → Encryption Strategy, into ",
+        h("a", { href: "#edit-settings" }, "this endpoint's settings"), " below (domain: lark for open.larksuite.com)."),
+      h("li", {}, "Check the credentials: the gateway fetches a tenant_access_token and the bot's info. ",
+        h("div", { class: "actions" }, actionButton("Check credentials", async () => {
+          const result = await action(endpoint, "check");
+          out.replaceChildren(h("p", { class: "notice", role: "status" }, resultText(result)));
+        }, { errorSlot: out })), out),
+      h("li", {}, "Events & Callbacks → Event Configuration: send events to the developer's server, with this Request URL (Lark checks it at once):",
+        copyable("Request URL", endpoint.url)),
+      h("li", {}, "Add Events → Receive messages: ", h("code", {}, "im.message.receive_v1"), "."),
+      h("li", {}, "Permissions & Scopes: add",
+        h("ul", {}, LARK_SCOPES.map(([scope, why]) => h("li", {}, h("code", {}, scope), ` — ${why}`))),
+        copyButton("the scopes", scopes)),
+      h("li", {}, "Version Management & Release: create a version and publish it (scopes and events take effect only then). ",
+        "Then open a chat with the bot, or @mention it in a group.")));
+});
