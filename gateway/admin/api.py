@@ -219,7 +219,7 @@ async def endpoint_action(request: Request, gw: Gateway, body: s.ActionIn) -> An
         workspace=caller(request).workspace,
     )
     if isinstance(result, ActionResult):
-        return {"result": result.data, "ok": result.ok, "events": result.events}
+        return {"result": result.data, "ok": result.ok, "events": result.events, "text": result.text}
     return {"result": result}
 
 

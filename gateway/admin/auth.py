@@ -8,9 +8,10 @@ for free); only `GET /admin/api/openapi.json` is public.
 
 Two kinds of token pass: the operator's (`GATEWAY_ADMIN_TOKEN`) and workspace tokens
 (`gateway.records.admintokens`, looked up in the store on every request so a revocation holds at
-once on every replica). A console session (cookie + CSRF header) stands for the operator that logged
-in. The `Principal` goes into `scope["auth"]`, where the admin API scopes each route to it and the
-access log names it (by token id, never the token).
+once on every replica). A console session (cookie + CSRF header) stands for whoever logged in: the
+operator, or a workspace token whose record is read again on each request (see
+`gateway.console.sessions`). The `Principal` goes into `scope["auth"]`, where the admin API scopes
+each route to it and the access log names it (by token id, never the token).
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ import json
 from starlette.requests import cookie_parser
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.admin.principal import OPERATOR, Principal
+from gateway.admin.principal import OPERATOR, Principal, token_principal
 from gateway.console.origin import SAFE_METHODS, cross_site, header
-from gateway.console.sessions import COOKIE, CSRF_HEADER, ConsoleSessions
+from gateway.console.sessions import COOKIE, CSRF_HEADER, console_sessions
 from gateway.exceptions import RateLimited
-from gateway.records.admintokens import AdminTokenRecord, AdminTokenService
+from gateway.records.admintokens import AdminTokenService
 from gateway.records.workspaces import WorkspaceService
 from gateway.security.ratelimit import RateLimiter
 
@@ -62,8 +63,8 @@ class AdminAuthMiddleware:
             return
         if header(scope.get("headers", ()), b"authorization") is None and _cookie(scope) is not None:
             refused = await _session_refusal(scope, self._digest)
-            if refused is None:
-                scope["auth"] = OPERATOR
+            if isinstance(refused, Principal):
+                scope["auth"] = refused
                 await self.app(scope, receive, send)
                 return
             if refused[0] == 403:  # a live session, but no CSRF proof: not a guess at a credential
@@ -91,20 +92,8 @@ class AdminAuthMiddleware:
                     return None
                 if hmac.compare_digest(token_digest(credential), self._digest):
                     return OPERATOR
-                record = await tokens.authenticate(credential.decode("latin-1"))
-                if record is None or not await _workspace_holds(record, workspaces):
-                    return None
-                return Principal.of_token(record)
+                return await token_principal(await tokens.authenticate(credential.decode("latin-1")), workspaces)
         return None
-
-
-async def _workspace_holds(record: AdminTokenRecord, workspaces: WorkspaceService) -> bool:
-    """Whether the token's workspace is still the one it was made for: a token that outlived its
-    workspace (made while it was being deleted) opens neither it nor a later one of its name."""
-    found = await workspaces.find(record.workspace)
-    if found is None:
-        return False
-    return record.workspace_created_at is None or record.workspace_created_at == found.created_at
 
 
 def token_digest(token: bytes) -> bytes:
@@ -123,24 +112,23 @@ def _cookie(scope: Scope) -> str | None:
     return (cookie_parser(raw).get(COOKIE) or None) if raw is not None else None
 
 
-async def _session_refusal(scope: Scope, operator: bytes) -> tuple[int, str] | None:
-    """None when the console session cookie authorizes the request, else (status, message)."""
+async def _session_refusal(scope: Scope, operator: bytes) -> Principal | tuple[int, str]:
+    """Who logged in, when the console session cookie authorizes the request, else (status, message)."""
     gateway = scope["state"]["gateway"]
     if not gateway.settings.console:  # turned off: sessions opened before then are not honoured
         return 401, "the console is turned off (GATEWAY_CONSOLE=false); use an admin token"
-    ttl = gateway.settings.console_session_ttl
-    session = await ConsoleSessions(gateway.store, gateway.clock, ttl=ttl, operator=operator).get(_cookie(scope) or "")
+    session = await console_sessions(gateway, operator).get(_cookie(scope) or "")
     if session is None:
         return 401, "the console session has ended; log in again"
     if scope["method"] in SAFE_METHODS:
-        return None
+        return session.principal
     headers = scope.get("headers", ())
     if cross_site(headers):
         return 403, "cross-site requests are refused; use the console itself"
     sent = header(headers, CSRF_HEADER.encode())
     if sent is None or not session.csrf_matches(sent):
         return 403, "the CSRF token is missing or wrong; reload the console"
-    return None
+    return session.principal
 
 
 async def _deny(send: Send, status: int, code: str, message: str, retry_after: float | None = None) -> None:

@@ -43,6 +43,9 @@ class DifyPluginOut(BaseModel):
     install_dir: str | None  # the server's path: shown to the operator only (None to workspace tokens)
     installed_at: float
     updated_at: float
+    # In listings: the plugin its endpoints are made with (settings schema, routes), as for the
+    # gateway's own; null when the runtime hasn't loaded it.
+    endpoint_plugin: s.PluginOut | None = None
 
 
 class PluginListing(BaseModel):
@@ -103,6 +106,9 @@ async def plugin_listing(gw: Gateway, *, paths: bool = True) -> dict[str, Any]:
     for plugin in gw.registry.plugins():
         origin, version = plugin_origin(plugin)
         own.append({**s.plugin_out(plugin), "origin": origin, "version": version})
-    installed = await gw.dify_plugins.all()
-    dify = [installation_out(i, gw.dify_plugins.runtime_state(i), paths=paths) for i in installed]
+    dify = []
+    for installation in await gw.dify_plugins.all():
+        row = installation_out(installation, gw.dify_plugins.runtime_state(installation), paths=paths)
+        loaded = gw.registry.get(installation.key)
+        dify.append({**row, "endpoint_plugin": None if loaded is None else s.plugin_out(loaded)})
     return {"plugins": own, "dify_plugins": dify}

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from starlette.requests import Request
 
 from gateway.records.admintokens import AdminTokenRecord
+from gateway.records.workspaces import WorkspaceService
 
-__all__ = ["CALLER", "OPERATOR", "Caller", "Principal", "caller"]
+__all__ = ["CALLER", "OPERATOR", "Caller", "Principal", "caller", "token_principal"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +42,20 @@ class Principal:
 
 
 OPERATOR = Principal(role="operator")
+
+
+async def token_principal(record: AdminTokenRecord | None, workspaces: WorkspaceService) -> Principal | None:
+    """Who an active workspace token's `record` stands for, or None (no record, or its workspace is
+    no longer the one it was made for: a token that outlived its workspace, made while it was being
+    deleted, opens neither it nor a later one of its name)."""
+    if record is None:
+        return None
+    found = await workspaces.find(record.workspace)
+    if found is None:
+        return None
+    if record.workspace_created_at is not None and record.workspace_created_at != found.created_at:
+        return None
+    return Principal.of_token(record)
 
 
 @dataclass(frozen=True, slots=True)

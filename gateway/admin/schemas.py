@@ -99,6 +99,7 @@ class ActionOut(BaseModel):
     result: Any
     ok: bool = Field(default=True, description="False when the action reports a failure (the CLI exits 1)")
     events: list[dict[str, Any]] | None = Field(default=None, description="What a streaming action received")
+    text: str | None = Field(default=None, description="What the action found, in words (as the CLI prints it)")
 
 
 class AppOut(BaseModel):

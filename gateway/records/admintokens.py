@@ -170,6 +170,16 @@ class AdminTokenService:
             return None
         return record if record.active(self._clock.time()) else None
 
+    async def active(self, token_id: str) -> AdminTokenRecord | None:
+        """The record of `token_id` if that token is still active (not revoked, not expired), else None."""
+        if not re.fullmatch(r"at_[0-9a-f]{16}", token_id):
+            return None
+        doc = await self._store.doc_get(COLLECTION, token_id)
+        if doc is None:
+            return None
+        record = AdminTokenRecord.from_doc(doc)
+        return record if record.active(self._clock.time()) else None
+
     @staticmethod
     def public(record: AdminTokenRecord, now: float) -> dict[str, Any]:
         """The record as shown to the operator: never the token nor its digest."""

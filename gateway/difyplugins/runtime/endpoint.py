@@ -24,7 +24,7 @@ from typing import Any, Literal, cast
 
 from pydantic import BaseModel, SecretStr, create_model
 
-from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
+from gateway.console.cookie import COOKIE as CONSOLE_COOKIE
 from gateway.difyplugins.form import SettingsField
 from gateway.difyplugins.manifest import Permissions
 from gateway.difyplugins.runtime.connection import PluginConnection, PluginRaised, PluginSession

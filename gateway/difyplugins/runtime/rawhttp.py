@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from urllib.parse import quote, urlsplit
 
-from gateway.console.sessions import COOKIE as CONSOLE_COOKIE
+from gateway.console.cookie import COOKIE as CONSOLE_COOKIE
 from gateway.exceptions import BadRequest
 from gateway.plugin import Request
 

@@ -18,14 +18,29 @@ function explain(status, body) {
   return ["http_" + status, `The gateway answered HTTP ${status}. Try again, or check its log.`];
 }
 
-export async function request(method, path, body, { base = "/admin/api" } = {}) {
+// The workspace the operator looks at (the admin API's ?workspace=); null: the default one. A
+// workspace token's session acts on its own workspace whatever this says, so it stays null there.
+let workspace = null;
+
+export function setWorkspace(name) { workspace = name || null; }
+export function currentWorkspace() { return workspace; }
+
+function scopedPath(path) {
+  if (!workspace) return path;
+  return `${path}${path.includes("?") ? "&" : "?"}workspace=${encodeURIComponent(workspace)}`;
+}
+
+// `raw`: the body is a file sent as it is (a plugin package); `scoped: false`: no ?workspace= (the
+// operator's own routes, where that parameter means something else or nothing).
+export async function request(method, path, body, { base = "/admin/api", raw = false, scoped = true } = {}) {
   const headers = { accept: "application/json" };
-  if (body !== undefined) headers["content-type"] = "application/json";
+  if (body !== undefined) headers["content-type"] = raw ? "application/octet-stream" : "application/json";
   if (method !== "GET" && csrf) headers["x-csrf-token"] = csrf;
+  const url = base + (base === "/admin/api" && scoped ? scopedPath(path) : path);
   let response;
   try {
-    response = await fetch(base + path, {
-      method, headers, credentials: "same-origin", body: body === undefined ? undefined : JSON.stringify(body),
+    response = await fetch(url, {
+      method, headers, credentials: "same-origin", body: body === undefined ? undefined : raw ? body : JSON.stringify(body),
     });
   } catch {
     const [code, message] = explain(0, null);
@@ -44,22 +59,35 @@ export async function request(method, path, body, { base = "/admin/api" } = {}) 
 }
 
 export const api = {
-  get: (path) => request("GET", path),
-  post: (path, body) => request("POST", path, body === undefined ? {} : body),
+  get: (path, options) => request("GET", path, undefined, options),
+  post: (path, body, options) => request("POST", path, body === undefined ? {} : body, options),
   patch: (path, body) => request("PATCH", path, body),
-  del: (path) => request("DELETE", path),
+  put: (path, body) => request("PUT", path, body),
+  del: (path, options) => request("DELETE", path, undefined, options),
+  // A file as the request body (a .difypkg): POST /plugins, PUT /plugins/{author}/{name}, verify.
+  upload: (method, path, file) => request(method, path, file, { raw: true, scoped: false }),
 };
+
+// Every plugin an endpoint can be made with: the gateway's own, then the Dify packages the runtime
+// has loaded (each with its settings model, like any plugin).
+export async function endpointPlugins() {
+  const { plugins, dify_plugins: dify = [] } = await api.get("/plugins");
+  const packages = dify.filter((d) => d.endpoint_plugin)
+    .map((d) => ({ ...d.endpoint_plugin, description: d.endpoint_plugin.description || `${d.label} (Dify plugin ${d.version})` }));
+  return [...plugins, ...packages];
+}
 
 // -- the console's own session ----------------------------------------------------------------
 const consoleBase = { base: "." };
 
+// Both answer who is logged in: { role, workspace, token_id, operator } (null: no session).
 export async function resumeSession() {
   try {
     const session = await request("GET", "/session", undefined, consoleBase);
     csrf = session.csrf_token;
-    return true;
+    return session.who;
   } catch (error) {
-    if (error.status === 401) return false;
+    if (error.status === 401) return null;
     throw error;
   }
 }
@@ -67,8 +95,9 @@ export async function resumeSession() {
 export async function login(token) {
   const session = await request("POST", "/login", { token }, consoleBase);
   csrf = session.csrf_token;
+  return session.who;
 }
 
 export async function logout() {
-  try { await request("POST", "/logout", {}, consoleBase); } finally { csrf = null; }
+  try { await request("POST", "/logout", {}, consoleBase); } finally { csrf = null; workspace = null; }
 }

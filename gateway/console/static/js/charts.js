@@ -48,3 +48,24 @@ export function sparkline(values, label) {
   root.append(svg("polyline", { class: "line", points: values.map((v, i) => `${x(i)},${y(v)}`).join(" ") }));
   return root;
 }
+
+// One horizontal bar per row ({ label, value, text }), longest first, for per-app and per-endpoint
+// totals; `width` is the space it gets (half the page on a wide screen, all of it on a phone).
+export function barChart(rows, title, width) {
+  const shown = [...rows].sort((a, b) => b.value - a.value).slice(0, 12);
+  const W = Math.round(Math.max(260, Math.min(900, width))), ROW = 26, T = 4, H = T + ROW * Math.max(1, shown.length);
+  const longest = Math.max(0, ...shown.map((r) => r.text.length));
+  const labelW = Math.min(130, Math.round(W * 0.3)), valueW = Math.min(Math.round(W * 0.45), longest * 6.2 + 10);
+  const barMax = W - labelW - valueW - 12, max = Math.max(...shown.map((r) => r.value), 0) || 1;
+  const summary = shown.map((r) => `${r.label}: ${r.text}`).join("; ");
+  const root = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart bars", role: "img", "aria-label": `${title}. ${summary}` });
+  root.append(svg("title", {}, title));
+  const fit = (text, room) => (text.length * 6.2 > room ? text.slice(0, Math.max(3, Math.floor(room / 6.2) - 1)) + "…" : text);
+  shown.forEach((r, i) => {
+    const y = T + i * ROW;
+    root.append(svg("text", { x: labelW - 6, y: y + 16, "text-anchor": "end" }, fit(r.label, labelW - 8)));
+    root.append(svg("rect", { x: labelW, y: y + 5, width: Math.max(1, (barMax * r.value) / max), height: ROW - 10, class: "fill" }));
+    root.append(svg("text", { x: labelW + Math.max(1, (barMax * r.value) / max) + 6, y: y + 16 }, r.text));
+  });
+  return root;
+}

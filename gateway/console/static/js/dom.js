@@ -109,9 +109,11 @@ export function errorBox(error) {
   return h("p", { class: "error", role: "alert" }, error instanceof Error ? error.message : String(error));
 }
 
-// A button that runs `action`, disabled while it runs; failures land in `errorSlot`.
-export function actionButton(text, action, { cls = "", errorSlot = null, label = null } = {}) {
+// A button that runs `action`, disabled while it runs; failures land in `errorSlot`. It changes
+// something (`data-write`: hidden from a viewer's session) unless `write: false`.
+export function actionButton(text, action, { cls = "", errorSlot = null, label = null, write = true } = {}) {
   const button = h("button", { type: "button", class: cls, "aria-label": label || undefined }, text);
+  if (write) button.dataset.write = "";
   button.addEventListener("click", async () => {
     button.disabled = true;
     if (errorSlot) errorSlot.replaceChildren();

@@ -1,8 +1,9 @@
 // "Next step" panels, one per plugin, shown on an endpoint's page. A plugin without one gets the
-// generic panel: its actions as buttons with their options, so a new plugin (Telegram's "connect
-// webhook", a Dify package) is usable from here the day it is installed.
+// generic panel: its actions as buttons with their options, so a new plugin (a Dify package) is
+// usable from here the day it is installed.
 import { api } from "./api.js";
 import { actionButton, copyable, copyButton, copyText, download, errorBox, field, h, toast } from "./dom.js";
+import { canWrite } from "./state.js";
 
 const panels = new Map();
 
@@ -19,12 +20,18 @@ const action = (endpoint, name, args = {}) =>
   api.post(`/endpoints/${encodeURIComponent(endpoint.id)}/actions/${encodeURIComponent(name)}`, { args });
 
 function resultText(result) {
+  if (typeof result.text === "string" && result.text) return result.text;  // the action's own words
   const value = result.result;
   return typeof value === "string" ? value : JSON.stringify(value, null, 2);
 }
 
 function genericPanel(endpoint, plugin) {
   const parts = [h("p", {}, endpoint.hint || "Give the URL above to the system that calls this endpoint.")];
+  const routes = (plugin && plugin.routes) || [];
+  if (routes.length && plugin.name.includes("/")) {  // a Dify package: its own paths, below the URL
+    parts.push(h("p", {}, "The package answers at these paths below the URL:"),
+      h("ul", {}, routes.map((r) => h("li", {}, `${r.methods.join("/")} `, h("code", {}, endpoint.url + r.path)))));
+  }
   for (const a of (plugin && plugin.actions) || []) {
     const inputs = Object.entries(a.options || {}).map(([name, help]) =>
       [name, h("input", { name, autocomplete: "off" }), help]);
@@ -52,7 +59,8 @@ registerNextStep("slack", (endpoint) => {
       h("li", {}, "Download the app manifest: it has this endpoint's URL filled in. ",
         actionButton("Download Slack manifest", async () => {
           const result = await action(endpoint, "manifest");
-          download(`slack-manifest-${endpoint.id}.json`, resultText(result));
+          const manifest = result.result;  // the data, not the words
+          download(`slack-manifest-${endpoint.id}.json`, typeof manifest === "string" ? manifest : JSON.stringify(manifest, null, 2));
           toast("Manifest downloaded");
         }, { errorSlot: out })),
       h("li", {}, "Open ", h("a", { href: "https://api.slack.com/apps", target: "_blank", rel: "noopener noreferrer" },
@@ -126,4 +134,73 @@ registerNextStep("webhook", (endpoint) => {
         : errorBox(`The test request failed: ${(data.error && data.error.message) || resultText(result)}`));
     }, { errorSlot: out })),
     out);
+});
+
+registerNextStep("telegram", (endpoint) => {
+  const out = h("div", {});
+  const state = h("div", { "aria-live": "polite" });
+  const drop = h("input", { type: "checkbox", name: "drop-pending" });
+  const hasToken = Boolean(endpoint.settings && endpoint.settings.bot_token);
+  // getWebhookInfo in plain words; `ok` is true when the webhook points at this endpoint.
+  const checkStatus = async () => {
+    const result = await action(endpoint, "status");
+    state.replaceChildren(h("div", { class: result.ok ? "notice" : "warning", role: "status" },
+      h("p", {}, h("span", { class: `badge ${result.ok ? "ok" : "warn"}` }, result.ok ? "connected" : "not connected"),
+        " setWebhook status, as Telegram reports it:"),
+      h("pre", { class: "wrap" }, resultText(result))));
+  };
+  const panel = h("div", {},
+    h("ol", { class: "steps" },
+      h("li", {}, "In Telegram, talk to ", h("a", { href: "https://t.me/BotFather", target: "_blank", rel: "noopener noreferrer" }, "@BotFather"),
+        ": /newbot (or /token for a bot you have), and copy the bot token."),
+      h("li", {}, "Paste it as Bot token in ", h("a", { href: "#edit-settings" }, "this endpoint's settings"),
+        " below and save. The secret token Telegram sends back with every update was made for you."),
+      h("li", {}, "Connect the webhook: Telegram then sends the bot's messages to this endpoint's URL, and /ask, /reset and /start are registered. ",
+        h("label", { class: "inline" }, drop, "Drop the updates Telegram queued meanwhile"),
+        h("div", { class: "actions" },
+          actionButton("Connect webhook", async () => {
+            const result = await action(endpoint, "connect", { "drop-pending": drop.checked ? "true" : "false" });
+            out.replaceChildren(h("p", { class: "notice lines", role: "status" }, resultText(result)));
+            await checkStatus();
+          }, { errorSlot: out }),
+          actionButton("Check webhook status", checkStatus, { cls: "quiet", errorSlot: state }))),
+      h("li", {}, "Message the bot in a private chat, or mention it in a group.")),
+    out, state,
+    hasToken ? null : h("p", { class: "muted" }, "No bot token yet: the webhook can be connected once it is set."));
+  if (hasToken && canWrite()) checkStatus().catch((error) => state.replaceChildren(errorBox(error)));
+  return panel;
+});
+
+// Lark / Feishu: the Request URL, the events and permissions to enable, and a credentials check.
+const LARK_SCOPES = [
+  ["im:message.p2p_msg:readonly", "messages sent to the bot"],
+  ["im:message.group_at_msg:readonly", "group messages that @mention it"],
+  ["im:message:send_as_bot", "its replies"],
+  ["im:message", "updating and recalling them"],
+  ["cardkit:card:write", "streaming cards (without it answers are patched card messages)"],
+];
+
+registerNextStep("lark", (endpoint) => {
+  const out = h("div", { "aria-live": "polite" });
+  const scopes = LARK_SCOPES.map(([scope]) => scope).join("\n");
+  return h("div", {},
+    h("ol", { class: "steps" },
+      h("li", {}, "In the developer console (", h("a", { href: "https://open.feishu.cn/app", target: "_blank", rel: "noopener noreferrer" }, "Feishu"),
+        " or ", h("a", { href: "https://open.larksuite.com/app", target: "_blank", rel: "noopener noreferrer" }, "Lark"),
+        "), create a custom app and add the Bot capability. Copy the App ID and App Secret from Credentials & Basic Info, and ",
+        "the Encrypt Key and Verification Token from Events & Callbacks → Encryption Strategy, into ",
+        h("a", { href: "#edit-settings" }, "this endpoint's settings"), " below (domain: lark for open.larksuite.com)."),
+      h("li", {}, "Check the credentials: the gateway fetches a tenant_access_token and the bot's info. ",
+        h("div", { class: "actions" }, actionButton("Check credentials", async () => {
+          const result = await action(endpoint, "check");
+          out.replaceChildren(h("p", { class: "notice", role: "status" }, resultText(result)));
+        }, { errorSlot: out })), out),
+      h("li", {}, "Events & Callbacks → Event Configuration: send events to the developer's server, with this Request URL (Lark checks it at once):",
+        copyable("Request URL", endpoint.url)),
+      h("li", {}, "Add Events → Receive messages: ", h("code", {}, "im.message.receive_v1"), "."),
+      h("li", {}, "Permissions & Scopes: add",
+        h("ul", {}, LARK_SCOPES.map(([scope, why]) => h("li", {}, h("code", {}, scope), ` — ${why}`))),
+        copyButton("the scopes", scopes)),
+      h("li", {}, "Version Management & Release: create a version and publish it (scopes and events take effect only then). ",
+        "Then open a chat with the bot, or @mention it in a group.")));
 });

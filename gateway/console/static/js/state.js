@@ -1,4 +1,5 @@
-// What one screen hands the next in memory only: the secrets of an endpoint just created, shown once.
+// What one screen hands the next, in memory only: the secrets of an endpoint just created (shown
+// once), and who is logged in.
 let created = null;
 
 export function rememberCreated(result) { created = result; }
@@ -9,3 +10,12 @@ export function takeCreated(id) {
   created = null;
   return result;
 }
+
+// Who is logged in ({ role, workspace, token_id, operator }), set at login: screens hide what the
+// session may not do (the admin API refuses it anyway).
+let who = null;
+
+export function setWho(value) { who = value; }
+export function whoIsIn() { return who; }
+export const canWrite = () => Boolean(who && who.role !== "viewer");
+export const isOperator = () => Boolean(who && who.operator);

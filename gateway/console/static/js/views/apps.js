@@ -53,7 +53,7 @@ export async function appsView() {
   const key = h("input", { name: "api_key", type: "password", required: true, autocomplete: "new-password", placeholder: "app-…" });
   const mode = h("select", { name: "mode" }, MODES.map((m) => h("option", { value: m }, m || "Detect from the app")));
   const slot = h("div", {});
-  const form = h("form", { class: "card", "aria-labelledby": "add-app" },
+  const form = h("form", { class: "card", "aria-labelledby": "add-app", dataset: { write: "" } },
     h("h2", { id: "add-app" }, "Add an app"),
     h("div", { class: "row" },
       field("Name", name, "Letters, digits, - and _; endpoints refer to the app by it."),

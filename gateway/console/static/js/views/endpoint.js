@@ -1,8 +1,8 @@
-import { api } from "../api.js";
+import { api, endpointPlugins } from "../api.js";
 import { actionButton, confirmDialog, copyable, field, fill, formatTime, h, showFieldErrors, showFormError, toast } from "../dom.js";
 import { settingsForm } from "../forms.js";
 import { nextStep } from "../nextsteps.js";
-import { takeCreated } from "../state.js";
+import { canWrite, takeCreated } from "../state.js";
 
 const GRACES = [[0, "none: the old URL stops now"], [3600, "1 hour"], [86400, "24 hours"], [604800, "7 days"]];
 
@@ -23,7 +23,8 @@ function editForm(endpoint, plugin, refresh) {
   const form = h("form", { class: "card", id: "edit-settings", "aria-labelledby": "edit-title", tabIndex: -1 },
     h("h2", { id: "edit-title" }, "Settings"), field("Name", name), settings.element,
     h("label", { class: "inline" }, logBodies, "Log request bodies (first 4 KiB)"),
-    slot, h("div", { class: "actions" }, h("button", { type: "submit" }, "Save settings")));
+    slot, h("div", { class: "actions" }, h("button", { type: "submit", dataset: { write: "" } }, "Save settings")));
+  if (!canWrite()) for (const control of form.elements) control.disabled = true;  // shown, not changeable
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     slot.replaceChildren();
@@ -50,7 +51,7 @@ export async function endpointView(id) {
   const path = `/endpoints/${encodeURIComponent(id)}`;
   const created = takeCreated(id);
   const element = h("section", {});
-  const { plugins } = await api.get("/plugins");
+  const plugins = await endpointPlugins();
 
   async function refresh(rotatedUrl) {
     const endpoint = await api.get(path);
@@ -77,7 +78,7 @@ export async function endpointView(id) {
         h("div", { class: "actions" },
           h("a", { href: `#/endpoints/${encodeURIComponent(endpoint.id)}/traffic` }, "Live traffic →"))),
       nextStep(endpoint, plugin, created),
-      h("section", { class: "card", "aria-labelledby": "manage" },
+      h("section", { class: "card", "aria-labelledby": "manage", dataset: { write: "" } },
         h("h2", { id: "manage" }, "Manage"),
         h("div", { class: "row" }, field("Old URL keeps working for", grace, "After rotating, callers have this long to switch.")),
         slot,

@@ -1,8 +1,8 @@
-import { api } from "../api.js";
+import { api, endpointPlugins } from "../api.js";
 import { sparkline } from "../charts.js";
 import { cells, errorBox, field, h, showFieldErrors, showFormError, table } from "../dom.js";
 import { settingsForm } from "../forms.js";
-import { rememberCreated } from "../state.js";
+import { canWrite, rememberCreated } from "../state.js";
 
 function endpointRows(endpoints, traffic) {
   const headers = ["Endpoint", "Plugin", "Apps", "State", "Last 30 min"];
@@ -35,7 +35,7 @@ function createForm(plugins, apps) {
     settingsSlot.replaceChildren(settings ? settings.element : h("p", { class: "muted" }, "Pick a plugin to see its settings."));
   });
   const slot = h("div", {});
-  const form = h("form", { class: "card", "aria-labelledby": "create-endpoint" },
+  const form = h("form", { class: "card", "aria-labelledby": "create-endpoint", dataset: { write: "" } },
     h("h2", { id: "create-endpoint" }, "Create an endpoint"),
     h("div", { class: "row" }, field("Plugin", plugin, "What the URL speaks: Slack, Discord, OpenAI, signed webhooks…"),
       field("Name", name, "Optional: how it is listed here.")),
@@ -69,14 +69,14 @@ function createForm(plugins, apps) {
 }
 
 export async function endpointsView({ create = false } = {}) {
-  const [{ endpoints }, { plugins }, { apps }, overview] = await Promise.all([
-    api.get("/endpoints"), api.get("/plugins"), api.get("/apps"), api.get("/overview"),
+  const [{ endpoints }, plugins, { apps }, overview] = await Promise.all([
+    api.get("/endpoints"), endpointPlugins(), api.get("/apps"), api.get("/overview"),
   ]);
   const form = createForm(plugins, apps);
   const element = h("section", {}, h("h1", {}, "Endpoints"),
     h("div", { class: "card" }, endpoints.length ? endpointRows(endpoints, overview.endpoints)
-      : h("p", { class: "muted" }, "No endpoints yet: create one below.")),
+      : h("p", { class: "muted" }, canWrite() ? "No endpoints yet: create one below." : "No endpoints yet.")),
     form);
-  if (create) queueMicrotask(() => form.querySelector("select").focus());
+  if (create && canWrite()) queueMicrotask(() => form.querySelector("select").focus());
   return { title: "Endpoints", element };
 }

@@ -1,6 +1,7 @@
 import { api } from "../api.js";
 import { trafficChart } from "../charts.js";
-import { fill, h } from "../dom.js";
+import { errorBox, fill, h } from "../dom.js";
+import { budgetForm, usageCards, usageData } from "./usage.js";
 
 function stat(label, value, note, cls = "") {
   return h("div", { class: "card" }, h("h2", {}, label), h("p", { class: `stat ${cls}` }, value, " ", h("small", {}, note)));
@@ -9,10 +10,15 @@ function stat(label, value, note, cls = "") {
 export async function overviewView() {
   const element = h("section", {}, h("h1", {}, "Overview"));
   const body = h("div", {});
-  element.append(body);
+  element.append(body, budgetForm(draw));
   let latest = null;
+  let usage = null;  // null: not read (yet); { error } when the usage API failed
+  const budgetSlot = h("div", {});
   async function draw() {
-    render((latest = await api.get("/overview")));
+    const [o, u] = await Promise.all([api.get("/overview"), usageData().catch((error) => ({ error }))]);
+    latest = o;
+    usage = u;
+    render(o);
   }
   function render(o) {
     const last = o.requests[o.requests.length - 1] || 0;
@@ -30,6 +36,8 @@ export async function overviewView() {
         h("div", { class: "legend" }, h("span", { class: "k1" }, "requests"), h("span", { class: "k2" }, "errors (HTTP 400 and up)")),
         h("p", { class: "help" }, "From each endpoint's request log (its last requests), in your time zone.")),
       o.jobs.dead ? h("p", { class: "notice" }, `${o.jobs.dead} dead ${o.jobs.dead === 1 ? "job" : "jobs"}: `, h("a", { href: "#/jobs" }, "look at them and replay")) : null,
+      usage && usage.error ? h("section", { class: "card" }, h("h2", {}, "Usage and cost"), errorBox(usage.error))
+        : usage ? usageCards(usage, draw, budgetSlot) : null,
     );
   }
   await draw();
