@@ -220,6 +220,11 @@ class PluginProcess:
             for task in (reader, watchdog, errors):
                 with contextlib.suppress(BaseException):
                     await task
+            # asyncio keeps the pipes open until each one reaches EOF, which a cancelled reader (or a
+            # grandchild holding stdout) never lets happen: close them with the process gone.
+            transport = getattr(process, "_transport", None)
+            if transport is not None:
+                transport.close()
             connection.lost(reason, retry_after=self._policy.restart_base)
             self._connection = None
             self._process = None
