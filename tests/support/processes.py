@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,18 @@ async def wait_healthy(client: httpx.AsyncClient, base: str, proc: subprocess.Po
             pass
         await asyncio.sleep(0.05)
     raise AssertionError("gateway did not start")
+
+
+async def kill_once_generating(client: httpx.AsyncClient, simulator: str, proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL `proc` once the simulator has started an answer (the job is between ack and answer)."""
+    for _ in range(200):
+        if (await client.get(f"{simulator}/_sim/stats")).json()["generation_requests"] >= 1:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the simulator never started an answer")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def stop(proc: subprocess.Popen[Any] | None) -> None:

@@ -4,8 +4,6 @@ on the same SQLite file finishes the job, and exactly one answer reaches Slack."
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -17,7 +15,7 @@ from gateway.simulator.config import SimulatorConfig
 from tests.endpoints.slack.conftest import BOT_TOKEN, create_slack_endpoint, envelope, mention, signed
 from tests.support.fake_slack import FakeSlack
 from tests.support.gateway import admin_headers, base_url, listening_socket, live_server
-from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
+from tests.support.processes import gateway_env, kill_once_generating, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -55,12 +53,7 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
 
             # The job posted its placeholder and waits for Dify's first token: kill it there.
             await fake.wait_for(lambda: len(fake.calls_to("chat.postMessage")) == 1)
-            for _ in range(200):
-                if (await client.get(f"{simulator}/_sim/stats")).json()["generation_requests"] >= 1:
-                    break
-                await asyncio.sleep(0.02)
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait()
+            await kill_once_generating(client, simulator, first)
 
             second = start_gateway(env, sock)
             await wait_healthy(client, base, second)

@@ -5,8 +5,6 @@ killed process posted is edited, not posted again)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
 from pathlib import Path
 
@@ -18,7 +16,7 @@ from gateway.simulator.config import SimulatorConfig
 from gateway.testing.platforms.telegram import BOT_USERNAME, TOKEN, FakeTelegram, group_chat, message_update, user
 from gateway.testing.signing import telegram_request
 from tests.support.gateway import admin_headers, base_url, listening_socket, live_server
-from tests.support.processes import gateway_env, start_gateway, stop, wait_healthy
+from tests.support.processes import gateway_env, kill_once_generating, start_gateway, stop, wait_healthy
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
@@ -65,12 +63,7 @@ async def test_sigkill_after_the_ack_then_a_new_process_answers_once(tmp_path: P
 
             # The job posted its placeholder and waits for Dify's first token: kill it there.
             await fake.wait_for(lambda: len(fake.called("sendMessage")) == 1)
-            for _ in range(200):
-                if (await client.get(f"{simulator}/_sim/stats")).json()["generation_requests"] >= 1:
-                    break
-                await asyncio.sleep(0.02)
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait()
+            await kill_once_generating(client, simulator, first)
 
             second = start_gateway(env, sock)
             await wait_healthy(client, base, second)
