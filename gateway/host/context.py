@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import httpx
-from pydantic import SecretStr
 
 from gateway.clock import Clock
 from gateway.delivery.callback_jobs import CALLBACK_JOB, CALLBACK_SECRETS
@@ -21,6 +20,7 @@ from gateway.jobs.plugin_job import PLUGIN_JOB, PluginJobPayload
 from gateway.jobs.queue import JobQueue
 from gateway.jobs.workers import JobWorkers, StartedJob
 from gateway.plugin import EndpointInfo, HeldLock, JobStatus, Lease, Memory, Permission, Plugin
+from gateway.plugin.settings import current_secret
 from gateway.records.workspaces import DEFAULT_WORKSPACE
 from gateway.security.ssrf import UrlPolicy, check_url_syntax, resolve_and_check
 from gateway.storage.base import Store
@@ -254,5 +254,4 @@ class PluginContext:
     def secrets(self, setting: str) -> tuple[str, ...]:
         if self._secrets_of is not None:
             return self._secrets_of(setting)
-        value = getattr(self._settings, setting, None)
-        return (value.get_secret_value(),) if isinstance(value, SecretStr) else ()
+        return current_secret(self._settings, setting)

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, SecretStr
 
-__all__ = ["query_input_setting", "secret_fields"]
+__all__ = ["current_secret", "query_input_setting", "secret_fields"]
 
 
 def query_input_setting() -> Any:
@@ -30,3 +30,10 @@ def secret_fields(model: type[BaseModel]) -> frozenset[str]:
         if annotation is SecretStr or SecretStr in args:
             names.add(name)
     return frozenset(names)
+
+
+def current_secret(settings: BaseModel, setting: str) -> tuple[str, ...]:
+    """The value of the secret `setting` as the settings hold it (empty when unset or not a secret):
+    what `Context.secrets` starts from before a rotation's earlier values."""
+    value = getattr(settings, setting, None)
+    return (value.get_secret_value(),) if isinstance(value, SecretStr) else ()

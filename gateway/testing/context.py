@@ -8,11 +8,12 @@ from types import TracebackType
 from typing import Any, Generic
 
 import httpx
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel
 from typing_extensions import TypeVar
 
 from gateway.clock import Clock
 from gateway.plugin import EndpointInfo, Memory, Permission, PermissionDenied, Plugin, Request, Response
+from gateway.plugin.settings import current_secret
 from gateway.security.ssrf import UrlPolicy
 from gateway.simulator.config import SimulatorConfig
 from gateway.testing.apps import SimulatedApps
@@ -167,6 +168,4 @@ class FakeContext(Generic[SettingsT]):
         return self._memory
 
     def secrets(self, setting: str) -> tuple[str, ...]:
-        value = getattr(self._settings, setting, None)
-        current = (value.get_secret_value(),) if isinstance(value, SecretStr) else ()
-        return (*current, *self.previous_secrets.get(setting, ()))
+        return (*current_secret(self._settings, setting), *self.previous_secrets.get(setting, ()))
