@@ -29,6 +29,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
+from gateway.testing.platforms.waiting import wait_until
+
 __all__ = ["DiscordCall", "FakeDiscord", "patched_discord"]
 
 PREFIX = "/api/v10"
@@ -83,11 +85,10 @@ class FakeDiscord:
         return [c for c in self.calls if c.method == method and fragment in c.path]
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met; calls: {[(c.method, c.path, c.status) for c in self.calls]}")
-            await asyncio.sleep(0.02)
+        """Wait until `condition()` holds; fail after `timeout` seconds, naming the calls seen."""
+        await wait_until(
+            condition, lambda: f"calls: {[(c.method, c.path, c.status) for c in self.calls]}", timeout=timeout
+        )
 
     # -- the app -------------------------------------------------------------------------------
 

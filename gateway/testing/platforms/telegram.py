@@ -22,7 +22,6 @@ core.telegram.org/bots/api (Update, Message, MessageEntity with UTF-16 offsets).
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import re
 import time
@@ -36,6 +35,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+
+from gateway.testing.platforms.waiting import wait_until
 
 __all__ = [
     "FakeTelegram",
@@ -172,11 +173,8 @@ class FakeTelegram:
         self.files[file_id] = (path, content)
 
     async def wait_for(self, condition: Callable[[], bool], timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"condition not met; calls: {[(c.method, c.status) for c in self.calls]}")
-            await asyncio.sleep(0.02)
+        """Wait until `condition()` holds; fail after `timeout` seconds, naming the calls seen."""
+        await wait_until(condition, lambda: f"calls: {[(c.method, c.status) for c in self.calls]}", timeout=timeout)
 
     # -- the app --------------------------------------------------------------------------------
 
