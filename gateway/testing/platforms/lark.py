@@ -224,6 +224,7 @@ class FakeLark:
         self.messages: dict[str, LarkMessage] = {}
         self.cards: dict[str, CardEntity] = {}
         self.tokens_issued = 0
+        self.issued: list[str] = []  # every tenant token handed out, in order
         self.rate_limit_once: set[str] = set()
         self.outages: dict[str, list[str]] = {}
         self.cardkit_refused = False
@@ -332,6 +333,7 @@ class FakeLark:
         self.tokens_issued += 1
         token = f"t-{secrets.token_hex(12)}"
         self._valid_tokens.add(token)
+        self.issued.append(token)
         return 200, {"code": 0, "msg": "ok", "tenant_access_token": token, "expire": self.token_lifetime}
 
     def _bot_info(self, params: dict[str, Any], body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
