@@ -140,6 +140,7 @@ class RedisStore:
         self._enqueue = client.register_script(lua.ENQUEUE)
         self._enqueues = GroupCommit(self._enqueue_batch)
         self._claim = client.register_script(lua.CLAIM)
+        self._claim_many = client.register_script(lua.CLAIM_MANY)
         self._transition = client.register_script(lua.TRANSITION)
         self._update_meta = client.register_script(lua.UPDATE_META)
         self._purge = client.register_script(lua.PURGE)
@@ -343,19 +344,24 @@ class RedisStore:
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
     ) -> Job | None:
-        lease_until = now + lease_s
-        args: list[EncodableT] = [
-            self._p,
-            now,
-            lease_until,
-            json_dumps(owner),
-            json_dumps(lease_until),
-            json_dumps(now),
-        ]
-        args += [job_id or "", kind or ""]
+        args = self._claim_args(owner, now, lease_s) + [job_id or "", kind or ""]
         with self._errors:
             reply = await self._claim(args=args)
         return _job_from_flat(reply) if reply else None
+
+    async def job_claim_many(
+        self, owner: str, now: float, lease_s: float, *, limit: int, kind: str | None = None
+    ) -> list[Job]:
+        if limit < 1:
+            return []
+        args = self._claim_args(owner, now, lease_s) + [limit, kind or ""]
+        with self._errors:
+            replies = await self._claim_many(args=args)
+        return [_job_from_flat(reply) for reply in replies]
+
+    def _claim_args(self, owner: str, now: float, lease_s: float) -> list[EncodableT]:
+        lease_until = now + lease_s
+        return [self._p, now, lease_until, json_dumps(owner), json_dumps(lease_until), json_dumps(now)]
 
     async def _move(
         self,
