@@ -206,11 +206,15 @@ class JobWorkers:
 
     async def _lane(self, kind: str, size: int) -> None:
         """`size` workers for jobs of `kind` that share their claims: one store call claims a job
-        for every idle one (`job_claim_many`), so a backlog costs a claim per batch, not per job.
+        for every idle one (`job_claim_many`), once at least half of them are idle, so a backlog
+        costs a claim per batch, not per job.
         Each job runs at once in a task of its own, with its own lease, heartbeat and outcome,
         exactly as `run_job` runs a job claimed alone; nothing claimed waits for a worker."""
         freed = asyncio.Event()
         running: set[asyncio.Task[None]] = set()
+        # Claims wait for half the lane to be idle: under a backlog, runs ending one by one would
+        # otherwise be replaced one claim each, the cost this lane exists to save.
+        refill = max(1, size // 2)
 
         def finished(task: asyncio.Task[None]) -> None:
             running.discard(task)
@@ -220,7 +224,7 @@ class JobWorkers:
         async with asyncio.TaskGroup() as group:
             while True:
                 _stop_if_cancelled()
-                if len(running) >= size:
+                if size - len(running) < refill:
                     freed.clear()
                     await freed.wait()
                     continue
