@@ -34,7 +34,7 @@ from gateway.exceptions import BadRequest
 from gateway.retry_after import retry_after_seconds
 from gateway.security.pinned_session import PinnedSession
 from gateway.security.signatures import standard_webhook_headers
-from gateway.security.ssrf import NON_PUBLIC, UrlPolicy, check_url_syntax
+from gateway.security.ssrf import NON_PUBLIC, ParsedUrl, UrlPolicy, check_url_syntax
 
 __all__ = [
     "DEFAULT_USER_AGENT",
@@ -140,7 +140,7 @@ class CallbackSender:
         or empty `secrets`, which are the caller's bugs.
         """
         try:
-            check_url_syntax(url, self._policy)
+            checked = check_url_syntax(url, self._policy)
         except BadRequest as exc:
             # check_url_syntax's messages name the rule, never the URL, so they are safe to show.
             return Outcome("refused", error=exc.message)
@@ -153,7 +153,7 @@ class CallbackSender:
         request_headers.update(standard_webhook_headers(secrets, msg_id, int(self._clock.time()), body))
         try:
             if isinstance(self._client, PinnedSession):
-                return await self._post_pinned(self._client, url, body, request_headers)
+                return await self._post_pinned(self._client, url, checked, body, request_headers)
             return await self._post(self._client, url, body, httpx.Headers(request_headers))
         except BadRequest as exc:  # raised by the pinned transport's connect-time address check
             if exc.message == NON_PUBLIC:
@@ -191,10 +191,12 @@ class CallbackSender:
             raise TimeoutError
         return outcome
 
-    async def _post_pinned(self, session: PinnedSession, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+    async def _post_pinned(
+        self, session: PinnedSession, url: str, checked: ParsedUrl, body: bytes, headers: dict[str, str]
+    ) -> Outcome:
         outcome: Outcome | None = None
         with anyio.move_on_after(self._timeout):  # the whole exchange, as in `_post`
-            async with session.post(url, content=body, headers=headers) as response:
+            async with session.post(url, content=body, headers=headers, checked=checked) as response:
                 outcome = self._classify(response.status, response.headers.get("retry-after"))
                 await _drain(response.content.iter_any(), aiohttp.ClientError)
         if outcome is None:

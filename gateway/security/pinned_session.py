@@ -31,7 +31,7 @@ from aiohttp.helpers import is_ip_address
 from yarl import URL
 
 from gateway.exceptions import BadRequest
-from gateway.security.ssrf import Resolver, UrlPolicy, check_url_syntax, resolve_and_check
+from gateway.security.ssrf import ParsedUrl, Resolver, UrlPolicy, check_url_syntax, resolve_and_check
 
 __all__ = ["DNS_TTL_S", "PinnedResolver", "PinnedSession"]
 
@@ -87,6 +87,7 @@ class PinnedSession:
         self._dns_ttl = dns_ttl
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
+        self._literals: set[str] = set()  # IP literals that passed the policy (it never changes)
 
     @property
     def is_closed(self) -> bool:
@@ -120,11 +121,13 @@ class PinnedSession:
 
     @asynccontextmanager
     async def post(
-        self, url: str, *, content: bytes, headers: Mapping[str, str]
+        self, url: str, *, content: bytes, headers: Mapping[str, str], checked: ParsedUrl | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `content` to `url`, never following a redirect; the response, open until the
-        block ends. `BadRequest` when the URL or an address it reaches is not allowed."""
-        checked = check_url_syntax(url, self._policy)
+        block ends. `BadRequest` when the URL or an address it reaches is not allowed. `checked`:
+        what `check_url_syntax(url, policy)` returned, if the caller ran it already."""
+        if checked is None:
+            checked = check_url_syntax(url, self._policy)
         try:
             target = URL(url, encoded=True)  # as given: httpx, too, sends the path and query as given
         except ValueError:
@@ -133,7 +136,11 @@ class PinnedSession:
         if (target.scheme.lower(), target.port) != (checked.scheme, checked.port):
             raise BadRequest("callback URL is not a valid URL")
         if is_ip_address(host):  # aiohttp connects to a literal without asking the resolver
-            await resolve_and_check(host, checked.port, self._policy, resolver=self._resolver)
+            if host not in self._literals:
+                await resolve_and_check(host, checked.port, self._policy, resolver=self._resolver)
+                if len(self._literals) >= 1024:
+                    self._literals.clear()
+                self._literals.add(host)
         elif host.lower() != checked.host:
             raise BadRequest("callback URL is not a valid URL")
         async with self._opened().post(target, data=content, headers=dict(headers), allow_redirects=False) as response:
