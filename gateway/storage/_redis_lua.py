@@ -15,7 +15,7 @@ __all__ = [
     "INCR",
     "PURGE",
     "SET_FENCED",
-    "TRANSITION",
+    "TRANSITIONS",
     "UPDATE_META",
 ]
 
@@ -177,25 +177,31 @@ return claimed
 """
 )
 
-# ARGV: P, id, guard ('owner' | 'not_done' | 'state'), guard value, attempt or '' (with 'owner'),
-# new state, index score, pairs...
-TRANSITION = (
+# A batch of job state changes in one call (group commit). ARGV: P, then one JSON array of strings
+# per change: id, guard ('owner' | 'not_done' | 'state'), guard value, attempt or '' (with
+# 'owner'), new state, index score, then field/value pairs. One reply per change: 1 made, 0 refused.
+TRANSITIONS = (
     _PRELUDE
     + """
-local id, guard, want = ARGV[2], ARGV[3], ARGV[4]
-local current = state_of(id)
-if current == nil then return 0 end
-if guard == 'owner' then
-  if not held(id, want, ARGV[5]) then return 0 end
-elseif guard == 'not_done' then
-  if current == 'done' then return 0 end
-elseif current ~= want then
-  return 0
+local function transition(m)
+  local id, guard, want = m[1], m[2], m[3]
+  local current = state_of(id)
+  if current == nil then return 0 end
+  if guard == 'owner' then
+    if not held(id, want, m[4]) then return 0 end
+  elseif guard == 'not_done' then
+    if current == 'done' then return 0 end
+  elseif current ~= want then
+    return 0
+  end
+  unindex(id, current)
+  index(id, m[5], m[6])
+  redis.call('HSET', jkey(id), unpack(m, 7))
+  return 1
 end
-unindex(id, current)
-index(id, ARGV[6], ARGV[7])
-redis.call('HSET', jkey(id), unpack(ARGV, 8))
-return 1
+local replies = {}
+for i = 2, #ARGV do replies[#replies + 1] = transition(cjson.decode(ARGV[i])) end
+return replies
 """
 )
 

@@ -141,7 +141,8 @@ class RedisStore:
         self._enqueues = GroupCommit(self._enqueue_batch)
         self._claim = client.register_script(lua.CLAIM)
         self._claim_many = client.register_script(lua.CLAIM_MANY)
-        self._transition = client.register_script(lua.TRANSITION)
+        self._transitions = client.register_script(lua.TRANSITIONS)
+        self._moves = GroupCommit(self._move_batch)
         self._update_meta = client.register_script(lua.UPDATE_META)
         self._purge = client.register_script(lua.PURGE)
         self._delete_if_equals = client.register_script(lua.DELETE_IF_EQUALS)
@@ -181,6 +182,7 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
+        await self._moves.wait_idle()
         await self._r.aclose()
 
     # -- documents -------------------------------------------------------------------------------
@@ -373,11 +375,18 @@ class RedisStore:
         fields: dict[str, Any],
         attempt: int | None = None,
     ) -> bool:
-        """Move the job to state `to` (indexed by `score`) and set `fields`, if the guard passes."""
+        """Move the job to state `to` (indexed by `score`) and set `fields`, if the guard passes.
+
+        Group commit: the moves of many runs ending together (outcomes, renewals) go to Redis as
+        one script call, each checked and applied on its own, as if it had been sent alone."""
         pairs = [item for name, value in {"state": to, **fields}.items() for item in (name, json_dumps(value))]
-        args: list[EncodableT] = [self._p, job_id, guard, want, "" if attempt is None else attempt, to, score, *pairs]
+        move = [job_id, guard, want, "" if attempt is None else str(attempt), to, repr(float(score)), *pairs]
+        return await self._moves.submit(json_dumps(move))
+
+    async def _move_batch(self, moves: Sequence[str]) -> list[bool]:
         with self._errors:
-            return bool(await self._transition(args=args))
+            replies = await self._transitions(args=[self._p, *moves])
+        return [bool(reply) for reply in replies]
 
     async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:
         now = self._clock.time()
