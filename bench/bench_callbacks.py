@@ -10,7 +10,9 @@ A receiver (a bare Starlette app answering 200, its own uvicorn process) takes e
   POST and complete each one; timed from the workers' start until every job is done.
 - baseline: the same number of POSTs of the same body to the same receiver from a plain httpx
   loop with as many concurrent senders as the process has workers able to deliver callbacks
-  (`GATEWAY_WORKERS` + `GATEWAY_CALLBACK_WORKERS`), unsigned, nothing stored.
+  (`GATEWAY_WORKERS` + `GATEWAY_CALLBACK_WORKERS`), unsigned, nothing stored. The ratio is
+  against this loop, as in earlier rounds; the same loop over aiohttp (the client the gateway's
+  sender uses) is printed beside it, the fairer ceiling.
 
 Each round also prints the CPU time (user + system, every thread of this process) per delivery
 of each side, which the machine's load moves far less than the rates, and the load average.
@@ -123,6 +125,27 @@ async def plain_round(receiver: str, jobs: int, senders: int) -> tuple[float, fl
         return time.perf_counter() - started, time.process_time() - cpu
 
 
+async def plain_aiohttp_round(receiver: str, jobs: int, senders: int) -> tuple[float, float]:
+    import aiohttp
+
+    body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
+    left = jobs
+    async with aiohttp.ClientSession() as session:
+
+        async def sender() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                headers = {"content-type": "application/json"}
+                async with session.post(f"{receiver}/cb", data=body, headers=headers) as response:
+                    await response.read()
+                    response.raise_for_status()
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--store", choices=["sqlite", "redis"], default="sqlite")
@@ -154,15 +177,18 @@ def main() -> None:
             load = os.getloadavg()[0]
             plain = plain_round(receiver, args.jobs, senders)
             plain_s, plain_cpu = asyncio.run(plain)
+            aio_s, aio_cpu = asyncio.run(plain_aiohttp_round(receiver, args.jobs, senders))
             gateway_s, done, gateway_cpu = asyncio.run(gateway_round(env, receiver, args.jobs, tag=str(i)))
-            plain_rate, gateway_rate = args.jobs / plain_s, done / gateway_s
+            plain_rate, gateway_rate, aio_rate = args.jobs / plain_s, done / gateway_s, args.jobs / aio_s
             ratios.append(gateway_rate / plain_rate)
             print(
                 f"round {i + 1}: plain POST loop ({senders} senders) {plain_rate:7.0f}/s   "
                 f"gateway callbacks ({args.store}, {senders} workers) {gateway_rate:7.0f}/s "
                 f"({done}/{args.jobs} delivered)   ratio {gateway_rate / plain_rate:.2f}x   "
                 f"CPU/delivery {1e6 * gateway_cpu / max(1, done):.0f} us vs plain {1e6 * plain_cpu / args.jobs:.0f} us"
-                f"   load {load:.1f}",
+                f"   load {load:.1f}\n"
+                f"         (plain aiohttp loop {aio_rate:7.0f}/s, CPU/request {1e6 * aio_cpu / args.jobs:.0f} us;"
+                f" gateway / aiohttp loop {gateway_rate / aio_rate:.2f}x)",
                 flush=True,
             )
         ordered = sorted(ratios)
