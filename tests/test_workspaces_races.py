@@ -62,16 +62,7 @@ async def test_nothing_is_created_in_a_workspace_being_deleted(
             return found
 
         store.doc_list = paused_after_listing  # type: ignore[method-assign]
-        deleting = asyncio.create_task(
-            delete_workspace(
-                "team-a",
-                workspaces=gw.workspaces,
-                apps=gw.apps,
-                endpoints=gw.endpoints,
-                tokens=gw.admin_tokens,
-                budgets=gw.usage.budgets,
-            )
-        )
+        deleting = asyncio.create_task(delete_workspace(gw, "team-a"))
         await listed.wait()
         creating = asyncio.create_task(create(gw))
         for _ in range(50):  # let the create go as far as it can while the delete is held
@@ -131,16 +122,7 @@ async def test_no_token_or_budget_is_made_for_a_workspace_being_deleted(
         store.doc_create = lambda *a, **k: stalled(real_create, *a, **k)  # type: ignore[method-assign]
         store.doc_put = lambda *a, **k: stalled(real_put, *a, **k)  # type: ignore[method-assign]
         store.kv_set_if_absent = contended  # type: ignore[method-assign]
-        deleting = asyncio.create_task(
-            delete_workspace(
-                "team-a",
-                workspaces=gw.workspaces,
-                apps=gw.apps,
-                endpoints=gw.endpoints,
-                tokens=gw.admin_tokens,
-                budgets=gw.usage.budgets,
-            )
-        )
+        deleting = asyncio.create_task(delete_workspace(gw, "team-a"))
         await listed.wait()
         # the budget is set by the workspace's own admin (authenticated before the delete began)
         headers = admin_headers() if kept == "tokens" else {"Authorization": f"Bearer {token}"}

@@ -294,14 +294,7 @@ async def create_workspace(request: Request, gw: Gateway, body: WorkspaceIn) -> 
 
 async def delete_workspace(request: Request, gw: Gateway, _: None) -> Any:
     name = request.path_params["name"]
-    await usecases.delete_workspace(
-        name,
-        workspaces=gw.workspaces,
-        apps=gw.apps,
-        endpoints=gw.endpoints,
-        tokens=gw.admin_tokens,
-        budgets=gw.usage.budgets,
-    )
+    await usecases.delete_workspace(gw, name)
     return {"deleted": name}
 
 

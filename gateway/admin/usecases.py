@@ -13,6 +13,7 @@ from typing import Any
 from gateway.exceptions import BadRequest, NotFound
 from gateway.host.context_factory import ContextFactory
 from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
 from gateway.records.admintokens import AdminTokenIn, AdminTokenRecord, AdminTokenService
 from gateway.records.apps import AppService
@@ -46,24 +47,15 @@ async def remove_app(
     await apps.remove(name, bound_to=bound, workspace=workspace)
 
 
-async def delete_workspace(
-    name: str,
-    *,
-    workspaces: WorkspaceService,
-    apps: AppService,
-    endpoints: EndpointService,
-    tokens: AdminTokenService,
-    budgets: BudgetBook,
-) -> None:
+async def delete_workspace(gw: Gateway, name: str) -> None:
     """Delete an empty workspace with its admin tokens and budgets (refused while it holds apps or
     endpoints). Nothing can be created in it between the look at what it holds and the delete
-    (`in_use`; `create_token` takes the same lock)."""
-    async with workspaces.in_use(name):
-        await workspaces.delete(
-            name, apps=[a.name for a in await apps.all(name)], endpoints=[e.id for e in await endpoints.all(name)]
-        )
-        await tokens.delete_workspace(name)
-        await budgets.delete_workspace(name)
+    (`in_use`; `create_token` and `set_budget` take the same lock)."""
+    async with gw.workspaces.in_use(name):
+        apps, endpoints = await gw.apps.all(name), await gw.endpoints.all(name)
+        await gw.workspaces.delete(name, apps=[a.name for a in apps], endpoints=[e.id for e in endpoints])
+        await gw.admin_tokens.delete_workspace(name)
+        await gw.usage.budgets.delete_workspace(name)
 
 
 async def create_token(

@@ -87,14 +87,7 @@ def workspaces_delete(name: str, yes: bool) -> None:
         fail("not deleted")
 
     async def action(gw: Gateway) -> None:
-        await delete_workspace(
-            name,
-            workspaces=gw.workspaces,
-            apps=gw.apps,
-            endpoints=gw.endpoints,
-            tokens=gw.admin_tokens,
-            budgets=gw.usage.budgets,
-        )
+        await delete_workspace(gw, name)
 
     run(action)
     click.echo(f"deleted workspace {name}")
