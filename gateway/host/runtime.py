@@ -204,6 +204,7 @@ async def open_gateway(
         callback_policy=policy,
         guarded_http=upstreams.http,
         usage=usage,
+        guarded_aiohttp=upstreams.aiohttp_connector,
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)
