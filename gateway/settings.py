@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     dify_breaker_cool_down: float = 30.0
     # A started answer that sends only pings (or nothing) this long ends with upstream_timeout.
     dify_idle_timeout: float = 30.0
+    # Seconds an idle connection to Dify is kept for reuse: below the servers' own idle timeouts
+    # (uvicorn, Node: 5 s), so the gateway rarely sends on a connection the server is closing.
+    dify_keepalive_expiry: float = 4.0
     # Usage, cost and budgets (gateway/usage): recording on every answer, counters kept for
     # `usage_retention` s (0: for ever), an answer's key remembered `usage_dedup_window` s.
     usage_recording: bool = True
@@ -261,6 +264,8 @@ class Settings(BaseSettings):
         for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
+        if self.dify_keepalive_expiry <= 0:
+            raise ConfigurationError("GATEWAY_DIFY_KEEPALIVE_EXPIRY must be positive")
         if self.budget_callback_url and self.budget_callback_secret is None:
             raise ConfigurationError("GATEWAY_BUDGET_CALLBACK_URL needs GATEWAY_BUDGET_CALLBACK_SECRET (whsec_...)")
         for name in ("plugin_request_timeout", "plugin_heartbeat_timeout", "plugin_restart_max"):

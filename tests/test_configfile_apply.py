@@ -175,6 +175,30 @@ async def test_a_malformed_file_is_refused_whole_with_the_line_and_field(
         assert await gw.apps.all() == [] and await gw.endpoints.all() == []
 
 
+async def test_a_new_base_url_without_the_key_is_refused(fresh: GatewayFactory) -> None:
+    async with fresh() as gw:
+        await populate(gw)
+        config = yamlfile.read((await service(gw).export()).text).config
+        moved = config.model_copy(
+            update={"apps": tuple(a.model_copy(update={"base_url": "https://elsewhere.test/v1"}) for a in config.apps)}
+        )
+        keyless = moved.model_copy(update={"apps": tuple(a.model_copy(update={"api_key": None}) for a in moved.apps)})
+        with pytest.raises(ValidationFailed) as refused:
+            await service(gw).apply(yamlfile.write(keyless), await secrets_of(gw))
+        assert refused.value.errors and refused.value.errors[0]["field"] == "apps.0.api_key"
+        assert "another host" in str(refused.value.errors[0]["message"])
+        assert (await gw.apps.get("support")).base_url == "http://dify.test/v1"  # nothing applied
+        variables = {**await secrets_of(gw), "APP_SUPPORT_KEY": "app-support-2"}
+        changes = (await service(gw).apply(yamlfile.write(moved), variables)).changes
+        # backup keeps its key, given again in the file: the operator sends it to the new host knowingly
+        assert [c.describe() for c in changes] == [
+            "~ update app backup (base_url)",
+            "~ update app support (base_url, api_key)",
+        ]
+        assert (await gw.apps.get("support")).base_url == "https://elsewhere.test/v1"
+        assert (await gw.apps.get("backup")).base_url == "https://elsewhere.test/v1"
+
+
 async def test_a_refused_value_is_never_echoed(fresh: GatewayFactory) -> None:
     text = (
         "version: 1\nendpoints:\n  - id: ep_0000000000000001\n    plugin: webhook\n    apps: []\n"

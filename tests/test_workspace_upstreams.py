@@ -5,7 +5,9 @@ so DNS rebinding doesn't get through). The operator may use any address."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +16,17 @@ import pytest
 from pydantic import SecretStr
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from endpoints.slack.answer import answer_event
+from endpoints.slack.events import SlackTrigger
+from gateway.clock import FakeClock
 from gateway.exceptions import UpstreamError
 from gateway.host.runtime import Gateway, open_gateway
+from gateway.plugin import JobInfo, RetryJob
 from gateway.records.admintokens import AdminTokenIn
 from gateway.records.apps import AppIn
 from gateway.security.upstreams import UpstreamGuard, upstream_policy
 from gateway.simulator.app import create_simulator_app
+from gateway.testing.platforms.slack import FakeSlack
 from tests.support.gateway import Running, admin_headers, live_server, make_settings, running_app
 
 pytestmark = pytest.mark.anyio
@@ -189,6 +196,43 @@ async def test_the_operator_may_allow_private_upstreams_for_everyone(tmp_path: P
             await gw.apps.add(AppIn(name="support", base_url=url, api_key=SecretStr(KEY), mode="chat"), guarded=True)
             info = await gw.apps.check("support")  # through the guard, to the address it checked
             assert info["mode"] == "chat" and simulator.requests >= 1
+        finally:
+            await gw.aclose()
+            await guard.aclose()
+
+
+async def test_a_workspace_slack_endpoints_web_api_session_is_checked_at_connect_time(tmp_path: Path) -> None:
+    """Slack's Web API client brings its own aiohttp session: it connects through the same check."""
+    fake = FakeSlack(token="xoxb-test-token")
+    async with live_server(fake.app()) as base, live_server(create_simulator_app()) as dify:
+        port = httpx.URL(base).port
+        # At write time "localhost" answers a public address; at connect time, where it really is.
+        guard = UpstreamGuard(upstream_policy(()), resolver=_Rebinding("93.184.216.34"), timeout=httpx.Timeout(5.0))
+        # The Slack client's retries back off on the gateway's clock: a fake one takes no time.
+        gw = await open_gateway(make_settings(tmp_path), upstreams=guard, clock=FakeClock(time.time()))
+        try:
+            await gw.apps.add(AppIn(name="support", base_url=f"{dify}/v1", api_key=SecretStr(KEY), mode="chat"))
+            settings = {
+                "signing_secret": "8f742231b10e8888abcd99yyyzzz85a5",
+                "bot_token": "xoxb-test-token",
+                "api_base_url": f"http://localhost:{port}/api",
+            }
+            trigger = SlackTrigger(
+                kind="mention", event_id="Ev1", team="T1", channel="C1", channel_type="channel", user="U1",
+                text="<@UBOT> hi", ts="1.1", thread_ts="1.1", bot_user_id="UBOT",
+            )  # fmt: skip
+            job = JobInfo(id="job-1", name="answer", payload=trigger.to_payload(), attempt=1, key=None)
+            slack = gw.registry.require("slack")
+            guarded, _, _ = await gw.endpoints.create_with_secrets("slack", ["support"], settings, guarded=True)
+            with pytest.raises(RetryJob, match="could not be reached"):
+                await answer_event(job, await gw.contexts.build(guarded, slack))
+            assert fake.calls == []
+            # The operator's endpoint with the same URL reaches it: the check is the workspace's.
+            trusted, _, _ = await gw.endpoints.create_with_secrets("slack", ["support"], settings)
+            operator = replace(job, id="job-2", payload=replace(trigger, ts="1.2").to_payload())
+            done = await answer_event(operator, await gw.contexts.build(trusted, slack))
+            assert done["status"] == "answered", done
+            assert fake.calls_to("chat.postMessage")
         finally:
             await gw.aclose()
             await guard.aclose()

@@ -137,7 +137,7 @@ def test_apps_and_endpoints_take_a_workspace(run: Cli) -> None:
     assert run.json("apps", "show", "support", "--workspace", "team-a")["base_url"] == DIFY_A
     assert run.json("apps", "show", "support")["base_url"] == DIFY_B  # default
     assert [a["workspace"] for a in run.json("apps", "list", "--workspace", "team-a")] == ["team-a"]
-    run.ok("apps", "update", "support", "--base-url", DIFY_B, "--mode", "chat", "--workspace", "team-a")
+    run.ok("apps", "update", "support", "--base-url", DIFY_B, "--key", KEY, "--mode", "chat", "--workspace", "team-a")
     assert run.json("apps", "show", "support", "--workspace", "team-a")["base_url"] == DIFY_B
     assert "no workspace" in run.fails("apps", "list", "--workspace", "nope")
 

@@ -56,7 +56,8 @@ async def answer_event(job: JobInfo, ctx: Context[SlackSettings]) -> dict[str, A
     settings = ctx.settings
     if not await claim(ctx.storage, f"msg:{trigger.channel}:{trigger.ts}", job.id, ttl=CLAIM_TTL):
         return {"status": "duplicate"}
-    async with open_client(settings, ctx.clock, job.fence) as client, slack_failures(ctx):
+    connector = ctx.aiohttp_connector()  # through the upstream guard for a workspace's endpoint
+    async with open_client(settings, ctx.clock, job.fence, connector=connector) as client, slack_failures(ctx):
         bot = trigger.bot_user_id or await bot_user_id(client, ctx.storage)
         if trigger.user == bot:
             return {"status": "ignored", "reason": "the bot's own message"}

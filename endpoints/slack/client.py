@@ -142,13 +142,17 @@ async def open_client(
     fence: Callable[[], Awaitable[None]] | None = None,
     *,
     timeout: float = TIMEOUT_S,
+    connector: aiohttp.BaseConnector | None = None,
 ) -> AsyncIterator[AsyncWebClient]:
     """An `AsyncWebClient` on its own aiohttp session, closed when the job is done; each call gives
     up after `timeout` seconds and is retried (see `ClockRetryHandler`); `fence` is checked again
-    before a call is retried."""
+    before a call is retried. `connector`: `ctx.aiohttp_connector()`, so the session's connections
+    pass the gateway's upstream checks (the session closes it)."""
     if settings.bot_token is None:
+        if connector is not None:
+            await connector.close()
         raise JobError("bot_token is not set on this endpoint")
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
         yield GatewayWebClient(
             token=settings.bot_token.get_secret_value(),
             base_url=settings.api_base_url + "/",

@@ -294,9 +294,7 @@ async def create_workspace(request: Request, gw: Gateway, body: WorkspaceIn) -> 
 
 async def delete_workspace(request: Request, gw: Gateway, _: None) -> Any:
     name = request.path_params["name"]
-    await usecases.delete_workspace(
-        name, workspaces=gw.workspaces, apps=gw.apps, endpoints=gw.endpoints, tokens=gw.admin_tokens
-    )
+    await usecases.delete_workspace(gw, name)
     return {"deleted": name}
 
 
@@ -306,8 +304,7 @@ async def list_tokens(request: Request, gw: Gateway, _: None) -> Any:
 
 
 async def create_token(request: Request, gw: Gateway, body: AdminTokenIn) -> Any:
-    workspace = await gw.workspaces.require(body.workspace)
-    record, token = await gw.admin_tokens.create(body, workspace_created_at=workspace.created_at)
+    record, token = await usecases.create_token(body, workspaces=gw.workspaces, tokens=gw.admin_tokens)
     return {**AdminTokenService.public(record, gw.clock.time()), "token": token}
 
 
@@ -330,7 +327,7 @@ async def list_budgets(request: Request, gw: Gateway, _: None) -> Any:
 
 async def set_budget(request: Request, gw: Gateway, body: BudgetSpec) -> Any:
     budget = BudgetIn(**body.model_dump(), workspace=caller(request).workspace)
-    return (await gw.usage.budgets.set(budget)).public()
+    return (await usecases.set_budget(budget, workspaces=gw.workspaces, budgets=gw.usage.budgets)).public()
 
 
 async def delete_budget(request: Request, gw: Gateway, _: None) -> Any:

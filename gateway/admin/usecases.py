@@ -13,15 +13,18 @@ from typing import Any
 from gateway.exceptions import BadRequest, NotFound
 from gateway.host.context_factory import ContextFactory
 from gateway.host.registry import PluginRegistry
+from gateway.host.runtime import Gateway
 from gateway.plugin import ActionResult
-from gateway.records.admintokens import AdminTokenService
+from gateway.records.admintokens import AdminTokenIn, AdminTokenRecord, AdminTokenService
 from gateway.records.apps import AppService
 from gateway.records.endpoints import EndpointRecord, EndpointService
 from gateway.records.requestlog import RequestLog
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.storage.base import Job, JobState, Store
+from gateway.usage.budgets import Budget, BudgetBook, BudgetIn
 
 __all__ = [
+    "create_token",
     "delete_endpoint",
     "delete_workspace",
     "find_job",
@@ -29,6 +32,7 @@ __all__ = [
     "remove_app",
     "reseal_secrets",
     "run_action",
+    "set_budget",
 ]
 
 # How many of the newest jobs a workspace's job list looks through for its own.
@@ -43,16 +47,31 @@ async def remove_app(
     await apps.remove(name, bound_to=bound, workspace=workspace)
 
 
-async def delete_workspace(
-    name: str, *, workspaces: WorkspaceService, apps: AppService, endpoints: EndpointService, tokens: AdminTokenService
-) -> None:
-    """Delete an empty workspace and its admin tokens (refused while it holds apps or endpoints).
-    Nothing can be created in it between the look at what it holds and the delete (`in_use`)."""
-    async with workspaces.in_use(name):
-        await workspaces.delete(
-            name, apps=[a.name for a in await apps.all(name)], endpoints=[e.id for e in await endpoints.all(name)]
-        )
-        await tokens.delete_workspace(name)
+async def delete_workspace(gw: Gateway, name: str) -> None:
+    """Delete an empty workspace with its admin tokens and budgets (refused while it holds apps or
+    endpoints). Nothing can be created in it between the look at what it holds and the delete
+    (`in_use`; `create_token` and `set_budget` take the same lock)."""
+    async with gw.workspaces.in_use(name):
+        apps, endpoints = await gw.apps.all(name), await gw.endpoints.all(name)
+        await gw.workspaces.delete(name, apps=[a.name for a in apps], endpoints=[e.id for e in endpoints])
+        await gw.admin_tokens.delete_workspace(name)
+        await gw.usage.budgets.delete_workspace(name)
+
+
+async def create_token(
+    spec: AdminTokenIn, *, workspaces: WorkspaceService, tokens: AdminTokenService
+) -> tuple[AdminTokenRecord, str]:
+    """A new admin token for `spec.workspace` (NotFound unless it exists), made under the
+    workspace's lock, so a delete running at the same time can't leave it behind."""
+    async with workspaces.in_use(spec.workspace) as workspace:
+        return await tokens.create(spec, workspace_created_at=workspace.created_at)
+
+
+async def set_budget(data: BudgetIn, *, workspaces: WorkspaceService, budgets: BudgetBook) -> Budget:
+    """Set a budget of `data.workspace` (NotFound unless it exists) under the workspace's lock, so a
+    delete running at the same time can't leave it behind for a later workspace of that name."""
+    async with workspaces.in_use(data.workspace):
+        return await budgets.set(data)
 
 
 def _visible(owner: str | None, workspace: str, operator: bool) -> bool:

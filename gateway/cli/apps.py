@@ -12,8 +12,9 @@ from gateway.admin.usecases import remove_app
 from gateway.cli.common import emit, fail, iso_times, run, table
 from gateway.cli.duration import DURATION
 from gateway.cli.workspaces import workspace_option
+from gateway.exceptions import ValidationFailed
 from gateway.host.runtime import Gateway
-from gateway.records.apps import DEFAULT_BASE_URL, AppIn, AppRecord, AppService, AppUpdate
+from gateway.records.apps import DEFAULT_BASE_URL, MOVED_WITHOUT_KEY, AppIn, AppRecord, AppService, AppUpdate
 
 
 @click.group("apps")
@@ -120,7 +121,14 @@ def update(
 
     async def action(gw: Gateway) -> dict[str, Any]:
         await gw.workspaces.require(workspace)
-        return _public(await gw.apps.update(name, change, workspace=workspace))
+        try:
+            return _public(await gw.apps.update(name, change, workspace=workspace))
+        except ValidationFailed as exc:
+            if exc.message != MOVED_WITHOUT_KEY:
+                raise
+            raise ValidationFailed(
+                "a new --base-url needs the app's --key too: the current key is not sent to another host"
+            ) from None
 
     emit(run(action), as_json, _human)
 

@@ -8,6 +8,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from gateway.admin.usecases import set_budget
 from gateway.cli.common import emit, fail, iso_times, run, table
 from gateway.exceptions import BadRequest
 from gateway.host.runtime import Gateway
@@ -113,8 +114,8 @@ def set_(
         fail("; ".join(f"{'.'.join(map(str, e['loc'])) or 'budget'}: {e['msg']}" for e in errors))
 
     async def action(gw: Gateway) -> dict[str, Any]:
-        await gw.workspaces.require(data.workspace)
-        return iso_times((await gw.usage.budgets.set(data)).public(), "created_at")
+        budget = await set_budget(data, workspaces=gw.workspaces, budgets=gw.usage.budgets)
+        return iso_times(budget.public(), "created_at")
 
     emit(run(action), as_json, lambda b: f"budget {b['id']} set")
 

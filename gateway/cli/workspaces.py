@@ -8,7 +8,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
-from gateway.admin.usecases import delete_workspace
+from gateway.admin.usecases import create_token, delete_workspace
 from gateway.cli.common import emit, fail, iso_times, run, table
 from gateway.host.runtime import Gateway
 from gateway.records.admintokens import ROLES, AdminTokenIn, AdminTokenRecord, AdminTokenService, parse_duration
@@ -87,9 +87,7 @@ def workspaces_delete(name: str, yes: bool) -> None:
         fail("not deleted")
 
     async def action(gw: Gateway) -> None:
-        await delete_workspace(
-            name, workspaces=gw.workspaces, apps=gw.apps, endpoints=gw.endpoints, tokens=gw.admin_tokens
-        )
+        await delete_workspace(gw, name)
 
     run(action)
     click.echo(f"deleted workspace {name}")
@@ -125,8 +123,7 @@ def tokens_create(workspace: str, role: str, expires: str | None, label: str, as
             )
         except ValidationError as exc:
             fail(_invalid(exc))
-        found = await gw.workspaces.require(workspace)
-        record, token = await gw.admin_tokens.create(spec, workspace_created_at=found.created_at)
+        record, token = await create_token(spec, workspaces=gw.workspaces, tokens=gw.admin_tokens)
         return {**_public(gw, record), "token": token}
 
     def human(t: dict[str, Any]) -> str:

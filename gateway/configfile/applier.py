@@ -22,7 +22,7 @@ from gateway.configfile.plan import Change, diff
 from gateway.configfile.yamlfile import Path, error, failed
 from gateway.exceptions import ValidationFailed
 from gateway.host.registry import PluginRegistry
-from gateway.records.apps import AppIn, AppService, AppUpdate
+from gateway.records.apps import MOVED_WITHOUT_KEY, AppIn, AppService, AppUpdate
 from gateway.records.endpoints import EndpointOptions, EndpointService
 from gateway.security.crypto import MASK
 from gateway.security.upstreams import UpstreamGuard, is_http_url
@@ -92,6 +92,8 @@ class ConfigApplier:
                 problem((*where, "api_key"), f"app {name!r} is new: its api_key is needed")
             if app.api_key == MASK:
                 problem((*where, "api_key"), "the mask is not a key; leave api_key out to keep the current one")
+            if app.api_key is None and name in current.apps and current.apps[name].base_url != app.base_url:
+                problem((*where, "api_key"), MOVED_WITHOUT_KEY)
             if app.fallback is not None and (app.fallback == name or app.fallback not in final_apps):
                 problem((*where, "fallback"), f"the fallback app {app.fallback!r} is not an app of the gateway")
         endpoints: dict[str, EndpointState] = {}
@@ -177,7 +179,9 @@ class ConfigApplier:
                     app.name,
                     AppUpdate(
                         base_url=app.base_url if "base_url" in change.fields else None,
-                        api_key=SecretStr(app.api_key) if "api_key" in change.fields and app.api_key else None,
+                        api_key=SecretStr(app.api_key)
+                        if {"api_key", "base_url"} & set(change.fields) and app.api_key
+                        else None,
                         mode=app.mode,
                         fallback=fallback,
                     ),

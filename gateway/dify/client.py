@@ -36,25 +36,34 @@ from gateway.dify.breaker import BreakerRegistry, Ticket
 from gateway.dify.errors import classify, counts_against_app
 from gateway.dify.models import CHAT_MODES, Answer, AppDescription, AskRequest, DifyApp
 from gateway.dify.pool import ConnectionSlots
+from gateway.dify.reconnect import FreshRetry, fresh_aiohttp_transport
 from gateway.dify.retry import RetryPolicy
 from gateway.dify.stream import DifyAnswerStream
 from gateway.exceptions import BadRequest, ConfigurationError, Overloaded, UpstreamError, UpstreamTimeout
 from gateway.security.boundedjson import loads as bounded_loads
 
-__all__ = ["DEFAULT_TIMEOUT", "DifyClient", "make_http_client"]
+__all__ = ["DEFAULT_KEEPALIVE_EXPIRY", "DEFAULT_TIMEOUT", "DifyClient", "make_http_client"]
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 # read=60 s: Dify pings every 10 s while a node thinks, so only a dead stream stays silent this long.
 DEFAULT_TIMEOUT = httpx.Timeout(connect=5.0, read=60.0, write=10.0, pool=5.0)
+# Below the idle timeouts of the servers before Dify (uvicorn, Node: 5 s; nginx 75 s; ALB 60 s).
+DEFAULT_KEEPALIVE_EXPIRY = 4.0
 
 
-def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 1100) -> httpx.AsyncClient:
+def make_http_client(
+    *, use_aiohttp: bool = True, max_connections: int = 1100, keepalive_expiry: float = DEFAULT_KEEPALIVE_EXPIRY
+) -> httpx.AsyncClient:
     """Build the production HTTP client for Dify calls (one per process, closed in the lifespan).
 
     At most `max_connections` requests are open at once (`ConnectionSlots`); a wait for a free
     one past the `pool` timeout is `httpx.PoolTimeout`, which the client reports as `Overloaded`.
+
+    Idle connections are kept `keepalive_expiry` seconds, less than servers keep them (uvicorn and
+    Node: 5 s), and a request that a server's idle close cut off before any answer byte is sent
+    once more on a new connection (`FreshRetry`).
 
     `use_aiohttp=True` routes requests through `httpx_aiohttp.AiohttpTransport`. It is the
     default because `bench/bench_dify_transport.py` (50 concurrent streamed answers of ~22 SSE
@@ -65,9 +74,13 @@ def make_http_client(*, use_aiohttp: bool = True, max_connections: int = 1100) -
     Note: respx does not intercept the aiohttp transport; tests pass `use_aiohttp=False`.
     """
     limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=30.0
+        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=keepalive_expiry
     )
-    inner = AiohttpTransport(limits=limits) if use_aiohttp else httpx.AsyncHTTPTransport(limits=limits)
+    if use_aiohttp:
+        inner = FreshRetry(AiohttpTransport(limits=limits), fresh_aiohttp_transport(max_connections))
+    else:
+        single_use = httpx.Limits(max_connections=max_connections, max_keepalive_connections=0)
+        inner = FreshRetry(httpx.AsyncHTTPTransport(limits=limits), httpx.AsyncHTTPTransport(limits=single_use))
     transport = ConnectionSlots(inner, max_connections)
     return httpx.AsyncClient(transport=transport, timeout=DEFAULT_TIMEOUT, follow_redirects=False)
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import httpx
 
 from gateway.clock import Clock
@@ -180,8 +181,10 @@ class PluginContext:
         callback_policy: UrlPolicy,
         secrets: Callable[[str], tuple[str, ...]] | None = None,
         workspace: str = DEFAULT_WORKSPACE,
+        aiohttp_connector: Callable[[], aiohttp.BaseConnector] | None = None,
     ) -> None:
         self._plugin = plugin
+        self._aiohttp_connector = aiohttp_connector  # the upstream guard's, for a guarded endpoint
         self.workspace = workspace  # the endpoint's (what is kept per tenant, e.g. a Dify package's storage)
         self._secrets_of = secrets  # a secret setting's values during a rotation (`secrets`)
         self._endpoint = endpoint
@@ -233,6 +236,10 @@ class PluginContext:
     def http(self) -> httpx.AsyncClient:
         self._require(Permission.HTTP)
         return self._http
+
+    def aiohttp_connector(self) -> aiohttp.BaseConnector:
+        self._require(Permission.HTTP)
+        return self._aiohttp_connector() if self._aiohttp_connector is not None else aiohttp.TCPConnector()
 
     @property
     def callbacks(self) -> EndpointCallbacks:

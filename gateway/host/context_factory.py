@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+import aiohttp
 import httpx
 
 from gateway.clock import Clock
@@ -63,6 +65,7 @@ class ContextFactory:
         callback_policy: UrlPolicy,
         guarded_http: httpx.AsyncClient,
         usage: UsageService | None = None,
+        guarded_aiohttp: Callable[[], aiohttp.BaseConnector] | None = None,
     ) -> None:
         self._apps = apps
         self._endpoints = endpoints
@@ -73,6 +76,7 @@ class ContextFactory:
         self._workers = workers
         self._http = http
         self._guarded_http = guarded_http  # `ctx.http` of endpoints whose settings a workspace token wrote
+        self._guarded_aiohttp = guarded_aiohttp  # and their `ctx.aiohttp_connector()`
         self._clock = clock
         self._callback_policy = callback_policy
         self._usage = usage
@@ -144,6 +148,7 @@ class ContextFactory:
             queue=self._queue,
             workers=self._workers,
             http=self._guarded_http if record.guarded else self._http,
+            aiohttp_connector=self._guarded_aiohttp if record.guarded else None,
             clock=self._clock,
             apps=bridge,
             callback_policy=self._callback_policy,

@@ -117,7 +117,11 @@ async def open_gateway(
         store = await open_store(settings.store, clock=clock)
         owns.append(store.aclose)
     if http is None:
-        http = make_http_client(use_aiohttp=settings.use_aiohttp, max_connections=settings.dify_connections)
+        http = make_http_client(
+            use_aiohttp=settings.use_aiohttp,
+            max_connections=settings.dify_connections,
+            keepalive_expiry=settings.dify_keepalive_expiry,
+        )
         owns.append(http.aclose)
     registry = registry if registry is not None else PluginRegistry.from_entry_points()
     box = SecretBox(settings.secret_keys)
@@ -200,6 +204,7 @@ async def open_gateway(
         callback_policy=policy,
         guarded_http=upstreams.http,
         usage=usage,
+        guarded_aiohttp=upstreams.aiohttp_connector,
     )
     sender = CallbackSender(policy=policy, clock=clock)
     owns.append(sender.aclose)

@@ -22,7 +22,8 @@ from gateway.plugin.memory import Memory
 from gateway.plugin.streams import AnswerStream
 from gateway.records.appform import FileUpload
 
-if TYPE_CHECKING:  # a type name only: importing the contract does not load httpx
+if TYPE_CHECKING:  # type names only: importing the contract does not load httpx or aiohttp
+    import aiohttp
     import httpx
 
 __all__ = [
@@ -240,6 +241,14 @@ class Context(Protocol[SettingsT_co]):
     def jobs(self) -> Jobs: ...
     @property
     def http(self) -> httpx.AsyncClient: ...
+    def aiohttp_connector(self) -> aiohttp.BaseConnector:
+        """A new connector for an SDK that brings its own aiohttp session (slack_sdk's
+        `AsyncWebClient`): `aiohttp.ClientSession(connector=ctx.aiohttp_connector())`, which owns
+        and closes it. Its connections pass the same checks as `http`'s (for an endpoint a
+        workspace token configured: public addresses only, checked at connect time). Needs the
+        HTTP permission."""
+        ...
+
     @property
     def callbacks(self) -> Callbacks:
         """Needs the HTTP permission."""

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from gateway.clock import Clock
-from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError
+from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError, ValidationFailed
 from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
@@ -60,6 +60,10 @@ PARAMETERS_RETRY_SECONDS = 60.0
 InfoFetcher = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
 # (name, base_url, api_key, guarded) -> the app's `GET /parameters` answer; raises UpstreamError on failure.
 ParametersFetcher = Callable[[str, str, str, bool], Awaitable[dict[str, Any]]]
+
+
+# The current key is never sent to a host it was not given for (a changed base URL may be anyone's).
+MOVED_WITHOUT_KEY = "a new base_url needs the app's api_key too: the current key is not sent to another host"
 
 
 def app_key(workspace: str, name: str) -> str:
@@ -236,6 +240,8 @@ class AppService:
         if base_url != record.base_url:  # whoever sets the URL decides whether it is guarded
             if guarded:
                 await self._upstreams.check(base_url, "the app's base_url")
+            if change.api_key is None:
+                raise ValidationFailed(MOVED_WITHOUT_KEY, errors=[{"field": "api_key", "message": MOVED_WITHOUT_KEY}])
             url_guarded = guarded
         key = change.api_key.get_secret_value().strip() if change.api_key else self.api_key(record)
         moved = bool(change.api_key or change.base_url)  # possibly another app: its form is read again

@@ -8,12 +8,13 @@ an upgrade moves nothing and changes no URL.
 Deleting a workspace and creating an app or an endpoint in it take the workspace's lock (a
 `LeaseLock` in the store, so across replicas too) in `in_use`: a creation either lands first
 (and the delete, seeing it, refuses) or waits and finds the workspace gone (404), never leaving
-an endpoint in a workspace that no longer exists.
+an endpoint in a workspace that no longer exists. Creating an admin token or setting a budget
+takes the same lock (`gateway.admin.usecases`), since the delete takes those with it.
 
 A workspace is deleted only when it holds no apps and no endpoints. There is deliberately no
 `--force`: deleting an endpoint kills its live URL for good (a new one can't get the same token),
 so a typo in a workspace name must not take a team's bots down; the operator deletes what is in
-it first, one deliberate command at a time. Its admin tokens go with it.
+it first, one deliberate command at a time. Its admin tokens and budgets go with it.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ connection to it goes through, the SSRF guard's pinned transport (gateway/securi
 addresses checked are the ones connected to, so DNS rebinding can't slip in between. Records
 keep whether a workspace token set their URL (`guarded`); only those use this client, the
 operator's stay on the shared one. A refusal at connect time is an `httpx.ConnectError`, which
-callers already treat as an unreachable upstream.
+callers already treat as an unreachable upstream. `aiohttp_connector` does the same for SDKs that
+bring their own aiohttp session (Slack's Web API client; gateway/security/aiohttpguard.py).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import ipaddress
 from collections.abc import Iterable
 from ipaddress import IPv4Network, IPv6Network
 
+import aiohttp
 import httpcore
 import httpx
 
 from gateway.exceptions import BadRequest
+from gateway.security.aiohttpguard import guarded_connector
 from gateway.security.ssrf import NON_PUBLIC, PinnedTransport, Resolver, UrlPolicy, check_url_syntax, resolve_and_check
 
 __all__ = ["UpstreamGuard", "is_http_url", "upstream_policy"]
@@ -101,6 +104,11 @@ class UpstreamGuard:
                     host=exc.context.get("host"),
                 ) from None
             raise BadRequest(f"{what}: {exc.message.replace('callback ', '')}", **exc.context) from None
+
+    def aiohttp_connector(self) -> aiohttp.TCPConnector:
+        """A new aiohttp connector with the same checks as `http`, at connect time, for SDKs that
+        bring their own aiohttp session (slack_sdk); the session using it closes it."""
+        return guarded_connector(self.policy, resolver=self._resolver, hint=f"; see {SETTING}")
 
     async def aclose(self) -> None:
         await self.http.aclose()

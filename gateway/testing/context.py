@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from types import TracebackType
 from typing import Any, Generic
 
+import aiohttp
 import httpx
 from pydantic import BaseModel
 from typing_extensions import TypeVar
@@ -149,6 +150,10 @@ class FakeContext(Generic[SettingsT]):
     def http(self) -> httpx.AsyncClient:
         self._require(Permission.HTTP)
         return self._http
+
+    def aiohttp_connector(self) -> aiohttp.BaseConnector:
+        self._require(Permission.HTTP)
+        return aiohttp.TCPConnector()
 
     @property
     def callbacks(self) -> RecordedCallbacks:

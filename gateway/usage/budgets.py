@@ -120,3 +120,11 @@ class BudgetBook:
 
     async def delete(self, budget_key: str) -> bool:
         return await self._store.doc_delete(BUDGETS, budget_key)
+
+    async def delete_workspace(self, workspace: str) -> int:
+        """Delete every budget of `workspace` (it is being deleted); returns how many. A workspace
+        made later under the same name starts without them."""
+        budgets = await self.all(workspace)
+        for budget in budgets:
+            await self._store.doc_delete(BUDGETS, budget.id)
+        return len(budgets)

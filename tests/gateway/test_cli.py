@@ -254,6 +254,21 @@ def test_app_errors_are_clean(invoke: Invoke, args: list[str], fragment: str) ->
     assert KEY not in stderr
 
 
+def test_a_new_base_url_needs_the_key_too(invoke: Invoke, store_url: str) -> None:
+    add_app(invoke)
+    stderr = failed(invoke("apps", "update", "support", "--base-url", "https://elsewhere.test/v1"), "--key")
+    assert KEY not in stderr and "another host" in stderr
+    other = "app-" + "N" * 40
+    moved = ["apps", "update", "support", "--base-url", "https://elsewhere.test/v1", "--mode", "chat"]
+    ok(invoke(*moved, "--key", "-", input=other + "\n"))
+
+    async def app(gw: Gateway) -> tuple[str, str]:
+        record = await gw.apps.get("support")
+        return record.base_url, gw.apps.api_key(record)
+
+    assert with_gateway(store_url, app) == ("https://elsewhere.test/v1", other)
+
+
 def test_adding_an_app_twice_is_refused(invoke: Invoke) -> None:
     add_app(invoke)
     failed(invoke("apps", "add", "support", "--key", KEY, "--mode", "chat"), "already exists")

@@ -80,7 +80,7 @@ async def test_the_context_is_reused_until_the_endpoint_or_an_app_changes(runnin
     assert (await running.client.post(path)).json()["greeting"] == "hi"
     assert seen[2][0] is not seen[1][0]
 
-    await gateway.apps.update("a", AppUpdate(base_url="http://moved.test/v1", mode="chat"))
+    await gateway.apps.update("a", AppUpdate(base_url="http://moved.test/v1", api_key=SecretStr("app-k"), mode="chat"))
     assert (await running.client.post(path)).json()["apps"] == {"a": "http://moved.test/v1"}
     assert seen[3][0] is not seen[2][0]
 

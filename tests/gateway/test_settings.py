@@ -430,6 +430,14 @@ def test_capacity_and_breaker_settings() -> None:
             valid(**{name: value}).validate()
 
 
+def test_dify_keepalive_expiry_setting() -> None:
+    assert Settings.from_env({}).dify_keepalive_expiry == 4.0  # below uvicorn's and Node's 5 s
+    assert Settings.from_env({"GATEWAY_DIFY_KEEPALIVE_EXPIRY": "1.5"}).dify_keepalive_expiry == 1.5
+    for value in (0, -1):
+        with pytest.raises(ConfigurationError, match="GATEWAY_DIFY_KEEPALIVE_EXPIRY"):
+            valid(dify_keepalive_expiry=value).validate()
+
+
 # -- the README's Configuration table ---------------------------------------------------------------
 
 

@@ -7,7 +7,8 @@ each quick failure (`backoff`, capped); one that keeps failing soon after starti
 
 stdout carries the session protocol (lines of any length: a large non-streamed answer is one
 line); stderr is the plugin's log, written to the gateway log under `gateway.plugins.<name>`.
-The environment is built here, never inherited: the gateway's secrets stay in the gateway.
+The environment is built here, never inherited: the gateway's secrets stay in the gateway, which
+also turns non-dumpable before a plugin starts, so a plugin can't read them from /proc (`dumpable`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tenacity import RetryCallState, wait_exponential
 
 from gateway.clock import Clock
 from gateway.difyplugins.runtime.connection import PluginConnection
+from gateway.difyplugins.runtime.dumpable import make_non_dumpable
 from gateway.difyplugins.runtime.protocol import decode_line
 from gateway.difyplugins.runtime.status import RuntimeState, RuntimeStatus
 from gateway.difyplugins.runtime.transport import READ_CHUNK, LineTooLong, line_writer, read_lines
@@ -181,6 +183,7 @@ class PluginProcess:
         """Run the process until it ends; why it ended."""
         self._state = "starting"
         self._retry_at = None
+        make_non_dumpable()  # the plugin runs as our user: keep it out of /proc/<gateway>/environ
         try:
             process = await asyncio.create_subprocess_exec(
                 str(self.python),

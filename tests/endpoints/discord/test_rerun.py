@@ -149,7 +149,9 @@ async def test_a_shorter_rerun_deletes_the_follow_ups_it_no_longer_needs(tmp_pat
         left_over = s.ids()
         assert len(left_over) == 2
         # A rerun asks Dify again, and this time the answer fits in one message.
-        await s.gateway.apps.update("support", AppUpdate(base_url=s.echo, mode="chat"))
+        await s.gateway.apps.update(
+            "support", AppUpdate(base_url=s.echo, api_key=SecretStr("app-simulator"), mode="chat")
+        )
 
         await ask(job(2), await s.context())
 

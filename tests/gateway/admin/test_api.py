@@ -387,6 +387,23 @@ async def test_invalid_app_updates_are_422(admin: Admin) -> None:
     assert (await admin.patch("/apps/missing", {"mode": "chat"})).status_code == 404
 
 
+async def test_a_new_base_url_needs_the_key_too(admin: Admin) -> None:
+    """The current key must not go to a host it was never given for."""
+    await add_app(admin)
+    moved = {"base_url": "https://elsewhere.test/v1", "mode": "chat"}
+    response = await admin.patch("/apps/support", moved)
+    assert response.status_code == 422, response.text
+    assert error_code(response) == "validation_failed"
+    assert [e["field"] for e in response.json()["error"]["errors"]] == ["api_key"]
+    assert "api_key" in response.json()["error"]["message"]
+    assert (await admin.get("/apps/support")).json()["base_url"] == DIFY  # nothing changed
+    same = await admin.patch("/apps/support", {"base_url": DIFY + "/", "mode": "chat"})  # the same URL: fine
+    assert same.status_code == 200
+    given = await admin.patch("/apps/support", {**moved, "api_key": OTHER_KEY})
+    assert given.status_code == 200 and given.json()["base_url"] == "https://elsewhere.test/v1"
+    admin.assert_never_returned(KEY, OTHER_KEY)
+
+
 async def test_missing_apps_are_404(admin: Admin) -> None:
     for response in (
         await admin.get("/apps/missing"),
