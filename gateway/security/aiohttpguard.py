@@ -27,25 +27,23 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from gateway.exceptions import BadRequest
 from gateway.security.ssrf import Resolver, UrlPolicy, resolve_and_check
 
-__all__ = ["guarded_connector"]
+__all__ = ["CheckedResolver", "guarded_connector"]
 
 
-class _CheckedResolver(AbstractResolver):
-    """Resolves through `resolve_and_check`; remembers what it let through for the socket factory."""
+class CheckedResolver(AbstractResolver):
+    """Resolves a host name for aiohttp with `resolve_and_check`: only checked addresses, or
+    `BadRequest` (non-public address, or the name could not be resolved). Remembers the
+    addresses it let through (`checked`), for a socket factory that sees every connection."""
 
-    def __init__(self, policy: UrlPolicy, resolver: Resolver | None, hint: str) -> None:
+    def __init__(self, policy: UrlPolicy, resolver: Resolver | None = None) -> None:
         self._policy = policy
         self._resolver = resolver
-        self._hint = hint
         self.checked: set[str] = set()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        try:
-            addresses = await resolve_and_check(host, port, self._policy, resolver=self._resolver)
-        except BadRequest as exc:  # the host (never the URL, which may carry secrets) is in the message
-            raise OSError(errno.EACCES, f"{host}: {exc.message}{self._hint}") from None
+        addresses = await resolve_and_check(host, port, self._policy, resolver=self._resolver)
         self.checked.update(addresses)
         return [
             ResolveResult(
@@ -63,13 +61,29 @@ class _CheckedResolver(AbstractResolver):
         return None
 
 
+class _RefusingResolver(CheckedResolver):
+    """A `CheckedResolver` whose refusals are `OSError`s, which aiohttp turns into a connect error."""
+
+    def __init__(self, policy: UrlPolicy, resolver: Resolver | None, hint: str) -> None:
+        super().__init__(policy, resolver)
+        self._hint = hint
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        try:
+            return await super().resolve(host, port, family)
+        except BadRequest as exc:  # the host (never the URL, which may carry secrets) is in the message
+            raise OSError(errno.EACCES, f"{host}: {exc.message}{self._hint}") from None
+
+
 def guarded_connector(policy: UrlPolicy, *, resolver: Resolver | None = None, hint: str = "") -> aiohttp.TCPConnector:
     """A new aiohttp connector whose every connection passes `policy` at connect time.
 
     `resolver` exists for tests (see `gateway.security.ssrf.PinnedTransport`); `hint` is added to
     refusals (e.g. the setting that allows more). The session using it owns and closes it.
     """
-    checked = _CheckedResolver(policy, resolver, hint)
+    checked = _RefusingResolver(policy, resolver, hint)
 
     def socket_factory(info: tuple[Any, ...]) -> socket.socket:
         family, kind, proto, _, address = info

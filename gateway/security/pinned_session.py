@@ -5,11 +5,11 @@ costs ~10x the CPU of the same POST through aiohttp). The same three layers as `
 
 1. Every URL passes `check_url_syntax`; aiohttp then parses it (yarl) as given, and a host name
    yarl reads differently from the check is refused, so what is checked is what is reached.
-2. Host names are resolved by `PinnedResolver`, which runs `resolve_and_check` and hands aiohttp
-   only the checked addresses. aiohttp connects to those and nothing else (the Host header, TLS
-   SNI and certificate check keep the name), and reuses them for `dns_ttl` seconds: the pinned
-   resolution, never a second unchecked one. An IP literal, which aiohttp never gives to a
-   resolver, is checked here before the request.
+2. Host names are resolved by `CheckedResolver` (gateway/security/aiohttpguard.py), which runs
+   `resolve_and_check` and hands aiohttp only the checked addresses. aiohttp connects to those
+   and nothing else (the Host header, TLS SNI and certificate check keep the name), and reuses
+   them for `dns_ttl` seconds: the pinned resolution, never a second unchecked one. An IP
+   literal, which aiohttp never gives to a resolver, is checked here before the request.
 3. Each new connection goes through (2); a keep-alive connection was checked when it opened.
    aiohttp keeps one pool per target (scheme, host, port).
 
@@ -19,53 +19,24 @@ Redirects are never followed; TLS is always verified (the same CA bundle as http
 
 from __future__ import annotations
 
-import socket
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import aiohttp
 import httpx
-from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.helpers import is_ip_address
 from yarl import URL
 
 from gateway.exceptions import BadRequest
+from gateway.security.aiohttpguard import CheckedResolver
 from gateway.security.ssrf import ParsedUrl, Resolver, UrlPolicy, check_url_syntax, resolve_and_check
 
-__all__ = ["DNS_TTL_S", "PinnedResolver", "PinnedSession"]
+__all__ = ["DNS_TTL_S", "PinnedSession"]
 
 DNS_TTL_S = 10.0  # seconds a checked resolution is reused for new connections to the same host
 MAX_CONNECTIONS = 100  # in all, as ssrf.DEFAULT_LIMITS
 KEEPALIVE_S = 5.0  # idle connections kept this long, as httpx's default
-
-
-class PinnedResolver(AbstractResolver):
-    """Resolves a host name for aiohttp with `resolve_and_check`: only checked addresses, or
-    `BadRequest` (non-public address, or the name could not be resolved)."""
-
-    def __init__(self, policy: UrlPolicy, resolver: Resolver | None = None) -> None:
-        self._policy = policy
-        self._resolver = resolver
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        addresses = await resolve_and_check(host, port, self._policy, resolver=self._resolver)
-        return [
-            ResolveResult(
-                hostname=host,
-                host=address,
-                port=port,
-                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
-                proto=0,
-                flags=socket.AI_NUMERICHOST,
-            )
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        pass
 
 
 class PinnedSession:
@@ -103,7 +74,7 @@ class PinnedSession:
             raise RuntimeError("the session is closed")
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                resolver=PinnedResolver(self._policy, self._resolver),
+                resolver=CheckedResolver(self._policy, self._resolver),
                 ttl_dns_cache=max(1, round(self._dns_ttl)),
                 ssl=self._ssl if self._ssl is not None else httpx.create_ssl_context(),
                 limit=MAX_CONNECTIONS,
