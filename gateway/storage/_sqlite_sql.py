@@ -18,6 +18,7 @@ __all__ = [
     "SET_FENCED",
     "SET_IF_ABSENT",
     "insert_jobs",
+    "insert_jobs_quietly",
     "jobs_by_keys",
 ]
 
@@ -65,6 +66,12 @@ def insert_jobs(n: int) -> str:
     return (
         f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING RETURNING id, key"
     )
+
+
+@functools.cache
+def insert_jobs_quietly(n: int) -> str:
+    """`insert_jobs` without RETURNING: one step however many rows (its rowcount: the rows inserted)."""
+    return f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING"
 
 
 @functools.cache

@@ -81,6 +81,10 @@ def _prefix_upper_bound(prefix: str) -> str | None:
     return None
 
 
+class _Conflict(Exception):
+    """A batch of enqueues met a taken id or key: its transaction is rolled back and redone row by row."""
+
+
 class _StoreCall(Generic[_T]):
     """One store call for the store thread: run alone (`__call__`) or inside a batch (`fn`)."""
 
@@ -433,13 +437,26 @@ class SQLiteStore:
         params = [row[name] for _, row in batch for name in queries.JOB_FIELDS]
         keys = [new.key for new, _ in batch if new.key is not None]
 
+        def fast(c: sqlite3.Connection) -> bool:
+            # The common case in one step of one statement: every row is new. Each sqlite3 step
+            # hands the GIL to the event loop and back, and RETURNING steps once per row, so the
+            # rows are not returned; the count of rows written says whether all of them went in.
+            if c.execute(queries.insert_jobs_quietly(len(batch)), params).rowcount == len(batch):
+                return True
+            raise _Conflict  # some id or key was taken: undone, and written again below
+
         def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
-            # One statement for the whole batch (each sqlite3 call hands the GIL back and forth).
-            # A row whose id or key is taken (before, or by an earlier row of the batch) is skipped.
+            # One statement for the whole batch; a row whose id or key is taken (before, or by an
+            # earlier row of the batch) is skipped.
             inserted = [(r[0], r[1]) for r in c.execute(queries.insert_jobs(len(batch)), params).fetchall()]
             found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
             return inserted, found
 
+        try:
+            await self._run(fast, write=True, closing_ok=True)
+            return [(new, True) for new, _ in batch]
+        except _Conflict:
+            pass
         inserted, found = await self._run(op, write=True, closing_ok=True)
         by_key = {row["key"]: row for row in found}
         out: list[tuple[Job, bool] | Exception] = []
