@@ -18,7 +18,7 @@ __all__ = [
     "SET_FENCED",
     "SET_IF_ABSENT",
     "insert_jobs",
-    "insert_jobs_quietly",
+    "insert_jobs_strictly",
     "jobs_by_keys",
 ]
 
@@ -69,9 +69,10 @@ def insert_jobs(n: int) -> str:
 
 
 @functools.cache
-def insert_jobs_quietly(n: int) -> str:
-    """`insert_jobs` without RETURNING: one step however many rows (its rowcount: the rows inserted)."""
-    return f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING"
+def insert_jobs_strictly(n: int) -> str:
+    """Insert `n` jobs in one statement that fails whole (IntegrityError) if any id or key is taken;
+    no RETURNING, so it runs in one step however many rows."""
+    return f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)}"
 
 
 @functools.cache
