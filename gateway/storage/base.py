@@ -43,6 +43,8 @@ def json_dumps(value: Any) -> str:
     scalar = _SCALARS.get(type(value))
     if scalar is not None:
         return scalar(value)
+    if not value and type(value) is dict:  # a job's usual meta
+        return "{}"
     return _ENCODER.encode(value)
 
 
