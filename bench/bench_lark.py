@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import SIGNING_SECRET, signed_event  # noqa: E402
 from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
+from bench.profile import cpu_seconds  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 ENCRYPT_KEY = "bench-encrypt-key-0123456789abcdef"
@@ -103,13 +104,17 @@ def acks(args: argparse.Namespace, env: dict[str, str], port: int, slack_url: st
         load: dict[str, Any] = {"concurrency": args.concurrency, "duration": args.duration}
         pairs = []
         for i in range(args.rounds):
+            cpu = cpu_seconds(gateway.pid)
             slack = asyncio.run(run_load("gateway slack", slack_url, request=lambda: signed_event(slack_ids), **load))
+            slack_cpu, cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, slack.requests), cpu_seconds(gateway.pid)
             lark = asyncio.run(run_load("gateway lark", lark_url, request=lambda: lark_request(lark_ids), **load))
+            lark_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, lark.requests)
             pairs.append((lark, slack))
             print(f"\nround {i + 1}: {args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
             print(slack.row())
             print(lark.row())
             print(ratio_line(lark, slack))
+            print(f"gateway CPU per request: slack {slack_cpu * 1e6:.0f} us, lark {lark_cpu * 1e6:.0f} us")
         print()
         print(*rounds_summary(pairs), sep="\n")
     finally:

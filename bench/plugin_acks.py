@@ -22,7 +22,7 @@ from typing import Any
 
 from bench.bench_slack import BOT_TOKEN, SIGNING_SECRET, signed_event
 from bench.loadgen import ratio_line, rounds_summary, run_load
-from bench.profile import Profiler, top_self
+from bench.profile import Profiler, cpu_seconds, top_self
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
 
 __all__ = ["add_arguments", "compare_with_slack"]
@@ -101,13 +101,17 @@ def compare_with_slack(
         common: dict[str, Any] = {"concurrency": concurrency, "duration": duration}
         pairs = []
         for i in range(rounds):
+            cpu = cpu_seconds(gateway.pid)
             slack = asyncio.run(
                 run_load(f"slack ({store})", slack_url, request=lambda: signed_event(slack_counter), **common)
             )
+            slack_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, slack.requests)
             profiler = Profiler(gateway.pid, duration + 1, profile) if profile and i == 0 else None
+            cpu = cpu_seconds(gateway.pid)
             subject = asyncio.run(
                 run_load(f"{plugin} ({store})", plugin_url, request=lambda: request(counter), **common)
             )
+            subject_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, subject.requests)
             if profiler is not None:
                 profiler.wait()
             pairs.append((subject, slack))
@@ -115,6 +119,10 @@ def compare_with_slack(
             print(slack.row())
             print(subject.row())
             print(ratio_line(subject, slack))
+            print(
+                f"gateway CPU per request (all threads, warm-up included): slack {slack_cpu * 1e6:.0f} us,"
+                f" {plugin} {subject_cpu * 1e6:.0f} us"
+            )
         print()
         print(*rounds_summary(pairs), sep="\n")
         if profile:

@@ -46,7 +46,10 @@ class Histogram:
         self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
 
     def observe(self, seconds: float, *values: str) -> None:
-        counts, sums = self._series.setdefault(values, ([0] * (len(self.buckets) + 1), [0.0]))
+        series = self._series.get(values)
+        if series is None:  # not setdefault: its default would be built on every observation
+            series = self._series[values] = ([0] * (len(self.buckets) + 1), [0.0])
+        counts, sums = series
         counts[bisect.bisect_left(self.buckets, seconds)] += 1
         sums[0] += seconds
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
-from collections.abc import AsyncIterator
-from typing import TypedDict
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypedDict
 
 import httpx
 from starlette.applications import Starlette
@@ -18,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp
 
 from gateway.admin.api import admin_routes
 from gateway.admin.auth import AdminAuthMiddleware
@@ -36,7 +38,7 @@ from gateway.plugin import ALL_METHODS
 from gateway.settings import Settings, bootstrap
 from gateway.storage.base import Store
 
-__all__ = ["State", "create_app"]
+__all__ = ["GatewayApp", "State", "create_app"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,21 +115,28 @@ def create_app(
     ]
     if settings.console:  # the web console (gateway/console/); `/` leads to it
         routes += [console_mount(settings.admin_token.get_secret_value()), Route("/", to_console, methods=["GET"])]
-    return Starlette(
-        routes=routes,
-        lifespan=lifespan,
-        exception_handlers=exception_handlers,
-        middleware=[
-            # One pure-ASGI layer: access log, body limits, and endpoint requests straight to the ingress.
-            Middleware(
-                EdgeMiddleware,
-                endpoint=endpoint,
-                clock=clock,
-                max_bytes=settings.max_body_bytes,
-                timeout=settings.body_timeout,
-            ),
-        ],
+    # One pure-ASGI layer outside Starlette's: access log, body limits, endpoint requests to the ingress.
+    edge = functools.partial(
+        EdgeMiddleware, endpoint=endpoint, clock=clock, max_bytes=settings.max_body_bytes, timeout=settings.body_timeout
     )
+    return GatewayApp(edge, routes=routes, lifespan=lifespan, exception_handlers=exception_handlers)
+
+
+class GatewayApp(Starlette):
+    """Starlette with the gateway's edge layer (`EdgeMiddleware`) around its whole middleware stack.
+
+    Starlette puts its error layer (`ServerErrorMiddleware`, with a send wrapper of its own)
+    outside every user middleware; endpoint requests, the hot path, have no use for it (the
+    ingress answers every error itself), so the edge goes first and hands them to the ingress
+    before it. Every other request goes through Starlette's stack as before.
+    """
+
+    def __init__(self, edge: Callable[[ASGIApp], ASGIApp], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._edge = edge
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return self._edge(super().build_middleware_stack())
 
 
 async def endpoint(request: Request) -> Response:

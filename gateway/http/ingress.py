@@ -13,6 +13,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse, StreamingResponse
@@ -34,7 +35,7 @@ from gateway.plugin import Headers, Plugin, Request, Response, Verdict
 from gateway.records.endpoints import EndpointRecord
 from gateway.records.requestlog import RequestLogEntry, loggable_body
 
-__all__ = ["Ingress", "to_starlette"]
+__all__ = ["Departures", "Ingress", "to_starlette"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,7 @@ class Ingress:
         # across processes and restarts as long as the prefixes are.
         self._id_prefix = secrets.token_hex(5)
         self._id_counter = itertools.count()
+        self._departures = Departures()
 
     def _request_id(self) -> str:
         return f"{self._id_prefix}{next(self._id_counter):06x}"
@@ -104,7 +106,7 @@ class Ingress:
                 return _rejected(verdict)
             if verdict.verified is not None:  # the handler takes it from the request
                 inbound = replace(inbound, verified=verdict.verified)
-        return _to_starlette(await _unless_client_leaves(route.handler(inbound, ctx), request))
+        return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request))
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
@@ -189,42 +191,57 @@ class Ingress:
 WATCH_AFTER = 0.05  # seconds a handler runs before the ingress watches for the client leaving
 
 
-async def _unless_client_leaves(work: Awaitable[Response], request: StarletteRequest) -> Response:
-    """Run a handler, cancelling it if the client disconnects first.
+class Departures:
+    """Cancels a running handler when its client disconnects (`run`), for one ingress.
 
     Work meant to outlive the request goes to a job; what runs here is the request's own (say, a
     Dify answer being waited for), and cancelling it stops that answer upstream too. The body has
-    been read, so the next ASGI message can only be the disconnect. The handler runs inline: only
-    a timer is armed, and a watcher task starts if the handler is still busy when it fires.
+    been read, so the next ASGI message can only be the disconnect. Handlers run inline and most
+    finish at once (an ack): rather than a timer each, the running ones are noted and one timer
+    for all, ticking every `WATCH_AFTER` seconds while any runs, starts a watcher task for each
+    handler still running since the tick before (so after `WATCH_AFTER` to twice that).
     """
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    left = False
-    watcher: asyncio.Task[None] | None = None
 
-    async def watch() -> None:
-        nonlocal left
+    def __init__(self) -> None:
+        self._new: dict[asyncio.Task[Any], StarletteRequest] = {}  # started since the last tick
+        self._old: dict[asyncio.Task[Any], StarletteRequest] = {}  # running since the tick before
+        self._watchers: dict[asyncio.Task[Any], asyncio.Task[None]] = {}
+        self._left: set[asyncio.Task[Any]] = set()  # handlers cancelled because their client left
+        self._ticker: asyncio.TimerHandle | None = None
+
+    async def run(self, work: Awaitable[Response], request: StarletteRequest) -> Response:
+        """`work`'s answer; `ClientClosedRequest` if the client disconnected first (work cancelled)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._new[task] = request
+        if self._ticker is None:
+            self._ticker = asyncio.get_running_loop().call_later(WATCH_AFTER, self._tick)
+        try:
+            return await work
+        except asyncio.CancelledError:
+            if task not in self._left:
+                raise  # a shutdown, not the client
+            task.uncancel()
+            raise ClientClosedRequest("the client went away before the answer") from None
+        finally:
+            if self._new.pop(task, None) is None:
+                self._old.pop(task, None)
+            self._left.discard(task)
+            watcher = self._watchers.pop(task, None)
+            if watcher is not None:
+                watcher.cancel()
+
+    def _tick(self) -> None:
+        for task, request in self._old.items():
+            self._watchers[task] = task.get_loop().create_task(self._watch(task, request))
+        self._old, self._new = self._new, {}
+        running = self._old or self._watchers
+        self._ticker = asyncio.get_running_loop().call_later(WATCH_AFTER, self._tick) if running else None
+
+    async def _watch(self, task: asyncio.Task[Any], request: StarletteRequest) -> None:
         if (await request.receive()).get("type") == "http.disconnect":
-            left = True
+            self._left.add(task)
             task.cancel()
-
-    def start_watching() -> None:
-        nonlocal watcher
-        watcher = loop.create_task(watch())
-
-    timer = loop.call_later(WATCH_AFTER, start_watching)
-    try:
-        return await work
-    except asyncio.CancelledError:
-        if not left:
-            raise  # a shutdown, not the client
-        task.uncancel()
-        raise ClientClosedRequest("the client went away before the answer") from None
-    finally:
-        timer.cancel()
-        if watcher is not None:
-            watcher.cancel()
 
 
 def _client_ip(scope: Scope) -> str | None:

@@ -15,6 +15,10 @@ on the hot path (every webhook and chat ack):
   Starlette's per-route exception wrapper add nothing for them but time. Matching is the routes'
   own: `{token}` is one non-empty segment, `{path}` everything after the next slash; anything
   else goes on to the router.
+
+The layer sits outside Starlette's own (`gateway.http.app.GatewayApp`): the rest of the app keeps
+Starlette's error layer, and endpoint requests skip it and its send wrapper, since the ingress has
+already turned every error into the surface's answer (anything else is mapped here, the same way).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -30,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.clock import Clock
 from gateway.exceptions import PayloadTooLarge, RequestTimeout
 from gateway.http.accesslog import access_log_enabled, log_access
+from gateway.http.errors import handle_error
 from gateway.plugin import ALL_METHODS
 
 __all__ = ["BODY_LIMITS", "BodyLimits", "EdgeMiddleware"]
@@ -72,9 +78,12 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        receive = self._limited(scope, receive)
+        limited = self._limited(scope, receive)
         if not access_log_enabled():
-            await self._route(scope, receive, send)
+            try:
+                await self._route(scope, limited, send)
+            finally:
+                limited.close()
             return
         started = self.clock.monotonic()
         status = 500
@@ -86,8 +95,9 @@ class EdgeMiddleware:
             await send(message)
 
         try:
-            await self._route(scope, receive, send_logged)
+            await self._route(scope, limited, send_logged)
         finally:
+            limited.close()
             log_access(scope, status, self.clock.monotonic() - started)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,38 +107,94 @@ class EdgeMiddleware:
             token, slash, rest = path[3:].partition("/")
             if token:
                 scope["path_params"] = {"token": token, "path": rest} if slash else {"token": token}
-                response = await self.endpoint(Request(scope, receive, send))
+                try:
+                    response = await self.endpoint(Request(scope, receive, send))
+                except Exception as exc:  # the ingress maps its own errors; this is the last resort
+                    response = handle_error(exc, "an endpoint request")
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
-    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive) -> _BodyReceive:
         """`receive`, counting the body against the cap and reading it by the deadline."""
         # On the event loop's clock, not the injected one: this deadline cancels a read (an I/O
         # timeout), and only the loop can do that.
-        limits = BodyLimits(self.max_bytes, asyncio.get_running_loop().time() + self.timeout)
+        loop = asyncio.get_running_loop()
+        limits = BodyLimits(self.max_bytes, loop.time() + self.timeout)
         scope[BODY_LIMITS] = limits
-        received = 0
-        done = False
+        return _BodyReceive(receive, limits, loop)
 
-        async def limited_receive() -> Message:
-            nonlocal received, done
-            if done:
-                # After the body, receive() only waits for the disconnect: no deadline there.
-                return await receive()
+
+class _BodyReceive:
+    """`receive` under the body limits: the bytes counted against the cap, the reads by the deadline.
+
+    One timer per request, armed by the first read of the body and disarmed once the body is in
+    (or the request ends), rather than a timeout scope per read: on the ack path the body is one
+    read that uvicorn answers at once. When the deadline passes during a read, that read's task is
+    cancelled and the read raises `RequestTimeout`; a read that starts after the deadline runs
+    under `asyncio.timeout_at` (it may still return a message that is already there, as before).
+    After the body, `receive` only waits for the disconnect: no deadline there.
+    """
+
+    __slots__ = ("_cancelled_at", "_done", "_expired", "_loop", "_reader", "_receive", "_received", "_timer", "limits")
+
+    def __init__(self, receive: Receive, limits: BodyLimits, loop: asyncio.AbstractEventLoop) -> None:
+        self._receive = receive
+        self._loop = loop
+        self.limits = limits
+        self._received = 0
+        self._done = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._expired = False
+        self._reader: asyncio.Task[Any] | None = None  # the task of the read under way, if any
+        self._cancelled_at: int | None = None  # the reader's cancel count before the deadline cancelled it
+
+    async def __call__(self) -> Message:
+        if self._done:
+            return await self._receive()
+        if self._expired:
             try:
-                # asyncio's own timeout: a fraction of anyio.fail_after's cost on this hot path.
-                async with asyncio.timeout_at(limits.deadline):
-                    message = await receive()
+                async with asyncio.timeout_at(self.limits.deadline):
+                    message = await self._receive()
             except TimeoutError:
                 raise RequestTimeout("the request body did not arrive in time") from None
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limits.max_bytes:
-                    raise PayloadTooLarge(f"the request body is larger than {limits.max_bytes} bytes")
-                done = not message.get("more_body", False)
-            else:
-                done = True
-            return message
+            return self._counted(message)
+        if self._timer is None:
+            self._timer = self._loop.call_at(self.limits.deadline, self._expire)
+        self._reader = reader = asyncio.current_task()
+        try:
+            message = await self._receive()
+        except asyncio.CancelledError:
+            cancelled_at = self._cancelled_at
+            if cancelled_at is not None and reader is not None and reader.uncancel() <= cancelled_at:
+                raise RequestTimeout("the request body did not arrive in time") from None
+            raise
+        finally:
+            self._reader = None
+        return self._counted(message)
 
-        return limited_receive
+    def _counted(self, message: Message) -> Message:
+        if message["type"] == "http.request":
+            self._received += len(message.get("body", b""))
+            if self._received > self.limits.max_bytes:
+                raise PayloadTooLarge(f"the request body is larger than {self.limits.max_bytes} bytes")
+            if not message.get("more_body", False):
+                self.close()
+        else:
+            self.close()
+        return message
+
+    def _expire(self) -> None:
+        self._timer = None
+        self._expired = True
+        reader = self._reader
+        if reader is not None and self._cancelled_at is None:
+            self._cancelled_at = reader.cancelling()
+            reader.cancel()
+
+    def close(self) -> None:
+        """The body is in (or the request is over): no deadline from here on."""
+        self._done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -119,10 +119,9 @@ class JobQueue:
 
     def notify(self, kind: str | None = None) -> None:
         """Wake one general worker, and one worker of `kind` if it has workers of its own."""
-        for name in {None, kind}:
-            if (waiting := self._wake.get(name)) is not None:
-                with contextlib.suppress(asyncio.QueueFull):
-                    waiting.put_nowait(None)
+        for name in (None,) if kind is None else (None, kind):
+            if (waiting := self._wake.get(name)) is not None and not waiting.full():
+                waiting.put_nowait(None)
 
     async def wait(self, timeout: float, *, kind: str | None = None, every: bool = False) -> None:
         """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or

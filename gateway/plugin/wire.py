@@ -35,7 +35,13 @@ class Headers(Mapping[str, str]):
 
     @classmethod
     def from_asgi(cls, raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-        return cls((name.decode("latin-1"), value.decode("latin-1")) for name, value in raw)
+        pairs = tuple((name.decode("latin-1").lower(), value.decode("latin-1")) for name, value in raw)
+        if len(first := dict(pairs)) < len(pairs):  # a repeated name: keep its first value, not its last
+            return cls(pairs)
+        headers = cls.__new__(cls)  # on every request: the names in arrival order, built in C
+        headers._raw = pairs
+        headers._first = first
+        return headers
 
     def __getitem__(self, name: str) -> str:
         return self._first[name.lower()]

@@ -20,6 +20,7 @@ __all__ = [
     "SET_FENCED",
     "SET_IF_ABSENT",
     "insert_jobs",
+    "insert_jobs_strictly",
     "jobs_by_keys",
 ]
 
@@ -67,6 +68,13 @@ def insert_jobs(n: int) -> str:
     return (
         f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)} ON CONFLICT DO NOTHING RETURNING id, key"
     )
+
+
+@functools.cache
+def insert_jobs_strictly(n: int) -> str:
+    """Insert `n` jobs in one statement that fails whole (IntegrityError) if any id or key is taken;
+    no RETURNING, so it runs in one step however many rows."""
+    return f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES {', '.join([_JOB_ROW] * n)}"
 
 
 @functools.cache

@@ -94,12 +94,11 @@ class StoreThread:
             while call is not None:
                 if not call[1].cancelled():  # read across threads: at worst it runs and its result is dropped
                     batch.append(call)
-                if len(batch) >= self._max_batch:
+                # empty() first: get_nowait() on an empty queue raises, and this thread holds the GIL
+                # the event loop is waiting for while it builds and catches that exception.
+                if len(batch) >= self._max_batch or self._calls.empty():
                     break
-                try:
-                    call = self._calls.get_nowait()
-                except queue.Empty:
-                    break
+                call = self._calls.get_nowait()  # this thread is the queue's only reader: never empty here
             stopping = call is None
             if not batch:
                 continue

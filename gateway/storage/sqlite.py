@@ -424,22 +424,50 @@ class SQLiteStore:
         if self._closed:
             raise StoreError("The SQLite store is closed.")
         new = prepare_enqueue(job, self._clock.time())
-        row = {**new.to_dict(), "payload": json_dumps(new.payload), "meta": json_dumps(new.meta)}
-        row["result"] = None if new.result is None else json_dumps(new.result)
-        # Group commit: enqueues arriving together share one BEGIN IMMEDIATE .. COMMIT (one fsync).
+        # The row's values in the order of queries.JOB_COLUMNS.
+        row = (
+            new.id,
+            new.key,
+            new.kind,
+            json_dumps(new.payload),
+            new.endpoint_id,
+            new.state,
+            new.attempts,
+            new.max_attempts,
+            new.due_at,
+            new.lease_owner,
+            new.lease_until,
+            new.last_error,
+            None if new.result is None else json_dumps(new.result),
+            new.created_at,
+            new.updated_at,
+            json_dumps(new.meta),
+        )
+        # Group commit: enqueues arriving together share one statement, one transaction (one fsync).
         return await self._enqueues.submit((new, row))
 
-    async def _enqueue_batch(self, batch: Sequence[tuple[Job, dict[str, Any]]]) -> list[tuple[Job, bool] | Exception]:
-        params = [row[name] for _, row in batch for name in queries.JOB_FIELDS]
+    async def _enqueue_batch(self, batch: Sequence[tuple[Job, tuple[Any, ...]]]) -> list[tuple[Job, bool] | Exception]:
+        params = [value for _, row in batch for value in row]
         keys = [new.key for new, _ in batch if new.key is not None]
 
+        def fast(c: sqlite3.Connection) -> None:
+            # The common case, every row new: one plain INSERT, a transaction of its own (one
+            # sqlite3 step, the commit and its fsync included: each step hands the GIL to the event
+            # loop and back). A taken id or key fails the whole statement, leaving nothing written.
+            c.execute(queries.insert_jobs_strictly(len(batch)), params)
+
         def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
-            # One statement for the whole batch (each sqlite3 call hands the GIL back and forth).
-            # A row whose id or key is taken (before, or by an earlier row of the batch) is skipped.
+            # One statement for the whole batch; a row whose id or key is taken (before, or by an
+            # earlier row of the batch) is skipped.
             inserted = [(r[0], r[1]) for r in c.execute(queries.insert_jobs(len(batch)), params).fetchall()]
             found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
             return inserted, found
 
+        try:
+            await self._run(fast, closing_ok=True)
+            return [(new, True) for new, _ in batch]
+        except sqlite3.IntegrityError:
+            pass  # some id or key is taken: row by row below
         inserted, found = await self._run(op, write=True, closing_ok=True)
         by_key = {row["key"]: row for row in found}
         out: list[tuple[Job, bool] | Exception] = []

@@ -419,7 +419,7 @@ async def test_sending_back_the_mask_as_a_secret_is_refused(running: Running) ->
 
 async def test_a_handler_is_cancelled_when_its_client_leaves() -> None:
     from gateway.exceptions import ClientClosedRequest
-    from gateway.http.ingress import _unless_client_leaves
+    from gateway.http.ingress import Departures
 
     cancelled = asyncio.Event()
 
@@ -436,7 +436,7 @@ async def test_a_handler_is_cancelled_when_its_client_leaves() -> None:
             return {"type": "http.disconnect"}
 
     with pytest.raises(ClientClosedRequest):
-        await _unless_client_leaves(slow_handler(), Leaving())  # type: ignore[arg-type]
+        await Departures().run(slow_handler(), Leaving())  # type: ignore[arg-type]
     assert cancelled.is_set()
 
     class Staying:
@@ -447,5 +447,50 @@ async def test_a_handler_is_cancelled_when_its_client_leaves() -> None:
     async def quick() -> Response:
         return Response.text("ok")
 
-    answer = await _unless_client_leaves(quick(), Staying())  # type: ignore[arg-type]
+    answer = await Departures().run(quick(), Staying())  # type: ignore[arg-type]
     assert answer.body == b"ok"
+
+
+async def test_one_watch_serves_many_handlers_and_stops_when_they_do() -> None:
+    """Handlers that finish at once are never watched; one that runs on is watched and cancelled
+    when its client leaves, while the others around it carry on; the ticking stops after."""
+    from gateway.exceptions import ClientClosedRequest
+    from gateway.http.ingress import Departures
+    from gateway.testing.platforms.waiting import wait_until
+
+    departures = Departures()
+    leave = asyncio.Event()
+    receives: list[str] = []
+
+    class Client:
+        def __init__(self, name: str, leaves: bool) -> None:
+            self.name, self.leaves = name, leaves
+
+        async def receive(self) -> dict[str, str]:
+            receives.append(self.name)
+            if self.leaves:
+                await leave.wait()
+                return {"type": "http.disconnect"}
+            await asyncio.sleep(60)
+            return {"type": "http.disconnect"}
+
+    async def answer(text: str, wait: asyncio.Event | None = None) -> Response:
+        if wait is not None:
+            await wait.wait()
+        return Response.text(text)
+
+    quick = [await departures.run(answer(f"q{i}"), Client(f"q{i}", leaves=False)) for i in range(20)]  # type: ignore[arg-type]
+    assert [r.body for r in quick] == [f"q{i}".encode() for i in range(20)]
+
+    forever, done = asyncio.Event(), asyncio.Event()
+    leaving = asyncio.create_task(departures.run(answer("never", forever), Client("leaver", leaves=True)))  # type: ignore[arg-type]
+    staying = asyncio.create_task(departures.run(answer("slow", done), Client("stayer", leaves=False)))  # type: ignore[arg-type]
+    # Both watched once they ran on.
+    await wait_until(lambda: sorted(receives) == ["leaver", "stayer"], lambda: f"watched: {receives}")
+    leave.set()
+    with pytest.raises(ClientClosedRequest):
+        await leaving
+    done.set()
+    assert (await staying).body == b"slow"
+    await wait_until(lambda: departures._ticker is None, lambda: "the watch still ticks")  # nothing runs
+    assert not departures._watchers and not departures._left

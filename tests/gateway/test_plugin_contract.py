@@ -98,3 +98,16 @@ def test_a_handler_typed_for_another_settings_model_is_a_type_error() -> None:
 
     assert wrong_verifier.settings_model is Greeting
     assert set(plugin.jobs) == {"other", "any"} and len(plugin.routes) == 1
+
+
+def test_headers_from_asgi_keep_arrival_order_and_the_first_of_repeated_names() -> None:
+    from gateway.plugin import Headers
+
+    raw = [(b"x-b", b"1"), (b"X-A", b"caf\xe9"), (b"x-b", b"2"), (b"x-c", b"3")]
+    headers = Headers.from_asgi(raw)
+    assert list(headers) == ["x-b", "x-a", "x-c"]
+    assert headers["x-b"] == "1" and headers.getall("x-b") == ["1", "2"]
+    assert headers.get("x-a") == "café" and headers.get_bytes("X-A") == b"caf\xe9"
+    assert headers.raw == (("x-b", "1"), ("x-a", "café"), ("x-b", "2"), ("x-c", "3"))
+    single = Headers.from_asgi([(b"content-type", b"application/json"), (b"x-slack-signature", b"v0=ab")])
+    assert dict(single) == {"content-type": "application/json", "x-slack-signature": "v0=ab"}

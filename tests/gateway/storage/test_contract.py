@@ -280,6 +280,24 @@ async def test_job_enqueue_same_id_twice_is_refused(store: Store) -> None:
         await store.job_enqueue(job("j1"))
 
 
+async def test_job_values_keep_the_json_rules(store: Store) -> None:
+    """What a job holds is JSON as the encoder writes it: text beyond ASCII kept as is, integers
+    of any size kept exactly, NaN and infinities refused (nothing stored), at any depth."""
+    big = 2**70
+    payload = {"text": "é 日本 \u2028", "big": big, "list": [big, -0.0, True, None]}
+    stored, _ = await store.job_enqueue(Job(id="j1", kind="test", payload=payload, key="ключ", due_at=T0))
+    again = await store.job_get("j1")
+    assert again == stored
+    assert again is not None and again.key == "ключ"
+    assert again.payload == payload
+    for bad in (float("nan"), float("inf"), float("-inf")):
+        with pytest.raises(ValueError):
+            await store.job_enqueue(Job(id="bad-payload", kind="test", payload={"x": [bad]}, due_at=T0))
+        with pytest.raises(ValueError):
+            await store.job_enqueue(job("bad-meta", meta={"x": bad}))
+    assert [j.id for j in await store.job_list()] == ["j1"]
+
+
 # -- jobs: concurrent enqueues (one transaction / one round trip per batch) ----------------------
 async def settle(*calls: Any) -> list[Any]:
     """Like `gather`, but each result is the value or the exception its call raised."""

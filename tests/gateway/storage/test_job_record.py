@@ -61,3 +61,30 @@ def test_job_ids_drawn_in_bulk_are_unique_and_shaped_like_single_ones() -> None:
     for job_id in drawn:
         assert job_id.startswith("job_") and len(job_id) == len(single)
         int(job_id[4:], 16)
+
+
+def test_json_dumps_writes_every_value_as_the_encoder_does() -> None:
+    """Scalars take a short cut past the encoder's set-up; the text is the encoder's, byte for byte,
+    and subclasses (an IntEnum, a str subclass) still go through the encoder."""
+    import enum
+    import json
+    import math
+
+    import pytest
+
+    from gateway.storage.base import json_dumps
+
+    class Level(enum.IntEnum):
+        HIGH = 3
+
+    class Name(str):
+        pass
+
+    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    values = ['é \u2028 "q" \\ \n \x00', "", 0, -7, 2**80, True, False, None, 1.0, 1e16, -0.0, 5e-324]
+    values += [math.pi, Level.HIGH, Name("n"), {}, [], {"a": [1, "x", None, 2.5]}]
+    for value in values:
+        assert json_dumps(value) == encoder.encode(value), value
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not JSON compliant"):
+            json_dumps(bad)

@@ -240,3 +240,42 @@ async def test_a_failing_call_in_a_batch_is_undone_alone(tmp_path: Path, clock: 
         assert sorted(d["n"] for d in await store.doc_list("apps")) == ["a", "b", "c", "d"]
     finally:
         await store.aclose()
+
+
+async def test_a_batch_of_new_jobs_is_one_insert_stepped_once(tmp_path: Path, clock: FakeClock) -> None:
+    """Every sqlite3 step hands the GIL to the event loop and back: a batch of new jobs is one
+    INSERT without RETURNING (one step, whatever the rows), its row count telling that all went in."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    statements: list[str] = []
+    try:
+        await store._run(lambda c: c.set_trace_callback(statements.append))
+        async with anyio.create_task_group() as tg:
+            for i in range(20):
+                tg.start_soon(store.job_enqueue, job(f"j{i}", key=f"k{i}"))
+        await store._run(lambda c: c.set_trace_callback(None))
+        inserts = [s for s in statements if s.startswith("INSERT INTO jobs")]
+        assert inserts and not any("RETURNING" in s for s in inserts)
+        assert len(await store.job_list()) == 20
+    finally:
+        await store.aclose()
+
+
+async def test_a_batch_meeting_a_taken_key_is_undone_and_written_again(tmp_path: Path, clock: FakeClock) -> None:
+    """When some row of a batch is taken, the quick insert is rolled back and the batch written
+    row-aware: each new job once, the taken key's caller gets the existing job, no duplicate."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        first, _ = await store.job_enqueue(job("old", key="taken"))
+        results: dict[str, tuple[Job, bool]] = {}
+
+        async def enqueue(j: Job) -> None:
+            results[j.id] = await store.job_enqueue(j)
+
+        async with anyio.create_task_group() as tg:
+            for j in [job("a", key="ka"), job("b", key="taken"), job("c")]:
+                tg.start_soon(enqueue, j)
+        assert results["a"][1] is True and results["c"][1] is True
+        assert results["b"] == (first, False)
+        assert sorted(j.id for j in await store.job_list()) == ["a", "c", "old"]
+    finally:
+        await store.aclose()
