@@ -1,6 +1,6 @@
 """Soak: N answer streams at once on one gateway process, beside the simulator called directly.
 
-    python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook]
+    python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook] [--trace FRAMES]
 
 For each N, a fresh Dify simulator and a fresh `dify-gateway serve` (default settings: answer
 limit, queue timeout, Dify connection pool, breaker) each run in their own process. Then:
@@ -13,6 +13,10 @@ Reported per run: streams completed (their last event arrived), time to first to
 wall time, failures by kind, and the gateway's resident memory idle and at its peak (VmHWM).
 The simulator answers a 10-token sentence after 0.2 s at 50 tokens/s (its defaults), so an
 answer takes about 0.4 s upstream; the ratios to the baseline are what the gateway adds.
+
+`--trace FRAMES` runs the gateway under tracemalloc (`bench/traced_serve.py`) and prints where
+the memory held at the peak went, per stream, grouped by allocation site (FRAMES frames deep)
+and by file. Tracing slows the gateway several times: its timings and RSS are not the numbers.
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ import asyncio
 import json
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 
@@ -83,7 +89,34 @@ def gateway_requests(
     return url, signed, b"event: delta", b"event: done"
 
 
-async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst, dict[str, float], dict[str, float]]:
+async def wait_file(path: Path) -> None:
+    for _ in range(1200):
+        if path.exists():
+            return
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"the traced gateway wrote no {path}")
+
+
+def print_trace(prefix: Path, streams: int, frames: int) -> None:
+    """The memory the peak holds beyond idle, per stream: by allocation site, then by file."""
+    idle = tracemalloc.Snapshot.load(f"{prefix}.idle")
+    peak = tracemalloc.Snapshot.load(f"{prefix}.peak")
+    total = sum(stat.size_diff for stat in peak.compare_to(idle, "filename"))
+    print(f"\n  tracemalloc: {total / 1024 / streams:.1f} KiB per stream of Python allocations at the peak")
+    print("  by file (KiB per stream, blocks per stream):")
+    for stat in peak.compare_to(idle, "filename")[:15]:
+        name = str(stat.traceback[0].filename).split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}  {name}")
+    print(f"  by site, {frames} frames (KiB per stream, blocks per stream):")
+    for stat in peak.compare_to(idle, "traceback")[:25]:
+        print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}")
+        for frame in stat.traceback.format(limit=frames, most_recent_first=True)[::2]:
+            print("        " + frame.strip().split("site-packages/")[-1].replace(str(ROOT) + "/", ""))
+
+
+async def soak(
+    streams: int, surface: str, workdir: Path, trace: int = 0
+) -> tuple[Burst, Burst, dict[str, float], dict[str, float]]:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port = free_port(), free_port()
@@ -94,7 +127,9 @@ async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst,
         procs.append(simulator)
         env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port)
         url, shown = await make_endpoint(Settings.from_env(env), surface, sim_port)
-        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
+        prefix = workdir / f"trace-{streams}"
+        command = ["bench/traced_serve.py", str(trace), str(prefix)] if trace else ["-m", "gateway", "serve"]
+        server = subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         procs.append(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
@@ -112,10 +147,17 @@ async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst,
         gw_url, request, first, done = gateway_requests(surface, url, shown)
         await run_burst("warm-up", gw_url, streams=5, request=request, first_marker=first, done_marker=done)
         idle = memory_mib(server.pid)
+        if trace:
+            server.send_signal(signal.SIGUSR1)
+            await wait_file(Path(f"{prefix}.ready"))  # the idle snapshot is taken
         through = await run_burst(
             f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
         )
         peak = memory_mib(server.pid)
+        if trace:
+            server.send_signal(signal.SIGUSR2)
+            await wait_file(Path(f"{prefix}.done"))
+            print_trace(prefix, streams, trace)
         return direct, through, idle, peak
     finally:
         for proc in procs:
@@ -127,7 +169,7 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     try:
         for streams in [int(n) for n in args.streams.split(",")]:
-            direct, through, idle, peak = await soak(streams, args.surface, workdir)
+            direct, through, idle, peak = await soak(streams, args.surface, workdir, args.trace)
             print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
             print("  " + direct.row())
             print("  " + through.row())
@@ -154,6 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", default="100,500,2000", help="comma-separated N")
     parser.add_argument("--surface", choices=["openai", "webhook"], default="openai")
+    parser.add_argument("--trace", type=int, default=0, metavar="FRAMES", help="tracemalloc, FRAMES deep")
     asyncio.run(main_async(parser.parse_args()))
 
 
