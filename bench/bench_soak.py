@@ -1,6 +1,7 @@
 """Soak: N answer streams at once on one gateway process, beside the simulator called directly.
 
     python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook] [--trace FRAMES]
+                               [--tokens-per-second 50] [--env GATEWAY_NAME=VALUE ...] [--profile FILE]
 
 For each N, a fresh Dify simulator and a fresh `dify-gateway serve` (default settings: answer
 limit, queue timeout, Dify connection pool, breaker) each run in their own process. Then:
@@ -10,13 +11,19 @@ limit, queue timeout, Dify connection pool, breaker) each run in their own proce
    with `stream: true`; `webhook`: signed requests with `stream: true`, each a durable job).
 
 Reported per run: streams completed (their last event arrived), time to first token p50/p99,
-wall time, failures by kind, and the gateway's resident memory idle and at its peak (VmHWM).
+wall time, failures by kind, the gateway's resident memory idle and at its peak (VmHWM), and the
+CPU time each process spent per stream (/proc, the number the machine's load moves least).
 The simulator answers a 10-token sentence after 0.2 s at 50 tokens/s (its defaults), so an
 answer takes about 0.4 s upstream; the ratios to the baseline are what the gateway adds.
 
-`--trace FRAMES` runs the gateway under tracemalloc (`bench/traced_serve.py`) and prints where
-the memory held at the peak went, per stream, grouped by allocation site (FRAMES frames deep)
-and by file. Tracing slows the gateway several times: its timings and RSS are not the numbers.
+`--tokens-per-second` paces the simulator's tokens (at 2 an answer lasts 5 s, so every admitted
+stream is open at the peak: memory per *open* stream); `--env` sets a gateway setting for the run
+(e.g. `GATEWAY_MAX_CONCURRENT_ANSWERS=2000`: what the answer limit does to the time to first
+token). `--profile FILE` samples the gateway with py-spy during the burst (collapsed stacks in
+FILE) and prints the functions with the most self time. `--trace FRAMES` runs the gateway under
+tracemalloc (`bench/traced_serve.py`) and prints where the memory held at the peak went, per
+stream, grouped by allocation site (FRAMES frames deep) and by file. Tracing slows the gateway
+several times: its timings and RSS are not the numbers.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
@@ -114,18 +123,38 @@ def print_trace(prefix: Path, streams: int, frames: int) -> None:
             print("        " + frame.strip().split("site-packages/")[-1].replace(str(ROOT) + "/", ""))
 
 
-async def soak(
-    streams: int, surface: str, workdir: Path, trace: int = 0
-) -> tuple[Burst, Burst, dict[str, float], dict[str, float]]:
+@dataclass
+class Soak:
+    direct: Burst
+    through: Burst
+    idle: dict[str, float]  # the gateway's memory (MiB) before the burst
+    peak: dict[str, float]  # and after it (VmHWM: its peak)
+    cpu: dict[str, float]  # CPU seconds used during the bursts, per process and burst
+
+
+async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespace) -> Soak:
+    trace = args.trace
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port = free_port(), free_port()
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--answer", ANSWER],
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "simulate-dify",
+                "--port",
+                str(sim_port),
+                "--answer",
+                ANSWER,
+                "--tokens-per-second",
+                str(args.tokens_per_second),
+            ],
             stdout=subprocess.DEVNULL,
         )
         procs.append(simulator)
-        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port)
+        extra = dict(item.split("=", 1) for item in args.env)
+        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port, **extra)
         url, shown = await make_endpoint(Settings.from_env(env), surface, sim_port)
         prefix = workdir / f"trace-{streams}"
         command = ["bench/traced_serve.py", str(trace), str(prefix)] if trace else ["-m", "gateway", "serve"]
@@ -136,6 +165,7 @@ async def soak(
 
         direct_body = json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": "streaming"}).encode()
         direct_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
+        sim_cpu = cpu_seconds(simulator.pid)
         direct = await run_burst(
             "simulator direct",
             f"http://127.0.0.1:{sim_port}/v1/chat-messages",
@@ -144,21 +174,31 @@ async def soak(
             first_marker=b'"event": "message"',
             done_marker=b'"event": "message_end"',
         )
+        cpu = {"simulator direct": cpu_seconds(simulator.pid) - sim_cpu}
         gw_url, request, first, done = gateway_requests(surface, url, shown)
         await run_burst("warm-up", gw_url, streams=5, request=request, first_marker=first, done_marker=done)
         idle = memory_mib(server.pid)
         if trace:
             server.send_signal(signal.SIGUSR1)
             await wait_file(Path(f"{prefix}.ready"))  # the idle snapshot is taken
+        gw_cpu, sim_cpu = cpu_seconds(server.pid), cpu_seconds(simulator.pid)
+        spy = Profiler(server.pid, args.profile_seconds, Path(args.profile)) if args.profile else None
         through = await run_burst(
             f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
         )
         peak = memory_mib(server.pid)
+        cpu["gateway"] = cpu_seconds(server.pid) - gw_cpu
+        cpu["simulator through"] = cpu_seconds(simulator.pid) - sim_cpu
+        if spy is not None:
+            spy.wait()
+            print(f"\n  py-spy of the gateway during the burst ({args.profile}), self time:")
+            for row in top_self(Path(args.profile), 15):
+                print("    " + row)
         if trace:
             server.send_signal(signal.SIGUSR2)
             await wait_file(Path(f"{prefix}.done"))
             print_trace(prefix, streams, trace)
-        return direct, through, idle, peak
+        return Soak(direct, through, idle, peak, cpu)
     finally:
         for proc in procs:
             stop(proc)
@@ -169,7 +209,8 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     try:
         for streams in [int(n) for n in args.streams.split(",")]:
-            direct, through, idle, peak = await soak(streams, args.surface, workdir, args.trace)
+            run = await soak(streams, args.surface, workdir, args)
+            direct, through, idle, peak = run.direct, run.through, run.idle, run.peak
             print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
             print("  " + direct.row())
             print("  " + through.row())
@@ -180,6 +221,13 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"  gateway RSS: idle {idle['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB "
                 f"(~{per_stream:.0f} KiB per concurrent stream)"
+            )
+            gw, sim_direct, sim_through = (
+                run.cpu[key] * 1000 / streams for key in ("gateway", "simulator direct", "simulator through")
+            )
+            print(
+                f"  CPU per stream (/proc): gateway {gw:.2f} ms; simulator {sim_direct:.2f} ms direct, "
+                f"{sim_through:.2f} ms through"
             )
             rows.append((streams, direct, through, peak["VmHWM"]))
         print(f"\nsummary ({args.surface}): N, completed direct, completed gateway, ttft p50/p99 ms, peak RSS MiB")
@@ -197,6 +245,10 @@ def main() -> None:
     parser.add_argument("--streams", default="100,500,2000", help="comma-separated N")
     parser.add_argument("--surface", choices=["openai", "webhook"], default="openai")
     parser.add_argument("--trace", type=int, default=0, metavar="FRAMES", help="tracemalloc, FRAMES deep")
+    parser.add_argument("--profile", default="", help="py-spy the gateway during the burst into this file")
+    parser.add_argument("--profile-seconds", type=float, default=10.0, help="how long to sample")
+    parser.add_argument("--tokens-per-second", type=float, default=50.0, help="the simulator's pace")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a gateway setting")
     asyncio.run(main_async(parser.parse_args()))
 
 
