@@ -115,6 +115,24 @@ class DifyAnswerStream:
     `UpstreamTimeout` (each with `.partial` where it applies).
     """
 
+    __slots__ = (
+        "_admitted",
+        "_app",
+        "_builder",
+        "_client",
+        "_deadline",
+        "_ended",
+        "_fallback",
+        "_primary",
+        "_progress_at",
+        "_request",
+        "_retry_without_conversation",
+        "_ticket",
+        "_timeout",
+        "_upstream",
+        "_user",
+    )
+
     def __init__(
         self,
         client: StreamingClient,
@@ -127,7 +145,7 @@ class DifyAnswerStream:
     ) -> None:
         self._client = client
         self._primary = app
-        self._request = request
+        self._request: AskRequest | None = request  # let go once open (a prompt may be large)
         self._fallback = fallback
         self._retry_without_conversation = retry_without_conversation
         self._timeout = deadline
@@ -181,19 +199,22 @@ class DifyAnswerStream:
     # --- context manager -------------------------------------------------------------------------
 
     async def __aenter__(self) -> DifyAnswerStream:
+        request, self._request = self._request, None
+        if request is None:
+            raise RuntimeError("a DifyAnswerStream is opened once")
         await self._client.admission.enter()
         self._admitted = True
         try:
-            await self._open_any()
+            await self._open_any(request)
         except BaseException:
             self._leave()
             raise
         return self
 
-    async def _open_any(self) -> None:
+    async def _open_any(self, request: AskRequest) -> None:
         self._deadline = anyio.current_time() + self._timeout
         try:
-            await self._open(self._primary, self._request)
+            await self._open(self._primary, request)
         except ConversationNotFound:
             raise
         except UpstreamError as primary_error:
@@ -207,7 +228,7 @@ class DifyAnswerStream:
             )
             try:
                 # Conversation ids belong to one app: the fallback starts a new conversation.
-                await self._open(self._fallback, replace(self._request, conversation_id=None))
+                await self._open(self._fallback, replace(request, conversation_id=None))
             except UpstreamError as fallback_error:
                 raise fallback_error from primary_error
 

@@ -24,6 +24,7 @@ import pytest
 from gateway.clock import SystemClock
 from gateway.dify import DifyClient, RetryPolicy, make_http_client
 from gateway.dify.errors import AnswerCutOff
+from gateway.dify.models import AskRequest
 from gateway.dify.pool import ConnectionSlots, body_of
 from gateway.exceptions import UpstreamTimeout
 from tests.gateway.dify.conftest import app, end, msg, sse_bytes
@@ -55,6 +56,17 @@ class HeldBody(httpx.AsyncByteStream):
         self._parts.clear()
 
 
+def held_answer(release: anyio.Event) -> Callable[[httpx.Request], httpx.Response]:
+    """A handler answering "Hi" at once and ending the answer once `release` is set."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, headers=EVENT_STREAM, stream=HeldBody(sse_bytes(msg("Hi")), sse_bytes(end()), release)
+        )
+
+    return handler
+
+
 def slots_client(handler: Callable[[httpx.Request], httpx.Response], limit: int = 4) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=ConnectionSlots(httpx.MockTransport(handler), limit))
 
@@ -80,10 +92,7 @@ def async_generators() -> Iterator[list[AsyncGenerator[Any, Any]]]:
 async def test_a_waiting_stream_keeps_no_async_generator_suspended() -> None:
     release = anyio.Event()
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(
-            200, headers=EVENT_STREAM, stream=HeldBody(sse_bytes(msg("Hi")), sse_bytes(end()), release)
-        )
+    handler = held_answer(release)
 
     async with slots_client(handler) as http:
         client = DifyClient(http, clock=SystemClock())
@@ -105,9 +114,7 @@ async def test_an_open_stream_lets_go_of_the_http_request_and_response() -> None
     made: list[weakref.ref[Any]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
-        response = httpx.Response(
-            200, headers=EVENT_STREAM, stream=HeldBody(sse_bytes(msg("Hi")), sse_bytes(end()), release)
-        )
+        response = held_answer(release)(request)
         made.extend([weakref.ref(request), weakref.ref(response), weakref.ref(response.headers)])
         return response
 
@@ -122,6 +129,31 @@ async def test_an_open_stream_lets_go_of_the_http_request_and_response() -> None
             assert [delta.text async for delta in deltas] == []
         assert stream.answer.complete
     assert alive == []
+
+
+class Inputs(dict[str, Any]):
+    """A dict that can be watched with a weak reference."""
+
+
+async def test_an_open_stream_lets_go_of_what_was_asked() -> None:
+    """The request (a long prompt, its inputs) is needed to open the stream, not to read it."""
+    release = anyio.Event()
+
+    handler = held_answer(release)
+
+    inputs = Inputs(topic="x" * 10_000)
+    watched = weakref.ref(inputs)
+    async with slots_client(handler) as http:
+        stream = DifyClient(http, clock=SystemClock()).stream(app(), AskRequest(user="u", query="q", inputs=inputs))
+        del inputs
+        async with stream:
+            gc.collect()
+            alive = watched() is not None
+            release.set()
+            await stream.collect()
+        with pytest.raises(RuntimeError, match="opened once"):
+            await stream.__aenter__()
+    assert not alive
 
 
 async def test_a_compressed_event_stream_is_decoded_by_httpx() -> None:
