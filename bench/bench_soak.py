@@ -98,6 +98,14 @@ def gateway_requests(
     return url, signed, b"event: delta", b"event: done"
 
 
+async def sample_rss(pid: int, samples: list[tuple[float, float]]) -> None:
+    """(seconds since start, VmRSS MiB) every 50 ms: when in the burst the memory peaks."""
+    start = time.perf_counter()
+    while True:
+        samples.append((time.perf_counter() - start, memory_mib(pid)["VmRSS"]))
+        await asyncio.sleep(0.05)
+
+
 async def wait_file(path: Path) -> None:
     for _ in range(1200):
         if path.exists():
@@ -113,7 +121,7 @@ def print_trace(prefix: Path, streams: int, frames: int) -> None:
     total = sum(stat.size_diff for stat in peak.compare_to(idle, "filename"))
     print(f"\n  tracemalloc: {total / 1024 / streams:.1f} KiB per stream of Python allocations at the peak")
     print("  by file (KiB per stream, blocks per stream):")
-    for stat in peak.compare_to(idle, "filename")[:15]:
+    for stat in peak.compare_to(idle, "filename")[:40]:
         name = str(stat.traceback[0].filename).split("site-packages/")[-1].replace(str(ROOT) + "/", "")
         print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}  {name}")
     print(f"  by site, {frames} frames (KiB per stream, blocks per stream):")
@@ -183,9 +191,17 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
             await wait_file(Path(f"{prefix}.ready"))  # the idle snapshot is taken
         gw_cpu, sim_cpu = cpu_seconds(server.pid), cpu_seconds(simulator.pid)
         spy = Profiler(server.pid, args.profile_seconds, Path(args.profile)) if args.profile else None
-        through = await run_burst(
-            f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
-        )
+        samples: list[tuple[float, float]] = []
+        sampler = asyncio.ensure_future(sample_rss(server.pid, samples))
+        try:
+            through = await run_burst(
+                f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
+            )
+        finally:
+            sampler.cancel()
+        if samples:
+            at, top = max(samples, key=lambda sample: sample[1])
+            print(f"  (N = {streams}: gateway RSS highest {top:.0f} MiB at {at:.1f} s into the burst)")
         peak = memory_mib(server.pid)
         cpu["gateway"] = cpu_seconds(server.pid) - gw_cpu
         cpu["simulator through"] = cpu_seconds(simulator.pid) - sim_cpu

@@ -15,7 +15,11 @@ import signal
 import sys
 import threading
 import tracemalloc
+from pathlib import Path
 from types import FrameType
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this checkout's gateway, whatever is installed
 
 
 class Watch:
