@@ -1,6 +1,7 @@
 """Soak: N answer streams at once on one gateway process, beside the simulator called directly.
 
-    python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook]
+    python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook] [--trace FRAMES]
+                               [--tokens-per-second 50] [--env GATEWAY_NAME=VALUE ...] [--profile FILE]
 
 For each N, a fresh Dify simulator and a fresh `dify-gateway serve` (default settings: answer
 limit, queue timeout, Dify connection pool, breaker) each run in their own process. Then:
@@ -10,9 +11,19 @@ limit, queue timeout, Dify connection pool, breaker) each run in their own proce
    with `stream: true`; `webhook`: signed requests with `stream: true`, each a durable job).
 
 Reported per run: streams completed (their last event arrived), time to first token p50/p99,
-wall time, failures by kind, and the gateway's resident memory idle and at its peak (VmHWM).
+wall time, failures by kind, the gateway's resident memory idle and at its peak (VmHWM), and the
+CPU time each process spent per stream (/proc, the number the machine's load moves least).
 The simulator answers a 10-token sentence after 0.2 s at 50 tokens/s (its defaults), so an
 answer takes about 0.4 s upstream; the ratios to the baseline are what the gateway adds.
+
+`--tokens-per-second` paces the simulator's tokens (at 2 an answer lasts 5 s, so every admitted
+stream is open at the peak: memory per *open* stream); `--env` sets a gateway setting for the run
+(e.g. `GATEWAY_MAX_CONCURRENT_ANSWERS=2000`: what the answer limit does to the time to first
+token). `--profile FILE` samples the gateway with py-spy during the burst (collapsed stacks in
+FILE) and prints the functions with the most self time. `--trace FRAMES` runs the gateway under
+tracemalloc (`bench/traced_serve.py`) and prints where the memory held at the peak went, per
+stream, grouped by allocation site (FRAMES frames deep) and by file. Tracing slows the gateway
+several times: its timings and RSS are not the numbers.
 """
 
 from __future__ import annotations
@@ -22,17 +33,21 @@ import asyncio
 import json
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
@@ -83,24 +98,82 @@ def gateway_requests(
     return url, signed, b"event: delta", b"event: done"
 
 
-async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst, dict[str, float], dict[str, float]]:
+async def sample_rss(pid: int, samples: list[tuple[float, float]]) -> None:
+    """(seconds since start, VmRSS MiB) every 50 ms: when in the burst the memory peaks."""
+    start = time.perf_counter()
+    while True:
+        samples.append((time.perf_counter() - start, memory_mib(pid)["VmRSS"]))
+        await asyncio.sleep(0.05)
+
+
+async def wait_file(path: Path) -> None:
+    for _ in range(1200):
+        if path.exists():
+            return
+        await asyncio.sleep(0.1)
+    raise SystemExit(f"the traced gateway wrote no {path}")
+
+
+def print_trace(prefix: Path, streams: int, frames: int) -> None:
+    """The memory the peak holds beyond idle, per stream: by allocation site, then by file."""
+    idle = tracemalloc.Snapshot.load(f"{prefix}.idle")
+    peak = tracemalloc.Snapshot.load(f"{prefix}.peak")
+    total = sum(stat.size_diff for stat in peak.compare_to(idle, "filename"))
+    print(f"\n  tracemalloc: {total / 1024 / streams:.1f} KiB per stream of Python allocations at the peak")
+    print("  by file (KiB per stream, blocks per stream):")
+    for stat in peak.compare_to(idle, "filename")[:40]:
+        name = str(stat.traceback[0].filename).split("site-packages/")[-1].replace(str(ROOT) + "/", "")
+        print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}  {name}")
+    print(f"  by site, {frames} frames (KiB per stream, blocks per stream):")
+    for stat in peak.compare_to(idle, "traceback")[:25]:
+        print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}")
+        for frame in stat.traceback.format(limit=frames, most_recent_first=True)[::2]:
+            print("        " + frame.strip().split("site-packages/")[-1].replace(str(ROOT) + "/", ""))
+
+
+@dataclass
+class Soak:
+    direct: Burst
+    through: Burst
+    idle: dict[str, float]  # the gateway's memory (MiB) before the burst
+    peak: dict[str, float]  # and after it (VmHWM: its peak)
+    cpu: dict[str, float]  # CPU seconds used during the bursts, per process and burst
+
+
+async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespace) -> Soak:
+    trace = args.trace
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port = free_port(), free_port()
         simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--answer", ANSWER],
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "simulate-dify",
+                "--port",
+                str(sim_port),
+                "--answer",
+                ANSWER,
+                "--tokens-per-second",
+                str(args.tokens_per_second),
+            ],
             stdout=subprocess.DEVNULL,
         )
         procs.append(simulator)
-        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port)
+        extra = dict(item.split("=", 1) for item in args.env)
+        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port, **extra)
         url, shown = await make_endpoint(Settings.from_env(env), surface, sim_port)
-        server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
+        prefix = workdir / f"trace-{streams}"
+        command = ["bench/traced_serve.py", str(trace), str(prefix)] if trace else ["-m", "gateway", "serve"]
+        server = subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
         procs.append(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
 
         direct_body = json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": "streaming"}).encode()
         direct_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
+        sim_cpu = cpu_seconds(simulator.pid)
         direct = await run_burst(
             "simulator direct",
             f"http://127.0.0.1:{sim_port}/v1/chat-messages",
@@ -109,14 +182,39 @@ async def soak(streams: int, surface: str, workdir: Path) -> tuple[Burst, Burst,
             first_marker=b'"event": "message"',
             done_marker=b'"event": "message_end"',
         )
+        cpu = {"simulator direct": cpu_seconds(simulator.pid) - sim_cpu}
         gw_url, request, first, done = gateway_requests(surface, url, shown)
         await run_burst("warm-up", gw_url, streams=5, request=request, first_marker=first, done_marker=done)
         idle = memory_mib(server.pid)
-        through = await run_burst(
-            f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
-        )
+        if trace:
+            server.send_signal(signal.SIGUSR1)
+            await wait_file(Path(f"{prefix}.ready"))  # the idle snapshot is taken
+        gw_cpu, sim_cpu = cpu_seconds(server.pid), cpu_seconds(simulator.pid)
+        spy = Profiler(server.pid, args.profile_seconds, Path(args.profile)) if args.profile else None
+        samples: list[tuple[float, float]] = []
+        sampler = asyncio.ensure_future(sample_rss(server.pid, samples))
+        try:
+            through = await run_burst(
+                f"through {surface}", gw_url, streams=streams, request=request, first_marker=first, done_marker=done
+            )
+        finally:
+            sampler.cancel()
+        if samples:
+            at, top = max(samples, key=lambda sample: sample[1])
+            print(f"  (N = {streams}: gateway RSS highest {top:.0f} MiB at {at:.1f} s into the burst)")
         peak = memory_mib(server.pid)
-        return direct, through, idle, peak
+        cpu["gateway"] = cpu_seconds(server.pid) - gw_cpu
+        cpu["simulator through"] = cpu_seconds(simulator.pid) - sim_cpu
+        if spy is not None:
+            spy.wait()
+            print(f"\n  py-spy of the gateway during the burst ({args.profile}), self time:")
+            for row in top_self(Path(args.profile), 15):
+                print("    " + row)
+        if trace:
+            server.send_signal(signal.SIGUSR2)
+            await wait_file(Path(f"{prefix}.done"))
+            print_trace(prefix, streams, trace)
+        return Soak(direct, through, idle, peak, cpu)
     finally:
         for proc in procs:
             stop(proc)
@@ -127,7 +225,8 @@ async def main_async(args: argparse.Namespace) -> None:
     rows = []
     try:
         for streams in [int(n) for n in args.streams.split(",")]:
-            direct, through, idle, peak = await soak(streams, args.surface, workdir)
+            run = await soak(streams, args.surface, workdir, args)
+            direct, through, idle, peak = run.direct, run.through, run.idle, run.peak
             print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
             print("  " + direct.row())
             print("  " + through.row())
@@ -138,6 +237,13 @@ async def main_async(args: argparse.Namespace) -> None:
             print(
                 f"  gateway RSS: idle {idle['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB "
                 f"(~{per_stream:.0f} KiB per concurrent stream)"
+            )
+            gw, sim_direct, sim_through = (
+                run.cpu[key] * 1000 / streams for key in ("gateway", "simulator direct", "simulator through")
+            )
+            print(
+                f"  CPU per stream (/proc): gateway {gw:.2f} ms; simulator {sim_direct:.2f} ms direct, "
+                f"{sim_through:.2f} ms through"
             )
             rows.append((streams, direct, through, peak["VmHWM"]))
         print(f"\nsummary ({args.surface}): N, completed direct, completed gateway, ttft p50/p99 ms, peak RSS MiB")
@@ -154,6 +260,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--streams", default="100,500,2000", help="comma-separated N")
     parser.add_argument("--surface", choices=["openai", "webhook"], default="openai")
+    parser.add_argument("--trace", type=int, default=0, metavar="FRAMES", help="tracemalloc, FRAMES deep")
+    parser.add_argument("--profile", default="", help="py-spy the gateway during the burst into this file")
+    parser.add_argument("--profile-seconds", type=float, default=10.0, help="how long to sample")
+    parser.add_argument("--tokens-per-second", type=float, default=50.0, help="the simulator's pace")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a gateway setting")
     asyncio.run(main_async(parser.parse_args()))
 
 

@@ -1,17 +1,24 @@
 """Server-Sent Events from a streamed `httpx.Response`: httpx-sse's decoder behind a line-length cap.
 
-httpx-sse (`EventSource(response).aiter_sse()`) does the WHATWG work on any httpx response, the
-httpx-aiohttp transport's included: it splits lines only on `\\r\\n`, `\\r` and `\\n` (never
-U+2028), joins multi-line `data`, strips one space after the colon, ignores comments, unknown
-fields and an `id` with NUL, keeps the last `id`, and discards an unterminated last block. It
-also dispatches a block that has an `event:` but no `data:`, which is what we want: Dify's
-keep-alive is `event: ping` plus a blank line.
+httpx-sse's decoders (`SSELineDecoder`, `SSEDecoder`, what its `EventSource.aiter_sse()` runs)
+do the WHATWG work: they split lines only on `\\r\\n`, `\\r` and `\\n` (never U+2028), join
+multi-line `data`, strip one space after the colon, ignore comments, unknown fields and an `id`
+with NUL, keep the last `id`, and `aiter_sse` discards an unterminated last block. A block that
+has an `event:` but no `data:` is dispatched, which is what we want: Dify's keep-alive is
+`event: ping` plus a blank line.
+
+`EventReader` runs those decoders itself, in one object per stream, rather than through
+`EventSource`: that is a stack of five async generators (the response's bytes, its text, the
+lines, the events), each of which keeps a frame and its last chunk, text or line list alive
+while the stream waits for Dify. With thousands of answers open at once this was a good part of
+the memory of each (docs/performance.md, streammem). The reader holds only the decoders' state
+between chunks and reads the body with one call per chunk (`gateway.dify.pool.body_of`).
 
 What httpx-sse leaves to us is memory safety: it buffers a line until its line ending arrives,
-so an upstream that never sends one would grow that buffer without end. `aiter_sse` therefore
-hands httpx-sse text that has passed `CappedText`, which raises `SSELineTooLong` as soon as a
-line grows past `max_line_length` characters. On the way it decodes UTF-8 whatever the
-content-type's charset says and drops one leading BOM (both WHATWG rules).
+so an upstream that never sends one would grow that buffer without end. The reader therefore
+raises `SSELineTooLong` as soon as a line grows past `max_line_length` characters. On the way
+it decodes UTF-8 whatever the content-type's charset says and drops one leading BOM (both
+WHATWG rules).
 
 Where httpx-sse differs from the letter of WHATWG (none of it happens with Dify, which sends
 neither `id` nor `retry`): a block holding only `id:`/`retry:` fields is dispatched (with empty
@@ -23,13 +30,17 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import cast
+from collections.abc import AsyncIterator
 
 import httpx
-from httpx_sse import EventSource, ServerSentEvent
 
-__all__ = ["CappedText", "SSELineTooLong", "ServerSentEvent", "aiter_sse"]
+# The decoders EventSource.aiter_sse() runs; httpx-sse is pinned (<0.5) for this import.
+from httpx_sse._decoders import SSEDecoder, SSELineDecoder
+from httpx_sse._models import ServerSentEvent
+
+from gateway.dify.pool import ResponseBody, body_of
+
+__all__ = ["EventReader", "SSELineTooLong", "ServerSentEvent", "aiter_sse"]
 
 _LINE_END = re.compile(r"\r\n|\r|\n")
 _BOM = "\ufeff"
@@ -39,38 +50,96 @@ class SSELineTooLong(ValueError):
     """A line grew past `max_line_length` characters without a line ending."""
 
 
-class CappedText:
-    """The slice of an `httpx.Response` that httpx-sse reads (`headers`, `aiter_text()`), with
-    the text decoded as UTF-8 and every line checked against `max_line_length` characters.
+class EventReader:
+    """The events of one streamed `text/event-stream` response: `await anext(reader)` (or
+    `async for`), then `aclose()`, which closes the response.
 
-    Only the tail after the last line ending is counted from chunk to chunk, so the check costs
-    two `rfind`s per chunk; a chunk that could hide a long line in its middle is split to look.
+    Raises (while iterating) `SSELineTooLong` for a line longer than `max_line_length`
+    characters, and what reading the body raises (`httpx.TransportError`...).
+
+    Between reads it keeps the decoders' state and the events of the last chunk not yet taken,
+    nothing else: the response (its request and headers) is let go as soon as the body can be
+    read without it. Only the tail after the last line ending is counted against the cap from
+    chunk to chunk, so the check costs two `rfind`s per chunk; a chunk that could hide a long
+    line in its middle is split to look.
     """
 
+    __slots__ = ("_body", "_chunks", "_decoder", "_events", "_lines", "_max", "_response", "_started", "_tail", "_utf8")
+
     def __init__(self, response: httpx.Response, max_line_length: int) -> None:
-        self.headers = response.headers
-        self._response = response
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        body = body_of(response) if encoding in ("", "identity") else None
+        self._body: ResponseBody | None = body
+        # Without a body of our own (another transport, or a compressed one): httpx decodes it.
+        self._response: httpx.Response | None = None if body is not None else response
+        self._chunks: AsyncIterator[bytes] | None = None
+        if body is not None:
+            response.is_stream_consumed = True  # read here, not through httpx
         self._max = max_line_length
+        self._utf8: codecs.IncrementalDecoder | None = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._lines = SSELineDecoder()
+        self._decoder = SSEDecoder()
+        self._events: list[ServerSentEvent] = []
+        self._tail = 0  # characters since the last line ending
+        self._started = False  # the first text (and its BOM) went by
 
-    async def aiter_text(self) -> AsyncIterator[str]:
-        utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        tail = 0  # characters since the last line ending
-        first = True
-        async for chunk in self._response.aiter_bytes():
-            text = utf8.decode(chunk)
-            if first and text:
-                first = False
-                text = text.removeprefix(_BOM)
-            tail = self._check(text, tail)
-            if text:
-                yield text
-        text = utf8.decode(b"", final=True)
-        self._check(text, tail)
+    def __aiter__(self) -> EventReader:
+        return self
+
+    async def __anext__(self) -> ServerSentEvent:
+        events = self._events
+        while not events:
+            utf8 = self._utf8
+            if utf8 is None:  # the body ended
+                raise StopAsyncIteration
+            chunk = await self._read()
+            if chunk:
+                self._decode(utf8.decode(chunk))
+            else:  # the end: what the UTF-8 decoder held, then the line decoder's last line
+                self._utf8 = None
+                self._decode(utf8.decode(b"", final=True))
+                for line in self._lines.flush():
+                    self._dispatch(line)
+        return events.pop(0)
+
+    async def aclose(self) -> None:
+        """Close the response (its connection goes back to the pool or is closed)."""
+        self._events.clear()
+        if self._body is not None:
+            await self._body.aclose()
+        elif self._response is not None:
+            await self._response.aclose()
+
+    async def _read(self) -> bytes:
+        if self._body is not None:
+            return await self._body.read()
+        if self._chunks is None:
+            assert self._response is not None
+            self._chunks = self._response.aiter_bytes()
+        async for chunk in self._chunks:
+            if chunk:
+                return chunk
+        return b""
+
+    def _decode(self, text: str) -> None:
+        if not text:
+            return
+        if not self._started:
+            self._started = True
+            text = text.removeprefix(_BOM)
+        self._tail = self._check(text)
         if text:
-            yield text
+            for line in self._lines.decode(text):
+                self._dispatch(line)
 
-    def _check(self, text: str, tail: int) -> int:
+    def _dispatch(self, line: str) -> None:
+        sse = self._decoder.decode(line.rstrip("\n"))
+        if sse is not None:
+            self._events.append(sse)
+
+    def _check(self, text: str) -> int:
         """The new tail length after `text`; raises when any line in it ends up too long."""
+        tail = self._tail
         end = max(text.rfind("\n"), text.rfind("\r"))
         if tail + len(text) > self._max:
             lines = _LINE_END.split(text)
@@ -79,12 +148,11 @@ class CappedText:
         return tail + len(text) if end < 0 else len(text) - end - 1
 
 
-def aiter_sse(response: httpx.Response, *, max_line_length: int) -> AsyncGenerator[ServerSentEvent, None]:
-    """The events of a streamed `text/event-stream` response, decoded by httpx-sse.
+def aiter_sse(response: httpx.Response, *, max_line_length: int) -> EventReader:
+    """The events of a streamed `text/event-stream` response (an `EventReader`).
 
     Raises `SSELineTooLong` (while iterating) for a line longer than `max_line_length`
-    characters, and what reading the response raises (`httpx.TransportError`...). Close the
-    generator (`aclose()`) when done with it early.
+    characters, and what reading the response raises (`httpx.TransportError`...). Close it
+    (`aclose()`) when done with it, early or not: that closes the response.
     """
-    # CappedText offers exactly what EventSource reads from a response (headers, aiter_text).
-    return EventSource(cast(httpx.Response, CappedText(response, max_line_length))).aiter_sse()
+    return EventReader(response, max_line_length)

@@ -22,7 +22,6 @@ Only awaits on the network sit inside cancel scopes (the overall deadline); no s
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from types import TracebackType
@@ -48,12 +47,15 @@ _MAX_ERROR_BODY = 64 * 1024
 
 
 class _Upstream:
-    """An open HTTP response and its events (httpx-sse, lines capped), positioned after the first."""
+    """An open event stream (httpx-sse's decoder, lines capped) and the one event read ahead
+    (the first, read while opening, or the next, read by `_read_more`) not yet consumed.
+    It keeps nothing of the HTTP response but its body (`EventReader`)."""
+
+    __slots__ = ("events", "pending")
 
     def __init__(self, response: httpx.Response, max_line_length: int) -> None:
-        self.response = response
         self.events = aiter_sse(response, max_line_length=max_line_length)
-        self.pending: deque[ServerSentEvent] = deque()
+        self.pending: ServerSentEvent | None = None
 
     async def next_event(self, app: DifyApp) -> ServerSentEvent | None:
         """The next event, or None at the end of the stream."""
@@ -63,11 +65,7 @@ class _Upstream:
             raise UpstreamError(f"Dify app '{app.name}' sent an oversized event: {exc}", app=app.name) from exc
 
     async def aclose(self) -> None:
-        try:
-            # The events are an async generator: close it rather than leave it to the GC.
-            await self.events.aclose()
-        finally:
-            await self.response.aclose()
+        await self.events.aclose()  # closes the response
 
 
 T = TypeVar("T")
@@ -117,6 +115,24 @@ class DifyAnswerStream:
     `UpstreamTimeout` (each with `.partial` where it applies).
     """
 
+    __slots__ = (
+        "_admitted",
+        "_app",
+        "_builder",
+        "_client",
+        "_deadline",
+        "_ended",
+        "_fallback",
+        "_primary",
+        "_progress_at",
+        "_request",
+        "_retry_without_conversation",
+        "_ticket",
+        "_timeout",
+        "_upstream",
+        "_user",
+    )
+
     def __init__(
         self,
         client: StreamingClient,
@@ -129,7 +145,7 @@ class DifyAnswerStream:
     ) -> None:
         self._client = client
         self._primary = app
-        self._request = request
+        self._request: AskRequest | None = request  # let go once open (a prompt may be large)
         self._fallback = fallback
         self._retry_without_conversation = retry_without_conversation
         self._timeout = deadline
@@ -183,19 +199,22 @@ class DifyAnswerStream:
     # --- context manager -------------------------------------------------------------------------
 
     async def __aenter__(self) -> DifyAnswerStream:
+        request, self._request = self._request, None
+        if request is None:
+            raise RuntimeError("a DifyAnswerStream is opened once")
         await self._client.admission.enter()
         self._admitted = True
         try:
-            await self._open_any()
+            await self._open_any(request)
         except BaseException:
             self._leave()
             raise
         return self
 
-    async def _open_any(self) -> None:
+    async def _open_any(self, request: AskRequest) -> None:
         self._deadline = anyio.current_time() + self._timeout
         try:
-            await self._open(self._primary, self._request)
+            await self._open(self._primary, request)
         except ConversationNotFound:
             raise
         except UpstreamError as primary_error:
@@ -209,7 +228,7 @@ class DifyAnswerStream:
             )
             try:
                 # Conversation ids belong to one app: the fallback starts a new conversation.
-                await self._open(self._fallback, replace(self._request, conversation_id=None))
+                await self._open(self._fallback, replace(request, conversation_id=None))
             except UpstreamError as fallback_error:
                 raise fallback_error from primary_error
 
@@ -232,8 +251,8 @@ class DifyAnswerStream:
             return
         builder = self._require_builder()
         self._judge(None)  # success if a terminator arrived, else no verdict (abandoned)
-        for sse in upstream.pending:  # events read but not consumed may carry the task id
-            builder.remember_ids(parse_event(sse))
+        if upstream.pending is not None:  # an event read but not consumed may carry the task id
+            builder.remember_ids(parse_event(upstream.pending))
         with anyio.CancelScope(shield=True):
             try:
                 await upstream.aclose()
@@ -300,7 +319,7 @@ class DifyAnswerStream:
                         retryable=True,
                         app=app.name,
                     )
-                upstream.pending.append(first)
+                upstream.pending = first
             if scope.cancelled_caught or upstream is None:
                 raise self._deadline_error(app)
             ok = True
@@ -320,11 +339,11 @@ class DifyAnswerStream:
         builder = self._require_builder()
         if upstream is None:
             return None
-        while not upstream.pending:
+        while upstream.pending is None:
             if self._ended or builder.final:
                 return None
             await self._read_more(upstream, builder)
-        sse = upstream.pending.popleft()
+        sse, upstream.pending = upstream.pending, None
         event = parse_event(sse)
         now = self._client.clock.monotonic()
         if not isinstance(event, PingEvent):
@@ -360,7 +379,7 @@ class DifyAnswerStream:
                 raise self._fail(self._cut_off(builder, "the stream closed without a terminator"))
             self._ended = True
             return
-        upstream.pending.append(sse)
+        upstream.pending = sse
 
     def _fail(self, error: UpstreamError) -> UpstreamError:
         self._judge(error)
@@ -403,6 +422,8 @@ class DifyAnswerStream:
 
 
 class _EventIterator:
+    __slots__ = ("_stream",)
+
     def __init__(self, stream: DifyAnswerStream) -> None:
         self._stream = stream
 
@@ -417,9 +438,13 @@ class _EventIterator:
 
 
 class _DeltaIterator:
+    """The deltas of each event in turn; an event's list is let go once handed out."""
+
+    __slots__ = ("_buffer", "_stream")
+
     def __init__(self, stream: DifyAnswerStream) -> None:
         self._stream = stream
-        self._buffer: deque[Delta] = deque()
+        self._buffer: list[Delta] = []  # the rest of the current event's deltas, reversed
 
     def __aiter__(self) -> _DeltaIterator:
         return self
@@ -429,8 +454,8 @@ class _DeltaIterator:
             item = await self._stream._next()
             if item is None:
                 raise StopAsyncIteration
-            self._buffer.extend(item[1])
-        return self._buffer.popleft()
+            self._buffer = item[1][::-1]
+        return self._buffer.pop()
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
