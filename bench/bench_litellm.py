@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
+from bench.profile import cpu_seconds  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
@@ -146,13 +147,16 @@ def chat_body(stream: bool) -> bytes:
 
 
 async def measure(
-    name: str, url: str, headers: dict[str, str], concurrency: int, duration: float
-) -> tuple[Result, Result]:
+    name: str, url: str, headers: dict[str, str], concurrency: int, duration: float, pid: int
+) -> tuple[Result, Result, float, float]:
+    """Non-streaming and streaming results, and the proxy's CPU time per request (s) for each."""
+    cpu = cpu_seconds(pid)
     plain = await run_load(f"{name} stream:false", url, body=chat_body(False), headers=headers,
                            concurrency=concurrency, duration=duration)  # fmt: skip
+    plain_cpu, cpu = (cpu_seconds(pid) - cpu) / max(1, plain.requests), cpu_seconds(pid)
     streamed = await run_load(f"{name} stream:true", url, body=chat_body(True), headers=headers,
                               first_marker=FIRST, concurrency=concurrency, duration=duration)  # fmt: skip
-    return plain, streamed
+    return plain, streamed, plain_cpu, (cpu_seconds(pid) - cpu) / max(1, streamed.requests)
 
 
 async def ttft(url: str, body: bytes, headers: dict[str, str], marker: bytes, duration: float) -> float:
@@ -249,8 +253,12 @@ def main() -> None:
         ratios: dict[str, list[float]] = {"non-streaming": [], "streaming": []}
         added: dict[str, list[float]] = {"gateway": [], "litellm": []}
         for i in range(args.rounds):
-            ll_plain, ll_stream = asyncio.run(measure("litellm", ll_url, ll_headers, args.concurrency, args.duration))
-            gw_plain, gw_stream = asyncio.run(measure("gateway", gw_url, gw_headers, args.concurrency, args.duration))
+            ll_plain, ll_stream, ll_cpu, ll_stream_cpu = asyncio.run(
+                measure("litellm", ll_url, ll_headers, args.concurrency, args.duration, litellm.pid)
+            )
+            gw_plain, gw_stream, gw_cpu, gw_stream_cpu = asyncio.run(
+                measure("gateway", gw_url, gw_headers, args.concurrency, args.duration, gateway.pid)
+            )
             ttft_s = args.duration / 2
             sim_t = asyncio.run(ttft(sim_url, sim_stream, sim_headers, b'"event": "message"', ttft_s))
             gw_t = asyncio.run(ttft(gw_url, chat_body(True), gw_headers, FIRST, ttft_s))
@@ -266,6 +274,10 @@ def main() -> None:
             print(
                 f"  gateway / litellm: non-streaming {gw_plain.rps / ll_plain.rps:.2f}x, "
                 f"streaming {gw_stream.rps / ll_stream.rps:.2f}x"
+            )
+            print(
+                f"  CPU per request (µs, the proxy process): non-streaming gateway {gw_cpu * 1e6:.0f} vs litellm "
+                f"{ll_cpu * 1e6:.0f}; streaming gateway {gw_stream_cpu * 1e6:.0f} vs litellm {ll_stream_cpu * 1e6:.0f}"
             )
             print(
                 f"  ttft p50 at c=1 (ms): simulator {sim_t:.2f}, gateway {gw_t:.2f} (adds {gw_t - sim_t:.2f});"

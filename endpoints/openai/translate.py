@@ -95,11 +95,14 @@ class DifyCall:
     files: list[dict[str, Any]] = field(default_factory=list)  # Dify `files`, once `attachments` are resolved
     attachments: tuple[Attachment, ...] = ()  # the last message's files (`files.dify_files` resolves them)
 
-    def ask_args(self, *, user: str, conversation_key: str | None, app: str) -> dict[str, Any]:
+    def ask_args(
+        self, *, user: str, conversation_key: str | None, app: str, new_conversation: bool = False
+    ) -> dict[str, Any]:
         """The arguments of `ctx.apps.ask` / `ctx.apps.stream` after the query."""
         return {
             "user": user,
             "conversation_key": conversation_key,
+            "new_conversation": new_conversation,
             "inputs": self.inputs,
             "files": self.files,
             "app": app,

@@ -2,7 +2,8 @@
 
 This is `ctx.apps` (the `Apps` protocol of `gateway.plugin`). Every answer is streamed from Dify;
 with a conversation key the Dify conversation is remembered per (key, user), continued on the
-next call, and only one answer per conversation runs at a time.
+next call, and only one answer per conversation runs at a time. A key the caller has just made
+up (`new_conversation=True`) is not looked up and joins no queue: one store write takes its lock.
 
 Workflow and Completion apps have no `query`: the text goes into the input variable named by the
 endpoint's `query_input` setting, else the app's own text input (`gateway.records.appform`), here, so no
@@ -108,6 +109,7 @@ class Bridge:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> AsyncIterator[DifyAnswerStream]:
         record = self._record(app)
         if self._meter is not None:
@@ -128,8 +130,11 @@ class Bridge:
                 yield stream
             return
         memory = ConversationMap(self._store, f"{self._endpoint_id}:{record.name}")
-        async with self._locks.hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
-            known = await memory.get(conversation_key, user)
+        lock_key = f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"
+        # A key the caller just made up has no conversation yet and nobody to wait for.
+        hold = self._locks.hold_new(lock_key) if new_conversation else self._locks.hold(lock_key)
+        async with hold:
+            known = None if new_conversation else await memory.get(conversation_key, user)
             stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
             opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
@@ -152,9 +157,16 @@ class Bridge:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> Answer:
         async with self.stream(
-            query, user=user, conversation_key=conversation_key, inputs=inputs, files=files, app=app
+            query,
+            user=user,
+            conversation_key=conversation_key,
+            inputs=inputs,
+            files=files,
+            app=app,
+            new_conversation=new_conversation,
         ) as stream:
             return await stream.collect()
 

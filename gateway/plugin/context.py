@@ -161,6 +161,10 @@ class Apps(Protocol):
     Dify conversation of that key and `user` (surviving restarts, shared by replicas), never
     continues it under another user, and runs one answer per conversation at a time (later ones
     wait, in order). Without one, every call starts a new conversation.
+
+    `new_conversation=True` promises that `conversation_key` was made up for this call (a random
+    id nobody has seen yet): it starts a conversation without looking one up or queueing, which
+    spares store round trips; calls that learn the key meanwhile still wait for this answer.
     """
 
     @property
@@ -193,6 +197,7 @@ class Apps(Protocol):
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> AbstractAsyncContextManager[AnswerStream]:
         """Stream an answer: `async with ctx.apps.stream(q, user=u) as s: async for delta in s: ...`;
         `s.answer` holds the assembled answer. Leaving the block early stops the Dify task.
@@ -209,6 +214,7 @@ class Apps(Protocol):
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> Answer:
         """The whole answer (streamed from Dify and assembled)."""
         ...

@@ -428,4 +428,6 @@ def test_a_dify_call_gives_the_bridge_its_arguments() -> None:
         "inputs": {"system": "s"},
         "files": [{"type": "image"}],
         "app": "a",
+        "new_conversation": False,
     }
+    assert call.ask_args(user="u", conversation_key="thr_1", app="a", new_conversation=True)["new_conversation"]
