@@ -2,6 +2,7 @@
 
     python bench/bench_litellm.py --install          # once: LiteLLM in its own venv, bench/.venv-litellm
     python bench/bench_litellm.py [--duration 10] [--concurrency 50] [--rounds 3]
+                                  [--profile stacks.txt]   # py-spy the gateway under load in round 1
 
 Each side proxies an OpenAI-style chat completion to an upstream that answers at once (no first
 token latency, no pacing) with the same answer cut into the same tokens:
@@ -35,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
-from bench.profile import cpu_seconds  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway under load; collapsed stacks to this file")
     parser.add_argument("--serve", choices=["fake-openai"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,9 +258,13 @@ def main() -> None:
             ll_plain, ll_stream, ll_cpu, ll_stream_cpu = asyncio.run(
                 measure("litellm", ll_url, ll_headers, args.concurrency, args.duration, litellm.pid)
             )
+            # Both loads of round 1, warm-ups included.
+            profiler = Profiler(gateway.pid, 2 * (args.duration + 1), args.profile) if args.profile and i == 0 else None
             gw_plain, gw_stream, gw_cpu, gw_stream_cpu = asyncio.run(
                 measure("gateway", gw_url, gw_headers, args.concurrency, args.duration, gateway.pid)
             )
+            if profiler is not None:
+                profiler.wait()
             ttft_s = args.duration / 2
             sim_t = asyncio.run(ttft(sim_url, sim_stream, sim_headers, b'"event": "message"', ttft_s))
             gw_t = asyncio.run(ttft(gw_url, chat_body(True), gw_headers, FIRST, ttft_s))
@@ -291,6 +297,8 @@ def main() -> None:
         for who, values in added.items():
             print(f"  {who:<14} {spread(values, ' ms')}")
         print(f"peak RSS: gateway {peak_rss_mib(gateway.pid):.0f} MiB, litellm {peak_rss_mib(litellm.pid):.0f} MiB")
+        if args.profile:
+            print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile, 12), sep="\n  ")
     finally:
         for proc in procs:
             stop(proc)

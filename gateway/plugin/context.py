@@ -163,8 +163,9 @@ class Apps(Protocol):
     wait, in order). Without one, every call starts a new conversation.
 
     `new_conversation=True` promises that `conversation_key` was made up for this call (a random
-    id nobody has seen yet): it starts a conversation without looking one up or queueing, which
-    spares store round trips; calls that learn the key meanwhile still wait for this answer.
+    id nobody has seen yet, and for `ask` nobody sees before it returns): the conversation starts
+    without a lookup or a queue, sparing store round trips. A call that learns the key while
+    `stream` runs (say, from a response header) still waits for this answer, then continues it.
     """
 
     @property

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -61,3 +62,43 @@ async def test_a_turn_naming_a_new_thread_mid_answer_waits_and_continues_it(tmp_
     assert "conversation_id" not in bodies[0] and bodies[1]["conversation_id"]  # continued, not a new one
     assert answer.conversation_id == thread  # type: ignore[attr-defined]
     assert conversations == 1
+
+
+async def test_a_new_threads_first_turn_costs_one_lock_write_streamed_and_none_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    touched: list[tuple[str, str]] = []  # (store method, key) of conversation locks and memory
+    for name in ("kv_get", "kv_set", "kv_incr", "kv_set_if_absent", "kv_delete_if_equals"):
+        real = getattr(SQLiteStore, name)
+
+        async def spy(self: SQLiteStore, key: str, *args: Any, _real: Any = real, _name: str = name, **kw: Any) -> Any:
+            if key.startswith("conv:"):
+                touched.append((_name, "conv"))
+            elif key.startswith("clock:"):  # clock:{hash}:lock|tail|serving
+                touched.append((_name, "clock:" + key.rsplit(":", 1)[1]))
+            return await _real(self, key, *args, **kw)
+
+        monkeypatch.setattr(SQLiteStore, name, spy)
+    async with openai_stack(tmp_path) as stack, stack.client() as client:
+        asked = await client.chat.completions.create(model="support", messages=[{"role": "user", "content": "hi"}])
+        assert [name for name, _ in touched] == ["kv_set"]  # the conversation is remembered; no lock
+        touched.clear()
+        stream = await client.chat.completions.create(
+            model="support", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "You said: hi"
+        assert touched == [
+            ("kv_set_if_absent", "clock:lock"),
+            ("kv_set", "conv"),
+            ("kv_delete_if_equals", "clock:lock"),
+        ]
+        touched.clear()
+        again = await client.chat.completions.create(
+            model="support",
+            messages=[{"role": "user", "content": "more"}],
+            extra_body={"conversation_id": asked.conversation_id},  # type: ignore[attr-defined]
+        )
+        assert again.conversation_id == asked.conversation_id  # type: ignore[attr-defined]
+        assert ("kv_get", "conv") in touched and ("kv_incr", "clock:tail") in touched  # a known thread queues
+        bodies = await stack.generation_bodies()
+    assert bodies[2]["conversation_id"] and "conversation_id" not in bodies[1]
