@@ -10,7 +10,12 @@ A receiver (a bare Starlette app answering 200, its own uvicorn process) takes e
   POST and complete each one; timed from the workers' start until every job is done.
 - baseline: the same number of POSTs of the same body to the same receiver from a plain httpx
   loop with as many concurrent senders as the process has workers able to deliver callbacks
-  (`GATEWAY_WORKERS` + `GATEWAY_CALLBACK_WORKERS`), unsigned, nothing stored.
+  (`GATEWAY_WORKERS` + `GATEWAY_CALLBACK_WORKERS`), unsigned, nothing stored. The ratio is
+  against this loop, as in earlier rounds; the same loop over aiohttp (the client the gateway's
+  sender uses) is printed beside it, the fairer ceiling.
+
+Each round also prints the CPU time (user + system, every thread of this process) per delivery
+of each side, which the machine's load moves far less than the rates, and the load average.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
 import shutil
 import sqlite3
 import statistics
@@ -51,8 +57,8 @@ async def done_count(store_url: str) -> int:
         await client.aclose()
 
 
-async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str) -> tuple[float, int]:
-    """(seconds to deliver `jobs` callbacks, how many were done), one process's workers."""
+async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str) -> tuple[float, int, float]:
+    """(seconds to deliver `jobs` callbacks, how many were done, CPU seconds), one process's workers."""
     from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
     from gateway.security.signatures import new_webhook_secret
@@ -83,22 +89,22 @@ async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str)
     gateway = await open_gateway(Settings.from_env(env))
     try:
         before = await done_count(env["GATEWAY_STORE"])
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         workers = asyncio.create_task(gateway.workers.run())
         done = 0
         while done < jobs and time.perf_counter() - started < 120:
             await asyncio.sleep(0.02)
             done = await done_count(env["GATEWAY_STORE"]) - before
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         workers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await workers
-        return elapsed, done
+        return elapsed, done, cpu
     finally:
         await gateway.aclose()
 
 
-async def plain_round(receiver: str, jobs: int, senders: int) -> float:
+async def plain_round(receiver: str, jobs: int, senders: int) -> tuple[float, float]:
     import httpx
 
     body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
@@ -114,9 +120,30 @@ async def plain_round(receiver: str, jobs: int, senders: int) -> float:
                 )
                 response.raise_for_status()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(sender() for _ in range(senders)))
-        return time.perf_counter() - started
+        return time.perf_counter() - started, time.process_time() - cpu
+
+
+async def plain_aiohttp_round(receiver: str, jobs: int, senders: int) -> tuple[float, float]:
+    import aiohttp
+
+    body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
+    left = jobs
+    async with aiohttp.ClientSession() as session:
+
+        async def sender() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                headers = {"content-type": "application/json"}
+                async with session.post(f"{receiver}/cb", data=body, headers=headers) as response:
+                    await response.read()
+                    response.raise_for_status()
+
+        started, cpu = time.perf_counter(), time.process_time()
+        await asyncio.gather(*(sender() for _ in range(senders)))
+        return time.perf_counter() - started, time.process_time() - cpu
 
 
 def main() -> None:
@@ -147,15 +174,21 @@ def main() -> None:
 
         ratios: list[float] = []
         for i in range(args.rounds):
+            load = os.getloadavg()[0]
             plain = plain_round(receiver, args.jobs, senders)
-            plain_s = asyncio.run(plain)
-            gateway_s, done = asyncio.run(gateway_round(env, receiver, args.jobs, tag=str(i)))
-            plain_rate, gateway_rate = args.jobs / plain_s, done / gateway_s
+            plain_s, plain_cpu = asyncio.run(plain)
+            aio_s, aio_cpu = asyncio.run(plain_aiohttp_round(receiver, args.jobs, senders))
+            gateway_s, done, gateway_cpu = asyncio.run(gateway_round(env, receiver, args.jobs, tag=str(i)))
+            plain_rate, gateway_rate, aio_rate = args.jobs / plain_s, done / gateway_s, args.jobs / aio_s
             ratios.append(gateway_rate / plain_rate)
             print(
                 f"round {i + 1}: plain POST loop ({senders} senders) {plain_rate:7.0f}/s   "
                 f"gateway callbacks ({args.store}, {senders} workers) {gateway_rate:7.0f}/s "
-                f"({done}/{args.jobs} delivered)   ratio {gateway_rate / plain_rate:.2f}x",
+                f"({done}/{args.jobs} delivered)   ratio {gateway_rate / plain_rate:.2f}x   "
+                f"CPU/delivery {1e6 * gateway_cpu / max(1, done):.0f} us vs plain {1e6 * plain_cpu / args.jobs:.0f} us"
+                f"   load {load:.1f}\n"
+                f"         (plain aiohttp loop {aio_rate:7.0f}/s, CPU/request {1e6 * aio_cpu / args.jobs:.0f} us;"
+                f" gateway / aiohttp loop {gateway_rate / aio_rate:.2f}x)",
                 flush=True,
             )
         ordered = sorted(ratios)

@@ -7,6 +7,7 @@ run it with `CallbackDelivery`, which signs with the endpoint's secret, sends on
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
@@ -64,22 +65,45 @@ class CallbackDelivery:
         self._endpoints = endpoints
         self._sender = sender
         self.rand = rand
+        self._reading: dict[tuple[str | None, str], asyncio.Task[tuple[bytes, ...]]] = {}
 
     async def __call__(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
         """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
         payload = unseal(self._box, job.id, job.payload, CALLBACK_SECRETS)
-        # A disabled endpoint still calls back: the work was accepted before it was turned off.
-        record, plugin = await self._endpoints.of_job(job.endpoint_id, enabled=False)
-        # Signed with the new secret and, during a rotation's grace, the old one too (Standard
-        # Webhooks: several space-separated signatures), so receivers may switch at their pace.
-        secrets = self._endpoints.secret_values(record, plugin, str(payload.get("setting", "secret")))
-        if not secrets:
-            raise JobError("the endpoint has no callback signing secret")
-        keys = [parse_webhook_secret(secret) for secret in secrets]
+        keys = await self._signing_keys(job.endpoint_id, str(payload.get("setting", "secret")))
         outcome = await self._sender.send(
             payload["url"], payload["body"].encode(), msg_id=payload["msg_id"], secrets=keys
         )
         return settle(outcome, job.attempts, self.rand())
+
+    async def _signing_keys(self, endpoint_id: str | None, setting: str) -> tuple[bytes, ...]:
+        """The endpoint's signing keys, read afresh for each delivery, except that deliveries
+        starting together (a batch the workers claimed at once) share one read: a read of the same
+        endpoint still in flight is awaited rather than repeated. Nothing is kept after it ends,
+        so a rotated or removed secret signs (or stops) every delivery that starts afterwards."""
+        reading = self._reading.get((endpoint_id, setting))
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_keys(endpoint_id, setting))
+            self._reading[endpoint_id, setting] = reading
+            reading.add_done_callback(lambda done: self._forget((endpoint_id, setting), done))
+        # Shielded: one waiter cancelled (its lease lost) must not cancel the read for the others.
+        return await asyncio.shield(reading)
+
+    def _forget(self, key: tuple[str | None, str], done: asyncio.Task[tuple[bytes, ...]]) -> None:
+        if self._reading.get(key) is done:
+            del self._reading[key]
+        if not done.cancelled():
+            done.exception()  # retrieved here, so a read whose waiters all left logs no warning
+
+    async def _read_keys(self, endpoint_id: str | None, setting: str) -> tuple[bytes, ...]:
+        # A disabled endpoint still calls back: the work was accepted before it was turned off.
+        record, plugin = await self._endpoints.of_job(endpoint_id, enabled=False)
+        # Signed with the new secret and, during a rotation's grace, the old one too (Standard
+        # Webhooks: several space-separated signatures), so receivers may switch at their pace.
+        secrets = self._endpoints.secret_values(record, plugin, setting)
+        if not secrets:
+            raise JobError("the endpoint has no callback signing secret")
+        return tuple(parse_webhook_secret(secret) for secret in secrets)
 
 
 def settle(outcome: Outcome, attempts: int, rand: float) -> dict[str, Any]:

@@ -124,15 +124,18 @@ class JobQueue:
                 with contextlib.suppress(asyncio.QueueFull):
                     waiting.put_nowait(None)
 
-    async def wait(self, timeout: float, *, kind: str | None = None) -> None:
+    async def wait(self, timeout: float, *, kind: str | None = None, every: bool = False) -> None:
         """Sleep until a job (of `kind`, if given) is enqueued here, waking one waiter per job, or
-        `timeout` passes."""
+        `timeout` passes. With `every`, the waiter takes the tokens of every job enqueued so far
+        (one that claims them all in one call)."""
         waiting = self._wake.setdefault(kind, asyncio.Queue(maxsize=1024))
         # `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` drops a cancellation that
         # arrives as the token does, and a worker told to stop would keep running.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await waiting.get()
+        while every and not waiting.empty():
+            waiting.get_nowait()
 
 
 def new_job_id() -> str:

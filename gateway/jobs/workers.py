@@ -140,8 +140,7 @@ class JobWorkers:
                 for index in range(self._concurrency):
                     group.create_task(self._loop(None, self._concurrency), name=f"job-worker-{index}")
                 for kind, count in self._dedicated.items():
-                    for index in range(count):
-                        group.create_task(self._loop(kind, count), name=f"job-worker-{kind}-{index}")
+                    group.create_task(self._lane(kind, count), name=f"job-lane-{kind}")
                 if self._retention > 0:
                     group.create_task(self._purge_loop(), name="job-purge")
         finally:
@@ -204,6 +203,49 @@ class JobWorkers:
                 await self._queue.wait(self._poll * pool * (0.5 + self._rand()), kind=kind)
                 continue
             await self.run_job(job, since=since)
+
+    async def _lane(self, kind: str, size: int) -> None:
+        """`size` workers for jobs of `kind` that share their claims: one store call claims a job
+        for every idle one (`job_claim_many`), once at least half of them are idle, so a backlog
+        costs a claim per batch, not per job.
+        Each job runs at once in a task of its own, with its own lease, heartbeat and outcome,
+        exactly as `run_job` runs a job claimed alone; nothing claimed waits for a worker."""
+        freed = asyncio.Event()
+        running: set[asyncio.Task[None]] = set()
+        # Claims wait for half the lane to be idle: under a backlog, runs ending one by one would
+        # otherwise be replaced one claim each, the cost this lane exists to save.
+        refill = max(1, size // 2)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            running.discard(task)
+            freed.set()
+
+        # The group's exit cancels the runs still going (each hands its job back) and waits for them.
+        async with asyncio.TaskGroup() as group:
+            while True:
+                _stop_if_cancelled()
+                if size - len(running) < refill:
+                    freed.clear()
+                    await freed.wait()
+                    continue
+                idle = size - len(running)
+                since = self._clock.monotonic()
+                try:
+                    jobs = await self._store.job_claim_many(
+                        self.owner, self._clock.time(), self._lease, limit=idle, kind=kind
+                    )
+                except Exception:  # the store may be briefly unreachable: log and keep the lane alive
+                    logger.exception("claiming jobs of kind %s failed", kind)
+                    await self._clock.sleep(self._poll)
+                    continue
+                for job in jobs:
+                    task = group.create_task(self.run_job(job, since=since), name=f"job-{kind}-{job.id}")
+                    running.add(task)
+                    task.add_done_callback(finished)
+                if len(jobs) < idle:
+                    # Nothing more is due now: wait for a job enqueued here (one claim takes every
+                    # one enqueued meanwhile) or for the poll (other processes' jobs, retries due).
+                    await self._queue.wait(self._poll * (0.5 + self._rand()), kind=kind, every=True)
 
     async def run_job(self, job: Job, emit: Emit = _discard, *, since: float | None = None) -> None:
         """Run one claimed job to an outcome: done, retried, dead, or lost (another run took it over).

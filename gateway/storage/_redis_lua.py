@@ -8,13 +8,14 @@ from __future__ import annotations
 
 __all__ = [
     "CLAIM",
+    "CLAIM_MANY",
     "DELETE_IF_EQUALS",
     "ENQUEUE",
     "EXPIRE_IF_EQUALS",
     "INCR",
     "PURGE",
     "SET_FENCED",
-    "TRANSITION",
+    "TRANSITIONS",
     "UPDATE_META",
 ]
 
@@ -89,15 +90,58 @@ return replies
 """
 )
 
-# ARGV: P, now, lease_until, owner JSON, lease_until JSON, now JSON, job id or '', kind or ''.
-CLAIM = (
+# Claiming, shared by CLAIM and CLAIM_MANY. ARGV: P, now, lease_until, owner JSON, lease_until JSON,
+# now JSON, then the script's own. `take` claims one runnable job found in the indexes (or drops
+# the index entries of a job that no longer exists: false).
+_CLAIMING = (
     _PRELUDE
     + """
-local now = tonumber(ARGV[2])
-local queued, leases = P .. 'jobs:queued', P .. 'jobs:leases'
-if ARGV[8] ~= '' then
-  queued, leases = P .. 'jobs:kind:' .. ARGV[8] .. ':queued', P .. 'jobs:kind:' .. ARGV[8] .. ':leases'
+local function claim_sets(kind)
+  if kind == '' then return P .. 'jobs:queued', P .. 'jobs:leases' end
+  return P .. 'jobs:kind:' .. kind .. ':queued', P .. 'jobs:kind:' .. kind .. ':leases'
 end
+local function take(id, queued, leases)
+  local current = state_of(id)
+  if current == nil then
+    redis.call('ZREM', P .. 'jobs:queued', id)
+    redis.call('ZREM', P .. 'jobs:leases', id)
+    redis.call('ZREM', queued, id)
+    redis.call('ZREM', leases, id)
+    return false
+  end
+  unindex(id, current)
+  index(id, 'running', ARGV[3])
+  redis.call('HSET', jkey(id), 'state', '"running"', 'lease_owner', ARGV[4], 'lease_until', ARGV[5],
+             'updated_at', ARGV[6])
+  redis.call('HINCRBY', jkey(id), 'attempts', 1)
+  return redis.call('HGETALL', jkey(id))
+end
+-- Runnable candidates by (due_at, id): up to `limit` queued heads, and expired leases (those only
+-- exist after a worker died, so a bounded batch is enough).
+local function candidates(queued, leases, limit)
+  local found = {}
+  local head = redis.call('ZRANGEBYSCORE', queued, '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, limit)
+  for i = 1, #head, 2 do found[#found + 1] = {head[i], tonumber(head[i + 1])} end
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', ARGV[2], 'LIMIT', 0, 100)
+  for _, cand in ipairs(expired) do
+    local due = tonumber(redis.call('HGET', jkey(cand), 'due_at'))
+    if due then found[#found + 1] = {cand, due} end
+  end
+  table.sort(found, function(a, b)
+    if a[2] ~= b[2] then return a[2] < b[2] end
+    return a[1] < b[1]
+  end)
+  return found
+end
+"""
+)
+
+# ARGV: (as _CLAIMING), job id or '', kind or ''.
+CLAIM = (
+    _CLAIMING
+    + """
+local now = tonumber(ARGV[2])
+local queued, leases = claim_sets(ARGV[8])
 local id = nil
 if ARGV[7] ~= '' then
   id = ARGV[7]
@@ -106,56 +150,58 @@ if ARGV[7] ~= '' then
     if not lease or tonumber(lease) > now then return false end
   end
 else
-  local best, best_due = nil, nil
-  local head = redis.call('ZRANGEBYSCORE', queued, '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, 1)
-  if head[1] then best, best_due = head[1], tonumber(head[2]) end
-  -- Expired leases only exist after a worker died, so a bounded batch is enough.
-  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', ARGV[2], 'LIMIT', 0, 100)
-  for _, cand in ipairs(expired) do
-    local due = tonumber(redis.call('HGET', jkey(cand), 'due_at'))
-    if due and (best == nil or due < best_due or (due == best_due and cand < best)) then
-      best, best_due = cand, due
-    end
-  end
-  id = best
+  local found = candidates(queued, leases, 1)
+  if found[1] then id = found[1][1] end
 end
 if id == nil then return false end
-local current = state_of(id)
-if current == nil then
-  redis.call('ZREM', P .. 'jobs:queued', id)
-  redis.call('ZREM', P .. 'jobs:leases', id)
-  redis.call('ZREM', queued, id)
-  redis.call('ZREM', leases, id)
-  return false
-end
-unindex(id, current)
-index(id, 'running', ARGV[3])
-redis.call('HSET', jkey(id), 'state', '"running"', 'lease_owner', ARGV[4], 'lease_until', ARGV[5],
-           'updated_at', ARGV[6])
-redis.call('HINCRBY', jkey(id), 'attempts', 1)
-return redis.call('HGETALL', jkey(id))
+return take(id, queued, leases)
 """
 )
 
-# ARGV: P, id, guard ('owner' | 'not_done' | 'state'), guard value, attempt or '' (with 'owner'),
-# new state, index score, pairs...
-TRANSITION = (
+# ARGV: (as _CLAIMING), limit, kind or ''. The claimed jobs' fields, earliest due first.
+CLAIM_MANY = (
+    _CLAIMING
+    + """
+local limit = tonumber(ARGV[7])
+local queued, leases = claim_sets(ARGV[8])
+local claimed, seen = {}, {}
+for _, cand in ipairs(candidates(queued, leases, limit)) do
+  if #claimed >= limit then break end
+  if not seen[cand[1]] then
+    seen[cand[1]] = true
+    local fields = take(cand[1], queued, leases)
+    if fields then claimed[#claimed + 1] = fields end
+  end
+end
+return claimed
+"""
+)
+
+# A batch of job state changes in one call (group commit). ARGV: P, then one JSON array of strings
+# per change: id, guard ('owner' | 'not_done' | 'state'), guard value, attempt or '' (with
+# 'owner'), new state, index score, then field/value pairs. One reply per change: 1 made, 0 refused.
+TRANSITIONS = (
     _PRELUDE
     + """
-local id, guard, want = ARGV[2], ARGV[3], ARGV[4]
-local current = state_of(id)
-if current == nil then return 0 end
-if guard == 'owner' then
-  if not held(id, want, ARGV[5]) then return 0 end
-elseif guard == 'not_done' then
-  if current == 'done' then return 0 end
-elseif current ~= want then
-  return 0
+local function transition(m)
+  local id, guard, want = m[1], m[2], m[3]
+  local current = state_of(id)
+  if current == nil then return 0 end
+  if guard == 'owner' then
+    if not held(id, want, m[4]) then return 0 end
+  elseif guard == 'not_done' then
+    if current == 'done' then return 0 end
+  elseif current ~= want then
+    return 0
+  end
+  unindex(id, current)
+  index(id, m[5], m[6])
+  redis.call('HSET', jkey(id), unpack(m, 7))
+  return 1
 end
-unindex(id, current)
-index(id, ARGV[6], ARGV[7])
-redis.call('HSET', jkey(id), unpack(ARGV, 8))
-return 1
+local replies = {}
+for i = 2, #ARGV do replies[#replies + 1] = transition(cjson.decode(ARGV[i])) end
+return replies
 """
 )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 
 __all__ = [
+    "CLAIM_MANY",
+    "CLAIM_MANY_OF_KIND",
     "CLAIM_NEXT",
     "CLAIM_NEXT_OF_KIND",
     "CLAIM_ONE",
@@ -96,6 +98,26 @@ RETURNING {JOB_COLUMNS}"""
 
 CLAIM_NEXT = _claim_next("")
 CLAIM_NEXT_OF_KIND = _claim_next(" AND kind = :kind")
+
+
+# The `:limit` earliest runnable jobs in one statement: up to `:limit` heads of each candidate set
+# (through the same indexes), merged and cut to `:limit`. The RETURNING order is unspecified.
+def _claim_many(kind: str) -> str:
+    return f"""{_CLAIM_SET}
+WHERE id IN (
+    SELECT id FROM (
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'queued' AND due_at <= :now{kind}
+                       ORDER BY due_at, id LIMIT :limit)
+        UNION ALL
+        SELECT * FROM (SELECT id, due_at FROM jobs WHERE state = 'running' AND lease_until <= :now{kind}
+                       ORDER BY due_at, id LIMIT :limit)
+    ) ORDER BY due_at, id LIMIT :limit
+)
+RETURNING {JOB_COLUMNS}"""
+
+
+CLAIM_MANY = _claim_many("")
+CLAIM_MANY_OF_KIND = _claim_many(" AND kind = :kind")
 CLAIM_ONE = f"""{_CLAIM_SET}
 WHERE id = :job_id AND (state = 'queued' OR (state = 'running' AND lease_until <= :now))
 RETURNING {JOB_COLUMNS}"""

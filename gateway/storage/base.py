@@ -222,6 +222,14 @@ class Store(Protocol):
         incremented (the new run's fencing token). With `job_id`, claim only that job (and only
         if runnable by the same rule, ignoring `due_at`). None when nothing."""
 
+    async def job_claim_many(
+        self, owner: str, now: float, lease_s: float, *, limit: int, kind: str | None = None
+    ) -> list[Job]:
+        """Claim up to `limit` runnable jobs in one atomic step, by `job_claim`'s rules (earliest
+        `due_at` first, then id; with `kind`, only jobs of that kind): each becomes running, owned
+        by `owner` until `now + lease_s`, with its own `attempts` incremented. Returned in that
+        order; [] when nothing is runnable or `limit < 1`. No job is claimed by two calls at once."""
+
     # The four below act only while `owner` holds the lease and, with `attempt`, only for that run
     # of the job (its `attempts` when claimed): a run that lost the job to another can't touch it.
     async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:

@@ -140,7 +140,9 @@ class RedisStore:
         self._enqueue = client.register_script(lua.ENQUEUE)
         self._enqueues = GroupCommit(self._enqueue_batch)
         self._claim = client.register_script(lua.CLAIM)
-        self._transition = client.register_script(lua.TRANSITION)
+        self._claim_many = client.register_script(lua.CLAIM_MANY)
+        self._transitions = client.register_script(lua.TRANSITIONS)
+        self._moves = GroupCommit(self._move_batch)
         self._update_meta = client.register_script(lua.UPDATE_META)
         self._purge = client.register_script(lua.PURGE)
         self._delete_if_equals = client.register_script(lua.DELETE_IF_EQUALS)
@@ -180,6 +182,7 @@ class RedisStore:
 
     async def aclose(self) -> None:
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
+        await self._moves.wait_idle()
         await self._r.aclose()
 
     # -- documents -------------------------------------------------------------------------------
@@ -343,19 +346,24 @@ class RedisStore:
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
     ) -> Job | None:
-        lease_until = now + lease_s
-        args: list[EncodableT] = [
-            self._p,
-            now,
-            lease_until,
-            json_dumps(owner),
-            json_dumps(lease_until),
-            json_dumps(now),
-        ]
-        args += [job_id or "", kind or ""]
+        args = self._claim_args(owner, now, lease_s) + [job_id or "", kind or ""]
         with self._errors:
             reply = await self._claim(args=args)
         return _job_from_flat(reply) if reply else None
+
+    async def job_claim_many(
+        self, owner: str, now: float, lease_s: float, *, limit: int, kind: str | None = None
+    ) -> list[Job]:
+        if limit < 1:
+            return []
+        args = self._claim_args(owner, now, lease_s) + [limit, kind or ""]
+        with self._errors:
+            replies = await self._claim_many(args=args)
+        return [_job_from_flat(reply) for reply in replies]
+
+    def _claim_args(self, owner: str, now: float, lease_s: float) -> list[EncodableT]:
+        lease_until = now + lease_s
+        return [self._p, now, lease_until, json_dumps(owner), json_dumps(lease_until), json_dumps(now)]
 
     async def _move(
         self,
@@ -367,11 +375,18 @@ class RedisStore:
         fields: dict[str, Any],
         attempt: int | None = None,
     ) -> bool:
-        """Move the job to state `to` (indexed by `score`) and set `fields`, if the guard passes."""
+        """Move the job to state `to` (indexed by `score`) and set `fields`, if the guard passes.
+
+        Group commit: the moves of many runs ending together (outcomes, renewals) go to Redis as
+        one script call, each checked and applied on its own, as if it had been sent alone."""
         pairs = [item for name, value in {"state": to, **fields}.items() for item in (name, json_dumps(value))]
-        args: list[EncodableT] = [self._p, job_id, guard, want, "" if attempt is None else attempt, to, score, *pairs]
+        move = [job_id, guard, want, "" if attempt is None else str(attempt), to, repr(float(score)), *pairs]
+        return await self._moves.submit(json_dumps(move))
+
+    async def _move_batch(self, moves: Sequence[str]) -> list[bool]:
         with self._errors:
-            return bool(await self._transition(args=args))
+            replies = await self._transitions(args=[self._p, *moves])
+        return [bool(reply) for reply in replies]
 
     async def job_extend(self, job_id: str, owner: str, lease_until: float, *, attempt: int | None = None) -> bool:
         now = self._clock.time()

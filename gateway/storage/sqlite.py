@@ -467,6 +467,16 @@ class SQLiteStore:
         rows = await self._fetch(sql, params)
         return _row_to_job(rows[0]) if rows else None
 
+    async def job_claim_many(
+        self, owner: str, now: float, lease_s: float, *, limit: int, kind: str | None = None
+    ) -> list[Job]:
+        if limit < 1:
+            return []
+        params = {"owner": owner, "now": now, "lease_until": now + lease_s, "limit": limit, "kind": kind}
+        # One UPDATE ... RETURNING, atomic across processes like job_claim's.
+        rows = await self._fetch(queries.CLAIM_MANY if kind is None else queries.CLAIM_MANY_OF_KIND, params)
+        return sorted((_row_to_job(row) for row in rows), key=lambda job: (job.due_at, job.id))
+
     async def _job_update(self, sql: str, params: dict[str, Any]) -> bool:
         params = {"now": self._clock.time(), **params}
         return await self._exec(sql, params) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -106,3 +107,36 @@ async def test_an_exhausted_schedule_is_a_dead_letter_that_can_be_replayed(gatew
     assert await gateway.store.job_replay(job.id, gateway.clock.time())
     use_sender(gateway, FakeSender(Outcome("delivered", 204)))
     assert (await run_job_now(gateway, job.id)).state == "done"
+
+
+async def test_deliveries_starting_together_read_their_endpoint_once_and_later_ones_read_afresh(
+    gateway: Gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reads: list[str | None] = []
+    of_job = gateway.endpoints.of_job
+
+    async def counted(endpoint_id: str | None, *, enabled: bool) -> Any:
+        reads.append(endpoint_id)
+        return await of_job(endpoint_id, enabled=enabled)
+
+    monkeypatch.setattr(gateway.endpoints, "of_job", counted)
+    sender = FakeSender(*[Outcome("delivered", 200)] * 6)
+    use_sender(gateway, sender)
+    record, _, shown = await gateway.endpoints.create_with_secrets("webhook", ["a"], {})
+    ctx = await gateway.contexts.build(record, webhook)
+    ids = [
+        await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"n": n}, msg_id=f"msg_{n}")
+        for n in range(6)
+    ]
+    batch = await gateway.store.job_claim_many(gateway.workers.owner, gateway.clock.time(), 30, limit=5)
+    await asyncio.gather(*(gateway.workers.run_job(job) for job in batch))  # a batch claimed together
+    assert len(batch) == 5 and reads == [record.id]
+    assert [s["secrets"] for s in sender.sent] == [[parse_webhook_secret(shown["secret"])]] * 5
+
+    # The next delivery reads the endpoint again: a secret rotated meanwhile signs it, beside the old one.
+    _, _, rotated = await gateway.endpoints.rotate_secret(record.id, grace=60)
+    assert rotated is not None
+    last = await run_job_now(gateway, ids[5])
+    assert last.state == "done" and reads == [record.id, record.id]
+    assert sender.sent[-1]["secrets"] == [parse_webhook_secret(rotated), parse_webhook_secret(shown["secret"])]
+    assert {(await gateway.store.job_get(job_id) or last).state for job_id in ids} == {"done"}

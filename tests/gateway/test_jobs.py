@@ -22,6 +22,7 @@ from gateway.metrics import Metrics
 from gateway.plugin import JobError, RetryJob
 from gateway.storage.base import Job
 from gateway.storage.sqlite import SQLiteStore
+from gateway.testing.platforms.waiting import wait_until
 from tests.support.gateway import make_settings, running_app
 
 pytestmark = pytest.mark.anyio
@@ -499,3 +500,82 @@ async def test_a_run_that_fails_after_losing_its_job_counts_as_lost(store: SQLit
     assert job is not None and (job.state, job.lease_owner, job.attempts) == ("running", "other-replica", 2)
     assert metrics.jobs.value("k", "lost") == 1
     assert metrics.jobs.value("k", "retry") == metrics.jobs.value("k", "dead") == 0
+
+
+async def test_a_dedicated_lane_claims_a_job_for_every_idle_worker_in_one_store_call(
+    store: SQLiteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    claims: list[tuple[int, int]] = []  # (limit, jobs claimed) of each of the lane's claims
+    claim_many = store.job_claim_many
+
+    async def recorded(*args: Any, **kwargs: Any) -> list[Job]:
+        jobs = await claim_many(*args, **kwargs)
+        claims.append((kwargs["limit"], len(jobs)))
+        return jobs
+
+    monkeypatch.setattr(store, "job_claim_many", recorded)
+    answering, release = asyncio.Event(), asyncio.Event()
+    running: list[str] = []
+    most = 0
+    ran: list[str] = []
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        answering.set()
+        await asyncio.Event().wait()  # holds the one general worker for good
+
+    async def deliver(job: Job, emit: Any, lease: Any) -> None:
+        nonlocal most
+        running.append(job.id)
+        most = max(most, len(running))
+        await release.wait()
+        running.remove(job.id)
+        ran.append(job.id)
+
+    pool = workers(store, clock, {"answer": answer, "cb": deliver}, dedicated={"cb": 4}, poll_interval=0.05)
+    await JobQueue(store, clock).enqueue("answer", {})
+    runner = asyncio.create_task(pool.run())
+    try:
+        await asyncio.wait_for(answering.wait(), 10)
+        # Stored together (one transaction) without waking anyone, as by another process: the
+        # lane finds them by polling.
+        queued = [f"cb-{n}" for n in range(10)]
+        await asyncio.gather(
+            *(store.job_enqueue(Job(id=job_id, kind="cb", payload={}, due_at=clock.time())) for job_id in queued)
+        )
+        await wait_until(lambda: len(running) == 4, lambda: f"running {running}, claims {claims}")
+        assert [c for c in claims if c[1]] == [(4, 4)]  # one call claimed a job for each of the four
+        release.set()
+        await wait_until(lambda: len(ran) == len(queued), lambda: f"ran {ran}")
+        assert sorted(ran) == queued and most == 4  # each ran once, never more at once than the lane's size
+        # Claims wait for half the lane to be idle: the 6 left went in batches of 2 or more.
+        assert all(limit >= 2 for limit, _ in claims) and len([c for c in claims if c[1]]) <= 4
+        for job_id in queued:
+            done = await store.job_get(job_id)
+            assert done is not None and (done.state, done.attempts) == ("done", 1)
+    finally:
+        runner.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await runner
+
+
+async def test_stopping_a_lane_hands_its_running_jobs_back_at_once(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    started: list[str] = []
+
+    async def deliver(job: Job, emit: Any, lease: Any) -> None:
+        started.append(job.id)
+        await asyncio.Event().wait()
+
+    pool = workers(store, clock, {"cb": deliver}, dedicated={"cb": 3}, poll_interval=0.05)
+    queued = [(await JobQueue(store, clock).enqueue("cb", {"n": n})).id for n in range(3)]
+    runner = asyncio.create_task(pool.run())
+    await wait_until(lambda: len(started) == 3, lambda: f"started {started}")
+    runner.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await runner
+    for job_id in queued:
+        handed_back = await store.job_get(job_id)
+        assert handed_back is not None
+        assert (handed_back.state, handed_back.last_error) == ("queued", "interrupted")
+        assert handed_back.due_at == clock.time()

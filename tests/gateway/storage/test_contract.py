@@ -471,6 +471,80 @@ async def test_job_claim_of_one_kind(store: Store) -> None:
     assert await store.job_claim("cb2", T0 + 50, 30, kind="callback") is None
 
 
+# -- jobs: claiming several at once ---------------------------------------------------------------
+async def test_job_claim_many_takes_the_earliest_due_up_to_the_limit(store: Store) -> None:
+    for i, due in enumerate([T0 + 4, T0 + 1, T0 + 3, T0 + 2, T0 + 5]):
+        await store.job_enqueue(job(f"j{i}", due_at=due))
+    await store.job_enqueue(job("future", due_at=T0 + 60))
+    now = T0 + 10
+    assert await store.job_claim_many("w", now, 30, limit=0) == []
+    first = await store.job_claim_many("w", now, 30, limit=3)
+    assert [j.id for j in first] == ["j1", "j3", "j2"]
+    for claimed in first:
+        assert (claimed.state, claimed.lease_owner, claimed.lease_until) == ("running", "w", now + 30)
+        assert claimed.attempts == 1
+        assert await store.job_get(claimed.id) == claimed
+    rest = await store.job_claim_many("w", now, 30, limit=10)
+    assert [j.id for j in rest] == ["j0", "j4"]  # "future" is not due
+    assert await store.job_claim_many("w", now, 30, limit=10) == []
+    assert await store.job_claim("w", now, 30) is None
+
+
+async def test_job_claim_many_reclaims_expired_leases_with_job_claims_fencing(store: Store) -> None:
+    await store.job_enqueue(job("a1", due_at=T0))
+    await store.job_enqueue(job("a2", due_at=T0 + 2))
+    taken = await store.job_claim_many("a", T0 + 2, 10, limit=2)
+    assert [(j.id, j.attempts) for j in taken] == [("a1", 1), ("a2", 1)]
+    await store.job_enqueue(job("q", due_at=T0 + 1))
+    assert [j.id for j in await store.job_claim_many("b", T0 + 11.9, 10, limit=5)] == ["q"]  # leases still held
+    assert await store.job_complete("q", "b", attempt=1) is True
+    again = await store.job_claim_many("b", T0 + 12, 10, limit=5)  # lease_until <= now: runnable again
+    assert [(j.id, j.lease_owner, j.lease_until, j.attempts) for j in again] == [
+        ("a1", "b", T0 + 22, 2),
+        ("a2", "b", T0 + 22, 2),
+    ]
+    # The first run lost its jobs: its outcomes are refused, the new run's are taken.
+    assert await store.job_complete("a1", "a", {"by": "a"}, attempt=1) is False
+    assert await store.job_retry("a2", "b", T0 + 50, "later", attempt=1) is False
+    assert await store.job_complete("a1", "b", {"by": "b"}, attempt=2) is True
+    assert await store.job_retry("a2", "b", T0 + 50, "later", attempt=2) is True
+    assert await store.job_claim_many("b", T0 + 49, 10, limit=5) == []
+    assert [j.id for j in await store.job_claim_many("b", T0 + 50, 10, limit=5)] == ["a2"]
+
+
+async def test_job_claim_many_of_one_kind(store: Store) -> None:
+    await store.job_enqueue(job("answer-1", due_at=T0))
+    for i in range(3):
+        await store.job_enqueue(Job(id=f"cb-{i}", kind="callback", payload={}, due_at=T0 + 5 + i))
+    await store.job_enqueue(job("answer-2", due_at=T0 + 1))
+    assert [j.id for j in await store.job_claim_many("cb", T0 + 10, 30, limit=2, kind="callback")] == ["cb-0", "cb-1"]
+    assert await store.job_claim_many("cb", T0 + 10, 30, limit=5, kind="nothing") == []
+    # A kind's expired leases come back to that kind's claims, beside its queued jobs.
+    again = await store.job_claim_many("cb2", T0 + 40, 30, limit=5, kind="callback")
+    assert [(j.id, j.attempts) for j in again] == [("cb-0", 2), ("cb-1", 2), ("cb-2", 1)]
+    assert [j.id for j in await store.job_claim_many("any", T0 + 40, 30, limit=5)] == ["answer-1", "answer-2"]
+
+
+async def test_job_concurrent_claim_many_never_hand_out_a_job_twice(store: Store) -> None:
+    for i in range(40):
+        await store.job_enqueue(job(f"j{i:02}", due_at=T0 + i % 7))
+    calls: list[Callable[[], Awaitable[Any]]] = [
+        functools.partial(store.job_claim_many, f"w{i}", T0 + 10, 30, limit=7) for i in range(6)
+    ]
+    calls += [functools.partial(store.job_claim, f"one{i}", T0 + 10, 30) for i in range(4)]
+    results = await gather(*calls)
+    claimed = [j for batch in results[:6] for j in batch] + [j for j in results[6:] if j is not None]
+    ids = [j.id for j in claimed]
+    assert len(ids) == len(set(ids)) == 40
+    assert all(j.attempts == 1 for j in claimed)
+    for batch in results[:6]:
+        assert len(batch) <= 7
+        assert [(j.due_at, j.id) for j in batch] == sorted((j.due_at, j.id) for j in batch)
+    for claimed_job in claimed:
+        stored = await store.job_get(claimed_job.id)
+        assert stored is not None and (stored.state, stored.lease_owner) == ("running", claimed_job.lease_owner)
+
+
 # -- jobs: fencing -------------------------------------------------------------------------------
 async def test_job_updates_of_a_stale_attempt_are_refused(store: Store) -> None:
     """The same owner claiming its job again (a new run in the same process) fences out the old run."""

@@ -1,4 +1,4 @@
-"""Redis only: concurrent enqueues share one round trip (group commit)."""
+"""Redis only: concurrent enqueues, and concurrent job outcomes, share one round trip (group commit)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,41 @@ async def test_concurrent_enqueues_share_one_script_call(redis_url: str) -> None
         # 20 jobs, queued in the same event-loop turn: one batch (plus at most a script load).
         assert await script_calls(probe) - before <= 2
         assert len(await store.job_list()) == 20
+    finally:
+        await probe.aclose()
+        await store.aclose()
+
+
+async def test_a_batch_is_claimed_in_one_script_call_and_concurrent_outcomes_share_one(redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, clock=FakeClock(time.time()), prefix=f"test-{uuid.uuid4().hex}:")
+    probe = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        for i in range(12):
+            await store.job_enqueue(Job(id=f"j{i:02}", kind="test", payload={"i": i}, due_at=1.0))
+        before = await script_calls(probe)
+        claimed = await store.job_claim_many("w", 10.0, 30, limit=12)
+        assert len(claimed) == 12
+        assert await script_calls(probe) - before <= 2  # one call (plus at most a script load)
+
+        before = await script_calls(probe)
+        outcomes: dict[str, bool] = {}
+
+        async def settle(job: Job) -> None:
+            n = int(job.id[1:])
+            if n % 3 == 0:
+                outcomes[job.id] = await store.job_complete(job.id, "w", {"n": n}, attempt=job.attempts)
+            elif n % 3 == 1:
+                outcomes[job.id] = await store.job_retry(job.id, "w", 99.0, "later", attempt=job.attempts)
+            else:  # a stale run: refused, alone
+                outcomes[job.id] = await store.job_complete(job.id, "w", {"n": n}, attempt=job.attempts + 1)
+
+        async with anyio.create_task_group() as tg:
+            for job in claimed:
+                tg.start_soon(settle, job)
+        assert await script_calls(probe) - before <= 2  # twelve outcomes, one round trip
+        assert outcomes == {job.id: int(job.id[1:]) % 3 != 2 for job in claimed}
+        states = {job.id: (await store.job_get(job.id) or job).state for job in claimed}
+        assert states == {job.id: ("done", "queued", "running")[int(job.id[1:]) % 3] for job in claimed}
     finally:
         await probe.aclose()
         await store.aclose()
