@@ -2,6 +2,7 @@
 
     python bench/bench_litellm.py --install          # once: LiteLLM in its own venv, bench/.venv-litellm
     python bench/bench_litellm.py [--duration 10] [--concurrency 50] [--rounds 3]
+                                  [--profile stacks.txt]   # py-spy the gateway under load in round 1
 
 Each side proxies an OpenAI-style chat completion to an upstream that answers at once (no first
 token latency, no pacing) with the same answer cut into the same tokens:
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
@@ -146,13 +148,16 @@ def chat_body(stream: bool) -> bytes:
 
 
 async def measure(
-    name: str, url: str, headers: dict[str, str], concurrency: int, duration: float
-) -> tuple[Result, Result]:
+    name: str, url: str, headers: dict[str, str], concurrency: int, duration: float, pid: int
+) -> tuple[Result, Result, float, float]:
+    """Non-streaming and streaming results, and the proxy's CPU time per request (s) for each."""
+    cpu = cpu_seconds(pid)
     plain = await run_load(f"{name} stream:false", url, body=chat_body(False), headers=headers,
                            concurrency=concurrency, duration=duration)  # fmt: skip
+    plain_cpu, cpu = (cpu_seconds(pid) - cpu) / max(1, plain.requests), cpu_seconds(pid)
     streamed = await run_load(f"{name} stream:true", url, body=chat_body(True), headers=headers,
                               first_marker=FIRST, concurrency=concurrency, duration=duration)  # fmt: skip
-    return plain, streamed
+    return plain, streamed, plain_cpu, (cpu_seconds(pid) - cpu) / max(1, streamed.requests)
 
 
 async def ttft(url: str, body: bytes, headers: dict[str, str], marker: bytes, duration: float) -> float:
@@ -168,6 +173,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway under load; collapsed stacks to this file")
     parser.add_argument("--serve", choices=["fake-openai"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -249,8 +255,16 @@ def main() -> None:
         ratios: dict[str, list[float]] = {"non-streaming": [], "streaming": []}
         added: dict[str, list[float]] = {"gateway": [], "litellm": []}
         for i in range(args.rounds):
-            ll_plain, ll_stream = asyncio.run(measure("litellm", ll_url, ll_headers, args.concurrency, args.duration))
-            gw_plain, gw_stream = asyncio.run(measure("gateway", gw_url, gw_headers, args.concurrency, args.duration))
+            ll_plain, ll_stream, ll_cpu, ll_stream_cpu = asyncio.run(
+                measure("litellm", ll_url, ll_headers, args.concurrency, args.duration, litellm.pid)
+            )
+            # Both loads of round 1, warm-ups included.
+            profiler = Profiler(gateway.pid, 2 * (args.duration + 1), args.profile) if args.profile and i == 0 else None
+            gw_plain, gw_stream, gw_cpu, gw_stream_cpu = asyncio.run(
+                measure("gateway", gw_url, gw_headers, args.concurrency, args.duration, gateway.pid)
+            )
+            if profiler is not None:
+                profiler.wait()
             ttft_s = args.duration / 2
             sim_t = asyncio.run(ttft(sim_url, sim_stream, sim_headers, b'"event": "message"', ttft_s))
             gw_t = asyncio.run(ttft(gw_url, chat_body(True), gw_headers, FIRST, ttft_s))
@@ -268,6 +282,10 @@ def main() -> None:
                 f"streaming {gw_stream.rps / ll_stream.rps:.2f}x"
             )
             print(
+                f"  CPU per request (µs, the proxy process): non-streaming gateway {gw_cpu * 1e6:.0f} vs litellm "
+                f"{ll_cpu * 1e6:.0f}; streaming gateway {gw_stream_cpu * 1e6:.0f} vs litellm {ll_stream_cpu * 1e6:.0f}"
+            )
+            print(
                 f"  ttft p50 at c=1 (ms): simulator {sim_t:.2f}, gateway {gw_t:.2f} (adds {gw_t - sim_t:.2f});"
                 f" fake openai {fake_t:.2f}, litellm {ll_t:.2f} (adds {ll_t - fake_t:.2f})",
                 flush=True,
@@ -279,6 +297,8 @@ def main() -> None:
         for who, values in added.items():
             print(f"  {who:<14} {spread(values, ' ms')}")
         print(f"peak RSS: gateway {peak_rss_mib(gateway.pid):.0f} MiB, litellm {peak_rss_mib(litellm.pid):.0f} MiB")
+        if args.profile:
+            print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile, 12), sep="\n  ")
     finally:
         for proc in procs:
             stop(proc)

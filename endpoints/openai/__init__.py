@@ -57,9 +57,10 @@ def _invalid_key() -> OpenAIError:
 
 async def verify(request: Request, ctx: Context[OpenAISettings]) -> Verdict:
     """Accept a known, unrevoked key of this endpoint; anything else gets OpenAI's 401."""
-    if await authenticate(request.headers, ctx) is None:
+    key = await authenticate(request.headers, ctx)
+    if key is None:
         return Verdict.failed("missing, unknown or revoked API key", response=_invalid_key().response())
-    return Verdict.ok()
+    return Verdict.ok(verified=key)  # the handler's `request.verified`: it checks nothing again
 
 
 plugin = Plugin(
@@ -96,8 +97,8 @@ def _openai_errors(handler: Handler) -> Handler:
 
 async def _key(request: Request, ctx: Context[OpenAISettings]) -> KeyInfo:
     """The key the verifier just accepted (no second lookup), or a fresh check without one."""
-    key = await verified_key(request.headers, ctx)
-    if key is None:  # revoked before the verifier ran, or a handler reached without it
+    key = await verified_key(request, ctx)
+    if key is None:  # a handler reached without the verifier, and a key that does not pass
         raise _invalid_key()
     return key
 

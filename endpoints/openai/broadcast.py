@@ -74,7 +74,13 @@ async def _ask(ctx: Context[OpenAISettings], call: Call, app: str, thread: Threa
         return _Result(app, None, None, exc)
     try:
         answer = await ctx.apps.ask(
-            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if chat else None, app=app)
+            dify.query,
+            **dify.ask_args(
+                user=call.user,
+                conversation_key=thread.id if chat else None,
+                app=app,
+                new_conversation=chat and thread.minted,
+            ),
         )
     except UpstreamError as exc:
         ctx.logger.warning("Dify app %r failed in a broadcast: %s", app, exc.message)

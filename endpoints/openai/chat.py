@@ -20,6 +20,7 @@ import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from endpoints.openai.errors import from_exception, json_response
 from endpoints.openai.files import dify_files
@@ -80,6 +81,12 @@ def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
     return [("x-conversation-id", thread.id)] if thread else []
 
 
+def _ask_args(dify: DifyCall, call: Call, app: str, thread: Thread | None) -> dict[str, Any]:
+    if thread is None:
+        return dify.ask_args(user=call.user, conversation_key=None, app=app)
+    return dify.ask_args(user=call.user, conversation_key=thread.id, app=app, new_conversation=thread.minted)
+
+
 async def complete(ctx: Context[OpenAISettings], call: Call, app: str, slot: Slot) -> Response:
     """Answer `call` with `app`; `slot` (the key's in-flight slot) is released when the answer ends."""
     request, settings = call.request, call.settings
@@ -95,9 +102,7 @@ async def complete(ctx: Context[OpenAISettings], call: Call, app: str, slot: Slo
         await anext(frames)  # opens the Dify stream; its failures propagate with their status
         return Response.stream(frames, headers=_thread_headers(thread))
     try:
-        answer = await ctx.apps.ask(
-            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if thread else None, app=app)
-        )
+        answer = await ctx.apps.ask(dify.query, **_ask_args(dify, call, app, thread))
     finally:
         await slot.release()
     text = answer_text(answer, output_key=settings.workflow_output)
@@ -126,9 +131,7 @@ async def _frames(
         hold=hold,
     )
     try:
-        async with ctx.apps.stream(
-            dify.query, **dify.ask_args(user=call.user, conversation_key=thread.id if thread else None, app=app)
-        ) as stream:
+        async with ctx.apps.stream(dify.query, **_ask_args(dify, call, app, thread)) as stream:
             yield b""
             try:
                 async for delta in stream:

@@ -91,6 +91,9 @@ class TextWriter(ChunkWriter):
         choice = {"text": delta.get("content", ""), "index": 0, "logprobs": None, "finish_reason": finish_reason}
         return sse(self._body([choice]))
 
+    def _text_chunk(self, text: str) -> bytes:
+        return self._chunk({"content": text})
+
     def finish(self, usage: dict[str, int] | None) -> list[bytes]:
         frames = [self._chunk({}, "content_filter" if self.filtered else "stop")]
         if self.include_usage:

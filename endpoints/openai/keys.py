@@ -12,12 +12,13 @@ A key's id is `key_` + the first 12 hex digits of its hash: stable and safe to s
 the hash of a 256-bit random key gives nothing away). Checking a presented key hashes it once and
 compares the digest with every known hash using `hmac.compare_digest`, without stopping early.
 
-The verifier's check (`authenticate`) always reads the key document, so a revocation counts at
-once. The handler of the same request then needs the key's id and models again: rather than read
-the document a second time, `verified_key` takes what the verifier found moments ago from a small
-per-process memory (at most `VERIFIED_MAX` keys, each for `VERIFIED_TTL` seconds, keyed by the
-endpoint and the presented key's SHA-256; a failed check forgets the key at once). A handler
-reached without a fresh check reads the document itself.
+The check (`authenticate`) reads the active keys from the endpoint's `ctx.memory`, loaded from
+the key document at most once per `KEYS_TTL` seconds (an absent document is remembered too): a
+request makes no store call for its key. So a key added or revoked takes effect within
+`KEYS_TTL` seconds on every replica, and at once in the process whose admin API ran the action
+(`add_key` and `revoke_key` drop the remembered keys of the endpoint's context). The verifier
+hands the key it accepted to the handler as `Verdict.verified` (`verified_key`): the handler
+checks nothing again. A handler reached without the verifier checks the key itself.
 """
 
 from __future__ import annotations
@@ -27,14 +28,13 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from endpoints.openai.hashes import hash_key, setting_hash
 from endpoints.openai.settings import OpenAISettings
-from gateway.plugin import BadRequest, Context, Headers, NotFound, Storage
+from gateway.plugin import BadRequest, Context, Headers, NotFound, Request, Storage
 
 __all__ = [
     "KeyInfo",
@@ -54,11 +54,8 @@ KEY_PREFIX = "sk-dgw-"
 DOC = "keys"
 LOCK = "keys:lock"
 MAX_KEYS = 100
-VERIFIED_TTL = 5.0
-VERIFIED_MAX = 1024
-
-# (endpoint id, SHA-256 of the presented key) -> (monotonic expiry, the key): see the module doc.
-_verified: OrderedDict[tuple[str, bytes], tuple[float, KeyInfo]] = OrderedDict()
+KEYS_TTL = 1.0  # how long a process answers from the key document it read (see the module doc)
+_MEMORY = "openai:keys"  # the `ctx.memory` slot of the added keys and revocations
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,17 +99,38 @@ async def _load(storage: Storage) -> dict[str, Any]:
     return doc
 
 
-def _candidates(initial: str | None, doc: dict[str, Any]) -> list[tuple[str, KeyInfo]]:
-    """(hash, key) of every active key."""
-    found: list[tuple[str, KeyInfo]] = []
-    if initial is not None and key_id(initial) not in doc["revoked"]:
-        found.append((initial, KeyInfo(key_id(initial), "initial")))
-    for entry in doc["keys"]:
-        models = entry.get("models")
-        found.append(
-            (entry["sha256"], KeyInfo(entry["id"], entry.get("label") or "", tuple(models) if models else None))
-        )
-    return found
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The key document as a check needs it: the added keys' digests and the revoked ids."""
+
+    added: tuple[tuple[bytes, KeyInfo], ...]
+    revoked: frozenset[str]
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> _Stored:
+        added = []
+        for entry in doc["keys"]:
+            models = entry.get("models")
+            info = KeyInfo(entry["id"], entry.get("label") or "", tuple(models) if models else None)
+            added.append((bytes.fromhex(entry["sha256"]), info))
+        return cls(tuple(added), frozenset(doc["revoked"]))
+
+    def candidates(self, initial: str | None) -> list[tuple[bytes, KeyInfo]]:
+        """(digest, key) of every active key."""
+        found: list[tuple[bytes, KeyInfo]] = []
+        if initial is not None and key_id(initial) not in self.revoked:
+            found.append((bytes.fromhex(initial), KeyInfo(key_id(initial), "initial")))
+        found += self.added
+        return found
+
+
+async def _stored(ctx: Context[OpenAISettings]) -> _Stored:
+    async def load() -> _Stored:
+        return _Stored.of(await _load(ctx.storage))
+
+    stored = await ctx.memory.get_or_load(_MEMORY, load, ttl=KEYS_TTL)
+    assert stored is not None  # `load` always gives one
+    return stored
 
 
 def _presented(headers: Headers) -> bytes | None:
@@ -121,39 +139,24 @@ def _presented(headers: Headers) -> bytes | None:
 
 
 async def authenticate(headers: Headers, ctx: Context[OpenAISettings]) -> KeyInfo | None:
-    """The key presented in `headers`, or None when it is missing, unknown or revoked.
-
-    Always checked against the stored keys; the outcome is remembered for `verified_key`.
-    """
+    """The key presented in `headers`, or None when it is missing, unknown or revoked (as of at
+    most `KEYS_TTL` seconds ago, see the module doc)."""
     digest = _presented(headers)
     if digest is None:
         return None
-    doc = await _load(ctx.storage)
     match: KeyInfo | None = None
-    for stored, info in _candidates(setting_hash(ctx.settings.api_key), doc):
+    for stored, info in (await _stored(ctx)).candidates(setting_hash(ctx.settings.api_key)):
         # No early exit: every known hash is compared, each in constant time.
-        if hmac.compare_digest(digest, bytes.fromhex(stored)):
+        if hmac.compare_digest(digest, stored):
             match = info
-    slot = (ctx.endpoint.id, digest)
-    if match is None:
-        _verified.pop(slot, None)
-    else:
-        _verified[slot] = (ctx.clock.monotonic() + VERIFIED_TTL, match)
-        _verified.move_to_end(slot)
-        while len(_verified) > VERIFIED_MAX:
-            _verified.popitem(last=False)
     return match
 
 
-async def verified_key(headers: Headers, ctx: Context[OpenAISettings]) -> KeyInfo | None:
-    """The key `authenticate` accepted for `headers` moments ago (no storage read), else `authenticate`."""
-    digest = _presented(headers)
-    if digest is None:
-        return None
-    found = _verified.get((ctx.endpoint.id, digest))
-    if found is not None and found[0] > ctx.clock.monotonic():
-        return found[1]
-    return await authenticate(headers, ctx)
+async def verified_key(request: Request, ctx: Context[OpenAISettings]) -> KeyInfo | None:
+    """The key the verifier accepted for `request` (its `Verdict.verified`), else `authenticate`."""
+    if isinstance(request.verified, KeyInfo):
+        return request.verified
+    return await authenticate(request.headers, ctx)
 
 
 @contextlib.asynccontextmanager
@@ -169,6 +172,7 @@ async def _locked(ctx: Context[OpenAISettings]) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        ctx.memory.forget(_MEMORY)  # this process's requests see the change at once
         if await ctx.storage.get(LOCK) == token:
             await ctx.storage.delete(LOCK)
 

@@ -420,8 +420,12 @@ class _Turn:
             await remember_thread(self.ctx.storage, self.req.chat, self.key.id, self.user, text, self.thread.id)
 
     def ask_args(self) -> dict[str, Any]:
+        thread = self.thread
         return self.dify.ask_args(
-            user=self.user, conversation_key=self.thread.id if self.thread else None, app=self.app
+            user=self.user,
+            conversation_key=thread.id if thread else None,
+            app=self.app,
+            new_conversation=thread is not None and thread.minted,
         )
 
 

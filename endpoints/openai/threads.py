@@ -15,6 +15,11 @@ thread only the new user message is sent to Dify. A new thread whose request car
 messages (an edited turn, few-shot examples, a history from elsewhere) sends them once, as a
 transcript ahead of the new message (`translate.transcript`), so they are not lost; from then on
 the Dify conversation holds them.
+
+A thread made up here (rule 3) is passed to `ctx.apps` as `new_conversation`: nobody can know its
+id before this answer reveals it, so there is no conversation to look up and no earlier answer to
+wait for (one store write takes its conversation lock). A client's own `conversation_id` is never
+treated so, even on a fresh history: another request may carry the same id.
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ THREAD_TTL = 7 * 24 * 3600.0
 class Thread:
     id: str
     new: bool  # the first turn of the thread: the system text and earlier messages are sent with it
+    # Made up by this request (not a client's `conversation_id`): nobody can know the id before
+    # this answer reveals it, so `ctx.apps` neither looks it up nor queues it (`new_conversation`).
+    minted: bool = False
 
 
 async def find_thread(storage: Storage, request: ChatRequest, key_id: str, user: str) -> Thread:
@@ -43,7 +51,7 @@ async def find_thread(storage: Storage, request: ChatRequest, key_id: str, user:
         known = await storage.get("hist:" + history_key(key_id, user, request.model, request.prior))
         if known is not None:
             return Thread(known, new=False)
-    return Thread("thr_" + secrets.token_hex(12), new=True)
+    return Thread("thr_" + secrets.token_hex(12), new=True, minted=True)
 
 
 async def remember_thread(

@@ -95,11 +95,14 @@ class DifyCall:
     files: list[dict[str, Any]] = field(default_factory=list)  # Dify `files`, once `attachments` are resolved
     attachments: tuple[Attachment, ...] = ()  # the last message's files (`files.dify_files` resolves them)
 
-    def ask_args(self, *, user: str, conversation_key: str | None, app: str) -> dict[str, Any]:
+    def ask_args(
+        self, *, user: str, conversation_key: str | None, app: str, new_conversation: bool = False
+    ) -> dict[str, Any]:
         """The arguments of `ctx.apps.ask` / `ctx.apps.stream` after the query."""
         return {
             "user": user,
             "conversation_key": conversation_key,
+            "new_conversation": new_conversation,
             "inputs": self.inputs,
             "files": self.files,
             "app": app,
@@ -399,11 +402,15 @@ class ChunkWriter:
         self.filtered = False  # text went out before a message_replace: the rest is dropped
         self.moderated = False  # a held answer was replaced by moderation
         self._thoughts: dict[str, str] = {}
+        self._content: tuple[bytes, bytes] | None = None  # see `_text_chunk`
 
     def _chunk(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         if not self.started:
             self.started = True
             delta = {"role": "assistant", **delta}
+        return self._render(delta, finish_reason)
+
+    def _render(self, delta: dict[str, Any], finish_reason: str | None) -> bytes:
         chunk: dict[str, Any] = {
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -420,7 +427,19 @@ class ChunkWriter:
         if not text or self.filtered:
             return []
         self.sent += text
-        return [self._chunk({"content": text})]
+        return [self._text_chunk(text)]
+
+    def _text_chunk(self, text: str) -> bytes:
+        """`_chunk({"content": text})`. After the first chunk (the one with the role), the bytes
+        around the text's JSON are the same every time: rendered once, not per token. The
+        marker can't occur inside a JSON string (its quotes would be escaped), only where the
+        text goes."""
+        if not self.started:
+            return self._chunk({"content": text})
+        if self._content is None:
+            before, _, after = self._render({"content": ""}, None).partition(b'"content":""')
+            self._content = (before + b'"content":', after)
+        return self._content[0] + json.dumps(text, ensure_ascii=False).encode("utf-8", "replace") + self._content[1]
 
     def feed(self, delta: Delta) -> list[bytes]:
         """The frames for one delta of the gateway's answer stream."""

@@ -159,4 +159,6 @@ async def run_action(
     not_flags = sorted(flag for flag in action.flags if args.get(flag, "false") not in ("true", "false"))
     if not_flags:
         raise BadRequest(f'{", ".join(not_flags)} of {name} must be "true" or "false"')
-    return await action.handler(await contexts.build(record, plugin), args)
+    # The endpoint's current context, as its requests get: what an action changes and they keep
+    # in `ctx.memory` (the openai plugin's keys) is dropped for them at once.
+    return await action.handler(await contexts.for_request(record, plugin), args)

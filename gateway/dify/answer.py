@@ -16,6 +16,7 @@ Terminators (§4.3): `message_end`, `workflow_finished`, `workflow_paused`. `err
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from gateway.dify.errors import AnswerTooLarge, DifyStreamError, WorkflowFailed, classify
@@ -44,6 +45,14 @@ __all__ = ["AnswerBuilder"]
 
 _PING_DELTA = Delta("ping")
 _FAILED = frozenset({"failed", "stopped"})
+_IDS = ("task_id", "conversation_id", "message_id", "workflow_run_id")
+
+
+@functools.cache
+def _ids_of(kind: type[DifyEvent]) -> tuple[str, ...]:
+    """The ids events of `kind` carry. Asking a pydantic model for a field it lacks raises (and
+    catches) an AttributeError inside: per event, for every id it never has, that adds up."""
+    return tuple(name for name in _IDS if name in kind.model_fields)
 
 
 class AnswerBuilder:
@@ -176,14 +185,9 @@ class AnswerBuilder:
     def remember_ids(self, event: DifyEvent) -> None:
         """Note task/conversation/message/run ids from `event` without applying it."""
         # Save ids as soon as they appear (dify-api.md §2.4, §7), not only at the end.
-        if self.task_id is None:
-            self.task_id = getattr(event, "task_id", None)
-        if self.conversation_id is None:
-            self.conversation_id = getattr(event, "conversation_id", None)
-        if self.message_id is None:
-            self.message_id = getattr(event, "message_id", None)
-        if self.workflow_run_id is None:
-            self.workflow_run_id = getattr(event, "workflow_run_id", None)
+        for name in _ids_of(type(event)):
+            if getattr(self, name) is None:
+                setattr(self, name, getattr(event, name))
 
     def _append(self, text: str, event: DifyEvent) -> list[Delta]:
         if not text:

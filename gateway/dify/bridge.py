@@ -2,7 +2,10 @@
 
 This is `ctx.apps` (the `Apps` protocol of `gateway.plugin`). Every answer is streamed from Dify;
 with a conversation key the Dify conversation is remembered per (key, user), continued on the
-next call, and only one answer per conversation runs at a time.
+next call, and only one answer per conversation runs at a time. A key the caller has just made
+up (`new_conversation=True`) is not looked up and joins no queue: one store write takes its lock
+for a `stream` (whose caller may show the key while it streams), none for an `ask` (nobody can
+learn the key before it returns).
 
 Workflow and Completion apps have no `query`: the text goes into the input variable named by the
 endpoint's `query_input` setting, else the app's own text input (`gateway.records.appform`), here, so no
@@ -98,8 +101,7 @@ class Bridge:
     async def describe(self, name: str | None = None) -> AppInfo:
         return self._info(await self._described(self._record(name)))
 
-    @contextlib.asynccontextmanager
-    async def stream(
+    def stream(
         self,
         query: str,
         *,
@@ -108,7 +110,28 @@ class Bridge:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
+    ) -> contextlib.AbstractAsyncContextManager[DifyAnswerStream]:
+        # A new conversation's key may be shown while it streams (e.g. in response headers):
+        # its lock is taken, so a call that learns the key meanwhile waits for this answer.
+        hold = self._locks.hold_new if new_conversation else self._locks.hold
+        return self._answer(query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold)
+
+    @contextlib.asynccontextmanager
+    async def _answer(
+        self,
+        query: str,
+        user: str,
+        conversation_key: str | None,
+        inputs: Mapping[str, Any] | None,
+        files: Sequence[Mapping[str, Any]],
+        app: str | None,
+        *,
+        new: bool,
+        hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
     ) -> AsyncIterator[DifyAnswerStream]:
+        """The answer to `query`; with a `conversation_key`, in its conversation (none yet when
+        `new`), the block run under `hold(the conversation's lock key)`."""
         record = self._record(app)
         if self._meter is not None:
             await self._meter.check(record.name)  # at a spent budget the answer never starts
@@ -128,8 +151,8 @@ class Bridge:
                 yield stream
             return
         memory = ConversationMap(self._store, f"{self._endpoint_id}:{record.name}")
-        async with self._locks.hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
-            known = await memory.get(conversation_key, user)
+        async with hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
+            known = None if new else await memory.get(conversation_key, user)
             stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
             opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
@@ -152,11 +175,15 @@ class Bridge:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> Answer:
-        async with self.stream(
-            query, user=user, conversation_key=conversation_key, inputs=inputs, files=files, app=app
-        ) as stream:
-            return await stream.collect()
+        # A new conversation's key can't be learned before this returns (its caller shows it
+        # after the answer, if at all): nobody to keep out, so no lock to take.
+        hold = _unlocked if new_conversation else self._locks.hold
+        async with self._answer(
+            query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold
+        ) as s:
+            return await s.collect()
 
     def open(self, request: AskRequest, *, app: str | None = None) -> DifyAnswerStream:
         """A call exactly as the caller built it (a Dify plugin's reverse call carries its own
@@ -227,6 +254,10 @@ class Bridge:
 
     def _open(self, record: AppRecord, request: AskRequest, fallback: AppRecord | None) -> DifyAnswerStream:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)
+
+
+def _unlocked(key: str) -> contextlib.AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
 
 
 def _refusal(exc: UpstreamError, app: str, label: str) -> Exception:

@@ -8,8 +8,14 @@
   in arrival order (Dify rejects concurrent requests into one conversation, dify#16450).
 
 The lock is the store's lease lock (gateway/storage/lock.py) plus a ticket queue: each waiter
-draws a ticket, and the lock goes to the ticket being served. A holder that dies stops renewing its lease; once it has
-expired and stayed free for `stale_after` seconds, the next ticket takes over.
+draws a ticket, and the lock goes to the ticket being served (the first ticket, 1, while nothing
+was served yet). A holder that dies stops renewing its lease; once it has expired and stayed free
+for `stale_after` seconds, the next ticket takes over.
+
+A key its caller has just made up (a random id nobody else can know yet) has no queue to join:
+`hold_new` takes the lock at once, as ticket 0, with one store write instead of a ticket, a turn
+check and a serving mark. Whoever learns the key while that answer runs draws ticket 1 and
+waits for the lock like any later arrival.
 """
 
 from __future__ import annotations
@@ -98,13 +104,27 @@ class ConversationLocks:
             finally:
                 await asyncio.shield(self._pass_turn(base, ticket))
 
+    @contextlib.asynccontextmanager
+    async def hold_new(self, key: str) -> AsyncIterator[None]:
+        """`hold` for a key nobody else can know yet: the lock is taken at once as ticket 0 (the
+        first ticket drawn later, 1, is served next without a mark). Should the lock be held after
+        all, this waits its turn as `hold` does."""
+        lock = LeaseLock(self._store, f"clock:{_h(key)}:lock", ttl=self._lease, owner="0")
+        if await lock.acquire():
+            async with lock.kept(self._clock):
+                yield
+            return
+        async with self.hold(key):
+            yield
+
     async def _acquire(self, base: str, ticket: int, lock: LeaseLock) -> bool:
         """Wait for the ticket's turn and take the lock; False when it waited `max_wait` in vain."""
         free_since: float | None = None
         started = self._clock.monotonic()
         while True:
             serving_raw = await self._store.kv_get(base + ":serving")
-            serving = int(serving_raw) if serving_raw else ticket
+            # Nothing served yet: the first ticket is (a key's first holder may be `hold_new`'s 0).
+            serving = int(serving_raw) if serving_raw else 1
             holder = await lock.holder()
             now = self._clock.monotonic()
             if holder is None:

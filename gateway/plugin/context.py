@@ -162,6 +162,11 @@ class Apps(Protocol):
     Dify conversation of that key and `user` (surviving restarts, shared by replicas), never
     continues it under another user, and runs one answer per conversation at a time (later ones
     wait, in order). Without one, every call starts a new conversation.
+
+    `new_conversation=True` promises that `conversation_key` was made up for this call (a random
+    id nobody has seen yet, and for `ask` nobody sees before it returns): the conversation starts
+    without a lookup or a queue, sparing store round trips. A call that learns the key while
+    `stream` runs (say, from a response header) still waits for this answer, then continues it.
     """
 
     @property
@@ -194,6 +199,7 @@ class Apps(Protocol):
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> AbstractAsyncContextManager[AnswerStream]:
         """Stream an answer: `async with ctx.apps.stream(q, user=u) as s: async for delta in s: ...`;
         `s.answer` holds the assembled answer. Leaving the block early stops the Dify task.
@@ -210,6 +216,7 @@ class Apps(Protocol):
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> Answer:
         """The whole answer (streamed from Dify and assembled)."""
         ...

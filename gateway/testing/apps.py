@@ -116,13 +116,14 @@ class SimulatedApps:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> AsyncIterator[AnswerStream]:
         info = self.get(app)
         fields = dict(inputs or {})
         if info.query_input is not None and query:
             fields[info.query_input] = query
         memory = (conversation_key, user, info.name) if conversation_key is not None else None
-        known = self._conversations.get(memory) if memory else None
+        known = self._conversations.get(memory) if memory and not new_conversation else None
         self.calls.append(AppCall(info.name, query, user, conversation_key, fields, tuple(files), known))
         request = AskRequest(
             user=user,
@@ -150,9 +151,16 @@ class SimulatedApps:
         inputs: Mapping[str, Any] | None = None,
         files: Sequence[Mapping[str, Any]] = (),
         app: str | None = None,
+        new_conversation: bool = False,
     ) -> Answer:
         async with self.stream(
-            query, user=user, conversation_key=conversation_key, inputs=inputs, files=files, app=app
+            query,
+            user=user,
+            conversation_key=conversation_key,
+            inputs=inputs,
+            files=files,
+            app=app,
+            new_conversation=new_conversation,
         ) as stream:
             return await stream.collect()
 

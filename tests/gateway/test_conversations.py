@@ -95,6 +95,51 @@ async def test_a_dead_holder_is_taken_over_after_its_lease(store: Store) -> None
     assert 0.1 < waited < 60  # it waited for the lock to be stale, not until it gave up (max_wait)
 
 
+async def test_a_new_key_is_held_at_once_and_later_arrivals_follow_it_in_order(store: Store) -> None:
+    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    order: list[int] = []
+    running = 0
+
+    async def answer(n: int) -> None:
+        nonlocal running
+        # The first to arrive looks least often: it still goes first.
+        async with ConversationLocks(store, SystemClock(), poll=0.05 if n == 1 else 0.005).hold("conv"):
+            running += 1
+            assert running == 1
+            order.append(n)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+    async with locks.hold_new("conv"):
+        # One write: the lock, as ticket 0; no ticket drawn, no turn marked.
+        assert await store.kv_get(_lock_key("conv")) == "0"
+        assert await store.kv_get(_tail_key("conv")) is None and await store.kv_get(_serving_key("conv")) is None
+        tasks = []
+        for n in range(1, 4):  # they learned the key while its first answer runs
+            tasks.append(asyncio.create_task(answer(n)))
+            await _until_ticket(store, "conv", n)
+        order.append(0)
+    await asyncio.gather(*tasks)
+    assert order == [0, 1, 2, 3]
+    assert await store.kv_get(_lock_key("conv")) is None
+
+
+async def test_a_new_key_that_is_held_after_all_waits_its_turn(store: Store) -> None:
+    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    entered = asyncio.Event()
+
+    async def misused() -> None:
+        async with locks.hold_new("conv"):
+            entered.set()
+
+    async with locks.hold("conv"):
+        task = asyncio.create_task(misused())
+        await _until_ticket(store, "conv", 2)  # it queued behind the holder instead of going ahead
+        assert not entered.is_set()
+    await task
+    assert entered.is_set()
+
+
 async def _hold_forever(locks: ConversationLocks) -> None:
     async with locks.hold("conv"):
         await asyncio.sleep(60)
@@ -115,6 +160,12 @@ def _lock_key(key: str) -> str:
     from gateway.dify.conversations import _h
 
     return f"clock:{_h(key)}:lock"
+
+
+def _tail_key(key: str) -> str:
+    from gateway.dify.conversations import _h
+
+    return f"clock:{_h(key)}:tail"
 
 
 def _serving_key(key: str) -> str:

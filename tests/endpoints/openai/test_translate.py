@@ -428,4 +428,27 @@ def test_a_dify_call_gives_the_bridge_its_arguments() -> None:
         "inputs": {"system": "s"},
         "files": [{"type": "image"}],
         "app": "a",
+        "new_conversation": False,
     }
+    assert call.ask_args(user="u", conversation_key="thr_1", app="a", new_conversation=True)["new_conversation"]
+
+
+@pytest.mark.parametrize("include_usage", [False, True])
+def test_content_chunks_are_exactly_the_json_of_their_chunk(include_usage: bool) -> None:
+    model = 'sup"port \\ "content":"" ü'  # quotes and the marker itself in a model name stay escaped
+    w = ChunkWriter(completion_id="chatcmpl-1", created=7, model=model, include_usage=include_usage, reasoning=False)
+    texts = ["The", ' "quoted" ', "\\", "line\nbreak", "ünï 字 🙂", '"content":""', "\ud800 lone", "</script>"]
+    frames = [frame for text in texts for frame in w.text(text)]
+    for index, (text, frame) in enumerate(zip(texts, frames, strict=True)):
+        delta = {"role": "assistant", "content": text} if index == 0 else {"content": text}
+        chunk: dict[str, Any] = {
+            "id": "chatcmpl-1",
+            "object": "chat.completion.chunk",
+            "created": 7,
+            "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+        }
+        if include_usage:
+            chunk["usage"] = None
+        assert frame == sse(chunk)
+    assert w.sent == "".join(texts)
