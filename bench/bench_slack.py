@@ -149,12 +149,14 @@ def queued_jobs(db: Path) -> int:
 
 
 def redis_per_ack(url: str) -> str:
-    """Redis's own count of what the gateway runs: script calls and commands per queued job."""
+    """Redis's own count of what the gateway runs: script calls, commands and redis-server CPU
+    (user + system, all its threads, the whole run) per queued job."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
         stats = client.info("commandstats")
+        cpu = client.info("cpu")
         jobs = int(client.zcard("dgw:jobs:created"))
     finally:
         client.close()
@@ -162,7 +164,8 @@ def redis_per_ack(url: str) -> str:
     commands = sum(v["calls"] for k, v in stats.items() if k not in ("cmdstat_evalsha", "cmdstat_eval"))
     return (
         f"redis: {jobs} jobs queued durably; per job {scripts / max(1, jobs):.3f} script calls (round trips),"
-        f" {commands / max(1, jobs):.1f} other commands"
+        f" {commands / max(1, jobs):.1f} other commands;"
+        f" redis-server CPU {(cpu['used_cpu_user'] + cpu['used_cpu_sys']) / max(1, jobs) * 1e6:.0f} us per job"
     )
 
 

@@ -66,9 +66,14 @@ ENQUEUE = (
     + """
 local replies = {}
 local i = 2
+-- Per job: id, key ('' for none), created, due, kind, n, then the n hash fields and values.
+-- A new job is written and indexed straight from its arguments (`index` would read back its
+-- creation time and kind, which are right here).
 while i <= #ARGV do
-  local id, key, created, due, fields = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
-  i = i + 5
+  local id, key, created, due, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  local n = tonumber(ARGV[i + 5])
+  local first = i + 6
+  i = first + n
   local existing = nil
   if key ~= '' then
     existing = redis.call('HGET', P .. 'jobs:keys', key)
@@ -79,9 +84,11 @@ while i <= #ARGV do
   elseif redis.call('EXISTS', jkey(id)) == 1 then
     replies[#replies + 1] = {-1}
   else
-    redis.call('HSET', jkey(id), unpack(cjson.decode(fields)))
+    redis.call('HSET', jkey(id), unpack(ARGV, first, i - 1))
     redis.call('ZADD', P .. 'jobs:created', created, id)
-    index(id, 'queued', due)
+    redis.call('ZADD', P .. 'jobs:state:queued', created, id)
+    redis.call('ZADD', P .. 'jobs:queued', due, id)
+    redis.call('ZADD', P .. 'jobs:kind:' .. kind .. ':queued', due, id)
     if key ~= '' then redis.call('HSET', P .. 'jobs:keys', key, id) end
     replies[#replies + 1] = {1}
   end

@@ -332,7 +332,8 @@ class RedisStore:
     async def _enqueue_batch(self, batch: Sequence[Job]) -> list[tuple[Job, bool] | Exception]:
         args: list[EncodableT] = [self._p]
         for new in batch:
-            args += [new.id, new.key or "", new.created_at, new.due_at, json_dumps(_job_fields(new))]
+            fields = _job_fields(new)
+            args += [new.id, new.key or "", new.created_at, new.due_at, new.kind, len(fields), *fields]
         with self._errors:
             replies = await self._enqueue(args=args)
         out: list[tuple[Job, bool] | Exception] = []

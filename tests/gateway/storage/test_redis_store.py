@@ -12,6 +12,7 @@ import redis.asyncio
 from gateway.clock import FakeClock
 from gateway.storage.base import Job
 from gateway.storage.redis import RedisStore
+from tests.support.redis_server import running_redis_server
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -71,3 +72,31 @@ async def test_a_batch_is_claimed_in_one_script_call_and_concurrent_outcomes_sha
     finally:
         await probe.aclose()
         await store.aclose()
+
+
+async def test_a_new_job_is_written_and_indexed_in_eight_redis_commands() -> None:
+    # A redis-server of its own, so no other test's commands are counted.
+    with running_redis_server() as url:
+        store = RedisStore.from_url(url, clock=FakeClock(time.time()), prefix="t:")
+        probe = redis.asyncio.Redis.from_url(url)
+        try:
+            await store.ping()
+            await store.job_enqueue(Job(id="warm", kind="test", payload={}))  # loads the script
+            await probe.config_resetstat()
+            await store.job_enqueue(Job(id="j1", kind="test", payload={"i": 1}, key="k1"))
+            stats = await probe.info("commandstats")
+            inside = {name: int(v["calls"]) for name, v in stats.items() if name not in _NOT_THE_SCRIPTS}
+            # HGET (its key), EXISTS (its id), HSET (the job), 4 ZADDs (indexes), HSET (its key).
+            assert sum(inside.values()) <= 8, inside
+            (job, created) = await store.job_enqueue(Job(id="j2", kind="test", payload={}, key="k1"))
+            assert (job.id, created) == ("j1", False)
+            assert [j.id for j in await store.job_list(state="queued")] == ["warm", "j1"]
+            # Indexed by kind as well: a claim for the kind finds both.
+            claimed = await store.job_claim_many("w", time.time() + 1, 30, limit=5, kind="test")
+            assert sorted(j.id for j in claimed) == ["j1", "warm"]
+        finally:
+            await probe.aclose()
+            await store.aclose()
+
+
+_NOT_THE_SCRIPTS = {"cmdstat_evalsha", "cmdstat_eval", "cmdstat_info", "cmdstat_config|resetstat", "cmdstat_config"}
