@@ -3,6 +3,7 @@
     python bench/bench_litellm.py --install          # once: LiteLLM in its own venv, bench/.venv-litellm
     python bench/bench_litellm.py [--duration 10] [--concurrency 50] [--rounds 3]
                                   [--profile stacks.txt]   # py-spy the gateway under load in round 1
+                                  [--litellm-venv DIR]     # a LiteLLM venv built elsewhere (--install)
 
 Each side proxies an OpenAI-style chat completion to an upstream that answers at once (no first
 token latency, no pacing) with the same answer cut into the same tokens:
@@ -174,6 +175,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path, help="py-spy the gateway under load; collapsed stacks to this file")
+    parser.add_argument(
+        "--litellm-venv", type=Path, default=VENV, help="the venv --install built (default: %(default)s)"
+    )
     parser.add_argument("--serve", choices=["fake-openai"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -181,7 +185,8 @@ def main() -> None:
         return install()
     if args.serve == "fake-openai":
         return serve_fake_openai(args.port)
-    if not LITELLM.exists():
+    litellm_bin = args.litellm_venv / "bin" / "litellm"
+    if not litellm_bin.exists():
         raise SystemExit(f"LiteLLM is not installed: run `python {Path(__file__).name} --install` first")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-litellm-"))
@@ -225,7 +230,7 @@ def main() -> None:
             "LITELLM_MASTER_KEY": LITELLM_KEY,  # a key check on each request, as the gateway does
         }
         litellm = subprocess.Popen(
-            [str(LITELLM), "--config", str(config), "--host", "127.0.0.1", "--port", str(litellm_port),
+            [str(litellm_bin), "--config", str(config), "--host", "127.0.0.1", "--port", str(litellm_port),
              "--num_workers", "1"],
             env=litellm_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip

@@ -20,6 +20,7 @@ from gateway.storage.base import Store
 from gateway.storage.redis import RedisStore
 from gateway.storage.sqlite import SQLiteStore
 from gateway.usage import BUDGET_CALLBACK_JOB, BudgetIn, UsageRecord, UsageService
+from gateway.usage.budgets import BUDGETS_TTL, Budget
 from gateway.usage.records import price_text, price_units
 
 pytestmark = pytest.mark.anyio
@@ -223,6 +224,79 @@ async def test_budgets_refuse_at_the_limit_and_notify_once_per_month(store: Stor
     clock.advance(31 * 24 * 3600)  # January: a new period
     await usage.guard.check(**check)
     assert await usage.budgets.delete(budget.id) and not await usage.budgets.delete(budget.id)
+
+
+class CountedLists:
+    """`store` with its `doc_list` calls counted (the budget listings)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.lists = store, 0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    async def doc_list(self, collection: str) -> object:
+        self.lists += 1
+        return await self.store.doc_list(collection)
+
+
+async def test_answer_checks_list_the_budgets_at_most_once_a_second(store: Store) -> None:
+    clock = FakeClock(DEC_3)
+    counted = CountedLists(store)
+    usage = service(counted, clock)  # type: ignore[arg-type]
+    check = {"workspace": "default", "app": "support", "endpoint": "ep_1"}
+    for n in range(5):
+        await usage.guard.check(**check)
+        await usage.recorder.record(rec(str(n)))  # its notice check lists them too
+    assert counted.lists == 1
+    clock.advance(BUDGETS_TTL)
+    await usage.guard.check(**check)
+    assert counted.lists == 2
+    await usage.budgets.all()  # the admin listing always reads
+    assert counted.lists == 3
+
+
+async def test_a_budget_set_here_counts_at_once_and_elsewhere_within_the_ttl(store: Store) -> None:
+    clock = FakeClock(DEC_3)
+    here, elsewhere = service(store, clock), service(store, clock)  # e.g. the CLI, or another replica
+    check = {"workspace": "default", "app": "support", "endpoint": "ep_1"}
+    await here.recorder.record(rec("1", tokens=(30, 0)))
+    await here.guard.check(**check)  # no budget yet (and that is remembered)
+
+    budget = await here.budgets.set(BudgetIn(scope="app", target="support", tokens=30))
+    with pytest.raises(BudgetExceeded):  # at once: this book changed it
+        await here.guard.check(**check)
+    await here.budgets.delete(budget.id)
+    await here.guard.check(**check)  # deleted: at once too
+
+    await elsewhere.budgets.set(BudgetIn(scope="app", target="support", tokens=30))
+    clock.advance(BUDGETS_TTL / 2)
+    await here.guard.check(**check)  # still the listing of half a second ago
+    clock.advance(BUDGETS_TTL / 2)
+    with pytest.raises(BudgetExceeded):  # within BUDGETS_TTL
+        await here.guard.check(**check)
+    await elsewhere.budgets.set(BudgetIn(scope="app", target="support", tokens=1000))  # raised elsewhere
+    clock.advance(BUDGETS_TTL)
+    await here.guard.check(**check)
+
+
+async def test_a_listing_read_across_a_change_is_not_kept(store: Store) -> None:
+    clock = FakeClock(DEC_3)
+    await service(store, clock).recorder.record(rec("1", tokens=(30, 0)))
+    usage = service(store, clock)
+    check = {"workspace": "default", "app": "support", "endpoint": "ep_1"}
+    listing = usage.budgets.all
+
+    async def slow_listing(workspace: str | None = None) -> list[Budget]:
+        listed = await listing(workspace)  # read before the budget below exists
+        await usage.budgets.set(BudgetIn(scope="app", target="support", tokens=30))
+        return listed
+
+    usage.budgets.all = slow_listing  # type: ignore[method-assign]
+    await usage.guard.check(**check)  # this check saw no budget...
+    usage.budgets.all = listing  # type: ignore[method-assign]
+    with pytest.raises(BudgetExceeded):  # ...but its listing was not remembered past the change
+        await usage.guard.check(**check)
 
 
 async def test_cost_budgets_count_their_currency_only(store: Store) -> None:

@@ -30,6 +30,7 @@ from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.threads import Thread, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
+    PING,
     ChatRequest,
     ChunkWriter,
     DifyCall,
@@ -133,21 +134,29 @@ async def _frames(
     try:
         async with ctx.apps.stream(dify.query, **_ask_args(dify, call, app, thread)) as stream:
             yield b""
+            # Frames of events that arrived together go out in one write (one `send` instead of
+            # one per token); the bytes are the same. Nothing waits for an event not yet there,
+            # and until the answer's first frame went out (pings aside) each goes out at once.
+            batch: list[bytes] = []
+            opening = True
             try:
                 async for delta in stream:
-                    for frame in writer.feed(delta):
-                        yield frame
+                    batch += writer.feed(delta)
+                    if batch and (opening or not stream.ready):
+                        opening = opening and batch == [PING]
+                        yield b"".join(batch)
+                        batch.clear()
             except UpstreamError as exc:
                 ctx.logger.warning("Dify app %r failed mid-answer: %s", app, exc.message)
-                for frame in writer.error(from_exception(exc)):
-                    yield frame
+                yield b"".join([*batch, *writer.error(from_exception(exc))])
                 return
+            if batch:
+                yield b"".join(batch)
             answer = stream.answer
         tail = writer.complete(answer_text(answer, output_key=settings.workflow_output))
         if thread is not None:
             # Stored before [DONE]: a client may send its next turn the moment the stream ends.
             await remember_thread(ctx.storage, request, call.key.id, call.user, writer.sent, thread.id)
-        for frame in [*tail, *writer.finish(usage_dict(answer.usage))]:
-            yield frame
+        yield b"".join([*tail, *writer.finish(usage_dict(answer.usage))])
     finally:
         await slot.release()

@@ -9,18 +9,22 @@
   `MalformedEvent` with a short `reason`. It is a distinct type (not `UnknownEvent`) so the
   client can log it as suspicious; it is never fatal on its own.
 
-Models ignore extra fields (Dify adds fields too) and are frozen. Parsing is `json.loads` plus
-one `model_validate` on a dict picked by name, which costs a few microseconds per chunk.
+Models ignore extra fields (Dify adds fields too) and are frozen. A known event with a valid
+payload, nearly every event, is parsed and validated in one pass (pydantic's JSON parser and a
+union discriminated by `event`, built once): 1.7 against 3.3 µs per `message` chunk. Anything
+that pass refuses goes the long way, `json.loads` and one `model_validate` on a dict picked by
+name, which says what kind of bad or unknown input it is; both ways give the same result for
+every input the one pass accepts (tests/gateway/dify/test_events.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from gateway.exceptions import BadRequest
-from gateway.security.boundedjson import loads as bounded_loads
+from gateway.security.boundedjson import check_json_bounds, loads as bounded_loads
 
 if TYPE_CHECKING:  # a type name only: the events (and the plugin contract) do not load httpx
     from gateway.dify.sse import ServerSentEvent
@@ -407,6 +411,9 @@ def _by_name() -> dict[str, type[_Event]]:
 
 
 _BY_NAME = _by_name()
+# Every known event in one validator that picks the model by the `event` field and parses the
+# JSON itself (no dict in between).
+_ONE_PASS: TypeAdapter[_Event] = TypeAdapter(Annotated[Union[_KNOWN], Field(discriminator="event")])  # type: ignore[arg-type]  # noqa: UP007
 _PING = PingEvent()
 _SNIPPET = 200
 
@@ -420,6 +427,15 @@ def parse_event(sse: ServerSentEvent) -> DifyEvent:
     """
     if not sse.data:
         return _PING if sse.event == "ping" else UnknownEvent(event=sse.event)
+    try:
+        check_json_bounds(sse.data)  # the same bounds as the long way's
+        return _ONE_PASS.validate_json(sse.data)  # type: ignore[return-value]
+    except (BadRequest, ValidationError):
+        return _parse_checked(sse)
+
+
+def _parse_checked(sse: ServerSentEvent) -> DifyEvent:
+    """`parse_event` the long way: what is wrong with data the one pass refused, or what it is."""
     try:
         obj = bounded_loads(sse.data)
     except BadRequest:  # not JSON, or nested too deep to be a real event

@@ -8,6 +8,13 @@ clients hit by the same outage don't retry in lockstep. Dify sends no `Retry-Aft
 tenacity runs the loop (stop after `max_attempts`, retry only retryable `UpstreamError`s,
 re-raise the last error) and computes the exponential window; the waits go through the injected
 clock's `sleep` and the draw through the injected `rand`, so tests need no real time.
+
+The first attempt runs on its own: most calls succeed at once, and building tenacity's loop
+(its strategies, state and per-attempt bookkeeping) for each of them was a few per cent of the
+gateway's CPU per answer (docs/performance.md, openaiperf2). Only when that attempt fails with a
+retryable error does tenacity take over, and it is handed that failure as its own attempt 1
+(the error is raised again, not the call repeated), so the stop, wait, deadline and
+`before_sleep` decisions are tenacity's, exactly as if it had run from the start.
 """
 
 from __future__ import annotations
@@ -100,6 +107,21 @@ class RetryPolicy:
             on_retry: told about each retry before its wait (for logs).
         """
 
+        try:
+            return await attempt()
+        except UpstreamError as error:
+            if self.max_attempts == 1 or not error.retryable:
+                raise
+            first: UpstreamError | None = error
+
+        async def replayed() -> T:
+            """Attempt 1 is the failure above; then the real attempts."""
+            nonlocal first
+            if first is not None:
+                error, first = first, None
+                raise error
+            return await attempt()
+
         def before_sleep(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome is not None else None
             if on_retry is not None and isinstance(error, UpstreamError):
@@ -113,4 +135,4 @@ class RetryPolicy:
             before_sleep=before_sleep,
             reraise=True,
         )
-        return await retrying(attempt)
+        return await retrying(replayed)

@@ -102,6 +102,16 @@ class EventReader:
                     self._dispatch(line)
         return events.pop(0)
 
+    def take(self) -> ServerSentEvent | None:
+        """The next event if it is decoded already (it arrived with an earlier chunk), else None:
+        no read, no wait. `anext` would return the same event."""
+        return self._events.pop(0) if self._events else None
+
+    @property
+    def buffered(self) -> bool:
+        """Whether an event is decoded and waiting, so that the next one needs no read."""
+        return bool(self._events)
+
     async def aclose(self) -> None:
         """Close the response (its connection goes back to the pool or is closed)."""
         self._events.clear()

@@ -64,6 +64,15 @@ class _Upstream:
         except SSELineTooLong as exc:
             raise UpstreamError(f"Dify app '{app.name}' sent an oversized event: {exc}", app=app.name) from exc
 
+    def take(self) -> ServerSentEvent | None:
+        """The next event if it arrived already (no read, no wait), else None."""
+        return self.events.take()
+
+    @property
+    def ready(self) -> bool:
+        """Whether the next event is at hand without reading the network."""
+        return self.pending is not None or self.events.buffered
+
     async def aclose(self) -> None:
         await self.events.aclose()  # closes the response
 
@@ -178,6 +187,17 @@ class DifyAnswerStream:
     @property
     def conversation_id(self) -> str | None:
         return self._require_builder().conversation_id
+
+    @property
+    def ready(self) -> bool:
+        """Whether the next event arrived already: reading it will not wait for Dify. A consumer
+        may render what is ready together and send it as one write (the OpenAI facade does).
+        False once the stream is closed or said its last word."""
+        upstream = self._upstream
+        builder = self._builder
+        if upstream is None or builder is None or self._ended or builder.final:
+            return False
+        return upstream.ready
 
     def events(self) -> AsyncIterator[DifyEvent]:
         """Iterate typed events (pings included)."""
@@ -342,7 +362,10 @@ class DifyAnswerStream:
         while upstream.pending is None:
             if self._ended or builder.final:
                 return None
-            await self._read_more(upstream, builder)
+            # An event that came with an earlier chunk needs no read, so no deadline scope either.
+            upstream.pending = upstream.take()
+            if upstream.pending is None:
+                await self._read_more(upstream, builder)
         sse, upstream.pending = upstream.pending, None
         event = parse_event(sse)
         now = self._client.clock.monotonic()

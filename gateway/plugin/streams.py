@@ -37,6 +37,12 @@ class AnswerStream(AnswerSource, Protocol):
         ...
 
     @property
+    def ready(self) -> bool:
+        """Whether the next step arrived already, so reading it will not wait for Dify: what is
+        ready may be rendered together and sent in one write (never hold back what is not)."""
+        ...
+
+    @property
     def answer(self) -> Answer:
         """The answer so far; `answer.complete` is True once Dify said its last word."""
         ...

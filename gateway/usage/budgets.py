@@ -2,6 +2,12 @@
 
 Setting a budget for the same (workspace, scope, target, metric) replaces it, so `budgets set`
 is idempotent and each budget has a stable id.
+
+The checks on the answer path read the budgets through `BudgetBook.current()`, which lists them
+from the store at most once per `BUDGETS_TTL` second per process (two listings per answer were
+6-8 % of the OpenAI facade's CPU, docs/performance.md). A budget set, raised or deleted through
+the same book (the admin API, the console) counts at once; one set by the CLI or on another
+replica within `BUDGETS_TTL`. The month's counters are never cached.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from gateway.storage.base import Store
 from gateway.usage.counters import month_field
 from gateway.usage.records import NANO, safe_currency
 
-__all__ = ["BUDGETS", "Budget", "BudgetBook", "BudgetIn", "BudgetScope", "BudgetSpec", "budget_id"]
+__all__ = ["BUDGETS", "BUDGETS_TTL", "Budget", "BudgetBook", "BudgetIn", "BudgetScope", "BudgetSpec", "budget_id"]
 
 BUDGETS = "budgets"  # the document collection
+BUDGETS_TTL = 1.0  # seconds the answer path's checks may use a listing of the budgets
 BudgetScope = Literal["workspace", "app", "endpoint"]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -97,9 +104,12 @@ def budget_id(data: BudgetIn) -> str:
 class BudgetBook:
     """The budgets in the store."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, *, ttl: float = BUDGETS_TTL) -> None:
         self._store = store
         self._clock = clock
+        self._ttl = ttl
+        self._listed: tuple[float, list[Budget]] | None = None  # (clock.monotonic() of the read, budgets)
+        self._changes = 0  # budgets this book changed: a listing read across a change is not kept
 
     async def set(self, data: BudgetIn) -> Budget:
         """Create the budget, or replace the one with the same workspace, scope, target and metric."""
@@ -108,6 +118,7 @@ class BudgetBook:
         created_at = known.created_at if known is not None else self._clock.time()
         budget = Budget(**data.model_dump(), id=budget_key, created_at=created_at)
         await self._store.doc_put(BUDGETS, budget.id, budget.model_dump(mode="json"))
+        self._changed()
         return budget
 
     async def get(self, budget_key: str) -> Budget | None:
@@ -118,13 +129,33 @@ class BudgetBook:
         budgets = [Budget.model_validate(doc) for doc in await self._store.doc_list(BUDGETS)]
         return [b for b in budgets if workspace is None or b.workspace == workspace]
 
+    async def current(self) -> list[Budget]:
+        """Every budget, as listed at most `ttl` seconds ago (or since this book last changed one).
+        For the checks on the answer path; `all()` always reads the store."""
+        now = self._clock.monotonic()
+        listed = self._listed
+        if listed is not None and 0 <= now - listed[0] < self._ttl:
+            return listed[1]
+        changes = self._changes
+        budgets = await self.all()
+        if changes == self._changes:
+            self._listed = (now, budgets)
+        return budgets
+
+    def _changed(self) -> None:
+        self._changes += 1
+        self._listed = None
+
     async def delete(self, budget_key: str) -> bool:
-        return await self._store.doc_delete(BUDGETS, budget_key)
+        try:
+            return await self._store.doc_delete(BUDGETS, budget_key)
+        finally:
+            self._changed()
 
     async def delete_workspace(self, workspace: str) -> int:
         """Delete every budget of `workspace` (it is being deleted); returns how many. A workspace
         made later under the same name starts without them."""
         budgets = await self.all(workspace)
         for budget in budgets:
-            await self._store.doc_delete(BUDGETS, budget.id)
+            await self.delete(budget.id)
         return len(budgets)

@@ -1,6 +1,7 @@
 """Budget checks: before an answer starts (refuse at the limit) and after it is counted (notices).
 
-Both read one counter table, the workspace's month counter, never the usage records.
+Both read one counter table, the workspace's month counter, never the usage records, and the
+budgets through `BudgetBook.current()` (listed at most once a second per process).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class BudgetGuard:
         self._warning_share = warning_share
 
     async def _used(self, workspace: str, app: str, endpoint: str) -> tuple[str, list[tuple[Budget, int]]]:
-        budgets = [b for b in await self._budgets.all() if b.applies(workspace, app, endpoint)]
+        budgets = [b for b in await self._budgets.current() if b.applies(workspace, app, endpoint)]
         period = month_of(self._clock.time())
         if not budgets:
             return period, []

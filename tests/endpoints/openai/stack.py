@@ -101,12 +101,14 @@ async def openai_stack(
     settings: Mapping[str, Any] | None = None,
     wrappers: Mapping[str, Callable[[ASGIApp], ASGIApp]] | None = None,
     simulator_clock: Clock | None = None,
+    gateway_wrapper: Callable[[ASGIApp], ASGIApp] | None = None,
     **gateway_changes: Any,
 ) -> AsyncIterator[Stack]:
     """Simulators for `apps` (name -> config; default one fast chat app "support") and an endpoint.
 
     `wrappers` (app name -> ASGI wrapper) alter what a simulator sends, e.g. `with_outputs`;
-    `simulator_clock` paces the simulators' tokens.
+    `simulator_clock` paces the simulators' tokens; `gateway_wrapper` wraps the gateway's ASGI app
+    (e.g. to see its writes).
     """
     apps = apps or {"support": FAST}
     wrappers = wrappers or {}
@@ -118,7 +120,11 @@ async def openai_stack(
             for name, config in apps.items()
         }
         gateway = await stack.enter_async_context(
-            live_app(lambda url: create_app(make_settings(tmp_path, public_url=url, **gateway_changes)))
+            live_app(
+                lambda url: (gateway_wrapper or _same)(
+                    create_app(make_settings(tmp_path, public_url=url, **gateway_changes))
+                )
+            )
         )
         http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
         for name, config in apps.items():

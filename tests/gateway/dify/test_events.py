@@ -250,3 +250,49 @@ def test_extra_fields_are_ignored_and_models_frozen() -> None:
     assert isinstance(parsed, ev.MessageEvent)
     with pytest.raises(ValueError):
         parsed.answer = "b"  # type: ignore[misc]
+
+
+# --- one pass: the same events, cheaper --------------------------------------------------------
+
+# Inputs where a JSON parser may differ from `json.loads` (duplicate keys, lone surrogates,
+# non-finite and huge numbers, whitespace, BOM-less oddities) and fields of the wrong type.
+EDGES = [
+    '{"event": "message", "event": "brand_new", "answer": "a"}',
+    '{"event": "brand_new", "event": "message", "answer": "a"}',
+    '{"event": "message", "answer": "a", "answer": "b"}',
+    '{"event": "message", "answer": "\\ud800 lone"}',
+    '{"event": "message", "answer": "\\udc00\\ud800"}',
+    '{"event": "message_end", "metadata": {"usage": {"latency": NaN}}}',
+    '{"event": "message_end", "metadata": {"usage": {"latency": Infinity}}}',
+    '{"event": "message_end", "metadata": {"usage": {"latency": 1e400}}}',
+    '{"event": "message_end", "metadata": {"usage": {"total_tokens": 123456789012345678901234567890}}}',
+    '{"event": "message_end", "metadata": {"usage": {"total_tokens": "12"}}}',
+    '{"event": "message_end", "metadata": {"usage": {"total_tokens": 12.0}}}',
+    '{"event": "message_end", "metadata": {"usage": {"total_tokens": 12.5}}}',
+    '{"event": "message", "created_at": true}',
+    '{"event": "message", "answer": null}',
+    '  \n{"event": "message", "answer": "padded"}\t ',
+    '{"event": "message", "answer": "a"} trailing',
+    '{"event": "ping"}',
+    '{"event": "workflow_paused", "data": {"reason": "r"}}',
+    '{"event": "human_input_required", "data": "not an object"}',
+    '{"event": "message", "answer": ' + "[" * 70 + "]" * 70 + "}",
+    '{"event": "message", "extra": ' + "[" * 70 + "]" * 70 + "}",
+    '{"event": "message", "answer": "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[["}',
+]
+
+
+@pytest.mark.parametrize("data", [json.dumps(case[0]) for case in CASES] + EDGES)
+def test_one_pass_gives_what_the_long_way_gives(data: str) -> None:
+    block = ServerSentEvent(event="message", data=data)
+    fast, slow = ev.parse_event(block), ev._parse_checked(block)
+    assert (type(fast), repr(fast)) == (type(slow), repr(slow))  # repr: NaN is not equal to itself
+
+
+def test_a_valid_known_event_is_parsed_in_one_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_dict(data: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the event was decoded into a dict first")
+
+    monkeypatch.setattr(ev, "bounded_loads", no_dict)
+    for payload, model, _ in CASES:
+        assert isinstance(ev.parse_event(sse(payload)), model)

@@ -130,6 +130,35 @@ async def test_each_retry_is_reported_before_its_wait() -> None:
     assert seen == [(1, "down 1", 0.5), (2, "down 2", 1.0)]
 
 
+async def test_a_first_attempt_that_succeeds_builds_no_retry_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tenacity's loop is built only once an attempt failed in a way worth retrying."""
+
+    def no_loop(*args: Any, **kwargs: Any) -> AsyncRetrying:
+        raise AssertionError("tenacity's loop was built for a call that needed no retry")
+
+    monkeypatch.setattr("gateway.dify.retry.AsyncRetrying", no_loop)
+    policy, clock = RetryPolicy(max_attempts=3), FakeClock()
+    assert await policy.call(Failing(), sleep=clock.sleep, rand=lambda: 0.5, deadline=FAR) == "ok"
+    for error in (UpstreamError("bad request"), ValueError("a bug")):  # not retried: no loop either
+        with pytest.raises(type(error)):
+            await policy.call(Failing(error), sleep=clock.sleep, rand=lambda: 0.5, deadline=FAR)
+
+
+async def test_the_first_failure_counts_as_attempt_one() -> None:
+    """The failure that started the loop is attempt 1: no extra call, the same schedule and reports."""
+    errors, seen = retryable(4), []
+    attempt, clock = Failing(*errors), FakeClock()
+    with pytest.raises(UpstreamError) as caught:
+        await RetryPolicy(max_attempts=3, base_delay=1.0).call(
+            attempt, sleep=clock.sleep, rand=lambda: 0.5, deadline=FAR,
+            on_retry=lambda number, error, delay: seen.append((number, error.message, delay)),
+        )  # fmt: skip
+    assert caught.value is errors[2]
+    assert attempt.calls == 3
+    assert seen == [(1, "down 1", 0.5), (2, "down 2", 1.0)]
+    assert clock.monotonic() == pytest.approx(1.5)
+
+
 @pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"base_delay": -1}, {"max_delay": -0.1}])
 def test_invalid_policy(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):

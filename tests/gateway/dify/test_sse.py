@@ -150,3 +150,15 @@ async def test_closing_early_closes_the_response() -> None:
     await events.aclose()
     await response.aclose()
     assert response.is_closed
+
+
+async def test_take_hands_out_what_one_read_decoded_and_nothing_more() -> None:
+    reader = aiter_sse(stream_of([b"data: 1\n\ndata: 2\n\ndata: 3", b"\n\n"]), max_line_length=CAP)
+    assert reader.take() is None and not reader.buffered  # nothing read yet
+    first = await anext(reader)
+    assert first.data == "1" and reader.buffered
+    taken = reader.take()
+    assert taken is not None and taken.data == "2"
+    assert reader.take() is None and not reader.buffered  # "3" is not complete in that read
+    assert (await anext(reader)).data == "3"
+    await reader.aclose()
