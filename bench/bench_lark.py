@@ -1,17 +1,19 @@
-"""Benchmark: the lark plugin against the slack plugin, in one run.
+"""Benchmark: the lark plugin against lark-oapi's dispatcher and the slack plugin, in one run.
 
     python bench/bench_lark.py [--duration 10] [--concurrency 50] [--rounds 3] [--questions 20]
+                               [--profile stacks.txt]   # py-spy the gateway under the Lark load, round 1
 
 1. Verified acks per second. One gateway process (job workers off) with a slack and a lark
    endpoint; the loads alternate. Every Slack request is a distinct signed `app_mention`; every
    Lark request a distinct `im.message.receive_v1`, encrypted with the Encrypt Key and signed as
-   Lark sends it. Each ack verifies, (Lark: decrypts twice, in the verifier and the handler),
-   classifies and durably enqueues the answer job before answering 200. The baseline, loaded first
-   in each round with the same encrypted, signed events (`bench/baselines.py`; `python
-   bench/baselines.py --install` once): lark-oapi's `EventDispatcherHandler` (Encrypt Key +
-   Verification Token) with a message handler that does nothing, called from a Starlette handler
-   under the same uvicorn through its raw-request API (the SDK's only adapter is Flask's, sync);
-   nothing durable. Ratios and server CPU per request of both are printed.
+   Lark sends it. Each ack verifies (Lark: decrypts once, in the verifier, which hands the event
+   to the handler), classifies and durably enqueues the answer job before answering 200. The
+   baseline, loaded first in each round with the same encrypted, signed events
+   (`bench/baselines.py`; `python bench/baselines.py --install` once): lark-oapi's
+   `EventDispatcherHandler` (Encrypt Key + Verification Token) with a message handler that does
+   nothing, called from a Starlette handler under the same uvicorn through its raw-request API
+   (the SDK's only adapter is Flask's, sync); nothing durable. Ratios and server CPU per request
+   of both are printed.
 2. Time from Dify's first token to the first platform write showing it. A gateway process with
    workers, the Dify simulator and the fake Slack and Lark APIs in this process (one clock): for
    each question, the moment the simulator sends its first text token, and the first write after
