@@ -53,7 +53,11 @@ class BaselineRun:
         port = free_port()
         self.proc = baselines.start(baseline.platform, port, *baseline.secrets)
         self.url = f"http://127.0.0.1:{port}{baselines.PATHS[baseline.platform]}"
-        wait_up(f"http://127.0.0.1:{port}/", self.proc)
+        try:
+            wait_up(f"http://127.0.0.1:{port}/", self.proc)
+        except BaseException:
+            stop(self.proc)
+            raise
 
     def load(self, request: Callable[[], Signed], **common: Any) -> tuple[Result, float]:
         """One load (`run_load` options); the result and the server's CPU seconds per request."""
