@@ -1,4 +1,5 @@
-"""Benchmark: the discord plugin's verified interaction acks per second vs the slack plugin's, in one run.
+"""Benchmark: the discord plugin's verified interaction acks per second vs the reference Python
+interactions endpoint and vs the slack plugin's, in one run.
 
     python bench/bench_discord.py [--duration 10] [--concurrency 50] [--store sqlite|redis] [--rounds 3]
                                   [--profile stacks.txt]   # py-spy the gateway under the Discord load, round 1
@@ -8,6 +9,11 @@ between them, 50 concurrent keep-alive connections over loopback. Each Slack req
 distinct signed `app_mention` (v0 HMAC checked); each Discord request a distinct `/ask`
 APPLICATION_COMMAND interaction signed with Ed25519 (PyNaCl) as Discord signs it. Both durably
 enqueue their answer job before answering (Discord: the deferred response, type 5).
+
+The baseline (`bench/baselines.py`; `python bench/baselines.py --install` once): the way an
+interactions endpoint is written in Python, a Starlette app under the same uvicorn verifying the
+same requests with discord-interactions' `verify_key` (PyNaCl) and answering the deferred
+response, nothing durable. Its rounds go first; ratios and CPU per request of both are printed.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from nacl.signing import SigningKey  # noqa: E402
 
 from bench.bench_slack import serve_gateway  # noqa: E402
-from bench.plugin_acks import add_arguments, compare_with_slack  # noqa: E402
+from bench.plugin_acks import Baseline, add_arguments, compare_with_slack  # noqa: E402
 
 SIGNING_KEY = SigningKey(bytes(range(32)))
 PUBLIC_KEY = SIGNING_KEY.verify_key.encode().hex()
@@ -68,7 +74,8 @@ def main() -> None:
     if args.serve is not None:
         return serve_gateway(args.serve)
     settings = {"application_id": APPLICATION_ID, "public_key": PUBLIC_KEY, "api_base_url": "http://127.0.0.1:9"}
-    compare_with_slack(Path(__file__).resolve(), "discord", settings, interaction, args)
+    baseline = Baseline("discord", (PUBLIC_KEY,), "discord-interactions")
+    compare_with_slack(Path(__file__).resolve(), "discord", settings, interaction, args, baseline=baseline)
 
 
 if __name__ == "__main__":

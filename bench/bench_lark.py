@@ -1,12 +1,19 @@
-"""Benchmark: the lark plugin against the slack plugin, in one run.
+"""Benchmark: the lark plugin against lark-oapi's dispatcher and the slack plugin, in one run.
 
     python bench/bench_lark.py [--duration 10] [--concurrency 50] [--rounds 3] [--questions 20]
+                               [--profile stacks.txt]   # py-spy the gateway under the Lark load, round 1
 
 1. Verified acks per second. One gateway process (job workers off) with a slack and a lark
    endpoint; the loads alternate. Every Slack request is a distinct signed `app_mention`; every
    Lark request a distinct `im.message.receive_v1`, encrypted with the Encrypt Key and signed as
-   Lark sends it. Each ack verifies, (Lark: decrypts twice, in the verifier and the handler),
-   classifies and durably enqueues the answer job before answering 200.
+   Lark sends it. Each ack verifies (Lark: decrypts once, in the verifier, which hands the event
+   to the handler), classifies and durably enqueues the answer job before answering 200. The
+   baseline, loaded first in each round with the same encrypted, signed events
+   (`bench/baselines.py`; `python bench/baselines.py --install` once): lark-oapi's
+   `EventDispatcherHandler` (Encrypt Key + Verification Token) with a message handler that does
+   nothing, called from a Starlette handler under the same uvicorn through its raw-request API
+   (the SDK's only adapter is Flask's, sync); nothing durable. Ratios and server CPU per request
+   of both are printed.
 2. Time from Dify's first token to the first platform write showing it. A gateway process with
    workers, the Dify simulator and the fake Slack and Lark APIs in this process (one clock): for
    each question, the moment the simulator sends its first text token, and the first write after
@@ -33,8 +40,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import SIGNING_SECRET, signed_event  # noqa: E402
-from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
-from bench.profile import cpu_seconds  # noqa: E402
+from bench.loadgen import Result, ratio_line, rounds_summary, run_load  # noqa: E402
+from bench.plugin_acks import Baseline, BaselineRun, versus_baseline  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
 
 ENCRYPT_KEY = "bench-encrypt-key-0123456789abcdef"
@@ -98,27 +106,49 @@ async def make_endpoints(env: dict[str, str], dify: str, slack_api: str, lark_ap
 def acks(args: argparse.Namespace, env: dict[str, str], port: int, slack_url: str, lark_url: str) -> None:
     me = [sys.executable, str(Path(__file__).resolve())]
     gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
+    framework: BaselineRun | None = None
     try:
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        slack_ids, lark_ids = itertools.count(), itertools.count()
+        framework = BaselineRun(Baseline("lark", (ENCRYPT_KEY, TOKEN), "lark-oapi dispatcher"))
+        slack_ids, lark_ids, baseline_ids = itertools.count(), itertools.count(), itertools.count()
         load: dict[str, Any] = {"concurrency": args.concurrency, "duration": args.duration}
         pairs = []
+        against: list[tuple[Result, float, Result, float]] = []
         for i in range(args.rounds):
+            base, base_cpu = framework.load(lambda: lark_request(baseline_ids), **load)
             cpu = cpu_seconds(gateway.pid)
             slack = asyncio.run(run_load("gateway slack", slack_url, request=lambda: signed_event(slack_ids), **load))
             slack_cpu, cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, slack.requests), cpu_seconds(gateway.pid)
+            profiler = Profiler(gateway.pid, args.duration + 1, args.profile) if args.profile and i == 0 else None
             lark = asyncio.run(run_load("gateway lark", lark_url, request=lambda: lark_request(lark_ids), **load))
             lark_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, lark.requests)
+            if profiler is not None:
+                profiler.wait()
             pairs.append((lark, slack))
+            against.append((lark, lark_cpu, base, base_cpu))
             print(f"\nround {i + 1}: {args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback")
+            print(base.row())
             print(slack.row())
             print(lark.row())
             print(ratio_line(lark, slack))
-            print(f"gateway CPU per request: slack {slack_cpu * 1e6:.0f} us, lark {lark_cpu * 1e6:.0f} us")
+            print(ratio_line(lark, base))
+            print(
+                f"server CPU per request: {base.name} {base_cpu * 1e6:.0f} us (no durable write),"
+                f" gateway slack {slack_cpu * 1e6:.0f} us, lark {lark_cpu * 1e6:.0f} us"
+            )
         print()
         print(*rounds_summary(pairs), sep="\n")
+        print(*versus_baseline(against), sep="\n")
+        if args.profile:
+            print(
+                "top self time in the gateway process, lark load, round 1 (py-spy):",
+                *top_self(args.profile),
+                sep="\n  ",
+            )
     finally:
         stop(gateway)
+        if framework is not None:
+            stop(framework.proc)
 
 
 class FirstToken:
@@ -204,6 +234,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3, help="alternating slack/lark runs (median, min-max)")
     parser.add_argument("--questions", type=int, default=20, help="answers timed from first token to first write")
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy the gateway under the lark load, round 1; collapsed stacks"
+    )
     parser.add_argument("--serve", choices=["gateway", "workers"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -9,7 +9,10 @@ the time from Dify's first token to the first write on the platform.
    is a distinct signed `app_mention` (v0 HMAC checked); each Telegram request a distinct private
    message (`update_id`) with the webhook's secret token (a constant-time compare), the bot's
    identity known (as after `telegram connect`). Both durably
-   enqueue their answer job before answering 200 (`bench.plugin_acks`).
+   enqueue their answer job before answering 200 (`bench.plugin_acks`). The baseline, loaded
+   first in each round with the same updates (`bench/baselines.py`; `python bench/baselines.py
+   --install` once): aiogram 3's webhook, `SimpleRequestHandler` with the secret token on aiohttp's
+   server (uvloop), a Dispatcher with a message handler that does nothing, nothing durable.
 2. First token to first write: the gateway (workers on), the Dify simulator and the fake Telegram
    and Slack APIs in this process. Each answer is asked alone; the simulator's first token is
    timed as it leaves (an ASGI wrapper), the platform's first write after it as it arrives: a
@@ -39,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import BOT_TOKEN as SLACK_TOKEN, SIGNING_SECRET, serve_gateway, signed_event  # noqa: E402
-from bench.plugin_acks import add_arguments, compare_with_slack  # noqa: E402
+from bench.plugin_acks import Baseline, add_arguments, compare_with_slack  # noqa: E402
 
 TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 SECRET_TOKEN = "bench-secret-token"
@@ -223,7 +226,10 @@ def main() -> None:
     settings = {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": "http://127.0.0.1:9"}
     # The bot's identity as `telegram connect` (or the first answer) leaves it: the common case.
     seed = {f"bot:me:{TELEGRAM_TOKEN.partition(':')[0]}": json.dumps({"id": 123456789, "username": "bench_bot"})}
-    compare_with_slack(Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed)
+    baseline = Baseline("telegram", (TELEGRAM_TOKEN, SECRET_TOKEN), "aiogram webhook")
+    compare_with_slack(
+        Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed, baseline=baseline
+    )
     asyncio.run(first_writes(args.answers))
 
 

@@ -1,9 +1,13 @@
-"""Verified acks per second of a chat plugin vs the slack plugin, in one gateway process, one run.
+"""Verified acks per second of a chat plugin vs the slack plugin, in one gateway process, one run;
+and vs the platform's usual framework doing the same verification and ack without a durable write.
 
 `compare_with_slack(...)` creates a slack endpoint and the plugin's (bound to an app that is never
 called: job workers are off), starts `dify-gateway`'s app under uvicorn (`bench.bench_slack.
 serve_gateway`, through the calling script's `--serve PORT`), then alternates loads of distinct
 signed requests between the two and prints each round, the ratios and their median and min–max.
+With `baseline` (a `Baseline`, served by `bench.baselines` in its own venv and process), each round
+first loads the framework's server with the same requests, and the plugin is compared with it too:
+throughput ratio and server CPU per request of both (/proc, all threads), median and min–max.
 With `profile`, py-spy samples the gateway during the plugin's load in round 1.
 """
 
@@ -17,17 +21,60 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import baselines
 from bench.bench_slack import BOT_TOKEN, SIGNING_SECRET, signed_event
-from bench.loadgen import ratio_line, rounds_summary, run_load
+from bench.loadgen import Result, ratio_line, rounds_summary, run_load, spread
 from bench.profile import Profiler, cpu_seconds, top_self
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
 
-__all__ = ["add_arguments", "compare_with_slack"]
+__all__ = ["Baseline", "BaselineRun", "add_arguments", "compare_with_slack"]
 
 Signed = tuple[bytes, dict[str, str]]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A `bench.baselines` server: its platform, the secrets it verifies with, its name in the rows."""
+
+    platform: str
+    secrets: tuple[str, ...]
+    name: str
+
+
+class BaselineRun:
+    """A running baseline server: `load(...)` runs one round against it, noting its CPU per request."""
+
+    def __init__(self, baseline: Baseline) -> None:
+        self.baseline = baseline
+        port = free_port()
+        self.proc = baselines.start(baseline.platform, port, *baseline.secrets)
+        self.url = f"http://127.0.0.1:{port}{baselines.PATHS[baseline.platform]}"
+        try:
+            wait_up(f"http://127.0.0.1:{port}/", self.proc)
+        except BaseException:
+            stop(self.proc)
+            raise
+
+    def load(self, request: Callable[[], Signed], **common: Any) -> tuple[Result, float]:
+        """One load (`run_load` options); the result and the server's CPU seconds per request."""
+        cpu = cpu_seconds(self.proc.pid)
+        result = asyncio.run(run_load(self.baseline.name, self.url, request=request, **common))
+        return result, (cpu_seconds(self.proc.pid) - cpu) / max(1, result.requests)
+
+
+def versus_baseline(pairs: list[tuple[Result, float, Result, float]]) -> list[str]:
+    """Median and min–max over rounds of (subject, its CPU/request, baseline, its CPU/request)."""
+    subject, baseline = pairs[0][0].name, pairs[0][2].name
+    return [
+        *rounds_summary([(s, b) for s, _, b, _ in pairs]),
+        f"  CPU per request, {baseline}: " + spread([b * 1e6 for _, _, _, b in pairs], " us"),
+        f"  CPU per request, {subject}: " + spread([s * 1e6 for _, s, _, _ in pairs], " us"),
+        "  CPU per request ratio " + spread([s / b for _, s, _, b in pairs]),
+    ]
 
 
 async def _make_endpoints(
@@ -74,9 +121,10 @@ def compare_with_slack(
     args: argparse.Namespace,
     *,
     seed: Mapping[str, str] | None = None,
+    baseline: Baseline | None = None,
 ) -> None:
     """See the module docstring; `script --serve PORT` must serve the gateway (`add_arguments`).
-    `seed`: keys set in the plugin endpoint's storage first."""
+    `seed`: keys set in the plugin endpoint's storage first; `baseline`: the framework to compare with."""
     store, rounds, duration, concurrency, profile = (
         args.store,
         args.rounds,
@@ -97,10 +145,16 @@ def compare_with_slack(
         gateway = subprocess.Popen([sys.executable, str(script), "--serve", str(port)], env=env)
         procs.append(gateway)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-        slack_counter, counter = itertools.count(), itertools.count()
+        framework = BaselineRun(baseline) if baseline is not None else None
+        if framework is not None:
+            procs.append(framework.proc)
+        slack_counter, counter, baseline_counter = itertools.count(), itertools.count(), itertools.count()
         common: dict[str, Any] = {"concurrency": concurrency, "duration": duration}
         pairs = []
+        against: list[tuple[Result, float, Result, float]] = []
         for i in range(rounds):
+            if framework is not None:
+                base, base_cpu = framework.load(lambda: request(baseline_counter), **common)
             cpu = cpu_seconds(gateway.pid)
             slack = asyncio.run(
                 run_load(f"slack ({store})", slack_url, request=lambda: signed_event(slack_counter), **common)
@@ -116,6 +170,8 @@ def compare_with_slack(
                 profiler.wait()
             pairs.append((subject, slack))
             print(f"\nround {i + 1}: {concurrency} concurrent connections, {duration:.0f} s each, loopback")
+            if framework is not None:
+                print(base.row())
             print(slack.row())
             print(subject.row())
             print(ratio_line(subject, slack))
@@ -123,8 +179,14 @@ def compare_with_slack(
                 f"gateway CPU per request (all threads, warm-up included): slack {slack_cpu * 1e6:.0f} us,"
                 f" {plugin} {subject_cpu * 1e6:.0f} us"
             )
+            if framework is not None:
+                against.append((subject, subject_cpu, base, base_cpu))
+                print(ratio_line(subject, base))
+                print(f"{base.name} CPU per request (no durable write): {base_cpu * 1e6:.0f} us")
         print()
         print(*rounds_summary(pairs), sep="\n")
+        if against:
+            print(*versus_baseline(against), sep="\n")
         if profile:
             print(f"top self time in the gateway process, {plugin} load, round 1 (py-spy):")
             print(*top_self(profile), sep="\n  ")
