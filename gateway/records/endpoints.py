@@ -25,6 +25,7 @@ from gateway.host.registry import PluginRegistry
 from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
 from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService, app_key
+from gateway.records.cache import ReadCache
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
@@ -248,7 +249,9 @@ class EndpointService:
         self._workspaces = workspaces  # a workspace being deleted gets no new endpoint
         self._upstreams = upstreams  # checks the URLs in settings that workspace tokens write
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
-        self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
+        self._resolved: ReadCache[str, EndpointRecord | None] = ReadCache(
+            clock, ttl=RESOLVE_CACHE_SECONDS, size=RESOLVE_CACHE_SIZE
+        )
         self._urls: dict[str, str] = {}
 
     # -- reading ----------------------------------------------------------------------------------
@@ -283,21 +286,14 @@ class EndpointService:
         """The enabled endpoint a URL token opens, or None.
 
         Forged tokens cost no store lookup; answers (misses included) are cached for
-        `RESOLVE_CACHE_SECONDS`, so a flood of requests costs one lookup a second per token.
+        `RESOLVE_CACHE_SECONDS`, so a flood of requests costs one lookup a second per token (requests
+        arriving while it runs share it: gateway/records/cache.py).
         """
         digest = self._tokens.digest(token)
-        now = self._clock.monotonic()
-        # Only authentic tokens ever enter the cache, so a hit needs no signature check.
-        cached = self._resolved.get(digest)
-        if cached is not None and cached[0] > now:
-            record = cached[1]
-        elif not self._tokens.is_authentic(token):
+        # Only authentic tokens ever enter the cache, so a known digest needs no signature check.
+        if not self._resolved.knows(digest) and not self._tokens.is_authentic(token):
             return None
-        else:
-            record = await self._lookup(digest)
-            if len(self._resolved) >= RESOLVE_CACHE_SIZE:
-                self._resolved.clear()
-            self._resolved[digest] = (now + RESOLVE_CACHE_SECONDS, record)
+        record = await self._resolved.get(digest, functools.partial(self._lookup, digest))
         if record is None:
             return None
         wall = self._clock.time()
