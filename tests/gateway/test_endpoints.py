@@ -79,3 +79,22 @@ async def test_a_disabled_or_deleted_endpoint_is_turned_away_at_once(running: Ru
     assert (await running.client.get(running.path(url))).status_code == 200
     await gateway.endpoints.delete(record.id)
     assert (await running.client.get(running.path(url))).status_code == 404
+
+
+async def test_jobs_of_one_endpoint_share_its_record_and_stop_at_once_when_it_goes(running: Running) -> None:
+    from gateway.plugin import JobError
+
+    gateway = running.gateway
+    record, _ = await gateway.endpoints.create("echo", [], {})
+    found = await asyncio.gather(*(gateway.endpoints.of_job(record.id, enabled=True) for _ in range(20)))
+    assert all(one is found[0][0] for one, _ in found)  # one decoded record for the burst
+    plugin = found[0][1]
+    contexts = await asyncio.gather(*(gateway.contexts.for_request(found[0][0], plugin) for _ in range(5)))
+    assert all(context is contexts[0] for context in contexts)
+    await gateway.endpoints.set_enabled(record.id, False)
+    with pytest.raises(JobError):
+        await gateway.endpoints.of_job(record.id, enabled=True)
+    assert (await gateway.endpoints.of_job(record.id, enabled=False))[0].enabled is False
+    await gateway.endpoints.delete(record.id)
+    with pytest.raises(JobError):
+        await gateway.endpoints.of_job(record.id, enabled=False)
