@@ -2,6 +2,7 @@
 
     python bench/bench_soak.py [--streams 100,500,2000] [--surface openai|webhook] [--trace FRAMES]
                                [--tokens-per-second 50] [--env GATEWAY_NAME=VALUE ...] [--profile FILE]
+                               [--timeline]
 
 For each N, a fresh Dify simulator and a fresh `dify-gateway serve` (default settings: answer
 limit, queue timeout, Dify connection pool, breaker) each run in their own process. Then:
@@ -202,6 +203,9 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
         if samples:
             at, top = max(samples, key=lambda sample: sample[1])
             print(f"  (N = {streams}: gateway RSS highest {top:.0f} MiB at {at:.1f} s into the burst)")
+            if args.timeline:  # the RSS each half second: when in the burst the memory grows
+                marks = {round(when * 2) / 2: rss for when, rss in samples}
+                print("  RSS MiB by second: " + "  ".join(f"{when:g}s {rss:.0f}" for when, rss in marks.items()))
         peak = memory_mib(server.pid)
         cpu["gateway"] = cpu_seconds(server.pid) - gw_cpu
         cpu["simulator through"] = cpu_seconds(simulator.pid) - sim_cpu
@@ -264,6 +268,7 @@ def main() -> None:
     parser.add_argument("--profile", default="", help="py-spy the gateway during the burst into this file")
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="how long to sample")
     parser.add_argument("--tokens-per-second", type=float, default=50.0, help="the simulator's pace")
+    parser.add_argument("--timeline", action="store_true", help="print the gateway's RSS every half second")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a gateway setting")
     asyncio.run(main_async(parser.parse_args()))
 

@@ -37,7 +37,7 @@ class PluginJobRunner:
         handler = plugin.jobs.get(payload.handler)
         if handler is None:
             raise JobError(f"plugin {record.plugin!r} has no job handler {payload.handler!r}")
-        ctx = await self._contexts.build(record, plugin)
+        ctx = await self._contexts.for_request(record, plugin)  # shared while the records are unchanged
         data = unseal(self._box, job.id, payload.data, plugin.job_secrets.get(payload.handler, ()))
         info = JobInfo(job.id, payload.handler, data, job.attempts, payload.key, emit, lease)
         try:

@@ -13,11 +13,11 @@ import logging
 import secrets
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse, StreamingResponse
-from starlette.types import Scope
+from starlette.types import Receive, Scope, Send
 
 from gateway.exceptions import (
     BadRequest,
@@ -38,6 +38,8 @@ from gateway.records.requestlog import RequestLogEntry, loggable_body
 __all__ = ["Departures", "Ingress", "to_starlette"]
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -106,7 +108,7 @@ class Ingress:
                 return _rejected(verdict)
             if verdict.verified is not None:  # the handler takes it from the request
                 inbound = replace(inbound, verified=verdict.verified)
-        return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request))
+        return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
@@ -209,8 +211,8 @@ class Departures:
         self._left: set[asyncio.Task[Any]] = set()  # handlers cancelled because their client left
         self._ticker: asyncio.TimerHandle | None = None
 
-    async def run(self, work: Awaitable[Response], request: StarletteRequest) -> Response:
-        """`work`'s answer; `ClientClosedRequest` if the client disconnected first (work cancelled)."""
+    async def run(self, work: Awaitable[_T], request: StarletteRequest) -> _T:
+        """`work`'s result; `ClientClosedRequest` if the client disconnected first (work cancelled)."""
         task = asyncio.current_task()
         assert task is not None
         self._new[task] = request
@@ -255,10 +257,12 @@ def _rejected(verdict: Verdict) -> StarletteResponse:
     return error_response(Unauthorized("request verification failed"))
 
 
-def _to_starlette(response: Response) -> StarletteResponse:
+def _to_starlette(response: Response, departures: Departures | None = None) -> StarletteResponse:
     headers = list(response.headers)
     if isinstance(response.body, bytes | bytearray):
         out = StarletteResponse(bytes(response.body), response.status, media_type=response.media_type)
+    elif departures is not None:
+        out = _Relay(response.body, response.status, response.media_type, departures)
     else:
         out = StreamingResponse(_guarded(response.body), response.status, media_type=response.media_type)
     # Multi-valued response headers (several Set-Cookie) survive: append raw pairs.
@@ -268,6 +272,52 @@ def _to_starlette(response: Response) -> StarletteResponse:
 
 
 to_starlette = _to_starlette  # also relays a debugged plugin's answer forwarded from another replica
+
+
+class _Relay(StarletteResponse):
+    """A plugin's streamed body written to the client by the request's own task.
+
+    What Starlette's `StreamingResponse` does, without its per-stream task group, second task and
+    disconnect listener (a few KiB each of thousands of open answers): the ingress's `Departures`
+    already watches for the client leaving, and here watches the stream too. A client that leaves
+    cancels the body (and with it the answer upstream); a body that fails midway ends the stream
+    (logged), as a plugin failure must not crash the server.
+    """
+
+    def __init__(self, body: AsyncIterable[bytes], status: int, media_type: str | None, departures: Departures) -> None:
+        self.status_code = status  # no `body`: like a StreamingResponse, no Content-Length
+        self.media_type = media_type
+        self.background = None
+        self.init_headers(None)
+        self._body = body
+        self._departures = departures
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._departures.run(self._relay(send), StarletteRequest(scope, receive))
+        except ClientClosedRequest:
+            pass  # nobody is reading: the body was cancelled, there is nothing to end
+
+    async def _relay(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        chunks = aiter(self._body)
+        try:
+            while True:
+                try:
+                    chunk = await anext(chunks)
+                except StopAsyncIteration:
+                    break
+                except Exception:  # the plugin's failure, not the client's: the stream ends here
+                    logger.exception("a streamed response failed midway")
+                    break
+                if not isinstance(chunk, bytes | memoryview):
+                    chunk = chunk.encode(self.charset)  # a plugin that streams text
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            aclose = getattr(chunks, "aclose", None)
+            if aclose is not None:  # stopped early (the client left, a send failed): its cleanup runs now
+                await aclose()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _guarded(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:

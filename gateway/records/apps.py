@@ -13,6 +13,7 @@ existed; another workspace's under `workspace/name` (`app_key`), which no name c
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest, Conflict, NotFound, UpstreamError, ValidationFailed
 from gateway.records.appform import FileUpload, InputField, file_upload, output_moderation, parse_form
+from gateway.records.cache import ReadCache
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.upstreams import UpstreamGuard
@@ -193,7 +195,7 @@ class AppService:
         self._clock = clock
         self._fetch_info = fetch_info
         self._fetch_parameters = fetch_parameters
-        self._cache: dict[str, tuple[float, AppRecord | None]] = {}
+        self._cache: ReadCache[str, AppRecord | None] = ReadCache(clock, ttl=CACHE_SECONDS, size=1000)
         self._keys: dict[str, str] = {}
         self._parameters_failed: dict[str, float] = {}  # app name -> monotonic time of the failure
 
@@ -281,17 +283,12 @@ class AppService:
 
     async def cached(self, name: str, *, workspace: str = DEFAULT_WORKSPACE) -> AppRecord | None:
         """The app as read at most `CACHE_SECONDS` ago (the request path); None if it doesn't exist."""
-        now = self._clock.monotonic()
         key = app_key(workspace, name)
-        hit = self._cache.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        return await self._cache.get(key, functools.partial(self._read, key))
+
+    async def _read(self, key: str) -> AppRecord | None:
         doc = await self._store.doc_get(COLLECTION, key)
-        record = AppRecord.from_doc(doc) if doc else None
-        if len(self._cache) > 1000:
-            self._cache.clear()
-        self._cache[key] = (now + CACHE_SECONDS, record)
-        return record
+        return AppRecord.from_doc(doc) if doc else None
 
     async def _check_fallback(self, name: str, fallback: str, workspace: str) -> None:
         if fallback == name:

@@ -25,6 +25,7 @@ from gateway.host.registry import PluginRegistry
 from gateway.plugin import JobError, Plugin
 from gateway.records.appform import INPUT_MODES, binding_problem
 from gateway.records.apps import COLLECTION as APPS, AppRecord, AppService, app_key
+from gateway.records.cache import ReadCache
 from gateway.records.workspaces import DEFAULT_WORKSPACE, WorkspaceService
 from gateway.security.crypto import MASK, SecretBox
 from gateway.security.tokens import EndpointTokens
@@ -248,7 +249,12 @@ class EndpointService:
         self._workspaces = workspaces  # a workspace being deleted gets no new endpoint
         self._upstreams = upstreams  # checks the URLs in settings that workspace tokens write
         self._settings_cache: dict[tuple[str, float], BaseModel] = {}
-        self._resolved: dict[str, tuple[float, EndpointRecord | None]] = {}
+        self._resolved: ReadCache[str, EndpointRecord | None] = ReadCache(
+            clock, ttl=RESOLVE_CACHE_SECONDS, size=RESOLVE_CACHE_SIZE
+        )
+        self._by_id: ReadCache[str, EndpointRecord | None] = ReadCache(
+            clock, ttl=RESOLVE_CACHE_SECONDS, size=RESOLVE_CACHE_SIZE
+        )  # the endpoints jobs work for
         self._urls: dict[str, str] = {}
 
     # -- reading ----------------------------------------------------------------------------------
@@ -264,15 +270,22 @@ class EndpointService:
 
     async def of_job(self, endpoint_id: str | None, *, enabled: bool) -> tuple[EndpointRecord, Plugin]:
         """The endpoint (and its plugin) a job works for; `JobError` (the job stops for good) when it
-        is gone, its plugin is not installed, or (`enabled=True`) it is disabled."""
-        doc = await self._store.doc_get(COLLECTION, endpoint_id) if endpoint_id else None
-        if doc is None or (enabled and not doc["enabled"]):
+        is gone, its plugin is not installed, or (`enabled=True`) it is disabled.
+
+        Read as the request path reads it (`ReadCache`, `RESOLVE_CACHE_SECONDS`): the jobs of a
+        burst share one decoded record (and so one plugin context); a change made here applies at
+        once, another replica's within that bound, as for requests."""
+        record = await self._by_id.get(endpoint_id, functools.partial(self._read, endpoint_id)) if endpoint_id else None
+        if record is None or (enabled and not record.enabled):
             raise JobError(f"endpoint {endpoint_id} is gone{' or disabled' if enabled else ''}")
-        record = EndpointRecord.from_doc(doc)
         plugin = self._registry.get(record.plugin)
         if plugin is None:
             raise JobError(f"plugin {record.plugin!r} is not installed")
         return record, plugin
+
+    async def _read(self, endpoint_id: str) -> EndpointRecord | None:
+        doc = await self._store.doc_get(COLLECTION, endpoint_id)
+        return None if doc is None else EndpointRecord.from_doc(doc)
 
     async def all(self, workspace: str | None = None) -> list[EndpointRecord]:
         """The endpoints of `workspace` (None: of every workspace)."""
@@ -283,21 +296,14 @@ class EndpointService:
         """The enabled endpoint a URL token opens, or None.
 
         Forged tokens cost no store lookup; answers (misses included) are cached for
-        `RESOLVE_CACHE_SECONDS`, so a flood of requests costs one lookup a second per token.
+        `RESOLVE_CACHE_SECONDS`, so a flood of requests costs one lookup a second per token (requests
+        arriving while it runs share it: gateway/records/cache.py).
         """
         digest = self._tokens.digest(token)
-        now = self._clock.monotonic()
-        # Only authentic tokens ever enter the cache, so a hit needs no signature check.
-        cached = self._resolved.get(digest)
-        if cached is not None and cached[0] > now:
-            record = cached[1]
-        elif not self._tokens.is_authentic(token):
+        # Only authentic tokens ever enter the cache, so a known digest needs no signature check.
+        if not self._resolved.knows(digest) and not self._tokens.is_authentic(token):
             return None
-        else:
-            record = await self._lookup(digest)
-            if len(self._resolved) >= RESOLVE_CACHE_SIZE:
-                self._resolved.clear()
-            self._resolved[digest] = (now + RESOLVE_CACHE_SECONDS, record)
+        record = await self._resolved.get(digest, functools.partial(self._lookup, digest))
         if record is None:
             return None
         wall = self._clock.time()
@@ -469,6 +475,7 @@ class EndpointService:
                 guarded=guarded,
             )
             if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
+                self._by_id.clear()  # a job may have asked for this id before it existed
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
                 await self._own(record.tokens, workspace)
                 return record, self.url_for(new_token)
@@ -670,6 +677,7 @@ class EndpointService:
             await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         await self._store.doc_delete(COLLECTION, record.id)
         self._resolved.clear()
+        self._by_id.clear()
         return record
 
     @contextlib.asynccontextmanager
@@ -684,6 +692,7 @@ class EndpointService:
     async def _save(self, record: EndpointRecord) -> None:
         await self._store.doc_put(COLLECTION, record.id, record.to_doc())
         self._resolved.clear()  # this process sees its own changes at once
+        self._by_id.clear()
 
     # -- helpers ----------------------------------------------------------------------------------
 

@@ -140,14 +140,16 @@ SELECT :key, :value, :exp WHERE EXISTS (
 ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"""
 # Add to one counter field. A live counter keeps the expiry it was created with (its other fields'
 # expiry, like a Redis hash's); an expired field starts again from the amount with a fresh expiry.
+# Parameters by position (?1 name, ?2 field, ?3 amount, ?4 now, ?5 expires): one tuple per counter
+# field, a few dozen per answer, where named ones took a dict each.
 COUNTER_ADD = """INSERT INTO counters (name, field, value, expires_at)
-VALUES (:name, :field, :amount, COALESCE(
-    (SELECT expires_at FROM counters WHERE name = :name AND (expires_at IS NULL OR expires_at > :now) LIMIT 1), :exp
+VALUES (?1, ?2, ?3, COALESCE(
+    (SELECT expires_at FROM counters WHERE name = ?1 AND (expires_at IS NULL OR expires_at > ?4) LIMIT 1), ?5
 ))
 ON CONFLICT (name, field) DO UPDATE SET
-    value = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= :now
+    value = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= ?4
         THEN excluded.value ELSE counters.value + excluded.value END,
-    expires_at = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= :now
+    expires_at = CASE WHEN counters.expires_at IS NOT NULL AND counters.expires_at <= ?4
         THEN excluded.expires_at ELSE counters.expires_at END"""
 # Set a key unless it is live; an expired row counts as absent, so the upsert overwrites it.
 SET_IF_ABSENT = """INSERT INTO kv (key, value, expires_at) VALUES (:key, :value, :exp)

@@ -361,15 +361,12 @@ class SQLiteStore:
         now = self._clock.time()
         marked = {"key": marker, "value": value, "exp": self._expires_at(now, marker_ttl), "now": now}
         expires_at = self._expires_at(now, ttl)
-        rows = [
-            {"name": counter, "field": name, "amount": int(amount), "now": now, "exp": expires_at}
-            for counter, name, amount in increments
-        ]
+        rows = [(counter, name, int(amount), now, expires_at) for counter, name, amount in increments]
         # Group commit: the usage of answers ending together shares one transaction (one fsync).
         return await self._counter_adds.submit((marked, rows))
 
     async def _counters_batch(
-        self, batch: Sequence[tuple[dict[str, Any], list[dict[str, Any]]]]
+        self, batch: Sequence[tuple[dict[str, Any], list[tuple[str, str, int, float, float | None]]]]
     ) -> list[bool | Exception]:
         def op(c: sqlite3.Connection) -> list[bool | Exception]:
             added: list[bool | Exception] = []

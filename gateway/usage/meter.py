@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 import anyio
 
@@ -23,7 +23,7 @@ from gateway.usage.guard import BudgetGuard
 from gateway.usage.recorder import UsageRecorder
 from gateway.usage.records import Outcome, UsageRecord
 
-__all__ = ["AnswerMeter"]
+__all__ = ["AnswerMeter", "Measured"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,31 +53,19 @@ class AnswerMeter:
         if self._guard is not None:
             await self._guard.check(workspace=self.workspace, app=app, endpoint=self.endpoint)
 
-    @contextlib.asynccontextmanager
-    async def measure(self, stream: DifyAnswerStream, *, app: str, user: str) -> AsyncIterator[DifyAnswerStream]:
+    def measure(self, stream: DifyAnswerStream, *, app: str, user: str) -> Measured:
         """Open `stream`, hand it out, and record what the answer used however it ends."""
-        started = self._clock.monotonic()
-        opened = False
-        counted = True
-        outcome: Outcome = "error"
-        try:
-            async with stream:
-                opened = True
-                yield stream
-            outcome = "ok" if stream.answer.complete else "cancelled"
-        except Overloaded:
-            # No room in this process: nothing reached Dify, and the work runs again later.
-            counted = opened
-            raise
-        except (asyncio.CancelledError, GeneratorExit):
-            outcome = "cancelled"
-            raise
-        finally:
-            if counted:
-                answer = stream.answer if opened else None
-                record = self._record(answer, app, user, outcome, self._clock.monotonic() - started)
-                with anyio.CancelScope(shield=True):
-                    await self._save(record)
+        return Measured(self, stream, app, user)
+
+    async def _count(
+        self, stream: DifyAnswerStream | None, app: str, user: str, outcome: Outcome, started: float
+    ) -> None:
+        """Record the answer of `stream` (None: it never opened), whatever cancels the caller meanwhile."""
+        record = self._record(
+            stream.answer if stream is not None else None, app, user, outcome, self._clock.monotonic() - started
+        )
+        with anyio.CancelScope(shield=True):
+            await self._save(record)
 
     def _record(self, answer: Answer | None, app: str, user: str, outcome: Outcome, elapsed: float) -> UsageRecord:
         usage = answer.usage if answer is not None else None
@@ -107,3 +95,58 @@ class AnswerMeter:
             await self._recorder.record(record)
         except Exception as exc:  # the answer is given already: a store failure must not take it back
             logger.warning("usage of answer %s was not recorded: %s", record.key, exc)
+
+
+class Measured(contextlib.AbstractAsyncContextManager[DifyAnswerStream]):
+    """`AnswerMeter.measure`: an answer stream opened, its usage recorded when it ends.
+
+    A plain object rather than an `asynccontextmanager` (a suspended generator and its wrapper for
+    each of thousands of open answers). Outcomes: `ok` (complete), `cancelled` (cut short,
+    cancelled, or the answer did not complete), `error` (anything else raised); an `Overloaded`
+    while opening is not counted at all (nothing reached Dify, and the work runs again later).
+    """
+
+    __slots__ = ("_app", "_meter", "_opened", "_started", "_stream", "_user")
+
+    def __init__(self, meter: AnswerMeter, stream: DifyAnswerStream, app: str, user: str) -> None:
+        self._meter = meter
+        self._stream = stream
+        self._app = app
+        self._user = user
+        self._started = 0.0
+        self._opened = False
+
+    async def __aenter__(self) -> DifyAnswerStream:
+        self._started = self._meter._clock.monotonic()
+        try:
+            await self._stream.__aenter__()
+        except Overloaded:
+            raise  # no room in this process: nothing reached Dify
+        except asyncio.CancelledError:
+            await self._count("cancelled")
+            raise
+        except BaseException:
+            await self._count("error")
+            raise
+        self._opened = True
+        return self._stream
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool | None:
+        try:
+            await self._stream.__aexit__(exc_type, exc, tb)
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._count("cancelled")
+            raise
+        except BaseException:
+            await self._count("error")
+            raise
+        if exc is not None:  # the block's own exception goes on
+            await self._count("cancelled" if isinstance(exc, asyncio.CancelledError | GeneratorExit) else "error")
+        else:
+            await self._count("ok" if self._stream.answer.complete else "cancelled")
+        return None
+
+    async def _count(self, outcome: Outcome) -> None:
+        await self._meter._count(self._stream if self._opened else None, self._app, self._user, outcome, self._started)

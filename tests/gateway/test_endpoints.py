@@ -12,6 +12,7 @@ import pytest
 from endpoints.echo import plugin as echo
 from gateway.exceptions import BadRequest
 from gateway.host.registry import PluginRegistry
+from gateway.records.apps import AppIn
 from tests.support.gateway import Running, make_settings, running_app
 
 pytestmark = pytest.mark.anyio
@@ -50,3 +51,50 @@ async def test_concurrent_changes_of_one_endpoint_never_lose_a_rotation(tmp_path
         assert final.name == "renamed" and final.settings["greeting"] == "a"
         assert gateway.endpoints.url(final) == newest
         assert (await running.client.get(running.path(newest))).status_code == 200
+
+
+async def test_a_burst_of_requests_shares_one_decoded_endpoint_app_and_context(running: Running) -> None:
+    """Requests arriving together for one endpoint hold one copy of its records, not one each."""
+    gateway = running.gateway
+    await gateway.apps.add(AppIn(name="a", base_url="http://dify.test/v1", api_key="app-k", mode="chat"))  # type: ignore[arg-type]
+    _, url = await gateway.endpoints.create("echo", ["a"], {})
+    token = url.rsplit("/", 1)[-1]
+    records = await asyncio.gather(*(gateway.endpoints.resolve(token) for _ in range(20)))
+    assert records[0] is not None and all(record is records[0] for record in records)
+    apps = await asyncio.gather(*(gateway.apps.cached("a") for _ in range(20)))
+    assert apps[0] is not None and all(app is apps[0] for app in apps)
+    plugin = gateway.registry.get("echo")
+    assert plugin is not None
+    contexts = await asyncio.gather(*(gateway.contexts.for_request(records[0], plugin) for _ in range(20)))
+    assert all(context is contexts[0] for context in contexts)
+
+
+async def test_a_disabled_or_deleted_endpoint_is_turned_away_at_once(running: Running) -> None:
+    gateway = running.gateway
+    record, url = await gateway.endpoints.create("echo", [], {})
+    assert (await running.client.get(running.path(url))).status_code == 200
+    await gateway.endpoints.set_enabled(record.id, False)
+    assert (await running.client.get(running.path(url))).status_code == 404
+    await gateway.endpoints.set_enabled(record.id, True)
+    assert (await running.client.get(running.path(url))).status_code == 200
+    await gateway.endpoints.delete(record.id)
+    assert (await running.client.get(running.path(url))).status_code == 404
+
+
+async def test_jobs_of_one_endpoint_share_its_record_and_stop_at_once_when_it_goes(running: Running) -> None:
+    from gateway.plugin import JobError
+
+    gateway = running.gateway
+    record, _ = await gateway.endpoints.create("echo", [], {})
+    found = await asyncio.gather(*(gateway.endpoints.of_job(record.id, enabled=True) for _ in range(20)))
+    assert all(one is found[0][0] for one, _ in found)  # one decoded record for the burst
+    plugin = found[0][1]
+    contexts = await asyncio.gather(*(gateway.contexts.for_request(found[0][0], plugin) for _ in range(5)))
+    assert all(context is contexts[0] for context in contexts)
+    await gateway.endpoints.set_enabled(record.id, False)
+    with pytest.raises(JobError):
+        await gateway.endpoints.of_job(record.id, enabled=True)
+    assert (await gateway.endpoints.of_job(record.id, enabled=False))[0].enabled is False
+    await gateway.endpoints.delete(record.id)
+    with pytest.raises(JobError):
+        await gateway.endpoints.of_job(record.id, enabled=False)
