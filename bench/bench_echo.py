@@ -55,10 +55,11 @@ def main() -> None:
         url = asyncio.run(make_endpoint(settings))
 
         baseline = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(base_port)])
+        extra.append(baseline)  # stopped below even if the gateway doesn't start
         gateway = subprocess.Popen(
-            [shutil.which("dify-gateway") or "dify-gateway", "serve"], env=env, stdout=subprocess.DEVNULL
+            [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
         )
-        extra += [baseline, gateway]
+        extra.append(gateway)
         wait_up(f"http://127.0.0.1:{base_port}/", baseline)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
         load = {"concurrency": args.concurrency, "duration": args.duration}
