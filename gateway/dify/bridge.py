@@ -5,7 +5,11 @@ with a conversation key the Dify conversation is remembered per (key, user), con
 next call, and only one answer per conversation runs at a time. A key the caller has just made
 up (`new_conversation=True`) is not looked up and joins no queue: one store write takes its lock
 for a `stream` (whose caller may show the key while it streams), none for an `ask` (nobody can
-learn the key before it returns).
+learn the key before it returns). That write runs while the Dify stream opens, and the stream is
+handed out only once the lock is held: the caller shows the key only after that, so nobody can
+be ordered behind the answer before it holds the lock. When the write fails, the opened Dify
+stream is closed and the call fails with the store's error, as it would have before opening;
+the Dify conversation that opened is new, and its id was never remembered or shown.
 
 Workflow and Completion apps have no `query`: the text goes into the input variable named by the
 endpoint's `query_input` setting, else the app's own text input (`gateway.records.appform`), here, so no
@@ -114,7 +118,7 @@ class Bridge:
     ) -> contextlib.AbstractAsyncContextManager[DifyAnswerStream]:
         # A new conversation's key may be shown while it streams (e.g. in response headers):
         # its lock is taken, so a call that learns the key meanwhile waits for this answer.
-        hold = self._locks.hold_new if new_conversation else self._locks.hold
+        hold = self._locks.hold_new_soon if new_conversation else _gated(self._locks.hold)
         return self._answer(query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold)
 
     @contextlib.asynccontextmanager
@@ -128,10 +132,11 @@ class Bridge:
         app: str | None,
         *,
         new: bool,
-        hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
+        hold: Callable[[str], contextlib.AbstractAsyncContextManager[Gate]],
     ) -> AsyncIterator[DifyAnswerStream]:
         """The answer to `query`; with a `conversation_key`, in its conversation (none yet when
-        `new`), the block run under `hold(the conversation's lock key)`."""
+        `new`), run under `hold(the conversation's lock key)`; the stream opens before the gate
+        `hold` yields is awaited, and is handed out after."""
         record = self._record(app)
         if self._meter is not None:
             await self._meter.check(record.name)  # at a spent budget the answer never starts
@@ -151,12 +156,13 @@ class Bridge:
                 yield stream
             return
         memory = ConversationMap(self._store, f"{self._endpoint_id}:{record.name}")
-        async with hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}"):
+        async with hold(f"{self._endpoint_id}:{record.name}:{conversation_key}\x00{user}") as taken:
             known = None if new else await memory.get(conversation_key, user)
             stream = self._open(record, dataclasses.replace(request, conversation_id=known), fallback)
             opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
                 async with self._metered(stream, record, user):
+                    await taken()  # a store error here closes the stream: its conversation is dropped
                     opened = True
                     yield stream
             finally:
@@ -179,7 +185,7 @@ class Bridge:
     ) -> Answer:
         # A new conversation's key can't be learned before this returns (its caller shows it
         # after the answer, if at all): nobody to keep out, so no lock to take.
-        hold = _unlocked if new_conversation else self._locks.hold
+        hold = _unlocked if new_conversation else _gated(self._locks.hold)
         async with self._answer(
             query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold
         ) as s:
@@ -256,8 +262,28 @@ class Bridge:
         return self._dify.stream(self._to_dify(record), request, fallback=self._to_dify(fallback) if fallback else None)
 
 
-def _unlocked(key: str) -> contextlib.AbstractAsyncContextManager[None]:
-    return contextlib.nullcontext()
+Gate = Callable[[], Awaitable[None]]  # awaited before the answer's stream is handed out
+
+
+async def _open_gate() -> None:
+    return None
+
+
+def _unlocked(key: str) -> contextlib.AbstractAsyncContextManager[Gate]:
+    return contextlib.nullcontext(_open_gate)
+
+
+def _gated(
+    hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
+) -> Callable[[str], contextlib.AbstractAsyncContextManager[Gate]]:
+    """`hold`, whose lock is held once its block starts, with a gate that is open already."""
+
+    @contextlib.asynccontextmanager
+    async def gated(key: str) -> AsyncIterator[Gate]:
+        async with hold(key):
+            yield _open_gate
+
+    return gated
 
 
 def _refusal(exc: UpstreamError, app: str, label: str) -> Exception:

@@ -25,7 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from gateway.clock import Clock
 from gateway.storage.base import Store
@@ -109,13 +109,54 @@ class ConversationLocks:
         """`hold` for a key nobody else can know yet: the lock is taken at once as ticket 0 (the
         first ticket drawn later, 1, is served next without a mark). Should the lock be held after
         all, this waits its turn as `hold` does."""
-        lock = LeaseLock(self._store, f"clock:{_h(key)}:lock", ttl=self._lease, owner="0")
-        if await lock.acquire():
-            async with lock.kept(self._clock):
-                yield
-            return
-        async with self.hold(key):
+        async with self.hold_new_soon(key) as taken:
+            await taken()
             yield
+
+    @contextlib.asynccontextmanager
+    async def hold_new_soon(self, key: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+        """`hold_new` with the lock write started in the background: the block runs at once and
+        must `await taken()` (what this yields) before anything shows the key; from then on the
+        lock is held as by `hold_new` until the block ends. `taken()` raises what taking the lock
+        raised (a store error); a block that never awaited it leaves the lock free.
+
+        For work that may start before the lock is held (opening the Dify stream of a new
+        conversation): nobody can name the key until the block shows it, so nobody can be
+        ordered behind it before `taken()` returns."""
+        lock = LeaseLock(self._store, f"clock:{_h(key)}:lock", ttl=self._lease, owner="0")
+        taking = asyncio.ensure_future(lock.acquire())
+        waited = False
+        async with contextlib.AsyncExitStack() as held:
+
+            async def taken() -> None:
+                nonlocal waited
+                if waited:
+                    return
+                if await taking:
+                    await held.enter_async_context(lock.kept(self._clock))
+                else:  # held after all: wait for its turn
+                    await held.enter_async_context(self.hold(key))
+                waited = True
+
+            try:
+                yield taken
+            finally:
+                if not waited:
+                    await asyncio.shield(self._let_go(taking, lock))
+
+    @staticmethod
+    async def _let_go(taking: asyncio.Future[bool], lock: LeaseLock) -> None:
+        """Release the lock of a block that ended before it waited for it (or while it did)."""
+        try:
+            if not await taking:
+                return
+        except Exception:  # never taken; a block that waited was handed the error
+            logger.debug("taking an unused conversation lock failed", exc_info=True)
+            return
+        try:
+            await lock.release()
+        except Exception:  # the TTL frees it instead; nobody can know the key anyway
+            logger.exception("releasing an unused conversation lock failed; it expires in %g s", lock.ttl)
 
     async def _acquire(self, base: str, ticket: int, lock: LeaseLock) -> bool:
         """Wait for the ticket's turn and take the lock; False when it waited `max_wait` in vain."""

@@ -172,3 +172,19 @@ def _serving_key(key: str) -> str:
     from gateway.dify.conversations import _h
 
     return f"clock:{_h(key)}:serving"
+
+
+async def test_a_new_key_taken_in_the_background_is_held_once_waited_for_and_free_if_never(store: Store) -> None:
+    locks = ConversationLocks(store, SystemClock(), poll=0.01)
+    async with locks.hold_new_soon("conv") as taken:
+        await taken()
+        assert await store.kv_get(_lock_key("conv")) == "0"
+        await taken()  # waiting again changes nothing
+    assert await store.kv_get(_lock_key("conv")) is None
+
+    with pytest.raises(RuntimeError):
+        async with locks.hold_new_soon("conv"):
+            raise RuntimeError("the block failed before it showed the key")
+    assert await store.kv_get(_lock_key("conv")) is None  # the write ran, and was let go
+    async with locks.hold_new("conv"):  # nothing is left queued or held
+        assert await store.kv_get(_tail_key("conv")) is None
