@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.exceptions import JobError, RetryJob
+from gateway.jobs.heartbeat import Heartbeat
 from gateway.jobs.lease import JobLease
 from gateway.jobs.queue import JobQueue
 from gateway.metrics import Metrics
@@ -47,37 +48,67 @@ class StartedJob:
 
     When the job is already running elsewhere (another replica, or a replayed delivery), there
     are no events to relay and `wait` polls the store until the job ends.
+
+    One of these lives as long as each streamed answer: the events wait in a list, and the one
+    reader waits on one future (a queue and two events per job cost ~3 KiB per open stream).
     """
+
+    __slots__ = ("_clock", "_done", "_ended", "_pending", "_reader", "_store", "id", "local")
 
     def __init__(self, job_id: str, store: Store, clock: Clock, *, local: bool) -> None:
         self.id = job_id
         self.local = local
         self._store = store
         self._clock = clock
-        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._finished = asyncio.Event()
-        if not local:
-            self._events.put_nowait(None)
+        self._pending: list[dict[str, Any]] = []
+        self._ended = not local  # no more events: the run stopped here, or never ran here
+        self._reader: asyncio.Future[None] | None = None  # the reader of `events`, waiting for one
+        self._done: asyncio.Future[None] | None = None  # callers of `wait`, made only when one waits
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._events.put_nowait(event)
+        self._pending.append(event)
+        if (reader := self._reader) is not None and not reader.done():
+            reader.set_result(None)
 
-    def finish(self) -> None:
-        self._finished.set()
-        self._events.put_nowait(None)
+    def finish(self, _: object = None) -> None:
+        """The run stopped here (a task's done callback: its argument is the task)."""
+        self._ended = True
+        for waiter in (self._reader, self._done):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Progress events as the handler emits them; ends when the job stops running here."""
-        while (event := await self._events.get()) is not None:
-            yield event
+        """Progress events as the handler emits them; ends when the job stops running here.
+        Each event is read once: a reader that stops early leaves the rest to the next one."""
+        while True:
+            if not self._pending:
+                if self._ended:
+                    return
+                self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
+                continue
+            batch, self._pending = self._pending, []
+            taken = 0
+            try:
+                for event in batch:
+                    taken += 1
+                    yield event
+            finally:
+                if taken < len(batch):
+                    self._pending[:0] = batch[taken:]
 
     async def wait(self, *, timeout: float, poll: float = 0.2) -> Job | None:
         """The job once done or dead (None if it isn't by `timeout`)."""
         deadline = self._clock.monotonic() + timeout
-        if self.local:
+        if not self._ended:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # not `wait_for`, which may drop a cancellation
-                    await self._finished.wait()
+                    await asyncio.shield(self._done)  # shared by every caller: one's timeout leaves it
         while True:
             job = await self._store.job_get(self.id)
             if job is None or job.state in ("done", "dead") or self._clock.monotonic() >= deadline:
@@ -102,7 +133,7 @@ def job_backoff(attempt: int, rand: float) -> float:
 
 class JobWorkers:
     """`concurrency` workers claiming and running jobs of any kind, plus `dedicated[kind]` workers
-    claiming only jobs of that kind; each run has a heartbeat on its lease."""
+    claiming only jobs of that kind; one heartbeat renews the lease of every run."""
 
     def __init__(
         self,
@@ -132,6 +163,7 @@ class JobWorkers:
         self._rand = rand
         self.owner = new_owner()
         self._local: set[asyncio.Task[None]] = set()
+        self._heartbeat = Heartbeat(clock, lease / 3)  # one for every run here (gateway/jobs/heartbeat.py)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -177,7 +209,7 @@ class JobWorkers:
         task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)
-        task.add_done_callback(lambda _: run.finish())
+        task.add_done_callback(run.finish)
         return run
 
     async def cancel_local(self) -> None:
@@ -313,11 +345,11 @@ class JobWorkers:
                 task.cancel()
 
         lease.on_lost = stop
-        heartbeat = asyncio.create_task(self._heartbeat(lease), name=f"lease-{lease.job_id}")
+        self._heartbeat.add(lease)
         try:
             return await task
         finally:
-            heartbeat.cancel()
+            self._heartbeat.discard(lease)
             lease.on_lost = None
 
     async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
@@ -329,18 +361,3 @@ class JobWorkers:
         due = self._clock.time() + delay
         retried = await self._store.job_retry(job.id, self.owner, due, error, attempt=lease.attempt)
         return "retry" if retried else "lost"
-
-    async def _heartbeat(self, lease: JobLease) -> None:
-        while True:
-            # `idle`, not `sleep`: a fake clock wakes a heartbeat only once the test moved its time
-            # on; sleeping would push fake time forward by itself, racing every lease in the test.
-            await self._clock.idle(self._lease / 3)
-            try:
-                if not await lease.renew():
-                    lease.lose("another run took the job over")
-                    return
-            except Exception:
-                logger.exception("extending the lease of job %s failed", lease.job_id)
-            if not lease.held():  # no renewal got through in time: another run may hold the job now
-                lease.lose("it ran out before a renewal got through")
-                return
