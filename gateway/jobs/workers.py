@@ -206,7 +206,8 @@ class JobWorkers:
         if job is None:
             return StartedJob(job_id, self._store, self._clock, local=False)
         run = StartedJob(job_id, self._store, self._clock, local=True)
-        task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
+        run_here = self.run_job(job, run.emit, since=since, own_task=True)
+        task = asyncio.get_running_loop().create_task(run_here, name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)
         task.add_done_callback(run.finish)
@@ -279,9 +280,12 @@ class JobWorkers:
                     # one enqueued meanwhile) or for the poll (other processes' jobs, retries due).
                     await self._queue.wait(self._poll * (0.5 + self._rand()), kind=kind, every=True)
 
-    async def run_job(self, job: Job, emit: Emit = _discard, *, since: float | None = None) -> None:
+    async def run_job(
+        self, job: Job, emit: Emit = _discard, *, since: float | None = None, own_task: bool = False
+    ) -> None:
         """Run one claimed job to an outcome: done, retried, dead, or lost (another run took it over).
-        Never raises but `CancelledError`. `since`: the monotonic time just before the claim."""
+        Never raises but `CancelledError`. `since`: the monotonic time just before the claim.
+        `own_task`: the calling task runs nothing but this job, so the handler runs in it."""
         lease = JobLease(
             self._store,
             self._clock,
@@ -292,19 +296,20 @@ class JobWorkers:
             since=self._clock.monotonic() if since is None else since,
         )
         try:
-            await self._run_job(job, emit, lease)
+            await self._run_job(job, emit, lease, own_task)
         except Exception:
             # The store failed while recording the outcome: the job runs again once its lease
             # expires. Raising would end the worker loop (and with it every worker of the group).
             logger.exception("recording the outcome of job %s (%s) failed", job.id, job.kind)
 
-    async def _run_job(self, job: Job, emit: Emit, lease: JobLease) -> None:
+    async def _run_job(self, job: Job, emit: Emit, lease: JobLease, own_task: bool = False) -> None:
         handler = self._handlers.get(job.kind)
         outcome = "done"
         try:
             if handler is None:
                 raise JobError(f"no handler for jobs of kind {job.kind!r}")
-            result = await self._supervised(handler(job, emit, lease), lease)
+            work = handler(job, emit, lease)
+            result = await (self._supervised_here(work, lease) if own_task else self._supervised(work, lease))
             if not await self._store.job_complete(job.id, self.owner, result, attempt=lease.attempt):
                 outcome = "lost"  # finished, but after another run took the job: its outcome counts
         except asyncio.CancelledError:
@@ -351,6 +356,31 @@ class JobWorkers:
         finally:
             self._heartbeat.discard(lease)
             lease.on_lost = None
+
+    async def _supervised_here(self, work: Awaitable[dict[str, Any] | None], lease: JobLease) -> dict[str, Any] | None:
+        """`_supervised` in this task, which runs nothing but this job (`start`): a task fewer per
+        run. A lost lease cancels this task; that cancellation is taken back once it has stopped
+        the handler, so `_run_job` tells it from a shutdown's (which it still sees) and counts the
+        run lost."""
+        current = asyncio.current_task()
+        assert current is not None
+        stopped = False
+
+        def stop() -> None:  # as in `_supervised`: never from the handler's own fence
+            nonlocal stopped
+            if asyncio.current_task() is not current and not stopped:
+                stopped = True
+                current.cancel()
+
+        lease.on_lost = stop
+        self._heartbeat.add(lease)
+        try:
+            return await work
+        finally:
+            self._heartbeat.discard(lease)
+            lease.on_lost = None
+            if stopped:
+                current.uncancel()
 
     async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
         """Record a failed run: retried, dead, or lost (the store refused: another run holds the job)."""

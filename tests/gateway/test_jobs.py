@@ -582,8 +582,8 @@ async def test_stopping_a_lane_hands_its_running_jobs_back_at_once(store: SQLite
 
 
 async def test_runs_started_here_share_one_heartbeat_and_each_lease_is_renewed(store: SQLiteStore) -> None:
-    """A run adds its handler's task and nothing more: one heartbeat renews every lease (a task per
-    run cost each open answer stream memory), and it is gone once no run is left."""
+    """A started run is one task, its handler running in it: one heartbeat renews every lease (a
+    task or two more per run cost each open answer stream memory), and it is gone once no run is left."""
     clock = FakeClock()
     release = asyncio.Event()
     started: list[str] = []
@@ -599,7 +599,7 @@ async def test_runs_started_here_share_one_heartbeat_and_each_lease_is_renewed(s
     runs = [await pool.start(job_id) for job_id in ids]
     await wait_until(lambda: len(started) == 5, lambda: f"started {started}")
     assert all(run.local for run in runs)
-    assert len(asyncio.all_tasks()) - before == 2 * 5 + 1  # per run: its run and its handler; one heartbeat
+    assert len(asyncio.all_tasks()) - before == 5 + 1  # a task per run; one heartbeat
     clock.advance(10)  # a third of the lease: every lease is renewed
 
     async def renewed() -> bool:
@@ -674,3 +674,38 @@ async def test_a_started_jobs_wait_that_times_out_leaves_the_others_waiting(stor
     release.set()
     job = await patient
     assert job is not None and job.result == {"status": "answered"}
+
+
+@pytest.mark.parametrize("how", ["taken over", "shut down"])
+async def test_a_started_run_stops_when_its_lease_is_lost_or_the_process_stops(store: SQLiteStore, how: str) -> None:
+    """The handler runs in the started run's own task: a lost lease stops it and counts it lost
+    (nothing recorded: the other run's outcome counts); a shutdown hands the job back at once."""
+    clock = FakeClock()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    metrics = Metrics()
+    pool = workers(store, clock, {"k": answer}, metrics, lease=0.3)  # a heartbeat every 0.1 s
+    queued = await JobQueue(store, clock).enqueue("k", {}, delay=60)
+    run = await pool.start(queued.id)
+    await started.wait()
+    if how == "taken over":
+        assert await store.job_claim("other-replica", clock.time() + 10, 30, job_id=queued.id) is not None
+        clock.advance(0.1)  # the heartbeat's time: it finds the job taken over
+        assert await run.wait(timeout=10) is None  # not done: another run holds it
+        job = await store.job_get(queued.id)
+        assert job is not None and (job.state, job.lease_owner) == ("running", "other-replica")
+        assert metrics.jobs.value("k", "lost") == 1
+    else:
+        await pool.cancel_local()
+        job = await store.job_get(queued.id)
+        assert job is not None and (job.state, job.last_error) == ("queued", "interrupted")
+        assert metrics.jobs.value("k", "interrupted") == 1
+    assert cancelled.is_set()
+    assert [event async for event in run.events()] == []
