@@ -309,7 +309,7 @@ class JobWorkers:
             if handler is None:
                 raise JobError(f"no handler for jobs of kind {job.kind!r}")
             work = handler(job, emit, lease)
-            result = await (self._supervised_here(work, lease) if own_task else self._supervised(work, lease))
+            result = await self._supervised(work, lease, here=own_task)
             if not await self._store.job_complete(job.id, self.owner, result, attempt=lease.attempt):
                 outcome = "lost"  # finished, but after another run took the job: its outcome counts
         except asyncio.CancelledError:
@@ -339,48 +339,36 @@ class JobWorkers:
         finally:
             self._metrics.jobs.inc(job.kind, outcome)
 
-    async def _supervised(self, work: Awaitable[dict[str, Any] | None], lease: JobLease) -> dict[str, Any] | None:
-        """Run the handler in a task of its own, cancelled as soon as the lease is found lost."""
-        task = asyncio.ensure_future(work)
+    async def _supervised(
+        self, work: Awaitable[dict[str, Any] | None], lease: JobLease, *, here: bool = False
+    ) -> dict[str, Any] | None:
+        """Run the handler in a task of its own, cancelled as soon as the lease is found lost.
+
+        `here`: in this task instead, which runs nothing but this job (`start`): a task fewer per
+        run. A lost lease cancels this task then; that cancellation is taken back once it has
+        stopped the handler, so `_run_job` tells it from a shutdown's (which it still sees) and
+        counts the run lost."""
+        current = asyncio.current_task()
+        task = current if here and current is not None else asyncio.ensure_future(work)
+        stopped = False
 
         # A fence failing inside the handler raises LeaseLost there; cancelling the handler's own
         # task too would also cancel the clean-up its `finally` blocks await.
         def stop() -> None:
-            if asyncio.current_task() is not task:
+            nonlocal stopped
+            if asyncio.current_task() is not task and not stopped:
+                stopped = True
                 task.cancel()
 
         lease.on_lost = stop
         self._heartbeat.add(lease)
         try:
-            return await task
+            return await (work if task is current else task)
         finally:
             self._heartbeat.discard(lease)
             lease.on_lost = None
-
-    async def _supervised_here(self, work: Awaitable[dict[str, Any] | None], lease: JobLease) -> dict[str, Any] | None:
-        """`_supervised` in this task, which runs nothing but this job (`start`): a task fewer per
-        run. A lost lease cancels this task; that cancellation is taken back once it has stopped
-        the handler, so `_run_job` tells it from a shutdown's (which it still sees) and counts the
-        run lost."""
-        current = asyncio.current_task()
-        assert current is not None
-        stopped = False
-
-        def stop() -> None:  # as in `_supervised`: never from the handler's own fence
-            nonlocal stopped
-            if asyncio.current_task() is not current and not stopped:
-                stopped = True
-                current.cancel()
-
-        lease.on_lost = stop
-        self._heartbeat.add(lease)
-        try:
-            return await work
-        finally:
-            self._heartbeat.discard(lease)
-            lease.on_lost = None
-            if stopped:
-                current.uncancel()
+            if stopped and task is current:
+                task.uncancel()
 
     async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
         """Record a failed run: retried, dead, or lost (the store refused: another run holds the job)."""
