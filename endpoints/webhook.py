@@ -233,31 +233,25 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 async def _sse(run: Any, ctx: Context[WebhookSettings]) -> AsyncIterator[bytes]:
     """Relay the job's progress; the job goes on (and calls back) if the caller leaves."""
     yield _event("task", {"task_id": run.id})
+    # No task per stream for the heartbeat: a read the timeout cancels ends that events iterator
+    # but loses nothing (an event not yet read stays with the run), and the next read starts anew.
     events = run.events().__aiter__()
-    # The pending read outlives a heartbeat: wait_for() would cancel it, which ends the events
-    # generator and loses every later delta.
-    pending: asyncio.Future[dict[str, Any]] | None = None
-    try:
-        while True:
-            pending = pending or asyncio.ensure_future(events.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=HEARTBEAT_SECONDS)
-            if not done:
-                yield _event("ping", {})
-                continue
-            try:
-                item = pending.result()
-            except StopAsyncIteration:
-                break
-            pending = None
-            if item.get("type") in ("delta", "replace"):
-                yield _event(item["type"], {"text": item["text"]})
-            elif item.get("type") == OVERLOADED:
-                error = {"code": "overloaded", "message": item["message"], "retry_after": item["retry_after"]}
-                yield _event("error", {"task_id": run.id, "state": "queued", **error})
-                return
-    finally:
-        if pending is not None:
-            pending.cancel()
+    while True:
+        try:
+            async with asyncio.timeout(HEARTBEAT_SECONDS):
+                item = await anext(events, None)
+        except TimeoutError:
+            yield _event("ping", {})
+            events = run.events().__aiter__()
+            continue
+        if item is None:
+            break
+        if item.get("type") in ("delta", "replace"):
+            yield _event(item["type"], {"text": item["text"]})
+        elif item.get("type") == OVERLOADED:
+            error = {"code": "overloaded", "message": item["message"], "retry_after": item["retry_after"]}
+            yield _event("error", {"task_id": run.id, "state": "queued", **error})
+            return
     # The run ended here, or runs elsewhere: wait for its outcome with heartbeats.
     while await run.wait(timeout=HEARTBEAT_SECONDS) is None:
         yield _event("ping", {})

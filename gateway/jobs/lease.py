@@ -35,6 +35,19 @@ logger = logging.getLogger(__name__)
 class JobLease:
     """Run `attempt` of job `job_id`, held by `owner` for `lease_s` seconds from `since` (monotonic)."""
 
+    __slots__ = (
+        "_attempt",
+        "_clock",
+        "_deadline",
+        "_lease_s",
+        "_lost",
+        "_store",
+        "job_id",
+        "on_lost",
+        "owner",
+        "renewed_at",
+    )
+
     def __init__(
         self,
         store: Store,
@@ -53,6 +66,7 @@ class JobLease:
         self._attempt = attempt
         self._lease_s = lease_s
         self._deadline = LeaseDeadline(clock, lease_s, since=since)
+        self.renewed_at = since  # monotonic: when the claim or the last renewal that went through was sent
         self._lost = False
         self.on_lost: Callable[[], None] | None = None
 
@@ -89,6 +103,7 @@ class JobLease:
         )
         if renewed:
             self._deadline.renewed(started)
+            self.renewed_at = max(self.renewed_at, started)
         return renewed
 
     async def check(self) -> None:

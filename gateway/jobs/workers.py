@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.clock import Clock
 from gateway.exceptions import JobError, RetryJob
+from gateway.jobs.heartbeat import Heartbeat
 from gateway.jobs.lease import JobLease
 from gateway.jobs.queue import JobQueue
 from gateway.metrics import Metrics
@@ -47,37 +48,67 @@ class StartedJob:
 
     When the job is already running elsewhere (another replica, or a replayed delivery), there
     are no events to relay and `wait` polls the store until the job ends.
+
+    One of these lives as long as each streamed answer: the events wait in a list, and the one
+    reader waits on one future (a queue and two events per job cost ~3 KiB per open stream).
     """
+
+    __slots__ = ("_clock", "_done", "_ended", "_pending", "_reader", "_store", "id", "local")
 
     def __init__(self, job_id: str, store: Store, clock: Clock, *, local: bool) -> None:
         self.id = job_id
         self.local = local
         self._store = store
         self._clock = clock
-        self._events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self._finished = asyncio.Event()
-        if not local:
-            self._events.put_nowait(None)
+        self._pending: list[dict[str, Any]] = []
+        self._ended = not local  # no more events: the run stopped here, or never ran here
+        self._reader: asyncio.Future[None] | None = None  # the reader of `events`, waiting for one
+        self._done: asyncio.Future[None] | None = None  # callers of `wait`, made only when one waits
 
     def emit(self, event: dict[str, Any]) -> None:
-        self._events.put_nowait(event)
+        self._pending.append(event)
+        if (reader := self._reader) is not None and not reader.done():
+            reader.set_result(None)
 
-    def finish(self) -> None:
-        self._finished.set()
-        self._events.put_nowait(None)
+    def finish(self, _: object = None) -> None:
+        """The run stopped here (a task's done callback: its argument is the task)."""
+        self._ended = True
+        for waiter in (self._reader, self._done):
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     async def events(self) -> AsyncIterator[dict[str, Any]]:
-        """Progress events as the handler emits them; ends when the job stops running here."""
-        while (event := await self._events.get()) is not None:
-            yield event
+        """Progress events as the handler emits them; ends when the job stops running here.
+        Each event is read once: a reader that stops early leaves the rest to the next one."""
+        while True:
+            if not self._pending:
+                if self._ended:
+                    return
+                self._reader = asyncio.get_running_loop().create_future()
+                try:
+                    await self._reader
+                finally:
+                    self._reader = None
+                continue
+            batch, self._pending = self._pending, []
+            taken = 0
+            try:
+                for event in batch:
+                    taken += 1
+                    yield event
+            finally:
+                if taken < len(batch):
+                    self._pending[:0] = batch[taken:]
 
     async def wait(self, *, timeout: float, poll: float = 0.2) -> Job | None:
         """The job once done or dead (None if it isn't by `timeout`)."""
         deadline = self._clock.monotonic() + timeout
-        if self.local:
+        if not self._ended:
+            if self._done is None:
+                self._done = asyncio.get_running_loop().create_future()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):  # not `wait_for`, which may drop a cancellation
-                    await self._finished.wait()
+                    await asyncio.shield(self._done)  # shared by every caller: one's timeout leaves it
         while True:
             job = await self._store.job_get(self.id)
             if job is None or job.state in ("done", "dead") or self._clock.monotonic() >= deadline:
@@ -102,7 +133,7 @@ def job_backoff(attempt: int, rand: float) -> float:
 
 class JobWorkers:
     """`concurrency` workers claiming and running jobs of any kind, plus `dedicated[kind]` workers
-    claiming only jobs of that kind; each run has a heartbeat on its lease."""
+    claiming only jobs of that kind; one heartbeat renews the lease of every run."""
 
     def __init__(
         self,
@@ -132,6 +163,7 @@ class JobWorkers:
         self._rand = rand
         self.owner = new_owner()
         self._local: set[asyncio.Task[None]] = set()
+        self._heartbeat = Heartbeat(clock, lease / 3)  # one for every run here (gateway/jobs/heartbeat.py)
 
     async def run(self) -> None:
         """Run until cancelled."""
@@ -174,10 +206,11 @@ class JobWorkers:
         if job is None:
             return StartedJob(job_id, self._store, self._clock, local=False)
         run = StartedJob(job_id, self._store, self._clock, local=True)
-        task = asyncio.get_running_loop().create_task(self.run_job(job, run.emit, since=since), name=f"job-{job_id}")
+        run_here = self.run_job(job, run.emit, since=since, own_task=True)
+        task = asyncio.get_running_loop().create_task(run_here, name=f"job-{job_id}")
         self._local.add(task)
         task.add_done_callback(self._local.discard)
-        task.add_done_callback(lambda _: run.finish())
+        task.add_done_callback(run.finish)
         return run
 
     async def cancel_local(self) -> None:
@@ -247,9 +280,12 @@ class JobWorkers:
                     # one enqueued meanwhile) or for the poll (other processes' jobs, retries due).
                     await self._queue.wait(self._poll * (0.5 + self._rand()), kind=kind, every=True)
 
-    async def run_job(self, job: Job, emit: Emit = _discard, *, since: float | None = None) -> None:
+    async def run_job(
+        self, job: Job, emit: Emit = _discard, *, since: float | None = None, own_task: bool = False
+    ) -> None:
         """Run one claimed job to an outcome: done, retried, dead, or lost (another run took it over).
-        Never raises but `CancelledError`. `since`: the monotonic time just before the claim."""
+        Never raises but `CancelledError`. `since`: the monotonic time just before the claim.
+        `own_task`: the calling task runs nothing but this job, so the handler runs in it."""
         lease = JobLease(
             self._store,
             self._clock,
@@ -260,19 +296,20 @@ class JobWorkers:
             since=self._clock.monotonic() if since is None else since,
         )
         try:
-            await self._run_job(job, emit, lease)
+            await self._run_job(job, emit, lease, own_task)
         except Exception:
             # The store failed while recording the outcome: the job runs again once its lease
             # expires. Raising would end the worker loop (and with it every worker of the group).
             logger.exception("recording the outcome of job %s (%s) failed", job.id, job.kind)
 
-    async def _run_job(self, job: Job, emit: Emit, lease: JobLease) -> None:
+    async def _run_job(self, job: Job, emit: Emit, lease: JobLease, own_task: bool = False) -> None:
         handler = self._handlers.get(job.kind)
         outcome = "done"
         try:
             if handler is None:
                 raise JobError(f"no handler for jobs of kind {job.kind!r}")
-            result = await self._supervised(handler(job, emit, lease), lease)
+            work = handler(job, emit, lease)
+            result = await self._supervised(work, lease, here=own_task)
             if not await self._store.job_complete(job.id, self.owner, result, attempt=lease.attempt):
                 outcome = "lost"  # finished, but after another run took the job: its outcome counts
         except asyncio.CancelledError:
@@ -302,23 +339,36 @@ class JobWorkers:
         finally:
             self._metrics.jobs.inc(job.kind, outcome)
 
-    async def _supervised(self, work: Awaitable[dict[str, Any] | None], lease: JobLease) -> dict[str, Any] | None:
-        """Run the handler in a task of its own, cancelled as soon as the lease is found lost."""
-        task = asyncio.ensure_future(work)
+    async def _supervised(
+        self, work: Awaitable[dict[str, Any] | None], lease: JobLease, *, here: bool = False
+    ) -> dict[str, Any] | None:
+        """Run the handler in a task of its own, cancelled as soon as the lease is found lost.
+
+        `here`: in this task instead, which runs nothing but this job (`start`): a task fewer per
+        run. A lost lease cancels this task then; that cancellation is taken back once it has
+        stopped the handler, so `_run_job` tells it from a shutdown's (which it still sees) and
+        counts the run lost."""
+        current = asyncio.current_task()
+        task = current if here and current is not None else asyncio.ensure_future(work)
+        stopped = False
 
         # A fence failing inside the handler raises LeaseLost there; cancelling the handler's own
         # task too would also cancel the clean-up its `finally` blocks await.
         def stop() -> None:
-            if asyncio.current_task() is not task:
+            nonlocal stopped
+            if asyncio.current_task() is not task and not stopped:
+                stopped = True
                 task.cancel()
 
         lease.on_lost = stop
-        heartbeat = asyncio.create_task(self._heartbeat(lease), name=f"lease-{lease.job_id}")
+        self._heartbeat.add(lease)
         try:
-            return await task
+            return await (work if task is current else task)
         finally:
-            heartbeat.cancel()
+            self._heartbeat.discard(lease)
             lease.on_lost = None
+            if stopped and task is current:
+                task.uncancel()
 
     async def _retry_or_die(self, job: Job, lease: JobLease, error: str, after: float | None) -> str:
         """Record a failed run: retried, dead, or lost (the store refused: another run holds the job)."""
@@ -329,18 +379,3 @@ class JobWorkers:
         due = self._clock.time() + delay
         retried = await self._store.job_retry(job.id, self.owner, due, error, attempt=lease.attempt)
         return "retry" if retried else "lost"
-
-    async def _heartbeat(self, lease: JobLease) -> None:
-        while True:
-            # `idle`, not `sleep`: a fake clock wakes a heartbeat only once the test moved its time
-            # on; sleeping would push fake time forward by itself, racing every lease in the test.
-            await self._clock.idle(self._lease / 3)
-            try:
-                if not await lease.renew():
-                    lease.lose("another run took the job over")
-                    return
-            except Exception:
-                logger.exception("extending the lease of job %s failed", lease.job_id)
-            if not lease.held():  # no renewal got through in time: another run may hold the job now
-                lease.lose("it ran out before a renewal got through")
-                return

@@ -3,7 +3,9 @@ by the Dify simulator in process; no servers): the SSE relay and a task whose ap
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -81,3 +83,40 @@ def test_the_call_action_skips_stream_events_that_are_not_json() -> None:
     result = webhook._streamed(text)
     assert result.ok
     assert [e["event"] for e in result.events or ()] == ["task", "done"]
+
+
+class _WaitingRun:
+    """A run whose first event comes when the test says so."""
+
+    id = "job_1"
+    local = True
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.reading = asyncio.Event()
+
+    async def events(self) -> AsyncIterator[dict[str, Any]]:
+        self.reading.set()
+        await self.go.wait()
+        yield {"type": "delta", "text": "Hi"}
+
+
+async def test_a_waiting_stream_relays_without_a_task_of_its_own() -> None:
+    # Each open stream is one request task; a task more per stream to read the run's events (so a
+    # heartbeat could wait beside it) cost memory on every open stream.
+    async with FakeContext(webhook.plugin, {"secret": SECRET}) as ctx:
+        run = _WaitingRun()
+        body = webhook._sse(run, ctx)
+        assert _events([await anext(body)]) == [("task", {"task_id": "job_1"})]
+        before = len(asyncio.all_tasks())
+
+        async def next_frame() -> bytes:
+            return await anext(body)
+
+        reader = asyncio.create_task(next_frame())
+        await run.reading.wait()
+        await asyncio.sleep(0)
+        assert len(asyncio.all_tasks()) == before + 1  # the reader only
+        run.go.set()
+        assert _events([await reader]) == [("delta", {"text": "Hi"})]
+        await body.aclose()  # type: ignore[attr-defined]

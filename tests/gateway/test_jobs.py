@@ -579,3 +579,133 @@ async def test_stopping_a_lane_hands_its_running_jobs_back_at_once(store: SQLite
         assert handed_back is not None
         assert (handed_back.state, handed_back.last_error) == ("queued", "interrupted")
         assert handed_back.due_at == clock.time()
+
+
+async def test_runs_started_here_share_one_heartbeat_and_each_lease_is_renewed(store: SQLiteStore) -> None:
+    """A started run is one task, its handler running in it: one heartbeat renews every lease (a
+    task or two more per run cost each open answer stream memory), and it is gone once no run is left."""
+    clock = FakeClock()
+    release = asyncio.Event()
+    started: list[str] = []
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        started.append(job.id)
+        await release.wait()
+
+    pool = workers(store, clock, {"k": answer}, lease=30)
+    queue = JobQueue(store, clock)
+    before = len(asyncio.all_tasks())
+    ids = [(await queue.enqueue("k", {"n": n}, delay=60)).id for n in range(5)]
+    runs = [await pool.start(job_id) for job_id in ids]
+    await wait_until(lambda: len(started) == 5, lambda: f"started {started}")
+    assert all(run.local for run in runs)
+    assert len(asyncio.all_tasks()) - before == 5 + 1  # a task per run; one heartbeat
+    clock.advance(10)  # a third of the lease: every lease is renewed
+
+    async def renewed() -> bool:
+        jobs = [await store.job_get(job_id) for job_id in ids]
+        return all(job is not None and job.lease_until == clock.time() + 30 for job in jobs)
+
+    for _ in range(200):
+        if await renewed():
+            break
+        await asyncio.sleep(0.01)
+    else:
+        pytest.fail("the heartbeat did not renew every lease")
+    release.set()
+    for run in runs:
+        assert await run.wait(timeout=10) is not None
+    await wait_until(lambda: len(asyncio.all_tasks()) == before, lambda: f"tasks left {asyncio.all_tasks()}")
+    # (the heartbeat ended with the last run)
+
+
+async def test_a_started_jobs_events_survive_a_reader_that_stopped_and_end_for_every_reader(
+    store: SQLiteStore,
+) -> None:
+    """A reader cancelled while waiting (a heartbeat's timeout) loses nothing: the next reads on;
+    once the run ended, every reader ends at once (the last event is not taken by the first)."""
+    clock = FakeClock()
+    go, more = asyncio.Event(), asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
+        await go.wait()
+        emit({"n": 1})
+        emit({"n": 2})
+        await more.wait()
+        emit({"n": 3})
+        return {"status": "answered"}
+
+    pool = workers(store, clock, {"k": answer})
+    queued = await JobQueue(store, clock).enqueue("k", {}, delay=60)
+    run = await pool.start(queued.id)
+    first = run.events().__aiter__()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await anext(first)
+    go.set()
+    second = run.events()
+    assert await anext(aiter(second)) == {"n": 1}
+    await second.aclose()  # type: ignore[attr-defined]  # a reader that stops after one event leaves the others to the next
+    more.set()
+    assert [event async for event in run.events()] == [{"n": 2}, {"n": 3}]
+
+    async def read() -> list[dict[str, Any]]:
+        return [event async for event in run.events()]
+
+    assert await asyncio.wait_for(read(), 10) == []  # ended: a second reader does not wait for ever
+    waited = await asyncio.gather(run.wait(timeout=10), run.wait(timeout=10))
+    assert all(job is not None and job.result == {"status": "answered"} for job in waited)
+
+
+async def test_a_started_jobs_wait_that_times_out_leaves_the_others_waiting(store: SQLiteStore) -> None:
+    clock = FakeClock()
+    release = asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> dict[str, Any]:
+        await release.wait()
+        return {"status": "answered"}
+
+    pool = workers(store, clock, {"k": answer})
+    queued = await JobQueue(store, clock).enqueue("k", {}, delay=60)
+    run = await pool.start(queued.id)
+    patient = asyncio.create_task(run.wait(timeout=30))
+    assert await run.wait(timeout=0.01) is None
+    assert not patient.done()
+    release.set()
+    job = await patient
+    assert job is not None and job.result == {"status": "answered"}
+
+
+@pytest.mark.parametrize("how", ["taken over", "shut down"])
+async def test_a_started_run_stops_when_its_lease_is_lost_or_the_process_stops(store: SQLiteStore, how: str) -> None:
+    """The handler runs in the started run's own task: a lost lease stops it and counts it lost
+    (nothing recorded: the other run's outcome counts); a shutdown hands the job back at once."""
+    clock = FakeClock()
+    started, cancelled = asyncio.Event(), asyncio.Event()
+
+    async def answer(job: Job, emit: Any, lease: Any) -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            cancelled.set()
+
+    metrics = Metrics()
+    pool = workers(store, clock, {"k": answer}, metrics, lease=0.3)  # a heartbeat every 0.1 s
+    queued = await JobQueue(store, clock).enqueue("k", {}, delay=60)
+    run = await pool.start(queued.id)
+    await started.wait()
+    if how == "taken over":
+        assert await store.job_claim("other-replica", clock.time() + 10, 30, job_id=queued.id) is not None
+        clock.advance(0.1)  # the heartbeat's time: it finds the job taken over
+        assert await run.wait(timeout=10) is None  # not done: another run holds it
+        job = await store.job_get(queued.id)
+        assert job is not None and (job.state, job.lease_owner) == ("running", "other-replica")
+        assert metrics.jobs.value("k", "lost") == 1
+    else:
+        await pool.cancel_local()
+        job = await store.job_get(queued.id)
+        assert job is not None and (job.state, job.last_error) == ("queued", "interrupted")
+        assert metrics.jobs.value("k", "interrupted") == 1
+    assert cancelled.is_set()
+    assert [event async for event in run.events()] == []
