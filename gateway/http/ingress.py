@@ -11,12 +11,12 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import Response as StarletteResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.exceptions import (
@@ -105,7 +105,7 @@ class Ingress:
             verdict = await plugin.verifier(inbound, ctx)
             trace.verdict = verdict.status
             if not verdict.passed:
-                return _rejected(verdict)
+                return _rejected(verdict, self._departures)
             if verdict.verified is not None:  # the handler takes it from the request
                 inbound = replace(inbound, verified=verdict.verified)
         return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
@@ -251,20 +251,18 @@ def _client_ip(scope: Scope) -> str | None:
     return client[0] if client else None
 
 
-def _rejected(verdict: Verdict) -> StarletteResponse:
+def _rejected(verdict: Verdict, departures: Departures) -> StarletteResponse:
     if verdict.response is not None:
-        return _to_starlette(verdict.response)
+        return _to_starlette(verdict.response, departures)
     return error_response(Unauthorized("request verification failed"))
 
 
-def _to_starlette(response: Response, departures: Departures | None = None) -> StarletteResponse:
+def _to_starlette(response: Response, departures: Departures) -> StarletteResponse:
     headers = list(response.headers)
     if isinstance(response.body, bytes | bytearray):
         out = StarletteResponse(bytes(response.body), response.status, media_type=response.media_type)
-    elif departures is not None:
-        out = _Relay(response.body, response.status, response.media_type, departures)
     else:
-        out = StreamingResponse(_guarded(response.body), response.status, media_type=response.media_type)
+        out = _Relay(response.body, response.status, response.media_type, departures)
     # Multi-valued response headers (several Set-Cookie) survive: append raw pairs.
     for name, value in headers:
         out.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
@@ -318,12 +316,3 @@ class _Relay(StarletteResponse):
             if aclose is not None:  # stopped early (the client left, a send failed): its cleanup runs now
                 await aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _guarded(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Stream a plugin's body; a plugin failure mid-stream ends the stream instead of crashing uvicorn."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except Exception:
-        logger.exception("a streamed response failed midway")
