@@ -108,7 +108,7 @@ class Ingress:
                 return _rejected(verdict, self._departures)
             if verdict.verified is not None:  # the handler takes it from the request
                 inbound = replace(inbound, verified=verdict.verified)
-        return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
+        return to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
@@ -253,11 +253,12 @@ def _client_ip(scope: Scope) -> str | None:
 
 def _rejected(verdict: Verdict, departures: Departures) -> StarletteResponse:
     if verdict.response is not None:
-        return _to_starlette(verdict.response, departures)
+        return to_starlette(verdict.response, departures)
     return error_response(Unauthorized("request verification failed"))
 
 
-def _to_starlette(response: Response, departures: Departures) -> StarletteResponse:
+def to_starlette(response: Response, departures: Departures) -> StarletteResponse:
+    """The plugin's `Response` as Starlette's (also a debugged plugin's answer forwarded from another replica)."""
     headers = list(response.headers)
     if isinstance(response.body, bytes | bytearray):
         out = StarletteResponse(bytes(response.body), response.status, media_type=response.media_type)
@@ -267,9 +268,6 @@ def _to_starlette(response: Response, departures: Departures) -> StarletteRespon
     for name, value in headers:
         out.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return out
-
-
-to_starlette = _to_starlette  # also relays a debugged plugin's answer forwarded from another replica
 
 
 class _Relay(StarletteResponse):
