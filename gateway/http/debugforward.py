@@ -23,7 +23,7 @@ from gateway.difyplugins.runtime.endpoint import DifyEndpointPlugin
 from gateway.exceptions import NotFound, PayloadTooLarge, Unauthorized
 from gateway.host.runtime import Gateway
 from gateway.http.errors import handle_error
-from gateway.http.ingress import to_starlette
+from gateway.http.ingress import Departures, to_starlette
 from gateway.http.middleware import BODY_LIMITS, BodyLimits
 
 __all__ = ["forwarded_plugin_request"]
@@ -69,4 +69,5 @@ async def _serve(gateway: Gateway, request: StarletteRequest) -> StarletteRespon
         limits.max_bytes = hop.length
     inbound = hop.request(await request.body())
     ctx = await gateway.contexts.for_request(record, plugin)
-    return to_starlette(await plugin.serve(inbound, ctx))
+    # Streamed as the ingress streams (a client that leaves cancels the body): one watcher for this answer.
+    return to_starlette(await plugin.serve(inbound, ctx), Departures())

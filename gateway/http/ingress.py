@@ -11,12 +11,12 @@ import asyncio
 import itertools
 import logging
 import secrets
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterable, Awaitable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import Response as StarletteResponse, StreamingResponse
+from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 
 from gateway.exceptions import (
@@ -105,10 +105,10 @@ class Ingress:
             verdict = await plugin.verifier(inbound, ctx)
             trace.verdict = verdict.status
             if not verdict.passed:
-                return _rejected(verdict)
+                return _rejected(verdict, self._departures)
             if verdict.verified is not None:  # the handler takes it from the request
                 inbound = replace(inbound, verified=verdict.verified)
-        return _to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
+        return to_starlette(await self._departures.run(route.handler(inbound, ctx), request), self._departures)
 
     async def _read_body(self, request: StarletteRequest, record: EndpointRecord, headers: Headers) -> bytes:
         limits: BodyLimits | None = request.scope.get(BODY_LIMITS)
@@ -251,27 +251,23 @@ def _client_ip(scope: Scope) -> str | None:
     return client[0] if client else None
 
 
-def _rejected(verdict: Verdict) -> StarletteResponse:
+def _rejected(verdict: Verdict, departures: Departures) -> StarletteResponse:
     if verdict.response is not None:
-        return _to_starlette(verdict.response)
+        return to_starlette(verdict.response, departures)
     return error_response(Unauthorized("request verification failed"))
 
 
-def _to_starlette(response: Response, departures: Departures | None = None) -> StarletteResponse:
+def to_starlette(response: Response, departures: Departures) -> StarletteResponse:
+    """The plugin's `Response` as Starlette's (also a debugged plugin's answer forwarded from another replica)."""
     headers = list(response.headers)
     if isinstance(response.body, bytes | bytearray):
         out = StarletteResponse(bytes(response.body), response.status, media_type=response.media_type)
-    elif departures is not None:
-        out = _Relay(response.body, response.status, response.media_type, departures)
     else:
-        out = StreamingResponse(_guarded(response.body), response.status, media_type=response.media_type)
+        out = _Relay(response.body, response.status, response.media_type, departures)
     # Multi-valued response headers (several Set-Cookie) survive: append raw pairs.
     for name, value in headers:
         out.raw_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
     return out
-
-
-to_starlette = _to_starlette  # also relays a debugged plugin's answer forwarded from another replica
 
 
 class _Relay(StarletteResponse):
@@ -318,12 +314,3 @@ class _Relay(StarletteResponse):
             if aclose is not None:  # stopped early (the client left, a send failed): its cleanup runs now
                 await aclose()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _guarded(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Stream a plugin's body; a plugin failure mid-stream ends the stream instead of crashing uvicorn."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    except Exception:
-        logger.exception("a streamed response failed midway")

@@ -41,7 +41,8 @@ PREFIX = "gwt_"
 ROLES = ("admin", "viewer")
 Role = Literal["admin", "viewer"]
 MAX_TOKEN_LIFETIME = 5 * 366 * 24 * 3600.0
-_TOKEN = re.compile(r"gwt_(at_[0-9a-f]{16})_[A-Za-z0-9_-]{43}")
+_TOKEN_ID = re.compile(r"at_[0-9a-f]{16}")
+_TOKEN = re.compile(rf"gwt_({_TOKEN_ID.pattern})_[A-Za-z0-9_-]{{43}}")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d{1,9})([smhdw]?)")
 
@@ -160,19 +161,14 @@ class AdminTokenService:
     async def authenticate(self, token: str) -> AdminTokenRecord | None:
         """The active token record `token` opens, or None (malformed, unknown, wrong secret, expired, revoked)."""
         match = _TOKEN.fullmatch(token)
-        if match is None:
+        record = None if match is None else await self.active(match[1])
+        if record is None or not hmac.compare_digest(_digest(token), record.digest):
             return None
-        doc = await self._store.doc_get(COLLECTION, match[1])
-        if doc is None:
-            return None
-        record = AdminTokenRecord.from_doc(doc)
-        if not hmac.compare_digest(_digest(token), record.digest):
-            return None
-        return record if record.active(self._clock.time()) else None
+        return record
 
     async def active(self, token_id: str) -> AdminTokenRecord | None:
         """The record of `token_id` if that token is still active (not revoked, not expired), else None."""
-        if not re.fullmatch(r"at_[0-9a-f]{16}", token_id):
+        if not _TOKEN_ID.fullmatch(token_id):
             return None
         doc = await self._store.doc_get(COLLECTION, token_id)
         if doc is None:

@@ -262,8 +262,7 @@ class EndpointService:
     async def get(self, endpoint_id: str, *, workspace: str | None = None) -> EndpointRecord:
         """The endpoint; with `workspace`, another workspace's endpoint is not found (its existence
         is not revealed)."""
-        doc = await self._store.doc_get(COLLECTION, endpoint_id)
-        record = None if doc is None else EndpointRecord.from_doc(doc)
+        record = await self._read(endpoint_id)
         if record is None or workspace not in (None, record.workspace):
             raise NotFound(f"no endpoint {endpoint_id!r}")
         return record
@@ -316,10 +315,8 @@ class EndpointService:
         endpoint_id = await self._store.kv_get(TOKEN_PREFIX + digest)
         if endpoint_id is None:
             return None
-        doc = await self._store.doc_get(COLLECTION, endpoint_id)
-        if doc is None or not doc["enabled"]:
-            return None
-        return EndpointRecord.from_doc(doc)
+        record = await self._read(endpoint_id)
+        return record if record is not None and record.enabled else None
 
     def url(self, record: EndpointRecord) -> str:
         """The endpoint's current URL (decrypted once per token, then cached)."""
@@ -475,8 +472,8 @@ class EndpointService:
                 guarded=guarded,
             )
             if await self._store.doc_create(COLLECTION, new_id, record.to_doc()):
-                self._by_id.clear()  # a job may have asked for this id before it existed
                 await self._store.kv_set(TOKEN_PREFIX + record.current.digest, new_id)
+                self._forget_reads()  # a job may have asked for this id (a request for this URL) before
                 await self._own(record.tokens, workspace)
                 return record, self.url_for(new_token)
         if endpoint_id:
@@ -676,8 +673,7 @@ class EndpointService:
         for ref in record.tokens:
             await self._store.kv_delete(TOKEN_PREFIX + ref.digest)
         await self._store.doc_delete(COLLECTION, record.id)
-        self._resolved.clear()
-        self._by_id.clear()
+        self._forget_reads()
         return record
 
     @contextlib.asynccontextmanager
@@ -691,7 +687,11 @@ class EndpointService:
 
     async def _save(self, record: EndpointRecord) -> None:
         await self._store.doc_put(COLLECTION, record.id, record.to_doc())
-        self._resolved.clear()  # this process sees its own changes at once
+        self._forget_reads()
+
+    def _forget_reads(self) -> None:
+        """This process sees its own changes at once: what the request and job paths read is dropped."""
+        self._resolved.clear()
         self._by_id.clear()
 
     # -- helpers ----------------------------------------------------------------------------------

@@ -98,3 +98,14 @@ async def test_jobs_of_one_endpoint_share_its_record_and_stop_at_once_when_it_go
     await gateway.endpoints.delete(record.id)
     with pytest.raises(JobError):
         await gateway.endpoints.of_job(record.id, enabled=False)
+
+
+async def test_a_url_restored_after_its_delete_opens_at_once(running: Running) -> None:
+    """The 404 cached for a deleted URL does not outlive its restore (`apply`, a snapshot) here."""
+    gateway = running.gateway
+    record, url = await gateway.endpoints.create("echo", [], {})
+    await gateway.endpoints.delete(record.id)
+    assert (await running.client.get(running.path(url))).status_code == 404  # the miss is cached
+    token = url.rsplit("/", 1)[-1]
+    await gateway.endpoints.create_with_secrets("echo", [], {}, endpoint_id=record.id, token=token)
+    assert (await running.client.get(running.path(url))).status_code == 200
