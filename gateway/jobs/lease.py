@@ -108,6 +108,18 @@ class JobLease:
             self._deadline.renewed(started)
         return renewed
 
+    async def keep(self) -> None:
+        """A heartbeat's renewal. The lease is lost when the store refuses it, or when none got
+        through before the deadline (another run may hold the job now); a failed one is logged."""
+        try:
+            if not await self.renew():
+                self.lose("another run took the job over")
+                return
+        except Exception:
+            logger.exception("extending the lease of job %s failed", self.job_id)
+        if not self.held():
+            self.lose("it ran out before a renewal got through")
+
     async def check(self) -> None:
         if self._lost:
             raise self.lose("lost before")
