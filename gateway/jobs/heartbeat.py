@@ -12,14 +12,11 @@ The loop runs only while some run holds a lease here.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from gateway.clock import Clock
 from gateway.jobs.lease import JobLease
 
 __all__ = ["Heartbeat"]
-
-logger = logging.getLogger(__name__)
 
 _BATCH = 64  # renewals sent together (the store groups concurrent writes); bounds the tasks a beat adds
 
@@ -62,13 +59,6 @@ class Heartbeat:
     async def _renew(self, lease: JobLease) -> None:
         if lease not in self._leases:
             return  # the run ended meanwhile
-        try:
-            if not await lease.renew():
-                self._leases.pop(lease, None)
-                lease.lose("another run took the job over")
-                return
-        except Exception:
-            logger.exception("extending the lease of job %s failed", lease.job_id)
-        if not lease.held():  # no renewal got through in time: another run may hold the job now
+        await lease.keep()
+        if lease.lost:
             self._leases.pop(lease, None)
-            lease.lose("it ran out before a renewal got through")

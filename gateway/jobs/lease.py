@@ -45,7 +45,6 @@ class JobLease:
         "job_id",
         "on_lost",
         "owner",
-        "renewed_at",
     )
 
     def __init__(
@@ -66,7 +65,6 @@ class JobLease:
         self._attempt = attempt
         self._lease_s = lease_s
         self._deadline = LeaseDeadline(clock, lease_s, since=since)
-        self.renewed_at = since  # monotonic: when the claim or the last renewal that went through was sent
         self._lost = False
         self.on_lost: Callable[[], None] | None = None
 
@@ -76,6 +74,11 @@ class JobLease:
     @property
     def attempt(self) -> int:
         return self._attempt
+
+    @property
+    def renewed_at(self) -> float:
+        """Monotonic: when the claim, or the latest renewal that went through, was sent."""
+        return self._deadline.renewed_at
 
     @property
     def lost(self) -> bool:
@@ -103,8 +106,19 @@ class JobLease:
         )
         if renewed:
             self._deadline.renewed(started)
-            self.renewed_at = max(self.renewed_at, started)
         return renewed
+
+    async def keep(self) -> None:
+        """A heartbeat's renewal. The lease is lost when the store refuses it, or when none got
+        through before the deadline (another run may hold the job now); a failed one is logged."""
+        try:
+            if not await self.renew():
+                self.lose("another run took the job over")
+                return
+        except Exception:
+            logger.exception("extending the lease of job %s failed", self.job_id)
+        if not self.held():
+            self.lose("it ran out before a renewal got through")
 
     async def check(self) -> None:
         if self._lost:

@@ -17,7 +17,7 @@ from gateway.security.crypto import SecretBox
 from gateway.security.sealed import seal
 from gateway.storage.base import Job, Store
 
-__all__ = ["JobIds", "JobQueue", "new_job_id"]
+__all__ = ["JobIds", "JobQueue"]
 
 
 class JobQueue:
@@ -137,16 +137,12 @@ class JobQueue:
             waiting.get_nowait()
 
 
-def new_job_id() -> str:
-    return "job_" + secrets.token_hex(_ID_BYTES)
-
-
 _ID_BYTES = 10
 _IDS_PER_DRAW = 256
 
 
 class JobIds:
-    """Job ids like `new_job_id`'s, from the OS's random source a few hundred at a time.
+    """Job ids (`job_` and 20 hex digits), from the OS's random source a few hundred at a time.
 
     One `os.urandom` call per id was a measurable share of each ack; the bytes are as random
     when drawn in bulk, and each is used for one id only.

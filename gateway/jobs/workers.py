@@ -170,7 +170,7 @@ class JobWorkers:
         try:
             async with asyncio.TaskGroup() as group:
                 for index in range(self._concurrency):
-                    group.create_task(self._loop(None, self._concurrency), name=f"job-worker-{index}")
+                    group.create_task(self._loop(), name=f"job-worker-{index}")
                 for kind, count in self._dedicated.items():
                     group.create_task(self._lane(kind, count), name=f"job-lane-{kind}")
                 if self._retention > 0:
@@ -220,12 +220,13 @@ class JobWorkers:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _loop(self, kind: str | None, pool: int) -> None:
+    async def _loop(self) -> None:
+        """A general worker: claims the next due job, of any kind, and runs it."""
         while True:
             _stop_if_cancelled()
             since = self._clock.monotonic()
             try:
-                job = await self._store.job_claim(self.owner, self._clock.time(), self._lease, kind=kind)
+                job = await self._store.job_claim(self.owner, self._clock.time(), self._lease)
             except Exception:  # the store may be briefly unreachable: log and keep the worker alive
                 logger.exception("claiming a job failed")
                 await self._clock.sleep(self._poll)
@@ -233,7 +234,7 @@ class JobWorkers:
             if job is None:
                 # Idle workers of a pool poll together about once per interval (jobs enqueued by
                 # other processes, retries coming due), not once each: polls are store writes.
-                await self._queue.wait(self._poll * pool * (0.5 + self._rand()), kind=kind)
+                await self._queue.wait(self._poll * self._concurrency * (0.5 + self._rand()))
                 continue
             await self.run_job(job, since=since)
 
@@ -302,7 +303,7 @@ class JobWorkers:
             # expires. Raising would end the worker loop (and with it every worker of the group).
             logger.exception("recording the outcome of job %s (%s) failed", job.id, job.kind)
 
-    async def _run_job(self, job: Job, emit: Emit, lease: JobLease, own_task: bool = False) -> None:
+    async def _run_job(self, job: Job, emit: Emit, lease: JobLease, own_task: bool) -> None:
         handler = self._handlers.get(job.kind)
         outcome = "done"
         try:
@@ -340,7 +341,7 @@ class JobWorkers:
             self._metrics.jobs.inc(job.kind, outcome)
 
     async def _supervised(
-        self, work: Awaitable[dict[str, Any] | None], lease: JobLease, *, here: bool = False
+        self, work: Awaitable[dict[str, Any] | None], lease: JobLease, *, here: bool
     ) -> dict[str, Any] | None:
         """Run the handler in a task of its own, cancelled as soon as the lease is found lost.
 

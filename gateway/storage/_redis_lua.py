@@ -31,10 +31,15 @@ local function state_of(id)
 end
 -- Queued and running jobs are indexed by kind too, so a claim can ask for one kind only.
 local KIND_SET = {queued = ':queued', running = ':leases'}
-local function kind_set(id, state)
-  local kind = redis.call('HGET', jkey(id), 'kind')
-  if not kind or not KIND_SET[state] then return nil end
-  return P .. 'jobs:kind:' .. cjson.decode(kind) .. KIND_SET[state]
+-- `kind` (as given, not JSON) when the caller has it at hand, else read from the job.
+local function kind_set(id, state, kind)
+  if not KIND_SET[state] then return nil end
+  if not kind then
+    local stored = redis.call('HGET', jkey(id), 'kind')
+    if not stored then return nil end
+    kind = cjson.decode(stored)
+  end
+  return P .. 'jobs:kind:' .. kind .. KIND_SET[state]
 end
 local function unindex(id, state)
   redis.call('ZREM', P .. 'jobs:state:' .. state, id)
@@ -42,10 +47,11 @@ local function unindex(id, state)
   local by_kind = kind_set(id, state)
   if by_kind then redis.call('ZREM', by_kind, id) end
 end
-local function index(id, state, score)
-  redis.call('ZADD', P .. 'jobs:state:' .. state, redis.call('ZSCORE', P .. 'jobs:created', id), id)
+-- `created` and `kind` when the caller has them at hand (a new job), else read from the job.
+local function index(id, state, score, created, kind)
+  redis.call('ZADD', P .. 'jobs:state:' .. state, created or redis.call('ZSCORE', P .. 'jobs:created', id), id)
   redis.call('ZADD', P .. TIME_SET[state], score, id)
-  local by_kind = kind_set(id, state)
+  local by_kind = kind_set(id, state, kind)
   if by_kind then redis.call('ZADD', by_kind, score, id) end
 end
 -- Held by the owner (JSON) and, unless attempt is '', by that run of the job only.
@@ -57,8 +63,8 @@ end
 """
 
 # A batch of enqueues in one call (group commit). ARGV: P, then per job: id, idempotency key or
-# '', created_at, due_at, and its hash fields as one JSON array of strings [name, value, ...]
-# (strings only, so cjson rounds nothing; one argument instead of dozens). One reply per job:
+# '', created_at, due_at, kind, the number n of hash arguments, and its n hash fields and values
+# (strings, as stored). One reply per job:
 # {1} stored, {0, existing job's fields} (the key was taken, earlier in the batch too), {-1} id taken.
 # Everything is checked before its write, so nothing fails halfway through a job.
 ENQUEUE = (
@@ -67,8 +73,7 @@ ENQUEUE = (
 local replies = {}
 local i = 2
 -- Per job: id, key ('' for none), created, due, kind, n, then the n hash fields and values.
--- A new job is written and indexed straight from its arguments (`index` would read back its
--- creation time and kind, which are right here).
+-- A new job is indexed from its arguments (`index` needn't read back its creation time and kind).
 while i <= #ARGV do
   local id, key, created, due, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
   local n = tonumber(ARGV[i + 5])
@@ -86,9 +91,7 @@ while i <= #ARGV do
   else
     redis.call('HSET', jkey(id), unpack(ARGV, first, i - 1))
     redis.call('ZADD', P .. 'jobs:created', created, id)
-    redis.call('ZADD', P .. 'jobs:state:queued', created, id)
-    redis.call('ZADD', P .. 'jobs:queued', due, id)
-    redis.call('ZADD', P .. 'jobs:kind:' .. kind .. ':queued', due, id)
+    index(id, 'queued', due, created, kind)
     if key ~= '' then redis.call('HSET', P .. 'jobs:keys', key, id) end
     replies[#replies + 1] = {1}
   end

@@ -11,8 +11,6 @@ __all__ = [
     "CLAIM_NEXT_OF_KIND",
     "CLAIM_ONE",
     "COUNTER_ADD",
-    "INSERT_JOB",
-    "JOB_FIELDS",
     "JOB_COLUMNS",
     "LIVE",
     "OWNED",
@@ -56,9 +54,7 @@ JOB_COLUMNS = (
     "id, key, kind, payload, endpoint_id, state, attempts, max_attempts, due_at, lease_owner, lease_until,"
     " last_error, result, created_at, updated_at, meta"
 )
-INSERT_JOB = f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES (:{JOB_COLUMNS.replace(', ', ', :')})"
-JOB_FIELDS = tuple(JOB_COLUMNS.split(", "))
-_JOB_ROW = "(" + ", ".join("?" * len(JOB_FIELDS)) + ")"
+_JOB_ROW = "(" + ", ".join("?" * len(JOB_COLUMNS.split(", "))) + ")"
 
 
 @functools.cache

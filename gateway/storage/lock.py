@@ -58,14 +58,15 @@ class LeaseDeadline:
         self._clock = clock
         self._ttl = ttl
         self._margin = ttl * SKEW_MARGIN
-        self._until = (clock.monotonic() if since is None else since) + ttl - self._margin
+        # monotonic: when the claim, or the latest renewal that went through, was sent
+        self.renewed_at = clock.monotonic() if since is None else since
 
     def renewed(self, started: float) -> None:
         """A renewal sent at `started` (monotonic) went through."""
-        self._until = max(self._until, started + self._ttl - self._margin)
+        self.renewed_at = max(self.renewed_at, started)
 
     def passed(self) -> bool:
-        return self._clock.monotonic() >= self._until
+        return self._clock.monotonic() >= self.renewed_at + self._ttl - self._margin
 
 
 class LeaseLock:

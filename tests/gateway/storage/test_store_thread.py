@@ -46,11 +46,17 @@ async def test_an_exception_reaches_the_caller_and_the_thread_goes_on() -> None:
 
 async def test_a_call_cancelled_before_the_thread_reaches_it_is_skipped() -> None:
     worker = StoreThread("test-store")
-    gate = threading.Event()
+    entered, gate = threading.Event(), threading.Event()
     ran: list[str] = []
+
+    def block() -> None:
+        entered.set()
+        gate.wait()
+
     try:
-        blocker = asyncio.ensure_future(worker.run(gate.wait))
-        await asyncio.sleep(0)  # the thread now waits on the gate
+        blocker = asyncio.ensure_future(worker.run(block))
+        # Until the thread runs `block`, its batch is still open: the next call could join it.
+        assert await asyncio.to_thread(entered.wait, 10)
         skipped = asyncio.ensure_future(worker.run(lambda: ran.append("skipped")))
         await asyncio.sleep(0)
         skipped.cancel()
