@@ -47,14 +47,15 @@ BOT_TOKEN = "xoxb-bench-token"
 # -- the servers (this script re-runs itself with --serve) ----------------------------------------
 
 
-def serve_gateway(port: int) -> None:
+def serve_gateway(port: int, *, workers: bool = False) -> None:
+    """`dify-gateway`'s app under uvicorn on `port`; job workers off unless `workers`."""
     import uvicorn
 
     from gateway.http.app import create_app
     from gateway.settings import Settings, bootstrap
 
     settings = bootstrap(Settings.from_env(os.environ)).settings
-    app = create_app(settings, run_workers=False)
+    app = create_app(settings, run_workers=workers)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
