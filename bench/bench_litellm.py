@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
 from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM = VENV / "bin" / "litellm"
@@ -193,11 +193,9 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port, fake_port, litellm_port = free_port(), free_port(), free_port(), free_port()
-        simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--first-token-latency", "0",
-             "--tokens-per-second", "0", "--answer", ANSWER],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        simulator = start_simulator(
+            sim_port, "--first-token-latency", "0", "--tokens-per-second", "0", "--answer", ANSWER
+        )
         fake = subprocess.Popen([sys.executable, __file__, "--serve", "fake-openai", "--port", str(fake_port)])
         procs += [simulator, fake]
         env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
