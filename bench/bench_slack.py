@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +40,9 @@ sys.path.insert(0, str(ROOT))
 from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
 from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+
+if TYPE_CHECKING:
+    from gateway.host.runtime import Gateway
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-bench-token"
@@ -125,21 +129,28 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-async def make_endpoint(env: dict[str, str]) -> str:
+async def add_endpoint(gateway: Gateway) -> str:
+    """A chat app `bench` that is never called (its Dify is unreachable) and a slack endpoint bound
+    to it; the endpoint's URL."""
     from pydantic import SecretStr
 
-    from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
+
+    await gateway.apps.add(
+        AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
+    )
+    settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
+    _, url = await gateway.endpoints.create("slack", ["bench"], settings)
+    return url
+
+
+async def make_endpoint(env: dict[str, str]) -> str:
+    from gateway.host.runtime import open_gateway
     from gateway.settings import Settings
 
     gateway = await open_gateway(Settings.from_env(env))
     try:
-        await gateway.apps.add(
-            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
-        )
-        settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
-        _, url = await gateway.endpoints.create("slack", ["bench"], settings)
-        return url
+        return await add_endpoint(gateway)
     finally:
         await gateway.aclose()
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines
-from bench.bench_slack import BOT_TOKEN, SIGNING_SECRET, signed_event
+from bench.bench_slack import add_endpoint as add_slack_endpoint, signed_event
 from bench.loadgen import Result, ratio_line, rounds_summary, run_load, spread
 from bench.profile import Profiler, cpu_seconds, top_self
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
@@ -80,20 +80,13 @@ def versus_baseline(pairs: list[tuple[Result, float, Result, float]]) -> list[st
 async def _make_endpoints(
     env: dict[str, str], plugin: str, settings: Mapping[str, Any], seed: Mapping[str, str]
 ) -> tuple[str, str]:
-    from pydantic import SecretStr
-
     from gateway.host.context import EndpointStorage
     from gateway.host.runtime import open_gateway
-    from gateway.records.apps import AppIn
     from gateway.settings import Settings
 
     gateway = await open_gateway(Settings.from_env(env))
     try:
-        await gateway.apps.add(
-            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
-        )
-        slack = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
-        _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
+        slack_url = await add_slack_endpoint(gateway)
         record, url = await gateway.endpoints.create(plugin, ["bench"], dict(settings))
         storage = EndpointStorage(gateway.store, record.id, gateway.clock)
         for key, value in seed.items():  # what the endpoint knows in the common case (e.g. after `connect`)
