@@ -14,7 +14,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["Profiler", "cpu_seconds", "top_self"]
+__all__ = ["Profiler", "cpu_seconds", "memory_mib", "top_self"]
 
 _LINE = re.compile(r":\d+\)$")
 
@@ -23,6 +23,16 @@ def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MiB (Linux /proc)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
 
 
 class Profiler:
