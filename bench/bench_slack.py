@@ -37,8 +37,8 @@ from typing import TYPE_CHECKING
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
-from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
+from bench.loadgen import ratio_line, rounds_summary  # noqa: E402
+from bench.profile import Profiler, load_with_cpu, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
 
 if TYPE_CHECKING:
@@ -224,15 +224,10 @@ def main() -> None:
         load = {"request": events, "concurrency": args.concurrency, "duration": args.duration}
         pairs = []
         for i in range(args.rounds):
-            cpu = cpu_seconds(bolt.pid)
-            bolt_result = asyncio.run(
-                run_load("slack_bolt AsyncApp", f"http://127.0.0.1:{bolt_port}/slack/events", **load)
-            )
-            bolt_cpu = (cpu_seconds(bolt.pid) - cpu) / max(1, bolt_result.requests)
-            cpu = cpu_seconds(gateway.pid)
+            bolt_url = f"http://127.0.0.1:{bolt_port}/slack/events"
+            bolt_result, bolt_cpu = load_with_cpu(bolt.pid, "slack_bolt AsyncApp", bolt_url, **load)
             profiler = Profiler(gateway.pid, args.duration + 1, args.profile) if args.profile and i == 0 else None
-            gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
-            gateway_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, gateway_result.requests)
+            gateway_result, gateway_cpu = load_with_cpu(gateway.pid, f"gateway slack ({args.store})", url, **load)
             if profiler is not None:
                 profiler.wait()
             pairs.append((gateway_result, bolt_result))
