@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,46 +105,48 @@ async def gateway_round(env: dict[str, str], receiver: str, jobs: int, tag: str)
         await gateway.aclose()
 
 
+PLAIN_BODY = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
+PLAIN_HEADERS = {"content-type": "application/json"}
+
+
+async def post_all(send: Callable[[], Awaitable[None]], jobs: int, senders: int) -> tuple[float, float]:
+    """`jobs` calls of `send` from `senders` concurrent senders; wall and CPU seconds."""
+    left = jobs
+
+    async def sender() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await send()
+
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(sender() for _ in range(senders)))
+    return time.perf_counter() - started, time.process_time() - cpu
+
+
 async def plain_round(receiver: str, jobs: int, senders: int) -> tuple[float, float]:
     import httpx
 
-    body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
-    left = jobs
     async with httpx.AsyncClient() as client:
 
-        async def sender() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                response = await client.post(
-                    f"{receiver}/cb", content=body, headers={"content-type": "application/json"}
-                )
-                response.raise_for_status()
+        async def send() -> None:
+            response = await client.post(f"{receiver}/cb", content=PLAIN_BODY, headers=PLAIN_HEADERS)
+            response.raise_for_status()
 
-        started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(sender() for _ in range(senders)))
-        return time.perf_counter() - started, time.process_time() - cpu
+        return await post_all(send, jobs, senders)
 
 
 async def plain_aiohttp_round(receiver: str, jobs: int, senders: int) -> tuple[float, float]:
     import aiohttp
 
-    body = b'{"type":"answer.completed","data":{"answer":"' + b"x" * 200 + b'"}}'
-    left = jobs
     async with aiohttp.ClientSession() as session:
 
-        async def sender() -> None:
-            nonlocal left
-            while left > 0:
-                left -= 1
-                headers = {"content-type": "application/json"}
-                async with session.post(f"{receiver}/cb", data=body, headers=headers) as response:
-                    await response.read()
-                    response.raise_for_status()
+        async def send() -> None:
+            async with session.post(f"{receiver}/cb", data=PLAIN_BODY, headers=PLAIN_HEADERS) as response:
+                await response.read()
+                response.raise_for_status()
 
-        started, cpu = time.perf_counter(), time.process_time()
-        await asyncio.gather(*(sender() for _ in range(senders)))
-        return time.perf_counter() - started, time.process_time() - cpu
+        return await post_all(send, jobs, senders)
 
 
 def main() -> None:

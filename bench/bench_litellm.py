@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
-from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, memory_mib, top_self  # noqa: E402
+from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM = VENV / "bin" / "litellm"
@@ -120,13 +120,6 @@ def serve_fake_openai(port: int) -> None:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def peak_rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
 async def make_endpoint(env: dict[str, str], sim_port: int) -> tuple[str, str]:
     from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
@@ -193,11 +186,9 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port, fake_port, litellm_port = free_port(), free_port(), free_port(), free_port()
-        simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--first-token-latency", "0",
-             "--tokens-per-second", "0", "--answer", ANSWER],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        simulator = start_simulator(
+            sim_port, "--first-token-latency", "0", "--tokens-per-second", "0", "--answer", ANSWER
+        )
         fake = subprocess.Popen([sys.executable, __file__, "--serve", "fake-openai", "--port", str(fake_port)])
         procs += [simulator, fake]
         env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
@@ -301,7 +292,8 @@ def main() -> None:
         print("added time to first token at c=1, p50 (ms):")
         for who, values in added.items():
             print(f"  {who:<14} {spread(values, ' ms')}")
-        print(f"peak RSS: gateway {peak_rss_mib(gateway.pid):.0f} MiB, litellm {peak_rss_mib(litellm.pid):.0f} MiB")
+        peaks = memory_mib(gateway.pid)["VmHWM"], memory_mib(litellm.pid)["VmHWM"]
+        print(f"peak RSS: gateway {peaks[0]:.0f} MiB, litellm {peaks[1]:.0f} MiB")
         if args.profile:
             print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile, 12), sep="\n  ")
     finally:

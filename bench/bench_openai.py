@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load, ttft_lines  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -58,22 +58,14 @@ async def main_async(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port = free_port(), free_port()
-        simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "simulate-dify",
-                "--port",
-                str(sim_port),
-                "--first-token-latency",
-                "0",
-                "--tokens-per-second",
-                str(args.tokens_per_second),
-                "--answer",
-                ANSWER,
-            ],
-            stdout=subprocess.DEVNULL,
+        simulator = start_simulator(
+            sim_port,
+            "--first-token-latency",
+            "0",
+            "--tokens-per-second",
+            str(args.tokens_per_second),
+            "--answer",
+            ANSWER,
         )
         procs.append(simulator)
         env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)

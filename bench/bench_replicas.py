@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_slack import make_endpoint as make_slack_endpoint, signed_event  # noqa: E402
 from bench.bench_webhook import RECEIVER  # noqa: E402
 from bench.loadgen import run_load, spread  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.servers import free_port, gateway_env, start_redis, start_simulator, stop, wait_up  # noqa: E402
 
 SLACK_SERVER = ROOT / "bench" / "bench_slack.py"
 
@@ -158,11 +158,15 @@ def main() -> None:
     try:
         redis_proc, store = start_redis(workdir)
         sim_port, recv_port = free_port(), free_port()
-        simulator = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--first-token-latency", "0",
-             "--tokens-per-second", "0", "--answer", "The quick brown fox jumps over the lazy dog."],
-            stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        simulator = start_simulator(
+            sim_port,
+            "--first-token-latency",
+            "0",
+            "--tokens-per-second",
+            "0",
+            "--answer",
+            "The quick brown fox jumps over the lazy dog.",
+        )
         receiver_proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(recv_port)])
         procs += [redis_proc, simulator, receiver_proc]
         receiver = f"http://127.0.0.1:{recv_port}"

@@ -32,13 +32,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
-from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
+from bench.loadgen import ratio_line, rounds_summary  # noqa: E402
+from bench.profile import Profiler, load_with_cpu, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+
+if TYPE_CHECKING:
+    from gateway.host.runtime import Gateway
 
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-bench-token"
@@ -47,14 +51,15 @@ BOT_TOKEN = "xoxb-bench-token"
 # -- the servers (this script re-runs itself with --serve) ----------------------------------------
 
 
-def serve_gateway(port: int) -> None:
+def serve_gateway(port: int, *, workers: bool = False) -> None:
+    """`dify-gateway`'s app under uvicorn on `port`; job workers off unless `workers`."""
     import uvicorn
 
     from gateway.http.app import create_app
     from gateway.settings import Settings, bootstrap
 
     settings = bootstrap(Settings.from_env(os.environ)).settings
-    app = create_app(settings, run_workers=False)
+    app = create_app(settings, run_workers=workers)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -124,21 +129,28 @@ def signed_event(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
     return body, headers
 
 
-async def make_endpoint(env: dict[str, str]) -> str:
+async def add_endpoint(gateway: Gateway) -> str:
+    """A chat app `bench` that is never called (its Dify is unreachable) and a slack endpoint bound
+    to it; the endpoint's URL."""
     from pydantic import SecretStr
 
-    from gateway.host.runtime import open_gateway
     from gateway.records.apps import AppIn
+
+    await gateway.apps.add(
+        AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
+    )
+    settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
+    _, url = await gateway.endpoints.create("slack", ["bench"], settings)
+    return url
+
+
+async def make_endpoint(env: dict[str, str]) -> str:
+    from gateway.host.runtime import open_gateway
     from gateway.settings import Settings
 
     gateway = await open_gateway(Settings.from_env(env))
     try:
-        await gateway.apps.add(
-            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
-        )
-        settings = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
-        _, url = await gateway.endpoints.create("slack", ["bench"], settings)
-        return url
+        return await add_endpoint(gateway)
     finally:
         await gateway.aclose()
 
@@ -212,15 +224,10 @@ def main() -> None:
         load = {"request": events, "concurrency": args.concurrency, "duration": args.duration}
         pairs = []
         for i in range(args.rounds):
-            cpu = cpu_seconds(bolt.pid)
-            bolt_result = asyncio.run(
-                run_load("slack_bolt AsyncApp", f"http://127.0.0.1:{bolt_port}/slack/events", **load)
-            )
-            bolt_cpu = (cpu_seconds(bolt.pid) - cpu) / max(1, bolt_result.requests)
-            cpu = cpu_seconds(gateway.pid)
+            bolt_url = f"http://127.0.0.1:{bolt_port}/slack/events"
+            bolt_result, bolt_cpu = load_with_cpu(bolt.pid, "slack_bolt AsyncApp", bolt_url, **load)
             profiler = Profiler(gateway.pid, args.duration + 1, args.profile) if args.profile and i == 0 else None
-            gateway_result = asyncio.run(run_load(f"gateway slack ({args.store})", url, **load))
-            gateway_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, gateway_result.requests)
+            gateway_result, gateway_cpu = load_with_cpu(gateway.pid, f"gateway slack ({args.store})", url, **load)
             if profiler is not None:
                 profiler.wait()
             pairs.append((gateway_result, bolt_result))

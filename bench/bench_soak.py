@@ -48,24 +48,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
-from bench.profile import Profiler, cpu_seconds, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.profile import Profiler, cpu_seconds, memory_mib, top_self  # noqa: E402
+from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 ANSWER = "The quick brown fox jumps over the lazy dog."
-
-
-def memory_mib(pid: int) -> dict[str, float]:
-    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MiB."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values
 
 
 async def make_endpoint(settings: Settings, surface: str, sim_port: int) -> tuple[str, dict[str, str]]:
@@ -146,21 +136,7 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port = free_port(), free_port()
-        simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "simulate-dify",
-                "--port",
-                str(sim_port),
-                "--answer",
-                ANSWER,
-                "--tokens-per-second",
-                str(args.tokens_per_second),
-            ],
-            stdout=subprocess.DEVNULL,
-        )
+        simulator = start_simulator(sim_port, "--answer", ANSWER, "--tokens-per-second", str(args.tokens_per_second))
         procs.append(simulator)
         extra = dict(item.split("=", 1) for item in args.env)
         env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port, **extra)

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ttft_lines  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
@@ -82,22 +82,14 @@ async def main_async(args: argparse.Namespace) -> None:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         sim_port, port, recv_port = free_port(), free_port(), free_port()
-        simulator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "simulate-dify",
-                "--port",
-                str(sim_port),
-                "--first-token-latency",
-                "0.05",
-                "--tokens-per-second",
-                "0",
-                "--answer",
-                "The quick brown fox jumps over the lazy dog.",
-            ],
-            stdout=subprocess.DEVNULL,
+        simulator = start_simulator(
+            sim_port,
+            "--first-token-latency",
+            "0.05",
+            "--tokens-per-second",
+            "0",
+            "--answer",
+            "The quick brown fox jumps over the lazy dog.",
         )
         procs.append(simulator)
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(recv_port)])

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import baselines
-from bench.bench_slack import BOT_TOKEN, SIGNING_SECRET, signed_event
-from bench.loadgen import Result, ratio_line, rounds_summary, run_load, spread
-from bench.profile import Profiler, cpu_seconds, top_self
+from bench.bench_slack import add_endpoint as add_slack_endpoint, signed_event
+from bench.loadgen import Result, ratio_line, rounds_summary, spread
+from bench.profile import Profiler, load_with_cpu, top_self
 from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
 
 __all__ = ["Baseline", "BaselineRun", "add_arguments", "compare_with_slack"]
@@ -61,9 +61,7 @@ class BaselineRun:
 
     def load(self, request: Callable[[], Signed], **common: Any) -> tuple[Result, float]:
         """One load (`run_load` options); the result and the server's CPU seconds per request."""
-        cpu = cpu_seconds(self.proc.pid)
-        result = asyncio.run(run_load(self.baseline.name, self.url, request=request, **common))
-        return result, (cpu_seconds(self.proc.pid) - cpu) / max(1, result.requests)
+        return load_with_cpu(self.proc.pid, self.baseline.name, self.url, request=request, **common)
 
 
 def versus_baseline(pairs: list[tuple[Result, float, Result, float]]) -> list[str]:
@@ -80,20 +78,13 @@ def versus_baseline(pairs: list[tuple[Result, float, Result, float]]) -> list[st
 async def _make_endpoints(
     env: dict[str, str], plugin: str, settings: Mapping[str, Any], seed: Mapping[str, str]
 ) -> tuple[str, str]:
-    from pydantic import SecretStr
-
     from gateway.host.context import EndpointStorage
     from gateway.host.runtime import open_gateway
-    from gateway.records.apps import AppIn
     from gateway.settings import Settings
 
     gateway = await open_gateway(Settings.from_env(env))
     try:
-        await gateway.apps.add(
-            AppIn(name="bench", base_url="http://127.0.0.1:9/v1", api_key=SecretStr("app-bench"), mode="chat")
-        )
-        slack = {"signing_secret": SIGNING_SECRET, "bot_token": BOT_TOKEN, "api_base_url": "http://127.0.0.1:9/api"}
-        _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
+        slack_url = await add_slack_endpoint(gateway)
         record, url = await gateway.endpoints.create(plugin, ["bench"], dict(settings))
         storage = EndpointStorage(gateway.store, record.id, gateway.clock)
         for key, value in seed.items():  # what the endpoint knows in the common case (e.g. after `connect`)
@@ -155,17 +146,13 @@ def compare_with_slack(
         for i in range(rounds):
             if framework is not None:
                 base, base_cpu = framework.load(lambda: request(baseline_counter), **common)
-            cpu = cpu_seconds(gateway.pid)
-            slack = asyncio.run(
-                run_load(f"slack ({store})", slack_url, request=lambda: signed_event(slack_counter), **common)
+            slack, slack_cpu = load_with_cpu(
+                gateway.pid, f"slack ({store})", slack_url, request=lambda: signed_event(slack_counter), **common
             )
-            slack_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, slack.requests)
             profiler = Profiler(gateway.pid, duration + 1, profile) if profile and i == 0 else None
-            cpu = cpu_seconds(gateway.pid)
-            subject = asyncio.run(
-                run_load(f"{plugin} ({store})", plugin_url, request=lambda: request(counter), **common)
+            subject, subject_cpu = load_with_cpu(
+                gateway.pid, f"{plugin} ({store})", plugin_url, request=lambda: request(counter), **common
             )
-            subject_cpu = (cpu_seconds(gateway.pid) - cpu) / max(1, subject.requests)
             if profiler is not None:
                 profiler.wait()
             pairs.append((subject, slack))

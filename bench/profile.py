@@ -7,14 +7,18 @@ innermost frame (its self time) and returns the N largest with their share of al
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Profiler", "cpu_seconds", "top_self"]
+from bench.loadgen import Result, run_load
+
+__all__ = ["Profiler", "cpu_seconds", "load_with_cpu", "memory_mib", "top_self"]
 
 _LINE = re.compile(r":\d+\)$")
 
@@ -23,6 +27,24 @@ def cpu_seconds(pid: int) -> float:
     """CPU time (user + system, all threads) a process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def load_with_cpu(pid: int, name: str, url: str, **options: Any) -> tuple[Result, float]:
+    """One `run_load` (its options) against the server `pid`; the result and the server's CPU
+    seconds per request (all threads, warm-up included)."""
+    cpu = cpu_seconds(pid)
+    result = asyncio.run(run_load(name, url, **options))
+    return result, (cpu_seconds(pid) - cpu) / max(1, result.requests)
+
+
+def memory_mib(pid: int) -> dict[str, float]:
+    """Current (VmRSS) and peak (VmHWM) resident memory of a process, in MiB (Linux /proc)."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values
 
 
 class Profiler:

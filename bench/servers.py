@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -49,6 +50,13 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     )
     time.sleep(0.3)
     return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def start_simulator(port: int, *options: str) -> subprocess.Popen[bytes]:
+    """`dify-gateway simulate-dify --port PORT OPTIONS...` in its own process, quiet; not waited for
+    (`wait_up(f"http://127.0.0.1:{port}/_sim/stats", proc)` when it must be up)."""
+    command = [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(port), *options]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL)
 
 
 def gateway_env(store: str, port: int, **extra: str) -> dict[str, str]:
