@@ -74,6 +74,7 @@ class Bridge:
         self._dify = dify
         self._store = store
         self._locks = locks
+        self._hold = _gated(locks.hold)  # a known conversation's lock, in the shape `_answer` takes
         self._key_of = key_of  # the decrypted API key of an app
         self._fallbacks = dict(fallbacks or {})
         self._query_input = query_input  # the endpoint's setting; None: each app's text input
@@ -118,7 +119,7 @@ class Bridge:
     ) -> contextlib.AbstractAsyncContextManager[DifyAnswerStream]:
         # A new conversation's key may be shown while it streams (e.g. in response headers):
         # its lock is taken, so a call that learns the key meanwhile waits for this answer.
-        hold = self._locks.hold_new_soon if new_conversation else _gated(self._locks.hold)
+        hold = self._locks.hold_new_soon if new_conversation else self._hold
         return self._answer(query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold)
 
     @contextlib.asynccontextmanager
@@ -185,7 +186,7 @@ class Bridge:
     ) -> Answer:
         # A new conversation's key can't be learned before this returns (its caller shows it
         # after the answer, if at all): nobody to keep out, so no lock to take.
-        hold = _unlocked if new_conversation else _gated(self._locks.hold)
+        hold = _unlocked if new_conversation else self._hold
         async with self._answer(
             query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold
         ) as s:

@@ -19,6 +19,7 @@ from typing import Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.clock import Clock
+from gateway.records.cache import ReadCache
 from gateway.storage.base import Store
 from gateway.usage.counters import month_field
 from gateway.usage.records import NANO, safe_currency
@@ -107,9 +108,8 @@ class BudgetBook:
     def __init__(self, store: Store, clock: Clock, *, ttl: float = BUDGETS_TTL) -> None:
         self._store = store
         self._clock = clock
-        self._ttl = ttl
-        self._listed: tuple[float, list[Budget]] | None = None  # (clock.monotonic() of the read, budgets)
-        self._changes = 0  # budgets this book changed: a listing read across a change is not kept
+        # The one listing of every budget (key None) for the answer path's checks.
+        self._listed: ReadCache[None, list[Budget]] = ReadCache(clock, ttl=ttl, size=1)
 
     async def set(self, data: BudgetIn) -> Budget:
         """Create the budget, or replace the one with the same workspace, scope, target and metric."""
@@ -118,7 +118,7 @@ class BudgetBook:
         created_at = known.created_at if known is not None else self._clock.time()
         budget = Budget(**data.model_dump(), id=budget_key, created_at=created_at)
         await self._store.doc_put(BUDGETS, budget.id, budget.model_dump(mode="json"))
-        self._changed()
+        self._listed.clear()
         return budget
 
     async def get(self, budget_key: str) -> Budget | None:
@@ -131,26 +131,15 @@ class BudgetBook:
 
     async def current(self) -> list[Budget]:
         """Every budget, as listed at most `ttl` seconds ago (or since this book last changed one).
-        For the checks on the answer path; `all()` always reads the store."""
-        now = self._clock.monotonic()
-        listed = self._listed
-        if listed is not None and 0 <= now - listed[0] < self._ttl:
-            return listed[1]
-        changes = self._changes
-        budgets = await self.all()
-        if changes == self._changes:
-            self._listed = (now, budgets)
-        return budgets
-
-    def _changed(self) -> None:
-        self._changes += 1
-        self._listed = None
+        For the checks on the answer path (concurrent checks share one read); `all()` always reads
+        the store."""
+        return await self._listed.get(None, self.all)
 
     async def delete(self, budget_key: str) -> bool:
         try:
             return await self._store.doc_delete(BUDGETS, budget_key)
         finally:
-            self._changed()
+            self._listed.clear()
 
     async def delete_workspace(self, workspace: str) -> int:
         """Delete every budget of `workspace` (it is being deleted); returns how many. A workspace

@@ -147,10 +147,8 @@ async def _hold_forever(locks: ConversationLocks) -> None:
 
 async def _until_ticket(store: Store, key: str, ticket: int) -> None:
     """Until the `ticket`-th waiter of `key` took its ticket (arrival order is ticket order)."""
-    from gateway.dify.conversations import _h
-
     for _ in range(10_000):
-        if await store.kv_get(f"clock:{_h(key)}:tail") == str(ticket):
+        if await store.kv_get(_tail_key(key)) == str(ticket):
             return
         await asyncio.sleep(0.001)
     raise AssertionError(f"waiter {ticket} of {key!r} never took its ticket")
