@@ -52,15 +52,14 @@ BOT_TOKEN = "xoxb-bench-token"
 
 
 def serve_gateway(port: int, *, workers: bool = False) -> None:
-    """`dify-gateway`'s app under uvicorn on `port`; job workers off unless `workers`."""
-    import uvicorn
-
+    """`dify-gateway`'s app on `port` as `dify-gateway serve` runs it; job workers off unless `workers`."""
     from gateway.http.app import create_app
+    from gateway.http.server import GatewayServer, server_config
     from gateway.settings import Settings, bootstrap
 
     settings = bootstrap(Settings.from_env(os.environ)).settings
     app = create_app(settings, run_workers=workers)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    GatewayServer(server_config(app, settings, host="127.0.0.1", port=port, log_level="warning")).run()
 
 
 def serve_bolt(port: int) -> None:

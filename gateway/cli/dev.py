@@ -146,9 +146,9 @@ def demo(port: int, simulator_port: int, workdir: Path) -> None:
     )
 
     async def serve() -> None:
-        import uvicorn
+        from gateway.http.server import GatewayServer, server_config
 
-        gateway_server = uvicorn.Server(uvicorn.Config(create_app(settings), log_level="warning", access_log=False))
+        gateway_server = GatewayServer(server_config(create_app(settings), settings, log_level="warning"))
         simulator = simulator_server("127.0.0.1", simulator_port, SimulatorConfig())
         await asyncio.gather(
             gateway_server.serve(sockets=[gateway_socket]), simulator.serve(sockets=[simulator_socket])

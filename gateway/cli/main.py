@@ -48,9 +48,8 @@ def serve(host: str | None, port: int | None, fd: int | None) -> None:
     """Run the gateway (HTTP server and job workers)."""
     import socket
 
-    import uvicorn
-
     from gateway.http.app import create_app
+    from gateway.http.server import GatewayServer, server_config
 
     overrides = {"host": host, "port": port}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -67,18 +66,7 @@ def serve(host: str | None, port: int | None, fd: int | None) -> None:
     else:
         where = f"http://{settings.host}:{settings.port}"
     click.echo(f"dify-gateway {gateway.__version__} on {where} (store: {_store_label(settings.store)})")
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        proxy_headers=bool(settings.trusted_proxies),
-        forwarded_allow_ips=list(settings.trusted_proxies) or None,
-        log_level=settings.log_level,
-        log_config=None,  # uvicorn's records go through configure_logging's handler too
-        access_log=False,  # gateway.access logs instead, without URL tokens
-        timeout_graceful_shutdown=10,
-    )
-    uvicorn.Server(config).run(sockets=sockets)
+    GatewayServer(server_config(app, settings)).run(sockets=sockets)
 
 
 def _store_label(url: str) -> str:
