@@ -11,11 +11,16 @@ raised, wrapped in `Raised`): a backend can run them in one transaction (group c
 on its own. No outcome is handed back before the whole batch has run, so a batch that commits at
 its end tells no caller of its write before that commit. A call whose awaiting caller was
 cancelled before the thread reached it is skipped, as the executor would.
+
+`post(fn, done)` is the same without a future: `done(outcome)` is called on the loop with the
+call's result (or `Raised`), so a caller that hands outcomes on (group commit) does it in that
+same turn of the loop rather than in the turn after, when its awaiting task would resume.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -24,7 +29,8 @@ from typing import Any, TypeVar
 __all__ = ["Outcomes", "Raised", "StoreThread", "run_each"]
 
 _T = TypeVar("_T")
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[[], Any]]
+# (loop, the caller's future or None, the call, what to run on the loop with the outcome)
+_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any] | None", Callable[[], Any], Callable[[Any], None]]
 
 
 class Raised:
@@ -68,16 +74,24 @@ class StoreThread:
 
     async def run(self, fn: Callable[[], _T]) -> _T:
         """Run `fn()` on the thread, after every call submitted before it; its result or exception."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[_T] = loop.create_future()
+        self._put((loop, future, fn, functools.partial(_settle, future)))
+        return await future
+
+    def post(self, fn: Callable[[], Any], done: Callable[[Any], None]) -> None:
+        """Run `fn()` on the thread, after every call submitted before it; then `done(outcome)` on
+        this loop, the outcome being `fn`'s result or `Raised`. Never skipped."""
+        self._put((asyncio.get_running_loop(), None, fn, done))
+
+    def _put(self, call: _Call) -> None:
         if self._thread is None:
             # A daemon: a process that exits without closing its store must not hang on this
             # thread. A transaction cut short by that exit is rolled back by SQLite, and no caller
             # was told it succeeded.
             self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
             self._thread.start()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[_T] = loop.create_future()
-        self._calls.put((loop, future, fn))
-        return await future
+        self._calls.put(call)
 
     def close(self) -> None:
         """Stop the thread once the calls queued so far have run, and wait for it."""
@@ -92,7 +106,9 @@ class StoreThread:
             batch: list[_Call] = []
             call = self._calls.get()
             while call is not None:
-                if not call[1].cancelled():  # read across threads: at worst it runs and its result is dropped
+                future = call[1]
+                # Read across threads: at worst a cancelled call runs and its result is dropped.
+                if future is None or not future.cancelled():
                     batch.append(call)
                 # empty() first: get_nowait() on an empty queue raises, and this thread holds the GIL
                 # the event loop is waiting for while it builds and catches that exception.
@@ -103,23 +119,20 @@ class StoreThread:
             if not batch:
                 continue
             try:
-                outcomes = self._run_batch([fn for _, _, fn in batch])
+                outcomes = self._run_batch([fn for _, _, fn, _ in batch])
             except BaseException as exc:  # the batch as a whole failed: every caller in it hears why
                 outcomes = [Raised(exc)] * len(batch)
-            for (loop, future, _), outcome in zip(batch, outcomes, strict=True):
-                _hand_back(loop, future, outcome)
+            for (loop, _, _, done), outcome in zip(batch, outcomes, strict=True):
+                try:
+                    loop.call_soon_threadsafe(done, outcome)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    pass
 
 
-def _hand_back(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], outcome: Any) -> None:
-    def settle() -> None:
-        if future.cancelled():
-            return
-        if isinstance(outcome, Raised):
-            future.set_exception(outcome.exc)
-        else:
-            future.set_result(outcome)
-
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:  # the loop is closed: nobody is waiting any more
-        pass
+def _settle(future: asyncio.Future[Any], outcome: Any) -> None:
+    if future.cancelled():
+        return
+    if isinstance(outcome, Raised):
+        future.set_exception(outcome.exc)
+    else:
+        future.set_result(outcome)

@@ -138,11 +138,11 @@ class RedisStore:
         self._where, self._password = str(where), kwargs.get("password")
         # register_script loads nothing yet: each call runs EVALSHA and falls back to EVAL once.
         self._enqueue = client.register_script(lua.ENQUEUE)
-        self._enqueues = GroupCommit(self._enqueue_batch)
+        self._enqueues = GroupCommit.awaiting(self._enqueue_batch)
         self._claim = client.register_script(lua.CLAIM)
         self._claim_many = client.register_script(lua.CLAIM_MANY)
         self._transitions = client.register_script(lua.TRANSITIONS)
-        self._moves = GroupCommit(self._move_batch)
+        self._moves = GroupCommit.awaiting(self._move_batch)
         self._update_meta = client.register_script(lua.UPDATE_META)
         self._purge = client.register_script(lua.PURGE)
         self._delete_if_equals = client.register_script(lua.DELETE_IF_EQUALS)

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
-from gateway.storage._group_commit import GroupCommit
+from gateway.storage._group_commit import Done, GroupCommit, complete
 from gateway.storage._store_thread import Outcomes, Raised, StoreThread, run_each
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
@@ -110,8 +110,8 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
         self._kv_writes = 0
-        self._enqueues = GroupCommit(self._enqueue_batch)
-        self._counter_adds = GroupCommit(self._counters_batch)  # one answer's usage each, many a commit
+        self._enqueues = GroupCommit(self._start_enqueues)
+        self._counter_adds = GroupCommit.awaiting(self._counters_batch)  # one answer's usage each, many a commit
 
     @classmethod
     async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
@@ -193,9 +193,20 @@ class SQLiteStore:
         try:
             return await self._thread.run(_StoreCall(self, fn, write))
         except sqlite3.DatabaseError as exc:
-            if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
-                raise  # our bug or bad input, not an unavailable store
-            raise StoreError(f"SQLite store failed ({self._path}): {exc}") from exc
+            failure = self._failure(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
+
+    def _failure(self, exc: BaseException) -> BaseException:
+        """What a store call that raised `exc` raises: a `StoreError` if the database is unavailable."""
+        if not isinstance(exc, sqlite3.DatabaseError):
+            return exc
+        if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError):
+            return exc  # our bug or bad input, not an unavailable store
+        failure = StoreError(f"SQLite store failed ({self._path}): {exc}")
+        failure.__cause__ = exc
+        return failure
 
     async def _fetch(self, sql: str, params: _Params = ()) -> list[sqlite3.Row]:
         # fetchall() steps a statement to its end, which is what commits an autocommit write.
@@ -443,15 +454,30 @@ class SQLiteStore:
         # Group commit: enqueues arriving together share one statement, one transaction (one fsync).
         return await self._enqueues.submit((new, row))
 
-    async def _enqueue_batch(self, batch: Sequence[tuple[Job, tuple[Any, ...]]]) -> list[tuple[Job, bool] | Exception]:
+    def _start_enqueues(self, batch: Sequence[tuple[Job, tuple[Any, ...]]], done: Done[tuple[Job, bool]]) -> None:
         params = [value for _, row in batch for value in row]
-        keys = [new.key for new, _ in batch if new.key is not None]
 
         def fast(c: sqlite3.Connection) -> None:
             # The common case, every row new: one plain INSERT, a transaction of its own (one
             # sqlite3 step, the commit and its fsync included: each step hands the GIL to the event
             # loop and back). A taken id or key fails the whole statement, leaving nothing written.
             c.execute(queries.insert_jobs_strictly(len(batch)), params)
+
+        def landed(outcome: Any) -> None:  # on the loop, so the callers hear of their commit this turn
+            if not isinstance(outcome, Raised):
+                done([(new, True) for new, _ in batch])
+            elif isinstance(outcome.exc, sqlite3.IntegrityError):  # some id or key is taken: row by row
+                complete(self._enqueue_rows(batch, params), done)
+            else:
+                done(self._failure(outcome.exc))
+
+        # Posted rather than awaited: the batch's outcome reaches its callers in the turn it lands.
+        self._thread.post(_StoreCall(self, fast, write=False), landed)
+
+    async def _enqueue_rows(
+        self, batch: Sequence[tuple[Job, tuple[Any, ...]]], params: list[Any]
+    ) -> list[tuple[Job, bool] | Exception]:
+        keys = [new.key for new, _ in batch if new.key is not None]
 
         def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
             # One statement for the whole batch; a row whose id or key is taken (before, or by an
@@ -460,11 +486,6 @@ class SQLiteStore:
             found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
             return inserted, found
 
-        try:
-            await self._run(fast, closing_ok=True)
-            return [(new, True) for new, _ in batch]
-        except sqlite3.IntegrityError:
-            pass  # some id or key is taken: row by row below
         inserted, found = await self._run(op, write=True, closing_ok=True)
         by_key = {row["key"]: row for row in found}
         out: list[tuple[Job, bool] | Exception] = []

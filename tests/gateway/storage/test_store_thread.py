@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from gateway.storage._store_thread import StoreThread
+from gateway.storage._store_thread import Raised, StoreThread
 
 pytestmark = pytest.mark.anyio
 
@@ -66,3 +66,21 @@ async def test_a_call_cancelled_before_the_thread_reaches_it_is_skipped() -> Non
     finally:
         worker.close()
     assert ran == []
+
+
+async def test_a_posted_call_hands_its_outcome_to_its_callback_on_the_loop() -> None:
+    worker = StoreThread("test-store")
+    loop_thread = threading.current_thread()
+    landed: asyncio.Queue[tuple[object, threading.Thread]] = asyncio.Queue()
+
+    def fail() -> None:
+        raise ValueError("bad row")
+
+    try:
+        worker.post(lambda: 7, lambda outcome: landed.put_nowait((outcome, threading.current_thread())))
+        worker.post(fail, lambda outcome: landed.put_nowait((outcome, threading.current_thread())))
+        (first, first_thread), (second, second_thread) = await landed.get(), await landed.get()
+    finally:
+        worker.close()
+    assert first == 7 and first_thread is loop_thread
+    assert isinstance(second, Raised) and isinstance(second.exc, ValueError) and second_thread is loop_thread
