@@ -43,12 +43,8 @@ class GroupCommit(Generic[_I, _R]):
     def awaiting(
         cls, write: Callable[[Sequence[_I]], Awaitable[Sequence[_R | Exception]]], *, max_batch: int = MAX_BATCH
     ) -> GroupCommit[_I, _R]:
-        """Group commit over `write(items)`, which returns one outcome per item (run as a task per batch)."""
-
-        def start(items: Sequence[_I], done: Done[_R]) -> None:
-            complete(write(items), done)
-
-        return cls(start, max_batch=max_batch)
+        """Group commit over `write(items)`, which returns one outcome per item."""
+        return cls(_Writer(write).start, max_batch=max_batch)
 
     async def submit(self, item: _I) -> _R:
         """Write `item` with whatever else is waiting; its outcome once the batch is written."""
@@ -105,6 +101,38 @@ class GroupCommit(Generic[_I, _R]):
                 else:
                     future.set_result(outcome)
         self._next()  # the next batch starts in this same turn
+
+
+class _Writer(Generic[_I, _R]):
+    """`start` over an async `write`: one task writes batch after batch while they come.
+
+    The next batch is started by `done` from inside the task, so the task goes on to write it in
+    the same turn of the loop, where a task per batch would only start in the next turn.
+    """
+
+    def __init__(self, write: Callable[[Sequence[_I]], Awaitable[Sequence[_R | Exception]]]) -> None:
+        self._write = write
+        self._batches: list[tuple[Sequence[_I], Done[_R]]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self, items: Sequence[_I], done: Done[_R]) -> None:
+        self._batches.append((items, done))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._drain(), name="store-group-commit")
+
+    async def _drain(self) -> None:
+        try:
+            while self._batches:
+                items, done = self._batches.pop(0)
+                try:
+                    outcomes: Sequence[_R | Exception] | BaseException = await self._write(items)
+                except BaseException as exc:  # the batch failed, or the loop is shutting down
+                    outcomes = exc
+                done(outcomes)  # which may start the next batch: this loop writes it
+                if isinstance(outcomes, BaseException) and not isinstance(outcomes, Exception):
+                    raise outcomes
+        finally:
+            self._task = None
 
 
 def complete(outcomes: Awaitable[Sequence[_R | Exception]], done: Done[_R]) -> None:
