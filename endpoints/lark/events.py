@@ -76,9 +76,19 @@ class LarkTrigger:
         return _SPACES.sub(" ", text).strip()
 
     def to_payload(self) -> dict[str, Any]:
-        payload = {name: getattr(self, name) for name in self.__dataclass_fields__ if name != "mentions"}
-        payload["mentions"] = [[m.key, m.open_id, m.name] for m in self.mentions]
-        return payload
+        # Spelled out: built on every ack, where a loop over the fields costs twice as much.
+        return {
+            "event_id": self.event_id,
+            "tenant": self.tenant,
+            "message_id": self.message_id,
+            "chat_id": self.chat_id,
+            "chat_type": self.chat_type,
+            "sender": self.sender,
+            "text": self.text,
+            "root_id": self.root_id,
+            "thread_id": self.thread_id,
+            "mentions": [[m.key, m.open_id, m.name] for m in self.mentions],
+        }
 
     @classmethod
     def from_payload(cls, payload: Mapping[str, Any]) -> LarkTrigger:

@@ -15,8 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
-from endpoints.lark.verify import decrypt
+from endpoints.lark.settings import LarkSettings
+from endpoints.lark.verify import decrypt, open_body
 from gateway.clock import FakeClock
 from gateway.records.apps import AppIn
 from gateway.testing import lark_event, lark_message_event, lark_url_verification
@@ -247,3 +249,62 @@ async def test_the_encrypt_key_is_required_and_masked(tmp_path: Path) -> None:
         read = await running.client.get(f"/admin/api/endpoints/{endpoint.id}", headers=admin_headers())
         shown = json.dumps(read.json())
         assert "topsecret" not in shown and ENCRYPT_KEY not in shown
+
+
+def _opened_event(body: bytes) -> dict[str, Any] | str:
+    opened = open_body(body, LarkSettings(app_id="cli_test123", app_secret=SecretStr("s"), encrypt_key=ENCRYPT_KEY))
+    return opened if isinstance(opened, str) else opened.event
+
+
+def test_a_body_as_lark_sends_it_is_opened_without_parsing_the_outer_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `{"encrypt":"<base64>"}` is recognised as it is; only the decrypted event goes through JSON.
+    verify_module = importlib.import_module("endpoints.lark.verify")
+    parsed: list[bytes] = []
+    json_object = verify_module._json_object
+
+    def counted(raw: bytes) -> dict[str, Any] | None:
+        parsed.append(raw)
+        return json_object(raw)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(verify_module, "_json_object", counted)
+    event = message()
+    body = lark_event(ENCRYPT_KEY, event, timestamp=NOW).body
+    assert _opened_event(body) == event
+    assert len(parsed) == 1 and json.loads(parsed[0]) == event
+
+
+def test_the_outer_body_means_what_json_says_it_means() -> None:
+    event = message()
+    values = {
+        "<S>": encrypt_event(ENCRYPT_KEY, json.dumps(event).encode()),
+        "<J>": encrypt_event("another key", b"{}"),
+    }
+    values["<E>"] = values["<S>"].replace("/", "\\/")  # JSON may escape "/": the same string
+
+    def body(template: str) -> bytes:
+        for marker, value in values.items():
+            template = template.replace(marker, value)
+        return template.encode()
+
+    opened = [
+        '{"encrypt":"<S>"}',
+        ' \t\r\n{ "encrypt" :\n"<S>" }\r\n',
+        '{"encrypt":"<E>"}',
+        '{"schema":"2.0","encrypt":"<S>"}',
+        '{"encrypt":"<J>","encrypt":"<S>"}',  # the last one counts
+        '\ufeff{"encrypt":"<S>"}',  # a UTF-8 BOM, which json.loads takes
+    ]
+    refused = [
+        '{"encrypt":"<S>","encrypt":"<J>"}',
+        '{"encrypt":"<S>"} trailing',
+        '{"encrypt":"<S>"}{}',
+        '{"encrypt":"<S>"}\x0b',  # not JSON whitespace
+        '[{"encrypt":"<S>"}]',
+        '{"encrypt":"<S>\\u0000"}',
+        '{"encrypt":"<S>',
+        '{"encrypt":"<S>"',
+    ]
+    for template in opened:
+        assert _opened_event(body(template)) == event, template
+    for template in refused:
+        assert isinstance(_opened_event(body(template)), str), template
