@@ -62,6 +62,8 @@ def user_key(user_id: object) -> str:
 
 
 def _text(value: object) -> str:
+    if type(value) is str and value:  # the common case, without the call
+        return value
     text = as_text(value)
     if text is None:
         raise ValueError("missing or malformed field")

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -62,16 +63,24 @@ __all__ = ["plugin"]
 RESET_DONE = "Done: your next question starts a new conversation here."
 
 
+_VERIFIED = Verdict.ok()  # frozen: one for every verified interaction
+_BAD_SIGNATURE = "bad or missing Discord signature"
+
+
 async def verify(request: Request, ctx: Context[DiscordSettings]) -> Verdict:
-    settings = ctx.settings
+    try:
+        key = ctx.settings.verify_key  # decoded once per endpoint version
+    except ValueError:  # a stored key that is not 64 hex characters verifies nothing
+        return Verdict.failed(_BAD_SIGNATURE)
+    headers = request.headers
     ok = verify_discord(
-        settings.public_key,
-        request.headers.get("x-signature-ed25519"),
-        request.headers.get("x-signature-timestamp"),
+        key,
+        headers.get("x-signature-ed25519"),
+        headers.get("x-signature-timestamp"),
         request.body,
         ctx.clock.time(),
     )
-    return Verdict.ok() if ok else Verdict.failed("bad or missing Discord signature")
+    return _VERIFIED if ok else Verdict.failed(_BAD_SIGNATURE)
 
 
 plugin = Plugin(
@@ -86,6 +95,15 @@ plugin = Plugin(
 )
 
 
+# The two answers every interaction endpoint gives most, encoded once (as `Response.json` would).
+_PONG = json.dumps({"type": PONG}, separators=(",", ":")).encode()
+_DEFERRED = json.dumps({"type": DEFERRED_CHANNEL_MESSAGE}, separators=(",", ":")).encode()
+
+
+def _json(body: bytes) -> Response:
+    return Response(200, body, [], "application/json")
+
+
 def _bot_token(settings: DiscordSettings) -> str | None:
     return settings.bot_token.get_secret_value() if settings.bot_token else None
 
@@ -97,7 +115,7 @@ async def interactions(request: Request, ctx: Context[DiscordSettings]) -> Respo
         raise BadRequest("an interaction must be a JSON object")
     kind = payload.get("type")
     if kind == PING:
-        return Response.json({"type": PONG})
+        return _json(_PONG)
     if kind == AUTOCOMPLETE:  # none of our options autocomplete; answer rather than time out
         return Response.json({"type": AUTOCOMPLETE_RESULT, "data": {"choices": []}})
     if kind != APPLICATION_COMMAND:
@@ -127,7 +145,7 @@ async def interactions(request: Request, ctx: Context[DiscordSettings]) -> Respo
     }
     # Durable before the ack; keyed by the interaction id so a repeat never answers twice.
     await ctx.jobs.enqueue("ask", job, key=command.id, max_attempts=3)
-    return Response.json({"type": DEFERRED_CHANNEL_MESSAGE})
+    return _json(_DEFERRED)
 
 
 @plugin.job("ask", secrets=("token",))

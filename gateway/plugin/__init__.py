@@ -147,6 +147,7 @@ from gateway.records.appform import FileUpload, file_type
 from gateway.retry_after import retry_after_header, retry_after_seconds
 from gateway.security.addresses import private_url_host
 from gateway.security.signatures import (
+    Ed25519Key,
     check_timestamp,
     new_webhook_secret,
     parse_ed25519_public_key,
@@ -182,6 +183,7 @@ __all__ = [
     "Delivered",
     "Delta",
     "Draft",
+    "Ed25519Key",
     "EditThrottle",
     "EndpointInfo",
     "FENCE",

@@ -27,6 +27,7 @@ from nacl.signing import VerifyKey
 
 __all__ = [
     "DEFAULT_TOLERANCE_S",
+    "Ed25519Key",
     "MAX_HEADER_BYTES",
     "MAX_MSG_ID_CHARS",
     "MAX_SIGNATURE_ENTRIES",
@@ -141,24 +142,44 @@ def parse_ed25519_public_key(public_key_hex: str) -> bytes:
     return bytes.fromhex(text)
 
 
+class Ed25519Key:
+    """An Ed25519 public key decoded once, to verify many messages with it (a Discord endpoint's
+    key is used for every interaction). Verification is libsodium's (PyNaCl), as `verify_ed25519`."""
+
+    __slots__ = ("_key", "hex")
+
+    def __init__(self, public_key_hex: str) -> None:
+        """Raises ValueError unless `public_key_hex` is 64 hex characters (see `parse_ed25519_public_key`)."""
+        raw = parse_ed25519_public_key(public_key_hex)
+        self.hex = raw.hex()
+        self._key = VerifyKey(raw)
+
+    def verify(self, signature_hex: str | bytes | None, message: bytes) -> bool:
+        """True if `signature_hex` (128 lowercase hex characters) is this key's signature of `message`."""
+        sig = _raw(signature_hex, 128)
+        if sig is None or _ED25519_SIGNATURE_HEX.fullmatch(sig) is None:
+            return False
+        try:
+            self._key.verify(message, bytes.fromhex(sig.decode("ascii")))
+        except BadSignatureError:  # also raised by libsodium for small-order or non-canonical keys
+            return False
+        return True
+
+    def __repr__(self) -> str:
+        return f"Ed25519Key({self.hex!r})"
+
+
 def verify_ed25519(public_key_hex: str, signature_hex: str | bytes | None, message: bytes) -> bool:
     """Verify a lowercase-hex Ed25519 signature of `message`; False on any malformed key or signature."""
     try:
-        key = parse_ed25519_public_key(public_key_hex)
+        key = Ed25519Key(public_key_hex)
     except ValueError:
         return False
-    sig = _raw(signature_hex, 128)
-    if sig is None or _ED25519_SIGNATURE_HEX.fullmatch(sig) is None:
-        return False
-    try:
-        VerifyKey(key).verify(message, bytes.fromhex(sig.decode("ascii")))
-    except BadSignatureError:  # also raised by libsodium for small-order or non-canonical keys
-        return False
-    return True
+    return key.verify(signature_hex, message)
 
 
 def verify_discord(
-    public_key_hex: str,
+    public_key: str | Ed25519Key,
     signature: str | bytes | None,
     timestamp: str | bytes | None,
     body: bytes,
@@ -166,11 +187,15 @@ def verify_discord(
     *,
     tolerance_s: int = DEFAULT_TOLERANCE_S,
 ) -> bool:
-    """Verify `X-Signature-Ed25519` over `timestamp + body`, with a replay window Discord doesn't have."""
+    """Verify `X-Signature-Ed25519` over `timestamp + body`, with a replay window Discord doesn't have.
+
+    `public_key` is the application's key as 64 hex characters or, decoded once, an `Ed25519Key`."""
     ts = _raw(timestamp, _MAX_TIMESTAMP_CHARS)
     if ts is None or not _fresh(ts, now, tolerance_s):
         return False
-    return verify_ed25519(public_key_hex, signature, ts + body)
+    if isinstance(public_key, Ed25519Key):
+        return public_key.verify(signature, ts + body)
+    return verify_ed25519(public_key, signature, ts + body)
 
 
 # -- Standard Webhooks (v1, symmetric) --------------------------------------------------------

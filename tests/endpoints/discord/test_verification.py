@@ -15,7 +15,9 @@ import httpx
 import pytest
 from nacl.signing import SigningKey
 
+from endpoints.discord.settings import DiscordSettings
 from gateway.clock import FakeClock
+from gateway.host.runtime import Gateway
 from gateway.records.apps import AppIn
 from tests.support.discord_interactions import APPLICATION_ID, body_of, command, new_key, public_key_hex, signed_headers
 from tests.support.gateway import admin_headers, make_settings, running_app
@@ -31,6 +33,8 @@ class Front:
     path: str
     key: SigningKey
     clock: FakeClock
+    gateway: Gateway
+    endpoint_id: str
 
     async def post(self, body: bytes, headers: dict[str, str] | httpx.Headers) -> httpx.Response:
         return await self.client.post(self.path, content=body, headers=headers)
@@ -49,8 +53,8 @@ async def front(tmp_path: Path) -> AsyncIterator[Front]:
             AppIn.model_validate({"name": "a", "base_url": "http://dify.test/v1", "api_key": "app-k", "mode": "chat"})
         )
         settings = {"application_id": APPLICATION_ID, "public_key": public_key_hex(key)}
-        _, url = await running.gateway.endpoints.create("discord", ["a"], settings)
-        yield Front(running.client, running.path(url), key, clock)
+        record, url = await running.gateway.endpoints.create("discord", ["a"], settings)
+        yield Front(running.client, running.path(url), key, clock, running.gateway, record.id)
 
 
 PING = {"type": 1, "id": "1", "application_id": APPLICATION_ID, "token": "t", "version": 1}
@@ -61,6 +65,40 @@ async def test_ping_answers_pong(front: Front) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {"type": 1}
+
+
+async def test_ping_and_the_deferred_answer_are_compact_json(front: Front) -> None:
+    assert (await front.signed(PING)).content == b'{"type":1}'
+    response = await front.signed(command("ask", "hi"))
+    assert response.status_code == 200 and response.content == b'{"type":5}'
+    assert response.headers["content-type"] == "application/json"
+
+
+def test_the_settings_decode_the_public_key_once_and_follow_a_changed_one() -> None:
+    first, second = SigningKey.generate(), SigningKey.generate()
+    settings = DiscordSettings.model_validate(
+        {"application_id": APPLICATION_ID, "public_key": public_key_hex(first).upper()}
+    )
+    key = settings.verify_key
+    assert settings.verify_key is key and key.hex == public_key_hex(first)
+    message = b"1700000000{}"
+    assert key.verify(first.sign(message).signature.hex(), message) is True
+    assert "decoded_key" not in settings.model_dump() and "verify_key" not in settings.model_dump()
+    copied = settings.model_copy(update={"public_key": public_key_hex(second)})
+    assert copied.verify_key.hex == public_key_hex(second)
+    assert copied.verify_key.verify(second.sign(message).signature.hex(), message) is True
+    assert copied.verify_key.verify(first.sign(message).signature.hex(), message) is False
+    assert settings.verify_key is key
+
+
+async def test_a_new_public_key_is_used_from_the_next_interaction_on(front: Front) -> None:
+    assert (await front.signed(PING)).status_code == 200
+    new = SigningKey.generate()
+    await front.gateway.endpoints.update(front.endpoint_id, settings={"public_key": public_key_hex(new)})
+    assert (await front.signed(PING)).status_code == 401  # the old key's signature
+    body = body_of(PING)
+    response = await front.post(body, signed_headers(new, body, NOW))
+    assert response.status_code == 200 and response.json() == {"type": 1}
 
 
 async def test_the_raw_body_is_verified_not_a_reserialization(front: Front) -> None:

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from nacl.signing import SigningKey
+from nacl.exceptions import BadSignatureError
+from nacl.signing import SigningKey, VerifyKey
 from slack_sdk.signature import SignatureVerifier
 from standardwebhooks.webhooks import Webhook
 
 from gateway.security import signatures as sig
 from gateway.security.signatures import (
+    Ed25519Key,
     check_timestamp,
     hmac_sha256_hex,
     new_webhook_secret,
@@ -295,6 +297,75 @@ def test_ed25519_small_order_key_forgery_rejected() -> None:
     identity = "01" + "00" * 31
     assert verify_ed25519(identity, identity + "00" * 32, b"anything") is False
     assert verify_ed25519("00" * 32, "00" * 64, b"anything") is False
+
+
+# Ed25519's group order: a signature whose S is S + L verifies in lax implementations (malleable).
+_L = 2**252 + 27742317777372353535851937790883648493
+
+
+def _malleated(signature_hex: str) -> str:
+    raw = bytes.fromhex(signature_hex)
+    s = int.from_bytes(raw[32:], "little") + _L
+    return (raw[:32] + s.to_bytes(32, "little")).hex()
+
+
+def _pynacl_accepts(public_hex: str, signature_hex: str, message: bytes) -> bool:
+    try:
+        VerifyKey(bytes.fromhex(public_hex)).verify(message, bytes.fromhex(signature_hex))
+    except BadSignatureError:
+        return False
+    return True
+
+
+def _key_and_signature_vectors() -> list[tuple[str, str, bytes, bool]]:
+    """(public key, signature, message, valid): a good one, malleated ones, small-order and
+    non-canonical keys."""
+    message = TS.encode() + ODD_BODY
+    good = discord_sig(TS, ODD_BODY)
+    identity = "01" + "00" * 31
+    p = 2**255 - 19
+    return [
+        (PUBLIC_HEX, good, message, True),
+        (PUBLIC_HEX, _malleated(good), message, False),  # S + L: same R, non-canonical S
+        (PUBLIC_HEX, good[:64] + "ff" * 32, message, False),  # S far above L
+        (PUBLIC_HEX, good, message + b" ", False),
+        (identity, identity + "00" * 32, b"anything", False),  # small-order key, R = identity, S = 0
+        ("00" * 32, "00" * 64, b"anything", False),
+        ("ec" + "ff" * 30 + "7f", identity + "00" * 32, b"anything", False),  # y = p - 1 (order 2)
+        ((p + 1).to_bytes(32, "little").hex(), identity + "00" * 32, b"anything", False),  # y = 1 as p + 1
+        ((p + 1).to_bytes(32, "little").hex(), good, message, False),
+    ]
+
+
+@pytest.mark.parametrize(("public_hex", "signature", "message", "valid"), _key_and_signature_vectors())
+def test_ed25519_key_decides_as_pynacl_on_malleable_and_small_order_inputs(
+    public_hex: str, signature: str, message: bytes, valid: bool
+) -> None:
+    assert _pynacl_accepts(public_hex, signature, message) is valid
+    key = Ed25519Key(public_hex)
+    assert key.verify(signature, message) is valid
+    assert key.verify(signature.encode("ascii"), message) is valid
+    assert verify_ed25519(public_hex, signature, message) is valid
+
+
+def test_ed25519_key_is_decoded_once_and_verifies_like_the_hex_key() -> None:
+    key = Ed25519Key(f" {PUBLIC_HEX.upper()}\n")
+    assert key.hex == PUBLIC_HEX and repr(key) == f"Ed25519Key({PUBLIC_HEX!r})"
+    for ts, body, now in [(TS, ODD_BODY, NOW), (TS, BODY, NOW), (str(NOW - 301), BODY, NOW), (TS, BODY, NOW + 1)]:
+        signature = discord_sig(ts, body)
+        by_hex = verify_discord(PUBLIC_HEX, signature, ts, body, now)
+        assert verify_discord(key, signature, ts, body, now) is by_hex
+        assert verify_discord(key, signature.upper(), ts, body, now) is False  # lowercase hex only, as before
+    other = SigningKey(bytes(32 * [7]))
+    assert verify_discord(key, discord_sig(TS, BODY, other), TS, BODY, NOW) is False
+
+
+def test_ed25519_key_header_vectors_and_malformed_keys() -> None:
+    key = Ed25519Key(PUBLIC_HEX)
+    _assert_all_rejected(lambda value: verify_discord(key, value, TS, BODY, NOW), discord_sig(TS, BODY), "")
+    for bad in ["", "zz" * 32, PUBLIC_HEX[:-2], PUBLIC_HEX + "00", "0x" + PUBLIC_HEX[2:]]:
+        with pytest.raises(ValueError, match="64 hex characters"):
+            Ed25519Key(bad)
 
 
 # -- Standard Webhooks ------------------------------------------------------------------------
