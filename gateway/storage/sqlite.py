@@ -1,7 +1,10 @@
 """The embedded backend: one SQLite file, safe to share between several processes.
 
-Every call runs on ONE dedicated worker thread that owns ONE connection, so the event loop never
-blocks on disk and there is no per-call connection setup. Several processes (the CLI while the
+Every call runs on ONE dedicated worker thread that owns ONE connection, so the event loop does
+not wait on the disk and there is no per-call connection setup. The one exception is the ack
+path's write, a batch of new jobs: while the file is free and such commits are quick, it is
+committed right on the event loop's thread, through a second connection that never waits for a
+lock (`_inline_writer`); otherwise it goes to the store thread like everything else. Several processes (the CLI while the
 server runs, two gateway processes) may open the same file: WAL lets readers run beside the single
 writer, `busy_timeout` makes writers wait for each other instead of failing, and every
 read-modify-write runs in `BEGIN IMMEDIATE` (or is one statement, which SQLite write-locks from the
@@ -23,16 +26,22 @@ import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
 from gateway.storage._group_commit import Done, GroupCommit, complete
+from gateway.storage._inline_writer import InlineWriter
 from gateway.storage._store_thread import Outcomes, Raised, StoreThread, run_each
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
-__all__ = ["SQLiteStore"]
+__all__ = ["INLINE_BUDGET", "SQLiteStore"]
 
 _T = TypeVar("_T")
 _Params = Sequence[Any] | Mapping[str, Any]
 
 _BUSY_TIMEOUT_MS = 10_000
+INLINE_BUDGET = 0.002  # seconds a commit of new jobs may take on the event loop's thread (`_inline_writer`)
 _KV_SWEEP_EVERY = 1_000  # writes between purges of expired keys (reads just ignore them)
+
+
+def _in_memory(path: str) -> bool:
+    return path == ":memory:" or path.startswith("file:") and "mode=memory" in path
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -103,10 +112,17 @@ class SQLiteStore:
     absent and are purged now and then.
     """
 
-    def __init__(self, path: str, *, clock: Clock) -> None:
+    def __init__(self, path: str, *, clock: Clock, inline_budget: float | None = INLINE_BUDGET) -> None:
         self._path = path
         self._clock = clock
         self._thread = StoreThread("sqlite-store", run_batch=self._run_batch)
+        # New jobs committed on the event loop's thread while the file is free and commits quick
+        # (`_inline_writer`); never for an in-memory database, which a second connection can't see.
+        self._inline = (
+            InlineWriter(path, clock=clock, budget=inline_budget, checkpoint=self._checkpoint_soon)
+            if inline_budget is not None and not _in_memory(path)
+            else None
+        )
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
         self._closed = False
         self._kv_writes = 0
@@ -114,9 +130,13 @@ class SQLiteStore:
         self._counter_adds = GroupCommit.awaiting(self._counters_batch)  # one answer's usage each, many a commit
 
     @classmethod
-    async def open(cls, path: str, *, clock: Clock) -> SQLiteStore:
-        """Open (creating if needed) the database file and its tables."""
-        store = cls(path, clock=clock)
+    async def open(cls, path: str, *, clock: Clock, inline_budget: float | None = INLINE_BUDGET) -> SQLiteStore:
+        """Open (creating if needed) the database file and its tables.
+
+        `inline_budget`: new jobs are committed on the event loop's thread while the file is free
+        and such commits take under this many seconds (`_inline_writer`); None: never.
+        """
+        store = cls(path, clock=clock, inline_budget=inline_budget)
         try:
             await store.ping()
         except BaseException:
@@ -180,6 +200,11 @@ class SQLiteStore:
         conn = self._connection()
         return _immediate(conn, fn) if write else fn(conn)
 
+    def _checkpoint_soon(self) -> None:
+        """Have the store thread checkpoint the WAL (passive: it never waits for a writer or reader)."""
+        checkpoint = _StoreCall(self, lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall(), write=False)
+        self._thread.post(checkpoint, lambda outcome: None)  # a failed checkpoint is retried by the next
+
     def _shutdown(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -235,6 +260,8 @@ class SQLiteStore:
         self._closed = True
         await self._enqueues.wait_idle()  # enqueues accepted before the close are written
         await self._counter_adds.wait_idle()
+        if self._inline is not None:
+            self._inline.close()
         try:
             await self._thread.run(self._shutdown)
         finally:
@@ -456,6 +483,18 @@ class SQLiteStore:
 
     def _start_enqueues(self, batch: Sequence[tuple[Job, tuple[Any, ...]]], done: Done[tuple[Job, bool]]) -> None:
         params = [value for _, row in batch for value in row]
+        if self._inline is not None:
+            try:
+                committed = self._inline.execute(queries.insert_jobs_strictly(len(batch)), params)
+            except sqlite3.IntegrityError:  # some id or key is taken: row by row, on the store thread
+                complete(self._enqueue_rows(batch, params), done)
+                return
+            except Exception as exc:
+                done(self._failure(exc))
+                return
+            if committed:
+                done([(new, True) for new, _ in batch])
+                return
 
         def fast(c: sqlite3.Connection) -> None:
             # The common case, every row new: one plain INSERT, a transaction of its own (one

@@ -242,12 +242,15 @@ async def test_a_failing_call_in_a_batch_is_undone_alone(tmp_path: Path, clock: 
         await store.aclose()
 
 
-async def test_a_batch_of_new_jobs_is_one_insert_stepped_once(tmp_path: Path, clock: FakeClock) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["on the loop", "on the store thread"])
+async def test_a_batch_of_new_jobs_is_one_insert_stepped_once(tmp_path: Path, clock: FakeClock, inline: bool) -> None:
     """Every sqlite3 step hands the GIL to the event loop and back: a batch of new jobs is one
     INSERT without RETURNING (one step, whatever the rows), its row count telling that all went in."""
-    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock, inline_budget=60.0 if inline else None)
     statements: list[str] = []
     try:
+        if store._inline is not None:
+            store._inline._connection().set_trace_callback(statements.append)
         await store._run(lambda c: c.set_trace_callback(statements.append))
         async with anyio.create_task_group() as tg:
             for i in range(20):

@@ -1,0 +1,174 @@
+"""SQLite: new jobs committed on the event loop's thread (`_inline_writer`) while the file is free and
+commits are quick, and handed to the store thread otherwise, without the loop ever waiting on a lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gateway.clock import FakeClock
+from gateway.storage._inline_writer import COOL_DOWN, InlineWriter
+from gateway.storage.base import Job
+from gateway.storage.sqlite import SQLiteStore
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_700_000_000.0
+
+
+def job(job_id: str) -> Job:
+    return Job(id=job_id, kind="test", payload={"n": job_id}, due_at=T0)
+
+
+def stored_ids(path: Path) -> list[str]:
+    """The jobs in the file, as another connection (another process) reads them."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return sorted(row[0] for row in conn.execute("SELECT id FROM jobs"))
+
+
+@contextlib.asynccontextmanager
+async def store_thread_held(store: SQLiteStore):  # type: ignore[no-untyped-def]
+    """The store thread busy in a call of the test's until the block ends."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        entered.set()
+        release.wait(30)
+
+    held = asyncio.ensure_future(store._run(hold))
+    assert await asyncio.to_thread(entered.wait, 10)
+    try:
+        yield
+    finally:
+        release.set()
+        await held
+
+
+async def test_new_jobs_are_committed_on_the_loop_while_the_store_thread_is_busy(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(str(path), clock=clock)
+    try:
+        async with store_thread_held(store):
+            with anyio.fail_after(5):  # through the store thread, this would wait for `hold`
+                results = await asyncio.gather(store.job_enqueue(job("a")), store.job_enqueue(job("b")))
+            assert [created for _, created in results] == [True, True]
+            assert stored_ids(path) == ["a", "b"]  # committed, for every other connection to see
+    finally:
+        await store.aclose()
+
+
+async def test_a_write_locked_file_sends_new_jobs_to_the_store_thread_and_the_loop_runs_on(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(str(path), clock=clock)
+    other = sqlite3.connect(path, isolation_level=None)  # another process's writer, say
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        enqueue = asyncio.ensure_future(store.job_enqueue(job("a")))
+        # The loop goes on turning while the enqueue waits for the lock: a connection waiting on
+        # the loop's thread would hold it for the store's whole 10 s busy timeout.
+        with anyio.fail_after(5):
+            for _ in range(20):
+                await anyio.sleep(0.01)
+        assert not enqueue.done()
+        other.execute("COMMIT")
+        with anyio.fail_after(10):
+            _, created = await enqueue
+        assert created and stored_ids(path) == ["a"]
+    finally:
+        other.close()
+        await store.aclose()
+
+
+async def test_the_inline_connection_syncs_every_commit(tmp_path: Path, clock: FakeClock) -> None:
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        await store.job_enqueue(job("a"))
+        assert store._inline is not None
+        conn = store._inline._connection()
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, as the store thread's
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # checkpoints off the loop
+    finally:
+        await store.aclose()
+
+
+async def test_an_in_memory_store_never_writes_inline(clock: FakeClock) -> None:
+    store = await SQLiteStore.open(":memory:", clock=clock)
+    try:
+        assert store._inline is None  # a second connection would see another, empty, database
+        await store.job_enqueue(job("a"))
+        assert [j.id for j in await store.job_list()] == ["a"]
+    finally:
+        await store.aclose()
+
+
+class SteppingClock(FakeClock):
+    """Each `monotonic()` read moves time on by `step` (a commit that takes `step` seconds)."""
+
+    def __init__(self, step: float) -> None:
+        super().__init__()
+        self.step = step
+
+    def monotonic(self) -> float:
+        value = super().monotonic()
+        self.advance(self.step)
+        return value
+
+
+def writer_on(path: Path, clock: FakeClock, **kwargs: object) -> InlineWriter:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS t (v TEXT)")
+    return InlineWriter(str(path), clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_slow_commit_sends_the_next_ones_to_the_store_thread_until_the_cool_down_ends(tmp_path: Path) -> None:
+    clock = SteppingClock(step=0.0)
+    writer = writer_on(tmp_path / "w.db", clock, budget=0.002, checkpoint=lambda: None)
+    try:
+        assert writer.execute("INSERT INTO t VALUES (?)", ["quick"]) is True
+        clock.step = 0.01  # the next commit takes 10 ms, over the 2 ms budget
+        assert writer.execute("INSERT INTO t VALUES (?)", ["slow"]) is True  # it was written
+        clock.step = 0.0
+        assert writer.execute("INSERT INTO t VALUES (?)", ["later"]) is False  # the store thread's now
+        clock.advance(COOL_DOWN)
+        assert writer.execute("INSERT INTO t VALUES (?)", ["again"]) is True
+    finally:
+        writer.close()
+    with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as conn:
+        assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["quick", "slow", "again"]
+
+
+def test_only_the_first_thread_writes_through_it(tmp_path: Path) -> None:
+    writer = writer_on(tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=lambda: None)
+    try:
+        assert writer.execute("INSERT INTO t VALUES (?)", ["loop"]) is True
+        elsewhere: list[bool] = []
+        thread = threading.Thread(target=lambda: elsewhere.append(writer.execute("INSERT INTO t VALUES (?)", ["x"])))
+        thread.start()
+        thread.join()
+        assert elsewhere == [False]
+    finally:
+        writer.close()
+
+
+def test_a_checkpoint_is_asked_for_every_so_many_bytes_written(tmp_path: Path) -> None:
+    asked: list[int] = []
+    writer = writer_on(
+        tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=lambda: asked.append(1), checkpoint_bytes=1000
+    )
+    try:
+        for _ in range(9):
+            writer.execute("INSERT INTO t VALUES (?)", ["x" * 300])
+    finally:
+        writer.close()
+    assert len(asked) == 2  # after 1,200 and 2,400 bytes; 300 more since
