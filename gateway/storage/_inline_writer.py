@@ -11,9 +11,11 @@ committing the INSERT right on the loop's thread is quicker for everyone, the lo
 - **The database is free.** Its connection never waits for a lock (`busy_timeout` 0): when another
   connection (the store thread's, another process's) holds the write lock, nothing is written and
   the caller hands the batch to the store thread, which waits for the lock there.
-- **Commits are quick.** A commit that took longer than `budget` seconds (a slow or busy disk)
-  sends the writes after it to the store thread for `COOL_DOWN` seconds; then one is tried here
-  again. So a slow disk stalls the loop once per cool-down at most, not on every batch.
+- **Commits are quick.** When the running average of commit times (each new one weighing
+  `WEIGHT`, from zero) passes `budget` seconds (a slow or busy disk, or one long stall), the
+  writes after it go to the store thread for `COOL_DOWN` seconds; then the average starts again
+  from zero. A commit now and then a little over the budget (the disk flushing its cache) moves
+  the average little; a slow disk stalls the loop for a few commits per cool-down at most.
 - **Durability is the store's.** The same file, `synchronous=FULL`: the INSERT is on disk when
   `execute` returns True, exactly as on the store thread.
 - **Checkpoints stay off the loop.** This connection never checkpoints the WAL itself
@@ -32,9 +34,10 @@ from typing import Any
 
 from gateway.clock import Clock
 
-__all__ = ["COOL_DOWN", "InlineWriter"]
+__all__ = ["COOL_DOWN", "WEIGHT", "InlineWriter"]
 
-COOL_DOWN = 10.0  # seconds of store-thread writes after a commit over budget
+COOL_DOWN = 10.0  # seconds of store-thread writes once the average commit is over budget
+WEIGHT = 0.2  # of each new commit time in the running average
 CHECKPOINT_BYTES = 4 << 20  # rows written here between two passive checkpoints (the WAL's default is ~4 MB)
 
 
@@ -55,7 +58,8 @@ class InlineWriter:
         self._checkpoint_bytes = checkpoint_bytes
         self._conn: sqlite3.Connection | None = None
         self._owner: int | None = None  # the thread that writes here (the event loop's)
-        self._resume_at: float | None = None  # after a slow commit: when to try here again
+        self._average = 0.0  # commit seconds, a running average (from 0: a cold first commit decides nothing)
+        self._resume_at: float | None = None  # after slow commits: when to try here again
         self._written = 0  # bytes of rows since the last checkpoint
 
     def execute(self, sql: str, params: Sequence[Any]) -> bool:
@@ -80,13 +84,20 @@ class InlineWriter:
                 return False  # another connection writes: nothing was written here
             raise
         finally:
-            if self._clock.monotonic() - started > self._budget:
-                self._resume_at = self._clock.monotonic() + COOL_DOWN
+            self._timed(self._clock.monotonic() - started)
         self._written += sum(len(value) for value in params if isinstance(value, str | bytes))
         if self._written >= self._checkpoint_bytes:
             self._written = 0
             self._checkpoint()
         return True
+
+    def _timed(self, seconds: float) -> None:
+        average = self._average + WEIGHT * (seconds - self._average)
+        if average > self._budget:
+            self._average = 0.0  # counted afresh after the cool-down
+            self._resume_at = self._clock.monotonic() + COOL_DOWN
+        else:
+            self._average = average
 
     def close(self) -> None:
         if self._conn is not None:

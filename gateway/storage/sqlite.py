@@ -4,11 +4,13 @@ Every call runs on ONE dedicated worker thread that owns ONE connection, so the 
 not wait on the disk and there is no per-call connection setup. The one exception is the ack
 path's write, a batch of new jobs: while the file is free and such commits are quick, it is
 committed right on the event loop's thread, through a second connection that never waits for a
-lock (`_inline_writer`); otherwise it goes to the store thread like everything else. Several processes (the CLI while the
-server runs, two gateway processes) may open the same file: WAL lets readers run beside the single
-writer, `busy_timeout` makes writers wait for each other instead of failing, and every
-read-modify-write runs in `BEGIN IMMEDIATE` (or is one statement, which SQLite write-locks from the
-start), so no two processes can both win a race such as claiming the same job.
+lock (`_inline_writer`); otherwise it goes to the store thread like everything else.
+
+Several processes (the CLI while the server runs, two gateway processes) may open the same file:
+WAL lets readers run beside the single writer, `busy_timeout` makes writers wait for each other
+instead of failing, and every read-modify-write runs in `BEGIN IMMEDIATE` (or is one statement,
+which SQLite write-locks from the start), so no two processes can both win a race such as claiming
+the same job.
 
 Group commit: the calls waiting together when the thread turns to its queue run in one
 `BEGIN IMMEDIATE` .. `COMMIT`, each in a savepoint of its own, so under load N concurrent writes

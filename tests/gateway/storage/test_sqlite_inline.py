@@ -131,21 +131,27 @@ def writer_on(path: Path, clock: FakeClock, **kwargs: object) -> InlineWriter:
     return InlineWriter(str(path), clock=clock, **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_slow_commit_sends_the_next_ones_to_the_store_thread_until_the_cool_down_ends(tmp_path: Path) -> None:
-    clock = SteppingClock(step=0.0)
+def test_slow_commits_send_the_next_ones_to_the_store_thread_until_the_cool_down_ends(tmp_path: Path) -> None:
+    clock = SteppingClock(step=0.0005)
     writer = writer_on(tmp_path / "w.db", clock, budget=0.002, checkpoint=lambda: None)
     try:
-        assert writer.execute("INSERT INTO t VALUES (?)", ["quick"]) is True
-        clock.step = 0.01  # the next commit takes 10 ms, over the 2 ms budget
-        assert writer.execute("INSERT INTO t VALUES (?)", ["slow"]) is True  # it was written
+        for i in range(5):
+            assert writer.execute("INSERT INTO t VALUES (?)", [f"quick {i}"]) is True
+        clock.step = 0.004  # a commit now and then a little over the 2 ms budget moves the average little
+        assert writer.execute("INSERT INTO t VALUES (?)", ["a little slow"]) is True
+        clock.step = 0.0005
+        assert writer.execute("INSERT INTO t VALUES (?)", ["quick again"]) is True
+        clock.step = 0.05  # one long stall: the average is over the budget at once
+        assert writer.execute("INSERT INTO t VALUES (?)", ["stalled"]) is True  # it was written
         clock.step = 0.0
         assert writer.execute("INSERT INTO t VALUES (?)", ["later"]) is False  # the store thread's now
         clock.advance(COOL_DOWN)
-        assert writer.execute("INSERT INTO t VALUES (?)", ["again"]) is True
+        assert writer.execute("INSERT INTO t VALUES (?)", ["again"]) is True  # the average starts afresh
     finally:
         writer.close()
     with contextlib.closing(sqlite3.connect(tmp_path / "w.db")) as conn:
-        assert [v for (v,) in conn.execute("SELECT v FROM t")] == ["quick", "slow", "again"]
+        written = [v for (v,) in conn.execute("SELECT v FROM t")]
+    assert written == [*(f"quick {i}" for i in range(5)), "a little slow", "quick again", "stalled", "again"]
 
 
 def test_only_the_first_thread_writes_through_it(tmp_path: Path) -> None:
