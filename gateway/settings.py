@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     )
 
     store: str = DEFAULT_STORE
+    # SQLite: new jobs are committed on the event loop's thread while the file is free and such
+    # commits average under this many milliseconds (else, and when 0, on the store thread).
+    sqlite_inline_commit_ms: float = 2.0
     public_url: str = "http://127.0.0.1:8000"
     admin_token: SecretStr | None = None
     # Oldest to newest: the newest encrypts and signs, all of them decrypt and verify (rotation).
@@ -261,7 +264,12 @@ class Settings(BaseSettings):
         for name in ("max_concurrent_answers", "dify_breaker_failures", "dify_idle_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} must be positive")
-        for name in ("answer_queue_timeout", "dify_max_connections", "dify_breaker_cool_down"):
+        for name in (
+            "answer_queue_timeout",
+            "dify_max_connections",
+            "dify_breaker_cool_down",
+            "sqlite_inline_commit_ms",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigurationError(f"GATEWAY_{name.upper()} can't be negative")
         if self.dify_keepalive_expiry <= 0:
@@ -276,6 +284,11 @@ class Settings(BaseSettings):
             raise ConfigurationError("GATEWAY_PLUGIN_DEBUG_ATTEMPTS must be positive")
         if self.internal_url and not self.internal_url.startswith(("http://", "https://")):
             raise ConfigurationError("GATEWAY_INTERNAL_URL must be an http:// or https:// URL")
+
+    @property
+    def sqlite_inline_budget(self) -> float | None:
+        """`sqlite_inline_commit_ms` in seconds; None when off (0)."""
+        return self.sqlite_inline_commit_ms / 1000 if self.sqlite_inline_commit_ms > 0 else None
 
     @property
     def plugin_debug_address(self) -> tuple[str, int] | None:

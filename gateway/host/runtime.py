@@ -114,7 +114,7 @@ async def open_gateway(
     clock = clock or SystemClock()
     owns: list[Callable[[], Awaitable[None]]] = []
     if store is None:
-        store = await open_store(settings.store, clock=clock)
+        store = await open_store(settings.store, clock=clock, sqlite_inline_budget=settings.sqlite_inline_budget)
         owns.append(store.aclose)
     if http is None:
         http = make_http_client(

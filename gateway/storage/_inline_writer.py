@@ -34,8 +34,9 @@ from typing import Any
 
 from gateway.clock import Clock
 
-__all__ = ["COOL_DOWN", "WEIGHT", "InlineWriter"]
+__all__ = ["COOL_DOWN", "DEFAULT_BUDGET", "WEIGHT", "InlineWriter"]
 
+DEFAULT_BUDGET = 0.002  # seconds: what an average commit may take here (`GATEWAY_SQLITE_INLINE_COMMIT_MS`)
 COOL_DOWN = 10.0  # seconds of store-thread writes once the average commit is over budget
 WEIGHT = 0.2  # of each new commit time in the running average
 CHECKPOINT_BYTES = 4 << 20  # rows written here between two passive checkpoints (the WAL's default is ~4 MB)

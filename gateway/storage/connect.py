@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.clock import Clock
 from gateway.exceptions import ConfigurationError
+from gateway.storage._inline_writer import DEFAULT_BUDGET
 from gateway.storage.base import Store, redact_url
 
 __all__ = ["open_store"]
@@ -22,8 +23,11 @@ def _sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-async def open_store(url: str, *, clock: Clock) -> Store:
+async def open_store(url: str, *, clock: Clock, sqlite_inline_budget: float | None = DEFAULT_BUDGET) -> Store:
     """Open the store named by `url`: SQLite (tables created) or Redis (checked with a PING).
+
+    `sqlite_inline_budget`: SQLite commits new jobs on the event loop's thread while such commits
+    average under this many seconds (`SQLiteStore.open`); None: always on its store thread.
 
     Raises `ConfigurationError` for a URL it cannot use, `StoreError` when the store is unreachable.
     """
@@ -32,7 +36,7 @@ async def open_store(url: str, *, clock: Clock) -> Store:
         # Imported here so a gateway on one backend never loads the other.
         from gateway.storage.sqlite import SQLiteStore
 
-        return await SQLiteStore.open(_sqlite_path(url), clock=clock)
+        return await SQLiteStore.open(_sqlite_path(url), clock=clock, inline_budget=sqlite_inline_budget)
     if scheme in ("redis", "rediss"):
         from gateway.storage.redis import RedisStore
 

@@ -28,17 +28,16 @@ import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
 from gateway.storage._group_commit import Done, GroupCommit, complete
-from gateway.storage._inline_writer import InlineWriter
+from gateway.storage._inline_writer import DEFAULT_BUDGET, InlineWriter
 from gateway.storage._store_thread import Outcomes, Raised, StoreThread, run_each
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
 
-__all__ = ["INLINE_BUDGET", "SQLiteStore"]
+__all__ = ["SQLiteStore"]
 
 _T = TypeVar("_T")
 _Params = Sequence[Any] | Mapping[str, Any]
 
 _BUSY_TIMEOUT_MS = 10_000
-INLINE_BUDGET = 0.002  # seconds a commit of new jobs may take on the event loop's thread (`_inline_writer`)
 _KV_SWEEP_EVERY = 1_000  # writes between purges of expired keys (reads just ignore them)
 
 
@@ -114,7 +113,7 @@ class SQLiteStore:
     absent and are purged now and then.
     """
 
-    def __init__(self, path: str, *, clock: Clock, inline_budget: float | None = INLINE_BUDGET) -> None:
+    def __init__(self, path: str, *, clock: Clock, inline_budget: float | None = DEFAULT_BUDGET) -> None:
         self._path = path
         self._clock = clock
         self._thread = StoreThread("sqlite-store", run_batch=self._run_batch)
@@ -132,7 +131,7 @@ class SQLiteStore:
         self._counter_adds = GroupCommit.awaiting(self._counters_batch)  # one answer's usage each, many a commit
 
     @classmethod
-    async def open(cls, path: str, *, clock: Clock, inline_budget: float | None = INLINE_BUDGET) -> SQLiteStore:
+    async def open(cls, path: str, *, clock: Clock, inline_budget: float | None = DEFAULT_BUDGET) -> SQLiteStore:
         """Open (creating if needed) the database file and its tables.
 
         `inline_budget`: new jobs are committed on the event loop's thread while the file is free
@@ -485,24 +484,10 @@ class SQLiteStore:
 
     def _start_enqueues(self, batch: Sequence[tuple[Job, tuple[Any, ...]]], done: Done[tuple[Job, bool]]) -> None:
         params = [value for _, row in batch for value in row]
-        if self._inline is not None:
-            try:
-                committed = self._inline.execute(queries.insert_jobs_strictly(len(batch)), params)
-            except sqlite3.IntegrityError:  # some id or key is taken: row by row, on the store thread
-                complete(self._enqueue_rows(batch, params), done)
-                return
-            except Exception as exc:
-                done(self._failure(exc))
-                return
-            if committed:
-                done([(new, True) for new, _ in batch])
-                return
-
-        def fast(c: sqlite3.Connection) -> None:
-            # The common case, every row new: one plain INSERT, a transaction of its own (one
-            # sqlite3 step, the commit and its fsync included: each step hands the GIL to the event
-            # loop and back). A taken id or key fails the whole statement, leaving nothing written.
-            c.execute(queries.insert_jobs_strictly(len(batch)), params)
+        # The common case, every row new: one plain INSERT, a transaction of its own (one sqlite3
+        # step, the commit and its fsync included: each step hands the GIL over and back). A taken
+        # id or key fails the whole statement, leaving nothing written.
+        insert = queries.insert_jobs_strictly(len(batch))
 
         def landed(outcome: Any) -> None:  # on the loop, so the callers hear of their commit this turn
             if not isinstance(outcome, Raised):
@@ -511,6 +496,19 @@ class SQLiteStore:
                 complete(self._enqueue_rows(batch, params), done)
             else:
                 done(self._failure(outcome.exc))
+
+        if self._inline is not None:  # right here, if the file is free and commits are quick
+            try:
+                committed = self._inline.execute(insert, params)
+            except Exception as exc:
+                landed(Raised(exc))
+                return
+            if committed:
+                landed(None)
+                return
+
+        def fast(c: sqlite3.Connection) -> None:
+            c.execute(insert, params)
 
         # Posted rather than awaited: the batch's outcome reaches its callers in the turn it lands.
         self._thread.post(_StoreCall(self, fast, write=False), landed)

@@ -205,6 +205,7 @@ def test_valid_settings_pass() -> None:
         pytest.param(valid(body_timeout=-1.0), "GATEWAY_BODY_TIMEOUT", id="negative-timeout"),
         pytest.param(valid(log_format="xml"), "GATEWAY_LOG_FORMAT", id="log-format"),
         pytest.param(valid(log_level="loud"), "GATEWAY_LOG_LEVEL", id="log-level"),
+        pytest.param(valid(sqlite_inline_commit_ms=-1), "GATEWAY_SQLITE_INLINE_COMMIT_MS", id="inline-commit"),
     ],
 )
 def test_validate_refuses(settings: Settings, mentions: str) -> None:

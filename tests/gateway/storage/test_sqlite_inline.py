@@ -13,8 +13,10 @@ import anyio
 import pytest
 
 from gateway.clock import FakeClock
+from gateway.settings import Settings
 from gateway.storage._inline_writer import COOL_DOWN, InlineWriter
 from gateway.storage.base import Job
+from gateway.storage.connect import open_store
 from gateway.storage.sqlite import SQLiteStore
 
 pytestmark = pytest.mark.anyio
@@ -178,3 +180,18 @@ def test_a_checkpoint_is_asked_for_every_so_many_bytes_written(tmp_path: Path) -
     finally:
         writer.close()
     assert len(asked) == 2  # after 1,200 and 2,400 bytes; 300 more since
+
+
+async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock: FakeClock) -> None:
+    assert Settings.from_env({}).sqlite_inline_budget == 0.002
+    assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "0"}).sqlite_inline_budget is None
+    off = await open_store(f"sqlite:///{tmp_path / 'off.db'}", clock=clock, sqlite_inline_budget=None)
+    try:
+        assert isinstance(off, SQLiteStore) and off._inline is None
+        async with store_thread_held(off):  # every write waits for the store thread now
+            enqueue = asyncio.ensure_future(off.job_enqueue(job("a")))
+            await anyio.sleep(0.05)
+            assert not enqueue.done()
+        await enqueue
+    finally:
+        await off.aclose()
