@@ -19,8 +19,10 @@ committing the INSERT right on the loop's thread is quicker for everyone, the lo
 - **Durability is the store's.** The same file, `synchronous=FULL`: the INSERT is on disk when
   `execute` returns True, exactly as on the store thread.
 - **Checkpoints stay off the loop.** This connection never checkpoints the WAL itself
-  (`wal_autocheckpoint` 0); every `checkpoint_bytes` of rows written it calls `checkpoint`, which
-  has the store thread run a passive checkpoint (it does not block writers).
+  (`wal_autocheckpoint` 0); every `checkpoint_bytes` of rows written it calls `checkpoint(resume)`,
+  which has the store thread checkpoint the WAL and call `resume` once done. Until then writes go
+  to the store thread, behind the checkpoint: a checkpoint with writes still landing after its
+  start could never finish, and the WAL would grow without end instead of starting over.
 
 Only the thread that first used it (the event loop's) writes through it; any other gets False.
 """
@@ -49,7 +51,7 @@ class InlineWriter:
         *,
         clock: Clock,
         budget: float,
-        checkpoint: Callable[[], None],
+        checkpoint: Callable[[Callable[[], None]], None],
         checkpoint_bytes: int = CHECKPOINT_BYTES,
     ) -> None:
         self._path = path
@@ -62,12 +64,15 @@ class InlineWriter:
         self._average = 0.0  # commit seconds, a running average (from 0: a cold first commit decides nothing)
         self._resume_at: float | None = None  # after slow commits: when to try here again
         self._written = 0  # bytes of rows since the last checkpoint
+        self._checkpointing = False  # a checkpoint asked for has not finished yet
 
     def execute(self, sql: str, params: Sequence[Any]) -> bool:
         """Run `sql` (one statement, its own transaction) here if the database is free and commits
         are quick: True once committed. False: nothing was written, use the store thread.
 
         Raises what the statement raised otherwise (say, `sqlite3.IntegrityError`: nothing written)."""
+        if self._checkpointing:
+            return False
         if self._resume_at is not None:
             if self._clock.monotonic() < self._resume_at:
                 return False
@@ -89,8 +94,12 @@ class InlineWriter:
         self._written += sum(len(value) for value in params if isinstance(value, str | bytes))
         if self._written >= self._checkpoint_bytes:
             self._written = 0
-            self._checkpoint()
+            self._checkpointing = True
+            self._checkpoint(self._checkpointed)
         return True
+
+    def _checkpointed(self) -> None:
+        self._checkpointing = False
 
     def _timed(self, seconds: float) -> None:
         average = self._average + WEIGHT * (seconds - self._average)

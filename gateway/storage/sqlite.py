@@ -201,10 +201,11 @@ class SQLiteStore:
         conn = self._connection()
         return _immediate(conn, fn) if write else fn(conn)
 
-    def _checkpoint_soon(self) -> None:
-        """Have the store thread checkpoint the WAL (passive: it never waits for a writer or reader)."""
+    def _checkpoint_soon(self, done: Callable[[], None]) -> None:
+        """Have the store thread checkpoint the WAL (passive: it never waits for another connection),
+        then call `done` on the loop; a checkpoint that failed is retried by the next."""
         checkpoint = _StoreCall(self, lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall(), write=False)
-        self._thread.post(checkpoint, lambda outcome: None)  # a failed checkpoint is retried by the next
+        self._thread.post(checkpoint, lambda outcome: done())
 
     def _shutdown(self) -> None:
         if self._conn is not None:

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -135,7 +136,7 @@ def writer_on(path: Path, clock: FakeClock, **kwargs: object) -> InlineWriter:
 
 def test_slow_commits_send_the_next_ones_to_the_store_thread_until_the_cool_down_ends(tmp_path: Path) -> None:
     clock = SteppingClock(step=0.0005)
-    writer = writer_on(tmp_path / "w.db", clock, budget=0.002, checkpoint=lambda: None)
+    writer = writer_on(tmp_path / "w.db", clock, budget=0.002, checkpoint=lambda resume: resume())
     try:
         for i in range(5):
             assert writer.execute("INSERT INTO t VALUES (?)", [f"quick {i}"]) is True
@@ -157,7 +158,7 @@ def test_slow_commits_send_the_next_ones_to_the_store_thread_until_the_cool_down
 
 
 def test_only_the_first_thread_writes_through_it(tmp_path: Path) -> None:
-    writer = writer_on(tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=lambda: None)
+    writer = writer_on(tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=lambda resume: resume())
     try:
         assert writer.execute("INSERT INTO t VALUES (?)", ["loop"]) is True
         elsewhere: list[bool] = []
@@ -169,17 +170,38 @@ def test_only_the_first_thread_writes_through_it(tmp_path: Path) -> None:
         writer.close()
 
 
-def test_a_checkpoint_is_asked_for_every_so_many_bytes_written(tmp_path: Path) -> None:
-    asked: list[int] = []
-    writer = writer_on(
-        tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=lambda: asked.append(1), checkpoint_bytes=1000
-    )
+def test_a_checkpoint_is_asked_for_every_so_many_bytes_and_writes_wait_for_it(tmp_path: Path) -> None:
+    asked: list[Callable[[], None]] = []
+    writer = writer_on(tmp_path / "w.db", FakeClock(), budget=0.002, checkpoint=asked.append, checkpoint_bytes=1000)
     try:
-        for _ in range(9):
-            writer.execute("INSERT INTO t VALUES (?)", ["x" * 300])
+        for _ in range(4):
+            assert writer.execute("INSERT INTO t VALUES (?)", ["x" * 300]) is True
+        assert len(asked) == 1  # after 1,200 bytes
+        # Until the store thread has checkpointed, writes go there, behind the checkpoint.
+        assert writer.execute("INSERT INTO t VALUES (?)", ["x" * 300]) is False
+        asked[0]()
+        for _ in range(4):
+            assert writer.execute("INSERT INTO t VALUES (?)", ["x" * 300]) is True
+        assert len(asked) == 2
     finally:
         writer.close()
-    assert len(asked) == 2  # after 1,200 and 2,400 bytes; 300 more since
+
+
+async def test_the_wal_starts_over_under_a_steady_stream_of_new_jobs(tmp_path: Path, clock: FakeClock) -> None:
+    """Checkpoints run between writes, so they finish and the WAL is reused from its start: ~24 MB
+    of new jobs leave a WAL of a few checkpoint intervals (4 MB each), not of all the rows."""
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(str(path), clock=clock)
+    try:
+        body = "x" * 8000
+        for n in range(60):
+            await asyncio.gather(
+                *(store.job_enqueue(Job(id=f"j{n}-{i}", kind="test", payload={"b": body})) for i in range(50))
+            )
+        assert len(await store.job_list(limit=5)) == 5
+        assert (tmp_path / "gw.db-wal").stat().st_size < 12 << 20  # (the last close removes it)
+    finally:
+        await store.aclose()
 
 
 async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock: FakeClock) -> None:
