@@ -332,8 +332,7 @@ class RedisStore:
     async def _enqueue_batch(self, batch: Sequence[Job]) -> list[tuple[Job, bool] | Exception]:
         args: list[EncodableT] = [self._p]
         for new in batch:
-            fields = _job_fields(new)
-            args += [new.id, new.key or "", new.created_at, new.due_at, new.kind, len(fields), *fields]
+            args += [new.id, new.key or "", new.created_at, new.due_at, new.kind, json_dumps(_job_fields(new))]
         with self._errors:
             replies = await self._enqueue(args=args)
         out: list[tuple[Job, bool] | Exception] = []

@@ -284,7 +284,17 @@ async def test_job_values_keep_the_json_rules(store: Store) -> None:
     """What a job holds is JSON as the encoder writes it: text beyond ASCII kept as is, integers
     of any size kept exactly, NaN and infinities refused (nothing stored), at any depth."""
     big = 2**70
-    payload = {"text": "é 日本 \u2028", "big": big, "list": [big, -0.0, True, None]}
+    payload = {
+        "text": "é 日本 \u2028",
+        "big": big,
+        "list": [big, -0.0, True, None],
+        # JSON inside JSON on the way (Redis hands a job's fields to its script as one JSON array):
+        # quotes, backslashes, control characters and floats come back exactly.
+        "quoted": 'say "hi" \\ "\\n" \\u0041',
+        "control": "\x00\x01\n\t\x1f\x7f",
+        "astral": "🚀 \U0001f600",
+        "floats": [3.141592653589793, 5e-324, 1.7976931348623157e308, 0.1 + 0.2],
+    }
     stored, _ = await store.job_enqueue(Job(id="j1", kind="test", payload=payload, key="ключ", due_at=T0))
     again = await store.job_get("j1")
     assert again == stored
