@@ -28,11 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["PLATFORMS", "python", "start"]
+__all__ = ["PATHS", "python", "start"]
 
 HERE = Path(__file__).resolve()
 VENV = HERE.parent / ".venv-baselines"
-PLATFORMS = ("discord", "telegram", "lark")
 # The gateway venv's server stack, so both sides run the same uvicorn, parser and loop.
 SAME_AS_GATEWAY = ("uvicorn", "starlette", "uvloop", "httptools", "aiohttp", "PyNaCl")
 FRAMEWORKS = ("discord-interactions", "aiogram>=3,<4", "lark-oapi")

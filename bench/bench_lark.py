@@ -46,6 +46,13 @@ ENCRYPT_KEY = "bench-encrypt-key-0123456789abcdef"
 TOKEN = "bench-verification-token"
 BOT_TOKEN = "xoxb-bench-token"
 EDIT_INTERVAL = 0.2
+# The lark endpoint's settings but its API base URL (and the edit interval, when answers are timed).
+LARK_SETTINGS = {
+    "app_id": "cli_test123",
+    "app_secret": "app-secret",
+    "encrypt_key": ENCRYPT_KEY,
+    "verification_token": TOKEN,
+}
 
 
 def lark_request(counter: itertools.count[int]) -> tuple[bytes, dict[str, str]]:
@@ -74,14 +81,7 @@ async def make_endpoints(env: dict[str, str], dify: str, slack_api: str, lark_ap
             "api_base_url": slack_api,
             "edit_interval": EDIT_INTERVAL,
         }
-        lark = {
-            "app_id": "cli_test123",
-            "app_secret": "app-secret",
-            "encrypt_key": ENCRYPT_KEY,
-            "verification_token": TOKEN,
-            "api_base_url": lark_api,
-            "edit_interval": EDIT_INTERVAL,
-        }
+        lark = {**LARK_SETTINGS, "api_base_url": lark_api, "edit_interval": EDIT_INTERVAL}
         _, slack_url = await gateway.endpoints.create("slack", ["bench"], slack)
         _, lark_url = await gateway.endpoints.create("lark", ["bench"], lark)
         return slack_url, lark_url
@@ -177,13 +177,7 @@ def main() -> None:
     if args.serve_workers is not None:
         return serve_gateway(args.serve_workers, workers=True)
 
-    settings = {
-        "app_id": "cli_test123",
-        "app_secret": "app-secret",
-        "encrypt_key": ENCRYPT_KEY,
-        "verification_token": TOKEN,
-        "api_base_url": "http://127.0.0.1:9/open-apis",
-    }
+    settings = {**LARK_SETTINGS, "api_base_url": "http://127.0.0.1:9/open-apis"}
     baseline = Baseline("lark", (ENCRYPT_KEY, TOKEN), "lark-oapi dispatcher")
     compare_with_slack(Path(__file__).resolve(), "lark", settings, lark_request, args, baseline=baseline)
     workdir = Path(tempfile.mkdtemp(prefix="bench-lark-"))

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
-from bench.profile import Profiler, cpu_seconds, memory_mib, top_self  # noqa: E402
+from bench.profile import Profiler, load_with_cpu, memory_mib, top_self  # noqa: E402
 from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
@@ -141,17 +141,16 @@ def chat_body(stream: bool) -> bytes:
     ).encode()
 
 
-async def measure(
+def measure(
     name: str, url: str, headers: dict[str, str], concurrency: int, duration: float, pid: int
 ) -> tuple[Result, Result, float, float]:
     """Non-streaming and streaming results, and the proxy's CPU time per request (s) for each."""
-    cpu = cpu_seconds(pid)
-    plain = await run_load(f"{name} stream:false", url, body=chat_body(False), headers=headers,
-                           concurrency=concurrency, duration=duration)  # fmt: skip
-    plain_cpu, cpu = (cpu_seconds(pid) - cpu) / max(1, plain.requests), cpu_seconds(pid)
-    streamed = await run_load(f"{name} stream:true", url, body=chat_body(True), headers=headers,
-                              first_marker=FIRST, concurrency=concurrency, duration=duration)  # fmt: skip
-    return plain, streamed, plain_cpu, (cpu_seconds(pid) - cpu) / max(1, streamed.requests)
+    load = {"headers": headers, "concurrency": concurrency, "duration": duration}
+    plain, plain_cpu = load_with_cpu(pid, f"{name} stream:false", url, body=chat_body(False), **load)
+    streamed, stream_cpu = load_with_cpu(
+        pid, f"{name} stream:true", url, body=chat_body(True), first_marker=FIRST, **load
+    )
+    return plain, streamed, plain_cpu, stream_cpu
 
 
 async def ttft(url: str, body: bytes, headers: dict[str, str], marker: bytes, duration: float) -> float:
@@ -251,13 +250,13 @@ def main() -> None:
         ratios: dict[str, list[float]] = {"non-streaming": [], "streaming": []}
         added: dict[str, list[float]] = {"gateway": [], "litellm": []}
         for i in range(args.rounds):
-            ll_plain, ll_stream, ll_cpu, ll_stream_cpu = asyncio.run(
-                measure("litellm", ll_url, ll_headers, args.concurrency, args.duration, litellm.pid)
+            ll_plain, ll_stream, ll_cpu, ll_stream_cpu = measure(
+                "litellm", ll_url, ll_headers, args.concurrency, args.duration, litellm.pid
             )
             # Both loads of round 1, warm-ups included.
             profiler = Profiler(gateway.pid, 2 * (args.duration + 1), args.profile) if args.profile and i == 0 else None
-            gw_plain, gw_stream, gw_cpu, gw_stream_cpu = asyncio.run(
-                measure("gateway", gw_url, gw_headers, args.concurrency, args.duration, gateway.pid)
+            gw_plain, gw_stream, gw_cpu, gw_stream_cpu = measure(
+                "gateway", gw_url, gw_headers, args.concurrency, args.duration, gateway.pid
             )
             if profiler is not None:
                 profiler.wait()

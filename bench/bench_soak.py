@@ -109,10 +109,11 @@ def print_trace(prefix: Path, streams: int, frames: int) -> None:
     """The memory the peak holds beyond idle, per stream: by allocation site, then by file."""
     idle = tracemalloc.Snapshot.load(f"{prefix}.idle")
     peak = tracemalloc.Snapshot.load(f"{prefix}.peak")
-    total = sum(stat.size_diff for stat in peak.compare_to(idle, "filename"))
+    by_file = peak.compare_to(idle, "filename")
+    total = sum(stat.size_diff for stat in by_file)
     print(f"\n  tracemalloc: {total / 1024 / streams:.1f} KiB per stream of Python allocations at the peak")
     print("  by file (KiB per stream, blocks per stream):")
-    for stat in peak.compare_to(idle, "filename")[:40]:
+    for stat in by_file[:40]:
         name = str(stat.traceback[0].filename).split("site-packages/")[-1].replace(str(ROOT) + "/", "")
         print(f"    {stat.size_diff / 1024 / streams:7.2f}  {stat.count_diff / streams:7.1f}  {name}")
     print(f"  by site, {frames} frames (KiB per stream, blocks per stream):")
@@ -167,7 +168,7 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
             server.send_signal(signal.SIGUSR1)
             await wait_file(Path(f"{prefix}.ready"))  # the idle snapshot is taken
         gw_cpu, sim_cpu = cpu_seconds(server.pid), cpu_seconds(simulator.pid)
-        spy = Profiler(server.pid, args.profile_seconds, Path(args.profile)) if args.profile else None
+        spy = Profiler(server.pid, args.profile_seconds, args.profile) if args.profile else None
         samples: list[tuple[float, float]] = []
         sampler = asyncio.ensure_future(sample_rss(server.pid, samples))
         try:
@@ -188,7 +189,7 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
         if spy is not None:
             spy.wait()
             print(f"\n  py-spy of the gateway during the burst ({args.profile}), self time:")
-            for row in top_self(Path(args.profile), 15):
+            for row in top_self(args.profile, 15):
                 print("    " + row)
         if trace:
             server.send_signal(signal.SIGUSR2)
@@ -241,7 +242,7 @@ def main() -> None:
     parser.add_argument("--streams", default="100,500,2000", help="comma-separated N")
     parser.add_argument("--surface", choices=["openai", "webhook"], default="openai")
     parser.add_argument("--trace", type=int, default=0, metavar="FRAMES", help="tracemalloc, FRAMES deep")
-    parser.add_argument("--profile", default="", help="py-spy the gateway during the burst into this file")
+    parser.add_argument("--profile", type=Path, help="py-spy the gateway during the burst into this file")
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="how long to sample")
     parser.add_argument("--tokens-per-second", type=float, default=50.0, help="the simulator's pace")
     parser.add_argument("--timeline", action="store_true", help="print the gateway's RSS every half second")
