@@ -3,6 +3,8 @@ escapes never cut in two when an answer is split."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from endpoints.lark.events import LarkTrigger, Mention, classify, message_text
@@ -62,6 +64,25 @@ def test_mention_keys_are_replaced_longest_first() -> None:
     )
     assert trigger.question("ou_bot") == "ask @Xu"
     assert LarkTrigger.from_payload(trigger.to_payload()) == trigger
+
+
+def test_the_job_payload_carries_every_field_of_the_trigger() -> None:
+    # `to_payload` spells the fields out: one it leaves out would reach the job as its default.
+    trigger = LarkTrigger(
+        event_id="e",
+        tenant="t",
+        message_id="m",
+        chat_id="c",
+        chat_type="group",
+        sender="ou_u",
+        text="@_user_1 hi",
+        root_id="om_root",
+        thread_id="omt_thread",
+        mentions=(Mention("@_user_1", "ou_bot", "Dify"),),
+    )
+    payload = trigger.to_payload()
+    assert payload.keys() == LarkTrigger.__dataclass_fields__.keys()
+    assert LarkTrigger.from_payload(json.loads(json.dumps(payload))) == trigger  # as the queue keeps it
 
 
 def test_events_missing_what_an_answer_needs_are_ignored() -> None:
