@@ -4,6 +4,7 @@ escapes never cut in two when an answer is split."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -68,18 +69,9 @@ def test_mention_keys_are_replaced_longest_first() -> None:
 
 def test_the_job_payload_carries_every_field_of_the_trigger() -> None:
     # `to_payload` spells the fields out: one it leaves out would reach the job as its default.
-    trigger = LarkTrigger(
-        event_id="e",
-        tenant="t",
-        message_id="m",
-        chat_id="c",
-        chat_type="group",
-        sender="ou_u",
-        text="@_user_1 hi",
-        root_id="om_root",
-        thread_id="omt_thread",
-        mentions=(Mention("@_user_1", "ou_bot", "Dify"),),
-    )
+    values: dict[str, Any] = {name: f"value of {name}" for name in LarkTrigger.__dataclass_fields__}
+    values["mentions"] = (Mention("@_user_1", "ou_bot", "Dify"),)
+    trigger = LarkTrigger(**values)  # no field at its default
     payload = trigger.to_payload()
     assert payload.keys() == LarkTrigger.__dataclass_fields__.keys()
     assert LarkTrigger.from_payload(json.loads(json.dumps(payload))) == trigger  # as the queue keeps it
