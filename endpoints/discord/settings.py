@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import cached_property
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 
@@ -43,19 +42,14 @@ class DiscordSettings(BaseModel):
     bot_threads: bool = Field(default=True, description="The gateway bot answers a mention in a new thread")
     query_input: str | None = query_input_setting()
 
-    @cached_property
-    def decoded_key(self) -> Ed25519Key:
-        """`public_key` decoded, once per settings model: the gateway keeps one model per endpoint
-        version, so every interaction of an endpoint is verified with the same key object."""
-        return Ed25519Key(self.public_key)
-
     @property
     def verify_key(self) -> Ed25519Key:
-        """The key interactions are verified with: `decoded_key`, decoded again if `public_key`
-        changed since (an assignment or a `model_copy(update=…)` keeps the cached one)."""
-        key = self.decoded_key
-        if key.hex != self.public_key:
-            key = self.__dict__["decoded_key"] = Ed25519Key(self.public_key)
+        """`public_key` decoded, kept on the model: the gateway keeps one model per endpoint version,
+        so every interaction of an endpoint is verified with the same key object. Decoded again if
+        `public_key` changed since (an assignment, or a `model_copy(update=…)` that copies the kept key)."""
+        key: Ed25519Key | None = self.__dict__.get("_verify_key")
+        if key is None or key.hex != self.public_key:
+            key = self.__dict__["_verify_key"] = Ed25519Key(self.public_key)
         return key
 
     @field_validator("public_key")

@@ -21,7 +21,6 @@ Anything missing, malformed, non-ASCII, truncated, stale or wrong is a 401 (neve
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -55,8 +54,8 @@ def signature(timestamp: bytes, nonce: bytes, encrypt_key: bytes, body: bytes) -
 def decrypt(encrypt_key: str, encrypted: str | bytes) -> bytes | None:
     """The plaintext of an `encrypt` field, or None when it is not what Lark sends."""
     try:
-        raw = base64.b64decode(encrypted.encode("ascii") if isinstance(encrypted, str) else encrypted, validate=True)
-    except (UnicodeEncodeError, binascii.Error):
+        raw = base64.b64decode(encrypted, validate=True)
+    except ValueError:  # not base64 (binascii.Error), or text that is not ASCII
         return None
     if len(raw) < 2 * _BLOCK or len(raw) % _BLOCK:
         return None

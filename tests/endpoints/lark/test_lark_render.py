@@ -3,6 +3,9 @@ escapes never cut in two when an answer is split."""
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
 from endpoints.lark.events import LarkTrigger, Mention, classify, message_text
@@ -62,6 +65,16 @@ def test_mention_keys_are_replaced_longest_first() -> None:
     )
     assert trigger.question("ou_bot") == "ask @Xu"
     assert LarkTrigger.from_payload(trigger.to_payload()) == trigger
+
+
+def test_the_job_payload_carries_every_field_of_the_trigger() -> None:
+    # `to_payload` spells the fields out: one it leaves out would reach the job as its default.
+    values: dict[str, Any] = {name: f"value of {name}" for name in LarkTrigger.__dataclass_fields__}
+    values["mentions"] = (Mention("@_user_1", "ou_bot", "Dify"),)
+    trigger = LarkTrigger(**values)  # no field at its default
+    payload = trigger.to_payload()
+    assert payload.keys() == LarkTrigger.__dataclass_fields__.keys()
+    assert LarkTrigger.from_payload(json.loads(json.dumps(payload))) == trigger  # as the queue keeps it
 
 
 def test_events_missing_what_an_answer_needs_are_ignored() -> None:

@@ -41,6 +41,13 @@ def test_what_the_kit_encrypts_decrypts() -> None:
     assert decrypt(ENCRYPT_KEY, encrypt_event(ENCRYPT_KEY, "你好 world".encode())) == "你好 world".encode()
 
 
+def test_an_encrypt_field_that_is_not_lark_base64_decrypts_to_nothing() -> None:
+    good = encrypt_event(ENCRYPT_KEY, b"{}")
+    assert decrypt(ENCRYPT_KEY, good) == decrypt(ENCRYPT_KEY, good.encode()) == b"{}"  # text or bytes
+    for bad in ("é" + good, good + "!", good[:-4], "", good.encode() + b"\xff", b"%%%%"):
+        assert decrypt(ENCRYPT_KEY, bad) is None, bad
+
+
 @dataclass
 class Front:
     client: httpx.AsyncClient
