@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["Done", "GroupCommit", "complete"]
+__all__ = ["Done", "GroupCommit"]
 
 _I = TypeVar("_I")
 _R = TypeVar("_R")
@@ -133,18 +133,3 @@ class _Writer(Generic[_I, _R]):
                     raise outcomes
         finally:
             self._task = None
-
-
-def complete(outcomes: Awaitable[Sequence[_R | Exception]], done: Done[_R]) -> None:
-    """Await `outcomes` in a task of their own, then hand them (or what it raised) to `done`."""
-
-    async def run() -> None:
-        try:
-            result: Sequence[_R | Exception] | BaseException = await outcomes
-        except BaseException as exc:  # the batch failed, or the loop is shutting down
-            result = exc
-        done(result)
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result
-
-    asyncio.get_running_loop().create_task(run(), name="store-group-commit")

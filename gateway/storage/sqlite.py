@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
-from gateway.storage._group_commit import Done, GroupCommit, complete
+from gateway.storage._group_commit import Done, GroupCommit
 from gateway.storage._inline_writer import DEFAULT_BUDGET, InlineWriter
 from gateway.storage._store_thread import Outcomes, Raised, StoreThread, run_each
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
@@ -494,7 +494,7 @@ class SQLiteStore:
             if not isinstance(outcome, Raised):
                 done([(new, True) for new, _ in batch])
             elif isinstance(outcome.exc, sqlite3.IntegrityError):  # some id or key is taken: row by row
-                complete(self._enqueue_rows(batch, params), done)
+                self._enqueue_rows(batch, params, done)
             else:
                 done(self._failure(outcome.exc))
 
@@ -514,9 +514,10 @@ class SQLiteStore:
         # Posted rather than awaited: the batch's outcome reaches its callers in the turn it lands.
         self._thread.post(_StoreCall(self, fast, write=False), landed)
 
-    async def _enqueue_rows(
-        self, batch: Sequence[tuple[Job, tuple[Any, ...]]], params: list[Any]
-    ) -> list[tuple[Job, bool] | Exception]:
+    def _enqueue_rows(
+        self, batch: Sequence[tuple[Job, tuple[Any, ...]]], params: list[Any], done: Done[tuple[Job, bool]]
+    ) -> None:
+        """Write `batch` row-aware on the store thread, then hand `done` each caller's outcome."""
         keys = [new.key for new, _ in batch if new.key is not None]
 
         def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
@@ -526,20 +527,26 @@ class SQLiteStore:
             found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
             return inserted, found
 
-        inserted, found = await self._run(op, write=True, closing_ok=True)
-        by_key = {row["key"]: row for row in found}
-        out: list[tuple[Job, bool] | Exception] = []
-        # A skipped row matches no later one with the same (id, key): that would conflict the same way.
-        remaining = set(inserted)
-        for new, _ in batch:
-            if (new.id, new.key) in remaining:
-                remaining.discard((new.id, new.key))
-                out.append((new, True))
-            elif new.key is not None and new.key in by_key:
-                out.append((_row_to_job(by_key[new.key]), False))
-            else:
-                out.append(ValueError(f"a job with id {new.id!r} already exists"))
-        return out
+        def landed(outcome: Any) -> None:  # on the loop, like the quick insert's
+            if isinstance(outcome, Raised):
+                done(self._failure(outcome.exc))
+                return
+            inserted, found = outcome
+            by_key = {row["key"]: row for row in found}
+            out: list[tuple[Job, bool] | Exception] = []
+            # A skipped row matches no later one with the same (id, key): that would conflict the same way.
+            remaining = set(inserted)
+            for new, _ in batch:
+                if (new.id, new.key) in remaining:
+                    remaining.discard((new.id, new.key))
+                    out.append((new, True))
+                elif new.key is not None and new.key in by_key:
+                    out.append((_row_to_job(by_key[new.key]), False))
+                else:
+                    out.append(ValueError(f"a job with id {new.id!r} already exists"))
+            done(out)
+
+        self._thread.post(_StoreCall(self, op, write=True), landed)
 
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None
