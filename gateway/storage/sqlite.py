@@ -173,7 +173,7 @@ class SQLiteStore:
         Each call runs in a savepoint of its own, so one that fails is undone alone and its caller
         alone gets the exception, as if it had run by itself. Reads inside see the writes before
         them. Nobody hears of a write before the COMMIT (synchronous=FULL) returned. A single
-        call, or anything but store calls (closing), runs as before: reads never take the lock.
+        call, or anything but store calls (closing, a checkpoint), runs as before: reads never take the lock.
         """
         if len(calls) == 1 or not all(isinstance(call, _StoreCall) for call in calls):
             return run_each(calls)
@@ -203,8 +203,14 @@ class SQLiteStore:
 
     def _checkpoint_soon(self, done: Callable[[], None]) -> None:
         """Have the store thread checkpoint the WAL (passive: it never waits for another connection),
-        then call `done` on the loop; a checkpoint that failed is retried by the next."""
-        checkpoint = _StoreCall(self, lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall(), write=False)
+        then call `done` on the loop; a checkpoint that failed is retried by the next.
+
+        Not a `_StoreCall`: SQLite refuses a checkpoint inside a transaction, so `_run_batch` runs
+        the calls waiting with it each on its own rather than in one transaction around it."""
+
+        def checkpoint() -> None:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
         self._thread.post(checkpoint, lambda outcome: done())
 
     def _shutdown(self) -> None:

@@ -217,3 +217,28 @@ async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock
         await enqueue
     finally:
         await off.aclose()
+
+
+async def test_a_checkpoint_queued_among_other_store_calls_still_checkpoints(tmp_path: Path, clock: FakeClock) -> None:
+    """The store thread runs the calls waiting together in one transaction, where SQLite refuses a
+    checkpoint: the checkpoint the inline writer asks for must run outside it, or it never happens."""
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(str(path), clock=clock)
+    try:
+        await store.job_enqueue(job("inline"))  # in the WAL only: the inline connection never checkpoints
+        checkpointed = asyncio.Event()
+        async with store_thread_held(store):  # so the calls below wait together, and run as one batch
+            before = asyncio.ensure_future(store.kv_set("before", "1"))
+            await asyncio.sleep(0)
+            store._checkpoint_soon(checkpointed.set)
+            after = asyncio.ensure_future(store.kv_set("after", "1"))
+            await asyncio.sleep(0)
+        await asyncio.gather(before, after)
+        with anyio.fail_after(10):
+            await checkpointed.wait()
+        # The database file alone (without its WAL) holds the job once the checkpoint ran.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        assert stored_ids(copy) == ["inline"]
+    finally:
+        await store.aclose()
