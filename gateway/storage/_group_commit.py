@@ -83,15 +83,12 @@ class GroupCommit(Generic[_I, _R]):
     def _finished(
         self, batch: list[tuple[_I, asyncio.Future[_R]]], outcomes: Sequence[_R | Exception] | BaseException
     ) -> None:
-        if isinstance(outcomes, BaseException):
-            if not isinstance(outcomes, Exception):  # the loop is shutting down: written or not, nobody knows
-                for _, future in self._pending + batch:
-                    future.cancel()
-                self._pending.clear()
-            else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(outcomes)
+        if isinstance(outcomes, Exception):  # the batch as a whole failed: every caller in it hears why
+            outcomes = [outcomes] * len(batch)
+        if isinstance(outcomes, BaseException):  # the loop is shutting down: written or not, nobody knows
+            for _, future in self._pending + batch:
+                future.cancel()
+            self._pending.clear()
         else:
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
