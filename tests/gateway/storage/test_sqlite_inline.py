@@ -207,6 +207,12 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_new_jobs(tmp_path: P
 async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock: FakeClock) -> None:
     assert Settings.from_env({}).sqlite_inline_budget == 0.002
     assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "0"}).sqlite_inline_budget is None
+    assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "5"}).sqlite_inline_budget == 0.005
+    on = await open_store(f"sqlite:///{tmp_path / 'on.db'}", clock=clock, sqlite_inline_budget=0.005)
+    try:
+        assert isinstance(on, SQLiteStore) and on._inline is not None and on._inline._budget == 0.005
+    finally:
+        await on.aclose()
     off = await open_store(f"sqlite:///{tmp_path / 'off.db'}", clock=clock, sqlite_inline_budget=None)
     try:
         assert isinstance(off, SQLiteStore) and off._inline is None
