@@ -41,10 +41,6 @@ _BUSY_TIMEOUT_MS = 10_000
 _KV_SWEEP_EVERY = 1_000  # writes between purges of expired keys (reads just ignore them)
 
 
-def _in_memory(path: str) -> bool:
-    return path == ":memory:" or path.startswith("file:") and "mode=memory" in path
-
-
 def _row_to_job(row: sqlite3.Row) -> Job:
     # float(): RETURNING hands back integral REALs as ints; callers expect floats.
     return Job(
@@ -118,10 +114,10 @@ class SQLiteStore:
         self._clock = clock
         self._thread = StoreThread("sqlite-store", run_batch=self._run_batch)
         # New jobs committed on the event loop's thread while the file is free and commits quick
-        # (`_inline_writer`); never for an in-memory database, which a second connection can't see.
+        # (`_inline_writer`); `open` drops it when no file is behind the store (see there).
         self._inline = (
             InlineWriter(path, clock=clock, budget=inline_budget, checkpoint=self._checkpoint_soon)
-            if inline_budget is not None and not _in_memory(path)
+            if inline_budget is not None
             else None
         )
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
@@ -140,6 +136,12 @@ class SQLiteStore:
         store = cls(path, clock=clock, inline_budget=inline_budget)
         try:
             await store.ping()
+            # In memory (":memory:", "file::memory:", ...) or a private temporary database (""),
+            # SQLite tells by naming no file: a second connection would open a database of its own.
+            if store._inline is not None:
+                main, *_ = await store._fetch("PRAGMA database_list")
+                if not main["file"]:
+                    store._inline = None
         except BaseException:
             await store.aclose()
             raise

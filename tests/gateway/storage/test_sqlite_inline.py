@@ -104,10 +104,13 @@ async def test_the_inline_connection_syncs_every_commit(tmp_path: Path, clock: F
         await store.aclose()
 
 
-async def test_an_in_memory_store_never_writes_inline(clock: FakeClock) -> None:
-    store = await SQLiteStore.open(":memory:", clock=clock)
+@pytest.mark.parametrize("path", [":memory:", "file::memory:", ""])
+async def test_a_store_with_no_file_behind_it_never_writes_inline(path: str, clock: FakeClock) -> None:
+    """In memory (however it is spelt) or a private temporary database: SQLite gives a second
+    connection a database of its own, so nothing may be written through one."""
+    store = await SQLiteStore.open(path, clock=clock)
     try:
-        assert store._inline is None  # a second connection would see another, empty, database
+        assert store._inline is None
         await store.job_enqueue(job("a"))
         assert [j.id for j in await store.job_list()] == ["a"]
     finally:
