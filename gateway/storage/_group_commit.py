@@ -21,7 +21,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeAlias, TypeVar
 
-__all__ = ["Done", "GroupCommit", "complete"]
+__all__ = ["Done", "GroupCommit"]
 
 _I = TypeVar("_I")
 _R = TypeVar("_R")
@@ -83,15 +83,12 @@ class GroupCommit(Generic[_I, _R]):
     def _finished(
         self, batch: list[tuple[_I, asyncio.Future[_R]]], outcomes: Sequence[_R | Exception] | BaseException
     ) -> None:
-        if isinstance(outcomes, BaseException):
-            if not isinstance(outcomes, Exception):  # the loop is shutting down: written or not, nobody knows
-                for _, future in self._pending + batch:
-                    future.cancel()
-                self._pending.clear()
-            else:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(outcomes)
+        if isinstance(outcomes, Exception):  # the batch as a whole failed: every caller in it hears why
+            outcomes = [outcomes] * len(batch)
+        if isinstance(outcomes, BaseException):  # the loop is shutting down: written or not, nobody knows
+            for _, future in self._pending + batch:
+                future.cancel()
+            self._pending.clear()
         else:
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if future.done():
@@ -133,18 +130,3 @@ class _Writer(Generic[_I, _R]):
                     raise outcomes
         finally:
             self._task = None
-
-
-def complete(outcomes: Awaitable[Sequence[_R | Exception]], done: Done[_R]) -> None:
-    """Await `outcomes` in a task of their own, then hand them (or what it raised) to `done`."""
-
-    async def run() -> None:
-        try:
-            result: Sequence[_R | Exception] | BaseException = await outcomes
-        except BaseException as exc:  # the batch failed, or the loop is shutting down
-            result = exc
-        done(result)
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result
-
-    asyncio.get_running_loop().create_task(run(), name="store-group-commit")

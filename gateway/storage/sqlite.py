@@ -27,7 +27,7 @@ from typing import Any, Generic, TypeVar
 import gateway.storage._sqlite_sql as queries
 from gateway.clock import Clock
 from gateway.exceptions import StoreError
-from gateway.storage._group_commit import Done, GroupCommit, complete
+from gateway.storage._group_commit import Done, GroupCommit
 from gateway.storage._inline_writer import DEFAULT_BUDGET, InlineWriter
 from gateway.storage._store_thread import Outcomes, Raised, StoreThread, run_each
 from gateway.storage.base import Job, JobState, json_dumps, json_loads_object, prepare_enqueue
@@ -39,10 +39,6 @@ _Params = Sequence[Any] | Mapping[str, Any]
 
 _BUSY_TIMEOUT_MS = 10_000
 _KV_SWEEP_EVERY = 1_000  # writes between purges of expired keys (reads just ignore them)
-
-
-def _in_memory(path: str) -> bool:
-    return path == ":memory:" or path.startswith("file:") and "mode=memory" in path
 
 
 def _row_to_job(row: sqlite3.Row) -> Job:
@@ -118,10 +114,10 @@ class SQLiteStore:
         self._clock = clock
         self._thread = StoreThread("sqlite-store", run_batch=self._run_batch)
         # New jobs committed on the event loop's thread while the file is free and commits quick
-        # (`_inline_writer`); never for an in-memory database, which a second connection can't see.
+        # (`_inline_writer`); `open` drops it when no file is behind the store (see there).
         self._inline = (
             InlineWriter(path, clock=clock, budget=inline_budget, checkpoint=self._checkpoint_soon)
-            if inline_budget is not None and not _in_memory(path)
+            if inline_budget is not None
             else None
         )
         self._conn: sqlite3.Connection | None = None  # touched only on the worker thread
@@ -140,6 +136,12 @@ class SQLiteStore:
         store = cls(path, clock=clock, inline_budget=inline_budget)
         try:
             await store.ping()
+            # In memory (":memory:", "file::memory:", ...) or a private temporary database (""),
+            # SQLite tells by naming no file: a second connection would open a database of its own.
+            if store._inline is not None:
+                main, *_ = await store._fetch("PRAGMA database_list")
+                if not main["file"]:
+                    store._inline = None
         except BaseException:
             await store.aclose()
             raise
@@ -173,7 +175,7 @@ class SQLiteStore:
         Each call runs in a savepoint of its own, so one that fails is undone alone and its caller
         alone gets the exception, as if it had run by itself. Reads inside see the writes before
         them. Nobody hears of a write before the COMMIT (synchronous=FULL) returned. A single
-        call, or anything but store calls (closing), runs as before: reads never take the lock.
+        call, or anything but store calls (closing, a checkpoint), runs as before: reads never take the lock.
         """
         if len(calls) == 1 or not all(isinstance(call, _StoreCall) for call in calls):
             return run_each(calls)
@@ -203,8 +205,14 @@ class SQLiteStore:
 
     def _checkpoint_soon(self, done: Callable[[], None]) -> None:
         """Have the store thread checkpoint the WAL (passive: it never waits for another connection),
-        then call `done` on the loop; a checkpoint that failed is retried by the next."""
-        checkpoint = _StoreCall(self, lambda c: c.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall(), write=False)
+        then call `done` on the loop; a checkpoint that failed is retried by the next.
+
+        Not a `_StoreCall`: SQLite refuses a checkpoint inside a transaction, so `_run_batch` runs
+        the calls waiting with it each on its own rather than in one transaction around it."""
+
+        def checkpoint() -> None:
+            self._connection().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
         self._thread.post(checkpoint, lambda outcome: done())
 
     def _shutdown(self) -> None:
@@ -494,7 +502,7 @@ class SQLiteStore:
             if not isinstance(outcome, Raised):
                 done([(new, True) for new, _ in batch])
             elif isinstance(outcome.exc, sqlite3.IntegrityError):  # some id or key is taken: row by row
-                complete(self._enqueue_rows(batch, params), done)
+                self._enqueue_rows(batch, params, done)
             else:
                 done(self._failure(outcome.exc))
 
@@ -514,9 +522,10 @@ class SQLiteStore:
         # Posted rather than awaited: the batch's outcome reaches its callers in the turn it lands.
         self._thread.post(_StoreCall(self, fast, write=False), landed)
 
-    async def _enqueue_rows(
-        self, batch: Sequence[tuple[Job, tuple[Any, ...]]], params: list[Any]
-    ) -> list[tuple[Job, bool] | Exception]:
+    def _enqueue_rows(
+        self, batch: Sequence[tuple[Job, tuple[Any, ...]]], params: list[Any], done: Done[tuple[Job, bool]]
+    ) -> None:
+        """Write `batch` row-aware on the store thread, then hand `done` each caller's outcome."""
         keys = [new.key for new, _ in batch if new.key is not None]
 
         def op(c: sqlite3.Connection) -> tuple[list[tuple[str, str | None]], list[sqlite3.Row]]:
@@ -526,20 +535,26 @@ class SQLiteStore:
             found = c.execute(queries.jobs_by_keys(len(keys)), keys).fetchall() if len(inserted) < len(batch) else []
             return inserted, found
 
-        inserted, found = await self._run(op, write=True, closing_ok=True)
-        by_key = {row["key"]: row for row in found}
-        out: list[tuple[Job, bool] | Exception] = []
-        # A skipped row matches no later one with the same (id, key): that would conflict the same way.
-        remaining = set(inserted)
-        for new, _ in batch:
-            if (new.id, new.key) in remaining:
-                remaining.discard((new.id, new.key))
-                out.append((new, True))
-            elif new.key is not None and new.key in by_key:
-                out.append((_row_to_job(by_key[new.key]), False))
-            else:
-                out.append(ValueError(f"a job with id {new.id!r} already exists"))
-        return out
+        def landed(outcome: Any) -> None:  # on the loop, like the quick insert's
+            if isinstance(outcome, Raised):
+                done(self._failure(outcome.exc))
+                return
+            inserted, found = outcome
+            by_key = {row["key"]: row for row in found}
+            out: list[tuple[Job, bool] | Exception] = []
+            # A skipped row matches no later one with the same (id, key): that would conflict the same way.
+            remaining = set(inserted)
+            for new, _ in batch:
+                if (new.id, new.key) in remaining:
+                    remaining.discard((new.id, new.key))
+                    out.append((new, True))
+                elif new.key is not None and new.key in by_key:
+                    out.append((_row_to_job(by_key[new.key]), False))
+                else:
+                    out.append(ValueError(f"a job with id {new.id!r} already exists"))
+            done(out)
+
+        self._thread.post(_StoreCall(self, op, write=True), landed)
 
     async def job_claim(
         self, owner: str, now: float, lease_s: float, *, job_id: str | None = None, kind: str | None = None

@@ -103,3 +103,18 @@ async def test_a_start_that_raises_fails_its_batch_and_the_next_batch_still_runs
     with pytest.raises(OSError, match="disk gone"):
         await commits.submit(1)
     assert await commits.submit(2) == 4
+
+
+async def test_a_batch_cut_short_by_the_loop_shutting_down_cancels_every_caller_still_waiting() -> None:
+    writes = Writes()
+    commits = GroupCommit(writes.start)
+    in_batch = asyncio.ensure_future(commits.submit(1))
+    await turn()
+    await turn()
+    queued = asyncio.ensure_future(commits.submit(2))
+    await turn()  # waiting for the next batch
+    writes.dones[0](asyncio.CancelledError())  # written or not, nobody knows
+    await turn()
+    assert in_batch.cancelled() and queued.cancelled()
+    assert writes.batches == [[1]]  # nothing left to start
+    await commits.wait_idle()

@@ -247,17 +247,18 @@ async def test_a_batch_of_new_jobs_is_one_insert_stepped_once(tmp_path: Path, cl
     """Every sqlite3 step hands the GIL to the event loop and back: a batch of new jobs is one
     INSERT without RETURNING (one step, whatever the rows), its row count telling that all went in."""
     store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock, inline_budget=60.0 if inline else None)
-    statements: list[str] = []
+    on_loop: list[str] = []
+    on_thread: list[str] = []
     try:
         if store._inline is not None:
-            store._inline._connection().set_trace_callback(statements.append)
-        await store._run(lambda c: c.set_trace_callback(statements.append))
+            store._inline._connection().set_trace_callback(on_loop.append)
+        await store._run(lambda c: c.set_trace_callback(on_thread.append))
         async with anyio.create_task_group() as tg:
             for i in range(20):
                 tg.start_soon(store.job_enqueue, job(f"j{i}", key=f"k{i}"))
         await store._run(lambda c: c.set_trace_callback(None))
-        inserts = [s for s in statements if s.startswith("INSERT INTO jobs")]
-        assert inserts and not any("RETURNING" in s for s in inserts)
+        inserts = [s for s in (on_loop if inline else on_thread) if s.startswith("INSERT INTO jobs")]
+        assert len(inserts) == 1 and "RETURNING" not in inserts[0]  # on the connection it was meant for
         assert len(await store.job_list()) == 20
     finally:
         await store.aclose()

@@ -104,10 +104,13 @@ async def test_the_inline_connection_syncs_every_commit(tmp_path: Path, clock: F
         await store.aclose()
 
 
-async def test_an_in_memory_store_never_writes_inline(clock: FakeClock) -> None:
-    store = await SQLiteStore.open(":memory:", clock=clock)
+@pytest.mark.parametrize("path", [":memory:", "file::memory:", ""])
+async def test_a_store_with_no_file_behind_it_never_writes_inline(path: str, clock: FakeClock) -> None:
+    """In memory (however it is spelt) or a private temporary database: SQLite gives a second
+    connection a database of its own, so nothing may be written through one."""
+    store = await SQLiteStore.open(path, clock=clock)
     try:
-        assert store._inline is None  # a second connection would see another, empty, database
+        assert store._inline is None
         await store.job_enqueue(job("a"))
         assert [j.id for j in await store.job_list()] == ["a"]
     finally:
@@ -207,6 +210,12 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_new_jobs(tmp_path: P
 async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock: FakeClock) -> None:
     assert Settings.from_env({}).sqlite_inline_budget == 0.002
     assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "0"}).sqlite_inline_budget is None
+    assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "5"}).sqlite_inline_budget == 0.005
+    on = await open_store(f"sqlite:///{tmp_path / 'on.db'}", clock=clock, sqlite_inline_budget=0.005)
+    try:
+        assert isinstance(on, SQLiteStore) and on._inline is not None and on._inline._budget == 0.005
+    finally:
+        await on.aclose()
     off = await open_store(f"sqlite:///{tmp_path / 'off.db'}", clock=clock, sqlite_inline_budget=None)
     try:
         assert isinstance(off, SQLiteStore) and off._inline is None
@@ -217,3 +226,28 @@ async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock
         await enqueue
     finally:
         await off.aclose()
+
+
+async def test_a_checkpoint_queued_among_other_store_calls_still_checkpoints(tmp_path: Path, clock: FakeClock) -> None:
+    """The store thread runs the calls waiting together in one transaction, where SQLite refuses a
+    checkpoint: the checkpoint the inline writer asks for must run outside it, or it never happens."""
+    path = tmp_path / "gw.db"
+    store = await SQLiteStore.open(str(path), clock=clock)
+    try:
+        await store.job_enqueue(job("inline"))  # in the WAL only: the inline connection never checkpoints
+        checkpointed = asyncio.Event()
+        async with store_thread_held(store):  # so the calls below wait together, and run as one batch
+            before = asyncio.ensure_future(store.kv_set("before", "1"))
+            await asyncio.sleep(0)
+            store._checkpoint_soon(checkpointed.set)
+            after = asyncio.ensure_future(store.kv_set("after", "1"))
+            await asyncio.sleep(0)
+        await asyncio.gather(before, after)
+        with anyio.fail_after(10):
+            await checkpointed.wait()
+        # The database file alone (without its WAL) holds the job once the checkpoint ran.
+        copy = tmp_path / "copy.db"
+        copy.write_bytes(path.read_bytes())
+        assert stored_ids(copy) == ["inline"]
+    finally:
+        await store.aclose()
