@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from gateway.clock import Clock
 from gateway.exceptions import ConfigurationError
-from gateway.storage._inline_writer import DEFAULT_BUDGET
 from gateway.storage.base import Store, redact_url
 
 __all__ = ["open_store"]
@@ -23,11 +22,13 @@ def _sqlite_path(url: str) -> str:
     return rest[1:]
 
 
-async def open_store(url: str, *, clock: Clock, sqlite_inline_budget: float | None = DEFAULT_BUDGET) -> Store:
+async def open_store(url: str, *, clock: Clock, sqlite_inline_budget: float | None = None) -> Store:
     """Open the store named by `url`: SQLite (tables created) or Redis (checked with a PING).
 
     `sqlite_inline_budget`: SQLite commits new jobs on the event loop's thread while such commits
-    average under this many seconds (`SQLiteStore.open`); None: always on its store thread.
+    average under this many seconds (`SQLiteStore.open`); None (the default here, so that a
+    Redis gateway never loads the SQLite side): always on its store thread. The gateway passes
+    its `GATEWAY_SQLITE_INLINE_COMMIT_MS`.
 
     Raises `ConfigurationError` for a URL it cannot use, `StoreError` when the store is unreachable.
     """

@@ -15,7 +15,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.settings import Settings
-from gateway.storage._inline_writer import COOL_DOWN, InlineWriter
+from gateway.storage._inline_writer import COOL_DOWN, DEFAULT_BUDGET, InlineWriter
 from gateway.storage.base import Job
 from gateway.storage.connect import open_store
 from gateway.storage.sqlite import SQLiteStore
@@ -208,7 +208,7 @@ async def test_the_wal_starts_over_under_a_steady_stream_of_new_jobs(tmp_path: P
 
 
 async def test_the_setting_turns_it_off_or_sets_its_budget(tmp_path: Path, clock: FakeClock) -> None:
-    assert Settings.from_env({}).sqlite_inline_budget == 0.002
+    assert Settings.from_env({}).sqlite_inline_budget == DEFAULT_BUDGET  # one default, the store's
     assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "0"}).sqlite_inline_budget is None
     assert Settings.from_env({"GATEWAY_SQLITE_INLINE_COMMIT_MS": "5"}).sqlite_inline_budget == 0.005
     on = await open_store(f"sqlite:///{tmp_path / 'on.db'}", clock=clock, sqlite_inline_budget=0.005)
