@@ -93,3 +93,19 @@ async def test_failures_are_errors_and_an_overloaded_open_is_not_counted() -> No
             raise ValueError("the reader failed")
     outcomes = [(r.outcome, r.key.startswith("local-")) for r in recorder.records]
     assert outcomes == [("error", True), ("error", False)]  # never opened: no answer id, a local key
+
+
+async def test_an_open_or_a_close_that_fails_or_is_cancelled_is_counted_as_such() -> None:
+    answers, recorder = meter()
+    with pytest.raises(asyncio.CancelledError):
+        async with answers.measure(Stream(opening=asyncio.CancelledError()), app="a", user="u"):  # type: ignore[arg-type]
+            pass
+
+    class FailingClose(Stream):
+        async def __aexit__(self, *exc: object) -> None:
+            raise UpstreamError("closing failed")
+
+    with pytest.raises(UpstreamError):
+        async with answers.measure(FailingClose(), app="a", user="u"):  # type: ignore[arg-type]
+            pass
+    assert [r.outcome for r in recorder.records] == ["cancelled", "error"]

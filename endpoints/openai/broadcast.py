@@ -28,7 +28,7 @@ from endpoints.openai.errors import OpenAIError, from_exception, json_response, 
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
 from endpoints.openai.settings import OpenAISettings
-from endpoints.openai.threads import Thread, find_thread, remember_thread
+from endpoints.openai.threads import Thread, conversation_args, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
     PING,
@@ -75,12 +75,7 @@ async def _ask(ctx: Context[OpenAISettings], call: Call, app: str, thread: Threa
     try:
         answer = await ctx.apps.ask(
             dify.query,
-            **dify.ask_args(
-                user=call.user,
-                conversation_key=thread.id if chat else None,
-                app=app,
-                new_conversation=chat and thread.minted,
-            ),
+            **dify.ask_args(user=call.user, app=app, **conversation_args(thread if chat else None)),
         )
     except UpstreamError as exc:
         ctx.logger.warning("Dify app %r failed in a broadcast: %s", app, exc.message)

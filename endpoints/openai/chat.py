@@ -20,14 +20,13 @@ import dataclasses
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
 
 from endpoints.openai.errors import from_exception, json_response
 from endpoints.openai.files import dify_files
 from endpoints.openai.keys import KeyInfo
 from endpoints.openai.limits import Slot
 from endpoints.openai.settings import OpenAISettings
-from endpoints.openai.threads import Thread, find_thread, remember_thread
+from endpoints.openai.threads import Thread, conversation_args, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
     PING,
@@ -82,12 +81,6 @@ def _thread_headers(thread: Thread | None) -> list[tuple[str, str]]:
     return [("x-conversation-id", thread.id)] if thread else []
 
 
-def _ask_args(dify: DifyCall, call: Call, app: str, thread: Thread | None) -> dict[str, Any]:
-    if thread is None:
-        return dify.ask_args(user=call.user, conversation_key=None, app=app)
-    return dify.ask_args(user=call.user, conversation_key=thread.id, app=app, new_conversation=thread.minted)
-
-
 async def complete(ctx: Context[OpenAISettings], call: Call, app: str, slot: Slot) -> Response:
     """Answer `call` with `app`; `slot` (the key's in-flight slot) is released when the answer ends."""
     request, settings = call.request, call.settings
@@ -103,7 +96,7 @@ async def complete(ctx: Context[OpenAISettings], call: Call, app: str, slot: Slo
         await anext(frames)  # opens the Dify stream; its failures propagate with their status
         return Response.stream(frames, headers=_thread_headers(thread))
     try:
-        answer = await ctx.apps.ask(dify.query, **_ask_args(dify, call, app, thread))
+        answer = await ctx.apps.ask(dify.query, **dify.ask_args(user=call.user, app=app, **conversation_args(thread)))
     finally:
         await slot.release()
     text = answer_text(answer, output_key=settings.workflow_output)
@@ -132,7 +125,9 @@ async def _frames(
         hold=hold,
     )
     try:
-        async with ctx.apps.stream(dify.query, **_ask_args(dify, call, app, thread)) as stream:
+        async with ctx.apps.stream(
+            dify.query, **dify.ask_args(user=call.user, app=app, **conversation_args(thread))
+        ) as stream:
             yield b""
             # Frames of events that arrived together go out in one write (one `send` instead of
             # one per token); the bytes are the same. Nothing waits for an event not yet there,

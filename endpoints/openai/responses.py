@@ -39,7 +39,7 @@ from endpoints.openai.limits import Slot
 from endpoints.openai.relay import Relay
 from endpoints.openai.settings import OpenAISettings
 from endpoints.openai.structured import FALLBACK_HEADER, StructuredAnswer, ask_structured, hold
-from endpoints.openai.threads import THREAD_TTL, Thread, find_thread, remember_thread
+from endpoints.openai.threads import THREAD_TTL, Thread, conversation_args, find_thread, remember_thread
 from endpoints.openai.translate import (
     INPUT_MODES,
     MAX_USER,
@@ -420,13 +420,7 @@ class _Turn:
             await remember_thread(self.ctx.storage, self.req.chat, self.key.id, self.user, text, self.thread.id)
 
     def ask_args(self) -> dict[str, Any]:
-        thread = self.thread
-        return self.dify.ask_args(
-            user=self.user,
-            conversation_key=thread.id if thread else None,
-            app=self.app,
-            new_conversation=thread is not None and thread.minted,
-        )
+        return self.dify.ask_args(user=self.user, app=self.app, **conversation_args(self.thread))
 
 
 async def create_response(

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from typing import TypedDict
 
 from endpoints.openai.translate import ChatRequest, Message, history_key
 from gateway.plugin import Storage
 
-__all__ = ["THREAD_TTL", "Thread", "find_thread", "remember_thread"]
+__all__ = ["THREAD_TTL", "Conversation", "Thread", "conversation_args", "find_thread", "remember_thread"]
 
 THREAD_TTL = 7 * 24 * 3600.0
 
@@ -42,6 +43,18 @@ class Thread:
     # Made up by this request (not a client's `conversation_id`): nobody can know the id before
     # this answer reveals it, so `ctx.apps` neither looks it up nor queues it (`new_conversation`).
     minted: bool = False
+
+
+class Conversation(TypedDict):
+    conversation_key: str | None
+    new_conversation: bool
+
+
+def conversation_args(thread: Thread | None) -> Conversation:
+    """The `ctx.apps` (`DifyCall.ask_args`) arguments of an answer in `thread` (None: in none)."""
+    if thread is None:
+        return {"conversation_key": None, "new_conversation": False}
+    return {"conversation_key": thread.id, "new_conversation": thread.minted}
 
 
 async def find_thread(storage: Storage, request: ChatRequest, key_id: str, user: str) -> Thread:

@@ -7,18 +7,19 @@ run it with `CallbackDelivery`, which signs with the endpoint's secret, sends on
 
 from __future__ import annotations
 
-import asyncio
 import random
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.clock import Clock
 from gateway.delivery.callbacks import CallbackSender, Outcome
 from gateway.delivery.retry import next_callback_delay
 from gateway.exceptions import ConfigurationError
 from gateway.jobs.lease import JobLease
 from gateway.jobs.workers import Emit
 from gateway.plugin import JobError, RetryJob
+from gateway.records.cache import ReadCache
 from gateway.records.endpoints import EndpointService
 from gateway.security.crypto import SecretBox
 from gateway.security.sealed import unseal
@@ -50,6 +51,7 @@ class CallbackDelivery:
         box: unseals the stored URL.
         endpoints: the endpoint whose signing secret (the setting the job names) signs the body.
         sender: makes the attempt.
+        clock: the clock of the shared reads of signing keys.
         rand: jitter of the retry delays (0..1).
     """
 
@@ -59,13 +61,15 @@ class CallbackDelivery:
         box: SecretBox,
         endpoints: EndpointService,
         sender: CallbackSender,
+        clock: Clock,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._box = box
         self._endpoints = endpoints
         self._sender = sender
         self.rand = rand
-        self._reading: dict[tuple[str | None, str], asyncio.Task[tuple[bytes, ...]]] = {}
+        # ttl 0: only reads in flight are shared; size: unused, as nothing is kept.
+        self._reading: ReadCache[tuple[str | None, str], tuple[bytes, ...]] = ReadCache(clock, ttl=0, size=1)
 
     async def __call__(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
         """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
@@ -81,19 +85,7 @@ class CallbackDelivery:
         starting together (a batch the workers claimed at once) share one read: a read of the same
         endpoint still in flight is awaited rather than repeated. Nothing is kept after it ends,
         so a rotated or removed secret signs (or stops) every delivery that starts afterwards."""
-        reading = self._reading.get((endpoint_id, setting))
-        if reading is None:
-            reading = asyncio.ensure_future(self._read_keys(endpoint_id, setting))
-            self._reading[endpoint_id, setting] = reading
-            reading.add_done_callback(lambda done: self._forget((endpoint_id, setting), done))
-        # Shielded: one waiter cancelled (its lease lost) must not cancel the read for the others.
-        return await asyncio.shield(reading)
-
-    def _forget(self, key: tuple[str | None, str], done: asyncio.Task[tuple[bytes, ...]]) -> None:
-        if self._reading.get(key) is done:
-            del self._reading[key]
-        if not done.cancelled():
-            done.exception()  # retrieved here, so a read whose waiters all left logs no warning
+        return await self._reading.get((endpoint_id, setting), lambda: self._read_keys(endpoint_id, setting))
 
     async def _read_keys(self, endpoint_id: str | None, setting: str) -> tuple[bytes, ...]:
         # A disabled endpoint still calls back: the work was accepted before it was turned off.

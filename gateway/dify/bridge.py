@@ -74,7 +74,6 @@ class Bridge:
         self._dify = dify
         self._store = store
         self._locks = locks
-        self._hold = _gated(locks.hold)  # a known conversation's lock, in the shape `_answer` takes
         self._key_of = key_of  # the decrypted API key of an app
         self._fallbacks = dict(fallbacks or {})
         self._query_input = query_input  # the endpoint's setting; None: each app's text input
@@ -119,7 +118,7 @@ class Bridge:
     ) -> contextlib.AbstractAsyncContextManager[DifyAnswerStream]:
         # A new conversation's key may be shown while it streams (e.g. in response headers):
         # its lock is taken, so a call that learns the key meanwhile waits for this answer.
-        hold = self._locks.hold_new_soon if new_conversation else self._hold
+        hold = self._locks.hold_new_soon if new_conversation else self._locks.hold
         return self._answer(query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold)
 
     @contextlib.asynccontextmanager
@@ -133,11 +132,12 @@ class Bridge:
         app: str | None,
         *,
         new: bool,
-        hold: Callable[[str], contextlib.AbstractAsyncContextManager[Gate]],
+        hold: Callable[[str], contextlib.AbstractAsyncContextManager[Gate | None]],
     ) -> AsyncIterator[DifyAnswerStream]:
         """The answer to `query`; with a `conversation_key`, in its conversation (none yet when
         `new`), run under `hold(the conversation's lock key)`; the stream opens before the gate
-        `hold` yields is awaited, and is handed out after."""
+        `hold` may yield is awaited (None: the lock is held, or none is needed), and is handed
+        out after."""
         record = self._record(app)
         if self._meter is not None:
             await self._meter.check(record.name)  # at a spent budget the answer never starts
@@ -163,7 +163,8 @@ class Bridge:
             opened = False  # a stream that failed to open has no conversation (and no builder to ask)
             try:
                 async with self._metered(stream, record, user):
-                    await taken()  # a store error here closes the stream: its conversation is dropped
+                    if taken is not None:
+                        await taken()  # a store error here closes the stream: its conversation is dropped
                     opened = True
                     yield stream
             finally:
@@ -186,7 +187,7 @@ class Bridge:
     ) -> Answer:
         # A new conversation's key can't be learned before this returns (its caller shows it
         # after the answer, if at all): nobody to keep out, so no lock to take.
-        hold = _unlocked if new_conversation else self._hold
+        hold = _unlocked if new_conversation else self._locks.hold
         async with self._answer(
             query, user, conversation_key, inputs, files, app, new=new_conversation, hold=hold
         ) as s:
@@ -266,25 +267,8 @@ class Bridge:
 Gate = Callable[[], Awaitable[None]]  # awaited before the answer's stream is handed out
 
 
-async def _open_gate() -> None:
-    return None
-
-
-def _unlocked(key: str) -> contextlib.AbstractAsyncContextManager[Gate]:
-    return contextlib.nullcontext(_open_gate)
-
-
-def _gated(
-    hold: Callable[[str], contextlib.AbstractAsyncContextManager[None]],
-) -> Callable[[str], contextlib.AbstractAsyncContextManager[Gate]]:
-    """`hold`, whose lock is held once its block starts, with a gate that is open already."""
-
-    @contextlib.asynccontextmanager
-    async def gated(key: str) -> AsyncIterator[Gate]:
-        async with hold(key):
-            yield _open_gate
-
-    return gated
+def _unlocked(key: str) -> contextlib.AbstractAsyncContextManager[None]:
+    return contextlib.nullcontext()
 
 
 def _refusal(exc: UpstreamError, app: str, label: str) -> Exception:

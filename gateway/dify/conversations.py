@@ -13,7 +13,7 @@ was served yet). A holder that dies stops renewing its lease; once it has expire
 for `stale_after` seconds, the next ticket takes over.
 
 A key its caller has just made up (a random id nobody else can know yet) has no queue to join:
-`hold_new` takes the lock at once, as ticket 0, with one store write instead of a ticket, a turn
+`hold_new_soon` takes the lock at once, as ticket 0, with one store write instead of a ticket, a turn
 check and a serving mark. Whoever learns the key while that answer runs draws ticket 1 and
 waits for the lock like any later arrival.
 """
@@ -105,20 +105,13 @@ class ConversationLocks:
                 await asyncio.shield(self._pass_turn(base, ticket))
 
     @contextlib.asynccontextmanager
-    async def hold_new(self, key: str) -> AsyncIterator[None]:
-        """`hold` for a key nobody else can know yet: the lock is taken at once as ticket 0 (the
-        first ticket drawn later, 1, is served next without a mark). Should the lock be held after
-        all, this waits its turn as `hold` does."""
-        async with self.hold_new_soon(key) as taken:
-            await taken()
-            yield
-
-    @contextlib.asynccontextmanager
     async def hold_new_soon(self, key: str) -> AsyncIterator[Callable[[], Awaitable[None]]]:
-        """`hold_new` with the lock write started in the background: the block runs at once and
-        must `await taken()` (what this yields) before anything shows the key; from then on the
-        lock is held as by `hold_new` until the block ends. `taken()` raises what taking the lock
-        raised (a store error); a block that never awaited it leaves the lock free.
+        """`hold` for a key nobody else can know yet: the lock is taken at once as ticket 0 (the
+        first ticket drawn later, 1, is served next without a mark), the write started in the
+        background. The block runs at once and must `await taken()` (what this yields) before
+        anything shows the key; from then on the lock is held until the block ends. Should the
+        lock be held after all, `taken()` waits its turn as `hold` does. It raises what taking
+        the lock raised (a store error); a block that never awaited it leaves the lock free.
 
         For work that may start before the lock is held (opening the Dify stream of a new
         conversation): nobody can name the key until the block shows it, so nobody can be
@@ -164,7 +157,7 @@ class ConversationLocks:
         started = self._clock.monotonic()
         while True:
             serving_raw = await self._store.kv_get(base + ":serving")
-            # Nothing served yet: the first ticket is (a key's first holder may be `hold_new`'s 0).
+            # Nothing served yet: the first ticket is (a key's first holder may be `hold_new_soon`'s 0).
             serving = int(serving_raw) if serving_raw else 1
             holder = await lock.holder()
             now = self._clock.monotonic()

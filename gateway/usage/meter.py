@@ -122,11 +122,8 @@ class Measured(contextlib.AbstractAsyncContextManager[DifyAnswerStream]):
             await self._stream.__aenter__()
         except Overloaded:
             raise  # no room in this process: nothing reached Dify
-        except asyncio.CancelledError:
-            await self._count("cancelled")
-            raise
-        except BaseException:
-            await self._count("error")
+        except BaseException as raised:
+            await self._count(_ended_by(raised))
             raise
         self._opened = True
         return self._stream
@@ -136,17 +133,19 @@ class Measured(contextlib.AbstractAsyncContextManager[DifyAnswerStream]):
     ) -> bool | None:
         try:
             await self._stream.__aexit__(exc_type, exc, tb)
-        except (asyncio.CancelledError, GeneratorExit):
-            await self._count("cancelled")
-            raise
-        except BaseException:
-            await self._count("error")
+        except BaseException as raised:
+            await self._count(_ended_by(raised))
             raise
         if exc is not None:  # the block's own exception goes on
-            await self._count("cancelled" if isinstance(exc, asyncio.CancelledError | GeneratorExit) else "error")
+            await self._count(_ended_by(exc))
         else:
             await self._count("ok" if self._stream.answer.complete else "cancelled")
         return None
 
     async def _count(self, outcome: Outcome) -> None:
         await self._meter._count(self._stream if self._opened else None, self._app, self._user, outcome, self._started)
+
+
+def _ended_by(exc: BaseException) -> Outcome:
+    """The outcome of an answer that `exc` ended: cancelled (its reader left), else an error."""
+    return "cancelled" if isinstance(exc, asyncio.CancelledError | GeneratorExit) else "error"

@@ -61,7 +61,13 @@ async def queue_callback(gateway: Gateway) -> tuple[Job, str]:
 
 def use_sender(gateway: Gateway, sender: FakeSender) -> None:
     """Deliver the gateway's callbacks through `sender`, without jitter."""
-    delivery = CallbackDelivery(box=gateway.box, endpoints=gateway.endpoints, sender=sender, rand=lambda: 0.5)  # type: ignore[arg-type]
+    delivery = CallbackDelivery(
+        box=gateway.box,
+        endpoints=gateway.endpoints,
+        sender=sender,  # type: ignore[arg-type]
+        clock=gateway.clock,
+        rand=lambda: 0.5,
+    )
     gateway.job_handlers[CALLBACK_JOB] = delivery
 
 

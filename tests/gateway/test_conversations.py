@@ -110,7 +110,8 @@ async def test_a_new_key_is_held_at_once_and_later_arrivals_follow_it_in_order(s
             await asyncio.sleep(0.01)
             running -= 1
 
-    async with locks.hold_new("conv"):
+    async with locks.hold_new_soon("conv") as taken:
+        await taken()
         # One write: the lock, as ticket 0; no ticket drawn, no turn marked.
         assert await store.kv_get(_lock_key("conv")) == "0"
         assert await store.kv_get(_tail_key("conv")) is None and await store.kv_get(_serving_key("conv")) is None
@@ -129,7 +130,8 @@ async def test_a_new_key_that_is_held_after_all_waits_its_turn(store: Store) -> 
     entered = asyncio.Event()
 
     async def misused() -> None:
-        async with locks.hold_new("conv"):
+        async with locks.hold_new_soon("conv") as taken:
+            await taken()
             entered.set()
 
     async with locks.hold("conv"):
@@ -184,5 +186,6 @@ async def test_a_new_key_taken_in_the_background_is_held_once_waited_for_and_fre
         async with locks.hold_new_soon("conv"):
             raise RuntimeError("the block failed before it showed the key")
     assert await store.kv_get(_lock_key("conv")) is None  # the write ran, and was let go
-    async with locks.hold_new("conv"):  # nothing is left queued or held
+    async with locks.hold_new_soon("conv") as taken:  # nothing is left queued or held
+        await taken()
         assert await store.kv_get(_tail_key("conv")) is None

@@ -10,6 +10,7 @@ import pytest
 
 from endpoints.openai.errors import OpenAIError
 from endpoints.openai.files import Attachment
+from endpoints.openai.threads import Thread, conversation_args
 from endpoints.openai.translate import (
     DONE,
     PING,
@@ -431,6 +432,14 @@ def test_a_dify_call_gives_the_bridge_its_arguments() -> None:
         "new_conversation": False,
     }
     assert call.ask_args(user="u", conversation_key="thr_1", app="a", new_conversation=True)["new_conversation"]
+
+
+def test_only_a_thread_made_up_here_is_asked_as_a_new_conversation() -> None:
+    assert conversation_args(None) == {"conversation_key": None, "new_conversation": False}
+    client_id = Thread("conv-1", new=True)  # a client's own conversation_id: another request may carry it
+    assert conversation_args(client_id) == {"conversation_key": "conv-1", "new_conversation": False}
+    minted = Thread("thr_1", new=True, minted=True)
+    assert conversation_args(minted) == {"conversation_key": "thr_1", "new_conversation": True}
 
 
 @pytest.mark.parametrize("include_usage", [False, True])
