@@ -69,7 +69,7 @@ class JobQueue:
         `sealed` names payload fields (of `payload["data"]` for plugin jobs) to store encrypted.
         """
         now = self._clock.time()
-        job_id = self._ids()
+        job_id = self._ids(now)
         if sealed:
             payload = self._seal(job_id, kind, payload, sealed)
         job = Job(
@@ -139,22 +139,28 @@ class JobQueue:
 
 _ID_BYTES = 10
 _IDS_PER_DRAW = 256
+_MS_MASK = (1 << 44) - 1  # 11 hex digits of milliseconds: until the year 2527
 
 
 class JobIds:
-    """Job ids (`job_` and 20 hex digits), from the OS's random source a few hundred at a time.
+    """Job ids: `job_`, the time they are made at in milliseconds (11 hex digits), then 20 random hex digits
+    from the OS's random source, drawn a few hundred at a time.
 
-    One `os.urandom` call per id was a measurable share of each ack; the bytes are as random
-    when drawn in bulk, and each is used for one id only.
+    The time first makes ids of one process ascend: a new job's id lands at the end of the store's
+    id index (SQLite's B-tree) instead of at a random leaf, so a batch of new jobs dirties one or two
+    of its pages, not one per job, and the commit writes and syncs that much less. The random part
+    alone keeps ids unguessable (80 bits). One `os.urandom` call per id was a measurable share of
+    each ack; the bytes are as random when drawn in bulk, and each is used for one id only.
     """
 
     def __init__(self) -> None:
         self._hex = ""
         self._at = 0
 
-    def __call__(self) -> str:
+    def __call__(self, now: float) -> str:
+        """A new id made at `now` (seconds since the epoch, the clock's `time()`)."""
         at = self._at
         if at >= len(self._hex):
             self._hex, at = secrets.token_hex(_ID_BYTES * _IDS_PER_DRAW), 0
         self._at = at + 2 * _ID_BYTES
-        return "job_" + self._hex[at : at + 2 * _ID_BYTES]
+        return f"job_{int(now * 1000) & _MS_MASK:011x}{self._hex[at : at + 2 * _ID_BYTES]}"

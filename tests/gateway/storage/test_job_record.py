@@ -55,11 +55,24 @@ def test_job_ids_drawn_in_bulk_are_unique_and_well_shaped() -> None:
     from gateway.jobs.queue import JobIds
 
     ids = JobIds()
-    drawn = [ids() for _ in range(1_000)]  # several draws of the random pool
+    drawn = [ids(1_700_000_000.0) for _ in range(1_000)]  # several draws of the random pool, one millisecond
     assert len(set(drawn)) == len(drawn)
     for job_id in drawn:
-        assert job_id.startswith("job_") and len(job_id) == len("job_") + 20
+        assert job_id.startswith("job_18bcfe56800") and len(job_id) == len("job_") + 11 + 20
         int(job_id[4:], 16)
+    assert len({job_id[-20:] for job_id in drawn}) == len(drawn)  # the random part alone tells them apart
+
+
+def test_job_ids_ascend_with_the_time_they_are_made_at() -> None:
+    """Later ids sort after earlier ones (a millisecond apart or more), so new jobs append to the id
+    index; times before the epoch still give well-shaped ids."""
+    from gateway.jobs.queue import JobIds
+
+    ids = JobIds()
+    times = [1_700_000_000.0 + i / 1000 for i in range(300)] + [4_000_000_000.0]
+    made = [ids(t) for t in times]
+    assert made == sorted(made)
+    assert int(ids(0.0)[4:15], 16) == 0 and len(ids(-1.0)) == len(made[0])
 
 
 def test_json_dumps_writes_every_value_as_the_encoder_does() -> None:
