@@ -230,7 +230,8 @@ def main() -> None:
     compare_with_slack(
         Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed, baseline=baseline
     )
-    asyncio.run(first_writes(args.answers))
+    if args.answers > 0:
+        asyncio.run(first_writes(args.answers))
 
 
 if __name__ == "__main__":
