@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+from typing import get_args
+
+from gateway.storage.base import JobState
 
 __all__ = [
     "CLAIM_MANY",
@@ -14,11 +17,13 @@ __all__ = [
     "JOB_COLUMNS",
     "LIVE",
     "OWNED",
+    "PURGE",
     "SCHEMA",
     "SET_FENCED",
     "SET_IF_ABSENT",
     "insert_jobs",
     "insert_jobs_strictly",
+    "job_list",
     "jobs_by_keys",
 ]
 
@@ -44,11 +49,19 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, due_at, id);
 CREATE INDEX IF NOT EXISTS jobs_kind_due ON jobs (state, kind, due_at, id);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (state, lease_until);
-CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (state, updated_at);
-CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
 CREATE INDEX IF NOT EXISTS jobs_state_created ON jobs (state, created_at, id);
+DROP INDEX IF EXISTS jobs_updated;
+DROP INDEX IF EXISTS jobs_created;
 COMMIT;
 """
+# Every index of `jobs` is written on every new job: each costs a page or more of every commit's WAL.
+# The purge and the unfiltered list go through `jobs_state_created`, not indexes of their own
+# (`jobs_updated`, `jobs_created`, dropped above from databases made before).
+
+# Finished jobs last updated before `?`. `updated_at < ?` implies `created_at < ?` (a job is
+# updated at or after it is made), which lets the purge range over `jobs_state_created`; a clock
+# stepped back only keeps a job until its `created_at` is old enough too.
+PURGE = "DELETE FROM jobs WHERE state IN ('done', 'dead') AND created_at < ?1 AND updated_at < ?1"
 
 JOB_COLUMNS = (
     "id, key, kind, payload, endpoint_id, state, attempts, max_attempts, due_at, lease_owner, lease_until,"
@@ -74,6 +87,19 @@ def insert_jobs_strictly(n: int) -> str:
 
 
 @functools.cache
+@functools.cache
+def job_list(state: str | None) -> str:
+    """The `:limit` newest jobs (of `state`, a `JobState`), newest first. All of them: the newest
+    `:limit` of each state through `jobs_state_created`, merged (no scan of the table)."""
+    order = "ORDER BY created_at DESC, id DESC LIMIT :limit"
+    if state is not None:
+        return f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = :state {order}"
+    heads = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {JOB_COLUMNS} FROM jobs WHERE state = '{each}' {order})" for each in get_args(JobState)
+    )
+    return f"SELECT * FROM ({heads}) {order}"
+
+
 def jobs_by_keys(n: int) -> str:
     return f"SELECT {JOB_COLUMNS} FROM jobs WHERE key IN ({', '.join('?' * n)})"
 

@@ -639,9 +639,7 @@ class SQLiteStore:
     async def job_list(self, *, state: JobState | None = None, limit: int = 100) -> list[Job]:
         if limit < 1:
             return []
-        where = "" if state is None else "WHERE state = :state"
-        sql = f"SELECT {queries.JOB_COLUMNS} FROM jobs {where} ORDER BY created_at DESC, id DESC LIMIT :limit"
-        rows = await self._fetch(sql, {"state": state, "limit": limit})
+        rows = await self._fetch(queries.job_list(state), {"state": state, "limit": limit})
         return [_row_to_job(row) for row in rows]
 
     async def job_replay(self, job_id: str, now: float) -> bool:
@@ -652,5 +650,4 @@ class SQLiteStore:
         return await self._exec(sql, {"id": job_id, "now": now}) == 1
 
     async def job_purge(self, before: float) -> int:
-        sql = "DELETE FROM jobs WHERE state IN ('done', 'dead') AND updated_at < ?"
-        return await self._exec(sql, (before,))
+        return await self._exec(queries.PURGE, (before,))

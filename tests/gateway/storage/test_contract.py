@@ -386,6 +386,27 @@ async def test_job_list_newest_first_by_state(store: Store) -> None:
     assert await store.job_list(state="dead") == []
 
 
+async def test_job_list_merges_every_state_newest_first(store: Store) -> None:
+    """The unfiltered list is one order across all four states: newest first, equal times by id
+    (descending), cut to `limit` after merging, with more of one state than `limit`."""
+    made = {"a": 1, "b": 2, "c": 3, "d": 3, "e": 4, "f": 5, "g": 6, "h": 7, "i": 7}
+    for job_id, at in made.items():
+        await store.job_enqueue(job(job_id, created_at=T0 + at))
+    for job_id in ["b", "d", "e", "h"]:
+        assert await store.job_claim("w", T0 + 10, 30, job_id=job_id) is not None
+    await store.job_complete("b", "w")
+    await store.job_complete("h", "w")
+    await store.job_dead("e", "w", "x")
+    await store.job_dead("g", None, "x")
+    newest = sorted(made, key=lambda job_id: (made[job_id], job_id), reverse=True)
+    assert [j.id for j in await store.job_list()] == newest == ["i", "h", "g", "f", "e", "d", "c", "b", "a"]
+    for limit in (1, 2, 4, 6):
+        assert [j.id for j in await store.job_list(limit=limit)] == newest[:limit]
+    states = {j.id: j.state for j in await store.job_list()}
+    assert [states[job_id] for job_id in "bdegi"] == ["done", "running", "dead", "dead", "queued"]
+    assert [j.id for j in await store.job_list(state="queued", limit=2)] == ["i", "f"]
+
+
 async def test_job_update_meta_merges(store: Store) -> None:
     await store.job_enqueue(job("j1", meta={"a": 1, "b": 2}))
     assert await store.job_update_meta("j1", {"b": 3, "progress": {"step": 2}}) is True

@@ -13,6 +13,7 @@ import pytest
 
 from gateway.clock import FakeClock
 from gateway.exceptions import StoreError
+from gateway.storage import _sqlite_sql as queries
 from gateway.storage.base import Job
 from gateway.storage.sqlite import SQLiteStore
 
@@ -47,6 +48,69 @@ async def test_sqlite_is_durable_across_reopen(tmp_path: Path, clock: FakeClock)
         assert claimed is not None and claimed.id == "j1"
     finally:
         await second.aclose()
+
+
+async def test_a_database_made_before_loses_the_indexes_no_statement_needs(tmp_path: Path, clock: FakeClock) -> None:
+    """`jobs_updated` and `jobs_created` (every new job wrote both) are dropped on open; the jobs
+    in them stay, listed and purged as before."""
+    path = str(tmp_path / "gw.db")
+    first = await SQLiteStore.open(path, clock=clock)
+    try:
+        await first.job_enqueue(job("j1"))
+    finally:
+        await first.aclose()
+    with contextlib.closing(sqlite3.connect(path)) as conn:  # the indexes as an older gateway made them
+        conn.execute("CREATE INDEX jobs_updated ON jobs (state, updated_at)")
+        conn.execute("CREATE INDEX jobs_created ON jobs (created_at, id)")
+        conn.commit()
+
+    second = await SQLiteStore.open(path, clock=clock)
+    try:
+        indexes = {row[0] for row in await second._fetch("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"jobs_due", "jobs_kind_due", "jobs_lease", "jobs_state_created"} <= indexes
+        assert not indexes & {"jobs_updated", "jobs_created"}
+        assert [j.id for j in await second.job_list()] == ["j1"]
+    finally:
+        await second.aclose()
+
+
+@pytest.mark.parametrize(
+    ("name", "sql", "params", "bounded_by"),
+    [
+        ("claim next", queries.CLAIM_NEXT, {}, "due_at<?"),
+        ("claim next of kind", queries.CLAIM_NEXT_OF_KIND, {}, "due_at<?"),
+        ("claim many", queries.CLAIM_MANY, {}, "due_at<?"),
+        ("claim many of kind", queries.CLAIM_MANY_OF_KIND, {}, "due_at<?"),
+        ("claim one", queries.CLAIM_ONE, {}, "(id=?)"),
+        ("purge", queries.PURGE, (T0,), "created_at<?"),
+        ("list", queries.job_list(None), {}, "(state=?)"),
+        ("list of a state", queries.job_list("done"), {"state": "done"}, "(state=?)"),
+    ],
+)
+async def test_job_statements_search_an_index_never_scan_the_table(
+    tmp_path: Path, clock: FakeClock, name: str, sql: str, params: tuple[float] | dict[str, object], bounded_by: str
+) -> None:
+    """Every job statement finds its rows through an index, bounded by what it asks for (not all
+    jobs of a state), on a table of thousands of jobs in every state: none costs more as finished
+    jobs pile up before a purge."""
+    store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
+    try:
+        for n in range(2_000):
+            await store.job_enqueue(job(f"j{n:05}", due_at=T0 + n))
+        for _ in range(3):
+            assert await store.job_claim_many("w", T0 + 10_000, 30, limit=500)
+        await store._exec("UPDATE jobs SET state = 'done' WHERE rowid % 3 = 0 AND state = 'running'")
+        await store._exec("UPDATE jobs SET state = 'dead' WHERE rowid % 3 = 1 AND state = 'running'")
+        await store._exec("ANALYZE")
+        named = {"owner": "w", "now": T0, "lease_until": T0, "limit": 10, "kind": "test", "job_id": "j00001"}
+        bound = params if isinstance(params, tuple) else {**named, **params}
+        plan = await store._fetch("EXPLAIN QUERY PLAN " + sql, bound)
+    finally:
+        await store.aclose()
+    steps = [row["detail"] for row in plan if " jobs" in row["detail"]]
+    assert steps, name
+    assert all(step.startswith("SEARCH jobs USING") for step in steps), (name, steps)
+    assert any(bounded_by in step for step in steps), (name, steps)
 
 
 async def test_sqlite_two_stores_on_one_file_never_share_a_claim(tmp_path: Path, clock: FakeClock) -> None:
