@@ -143,8 +143,8 @@ _MS_MASK = (1 << 44) - 1  # 11 hex digits of milliseconds: until the year 2527
 
 
 class JobIds:
-    """Job ids: `job_`, the time they are made at in milliseconds (11 hex digits), then 20 random hex digits
-    from the OS's random source, drawn a few hundred at a time.
+    """Job ids: `job_`, the time they are made at in milliseconds (11 hex digits), then 20 random
+    hex digits from the OS's random source, drawn a few hundred at a time.
 
     The time first makes ids of one process ascend: a new job's id lands at the end of the store's
     id index (SQLite's B-tree) instead of at a random leaf, so a batch of new jobs dirties one or two

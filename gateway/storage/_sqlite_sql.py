@@ -87,7 +87,6 @@ def insert_jobs_strictly(n: int) -> str:
 
 
 @functools.cache
-@functools.cache
 def job_list(state: str | None) -> str:
     """The `:limit` newest jobs (of `state`, a `JobState`), newest first. All of them: the newest
     `:limit` of each state through `jobs_state_created`, merged (no scan of the table)."""
@@ -100,6 +99,7 @@ def job_list(state: str | None) -> str:
     return f"SELECT * FROM ({heads}) {order}"
 
 
+@functools.cache
 def jobs_by_keys(n: int) -> str:
     return f"SELECT {JOB_COLUMNS} FROM jobs WHERE key IN ({', '.join('?' * n)})"
 
