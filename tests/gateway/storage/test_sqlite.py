@@ -111,6 +111,11 @@ async def test_job_statements_search_an_index_never_scan_the_table(
     assert steps, name
     assert all(step.startswith("SEARCH jobs USING") for step in steps), (name, steps)
     assert any(bounded_by in step for step in steps), (name, steps)
+    # A search the index hands back out of order is sorted whole (a temp B-tree beside it): only a
+    # range (`<?`) may be, never every job of a state (`(state=?)` alone on the wrong index).
+    sorted_at = {row["parent"] for row in plan if row["detail"].startswith("USE TEMP B-TREE")}
+    sorted_whole = [row["detail"] for row in plan if " jobs" in row["detail"] and row["parent"] in sorted_at]
+    assert all("<?" in step for step in sorted_whole), (name, sorted_whole)
 
 
 async def test_sqlite_two_stores_on_one_file_never_share_a_claim(tmp_path: Path, clock: FakeClock) -> None:
