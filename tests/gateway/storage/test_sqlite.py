@@ -90,9 +90,10 @@ async def test_a_database_made_before_loses_the_indexes_no_statement_needs(tmp_p
 async def test_job_statements_search_an_index_never_scan_the_table(
     tmp_path: Path, clock: FakeClock, name: str, sql: str, params: tuple[float] | dict[str, object], bounded_by: str
 ) -> None:
-    """Every job statement finds its rows through an index, bounded by what it asks for (not all
-    jobs of a state), on a table of thousands of jobs in every state: none costs more as finished
-    jobs pile up before a purge."""
+    """Every job statement finds its rows through an index, bounded by what it asks for, on a table
+    of thousands of jobs in every state: none costs more as finished jobs pile up before a purge.
+    (The expired-lease arm of the batch claims walks the running jobs through `jobs_due` unbounded:
+    as many as are leased, never the finished ones.)"""
     store = await SQLiteStore.open(str(tmp_path / "gw.db"), clock=clock)
     try:
         for n in range(2_000):
