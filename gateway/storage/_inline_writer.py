@@ -116,11 +116,11 @@ class InlineWriter:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            # isolation_level=None: each statement is its own transaction. check_same_thread off so
-            # `close` may run from whichever thread closes the store; `execute` checks the thread.
+            # timeout=0: SQLite's busy timeout, so a locked file answers at once. isolation_level=None:
+            # each statement is its own transaction. check_same_thread off so `close` may run from
+            # whichever thread closes the store; `execute` checks the thread.
             conn = sqlite3.connect(self._path, timeout=0, isolation_level=None, check_same_thread=False)
             try:
-                conn.execute("PRAGMA busy_timeout = 0")
                 conn.execute("PRAGMA synchronous = FULL")  # as the store's: on disk when the commit returns
                 conn.execute("PRAGMA wal_autocheckpoint = 0")
             except BaseException:

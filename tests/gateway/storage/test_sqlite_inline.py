@@ -100,6 +100,7 @@ async def test_the_inline_connection_syncs_every_commit(tmp_path: Path, clock: F
         conn = store._inline._connection()
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL, as the store thread's
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0  # checkpoints off the loop
+        assert conn.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # a locked file answers at once
     finally:
         await store.aclose()
 
