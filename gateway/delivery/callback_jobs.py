@@ -12,14 +12,12 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from gateway.clock import Clock
 from gateway.delivery.callbacks import CallbackSender, Outcome
 from gateway.delivery.retry import next_callback_delay
 from gateway.exceptions import ConfigurationError
 from gateway.jobs.lease import JobLease
 from gateway.jobs.workers import Emit
 from gateway.plugin import JobError, RetryJob
-from gateway.records.cache import ReadCache
 from gateway.records.endpoints import EndpointService
 from gateway.security.crypto import SecretBox
 from gateway.security.sealed import unseal
@@ -51,7 +49,6 @@ class CallbackDelivery:
         box: unseals the stored URL.
         endpoints: the endpoint whose signing secret (the setting the job names) signs the body.
         sender: makes the attempt.
-        clock: the clock of the shared reads of signing keys.
         rand: jitter of the retry delays (0..1).
     """
 
@@ -61,15 +58,12 @@ class CallbackDelivery:
         box: SecretBox,
         endpoints: EndpointService,
         sender: CallbackSender,
-        clock: Clock,
         rand: Callable[[], float] = random.random,
     ) -> None:
         self._box = box
         self._endpoints = endpoints
         self._sender = sender
         self.rand = rand
-        # ttl 0: only reads in flight are shared; size: unused, as nothing is kept.
-        self._reading: ReadCache[tuple[str | None, str], tuple[bytes, ...]] = ReadCache(clock, ttl=0, size=1)
 
     async def __call__(self, job: Job, emit: Emit, lease: JobLease) -> dict[str, Any] | None:
         """One attempt at a signed callback; the schedule decides when (or whether) to try again."""
@@ -81,13 +75,10 @@ class CallbackDelivery:
         return settle(outcome, job.attempts, self.rand())
 
     async def _signing_keys(self, endpoint_id: str | None, setting: str) -> tuple[bytes, ...]:
-        """The endpoint's signing keys, read afresh for each delivery, except that deliveries
-        starting together (a batch the workers claimed at once) share one read: a read of the same
-        endpoint still in flight is awaited rather than repeated. Nothing is kept after it ends,
-        so a rotated or removed secret signs (or stops) every delivery that starts afterwards."""
-        return await self._reading.get((endpoint_id, setting), lambda: self._read_keys(endpoint_id, setting))
-
-    async def _read_keys(self, endpoint_id: str | None, setting: str) -> tuple[bytes, ...]:
+        """The endpoint's signing keys. Its record is read as every job reads it (`of_job`):
+        deliveries starting together (a batch the workers claimed at once) share one store read,
+        and a secret rotated or removed in this process signs (or stops) every delivery that
+        starts afterwards (another replica's change, within `RESOLVE_CACHE_SECONDS`)."""
         # A disabled endpoint still calls back: the work was accepted before it was turned off.
         record, plugin = await self._endpoints.of_job(endpoint_id, enabled=False)
         # Signed with the new secret and, during a rotation's grace, the old one too (Standard

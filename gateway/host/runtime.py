@@ -248,7 +248,7 @@ async def open_gateway(
     )
     limiter = RateLimiter(store, clock)
     handlers[PLUGIN_JOB] = PluginJobRunner(endpoints=endpoints, contexts=contexts, box=box)
-    handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender, clock=clock)
+    handlers[CALLBACK_JOB] = CallbackDelivery(box=box, endpoints=endpoints, sender=sender)
     budget_secret = settings.budget_callback_secret
     handlers[BUDGET_CALLBACK_JOB] = BudgetCallbackDelivery(box=box, sender=sender, secret=budget_secret)
     return Gateway(

@@ -8,7 +8,7 @@ records of what it posted. So every run carries:
 - a fencing token: the job's `attempts` when claimed, raised atomically by each claim. Every store
   update of the run (renewal, outcome, `kv_set_fenced` records) is conditional on it, in the same
   atomic write, so a stale run's write is refused by the store;
-- a local deadline on the injected clock (`LeaseDeadline`, shared with the store's lease lock):
+- a local deadline on the injected clock (`LeaseDeadline`, from gateway/storage/lock.py):
   when the last renewal runs out (less a margin for clock skew between replicas). After a freeze
   the run sees the deadline passed before any network round trip, and renews (only possible
   while no other run claimed the job) or stops.

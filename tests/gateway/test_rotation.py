@@ -143,12 +143,7 @@ async def test_a_webhook_secret_rotates_verifying_either_and_signing_callbacks_w
 
         # Callbacks carry a signature by each secret: a receiver that knows either one accepts them.
         sender = RecordingSender()
-        gw.job_handlers[CALLBACK_JOB] = CallbackDelivery(
-            box=gw.box,
-            endpoints=gw.endpoints,
-            sender=sender,  # type: ignore[arg-type]
-            clock=gw.clock,
-        )
+        gw.job_handlers[CALLBACK_JOB] = CallbackDelivery(box=gw.box, endpoints=gw.endpoints, sender=sender)  # type: ignore[arg-type]
         job_id = await ctx.callbacks.send("https://example.com/hook", "answer.completed", {"x": 1}, msg_id="msg_a")
         assert (await run_job_now(gw, job_id)).state == "done"
         assert sender.secrets[-1] == [parse_webhook_secret(new), parse_webhook_secret(old)]
