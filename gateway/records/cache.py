@@ -13,7 +13,6 @@ Staleness is bounded exactly as before: an entry is trusted for `ttl` seconds af
 process) drops the entries and cuts loose the reads in flight: what they return is handed to the
 callers that were waiting for them but is never cached, and a caller arriving after the clear
 starts a new read. Changes made by another replica or the CLI are seen within `ttl` seconds.
-With `ttl=0` nothing is kept: only the callers of a read in flight share it.
 """
 
 from __future__ import annotations
@@ -68,8 +67,6 @@ class ReadCache(Generic[K, V]):
         value = await read()
         if self._reads.get(key) is not asyncio.current_task():
             return value  # cleared while reading: possibly stale, handed out but not kept
-        if self._ttl <= 0:
-            return value  # nothing is kept: concurrent callers shared the read, later ones read again
         previous = self._entries.get(key)
         if previous is not None and previous[1] == value:
             value = previous[1]  # unchanged: the object already handed out stays the one

@@ -112,16 +112,3 @@ async def test_at_size_the_cache_starts_over() -> None:
     assert all(cache.knows(key) for key in range(3))
     await cache.get(3, read)
     assert cache.knows(3) and not cache.knows(0)
-
-
-async def test_ttl_zero_shares_reads_in_flight_and_keeps_nothing() -> None:
-    cache: ReadCache[str, object] = ReadCache(FakeClock(), ttl=0.0, size=10)  # the clock never moves
-    read = Reads()
-    waiting = [asyncio.ensure_future(cache.get("k", read)) for _ in range(5)]
-    await asyncio.sleep(0)
-    read.release()
-    await asyncio.gather(*waiting)
-    assert read.count == 1
-    assert not cache.knows("k")  # the value (a signing key, say) is not kept once handed out
-    await cache.get("k", read)
-    assert read.count == 2
