@@ -110,14 +110,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.store == "redis":
-        from bench.servers import start_redis, stop
+        from bench.servers import Scratch
 
-        with tempfile.TemporaryDirectory() as workdir:
-            process, redis_url = start_redis(Path(workdir))
-            try:
-                asyncio.run(run(args.endpoints, args.store, args.rounds, redis_url))
-            finally:
-                stop(process)
+        with Scratch("bench-apply-") as scratch:
+            asyncio.run(run(args.endpoints, args.store, args.rounds, scratch.redis()))
     else:
         asyncio.run(run(args.endpoints, args.store, args.rounds, None))
 

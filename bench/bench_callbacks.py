@@ -24,12 +24,10 @@ import argparse
 import asyncio
 import contextlib
 import os
-import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -37,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, wait_up  # noqa: E402
 
 
 async def done_count(store_url: str) -> int:
@@ -156,13 +154,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-callbacks-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        store = f"sqlite:///{workdir / 'gw.db'}"
+    with Scratch("bench-callbacks-") as scratch:
+        store = f"sqlite:///{scratch.dir / 'gw.db'}"
         if args.store == "redis":
-            redis_proc, store = start_redis(workdir)
-            procs.append(redis_proc)
+            store = scratch.redis()
         port, receiver_port = free_port(), free_port()
         env = gateway_env(store, port, GATEWAY_CALLBACK_ALLOW_HTTP="true", GATEWAY_CALLBACK_ALLOW_HOSTS="127.0.0.1")
         from gateway.settings import Settings
@@ -171,7 +166,7 @@ def main() -> None:
         settings = Settings.from_env(env)
         senders = settings.workers + settings.callback_workers
         receiver_proc = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(receiver_port)])
-        procs.append(receiver_proc)
+        scratch.keep(receiver_proc)
         receiver = f"http://127.0.0.1:{receiver_port}"
         wait_up(receiver + "/", receiver_proc)
 
@@ -199,11 +194,6 @@ def main() -> None:
             f"over {args.rounds} rounds: gateway / plain ratio median {statistics.median(ordered):.2f}x "
             f"(min {ordered[0]:.2f}x, max {ordered[-1]:.2f}x)"
         )
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

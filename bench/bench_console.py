@@ -16,7 +16,6 @@ import asyncio
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.servers import ADMIN, free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import ADMIN, Scratch, free_port, gateway_env, wait_up  # noqa: E402
 from tests.console.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  # the flags the browser tests use
 
 
@@ -67,15 +66,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as workdir:
+    with Scratch("bench-console-") as scratch:
         port = free_port()
-        env = gateway_env(f"sqlite:///{workdir}/gateway.db", port)
-        gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env)
-        try:
-            wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
-            asyncio.run(measure(f"http://127.0.0.1:{port}", args.rounds))
-        finally:
-            stop(gateway)
+        env = gateway_env(f"sqlite:///{scratch.dir / 'gateway.db'}", port)
+        gateway = scratch.keep(subprocess.Popen([sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env))
+        wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
+        asyncio.run(measure(f"http://127.0.0.1:{port}", args.rounds))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.servers import free_port  # noqa: E402
+from bench.servers import free_port, stop  # noqa: E402
 from gateway.clock import SystemClock  # noqa: E402
 from gateway.dify import AskRequest, DifyApp, DifyClient, RetryPolicy, make_http_client  # noqa: E402
 from gateway.simulator.config import SimulatorConfig  # noqa: E402
@@ -188,8 +188,7 @@ def main() -> None:
         )
         totals = asyncio.run(bench(port, args))
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        stop(proc)
 
     print("\nall rounds")
     print(HEADER)

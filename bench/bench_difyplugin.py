@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_webhook import first_token, ttft  # noqa: E402
 from bench.loadgen import percentile, ratio_line, rounds_summary, run_load, ttft_lines  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, wait_up  # noqa: E402
 from gateway.difyplugins.package import pack_directory  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
@@ -115,26 +113,24 @@ async def first_chunk(session: aiohttp.ClientSession, url: str, body: bytes) -> 
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-difyplugin-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-difyplugin-") as scratch:
         sim_port, port = free_port(), free_port()
         simulator = subprocess.Popen(
             [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port)]
             + ["--first-token-latency", "0.05", "--tokens-per-second", "0", "--answer", "The quick brown fox."],
             stdout=subprocess.DEVNULL,
         )
-        procs.append(simulator)
+        scratch.keep(simulator)
         env = gateway_env(
-            f"sqlite:///{workdir / 'gw.db'}",
+            f"sqlite:///{scratch.dir / 'gw.db'}",
             port,
-            GATEWAY_PLUGIN_DIR=str(workdir / "plugins"),
+            GATEWAY_PLUGIN_DIR=str(scratch.dir / "plugins"),
             GATEWAY_PLUGIN_VENV_DIR=str(shared_venv_dir()),
             GATEWAY_WORKERS="100",
         )
-        builtin, dify, bot, hook, key = await setup(Settings.from_env(env), workdir, sim_port)
+        builtin, dify, bot, hook, key = await setup(Settings.from_env(env), scratch.dir, sim_port)
         server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(server)
+        scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
 
@@ -185,11 +181,6 @@ async def main_async(args: argparse.Namespace) -> None:
         w50, p50 = percentile(webhook, 0.5), percentile(plugin_ttft, 0.5)
         w99, p99 = percentile(webhook, 0.99), percentile(plugin_ttft, 0.99)
         print(f"  ratio Dify plugin / webhook: p50 {p50 / w50:.2f}x, p99 {p99 / w99:.2f}x")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

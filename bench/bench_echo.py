@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, rounds_summary, run_load  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
@@ -42,24 +40,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="alternating baseline/echo runs (median, min-max)")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-echo-"))
-    extra: list[subprocess.Popen[bytes]] = []
-    try:
-        store = f"sqlite:///{workdir / 'gw.db'}"
+    with Scratch("bench-echo-") as scratch:
+        store = f"sqlite:///{scratch.dir / 'gw.db'}"
         if args.store == "redis":
-            redis_proc, store = start_redis(workdir)
-            extra.append(redis_proc)
+            store = scratch.redis()
         port, base_port = free_port(), free_port()
         env = gateway_env(store, port)
         settings = Settings.from_env(env)
         url = asyncio.run(make_endpoint(settings))
 
         baseline = subprocess.Popen([sys.executable, str(ROOT / "bench" / "baseline_app.py"), str(base_port)])
-        extra.append(baseline)  # stopped below even if the gateway doesn't start
+        scratch.keep(baseline)  # stopped on the way out, even if the gateway does not start
         gateway = subprocess.Popen(
             [sys.executable, "-m", "gateway", "serve"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
         )
-        extra.append(gateway)
+        scratch.keep(gateway)
         wait_up(f"http://127.0.0.1:{base_port}/", baseline)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
         load = {"concurrency": args.concurrency, "duration": args.duration}
@@ -74,11 +69,6 @@ def main() -> None:
             print(ratio_line(echo, base), flush=True)
         print()
         print(*rounds_summary(pairs), sep="\n")
-    finally:
-        for proc in extra:
-            if proc.poll() is None:
-                stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import SIGNING_SECRET, serve_gateway, signed_event  # noqa: E402
 from bench.plugin_acks import Baseline, add_arguments, compare_with_slack  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, stop, wait_up  # noqa: E402
 
 ENCRYPT_KEY = "bench-encrypt-key-0123456789abcdef"
 TOKEN = "bench-verification-token"
@@ -182,12 +180,9 @@ def main() -> None:
     compare_with_slack(Path(__file__).resolve(), "lark", settings, lark_request, args, baseline=baseline)
     if args.questions < 1:
         return
-    workdir = Path(tempfile.mkdtemp(prefix="bench-lark-"))
-    try:
+    with Scratch("bench-lark-") as scratch:
         port = free_port()
-        asyncio.run(first_writes(args, gateway_env(f"sqlite:///{workdir / 'writes.db'}", port), port))
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        asyncio.run(first_writes(args, gateway_env(f"sqlite:///{scratch.dir / 'writes.db'}", port), port))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,8 @@ import argparse
 import asyncio
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, percentile, run_load, spread  # noqa: E402
 from bench.profile import Profiler, load_with_cpu, memory_mib, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 
 VENV = ROOT / "bench" / ".venv-litellm"
 LITELLM = VENV / "bin" / "litellm"
@@ -181,20 +179,19 @@ def main() -> None:
     if not litellm_bin.exists():
         raise SystemExit(f"LiteLLM is not installed: run `python {Path(__file__).name} --install` first")
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-litellm-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-litellm-") as scratch:
         sim_port, port, fake_port, litellm_port = free_port(), free_port(), free_port(), free_port()
-        simulator = start_simulator(
-            sim_port, "--first-token-latency", "0", "--tokens-per-second", "0", "--answer", ANSWER
+        simulator = scratch.keep(
+            start_simulator(sim_port, "--first-token-latency", "0", "--tokens-per-second", "0", "--answer", ANSWER)
         )
-        fake = subprocess.Popen([sys.executable, __file__, "--serve", "fake-openai", "--port", str(fake_port)])
-        procs += [simulator, fake]
-        env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
+        fake = scratch.keep(
+            subprocess.Popen([sys.executable, __file__, "--serve", "fake-openai", "--port", str(fake_port)])
+        )
+        env = gateway_env(f"sqlite:///{scratch.dir / 'gw.db'}", port)
         url, key = asyncio.run(make_endpoint(env, sim_port))
         gateway = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(gateway)
-        config = workdir / "litellm.yaml"
+        scratch.keep(gateway)
+        config = scratch.dir / "litellm.yaml"
         config.write_text(
             json.dumps(  # YAML is a superset of JSON
                 {
@@ -224,7 +221,7 @@ def main() -> None:
              "--num_workers", "1"],
             env=litellm_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        procs.append(litellm)
+        scratch.keep(litellm)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{fake_port}/", fake)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
@@ -295,10 +292,6 @@ def main() -> None:
         print(f"peak RSS: gateway {peaks[0]:.0f} MiB, litellm {peaks[1]:.0f} MiB")
         if args.profile:
             print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile, 12), sep="\n  ")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

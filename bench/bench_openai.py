@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -34,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load, ttft_lines  # noqa: E402
-from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -54,9 +52,7 @@ async def make_endpoint(settings: Settings, sim_port: int) -> tuple[str, str]:
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-openai-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-openai-") as scratch:
         sim_port, port = free_port(), free_port()
         simulator = start_simulator(
             sim_port,
@@ -67,16 +63,16 @@ async def main_async(args: argparse.Namespace) -> None:
             "--answer",
             ANSWER,
         )
-        procs.append(simulator)
-        env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
+        scratch.keep(simulator)
+        env = gateway_env(f"sqlite:///{scratch.dir / 'gw.db'}", port)
         url, key = await make_endpoint(Settings.from_env(env), sim_port)
         server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(server)
+        scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
         if args.profile:
             spy = ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", str(int(args.duration * 2 + 4))]
-            procs.append(subprocess.Popen([*spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
+            scratch.keep(subprocess.Popen([*spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
 
         load = {"concurrency": args.concurrency, "duration": args.duration}
         sim_url = f"http://127.0.0.1:{sim_port}/v1/chat-messages"
@@ -124,10 +120,6 @@ async def main_async(args: argparse.Namespace) -> None:
         print("  " + ratio_line(through_s, direct_s))
         print("time to first token (ms)")
         print("\n".join(ttft_lines("openai", direct_s.ttfts, through_s.ttfts)))
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_openai import make_endpoint  # noqa: E402
 from bench.loadgen import percentile, ratio_line, run_load  # noqa: E402
-from bench.servers import free_port, gateway_env, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, wait_up  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
 
 ANSWER = '{"name": "Ann", "age": 3, "city": "Lisbon", "tags": ["a", "b", "c"]}'
@@ -46,19 +44,17 @@ SCHEMA = {
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-openai-surfaces-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-openai-surfaces-") as scratch:
         sim_port, port = free_port(), free_port()
         sim_args = ["--port", str(sim_port), "--first-token-latency", "0", "--tokens-per-second", "2000"]
         simulator = subprocess.Popen(
             [sys.executable, "-m", "gateway", "simulate-dify", *sim_args, "--answer", ANSWER], stdout=subprocess.DEVNULL
         )
-        procs.append(simulator)
-        env = gateway_env(f"sqlite:///{workdir / 'gw.db'}", port)
+        scratch.keep(simulator)
+        env = gateway_env(f"sqlite:///{scratch.dir / 'gw.db'}", port)
         url, key = await make_endpoint(Settings.from_env(env), sim_port)
         server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(server)
+        scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
         load = {"concurrency": args.concurrency, "duration": args.duration}
@@ -96,10 +92,6 @@ async def main_async(args: argparse.Namespace) -> None:
         print("  " + plain.row())
         print("  " + schema.row())
         print("  " + ratio_line(schema, plain))
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

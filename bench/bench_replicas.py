@@ -25,10 +25,8 @@ import asyncio
 import itertools
 import json
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -40,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from bench.bench_slack import make_endpoint as make_slack_endpoint, signed_event  # noqa: E402
 from bench.bench_webhook import RECEIVER  # noqa: E402
 from bench.loadgen import run_load, spread  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, start_simulator, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
 
 SLACK_SERVER = ROOT / "bench" / "bench_slack.py"
 
@@ -153,22 +151,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-replicas-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        redis_proc, store = start_redis(workdir)
+    with Scratch("bench-replicas-") as scratch:
+        store = scratch.redis()
         sim_port, recv_port = free_port(), free_port()
-        simulator = start_simulator(
-            sim_port,
-            "--first-token-latency",
-            "0",
-            "--tokens-per-second",
-            "0",
-            "--answer",
-            "The quick brown fox jumps over the lazy dog.",
+        answer = "The quick brown fox jumps over the lazy dog."
+        simulator = scratch.keep(
+            start_simulator(sim_port, "--first-token-latency", "0", "--tokens-per-second", "0", "--answer", answer)
         )
-        receiver_proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(recv_port)])
-        procs += [redis_proc, simulator, receiver_proc]
+        receiver_proc = scratch.keep(subprocess.Popen([sys.executable, "-c", RECEIVER, str(recv_port)]))
         receiver = f"http://127.0.0.1:{recv_port}"
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"{receiver}/count", receiver_proc)
@@ -241,10 +231,6 @@ def main() -> None:
         print(f"\nover {args.rounds} rounds, two replicas / one:")
         print(f"  acks/s     {spread(ack_ratios)}")
         print(f"  answers/s  {spread(ans_ratios)}")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

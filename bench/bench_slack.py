@@ -25,11 +25,9 @@ import asyncio
 import itertools
 import json
 import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, rounds_summary  # noqa: E402
 from bench.profile import Profiler, load_with_cpu, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, stop, wait_up  # noqa: E402
 
 if TYPE_CHECKING:
     from gateway.host.runtime import Gateway
@@ -195,22 +193,18 @@ def main() -> None:
     if args.serve == "bolt":
         return serve_bolt(args.port)
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-slack-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        db = workdir / "gw.db"
+    with Scratch("bench-slack-") as scratch:
+        db = scratch.dir / "gw.db"
         store = f"sqlite:///{db}"
         if args.store == "redis":
-            redis_proc, store = start_redis(workdir)
-            procs.append(redis_proc)
+            store = scratch.redis()
         port, bolt_port = free_port(), free_port()
         env = gateway_env(store, port)
         url = asyncio.run(make_endpoint(env))
         me = [sys.executable, str(Path(__file__).resolve())]
 
-        bolt = subprocess.Popen([*me, "--serve", "bolt", "--port", str(bolt_port)], env=env)
-        gateway = subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env)
-        procs += [bolt, gateway]
+        bolt = scratch.keep(subprocess.Popen([*me, "--serve", "bolt", "--port", str(bolt_port)], env=env))
+        gateway = scratch.keep(subprocess.Popen([*me, "--serve", "gateway", "--port", str(port)], env=env))
         wait_up(f"http://127.0.0.1:{bolt_port}/", bolt)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
         counter = itertools.count()
@@ -247,11 +241,6 @@ def main() -> None:
             print(redis_per_ack(store))
         if args.profile:
             print("top self time in the gateway process, round 1 (py-spy):", *top_self(args.profile), sep="\n  ")
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

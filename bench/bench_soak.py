@@ -33,11 +33,9 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -49,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Burst, percentile, run_burst  # noqa: E402
 from bench.profile import Profiler, cpu_seconds, memory_mib, top_self  # noqa: E402
-from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
@@ -132,20 +130,19 @@ class Soak:
     cpu: dict[str, float]  # CPU seconds used during the bursts, per process and burst
 
 
-async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespace) -> Soak:
+async def soak(streams: int, surface: str, args: argparse.Namespace) -> Soak:
     trace = args.trace
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch(f"bench-soak-{streams}-") as scratch:
         sim_port, port = free_port(), free_port()
         simulator = start_simulator(sim_port, "--answer", ANSWER, "--tokens-per-second", str(args.tokens_per_second))
-        procs.append(simulator)
+        scratch.keep(simulator)
         extra = dict(item.split("=", 1) for item in args.env)
-        env = gateway_env(f"sqlite:///{workdir / f'gw-{streams}.db'}", port, **extra)
+        env = gateway_env(f"sqlite:///{scratch.dir / f'gw-{streams}.db'}", port, **extra)
         url, shown = await make_endpoint(Settings.from_env(env), surface, sim_port)
-        prefix = workdir / f"trace-{streams}"
+        prefix = scratch.dir / f"trace-{streams}"
         command = ["bench/traced_serve.py", str(trace), str(prefix)] if trace else ["-m", "gateway", "serve"]
         server = subprocess.Popen([sys.executable, *command], env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-        procs.append(server)
+        scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
 
@@ -196,45 +193,38 @@ async def soak(streams: int, surface: str, workdir: Path, args: argparse.Namespa
             await wait_file(Path(f"{prefix}.done"))
             print_trace(prefix, streams, trace)
         return Soak(direct, through, idle, peak, cpu)
-    finally:
-        for proc in procs:
-            stop(proc)
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-soak-"))
     rows = []
-    try:
-        for streams in [int(n) for n in args.streams.split(",")]:
-            run = await soak(streams, args.surface, workdir, args)
-            direct, through, idle, peak = run.direct, run.through, run.idle, run.peak
-            print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
-            print("  " + direct.row())
-            print("  " + through.row())
-            ratio50 = percentile(through.ttfts, 0.5) / percentile(direct.ttfts, 0.5)
-            ratio99 = percentile(through.ttfts, 0.99) / percentile(direct.ttfts, 0.99)
-            print(f"  ttft ratio gateway / direct: p50 {ratio50:.2f}x, p99 {ratio99:.2f}x")
-            per_stream = (peak["VmHWM"] - idle["VmRSS"]) * 1024 / streams
-            print(
-                f"  gateway RSS: idle {idle['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB "
-                f"(~{per_stream:.0f} KiB per concurrent stream)"
-            )
-            gw, sim_direct, sim_through = (
-                run.cpu[key] * 1000 / streams for key in ("gateway", "simulator direct", "simulator through")
-            )
-            print(
-                f"  CPU per stream (/proc): gateway {gw:.2f} ms; simulator {sim_direct:.2f} ms direct, "
-                f"{sim_through:.2f} ms through"
-            )
-            rows.append((streams, direct, through, peak["VmHWM"]))
-        print(f"\nsummary ({args.surface}): N, completed direct, completed gateway, ttft p50/p99 ms, peak RSS MiB")
-        for streams, direct, through, peak_rss in rows:
-            print(
-                f"  {streams:>5}  {direct.completed:>5}  {through.completed:>5}  "
-                f"{percentile(through.ttfts, 0.5):7.1f} / {percentile(through.ttfts, 0.99):7.1f}  {peak_rss:6.0f}"
-            )
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    for streams in [int(n) for n in args.streams.split(",")]:
+        run = await soak(streams, args.surface, args)
+        direct, through, idle, peak = run.direct, run.through, run.idle, run.peak
+        print(f"\nN = {streams} concurrent streams, one gateway process, default settings")
+        print("  " + direct.row())
+        print("  " + through.row())
+        ratio50 = percentile(through.ttfts, 0.5) / percentile(direct.ttfts, 0.5)
+        ratio99 = percentile(through.ttfts, 0.99) / percentile(direct.ttfts, 0.99)
+        print(f"  ttft ratio gateway / direct: p50 {ratio50:.2f}x, p99 {ratio99:.2f}x")
+        per_stream = (peak["VmHWM"] - idle["VmRSS"]) * 1024 / streams
+        print(
+            f"  gateway RSS: idle {idle['VmRSS']:.0f} MiB, peak {peak['VmHWM']:.0f} MiB "
+            f"(~{per_stream:.0f} KiB per concurrent stream)"
+        )
+        gw, sim_direct, sim_through = (
+            run.cpu[key] * 1000 / streams for key in ("gateway", "simulator direct", "simulator through")
+        )
+        print(
+            f"  CPU per stream (/proc): gateway {gw:.2f} ms; simulator {sim_direct:.2f} ms direct, "
+            f"{sim_through:.2f} ms through"
+        )
+        rows.append((streams, direct, through, peak["VmHWM"]))
+    print(f"\nsummary ({args.surface}): N, completed direct, completed gateway, ttft p50/p99 ms, peak RSS MiB")
+    for streams, direct, through, peak_rss in rows:
+        print(
+            f"  {streams:>5}  {direct.completed:>5}  {through.completed:>5}  "
+            f"{percentile(through.ttfts, 0.5):7.1f} / {percentile(through.ttfts, 0.99):7.1f}  {peak_rss:6.0f}"
+        )
 
 
 def main() -> None:

@@ -28,11 +28,9 @@ import asyncio
 import contextlib
 import itertools
 import json
-import shutil
 import socket
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -43,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.bench_slack import BOT_TOKEN as SLACK_TOKEN, SIGNING_SECRET, serve_gateway, signed_event  # noqa: E402
 from bench.plugin_acks import Baseline, add_arguments, compare_with_slack  # noqa: E402
+from bench.servers import Scratch  # noqa: E402
 
 TELEGRAM_TOKEN = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
 SECRET_TOKEN = "bench-secret-token"
@@ -109,7 +108,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
         await task
 
 
-async def first_writes(answers: int) -> None:
+async def first_writes(answers: int, workdir: Path) -> None:
     import httpx
     from pydantic import SecretStr
 
@@ -121,7 +120,6 @@ async def first_writes(answers: int) -> None:
     from gateway.testing.platforms.telegram import FakeTelegram, group_chat, message_update, user
     from gateway.testing.signing import slack_request, telegram_request
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-telegram-ttfw-"))
     simulator = FirstTokens(create_simulator_app(SimulatorConfig(first_token_latency=0.3, tokens_per_second=40)))
     telegram, slack = FakeTelegram(), FakeSlack(token=SLACK_TOKEN)
     sock = socket.socket()
@@ -139,81 +137,78 @@ async def first_writes(answers: int) -> None:
         )
     ).settings
     admin = {"authorization": "Bearer bench-admin-" + "x" * 32}
-    try:
-        async with (
-            serving(simulator) as sim_base,
-            serving(telegram.app()) as telegram_base,
-            serving(slack.app()) as slack_base,
-            serving(create_app(settings)) as base,
-            httpx.AsyncClient(timeout=30) as client,
-        ):
-            telegram.base, slack.base = telegram_base, slack_base
-            app = {"name": "support", "base_url": f"{sim_base}/v1", "api_key": "app-simulator", "mode": "chat"}
-            await client.post(f"{base}/admin/api/apps", json=app, headers=admin)
+    async with (
+        serving(simulator) as sim_base,
+        serving(telegram.app()) as telegram_base,
+        serving(slack.app()) as slack_base,
+        serving(create_app(settings)) as base,
+        httpx.AsyncClient(timeout=30) as client,
+    ):
+        telegram.base, slack.base = telegram_base, slack_base
+        app = {"name": "support", "base_url": f"{sim_base}/v1", "api_key": "app-simulator", "mode": "chat"}
+        await client.post(f"{base}/admin/api/apps", json=app, headers=admin)
 
-            async def endpoint(plugin: str, values: dict[str, Any]) -> str:
-                body = {"plugin": plugin, "apps": ["support"], "settings": values}
-                created = await client.post(f"{base}/admin/api/endpoints", json=body, headers=admin)
-                url: str = created.json()["url"]
-                return url.replace(public, base)
+        async def endpoint(plugin: str, values: dict[str, Any]) -> str:
+            body = {"plugin": plugin, "apps": ["support"], "settings": values}
+            created = await client.post(f"{base}/admin/api/endpoints", json=body, headers=admin)
+            url: str = created.json()["url"]
+            return url.replace(public, base)
 
-            tg_url = await endpoint(
-                "telegram", {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": telegram_base}
-            )
-            slack_url = await endpoint(
-                "slack",
-                {"signing_secret": SIGNING_SECRET, "bot_token": SLACK_TOKEN, "api_base_url": slack.api_url},
-            )
+        tg_url = await endpoint(
+            "telegram", {"bot_token": TELEGRAM_TOKEN, "secret_token": SECRET_TOKEN, "api_base_url": telegram_base}
+        )
+        slack_url = await endpoint(
+            "slack",
+            {"signing_secret": SIGNING_SECRET, "bot_token": SLACK_TOKEN, "api_base_url": slack.api_url},
+        )
 
-            async def measure(send: Any, writes: Any) -> list[float]:
-                gaps = []
-                for _ in range(answers):
-                    before = len(simulator.times)
-                    await send()
-                    while len(simulator.times) == before or not writes(simulator.times[-1]):
-                        await asyncio.sleep(0.005)
-                    gaps.append(min(writes(simulator.times[-1])) - simulator.times[-1])
-                    await asyncio.sleep(1.0)  # let the answer finish before the next
-                return gaps
+        async def measure(send: Any, writes: Any) -> list[float]:
+            gaps = []
+            for _ in range(answers):
+                before = len(simulator.times)
+                await send()
+                while len(simulator.times) == before or not writes(simulator.times[-1]):
+                    await asyncio.sleep(0.005)
+                gaps.append(min(writes(simulator.times[-1])) - simulator.times[-1])
+                await asyncio.sleep(1.0)  # let the answer finish before the next
+            return gaps
 
-            def after(calls: Callable[[], Sequence[Any]]) -> Any:
-                return lambda t: [c.at for c in calls() if c.at >= t]
+        def after(calls: Callable[[], Sequence[Any]]) -> Any:
+            return lambda t: [c.at for c in calls() if c.at >= t]
 
-            ana, group = user(), group_chat()
+        ana, group = user(), group_chat()
 
-            async def private() -> None:
-                signed = telegram_request(SECRET_TOKEN, message_update("hello there", sender=ana))
-                await client.post(tg_url, content=signed.body, headers=signed.headers)
+        async def private() -> None:
+            signed = telegram_request(SECRET_TOKEN, message_update("hello there", sender=ana))
+            await client.post(tg_url, content=signed.body, headers=signed.headers)
 
-            async def in_group() -> None:
-                signed = telegram_request(SECRET_TOKEN, message_update("/ask hello there", sender=ana, chat=group))
-                await client.post(tg_url, content=signed.body, headers=signed.headers)
+        async def in_group() -> None:
+            signed = telegram_request(SECRET_TOKEN, message_update("/ask hello there", sender=ana, chat=group))
+            await client.post(tg_url, content=signed.body, headers=signed.headers)
 
-            counter = itertools.count()
+        counter = itertools.count()
 
-            async def mention() -> None:
-                body, headers = signed_event(counter)
-                del headers["x-slack-signature"]
-                signed = slack_request(SIGNING_SECRET, body, timestamp=time.time())
-                await client.post(slack_url, content=signed.body, headers=signed.headers)
+        async def mention() -> None:
+            body, headers = signed_event(counter)
+            del headers["x-slack-signature"]
+            signed = slack_request(SIGNING_SECRET, body, timestamp=time.time())
+            await client.post(slack_url, content=signed.body, headers=signed.headers)
 
-            rows = {
-                "telegram private (sendMessageDraft)": await measure(
-                    private, after(lambda: telegram.called("sendMessageDraft"))
-                ),
-                "telegram group (editMessageText)": await measure(
-                    in_group, after(lambda: telegram.called("editMessageText"))
-                ),
-                "slack thread (chat.update)": await measure(mention, after(lambda: slack.calls_to("chat.update"))),
-            }
-            print(f"\nfirst Dify token -> first platform write, {answers} answers each (median, max):")
-            for name, gaps in rows.items():
-                print(f"  {name:<38} {statistics.median(gaps) * 1000:7.1f} ms  {max(gaps) * 1000:7.1f} ms")
-            base_median = statistics.median(rows["slack thread (chat.update)"])
-            for name in list(rows)[:2]:
-                print(f"  ratio {name} / slack: {statistics.median(rows[name]) / base_median:.3f}x")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        rows = {
+            "telegram private (sendMessageDraft)": await measure(
+                private, after(lambda: telegram.called("sendMessageDraft"))
+            ),
+            "telegram group (editMessageText)": await measure(
+                in_group, after(lambda: telegram.called("editMessageText"))
+            ),
+            "slack thread (chat.update)": await measure(mention, after(lambda: slack.calls_to("chat.update"))),
+        }
+        print(f"\nfirst Dify token -> first platform write, {answers} answers each (median, max):")
+        for name, gaps in rows.items():
+            print(f"  {name:<38} {statistics.median(gaps) * 1000:7.1f} ms  {max(gaps) * 1000:7.1f} ms")
+        base_median = statistics.median(rows["slack thread (chat.update)"])
+        for name in list(rows)[:2]:
+            print(f"  ratio {name} / slack: {statistics.median(rows[name]) / base_median:.3f}x")
 
 
 def main() -> None:
@@ -231,7 +226,8 @@ def main() -> None:
         Path(__file__).resolve(), "telegram", settings, telegram_update, args, seed=seed, baseline=baseline
     )
     if args.answers > 0:
-        asyncio.run(first_writes(args.answers))
+        with Scratch("bench-telegram-ttfw-") as scratch:
+            asyncio.run(first_writes(args.answers, scratch.dir))
 
 
 if __name__ == "__main__":

@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import aiohttp
@@ -30,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import Result, ratio_line, run_load  # noqa: E402
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, stop, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.settings import Settings  # noqa: E402
@@ -76,25 +74,22 @@ async def measure(
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-usage-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-usage-") as scratch:
         sim_port = free_port()
         simulator = subprocess.Popen(
             [sys.executable, "-m", "gateway", "simulate-dify", "--port", str(sim_port), "--first-token-latency", "0"]
             + ["--tokens-per-second", "0", "--answer", ANSWER],
             stdout=subprocess.DEVNULL,
         )
-        procs.append(simulator)
+        scratch.keep(simulator)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         stores: list[str] = []
         for i in range(3):
             if args.store == "redis":
-                redis, url = start_redis(workdir)
-                procs.append(redis)
+                url = scratch.redis()
                 stores.append(url)
             else:
-                stores.append(f"sqlite:///{workdir / f'gw{i}.db'}")
+                stores.append(f"sqlite:///{scratch.dir / f'gw{i}.db'}")
         off = await measure("recording off", stores[0], sim_port, args, recording=False, budget=False)
         on = await measure("recording on", stores[1], sim_port, args, recording=True, budget=False)
         guarded = await measure("recording + budget", stores[2], sim_port, args, recording=True, budget=True)
@@ -106,10 +101,6 @@ async def main_async(args: argparse.Namespace) -> None:
             print("  " + result.row())
         print("  " + ratio_line(on, off))
         print("  " + ratio_line(guarded, off))
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

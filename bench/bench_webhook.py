@@ -17,10 +17,8 @@ import argparse
 import asyncio
 import json
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ttft_lines  # noqa: E402
-from bench.servers import free_port, gateway_env, start_simulator, stop, wait_up  # noqa: E402
+from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
 from gateway.security.signatures import parse_webhook_secret, standard_webhook_headers  # noqa: E402
@@ -78,9 +76,7 @@ async def ttft(name: str, make: object, streams: int, rounds: int) -> list[float
 
 
 async def main_async(args: argparse.Namespace) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="bench-webhook-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
+    with Scratch("bench-webhook-") as scratch:
         sim_port, port, recv_port = free_port(), free_port(), free_port()
         simulator = start_simulator(
             sim_port,
@@ -91,11 +87,11 @@ async def main_async(args: argparse.Namespace) -> None:
             "--answer",
             "The quick brown fox jumps over the lazy dog.",
         )
-        procs.append(simulator)
+        scratch.keep(simulator)
         receiver = subprocess.Popen([sys.executable, "-c", RECEIVER, str(recv_port)])
-        procs.append(receiver)
+        scratch.keep(receiver)
         env = gateway_env(
-            f"sqlite:///{workdir / 'gw.db'}",
+            f"sqlite:///{scratch.dir / 'gw.db'}",
             port,
             GATEWAY_CALLBACK_ALLOW_HOSTS="127.0.0.1",
             GATEWAY_CALLBACK_ALLOW_HTTP="true",
@@ -116,7 +112,7 @@ async def main_async(args: argparse.Namespace) -> None:
             await gateway.aclose()
         key = parse_webhook_secret(shown["secret"])
         server = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(server)
+        scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{recv_port}/count", receiver)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
@@ -124,7 +120,7 @@ async def main_async(args: argparse.Namespace) -> None:
             spy = subprocess.Popen(
                 ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", "12", "-p", str(server.pid)]
             )
-            procs.append(spy)
+            scratch.keep(spy)
 
         direct_body = json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": "streaming"}).encode()
         direct_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
@@ -189,10 +185,6 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"\nCallbacks to a loopback receiver ({args.callbacks}, each answered by the simulator first)")
         print(f"  signed callbacks   {cb_rate:7.0f}/s   delivered {delivered}/{args.callbacks}")
         print(f"  plain POST loop    {plain_rate:7.0f}/s   (receiver ceiling)   ratio {cb_rate / plain_rate:.2f}x")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main() -> None:

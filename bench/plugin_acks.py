@@ -16,10 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ from bench import baselines
 from bench.bench_slack import add_endpoint as add_slack_endpoint, signed_event
 from bench.loadgen import Result, ratio_line, rounds_summary, spread
 from bench.profile import Profiler, load_with_cpu, top_self
-from bench.servers import free_port, gateway_env, start_redis, stop, wait_up
+from bench.servers import Scratch, free_port, gateway_env, stop, wait_up
 
 __all__ = ["Baseline", "BaselineRun", "add_arguments", "compare_with_slack"]
 
@@ -123,22 +121,19 @@ def compare_with_slack(
         args.concurrency,
         args.profile,
     )
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{plugin}-"))
-    procs: list[subprocess.Popen[bytes]] = []
-    try:
-        url = f"sqlite:///{workdir / 'gw.db'}"
+    with Scratch(f"bench-{plugin}-") as scratch:
+        url = f"sqlite:///{scratch.dir / 'gw.db'}"
         if store == "redis":
-            redis_proc, url = start_redis(workdir)
-            procs.append(redis_proc)
+            url = scratch.redis()
         port = free_port()
         env = gateway_env(url, port)
         slack_url, plugin_url = asyncio.run(_make_endpoints(env, plugin, settings, seed or {}))
         gateway = subprocess.Popen([sys.executable, str(script), "--serve", str(port)], env=env)
-        procs.append(gateway)
+        scratch.keep(gateway)
         wait_up(f"http://127.0.0.1:{port}/healthz", gateway)
         framework = BaselineRun(baseline) if baseline is not None else None
         if framework is not None:
-            procs.append(framework.proc)
+            scratch.keep(framework.proc)
         slack_counter, counter, baseline_counter = itertools.count(), itertools.count(), itertools.count()
         common: dict[str, Any] = {"concurrency": concurrency, "duration": duration}
         pairs = []
@@ -177,7 +172,3 @@ def compare_with_slack(
         if profile:
             print(f"top self time in the gateway process, {plugin} load, round 1 (py-spy):")
             print(*top_self(profile), sep="\n  ")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)

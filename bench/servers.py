@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from types import TracebackType
 
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "bench-admin-" + "x" * 32
@@ -40,6 +43,41 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+class Scratch:
+    """A benchmark's scratch space: a temporary directory (`dir`) and the processes started for it.
+
+        with Scratch("bench-slack-") as scratch:
+            store = scratch.redis()  # a redis-server with its files in `scratch.dir`
+            gateway = scratch.keep(subprocess.Popen([...], env=env))
+
+    However the benchmark ends, every process kept is stopped on the way out (`stop`, the last
+    started first, so a gateway goes before the Redis it writes to) and the directory is removed.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        self._procs: list[subprocess.Popen[bytes]] = []
+
+    def keep(self, proc: subprocess.Popen[bytes]) -> subprocess.Popen[bytes]:
+        """Stop `proc` on the way out (if it is still running then); returns it."""
+        self._procs.append(proc)
+        return proc
+
+    def redis(self) -> str:
+        """Start a redis-server kept here (`start_redis`); its URL."""
+        proc, url = start_redis(self.dir)
+        self.keep(proc)
+        return url
+
+    def __enter__(self) -> Scratch:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        for proc in reversed(self._procs):
+            stop(proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
