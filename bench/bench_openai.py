@@ -70,9 +70,10 @@ async def main_async(args: argparse.Namespace) -> None:
         scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
+        spy = None
         if args.profile:
-            spy = ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", str(int(args.duration * 2 + 4))]
-            scratch.keep(subprocess.Popen([*spy, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
+            record = ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", str(int(args.duration * 2 + 4))]
+            spy = scratch.keep(subprocess.Popen([*record, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
 
         load = {"concurrency": args.concurrency, "duration": args.duration}
         sim_url = f"http://127.0.0.1:{sim_port}/v1/chat-messages"
@@ -108,6 +109,8 @@ async def main_async(args: argparse.Namespace) -> None:
         through_s = await run_load(
             "openai stream:true", gw_url, body=gw_body(True), headers=gw_headers, first_marker=b'"content":"', **load
         )
+        if spy is not None:  # py-spy writes its file when its -d is up; stopped (SIGTERM) it writes nothing
+            spy.wait()
 
         print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, 1 gateway process")
         print("non-streaming")

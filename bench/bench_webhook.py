@@ -116,6 +116,7 @@ async def main_async(args: argparse.Namespace) -> None:
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{recv_port}/count", receiver)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
+        spy = None
         if args.profile:
             spy = subprocess.Popen(
                 ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", "12", "-p", str(server.pid)]
@@ -179,6 +180,8 @@ async def main_async(args: argparse.Namespace) -> None:
 
             await asyncio.gather(*(post_plain() for _ in range(args.callbacks)))
             plain_rate = args.callbacks / (time.perf_counter() - started)
+        if spy is not None:  # py-spy writes its file when its -d is up; stopped (SIGTERM) it writes nothing
+            spy.wait()
 
         print(f"\nTime to first token, {args.streams} concurrent streams x {args.rounds} rounds (ms)")
         print("\n".join(ttft_lines("webhook", base, gw)))

@@ -3,10 +3,11 @@
     python bench/traced_serve.py FRAMES OUT_PREFIX
 
 SIGUSR1 takes the "idle" snapshot (then writes OUT_PREFIX.ready) and starts watching: from then
-on a thread takes a new "peak" snapshot each time the traced memory grows 5 % past the last one
-(so the kept one is within 5 % of the peak; if it never grew that much, SIGUSR2 takes it). SIGUSR2
-writes both to OUT_PREFIX.idle and OUT_PREFIX.peak (`Snapshot.load`). A measuring tool: tracing
-slows the process several times, so its timings mean nothing.
+on a thread takes a "peak" snapshot as soon as the traced memory grows past idle, then a new one
+each time it grows 5 % past the last (so the kept one is within 5 % of the peak, however light the
+load; if it never grew at all, SIGUSR2 takes it). SIGUSR2 writes both to OUT_PREFIX.idle and
+OUT_PREFIX.peak (`Snapshot.load`). A measuring tool: tracing slows the process several times, so
+its timings mean nothing.
 """
 
 from __future__ import annotations
@@ -39,18 +40,20 @@ class Watch:
             ready.write(str(self.peak_size))
 
     def watch(self) -> None:
+        above: float = self.peak_size  # idle: the first snapshot on any growth, then each 5 % past the last
         while not self.stopped.wait(0.05):
             current = tracemalloc.get_traced_memory()[0]
-            if current > self.peak_size * 1.05:
+            if current > above:
                 snapshot = tracemalloc.take_snapshot()
                 with self.lock:
                     self.peak, self.peak_size = snapshot, current
+                above = current * 1.05
 
     def dump(self, signum: int, frame: FrameType | None) -> None:
         self.stopped.set()
         with self.lock:
             assert self.idle is not None, "SIGUSR1, then load, then SIGUSR2"
-            if self.peak is None:  # never 5 % past idle (a light load): the memory now is as good a peak
+            if self.peak is None:  # never grew past idle: the memory now is as good a peak
                 self.peak, self.peak_size = tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]
             self.idle.dump(self.prefix + ".idle")
             self.peak.dump(self.prefix + ".peak")
