@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ratio_line, run_load, ttft_lines  # noqa: E402
+from bench.profile import Profiler  # noqa: E402
 from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
@@ -70,10 +71,7 @@ async def main_async(args: argparse.Namespace) -> None:
         scratch.keep(server)
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
-        spy = None
-        if args.profile:
-            record = ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", str(int(args.duration * 2 + 4))]
-            spy = scratch.keep(subprocess.Popen([*record, "-p", str(server.pid)], stdout=subprocess.DEVNULL))
+        spy = Profiler(server.pid, args.duration * 2 + 4, Path(args.profile)) if args.profile else None
 
         load = {"concurrency": args.concurrency, "duration": args.duration}
         sim_url = f"http://127.0.0.1:{sim_port}/v1/chat-messages"
@@ -109,7 +107,7 @@ async def main_async(args: argparse.Namespace) -> None:
         through_s = await run_load(
             "openai stream:true", gw_url, body=gw_body(True), headers=gw_headers, first_marker=b'"content":"', **load
         )
-        if spy is not None:  # py-spy writes its file when its -d is up; stopped (SIGTERM) it writes nothing
+        if spy is not None:
             spy.wait()
 
         print(f"\n{args.concurrency} concurrent connections, {args.duration:.0f} s each, loopback, 1 gateway process")

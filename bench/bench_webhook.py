@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import ttft_lines  # noqa: E402
+from bench.profile import Profiler  # noqa: E402
 from bench.servers import Scratch, free_port, gateway_env, start_simulator, wait_up  # noqa: E402
 from gateway.host.runtime import open_gateway  # noqa: E402
 from gateway.records.apps import AppIn  # noqa: E402
@@ -116,12 +117,7 @@ async def main_async(args: argparse.Namespace) -> None:
         wait_up(f"http://127.0.0.1:{sim_port}/_sim/stats", simulator)
         wait_up(f"http://127.0.0.1:{recv_port}/count", receiver)
         wait_up(f"http://127.0.0.1:{port}/healthz", server)
-        spy = None
-        if args.profile:
-            spy = subprocess.Popen(
-                ["py-spy", "record", "-o", args.profile, "-f", "raw", "-d", "12", "-p", str(server.pid)]
-            )
-            scratch.keep(spy)
+        spy = Profiler(server.pid, 12, Path(args.profile)) if args.profile else None
 
         direct_body = json.dumps({"query": "hi", "user": "bench", "inputs": {}, "response_mode": "streaming"}).encode()
         direct_headers = {"authorization": "Bearer app-simulator", "content-type": "application/json"}
@@ -180,7 +176,7 @@ async def main_async(args: argparse.Namespace) -> None:
 
             await asyncio.gather(*(post_plain() for _ in range(args.callbacks)))
             plain_rate = args.callbacks / (time.perf_counter() - started)
-        if spy is not None:  # py-spy writes its file when its -d is up; stopped (SIGTERM) it writes nothing
+        if spy is not None:
             spy.wait()
 
         print(f"\nTime to first token, {args.streams} concurrent streams x {args.rounds} rounds (ms)")
