@@ -75,9 +75,14 @@ class Scratch:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        for proc in reversed(self._procs):
-            stop(proc)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            for proc in reversed(self._procs):
+                stop(proc)
+        finally:  # a stop interrupted (a second Ctrl-C in its wait): whatever still runs is killed at once
+            for proc in self._procs:
+                if proc.poll() is None:
+                    proc.kill()
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
