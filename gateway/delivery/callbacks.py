@@ -6,7 +6,7 @@ rules (platforms.md §4.4, security.md §6):
 
 - Only 2xx is success. 410 Gone stops delivery for good; a 3xx is a failure and is never
   followed; every other answer (4xx included) and every network failure is retried.
-- The URL is checked before anything is sent, and the pinned transport checks the resolved
+- The URL is checked before anything is sent, and the pinned session checks the resolved
   addresses again at connect time, so a non-public address is refused, not retried.
 - Every attempt is signed afresh: same `webhook-id`, new `webhook-timestamp`.
 - The receiver's response body is never read beyond a small limit and never reported:
@@ -27,7 +27,6 @@ from typing import Any, Literal
 
 import aiohttp
 import anyio
-import httpx
 
 from gateway.clock import Clock
 from gateway.exceptions import BadRequest
@@ -80,13 +79,13 @@ class Outcome:
 
 
 class CallbackSender:
-    """Sends signed callbacks through an SSRF-safe client, one attempt per `send`.
+    """Sends signed callbacks through an SSRF-safe session, one attempt per `send`.
 
-    Without `client`, the sender builds its own `PinnedSession(policy)` (aiohttp: a tenth of the
+    Without `session`, the sender builds its own `PinnedSession(policy)` (aiohttp: a tenth of the
     CPU per request of httpx, with the same rules, one keep-alive pool per target and the checked
-    DNS answer reused within its TTL) and closes it in `aclose()`. A given `client` must come
-    from `pinned_client` (its transport does the address checks); it is used as is (cookie jar
-    included) and stays the caller's to close. Usable as an async context manager.
+    DNS answer reused within its TTL) and closes it in `aclose()`. A given `session` (one with a
+    resolver of its own, say) must have the same `policy`, and stays the caller's to close.
+    Usable as an async context manager.
     """
 
     def __init__(
@@ -95,19 +94,19 @@ class CallbackSender:
         policy: UrlPolicy,
         clock: Clock,
         timeout: float = 15.0,
-        client: httpx.AsyncClient | None = None,
+        session: PinnedSession | None = None,
         user_agent: str = DEFAULT_USER_AGENT,
     ) -> None:
         if not timeout > 0:
             raise ValueError("timeout must be positive")
+        if session is not None and session.policy != policy:
+            raise ValueError("the session must have the sender's policy")  # it skips the URL check the sender made
         self._policy = policy
         self._clock = clock
         self._timeout = timeout
         self._user_agent = user_agent
-        self._owns_client = client is None
-        self._client: httpx.AsyncClient | PinnedSession = (
-            PinnedSession(policy, timeout=timeout) if client is None else client
-        )
+        self._owns_session = session is None
+        self._session = PinnedSession(policy, timeout=timeout) if session is None else session
 
     async def __aenter__(self) -> CallbackSender:
         return self
@@ -118,9 +117,9 @@ class CallbackSender:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the HTTP client if this sender created it."""
-        if self._owns_client:
-            await self._client.aclose()
+        """Close the session if this sender created it."""
+        if self._owns_session:
+            await self._session.aclose()
 
     async def send(
         self,
@@ -152,23 +151,15 @@ class CallbackSender:
         # A new timestamp per attempt, so a receiver's replay window never rejects a late retry.
         request_headers.update(standard_webhook_headers(secrets, msg_id, int(self._clock.time()), body))
         try:
-            if isinstance(self._client, PinnedSession):
-                return await self._post_pinned(self._client, url, checked, body, request_headers)
-            return await self._post(self._client, url, body, httpx.Headers(request_headers))
-        except BadRequest as exc:  # raised by the pinned transport's connect-time address check
+            return await self._post(url, checked, body, request_headers)
+        except BadRequest as exc:  # raised by the pinned session's connect-time address check
             if exc.message == NON_PUBLIC:
                 return Outcome("refused", error="address not allowed")
             if exc.message == _UNRESOLVED:  # DNS trouble may pass: try again later
                 return Outcome("retry", error="host could not be resolved")
             return Outcome("refused", error="URL not allowed")
-        except (TimeoutError, httpx.TimeoutException):
+        except TimeoutError:
             return Outcome("retry", error="timed out")
-        except httpx.ConnectError as exc:
-            return Outcome("retry", error=_connect_error(exc))
-        except httpx.RemoteProtocolError:
-            return Outcome("retry", error="no valid HTTP response")
-        except httpx.TransportError:  # read/write errors, a closed connection, a protocol error
-            return Outcome("retry", error="connection error")
         except aiohttp.ClientConnectorError as exc:  # (TLS errors included)
             return Outcome("retry", error=_connect_error(exc))
         except (aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError):  # no answer, or not HTTP
@@ -176,29 +167,15 @@ class CallbackSender:
         except aiohttp.ClientError:  # read/write errors, a reset connection
             return Outcome("retry", error="connection error")
 
-    async def _post(self, client: httpx.AsyncClient, url: str, body: bytes, headers: httpx.Headers) -> Outcome:
+    async def _post(self, url: str, checked: ParsedUrl, body: bytes, headers: dict[str, str]) -> Outcome:
         outcome: Outcome | None = None
-        # httpx timeouts are per network operation; this deadline bounds the whole exchange, so a
+        # The session's timeout is per request; this deadline bounds the whole exchange, so a
         # receiver dripping one byte at a time can't hold a worker. Once the status is known, a
         # deadline hit while discarding the body no longer changes the outcome.
         with anyio.move_on_after(self._timeout):
-            async with client.stream(
-                "POST", url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
-            ) as response:
-                outcome = self._classify(response.status_code, response.headers.get("retry-after"))
-                await _drain(response.aiter_raw(), httpx.HTTPError)
-        if outcome is None:
-            raise TimeoutError
-        return outcome
-
-    async def _post_pinned(
-        self, session: PinnedSession, url: str, checked: ParsedUrl, body: bytes, headers: dict[str, str]
-    ) -> Outcome:
-        outcome: Outcome | None = None
-        with anyio.move_on_after(self._timeout):  # the whole exchange, as in `_post`
-            async with session.post(url, content=body, headers=headers, checked=checked) as response:
+            async with self._session.post(url, content=body, headers=headers, checked=checked) as response:
                 outcome = self._classify(response.status, response.headers.get("retry-after"))
-                await _drain(response.content.iter_any(), aiohttp.ClientError)
+                await _drain(response.content.iter_any())
         if outcome is None:
             raise TimeoutError
         return outcome
@@ -217,11 +194,11 @@ class CallbackSender:
         return Outcome("retry", status=status, retry_after=retry_after, error=f"HTTP {status}")
 
 
-async def _drain(chunks: AsyncIterator[bytes], errors: type[Exception]) -> None:
+async def _drain(chunks: AsyncIterator[bytes]) -> None:
     """Read and discard up to MAX_RESPONSE_BYTES of the body, so a short answer can keep the
     connection alive; a longer one is cut off (closing the connection) instead of buffered.
 
-    Raw bytes: no decompression, so a gzip bomb stays small. `errors` here don't change the outcome.
+    Raw bytes: no decompression, so a gzip bomb stays small. Errors here don't change the outcome.
     """
     seen = 0
     try:
@@ -229,12 +206,12 @@ async def _drain(chunks: AsyncIterator[bytes], errors: type[Exception]) -> None:
             seen += len(chunk)
             if seen >= MAX_RESPONSE_BYTES:
                 break
-    except errors:
+    except aiohttp.ClientError:
         pass
 
 
 def _connect_error(exc: BaseException) -> str:
-    """A short reason for a failed connection, from the OS errors httpcore and anyio wrap."""
+    """A short reason for a failed connection, from the OS errors aiohttp wraps."""
     pending: list[BaseException] = [exc]
     seen: set[int] = set()
     while pending:

@@ -61,8 +61,17 @@ class PinnedSession:
         self._literals: set[str] = set()  # IP literals that passed the policy (it never changes)
 
     @property
+    def policy(self) -> UrlPolicy:
+        return self._policy
+
+    @property
     def is_closed(self) -> bool:
         return self._closed
+
+    @property
+    def opened(self) -> bool:
+        """Whether the aiohttp session was opened: until then nothing was resolved or connected."""
+        return self._session is not None
 
     async def aclose(self) -> None:
         self._closed = True

@@ -6,14 +6,12 @@ import socket
 import ssl
 import struct
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from urllib.parse import quote
 
 import anyio
-import httpcore
-import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from starlette.applications import Starlette
@@ -25,8 +23,9 @@ from gateway.clock import FakeClock
 from gateway.delivery import callbacks
 from gateway.delivery.callbacks import MAX_RESPONSE_BYTES, CallbackSender, Outcome, callback_payload
 from gateway.exceptions import BadRequest
+from gateway.security.pinned_session import PinnedSession
 from gateway.security.signatures import new_webhook_secret, parse_webhook_secret
-from gateway.security.ssrf import UrlPolicy, pinned_client
+from gateway.security.ssrf import UrlPolicy
 from tests.support.gateway import live_server, refused_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
@@ -131,47 +130,6 @@ class Receiver:
                 Route("/huge", self.huge, methods=["POST"]),
             ]
         )
-
-
-class CountingBackend(httpcore.AsyncNetworkBackend):
-    """Wraps the real backend: counts connections and the response bytes read from them."""
-
-    def __init__(self) -> None:
-        self.inner = httpcore.AnyIOBackend()
-        self.connects: list[str] = []
-        self.bytes_read = 0
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.connects.append(host)
-        stream = await self.inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return CountingStream(stream, self)
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
-class CountingStream(httpcore.AsyncNetworkStream):
-    def __init__(self, inner: httpcore.AsyncNetworkStream, backend: CountingBackend) -> None:
-        self.inner = inner
-        self.backend = backend
-
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        data = await self.inner.read(max_bytes, timeout)
-        self.backend.bytes_read += len(data)
-        return data
-
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self.inner.write(buffer, timeout)
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
 
 
 @pytest.fixture(scope="module")
@@ -376,20 +334,19 @@ async def test_timeout_is_retried(receiver: Receiver, clock: FakeClock) -> None:
 
 @pytest.mark.parametrize("status", [200, 500])
 async def test_a_huge_response_body_is_not_read(receiver: Receiver, clock: FakeClock, status: int) -> None:
-    backend = CountingBackend()
-    async with (
-        pinned_client(LOOPBACK, network_backend=backend) as client,
-        CallbackSender(policy=LOOPBACK, clock=clock, timeout=5.0, client=client) as sender,
-    ):
+    async with CallbackSender(policy=LOOPBACK, clock=clock, timeout=5.0) as sender:
         started = time.monotonic()
         outcome = await sender.send(receiver.url(f"/huge?status={status}"), BODY, msg_id="msg_huge", secrets=[KEY_A])
+        elapsed = time.monotonic() - started
+        await anyio.sleep(0.2)  # the receiver notices the sender hung up
 
     assert outcome.kind == ("delivered" if status == 200 else "retry")
     assert outcome.status == status
     assert_safe(outcome)
-    assert time.monotonic() - started < 3
-    # A few reads' worth at most (httpcore reads 64 KiB at a time) of a 16 MiB body.
-    assert backend.bytes_read < 4 * MAX_RESPONSE_BYTES
+    assert elapsed < 3
+    # The sender hung up after MAX_RESPONSE_BYTES: the receiver got no further than what the two
+    # sockets' buffers hold (a few MiB on loopback), never to the end of its 16 MiB.
+    assert MAX_RESPONSE_BYTES <= receiver.streamed < HUGE_LIMIT // 2
 
 
 async def raw_exchange(
@@ -443,7 +400,7 @@ async def test_a_cut_off_body_after_a_2xx_is_still_delivered(sender: CallbackSen
 
 
 async def test_the_deadline_covers_the_whole_exchange(clock: FakeClock) -> None:
-    # Each byte comes well within httpx's per-read timeout; only the overall deadline stops it.
+    # Each byte comes well within any per-read timeout; only the overall deadline stops it.
     drip = [step for byte in b"HTTP/1.1 200 OK\r\n" for step in (bytes([byte]), 0.05)]
     async with CallbackSender(policy=LOOPBACK, clock=clock, timeout=0.3) as sender:
         started = time.monotonic()
@@ -481,8 +438,8 @@ def test_connect_error_reasons(chain: BaseException, expected: str) -> None:
         try:
             raise chain
         except BaseException as cause:
-            raise httpx.ConnectError("All connection attempts failed") from cause
-    except httpx.ConnectError as exc:
+            raise OSError("All connection attempts failed") from cause
+    except OSError as exc:
         exc.__context__ = exc  # a cycle must not loop forever
         assert expected in callbacks._connect_error(exc)
 
@@ -520,18 +477,15 @@ async def test_unresolvable_host_is_retried(monkeypatch: pytest.MonkeyPatch, clo
 async def test_urls_the_policy_refuses_are_never_contacted(
     receiver: Receiver, clock: FakeClock, policy: UrlPolicy, url: str, error: str
 ) -> None:
-    backend = CountingBackend()
     port = int(receiver.base.rsplit(":", 1)[1])
-    async with (
-        pinned_client(policy, network_backend=backend) as client,
-        CallbackSender(policy=policy, clock=clock, client=client) as sender,
-    ):
+    async with CallbackSender(policy=policy, clock=clock) as sender:
         outcome = await sender.send(url.format(port=port), BODY, msg_id="msg_ssrf", secrets=[KEY_A])
+        # Refused before any connection: the sender's aiohttp session was never even opened.
+        assert not sender._session.opened
 
     assert outcome.kind == "refused"
     assert outcome.status is None and outcome.retry_after is None
     assert error in outcome.error
-    assert backend.connects == []
     assert receiver.deliveries == []
 
 
@@ -547,18 +501,15 @@ async def test_a_name_resolving_to_loopback_is_refused(receiver: Receiver, clock
         lookups.append(host)
         return [answer]
 
-    backend = CountingBackend()
     policy = UrlPolicy(allow_http=True)
     port = int(receiver.base.rsplit(":", 1)[1])
-    async with (
-        pinned_client(policy, resolver=resolver, network_backend=backend) as client,
-        CallbackSender(policy=policy, clock=clock, client=client) as sender,
-    ):
+    session = PinnedSession(policy, timeout=5.0, resolver=resolver)
+    async with CallbackSender(policy=policy, clock=clock, session=session) as sender:
         outcome = await sender.send(f"http://localtest.me:{port}/ok", BODY, msg_id="msg_dns", secrets=[KEY_A])
+    await session.aclose()
 
     assert outcome == Outcome("refused", error="address not allowed")
     assert lookups == ["localtest.me"]
-    assert backend.connects == []
     assert receiver.deliveries == []
 
 
@@ -567,11 +518,10 @@ async def test_other_connect_time_refusals(clock: FakeClock) -> None:
         raise BadRequest("something else went wrong", host=host)
 
     policy = UrlPolicy(allow_http=True)
-    async with (
-        pinned_client(policy, resolver=resolver) as client,
-        CallbackSender(policy=policy, clock=clock, client=client) as sender,
-    ):
+    session = PinnedSession(policy, timeout=5.0, resolver=resolver)
+    async with CallbackSender(policy=policy, clock=clock, session=session) as sender:
         outcome = await sender.send("http://odd.example/x", BODY, msg_id="msg_odd", secrets=[KEY_A])
+    await session.aclose()
     assert outcome == Outcome("refused", error="URL not allowed")
 
 
@@ -587,15 +537,23 @@ async def test_caller_bugs_raise_before_sending(
     assert receiver.deliveries == []
 
 
-async def test_client_ownership(clock: FakeClock) -> None:
+async def test_session_ownership(clock: FakeClock) -> None:
     own = CallbackSender(policy=LOOPBACK, clock=clock)
     await own.aclose()
-    assert own._client.is_closed
+    assert own._session.is_closed
 
-    async with pinned_client(LOOPBACK) as client:
-        async with CallbackSender(policy=LOOPBACK, clock=clock, client=client):
-            pass
-        assert not client.is_closed  # the caller's client stays open
+    session = PinnedSession(LOOPBACK, timeout=5.0)
+    async with CallbackSender(policy=LOOPBACK, clock=clock, session=session):
+        pass
+    assert not session.is_closed  # the caller's session stays open
+    await session.aclose()
+
+
+async def test_a_session_with_another_policy_is_refused(clock: FakeClock) -> None:
+    session = PinnedSession(UrlPolicy(), timeout=5.0)  # https only: the sender's LOOPBACK allows http
+    with pytest.raises(ValueError):
+        CallbackSender(policy=LOOPBACK, clock=clock, session=session)
+    await session.aclose()
 
 
 @pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan")])
