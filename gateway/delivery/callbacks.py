@@ -82,9 +82,10 @@ class CallbackSender:
     """Sends signed callbacks through an SSRF-safe session, one attempt per `send`.
 
     Without `session`, the sender builds its own `PinnedSession(policy)` (aiohttp: a tenth of the
-    CPU per request of httpx, with the same rules, one keep-alive pool per target and the checked
-    DNS answer reused within its TTL) and closes it in `aclose()`. A given `session` (one with a
-    resolver of its own, say) must have the same `policy`, and stays the caller's to close.
+    CPU per request of httpx, with ssrf.py's rules as `PinnedTransport` applies them, one
+    keep-alive pool per target and the checked DNS answer reused within its TTL) and closes it in
+    `aclose()`. A given `session` (one with a resolver of its own, say) must have the same
+    `policy`, and stays the caller's to close; the sender's `timeout` applies, not the session's.
     Usable as an async context manager.
     """
 
@@ -169,11 +170,12 @@ class CallbackSender:
 
     async def _post(self, url: str, checked: ParsedUrl, body: bytes, headers: dict[str, str]) -> Outcome:
         outcome: Outcome | None = None
-        # The session's timeout is per request; this deadline bounds the whole exchange, so a
-        # receiver dripping one byte at a time can't hold a worker. Once the status is known, a
-        # deadline hit while discarding the body no longer changes the outcome.
+        # aiohttp's timeout (the same seconds, started a little later) bounds the whole exchange
+        # too; this deadline is what lets one hit while the body is discarded, after the status is
+        # known, leave the outcome as it is.
         with anyio.move_on_after(self._timeout):
-            async with self._session.post(url, content=body, headers=headers, checked=checked) as response:
+            post = self._session.post(url, content=body, headers=headers, checked=checked, timeout=self._timeout)
+            async with post as response:
                 outcome = self._classify(response.status, response.headers.get("retry-after"))
                 await _drain(response.content.iter_any())
         if outcome is None:
@@ -206,7 +208,7 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
             seen += len(chunk)
             if seen >= MAX_RESPONSE_BYTES:
                 break
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):
         pass
 
 
@@ -225,8 +227,6 @@ def _connect_error(exc: BaseException) -> str:
             return "TLS certificate not trusted"
         if isinstance(current, ssl.SSLError):
             return "TLS error"
-        if isinstance(current, BaseExceptionGroup):
-            pending.extend(current.exceptions)
         pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
     return "connection failed"
 

@@ -52,7 +52,7 @@ class PinnedSession:
         dns_ttl: float = DNS_TTL_S,
     ) -> None:
         self._policy = policy
-        self._timeout = timeout
+        self._limit = aiohttp.ClientTimeout(total=timeout)
         self._resolver = resolver
         self._ssl = ssl_context
         self._dns_ttl = dns_ttl
@@ -78,7 +78,7 @@ class PinnedSession:
         if self._session is not None:
             await self._session.close()
 
-    def _opened(self) -> aiohttp.ClientSession:
+    def _open_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise RuntimeError("the session is closed")
         if self._session is None:
@@ -94,18 +94,25 @@ class PinnedSession:
                 cookie_jar=aiohttp.DummyCookieJar(),  # receivers' cookies are state nobody asked for
                 auto_decompress=False,  # a gzip bomb stays small
                 trust_env=False,  # no proxies or .netrc credentials from the environment
-                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                timeout=self._limit,
                 skip_auto_headers=("Accept-Encoding",),
             )
         return self._session
 
     @asynccontextmanager
     async def post(
-        self, url: str, *, content: bytes, headers: Mapping[str, str], checked: ParsedUrl | None = None
+        self,
+        url: str,
+        *,
+        content: bytes,
+        headers: Mapping[str, str],
+        checked: ParsedUrl | None = None,
+        timeout: float | None = None,
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST `content` to `url`, never following a redirect; the response, open until the
         block ends. `BadRequest` when the URL or an address it reaches is not allowed. `checked`:
-        what `check_url_syntax(url, policy)` returned, if the caller ran it already."""
+        what `check_url_syntax(url, policy)` returned, if the caller ran it already. `timeout`:
+        seconds for the whole exchange, instead of the session's."""
         if checked is None:
             checked = check_url_syntax(url, self._policy)
         try:
@@ -123,5 +130,8 @@ class PinnedSession:
                 self._literals.add(host)
         elif host.lower() != checked.host:
             raise BadRequest("callback URL is not a valid URL")
-        async with self._opened().post(target, data=content, headers=dict(headers), allow_redirects=False) as response:
-            yield response
+        # Never `timeout=None` to aiohttp: that would mean no timeout at all, not the session's.
+        limit = self._limit if timeout is None else aiohttp.ClientTimeout(total=timeout)
+        session = self._open_session()
+        async with session.post(target, data=content, headers=dict(headers), allow_redirects=False, timeout=limit) as r:
+            yield r
