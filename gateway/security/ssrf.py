@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
@@ -38,7 +38,6 @@ from gateway.exceptions import BadRequest
 from gateway.security.addresses import _ip_literal, _normalise_host, is_public_address
 
 __all__ = [
-    "DEFAULT_TIMEOUT_S",
     "MAX_URL_CHARS",
     "ParsedUrl",
     "PinnedTransport",
@@ -46,9 +45,7 @@ __all__ = [
     "UrlPolicy",
     "check_url_syntax",
     "is_public_address",
-    "pinned_client",
     "resolve_and_check",
-    "safe_request",
     "system_resolver",
 ]
 
@@ -56,7 +53,6 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 MAX_URL_CHARS = 2048
 MAX_HOST_CHARS = 253
-DEFAULT_TIMEOUT_S = 15.0  # Standard Webhooks suggests 15-30 s
 NON_PUBLIC = "callback host resolves to a non-public address"
 DEFAULT_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 _HOSTNAME = re.compile(r"[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?")  # after IDNA encoding and lowercasing
@@ -238,40 +234,3 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         check_url_syntax(str(request.url), self._policy)
         return await super().handle_async_request(request)
-
-
-def pinned_client(
-    policy: UrlPolicy,
-    *,
-    resolver: Resolver | None = None,
-    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S,
-    ssl_context: ssl.SSLContext | None = None,
-    network_backend: httpcore.AsyncNetworkBackend | None = None,
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` for user-supplied URLs: `PinnedTransport`, no redirects, no env config.
-
-    `trust_env=False` keeps proxies and `.netrc` credentials from the environment out of it.
-    """
-    transport = PinnedTransport(policy, resolver=resolver, ssl_context=ssl_context, network_backend=network_backend)
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, timeout=timeout)
-
-
-async def safe_request(
-    client: httpx.AsyncClient,
-    method: str,
-    url: str,
-    *,
-    policy: UrlPolicy,
-    headers: Mapping[str, str] | None = None,
-    content: bytes | None = None,
-    timeout: float | httpx.Timeout = DEFAULT_TIMEOUT_S,
-) -> httpx.Response:
-    """Send one request to a user-supplied URL, never following redirects.
-
-    `client` must come from `pinned_client` (its transport does the address checks and the
-    pinning). The URL's form is checked here first, so a bad URL fails before anything is sent.
-    A 3xx comes back as the response; callers treat it as a failure. Don't show the response
-    body or the connection error to the user who registered the URL.
-    """
-    check_url_syntax(url, policy)
-    return await client.request(method, url, headers=headers, content=content, timeout=timeout, follow_redirects=False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import anyio
 import httpcore
@@ -19,12 +19,11 @@ from gateway.security.ssrf import (
     NON_PUBLIC,
     ParsedUrl,
     PinnedTransport,
+    Resolver,
     UrlPolicy,
     check_url_syntax,
     is_public_address,
-    pinned_client,
     resolve_and_check,
-    safe_request,
 )
 
 pytestmark = pytest.mark.anyio
@@ -37,6 +36,34 @@ REDIRECT = (
     b"HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest/meta-data/\r\n"
     b"Content-Length: 0\r\nConnection: close\r\n\r\n"
 )
+
+
+def pinned_client(
+    policy: UrlPolicy,
+    *,
+    resolver: Resolver | None = None,
+    timeout: float | httpx.Timeout = 15.0,
+    ssl_context: ssl.SSLContext | None = None,
+    network_backend: httpcore.AsyncNetworkBackend | None = None,
+) -> httpx.AsyncClient:
+    """An httpx client over `PinnedTransport`, as the upstreams build theirs: no redirects, no env config."""
+    transport = PinnedTransport(policy, resolver=resolver, ssl_context=ssl_context, network_backend=network_backend)
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False, timeout=timeout)
+
+
+async def safe_request(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    policy: UrlPolicy,
+    headers: Mapping[str, str] | None = None,
+    content: bytes | None = None,
+    timeout: float | httpx.Timeout = 15.0,
+) -> httpx.Response:
+    """One request to a user-supplied URL: its form checked first, redirects never followed."""
+    check_url_syntax(url, policy)
+    return await client.request(method, url, headers=headers, content=content, timeout=timeout, follow_redirects=False)
 
 
 class FakeResolver:
