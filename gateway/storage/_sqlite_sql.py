@@ -87,11 +87,11 @@ def insert_jobs_strictly(n: int) -> str:
 
 
 @functools.cache
-def job_list(state: str | None) -> str:
-    """The `:limit` newest jobs (of `state`, a `JobState`), newest first. All of them: the newest
-    `:limit` of each state through `jobs_state_created`, merged (no scan of the table)."""
+def job_list(of_state: bool) -> str:
+    """The `:limit` newest jobs, newest first: of the state `:state` if `of_state`. All of them:
+    the newest `:limit` of each state through `jobs_state_created`, merged (no scan of the table)."""
     order = "ORDER BY created_at DESC, id DESC LIMIT :limit"
-    if state is not None:
+    if of_state:
         return f"SELECT {JOB_COLUMNS} FROM jobs WHERE state = :state {order}"
     heads = " UNION ALL ".join(
         f"SELECT * FROM (SELECT {JOB_COLUMNS} FROM jobs WHERE state = '{each}' {order})" for each in get_args(JobState)

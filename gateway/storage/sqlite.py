@@ -639,7 +639,7 @@ class SQLiteStore:
     async def job_list(self, *, state: JobState | None = None, limit: int = 100) -> list[Job]:
         if limit < 1:
             return []
-        rows = await self._fetch(queries.job_list(state), {"state": state, "limit": limit})
+        rows = await self._fetch(queries.job_list(state is not None), {"state": state, "limit": limit})
         return [_row_to_job(row) for row in rows]
 
     async def job_replay(self, job_id: str, now: float) -> bool:

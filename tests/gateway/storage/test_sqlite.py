@@ -83,8 +83,8 @@ async def test_a_database_made_before_loses_the_indexes_no_statement_needs(tmp_p
         ("claim many of kind", queries.CLAIM_MANY_OF_KIND, {}, "due_at<?"),
         ("claim one", queries.CLAIM_ONE, {}, "(id=?)"),
         ("purge", queries.PURGE, (T0,), "created_at<?"),
-        ("list", queries.job_list(None), {}, "(state=?)"),
-        ("list of a state", queries.job_list("done"), {"state": "done"}, "(state=?)"),
+        ("list", queries.job_list(False), {}, "(state=?)"),
+        ("list of a state", queries.job_list(True), {"state": "done"}, "(state=?)"),
     ],
 )
 async def test_job_statements_search_an_index_never_scan_the_table(
